@@ -1,0 +1,151 @@
+"""Process-level hooks: interpreter exit, SIGTERM, uncaught exceptions, fork.
+
+Whoever owns runs (the SDK) registers a *closer* with :func:`on_shutdown`; at
+shutdown each closer is called with a reason (``"exit"``, ``"exception"`` or
+``"sigterm"``) and a deadline, then the agent writes whatever is left.
+
+* ``atexit``: runs after non-daemon threads are joined; the agent thread and
+  its worker pool are daemons and still serve it.
+* ``SIGTERM``: installed only from the main thread; flushes, then hands the
+  signal to the previous handler (a callable is called; ``SIG_DFL`` is
+  restored and the signal re-raised so the exit status stays "killed by
+  SIGTERM"; ``SIG_IGN`` is respected).
+* fork: the child does not inherit the agent thread. Runs inherited from the
+  parent are switched off in the child (the parent keeps writing them);
+  experiments the child creates get a fresh agent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from .runtime import Agent
+
+logger = logging.getLogger("ml_dash.agent")
+
+
+class Closer(Protocol):
+    def shutdown(self, reason: str, deadline: float) -> None: ...
+
+
+def _exit_timeout_s() -> float:
+    try:
+        return float(os.environ.get("ML_DASH_EXIT_TIMEOUT_S", "10"))
+    except ValueError:
+        return 10.0
+
+
+_closers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_installed_for_pid: int | None = None
+_fork_hook_installed = False
+_previous_sigterm: Any = None
+_uncaught = False
+_shutdown_done = False
+
+
+def on_shutdown(closer: Closer) -> None:
+    """Call ``closer.shutdown(reason, deadline)`` when the process exits or is terminated."""
+    _closers.add(closer)
+
+
+def forget(closer: Closer) -> None:
+    _closers.discard(closer)
+
+
+def shutdown(reason: str, timeout_s: float | None = None) -> None:
+    """Close every registered closer, then flush the agent, within ``timeout_s``."""
+    global _shutdown_done
+    if _shutdown_done:
+        return
+    _shutdown_done = True
+    deadline = time.monotonic() + (timeout_s if timeout_s is not None else _exit_timeout_s())
+    for closer in list(_closers):
+        try:
+            closer.shutdown(reason, deadline)
+        except Exception:
+            logger.exception("ml-dash: error while closing a run at %s", reason)
+    from .runtime import Agent
+
+    agent = Agent._instance
+    if agent is not None and agent.pid == os.getpid():
+        agent.flush(None, max(0.0, deadline - time.monotonic()))
+
+
+def _at_exit() -> None:
+    shutdown("exception" if _uncaught else "exit")
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    shutdown("sigterm")
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _excepthook_chain(previous: Callable[..., Any]) -> Callable[..., Any]:
+    def hook(exc_type: type, exc: BaseException, tb: Any) -> None:
+        global _uncaught
+        _uncaught = not issubclass(exc_type, KeyboardInterrupt)
+        if issubclass(exc_type, KeyboardInterrupt):
+            _mark_interrupted()
+        previous(exc_type, exc, tb)
+
+    return hook
+
+
+_interrupted = False
+
+
+def _mark_interrupted() -> None:
+    global _interrupted
+    _interrupted = True
+
+
+def interrupted() -> bool:
+    """True when the process is ending because of an uncaught KeyboardInterrupt."""
+    return _interrupted
+
+
+def _after_fork_in_child() -> None:
+    global _installed_for_pid, _shutdown_done
+    from .runtime import Agent
+
+    agent = Agent._instance
+    if agent is not None:
+        agent.forget_after_fork()
+    Agent._instance = None
+    _closers.clear()
+    _installed_for_pid = None
+    _shutdown_done = False
+
+
+def install(agent: Agent) -> None:
+    """Install the hooks once per process (called when the agent starts)."""
+    global _installed_for_pid, _fork_hook_installed, _previous_sigterm
+    if _installed_for_pid == os.getpid():
+        return
+    _installed_for_pid = os.getpid()
+    atexit.register(_at_exit)
+    sys.excepthook = _excepthook_chain(sys.excepthook)
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hook_installed = True
+    if threading.current_thread() is threading.main_thread():
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not _on_sigterm:
+            _previous_sigterm = current
+            signal.signal(signal.SIGTERM, _on_sigterm)

@@ -1,0 +1,318 @@
+"""Writes one run directory: JSON-lines streams, atomic documents and files.
+
+Everything here runs on the agent's event loop; blocking calls (write, fsync,
+rename, torch.save) go to the agent's worker pool through aiofiles or
+``run_in_executor``. One ``asyncio.Lock`` per run serialises the periodic
+flush with flushes the user asks for.
+
+Write rule: a chunk of rows is appended with one write. If that write fails
+(disk full, I/O error) the file is truncated back to its last good size, the
+chunk's rows are counted as dropped (``disk_error``) and their indices are
+reused by the next rows, so indices on disk stay contiguous and every row on
+disk was counted as written exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import aiofiles
+import aiofiles.os
+import orjson
+
+from .jsonlines import _reject, dumps, encode_lines, ends_torn, last_record
+from .stats import StreamCounters
+from .streams import DocumentSlot, RowStream
+from .values import is_tensor, resolve_tensors
+
+if TYPE_CHECKING:
+    from .runtime import Agent
+
+logger = logging.getLogger("ml_dash.agent")
+
+#: Rows encoded and written per step: small enough to stay in CPU cache and
+#: to hold the GIL only briefly, large enough to amortise one write call.
+CHUNK_ROWS = 8192
+
+
+def utc_iso(ts: float | None = None) -> str:
+    """ISO-8601 UTC with microseconds and a trailing Z, the shape upstream writes."""
+    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+@dataclass(slots=True)
+class FileJob:
+    """A file to place under the run directory; ``write`` runs on a worker thread."""
+
+    dest: Path
+    write: Callable[[Path], None]
+    entry: dict[str, Any]
+
+
+@dataclass(slots=True)
+class FileResult:
+    size_bytes: int
+    sha256: str
+
+
+def _place_file(job: FileJob) -> FileResult:
+    """Write to a temporary name, checksum, then rename into place (worker thread)."""
+    job.dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = job.dest.with_name(f".{job.dest.name}.{os.getpid()}.partial")
+    try:
+        job.write(tmp)
+        digest = hashlib.sha256()
+        size = 0
+        with open(tmp, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(f.fileno())
+        os.replace(tmp, job.dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return FileResult(size, digest.hexdigest())
+
+
+def _write_document(path: Path, payload: bytes) -> None:
+    """Atomically replace ``path`` (worker thread): temp file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunWriter:
+    """The agent's side of one run: its streams, documents and pending files."""
+
+    def __init__(self, agent: Agent, directory: Path) -> None:
+        self.agent = agent
+        self.directory = directory
+        self.streams: dict[str, RowStream] = {}
+        self.documents: dict[str, DocumentSlot] = {}
+        self.file_jobs: deque[FileJob] = deque()
+        self.file_counters = StreamCounters()
+        self.file_entries: dict[str, dict[str, Any]] = {}
+        self.on_durable: list[Callable[[], None]] = []
+        self._handles: dict[str, Any] = {}
+        self._lock: asyncio.Lock | None = None
+        self._last_fsync = time.monotonic()
+        self.closed = False
+
+    # -- set-up (caller's thread, before events flow) ----------------------
+    def add_stream(self, stream: RowStream) -> RowStream:
+        """Register a stream, resuming its index after what is already on disk."""
+        last = last_record(stream.path, stream.first_key)
+        if last is not None and isinstance(last.get(stream.first_key), int):
+            stream.next_index = last[stream.first_key] + 1
+        self.streams[stream.name] = stream
+        return stream
+
+    def document(self, relpath: str, value: Any = None) -> DocumentSlot:
+        slot = self.documents.get(relpath)
+        if slot is None:
+            slot = self.documents[relpath] = DocumentSlot(self.directory / relpath, value)
+        elif value is not None:
+            slot.set(value)
+        return slot
+
+    def load_file_entries(self, entries: list[dict[str, Any]]) -> None:
+        self.file_entries = {e["path"]: e for e in entries if isinstance(e, dict) and "path" in e}
+
+    # -- agent's loop ----------------------------------------------------
+    async def flush(self, durable: bool = False) -> None:
+        """Write everything buffered now; fsync too when ``durable`` or a second has passed."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            for stream in list(self.streams.values()):
+                while stream.queue:
+                    await self._write_rows(stream, stream.take(CHUNK_ROWS))
+            while self.file_jobs:
+                await self._place(self.file_jobs.popleft())
+            durable = durable or time.monotonic() - self._last_fsync >= self.agent.fsync_interval_s
+            if durable:
+                for hook in self.on_durable:
+                    hook()
+            await self._write_documents()
+            if durable:
+                await self._fsync()
+
+    async def close(self) -> None:
+        """Final durable flush, then release file handles."""
+        await self.flush(durable=True)
+        for handle in self._handles.values():
+            await handle.close()
+        self._handles.clear()
+        self.closed = True
+
+    async def _write_rows(self, stream: RowStream, items: list) -> None:
+        if stream.has_tensors:
+            items = await self._resolve_tensors(stream, items)
+        created_at = utc_iso()
+        start = stream.next_index
+        build = stream.build_row
+        rows = [build(start + k, ts, payload, created_at) for k, (ts, payload) in enumerate(items)]
+        try:
+            blob = encode_lines(rows, stream.first_key, stream.fix_row)
+        except TypeError:
+            items, blob = self._encode_valid(stream, items, created_at)
+        if not items:
+            return
+        try:
+            handle = await self._handle(stream)
+            view = memoryview(blob)
+            while view:
+                written = await handle.write(view)
+                view = view[written:]
+        except OSError as exc:
+            await self._truncate_back(stream)
+            stream.counters.drop(len(items), "disk_error", stream.name)
+            logger.debug("write to %s failed: %s", stream.path, exc)
+            return
+        stream.file_size += len(blob)
+        stream.next_index = start + len(items)
+        stream.counters.written += len(items)
+
+    def _encode_valid(self, stream: RowStream, items: list, created_at: str) -> tuple[list, bytes]:
+        """Encode rows one by one, dropping (and counting) those that cannot be encoded."""
+        good = []
+        for ts, payload in items:
+            try:
+                orjson.dumps(stream.build_row(0, ts, payload, created_at), default=_reject, option=orjson.OPT_SERIALIZE_NUMPY)
+            except TypeError:
+                stream.counters.drop(1, "unserializable", stream.name)
+                continue
+            good.append((ts, payload))
+        start = stream.next_index
+        rows = [stream.build_row(start + k, ts, p, created_at) for k, (ts, p) in enumerate(good)]
+        return good, encode_lines(rows, stream.first_key, stream.fix_row)
+
+    async def _resolve_tensors(self, stream: RowStream, items: list) -> list:
+        """Replace tensor values by numbers, all of a chunk in one device sync (worker thread)."""
+        slots = [(fields, key) for _, fields in items for key, value in fields.items() if is_tensor(value)]
+        if not slots:
+            return items
+        loop = asyncio.get_running_loop()
+        values = [fields[key] for fields, key in slots]
+        try:
+            numbers = await loop.run_in_executor(self.agent.pool, resolve_tensors, values)
+        except Exception as exc:  # e.g. a device error: fall back to one tensor at a time
+            logger.debug("batched tensor read failed (%s); reading one by one", exc)
+            numbers = await loop.run_in_executor(self.agent.pool, _resolve_each, values)
+        bad_rows = set()
+        for (fields, key), number in zip(slots, numbers):
+            if number is _FAILED:
+                bad_rows.add(id(fields))
+            else:
+                fields[key] = number
+        if bad_rows:
+            stream.counters.drop(len(bad_rows), "unserializable", stream.name)
+            items = [item for item in items if id(item[1]) not in bad_rows]
+        return items
+
+    async def _handle(self, stream: RowStream) -> Any:
+        handle = self._handles.get(stream.name)
+        if handle is None:
+            await aiofiles.os.makedirs(stream.path.parent, exist_ok=True)
+            torn = await self.agent.run_blocking(ends_torn, stream.path)
+            handle = await aiofiles.open(stream.path, "ab", buffering=0, executor=self.agent.pool)
+            if torn:  # end a crash's half line so new records start on their own line
+                await handle.write(b"\n")
+            stream.file_size = await self.agent.run_blocking(os.path.getsize, stream.path)
+            self._handles[stream.name] = handle
+        return handle
+
+    async def _truncate_back(self, stream: RowStream) -> None:
+        handle = self._handles.get(stream.name)
+        if handle is None:
+            return
+        try:
+            await self.agent.run_blocking(os.ftruncate, handle.fileno(), stream.file_size)
+        except OSError as exc:
+            logger.debug("could not truncate %s back: %s", stream.path, exc)
+
+    async def _place(self, job: FileJob) -> None:
+        try:
+            result = await self.agent.run_blocking(_place_file, job)
+        except Exception as exc:
+            self.file_counters.drop(1, "disk_error", "files")
+            logger.warning("ml-dash could not save file %s: %s", job.dest, exc)
+            return
+        now = utc_iso()
+        entry = dict(job.entry, sizeBytes=result.size_bytes, checksum=result.sha256, updatedAt=now)
+        previous = self.file_entries.get(entry["path"])
+        entry["uploadedAt"] = previous["uploadedAt"] if previous else now
+        self.file_entries[entry["path"]] = entry
+        self.document("files/.files_metadata.json").set({"files": list(self.file_entries.values())})
+        self.file_counters.written += 1
+
+    async def _write_documents(self) -> None:
+        for slot in list(self.documents.values()):
+            if not slot.dirty:
+                continue
+            version, value = slot.version, slot.value
+            try:
+                payload = dumps(value) if not isinstance(value, bytes) else value
+                await self.agent.run_blocking(_write_document, slot.path, payload)
+            except (OSError, TypeError) as exc:
+                logger.warning("ml-dash could not write %s: %s", slot.path, exc)
+                continue
+            slot.written_version = version
+
+    async def _fsync(self) -> None:
+        self._last_fsync = time.monotonic()
+        for name, handle in list(self._handles.items()):
+            try:
+                await self.agent.run_blocking(os.fsync, handle.fileno())
+            except OSError as exc:
+                logger.debug("fsync of %s failed: %s", name, exc)
+
+    def pending_files(self) -> int:
+        return len(self.file_jobs)
+
+
+_FAILED = object()
+
+
+def _resolve_each(values: list) -> list:
+    out = []
+    for value in values:
+        try:
+            out.append(value.detach().reshape(()).cpu().item())
+        except Exception:
+            out.append(_FAILED)
+    return out
+
+
+def file_entry(relpath: str, **fields: Any) -> dict[str, Any]:
+    """The metadata entry for a saved file, in the upstream shape (sizes filled in later)."""
+    name = relpath.rsplit("/", 1)[-1]
+    return {
+        "id": hashlib.sha1(relpath.encode()).hexdigest()[:16],
+        "path": relpath,
+        "filename": name,
+        "description": fields.get("description"),
+        "tags": list(fields.get("tags") or []),
+        "contentType": fields.get("content_type") or "application/octet-stream",
+        "sizeBytes": None,
+        "checksum": None,
+        "metadata": fields.get("metadata"),
+        "uploadedAt": None,
+        "updatedAt": None,
+        "deletedAt": None,
+    }

@@ -1,0 +1,196 @@
+"""The agent: one asyncio event loop in one daemon thread, shared by every run.
+
+Lifecycle: ``Agent.instance()`` starts the thread on first use. The loop's one
+long-lived task, the flusher, wakes every ``flush_interval_s`` or as soon as a
+stream passes its wake threshold (one ``call_soon_threadsafe`` per threshold
+crossing, never one per event) and writes every registered run. Calls from
+other threads (``flush``, ``close_run``, ``stats``) carry a deadline: they
+return or raise ``TimeoutError`` in bounded time, whatever the disk does.
+
+Configuration comes from the environment when the agent starts:
+``ML_DASH_FLUSH_INTERVAL_S`` (0.2), ``ML_DASH_FSYNC_INTERVAL_S`` (1.0),
+``ML_DASH_MAX_BUFFER_MB`` (64, estimated bytes held in memory),
+``ML_DASH_MAX_BLOCK_S`` (0.5, the longest a log call waits on a full buffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Coroutine, TypeVar
+
+from .pool import WorkerPool
+from .rundir import RunWriter
+from .streams import SpaceSignal
+
+logger = logging.getLogger("ml_dash.agent")
+T = TypeVar("T")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ValueError(f"environment variable {name}={raw!r} must be positive")
+    return value
+
+
+class Agent:
+    """Moves buffered events of every run of this process to disk."""
+
+    _instance: Agent | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(
+        self,
+        flush_interval_s: float | None = None,
+        fsync_interval_s: float | None = None,
+        max_buffer_bytes: int | None = None,
+        max_block_s: float | None = None,
+    ) -> None:
+        self.flush_interval_s = flush_interval_s or _env_float("ML_DASH_FLUSH_INTERVAL_S", 0.2)
+        self.fsync_interval_s = fsync_interval_s or _env_float("ML_DASH_FSYNC_INTERVAL_S", 1.0)
+        self.max_buffer_bytes = max_buffer_bytes or int(_env_float("ML_DASH_MAX_BUFFER_MB", 64) * 1024 * 1024)
+        self.max_block_s = max_block_s or _env_float("ML_DASH_MAX_BLOCK_S", 0.5)
+        self.pid = os.getpid()
+        self.runs: dict[int, RunWriter] = {}
+        self.pool = WorkerPool(2, "ml-dash-io")
+        self._space = SpaceSignal()
+        self._wake_pending = False
+        self._stopping = False
+        self._loop = asyncio.new_event_loop()
+        self._wake_event: asyncio.Event | None = None
+        self._flusher: asyncio.Task | None = None
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, args=(started,), name="ml-dash-agent", daemon=True)
+        self._thread.start()
+        started.wait()
+
+    @classmethod
+    def instance(cls) -> Agent:
+        """The process's agent, started on first use (and anew in a forked child)."""
+        agent = cls._instance
+        if agent is not None and agent.pid == os.getpid():
+            return agent
+        with cls._instance_lock:
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = Agent()
+                from . import lifecycle
+
+                lifecycle.install(cls._instance)
+            return cls._instance
+
+    # -- loop thread -------------------------------------------------------
+    def _run_loop(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._wake_event = asyncio.Event()
+        self._flusher = self._loop.create_task(self._flush_forever(), name="ml-dash-flusher")
+        started.set()
+        self._loop.run_forever()
+
+    async def _flush_forever(self) -> None:
+        assert self._wake_event is not None
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake_event.wait(), self.flush_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self._wake_event.clear()
+            self._wake_pending = False
+            await self.flush_runs()
+
+    async def flush_runs(self, durable: bool = False) -> None:
+        for run in list(self.runs.values()):
+            try:
+                await run.flush(durable)
+            except Exception:  # never let one run's failure stop the agent
+                logger.exception("ml-dash agent failed to flush %s", run.directory)
+            self._space.notify()
+
+    # -- any thread --------------------------------------------------------
+    def wake(self) -> None:
+        """Ask the flusher to run now (at most one pending request)."""
+        if not self._wake_pending and self._wake_event is not None:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake_event.set)
+
+    def buffered_bytes(self) -> int:
+        """Estimated bytes of events waiting in memory across all runs."""
+        total = 0
+        for run in list(self.runs.values()):
+            for stream in list(run.streams.values()):
+                total += stream.buffered_bytes()
+        return total
+
+    def wait_for_space(self, timeout_s: float) -> None:
+        self.wake()
+        self._space.wait(timeout_s)
+
+    def call(self, coro_factory: Callable[[], Coroutine[Any, Any, T]], timeout_s: float | None) -> T:
+        """Run a coroutine on the agent's loop and wait for it, at most ``timeout_s``."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("ml-dash: cannot wait on the agent from its own thread")
+        future: Future = asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)
+        return future.result(timeout_s)
+
+    def submit(self, coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on the agent's worker pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def register(self, run: RunWriter) -> None:
+        self.runs[id(run)] = run
+
+    def unregister(self, run: RunWriter) -> None:
+        self.runs.pop(id(run), None)
+
+    def close_run(self, run: RunWriter, timeout_s: float | None) -> bool:
+        """Write all of ``run`` durably and release it; False if the deadline passed first."""
+
+        async def _close() -> None:
+            await run.close()
+            self.unregister(run)
+
+        try:
+            self.call(_close, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    def flush(self, run: RunWriter | None, timeout_s: float | None) -> bool:
+        """Write (and fsync) what is buffered for ``run`` (or all runs); False on timeout."""
+
+        async def _flush() -> None:
+            if run is None:
+                await self.flush_runs(durable=True)
+            else:
+                await run.flush(durable=True)
+
+        try:
+            self.call(_flush, timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: this agent's thread does not exist here; stop using it."""
+        for run in list(self.runs.values()):
+            for stream in run.streams.values():
+                stream.queue.clear()
+                stream.state = "forked"
+                stream.wake_at = 0
+        self.runs.clear()

@@ -1,0 +1,56 @@
+"""Counters for every event the agent accepts, writes or drops.
+
+Nothing is lost silently: each drop goes through :meth:`StreamCounters.drop`
+with one of the reasons in :data:`DROP_REASONS`, and the first drop of each
+reason in a process logs one warning. Counters are plain ints: each is written
+by one thread (accepted by the caller, written/dropped by the agent), so no
+lock is needed and readers see a consistent-enough snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("ml_dash.agent")
+
+#: The closed set of reasons an accepted event may be dropped for.
+DROP_REASONS = frozenset(
+    {
+        "buffer_full",  # the caller waited the bounded time and the buffer stayed full
+        "unserializable",  # the agent could not encode a value (e.g. a tensor that failed to resolve)
+        "disk_error",  # the write to the run directory failed (disk full, permissions)
+        "after_close",  # logged from another thread while the run was closing
+    }
+)
+
+_warned_reasons: set[str] = set()
+
+
+@dataclass(slots=True)
+class StreamCounters:
+    """Accounting for one stream: ``accepted == written + dropped + pending``."""
+
+    written: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, n: int, reason: str, stream: str) -> None:
+        """Count ``n`` events of ``stream`` as dropped for ``reason`` (one warning per reason)."""
+        if reason not in DROP_REASONS:
+            raise ValueError(f"unknown drop reason {reason!r}")
+        if n <= 0:
+            return
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        if reason not in _warned_reasons:
+            _warned_reasons.add(reason)
+            logger.warning(
+                "ml-dash dropped %d event(s) of stream %r: %s (counted in exp.stats(); "
+                "further drops for this reason are counted silently)",
+                n,
+                stream,
+                reason,
+            )
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())

@@ -1,0 +1,95 @@
+"""Where an experiment writes and which server it talks to.
+
+Precedence, for each setting, first match wins:
+
+1. the explicit ``Experiment(...)`` argument (``local_path``; ``remote``; ``api_key``; ``user_name``),
+   or its upstream spelling (``dash_root`` = a root the prefix is appended to; ``dash_url`` = ``remote``);
+2. ``ML_DASH_LOCAL_PATH`` / ``ML_DASH_API_URL`` / ``ML_DASH_API_KEY`` / ``ML_DASH_USER_NAME``;
+3. ``DREAMLAKE_LOCAL_PATH`` / ``DREAMLAKE_API_URL`` / ``DREAMLAKE_API_KEY``;
+4. the default: local mode in ``.dash/<prefix>`` under the working directory.
+
+``local_path`` (argument or environment) is the experiment's own directory, as in the
+specification; ``dash_root`` is a root under which ``<owner>/<project>/<name>`` is created.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigurationError, RemoteModeUnavailable
+
+ENV_LOCAL_PATH = ("ML_DASH_LOCAL_PATH", "DREAMLAKE_LOCAL_PATH")
+ENV_API_URL = ("ML_DASH_API_URL", "DREAMLAKE_API_URL")
+ENV_API_KEY = ("ML_DASH_API_KEY", "DREAMLAKE_API_KEY")
+ENV_USER_NAME = ("ML_DASH_USER_NAME",)
+
+
+def _from_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedConfig:
+    """The settings an experiment runs with, after arguments and environment are merged."""
+
+    directory: Path
+    remote: str | None
+    api_key: str | None
+    user_name: str | None
+
+    def __repr__(self) -> str:  # never print the key itself
+        key = "set" if self.api_key else None
+        return f"ResolvedConfig(directory={self.directory!s}, remote={self.remote!r}, api_key={key}, user_name={self.user_name!r})"
+
+
+def resolve(
+    prefix: str,
+    *,
+    local_path: str | os.PathLike | None,
+    dash_root: str | os.PathLike | None,
+    remote: str | None,
+    dash_url: str | None,
+    api_key: str | None,
+    user_name: str | None,
+) -> ResolvedConfig:
+    """Merge arguments, upstream aliases and environment into one :class:`ResolvedConfig`."""
+    if local_path is not None and dash_root is not None:
+        raise ConfigurationError("pass either local_path (the experiment's directory) or dash_root (a root), not both")
+    if remote is not None and dash_url is not None and remote != dash_url:
+        raise ConfigurationError(f"remote={remote!r} and dash_url={dash_url!r} disagree; pass one")
+    for label, value in (("local_path", local_path), ("dash_root", dash_root)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{label} must be a str or path, not {type(value).__name__}")
+    explicit_remote = remote if remote is not None else dash_url
+    if explicit_remote is None and (api_key is not None or user_name is not None):
+        if _from_env(ENV_API_URL) is None:
+            raise ConfigurationError("api_key/user_name were given but no remote server (remote= or ML_DASH_API_URL)")
+
+    if local_path is not None:
+        directory = Path(local_path)
+    elif dash_root is not None:
+        directory = Path(dash_root) / prefix
+    elif (env_path := _from_env(ENV_LOCAL_PATH)) is not None:
+        directory = Path(env_path)
+    else:
+        directory = Path(".dash") / prefix
+
+    resolved_remote = explicit_remote if explicit_remote is not None else _from_env(ENV_API_URL)
+    config = ResolvedConfig(
+        directory=directory.absolute(),
+        remote=resolved_remote or None,
+        api_key=api_key if api_key is not None else _from_env(ENV_API_KEY),
+        user_name=user_name if user_name is not None else _from_env(ENV_USER_NAME),
+    )
+    if config.remote is not None:
+        raise RemoteModeUnavailable(
+            f"remote mode (server {config.remote!r}) is not available in this version of ml-dash yet; "
+            "unset remote=/ML_DASH_API_URL/DREAMLAKE_API_URL to log locally, or sync the local run later"
+        )
+    return config

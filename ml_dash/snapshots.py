@@ -1,0 +1,168 @@
+"""Freeze an object at the call so a file saved later holds it as it was.
+
+Each function returns a writer ``write(path)`` that the agent runs on a worker
+thread. Only the copy happens on the caller's thread:
+
+* bytes/str: immutable (a bytearray is copied);
+* dict/list: encoded to JSON now;
+* numpy arrays: copied;
+* torch modules and tensors: every tensor of the ``state_dict`` is copied. A
+  CPU tensor is cloned; a CUDA tensor is copied into pinned host memory with
+  a non-blocking copy queued on its stream, and a CUDA event recorded after
+  it. The caller never waits for the device; the worker waits for the event.
+* a path: copied by the worker (the source is never moved or deleted).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .agent.jsonlines import dumps
+
+Writer = Callable[[Path], None]
+
+
+def _write_bytes(data: bytes) -> Writer:
+    def write(path: Path) -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+
+    return write
+
+
+def bytes_writer(data: bytes | bytearray | memoryview) -> Writer:
+    return _write_bytes(bytes(data))
+
+
+def text_writer(text: str) -> Writer:
+    return _write_bytes(text.encode("utf-8"))
+
+
+def json_writer(obj: Any) -> Writer:
+    try:
+        return _write_bytes(dumps(obj))
+    except TypeError as exc:
+        raise TypeError(f"object is not JSON-serialisable: {exc}") from None
+
+
+def pickle_writer(obj: Any) -> Writer:
+    return _write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def copy_writer(source: Path) -> Writer:
+    if not source.is_file():
+        raise FileNotFoundError(f"no such file to save: {source}")
+
+    def write(path: Path) -> None:
+        shutil.copyfile(source, path)
+
+    return write
+
+
+def numpy_writer(array: Any) -> Writer:
+    import numpy
+
+    frozen = numpy.array(array, copy=True)
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as f:
+            numpy.save(f, frozen, allow_pickle=False)
+
+    return write
+
+
+def is_torch_object(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, (torch.nn.Module, torch.Tensor))
+
+
+def torch_writer(obj: Any) -> Writer:
+    """Snapshot a module (as its ``state_dict``), a tensor, or a dict of tensors."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    snapshot, events = _snapshot_tree(obj)
+
+    def write(path: Path) -> None:
+        for event in events:
+            event.synchronize()
+        torch.save(snapshot, path)
+
+    return write
+
+
+def _snapshot_tree(obj: Any) -> tuple[Any, list]:
+    import torch
+
+    events: list = []
+
+    def copy(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return _snapshot_tensor(value, events)
+        if isinstance(value, dict):
+            out = type(value)((k, copy(v)) for k, v in value.items())
+            if hasattr(value, "_metadata"):  # keeps load_state_dict's version info
+                out._metadata = value._metadata
+            return out
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy(v) for v in value)
+        return value
+
+    return copy(obj), events
+
+
+def _snapshot_tensor(tensor: Any, events: list) -> Any:
+    import torch
+
+    tensor = tensor.detach()
+    if tensor.is_cuda:
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu", pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(tensor.device))
+        events.append(event)
+        return host
+    return tensor.clone()
+
+
+def writer_for(obj: Any) -> tuple[Writer, str]:
+    """Pick the writer for ``obj``; return it with the content type to record."""
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes_writer(obj), "application/octet-stream"
+    if isinstance(obj, os.PathLike):
+        return copy_writer(Path(obj)), _guess_type(Path(obj).name)
+    if isinstance(obj, str):
+        if os.path.isfile(obj):
+            return copy_writer(Path(obj)), _guess_type(obj)
+        return text_writer(obj), "text/plain"
+    if isinstance(obj, (dict, list)) and not _holds_tensors(obj):
+        return json_writer(obj), "application/json"
+    if is_torch_object(obj) or _holds_tensors(obj):
+        return torch_writer(obj), "application/x-pytorch"
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.ndarray):
+        return numpy_writer(obj), "application/x-npy"
+    raise TypeError(
+        f"cannot save an object of type {type(obj).__name__}; save a torch module or tensor, bytes, str, "
+        "dict/list (JSON), a numpy array or a path, or use save_pkl() for other picklable objects"
+    )
+
+
+def _holds_tensors(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    values = obj.values() if isinstance(obj, dict) else obj
+    return any(isinstance(v, torch.Tensor) for v in values)
+
+
+def _guess_type(name: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
