@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import aiofiles
 import aiofiles.os
-import orjson
-
-from .jsonlines import _reject, dumps, encode_lines, ends_torn, last_record
+from .jsonlines import dumps, ends_torn, last_record
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream
 from .values import is_tensor, resolve_tensors
@@ -39,9 +37,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("ml_dash.agent")
 
-#: Rows encoded and written per step: small enough to stay in CPU cache and
-#: to hold the GIL only briefly, large enough to amortise one write call.
+#: Rows encoded per encoder call: small enough to stay in CPU cache.
 CHUNK_ROWS = 8192
+#: Rows gathered into one write. Each await that blocks gives the GIL away, and
+#: a training loop that never releases it hands it back only after the switch
+#: interval (5 ms), so the agent encodes several chunks between two writes.
+WRITE_ROWS = 8 * CHUNK_ROWS
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -140,8 +141,11 @@ class RunWriter:
             self._lock = asyncio.Lock()
         async with self._lock:
             for stream in list(self.streams.values()):
-                while stream.queue:
-                    await self._write_rows(stream, stream.take(CHUNK_ROWS))
+                # bounded by what is queued now, so a faster producer cannot keep
+                # this pass from reaching the documents and the fsync below
+                remaining = len(stream.queue)
+                while remaining > 0:
+                    remaining -= await self._write_rows(stream, min(remaining, WRITE_ROWS))
             while self.file_jobs:
                 await self._place(self.file_jobs.popleft())
             durable = durable or time.monotonic() - self._last_fsync >= self.agent.fsync_interval_s
@@ -160,19 +164,32 @@ class RunWriter:
         self._handles.clear()
         self.closed = True
 
-    async def _write_rows(self, stream: RowStream, items: list) -> None:
-        if stream.has_tensors:
-            items = await self._resolve_tensors(stream, items)
+    async def _write_rows(self, stream: RowStream, limit: int) -> int:
+        """Encode up to ``limit`` buffered events of ``stream`` and append them in one write.
+
+        Returns how many events were taken off the queue (written or dropped).
+        """
         created_at = utc_iso()
         start = stream.next_index
-        build = stream.build_row
-        rows = [build(start + k, ts, payload, created_at) for k, (ts, payload) in enumerate(items)]
-        try:
-            blob = encode_lines(rows, stream.first_key, stream.fix_row)
-        except TypeError:
-            items, blob = self._encode_valid(stream, items, created_at)
-        if not items:
-            return
+        blobs: list[bytes] = []
+        taken = count = 0
+        while taken < limit and stream.queue:
+            items = stream.take(min(CHUNK_ROWS, limit - taken))
+            taken += len(items)
+            if stream.has_tensors:
+                items = await self._resolve_tensors(stream, items)
+            try:
+                blobs.append(stream.encode(items, start + count, created_at))
+            except TypeError:
+                items, blob = self._encode_valid(stream, items, start + count, created_at)
+                blobs.append(blob)
+            count += len(items)
+        if count:
+            await self._append(stream, b"".join(blobs), count)
+        return max(taken, 1)
+
+    async def _append(self, stream: RowStream, blob: bytes, count: int) -> None:
+        start = stream.next_index
         try:
             handle = await self._handle(stream)
             view = memoryview(blob)
@@ -181,30 +198,28 @@ class RunWriter:
                 view = view[written:]
         except OSError as exc:
             await self._truncate_back(stream)
-            stream.counters.drop(len(items), "disk_error", stream.name)
+            stream.counters.drop(count, "disk_error", stream.name)
             logger.debug("write to %s failed: %s", stream.path, exc)
             return
         stream.file_size += len(blob)
-        stream.next_index = start + len(items)
-        stream.counters.written += len(items)
+        stream.next_index = start + count
+        stream.counters.written += count
 
-    def _encode_valid(self, stream: RowStream, items: list, created_at: str) -> tuple[list, bytes]:
-        """Encode rows one by one, dropping (and counting) those that cannot be encoded."""
+    def _encode_valid(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
+        """Encode events one by one, dropping (and counting) those that cannot be encoded."""
         good = []
-        for ts, payload in items:
+        for item in items:
             try:
-                orjson.dumps(stream.build_row(0, ts, payload, created_at), default=_reject, option=orjson.OPT_SERIALIZE_NUMPY)
+                stream.encode([item], 0, created_at)
             except TypeError:
                 stream.counters.drop(1, "unserializable", stream.name)
                 continue
-            good.append((ts, payload))
-        start = stream.next_index
-        rows = [stream.build_row(start + k, ts, p, created_at) for k, (ts, p) in enumerate(good)]
-        return good, encode_lines(rows, stream.first_key, stream.fix_row)
+            good.append(item)
+        return good, stream.encode(good, start, created_at)
 
     async def _resolve_tensors(self, stream: RowStream, items: list) -> list:
         """Replace tensor values by numbers, all of a chunk in one device sync (worker thread)."""
-        slots = [(fields, key) for _, fields in items for key, value in fields.items() if is_tensor(value)]
+        slots = [(fields, key) for fields in items for key, value in fields.items() if is_tensor(value)]
         if not slots:
             return items
         loop = asyncio.get_running_loop()
@@ -222,7 +237,7 @@ class RunWriter:
                 fields[key] = number
         if bad_rows:
             stream.counters.drop(len(bad_rows), "unserializable", stream.name)
-            items = [item for item in items if id(item[1]) not in bad_rows]
+            items = [fields for fields in items if id(fields) not in bad_rows]
         return items
 
     async def _handle(self, stream: RowStream) -> Any:

@@ -22,16 +22,13 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from .jsonlines import ChunkEncoder
 from .stats import StreamCounters
 
 if TYPE_CHECKING:
     from .runtime import Agent
-
-#: Builds one on-disk record from (index, logged_at_s, payload, created_at_iso).
-RowBuilder = Callable[[int, float, Any, str], dict]
-
 
 class StreamClosedError(RuntimeError):
     """Raised at the call when logging to a stream whose run has ended."""
@@ -48,8 +45,7 @@ class RowStream:
         "wake_every",
         "row_bytes",
         "first_key",
-        "build_row",
-        "fix_row",
+        "encode",
         "next_index",
         "drained",
         "counters",
@@ -65,17 +61,15 @@ class RowStream:
         name: str,
         path: Path,
         first_key: str,
-        build_row: RowBuilder,
-        fix_row: Callable[[dict], Any],
+        encode: ChunkEncoder,
         row_bytes: int,
         wake_every: int,
     ) -> None:
         self.agent = agent
         self.name = name
         self.path = path
-        self.first_key = first_key
-        self.build_row = build_row
-        self.fix_row = fix_row
+        self.first_key = first_key  # the identity key every record starts with
+        self.encode = encode
         self.queue: deque = deque()
         self.wake_every = wake_every
         self.wake_at = wake_every

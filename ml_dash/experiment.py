@@ -9,19 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import __version__
 from .agent import Agent, RowStream, RunWriter, utc_iso
 from .agent import lifecycle
-from .agent.jsonlines import ReadReport, dumps, iter_records
+from .agent.jsonlines import dumps, read_json
 from .agent.rundir import _write_document
 from .config import resolve
 from .errors import RunStateError
 from .files import Files, read_files_metadata
 from .logs import Logs, build_log_row
-from .agent.jsonlines import replace_non_finite
-from .metrics import Metrics, build_metric_row, mark_non_finite_metric_row, metric_metadata
+from .agent.jsonlines import encode_metric_chunk, row_chunk_encoder
+from .metrics import Metrics, metric_metadata
 from .naming import validate_prefix
 from .params import Params
 from .run import Run, RunStatus
@@ -134,8 +132,8 @@ class Experiment:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._agent = agent = Agent.instance()
         self._writer = writer = RunWriter(agent, self.directory)
-        previous = _read_json(self.directory / "experiment.json")
-        self.params.load(_read_json(self.directory / "parameters.json"))
+        previous = read_json(self.directory / "experiment.json")
+        self.params.load(read_json(self.directory / "parameters.json"))
         writer.load_file_entries(read_files_metadata(self.directory))
         now = utc_iso()
         self._document = {
@@ -147,8 +145,8 @@ class Experiment:
         }
         _write_document(self.directory / "experiment.json", dumps(self._document))
         writer.document("experiment.json", dict(self._document)).written_version = 1
-        log_stream = RowStream(agent, "logs", self.directory / "logs.jsonl", "sequenceNumber", build_log_row,
-                               replace_non_finite, LOG_ROW_BYTES, LOG_WAKE_EVERY)
+        log_stream = RowStream(agent, "logs", self.directory / "logs.jsonl", "sequenceNumber",
+                               row_chunk_encoder(build_log_row), LOG_ROW_BYTES, LOG_WAKE_EVERY)
         self.logs.bind(writer.add_stream(log_stream))
         self._status = RunStatus.RUNNING
         self.metrics._rebind_all()
@@ -204,15 +202,15 @@ class Experiment:
         path = self.directory / "metrics" / name / "data.jsonl"
         if writer is None or self._status is not RunStatus.RUNNING:
             dormant = RowStream(Agent.instance() if self._agent is None else self._agent, f"metrics/{name}", path,
-                                "index", build_metric_row, mark_non_finite_metric_row, METRIC_ROW_BYTES, METRIC_WAKE_EVERY)
+                                "index", encode_metric_chunk, METRIC_ROW_BYTES, METRIC_WAKE_EVERY)
             dormant.state, dormant.wake_at = "closed", 0
             return dormant
         stream = writer.streams.get(f"metrics/{name}")
         if stream is None:
-            stream = RowStream(self._agent, f"metrics/{name}", path, "index", build_metric_row,
-                               mark_non_finite_metric_row, METRIC_ROW_BYTES + 5 * METRIC_FIELD_BYTES, METRIC_WAKE_EVERY)
+            stream = RowStream(self._agent, f"metrics/{name}", path, "index", encode_metric_chunk,
+                               METRIC_ROW_BYTES + 5 * METRIC_FIELD_BYTES, METRIC_WAKE_EVERY)
             writer.add_stream(stream)
-            slot = writer.document(f"metrics/{name}/metadata.json", _read_json(path.parent / "metadata.json"))
+            slot = writer.document(f"metrics/{name}/metadata.json", read_json(path.parent / "metadata.json"))
             writer.on_durable.append(_metadata_updater(name, slot, stream))
         return stream
 
@@ -229,13 +227,6 @@ def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Any:
             slot.set(metric_metadata(name, slot.value, stream, utc_iso()))
 
     return update
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return orjson.loads(path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return None
 
 
 def _stream_stats(stream: RowStream) -> dict[str, Any]:

@@ -14,9 +14,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .agent import FileJob, file_entry
+from .agent.jsonlines import read_json
 from .naming import clean_relative_path, safe_join
 from .snapshots import copy_writer, json_writer, pickle_writer, text_writer, bytes_writer, torch_writer, writer_for, _guess_type
 
@@ -110,10 +109,7 @@ class FileScope:
 
 def read_files_metadata(directory: Path) -> list[dict[str, Any]]:
     """The entries of ``files/.files_metadata.json`` ([] when absent or unreadable)."""
-    try:
-        document = orjson.loads((directory / "files" / METADATA_FILE).read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return []
+    document = read_json(directory / "files" / METADATA_FILE)
     files = document.get("files") if isinstance(document, dict) else None
     return [e for e in files if isinstance(e, dict)] if isinstance(files, list) else []
 
