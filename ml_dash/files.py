@@ -31,7 +31,7 @@ class FileScope:
     def __init__(self, experiment: Experiment, prefix: str, description: str | None = None,
                  tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> None:
         self._experiment = experiment
-        self.prefix = clean_relative_path("file prefix", prefix)
+        self.prefix = clean_relative_path("file prefix", prefix, rooted_ok=True)
         self._fields = {"description": description, "tags": tags, "metadata": metadata}
 
     def _relpath(self, name: str) -> str:

@@ -55,12 +55,18 @@ def validate_metric_name(name: object) -> str:
     return name
 
 
-def clean_relative_path(kind: str, path: object) -> str:
-    """Normalise a user-supplied relative file path (``'models/model.pth'``), rejecting traversal."""
+def clean_relative_path(kind: str, path: object, rooted_ok: bool = False) -> str:
+    """Normalise a user-supplied relative file path (``'models/model.pth'``), rejecting traversal.
+
+    With ``rooted_ok`` a leading ``/`` means "from the files root" (the
+    specification's ``prefix="/models"``); otherwise an absolute path is refused.
+    """
     if not isinstance(path, str):
         raise TypeError(f"{kind} must be a str, not {type(path).__name__}")
     if "\x00" in path or "\\" in path:
         raise ValueError(f"invalid {kind} {path!r}: NUL and backslashes are not allowed")
+    if path.startswith("/") and not rooted_ok:
+        raise ValueError(f"invalid {kind} {path!r}: must be relative")
     if len(path) > MAX_PATH_CHARS:
         raise ValueError(f"invalid {kind} {path!r}: longer than {MAX_PATH_CHARS} characters")
     stripped = path.strip("/")

@@ -156,7 +156,7 @@ def writer_for(obj: Any) -> tuple[Writer, str]:
 
 def _holds_tensors(obj: Any) -> bool:
     torch = sys.modules.get("torch")
-    if torch is None:
+    if torch is None or not isinstance(obj, (dict, list, tuple)):
         return False
     values = obj.values() if isinstance(obj, dict) else obj
     return any(isinstance(v, torch.Tensor) for v in values)

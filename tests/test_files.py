@@ -1,0 +1,158 @@
+"""exp.files: saving objects and existing files, snapshots, metadata, names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from ml_dash import Experiment
+
+from .conftest import read_json
+
+
+@pytest.fixture
+def exp(workdir: Path):
+    experiment = Experiment(prefix="a/b/c")
+    experiment.run.start()
+    yield experiment
+    if experiment.status.value == "RUNNING":
+        experiment.run.complete()
+
+
+def _entries(exp: Experiment) -> dict[str, dict]:
+    exp.flush()
+    return {e["path"]: e for e in read_json(exp.directory / "files/.files_metadata.json")["files"]}
+
+
+def test_module_is_saved_as_a_state_dict_loadable_with_weights_only(exp: Experiment) -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    exp.files("models").save(net, "model.pth")
+    exp.flush()
+    state = torch.load(exp.directory / "files/models/model.pth", weights_only=True)
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    fresh.load_state_dict(state)
+    for a, b in zip(net.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_the_saved_module_is_the_one_at_the_call(exp: Experiment) -> None:
+    net = nn.Linear(3, 3)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    exp.files("models").save(net, "model.pth")
+    with torch.no_grad():
+        net.weight.add_(100.0)  # the training loop goes on right after the call
+    exp.flush()
+    state = torch.load(exp.directory / "files/models/model.pth", weights_only=True)
+    assert torch.equal(state["weight"], before["weight"])
+
+
+def test_tensor_numpy_bytes_text_and_json_are_saved(exp: Experiment) -> None:
+    scope = exp.files("artifacts")
+    array = np.arange(6).reshape(2, 3)
+    scope.save(torch.arange(4), "t.pt")
+    scope.save(array, "a.npy")
+    scope.save(b"\x00\x01", "raw.bin")
+    scope.save("hello", "note.txt")
+    scope.save({"k": [1, 2], "nan": float("nan")}, "cfg.json")
+    scope.save([1, 2, 3], "list.json")
+    array[0, 0] = 99  # snapshot at the call
+    exp.flush()
+    root = exp.directory / "files/artifacts"
+    assert torch.equal(torch.load(root / "t.pt", weights_only=True), torch.arange(4))
+    assert np.load(root / "a.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert (root / "raw.bin").read_bytes() == b"\x00\x01"
+    assert (root / "note.txt").read_text() == "hello"
+    assert json.loads((root / "cfg.json").read_text()) == {"k": [1, 2], "nan": "NaN"}
+    assert json.loads((root / "list.json").read_text()) == [1, 2, 3]
+
+
+def test_existing_file_is_copied_with_prefix_and_the_source_is_kept(exp: Experiment, workdir: Path) -> None:
+    source = workdir / "model.pth"
+    source.write_bytes(b"weights")
+    exp.files("model.pth", prefix="/models")
+    exp.flush()
+    assert (exp.directory / "files/models/model.pth").read_bytes() == b"weights"
+    assert source.read_bytes() == b"weights"
+
+
+def test_a_source_in_the_temp_directory_is_never_deleted(exp: Experiment) -> None:
+    with tempfile.NamedTemporaryFile(delete=False, suffix=".bin") as f:
+        f.write(b"temp data")
+    source = Path(f.name)
+    try:
+        exp.files("uploads").save(source, "copy.bin")
+        exp.files("uploads").upload(source)
+        exp.flush()
+        assert source.exists() and source.read_bytes() == b"temp data"
+        assert (exp.directory / "files/uploads/copy.bin").read_bytes() == b"temp data"
+        assert (exp.directory / f"files/uploads/{source.name}").read_bytes() == b"temp data"
+    finally:
+        source.unlink()
+
+
+def test_metadata_records_size_and_sha256(exp: Experiment) -> None:
+    payload = b"x" * 1000
+    exp.files("blobs").save(payload, "x.bin", description="thousand x", tags=["t"])
+    entry = _entries(exp)["blobs/x.bin"]
+    assert entry["sizeBytes"] == 1000
+    assert entry["checksum"] == hashlib.sha256(payload).hexdigest()
+    assert entry["filename"] == "x.bin" and entry["description"] == "thousand x" and entry["tags"] == ["t"]
+    assert set(entry) >= {"id", "contentType", "metadata", "uploadedAt", "updatedAt", "deletedAt"}
+
+
+def test_saving_the_same_path_again_replaces_the_entry(exp: Experiment) -> None:
+    exp.files("blobs").save(b"one", "x.bin")
+    exp.flush()
+    exp.files("blobs").save(b"two!", "x.bin")
+    entries = _entries(exp)
+    assert len(entries) == 1 and entries["blobs/x.bin"]["sizeBytes"] == 4
+    assert (exp.directory / "files/blobs/x.bin").read_bytes() == b"two!"
+
+
+def test_list_and_download(exp: Experiment, workdir: Path) -> None:
+    exp.files("models").save(b"m", "m.bin")
+    exp.files("other").save(b"o", "o.bin")
+    assert [e["path"] for e in exp.files("models").list()] == ["models/m.bin"]
+    assert sorted(e["path"] for e in exp.files.list()) == ["models/m.bin", "other/o.bin"]
+    target = exp.files("models").download("m.bin", workdir)
+    assert target.read_bytes() == b"m"
+
+
+def test_upstream_save_helpers(exp: Experiment) -> None:
+    scope = exp.files("u")
+    scope.save_text("t", to="a.txt")
+    scope.save_json({"a": 1}, to="a.json")
+    scope.save_blob(b"b", to="a.bin")
+    scope.save_torch(nn.Linear(2, 2), to="a.pt")
+    scope.save_pkl({"p": 1}, to="a.pkl")
+    exp.flush()
+    assert sorted(p.name for p in (exp.directory / "files/u").iterdir()) == ["a.bin", "a.json", "a.pkl", "a.pt", "a.txt"]
+
+
+@pytest.mark.parametrize("name", ["../escape.bin", "/abs.bin", "a/../../x", "nul\x00.bin", "back\\slash", ".hidden"])
+def test_traversal_and_odd_file_names_are_rejected(exp: Experiment, name: str) -> None:
+    with pytest.raises(ValueError, match="invalid file name"):
+        exp.files("models").save(b"x", name)
+    assert not any(p.name == "escape.bin" for p in exp.directory.parent.rglob("*"))
+
+
+@pytest.mark.parametrize("prefix", ["../up", "a/../../b"])
+def test_traversal_in_the_file_prefix_is_rejected(exp: Experiment, prefix: str) -> None:
+    with pytest.raises(ValueError, match="invalid file prefix"):
+        exp.files(prefix)
+
+
+def test_unsupported_objects_and_missing_files_fail_at_the_call(exp: Experiment, workdir: Path) -> None:
+    with pytest.raises(TypeError, match="cannot save an object of type object"):
+        exp.files("x").save(object(), "o.bin")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        exp.files("x").upload(workdir / "missing.bin")
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        exp.files("x").save_json({"o": object()}, to="o.json")

@@ -1,0 +1,84 @@
+"""The specification's examples (shared/reference/local-vs-remote.md), run as written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment, RemoteModeUnavailable, RunStatus
+
+from .conftest import read_json, read_jsonl
+
+
+def test_local_example_produces_the_specified_layout(workdir: Path) -> None:
+    exp = Experiment(
+        prefix="owner/my-project/my-experiment",
+        local_path=".dash/owner/my-project/my-experiment"
+    )
+
+    with exp.run:
+        import torch.nn as nn
+
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+        exp.log("Running in local mode")
+        exp.params.set(batch_size=32)
+        exp.metrics("train").log(loss=0.5)
+        exp.files("models").save(net, "model.pth")
+
+    root = workdir / ".dash/owner/my-project/my-experiment"
+    assert (root / "logs.jsonl").is_file()
+    assert read_jsonl(root / "logs.jsonl")[0]["message"] == "Running in local mode"
+    assert read_json(root / "parameters.json")["data"] == {"batch_size": 32}
+    rows = read_jsonl(root / "metrics/train/data.jsonl")
+    assert [r["data"]["loss"] for r in rows] == [0.5]
+    assert read_json(root / "metrics/train/metadata.json")["totalDataPoints"] == 1
+    assert (root / "files/models/model.pth").is_file()
+    assert read_json(root / "experiment.json")["status"] == "COMPLETED"
+
+
+def test_remote_examples_fail_clearly_until_remote_mode_exists(workdir: Path) -> None:
+    with pytest.raises(RemoteModeUnavailable, match="remote mode"):
+        Experiment(prefix="owner/my-project/my-experiment", remote="https://api.dash.ml", user_name="your-username")
+    with pytest.raises(RemoteModeUnavailable, match="remote mode"):
+        Experiment(prefix="owner/my-project/my-experiment", remote="https://api.dash.ml", api_key="your-api-key-here")
+
+
+def test_environment_example_with_local_path_set(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DREAMLAKE_LOCAL_PATH", "./experiments")
+    exp = Experiment(
+        prefix="owner/my-project/experiment",
+        local_path=os.getenv("DREAMLAKE_LOCAL_PATH"),
+        remote=os.getenv("DREAMLAKE_API_URL"),
+        api_key=os.getenv("DREAMLAKE_API_KEY")
+    )
+
+    with exp.run:
+        pass
+
+    assert read_json(workdir / "experiments/experiment.json")["prefix"] == "owner/my-project/experiment"
+
+
+def test_hybrid_example_in_development(workdir: Path) -> None:
+    is_production = os.getenv("ENVIRONMENT") == "production"
+    assert not is_production
+    experiment_config = {"local_path": "./experiments"}
+
+    exp = Experiment(prefix="owner/ml/experiment", **experiment_config)
+
+    with exp.run:
+        exp.log("Starting training")
+
+    assert read_jsonl(workdir / "experiments/logs.jsonl")[0]["message"] == "Starting training"
+
+
+def test_start_local_example(workdir: Path) -> None:
+    exp = Experiment(prefix="owner/dev/experiment", local_path=".dash/owner/dev/experiment")
+
+    with exp.run:
+        pass
+
+    assert exp.status is RunStatus.COMPLETED
+    assert read_json(workdir / ".dash/owner/dev/experiment/experiment.json")["status"] == "COMPLETED"
