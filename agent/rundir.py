@@ -15,6 +15,7 @@ disk was counted as written exactly once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import aiofiles
-import aiofiles.os
 from .jsonlines import dumps, ends_torn, last_record
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream
@@ -167,25 +167,31 @@ class RunWriter:
     async def _write_rows(self, stream: RowStream, limit: int) -> int:
         """Encode up to ``limit`` buffered events of ``stream`` and append them in one write.
 
-        Returns how many events were taken off the queue (written or dropped).
+        Returns how many events were taken off the queue; each of them ends up
+        written or counted as dropped with a reason, whatever fails.
         """
         created_at = utc_iso()
         start = stream.next_index
         blobs: list[bytes] = []
         taken = count = 0
-        while taken < limit and stream.queue:
-            items = stream.take(min(CHUNK_ROWS, limit - taken))
-            taken += len(items)
-            if stream.has_tensors:
-                items = await self._resolve_tensors(stream, items)
-            try:
-                blobs.append(stream.encode(items, start + count, created_at))
-            except TypeError:
-                items, blob = self._encode_valid(stream, items, start + count, created_at)
-                blobs.append(blob)
-            count += len(items)
-        if count:
-            await self._append(stream, b"".join(blobs), count)
+        try:
+            while taken < limit and stream.queue:
+                items = stream.take(min(CHUNK_ROWS, limit - taken))
+                taken += len(items)
+                if stream.has_tensors:
+                    items = await self._resolve_tensors(stream, items)
+                try:
+                    blobs.append(stream.encode(items, start + count, created_at))
+                except TypeError:
+                    items, blob = self._encode_valid(stream, items, start + count, created_at)
+                    blobs.append(blob)
+                count += len(items)
+            if count:
+                await self._append(stream, b"".join(blobs), count)
+        except Exception:  # a bug must not lose events silently: count them, report once
+            unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
+            stream.counters.drop(unaccounted, "internal_error", stream.name)
+            logger.exception("ml-dash agent failed writing %s", stream.path)
         return max(taken, 1)
 
     async def _append(self, stream: RowStream, blob: bytes, count: int) -> None:
@@ -243,7 +249,7 @@ class RunWriter:
     async def _handle(self, stream: RowStream) -> Any:
         handle = self._handles.get(stream.name)
         if handle is None:
-            await aiofiles.os.makedirs(stream.path.parent, exist_ok=True)
+            await self.agent.run_blocking(functools.partial(os.makedirs, stream.path.parent, exist_ok=True))
             torn = await self.agent.run_blocking(ends_torn, stream.path)
             handle = await aiofiles.open(stream.path, "ab", buffering=0, executor=self.agent.pool)
             if torn:  # end a crash's half line so new records start on their own line

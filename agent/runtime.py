@@ -66,6 +66,7 @@ class Agent:
         self._space = SpaceSignal()
         self._wake_pending = False
         self._stopping = False
+        self._reported_failures: set = set()
         self._loop = asyncio.new_event_loop()
         self._wake_event: asyncio.Event | None = None
         self._flusher: asyncio.Task | None = None
@@ -111,8 +112,10 @@ class Agent:
         for run in list(self.runs.values()):
             try:
                 await run.flush(durable)
-            except Exception:  # never let one run's failure stop the agent
-                logger.exception("ml-dash agent failed to flush %s", run.directory)
+            except Exception:  # never let one run's failure stop the agent; say so once per run
+                if run.directory not in self._reported_failures:
+                    self._reported_failures.add(run.directory)
+                    logger.exception("ml-dash agent failed to flush %s (further failures are not logged)", run.directory)
             self._space.notify()
 
     # -- any thread --------------------------------------------------------

@@ -20,7 +20,7 @@ DROP_REASONS = frozenset(
         "buffer_full",  # the caller waited the bounded time and the buffer stayed full
         "unserializable",  # the agent could not encode a value (e.g. a tensor that failed to resolve)
         "disk_error",  # the write to the run directory failed (disk full, permissions)
-        "after_close",  # logged from another thread while the run was closing
+        "internal_error",  # a bug in the agent; the traceback is logged once
     }
 )
 

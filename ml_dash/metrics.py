@@ -9,6 +9,7 @@ compares one length: the agent does the rest. ``_ts`` is therefore reserved. Row
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Iterator
@@ -124,10 +125,14 @@ class Metrics(dict):
     def __init__(self, experiment: Experiment) -> None:
         super().__init__()
         self._experiment = experiment
+        self._create_lock = threading.Lock()  # first use of a name from several threads at once
 
     def __missing__(self, name: str) -> MetricLogger:
         validate_metric_name(name)
-        logger = self[name] = MetricLogger(self._experiment, name, self._experiment._metric_stream(name))
+        with self._create_lock:
+            logger = dict.get(self, name)
+            if logger is None:
+                logger = self[name] = MetricLogger(self._experiment, name, self._experiment._metric_stream(name))
         return logger
 
     def log(self, _fields: dict[str, Any] | None = None, /, **fields: Any) -> None:
@@ -140,8 +145,9 @@ class Metrics(dict):
         return sorted(on_disk | set(self))
 
     def _rebind_all(self) -> None:
-        for name, logger in self.items():
-            logger.bind(self._experiment._metric_stream(name))
+        with self._create_lock:
+            for name, logger in self.items():
+                logger.bind(self._experiment._metric_stream(name))
 
     def __repr__(self) -> str:
         return f"<Metrics {sorted(self)} of {self._experiment.prefix!r}>"

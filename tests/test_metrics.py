@@ -160,3 +160,32 @@ def test_logging_after_complete_raises(exp: Experiment) -> None:
     exp.run.complete()
     with pytest.raises(RunStateError):
         exp.metrics.log(x=1)
+
+
+def test_first_use_of_a_name_from_many_threads_creates_one_stream(exp: Experiment, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    create = exp._metric_stream
+
+    def slow_create(name: str):  # widen the race window so the test fails without the lock
+        time.sleep(0.001)
+        return create(name)
+
+    monkeypatch.setattr(exp, "_metric_stream", slow_create)
+    barrier = threading.Barrier(8)
+    loggers = []
+
+    def worker() -> None:
+        barrier.wait()
+        logger = exp.metrics("racy")
+        loggers.append(logger)
+        logger.log(v=1)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(logger) for logger in loggers}) == 1
+    assert len(exp.metrics("racy").read()) == 8

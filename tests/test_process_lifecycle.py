@@ -1,0 +1,206 @@
+"""Real interpreter exits, signals, kill -9 and fork, each in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import python_script, read_json, read_jsonl, start_script
+
+RUN_DIR = ".dash/o/p/r"
+
+
+def _rows(cwd: Path, metric: str = "train") -> list[dict]:
+    return read_jsonl(cwd / RUN_DIR / "metrics" / metric / "data.jsonl")
+
+
+def _wait_for_line(proc, prefix: str, timeout_s: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return line.strip()
+        if line == "" and proc.poll() is not None:
+            break
+    raise AssertionError(f"child never printed {prefix!r}; stderr: {proc.stderr.read()}")
+
+
+def test_interpreter_exit_without_closing_writes_everything(tmp_path: Path) -> None:
+    result = python_script("""
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        for i in range(20000):
+            exp.metrics("train").log(loss=i * 0.1, step=i)
+        exp.log("last words")
+        # no complete(): atexit must flush and close
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = _rows(tmp_path)
+    assert [r["data"]["step"] for r in rows] == list(range(20000))
+    assert read_jsonl(tmp_path / RUN_DIR / "logs.jsonl")[-1]["message"] == "last words"
+    assert read_json(tmp_path / RUN_DIR / "experiment.json")["status"] == "COMPLETED"
+
+
+def test_uncaught_exception_flushes_and_marks_failed(tmp_path: Path) -> None:
+    result = python_script("""
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        for i in range(5000):
+            exp.metrics("train").log(step=i)
+        raise RuntimeError("boom")
+    """, tmp_path)
+    assert result.returncode == 1 and "boom" in result.stderr
+    assert len(_rows(tmp_path)) == 5000
+    doc = read_json(tmp_path / RUN_DIR / "experiment.json")
+    assert doc["status"] == "FAILED" and doc["status_reason"] == "uncaught exception"
+
+
+def test_uncaught_keyboard_interrupt_marks_cancelled(tmp_path: Path) -> None:
+    result = python_script("""
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        exp.metrics("train").log(step=1)
+        raise KeyboardInterrupt
+    """, tmp_path)
+    assert result.returncode != 0
+    assert read_json(tmp_path / RUN_DIR / "experiment.json")["status"] == "CANCELLED"
+    assert len(_rows(tmp_path)) == 1
+
+
+def test_sigterm_flushes_then_dies_by_the_signal(tmp_path: Path) -> None:
+    proc = start_script("""
+        import time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        for i in range(30000):
+            exp.metrics("train").log(step=i)
+        print("logged", flush=True)
+        time.sleep(60)
+    """, tmp_path)
+    try:
+        _wait_for_line(proc, "logged")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()
+    assert len(_rows(tmp_path)) == 30000
+    doc = read_json(tmp_path / RUN_DIR / "experiment.json")
+    assert doc["status"] == "CANCELLED" and doc["status_reason"] == "SIGTERM"
+
+
+def test_sigterm_chains_to_the_previous_handler(tmp_path: Path) -> None:
+    proc = start_script("""
+        import signal, sys, time
+        def handler(signum, frame):
+            print("user handler ran", flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, handler)
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        exp.metrics("train").log(step=1)
+        print("ready", flush=True)
+        time.sleep(60)
+    """, tmp_path)
+    try:
+        _wait_for_line(proc, "ready")
+        proc.send_signal(signal.SIGTERM)
+        assert _wait_for_line(proc, "user handler ran")
+        assert proc.wait(timeout=30) == 3
+    finally:
+        proc.kill()
+    assert len(_rows(tmp_path)) == 1
+    assert read_json(tmp_path / RUN_DIR / "experiment.json")["status"] == "CANCELLED"
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_kill_9_loses_at_most_the_last_flush_window(tmp_path: Path, trial: int) -> None:
+    """Everything before the last flush the child confirmed is on disk, in order, once."""
+    proc = start_script("""
+        import time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        i = 0
+        while True:
+            for _ in range(2000):
+                train.log(step=i, loss=i * 0.001)
+                i += 1
+            if i % 20000 == 0:
+                exp.flush()
+                print(f"flushed {i}", flush=True)
+    """, tmp_path)
+    flushed = 0
+    try:
+        deadline = time.monotonic() + 30
+        while flushed < 60000 + 20000 * trial and time.monotonic() < deadline:
+            flushed = int(_wait_for_line(proc, "flushed").split()[1])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    text = (tmp_path / RUN_DIR / "metrics/train/data.jsonl").read_text()
+    complete = text[: text.rfind("\n") + 1] if not text.endswith("\n") else text
+    rows = [json.loads(line) for line in complete.splitlines()]
+    assert len(rows) >= flushed
+    assert [r["index"] for r in rows] == list(range(len(rows)))  # no gap, no duplicate: losses are a suffix
+    assert [r["data"]["step"] for r in rows] == list(range(len(rows)))
+
+
+def test_fork_after_start_does_not_deadlock_and_the_parent_loses_nothing(tmp_path: Path) -> None:
+    result = python_script("""
+        import os, sys, time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        for i in range(1000):
+            exp.metrics("train").log(step=i)
+        pid = os.fork()
+        if pid == 0:
+            # child: the inherited run is the parent's; logging to it is switched off here
+            for i in range(1000):
+                exp.metrics("train").log(step=-1)
+            child = Experiment(prefix="o/p/child")
+            with child.run:
+                for i in range(500):
+                    child.metrics("train").log(step=i)
+            os._exit(0)
+        for i in range(1000, 2000):
+            exp.metrics("train").log(step=i)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            sys.exit("child deadlocked")
+        exp.run.complete()
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "child exit 0" in result.stdout
+    assert [r["data"]["step"] for r in _rows(tmp_path)] == list(range(2000))
+    child_rows = read_jsonl(tmp_path / ".dash/o/p/child/metrics/train/data.jsonl")
+    assert [r["data"]["step"] for r in child_rows] == list(range(500))
+    assert read_json(tmp_path / ".dash/o/p/child/experiment.json")["status"] == "COMPLETED"
+
+
+def test_import_does_not_load_torch_or_numpy(tmp_path: Path) -> None:
+    result = python_script("""
+        import sys
+        import ml_dash
+        print(sorted(m for m in ("torch", "numpy") if m in sys.modules))
+    """, tmp_path)
+    assert result.stdout.strip() == "[]", result.stderr
