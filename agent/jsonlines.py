@@ -39,11 +39,12 @@ def _enc_hook(value: Any) -> Any:
 
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 _decoder = msgspec.json.Decoder()
-DecodeError = msgspec.DecodeError
+#: What decoding a damaged line raises (a flipped byte can break UTF-8 too).
+DecodeError = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 def loads(data: bytes | str) -> Any:
-    """Decode one JSON document (raises :data:`DecodeError`)."""
+    """Decode one JSON document (raises one of :data:`DecodeError`)."""
     return _decoder.decode(data)
 
 
@@ -51,7 +52,7 @@ def read_json(path: Path) -> Any:
     """A JSON document from disk, or None when it is missing or not valid JSON."""
     try:
         return _decoder.decode(Path(path).read_bytes())
-    except (FileNotFoundError, DecodeError):
+    except (FileNotFoundError, *DecodeError):
         return None
 
 

@@ -1,0 +1,128 @@
+"""Faults on the client side: a stalled disk, a full disk, torn files (fault matrix rows 7, 13, 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ml_dash.agent.jsonlines import ReadReport, iter_records
+from ml_dash.metrics import read_metric_rows
+
+from .conftest import python_script, read_jsonl
+
+
+def test_stalled_disk_bounds_the_wait_then_counts_drops(tmp_path: Path) -> None:
+    """The writer is stalled (a fake at the disk seam); log() waits at most max_block_s, then drops and counts."""
+    result = python_script("""
+        import asyncio, json, time
+        import ml_dash.agent.rundir as rundir
+        from ml_dash import Experiment
+
+        stall = {"on": True}
+        real_flush = rundir.RunWriter.flush
+        async def stalled_flush(self, durable=False):
+            while stall["on"]:
+                await asyncio.sleep(0.01)
+            await real_flush(self, durable)
+        rundir.RunWriter.flush = stalled_flush
+
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        worst = 0.0
+        t0 = time.monotonic()
+        for i in range(60000):
+            t = time.perf_counter()
+            train.log(step=i)
+            worst = max(worst, time.perf_counter() - t)
+        elapsed = time.monotonic() - t0
+        stall["on"] = False
+        exp.run.complete()
+        stats = exp.stats()["streams"]["metrics/train"]
+        print(json.dumps({"worst": worst, "elapsed": elapsed, "stats": stats}))
+    """, tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "2", "ML_DASH_MAX_BLOCK_S": "0.3"})
+    assert result.returncode == 0, result.stderr
+    import json
+
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    stats = out["stats"]
+    assert out["worst"] < 2.0  # one bounded wait (0.3 s), never an unbounded block
+    assert stats["accepted"] == 60000
+    assert stats["dropped"]["buffer_full"] > 0
+    assert stats["written"] + stats["dropped"]["buffer_full"] == 60000 and stats["pending"] == 0
+    rows = read_jsonl(tmp_path / ".dash/o/p/r/metrics/train/data.jsonl")
+    assert len(rows) == stats["written"]
+    steps = [r["data"]["step"] for r in rows]
+    assert steps == sorted(steps) and steps[0] == 0  # nothing reordered; drops are counted gaps
+    assert "dropped" in result.stderr and "buffer_full" in result.stderr  # one warning
+
+
+def test_full_disk_drops_exactly_what_failed_and_recovers(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes writes past 200 kB fail for real (EFBIG); raising it is 'space returns'."""
+    result = python_script("""
+        import json, resource, signal
+        from ml_dash import Experiment
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))
+        train = exp.metrics("train")
+        for i in range(10000):
+            train.log(step=i, payload="x" * 50)
+            if i % 500 == 499:
+                exp.flush()
+        full = exp.stats()["streams"]["metrics/train"]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        for i in range(10000, 10100):
+            train.log(step=i, payload="y")
+        exp.run.complete()
+        print(json.dumps({"full": full, "end": exp.stats()["streams"]["metrics/train"]}))
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    full, end = out["full"], out["end"]
+    assert full["dropped"]["disk_error"] > 0
+    assert full["written"] + full["dropped"]["disk_error"] + full["pending"] == full["accepted"] == 10000
+    assert end["accepted"] == 10100 and end["written"] == full["written"] + 100 and end["pending"] == 0
+    rows = read_jsonl(tmp_path / ".dash/o/p/r/metrics/train/data.jsonl")  # every line intact
+    assert len(rows) == end["written"]
+    assert [r["index"] for r in rows] == list(range(len(rows)))  # contiguous: failed chunks were cut back
+    assert [r["data"]["step"] for r in rows[-100:]] == list(range(10000, 10100))
+
+
+def test_reader_skips_and_reports_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"index":0,"data":{"v":1}}\n{"index":1,"data":{"v":2}}\n{"index":2,"da')
+    report = ReadReport()
+    rows = read_metric_rows(path, report=report)
+    assert [r["index"] for r in rows] == [0, 1]
+    assert report.torn_tail and report.skipped_lines == 1 and "torn last line" in report.problems[0]
+
+
+def test_reader_recovers_intact_records_around_a_corrupted_one(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"index":0}\n{"ind\xffex":1,,}\n[1,2]\n{"index":3}\n')
+    report = ReadReport()
+    assert [r["index"] for r in iter_records(path, report)] == [0, 3]
+    assert report.skipped_lines == 2 and not report.torn_tail
+
+
+def test_writer_resumes_after_a_torn_tail_on_a_new_line(workdir: Path) -> None:
+    from ml_dash import Experiment
+
+    first = Experiment(prefix="a/b/c")
+    with first.run:
+        for i in range(3):
+            first.metrics("train").log(step=i)
+    data = first.directory / "metrics/train/data.jsonl"
+    with open(data, "ab") as f:
+        f.write(b'{"index":3,"data":{"st')  # a crash in the middle of a write
+    second = Experiment(prefix="a/b/c")
+    with second.run:
+        second.metrics("train").log(step=3)
+    report = ReadReport()
+    rows = read_metric_rows(data, report=report)
+    assert [(r["index"], r["data"]["step"]) for r in rows] == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert report.skipped_lines == 1 and not report.torn_tail
