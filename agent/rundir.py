@@ -303,9 +303,6 @@ class RunWriter:
             except OSError as exc:
                 logger.debug("fsync of %s failed: %s", name, exc)
 
-    def pending_files(self) -> int:
-        return len(self.file_jobs)
-
 
 _FAILED = object()
 

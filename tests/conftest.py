@@ -31,6 +31,18 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def exp(workdir: Path):
+    """A running experiment ``a/b/c`` in the test's working directory, completed afterwards."""
+    from ml_dash import Experiment
+
+    experiment = Experiment(prefix="a/b/c")
+    experiment.run.start()
+    yield experiment
+    if experiment.status.value == "RUNNING":
+        experiment.run.complete()
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Strict JSON-lines read: every line must be valid JSON (NaN tokens rejected)."""
 

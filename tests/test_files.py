@@ -17,15 +17,6 @@ from ml_dash import Experiment
 from .conftest import read_json
 
 
-@pytest.fixture
-def exp(workdir: Path):
-    experiment = Experiment(prefix="a/b/c")
-    experiment.run.start()
-    yield experiment
-    if experiment.status.value == "RUNNING":
-        experiment.run.complete()
-
-
 def _entries(exp: Experiment) -> dict[str, dict]:
     exp.flush()
     return {e["path"]: e for e in read_json(exp.directory / "files/.files_metadata.json")["files"]}

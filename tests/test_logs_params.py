@@ -12,15 +12,6 @@ from ml_dash import Experiment
 from .conftest import read_json, read_jsonl
 
 
-@pytest.fixture
-def exp(workdir: Path):
-    experiment = Experiment(prefix="a/b/c")
-    experiment.run.start()
-    yield experiment
-    if experiment.status.value == "RUNNING":
-        experiment.run.complete()
-
-
 def test_log_lines_have_the_upstream_shape(exp: Experiment) -> None:
     exp.log("plain")
     exp.log("with metadata", level="warn", metadata={"epoch": 3}, step=7)

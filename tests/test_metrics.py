@@ -14,15 +14,6 @@ from ml_dash import Experiment, RunStateError
 from .conftest import read_json, read_jsonl
 
 
-@pytest.fixture
-def exp(workdir: Path):
-    experiment = Experiment(prefix="a/b/c")
-    experiment.run.start()
-    yield experiment
-    if experiment.status.value == "RUNNING":
-        experiment.run.complete()
-
-
 def test_rows_have_contiguous_indices_and_timestamps(exp: Experiment) -> None:
     for i in range(10):
         exp.metrics("train").log(loss=1.0 / (i + 1), step=i)

@@ -30,15 +30,6 @@ class CudaLikeTensor(torch.Tensor):
         return super().__torch_function__(func, types, args, kwargs or {})
 
 
-@pytest.fixture
-def exp(workdir: Path):
-    experiment = Experiment(prefix="a/b/c")
-    experiment.run.start()
-    yield experiment
-    if experiment.status.value == "RUNNING":
-        experiment.run.complete()
-
-
 def test_cuda_like_tensor_is_never_synchronised_on_the_caller_thread(exp: Experiment) -> None:
     CudaLikeTensor.calls = []
     caller = threading.get_ident()
@@ -68,3 +59,20 @@ def test_tensors_requiring_grad_and_of_other_dtypes(exp: Experiment) -> None:
     exp.metrics("train").log(loss=loss, count=torch.tensor(5), flag=torch.tensor(True), half=torch.tensor(0.5, dtype=torch.float16))
     data = exp.metrics("train").read()[0]["data"]
     assert data["loss"] == 36.0 and data["count"] == 5 and data["flag"] is True and data["half"] == 0.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_real_cuda_tensor_log_returns_while_the_gpu_is_still_busy(exp: Experiment) -> None:
+    """A synchronising log() would wait for the queued GPU work (~0.2 s); ours returns at once."""
+    import time
+
+    x = torch.ones((), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda._sleep(400_000_000)  # keeps the GPU busy for ~0.2 s at ~2 GHz
+    loss = x * 3  # queued behind the sleep: its value does not exist yet
+    t0 = time.perf_counter()
+    exp.metrics("train").log(loss=loss)
+    elapsed = time.perf_counter() - t0
+    assert not torch.cuda.current_stream().query()  # the GPU is still busy, so nothing waited for it
+    assert elapsed < 0.01
+    assert exp.metrics("train").read()[0]["data"]["loss"] == 3.0
