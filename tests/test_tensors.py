@@ -66,12 +66,13 @@ def test_real_cuda_tensor_log_returns_while_the_gpu_is_still_busy(exp: Experimen
     """A synchronising log() would wait for the queued GPU work (~0.2 s); ours returns at once."""
     import time
 
+    train = exp.metrics("train")
     x = torch.ones((), device="cuda")
     torch.cuda.synchronize()
     torch.cuda._sleep(400_000_000)  # keeps the GPU busy for ~0.2 s at ~2 GHz
     loss = x * 3  # queued behind the sleep: its value does not exist yet
     t0 = time.perf_counter()
-    exp.metrics("train").log(loss=loss)
+    train.log(loss=loss)
     elapsed = time.perf_counter() - t0
     assert not torch.cuda.current_stream().query()  # the GPU is still busy, so nothing waited for it
     assert elapsed < 0.01
