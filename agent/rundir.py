@@ -30,7 +30,7 @@ import aiofiles
 from .jsonlines import dumps, ends_torn, last_record
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream
-from .values import is_tensor, resolve_tensors
+from .values import TensorRead, is_tensor
 
 if TYPE_CHECKING:
     from .runtime import Agent
@@ -43,6 +43,8 @@ CHUNK_ROWS = 8192
 #: a training loop that never releases it hands it back only after the switch
 #: interval (5 ms), so the agent encodes several chunks between two writes.
 WRITE_ROWS = 8 * CHUNK_ROWS
+#: The longest the agent waits for logged GPU tensors to reach the host.
+TENSOR_READ_TIMEOUT_S = 60.0
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -224,26 +226,27 @@ class RunWriter:
         return good, stream.encode(good, start, created_at)
 
     async def _resolve_tensors(self, stream: RowStream, items: list) -> list:
-        """Replace tensor values by numbers, all of a chunk in one device sync (worker thread)."""
+        """Replace tensor values by numbers: one stacked non-blocking copy per device, then poll."""
         slots = [(fields, key) for fields in items for key, value in fields.items() if is_tensor(value)]
         if not slots:
             return items
-        loop = asyncio.get_running_loop()
-        values = [fields[key] for fields, key in slots]
         try:
-            numbers = await loop.run_in_executor(self.agent.pool, resolve_tensors, values)
-        except Exception as exc:  # e.g. a device error: fall back to one tensor at a time
-            logger.debug("batched tensor read failed (%s); reading one by one", exc)
-            numbers = await loop.run_in_executor(self.agent.pool, _resolve_each, values)
-        bad_rows = set()
+            read = await self.agent.run_blocking(TensorRead, [fields[key] for fields, key in slots])
+            deadline = time.monotonic() + TENSOR_READ_TIMEOUT_S
+            delay = 0.0005
+            while not read.ready():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"tensors not on the host after {TENSOR_READ_TIMEOUT_S} s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.01)
+            numbers = read.finish()
+        except Exception as exc:  # a device error or a hung GPU: drop these rows, counted
+            bad = {id(fields) for fields, _ in slots}
+            stream.counters.drop(len(bad), "tensor_read_failed", stream.name)
+            logger.warning("ml-dash could not read logged tensors of %s: %s", stream.name, exc)
+            return [fields for fields in items if id(fields) not in bad]
         for (fields, key), number in zip(slots, numbers):
-            if number is _FAILED:
-                bad_rows.add(id(fields))
-            else:
-                fields[key] = number
-        if bad_rows:
-            stream.counters.drop(len(bad_rows), "unserializable", stream.name)
-            items = [fields for fields in items if id(fields) not in bad_rows]
+            fields[key] = number
         return items
 
     async def _handle(self, stream: RowStream) -> Any:
@@ -302,19 +305,6 @@ class RunWriter:
                 await self.agent.run_blocking(os.fsync, handle.fileno())
             except OSError as exc:
                 logger.debug("fsync of %s failed: %s", name, exc)
-
-
-_FAILED = object()
-
-
-def _resolve_each(values: list) -> list:
-    out = []
-    for value in values:
-        try:
-            out.append(value.detach().reshape(()).cpu().item())
-        except Exception:
-            out.append(_FAILED)
-    return out
 
 
 def file_entry(relpath: str, **fields: Any) -> dict[str, Any]:

@@ -18,7 +18,8 @@ logger = logging.getLogger("ml_dash.agent")
 DROP_REASONS = frozenset(
     {
         "buffer_full",  # the caller waited the bounded time and the buffer stayed full
-        "unserializable",  # the agent could not encode a value (e.g. a tensor that failed to resolve)
+        "unserializable",  # the agent could not encode a value
+        "tensor_read_failed",  # a logged tensor could not be read (device error, GPU hung past the timeout)
         "disk_error",  # the write to the run directory failed (disk full, permissions)
         "internal_error",  # a bug in the agent; the traceback is logged once
     }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .agent.jsonlines import dumps
+from .agent.values import wait_for_event
 
 Writer = Callable[[Path], None]
 
@@ -90,8 +91,8 @@ def torch_writer(obj: Any) -> Writer:
     snapshot, events = _snapshot_tree(obj)
 
     def write(path: Path) -> None:
-        for event in events:
-            event.synchronize()
+        for event in events:  # polled: a blocking wait would stall the training thread's launches
+            wait_for_event(event, timeout_s=600)
         torch.save(snapshot, path)
 
     return write

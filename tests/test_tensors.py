@@ -62,18 +62,35 @@ def test_tensors_requiring_grad_and_of_other_dtypes(exp: Experiment) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_real_cuda_tensor_log_returns_while_the_gpu_is_still_busy(exp: Experiment) -> None:
-    """A synchronising log() would wait for the queued GPU work (~0.2 s); ours returns at once."""
+def test_real_cuda_tensor_never_makes_the_training_thread_wait(exp: Experiment) -> None:
+    """Neither log() nor the agent's read of the tensor may make the caller wait for the GPU.
+
+    A blocking device-to-host copy on *any* thread holds the driver, so the
+    training thread's next kernel launch would wait until the queued work ends.
+    """
     import time
 
     train = exp.metrics("train")
     x = torch.ones((), device="cuda")
+    cycles = 1_000_000_000
     torch.cuda.synchronize()
-    torch.cuda._sleep(400_000_000)  # keeps the GPU busy for ~0.2 s at ~2 GHz
+    t0 = time.perf_counter()
+    torch.cuda._sleep(cycles)
+    torch.cuda.synchronize()
+    sleep_s = time.perf_counter() - t0  # how long the queued work takes on this GPU
+    assert sleep_s > 0.1, f"the GPU sleep kernel took only {sleep_s:.4f} s"
+
+    torch.cuda._sleep(cycles)
     loss = x * 3  # queued behind the sleep: its value does not exist yet
     t0 = time.perf_counter()
     train.log(loss=loss)
-    elapsed = time.perf_counter() - t0
-    assert not torch.cuda.current_stream().query()  # the GPU is still busy, so nothing waited for it
-    assert elapsed < 0.01
+    log_s = time.perf_counter() - t0
+    time.sleep(exp._agent.flush_interval_s * 1.5)  # the agent is now reading the tensor
+    t0 = time.perf_counter()
+    y = x * 5  # a kernel launch on the training thread
+    launch_s = time.perf_counter() - t0
+    print(f"GPU work {sleep_s:.3f} s; log() {log_s * 1e6:.1f} us; launch while the agent reads {launch_s * 1e6:.1f} us")
+    assert log_s < sleep_s / 10, f"log() took {log_s:.4f} s: it waited for the GPU"
+    assert launch_s < sleep_s / 10, f"a launch took {launch_s:.4f} s while the agent read the tensor"
     assert exp.metrics("train").read()[0]["data"]["loss"] == 3.0
+    assert y.item() == 5.0
