@@ -114,6 +114,7 @@ class RunWriter:
         self._handles: dict[str, Any] = {}
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
+        self._reported: set[str] = set()
         self.closed = False
 
     # -- set-up (caller's thread, before events flow) ----------------------
@@ -190,10 +191,12 @@ class RunWriter:
                 count += len(items)
             if count:
                 await self._append(stream, b"".join(blobs), count)
-        except Exception:  # a bug must not lose events silently: count them, report once
+        except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
             stream.counters.drop(unaccounted, "internal_error", stream.name)
-            logger.exception("ml-dash agent failed writing %s", stream.path)
+            if stream.name not in self._reported:
+                self._reported.add(stream.name)
+                logger.exception("ml-dash agent failed writing %s (further failures are counted only)", stream.path)
         return max(taken, 1)
 
     async def _append(self, stream: RowStream, blob: bytes, count: int) -> None:
@@ -212,6 +215,7 @@ class RunWriter:
         stream.file_size += len(blob)
         stream.next_index = start + count
         stream.counters.written += count
+        self.agent.space_freed()  # a caller may be waiting on a full buffer
 
     def _encode_valid(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
         """Encode events one by one, dropping (and counting) those that cannot be encoded."""

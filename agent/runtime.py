@@ -137,6 +137,10 @@ class Agent:
         self.wake()
         self._space.wait(timeout_s)
 
+    def space_freed(self) -> None:
+        """Called by the agent after each write: wakes callers waiting on a full buffer."""
+        self._space.notify()
+
     def call(self, coro_factory: Callable[[], Coroutine[Any, Any, T]], timeout_s: float | None) -> T:
         """Run a coroutine on the agent's loop and wait for it, at most ``timeout_s``."""
         if threading.current_thread() is self._thread:

@@ -24,6 +24,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(params=["native", "python"])
+def logger_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the C hot path of metrics (when built) and with the pure-Python one."""
+    import ml_dash.metrics as metrics
+
+    if request.param == "native":
+        if metrics.MetricLogger is metrics.PyMetricLogger:
+            pytest.skip("the C extension ml_dash._fastlog is not built here")
+    else:
+        monkeypatch.setattr(metrics, "MetricLogger", metrics.PyMetricLogger)
+        monkeypatch.setenv("ML_DASH_PURE_PYTHON", "1")  # subprocesses too
+    return request.param
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test inside an empty directory (so `.dash/` lands there)."""
@@ -66,7 +80,13 @@ def python_script(code: str, cwd: Path, env: dict[str, str] | None = None, timeo
 
 
 def start_script(code: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``code`` in a fresh interpreter without waiting (for signals)."""
+    """Start ``code`` in a fresh interpreter without waiting (for signals).
+
+    The child dumps every thread's stack to stderr if it is still alive after
+    25 s, so a hang shows where it hangs; collect its output with
+    ``proc.communicate(timeout=...)``, which also drains the pipes.
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=full_env,
+    prologue = "import faulthandler; faulthandler.dump_traceback_later(25, exit=True)\n"
+    return subprocess.Popen([sys.executable, "-c", prologue + textwrap.dedent(code)], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

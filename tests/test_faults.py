@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ml_dash.agent.jsonlines import ReadReport, iter_records
 from ml_dash.metrics import read_metric_rows
 
 from .conftest import python_script, read_jsonl
 
+
+pytestmark = pytest.mark.usefixtures("logger_impl")
 
 def test_stalled_disk_bounds_the_wait_then_counts_drops(tmp_path: Path) -> None:
     """The writer is stalled (a fake at the disk seam); log() waits at most max_block_s, then drops and counts."""

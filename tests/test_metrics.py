@@ -14,6 +14,8 @@ from ml_dash import Experiment, RunStateError
 from .conftest import read_json, read_jsonl
 
 
+pytestmark = pytest.mark.usefixtures("logger_impl")
+
 def test_rows_have_contiguous_indices_and_timestamps(exp: Experiment) -> None:
     for i in range(10):
         exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
@@ -180,3 +182,11 @@ def test_first_use_of_a_name_from_many_threads_creates_one_stream(exp: Experimen
         t.join()
     assert len({id(logger) for logger in loggers}) == 1
     assert len(exp.metrics("racy").read()) == 8
+
+
+def test_the_pure_python_switch_is_honoured_in_a_fresh_process(tmp_path: Path) -> None:
+    from .conftest import python_script
+
+    out = python_script("from ml_dash.metrics import MetricLogger; print(MetricLogger.__name__)", tmp_path,
+                        env={"ML_DASH_PURE_PYTHON": "1"})
+    assert out.stdout.strip() == "PyMetricLogger"

@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import python_script, read_json, read_jsonl, start_script
 
+pytestmark = pytest.mark.usefixtures("logger_impl")
+
 RUN_DIR = ".dash/o/p/r"
 
 
@@ -89,7 +91,8 @@ def test_sigterm_flushes_then_dies_by_the_signal(tmp_path: Path) -> None:
     try:
         _wait_for_line(proc, "logged")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == -signal.SIGTERM
+        _, stderr = proc.communicate(timeout=40)
+        assert proc.returncode == -signal.SIGTERM, stderr
     finally:
         proc.kill()
     assert len(_rows(tmp_path)) == 30000
@@ -114,8 +117,9 @@ def test_sigterm_chains_to_the_previous_handler(tmp_path: Path) -> None:
     try:
         _wait_for_line(proc, "ready")
         proc.send_signal(signal.SIGTERM)
-        assert _wait_for_line(proc, "user handler ran")
-        assert proc.wait(timeout=30) == 3
+        stdout, stderr = proc.communicate(timeout=40)
+        assert "user handler ran" in stdout
+        assert proc.returncode == 3, stderr
     finally:
         proc.kill()
     assert len(_rows(tmp_path)) == 1

@@ -11,6 +11,8 @@ import torch
 from ml_dash import Experiment
 
 #: Operations that read a tensor's value (on a CUDA device: wait for the GPU).
+pytestmark = pytest.mark.usefixtures("logger_impl")
+
 SYNCING = {"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "to", "stack", "_local_scalar_dense"}
 
 
