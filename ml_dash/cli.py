@@ -3,6 +3,9 @@
     ml-dash ls [ROOT]          runs under ROOT (default .dash) with status and sizes
     ml-dash show RUN_DIR       one run: metrics, logs, files, parameters
     ml-dash check [ROOT]       read every file; exit 1 if any line is damaged
+    ml-dash server [--host 127.0.0.1] [--port 8080] [--data DIR] [--allow-user-name]
+    ml-dash keys create --owner NAME --data DIR      the new key is the last line printed
+    ml-dash keys grant --owner NAME --member NAME --data DIR
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .reading import find_runs, summarise
 
-REMOTE_COMMANDS = ("server", "sync", "pull", "keys")
+REMOTE_COMMANDS = ("sync", "pull")
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -53,6 +56,36 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if damaged else 0
 
 
+def _server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .server.config import ServerConfig
+    from .server.serve import serve
+
+    asyncio.run(serve(ServerConfig(Path(args.data), allow_user_name=args.allow_user_name), args.host, args.port))
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .naming import validate_prefix
+    from .server.config import ServerConfig
+    from .server.serve import create_key, grant
+
+    config = ServerConfig(Path(args.data))
+    validate_prefix(f"{args.owner}/p/n")
+    if args.action == "create":
+        token = asyncio.run(create_key(config, args.owner))
+        print(f"API key for {args.owner} (shown once; the server keeps only its hash):")
+        print(token)
+    else:
+        validate_prefix(f"{args.member}/p/n")
+        asyncio.run(grant(config, args.owner, args.member))
+        print(f"{args.member} may now read {args.owner}'s runs")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ml-dash`` command."""
     parser = argparse.ArgumentParser(prog="ml-dash", description="Inspect ml-dash runs.")
@@ -64,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("run")
     check = sub.add_parser("check", help="verify every file of the runs under ROOT")
     check.add_argument("root", nargs="?", default=".dash")
+    server = sub.add_parser("server", help="run the ml-dash server (SQLite + blob directory under --data)")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
+    server.add_argument("--data", default="ml-dash-data", help="directory for the database and blobs")
+    server.add_argument("--allow-user-name", action="store_true",
+                        help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
+    keys = sub.add_parser("keys", help="create API keys and read grants")
+    keys.add_argument("action", choices=["create", "grant"])
+    keys.add_argument("--owner", required=True)
+    keys.add_argument("--member", help="with grant: who may read --owner's runs")
+    keys.add_argument("--data", default="ml-dash-data")
     for name in REMOTE_COMMANDS:
         sub.add_parser(name, help="remote mode (not in this version)")
     argv = sys.argv[1:] if argv is None else argv
@@ -71,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ml-dash {argv[0]}: remote mode is not available in this version yet", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    return {"ls": _ls, "show": _show, "check": _check}[args.command](args)
+    if args.command == "keys" and args.action == "grant" and not args.member:
+        parser.error("keys grant needs --member")
+    return {"ls": _ls, "show": _show, "check": _check, "server": _server, "keys": _keys}[args.command](args)
 
 
 if __name__ == "__main__":

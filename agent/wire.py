@@ -1,0 +1,140 @@
+"""The bulk upload body: msgpack, zstd-compressed, many streams of one run per request.
+
+Format version 1 (a msgpack map)::
+
+    {"v": 1,
+     "run": {"status": "RUNNING", "description": ..., "tags": [...], "metadata": {...},
+             "created_at": ..., "started_at": ..., "ended_at": ..., "status_reason": ...},   # optional
+     "params": {"model.lr": 0.001, ...},                                                     # optional, latest wins
+     "streams": {
+        "metrics/train": {"start": 0, "blocks": [
+            {"keys": ["loss", "step", "_ts"], "cols": [[0.5, 0.4], [0, 1], [1795.1, 1795.2]],
+             "created": [["2026-11-26T05:52:17.001761Z", 2]]}]},
+        "logs": {"start": 0, "rows": [{"timestamp": ..., "level": ..., "message": ..., "metadata": {...}}]}}}
+
+Metric rows are columnar: consecutive rows with the same keys form one block,
+so zstd sees runs of similar numbers and a missing key stays distinct from
+None. ``created`` is run-length encoded. Indices are implicit: ``start`` plus
+the row's position. NaN and infinities are plain msgpack floats.
+
+Bodies are compressed with zstd (``Content-Encoding: zstd``); gzip and
+identity are accepted. :func:`decode_body` caps the decompressed size, so a
+small bomb cannot expand into memory.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import msgpack
+import zstandard
+
+WIRE_VERSION = 1
+CONTENT_TYPE = "application/vnd.ml-dash.bulk+msgpack"
+_ZSTD_LEVEL = 3
+
+
+class BodyError(ValueError):
+    """A request body that is malformed (400), too large (413) or oddly encoded (415)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order."""
+    blocks: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for row in rows:
+        data = row["data"]
+        keys = list(data)
+        if current is None or current["keys"] != keys:
+            current = {"keys": keys, "cols": [[] for _ in keys], "created": []}
+            blocks.append(current)
+        for column, key in zip(current["cols"], keys):
+            column.append(data[key])
+        created = current["created"]
+        stamp = row.get("createdAt")
+        if created and created[-1][0] == stamp:
+            created[-1][1] += 1
+        else:
+            created.append([stamp, 1])
+    return blocks
+
+
+def metric_rows(start: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of :func:`metric_blocks` again, with their indices (``start`` onwards)."""
+    rows: list[dict[str, Any]] = []
+    index = start
+    for block in blocks:
+        keys, cols = block["keys"], block["cols"]
+        stamps = [stamp for stamp, count in block["created"] for _ in range(count)]
+        for position, created in enumerate(stamps):
+            rows.append({"index": index, "data": {k: col[position] for k, col in zip(keys, cols)}, "createdAt": created})
+            index += 1
+    return rows
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """msgpack then zstd."""
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(msgpack.packb(body, use_bin_type=True))
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """Caps on what one request may carry."""
+
+    max_compressed_bytes: int = 32 * 1024 * 1024  # 32 MiB on the wire
+    max_decompressed_bytes: int = 256 * 1024 * 1024  # 256 MiB after decompression
+
+
+def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = BodyLimits()) -> dict[str, Any]:
+    """Decompress (bounded) and unpack a bulk body; raises :class:`BodyError` with its HTTP status."""
+    if len(raw) > limits.max_compressed_bytes:
+        raise BodyError(413, f"body of {len(raw)} bytes exceeds {limits.max_compressed_bytes}")
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "zstd":
+        payload = _unzstd(raw, limits.max_decompressed_bytes)
+    elif encoding in ("gzip", "x-gzip"):
+        payload = _gunzip(raw, limits.max_decompressed_bytes)
+    elif encoding == "identity":
+        payload = raw
+        if len(payload) > limits.max_decompressed_bytes:
+            raise BodyError(413, "body too large")
+    else:
+        raise BodyError(415, f"unsupported Content-Encoding {content_encoding!r}; use zstd, gzip or identity")
+    try:
+        # msgpack's unpacker has a fixed nesting stack: deeper bodies raise StackError (400)
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise BodyError(400, f"body is not valid msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise BodyError(400, "body must be a msgpack map")
+    if body.get("v") != WIRE_VERSION:
+        raise BodyError(400, f"unsupported wire version {body.get('v')!r}; this server speaks {WIRE_VERSION}")
+    return body
+
+
+def _unzstd(raw: bytes, limit: int) -> bytes:
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(raw)
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise BodyError(400, f"body is not valid zstd: {exc}") from None
+    if len(out) > limit:
+        raise BodyError(413, f"decompressed body exceeds {limit} bytes")
+    return out
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise BodyError(400, f"body is not valid gzip: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyError(413, f"decompressed body exceeds {limit} bytes")
+    return out

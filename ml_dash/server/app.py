@@ -1,0 +1,283 @@
+"""The ml-dash server: an aiohttp application factory.
+
+Routes (JSON unless noted)::
+
+    GET  /health
+    POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
+    GET  /api/v1/experiments?owner=&project=&status=&tag=&limit=&offset=
+    GET  /api/v1/experiments/{owner}/{project}/{name}
+    GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=
+    GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
+
+Status codes: 4xx for every permanent error (400 malformed, 401 no or bad
+key, 403 another owner's prefix, 404, 409 a batch past the stored rows,
+413 too large, 415 encoding), 5xx only for transient ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import msgpack
+from aiohttp import web
+
+from .. import __version__
+from ..agent.jsonlines import dumps, mark_non_finite_metric_row
+from ..agent.wire import BodyError, decode_body, metric_rows
+from ..logs import normalise_level
+from ..naming import validate_metric_name, validate_prefix
+from .auth import parse_token
+from .config import ServerConfig
+from .storage import GapError, IngestBatch, SQLiteStorage, Storage
+
+logger = logging.getLogger("ml_dash.server")
+
+STORAGE = web.AppKey("storage", Storage)
+CONFIG = web.AppKey("config", ServerConfig)
+USER_HEADER = "X-ML-Dash-User"
+MAX_READ_ROWS = 100_000
+
+
+def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Application:
+    """Build the application; storage defaults to SQLite under ``config.data_dir``.
+
+    Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
+    ingest decompresses bodies itself, with a cap.
+    """
+    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=[_errors])
+    app[CONFIG] = config
+
+    async def open_storage(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
+        store = storage or SQLiteStorage(config.database)
+        if isinstance(store, SQLiteStorage):
+            await store.open()
+        app[STORAGE] = store
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(open_storage)
+    app.router.add_get("/health", health)
+    base = "/api/v1"
+    app.router.add_post(base + "/runs/{owner}/{project}/{name}/events", ingest)
+    app.router.add_get(base + "/experiments", list_experiments)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
+    return app
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(payload), status=status, content_type="application/json")
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every error leaves as JSON ``{"error": ...}`` with a 4xx for permanent problems."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
+    except BodyError as exc:
+        return json_response({"error": str(exc)}, exc.status)
+    except (ValueError, TypeError, KeyError) as exc:
+        return json_response({"error": f"bad request: {exc}"}, 400)
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+# -- authentication ------------------------------------------------------------
+async def _caller(request: web.Request) -> str:
+    """The owner name the request acts as (401 when it carries no valid credentials)."""
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        parsed = parse_token(auth[len("Bearer "):].strip())
+        owner = await request.app[STORAGE].key_owner(*parsed) if parsed else None
+        if owner is None:
+            raise web.HTTPUnauthorized(text="invalid or revoked API key")
+        return owner
+    user = request.headers.get(USER_HEADER)
+    if user is not None and request.app[CONFIG].allow_user_name:
+        validate_prefix(f"{user}/p/n")
+        return user
+    raise web.HTTPUnauthorized(text="send 'Authorization: Bearer <api key>'")
+
+
+def _prefix(request: web.Request) -> tuple[str, str, str]:
+    info = request.match_info
+    try:
+        return validate_prefix(f"{info['owner']}/{info['project']}/{info['name']}")
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def _require_read(request: web.Request, owner: str) -> None:
+    caller = await _caller(request)
+    if not await request.app[STORAGE].can_read(caller, owner):
+        raise web.HTTPForbidden(text=f"{caller!r} may not read {owner!r}'s runs")
+
+
+# -- ingest --------------------------------------------------------------------
+async def ingest(request: web.Request) -> web.Response:
+    owner, project, name = _prefix(request)
+    caller = await _caller(request)
+    if caller != owner:
+        raise web.HTTPForbidden(text=f"{caller!r} may write only under {caller}/...")
+    config = request.app[CONFIG]
+    raw = await request.read()
+    body = decode_body(raw, request.headers.get("Content-Encoding"), config.body_limits)
+    batch = _batch(owner, project, name, body, config.max_events_per_request)
+    try:
+        acked = await request.app[STORAGE].ingest(batch)
+    except GapError as exc:
+        return json_response({"error": str(exc), "acked": {exc.stream: exc.acked}}, 409)
+    return json_response({"acked": acked})
+
+
+def _batch(owner: str, project: str, name: str, body: dict[str, Any], max_events: int) -> IngestBatch:
+    batch = IngestBatch(owner, project, name)
+    run = body.get("run")
+    if run is not None:
+        if not isinstance(run, dict):
+            raise ValueError("'run' must be a map")
+        batch.run = {k: v for k, v in run.items() if k in ("description", "tags", "metadata", "status",
+                                                           "status_reason", "created_at", "started_at", "ended_at")}
+    params = body.get("params")
+    if params is not None:
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            raise ValueError("'params' must be a map of str keys")
+        batch.params = params
+    streams = body.get("streams", {})
+    if not isinstance(streams, dict):
+        raise ValueError("'streams' must be a map")
+    events = 0
+    for stream, payload in streams.items():
+        if not isinstance(payload, dict) or not isinstance(payload.get("start"), int) or payload["start"] < 0:
+            raise ValueError(f"stream {stream!r} needs a map with a non-negative 'start'")
+        start = payload["start"]
+        if stream == "logs":
+            rows = payload.get("rows")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ValueError("'logs' needs 'rows', a list of maps")
+            batch.logs = (start, [(start + k, msgpack.packb(r), _level(r)) for k, r in enumerate(rows)])
+            events += len(rows)
+        elif stream.startswith("metrics/"):
+            metric = validate_metric_name(stream[len("metrics/"):])
+            rows = metric_rows(start, _checked_blocks(payload.get("blocks"), stream))
+            batch.metrics[metric] = (start, [(r["index"], msgpack.packb(r["data"]), r["createdAt"]) for r in rows])
+            events += len(rows)
+        else:
+            raise ValueError(f"unknown stream {stream!r}")
+        if events > max_events:
+            raise BodyError(413, f"more than {max_events} events in one request; split the batch")
+    return batch
+
+
+def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
+    if not isinstance(blocks, list):
+        raise ValueError(f"{stream!r} needs 'blocks', a list")
+    for block in blocks:
+        keys, cols, created = block.get("keys"), block.get("cols"), block.get("created")
+        if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(created, list)
+                and len(keys) == len(cols) and all(isinstance(k, str) for k in keys)):
+            raise ValueError(f"malformed block in {stream!r}")
+        count = sum(n for _, n in created) if all(isinstance(c, list) and len(c) == 2 and isinstance(c[1], int) and c[1] > 0
+                                                   for c in created) else -1
+        if count < 0 or any(not isinstance(col, list) or len(col) != count for col in cols):
+            raise ValueError(f"block columns of {stream!r} disagree with its row count")
+    return blocks
+
+
+def _level(row: dict[str, Any]) -> str | None:
+    level = row.get("level")
+    return normalise_level(level) if isinstance(level, str) else None
+
+
+# -- reads ---------------------------------------------------------------------
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"query parameter {name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise web.HTTPBadRequest(text=f"query parameter {name}={value} must be within [{low}, {high}]")
+    return value
+
+
+async def list_experiments(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    owner = request.query.get("owner", caller)
+    if not await request.app[STORAGE].can_read(caller, owner):
+        raise web.HTTPForbidden(text=f"{caller!r} may not read {owner!r}'s runs")
+    rows = await request.app[STORAGE].list_experiments(
+        owner, request.query.get("project"), request.query.get("status"), request.query.get("tag"),
+        _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9))
+    return json_response({"experiments": [_public(request, e) for e in rows]})
+
+
+async def _experiment(request: web.Request) -> dict[str, Any]:
+    owner, project, name = _prefix(request)
+    await _require_read(request, owner)
+    exp = await request.app[STORAGE].experiment(owner, project, name)
+    if exp is None:
+        raise web.HTTPNotFound(text=f"no experiment {owner}/{project}/{name}")
+    return exp
+
+
+def _public(request: web.Request, exp: dict[str, Any]) -> dict[str, Any]:
+    """The experiment as clients see it: a silent RUNNING run past the timeout shows as CRASHED."""
+    import time
+
+    out = dict(exp)
+    if out["status"] == "RUNNING" and time.time() - out["last_seen"] > request.app[CONFIG].crashed_after_s:
+        out["status"] = "CRASHED"
+    return out
+
+
+async def get_experiment(request: web.Request) -> web.Response:
+    return json_response(_public(request, await _experiment(request)))
+
+
+async def get_logs(request: web.Request) -> web.Response:
+    exp = await _experiment(request)
+    level = request.query.get("level")
+    rows = await request.app[STORAGE].log_rows(
+        exp["id"], _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS),
+        normalise_level(level) if level else None)
+    return json_response({"logs": rows})
+
+
+async def get_metric(request: web.Request) -> web.Response:
+    exp = await _experiment(request)
+    metric = validate_metric_name(request.match_info["metric"])
+    rows = await request.app[STORAGE].metric_rows(
+        exp["id"], metric, _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS))
+    buckets = _int(request, "buckets", 0, 0, 10_000)
+    if buckets:
+        return json_response({"metric": metric, "buckets": downsample(rows, buckets)})
+    return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows]})
+
+
+def downsample(rows: list[dict[str, Any]], buckets: int) -> list[dict[str, Any]]:
+    """Split rows into at most ``buckets`` index ranges; per numeric field keep min, max and last."""
+    if not rows:
+        return []
+    size = max(1, -(-len(rows) // buckets))
+    out = []
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        fields: dict[str, dict[str, float]] = {}
+        for row in chunk:
+            for key, value in row["data"].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                    f = fields.setdefault(key, {"min": value, "max": value, "last": value})
+                    f["min"], f["max"], f["last"] = min(f["min"], value), max(f["max"], value), value
+        out.append({"first": chunk[0]["index"], "last": chunk[-1]["index"], "count": len(chunk), "fields": fields})
+    return out

@@ -1,0 +1,27 @@
+"""Server settings (the ``ml-dash server`` flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..agent.wire import BodyLimits
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything :func:`ml_dash.server.create_app` needs."""
+
+    data_dir: Path
+    allow_user_name: bool = False  # development mode: trust an X-ML-Dash-User header
+    body_limits: BodyLimits = field(default_factory=BodyLimits)
+    max_events_per_request: int = 1_000_000
+    crashed_after_s: float = 120.0  # a RUNNING run silent this long is shown as CRASHED
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "ml-dash.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

@@ -1,0 +1,71 @@
+"""Running the server: bind, announce the real port, stop gracefully on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .auth import new_key
+from .config import ServerConfig
+from .storage import SQLiteStorage
+
+logger = logging.getLogger("ml_dash.server")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: float = 10.0) -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the timeout) and return."""
+    if config.allow_user_name and not _is_loopback(host):
+        print(f"warning: --allow-user-name on {host} lets anyone on the network write as any user", file=sys.stderr)
+    # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
+    # aiohttp's own decompression would inflate without limit
+    runner = web.AppRunner(create_app(config), shutdown_timeout=shutdown_timeout_s, access_log=None,
+                           auto_decompress=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    print(f"ml-dash server listening on http://{host}:{bound_port} (data in {config.data_dir})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    print("ml-dash server stopped", flush=True)
+
+
+async def create_key(config: ServerConfig, owner: str) -> str:
+    """Store a new key for ``owner`` (hashed) and return the token, which is not kept anywhere."""
+    storage = SQLiteStorage(config.database)
+    await storage.open()
+    try:
+        key = new_key()
+        await storage.add_key(key.key_id, owner, key.secret_sha256)
+    finally:
+        await storage.close()
+    return key.token
+
+
+async def grant(config: ServerConfig, owner: str, member: str) -> None:
+    """Let ``member`` read ``owner``'s runs."""
+    storage = SQLiteStorage(config.database)
+    await storage.open()
+    try:
+        await storage.grant(owner, member)
+    finally:
+        await storage.close()

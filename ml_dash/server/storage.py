@@ -1,0 +1,269 @@
+"""Server-side storage: the interface the handlers use, and the embedded SQLite implementation.
+
+Every event identity (run, stream, index) is stored at most once (a primary
+key plus ``INSERT OR IGNORE``), and ``ingest`` returns only after its
+transaction is committed with ``synchronous=FULL``, so a 2xx reply means the
+data is durable. SQLite runs on one dedicated thread: the handlers await it.
+PostgreSQL can implement the same :class:`Storage` protocol later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgpack
+
+from ..agent.jsonlines import dumps, loads
+from ..agent.pool import WorkerPool
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY, owner TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+    created_at REAL NOT NULL, revoked_at REAL);
+CREATE TABLE IF NOT EXISTS members (owner TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (owner, member));
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY, owner TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
+    description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
+    status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}', UNIQUE (owner, project, name));
+CREATE TABLE IF NOT EXISTS metric_rows (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, created_at TEXT,
+    PRIMARY KEY (exp_id, metric, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_rows (
+    exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT,
+    PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_counts (
+    exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (
+    exp_id INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    entry TEXT NOT NULL, PRIMARY KEY (exp_id, path));
+"""
+
+RUN_FIELDS = ("description", "tags", "metadata", "status", "status_reason", "created_at", "started_at", "ended_at")
+
+
+class GapError(Exception):
+    """A batch starts past what is stored: the client must resend from ``acked``."""
+
+    def __init__(self, stream: str, acked: int) -> None:
+        super().__init__(f"stream {stream!r} has {acked} rows stored; a batch must start at or before that")
+        self.stream = stream
+        self.acked = acked
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """One validated request: rows per stream (with their indices), params, run fields."""
+
+    owner: str
+    project: str
+    name: str
+    run: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] | None = None
+    metrics: dict[str, tuple[int, list[tuple[int, bytes, str | None]]]] = field(default_factory=dict)
+    logs: tuple[int, list[tuple[int, bytes, str | None]]] | None = None
+
+
+class Storage(Protocol):
+    """What the server needs from a metadata store."""
+
+    async def ingest(self, batch: IngestBatch) -> dict[str, int]: ...
+    async def key_owner(self, key_id: str, secret_sha256: str) -> str | None: ...
+    async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None: ...
+    async def can_read(self, reader: str, owner: str) -> bool: ...
+    async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
+                               tag: str | None, limit: int, offset: int) -> list[dict[str, Any]]: ...
+    async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
+    async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
+    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]: ...
+    async def close(self) -> None: ...
+
+
+class SQLiteStorage:
+    """The embedded default: one SQLite file in the data directory, WAL, fsync on commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._pool = WorkerPool(1, "ml-dash-sqlite")  # sqlite3 connections stay on their thread
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._pool.shutdown(wait=True)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -- ingest ------------------------------------------------------------
+    async def ingest(self, batch: IngestBatch) -> dict[str, int]:
+        return await self._run(self._ingest, batch)
+
+    def _ingest(self, batch: IngestBatch) -> dict[str, int]:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            exp_id = self._upsert_experiment(db, batch)
+            acked: dict[str, int] = {}
+            for metric, (start, rows) in batch.metrics.items():
+                acked[f"metrics/{metric}"] = self._store_rows(
+                    db, exp_id, f"metrics/{metric}", start, rows,
+                    "INSERT OR IGNORE INTO metric_rows (exp_id, metric, idx, data, created_at) VALUES (?, ?, ?, ?, ?)",
+                    lambda idx, blob, extra: (exp_id, metric, idx, blob, extra))
+            if batch.logs is not None:
+                start, rows = batch.logs
+                acked["logs"] = self._store_rows(
+                    db, exp_id, "logs", start, rows,
+                    "INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level) VALUES (?, ?, ?, ?)",
+                    lambda idx, blob, extra: (exp_id, idx, blob, extra))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return acked
+
+    def _upsert_experiment(self, db: sqlite3.Connection, batch: IngestBatch) -> int:
+        now = time.time()
+        row = db.execute("SELECT id, params FROM experiments WHERE owner=? AND project=? AND name=?",
+                         (batch.owner, batch.project, batch.name)).fetchone()
+        if row is None:
+            cursor = db.execute("INSERT INTO experiments (owner, project, name, last_seen) VALUES (?, ?, ?, ?)",
+                                (batch.owner, batch.project, batch.name, now))
+            exp_id, params = cursor.lastrowid, "{}"
+        else:
+            exp_id, params = row
+        sets, values = ["last_seen = ?"], [now]
+        for key in RUN_FIELDS:
+            if key in batch.run:
+                value = batch.run[key]
+                sets.append(f"{key} = ?")
+                values.append(dumps(value).decode() if key in ("tags", "metadata") else value)
+        if batch.params is not None:
+            merged = loads(params) if params else {}
+            merged.update(batch.params)
+            sets.append("params = ?")
+            values.append(dumps(merged).decode())
+        db.execute(f"UPDATE experiments SET {', '.join(sets)} WHERE id = ?", (*values, exp_id))
+        return int(exp_id)
+
+    @staticmethod
+    def _store_rows(db: sqlite3.Connection, exp_id: int, stream: str, start: int,
+                    rows: list[tuple[int, bytes, str | None]], insert: str, params: Any) -> int:
+        found = db.execute("SELECT stored FROM stream_counts WHERE exp_id=? AND stream=?", (exp_id, stream)).fetchone()
+        stored = found[0] if found else 0
+        if start > stored:
+            raise GapError(stream, stored)
+        new = [params(idx, blob, extra) for idx, blob, extra in rows if idx >= stored]
+        if new:
+            db.executemany(insert, new)
+            stored = max(stored, rows[-1][0] + 1)
+            db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
+                       "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
+        return stored
+
+    # -- keys and grants ---------------------------------------------------
+    async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None:
+        await self._run(self._write, "INSERT INTO api_keys (key_id, owner, secret_sha256, created_at) VALUES (?, ?, ?, ?)",
+                        (key_id, owner, secret_sha256, time.time()))
+
+    async def revoke_key(self, key_id: str) -> None:
+        await self._run(self._write, "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (time.time(), key_id))
+
+    async def grant(self, owner: str, member: str) -> None:
+        await self._run(self._write, "INSERT OR IGNORE INTO members (owner, member) VALUES (?, ?)", (owner, member))
+
+    def _write(self, sql: str, args: tuple) -> None:
+        assert self._db is not None
+        self._db.execute(sql, args)
+
+    async def key_owner(self, key_id: str, secret_sha256: str) -> str | None:
+        row = await self._fetchone("SELECT owner, secret_sha256, revoked_at FROM api_keys WHERE key_id = ?", (key_id,))
+        if row is None or row[2] is not None:
+            return None
+        import hmac
+
+        return row[0] if hmac.compare_digest(row[1], secret_sha256) else None
+
+    async def can_read(self, reader: str, owner: str) -> bool:
+        if reader == owner:
+            return True
+        return await self._fetchone("SELECT 1 FROM members WHERE owner = ? AND member = ?", (owner, reader)) is not None
+
+    # -- reads -------------------------------------------------------------
+    async def _fetchone(self, sql: str, args: tuple) -> Any:
+        return await self._run(lambda: self._db.execute(sql, args).fetchone())  # type: ignore[union-attr]
+
+    async def _fetchall(self, sql: str, args: tuple) -> list:
+        return await self._run(lambda: self._db.execute(sql, args).fetchall())  # type: ignore[union-attr]
+
+    async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
+                               tag: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        where, args = [], []
+        for column, value in (("owner", owner), ("project", project), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(experiments.tags) WHERE value = ?)")
+            args.append(tag)
+        sql = f"SELECT {_EXP_COLUMNS} FROM experiments"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY owner, project, name LIMIT ? OFFSET ?"
+        return [_experiment_dict(r) for r in await self._fetchall(sql, (*args, limit, offset))]
+
+    async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None:
+        row = await self._fetchone(f"SELECT {_EXP_COLUMNS} FROM experiments WHERE owner=? AND project=? AND name=?",
+                                   (owner, project, name))
+        if row is None:
+            return None
+        exp = _experiment_dict(row)
+        counts = await self._fetchall("SELECT stream, stored FROM stream_counts WHERE exp_id = ?", (exp["id"],))
+        exp["streams"] = {stream: stored for stream, stored in counts}
+        return exp
+
+    async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._fetchall(
+            "SELECT idx, data, created_at FROM metric_rows WHERE exp_id=? AND metric=? AND idx>=? ORDER BY idx LIMIT ?",
+            (exp_id, metric, start, limit))
+        return [{"index": idx, "data": msgpack.unpackb(data), "createdAt": created} for idx, data, created in rows]
+
+    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
+        sql, args = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?", [exp_id, start]
+        if level is not None:
+            sql += " AND level = ?"
+            args.append(level)
+        rows = await self._fetchall(sql + " ORDER BY idx LIMIT ?", (*args, limit))
+        return [{"sequenceNumber": idx, **msgpack.unpackb(record)} for idx, record in rows]
+
+
+_EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, status_reason, "
+                "created_at, started_at, ended_at, last_seen, params")
+
+
+def _experiment_dict(row: tuple) -> dict[str, Any]:
+    keys = [c.strip() for c in _EXP_COLUMNS.split(",")]
+    exp = dict(zip(keys, row))
+    exp["tags"] = loads(exp["tags"]) if exp["tags"] else []
+    exp["metadata"] = loads(exp["metadata"]) if exp["metadata"] else None
+    exp["params"] = loads(exp["params"]) if exp["params"] else {}
+    exp["prefix"] = f"{exp['owner']}/{exp['project']}/{exp['name']}"
+    return exp

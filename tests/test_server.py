@@ -1,0 +1,207 @@
+"""The ml-dash server as a real process on 127.0.0.1 (port 0): auth, ingest, dedup, reads, limits."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgpack
+import pytest
+import zstandard
+
+from ml_dash.agent.wire import encode_body, metric_blocks
+
+
+class Server:
+    """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
+
+    def __init__(self, data: Path, *extra: str) -> None:
+        self.data = data
+        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--host", "127.0.0.1",
+                                      "--port", "0", "--data", str(data), *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = line.split()[4]
+
+    def key(self, owner: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "create", "--owner", owner,
+                              "--data", str(self.data)], capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                key: str | None = None) -> tuple[int, Any]:
+        headers = dict(headers or {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def ingest(self, prefix: str, body: dict[str, Any], key: str | None, encoding: str = "zstd",
+               raw: bytes | None = None) -> tuple[int, Any]:
+        payload = raw if raw is not None else encode_body(body)
+        return self.request("POST", f"/api/v1/runs/{prefix}/events", payload,
+                            {"Content-Encoding": encoding, "Content-Type": "application/octet-stream"}, key)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=30)
+        finally:
+            self.proc.kill()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data")
+    yield srv
+    srv.stop()
+
+
+def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"data": {"loss": 1.0 / (i + 1), "step": i, "_ts": 1000.0 + i}, "createdAt": "2026-11-26T00:00:00.000000Z"}
+            for i in range(start, start + n)]
+
+
+def _batch(start: int, n: int, **extra: Any) -> dict[str, Any]:
+    return {"v": 1, "streams": {"metrics/train": {"start": start, "blocks": metric_blocks(_rows(n, start))}}, **extra}
+
+
+def test_health(server: Server) -> None:
+    assert server.request("GET", "/health") == (200, {"status": "ok", "version": pytest.importorskip("ml_dash").__version__})
+
+
+def test_keys_are_printed_once_and_stored_hashed(server: Server) -> None:
+    token = server.key("alice")
+    assert token.startswith("mld_")
+    db = sqlite3.connect(server.data / "ml-dash.sqlite3")
+    stored = db.execute("SELECT key_id, owner, secret_sha256 FROM api_keys").fetchall()
+    assert len(stored) == 1 and stored[0][1] == "alice"
+    assert token.split("_", 2)[2] not in repr(stored)  # the secret itself is nowhere in the database
+
+
+def test_ingest_then_read_back_everything(server: Server) -> None:
+    key = server.key("alice")
+    body = _batch(0, 100, run={"status": "RUNNING", "description": "d", "tags": ["t"]}, params={"lr": 0.1})
+    body["streams"]["logs"] = {"start": 0, "rows": [{"timestamp": "x", "level": "info", "message": "hello"}]}
+    assert server.ingest("alice/proj/run-1", body, key) == (200, {"acked": {"metrics/train": 100, "logs": 1}})
+    status, exp = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
+    assert status == 200 and exp["params"] == {"lr": 0.1} and exp["tags"] == ["t"] and exp["status"] == "RUNNING"
+    assert exp["streams"] == {"metrics/train": 100, "logs": 1}
+    status, metric = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?start=10&limit=5", key=key)
+    assert [r["index"] for r in metric["rows"]] == [10, 11, 12, 13, 14]
+    assert metric["rows"][0]["data"] == {"loss": 1.0 / 11, "step": 10, "_ts": 1010.0}
+    status, logs = server.request("GET", "/api/v1/experiments/alice/proj/run-1/logs", key=key)
+    assert logs["logs"] == [{"sequenceNumber": 0, "timestamp": "x", "level": "info", "message": "hello"}]
+    status, listing = server.request("GET", "/api/v1/experiments?owner=alice&tag=t", key=key)
+    assert [e["prefix"] for e in listing["experiments"]] == ["alice/proj/run-1"]
+
+
+def test_a_resent_batch_is_stored_once_and_an_overlap_only_adds_the_new_rows(server: Server) -> None:
+    key = server.key("alice")
+    assert server.ingest("alice/p/r", _batch(0, 50), key)[0] == 200
+    assert server.ingest("alice/p/r", _batch(0, 50), key) == (200, {"acked": {"metrics/train": 50}})
+    assert server.ingest("alice/p/r", _batch(25, 50), key) == (200, {"acked": {"metrics/train": 75}})
+    _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?limit=1000", key=key)
+    assert [r["index"] for r in metric["rows"]] == list(range(75))
+    assert [r["data"]["step"] for r in metric["rows"]] == list(range(75))
+
+
+def test_a_batch_past_the_stored_rows_is_refused_with_the_cursor(server: Server) -> None:
+    key = server.key("alice")
+    server.ingest("alice/p/r", _batch(0, 10), key)
+    status, reply = server.ingest("alice/p/r", _batch(20, 5), key)
+    assert status == 409 and reply["acked"] == {"metrics/train": 10}
+
+
+def test_non_finite_values_round_trip_as_marked_json(server: Server) -> None:
+    key = server.key("alice")
+    rows = [{"data": {"loss": math.nan, "hi": math.inf, "_ts": 1.0}, "createdAt": None}]
+    body = {"v": 1, "streams": {"metrics/m": {"start": 0, "blocks": metric_blocks(rows)}}}
+    assert server.ingest("alice/p/r", body, key)[0] == 200
+    _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/m", key=key)
+    assert metric["rows"][0]["data"] == {"loss": "NaN", "hi": "Infinity", "_ts": 1.0}
+    assert metric["rows"][0]["nonFinite"] == ["hi", "loss"]
+
+
+def test_downsampling_keeps_min_and_max_per_bucket(server: Server) -> None:
+    key = server.key("alice")
+    server.ingest("alice/p/r", _batch(0, 100), key)
+    _, out = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?buckets=4&limit=100", key=key)
+    buckets = out["buckets"]
+    assert len(buckets) == 4 and buckets[0]["first"] == 0 and buckets[-1]["last"] == 99
+    assert buckets[0]["fields"]["step"] == {"min": 0, "max": 24, "last": 24}
+    assert buckets[0]["fields"]["loss"]["max"] == 1.0
+
+
+def test_authentication_and_owner_prefixes(server: Server) -> None:
+    alice, bob = server.key("alice"), server.key("bob")
+    assert server.ingest("alice/p/r", _batch(0, 1), None)[0] == 401
+    assert server.ingest("alice/p/r", _batch(0, 1), "mld_000000000000_wrong")[0] == 401
+    assert server.ingest("alice/p/r", _batch(0, 1), bob)[0] == 403
+    assert server.ingest("alice/p/r", _batch(0, 1), alice)[0] == 200
+    assert server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 403
+    subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "grant", "--owner", "alice", "--member", "bob",
+                    "--data", str(server.data)], check=True, capture_output=True, timeout=60)
+    assert server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 200
+    assert server.ingest("alice/p/r", _batch(1, 1), bob)[0] == 403  # a read grant is not a write grant
+
+
+def test_user_name_is_accepted_only_in_development_mode(server: Server, tmp_path: Path) -> None:
+    headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
+    assert server.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 401
+    dev = Server(tmp_path / "dev", "--allow-user-name")
+    try:
+        assert dev.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 200
+        assert dev.request("POST", "/api/v1/runs/bob/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 403
+    finally:
+        assert dev.stop() == 0
+
+
+def _zstd_bomb(decompressed_bytes: int) -> bytes:
+    compressor = zstandard.ZstdCompressor(level=3).compressobj()
+    chunk = b"\0" * (1 << 20)
+    parts = [compressor.compress(chunk) for _ in range(decompressed_bytes >> 20)]
+    return b"".join(parts) + compressor.flush()
+
+
+def test_bad_bodies_get_4xx_and_the_server_stays_up(server: Server) -> None:
+    key = server.key("alice")
+    assert server.ingest("alice/p/r", {}, key, raw=_zstd_bomb(300 << 20))[0] == 413
+    assert server.ingest("alice/p/r", {}, key, raw=b"\xc1\xc1not msgpack", encoding="identity")[0] == 400
+    assert server.ingest("alice/p/r", {}, key, raw=b"\x28\xb5\x2f\xfdgarbage")[0] == 400
+    assert server.ingest("alice/p/r", {}, key, raw=b"x", encoding="br")[0] == 415
+    assert server.ingest("alice/p/r", {}, key, raw=b"\x91" * 100_000 + b"\xc0", encoding="identity")[0] == 400
+    assert server.ingest("alice/p/r", {}, key, raw=msgpack.packb([1, 2]), encoding="identity")[0] == 400
+    assert server.ingest("alice/p/r", {"v": 99}, key)[0] == 400
+    assert server.ingest("alice/p/r", {"v": 1, "streams": {"metrics/../x": {"start": 0, "blocks": []}}}, key)[0] == 400
+    assert server.ingest("alice/p/r", {"v": 1, "streams": {"files/x": {"start": 0}}}, key)[0] == 400
+    bad_block = {"v": 1, "streams": {"metrics/m": {"start": 0, "blocks": [{"keys": ["a"], "cols": [[1, 2]], "created": [["c", 1]]}]}}}
+    assert server.ingest("alice/p/r", bad_block, key)[0] == 400
+    assert server.request("POST", "/api/v1/runs/alice/..%2Fx/r/events", b"", {"Content-Encoding": "identity"}, key)[0] in (400, 404)
+    huge = b"\0" * (33 << 20)
+    assert server.ingest("alice/p/r", {}, key, raw=huge, encoding="identity")[0] == 413
+    assert server.request("GET", "/health")[0] == 200
+    assert server.request("GET", "/api/v1/experiments/alice/p/r", key=key)[0] == 404  # nothing was stored
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data")
+    assert srv.request("GET", "/health")[0] == 200
+    assert srv.stop() == 0

@@ -1,0 +1,56 @@
+"""The bulk wire format: columnar blocks, compression, bounded decoding."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import msgpack
+import pytest
+
+from ml_dash.agent.wire import BodyError, BodyLimits, decode_body, encode_body, metric_blocks, metric_rows
+
+
+def test_blocks_round_trip_rows_with_changing_keys_and_none() -> None:
+    rows = [
+        {"data": {"loss": 0.5, "_ts": 1.0}, "createdAt": "a"},
+        {"data": {"loss": None, "_ts": 2.0}, "createdAt": "a"},
+        {"data": {"loss": math.inf, "acc": 0.9, "_ts": 3.0}, "createdAt": "b"},
+        {"data": {"acc": 0.8, "_ts": 4.0}, "createdAt": "b"},
+    ]
+    blocks = metric_blocks(rows)
+    assert [b["keys"] for b in blocks] == [["loss", "_ts"], ["loss", "acc", "_ts"], ["acc", "_ts"]]
+    assert blocks[0]["created"] == [["a", 2]]
+    back = metric_rows(7, msgpack.unpackb(msgpack.packb(blocks)))
+    assert [r["index"] for r in back] == [7, 8, 9, 10]
+    assert [r["data"] for r in back] == [r["data"] for r in rows]  # None stays None, missing stays missing
+    assert [r["createdAt"] for r in back] == ["a", "a", "b", "b"]
+
+
+def test_zstd_and_gzip_bodies_decode_to_the_same_map() -> None:
+    body = {"v": 1, "streams": {}}
+    assert decode_body(encode_body(body), "zstd") == body
+    assert decode_body(gzip.compress(msgpack.packb(body)), "gzip") == body
+    assert decode_body(msgpack.packb(body), None) == body
+
+
+def test_limits_give_the_right_status() -> None:
+    small = BodyLimits(max_compressed_bytes=10_000, max_decompressed_bytes=1000)
+    with pytest.raises(BodyError) as bomb:
+        decode_body(gzip.compress(b"\0" * 100_000), "gzip", small)
+    assert bomb.value.status == 413
+    with pytest.raises(BodyError) as big:
+        decode_body(b"\0" * 20_000, "identity", small)
+    assert big.value.status == 413
+    with pytest.raises(BodyError) as enc:
+        decode_body(b"", "compress", small)
+    assert enc.value.status == 415
+
+
+def test_columnar_zstd_is_a_fraction_of_json() -> None:
+    rows = [{"index": i, "data": {"loss": 1 / (i + 1), "acc": 0.9, "lr": 1e-3, "grad": 2.0, "step": i, "_ts": 1795663131.0 + i * 0.001},
+             "createdAt": "2026-11-26T00:00:00.000000Z"} for i in range(10_000)]
+    as_json = sum(len(json.dumps(r)) + 1 for r in rows)
+    wire = len(encode_body({"v": 1, "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(rows)}}}))
+    assert wire < 0.25 * as_json, (wire, as_json)
