@@ -6,6 +6,7 @@
     ml-dash server [--host 127.0.0.1] [--port 8080] [--data DIR] [--allow-user-name]
     ml-dash keys create --owner NAME --data DIR      the new key is the last line printed
     ml-dash keys grant --owner NAME --member NAME --data DIR
+    ml-dash sync [PATH ...] --remote URL (--api-key K | --user-name U) [--timeout S]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from . import __version__
 from .reading import find_runs, summarise
 
-REMOTE_COMMANDS = ("sync", "pull")
+REMOTE_COMMANDS = ("pull",)
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -86,6 +87,14 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .sync import sync_paths
+
+    return asyncio.run(sync_paths([Path(p) for p in args.paths], args.remote, args.api_key, args.user_name, args.timeout))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ml-dash`` command."""
     parser = argparse.ArgumentParser(prog="ml-dash", description="Inspect ml-dash runs.")
@@ -108,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("--owner", required=True)
     keys.add_argument("--member", help="with grant: who may read --owner's runs")
     keys.add_argument("--data", default="ml-dash-data")
+    sync = sub.add_parser("sync", help="upload local runs (or interrupted remote ones) to a server, exactly once")
+    sync.add_argument("paths", nargs="*", default=[".dash"])
+    sync.add_argument("--remote", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    who = sync.add_mutually_exclusive_group(required=True)
+    who.add_argument("--api-key")
+    who.add_argument("--user-name")
+    sync.add_argument("--timeout", type=float, default=600.0, help="give up on a run after this many seconds")
     for name in REMOTE_COMMANDS:
         sub.add_parser(name, help="remote mode (not in this version)")
     argv = sys.argv[1:] if argv is None else argv
@@ -117,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keys" and args.action == "grant" and not args.member:
         parser.error("keys grant needs --member")
-    return {"ls": _ls, "show": _show, "check": _check, "server": _server, "keys": _keys}[args.command](args)
+    commands = {"ls": _ls, "show": _show, "check": _check, "server": _server, "keys": _keys, "sync": _sync}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_show_and_check_report_damage(workdir: Path) -> None:
 
 
 def test_remote_commands_say_they_are_not_available(workdir: Path) -> None:
-    out = _cli("sync", "--remote", "http://127.0.0.1:9", cwd=workdir)
+    out = _cli("pull", "alice/p/r", "--remote", "http://127.0.0.1:9", cwd=workdir)
     assert out.returncode == 2 and "not available" in out.stderr
 
 

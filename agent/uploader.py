@@ -1,0 +1,310 @@
+"""Uploads a run directory to an ml-dash server, exactly once, from an acknowledged cursor.
+
+The local files are the record: the uploader reads complete lines past the
+cursor of each stream (``logs.jsonl``, ``metrics/<name>/data.jsonl``), sends
+them with ``parameters.json`` and ``experiment.json`` as one bulk request
+(agent/wire.py), and moves the cursor only when the server has acknowledged.
+The cursor lives next to the run in ``.ml-dash-upload.json``, one entry per
+server, so an interrupted upload or a later ``ml-dash sync`` resumes where the
+server left off, and sending twice stores nothing twice (the server keeps
+each (run, stream, index) once).
+
+One request per run is in flight at a time. Statuses are handled per
+agent/retry.py: retryable ones are retried with backoff; a 409 rewinds the
+cursor to the server's; 401/403 stop the upload (the data stays on disk); a
+413 halves the batch; other permanent errors set the batch aside under
+``.ml-dash-rejected/`` and count it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+
+from .jsonlines import DecodeError, dumps, loads, read_json, restore_metric_row
+from .retry import AUTH_FAILURES, Outcome, parse_retry_after, retrying
+from .rundir import _write_document
+from .wire import encode_body, metric_blocks
+
+logger = logging.getLogger("ml_dash.agent")
+
+CURSOR_FILE = ".ml-dash-upload.json"
+REJECTED_DIR = ".ml-dash-rejected"
+MAX_BATCH_ROWS = 50_000
+MAX_READ_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class StreamCursor:
+    acked: int = 0  # rows the server has stored (indices 0..acked-1)
+    offset: int = 0  # byte offset of the first line not yet acknowledged
+
+
+@dataclass(slots=True)
+class PendingStream:
+    name: str
+    path: Path
+    start: int
+    rows: list[dict[str, Any]]
+    end_offset: int
+
+
+@dataclass(slots=True)
+class UploadReport:
+    """What one upload pass did."""
+
+    sent_rows: int = 0
+    pending_rows: int = 0
+    rejected_rows: int = 0
+    stopped: str | None = None  # "auth" when the server refused the key
+    requests: int = 0
+    streams: dict[str, int] = field(default_factory=dict)
+
+
+def headers_for(api_key: str | None, user_name: str | None) -> dict[str, str]:
+    if api_key:
+        return {"Authorization": f"Bearer {api_key}"}
+    if user_name:
+        return {"X-ML-Dash-User": user_name}
+    return {}
+
+
+class RunUploader:
+    """Sends one run directory's unacknowledged data to one server."""
+
+    def __init__(self, directory: Path, prefix: str, remote: str, headers: dict[str, str],
+                 request_timeout_s: float = 30.0, max_rows: int = MAX_BATCH_ROWS) -> None:
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.remote = remote.rstrip("/")
+        self.headers = headers
+        self.request_timeout_s = request_timeout_s
+        self.max_rows = max_rows
+        self.cursors: dict[str, StreamCursor] = {}
+        self._sent_docs: dict[str, str] = {}
+        self._load_cursor()
+
+    # -- the cursor file ---------------------------------------------------
+    def _load_cursor(self) -> None:
+        document = read_json(self.directory / CURSOR_FILE)
+        entry = document.get("servers", {}).get(self.remote, {}) if isinstance(document, dict) else {}
+        for name, cursor in entry.get("streams", {}).items():
+            self.cursors[name] = StreamCursor(int(cursor.get("acked", 0)), int(cursor.get("offset", 0)))
+        self._sent_docs = dict(entry.get("documents", {}))
+
+    def _save_cursor(self) -> None:
+        path = self.directory / CURSOR_FILE
+        document = read_json(path)
+        document = document if isinstance(document, dict) else {}
+        servers = document.setdefault("servers", {})
+        servers[self.remote] = {
+            "streams": {n: {"acked": c.acked, "offset": c.offset} for n, c in self.cursors.items()},
+            "documents": self._sent_docs,
+        }
+        _write_document(path, dumps(document))
+
+    # -- what is pending ---------------------------------------------------
+    def streams(self) -> list[tuple[str, Path]]:
+        found = [("logs", self.directory / "logs.jsonl")]
+        metrics = self.directory / "metrics"
+        if metrics.is_dir():
+            found += [(f"metrics/{d.name}", d / "data.jsonl") for d in sorted(metrics.iterdir()) if d.is_dir()]
+        return [(name, path) for name, path in found if path.is_file()]
+
+    def pending_rows(self) -> int:
+        """Rows on disk past the acknowledged cursors (complete lines only)."""
+        total = 0
+        for name, path in self.streams():
+            cursor = self.cursors.get(name, StreamCursor())
+            with open(path, "rb") as f:
+                f.seek(cursor.offset)
+                total += f.read().count(b"\n")
+        return total
+
+    def _read(self, name: str, path: Path, budget: int) -> PendingStream | None:
+        cursor = self.cursors.setdefault(name, StreamCursor())
+        with open(path, "rb") as f:
+            f.seek(cursor.offset)
+            data = f.read(MAX_READ_BYTES)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return None
+        rows, consumed = [], 0
+        key = "sequenceNumber" if name == "logs" else "index"
+        for line in data[: end + 1].split(b"\n")[:-1]:
+            consumed += len(line) + 1
+            try:
+                record = loads(line)
+            except DecodeError:  # a torn line ended by a later writer: skipped, like the readers do
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get(key), int):
+                continue
+            if record[key] < cursor.acked:
+                continue
+            if record[key] != cursor.acked + len(rows):
+                break  # a gap on disk: send what is contiguous, stop there
+            rows.append(record)
+            if len(rows) >= budget:
+                break
+        if not rows:
+            return None
+        return PendingStream(name, path, cursor.acked, rows, cursor.offset + consumed)
+
+    def _documents(self) -> dict[str, Any]:
+        """experiment.json and parameters.json, when they changed since the server acknowledged them."""
+        body: dict[str, Any] = {}
+        experiment = read_json(self.directory / "experiment.json")
+        if isinstance(experiment, dict):
+            run = {k: experiment.get(k) for k in ("description", "tags", "metadata", "status", "status_reason",
+                                                  "created_at", "started_at", "ended_at")}
+            body["run"] = run
+        params = read_json(self.directory / "parameters.json")
+        if isinstance(params, dict) and isinstance(params.get("data"), dict):
+            if self._sent_docs.get("params") != params.get("updatedAt"):
+                body["params"] = params["data"]
+        return body
+
+    # -- one pass ----------------------------------------------------------
+    async def upload(self, session: aiohttp.ClientSession, deadline_s: float | None,
+                     sleep: Callable[[float], Awaitable[None]] | None = None) -> UploadReport:
+        """Send everything pending now; stop early on auth failure or when ``deadline_s`` passes."""
+        report = UploadReport()
+        started = time.monotonic()
+        first = True
+        while True:
+            remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
+            if remaining is not None and remaining <= 0:
+                break
+            pending, budget = [], self.max_rows
+            for name, path in self.streams():
+                stream = self._read(name, path, budget)
+                if stream is not None:
+                    pending.append(stream)
+                    budget -= len(stream.rows)
+                if budget <= 0:
+                    break
+            documents = self._documents()
+            if not pending and not first and "params" not in documents:
+                break
+            first = False
+            outcome = await self._send(session, pending, documents, remaining, sleep)
+            report.requests += 1
+            if outcome.ok:
+                self._advance(pending, outcome, documents)
+                report.sent_rows += sum(len(s.rows) for s in pending)
+            elif outcome.status in AUTH_FAILURES:
+                report.stopped = "auth"
+                logger.warning("ml-dash: %s refused the credentials (%d); the run stays on disk: %s",
+                               self.remote, outcome.status, (outcome.body or {}).get("error"))
+                break
+            elif outcome.status == 409:
+                self._rewind(outcome)
+            elif outcome.status == 413 and sum(len(s.rows) for s in pending) > 1:
+                self.max_rows = max(1, self.max_rows // 2)
+            elif outcome.retryable:
+                break  # the deadline passed while retrying
+            else:
+                report.rejected_rows += self._set_aside(pending, documents, outcome)
+            if not pending:
+                break
+        report.pending_rows = self.pending_rows()
+        return report
+
+    async def _send(self, session: aiohttp.ClientSession, pending: list[PendingStream], documents: dict[str, Any],
+                    deadline_s: float | None, sleep: Callable[[float], Awaitable[None]] | None) -> Outcome:
+        body: dict[str, Any] = {"v": 1, **documents, "streams": {}}
+        for stream in pending:
+            if stream.name == "logs":
+                rows = [{k: v for k, v in r.items() if k != "sequenceNumber"} for r in stream.rows]
+                body["streams"]["logs"] = {"start": stream.start, "rows": rows}
+            else:
+                rows = [restore_metric_row(r) for r in stream.rows]
+                body["streams"][stream.name] = {"start": stream.start, "blocks": metric_blocks(rows)}
+        payload = encode_body(body)
+        url = f"{self.remote}/api/v1/runs/{self.prefix}/events"
+        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": "application/vnd.ml-dash.bulk+msgpack"}
+
+        async def post() -> Outcome:
+            try:
+                async with session.post(url, data=payload, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)) as resp:
+                    try:
+                        reply = await resp.json(content_type=None)
+                    except (ValueError, aiohttp.ContentTypeError):
+                        reply = None
+                    return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), reply)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                logger.debug("upload to %s failed: %r", url, exc)
+                return Outcome(0)
+
+        kwargs = {} if sleep is None else {"sleep": sleep}
+        return await retrying(deadline_s, **kwargs)(post)
+
+    def _advance(self, pending: list[PendingStream], outcome: Outcome, documents: dict[str, Any]) -> None:
+        acked = (outcome.body or {}).get("acked", {})
+        for stream in pending:
+            cursor = self.cursors[stream.name]
+            stored = acked.get(stream.name, stream.start + len(stream.rows))
+            if stored >= stream.start + len(stream.rows):
+                cursor.acked, cursor.offset = stream.start + len(stream.rows), stream.end_offset
+            else:
+                self._seek(stream.name, stream.path, stored)
+        if "params" in documents:
+            params = read_json(self.directory / "parameters.json") or {}
+            self._sent_docs["params"] = params.get("updatedAt")
+        self._save_cursor()
+
+    def _rewind(self, outcome: Outcome) -> None:
+        for name, stored in ((outcome.body or {}).get("acked") or {}).items():
+            path = dict(self.streams()).get(name)
+            if path is not None and isinstance(stored, int):
+                self._seek(name, path, stored)
+        self._save_cursor()
+
+    def _seek(self, name: str, path: Path, index: int) -> None:
+        """Point ``name``'s cursor at the line holding ``index`` (scanning from the start)."""
+        key = "sequenceNumber" if name == "logs" else "index"
+        offset = 0
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    record = loads(line)
+                except DecodeError:
+                    record = None
+                if isinstance(record, dict) and isinstance(record.get(key), int) and record[key] >= index:
+                    break
+                offset += len(line)
+        self.cursors[name] = StreamCursor(index, offset)
+
+    def _set_aside(self, pending: list[PendingStream], documents: dict[str, Any], outcome: Outcome) -> int:
+        rejected = self.directory / REJECTED_DIR
+        rejected.mkdir(exist_ok=True)
+        name = f"{int(time.time() * 1000)}-{outcome.status}.json"
+        record = {"status": outcome.status, "reply": outcome.body,
+                  "streams": {s.name: {"start": s.start, "rows": len(s.rows)} for s in pending}}
+        (rejected / name).write_bytes(dumps(record))
+        logger.warning("ml-dash: %s refused a batch (%d): %s; set aside in %s", self.remote, outcome.status,
+                       (outcome.body or {}).get("error"), rejected / name)
+        for stream in pending:
+            self.cursors[stream.name] = StreamCursor(stream.start + len(stream.rows), stream.end_offset)
+        self._save_cursor()
+        return sum(len(s.rows) for s in pending)
+
+
+def process_alive(pid: Any) -> bool:
+    """Whether ``pid`` is a live process on this host."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

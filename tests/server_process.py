@@ -1,0 +1,62 @@
+"""A real ``ml-dash server`` process on 127.0.0.1 (port 0) and a small HTTP client for tests."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ml_dash.agent.wire import encode_body
+
+
+class Server:
+    """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
+
+    def __init__(self, data: Path, *extra: str, port: int = 0) -> None:
+        self.data = data
+        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--host", "127.0.0.1",
+                                      "--port", str(port), "--data", str(data), *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = line.split()[4]
+
+    def key(self, owner: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "create", "--owner", owner,
+                              "--data", str(self.data)], capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                key: str | None = None) -> tuple[int, Any]:
+        headers = dict(headers or {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def ingest(self, prefix: str, body: dict[str, Any], key: str | None, encoding: str = "zstd",
+               raw: bytes | None = None) -> tuple[int, Any]:
+        payload = raw if raw is not None else encode_body(body)
+        return self.request("POST", f"/api/v1/runs/{prefix}/events", payload,
+                            {"Content-Encoding": encoding, "Content-Type": "application/octet-stream"}, key)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=30)
+        finally:
+            self.proc.kill()
+        return self.proc.returncode
+
+

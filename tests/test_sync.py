@@ -1,0 +1,110 @@
+"""``ml-dash sync``: local runs to a real server, exactly once, resuming, CRASHED detection."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment
+
+from .server_process import Server
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = Server(tmp_path / "server-data")
+    yield srv
+    srv.stop()
+
+
+def _sync(cwd: Path, server_url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server_url, *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _local_run(prefix: str, rows: int) -> Experiment:
+    exp = Experiment(prefix=prefix)
+    with exp.run:
+        exp.params.set(lr=0.1, model={"depth": 8})
+        for i in range(rows):
+            exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
+        exp.metrics("val").log(acc=math.nan)
+        exp.log("done", level="warn", epoch=3)
+    return exp
+
+
+def test_sync_uploads_a_local_run_and_a_second_sync_stores_nothing_new(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    _local_run("alice/proj/run-1", 5000)
+    first = _sync(workdir, server.url, "--api-key", key)
+    assert first.returncode == 0, first.stderr
+    assert "5002/5002 rows sent" in first.stdout
+    status, exp = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
+    assert exp["streams"] == {"metrics/train": 5000, "metrics/val": 1, "logs": 1}
+    assert exp["params"] == {"lr": 0.1, "model.depth": 8} and exp["status"] == "COMPLETED"
+    _, metric = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?limit=100000", key=key)
+    assert [r["data"]["step"] for r in metric["rows"]] == list(range(5000))
+    _, val = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/val", key=key)
+    assert val["rows"][0]["data"]["acc"] == "NaN" and val["rows"][0]["nonFinite"] == ["acc"]
+    _, logs = server.request("GET", "/api/v1/experiments/alice/proj/run-1/logs", key=key)
+    assert logs["logs"][0]["message"] == "done" and logs["logs"][0]["metadata"] == {"epoch": 3}
+
+    second = _sync(workdir, server.url, "--api-key", key)
+    assert second.returncode == 0 and "0/0 rows sent" in second.stdout
+    _, again = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
+    assert again["streams"] == exp["streams"]
+
+
+def test_sync_resumes_a_run_that_grew_since_the_last_sync(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    _local_run("alice/proj/run-1", 100)
+    assert _sync(workdir, server.url, "--api-key", key).returncode == 0
+    more = Experiment(prefix="alice/proj/run-1")
+    with more.run:
+        for i in range(100, 150):
+            more.metrics("train").log(loss=0.0, step=i)
+    out = _sync(workdir, server.url, "--api-key", key)
+    assert out.returncode == 0 and "50/50 rows sent" in out.stdout
+    _, metric = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?limit=1000", key=key)
+    assert [r["data"]["step"] for r in metric["rows"]] == list(range(150))
+
+
+def test_a_run_whose_process_died_is_synced_as_crashed(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    exp = _local_run("alice/proj/run-1", 10)
+    doc = json.loads((exp.directory / "experiment.json").read_text())
+    doc.update(status="RUNNING", pid=2**22 + 12345, hostname=socket.gethostname())  # a pid that does not exist
+    (exp.directory / "experiment.json").write_text(json.dumps(doc))
+    out = _sync(workdir, server.url, "--api-key", key)
+    assert "marked CRASHED" in out.stdout
+    _, remote = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
+    assert remote["status"] == "CRASHED"
+
+
+def test_wrong_key_keeps_the_data_local_and_fails(workdir: Path, server: Server) -> None:
+    server.key("alice")
+    _local_run("alice/proj/run-1", 10)
+    out = _sync(workdir, server.url, "--api-key", "mld_000000000000_nope")
+    assert out.returncode == 1 and "refused credentials" in out.stdout
+    assert (workdir / ".dash/alice/proj/run-1/metrics/train/data.jsonl").is_file()
+
+
+def test_server_down_then_up(workdir: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _local_run("alice/proj/run-1", 20)
+    down = _sync(workdir, f"http://127.0.0.1:{port}", "--user-name", "alice", "--timeout", "2")
+    assert down.returncode == 1 and "22 rows still pending" in down.stdout
+    srv = Server(tmp_path / "late", "--allow-user-name", port=port)
+    try:
+        up = _sync(workdir, srv.url, "--user-name", "alice")
+        assert up.returncode == 0 and "22/22 rows sent" in up.stdout
+    finally:
+        srv.stop()
