@@ -156,6 +156,10 @@ class RunUploader:
             return None
         return PendingStream(name, path, cursor.acked, rows, cursor.offset + consumed)
 
+    def documents_changed(self) -> bool:
+        """Whether parameters.json changed since the server acknowledged it."""
+        return "params" in self._documents()
+
     def _documents(self) -> dict[str, Any]:
         """experiment.json and parameters.json, when they changed since the server acknowledged them."""
         body: dict[str, Any] = {}

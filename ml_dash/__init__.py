@@ -10,7 +10,7 @@
 
 __version__ = "0.1.0"
 
-from .errors import ConfigurationError, MLDashError, RemoteModeUnavailable, RunStateError  # noqa: E402
+from .errors import ConfigurationError, MLDashError, RunStateError  # noqa: E402
 from .experiment import Experiment  # noqa: E402
 from .run import RunStatus  # noqa: E402
 
@@ -18,7 +18,6 @@ __all__ = [
     "ConfigurationError",
     "Experiment",
     "MLDashError",
-    "RemoteModeUnavailable",
     "RunStateError",
     "RunStatus",
     "__version__",

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigurationError, RemoteModeUnavailable
+from .errors import ConfigurationError
 
 ENV_LOCAL_PATH = ("ML_DASH_LOCAL_PATH", "DREAMLAKE_LOCAL_PATH")
 ENV_API_URL = ("ML_DASH_API_URL", "DREAMLAKE_API_URL")
@@ -88,8 +88,9 @@ def resolve(
         user_name=user_name if user_name is not None else _from_env(ENV_USER_NAME),
     )
     if config.remote is not None:
-        raise RemoteModeUnavailable(
-            f"remote mode (server {config.remote!r}) is not available in this version of ml-dash yet; "
-            "unset remote=/ML_DASH_API_URL/DREAMLAKE_API_URL to log locally, or sync the local run later"
-        )
+        if not config.remote.startswith(("http://", "https://")):
+            raise ConfigurationError(f"remote={config.remote!r} must be an http:// or https:// URL")
+        if not config.api_key and not config.user_name:
+            raise ConfigurationError(f"remote mode ({config.remote}) needs api_key= (or ML_DASH_API_KEY / "
+                                     "DREAMLAKE_API_KEY) or user_name=")
     return config

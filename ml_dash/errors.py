@@ -4,7 +4,6 @@
 
     MLDashError
     ├── ConfigurationError (also ValueError)   bad arguments or environment
-    │   └── RemoteModeUnavailable               remote mode asked for before it exists
     └── RunStateError (also RuntimeError)       used before start or after the run ended
 
 Bad values and names raise plain ``ValueError`` / ``TypeError`` at the call,
@@ -22,10 +21,6 @@ class MLDashError(Exception):
 
 class ConfigurationError(MLDashError, ValueError):
     """An argument or environment variable is invalid or contradicts another."""
-
-
-class RemoteModeUnavailable(ConfigurationError):
-    """A remote server was configured, but this version supports local mode only."""
 
 
 class RunStateError(MLDashError, RuntimeError):

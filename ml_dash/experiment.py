@@ -19,6 +19,8 @@ from .errors import RunStateError
 from .files import Files, read_files_metadata
 from .logs import Logs, build_log_row
 from .agent.jsonlines import encode_metric_chunk, row_chunk_encoder
+from .agent.live_upload import LiveUpload
+from .agent.uploader import RunUploader, headers_for
 from .metrics import Metrics, metric_metadata
 from .naming import validate_prefix
 from .params import Params
@@ -43,13 +45,15 @@ class Experiment:
     Args:
         prefix: ``"owner/project/name"``.
         local_path: the experiment's own directory (default ``.dash/<prefix>``).
-        remote, api_key, user_name: remote mode (not available in this version: a
-            server raises :class:`~ml_dash.errors.RemoteModeUnavailable`).
+        remote, api_key, user_name: remote mode: the run directory is written as in
+            local mode and uploaded to the ml-dash server at ``remote`` as it grows.
         description, tags, metadata: recorded in ``experiment.json``.
         dash_root, dash_url, readme: the public ml-dash package's spellings
             (``dash_root`` is a root directory the prefix is appended to).
         close_timeout_s: the longest ending the run waits for buffered events
             to be written; what is left keeps being written in the background.
+        upload_timeout_s: remote mode: the longest ending the run waits for the
+            upload; what is left stays on disk for ``ml-dash sync``.
 
     Use ``with exp.run:`` (or ``exp.run.start()`` ... ``exp.run.complete()``).
     """
@@ -69,12 +73,17 @@ class Experiment:
         dash_url: str | None = None,
         readme: str | None = None,
         close_timeout_s: float = 10.0,
+        upload_timeout_s: float = 30.0,
     ) -> None:
         self.owner, self.project, self.name = validate_prefix(prefix)
         self.prefix = prefix
         config = resolve(prefix, local_path=local_path, dash_root=dash_root, remote=remote,
                          dash_url=dash_url, api_key=api_key, user_name=user_name)
         self.directory: Path = config.directory
+        self.remote = config.remote
+        self._credentials = (config.api_key, config.user_name)
+        self.upload_timeout_s = upload_timeout_s
+        self._live_upload: LiveUpload | None = None
         if tags is not None and (not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags)):
             raise TypeError("tags must be a list of str")
         if metadata is not None:
@@ -152,6 +161,8 @@ class Experiment:
         self.metrics._rebind_all()
         agent.register(writer)
         lifecycle.on_shutdown(self)
+        if self.remote is not None:
+            self._start_upload(agent)
 
     def _finish(self, status: RunStatus, reason: str | None, timeout_s: float | None) -> bool:
         if self._status is not RunStatus.RUNNING:
@@ -168,11 +179,43 @@ class Experiment:
         self._document.update(status=status.value, ended_at=utc_iso(), status_reason=reason)
         writer.document("experiment.json").set(dict(self._document))
         timeout = self.close_timeout_s if timeout_s is None else timeout_s
+        started = time.monotonic()
         done = agent.close_run(writer, timeout)
         if not done:
             logger.warning("ml-dash: %s ended %s but its events are still being written after %.1f s; "
                            "they keep going in the background until the process exits", self.prefix, status, timeout)
+        if self._live_upload is not None:
+            upload_s = self.upload_timeout_s if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
+            done = self._finish_upload(agent, upload_s) and done
         return done
+
+    def _start_upload(self, agent: Agent) -> None:
+        """Start the background upload on the agent's loop (no network I/O here)."""
+        uploader = RunUploader(self.directory, self.prefix, self.remote, headers_for(*self._credentials))
+        live = self._live_upload = LiveUpload(uploader)
+
+        async def start() -> None:
+            live.start()
+
+        agent.call(start, 10.0)
+
+    def _finish_upload(self, agent: Agent, deadline_s: float) -> bool:
+        """Wait for the upload up to ``deadline_s``; say what is left and how to send it."""
+        live = self._live_upload
+        assert live is not None
+        try:
+            report = agent.call(lambda: live.finish(deadline_s), deadline_s + 5.0)
+        except TimeoutError:
+            report = None
+        pending = live.uploader.pending_rows() if report is None else report.pending_rows
+        if pending or (report is not None and report.stopped):
+            how = "--api-key <your key>" if self._credentials[0] else f"--user-name {self._credentials[1]}"
+            logger.warning("ml-dash: %d event(s) of %s are not on %s yet (%s); they are safe in %s. Send them with:\n"
+                           "    ml-dash sync %s --remote %s %s", pending, self.prefix, self.remote,
+                           "the server refused the credentials" if report is not None and report.stopped else "not acknowledged",
+                           self.directory, self.directory, self.remote, how)
+            return False
+        return True
 
     def shutdown(self, reason: str, deadline: float) -> None:
         """Called at interpreter exit or SIGTERM for a run that was never ended."""

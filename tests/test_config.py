@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_dash import ConfigurationError, Experiment, RemoteModeUnavailable
+from ml_dash import ConfigurationError, Experiment
 from ml_dash.config import resolve
 
 
@@ -38,18 +38,28 @@ def test_default_is_dot_dash_prefix(workdir: Path) -> None:
     assert _resolve().directory == workdir / ".dash/o/p/n"
 
 
-def test_dreamlake_api_url_selects_remote_mode_which_is_not_available_yet(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dreamlake_api_url_and_key_select_remote_mode(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DREAMLAKE_API_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("DREAMLAKE_API_KEY", "k")
-    with pytest.raises(RemoteModeUnavailable, match="127.0.0.1:9"):
-        Experiment(prefix="o/p/n")
+    config = _resolve()
+    assert (config.remote, config.api_key) == ("http://127.0.0.1:9", "k")
+    assert config.directory == workdir / ".dash/o/p/n"  # remote mode writes the same directory first
 
 
-def test_ml_dash_api_url_overrides_dreamlake(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ml_dash_variables_override_dreamlake(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DREAMLAKE_API_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("ML_DASH_API_URL", "http://127.0.0.1:2")
-    with pytest.raises(RemoteModeUnavailable, match="127.0.0.1:2"):
-        Experiment(prefix="o/p/n")
+    monkeypatch.setenv("DREAMLAKE_API_KEY", "old")
+    monkeypatch.setenv("ML_DASH_API_KEY", "new")
+    config = _resolve()
+    assert (config.remote, config.api_key) == ("http://127.0.0.1:2", "new")
+
+
+def test_remote_needs_credentials_and_an_http_url(workdir: Path) -> None:
+    with pytest.raises(ConfigurationError, match="needs api_key"):
+        _resolve(remote="http://127.0.0.1:9")
+    with pytest.raises(ConfigurationError, match="http:// or https://"):
+        _resolve(remote="ftp://127.0.0.1", api_key="k")
 
 
 def test_remote_and_dash_url_must_agree(workdir: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_dash import Experiment, RemoteModeUnavailable, RunStatus
+from ml_dash import Experiment, RunStatus
 
 from .conftest import read_json, read_jsonl
 
@@ -39,11 +39,46 @@ def test_local_example_produces_the_specified_layout(workdir: Path) -> None:
     assert read_json(root / "experiment.json")["status"] == "COMPLETED"
 
 
-def test_remote_examples_fail_clearly_until_remote_mode_exists(workdir: Path) -> None:
-    with pytest.raises(RemoteModeUnavailable, match="remote mode"):
-        Experiment(prefix="owner/my-project/my-experiment", remote="https://api.dash.ml", user_name="your-username")
-    with pytest.raises(RemoteModeUnavailable, match="remote mode"):
-        Experiment(prefix="owner/my-project/my-experiment", remote="https://api.dash.ml", api_key="your-api-key-here")
+def test_remote_examples_against_a_local_server(workdir: Path, tmp_path: Path) -> None:
+    """The specification's two remote examples, with the server's URL pointed at 127.0.0.1."""
+    from .server_process import Server
+
+    (workdir / "model.pth").write_bytes(b"weights")
+    dev = Server(tmp_path / "dev-server", "--allow-user-name")
+    try:
+        # With username (simpler for development)
+        exp = Experiment(
+            prefix="owner/my-project/my-experiment",
+            remote=dev.url,     # API endpoint
+            user_name="owner"            # Authentication
+        )
+
+        with exp.run:
+            exp.log("Running in remote mode")
+            exp.params.set(batch_size=32)
+            exp.metrics("train").log(loss=0.5)
+            exp.files("model.pth", prefix="/models")
+
+        # Or with API key (advanced)
+        key = dev.key("owner")
+        exp = Experiment(
+            prefix="owner/my-project/my-experiment-2",
+            remote=dev.url,     # API endpoint
+            api_key=key          # Authentication
+        )
+
+        with exp.run:
+            exp.log("Running in remote mode")
+            exp.params.set(batch_size=32)
+            exp.metrics("train").log(loss=0.5)
+            exp.files("model.pth", prefix="/models")
+
+        for name in ("my-experiment", "my-experiment-2"):
+            status, remote = dev.request("GET", f"/api/v1/experiments/owner/my-project/{name}", key=key)
+            assert status == 200 and remote["status"] == "COMPLETED" and remote["params"] == {"batch_size": 32}
+            assert remote["streams"] == {"metrics/train": 1, "logs": 1}
+    finally:
+        dev.stop()
 
 
 def test_environment_example_with_local_path_set(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,71 @@
+"""Remote mode: Experiment(remote=...) writes locally and uploads live to a real server."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment
+
+from .server_process import Server
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = Server(tmp_path / "server-data")
+    yield srv
+    srv.stop()
+
+
+def test_rows_reach_the_server_while_the_run_is_still_going(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/proj/live", remote=server.url, api_key=key)
+    with exp.run:
+        for i in range(2000):
+            exp.metrics("train").log(step=i)
+        deadline = time.monotonic() + 15
+        seen = 0
+        while time.monotonic() < deadline and seen < 2000:
+            status, remote = server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)
+            seen = remote.get("streams", {}).get("metrics/train", 0) if status == 200 else 0
+            time.sleep(0.2)
+        assert seen == 2000
+        assert remote["status"] == "RUNNING"
+    _, remote = server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)
+    assert remote["status"] == "COMPLETED"
+    assert (workdir / ".dash/alice/proj/live/metrics/train/data.jsonl").is_file()  # the local record too
+
+
+def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Path, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    exp = Experiment(prefix="alice/proj/offline", remote=url, user_name="alice", upload_timeout_s=1.0)
+    exp.run.start()
+    assert time.monotonic() - t0 < 2.0  # start-up does not wait for the server
+    for i in range(500):
+        exp.metrics("train").log(step=i)
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="ml_dash"):
+        assert exp.run.complete() is False
+    assert time.monotonic() - t0 < 10.0  # bounded by upload_timeout_s (plus the request timeout)
+    assert "500 event(s) of alice/proj/offline are not on" in caplog.text
+    assert f"ml-dash sync {exp.directory} --remote {url} --user-name alice" in caplog.text
+    late = Server(tmp_path / "late", "--allow-user-name", port=port)
+    try:
+        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", url, "--user-name", "alice"],
+                             cwd=workdir, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        status, remote = late.request("GET", "/api/v1/experiments/alice/proj/offline", headers={"X-ML-Dash-User": "alice"})
+        assert remote["streams"]["metrics/train"] == 500 and remote["status"] == "COMPLETED"
+    finally:
+        late.stop()
