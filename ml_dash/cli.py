@@ -63,7 +63,8 @@ def _server(args: argparse.Namespace) -> int:
     from .server.config import ServerConfig
     from .server.serve import serve
 
-    asyncio.run(serve(ServerConfig(Path(args.data), allow_user_name=args.allow_user_name), args.host, args.port))
+    config = ServerConfig(Path(args.data), allow_user_name=args.allow_user_name, crashed_after_s=args.crashed_after_s)
+    asyncio.run(serve(config, args.host, args.port))
     return 0
 
 
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--data", default="ml-dash-data", help="directory for the database and blobs")
     server.add_argument("--allow-user-name", action="store_true",
                         help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
+    server.add_argument("--crashed-after-s", type=float, default=120.0,
+                        help="show a RUNNING run that has sent nothing for this long as CRASHED")
     keys = sub.add_parser("keys", help="create API keys and read grants")
     keys.add_argument("action", choices=["create", "grant"])
     keys.add_argument("--owner", required=True)
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help="remote mode (not in this version)")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in REMOTE_COMMANDS:
-        print(f"ml-dash {argv[0]}: remote mode is not available in this version yet", file=sys.stderr)
+        print(f"ml-dash {argv[0]}: not available in this version yet", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     if args.command == "keys" and args.action == "grant" and not args.member:

@@ -69,3 +69,42 @@ def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Pat
         assert remote["streams"]["metrics/train"] == 500 and remote["status"] == "COMPLETED"
     finally:
         late.stop()
+
+
+def test_a_killed_training_process_shows_as_crashed_once_silent(workdir: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from .conftest import start_script
+
+    srv = Server(tmp_path / "crash", "--allow-user-name", "--crashed-after-s", "2")
+    try:
+        proc = start_script(f"""
+            import time
+            from ml_dash import Experiment
+            exp = Experiment(prefix="alice/proj/doomed", remote="{srv.url}", user_name="alice")
+            exp.run.start()
+            i = 0
+            while True:
+                exp.metrics("train").log(step=i)
+                i += 1
+                if i % 1000 == 0:
+                    time.sleep(0.05)
+                    print("alive", flush=True)
+        """, workdir)
+        headers = {"X-ML-Dash-User": "alice"}
+        deadline = time.monotonic() + 20
+        status = 404
+        while time.monotonic() < deadline and status != 200:
+            status, remote = srv.request("GET", "/api/v1/experiments/alice/proj/doomed", headers=headers)
+            time.sleep(0.2)
+        assert status == 200 and remote["status"] == "RUNNING"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and remote["status"] != "CRASHED":
+            time.sleep(0.5)
+            _, remote = srv.request("GET", "/api/v1/experiments/alice/proj/doomed", headers=headers)
+        assert remote["status"] == "CRASHED"
+    finally:
+        srv.stop()
