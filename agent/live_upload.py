@@ -54,7 +54,8 @@ class LiveUpload:
     async def _pass(self, deadline_s: float, force: bool = False) -> UploadReport:
         assert self._session is not None
         due = force or time.monotonic() - self._last_request >= self.heartbeat_s
-        if not due and self.uploader.pending_rows() == 0 and not self.uploader.documents_changed():
+        if (not due and self.uploader.pending_rows() == 0 and not self.uploader.documents_changed()
+                and not self.uploader.pending_files()):
             return self.last_report
         try:
             report = await self.uploader.upload(self._session, deadline_s)
@@ -63,7 +64,7 @@ class LiveUpload:
             return self.last_report
         self._last_request = time.monotonic()
         self.last_report = report
-        if (report.pending_rows or report.stopped) and not self._warned:
+        if (report.pending_rows or report.pending_files or report.stopped) and not self._warned:
             self._warned = True
             logger.warning("ml-dash: cannot upload %s to %s yet (%s); logging continues locally and the "
                            "upload retries in the background", self.uploader.prefix, self.uploader.remote,

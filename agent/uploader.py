@@ -62,6 +62,8 @@ class UploadReport:
     sent_rows: int = 0
     pending_rows: int = 0
     rejected_rows: int = 0
+    sent_files: int = 0
+    pending_files: int = 0
     stopped: str | None = None  # "auth" when the server refused the key
     requests: int = 0
     streams: dict[str, int] = field(default_factory=dict)
@@ -88,6 +90,7 @@ class RunUploader:
         self.max_rows = max_rows
         self.cursors: dict[str, StreamCursor] = {}
         self._sent_docs: dict[str, str] = {}
+        self._sent_files: dict[str, str] = {}  # path -> sha256 the server acknowledged
         self._load_cursor()
 
     # -- the cursor file ---------------------------------------------------
@@ -97,6 +100,7 @@ class RunUploader:
         for name, cursor in entry.get("streams", {}).items():
             self.cursors[name] = StreamCursor(int(cursor.get("acked", 0)), int(cursor.get("offset", 0)))
         self._sent_docs = dict(entry.get("documents", {}))
+        self._sent_files = dict(entry.get("files", {}))
 
     def _save_cursor(self) -> None:
         path = self.directory / CURSOR_FILE
@@ -106,6 +110,7 @@ class RunUploader:
         servers[self.remote] = {
             "streams": {n: {"acked": c.acked, "offset": c.offset} for n, c in self.cursors.items()},
             "documents": self._sent_docs,
+            "files": self._sent_files,
         }
         _write_document(path, dumps(document))
 
@@ -217,8 +222,66 @@ class RunUploader:
                 report.rejected_rows += self._set_aside(pending, documents, outcome)
             if not pending:
                 break
+        if report.stopped is None:
+            remaining = None if deadline_s is None else max(0.0, deadline_s - (time.monotonic() - started))
+            await self._upload_files(session, remaining, report, sleep)
         report.pending_rows = self.pending_rows()
+        report.pending_files = len(self.pending_files())
         return report
+
+    def pending_files(self) -> list[tuple[str, str, Path, dict[str, Any]]]:
+        """(path, sha256, local file, entry) of saved files the server has not acknowledged."""
+        document = read_json(self.directory / "files" / ".files_metadata.json")
+        entries = document.get("files", []) if isinstance(document, dict) else []
+        pending = []
+        for entry in entries:
+            path, sha256 = entry.get("path"), entry.get("checksum")
+            if not isinstance(path, str) or not isinstance(sha256, str) or self._sent_files.get(path) == sha256:
+                continue
+            local = (self.directory / "files" / path).resolve()
+            if (self.directory / "files").resolve() in local.parents and local.is_file():
+                pending.append((path, sha256, local, entry))
+        return pending
+
+    async def _upload_files(self, session: aiohttp.ClientSession, deadline_s: float | None, report: UploadReport,
+                            sleep: Callable[[float], Awaitable[None]] | None) -> None:
+        started = time.monotonic()
+        for path, sha256, local, entry in self.pending_files():
+            remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
+            if remaining is not None and remaining <= 0:
+                return
+            url = f"{self.remote}/api/v1/runs/{self.prefix}/files/{path}"
+            headers = {**self.headers, "X-Content-SHA256": sha256, "Content-Type": "application/octet-stream",
+                       "X-File-Entry": dumps({k: entry.get(k) for k in ("filename", "description", "tags",
+                                                                          "contentType", "metadata")}).decode()}
+
+            async def put() -> Outcome:
+                try:
+                    with open(local, "rb") as f:  # reopened on every attempt: a retry resends it whole
+                        async with session.put(url, data=f, headers=headers,
+                                               timeout=aiohttp.ClientTimeout(total=None, sock_read=self.request_timeout_s)) as resp:
+                            reply = await resp.json(content_type=None) if resp.content_length != 0 else None
+                            return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), reply)
+                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                    logger.debug("file upload to %s failed: %r", url, exc)
+                    return Outcome(0)
+
+            kwargs = {} if sleep is None else {"sleep": sleep}
+            outcome = await retrying(remaining, **kwargs)(put)
+            if outcome.ok:
+                self._sent_files[path] = sha256
+                self._save_cursor()
+                report.sent_files += 1
+            elif outcome.status in AUTH_FAILURES:
+                report.stopped = "auth"
+                return
+            elif not outcome.retryable:  # permanent for this file: keep it local, say so once
+                logger.warning("ml-dash: %s refused file %s (%d): %s", self.remote, path, outcome.status,
+                               (outcome.body or {}).get("error"))
+                self._sent_files[path] = sha256
+                self._save_cursor()
+            else:
+                return
 
     async def _send(self, session: aiohttp.ClientSession, pending: list[PendingStream], documents: dict[str, Any],
                     deadline_s: float | None, sleep: Callable[[float], Awaitable[None]] | None) -> Outcome:

@@ -207,7 +207,8 @@ class Experiment:
             report = agent.call(lambda: live.finish(deadline_s), deadline_s + 5.0)
         except TimeoutError:
             report = None
-        pending = live.uploader.pending_rows() if report is None else report.pending_rows
+        pending = (live.uploader.pending_rows() + len(live.uploader.pending_files()) if report is None
+                   else report.pending_rows + report.pending_files)
         if pending or (report is not None and report.stopped):
             how = "--api-key <your key>" if self._credentials[0] else f"--user-name {self._credentials[1]}"
             logger.warning("ml-dash: %d event(s) of %s are not on %s yet (%s); they are safe in %s. Send them with:\n"

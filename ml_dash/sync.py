@@ -50,9 +50,11 @@ async def sync_paths(paths: list[Path], remote: str, api_key: str | None, user_n
             uploader = RunUploader(directory, prefix, remote, headers_for(api_key, user_name))
             before = uploader.pending_rows()
             report = await uploader.upload(session, timeout_s)
-            state = "done" if not report.pending_rows and not report.stopped else (
-                "refused credentials" if report.stopped else f"{report.pending_rows} rows still pending")
-            print(f"[{number}/{len(runs)}] {prefix}: {report.sent_rows}/{before} rows sent in "
-                  f"{report.requests} request(s), {report.rejected_rows} set aside: {state}")
-            failures += bool(report.pending_rows or report.stopped)
+            left = report.pending_rows or report.pending_files
+            state = "done" if not left and not report.stopped else (
+                "refused credentials" if report.stopped
+                else f"{report.pending_rows} rows and {report.pending_files} files still pending")
+            print(f"[{number}/{len(runs)}] {prefix}: {report.sent_rows}/{before} rows and {report.sent_files} files "
+                  f"sent in {report.requests} request(s), {report.rejected_rows} set aside: {state}")
+            failures += bool(left or report.stopped)
     return 1 if failures else 0

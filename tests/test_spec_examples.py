@@ -77,6 +77,8 @@ def test_remote_examples_against_a_local_server(workdir: Path, tmp_path: Path) -
             status, remote = dev.request("GET", f"/api/v1/experiments/owner/my-project/{name}", key=key)
             assert status == 200 and remote["status"] == "COMPLETED" and remote["params"] == {"batch_size": 32}
             assert remote["streams"] == {"metrics/train": 1, "logs": 1}
+            _, files = dev.request("GET", f"/api/v1/experiments/owner/my-project/{name}/files", key=key)
+            assert [(f["path"], f["sizeBytes"]) for f in files["files"]] == [("models/model.pth", 7)]
     finally:
         dev.stop()
 

@@ -44,7 +44,7 @@ def test_sync_uploads_a_local_run_and_a_second_sync_stores_nothing_new(workdir: 
     _local_run("alice/proj/run-1", 5000)
     first = _sync(workdir, server.url, "--api-key", key)
     assert first.returncode == 0, first.stderr
-    assert "5002/5002 rows sent" in first.stdout
+    assert "5002/5002 rows and 0 files sent" in first.stdout
     status, exp = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
     assert exp["streams"] == {"metrics/train": 5000, "metrics/val": 1, "logs": 1}
     assert exp["params"] == {"lr": 0.1, "model.depth": 8} and exp["status"] == "COMPLETED"
@@ -56,7 +56,7 @@ def test_sync_uploads_a_local_run_and_a_second_sync_stores_nothing_new(workdir: 
     assert logs["logs"][0]["message"] == "done" and logs["logs"][0]["metadata"] == {"epoch": 3}
 
     second = _sync(workdir, server.url, "--api-key", key)
-    assert second.returncode == 0 and "0/0 rows sent" in second.stdout
+    assert second.returncode == 0 and "0/0 rows and 0 files sent" in second.stdout
     _, again = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
     assert again["streams"] == exp["streams"]
 
@@ -70,7 +70,7 @@ def test_sync_resumes_a_run_that_grew_since_the_last_sync(workdir: Path, server:
         for i in range(100, 150):
             more.metrics("train").log(loss=0.0, step=i)
     out = _sync(workdir, server.url, "--api-key", key)
-    assert out.returncode == 0 and "50/50 rows sent" in out.stdout
+    assert out.returncode == 0 and "50/50 rows and 0 files sent" in out.stdout
     _, metric = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?limit=1000", key=key)
     assert [r["data"]["step"] for r in metric["rows"]] == list(range(150))
 
@@ -101,10 +101,10 @@ def test_server_down_then_up(workdir: Path, tmp_path: Path) -> None:
         port = s.getsockname()[1]
     _local_run("alice/proj/run-1", 20)
     down = _sync(workdir, f"http://127.0.0.1:{port}", "--user-name", "alice", "--timeout", "2")
-    assert down.returncode == 1 and "22 rows still pending" in down.stdout
+    assert down.returncode == 1 and "22 rows and 0 files still pending" in down.stdout
     srv = Server(tmp_path / "late", "--allow-user-name", port=port)
     try:
         up = _sync(workdir, srv.url, "--user-name", "alice")
-        assert up.returncode == 0 and "22/22 rows sent" in up.stdout
+        assert up.returncode == 0 and "22/22 rows and 0 files sent" in up.stdout
     finally:
         srv.stop()

@@ -8,6 +8,9 @@ Routes (JSON unless noted)::
     GET  /api/v1/experiments/{owner}/{project}/{name}
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
+    PUT  /api/v1/runs/{owner}/{project}/{name}/files/{path}    streamed body, X-Content-SHA256 required
+    GET  /api/v1/experiments/{owner}/{project}/{name}/files           the files' metadata
+    GET  /api/v1/experiments/{owner}/{project}/{name}/files/{path}    the content
 
 Status codes: 4xx for every permanent error (400 malformed, 401 no or bad
 key, 403 another owner's prefix, 404, 409 a batch past the stored rows,
@@ -23,17 +26,20 @@ import msgpack
 from aiohttp import web
 
 from .. import __version__
-from ..agent.jsonlines import dumps, mark_non_finite_metric_row
+from ..agent.jsonlines import dumps, loads, mark_non_finite_metric_row
 from ..agent.wire import BodyError, decode_body, metric_rows
 from ..logs import normalise_level
 from ..naming import validate_metric_name, validate_prefix
+from ..naming import clean_relative_path
 from .auth import parse_token
+from .blobs import BlobError, LocalBlobStore
 from .config import ServerConfig
 from .storage import GapError, IngestBatch, SQLiteStorage, Storage
 
 logger = logging.getLogger("ml_dash.server")
 
 STORAGE = web.AppKey("storage", Storage)
+BLOBS = web.AppKey("blobs", LocalBlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
 USER_HEADER = "X-ML-Dash-User"
 MAX_READ_ROWS = 100_000
@@ -53,6 +59,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
         if isinstance(store, SQLiteStorage):
             await store.open()
         app[STORAGE] = store
+        app[BLOBS] = LocalBlobStore(config.blob_dir)
         yield
         await store.close()
 
@@ -64,6 +71,9 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
+    app.router.add_put(base + "/runs/{owner}/{project}/{name}/files/{path:.+}", put_file)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files", list_files)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files/{path:.+}", get_file)
     return app
 
 
@@ -80,7 +90,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         if exc.status < 400:
             raise
         return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
-    except BodyError as exc:
+    except (BodyError, BlobError) as exc:
         return json_response({"error": str(exc)}, exc.status)
     except (ValueError, TypeError, KeyError) as exc:
         return json_response({"error": f"bad request: {exc}"}, 400)
@@ -281,3 +291,46 @@ def downsample(rows: list[dict[str, Any]], buckets: int) -> list[dict[str, Any]]
                     f["min"], f["max"], f["last"] = min(f["min"], value), max(f["max"], value), value
         out.append({"first": chunk[0]["index"], "last": chunk[-1]["index"], "count": len(chunk), "fields": fields})
     return out
+
+
+# -- files ---------------------------------------------------------------------
+async def put_file(request: web.Request) -> web.Response:
+    """Stream a file in, verify its sha256, store it content-addressed, record it under the run."""
+    owner, project, name = _prefix(request)
+    caller = await _caller(request)
+    if caller != owner:
+        raise web.HTTPForbidden(text=f"{caller!r} may write only under {caller}/...")
+    path = _file_path(request)
+    declared = request.headers.get("X-Content-SHA256", "").lower()
+    entry_header = request.headers.get("X-File-Entry")
+    entry = loads(entry_header) if entry_header else {}
+    if not isinstance(entry, dict):
+        raise web.HTTPBadRequest(text="X-File-Entry must be a JSON object")
+    size = await request.app[BLOBS].put_stream(request.content.iter_chunked(1 << 20), declared,
+                                               request.app[CONFIG].max_file_bytes)
+    await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
+    return json_response({"path": path, "sha256": declared, "sizeBytes": size})
+
+
+def _file_path(request: web.Request) -> str:
+    try:
+        path = clean_relative_path("file path", request.match_info["path"])
+    except (TypeError, ValueError) as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    if not path:
+        raise web.HTTPBadRequest(text="empty file path")
+    return path
+
+
+async def list_files(request: web.Request) -> web.Response:
+    exp = await _experiment(request)
+    return json_response({"files": await request.app[STORAGE].files(exp["id"])})
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    exp = await _experiment(request)
+    path = _file_path(request)
+    for entry in await request.app[STORAGE].files(exp["id"]):
+        if entry["path"] == path:
+            return web.FileResponse(request.app[BLOBS].path(entry["checksum"]))
+    raise web.HTTPNotFound(text=f"no file {path!r} in {exp['prefix']}")

@@ -17,6 +17,7 @@ class ServerConfig:
     body_limits: BodyLimits = field(default_factory=BodyLimits)
     max_events_per_request: int = 1_000_000
     crashed_after_s: float = 120.0  # a RUNNING run silent this long is shown as CRASHED
+    max_file_bytes: int = 64 * 1024 * 1024 * 1024  # 64 GiB per uploaded file
 
     @property
     def database(self) -> Path:

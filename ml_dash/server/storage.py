@@ -81,6 +81,9 @@ class Storage(Protocol):
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]: ...
+    async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
+                       entry: dict[str, Any]) -> None: ...
+    async def files(self, exp_id: int) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
 
 
@@ -178,6 +181,29 @@ class SQLiteStorage:
             db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
                        "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
         return stored
+
+    # -- files -------------------------------------------------------------
+    async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
+                       entry: dict[str, Any]) -> None:
+        await self._run(self._put_file, IngestBatch(owner, project, name), path, sha256, size, entry)
+
+    def _put_file(self, batch: IngestBatch, path: str, sha256: str, size: int, entry: dict[str, Any]) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            exp_id = self._upsert_experiment(db, batch)
+            db.execute("INSERT INTO files (exp_id, path, sha256, size, entry) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (exp_id, path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
+                       "entry = excluded.entry", (exp_id, path, sha256, size, dumps(entry).decode()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def files(self, exp_id: int) -> list[dict[str, Any]]:
+        rows = await self._fetchall("SELECT path, sha256, size, entry FROM files WHERE exp_id = ? ORDER BY path", (exp_id,))
+        return [{**loads(entry), "path": path, "checksum": sha, "sizeBytes": size} for path, sha, size, entry in rows]
 
     # -- keys and grants ---------------------------------------------------
     async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None:
