@@ -7,6 +7,7 @@
     ml-dash keys create --owner NAME --data DIR      the new key is the last line printed
     ml-dash keys grant --owner NAME --member NAME --data DIR
     ml-dash sync [PATH ...] --remote URL (--api-key K | --user-name U) [--timeout S]
+    ml-dash pull PREFIX --remote URL (--api-key K | --user-name U) --to DIR
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from pathlib import Path
 
 from . import __version__
 from .reading import find_runs, summarise
-
-REMOTE_COMMANDS = ("pull",)
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -96,6 +95,20 @@ def _sync(args: argparse.Namespace) -> int:
     return asyncio.run(sync_paths([Path(p) for p in args.paths], args.remote, args.api_key, args.user_name, args.timeout))
 
 
+def _pull(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .pull import PullError, pull
+
+    try:
+        counts = asyncio.run(pull(args.prefix, args.remote, args.api_key, args.user_name, Path(args.to)))
+    except PullError as exc:
+        print(f"ml-dash pull: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.prefix} -> {Path(args.to) / args.prefix}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ml-dash`` command."""
     parser = argparse.ArgumentParser(prog="ml-dash", description="Inspect ml-dash runs.")
@@ -127,16 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--api-key")
     who.add_argument("--user-name")
     sync.add_argument("--timeout", type=float, default=600.0, help="give up on a run after this many seconds")
-    for name in REMOTE_COMMANDS:
-        sub.add_parser(name, help="remote mode (not in this version)")
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in REMOTE_COMMANDS:
-        print(f"ml-dash {argv[0]}: not available in this version yet", file=sys.stderr)
-        return 2
+    pull = sub.add_parser("pull", help="write a server-side run into DIR in the local layout")
+    pull.add_argument("prefix")
+    pull.add_argument("--remote", required=True)
+    pull_who = pull.add_mutually_exclusive_group(required=True)
+    pull_who.add_argument("--api-key")
+    pull_who.add_argument("--user-name")
+    pull.add_argument("--to", required=True, help="directory; the run lands in DIR/<prefix>")
     args = parser.parse_args(argv)
     if args.command == "keys" and args.action == "grant" and not args.member:
         parser.error("keys grant needs --member")
-    commands = {"ls": _ls, "show": _show, "check": _check, "server": _server, "keys": _keys, "sync": _sync}
+    commands = {"ls": _ls, "show": _show, "check": _check, "server": _server, "keys": _keys, "sync": _sync,
+                "pull": _pull}
     return commands[args.command](args)
 
 

@@ -42,11 +42,6 @@ def test_show_and_check_report_damage(workdir: Path) -> None:
     assert "metric train: 5 rows" in show.stdout and "damaged" in show.stdout and '"lr": 0.1' in show.stdout
 
 
-def test_remote_commands_say_they_are_not_available(workdir: Path) -> None:
-    out = _cli("pull", "alice/p/r", "--remote", "http://127.0.0.1:9", cwd=workdir)
-    assert out.returncode == 2 and "not available" in out.stderr
-
-
 def test_console_script_is_installed(workdir: Path) -> None:
     script = Path(sys.executable).parent / "ml-dash"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)

@@ -108,3 +108,26 @@ def test_server_down_then_up(workdir: Path, tmp_path: Path) -> None:
         assert up.returncode == 0 and "22/22 rows and 0 files sent" in up.stdout
     finally:
         srv.stop()
+
+
+def test_pull_writes_the_local_layout_and_the_local_readers_read_it(workdir: Path, server: Server, tmp_path: Path) -> None:
+    from ml_dash.metrics import read_metric_rows
+    from ml_dash.reading import summarise
+
+    key = server.key("alice")
+    _local_run("alice/proj/run-1", 300)
+    with Experiment(prefix="alice/proj/run-1").run as more:
+        more.files("m").save(b"payload", "x.bin")
+    assert _sync(workdir, server.url, "--api-key", key).returncode == 0
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/proj/run-1", "--remote", server.url,
+                          "--api-key", key, "--to", str(tmp_path / "pulled")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pulled = tmp_path / "pulled/alice/proj/run-1"
+    local = workdir / ".dash/alice/proj/run-1"
+    assert read_metric_rows(pulled / "metrics/train/data.jsonl") == read_metric_rows(local / "metrics/train/data.jsonl")
+    val = read_metric_rows(pulled / "metrics/val/data.jsonl")
+    assert math.isnan(val[0]["data"]["acc"])
+    summary = summarise(pulled)
+    assert summary.metrics == {"train": 300, "val": 1} and summary.log_lines == 1 and summary.files == 1
+    assert summary.params == {"lr": 0.1, "model.depth": 8} and summary.status == "COMPLETED"
+    assert (pulled / "files/m/x.bin").read_bytes() == b"payload"
