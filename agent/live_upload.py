@@ -22,6 +22,7 @@ from .uploader import RunUploader, UploadReport
 logger = logging.getLogger("ml_dash.agent")
 
 PASS_DEADLINE_S = 30.0  # one pass gives up retrying after this long; the next pass tries again
+AUTH_PROBE_S = 60.0  # after 401/403, try again this rarely (the key may be fixed; never spin)
 
 
 class LiveUpload:
@@ -36,6 +37,7 @@ class LiveUpload:
         self._session: aiohttp.ClientSession | None = None
         self._warned = False
         self._last_request = 0.0
+        self._paused_until = 0.0
         self.last_report = UploadReport()
 
     def start(self) -> None:
@@ -53,6 +55,8 @@ class LiveUpload:
 
     async def _pass(self, deadline_s: float, force: bool = False) -> UploadReport:
         assert self._session is not None
+        if not force and time.monotonic() < self._paused_until:
+            return self.last_report
         due = force or time.monotonic() - self._last_request >= self.heartbeat_s
         if (not due and self.uploader.pending_rows() == 0 and not self.uploader.documents_changed()
                 and not self.uploader.pending_files()):
@@ -64,6 +68,8 @@ class LiveUpload:
             return self.last_report
         self._last_request = time.monotonic()
         self.last_report = report
+        if report.stopped == "auth":
+            self._paused_until = self._last_request + AUTH_PROBE_S
         if (report.pending_rows or report.pending_files or report.stopped) and not self._warned:
             self._warned = True
             logger.warning("ml-dash: cannot upload %s to %s yet (%s); logging continues locally and the "

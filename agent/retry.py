@@ -60,7 +60,12 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
 
 
 class WaitRetryAfterOrJitter(wait_base):
-    """tenacity wait: the server's Retry-After when the last outcome had one, else full jitter."""
+    """tenacity wait: the server's Retry-After when the last outcome had a positive one, else full jitter.
+
+    A Retry-After of zero or a date already past means "now"; answering it
+    with no wait at all turns a server repeating a stale date into a hot loop,
+    so those fall back to the backoff schedule.
+    """
 
     def __init__(self, base_s: float = 0.2, cap_s: float = 30.0) -> None:
         self._jitter = wait_random_exponential(multiplier=base_s, max=cap_s)
@@ -69,7 +74,7 @@ class WaitRetryAfterOrJitter(wait_base):
         outcome = retry_state.outcome
         if outcome is not None and not outcome.failed:
             result = outcome.result()
-            if isinstance(result, Outcome) and result.retry_after_s is not None:
+            if isinstance(result, Outcome) and result.retry_after_s:
                 return result.retry_after_s
         return self._jitter(retry_state)
 

@@ -81,13 +81,13 @@ class RunUploader:
     """Sends one run directory's unacknowledged data to one server."""
 
     def __init__(self, directory: Path, prefix: str, remote: str, headers: dict[str, str],
-                 request_timeout_s: float = 30.0, max_rows: int = MAX_BATCH_ROWS) -> None:
+                 request_timeout_s: float | None = None, max_rows: int | None = None) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
         self.remote = remote.rstrip("/")
         self.headers = headers
-        self.request_timeout_s = request_timeout_s
-        self.max_rows = max_rows
+        self.request_timeout_s = request_timeout_s or float(os.environ.get("ML_DASH_REQUEST_TIMEOUT_S", "30"))
+        self.max_rows = max_rows or int(os.environ.get("ML_DASH_UPLOAD_BATCH_ROWS", MAX_BATCH_ROWS))
         self.cursors: dict[str, StreamCursor] = {}
         self._sent_docs: dict[str, str] = {}
         self._sent_files: dict[str, str] = {}  # path -> sha256 the server acknowledged

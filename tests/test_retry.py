@@ -42,8 +42,14 @@ def _run(script: list[Outcome], deadline_s: float | None = None) -> tuple[Outcom
 
 
 def test_retry_waits_for_retry_after_seconds_then_succeeds() -> None:
-    outcome, waits, calls = _run([Outcome(503, retry_after_s=2.0), Outcome(429, retry_after_s=0.0), Outcome(200)])
-    assert outcome.ok and calls == 3 and waits == [2.0, 0.0]
+    outcome, waits, calls = _run([Outcome(503, retry_after_s=2.0), Outcome(429, retry_after_s=7.5), Outcome(200)])
+    assert outcome.ok and calls == 3 and waits == [2.0, 7.5]
+
+
+def test_a_zero_or_past_retry_after_falls_back_to_backoff_instead_of_spinning() -> None:
+    outcome, waits, calls = _run([Outcome(503, retry_after_s=0.0)] * 4 + [Outcome(200)])
+    assert outcome.ok and calls == 5
+    assert len(waits) == 4 and all(0.0 <= w <= 8.0 for w in waits)  # the jittered schedule, capped
 
 
 def test_retry_without_retry_after_uses_capped_full_jitter() -> None:

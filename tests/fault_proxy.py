@@ -1,0 +1,154 @@
+"""A fault-injecting TCP proxy for tests (toxiproxy is not installable here).
+
+An asyncio server on 127.0.0.1:0 in a background thread forwards each client
+connection to the upstream server. Per connection, with probability ``rate``
+(seeded, so runs repeat), it applies the current ``mode``:
+
+* ``pass``          forward untouched
+* ``down``          accept, then close at once (a server that is not there)
+* ``reset_before``  read the request, then reset without forwarding it
+* ``reset_after``   forward the request, wait for the server's answer (it has
+                    committed), then reset instead of delivering it
+* ``status``        answer ``status_line`` with ``Retry-After: retry_after`` itself
+* ``latency``       forward, delaying the answer by ``latency_s``
+
+It speaks just enough HTTP/1.1 (Content-Length bodies) to decide a fault per
+request on a keep-alive connection, as a real middlebox failure would hit any
+request. Connections and faults are counted; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FaultProxy:
+    upstream_port: int
+    mode: str = "pass"
+    rate: float = 1.0
+    status_line: str = "503 Service Unavailable"
+    retry_after: str | None = "1"
+    latency_s: float = 0.0
+    seed: int = 1234
+    connections: int = 0
+    faults: int = 0
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
+    _thread: threading.Thread = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        started = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, args=(started,), daemon=True, name="fault-proxy")
+        self._thread.start()
+        assert started.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set(self, **settings: object) -> None:
+        for key, value in settings.items():
+            setattr(self, key, value)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        started.set()
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection: request by request (keep-alive), a fault decided for each."""
+        self.connections += 1
+        up_writer = None
+        try:
+            if self.mode == "down" and self._rng.random() < self.rate:
+                self.faults += 1
+                _reset(writer)
+                return
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.upstream_port), 5)
+            while True:
+                request = await _read_message(reader)
+                if request is None:
+                    return
+                mode = self.mode if self.mode != "pass" and self._rng.random() < self.rate else "pass"
+                if mode != "pass":
+                    self.faults += 1
+                if mode in ("reset_before", "down"):
+                    _reset(writer)
+                    return
+                if mode == "status":
+                    headers = f"HTTP/1.1 {self.status_line}\r\nContent-Length: 2\r\nConnection: close\r\n"
+                    if self.retry_after is not None:
+                        headers += f"Retry-After: {self.retry_after}\r\n"
+                    writer.write((headers + "\r\n{}").encode())
+                    await writer.drain()
+                    writer.close()
+                    return
+                up_writer.write(request)
+                await up_writer.drain()
+                response = await _read_message(up_reader)
+                if response is None:
+                    _reset(writer)
+                    return
+                if mode == "reset_after":
+                    _reset(writer)  # the server answered (so it committed); the client never hears it
+                    return
+                if mode == "latency":
+                    await asyncio.sleep(self.latency_s)
+                writer.write(response)
+                await writer.drain()
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            _reset(writer)
+        finally:
+            if up_writer is not None:
+                up_writer.close()
+
+
+async def _read_message(reader: asyncio.StreamReader) -> bytes | None:
+    """One HTTP/1.1 message with a Content-Length body (all this project's traffic), or None at EOF."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise
+        return None
+    length = 0
+    for line in head.decode("latin-1").split("\r\n"):
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+        if line.lower().startswith("transfer-encoding:") and "chunked" in line.lower():
+            raise ValueError("chunked bodies are not supported by this proxy")
+    body = await asyncio.wait_for(reader.readexactly(length), 120) if length else b""
+    return head + body
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST (SO_LINGER 0), as a crashed peer or a middlebox would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.close()

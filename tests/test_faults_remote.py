@@ -1,0 +1,263 @@
+"""The fault matrix of RELIABILITY.md for remote mode (rows 1-6, 9, 12), through a fault-injecting
+proxy and real server processes on 127.0.0.1. Every test checks the accounting identity: what the
+server stores equals the complete lines on disk, each index once, nothing missing, nothing changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment
+
+from .conftest import start_script
+from .fault_proxy import FaultProxy
+from .server_process import Server
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = Server(tmp_path / "server-data", "--allow-user-name")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def proxy(server: Server):
+    port = int(server.url.rsplit(":", 1)[1])
+    fp = FaultProxy(port)
+    yield fp
+    fp.close()
+
+
+USER = {"X-ML-Dash-User": "alice"}
+
+
+def _local_lines(directory: Path, metric: str = "train") -> list[dict]:
+    path = directory / "metrics" / metric / "data.jsonl"
+    if not path.exists():  # killed before its first write: nothing was written, nothing is owed
+        return []
+    text = path.read_bytes()
+    complete = text[: text.rfind(b"\n") + 1]
+    return [json.loads(line) for line in complete.splitlines()]
+
+
+def _server_rows(server: Server, prefix: str, metric: str = "train") -> list[dict]:
+    rows: list[dict] = []
+    for _ in range(1000):  # pages of 100,000 rows (the server's cap), bounded
+        status, body = server.request("GET", f"/api/v1/experiments/{prefix}/metrics/{metric}"
+                                             f"?start={len(rows)}&limit=100000", headers=USER)
+        page = body["rows"] if status == 200 else []
+        rows += page
+        if len(page) < 100_000:
+            return rows
+    raise AssertionError("too many pages")
+
+
+def _assert_identical(server: Server, prefix: str, directory: Path, metric: str = "train") -> int:
+    """Accounting identity with nothing pending: stored == on disk, index by index, value by value."""
+    local = _local_lines(directory, metric)
+    stored = _server_rows(server, prefix, metric)
+    assert [r["index"] for r in stored] == list(range(len(local)))  # no gap, no duplicate
+    assert [r["data"] for r in stored] == [r["data"] for r in local]  # nothing corrupted
+    return len(local)
+
+
+def _local_run(prefix: str, rows: int) -> Path:
+    exp = Experiment(prefix=prefix)
+    with exp.run:
+        for i in range(rows):
+            exp.metrics("train").log(step=i, loss=1.0 / (i + 1))
+    return exp.directory
+
+
+def _sync(cwd: Path, url: str, timeout_s: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", url, "--user-name", "alice",
+                           "--timeout", str(timeout_s)], cwd=cwd, capture_output=True, text=True, timeout=timeout_s + 60,
+                          env={**os.environ, **(env or {})})
+
+
+def _wait_for(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server: Server, proxy: FaultProxy) -> None:
+    proxy.set(mode="down")
+    exp = Experiment(prefix="alice/f/r1", remote=proxy.url, user_name="alice")
+    t0 = time.monotonic()
+    exp.run.start()
+    worst = 0.0
+    for i in range(20_000):
+        t = time.perf_counter()
+        exp.metrics("train").log(step=i)
+        worst = max(worst, time.perf_counter() - t)
+    assert time.monotonic() - t0 < 10 and worst < 0.5  # log() unaffected by the dead server
+    exp.flush()
+    time.sleep(1.0)
+    assert proxy.faults > 0 and _server_rows(server, "alice/f/r1") == []
+    proxy.set(mode="pass")
+    assert _wait_for(lambda: len(_server_rows(server, "alice/f/r1")) == 20_000, 60)
+    exp.run.complete()
+    assert _assert_identical(server, "alice/f/r1", exp.directory) == 20_000
+
+
+@pytest.mark.parametrize("mode", ["reset_before", "reset_after"])
+def test_row2_half_the_connections_reset_nothing_missing_nothing_twice(workdir: Path, server: Server,
+                                                                      proxy: FaultProxy, mode: str) -> None:
+    directory = _local_run("alice/f/r2", 30_000)
+    proxy.set(mode=mode, rate=0.5)
+    env = {"ML_DASH_REQUEST_TIMEOUT_S": "5", "ML_DASH_UPLOAD_BATCH_ROWS": "1000"}  # ~30 requests
+    out = _sync(workdir, proxy.url, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert proxy.faults >= 5
+    assert _assert_identical(server, "alice/f/r2", directory) == 30_000
+
+
+def _http_date(offset_s: float) -> str:
+    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=offset_s), usegmt=True)
+
+
+@pytest.mark.parametrize("status_line, retry_after, min_wait_s", [
+    ("503 Service Unavailable", "1", 1.0),
+    ("429 Too Many Requests", "1", 1.0),
+    ("503 Service Unavailable", None, 0.0),
+    ("503 Service Unavailable", "malformed", 0.0),
+    ("503 Service Unavailable", "PAST", 0.0),
+    ("503 Service Unavailable", "DATE+2", 1.0),
+])
+def test_row3_retry_after_is_honoured_and_nothing_is_lost(workdir: Path, server: Server, proxy: FaultProxy,
+                                                         status_line: str, retry_after: str | None, min_wait_s: float) -> None:
+    directory = _local_run("alice/f/r3", 2000)
+    if retry_after == "PAST":
+        retry_after = _http_date(-3600)
+    elif retry_after == "DATE+2":
+        retry_after = _http_date(2)
+    proxy.set(mode="status", rate=1.0, status_line=status_line, retry_after=retry_after)
+    started = time.monotonic()
+    first = _sync(workdir, proxy.url, timeout_s=3)  # every answer is the status: nothing acknowledged
+    assert first.returncode == 1 and "2000 rows and 0 files still pending" in first.stdout
+    assert proxy.faults >= 1 and time.monotonic() - started >= min_wait_s
+    assert proxy.faults <= 12  # it waited (as told, or backing off) instead of hammering
+    proxy.set(mode="status", rate=0.5)
+    out = _sync(workdir, proxy.url)
+    assert out.returncode == 0, out.stdout
+    assert _assert_identical(server, "alice/f/r3", directory) == 2000
+
+
+def test_row4_slow_server_and_short_client_timeouts_store_each_row_once(workdir: Path, server: Server,
+                                                                       proxy: FaultProxy) -> None:
+    directory = _local_run("alice/f/r4", 5000)
+    proxy.set(mode="latency", rate=1.0, latency_s=1.5)
+    slow = _sync(workdir, proxy.url, timeout_s=4, env={"ML_DASH_REQUEST_TIMEOUT_S": "0.5"})
+    assert slow.returncode == 1  # it never heard an answer...
+    assert _wait_for(lambda: len(_server_rows(server, "alice/f/r4")) == 5000, 10)  # ...but the server committed
+    proxy.set(mode="pass")
+    out = _sync(workdir, proxy.url)
+    assert out.returncode == 0 and "5000/5000 rows" in out.stdout  # resent: deduplicated by the server
+    assert _assert_identical(server, "alice/f/r4", directory) == 5000
+
+
+def test_row5_kill_9_of_the_training_process_then_sync(workdir: Path, server: Server) -> None:
+    rng = random.Random(5)
+    for trial in range(20):
+        prefix = f"alice/f/r5-{trial}"
+        proc = start_script(f"""
+            from ml_dash import Experiment
+            exp = Experiment(prefix="{prefix}", remote="{server.url}", user_name="alice")
+            exp.run.start()
+            import time
+            i = 0
+            while True:
+                exp.metrics("train").log(step=i, loss=i * 0.5)
+                i += 1
+                if i % 100 == 0:
+                    time.sleep(0.002)  # ~50k rows/s: enough rows in flight, a sync that stays quick
+                if i == 1000:
+                    print("started", flush=True)
+        """, workdir)
+        assert proc.stdout.readline().startswith("started")
+        time.sleep(rng.uniform(0.0, 1.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+    out = _sync(workdir, server.url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for trial in range(20):
+        prefix = f"alice/f/r5-{trial}"
+        directory = workdir / ".dash" / prefix
+        count = _assert_identical(server, prefix, directory)
+        assert [r["data"]["step"] for r in _local_lines(directory)] == list(range(count))  # losses are a suffix
+        status, remote = server.request("GET", f"/api/v1/experiments/{prefix}", headers=USER)
+        assert remote["status"] == "CRASHED"  # sync saw the process gone
+
+
+def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    first = Server(data, "--allow-user-name")
+    port = int(first.url.rsplit(":", 1)[1])
+    exp = Experiment(prefix="alice/f/r6", remote=first.url, user_name="alice", upload_timeout_s=60)
+    exp.run.start()
+    for i in range(200_000):
+        exp.metrics("train").log(step=i)
+        if i == 100_000:
+            time.sleep(0.3)  # let ingest get going
+            first.proc.kill()
+            first.proc.communicate(timeout=10)
+    restarted = Server(data, "--allow-user-name", port=port)
+    try:
+        assert exp.run.complete() is True
+        assert _assert_identical(restarted, "alice/f/r6", exp.directory) == 200_000
+        status, remote = restarted.request("GET", "/api/v1/experiments/alice/f/r6", headers=USER)
+        assert remote["streams"]["metrics/train"] == 200_000  # the cursor counts only whole batches
+    finally:
+        restarted.stop()
+
+
+def test_row9_sigterm_to_a_remote_training_process_uploads_within_the_deadline(workdir: Path, server: Server) -> None:
+    proc = start_script(f"""
+        import time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="alice/f/r9", remote="{server.url}", user_name="alice")
+        exp.run.start()
+        for i in range(10000):
+            exp.metrics("train").log(step=i)
+        print("logged", flush=True)
+        time.sleep(60)
+    """, workdir)
+    assert proc.stdout.readline().startswith("logged")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=40)
+    assert proc.returncode == -signal.SIGTERM and time.monotonic() - t0 < 15
+    assert _assert_identical(server, "alice/f/r9", workdir / ".dash/alice/f/r9") == 10000
+    status, remote = server.request("GET", "/api/v1/experiments/alice/f/r9", headers=USER)
+    assert remote["status"] == "CANCELLED"
+
+
+def test_row12_a_refused_key_keeps_data_local_and_does_not_spin(workdir: Path, server: Server, proxy: FaultProxy) -> None:
+    exp = Experiment(prefix="alice/f/r12", remote=proxy.url, api_key="mld_000000000000_wrong", upload_timeout_s=2)
+    exp.run.start()
+    for i in range(5000):
+        exp.metrics("train").log(step=i)
+        if i % 1000 == 0:
+            time.sleep(0.5)
+    connections = proxy.connections
+    time.sleep(3)
+    assert proxy.connections - connections <= 1  # paused after the 401, probing rarely
+    assert exp.run.complete() is False
+    assert len(_local_lines(exp.directory)) == 5000
