@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from .jsonlines import DecodeError, dumps, loads, read_json, restore_metric_row
+from .jsonlines import DecodeError, _decoder, dumps, loads, read_json, restore_metric_row
 from .retry import AUTH_FAILURES, Outcome, parse_retry_after, retrying
 from .rundir import _write_document
 from .wire import encode_body, metric_blocks
@@ -140,26 +140,48 @@ class RunUploader:
         end = data.rfind(b"\n")
         if end < 0:
             return None
-        rows, consumed = [], 0
         key = "sequenceNumber" if name == "logs" else "index"
-        for line in data[: end + 1].split(b"\n")[:-1]:
-            consumed += len(line) + 1
+        lines = data[: end + 1].split(b"\n")[:-1][:budget]
+        rows = self._decode_contiguous(lines, key, cursor.acked)
+        if rows is None:
+            rows, lines = self._decode_one_by_one(lines, key, cursor.acked)
+        if not rows:
+            return None
+        consumed = sum(map(len, lines)) + len(lines)
+        return PendingStream(name, path, cursor.acked, rows, cursor.offset + consumed)
+
+    @staticmethod
+    def _decode_contiguous(lines: list[bytes], key: str, first: int) -> list[dict[str, Any]] | None:
+        """All lines at once (one msgspec call), if they are intact and indexed first, first+1, ..."""
+        if not lines:
+            return []
+        try:
+            rows = _decoder.decode_lines(b"\n".join(lines))
+        except DecodeError:
+            return None
+        if (len(rows) != len(lines) or not isinstance(rows[0], dict) or not isinstance(rows[-1], dict)
+                or rows[0].get(key) != first or rows[-1].get(key) != first + len(rows) - 1):
+            return None
+        return rows
+
+    @staticmethod
+    def _decode_one_by_one(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """The slow path: skip damaged lines and rows already acknowledged; stop at a gap."""
+        rows: list[dict[str, Any]] = []
+        used = 0
+        for line in lines:
+            used += 1
             try:
                 record = loads(line)
             except DecodeError:  # a torn line ended by a later writer: skipped, like the readers do
                 continue
-            if not isinstance(record, dict) or not isinstance(record.get(key), int):
+            if not isinstance(record, dict) or not isinstance(record.get(key), int) or record[key] < first:
                 continue
-            if record[key] < cursor.acked:
-                continue
-            if record[key] != cursor.acked + len(rows):
+            if record[key] != first + len(rows):
+                used -= 1
                 break  # a gap on disk: send what is contiguous, stop there
             rows.append(record)
-            if len(rows) >= budget:
-                break
-        if not rows:
-            return None
-        return PendingStream(name, path, cursor.acked, rows, cursor.offset + consumed)
+        return rows, lines[:used]
 
     def documents_changed(self) -> bool:
         """Whether parameters.json changed since the server acknowledged it."""
@@ -291,7 +313,7 @@ class RunUploader:
                 rows = [{k: v for k, v in r.items() if k != "sequenceNumber"} for r in stream.rows]
                 body["streams"]["logs"] = {"start": stream.start, "rows": rows}
             else:
-                rows = [restore_metric_row(r) for r in stream.rows]
+                rows = [restore_metric_row(r) if "nonFinite" in r else r for r in stream.rows]
                 body["streams"][stream.name] = {"start": stream.start, "blocks": metric_blocks(rows)}
         payload = encode_body(body)
         url = f"{self.remote}/api/v1/runs/{self.prefix}/events"

@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Iterable
 
 import msgpack
 import zstandard
 
 WIRE_VERSION = 1
+_data = itemgetter("data")
+_created = itemgetter("createdAt")
 CONTENT_TYPE = "application/vnd.ml-dash.bulk+msgpack"
 _ZSTD_LEVEL = 3
 
@@ -45,24 +49,34 @@ class BodyError(ValueError):
 
 
 def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order."""
-    blocks: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for row in rows:
-        data = row["data"]
-        keys = list(data)
-        if current is None or current["keys"] != keys:
-            current = {"keys": keys, "cols": [[] for _ in keys], "created": []}
-            blocks.append(current)
-        for column, key in zip(current["cols"], keys):
-            column.append(data[key])
-        created = current["created"]
-        stamp = row.get("createdAt")
-        if created and created[-1][0] == stamp:
-            created[-1][1] += 1
-        else:
-            created.append([stamp, 1])
+    """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order.
+
+    Built with C-level iterators (map, zip, list.count): this runs for every
+    row uploaded, and a training loop usually logs the same keys every step.
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    datas = list(map(_data, rows))
+    created = list(map(_created, rows))
+    keys = list(map(tuple, datas))
+    if keys.count(keys[0]) == len(keys):  # one key set: one block
+        return [_block(keys[0], datas, created)]
+    blocks, position = [], 0
+    for key_set, group in groupby(keys):
+        count = len(list(group))
+        blocks.append(_block(key_set, datas[position:position + count], created[position:position + count]))
+        position += count
     return blocks
+
+
+def _block(keys: tuple, datas: list[dict[str, Any]], created: list[Any]) -> dict[str, Any]:
+    cols = list(map(list, zip(*map(dict.values, datas)))) if keys else []
+    if created.count(created[0]) == len(created):
+        stamps = [[created[0], len(created)]]
+    else:
+        stamps = [[stamp, len(list(run))] for stamp, run in groupby(created)]
+    return {"keys": list(keys), "cols": cols, "created": stamps}
 
 
 def metric_rows(start: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,6 +90,32 @@ def metric_rows(start: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]
             rows.append({"index": index, "data": {k: col[position] for k, col in zip(keys, cols)}, "createdAt": created})
             index += 1
     return rows
+
+
+def block_rows(block: dict[str, Any]) -> int:
+    return sum(count for _, count in block["created"])
+
+
+def trim_blocks(blocks: list[dict[str, Any]], skip: int) -> list[dict[str, Any]]:
+    """The same blocks without their first ``skip`` rows."""
+    out = []
+    for block in blocks:
+        rows = block_rows(block)
+        if skip >= rows:
+            skip -= rows
+            continue
+        if skip:
+            created, left = [], skip
+            for stamp, count in block["created"]:
+                if left >= count:
+                    left -= count
+                    continue
+                created.append([stamp, count - left])
+                left = 0
+            block = {"keys": block["keys"], "cols": [col[skip:] for col in block["cols"]], "created": created}
+            skip = 0
+        out.append(block)
+    return out
 
 
 def encode_body(body: dict[str, Any]) -> bytes:

@@ -54,3 +54,12 @@ def test_columnar_zstd_is_a_fraction_of_json() -> None:
     as_json = sum(len(json.dumps(r)) + 1 for r in rows)
     wire = len(encode_body({"v": 1, "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(rows)}}}))
     assert wire < 0.25 * as_json, (wire, as_json)
+
+
+def test_trimming_blocks_drops_exactly_the_first_rows() -> None:
+    from ml_dash.agent.wire import trim_blocks
+
+    rows = [{"data": {"a": i} if i < 3 else {"b": i}, "createdAt": "x" if i < 2 else "y"} for i in range(6)]
+    blocks = metric_blocks(rows)
+    for skip in range(7):
+        assert metric_rows(skip, trim_blocks(blocks, skip)) == metric_rows(0, blocks)[skip:]

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..agent.jsonlines import dumps, loads, mark_non_finite_metric_row
-from ..agent.wire import BodyError, decode_body, metric_rows
+from ..agent.wire import BodyError, block_rows, decode_body
 from ..logs import normalise_level
 from ..naming import validate_metric_name, validate_prefix
 from ..naming import clean_relative_path
@@ -177,9 +177,10 @@ def _batch(owner: str, project: str, name: str, body: dict[str, Any], max_events
             events += len(rows)
         elif stream.startswith("metrics/"):
             metric = validate_metric_name(stream[len("metrics/"):])
-            rows = metric_rows(start, _checked_blocks(payload.get("blocks"), stream))
-            batch.metrics[metric] = (start, [(r["index"], msgpack.packb(r["data"]), r["createdAt"]) for r in rows])
-            events += len(rows)
+            blocks = _checked_blocks(payload.get("blocks"), stream)
+            count = sum(block_rows(b) for b in blocks)
+            batch.metrics[metric] = (start, blocks, count)
+            events += count
         else:
             raise ValueError(f"unknown stream {stream!r}")
         if events > max_events:
@@ -191,6 +192,8 @@ def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
     if not isinstance(blocks, list):
         raise ValueError(f"{stream!r} needs 'blocks', a list")
     for block in blocks:
+        if not isinstance(block, dict):
+            raise ValueError(f"malformed block in {stream!r}")
         keys, cols, created = block.get("keys"), block.get("cols"), block.get("created")
         if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(created, list)
                 and len(keys) == len(cols) and all(isinstance(k, str) for k in keys)):

@@ -1,9 +1,14 @@
 """Server-side storage: the interface the handlers use, and the embedded SQLite implementation.
 
-Every event identity (run, stream, index) is stored at most once (a primary
-key plus ``INSERT OR IGNORE``), and ``ingest`` returns only after its
-transaction is committed with ``synchronous=FULL``, so a 2xx reply means the
-data is durable. SQLite runs on one dedicated thread: the handlers await it.
+Every event identity (run, stream, index) is stored at most once, and
+``ingest`` returns only after its transaction is committed with
+``synchronous=FULL``, so a 2xx reply means the data is durable. Metric rows
+are stored as chunks, one SQLite row per acknowledged range holding the
+columnar blocks of the wire format: a batch is trimmed to the rows past the
+stream's stored count and appended in the same transaction that advances
+the count, so overlapping resends add nothing, and a million rows cost a
+few dozen inserts instead of a million. Log lines, which are few, are
+stored one per row (``INSERT OR IGNORE`` on their identity). SQLite runs on one dedicated thread: the handlers await it.
 PostgreSQL can implement the same :class:`Storage` protocol later.
 """
 
@@ -20,6 +25,7 @@ import msgpack
 
 from ..agent.jsonlines import dumps, loads
 from ..agent.pool import WorkerPool
+from ..agent.wire import metric_rows, trim_blocks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -31,9 +37,9 @@ CREATE TABLE IF NOT EXISTS experiments (
     description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
     params TEXT NOT NULL DEFAULT '{}', UNIQUE (owner, project, name));
-CREATE TABLE IF NOT EXISTS metric_rows (
-    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, created_at TEXT,
-    PRIMARY KEY (exp_id, metric, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_chunks (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
+    blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_rows (
     exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT,
     PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
@@ -65,7 +71,7 @@ class IngestBatch:
     name: str
     run: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] | None = None
-    metrics: dict[str, tuple[int, list[tuple[int, bytes, str | None]]]] = field(default_factory=dict)
+    metrics: dict[str, tuple[int, list[dict[str, Any]], int]] = field(default_factory=dict)  # start, blocks, rows
     logs: tuple[int, list[tuple[int, bytes, str | None]]] | None = None
 
 
@@ -126,11 +132,8 @@ class SQLiteStorage:
         try:
             exp_id = self._upsert_experiment(db, batch)
             acked: dict[str, int] = {}
-            for metric, (start, rows) in batch.metrics.items():
-                acked[f"metrics/{metric}"] = self._store_rows(
-                    db, exp_id, f"metrics/{metric}", start, rows,
-                    "INSERT OR IGNORE INTO metric_rows (exp_id, metric, idx, data, created_at) VALUES (?, ?, ?, ?, ?)",
-                    lambda idx, blob, extra: (exp_id, metric, idx, blob, extra))
+            for metric, (start, blocks, count) in batch.metrics.items():
+                acked[f"metrics/{metric}"] = self._store_chunk(db, exp_id, metric, start, blocks, count)
             if batch.logs is not None:
                 start, rows = batch.logs
                 acked["logs"] = self._store_rows(
@@ -166,6 +169,30 @@ class SQLiteStorage:
             values.append(dumps(merged).decode())
         db.execute(f"UPDATE experiments SET {', '.join(sets)} WHERE id = ?", (*values, exp_id))
         return int(exp_id)
+
+    @staticmethod
+    def _stored(db: sqlite3.Connection, exp_id: int, stream: str) -> int:
+        found = db.execute("SELECT stored FROM stream_counts WHERE exp_id=? AND stream=?", (exp_id, stream)).fetchone()
+        return found[0] if found else 0
+
+    @staticmethod
+    def _set_stored(db: sqlite3.Connection, exp_id: int, stream: str, stored: int) -> None:
+        db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
+                   "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
+
+    def _store_chunk(self, db: sqlite3.Connection, exp_id: int, metric: str, start: int,
+                     blocks: list[dict[str, Any]], count: int) -> int:
+        stream = f"metrics/{metric}"
+        stored = self._stored(db, exp_id, stream)
+        if start > stored:
+            raise GapError(stream, stored)
+        skip = stored - start
+        if skip >= count:
+            return stored  # everything in this batch is already stored
+        db.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
+                   (exp_id, metric, stored, count - skip, msgpack.packb(trim_blocks(blocks, skip))))
+        self._set_stored(db, exp_id, stream, start + count)
+        return start + count
 
     @staticmethod
     def _store_rows(db: sqlite3.Connection, exp_id: int, stream: str, start: int,
@@ -267,10 +294,20 @@ class SQLiteStorage:
         return exp
 
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
-        rows = await self._fetchall(
-            "SELECT idx, data, created_at FROM metric_rows WHERE exp_id=? AND metric=? AND idx>=? ORDER BY idx LIMIT ?",
-            (exp_id, metric, start, limit))
-        return [{"index": idx, "data": msgpack.unpackb(data), "createdAt": created} for idx, data, created in rows]
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while len(out) < limit:  # chunk by chunk, so a small page reads little
+            chunks = await self._fetchall(
+                "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? "
+                "AND first_idx + count > ? ORDER BY first_idx LIMIT 8 OFFSET ?", (exp_id, metric, start, offset))
+            if not chunks:
+                break
+            offset += len(chunks)
+            for first, count, blocks in chunks:
+                skip = max(0, start - first)
+                rows = metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip))
+                out.extend(rows[: limit - len(out)])
+        return out
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
         sql, args = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?", [exp_id, start]
