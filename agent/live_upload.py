@@ -58,7 +58,7 @@ class LiveUpload:
         if not force and time.monotonic() < self._paused_until:
             return self.last_report
         due = force or time.monotonic() - self._last_request >= self.heartbeat_s
-        if (not due and self.uploader.pending_rows() == 0 and not self.uploader.documents_changed()
+        if (not due and not self.uploader.has_pending() and not self.uploader.documents_changed()
                 and not self.uploader.pending_files()):
             return self.last_report
         try:

@@ -122,14 +122,23 @@ class RunUploader:
             found += [(f"metrics/{d.name}", d / "data.jsonl") for d in sorted(metrics.iterdir()) if d.is_dir()]
         return [(name, path) for name, path in found if path.is_file()]
 
+    def has_pending(self) -> bool:
+        """Whether any stream file extends past its acknowledged offset (a stat per stream, no reading)."""
+        for name, path in self.streams():
+            if path.stat().st_size > self.cursors.get(name, StreamCursor()).offset:
+                return True
+        return False
+
     def pending_rows(self) -> int:
-        """Rows on disk past the acknowledged cursors (complete lines only)."""
+        """Rows on disk past the acknowledged cursors (complete lines), counted in bounded chunks:
+        with the server down the backlog can be gigabytes, and it waits on disk, not in memory."""
         total = 0
         for name, path in self.streams():
             cursor = self.cursors.get(name, StreamCursor())
             with open(path, "rb") as f:
                 f.seek(cursor.offset)
-                total += f.read().count(b"\n")
+                while chunk := f.read(1 << 20):
+                    total += chunk.count(b"\n")
         return total
 
     def _read(self, name: str, path: Path, budget: int) -> PendingStream | None:

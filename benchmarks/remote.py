@@ -1,0 +1,208 @@
+"""Remote-mode benchmark: sync, live upload, wire bytes, hot path and memory, against a real server.
+
+Everything runs on this machine over loopback: an ``ml-dash server`` subprocess
+(port 0, --allow-user-name) and each client scenario in a fresh interpreter.
+
+* sync        a local run of N rows (4 scalars + step) moved with ``ml-dash sync``; then a second sync
+* wire        bytes per row of one batch: zstd columnar body vs JSON lines vs msgpack (columnar, and rows)
+* live        a remote-mode run logging N rows as fast as it can: from the first call until close has
+              returned with every row acknowledged by the server -> rows/s
+* latency     per-call time of exp.metrics("train").log(...) in remote mode (N calls), as hot_path.py does
+* memory      a remote run logging for --memory-s seconds at ~100k rows/s with the server up, and with it
+              down (an unused port): peak RSS above the interpreter's baseline
+
+Usage:  python benchmarks/remote.py [--n 1000000] [--memory-s 20] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+
+def start_server(data: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--port", "0", "--data", str(data),
+                             "--allow-user-name"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, line.split()[4]
+
+
+def child(mode: str, *args: str, timeout_s: float = 900) -> dict:
+    out = subprocess.run([sys.executable, str(HERE), "--child", mode, *args], capture_output=True, text=True,
+                         timeout=timeout_s)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- child scenarios (fresh interpreter each) -------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child_make_local(root: str, n: int) -> dict:
+    os.chdir(root)
+    from ml_dash import Experiment
+
+    exp = Experiment(prefix="alice/bench/sync")
+    with exp.run:
+        train = exp.metrics("train")
+        for i in range(n):
+            train.log(loss=1.0 / (i + 1), acc=0.9, lr=1e-3, grad=2.0, step=i)
+    return {"rows": n}
+
+
+def child_live(root: str, url: str, n: int) -> dict:
+    os.chdir(root)
+    from ml_dash import Experiment
+
+    exp = Experiment(prefix="alice/bench/live", remote=url, user_name="alice", upload_timeout_s=300)
+    t0 = time.perf_counter()
+    exp.run.start()
+    train = exp.metrics("train")
+    for i in range(n):
+        train.log(loss=1.0 / (i + 1), acc=0.9, lr=1e-3, grad=2.0, step=i)
+    loop_s = time.perf_counter() - t0
+    done = exp.run.complete()
+    total = time.perf_counter() - t0
+    return {"loop_s": loop_s, "total_s": total, "rows_per_s": n / total, "all_acknowledged": done}
+
+
+def child_latency(root: str, url: str, n: int) -> dict:
+    os.chdir(root)
+    from array import array
+
+    from ml_dash import Experiment
+
+    exp = Experiment(prefix="alice/bench/latency", remote=url, user_name="alice", upload_timeout_s=300)
+    exp.run.start()
+    pc = time.perf_counter_ns
+    ns = array("q", bytes(8 * n))
+    for i in range(n):
+        x = i * 1e-6
+        t0 = pc()
+        exp.metrics("train").log(loss=x, acc=0.9, lr=1e-3, grad=2.0, step=i)
+        ns[i] = pc() - t0
+    exp.run.complete()
+    values = sorted(ns)
+    return {"mean_us": sum(values) / n / 1000, "p50_us": values[n // 2] / 1000, "p99_us": values[int(n * 0.99)] / 1000}
+
+
+def child_memory(root: str, url: str, seconds: float) -> dict:
+    os.chdir(root)
+    from ml_dash import Experiment
+
+    baseline = _rss_mb()
+    exp = Experiment(prefix="alice/bench/memory", remote=url, user_name="alice", upload_timeout_s=1)
+    exp.run.start()
+    train = exp.metrics("train")
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        for _ in range(1000):
+            train.log(loss=1.0 / (i + 1), acc=0.9, lr=1e-3, grad=2.0, step=i)
+            i += 1
+        time.sleep(0.01)  # ~100k rows/s
+    exp.run.complete()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": i, "peak_rss_above_baseline_mb": peak - baseline}
+
+
+def wire_sizes(root: str, rows: int = 50_000) -> dict:
+    import msgpack
+
+    from ml_dash.agent.jsonlines import read_json  # noqa: F401  (keeps the import path honest)
+    from ml_dash.agent.wire import encode_body, metric_blocks
+
+    path = Path(root) / ".dash/alice/bench/sync/metrics/train/data.jsonl"
+    with open(path, "rb") as f:
+        lines = [f.readline() for _ in range(rows)]
+    records = [json.loads(line) for line in lines]
+    blocks = metric_blocks(records)
+    body = {"v": 1, "streams": {"metrics/train": {"start": 0, "blocks": blocks}}}
+    sizes = {"json_lines": sum(map(len, lines)), "msgpack_rows": len(msgpack.packb(records)),
+             "msgpack_columnar": len(msgpack.packb(body)), "zstd_columnar (wire)": len(encode_body(body))}
+    return {name: size / rows for name, size in sizes.items()}
+
+
+# -- orchestration ----------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--memory-s", type=float, default=20.0)
+    ap.add_argument("--json")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        mode, *rest = args.child
+        fn = {"make_local": child_make_local, "live": child_live, "latency": child_latency, "memory": child_memory}[mode]
+        converted = [int(x) if x.isdigit() else (float(x) if x.replace(".", "", 1).isdigit() else x) for x in rest]
+        print(json.dumps(fn(*converted)))
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="ml-dash-remote-bench-"))
+    server, url = start_server(work / "server")
+    results: dict = {"n": args.n}
+    try:
+        child("make_local", str(work), str(args.n))
+        for label in ("sync", "second sync"):
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", url,
+                                  "--user-name", "alice"], cwd=work, capture_output=True, text=True, timeout=900)
+            results[label + " s"] = time.perf_counter() - t0
+            assert out.returncode == 0, out.stdout + out.stderr
+        results["wire bytes/row"] = wire_sizes(str(work))
+        results["live"] = child("live", str(work), url, str(args.n))
+        results["latency"] = child("latency", str(work), url, str(args.n))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+        results["memory server up"] = child("memory", str(work), url, str(args.memory_s))
+        results["memory server down"] = child("memory", str(work), dead, str(args.memory_s))
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def print_table(r: dict) -> None:
+    n = r["n"]
+    wire = r["wire bytes/row"]
+    print(f"machine: nproc={os.cpu_count()} python={sys.version.split()[0]}; N={n:,}; server on 127.0.0.1\n")
+    print("| measurement | value | target |")
+    print("|---|---:|---|")
+    print(f"| `ml-dash sync` of a {n:,}-row local run | {r['sync s']:.2f} s | ≤ 5 s |")
+    print(f"| second `ml-dash sync` (nothing new) | {r['second sync s']:.2f} s | stores nothing |")
+    print(f"| live upload, first call to every row acknowledged | {r['live']['rows_per_s']:,.0f} rows/s | ≥ 300,000 rows/s |")
+    lat = r["latency"]
+    print(f"| hot path in remote mode: mean / p50 / p99 | {lat['mean_us']:.2f} / {lat['p50_us']:.2f} / {lat['p99_us']:.2f} µs | as local (≤ 1.2 / 1.0 / 5) |")
+    up, down = r["memory server up"], r["memory server down"]
+    print(f"| peak RSS above baseline, server up / down ({up['rows']:,} / {down['rows']:,} rows) | "
+          f"{up['peak_rss_above_baseline_mb']:.0f} / {down['peak_rss_above_baseline_mb']:.0f} MB | down within 100 MB of up |")
+    print()
+    print("| encoding of one 50,000-row batch | bytes/row | vs JSON lines |")
+    print("|---|---:|---:|")
+    for name, size in wire.items():
+        print(f"| {name} | {size:.1f} | {size / wire['json_lines']:.1%} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
