@@ -85,22 +85,15 @@ def child_live(root: str, url: str, n: int) -> dict:
 
 def child_latency(root: str, url: str, n: int) -> dict:
     os.chdir(root)
-    from array import array
+    from _scenario import summarise, timed_log_calls  # the same timed loop as hot_path.py
 
     from ml_dash import Experiment
 
     exp = Experiment(prefix="alice/bench/latency", remote=url, user_name="alice", upload_timeout_s=300)
     exp.run.start()
-    pc = time.perf_counter_ns
-    ns = array("q", bytes(8 * n))
-    for i in range(n):
-        x = i * 1e-6
-        t0 = pc()
-        exp.metrics("train").log(loss=x, acc=0.9, lr=1e-3, grad=2.0, step=i)
-        ns[i] = pc() - t0
+    ns = timed_log_calls(exp, n)
     exp.run.complete()
-    values = sorted(ns)
-    return {"mean_us": sum(values) / n / 1000, "p50_us": values[n // 2] / 1000, "p99_us": values[int(n * 0.99)] / 1000}
+    return summarise(ns)
 
 
 def child_memory(root: str, url: str, seconds: float) -> dict:
