@@ -111,6 +111,8 @@ class RunWriter:
         self.file_counters = StreamCounters()
         self.file_entries: dict[str, dict[str, Any]] = {}
         self.on_durable: list[Callable[[], None]] = []
+        #: called with each written chunk of metric rows (remote mode hands them to its uploader)
+        self.on_written: Callable[[str, int, list, str, int], None] | None = None
         self._handles: dict[str, Any] = {}
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
@@ -176,6 +178,7 @@ class RunWriter:
         created_at = utc_iso()
         start = stream.next_index
         blobs: list[bytes] = []
+        all_items: list = []
         taken = count = 0
         try:
             while taken < limit and stream.queue:
@@ -188,9 +191,12 @@ class RunWriter:
                 except TypeError:
                     items, blob = self._encode_valid(stream, items, start + count, created_at)
                     blobs.append(blob)
+                all_items.extend(items)
                 count += len(items)
             if count:
-                await self._append(stream, b"".join(blobs), count)
+                written = await self._append(stream, b"".join(blobs), count)
+                if written and self.on_written is not None and stream.name.startswith("metrics/"):
+                    self.on_written(stream.name, start, all_items, created_at, stream.file_size)
         except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
             stream.counters.drop(unaccounted, "internal_error", stream.name)
@@ -199,7 +205,7 @@ class RunWriter:
                 logger.exception("ml-dash agent failed writing %s (further failures are counted only)", stream.path)
         return max(taken, 1)
 
-    async def _append(self, stream: RowStream, blob: bytes, count: int) -> None:
+    async def _append(self, stream: RowStream, blob: bytes, count: int) -> bool:
         start = stream.next_index
         try:
             handle = await self._handle(stream)
@@ -211,11 +217,12 @@ class RunWriter:
             await self._truncate_back(stream)
             stream.counters.drop(count, "disk_error", stream.name)
             logger.debug("write to %s failed: %s", stream.path, exc)
-            return
+            return False
         stream.file_size += len(blob)
         stream.next_index = start + count
         stream.counters.written += count
         self.agent.space_freed()  # a caller may be waiting on a full buffer
+        return True
 
     def _encode_valid(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
         """Encode events one by one, dropping (and counting) those that cannot be encoded."""

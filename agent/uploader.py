@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -30,7 +31,7 @@ import aiohttp
 from .jsonlines import DecodeError, _decoder, dumps, loads, read_json, restore_metric_row
 from .retry import AUTH_FAILURES, Outcome, parse_retry_after, retrying
 from .rundir import _write_document
-from .wire import encode_body, metric_blocks
+from .wire import blocks_from_fields, encode_body, metric_blocks
 
 logger = logging.getLogger("ml_dash.agent")
 
@@ -51,8 +52,24 @@ class PendingStream:
     name: str
     path: Path
     start: int
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # records as on disk, or the agent's field dicts when ``created_at`` is set
     end_offset: int
+    created_at: str | None = None  # set for rows handed over in memory
+
+
+@dataclass(slots=True)
+class WrittenChunk:
+    """Metric rows the agent has just written, handed over so they need not be read back."""
+
+    stream: str
+    start: int
+    fields: list[dict[str, Any]]
+    created_at: str
+    end_offset: int
+
+
+#: Rows the uploader keeps in memory at most; past that it reads the disk again.
+MEMORY_ROWS = 65_536
 
 
 @dataclass(slots=True)
@@ -91,6 +108,8 @@ class RunUploader:
         self.cursors: dict[str, StreamCursor] = {}
         self._sent_docs: dict[str, str] = {}
         self._sent_files: dict[str, str] = {}  # path -> sha256 the server acknowledged
+        self._written: deque[WrittenChunk] = deque()  # the memory fast path (agent's loop only)
+        self._written_rows = 0
         self._load_cursor()
 
     # -- the cursor file ---------------------------------------------------
@@ -141,7 +160,31 @@ class RunUploader:
                     total += chunk.count(b"\n")
         return total
 
+    def offer(self, chunk: WrittenChunk) -> None:
+        """Called by the agent after writing metric rows: keep them to send without reading back."""
+        if self._written_rows + len(chunk.fields) > MEMORY_ROWS:
+            self._written.clear()  # the upload is behind: it catches up from disk
+            self._written_rows = 0
+            return
+        self._written.append(chunk)
+        self._written_rows += len(chunk.fields)
+
+    def _from_memory(self, name: str, path: Path, budget: int) -> PendingStream | None:
+        """The handed-over rows that start exactly at this stream's cursor, if any."""
+        cursor = self.cursors.setdefault(name, StreamCursor())
+        for chunk in list(self._written):  # drop what the server already has
+            if chunk.start + len(chunk.fields) <= self.cursors.get(chunk.stream, StreamCursor()).acked:
+                self._written.remove(chunk)
+                self._written_rows -= len(chunk.fields)
+        for chunk in self._written:
+            if chunk.stream == name and chunk.start == cursor.acked and len(chunk.fields) <= budget:
+                return PendingStream(name, path, chunk.start, chunk.fields, chunk.end_offset, chunk.created_at)
+        return None
+
     def _read(self, name: str, path: Path, budget: int) -> PendingStream | None:
+        in_memory = self._from_memory(name, path, budget)
+        if in_memory is not None:
+            return in_memory
         cursor = self.cursors.setdefault(name, StreamCursor())
         with open(path, "rb") as f:
             f.seek(cursor.offset)
@@ -321,6 +364,9 @@ class RunUploader:
             if stream.name == "logs":
                 rows = [{k: v for k, v in r.items() if k != "sequenceNumber"} for r in stream.rows]
                 body["streams"]["logs"] = {"start": stream.start, "rows": rows}
+            elif stream.created_at is not None:
+                body["streams"][stream.name] = {"start": stream.start,
+                                                "blocks": blocks_from_fields(stream.rows, stream.created_at)}
             else:
                 rows = [restore_metric_row(r) if "nonFinite" in r else r for r in stream.rows]
                 body["streams"][stream.name] = {"start": stream.start, "blocks": metric_blocks(rows)}

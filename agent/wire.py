@@ -24,6 +24,7 @@ small bomb cannot expand into memory.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from dataclasses import dataclass
 from itertools import groupby
@@ -61,6 +62,22 @@ def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     created = list(map(_created, rows))
     keys = list(map(tuple, datas))
     if keys.count(keys[0]) == len(keys):  # one key set: one block
+        return [_block(keys[0], datas, created)]
+    blocks, position = [], 0
+    for key_set, group in groupby(keys):
+        count = len(list(group))
+        blocks.append(_block(key_set, datas[position:position + count], created[position:position + count]))
+        position += count
+    return blocks
+
+
+def blocks_from_fields(datas: list[dict[str, Any]], created_at: str) -> list[dict[str, Any]]:
+    """Columnar blocks straight from the agent's field dicts (one ``createdAt`` for all of them)."""
+    if not datas:
+        return []
+    keys = list(map(tuple, datas))
+    created = [created_at] * len(datas)
+    if keys.count(keys[0]) == len(keys):
         return [_block(keys[0], datas, created)]
     blocks, position = [], 0
     for key_set, group in groupby(keys):
@@ -118,9 +135,17 @@ def trim_blocks(blocks: list[dict[str, Any]], skip: int) -> list[dict[str, Any]]
     return out
 
 
+def _pack_default(value: Any) -> Any:
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
+        return value.tolist()
+    raise TypeError(f"cannot send a value of type {type(value).__name__}")
+
+
 def encode_body(body: dict[str, Any]) -> bytes:
-    """msgpack then zstd."""
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(msgpack.packb(body, use_bin_type=True))
+    """msgpack then zstd (numpy scalars, which the agent's rows may hold, become Python numbers)."""
+    packed = msgpack.packb(body, use_bin_type=True, default=_pack_default)
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(packed)
 
 
 @dataclass(frozen=True, slots=True)

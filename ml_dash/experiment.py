@@ -20,7 +20,7 @@ from .files import Files, read_files_metadata
 from .logs import Logs, build_log_row
 from .agent.jsonlines import encode_metric_chunk, row_chunk_encoder
 from .agent.live_upload import LiveUpload
-from .agent.uploader import RunUploader, headers_for
+from .agent.uploader import RunUploader, WrittenChunk, headers_for
 from .metrics import Metrics, metric_metadata
 from .naming import validate_prefix
 from .params import Params
@@ -193,6 +193,8 @@ class Experiment:
         """Start the background upload on the agent's loop (no network I/O here)."""
         uploader = RunUploader(self.directory, self.prefix, self.remote, headers_for(*self._credentials))
         live = self._live_upload = LiveUpload(uploader)
+        assert self._writer is not None
+        self._writer.on_written = lambda *chunk: uploader.offer(WrittenChunk(*chunk))  # memory fast path
 
         async def start() -> None:
             live.start()
