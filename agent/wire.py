@@ -50,33 +50,23 @@ class BodyError(ValueError):
 
 
 def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order.
-
-    Built with C-level iterators (map, zip, list.count): this runs for every
-    row uploaded, and a training loop usually logs the same keys every step.
-    """
+    """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order."""
     rows = list(rows)
-    if not rows:
-        return []
-    datas = list(map(_data, rows))
-    created = list(map(_created, rows))
-    keys = list(map(tuple, datas))
-    if keys.count(keys[0]) == len(keys):  # one key set: one block
-        return [_block(keys[0], datas, created)]
-    blocks, position = [], 0
-    for key_set, group in groupby(keys):
-        count = len(list(group))
-        blocks.append(_block(key_set, datas[position:position + count], created[position:position + count]))
-        position += count
-    return blocks
+    return _blocks(list(map(_data, rows)), list(map(_created, rows)))
 
 
 def blocks_from_fields(datas: list[dict[str, Any]], created_at: str) -> list[dict[str, Any]]:
     """Columnar blocks straight from the agent's field dicts (one ``createdAt`` for all of them)."""
+    return _blocks(datas, [created_at] * len(datas))
+
+
+def _blocks(datas: list[dict[str, Any]], created: list[Any]) -> list[dict[str, Any]]:
+    """One block per run of rows with the same keys, built with C-level iterators (map, zip,
+    list.count): this runs for every row uploaded, and a training loop usually logs the same
+    keys every step, which takes the one-block path."""
     if not datas:
         return []
     keys = list(map(tuple, datas))
-    created = [created_at] * len(datas)
     if keys.count(keys[0]) == len(keys):
         return [_block(keys[0], datas, created)]
     blocks, position = [], 0

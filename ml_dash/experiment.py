@@ -270,7 +270,7 @@ def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Any:
     def update() -> None:
         if last["count"] != stream.next_index:
             last["count"] = stream.next_index
-            slot.set(metric_metadata(name, slot.value, stream, utc_iso()))
+            slot.set(metric_metadata(name, slot.value, stream.next_index, utc_iso()))
 
     return update
 

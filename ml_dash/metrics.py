@@ -197,8 +197,8 @@ class Metrics(dict):
         return f"<Metrics {sorted(self)} of {self._experiment.prefix!r}>"
 
 
-def metric_metadata(name: str, existing: dict[str, Any] | None, stream: RowStream, now_iso: str) -> dict[str, Any]:
-    """The ``metrics/<name>/metadata.json`` document (upstream shape) after ``stream``'s writes."""
+def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_iso: str) -> dict[str, Any]:
+    """The ``metrics/<name>/metadata.json`` document (upstream shape) for a metric of ``rows`` rows."""
     base = dict(existing or {})
     base.setdefault("metricId", uuid.uuid4().hex)
     base.setdefault("name", name)
@@ -206,8 +206,8 @@ def metric_metadata(name: str, existing: dict[str, Any] | None, stream: RowStrea
     base.setdefault("tags", [])
     base.setdefault("metadata", None)
     base.setdefault("createdAt", now_iso)
-    base["totalDataPoints"] = stream.next_index
-    base["nextIndex"] = stream.next_index
+    base["totalDataPoints"] = rows
+    base["nextIndex"] = rows
     base["updatedAt"] = now_iso
     return base
 

@@ -42,15 +42,10 @@ async def pull(prefix: str, remote: str, api_key: str | None, user_name: str | N
                 metric = stream[len("metrics/"):]
                 path = directory / "metrics" / metric / "data.jsonl"
                 counts[stream] = await _pull_lines(session, f"{base}/metrics/{metric}", "rows", path)
-                meta = metric_metadata(metric, None, _Count(counts[stream]), now)
+                meta = metric_metadata(metric, None, counts[stream], now)
                 _write_document(path.parent / "metadata.json", dumps(meta))
         counts["files"] = await _pull_files(session, base, directory)
     return counts
-
-
-class _Count:
-    def __init__(self, n: int) -> None:
-        self.next_index = n
 
 
 async def _get(session: aiohttp.ClientSession, url: str, **params: Any) -> dict[str, Any]:
