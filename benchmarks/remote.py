@@ -11,7 +11,11 @@ Everything runs on this machine over loopback: an ``ml-dash server`` subprocess
 * memory      a remote run logging for --memory-s seconds at ~100k rows/s with the server up, and with it
               down (an unused port): peak RSS above the interpreter's baseline
 
-Usage:  python benchmarks/remote.py [--n 1000000] [--memory-s 20] [--json PATH]
+* mlflow      if benchmarks/.peer-venv-mlflow exists (pip install mlflow there): MLflow's tracking
+              server on loopback (SQLite backend), mlflow.log_metrics with the same 4 scalars + step,
+              synchronous and asynchronous, from the first call until the run has ended
+
+Usage:  python benchmarks/remote.py [--n 1000000] [--memory-s 20] [--mlflow-n 2000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+MLFLOW_PYTHON = HERE.parent / ".peer-venv-mlflow" / "bin" / "python"
 
 
 def start_server(data: Path) -> tuple[subprocess.Popen, str]:
@@ -132,11 +137,42 @@ def wire_sizes(root: str, rows: int = 50_000) -> dict:
     return {name: size / rows for name, size in sizes.items()}
 
 
+def mlflow_compare(work: Path, n: int) -> dict:
+    """MLflow's server and client, each in MLflow's venv, on a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(MLFLOW_PYTHON), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{work}/mlflow.db", "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        out = {}
+        for mode in ("sync", "async"):
+            run = subprocess.run([str(MLFLOW_PYTHON), str(HERE.parent / "_mlflow_scenario.py"), url, str(n), mode],
+                                 capture_output=True, text=True, timeout=1800, cwd=work)
+            if run.returncode != 0:
+                raise RuntimeError(run.stderr[-2000:])
+            out[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+        return out
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 # -- orchestration ----------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--memory-s", type=float, default=20.0)
+    ap.add_argument("--mlflow-n", type=int, default=2000, help="rows per MLflow scenario (it is slow)")
     ap.add_argument("--json")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -166,6 +202,8 @@ def main() -> int:
             dead = f"http://127.0.0.1:{s.getsockname()[1]}"
         results["memory server up"] = child("memory", str(work), url, str(args.memory_s))
         results["memory server down"] = child("memory", str(work), dead, str(args.memory_s))
+        if MLFLOW_PYTHON.exists():
+            results["mlflow"] = mlflow_compare(work, args.mlflow_n)
     finally:
         server.terminate()
         server.wait(30)
@@ -191,6 +229,15 @@ def print_table(r: dict) -> None:
     print(f"| peak RSS above baseline, server up / down ({up['rows']:,} / {down['rows']:,} rows) | "
           f"{up['peak_rss_above_baseline_mb']:.0f} / {down['peak_rss_above_baseline_mb']:.0f} MB | down within 100 MB of up |")
     print()
+    if "mlflow" in r:
+        live = r["live"]["rows_per_s"]
+        print("| remote logging, 4 scalars + step per call | mean µs | p50 µs | rows/s first call to stored | ml-dash is |")
+        print("|---|---:|---:|---:|---:|")
+        print(f"| ml-dash (N={n:,}) | {lat['mean_us']:.2f} | {lat['p50_us']:.2f} | {live:,.0f} | – |")
+        for mode, m in r["mlflow"].items():
+            print(f"| MLflow log_metrics, {mode} (N={m['n']:,}) | {m['mean_us']:.1f} | {m['p50_us']:.1f} | "
+                  f"{m['rows_per_s']:,.0f} | {live / m['rows_per_s']:,.0f}x faster |")
+        print()
     print("| encoding of one 50,000-row batch | bytes/row | vs JSON lines |")
     print("|---|---:|---:|")
     for name, size in wire.items():
