@@ -21,7 +21,6 @@ from tenacity.wait import wait_base, wait_random_exponential
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_FAILURES = frozenset({401, 403})
-PERMANENT = frozenset({400, 404, 413, 415, 422})
 MAX_RETRY_AFTER_S = 300.0
 
 

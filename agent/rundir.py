@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -88,7 +88,7 @@ def _place_file(job: FileJob) -> FileResult:
     return FileResult(size, digest.hexdigest())
 
 
-def _write_document(path: Path, payload: bytes) -> None:
+def write_document(path: Path, payload: bytes) -> None:
     """Atomically replace ``path`` (worker thread): temp file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -303,7 +303,7 @@ class RunWriter:
             version, value = slot.version, slot.value
             try:
                 payload = dumps(value) if not isinstance(value, bytes) else value
-                await self.agent.run_blocking(_write_document, slot.path, payload)
+                await self.agent.run_blocking(write_document, slot.path, payload)
             except (OSError, TypeError) as exc:
                 logger.warning("ml-dash could not write %s: %s", slot.path, exc)
                 continue

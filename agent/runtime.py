@@ -148,9 +148,6 @@ class Agent:
         future: Future = asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)
         return future.result(timeout_s)
 
-    def submit(self, coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> Future:
-        return asyncio.run_coroutine_threadsafe(coro_factory(), self._loop)
-
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call on the agent's worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)

@@ -30,8 +30,8 @@ import aiohttp
 
 from .jsonlines import DecodeError, _decoder, dumps, loads, read_json, restore_metric_row
 from .retry import AUTH_FAILURES, Outcome, parse_retry_after, retrying
-from .rundir import _write_document
-from .wire import blocks_from_fields, encode_body, metric_blocks
+from .rundir import write_document
+from .wire import CONTENT_TYPE, blocks_from_fields, encode_body, metric_blocks
 
 logger = logging.getLogger("ml_dash.agent")
 
@@ -86,6 +86,11 @@ class UploadReport:
     streams: dict[str, int] = field(default_factory=dict)
 
 
+def identity_key(stream: str) -> str:
+    """The key every record of ``stream`` starts with (as the local writer puts it)."""
+    return "sequenceNumber" if stream == "logs" else "index"
+
+
 def headers_for(api_key: str | None, user_name: str | None) -> dict[str, str]:
     if api_key:
         return {"Authorization": f"Bearer {api_key}"}
@@ -131,7 +136,7 @@ class RunUploader:
             "documents": self._sent_docs,
             "files": self._sent_files,
         }
-        _write_document(path, dumps(document))
+        write_document(path, dumps(document))
 
     # -- what is pending ---------------------------------------------------
     def streams(self) -> list[tuple[str, Path]]:
@@ -192,7 +197,7 @@ class RunUploader:
         end = data.rfind(b"\n")
         if end < 0:
             return None
-        key = "sequenceNumber" if name == "logs" else "index"
+        key = identity_key(name)
         lines = data[: end + 1].split(b"\n")[:-1][:budget]
         rows = self._decode_contiguous(lines, key, cursor.acked)
         if rows is None:
@@ -372,7 +377,7 @@ class RunUploader:
                 body["streams"][stream.name] = {"start": stream.start, "blocks": metric_blocks(rows)}
         payload = encode_body(body)
         url = f"{self.remote}/api/v1/runs/{self.prefix}/events"
-        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": "application/vnd.ml-dash.bulk+msgpack"}
+        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
 
         async def post() -> Outcome:
             try:
@@ -413,7 +418,7 @@ class RunUploader:
 
     def _seek(self, name: str, path: Path, index: int) -> None:
         """Point ``name``'s cursor at the line holding ``index`` (scanning from the start)."""
-        key = "sequenceNumber" if name == "logs" else "index"
+        key = identity_key(name)
         offset = 0
         with open(path, "rb") as f:
             for line in f:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Iterable
+from typing import Any
 
 #: Value classes accepted as-is on the hot path.
 PLAIN_SCALARS = frozenset({float, int, bool, str, type(None)})
@@ -123,11 +123,3 @@ def non_finite_name(value: Any) -> str | None:
 
 
 NON_FINITE_VALUES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def iter_tensor_slots(rows: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], str]]:
-    """Yield (row, key) for every tensor value among ``rows``."""
-    for row in rows:
-        for key, value in row.items():
-            if is_tensor(value):
-                yield row, key

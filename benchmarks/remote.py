@@ -123,7 +123,6 @@ def child_memory(root: str, url: str, seconds: float) -> dict:
 def wire_sizes(root: str, rows: int = 50_000) -> dict:
     import msgpack
 
-    from ml_dash.agent.jsonlines import read_json  # noqa: F401  (keeps the import path honest)
     from ml_dash.agent.wire import encode_body, metric_blocks
 
     path = Path(root) / ".dash/alice/bench/sync/metrics/train/data.jsonl"

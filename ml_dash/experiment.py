@@ -13,7 +13,7 @@ from . import __version__
 from .agent import Agent, RowStream, RunWriter, utc_iso
 from .agent import lifecycle
 from .agent.jsonlines import dumps, read_json
-from .agent.rundir import _write_document
+from .agent.rundir import write_document
 from .config import resolve
 from .errors import RunStateError
 from .files import Files, read_files_metadata
@@ -152,7 +152,7 @@ class Experiment:
             "status": RunStatus.RUNNING.value, "started_at": now, "ended_at": None, "status_reason": None,
             "pid": os.getpid(), "hostname": socket.gethostname(), "sdk": f"ml-dash {__version__}",
         }
-        _write_document(self.directory / "experiment.json", dumps(self._document))
+        write_document(self.directory / "experiment.json", dumps(self._document))
         writer.document("experiment.json", dict(self._document)).written_version = 1
         log_stream = RowStream(agent, "logs", self.directory / "logs.jsonl", "sequenceNumber",
                                row_chunk_encoder(build_log_row), LOG_ROW_BYTES, LOG_WAKE_EVERY)
@@ -247,21 +247,23 @@ class Experiment:
         writer = self._writer
         path = self.directory / "metrics" / name / "data.jsonl"
         if writer is None or self._status is not RunStatus.RUNNING:
-            dormant = RowStream(Agent.instance() if self._agent is None else self._agent, f"metrics/{name}", path,
-                                "index", encode_metric_chunk, METRIC_ROW_BYTES, METRIC_WAKE_EVERY)
-            dormant.state, dormant.wake_at = "closed", 0
+            dormant = _new_metric_stream(self._agent or Agent.instance(), name, path)
+            dormant.state, dormant.wake_at = "closed", 0  # every call takes the slow path, which refuses
             return dormant
         stream = writer.streams.get(f"metrics/{name}")
         if stream is None:
-            stream = RowStream(self._agent, f"metrics/{name}", path, "index", encode_metric_chunk,
-                               METRIC_ROW_BYTES + 5 * METRIC_FIELD_BYTES, METRIC_WAKE_EVERY)
-            writer.add_stream(stream)
+            stream = writer.add_stream(_new_metric_stream(self._agent, name, path))
             slot = writer.document(f"metrics/{name}/metadata.json", read_json(path.parent / "metadata.json"))
             writer.on_durable.append(_metadata_updater(name, slot, stream))
         return stream
 
     def __repr__(self) -> str:
         return f"<Experiment {self.prefix!r} {self._status} at {self.directory}>"
+
+
+def _new_metric_stream(agent: Agent, name: str, path: Path) -> RowStream:
+    return RowStream(agent, f"metrics/{name}", path, "index", encode_metric_chunk,
+                     METRIC_ROW_BYTES + 5 * METRIC_FIELD_BYTES, METRIC_WAKE_EVERY)
 
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Any:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .agent import RowStream, StreamClosedError, restore_metric_row
 from .agent.jsonlines import ReadReport, iter_records

@@ -9,7 +9,7 @@ import aiohttp
 
 from .agent import utc_iso
 from .agent.jsonlines import dumps
-from .agent.rundir import _write_document
+from .agent.rundir import write_document
 from .agent.uploader import headers_for
 from .metrics import metric_metadata
 from .naming import safe_join, validate_prefix
@@ -31,9 +31,9 @@ async def pull(prefix: str, remote: str, api_key: str | None, user_name: str | N
                                      timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as session:
         exp = await _get(session, base)
         directory.mkdir(parents=True, exist_ok=True)
-        _write_document(directory / "experiment.json", dumps(_experiment_document(exp)))
+        write_document(directory / "experiment.json", dumps(_experiment_document(exp)))
         now = utc_iso()
-        _write_document(directory / "parameters.json",
+        write_document(directory / "parameters.json",
                         dumps({"version": 2, "data": exp.get("params") or {}, "createdAt": now, "updatedAt": now}))
         for stream in sorted(exp.get("streams", {})):
             if stream == "logs":
@@ -43,7 +43,7 @@ async def pull(prefix: str, remote: str, api_key: str | None, user_name: str | N
                 path = directory / "metrics" / metric / "data.jsonl"
                 counts[stream] = await _pull_lines(session, f"{base}/metrics/{metric}", "rows", path)
                 meta = metric_metadata(metric, None, counts[stream], now)
-                _write_document(path.parent / "metadata.json", dumps(meta))
+                write_document(path.parent / "metadata.json", dumps(meta))
         counts["files"] = await _pull_files(session, base, directory)
     return counts
 
@@ -92,5 +92,5 @@ async def _pull_files(session: aiohttp.ClientSession, base: str, directory: Path
                     f.write(chunk)
         entries.append(entry)
     if entries:
-        _write_document(files_root / ".files_metadata.json", dumps({"files": entries}))
+        write_document(files_root / ".files_metadata.json", dumps({"files": entries}))
     return len(entries)

@@ -10,7 +10,7 @@ import aiohttp
 
 from .agent import utc_iso
 from .agent.jsonlines import dumps, read_json
-from .agent.rundir import _write_document
+from .agent.rundir import write_document
 from .agent.uploader import RunUploader, headers_for, process_alive
 from .reading import find_runs
 
@@ -25,7 +25,7 @@ def mark_crashed_if_dead(directory: Path) -> bool:
         return False
     doc.update(status="CRASHED", status_reason=f"process {doc.get('pid')} ended without closing the run",
                ended_at=doc.get("ended_at") or utc_iso())
-    _write_document(path, dumps(doc))
+    write_document(path, dumps(doc))
     return True
 
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 

@@ -237,9 +237,6 @@ class SQLiteStorage:
         await self._run(self._write, "INSERT INTO api_keys (key_id, owner, secret_sha256, created_at) VALUES (?, ?, ?, ?)",
                         (key_id, owner, secret_sha256, time.time()))
 
-    async def revoke_key(self, key_id: str) -> None:
-        await self._run(self._write, "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (time.time(), key_id))
-
     async def grant(self, owner: str, member: str) -> None:
         await self._run(self._write, "INSERT OR IGNORE INTO members (owner, member) VALUES (?, ?)", (owner, member))
 
