@@ -10,6 +10,8 @@ shutdown each closer is called with a reason (``"exit"``, ``"exception"`` or
   signal to the previous handler (a callable is called; ``SIG_DFL`` is
   restored and the signal re-raised so the exit status stays "killed by
   SIGTERM"; ``SIG_IGN`` is respected).
+* the agent's threads block SIGTERM and SIGINT, so the kernel hands them
+  to a thread that runs the handlers promptly (:func:`start_thread_without_signals`).
 * fork: the child does not inherit the agent thread. Runs inherited from the
   parent are switched off in the child (the parent keeps writing them);
   experiments the child creates get a fresh agent.
@@ -94,6 +96,28 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     else:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+#: Signals the process's own handlers must see; the agent's threads never take them.
+_MAIN_THREAD_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def start_thread_without_signals(thread: threading.Thread) -> None:
+    """Start ``thread`` with SIGTERM and SIGINT blocked in it (and in the threads it starts).
+
+    Linux delivers a process-directed signal to any thread that does not block
+    it. When one of the agent's threads takes SIGTERM, CPython's handler only
+    runs once the main thread next executes bytecode, so a main thread inside
+    ``time.sleep(60)`` would not notice the signal for a minute.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        thread.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+    try:
+        thread.start()  # a new thread inherits the mask of the thread starting it
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _excepthook_chain(previous: Callable[..., Any]) -> Callable[..., Any]:

@@ -70,7 +70,8 @@ class LiveUpload:
         self.last_report = report
         if report.stopped == "auth":
             self._paused_until = self._last_request + AUTH_PROBE_S
-        if (report.pending_rows or report.pending_files or report.stopped) and not self._warned:
+        # rows written while the pass ran are pending too: warn only when the server is the reason
+        if (report.gave_up or report.stopped) and not self._warned:
             self._warned = True
             logger.warning("ml-dash: cannot upload %s to %s yet (%s); logging continues locally and the "
                            "upload retries in the background", self.uploader.prefix, self.uploader.remote,

@@ -13,6 +13,8 @@ import threading
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
 
+from .lifecycle import start_thread_without_signals
+
 
 class WorkerPool(Executor):
     """Daemon worker threads fed from one queue; ``submit`` never refuses until ``shutdown``."""
@@ -24,7 +26,7 @@ class WorkerPool(Executor):
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
         ]
         for thread in self._threads:
-            thread.start()
+            start_thread_without_signals(thread)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if self._closed:

@@ -22,6 +22,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Coroutine, TypeVar
 
+from . import lifecycle
 from .pool import WorkerPool
 from .rundir import RunWriter
 from .streams import SpaceSignal
@@ -72,7 +73,7 @@ class Agent:
         self._flusher: asyncio.Task | None = None
         started = threading.Event()
         self._thread = threading.Thread(target=self._run_loop, args=(started,), name="ml-dash-agent", daemon=True)
-        self._thread.start()
+        lifecycle.start_thread_without_signals(self._thread)
         started.wait()
 
     @classmethod
@@ -84,8 +85,6 @@ class Agent:
         with cls._instance_lock:
             if cls._instance is None or cls._instance.pid != os.getpid():
                 cls._instance = Agent()
-                from . import lifecycle
-
                 lifecycle.install(cls._instance)
             return cls._instance
 

@@ -9,7 +9,9 @@ server, so an interrupted upload or a later ``ml-dash sync`` resumes where the
 server left off, and sending twice stores nothing twice (the server keeps
 each (run, stream, index) once).
 
-One request per run is in flight at a time. Statuses are handled per
+One request per run is in flight at a time; while it is, the next batch is
+read, encoded and compressed on a worker thread, so the client's work
+overlaps the server's. Statuses are handled per
 agent/retry.py: retryable ones are retried with backoff; a 409 rewinds the
 cursor to the server's; 401/403 stop the upload (the data stays on disk); a
 413 halves the batch; other permanent errors set the batch aside under
@@ -18,27 +20,28 @@ cursor to the server's; 401/403 stop the upload (the data stays on disk); a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from .jsonlines import DecodeError, _decoder, dumps, loads, read_json, restore_metric_row
+from .jsonlines import DecodeError, dumps, loads, read_json
+from .pending import MemoryChunks, PendingStream, identity_key, read_stream
 from .retry import AUTH_FAILURES, Outcome, parse_retry_after, retrying
 from .rundir import write_document
-from .wire import CONTENT_TYPE, blocks_from_fields, encode_body, metric_blocks
+from .wire import CONTENT_TYPE, encode_body
 
 logger = logging.getLogger("ml_dash.agent")
 
 CURSOR_FILE = ".ml-dash-upload.json"
 REJECTED_DIR = ".ml-dash-rejected"
-MAX_BATCH_ROWS = 50_000
-MAX_READ_BYTES = 16 * 1024 * 1024
+MAX_BATCH_ROWS = 131_072
 
 
 @dataclass(slots=True)
@@ -48,28 +51,21 @@ class StreamCursor:
 
 
 @dataclass(slots=True)
-class PendingStream:
-    name: str
-    path: Path
-    start: int
-    rows: list[dict[str, Any]]  # records as on disk, or the agent's field dicts when ``created_at`` is set
-    end_offset: int
-    created_at: str | None = None  # set for rows handed over in memory
+class Batch:
+    """One request: the streams it carries, the run's documents, and the encoded body."""
 
+    streams: list[PendingStream]
+    documents: dict[str, Any]
+    params_version: Any  # parameters.json's updatedAt when the body carries params
+    payload: bytes
 
-@dataclass(slots=True)
-class WrittenChunk:
-    """Metric rows the agent has just written, handed over so they need not be read back."""
+    @property
+    def rows(self) -> int:
+        return sum(s.count for s in self.streams)
 
-    stream: str
-    start: int
-    fields: list[dict[str, Any]]
-    created_at: str
-    end_offset: int
-
-
-#: Rows the uploader keeps in memory at most; past that it reads the disk again.
-MEMORY_ROWS = 65_536
+    def positions_after(self) -> dict[str, StreamCursor]:
+        """Where each stream's next batch starts once this one is acknowledged."""
+        return {s.name: StreamCursor(s.start + s.count, s.end_offset) for s in self.streams}
 
 
 @dataclass(slots=True)
@@ -82,13 +78,9 @@ class UploadReport:
     sent_files: int = 0
     pending_files: int = 0
     stopped: str | None = None  # "auth" when the server refused the key
+    gave_up: bool = False  # a request was still failing when the deadline passed
     requests: int = 0
     streams: dict[str, int] = field(default_factory=dict)
-
-
-def identity_key(stream: str) -> str:
-    """The key every record of ``stream`` starts with (as the local writer puts it)."""
-    return "sequenceNumber" if stream == "logs" else "index"
 
 
 def headers_for(api_key: str | None, user_name: str | None) -> dict[str, str]:
@@ -103,18 +95,19 @@ class RunUploader:
     """Sends one run directory's unacknowledged data to one server."""
 
     def __init__(self, directory: Path, prefix: str, remote: str, headers: dict[str, str],
-                 request_timeout_s: float | None = None, max_rows: int | None = None) -> None:
+                 request_timeout_s: float | None = None, max_rows: int | None = None,
+                 executor: Executor | None = None) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
         self.remote = remote.rstrip("/")
         self.headers = headers
         self.request_timeout_s = request_timeout_s or float(os.environ.get("ML_DASH_REQUEST_TIMEOUT_S", "30"))
         self.max_rows = max_rows or int(os.environ.get("ML_DASH_UPLOAD_BATCH_ROWS", MAX_BATCH_ROWS))
+        self.executor = executor  # where batches are read and encoded (None: the loop's default)
         self.cursors: dict[str, StreamCursor] = {}
         self._sent_docs: dict[str, str] = {}
         self._sent_files: dict[str, str] = {}  # path -> sha256 the server acknowledged
-        self._written: deque[WrittenChunk] = deque()  # the memory fast path (agent's loop only)
-        self._written_rows = 0
+        self.memory = MemoryChunks()  # the live fast path (agent's loop only)
         self._load_cursor()
 
     # -- the cursor file ---------------------------------------------------
@@ -165,148 +158,120 @@ class RunUploader:
                     total += chunk.count(b"\n")
         return total
 
-    def offer(self, chunk: WrittenChunk) -> None:
+    def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> None:
         """Called by the agent after writing metric rows: keep them to send without reading back."""
-        if self._written_rows + len(chunk.fields) > MEMORY_ROWS:
-            self._written.clear()  # the upload is behind: it catches up from disk
-            self._written_rows = 0
-            return
-        self._written.append(chunk)
-        self._written_rows += len(chunk.fields)
-
-    def _from_memory(self, name: str, path: Path, budget: int) -> PendingStream | None:
-        """The handed-over rows that start exactly at this stream's cursor, if any."""
-        cursor = self.cursors.setdefault(name, StreamCursor())
-        for chunk in list(self._written):  # drop what the server already has
-            if chunk.start + len(chunk.fields) <= self.cursors.get(chunk.stream, StreamCursor()).acked:
-                self._written.remove(chunk)
-                self._written_rows -= len(chunk.fields)
-        for chunk in self._written:
-            if chunk.stream == name and chunk.start == cursor.acked and len(chunk.fields) <= budget:
-                return PendingStream(name, path, chunk.start, chunk.fields, chunk.end_offset, chunk.created_at)
-        return None
-
-    def _read(self, name: str, path: Path, budget: int) -> PendingStream | None:
-        in_memory = self._from_memory(name, path, budget)
-        if in_memory is not None:
-            return in_memory
-        cursor = self.cursors.setdefault(name, StreamCursor())
-        with open(path, "rb") as f:
-            f.seek(cursor.offset)
-            data = f.read(MAX_READ_BYTES)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return None
-        key = identity_key(name)
-        lines = data[: end + 1].split(b"\n")[:-1][:budget]
-        rows = self._decode_contiguous(lines, key, cursor.acked)
-        if rows is None:
-            rows, lines = self._decode_one_by_one(lines, key, cursor.acked)
-        if not rows:
-            return None
-        consumed = sum(map(len, lines)) + len(lines)
-        return PendingStream(name, path, cursor.acked, rows, cursor.offset + consumed)
-
-    @staticmethod
-    def _decode_contiguous(lines: list[bytes], key: str, first: int) -> list[dict[str, Any]] | None:
-        """All lines at once (one msgspec call), if they are intact and indexed first, first+1, ..."""
-        if not lines:
-            return []
-        try:
-            rows = _decoder.decode_lines(b"\n".join(lines))
-        except DecodeError:
-            return None
-        if (len(rows) != len(lines) or not isinstance(rows[0], dict) or not isinstance(rows[-1], dict)
-                or rows[0].get(key) != first or rows[-1].get(key) != first + len(rows) - 1):
-            return None
-        return rows
-
-    @staticmethod
-    def _decode_one_by_one(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], list[bytes]]:
-        """The slow path: skip damaged lines and rows already acknowledged; stop at a gap."""
-        rows: list[dict[str, Any]] = []
-        used = 0
-        for line in lines:
-            used += 1
-            try:
-                record = loads(line)
-            except DecodeError:  # a torn line ended by a later writer: skipped, like the readers do
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get(key), int) or record[key] < first:
-                continue
-            if record[key] != first + len(rows):
-                used -= 1
-                break  # a gap on disk: send what is contiguous, stop there
-            rows.append(record)
-        return rows, lines[:used]
+        self.memory.offer(stream, start, fields, created_at, end_offset)
 
     def documents_changed(self) -> bool:
         """Whether parameters.json changed since the server acknowledged it."""
-        return "params" in self._documents()
+        return "params" in self._documents(self._sent_docs.get("params"))[0]
 
-    def _documents(self) -> dict[str, Any]:
-        """experiment.json and parameters.json, when they changed since the server acknowledged them."""
+    def _documents(self, sent_params: Any) -> tuple[dict[str, Any], Any]:
+        """experiment.json's run fields, and parameters.json's data when its version is not
+        ``sent_params``; with that version (None when the body carries no params)."""
         body: dict[str, Any] = {}
         experiment = read_json(self.directory / "experiment.json")
         if isinstance(experiment, dict):
-            run = {k: experiment.get(k) for k in ("description", "tags", "metadata", "status", "status_reason",
-                                                  "created_at", "started_at", "ended_at")}
-            body["run"] = run
+            body["run"] = {k: experiment.get(k) for k in ("description", "tags", "metadata", "status",
+                                                          "status_reason", "created_at", "started_at", "ended_at")}
         params = read_json(self.directory / "parameters.json")
         if isinstance(params, dict) and isinstance(params.get("data"), dict):
-            if self._sent_docs.get("params") != params.get("updatedAt"):
+            if params.get("updatedAt") != sent_params:
                 body["params"] = params["data"]
-        return body
+                return body, params.get("updatedAt")
+        return body, None
 
     # -- one pass ----------------------------------------------------------
     async def upload(self, session: aiohttp.ClientSession, deadline_s: float | None,
-                     sleep: Callable[[float], Awaitable[None]] | None = None) -> UploadReport:
-        """Send everything pending now; stop early on auth failure or when ``deadline_s`` passes."""
+                     sleep: Callable[[float], Awaitable[None]] | None = None,
+                     progress: Callable[[int], None] | None = None) -> UploadReport:
+        """Send everything pending now; stop early on auth failure or when ``deadline_s`` passes.
+
+        ``progress`` is called with the rows sent so far after each acknowledged batch.
+        """
         report = UploadReport()
         started = time.monotonic()
-        first = True
-        while True:
-            remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
-            if remaining is not None and remaining <= 0:
-                break
-            pending, budget = [], self.max_rows
-            for name, path in self.streams():
-                stream = self._read(name, path, budget)
-                if stream is not None:
-                    pending.append(stream)
-                    budget -= len(stream.rows)
-                if budget <= 0:
+        batch = await self._prepare({}, self._sent_docs.get("params"))
+        following: asyncio.Future[Batch] | None = None
+        try:
+            for requests in range(1 << 40):  # ends when nothing is left, on a stop, or at the deadline
+                remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
+                if remaining is not None and remaining <= 0:
                     break
-            documents = self._documents()
-            if not pending and not first and "params" not in documents:
-                break
-            first = False
-            outcome = await self._send(session, pending, documents, remaining, sleep)
-            report.requests += 1
-            if outcome.ok:
-                self._advance(pending, outcome, documents)
-                report.sent_rows += sum(len(s.rows) for s in pending)
-            elif outcome.status in AUTH_FAILURES:
-                report.stopped = "auth"
-                logger.warning("ml-dash: %s refused the credentials (%d); the run stays on disk: %s",
-                               self.remote, outcome.status, (outcome.body or {}).get("error"))
-                break
-            elif outcome.status == 409:
-                self._rewind(outcome)
-            elif outcome.status == 413 and sum(len(s.rows) for s in pending) > 1:
-                self.max_rows = max(1, self.max_rows // 2)
-            elif outcome.retryable:
-                break  # the deadline passed while retrying
-            else:
-                report.rejected_rows += self._set_aside(pending, documents, outcome)
-            if not pending:
-                break
+                if not batch.streams and requests and "params" not in batch.documents:
+                    break
+                if batch.streams:  # build the next one while this one is in flight
+                    following = asyncio.ensure_future(self._prepare(batch.positions_after(), batch.params_version))
+                outcome = await self._send(session, batch.payload, remaining, sleep)
+                report.requests += 1
+                whole = False
+                if outcome.ok:
+                    whole = self._advance(batch, outcome)
+                    report.sent_rows += batch.rows
+                    if progress is not None:
+                        progress(report.sent_rows)
+                elif outcome.status in AUTH_FAILURES:
+                    report.stopped = "auth"
+                    logger.warning("ml-dash: %s refused the credentials (%d); the run stays on disk: %s",
+                                   self.remote, outcome.status, (outcome.body or {}).get("error"))
+                    break
+                elif outcome.status == 409:
+                    self._rewind(outcome)
+                elif outcome.status == 413 and batch.rows > 1:
+                    self.max_rows = max(1, self.max_rows // 2)
+                elif outcome.retryable:
+                    report.gave_up = True  # the deadline passed while retrying
+                    break
+                else:
+                    report.rejected_rows += self._set_aside(batch, outcome)
+                    whole = True
+                if not batch.streams:
+                    break
+                if following is not None:
+                    prepared, following = await following, None
+                    if whole:  # it starts where this batch ended: still the right next batch
+                        batch = prepared
+                        continue
+                batch = await self._prepare({}, self._sent_docs.get("params"))
+        finally:
+            if following is not None:  # its thread runs to the end anyway; wait, then drop it
+                await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None:
             remaining = None if deadline_s is None else max(0.0, deadline_s - (time.monotonic() - started))
             await self._upload_files(session, remaining, report, sleep)
         report.pending_rows = self.pending_rows()
         report.pending_files = len(self.pending_files())
         return report
+
+    async def _prepare(self, positions: dict[str, StreamCursor], sent_params: Any) -> Batch:
+        """The next batch from ``positions`` (default: the acknowledged cursors): rows still in memory
+        are picked here, on the loop; disk reads and encoding run on the executor."""
+        self.memory.forget_before({name: c.acked for name, c in self.cursors.items()})
+        plan: list[tuple[str, Path, StreamCursor, PendingStream | None]] = []
+        budget = self.max_rows
+        for name, path in self.streams():
+            at = positions.get(name) or self.cursors.get(name) or StreamCursor()
+            in_memory = self.memory.take(name, at.acked, budget) if len(self.memory) else None
+            plan.append((name, path, at, in_memory))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._build, plan, sent_params)
+
+    def _build(self, plan: list[tuple[str, Path, StreamCursor, PendingStream | None]], sent_params: Any) -> Batch:
+        streams, budget = [], self.max_rows
+        for name, path, at, in_memory in plan:
+            if budget <= 0:
+                break
+            stream = in_memory if in_memory is not None and in_memory.count <= budget else \
+                read_stream(name, path, at.acked, at.offset, budget)
+            if stream is not None:
+                streams.append(stream)
+                budget -= stream.count
+        documents, params_version = self._documents(sent_params)
+        body: dict[str, Any] = {"v": 1, **documents, "streams": {}}
+        for stream in streams:
+            body["streams"][stream.name] = ({"start": stream.start, "rows": stream.rows} if stream.rows is not None
+                                            else {"start": stream.start, "blocks": stream.blocks})
+        return Batch(streams, documents, params_version, encode_body(body))
 
     def pending_files(self) -> list[tuple[str, str, Path, dict[str, Any]]]:
         """(path, sha256, local file, entry) of saved files the server has not acknowledged."""
@@ -360,22 +325,11 @@ class RunUploader:
                 self._sent_files[path] = sha256
                 self._save_cursor()
             else:
+                report.gave_up = True
                 return
 
-    async def _send(self, session: aiohttp.ClientSession, pending: list[PendingStream], documents: dict[str, Any],
-                    deadline_s: float | None, sleep: Callable[[float], Awaitable[None]] | None) -> Outcome:
-        body: dict[str, Any] = {"v": 1, **documents, "streams": {}}
-        for stream in pending:
-            if stream.name == "logs":
-                rows = [{k: v for k, v in r.items() if k != "sequenceNumber"} for r in stream.rows]
-                body["streams"]["logs"] = {"start": stream.start, "rows": rows}
-            elif stream.created_at is not None:
-                body["streams"][stream.name] = {"start": stream.start,
-                                                "blocks": blocks_from_fields(stream.rows, stream.created_at)}
-            else:
-                rows = [restore_metric_row(r) if "nonFinite" in r else r for r in stream.rows]
-                body["streams"][stream.name] = {"start": stream.start, "blocks": metric_blocks(rows)}
-        payload = encode_body(body)
+    async def _send(self, session: aiohttp.ClientSession, payload: bytes, deadline_s: float | None,
+                    sleep: Callable[[float], Awaitable[None]] | None) -> Outcome:
         url = f"{self.remote}/api/v1/runs/{self.prefix}/events"
         headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
 
@@ -395,19 +349,22 @@ class RunUploader:
         kwargs = {} if sleep is None else {"sleep": sleep}
         return await retrying(deadline_s, **kwargs)(post)
 
-    def _advance(self, pending: list[PendingStream], outcome: Outcome, documents: dict[str, Any]) -> None:
+    def _advance(self, batch: Batch, outcome: Outcome) -> bool:
+        """Move the cursors to what the server acknowledged; True when it stored the whole batch."""
         acked = (outcome.body or {}).get("acked", {})
-        for stream in pending:
-            cursor = self.cursors[stream.name]
-            stored = acked.get(stream.name, stream.start + len(stream.rows))
-            if stored >= stream.start + len(stream.rows):
-                cursor.acked, cursor.offset = stream.start + len(stream.rows), stream.end_offset
+        whole = True
+        for stream in batch.streams:
+            end = stream.start + stream.count
+            stored = acked.get(stream.name, end)
+            if stored >= end:
+                self.cursors[stream.name] = StreamCursor(end, stream.end_offset)
             else:
-                self._seek(stream.name, stream.path, stored)
-        if "params" in documents:
-            params = read_json(self.directory / "parameters.json") or {}
-            self._sent_docs["params"] = params.get("updatedAt")
+                self._seek(stream.name, dict(self.streams())[stream.name], stored)
+                whole = False
+        if "params" in batch.documents:
+            self._sent_docs["params"] = batch.params_version
         self._save_cursor()
+        return whole
 
     def _rewind(self, outcome: Outcome) -> None:
         for name, stored in ((outcome.body or {}).get("acked") or {}).items():
@@ -431,19 +388,19 @@ class RunUploader:
                 offset += len(line)
         self.cursors[name] = StreamCursor(index, offset)
 
-    def _set_aside(self, pending: list[PendingStream], documents: dict[str, Any], outcome: Outcome) -> int:
+    def _set_aside(self, batch: Batch, outcome: Outcome) -> int:
         rejected = self.directory / REJECTED_DIR
         rejected.mkdir(exist_ok=True)
         name = f"{int(time.time() * 1000)}-{outcome.status}.json"
         record = {"status": outcome.status, "reply": outcome.body,
-                  "streams": {s.name: {"start": s.start, "rows": len(s.rows)} for s in pending}}
+                  "streams": {s.name: {"start": s.start, "rows": s.count} for s in batch.streams}}
         (rejected / name).write_bytes(dumps(record))
         logger.warning("ml-dash: %s refused a batch (%d): %s; set aside in %s", self.remote, outcome.status,
                        (outcome.body or {}).get("error"), rejected / name)
-        for stream in pending:
-            self.cursors[stream.name] = StreamCursor(stream.start + len(stream.rows), stream.end_offset)
+        for stream in batch.streams:
+            self.cursors[stream.name] = StreamCursor(stream.start + stream.count, stream.end_offset)
         self._save_cursor()
-        return sum(len(s.rows) for s in pending)
+        return batch.rows
 
 
 def process_alive(pid: Any) -> bool:

@@ -20,7 +20,7 @@ from .files import Files, read_files_metadata
 from .logs import Logs, build_log_row
 from .agent.jsonlines import encode_metric_chunk, row_chunk_encoder
 from .agent.live_upload import LiveUpload
-from .agent.uploader import RunUploader, WrittenChunk, headers_for
+from .agent.uploader import RunUploader, headers_for
 from .metrics import Metrics, metric_metadata
 from .naming import validate_prefix
 from .params import Params
@@ -191,10 +191,12 @@ class Experiment:
 
     def _start_upload(self, agent: Agent) -> None:
         """Start the background upload on the agent's loop (no network I/O here)."""
-        uploader = RunUploader(self.directory, self.prefix, self.remote, headers_for(*self._credentials))
+        # batches are read and encoded on the agent's pool, which keeps working at interpreter exit
+        uploader = RunUploader(self.directory, self.prefix, self.remote, headers_for(*self._credentials),
+                               executor=agent.pool)
         live = self._live_upload = LiveUpload(uploader)
         assert self._writer is not None
-        self._writer.on_written = lambda *chunk: uploader.offer(WrittenChunk(*chunk))  # memory fast path
+        self._writer.on_written = uploader.offer  # the memory fast path: no reading back
 
         async def start() -> None:
             live.start()

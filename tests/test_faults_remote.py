@@ -242,8 +242,8 @@ def test_row9_sigterm_to_a_remote_training_process_uploads_within_the_deadline(w
     assert proc.stdout.readline().startswith("logged")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=40)
-    assert proc.returncode == -signal.SIGTERM and time.monotonic() - t0 < 15
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == -signal.SIGTERM and time.monotonic() - t0 < 15, err
     assert _assert_identical(server, "alice/f/r9", workdir / ".dash/alice/f/r9") == 10000
     status, remote = server.request("GET", "/api/v1/experiments/alice/f/r9", headers=USER)
     assert remote["status"] == "CANCELLED"

@@ -126,6 +126,30 @@ def test_sigterm_chains_to_the_previous_handler(tmp_path: Path) -> None:
     assert read_json(tmp_path / RUN_DIR / "experiment.json")["status"] == "CANCELLED"
 
 
+def _blocked_signals(native_id: int) -> int:
+    """The SigBlk mask of one of this process's threads, from /proc."""
+    for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_the_agent_threads_leave_sigterm_and_sigint_to_the_main_thread(exp) -> None:
+    # Linux may hand a process-directed SIGTERM to any thread that does not block it; CPython runs
+    # the handler only when the main thread next executes bytecode, so a main thread sleeping in
+    # time.sleep(60) would not see it for a minute (the flake this fixes was row 9 of the fault matrix).
+    import threading
+
+    exp.metrics("train").log(step=1)
+    agent_threads = [t for t in threading.enumerate() if t.name.startswith(("ml-dash-agent", "ml-dash-io"))]
+    assert len(agent_threads) >= 3
+    for thread in agent_threads:
+        mask = _blocked_signals(thread.native_id)
+        assert mask >> (signal.SIGTERM - 1) & 1 and mask >> (signal.SIGINT - 1) & 1, thread.name
+    assert not _blocked_signals(threading.main_thread().native_id) >> (signal.SIGTERM - 1) & 1
+
+
 @pytest.mark.parametrize("trial", range(3))
 def test_kill_9_loses_at_most_the_last_flush_window(tmp_path: Path, trial: int) -> None:
     """Everything before the last flush the child confirmed is on disk, in order, once."""

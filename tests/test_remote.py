@@ -59,6 +59,7 @@ def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Pat
         assert exp.run.complete() is False
     assert time.monotonic() - t0 < 10.0  # bounded by upload_timeout_s (plus the request timeout)
     assert "500 event(s) of alice/proj/offline are not on" in caplog.text
+    assert "cannot upload alice/proj/offline" in caplog.text
     assert f"ml-dash sync {exp.directory} --remote {url} --user-name alice" in caplog.text
     late = Server(tmp_path / "late", "--allow-user-name", port=port)
     try:

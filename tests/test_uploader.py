@@ -1,42 +1,154 @@
-"""The uploader's memory fast path: rows the agent just wrote are sent without reading them back."""
+"""What the uploader sends next: rows from memory (the live fast path) or read back from disk."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from pathlib import Path
 
 from ml_dash import Experiment
-from ml_dash.agent.uploader import MEMORY_ROWS, RunUploader, WrittenChunk
+from ml_dash.agent.jsonlines import iter_records, ReadReport, restore_metric_row
+from ml_dash.agent.metric_lines import uniform_block
+from ml_dash.agent.pending import MemoryChunks, end_of_line, read_stream
+from ml_dash.agent.uploader import RunUploader
+from ml_dash.agent.wire import metric_blocks
+
+TRAIN = "metrics/train"
 
 
-def _run(workdir: Path, rows: int) -> Experiment:
+def _run(workdir: Path, rows: int, **fields) -> Experiment:
     exp = Experiment(prefix="a/b/c")
     with exp.run:
         for i in range(rows):
-            exp.metrics("train").log(step=i)
+            exp.metrics("train").log(step=i, **fields)
     return exp
 
 
-def test_a_chunk_starting_at_the_cursor_is_taken_from_memory(workdir: Path) -> None:
+def _data(exp: Experiment) -> Path:
+    return exp.directory / "metrics/train/data.jsonl"
+
+
+def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
     exp = _run(workdir, 10)
     uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
-    size = (exp.directory / "metrics/train/data.jsonl").stat().st_size
-    fields = [{"step": i, "_ts": 1.0} for i in range(10)]
-    uploader.offer(WrittenChunk("metrics/train", 0, fields, "c", size))
-    pending = uploader._read("metrics/train", exp.directory / "metrics/train/data.jsonl", 1000)
-    assert pending.created_at == "c" and pending.rows is fields and pending.end_offset == size
+    size = _data(exp).stat().st_size
+    uploader.offer(TRAIN, 0, [{"step": i * 10, "_ts": 1.0} for i in range(10)], "c", size)  # not what is on disk
+    batch = asyncio.run(uploader._prepare({}, None))
+    (stream,) = batch.streams
+    assert (stream.start, stream.count, stream.end_offset) == (0, 10, size)
+    assert stream.blocks == [{"keys": ["step", "_ts"], "cols": [[i * 10 for i in range(10)], [1.0] * 10],
+                              "created": [["c", 10]]}]
 
 
-def test_a_chunk_not_at_the_cursor_is_ignored_and_the_disk_is_read(workdir: Path) -> None:
+def test_memory_serves_a_cursor_inside_a_chunk_and_joins_the_chunks_after_it() -> None:
+    memory = MemoryChunks()
+    memory.offer(TRAIN, 0, [{"x": i} for i in range(4)], "a", 40)
+    memory.offer(TRAIN, 4, [{"x": i} for i in range(4, 6)], "b", 60)
+    memory.offer(TRAIN, 8, [{"x": 8}], "c", 90)  # after a gap: not joined
+    taken = memory.take(TRAIN, 2, budget=100)
+    assert (taken.start, taken.count, taken.end_offset) == (2, 4, 60)
+    assert [b["cols"] for b in taken.blocks] == [[[2, 3]], [[4, 5]]]
+    assert [b["created"] for b in taken.blocks] == [[["a", 2]], [["b", 2]]]
+    assert memory.take(TRAIN, 2, budget=1) is None  # the chunk's end offset is all it knows: no partial end
+    assert memory.take(TRAIN, 6, budget=100) is None  # in the gap: the disk has it
+    assert memory.take("metrics/other", 0, budget=100) is None
+
+
+def test_a_chunk_not_holding_the_cursor_leaves_the_disk_to_answer(workdir: Path) -> None:
     exp = _run(workdir, 10)
     uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
-    uploader.offer(WrittenChunk("metrics/train", 5, [{"step": 5}], "c", 0))
-    pending = uploader._read("metrics/train", exp.directory / "metrics/train/data.jsonl", 1000)
-    assert pending.created_at is None and [r["index"] for r in pending.rows] == list(range(10))
+    uploader.offer(TRAIN, 5, [{"step": 50}], "c", 0)
+    batch = asyncio.run(uploader._prepare({}, None))
+    (stream,) = batch.streams
+    assert stream.count == 10 and stream.blocks[0]["cols"][0] == list(range(10))
+    assert stream.end_offset == _data(exp).stat().st_size
 
 
-def test_an_upload_that_falls_behind_drops_the_memory_copy(workdir: Path) -> None:
-    exp = _run(workdir, 1)
-    uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
-    uploader.offer(WrittenChunk("metrics/train", 0, [{}] * (MEMORY_ROWS - 1), "c", 0))
-    uploader.offer(WrittenChunk("metrics/train", MEMORY_ROWS - 1, [{}] * 2, "c", 0))
-    assert uploader._written_rows == 0 and not uploader._written  # bounded: the disk has it all
+def test_memory_is_bounded_and_frees_what_the_server_acknowledged() -> None:
+    memory = MemoryChunks(limit_rows=100)
+    assert memory.offer(TRAIN, 0, [{"x": 1}] * 60, "c", 0)
+    assert not memory.offer(TRAIN, 60, [{"x": 1}] * 60, "c", 0)  # behind: refused, the disk has it
+    memory.forget_before({TRAIN: 59})
+    assert memory.rows == 60  # row 59 is not acknowledged yet
+    memory.forget_before({TRAIN: 60})
+    assert memory.rows == 0 and len(memory) == 0
+    assert memory.offer(TRAIN, 60, [{"x": 1}] * 60, "c", 0)
+
+
+def _records(path: Path) -> list[dict]:
+    return [restore_metric_row(r) for r in iter_records(path, ReadReport())]
+
+
+def test_the_fast_decode_gives_the_same_block_as_the_general_one(workdir: Path) -> None:
+    exp = _run(workdir, 300, loss=0.5, tag="x", missing=None, flag=True)
+    data = _data(exp).read_bytes()
+    assert uniform_block(data, 0) == metric_blocks(_records(_data(exp)))[0]
+    assert uniform_block(data, 1) is None  # the indices must start where asked
+
+
+def test_rows_the_fast_decode_declines_are_read_the_general_way(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        train = exp.metrics("train")
+        train.log(step=0, loss=1.0)
+        train.log(step=1, loss=math.nan)  # non-finite markers
+        train.log(step=2)  # other keys
+        train.log(**{"step": 3, "train/loss": 0.25})
+    data = _data(exp).read_bytes()
+    assert uniform_block(data, 0) is None
+    stream = read_stream(TRAIN, _data(exp), 0, 0, budget=100)
+    assert stream.count == 4 and stream.end_offset == len(data)
+    assert stream.blocks == metric_blocks(_records(_data(exp)))
+    assert math.isnan(stream.blocks[0]["cols"][1][1])
+
+
+def test_a_read_stops_at_the_budget_on_a_line_boundary(workdir: Path) -> None:
+    exp = _run(workdir, 50, loss=0.5)
+    path = _data(exp)
+    lines = path.read_bytes().splitlines(keepends=True)
+    for budget in (1, 7, 49, 50, 80):
+        stream = read_stream(TRAIN, path, 0, 0, budget)
+        expected = min(budget, 50)
+        assert stream.count == expected and stream.end_offset == sum(map(len, lines[:expected]))
+    later = read_stream(TRAIN, path, 7, sum(map(len, lines[:7])), 10)
+    assert later.start == 7 and later.blocks[0]["cols"][0] == list(range(7, 17))
+
+
+def test_end_of_line_walks_from_its_guess_to_the_exact_line() -> None:
+    data = b"a\n" + b"bbbbbbbbbbbbbbbbbbbbbbbbbbb\n" * 3 + b"c\n" * 20
+    total = data.count(b"\n")
+    for lines in range(1, total + 1):
+        position = end_of_line(data, lines, len(data), total)
+        assert data[:position].count(b"\n") == lines and data[position - 1:position] == b"\n"
+
+
+def test_rows_written_during_a_pass_are_pending_but_only_a_failing_server_is_giving_up(workdir: Path,
+                                                                                      tmp_path: Path) -> None:
+    import aiohttp
+
+    from .server_process import Server
+
+    exp = _run(workdir, 100)
+    path = _data(exp)
+    line = path.read_bytes().splitlines(keepends=True)[-1].replace(b'"index":99', b'"index":100')
+
+    async def upload(url: str, **kwargs) -> object:
+        async with aiohttp.ClientSession() as session:
+            return await RunUploader(exp.directory, exp.prefix, url, {"X-ML-Dash-User": "a"}).upload(session, **kwargs)
+
+    server = Server(tmp_path / "server", "--allow-user-name")
+    try:
+        appended = []
+
+        def writer_appends(sent: int) -> None:  # as the agent's writer would, while the pass runs
+            if not appended:
+                appended.append(sent)
+                with open(path, "ab") as f:
+                    f.write(line)
+
+        report = asyncio.run(upload(server.url, deadline_s=10, progress=writer_appends))
+        assert appended == [100] and report.sent_rows + report.pending_rows == 101 and not report.gave_up
+    finally:
+        server.stop()
+    report = asyncio.run(upload(server.url, deadline_s=0.5))  # nothing listens there now
+    assert report.gave_up and report.sent_rows == 0 and report.pending_rows >= 1
