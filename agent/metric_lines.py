@@ -46,14 +46,15 @@ def _decoder_for(keys: tuple[str, ...]) -> tuple[msgspec.json.Decoder, list[attr
     return msgspec.json.Decoder(line), [attrgetter(f) for f in fields]
 
 
-def uniform_block(lines: bytes, first: int) -> dict[str, Any] | None:
-    """One columnar block for ``lines`` (complete JSON lines, the first indexed ``first``), or None
-    when they are not all intact rows with the same keys and consecutive indices."""
-    head_end = lines.find(b"\n")
+def uniform_block(data: bytes, end: int, first: int) -> dict[str, Any] | None:
+    """One columnar block for the lines of ``data[:end]`` (complete JSON lines, the first indexed
+    ``first``), or None when they are not all intact rows with the same keys and consecutive indices.
+    (``end`` instead of a slice: a batch is tens of megabytes, and a memoryview does not copy it.)"""
+    head_end = data.find(b"\n", 0, end)
     if head_end <= 0:
         return None
     try:
-        head = _head_decoder.decode(lines[:head_end])
+        head = _head_decoder.decode(data[:head_end])
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     if not isinstance(head, dict) or not isinstance(head.get("data"), dict):
@@ -61,7 +62,7 @@ def uniform_block(lines: bytes, first: int) -> dict[str, Any] | None:
     keys = tuple(head["data"])
     decoder, getters = _decoder_for(keys)
     try:
-        rows = decoder.decode_lines(lines)
+        rows = decoder.decode_lines(memoryview(data)[:end])
     except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
         return None
     if list(map(_index, rows)) != list(range(first, first + len(rows))):

@@ -118,12 +118,11 @@ def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> 
     lines = data.count(b"\n", 0, end)
     if lines > budget:
         end, lines = end_of_line(data, budget, end, lines), budget
-    data = data[:end]
     if name != "logs":
-        block = uniform_block(data, start)
+        block = uniform_block(data, end, start)
         if block is not None:
             return PendingStream(name, start, block_rows(block), offset + end, blocks=[block])
-    records, used = _decode_records(data.split(b"\n")[:-1], identity_key(name), start)
+    records, used = _decode_records(data[:end].split(b"\n")[:-1], identity_key(name), start)
     if not records:
         return None
     if name == "logs":

@@ -271,7 +271,10 @@ class RunUploader:
         for stream in streams:
             body["streams"][stream.name] = ({"start": stream.start, "rows": stream.rows} if stream.rows is not None
                                             else {"start": stream.start, "blocks": stream.blocks})
-        return Batch(streams, documents, params_version, encode_body(body))
+        payload = encode_body(body)
+        for stream in streams:  # the body has them now; a batch may wait minutes on a retry
+            stream.blocks = stream.rows = None
+        return Batch(streams, documents, params_version, payload)
 
     def pending_files(self) -> list[tuple[str, str, Path, dict[str, Any]]]:
         """(path, sha256, local file, entry) of saved files the server has not acknowledged."""

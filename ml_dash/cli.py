@@ -5,6 +5,8 @@
     ml-dash check [ROOT]       read every file; exit 1 if any line is damaged
     ml-dash server [--host 127.0.0.1] [--port 8080] [--data DIR] [--allow-user-name]
     ml-dash keys create --owner NAME --data DIR      the new key is the last line printed
+    ml-dash keys list --owner NAME --data DIR
+    ml-dash keys revoke KEY_ID --data DIR            KEY_ID from `keys list`, or the key itself
     ml-dash keys grant --owner NAME --member NAME --data DIR
     ml-dash sync [PATH ...] --remote URL (--api-key K | --user-name U) [--timeout S]
     ml-dash pull PREFIX --remote URL (--api-key K | --user-name U) --to DIR
@@ -69,17 +71,35 @@ def _server(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     import asyncio
+    import datetime
 
     from .naming import validate_prefix
+    from .server.auth import parse_key_id
     from .server.config import ServerConfig
-    from .server.serve import create_key, grant
+    from .server.serve import create_key, grant, list_keys, revoke_key
 
     config = ServerConfig(Path(args.data))
+    if args.action == "revoke":
+        key_id = parse_key_id(args.key)
+        if key_id is None:
+            print(f"error: {args.key!r} is neither a key id (12 hex digits) nor an mld_ key", file=sys.stderr)
+            return 2
+        if not asyncio.run(revoke_key(config, key_id)):
+            print(f"error: no key {key_id} in {config.database}", file=sys.stderr)
+            return 1
+        print(f"key {key_id} revoked; the server refuses it from the next request on")
+        return 0
     validate_prefix(f"{args.owner}/p/n")
     if args.action == "create":
         token = asyncio.run(create_key(config, args.owner))
         print(f"API key for {args.owner} (shown once; the server keeps only its hash):")
         print(token)
+    elif args.action == "list":
+        def when(t: float | None) -> str:
+            return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
+        print("key id        created               revoked")
+        for key in asyncio.run(list_keys(config, args.owner)):
+            print(f"{key['key_id']}  {when(key['created_at'])}  {when(key['revoked_at'])}")
     else:
         validate_prefix(f"{args.member}/p/n")
         asyncio.run(grant(config, args.owner, args.member))
@@ -128,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
     server.add_argument("--crashed-after-s", type=float, default=120.0,
                         help="show a RUNNING run that has sent nothing for this long as CRASHED")
-    keys = sub.add_parser("keys", help="create API keys and read grants")
-    keys.add_argument("action", choices=["create", "grant"])
-    keys.add_argument("--owner", required=True)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access")
+    keys.add_argument("action", choices=["create", "list", "revoke", "grant"])
+    keys.add_argument("key", nargs="?", help="with revoke: the key id (from `keys list`) or the key itself")
+    keys.add_argument("--owner", help="with create, list and grant: whose keys or runs")
     keys.add_argument("--member", help="with grant: who may read --owner's runs")
     keys.add_argument("--data", default="ml-dash-data")
     sync = sub.add_parser("sync", help="upload local runs (or interrupted remote ones) to a server, exactly once")
@@ -148,8 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     pull_who.add_argument("--user-name")
     pull.add_argument("--to", required=True, help="directory; the run lands in DIR/<prefix>")
     args = parser.parse_args(argv)
-    if args.command == "keys" and args.action == "grant" and not args.member:
-        parser.error("keys grant needs --member")
+    if args.command == "keys":
+        if args.action == "revoke" and not args.key:
+            parser.error("keys revoke needs the key id (see `ml-dash keys list --owner NAME`)")
+        if args.action != "revoke" and not args.owner:
+            parser.error(f"keys {args.action} needs --owner")
+        if args.action == "grant" and not args.member:
+            parser.error("keys grant needs --member")
     commands = {"ls": _ls, "show": _show, "check": _check, "server": _server, "keys": _keys, "sync": _sync,
                 "pull": _pull}
     return commands[args.command](args)

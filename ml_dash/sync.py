@@ -12,6 +12,7 @@ from .agent import utc_iso
 from .agent.jsonlines import dumps, read_json
 from .agent.rundir import write_document
 from .agent.uploader import RunUploader, headers_for, process_alive
+from .progress import ProgressBar
 from .reading import find_runs
 
 
@@ -49,7 +50,11 @@ async def sync_paths(paths: list[Path], remote: str, api_key: str | None, user_n
                 print(f"[{number}/{len(runs)}] {prefix}: its process is gone; marked CRASHED")
             uploader = RunUploader(directory, prefix, remote, headers_for(api_key, user_name))
             before = uploader.pending_rows()
-            report = await uploader.upload(session, timeout_s)
+            bar = ProgressBar(f"[{number}/{len(runs)}] {prefix}", before)
+            try:
+                report = await uploader.upload(session, timeout_s, progress=bar.update)
+            finally:
+                bar.close()
             left = report.pending_rows or report.pending_files
             state = "done" if not left and not report.stopped else (
                 "refused credentials" if report.stopped

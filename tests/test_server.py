@@ -47,6 +47,29 @@ def test_keys_are_printed_once_and_stored_hashed(server: Server) -> None:
     assert token.split("_", 2)[2] not in repr(stored)  # the secret itself is nowhere in the database
 
 
+def _keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", *args, "--data", str(server.data)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_revoked_key_is_refused_by_the_running_server_and_listed_as_revoked(server: Server) -> None:
+    first, second = server.key("alice"), server.key("alice")
+    assert server.ingest("alice/p/r", _batch(0, 1), first)[0] == 200
+    first_id = first.split("_")[1]
+    revoked = _keys_cli(server, "revoke", first)  # the whole key works as well as its id
+    assert revoked.returncode == 0 and first_id in revoked.stdout
+    assert first.split("_", 2)[2] not in revoked.stdout + revoked.stderr  # the secret is never echoed
+    status, reply = server.ingest("alice/p/r", _batch(1, 1), first)
+    assert status == 401
+    assert server.ingest("alice/p/r", _batch(1, 1), second)[0] == 200  # other keys keep working
+    listed = _keys_cli(server, "list", "--owner", "alice").stdout.splitlines()[1:]
+    assert [line.split()[0] for line in listed] == [first_id, second.split("_")[1]]
+    assert listed[0].split()[2] != "-" and listed[1].split()[2] == "-"  # revoked at / not revoked
+    assert _keys_cli(server, "revoke", "0123456789ab").returncode == 1  # no such key
+    bad = _keys_cli(server, "revoke", "../etc")
+    assert bad.returncode == 2 and "neither a key id" in bad.stderr
+
+
 def test_ingest_then_read_back_everything(server: Server) -> None:
     key = server.key("alice")
     body = _batch(0, 100, run={"status": "RUNNING", "description": "d", "tags": ["t"]}, params={"lr": 0.1})

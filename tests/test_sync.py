@@ -61,6 +61,38 @@ def test_sync_uploads_a_local_run_and_a_second_sync_stores_nothing_new(workdir: 
     assert again["streams"] == exp["streams"]
 
 
+def test_sync_draws_a_progress_bar_on_a_terminal_and_none_in_a_pipe(workdir: Path, server: Server) -> None:
+    import os
+    import pty
+
+    key = server.key("alice")
+    _local_run("alice/proj/bar", 300_000)  # three batches
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url,
+                               "--api-key", key], cwd=workdir, stdout=subprocess.PIPE, stderr=follower,
+                              text=True, timeout=120, env={**os.environ, "ML_DASH_UPLOAD_BATCH_ROWS": "100000"})
+        os.close(follower)
+        follower = -1
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child side is closed
+                break
+            if not chunk:
+                break
+            terminal += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 0, terminal
+    text = terminal.decode()
+    assert "[1/1] alice/proj/bar" in text and "300,002/300,002 rows 100%" in text and text.endswith("\n")
+    assert "rows" in proc.stdout and "\u2588" not in proc.stdout  # the summary line; no bar in the pipe
+
+
 def test_sync_resumes_a_run_that_grew_since_the_last_sync(workdir: Path, server: Server) -> None:
     key = server.key("alice")
     _local_run("alice/proj/run-1", 100)

@@ -11,7 +11,7 @@ from ml_dash.agent.jsonlines import iter_records, ReadReport, restore_metric_row
 from ml_dash.agent.metric_lines import uniform_block
 from ml_dash.agent.pending import MemoryChunks, end_of_line, read_stream
 from ml_dash.agent.uploader import RunUploader
-from ml_dash.agent.wire import metric_blocks
+from ml_dash.agent.wire import decode_body, metric_blocks
 
 TRAIN = "metrics/train"
 
@@ -28,6 +28,11 @@ def _data(exp: Experiment) -> Path:
     return exp.directory / "metrics/train/data.jsonl"
 
 
+def _sent_blocks(batch) -> list[dict]:
+    """The metric blocks as the server will receive them."""
+    return decode_body(batch.payload, "zstd")["streams"][TRAIN]["blocks"]
+
+
 def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
     exp = _run(workdir, 10)
     uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
@@ -36,8 +41,8 @@ def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
     batch = asyncio.run(uploader._prepare({}, None))
     (stream,) = batch.streams
     assert (stream.start, stream.count, stream.end_offset) == (0, 10, size)
-    assert stream.blocks == [{"keys": ["step", "_ts"], "cols": [[i * 10 for i in range(10)], [1.0] * 10],
-                              "created": [["c", 10]]}]
+    assert _sent_blocks(batch) == [{"keys": ["step", "_ts"], "cols": [[i * 10 for i in range(10)], [1.0] * 10],
+                                    "created": [["c", 10]]}]
 
 
 def test_memory_serves_a_cursor_inside_a_chunk_and_joins_the_chunks_after_it() -> None:
@@ -60,7 +65,7 @@ def test_a_chunk_not_holding_the_cursor_leaves_the_disk_to_answer(workdir: Path)
     uploader.offer(TRAIN, 5, [{"step": 50}], "c", 0)
     batch = asyncio.run(uploader._prepare({}, None))
     (stream,) = batch.streams
-    assert stream.count == 10 and stream.blocks[0]["cols"][0] == list(range(10))
+    assert stream.count == 10 and _sent_blocks(batch)[0]["cols"][0] == list(range(10))
     assert stream.end_offset == _data(exp).stat().st_size
 
 
@@ -82,8 +87,10 @@ def _records(path: Path) -> list[dict]:
 def test_the_fast_decode_gives_the_same_block_as_the_general_one(workdir: Path) -> None:
     exp = _run(workdir, 300, loss=0.5, tag="x", missing=None, flag=True)
     data = _data(exp).read_bytes()
-    assert uniform_block(data, 0) == metric_blocks(_records(_data(exp)))[0]
-    assert uniform_block(data, 1) is None  # the indices must start where asked
+    assert uniform_block(data, len(data), 0) == metric_blocks(_records(_data(exp)))[0]
+    assert uniform_block(data, len(data), 1) is None  # the indices must start where asked
+    cut = data.index(b"\n") + 1
+    assert uniform_block(data, cut, 0)["cols"][0] == [0]  # only the lines before ``end``
 
 
 def test_rows_the_fast_decode_declines_are_read_the_general_way(workdir: Path) -> None:
@@ -95,7 +102,7 @@ def test_rows_the_fast_decode_declines_are_read_the_general_way(workdir: Path) -
         train.log(step=2)  # other keys
         train.log(**{"step": 3, "train/loss": 0.25})
     data = _data(exp).read_bytes()
-    assert uniform_block(data, 0) is None
+    assert uniform_block(data, len(data), 0) is None
     stream = read_stream(TRAIN, _data(exp), 0, 0, budget=100)
     assert stream.count == 4 and stream.end_offset == len(data)
     assert stream.blocks == metric_blocks(_records(_data(exp)))

@@ -39,3 +39,13 @@ def parse_token(token: str) -> tuple[str, str] | None:
     if not sep or len(key_id) != 12 or not secret:
         return None
     return key_id, digest(secret)
+
+
+def parse_key_id(text: str) -> str | None:
+    """The key id in ``text``: a bare id (12 hex digits) or a whole ``mld_`` token."""
+    text = text.strip()
+    if text.startswith(PREFIX):
+        text = text[len(PREFIX):].partition("_")[0]
+    if len(text) == 12 and all(c in "0123456789abcdef" for c in text):
+        return text
+    return None

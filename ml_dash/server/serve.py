@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
@@ -16,6 +17,7 @@ from .config import ServerConfig
 from .storage import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
+T = TypeVar("T")
 
 
 def _is_loopback(host: str) -> bool:
@@ -49,23 +51,32 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     print("ml-dash server stopped", flush=True)
 
 
-async def create_key(config: ServerConfig, owner: str) -> str:
-    """Store a new key for ``owner`` (hashed) and return the token, which is not kept anywhere."""
+async def _with_storage(config: ServerConfig, action: Callable[[SQLiteStorage], Awaitable[T]]) -> T:
+    """Open the server's database (the server itself may be running: SQLite in WAL mode), act, close."""
     storage = SQLiteStorage(config.database)
     await storage.open()
     try:
-        key = new_key()
-        await storage.add_key(key.key_id, owner, key.secret_sha256)
+        return await action(storage)
     finally:
         await storage.close()
+
+
+async def create_key(config: ServerConfig, owner: str) -> str:
+    """Store a new key for ``owner`` (hashed) and return the token, which is not kept anywhere."""
+    key = new_key()
+    await _with_storage(config, lambda storage: storage.add_key(key.key_id, owner, key.secret_sha256))
     return key.token
+
+
+async def revoke_key(config: ServerConfig, key_id: str) -> bool:
+    """Refuse the key from the next request on; False when no such key exists."""
+    return await _with_storage(config, lambda storage: storage.revoke_key(key_id))
+
+
+async def list_keys(config: ServerConfig, owner: str) -> list[dict[str, Any]]:
+    return await _with_storage(config, lambda storage: storage.keys(owner))
 
 
 async def grant(config: ServerConfig, owner: str, member: str) -> None:
     """Let ``member`` read ``owner``'s runs."""
-    storage = SQLiteStorage(config.database)
-    await storage.open()
-    try:
-        await storage.grant(owner, member)
-    finally:
-        await storage.close()
+    await _with_storage(config, lambda storage: storage.grant(owner, member))

@@ -81,6 +81,8 @@ class Storage(Protocol):
     async def ingest(self, batch: IngestBatch) -> dict[str, int]: ...
     async def key_owner(self, key_id: str, secret_sha256: str) -> str | None: ...
     async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None: ...
+    async def revoke_key(self, key_id: str) -> bool: ...
+    async def keys(self, owner: str) -> list[dict[str, Any]]: ...
     async def can_read(self, reader: str, owner: str) -> bool: ...
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int) -> list[dict[str, Any]]: ...
@@ -236,6 +238,23 @@ class SQLiteStorage:
     async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None:
         await self._run(self._write, "INSERT INTO api_keys (key_id, owner, secret_sha256, created_at) VALUES (?, ?, ?, ?)",
                         (key_id, owner, secret_sha256, time.time()))
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Refuse ``key_id`` from now on (the server looks keys up on every request); False if unknown."""
+        def revoke() -> int:
+            assert self._db is not None
+            cursor = self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                                      (time.time(), key_id))
+            return cursor.rowcount
+        if await self._run(revoke):
+            return True
+        return await self._fetchone("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)) is not None
+
+    async def keys(self, owner: str) -> list[dict[str, Any]]:
+        """``owner``'s keys: id, created and revoked times (never the secret or its hash)."""
+        rows = await self._fetchall("SELECT key_id, created_at, revoked_at FROM api_keys WHERE owner = ? "
+                                    "ORDER BY created_at", (owner,))
+        return [{"key_id": k, "created_at": c, "revoked_at": r} for k, c, r in rows]
 
     async def grant(self, owner: str, member: str) -> None:
         await self._run(self._write, "INSERT OR IGNORE INTO members (owner, member) VALUES (?, ?)", (owner, member))
