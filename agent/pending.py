@@ -13,14 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .jsonlines import DecodeError, _decoder, loads, restore_metric_row
 from .metric_lines import uniform_block
-from .wire import block_rows, blocks_from_fields, metric_blocks, trim_blocks
+from .wire import append_block, block_rows, blocks_from_fields, metric_blocks, pack
 
 MAX_READ_BYTES = 32 * 1024 * 1024
-#: Rows :class:`MemoryChunks` holds at most (~130 bytes a row as columns); past that the
-#: upload is behind and reads the disk when it gets there.
-MEMORY_ROWS = 262_144
+#: Metric files are decoded this much at a time (~50k rows of 4 scalars + step): the decoded
+#: rows cost ~300 bytes each, and a whole batch decoded at once held ~40 MB more.
+PIECE_BYTES = 8 * 1024 * 1024
+#: Encoded bytes :class:`MemoryChunks` holds at most (~50 bytes a row of 4 scalars + step);
+#: past that the upload is behind and reads the disk when it gets there.
+MEMORY_BYTES = 32 * 1024 * 1024
 
 
 def identity_key(stream: str) -> str:
@@ -36,7 +41,7 @@ class PendingStream:
     start: int
     count: int
     end_offset: int
-    blocks: list[dict[str, Any]] | None = None  # metric streams: columnar blocks (agent/wire.py)
+    blocks: list[Any] | None = None  # metric streams: columnar blocks (agent/wire.py), maybe msgspec.Raw
     rows: list[dict[str, Any]] | None = None  # logs: the records
 
 
@@ -45,32 +50,48 @@ class MemoryChunk:
     stream: str
     start: int
     count: int
-    blocks: list[dict[str, Any]]
+    blocks: list[msgspec.Raw]  # columnar blocks, already msgpack-encoded
     end_offset: int
+    size: int  # encoded bytes
 
 
 class MemoryChunks:
-    """Metric rows the agent has just written, kept as columnar blocks so they need not be read back.
+    """Metric rows the agent has just written, kept encoded so they need not be read back.
 
-    Bounded by :data:`MEMORY_ROWS`: when the upload is behind (or the server
-    is down) new chunks are refused and the upload reads the disk instead.
-    Used only on the agent's loop thread.
+    A chunk is packed when it is offered (columns, then msgpack: ~10 bytes a
+    value), so holding it costs bytes, not Python objects, and sending it is
+    a copy. Bounded by :data:`MEMORY_BYTES`: when the upload is behind new
+    chunks are refused, and while the server is failing none are kept; the
+    upload reads the disk instead. Used only on the agent's loop thread.
     """
 
-    def __init__(self, limit_rows: int = MEMORY_ROWS) -> None:
-        self.limit_rows = limit_rows
-        self.rows = 0
+    def __init__(self, limit_bytes: int = MEMORY_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self.bytes = 0
+        self.suspended = False
         self._chunks: deque[MemoryChunk] = deque()
+
+    def suspend(self) -> None:
+        """The server is not taking rows: drop the copies and take none until :meth:`resume`
+        (the backlog waits on disk, and the upload reads it from there when the server is back)."""
+        self.suspended = True
+        self._chunks.clear()
+        self.bytes = 0
+
+    def resume(self) -> None:
+        self.suspended = False
 
     def __len__(self) -> int:
         return len(self._chunks)
 
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> bool:
         """Keep rows ``start ..`` of ``stream`` (field dicts as logged); False when full."""
-        if not fields or self.rows + len(fields) > self.limit_rows:
+        if self.suspended or not fields or self.bytes >= self.limit_bytes:
             return False
-        self._chunks.append(MemoryChunk(stream, start, len(fields), blocks_from_fields(fields, created_at), end_offset))
-        self.rows += len(fields)
+        blocks = [msgspec.Raw(pack(block)) for block in blocks_from_fields(fields, created_at)]
+        size = sum(len(block) for block in blocks)
+        self._chunks.append(MemoryChunk(stream, start, len(fields), blocks, end_offset, size))
+        self.bytes += size
         return True
 
     def forget_before(self, acked: dict[str, int]) -> None:
@@ -78,37 +99,42 @@ class MemoryChunks:
         kept: deque[MemoryChunk] = deque()
         for chunk in self._chunks:
             if chunk.start + chunk.count <= acked.get(chunk.stream, 0):
-                self.rows -= chunk.count
+                self.bytes -= chunk.size
             else:
                 kept.append(chunk)
         self._chunks = kept
 
     def take(self, stream: str, start: int, budget: int) -> PendingStream | None:
-        """Rows from ``start`` on, up to ``budget`` of them, if memory holds row ``start``: the chunk
-        holding it (trimmed) and the whole chunks that follow it without a gap."""
-        chunks = [c for c in self._chunks if c.stream == stream]
-        for position, chunk in enumerate(chunks):
-            if chunk.start <= start < chunk.start + chunk.count:
-                break
-        else:
+        """The chunk starting at row ``start`` and the whole chunks that follow it without a gap,
+        up to ``budget`` rows; None when no chunk starts there."""
+        chunks = [c for c in self._chunks if c.stream == stream and c.start >= start]
+        if not chunks or chunks[0].start != start or chunks[0].count > budget:
             return None
-        blocks = trim_blocks(chunk.blocks, start - chunk.start)
-        count, end_offset = chunk.start + chunk.count - start, chunk.end_offset
-        if count > budget:
-            return None
-        for following in chunks[position + 1:]:
-            if following.start != start + count or count + following.count > budget:
+        blocks: list[Any] = []
+        count, end_offset = 0, 0
+        for chunk in chunks:
+            if chunk.start != start + count or count + chunk.count > budget:
                 break
-            blocks += following.blocks
-            count += following.count
-            end_offset = following.end_offset
+            blocks += chunk.blocks
+            count += chunk.count
+            end_offset = chunk.end_offset
         return PendingStream(stream, start, count, end_offset, blocks=blocks)
+
+    def next_start(self, stream: str, start: int) -> int | None:
+        """Where the first chunk of ``stream`` after row ``start`` begins: a disk read should stop
+        there, so that the batch after it is served from memory."""
+        starts = [c.start for c in self._chunks if c.stream == stream and c.start > start]
+        return min(starts) if starts else None
 
 
 def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
     """Up to ``budget`` complete rows of ``path`` from byte ``offset`` on (the first should be row
     ``start``); None when there is none yet. Damaged lines and rows below ``start`` are skipped;
     a gap in the indices ends the batch before it."""
+    if name != "logs":
+        uniform = _read_uniform(name, path, start, offset, budget)
+        if uniform is not None:
+            return uniform
     with open(path, "rb") as f:
         f.seek(offset)
         data = f.read(MAX_READ_BYTES)
@@ -117,11 +143,7 @@ def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> 
         return None
     lines = data.count(b"\n", 0, end)
     if lines > budget:
-        end, lines = end_of_line(data, budget, end, lines), budget
-    if name != "logs":
-        block = uniform_block(data, end, start)
-        if block is not None:
-            return PendingStream(name, start, block_rows(block), offset + end, blocks=[block])
+        end = end_of_line(data, budget, end, lines)
     records, used = _decode_records(data[:end].split(b"\n")[:-1], identity_key(name), start)
     if not records:
         return None
@@ -130,6 +152,41 @@ def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> 
         return PendingStream(name, start, len(rows), offset + used, rows=rows)
     restored = [restore_metric_row(r) if "nonFinite" in r else r for r in records]
     return PendingStream(name, start, len(records), offset + used, blocks=metric_blocks(restored))
+
+
+def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
+    """The fast path of :func:`read_stream`: pieces of :data:`PIECE_BYTES`, each decoded with
+    :func:`uniform_block` and appended to the columns, so only one piece's decoded rows are alive
+    at a time. Stops before the first piece the fast path declines; None if that is the first."""
+    blocks: list[dict[str, Any]] = []
+    count = consumed = 0
+    carry = b""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while count < budget:
+            piece = f.read(PIECE_BYTES)
+            if not piece:
+                break
+            data = carry + piece if carry else piece
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                if len(data) >= MAX_READ_BYTES:
+                    break  # no line end in sight: the general path sorts it out
+                carry = data
+                continue
+            lines = data.count(b"\n", 0, end)
+            if lines > budget - count:
+                end = end_of_line(data, budget - count, end, lines)
+            block = uniform_block(data, end, start + count)
+            if block is None:
+                break
+            append_block(blocks, block)
+            count += block_rows(block)
+            consumed += end
+            carry = data[end:]
+    if not count:
+        return None
+    return PendingStream(name, start, count, offset + consumed, blocks=blocks)
 
 
 def end_of_line(data: bytes, lines: int, end: int, total: int) -> int:

@@ -15,7 +15,10 @@ overlaps the server's. Statuses are handled per
 agent/retry.py: retryable ones are retried with backoff; a 409 rewinds the
 cursor to the server's; 401/403 stop the upload (the data stays on disk); a
 413 halves the batch; other permanent errors set the batch aside under
-``.ml-dash-rejected/`` and count it.
+``.ml-dash-rejected/`` and count it. While the server is failing, the agent's
+rows are not kept in memory and each request is a small probe (PROBE_ROWS),
+so a long outage costs neither memory nor much CPU; the first success
+restores full batches.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ logger = logging.getLogger("ml_dash.agent")
 CURSOR_FILE = ".ml-dash-upload.json"
 REJECTED_DIR = ".ml-dash-rejected"
 MAX_BATCH_ROWS = 131_072
+PROBE_ROWS = 8_192
 
 
 @dataclass(slots=True)
@@ -200,12 +204,13 @@ class RunUploader:
                     break
                 if not batch.streams and requests and "params" not in batch.documents:
                     break
-                if batch.streams:  # build the next one while this one is in flight
+                if batch.streams and not self.memory.suspended:  # build the next one while this one is in flight
                     following = asyncio.ensure_future(self._prepare(batch.positions_after(), batch.params_version))
                 outcome = await self._send(session, batch.payload, remaining, sleep)
                 report.requests += 1
                 whole = False
                 if outcome.ok:
+                    self.memory.resume()
                     whole = self._advance(batch, outcome)
                     report.sent_rows += batch.rows
                     if progress is not None:
@@ -247,22 +252,32 @@ class RunUploader:
         """The next batch from ``positions`` (default: the acknowledged cursors): rows still in memory
         are picked here, on the loop; disk reads and encoding run on the executor."""
         self.memory.forget_before({name: c.acked for name, c in self.cursors.items()})
-        plan: list[tuple[str, Path, StreamCursor, PendingStream | None]] = []
-        budget = self.max_rows
+        plan: list[tuple[str, Path, StreamCursor, PendingStream | None, int]] = []
+        budget = self._batch_rows()
         for name, path in self.streams():
             at = positions.get(name) or self.cursors.get(name) or StreamCursor()
-            in_memory = self.memory.take(name, at.acked, budget) if len(self.memory) else None
-            plan.append((name, path, at, in_memory))
+            in_memory, disk_budget = None, budget
+            if len(self.memory):
+                in_memory = self.memory.take(name, at.acked, budget)
+                next_start = self.memory.next_start(name, at.acked)
+                if next_start is not None:  # read up to it: the batch after this one comes from memory
+                    disk_budget = min(budget, next_start - at.acked)
+            plan.append((name, path, at, in_memory, disk_budget))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._build, plan, sent_params)
 
-    def _build(self, plan: list[tuple[str, Path, StreamCursor, PendingStream | None]], sent_params: Any) -> Batch:
-        streams, budget = [], self.max_rows
-        for name, path, at, in_memory in plan:
+    def _batch_rows(self) -> int:
+        """Rows per request: small probes while the server is failing (each retry pass would read
+        and hold a full batch only to fail again), the full size otherwise."""
+        return min(self.max_rows, PROBE_ROWS) if self.memory.suspended else self.max_rows
+
+    def _build(self, plan: list[tuple[str, Path, StreamCursor, PendingStream | None, int]], sent_params: Any) -> Batch:
+        streams, budget = [], self._batch_rows()
+        for name, path, at, in_memory, disk_budget in plan:
             if budget <= 0:
                 break
             stream = in_memory if in_memory is not None and in_memory.count <= budget else \
-                read_stream(name, path, at.acked, at.offset, budget)
+                read_stream(name, path, at.acked, at.offset, min(budget, disk_budget))
             if stream is not None:
                 streams.append(stream)
                 budget -= stream.count
@@ -344,10 +359,13 @@ class RunUploader:
                         reply = await resp.json(content_type=None)
                     except (ValueError, aiohttp.ContentTypeError):
                         reply = None
-                    return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), reply)
+                    outcome = Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), reply)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 logger.debug("upload to %s failed: %r", url, exc)
-                return Outcome(0)
+                outcome = Outcome(0)
+            if outcome.retryable or outcome.status in AUTH_FAILURES:
+                self.memory.suspend()  # the backlog goes to disk; the next batches are small probes
+            return outcome
 
         kwargs = {} if sleep is None else {"sleep": sleep}
         return await retrying(deadline_s, **kwargs)(post)

@@ -94,6 +94,21 @@ def columns_block(keys: list[str], cols: list[list[Any]], created: list[Any]) ->
     return {"keys": keys, "cols": cols, "created": stamps}
 
 
+def append_block(blocks: list[dict[str, Any]], block: dict[str, Any]) -> None:
+    """Add ``block``'s rows after ``blocks``: into the last block when the keys are the same."""
+    last = blocks[-1] if blocks else None
+    if last is None or last["keys"] != block["keys"]:
+        blocks.append(block)
+        return
+    for column, more in zip(last["cols"], block["cols"]):
+        column.extend(more)
+    created = block["created"]
+    if last["created"][-1][0] == created[0][0]:
+        last["created"][-1][1] += created[0][1]
+        created = created[1:]
+    last["created"].extend(created)
+
+
 def metric_rows(start: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of :func:`metric_blocks` again, with their indices (``start`` onwards)."""
     rows: list[dict[str, Any]] = []
@@ -143,6 +158,11 @@ def _pack_default(value: Any) -> Any:
 #: msgspec's msgpack encoder writes the same bytes as ``msgpack.packb(use_bin_type=True)`` at about
 #: a fifth of the cost (0.14 against 0.72 µs per 4-scalar row, measured on a 131k-row block).
 _packer = msgspec.msgpack.Encoder(enc_hook=_pack_default)
+
+
+def pack(value: Any) -> bytes:
+    """msgpack bytes of ``value``; wrapped in ``msgspec.Raw`` they go into a body as they are."""
+    return _packer.encode(value)
 
 
 def encode_body(body: dict[str, Any]) -> bytes:

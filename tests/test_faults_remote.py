@@ -261,3 +261,33 @@ def test_row12_a_refused_key_keeps_data_local_and_does_not_spin(workdir: Path, s
     assert proxy.connections - connections <= 1  # paused after the 401, probing rarely
     assert exp.run.complete() is False
     assert len(_local_lines(exp.directory)) == 5000
+
+
+def test_row12_a_key_revoked_mid_run_stops_the_upload_and_sync_resumes_with_a_new_key(
+        workdir: Path, server: Server, proxy: FaultProxy) -> None:
+    old_key = server.key("alice")
+    exp = Experiment(prefix="alice/f/r12b", remote=proxy.url, api_key=old_key, upload_timeout_s=2)
+    exp.run.start()
+    for i in range(1000):
+        exp.metrics("train").log(step=i)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(_server_rows(server, "alice/f/r12b")) < 1000:
+        time.sleep(0.2)
+    assert len(_server_rows(server, "alice/f/r12b")) == 1000
+    revoked = subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "revoke", old_key, "--data", str(server.data)],
+                             capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
+    for i in range(1000, 3000):
+        exp.metrics("train").log(step=i)
+    time.sleep(2)  # passes run and meet the 401
+    connections = proxy.connections
+    time.sleep(3)
+    assert proxy.connections - connections <= 1  # paused after the 401, probing rarely
+    assert exp.run.complete() is False
+    assert len(_local_lines(exp.directory)) == 3000  # everything stays on disk
+    assert len(_server_rows(server, "alice/f/r12b")) == 1000  # nothing more got in with the revoked key
+    new_key = server.key("alice")
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(exp.directory), "--remote", server.url,
+                          "--api-key", new_key], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _assert_identical(server, "alice/f/r12b", exp.directory) == 3000

@@ -6,6 +6,8 @@ import asyncio
 import math
 from pathlib import Path
 
+import msgpack
+
 from ml_dash import Experiment
 from ml_dash.agent.jsonlines import iter_records, ReadReport, restore_metric_row
 from ml_dash.agent.metric_lines import uniform_block
@@ -45,39 +47,48 @@ def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
                                     "created": [["c", 10]]}]
 
 
-def test_memory_serves_a_cursor_inside_a_chunk_and_joins_the_chunks_after_it() -> None:
+def _unpacked(stream) -> list[dict]:
+    return [msgpack.unpackb(bytes(block)) for block in stream.blocks]
+
+
+def test_memory_joins_the_chunks_that_follow_without_a_gap_up_to_the_budget() -> None:
     memory = MemoryChunks()
     memory.offer(TRAIN, 0, [{"x": i} for i in range(4)], "a", 40)
     memory.offer(TRAIN, 4, [{"x": i} for i in range(4, 6)], "b", 60)
     memory.offer(TRAIN, 8, [{"x": 8}], "c", 90)  # after a gap: not joined
-    taken = memory.take(TRAIN, 2, budget=100)
-    assert (taken.start, taken.count, taken.end_offset) == (2, 4, 60)
-    assert [b["cols"] for b in taken.blocks] == [[[2, 3]], [[4, 5]]]
-    assert [b["created"] for b in taken.blocks] == [[["a", 2]], [["b", 2]]]
-    assert memory.take(TRAIN, 2, budget=1) is None  # the chunk's end offset is all it knows: no partial end
-    assert memory.take(TRAIN, 6, budget=100) is None  # in the gap: the disk has it
+    taken = memory.take(TRAIN, 0, budget=100)
+    assert (taken.start, taken.count, taken.end_offset) == (0, 6, 60)
+    assert _unpacked(taken) == [{"keys": ["x"], "cols": [[0, 1, 2, 3]], "created": [["a", 4]]},
+                                {"keys": ["x"], "cols": [[4, 5]], "created": [["b", 2]]}]
+    assert memory.take(TRAIN, 0, budget=5).count == 4  # whole chunks only
+    assert memory.take(TRAIN, 0, budget=3) is None
+    assert memory.take(TRAIN, 2, budget=100) is None  # inside a chunk: the disk has it
+    assert memory.take(TRAIN, 6, budget=100) is None  # in the gap
     assert memory.take("metrics/other", 0, budget=100) is None
+    assert memory.next_start(TRAIN, 2) == 4 and memory.next_start(TRAIN, 6) == 8 and memory.next_start(TRAIN, 8) is None
 
 
-def test_a_chunk_not_holding_the_cursor_leaves_the_disk_to_answer(workdir: Path) -> None:
+def test_a_disk_read_stops_where_memory_can_take_over(workdir: Path) -> None:
     exp = _run(workdir, 10)
     uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
-    uploader.offer(TRAIN, 5, [{"step": 50}], "c", 0)
-    batch = asyncio.run(uploader._prepare({}, None))
-    (stream,) = batch.streams
-    assert stream.count == 10 and _sent_blocks(batch)[0]["cols"][0] == list(range(10))
-    assert stream.end_offset == _data(exp).stat().st_size
+    lines = _data(exp).read_bytes().splitlines(keepends=True)
+    uploader.offer(TRAIN, 6, [{"step": i} for i in range(6, 10)], "c", sum(map(len, lines)))
+    first = asyncio.run(uploader._prepare({}, None))
+    assert [(s.start, s.count) for s in first.streams] == [(0, 6)]  # from disk, up to the chunk
+    second = asyncio.run(uploader._prepare(first.positions_after(), None))
+    assert [(s.start, s.count) for s in second.streams] == [(6, 4)]
+    assert _sent_blocks(second)[0]["created"] == [["c", 4]]  # from memory
 
 
 def test_memory_is_bounded_and_frees_what_the_server_acknowledged() -> None:
-    memory = MemoryChunks(limit_rows=100)
-    assert memory.offer(TRAIN, 0, [{"x": 1}] * 60, "c", 0)
-    assert not memory.offer(TRAIN, 60, [{"x": 1}] * 60, "c", 0)  # behind: refused, the disk has it
+    memory = MemoryChunks(limit_bytes=100)
+    assert memory.offer(TRAIN, 0, [{"x": 1.5}] * 60, "c", 0)  # ~540 bytes: over the limit now
+    assert not memory.offer(TRAIN, 60, [{"x": 1.5}] * 60, "c", 0)  # behind: refused, the disk has it
     memory.forget_before({TRAIN: 59})
-    assert memory.rows == 60  # row 59 is not acknowledged yet
+    assert memory.bytes > 100 and len(memory) == 1  # row 59 is not acknowledged yet
     memory.forget_before({TRAIN: 60})
-    assert memory.rows == 0 and len(memory) == 0
-    assert memory.offer(TRAIN, 60, [{"x": 1}] * 60, "c", 0)
+    assert memory.bytes == 0 and len(memory) == 0
+    assert memory.offer(TRAIN, 60, [{"x": 1.5}] * 60, "c", 0)
 
 
 def _records(path: Path) -> list[dict]:
@@ -159,3 +170,44 @@ def test_rows_written_during_a_pass_are_pending_but_only_a_failing_server_is_giv
         server.stop()
     report = asyncio.run(upload(server.url, deadline_s=0.5))  # nothing listens there now
     assert report.gave_up and report.sent_rows == 0 and report.pending_rows >= 1
+
+
+def test_memory_keeps_nothing_while_the_server_is_failing() -> None:
+    memory = MemoryChunks()
+    assert memory.offer(TRAIN, 0, [{"x": 1}] * 10, "c", 0)
+    memory.suspend()
+    assert memory.bytes == 0 and len(memory) == 0 and memory.take(TRAIN, 0, 100) is None
+    assert not memory.offer(TRAIN, 10, [{"x": 1}] * 10, "c", 0)
+    memory.resume()
+    assert memory.offer(TRAIN, 20, [{"x": 1}] * 10, "c", 0)
+
+
+def test_a_read_in_small_pieces_gives_the_rows_of_one_read(workdir: Path, monkeypatch) -> None:
+    import ml_dash.agent.pending as pending
+
+    exp = _run(workdir, 500, loss=0.5)
+    path = _data(exp)
+    whole = read_stream(TRAIN, path, 0, 0, budget=1000)
+    monkeypatch.setattr(pending, "PIECE_BYTES", 1000)  # ~7 lines a piece, cut mid-line
+    pieces = read_stream(TRAIN, path, 0, 0, budget=1000)
+    assert (pieces.count, pieces.end_offset) == (whole.count, whole.end_offset) == (500, path.stat().st_size)
+    assert pieces.blocks == whole.blocks and len(pieces.blocks) == 1
+    part = read_stream(TRAIN, path, 0, 0, budget=123)
+    assert part.count == 123 and part.blocks[0]["cols"][0] == list(range(123))
+
+
+def test_the_piecewise_read_stops_before_rows_it_cannot_take_fast(workdir: Path, monkeypatch) -> None:
+    import ml_dash.agent.pending as pending
+
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(300):
+            exp.metrics("train").log(step=i, loss=math.nan if i == 200 else 0.5)
+    path = _data(exp)
+    monkeypatch.setattr(pending, "PIECE_BYTES", 2000)
+    first = read_stream(TRAIN, path, 0, 0, budget=1000)
+    assert 0 < first.count <= 200 and first.blocks[0]["cols"][0] == list(range(first.count))
+    rest = read_stream(TRAIN, path, first.count, first.end_offset, budget=1000)  # the general path
+    assert rest.start == first.count and rest.start + rest.count == 300
+    assert rest.end_offset == path.stat().st_size
+    assert math.isnan([v for b in rest.blocks for v in b["cols"][b["keys"].index("loss")]][200 - first.count])
