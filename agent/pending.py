@@ -17,12 +17,13 @@ import msgspec
 
 from .jsonlines import DecodeError, _decoder, loads, restore_metric_row
 from .metric_lines import uniform_block
-from .wire import append_block, block_rows, blocks_from_fields, metric_blocks, pack
+from .wire import block_rows, blocks_from_fields, metric_blocks, pack
 
 MAX_READ_BYTES = 32 * 1024 * 1024
-#: Metric files are decoded this much at a time (~50k rows of 4 scalars + step): the decoded
-#: rows cost ~300 bytes each, and a whole batch decoded at once held ~40 MB more.
-PIECE_BYTES = 8 * 1024 * 1024
+#: Metric files are decoded this much at a time (~25k rows of 4 scalars + step) and each piece
+#: is packed at once: decoded rows cost ~300 bytes each, packed ones ~50, and a whole batch
+#: decoded at once held ~60 MB.
+PIECE_BYTES = 4 * 1024 * 1024
 #: Encoded bytes :class:`MemoryChunks` holds at most (~50 bytes a row of 4 scalars + step);
 #: past that the upload is behind and reads the disk when it gets there.
 MEMORY_BYTES = 32 * 1024 * 1024
@@ -65,10 +66,10 @@ class MemoryChunks:
     upload reads the disk instead. Used only on the agent's loop thread.
     """
 
-    def __init__(self, limit_bytes: int = MEMORY_BYTES) -> None:
+    def __init__(self, limit_bytes: int = MEMORY_BYTES, suspended: bool = False) -> None:
         self.limit_bytes = limit_bytes
         self.bytes = 0
-        self.suspended = False
+        self.suspended = suspended
         self._chunks: deque[MemoryChunk] = deque()
 
     def suspend(self) -> None:
@@ -156,9 +157,9 @@ def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> 
 
 def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
     """The fast path of :func:`read_stream`: pieces of :data:`PIECE_BYTES`, each decoded with
-    :func:`uniform_block` and appended to the columns, so only one piece's decoded rows are alive
-    at a time. Stops before the first piece the fast path declines; None if that is the first."""
-    blocks: list[dict[str, Any]] = []
+    :func:`uniform_block` and packed at once, so only one piece's decoded rows are alive at a
+    time. Stops before the first piece the fast path declines; None if that is the first."""
+    blocks: list[msgspec.Raw] = []
     count = consumed = 0
     carry = b""
     with open(path, "rb") as f:
@@ -180,7 +181,7 @@ def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -
             block = uniform_block(data, end, start + count)
             if block is None:
                 break
-            append_block(blocks, block)
+            blocks.append(msgspec.Raw(pack(block)))
             count += block_rows(block)
             consumed += end
             carry = data[end:]

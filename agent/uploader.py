@@ -15,10 +15,10 @@ overlaps the server's. Statuses are handled per
 agent/retry.py: retryable ones are retried with backoff; a 409 rewinds the
 cursor to the server's; 401/403 stop the upload (the data stays on disk); a
 413 halves the batch; other permanent errors set the batch aside under
-``.ml-dash-rejected/`` and count it. While the server is failing, the agent's
-rows are not kept in memory and each request is a small probe (PROBE_ROWS),
-so a long outage costs neither memory nor much CPU; the first success
-restores full batches.
+``.ml-dash-rejected/`` and count it. Until the server has stored a batch, and
+while it is failing, the agent's rows are not kept in memory and each
+request is a small probe (PROBE_ROWS), so a long outage costs neither memory
+nor much CPU; the first success restores full batches.
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ class RunUploader:
         self.cursors: dict[str, StreamCursor] = {}
         self._sent_docs: dict[str, str] = {}
         self._sent_files: dict[str, str] = {}  # path -> sha256 the server acknowledged
-        self.memory = MemoryChunks()  # the live fast path (agent's loop only)
+        # the live fast path (agent's loop only); off until the server has answered once, so a
+        # run that starts with the server down keeps nothing in memory and sends small probes
+        self.memory = MemoryChunks(suspended=True)
         self._load_cursor()
 
     # -- the cursor file ---------------------------------------------------

@@ -94,21 +94,6 @@ def columns_block(keys: list[str], cols: list[list[Any]], created: list[Any]) ->
     return {"keys": keys, "cols": cols, "created": stamps}
 
 
-def append_block(blocks: list[dict[str, Any]], block: dict[str, Any]) -> None:
-    """Add ``block``'s rows after ``blocks``: into the last block when the keys are the same."""
-    last = blocks[-1] if blocks else None
-    if last is None or last["keys"] != block["keys"]:
-        blocks.append(block)
-        return
-    for column, more in zip(last["cols"], block["cols"]):
-        column.extend(more)
-    created = block["created"]
-    if last["created"][-1][0] == created[0][0]:
-        last["created"][-1][1] += created[0][1]
-        created = created[1:]
-    last["created"].extend(created)
-
-
 def metric_rows(start: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of :func:`metric_blocks` again, with their indices (``start`` onwards)."""
     rows: list[dict[str, Any]] = []

@@ -101,12 +101,12 @@ def child_latency(root: str, url: str, n: int) -> dict:
     return summarise(ns)
 
 
-def child_memory(root: str, url: str, seconds: float) -> dict:
+def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
     os.chdir(root)
     from ml_dash import Experiment
 
-    baseline = _rss_mb()
-    exp = Experiment(prefix="alice/bench/memory", remote=url, user_name="alice", upload_timeout_s=1)
+    baseline = _rss_mb()  # each case a fresh run of its own (not the other's directory resumed)
+    exp = Experiment(prefix=f"alice/bench/memory-{label}", remote=url, user_name="alice", upload_timeout_s=1)
     exp.run.start()
     train = exp.metrics("train")
     end, i = time.monotonic() + seconds, 0
@@ -199,8 +199,8 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-        results["memory server up"] = child("memory", str(work), url, str(args.memory_s))
-        results["memory server down"] = child("memory", str(work), dead, str(args.memory_s))
+        results["memory server up"] = child("memory", str(work), url, str(args.memory_s), "up")
+        results["memory server down"] = child("memory", str(work), dead, str(args.memory_s), "down")
         if MLFLOW_PYTHON.exists():
             results["mlflow"] = mlflow_compare(work, args.mlflow_n)
     finally:

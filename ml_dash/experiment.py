@@ -21,6 +21,7 @@ from .logs import Logs, build_log_row
 from .agent.jsonlines import encode_metric_chunk, row_chunk_encoder
 from .agent.live_upload import LiveUpload
 from .agent.uploader import RunUploader, headers_for
+from .server_reads import ServerReads
 from .metrics import Metrics, metric_metadata
 from .naming import validate_prefix
 from .params import Params
@@ -233,6 +234,13 @@ class Experiment:
         self._finish(status, label, max(0.0, deadline - time.monotonic()))
 
     # -- helpers for the SDK objects -------------------------------------
+    def _server_reads(self) -> ServerReads | None:
+        """Where reads go: the server in remote mode for a run this process has not started (its
+        directory here may be empty); else None, and the local directory answers."""
+        if self.remote is None or self._writer is not None:
+            return None
+        return ServerReads(self.remote, self.prefix, *self._credentials)
+
     def _in_owning_process(self) -> bool:
         return os.getpid() == self._pid
 

@@ -83,15 +83,28 @@ class FileScope:
         return self._enqueue(to, pickle_writer(obj), "application/x-pickle", **fields)
 
     def list(self) -> list[dict[str, Any]]:
-        """Metadata entries of the files saved under this prefix (after a flush)."""
-        self._experiment.flush()
-        entries = read_files_metadata(self._experiment.directory)
+        """Metadata entries of the files saved under this prefix (after a flush); from the server
+        in remote mode for a run this process has not started."""
+        server = self._experiment._server_reads()
+        if server is not None:
+            entries = server.files()
+        else:
+            self._experiment.flush()
+            entries = read_files_metadata(self._experiment.directory)
         if not self.prefix:
             return entries
         return [e for e in entries if e["path"] == self.prefix or e["path"].startswith(self.prefix + "/")]
 
     def download(self, name: str, to: str | os.PathLike) -> Path:
-        """Copy the saved file ``name`` to the local path ``to``; return that path."""
+        """Copy the saved file ``name`` to the local path ``to``; return that path (streamed from
+        the server in remote mode for a run this process has not started)."""
+        server = self._experiment._server_reads()
+        if server is not None:
+            target = Path(to)
+            if target.is_dir():
+                target = target / Path(self._relpath(name)).name
+            server.download(self._relpath(name), target)
+            return target
         self._experiment.flush()
         source = safe_join(self._experiment.directory / "files", self._relpath(name))
         if not source.is_file():

@@ -91,10 +91,14 @@ class Logs:
         self.log(message, "fatal", **extra)
 
     def read(self, level: str | None = None, flush: bool = True) -> list[dict[str, Any]]:
-        """All log lines written so far (optionally of one level), buffered ones included."""
+        """All log lines written so far (optionally of one level), buffered ones included.
+        In remote mode, a run this process has not started is read from the server."""
+        wanted = normalise_level(level) if level is not None else None
+        server = self._experiment._server_reads()
+        if server is not None:
+            return server.logs(wanted)
         if flush:
             self._experiment.flush()
-        wanted = normalise_level(level) if level is not None else None
         report = ReadReport()
         path = self._experiment.directory / "logs.jsonl"
         return [r for r in iter_records(path, report) if wanted is None or r.get("level") == wanted]

@@ -69,8 +69,12 @@ class _LoggerMethods:
         """Rows ``start_index`` onwards (at most ``limit``), including what is still buffered.
 
         Each row is ``{"index": i, "data": {...}, "createdAt": ...}`` with NaN and
-        infinities restored as floats.
+        infinities restored as floats. In remote mode, a run this process has not
+        started is read from the server.
         """
+        server = self._experiment._server_reads()
+        if server is not None:
+            return server.metric_rows(self.name, start_index, limit)
         if flush:
             self._experiment.flush()
         return read_metric_rows(self._stream.path, start_index, limit)

@@ -83,6 +83,8 @@ class Params:
     update = set
 
     def get(self, flatten: bool = True) -> dict[str, Any]:
-        """The parameters so far: flat dot keys, or nested with ``flatten=False``."""
-        values = copy.deepcopy(self._values)
+        """The parameters so far: flat dot keys, or nested with ``flatten=False``. In remote
+        mode, a run this process has not started is read from the server."""
+        server = self._experiment._server_reads()
+        values = server.params() if server is not None else copy.deepcopy(self._values)
         return values if flatten else unflatten(values)

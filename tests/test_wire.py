@@ -64,14 +64,3 @@ def test_trimming_blocks_drops_exactly_the_first_rows() -> None:
     for skip in range(7):
         assert metric_rows(skip, trim_blocks(blocks, skip)) == metric_rows(0, blocks)[skip:]
 
-
-def test_appending_blocks_joins_same_keys_and_keeps_every_row() -> None:
-    from ml_dash.agent.wire import append_block
-
-    rows = [{"data": {"a": i} if i < 4 or i > 6 else {"b": i}, "createdAt": "x" if i < 2 else "y"} for i in range(9)]
-    for cut in range(1, 9):
-        blocks: list = []
-        for part in (rows[:cut], rows[cut:]):
-            for block in metric_blocks(part):
-                append_block(blocks, block)
-        assert blocks == metric_blocks(rows)  # the same as building them in one go

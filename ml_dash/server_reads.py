@@ -1,0 +1,110 @@
+"""The SDK's read methods against the server (remote mode, for a run this process did not write).
+
+``Experiment(prefix, remote=..., api_key=...)`` on another machine, or after
+the run ended elsewhere, has no local copy: ``exp.metrics("train").read()``,
+``exp.logs.read()``, ``exp.params.get()`` and ``exp.files(...).list()`` /
+``.download()`` then ask the server's JSON read API. A run written by this
+process is read from its directory instead, which holds at least everything
+the server has (rows reach the server only after they are on disk).
+
+Reads are synchronous (like the local ones), bounded by a timeout, and fail
+with :class:`~ml_dash.errors.MLDashError` naming the server and its reason;
+a run the server does not have reads as empty, as a missing local run does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .agent.jsonlines import restore_metric_row
+from .agent.uploader import headers_for
+from .errors import MLDashError
+
+PAGE_ROWS = 50_000  # the server's largest page
+
+
+class ServerReads:
+    """Reads one run (``owner/project/name``) from ``remote``."""
+
+    def __init__(self, remote: str, prefix: str, api_key: str | None, user_name: str | None,
+                 timeout_s: float = 30.0) -> None:
+        self.remote = remote.rstrip("/")
+        self.prefix = prefix
+        self.base = f"{self.remote}/api/v1/experiments/{prefix}"
+        self.headers = headers_for(api_key, user_name)
+        self.timeout_s = timeout_s
+
+    def _open(self, url: str) -> Any:
+        request = urllib.request.Request(url, headers=self.headers)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout_s)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return None
+            try:
+                reason = json.loads(err.read() or b"{}").get("error")
+            except ValueError:
+                reason = None
+            raise MLDashError(f"cannot read {self.prefix} from {self.remote}: HTTP {err.code}"
+                              f"{': ' + reason if reason else ''}") from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise MLDashError(f"cannot read {self.prefix} from {self.remote}: {reason}") from None
+
+    def _get(self, path: str = "", **params: Any) -> dict[str, Any] | None:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        response = self._open(f"{self.base}{path}{query}")
+        if response is None:
+            return None
+        with response:
+            return json.loads(response.read())
+
+    def experiment(self) -> dict[str, Any] | None:
+        """The run's summary (params, status, stream sizes), or None when the server has no such run."""
+        return self._get()
+
+    def metric_rows(self, metric: str, start: int, limit: int | None) -> list[dict[str, Any]]:
+        """Rows of ``metric`` from ``start`` on (``limit`` at most), non-finite values restored."""
+        rows: list[dict[str, Any]] = []
+        while limit is None or len(rows) < limit:
+            page_size = PAGE_ROWS if limit is None else min(PAGE_ROWS, limit - len(rows))
+            page = self._get(f"/metrics/{urllib.parse.quote(metric)}", start=start + len(rows), limit=page_size)
+            batch = (page or {}).get("rows", [])
+            rows.extend(restore_metric_row(row) for row in batch)
+            if len(batch) < page_size:
+                break
+        return rows
+
+    def logs(self, level: str | None) -> list[dict[str, Any]]:
+        """Every log line (of ``level`` when given), in order."""
+        lines: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, Any] = {"start": len(lines), "limit": PAGE_ROWS}
+            page = self._get("/logs", **params)
+            batch = (page or {}).get("logs", [])
+            lines.extend(batch)
+            if len(batch) < PAGE_ROWS:
+                break
+        if level is not None:
+            lines = [line for line in lines if line.get("level") == level]
+        return lines
+
+    def params(self) -> dict[str, Any]:
+        return dict((self.experiment() or {}).get("params") or {})
+
+    def files(self) -> list[dict[str, Any]]:
+        return list((self._get("/files") or {}).get("files", []))
+
+    def download(self, path: str, target: Path) -> None:
+        """Stream the saved file ``path`` to ``target``; FileNotFoundError when the server has none."""
+        response = self._open(f"{self.base}/files/{urllib.parse.quote(path)}")
+        if response is None:
+            raise FileNotFoundError(f"no saved file {path!r} in {self.prefix} on {self.remote}")
+        with response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)

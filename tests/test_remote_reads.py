@@ -1,0 +1,88 @@
+"""In remote mode the SDK's read methods ask the server for a run this process did not write."""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment
+from ml_dash.errors import MLDashError
+
+from .server_process import Server
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = Server(tmp_path / "server-data")
+    yield srv
+    srv.stop()
+
+
+def _written_elsewhere(tmp_path: Path, server: Server, key: str) -> Experiment:
+    """A run logged to the server from another working directory (another machine's disk)."""
+    exp = Experiment(prefix="alice/proj/elsewhere", remote=server.url, api_key=key,
+                     local_path=tmp_path / "other-machine" / "run")
+    with exp.run:
+        exp.params.set(lr=0.1, model={"depth": 8})
+        for i in range(1500):
+            exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
+        exp.metrics("train").log(loss=math.nan, step=1500)
+        exp.log("starting", level="info")
+        exp.log("diverged", level="warn", step=1500)
+        exp.files("models").save_text("weights", to="model.txt")
+    return exp
+
+
+def test_a_run_written_elsewhere_reads_the_same_from_the_server(workdir: Path, tmp_path: Path, server: Server) -> None:
+    key = server.key("alice")
+    original = _written_elsewhere(tmp_path, server, key)
+    reader = Experiment(prefix="alice/proj/elsewhere", remote=server.url, api_key=key)  # never started here
+    assert not reader.directory.exists()
+
+    rows = reader.metrics("train").read(limit=None)
+    local = original.metrics("train").read(limit=None)
+    assert [r["index"] for r in rows] == list(range(1501))
+    assert [r["data"] for r in rows[:1500]] == [r["data"] for r in local[:1500]]
+    assert math.isnan(rows[1500]["data"]["loss"])  # restored to a float, as locally
+    assert [r["index"] for r in reader.metrics("train").read(start_index=1000, limit=10)] == list(range(1000, 1010))
+
+    assert [line["message"] for line in reader.logs.read()] == ["starting", "diverged"]
+    assert [line["message"] for line in reader.logs.read(level="warning")] == ["diverged"]
+    assert reader.params.get() == {"lr": 0.1, "model.depth": 8}
+    assert reader.params.get(flatten=False) == {"lr": 0.1, "model": {"depth": 8}}
+
+    (entry,) = reader.files("models").list()
+    assert entry["path"] == "models/model.txt"
+    target = reader.files("models").download("model.txt", tmp_path)
+    assert target == tmp_path / "model.txt" and target.read_text() == "weights"
+    with pytest.raises(FileNotFoundError, match="no saved file"):
+        reader.files("models").download("missing.txt", tmp_path)
+
+
+def test_a_run_the_server_does_not_have_reads_empty(workdir: Path, server: Server) -> None:
+    reader = Experiment(prefix="alice/proj/never", remote=server.url, api_key=server.key("alice"))
+    assert reader.metrics("train").read() == [] and reader.logs.read() == []
+    assert reader.params.get() == {} and reader.files.list() == []
+
+
+def test_refused_or_unreachable_reads_fail_naming_the_server_and_the_reason(workdir: Path, server: Server) -> None:
+    wrong = Experiment(prefix="alice/proj/x", remote=server.url, api_key="mld_000000000000_wrong")
+    with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from {server.url}: HTTP 401"):
+        wrong.metrics("train").read()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = Experiment(prefix="alice/proj/x", remote=f"http://127.0.0.1:{port}", api_key="mld_000000000000_wrong")
+    with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from http://127.0.0.1:{port}"):
+        down.logs.read()
+
+
+def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/proj/mine", remote=server.url, api_key=key)
+    with exp.run:
+        exp.metrics("train").log(step=1)
+        assert exp.metrics("train").read()[0]["data"]["step"] == 1  # buffered rows too, before any upload
