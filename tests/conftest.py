@@ -46,6 +46,16 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def server(tmp_path: Path):
+    """A real ml-dash server process on 127.0.0.1 (port 0) taking API keys, stopped afterwards."""
+    from .server_process import Server
+
+    srv = Server(tmp_path / "server-data")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 def exp(workdir: Path):
     """A running experiment ``a/b/c`` in the test's working directory, completed afterwards."""
     from ml_dash import Experiment

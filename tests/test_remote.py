@@ -16,13 +16,6 @@ from ml_dash import Experiment
 from .server_process import Server
 
 
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = Server(tmp_path / "server-data")
-    yield srv
-    srv.stop()
-
-
 def test_rows_reach_the_server_while_the_run_is_still_going(workdir: Path, server: Server) -> None:
     key = server.key("alice")
     exp = Experiment(prefix="alice/proj/live", remote=server.url, api_key=key)

@@ -8,19 +8,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
 import torch.nn as nn
 
 from ml_dash import Experiment
 
 from .server_process import Server
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = Server(tmp_path / "server-data")
-    yield srv
-    srv.stop()
 
 
 def _download(server: Server, path: str, key: str) -> bytes:

@@ -14,13 +14,6 @@ from ml_dash.errors import MLDashError
 from .server_process import Server
 
 
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = Server(tmp_path / "server-data")
-    yield srv
-    srv.stop()
-
-
 def _written_elsewhere(tmp_path: Path, server: Server, key: str) -> Experiment:
     """A run logged to the server from another working directory (another machine's disk)."""
     exp = Experiment(prefix="alice/proj/elsewhere", remote=server.url, api_key=key,

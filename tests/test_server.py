@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -16,13 +16,6 @@ import zstandard
 from ml_dash.agent.wire import encode_body, metric_blocks
 
 from .server_process import Server
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data")
-    yield srv
-    srv.stop()
 
 
 def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:

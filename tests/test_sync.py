@@ -9,18 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from ml_dash import Experiment
 
 from .server_process import Server
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = Server(tmp_path / "server-data")
-    yield srv
-    srv.stop()
 
 
 def _sync(cwd: Path, server_url: str, *args: str) -> subprocess.CompletedProcess:
