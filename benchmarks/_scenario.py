@@ -21,6 +21,15 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This interpreter's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so
+    a child started by a large parent would report at least the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -12,7 +12,7 @@ What is measured (by ``_scenario.py``, one scenario per process):
 
 Why subprocesses: every scenario runs in a FRESH interpreter with a fresh temporary
 ``dash_root`` so that one scenario's heap, GC generations, background threads and page
-cache state cannot leak into the next, peak RSS (``ru_maxrss``) is per scenario, and the
+cache state cannot leak into the next, peak RSS (VmHWM) is per scenario, and the
 import time is really cold. It is also the only way to compare against the public
 ``ml-dash==0.11.0`` package, which imports under the same name (``ml_dash``) and so must
 live in its own virtualenv (``benchmarks/.peer-venv``, created by ``--setup-peers``).

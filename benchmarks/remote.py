@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -55,11 +54,6 @@ def child(mode: str, *args: str, timeout_s: float = 900) -> dict:
 
 
 # -- child scenarios (fresh interpreter each) -------------------------------------------------
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def child_make_local(root: str, n: int) -> dict:
     os.chdir(root)
     from ml_dash import Experiment
@@ -105,7 +99,9 @@ def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
     os.chdir(root)
     from ml_dash import Experiment
 
-    baseline = _rss_mb()  # each case a fresh run of its own (not the other's directory resumed)
+    from _scenario import peak_rss_mb, rss_mb
+
+    baseline = rss_mb()  # each case a fresh run of its own (not the other's directory resumed)
     exp = Experiment(prefix=f"alice/bench/memory-{label}", remote=url, user_name="alice", upload_timeout_s=1)
     exp.run.start()
     train = exp.metrics("train")
@@ -116,7 +112,7 @@ def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
             i += 1
         time.sleep(0.01)  # ~100k rows/s
     exp.run.complete()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return {"rows": i, "peak_rss_above_baseline_mb": peak - baseline}
 
 
