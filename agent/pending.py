@@ -3,7 +3,8 @@
 The local files are the record. Rows past a stream's acknowledged cursor are
 read back from its JSON-lines file (:func:`read_stream`), except when the
 agent has just written them: then :class:`MemoryChunks` still holds them as
-columnar blocks and nothing is read or decoded (the live upload's fast path).
+encoded columnar blocks and nothing is read or decoded (the live upload's
+fast path).
 """
 
 from __future__ import annotations
