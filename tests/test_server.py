@@ -130,6 +130,29 @@ def test_authentication_and_owner_prefixes(server: Server) -> None:
     assert server.ingest("alice/p/r", _batch(1, 1), bob)[0] == 403  # a read grant is not a write grant
 
 
+def test_owners_projects_and_a_name_prefix_list_what_the_caller_may_read(server: Server) -> None:
+    alice, bob = server.key("alice"), server.key("bob")
+    for prefix in ("alice/p1/run-1", "alice/p1/run-2", "alice/p1/runx", "alice/p1/run_a", "alice/p2/run-1"):
+        assert server.ingest(prefix, _batch(0, 1), alice)[0] == 200
+    assert server.ingest("bob/mine/r", _batch(0, 1), bob)[0] == 200
+    assert server.request("GET", "/api/v1/projects?owner=alice", key=bob)[0] == 403
+    _keys_cli(server, "grant", "--owner", "alice", "--member", "bob")
+    assert server.request("GET", "/api/v1/owners", key=bob)[1]["owners"] == [
+        {"owner": "alice", "experiments": 5}, {"owner": "bob", "experiments": 1}]
+    assert server.request("GET", "/api/v1/owners", key=alice)[1]["owners"] == [{"owner": "alice", "experiments": 5}]
+    status, projects = server.request("GET", "/api/v1/projects?owner=alice", key=bob)
+    assert status == 200 and [(p["project"], p["experiments"]) for p in projects["projects"]] == [("p1", 4), ("p2", 1)]
+
+    def names(query: str) -> list[str]:
+        status, body = server.request("GET", f"/api/v1/experiments?owner=alice&{query}", key=bob)
+        assert status == 200
+        return [f"{e['project']}/{e['name']}" for e in body["experiments"]]
+
+    assert names("prefix=run-") == ["p1/run-1", "p1/run-2", "p2/run-1"]
+    assert names("project=p1&prefix=run_") == ["p1/run_a"]  # "_" is literal, not LIKE's wildcard
+    assert names("prefix=%25") == []  # so is "%"
+
+
 def test_user_name_is_accepted_only_in_development_mode(server: Server, tmp_path: Path) -> None:
     headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
     assert server.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 401

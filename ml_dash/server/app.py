@@ -4,7 +4,9 @@ Routes (JSON unless noted)::
 
     GET  /health
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
-    GET  /api/v1/experiments?owner=&project=&status=&tag=&limit=&offset=
+    GET  /api/v1/owners                                         owners the caller may read
+    GET  /api/v1/projects?owner=                                that owner's projects
+    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=
     GET  /api/v1/experiments/{owner}/{project}/{name}
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
@@ -67,6 +69,8 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
     app.router.add_get("/health", health)
     base = "/api/v1"
     app.router.add_post(base + "/runs/{owner}/{project}/{name}/events", ingest)
+    app.router.add_get(base + "/owners", list_owners)
+    app.router.add_get(base + "/projects", list_projects)
     app.router.add_get(base + "/experiments", list_experiments)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
@@ -224,14 +228,29 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     return value
 
 
-async def list_experiments(request: web.Request) -> web.Response:
+async def _readable_owner(request: web.Request) -> str:
+    """``?owner=`` (default: the caller), checked readable by the caller."""
     caller = await _caller(request)
     owner = request.query.get("owner", caller)
     if not await request.app[STORAGE].can_read(caller, owner):
         raise web.HTTPForbidden(text=f"{caller!r} may not read {owner!r}'s runs")
+    return owner
+
+
+async def list_owners(request: web.Request) -> web.Response:
+    return json_response({"owners": await request.app[STORAGE].owners(await _caller(request))})
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    owner = await _readable_owner(request)
+    return json_response({"owner": owner, "projects": await request.app[STORAGE].projects(owner)})
+
+
+async def list_experiments(request: web.Request) -> web.Response:
+    owner = await _readable_owner(request)
     rows = await request.app[STORAGE].list_experiments(
         owner, request.query.get("project"), request.query.get("status"), request.query.get("tag"),
-        _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9))
+        _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9), request.query.get("prefix"))
     return json_response({"experiments": [_public(request, e) for e in rows]})
 
 

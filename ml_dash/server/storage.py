@@ -85,7 +85,10 @@ class Storage(Protocol):
     async def keys(self, owner: str) -> list[dict[str, Any]]: ...
     async def can_read(self, reader: str, owner: str) -> bool: ...
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
-                               tag: str | None, limit: int, offset: int) -> list[dict[str, Any]]: ...
+                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None
+                               ) -> list[dict[str, Any]]: ...
+    async def owners(self, reader: str) -> list[dict[str, Any]]: ...
+    async def projects(self, owner: str) -> list[dict[str, Any]]: ...
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]: ...
@@ -284,12 +287,17 @@ class SQLiteStorage:
         return await self._run(lambda: self._db.execute(sql, args).fetchall())  # type: ignore[union-attr]
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
-                               tag: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None
+                               ) -> list[dict[str, Any]]:
         where, args = [], []
         for column, value in (("owner", owner), ("project", project), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if name_prefix:  # a plain prefix of the run name: LIKE's wildcards are escaped
+            escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("name LIKE ? ESCAPE '\\'")
+            args.append(escaped + "%")
         if tag is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(experiments.tags) WHERE value = ?)")
             args.append(tag)
@@ -298,6 +306,20 @@ class SQLiteStorage:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY owner, project, name LIMIT ? OFFSET ?"
         return [_experiment_dict(r) for r in await self._fetchall(sql, (*args, limit, offset))]
+
+    async def owners(self, reader: str) -> list[dict[str, Any]]:
+        """The owners ``reader`` may read (itself and who granted it), with their run counts."""
+        rows = await self._fetchall(
+            "SELECT o.owner, (SELECT COUNT(*) FROM experiments e WHERE e.owner = o.owner) FROM "
+            "(SELECT ? AS owner UNION SELECT owner FROM members WHERE member = ?) o ORDER BY o.owner",
+            (reader, reader))
+        return [{"owner": owner, "experiments": count} for owner, count in rows]
+
+    async def projects(self, owner: str) -> list[dict[str, Any]]:
+        """``owner``'s projects with their run counts and latest activity (unix seconds)."""
+        rows = await self._fetchall("SELECT project, COUNT(*), MAX(last_seen) FROM experiments WHERE owner = ? "
+                                    "GROUP BY project ORDER BY project", (owner,))
+        return [{"project": p, "experiments": n, "last_seen": t} for p, n, t in rows]
 
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None:
         row = await self._fetchone(f"SELECT {_EXP_COLUMNS} FROM experiments WHERE owner=? AND project=? AND name=?",
