@@ -27,6 +27,9 @@ from .agent.uploader import headers_for
 from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page
+#: No proxies from the environment: the uploader (aiohttp) ignores them too, so reads and writes
+#: reach the same server the same way.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class ServerReads:
@@ -43,7 +46,7 @@ class ServerReads:
     def _open(self, url: str) -> Any:
         request = urllib.request.Request(url, headers=self.headers)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout_s)
+            return _opener.open(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as err:
             if err.code == 404:
                 return None
