@@ -95,6 +95,14 @@ def start_script(code: str, cwd: Path, env: dict[str, str] | None = None) -> sub
     The child dumps every thread's stack to stderr if it is still alive after
     25 s, so a hang shows where it hangs; collect its output with
     ``proc.communicate(timeout=...)``, which also drains the pipes.
+
+    Children that wait for a signal sleep in 0.1 s steps, not ``time.sleep(60)``:
+    CPython looks for signals when a sleep is interrupted, not before it starts
+    (``pysleep`` in Modules/timemodule.c). A SIGTERM landing between the last
+    bytecode and the sleep's syscall has its C handler run at once and its
+    Python handler wait until the sleep ends; sending the signal right after
+    the child prints hits that window about once in 30 runs on a loaded
+    machine. A training loop's short sleeps bound the delay the same way.
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     prologue = "import faulthandler; faulthandler.dump_traceback_later(25, exit=True)\n"

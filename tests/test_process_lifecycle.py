@@ -86,7 +86,8 @@ def test_sigterm_flushes_then_dies_by_the_signal(tmp_path: Path) -> None:
         for i in range(30000):
             exp.metrics("train").log(step=i)
         print("logged", flush=True)
-        time.sleep(60)
+        for _ in range(600):  # short sleeps: see start_script in conftest.py
+            time.sleep(0.1)
     """, tmp_path)
     try:
         _wait_for_line(proc, "logged")
@@ -112,7 +113,8 @@ def test_sigterm_chains_to_the_previous_handler(tmp_path: Path) -> None:
         exp.run.start()
         exp.metrics("train").log(step=1)
         print("ready", flush=True)
-        time.sleep(60)
+        for _ in range(600):  # short sleeps: see start_script in conftest.py
+            time.sleep(0.1)
     """, tmp_path)
     try:
         _wait_for_line(proc, "ready")
