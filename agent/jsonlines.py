@@ -19,7 +19,6 @@ torn line so that new records start on a line of their own.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -27,17 +26,10 @@ from typing import Any, Callable, Iterator
 
 import msgspec
 
-from .values import NON_FINITE_VALUES, non_finite_name
+from .values import NON_FINITE_VALUES, non_finite_name, numpy_to_builtin
 
 
-def _enc_hook(value: Any) -> Any:
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
-        return value.tolist()
-    raise TypeError(f"cannot encode value of type {type(value).__name__} as JSON")
-
-
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_encoder = msgspec.json.Encoder(enc_hook=numpy_to_builtin)
 _decoder = msgspec.json.Decoder()
 #: What decoding a damaged line raises (a flipped byte can break UTF-8 too).
 DecodeError = (msgspec.DecodeError, UnicodeDecodeError)

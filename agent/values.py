@@ -96,6 +96,15 @@ class TensorRead:
             self.numbers[i] = number
 
 
+def numpy_to_builtin(value: Any) -> Any:
+    """The encoders' hook (JSON lines and the msgpack wire): numpy scalars and arrays, which the
+    agent's rows may hold, become Python numbers and lists; any other type is refused."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
+        return value.tolist()
+    raise TypeError(f"cannot encode a value of type {type(value).__name__}")
+
+
 def wait_for_event(event: Any, timeout_s: float) -> None:
     """Poll a CUDA event until it has passed (worker thread); never a blocking driver wait."""
     import time

@@ -24,7 +24,6 @@ small bomb cannot expand into memory.
 
 from __future__ import annotations
 
-import sys
 import zlib
 from dataclasses import dataclass
 from itertools import groupby
@@ -34,6 +33,8 @@ from typing import Any, Iterable
 import msgpack
 import msgspec
 import zstandard
+
+from .values import numpy_to_builtin
 
 WIRE_VERSION = 1
 _data = itemgetter("data")
@@ -133,16 +134,9 @@ def trim_blocks(blocks: list[dict[str, Any]], skip: int) -> list[dict[str, Any]]
     return out
 
 
-def _pack_default(value: Any) -> Any:
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
-        return value.tolist()
-    raise TypeError(f"cannot send a value of type {type(value).__name__}")
-
-
 #: msgspec's msgpack encoder writes the same bytes as ``msgpack.packb(use_bin_type=True)`` at about
 #: a fifth of the cost (0.14 against 0.72 µs per 4-scalar row, measured on a 131k-row block).
-_packer = msgspec.msgpack.Encoder(enc_hook=_pack_default)
+_packer = msgspec.msgpack.Encoder(enc_hook=numpy_to_builtin)
 
 
 def pack(value: Any) -> bytes:
