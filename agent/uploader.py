@@ -28,9 +28,9 @@ import logging
 import os
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import aiohttp
 
@@ -72,6 +72,16 @@ class Batch:
         return {s.name: StreamCursor(s.start + s.count, s.end_offset) for s in self.streams}
 
 
+class PlannedStream(NamedTuple):
+    """One stream of a batch being prepared: where it starts, and the rows memory already holds."""
+
+    name: str
+    path: Path
+    at: StreamCursor
+    in_memory: PendingStream | None
+    read_limit: int  # rows to read from disk at most (up to where memory takes over)
+
+
 @dataclass(slots=True)
 class UploadReport:
     """What one upload pass did."""
@@ -84,7 +94,6 @@ class UploadReport:
     stopped: str | None = None  # "auth" when the server refused the key
     gave_up: bool = False  # a request was still failing when the deadline passed
     requests: int = 0
-    streams: dict[str, int] = field(default_factory=dict)
 
 
 def headers_for(api_key: str | None, user_name: str | None) -> dict[str, str]:
@@ -254,32 +263,33 @@ class RunUploader:
         """The next batch from ``positions`` (default: the acknowledged cursors): rows still in memory
         are picked here, on the loop; disk reads and encoding run on the executor."""
         self.memory.forget_before({name: c.acked for name, c in self.cursors.items()})
-        plan: list[tuple[str, Path, StreamCursor, PendingStream | None, int]] = []
+        plan: list[PlannedStream] = []
         budget = self._batch_rows()
         for name, path in self.streams():
             at = positions.get(name) or self.cursors.get(name) or StreamCursor()
-            in_memory, disk_budget = None, budget
+            in_memory, read_limit = None, budget
             if len(self.memory):
                 in_memory = self.memory.take(name, at.acked, budget)
                 next_start = self.memory.next_start(name, at.acked)
                 if next_start is not None:  # read up to it: the batch after this one comes from memory
-                    disk_budget = min(budget, next_start - at.acked)
-            plan.append((name, path, at, in_memory, disk_budget))
+                    read_limit = min(budget, next_start - at.acked)
+            plan.append(PlannedStream(name, path, at, in_memory, read_limit))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._build, plan, sent_params)
+        return await loop.run_in_executor(self.executor, self._build, plan, budget, sent_params)
 
     def _batch_rows(self) -> int:
         """Rows per request: small probes while the server is failing (each retry pass would read
         and hold a full batch only to fail again), the full size otherwise."""
         return min(self.max_rows, PROBE_ROWS) if self.memory.suspended else self.max_rows
 
-    def _build(self, plan: list[tuple[str, Path, StreamCursor, PendingStream | None, int]], sent_params: Any) -> Batch:
-        streams, budget = [], self._batch_rows()
-        for name, path, at, in_memory, disk_budget in plan:
+    def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any) -> Batch:
+        streams = []
+        for planned in plan:
             if budget <= 0:
                 break
-            stream = in_memory if in_memory is not None and in_memory.count <= budget else \
-                read_stream(name, path, at.acked, at.offset, min(budget, disk_budget))
+            in_memory = planned.in_memory
+            stream = in_memory if in_memory is not None and in_memory.count <= budget else read_stream(
+                planned.name, planned.path, planned.at.acked, planned.at.offset, min(budget, planned.read_limit))
             if stream is not None:
                 streams.append(stream)
                 budget -= stream.count
