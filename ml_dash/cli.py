@@ -116,13 +116,12 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from .pull import PullError, pull
+    from .errors import MLDashError
+    from .pull import pull
 
     try:
-        counts = asyncio.run(pull(args.prefix, args.remote, args.api_key, args.user_name, Path(args.to)))
-    except PullError as exc:
+        counts = pull(args.prefix, args.remote, args.api_key, args.user_name, Path(args.to))
+    except MLDashError as exc:
         print(f"ml-dash pull: {exc}", file=sys.stderr)
         return 1
     print(f"{args.prefix} -> {Path(args.to) / args.prefix}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -2,58 +2,47 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import Any, Iterator
 
 from .agent import utc_iso
 from .agent.jsonlines import dumps
 from .agent.rundir import write_document
-from .agent.uploader import headers_for
+from .errors import MLDashError
 from .metrics import metric_metadata
 from .naming import safe_join, validate_prefix
+from .server_reads import ServerReads
 
-PAGE_ROWS = 50_000
 
-
-class PullError(RuntimeError):
+class PullError(MLDashError):
     pass
 
 
-async def pull(prefix: str, remote: str, api_key: str | None, user_name: str | None, target: Path) -> dict[str, int]:
+def pull(prefix: str, remote: str, api_key: str | None, user_name: str | None, target: Path) -> dict[str, int]:
     """Download ``prefix`` into ``target/<prefix>``; returns rows and files written per stream."""
-    owner, project, name = validate_prefix(prefix)
-    base = f"{remote.rstrip('/')}/api/v1/experiments/{owner}/{project}/{name}"
+    validate_prefix(prefix)
+    server = ServerReads(remote, prefix, api_key, user_name, timeout_s=60.0)
+    exp = server.experiment()
+    if exp is None:
+        raise PullError(f"{server.remote} has no run {prefix}")
     directory = Path(target) / prefix
+    directory.mkdir(parents=True, exist_ok=True)
+    write_document(directory / "experiment.json", dumps(_experiment_document(exp)))
+    now = utc_iso()
+    write_document(directory / "parameters.json",
+                   dumps({"version": 2, "data": exp.get("params") or {}, "createdAt": now, "updatedAt": now}))
     counts: dict[str, int] = {}
-    async with aiohttp.ClientSession(headers=headers_for(api_key, user_name),
-                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as session:
-        exp = await _get(session, base)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_document(directory / "experiment.json", dumps(_experiment_document(exp)))
-        now = utc_iso()
-        write_document(directory / "parameters.json",
-                        dumps({"version": 2, "data": exp.get("params") or {}, "createdAt": now, "updatedAt": now}))
-        for stream in sorted(exp.get("streams", {})):
-            if stream == "logs":
-                counts["logs"] = await _pull_lines(session, f"{base}/logs", "logs", directory / "logs.jsonl")
-            elif stream.startswith("metrics/"):
-                metric = stream[len("metrics/"):]
-                path = directory / "metrics" / metric / "data.jsonl"
-                counts[stream] = await _pull_lines(session, f"{base}/metrics/{metric}", "rows", path)
-                meta = metric_metadata(metric, None, counts[stream], now)
-                write_document(path.parent / "metadata.json", dumps(meta))
-        counts["files"] = await _pull_files(session, base, directory)
+    for stream in sorted(exp.get("streams", {})):
+        if stream == "logs":
+            counts["logs"] = _write_lines(server.pages("/logs", "logs"), directory / "logs.jsonl")
+        elif stream.startswith("metrics/"):
+            metric = stream[len("metrics/"):]
+            path = directory / "metrics" / metric / "data.jsonl"
+            counts[stream] = _write_lines(server.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows"), path)
+            write_document(path.parent / "metadata.json", dumps(metric_metadata(metric, None, counts[stream], now)))
+    counts["files"] = _pull_files(server, directory)
     return counts
-
-
-async def _get(session: aiohttp.ClientSession, url: str, **params: Any) -> dict[str, Any]:
-    async with session.get(url, params={k: str(v) for k, v in params.items()}) as resp:
-        body = await resp.json(content_type=None)
-        if resp.status != 200:
-            raise PullError(f"{url}: {resp.status} {body.get('error') if isinstance(body, dict) else body}")
-        return body
 
 
 def _experiment_document(exp: dict[str, Any]) -> dict[str, Any]:
@@ -62,35 +51,27 @@ def _experiment_document(exp: dict[str, Any]) -> dict[str, Any]:
     return {k: exp.get(k) for k in keys}
 
 
-async def _pull_lines(session: aiohttp.ClientSession, url: str, field: str, path: Path) -> int:
-    """Page through a stream and write it as JSON lines (the server's rows are already in the file shape)."""
+def _write_lines(pages: Iterator[list[dict[str, Any]]], path: Path) -> int:
+    """Write a stream's pages as JSON lines (the server's rows are already in the file shape)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    written, start = 0, 0
+    written = 0
     with open(path, "wb") as f:
-        while True:
-            page = (await _get(session, url, start=start, limit=PAGE_ROWS))[field]
-            for row in page:
-                f.write(dumps(row) + b"\n")
+        for page in pages:
+            f.write(b"".join(dumps(row) + b"\n" for row in page))
             written += len(page)
-            if len(page) < PAGE_ROWS:
-                return written
-            start += len(page)
+    return written
 
 
-async def _pull_files(session: aiohttp.ClientSession, base: str, directory: Path) -> int:
-    listing = (await _get(session, f"{base}/files"))["files"]
+def _pull_files(server: ServerReads, directory: Path) -> int:
     files_root = directory / "files"
-    entries = []
-    for entry in listing:
+    entries = server.files()
+    for entry in entries:
         target = safe_join(files_root, entry["path"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        async with session.get(f"{base}/files/{entry['path']}") as resp:
-            if resp.status != 200:
-                raise PullError(f"file {entry['path']}: {resp.status}")
-            with open(target, "wb") as f:
-                async for chunk in resp.content.iter_chunked(1 << 20):
-                    f.write(chunk)
-        entries.append(entry)
+        try:
+            server.download(entry["path"], target)
+        except FileNotFoundError as exc:  # listed, then gone: say so rather than write half a run
+            raise PullError(str(exc)) from None
     if entries:
         write_document(files_root / ".files_metadata.json", dumps({"files": entries}))
     return len(entries)

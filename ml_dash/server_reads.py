@@ -20,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .agent.jsonlines import restore_metric_row
 from .agent.uploader import headers_for
@@ -72,31 +72,28 @@ class ServerReads:
         """The run's summary (params, status, stream sizes), or None when the server has no such run."""
         return self._get()
 
+    def pages(self, path: str, field: str, start: int = 0, limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The rows under ``field`` of ``path``'s pages from ``start`` on, ``limit`` rows at most,
+        as the server sends them (a missing run has none)."""
+        taken = 0
+        while limit is None or taken < limit:
+            size = PAGE_ROWS if limit is None else min(PAGE_ROWS, limit - taken)
+            page = (self._get(path, start=start + taken, limit=size) or {}).get(field, [])
+            if page:
+                yield page
+            taken += len(page)
+            if len(page) < size:
+                return
+
     def metric_rows(self, metric: str, start: int, limit: int | None) -> list[dict[str, Any]]:
         """Rows of ``metric`` from ``start`` on (``limit`` at most), non-finite values restored."""
-        rows: list[dict[str, Any]] = []
-        while limit is None or len(rows) < limit:
-            page_size = PAGE_ROWS if limit is None else min(PAGE_ROWS, limit - len(rows))
-            page = self._get(f"/metrics/{urllib.parse.quote(metric)}", start=start + len(rows), limit=page_size)
-            batch = (page or {}).get("rows", [])
-            rows.extend(restore_metric_row(row) for row in batch)
-            if len(batch) < page_size:
-                break
-        return rows
+        pages = self.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows", start, limit)
+        return [restore_metric_row(row) for page in pages for row in page]
 
     def logs(self, level: str | None) -> list[dict[str, Any]]:
         """Every log line (of ``level`` when given), in order."""
-        lines: list[dict[str, Any]] = []
-        while True:
-            params: dict[str, Any] = {"start": len(lines), "limit": PAGE_ROWS}
-            page = self._get("/logs", **params)
-            batch = (page or {}).get("logs", [])
-            lines.extend(batch)
-            if len(batch) < PAGE_ROWS:
-                break
-        if level is not None:
-            lines = [line for line in lines if line.get("level") == level]
-        return lines
+        lines = [line for page in self.pages("/logs", "logs") for line in page]
+        return lines if level is None else [line for line in lines if line.get("level") == level]
 
     def params(self) -> dict[str, Any]:
         return dict((self.experiment() or {}).get("params") or {})

@@ -154,3 +154,11 @@ def test_pull_writes_the_local_layout_and_the_local_readers_read_it(workdir: Pat
     assert summary.metrics == {"train": 300, "val": 1} and summary.log_lines == 1 and summary.files == 1
     assert summary.params == {"lr": 0.1, "model.depth": 8} and summary.status == "COMPLETED"
     assert (pulled / "files/m/x.bin").read_bytes() == b"payload"
+
+
+def test_pull_of_a_run_the_server_lacks_fails_with_a_clear_message(workdir: Path, server: Server, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/proj/none", "--remote", server.url,
+                          "--api-key", server.key("alice"), "--to", str(tmp_path / "pulled")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and f"{server.url} has no run alice/proj/none" in out.stderr
+    assert not (tmp_path / "pulled/alice/proj/none").exists()
