@@ -5,10 +5,11 @@ run directory. Installed as ``ml_dash.agent``.
 """
 
 from .jsonlines import ReadReport, iter_records, restore_metric_row
-from .rundir import FileJob, RunWriter, file_entry, utc_iso
+from .atomic import FileJob, file_entry, write_document
+from .rundir import RunWriter, utc_iso
 from .runtime import Agent
 from .stats import DROP_REASONS, StreamCounters
-from .streams import DocumentSlot, RowStream, StreamClosedError
+from .streams import DocumentSlot, RowStream, Seal, SizedRow, StreamClosedError
 
 __all__ = [
     "Agent",
@@ -18,10 +19,13 @@ __all__ = [
     "ReadReport",
     "RowStream",
     "RunWriter",
+    "Seal",
+    "SizedRow",
     "StreamClosedError",
     "StreamCounters",
     "file_entry",
     "iter_records",
     "restore_metric_row",
     "utc_iso",
+    "write_document",
 ]

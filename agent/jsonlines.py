@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 import msgspec
 
-from .values import NON_FINITE_VALUES, non_finite_name, numpy_to_builtin
+from .values import NON_FINITE_VALUES, check_json, non_finite_name, numpy_to_builtin
 
 
 _encoder = msgspec.json.Encoder(enc_hook=numpy_to_builtin)
@@ -62,6 +62,19 @@ def dumps(obj: Any) -> bytes:
     encoded = _encoder.encode(obj)
     if may_hold_null(encoded):
         encoded = _encoder.encode(replace_non_finite(obj))
+    return encoded
+
+
+def encode_checked(what: str, value: Any, max_bytes: int) -> bytes:
+    """``value`` as one JSON document, after checking it against the value domain (agent/values.py):
+    TypeError/ValueError naming ``what`` for anything outside it or longer than ``max_bytes``."""
+    check_json(what, value)
+    try:
+        encoded = dumps(value)
+    except (TypeError, ValueError, OverflowError) as exc:  # what check_json let through, still refused here
+        raise TypeError(f"{what} cannot be written as JSON: {exc}") from None
+    if len(encoded) > max_bytes:
+        raise ValueError(f"{what} is {len(encoded):,} bytes as JSON; the limit is {max_bytes:,}")
     return encoded
 
 

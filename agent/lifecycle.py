@@ -39,13 +39,6 @@ class Closer(Protocol):
     def shutdown(self, reason: str, deadline: float) -> None: ...
 
 
-def _exit_timeout_s() -> float:
-    try:
-        return float(os.environ.get("ML_DASH_EXIT_TIMEOUT_S", "10"))
-    except ValueError:
-        return 10.0
-
-
 _closers: "weakref.WeakSet[Any]" = weakref.WeakSet()
 _installed_for_pid: int | None = None
 _fork_hook_installed = False
@@ -69,15 +62,17 @@ def shutdown(reason: str, timeout_s: float | None = None) -> None:
     if _shutdown_done:
         return
     _shutdown_done = True
-    deadline = time.monotonic() + (timeout_s if timeout_s is not None else _exit_timeout_s())
+    from .runtime import Agent
+
+    agent = Agent._instance
+    if timeout_s is None:  # checked when the agent started; 10 s when it never did
+        timeout_s = agent.settings.exit_timeout_s if agent is not None else 10.0
+    deadline = time.monotonic() + timeout_s
     for closer in list(_closers):
         try:
             closer.shutdown(reason, deadline)
         except Exception:
             logger.exception("ml-dash: error while closing a run at %s", reason)
-    from .runtime import Agent
-
-    agent = Agent._instance
     if agent is not None and agent.pid == os.getpid():
         agent.flush(None, max(0.0, deadline - time.monotonic()))
 

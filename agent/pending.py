@@ -4,7 +4,13 @@ The local files are the record. Rows past a stream's acknowledged cursor are
 read back from its JSON-lines file (:func:`read_stream`), except when the
 agent has just written them: then :class:`MemoryChunks` still holds them as
 encoded columnar blocks and nothing is read or decoded (the live upload's
-fast path).
+fast path). Either way rows leave here msgpack-encoded, so building a body
+cannot fail on them.
+
+A row that cannot be sent costs only itself: a gap in the indices (damaged or
+missing lines), a line longer than :data:`MAX_READ_BYTES`, or a row msgpack
+cannot carry ends the rows read before it, and the read that starts at it
+returns a :class:`Void` for it instead; the uploader sets it aside (agent/rejects.py).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import msgspec
 
 from .jsonlines import DecodeError, _decoder, loads, restore_metric_row
+from .layout import LOG_KEY, LOG_STREAM, identity_key
 from .metric_lines import uniform_block
 from .wire import block_rows, blocks_from_fields, metric_blocks, pack
 
@@ -30,21 +37,30 @@ PIECE_BYTES = 4 * 1024 * 1024
 MEMORY_BYTES = 32 * 1024 * 1024
 
 
-def identity_key(stream: str) -> str:
-    """The key every record of ``stream`` starts with (as the local writer puts it)."""
-    return "sequenceNumber" if stream == "logs" else "index"
+@dataclass(frozen=True, slots=True)
+class Void:
+    """Why rows of a stream are set aside instead of sent; they stay in the stream's file at
+    ``offset`` (``length`` bytes)."""
+
+    reason: str  # missing | damaged | too_long | unencodable | rejected
+    detail: str
+    offset: int
+    length: int
+    status: int = 0  # the server's status, when it refused them
 
 
 @dataclass(slots=True)
 class PendingStream:
-    """Rows ``start .. start + count - 1`` of one stream, ending at byte ``end_offset`` of its file."""
+    """Rows ``start .. start + count - 1`` of one stream, ending at byte ``end_offset`` of its file;
+    sent as msgpack-encoded blocks (metrics) or rows (logs), or set aside when ``void`` is given."""
 
     name: str
     start: int
     count: int
     end_offset: int
-    blocks: list[Any] | None = None  # metric streams: columnar blocks (agent/wire.py), maybe msgspec.Raw
-    rows: list[dict[str, Any]] | None = None  # logs: the records
+    blocks: list[msgspec.Raw] | None = None  # metric streams: packed columnar blocks (agent/wire.py)
+    rows: list[msgspec.Raw] | None = None  # logs: packed records, without their sequenceNumber
+    void: Void | None = None
 
 
 @dataclass(slots=True)
@@ -90,7 +106,10 @@ class MemoryChunks:
         """Keep rows ``start ..`` of ``stream`` (field dicts as logged); False when full."""
         if self.suspended or not fields or self.bytes >= self.limit_bytes:
             return False
-        blocks = [msgspec.Raw(pack(block)) for block in blocks_from_fields(fields, created_at)]
+        try:
+            blocks = [msgspec.Raw(pack(block)) for block in blocks_from_fields(fields, created_at)]
+        except Exception:  # a value msgpack cannot carry: the disk path finds it and sets it aside
+            return False
         size = sum(len(block) for block in blocks)
         self._chunks.append(MemoryChunk(stream, start, len(fields), blocks, end_offset, size))
         self.bytes += size
@@ -131,9 +150,9 @@ class MemoryChunks:
 
 def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
     """Up to ``budget`` complete rows of ``path`` from byte ``offset`` on (the first should be row
-    ``start``); None when there is none yet. Damaged lines and rows below ``start`` are skipped;
-    a gap in the indices ends the batch before it."""
-    if name != "logs":
+    ``start``), packed; a :class:`Void` when row ``start`` itself cannot be sent; None when no complete
+    row is there yet. Damaged lines without a gap and rows below ``start`` are skipped."""
+    if name != LOG_STREAM:
         uniform = _read_uniform(name, path, start, offset, budget)
         if uniform is not None:
             return uniform
@@ -142,18 +161,92 @@ def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> 
         data = f.read(MAX_READ_BYTES)
     end = data.rfind(b"\n") + 1
     if end == 0:
-        return None
+        if len(data) < MAX_READ_BYTES:
+            return None  # nothing complete yet
+        length = _line_length(path, offset)
+        return _void(name, start, 1, Void("too_long", f"a line of {length:,} bytes", offset, length), offset + length)
     lines = data.count(b"\n", 0, end)
     if lines > budget:
         end = end_of_line(data, budget, end, lines)
-    records, used = _decode_records(data[:end].split(b"\n")[:-1], identity_key(name), start)
+    key = identity_key(name)
+    records, used, gap = _decode_records(data[:end].split(b"\n")[:-1], key, start)
     if not records:
-        return None
-    if name == "logs":
-        rows = [{k: v for k, v in r.items() if k != "sequenceNumber"} for r in records]
+        if gap is None:
+            return None
+        found, skipped, damaged = gap
+        reason = "damaged" if damaged else "missing"
+        detail = f"rows {start}..{found - 1} are {'damaged' if damaged else 'not'} on disk"
+        return _void(name, start, found - start, Void(reason, detail, offset, skipped), offset + skipped)
+    return _packed(name, start, offset, records, used, data)
+
+
+def _packed(name: str, start: int, offset: int, records: list[dict[str, Any]], used: int,
+            data: bytes) -> PendingStream:
+    """The records as a PendingStream, packed now: a row msgpack cannot carry ends the rows before it
+    (or, when it is the first, becomes a Void of its own)."""
+    if name == LOG_STREAM:
+        rows: list[msgspec.Raw] = []
+        for record in records:
+            try:
+                rows.append(msgspec.Raw(pack({k: v for k, v in record.items() if k != LOG_KEY})))
+            except Exception as exc:
+                return _cut(name, start, offset, data, len(rows), exc, rows=rows)
         return PendingStream(name, start, len(rows), offset + used, rows=rows)
     restored = [restore_metric_row(r) if "nonFinite" in r else r for r in records]
-    return PendingStream(name, start, len(records), offset + used, blocks=metric_blocks(restored))
+    try:
+        blocks = [msgspec.Raw(pack(block)) for block in metric_blocks(restored)]
+    except Exception:
+        good = 0
+        for record in restored:  # the slow way, to find the row
+            try:
+                pack(metric_blocks([record]))
+            except Exception as exc:
+                kept = [msgspec.Raw(pack(b)) for b in metric_blocks(restored[:good])]
+                return _cut(name, start, offset, data, good, exc, blocks=kept)
+            good += 1
+        raise
+    return PendingStream(name, start, len(records), offset + used, blocks=blocks)
+
+
+def _cut(name: str, start: int, offset: int, data: bytes, good: int, exc: Exception, **packed: Any) -> PendingStream:
+    """The first ``good`` rows, or (none) a Void for row ``start``, which msgpack cannot carry."""
+    position = _line_of(data, identity_key(name), start + good)
+    if good:
+        return PendingStream(name, start, good, offset + position, **packed)
+    length = data.index(b"\n", position) + 1 - position
+    void = Void("unencodable", f"{type(exc).__name__}: {exc}", offset + position, length)
+    return _void(name, start, 1, void, offset + position + length)
+
+
+def _line_of(data: bytes, key: str, index: int) -> int:
+    """Where in ``data`` the line of record ``index`` starts (a walk: only when a row failed to pack)."""
+    position = 0
+    while (newline := data.find(b"\n", position)) >= 0:
+        try:
+            record = loads(data[position:newline])
+        except DecodeError:
+            record = None
+        if isinstance(record, dict) and record.get(key) == index:
+            return position
+        position = newline + 1
+    raise ValueError(f"row {index} is not in the data read")
+
+
+def _void(name: str, start: int, count: int, void: Void, end_offset: int) -> PendingStream:
+    return PendingStream(name, start, count, end_offset, void=void)
+
+
+def _line_length(path: Path, offset: int) -> int:
+    """The length of the line starting at ``offset``, newline included (read in pieces)."""
+    length = 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while piece := f.read(1 << 20):
+            newline = piece.find(b"\n")
+            if newline >= 0:
+                return length + newline + 1
+            length += len(piece)
+    return length
 
 
 def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
@@ -182,7 +275,10 @@ def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -
             block = uniform_block(data, end, start + count)
             if block is None:
                 break
-            blocks.append(msgspec.Raw(pack(block)))
+            try:
+                blocks.append(msgspec.Raw(pack(block)))
+            except Exception:  # a value msgpack cannot carry: the general path finds the row
+                break
             count += block_rows(block)
             consumed += end
             carry = data[end:]
@@ -208,36 +304,46 @@ def end_of_line(data: bytes, lines: int, end: int, total: int) -> int:
     return position
 
 
-def _decode_records(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], int]:
-    """Records ``first, first + 1, ...`` from ``lines`` and the bytes they span; all lines at once
-    (one msgspec call) when they are intact and consecutive, else one by one."""
+def _decode_records(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], int, tuple | None]:
+    """Records ``first, first + 1, ...`` from ``lines``, the bytes they span, and the gap that ended them
+    (None, or the index found, the bytes before its line, and whether damaged lines were skipped): all
+    lines at once (one msgspec call) when they are intact and consecutive, else one by one."""
     if not lines:
-        return [], 0
+        return [], 0, None
     try:
         rows = _decoder.decode_lines(b"\n".join(lines))
     except DecodeError:
         rows = None
     if (rows is not None and len(rows) == len(lines) and isinstance(rows[0], dict) and isinstance(rows[-1], dict)
             and rows[0].get(key) == first and rows[-1].get(key) == first + len(rows) - 1):
-        return rows, sum(map(len, lines)) + len(lines)
+        return rows, sum(map(len, lines)) + len(lines), None
     return _decode_one_by_one(lines, key, first)
 
 
-def _decode_one_by_one(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], int]:
-    """The slow path: skip damaged lines and rows already acknowledged; stop at a gap."""
+def _decode_one_by_one(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], int, tuple | None]:
+    """The slow path: skip damaged lines and rows already acknowledged; stop at a gap. The bytes used
+    end with the last row taken, so lines after it (damaged ones before a gap) are read again next
+    time, where they start the gap and are set aside with it."""
     rows: list[dict[str, Any]] = []
-    used = 0
+    position = used = 0
+    damaged = False
     for line in lines:
+        position += len(line) + 1
         try:
             record = loads(line)
         except DecodeError:  # a torn line ended by a later writer: skipped, like the readers do
-            used += len(line) + 1
+            damaged = True
             continue
-        if not isinstance(record, dict) or not isinstance(record.get(key), int) or record[key] < first:
-            used += len(line) + 1
+        if not isinstance(record, dict) or not isinstance(record.get(key), int):
+            damaged = True
             continue
+        if record[key] < first + len(rows):
+            continue  # a row below the cursor: already sent
         if record[key] != first + len(rows):
-            break  # a gap on disk: send what is contiguous, stop there
+            if rows:
+                return rows, used, None  # what is contiguous; the next read starts at the gap
+            return rows, 0, (record[key], position - len(line) - 1, damaged)
         rows.append(record)
-        used += len(line) + 1
-    return rows, used
+        used = position
+        damaged = False
+    return rows, used, None

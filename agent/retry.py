@@ -1,11 +1,19 @@
 """The client's retry policy: one table of statuses, one Retry-After parser, one wait.
 
-    2xx                        advance the acknowledged cursor
-    400, 413 (one event), 415, 422   permanent for that batch: set it aside on disk, count it, go on
-    401, 403                   stop uploading, keep writing locally, warn once, probe slowly
-    413 (batch)                split the batch and resend
+    2xx                            advance the acknowledged cursor (and reconcile with the server's counts)
+    400, 413 (one row), 415, 422   naming a row: that row is set aside (voided on the server, kept on
+                                   disk, counted); naming none: the upload of the run stops and says why
+    401, 403                       stop uploading, keep writing locally, warn once, probe slowly
+    409                            with "acked": rewind to the server's count; with "conflict": another
+                                   run holds the prefix, stop and say how to send the rows instead
+    413 (a batch)                  split the batch and resend
     408, 429, 503 + Retry-After    wait as told (clamped), then retry
-    500, 502, 504, refused, reset, timeout   exponential backoff with full jitter, capped
+    500, 502, 504, 507, refused,   exponential backoff with full jitter, capped
+    reset, timeout
+
+Every wait is bounded by the caller's :class:`~.deadline.Deadline`: a
+``Retry-After`` longer than the time left ends the retries when the deadline
+comes, not when the server said.
 """
 
 from __future__ import annotations
@@ -14,23 +22,26 @@ import asyncio
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_delay, stop_never
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 from tenacity.wait import wait_base, wait_random_exponential
 
-RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+from .deadline import Deadline
+
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 507})
 AUTH_FAILURES = frozenset({401, 403})
 MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one request came back with (status 0: no HTTP answer at all)."""
+    """What one request came back with (status 0: no HTTP answer at all, ``error`` says why)."""
 
     status: int
     retry_after_s: float | None = None
     body: dict | None = None
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -39,6 +50,14 @@ class Outcome:
     @property
     def retryable(self) -> bool:
         return self.status == 0 or self.status in RETRYABLE
+
+    @property
+    def reason(self) -> str:
+        """What went wrong, for a message: the server's ``error``, or the network failure."""
+        if self.status == 0:
+            return self.error or "no answer"
+        error = (self.body or {}).get("error")
+        return f"HTTP {self.status}" + (f": {error}" if isinstance(error, str) and error else "")
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -78,16 +97,30 @@ class WaitRetryAfterOrJitter(wait_base):
         return self._jitter(retry_state)
 
 
-def retrying(deadline_s: float | None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-             base_s: float = 0.2, cap_s: float = 30.0) -> AsyncRetrying:
-    """Retry an ``async () -> Outcome`` while it is retryable, until ``deadline_s`` (None: forever).
+async def send_with_retries(attempt: Callable[[float | None], Awaitable[Outcome]], deadline: Deadline,
+                            request_timeout_s: float, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                            single_attempt: bool = False, base_s: float = 0.2, cap_s: float = 30.0) -> Outcome:
+    """Call ``attempt(timeout_s)`` until its Outcome is not retryable or ``deadline`` passes; the last
+    Outcome is returned either way. Each attempt gets the request timeout or the time left, whichever is
+    less; waits are cut to the time left too. ``single_attempt``: one try, no retries."""
+    wait = WaitRetryAfterOrJitter(base_s, cap_s)
+    last: list[Outcome] = []
 
-    The last :class:`Outcome` is returned when retries stop, retryable or not.
-    """
-    return AsyncRetrying(
+    async def once() -> Outcome:
+        left = deadline.remaining()
+        if last and left == 0.0:
+            return last[-1]  # the deadline came during the wait: nothing more is sent
+        timeout = request_timeout_s if left is None else min(request_timeout_s, max(left, 0.001))
+        outcome = await attempt(timeout)
+        last.append(outcome)
+        del last[:-1]
+        return outcome
+
+    retrying = AsyncRetrying(
         retry=retry_if_result(lambda outcome: outcome.retryable),
-        wait=WaitRetryAfterOrJitter(base_s, cap_s),
-        stop=stop_never if deadline_s is None else stop_after_delay(deadline_s),
+        wait=lambda state: deadline.bound(wait(state)),
+        stop=lambda state: single_attempt or deadline.expired,
         sleep=sleep,
         retry_error_callback=lambda state: state.outcome.result(),
     )
+    return await retrying(once)

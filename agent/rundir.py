@@ -10,27 +10,33 @@ Write rule: a chunk of rows is appended with one write. If that write fails
 chunk's rows are counted as dropped (``disk_error``) and their indices are
 reused by the next rows, so indices on disk stay contiguous and every row on
 disk was counted as written exactly once.
+
+End rule: :meth:`RunWriter.close` writes what is queued, then, under the run's
+:class:`~.streams.Seal`, takes everything still queued (rows, files) and seals
+the run; those are written before the final fsync. Nothing is admitted after
+the seal (see agent/streams.py), so every call that returned is on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import aiofiles
+
+from .atomic import FileJob, place_file, write_document
 from .jsonlines import dumps, ends_torn, last_record
+from .layout import METRIC_PREFIX
 from .stats import StreamCounters
-from .streams import DocumentSlot, RowStream
-from .values import TensorRead, is_tensor
+from .streams import DocumentSlot, RowStream, Seal, StreamClosedError
+from .tensors import TensorRead, is_tensor
 
 if TYPE_CHECKING:
     from .runtime import Agent
@@ -43,6 +49,8 @@ CHUNK_ROWS = 8192
 #: a training loop that never releases it hands it back only after the switch
 #: interval (5 ms), so the agent encodes several chunks between two writes.
 WRITE_ROWS = 8 * CHUNK_ROWS
+#: Estimated memory one write takes off the queue at most (rows with MiB strings: a few dozen).
+WRITE_BYTES = 16 * 1024 * 1024
 #: The longest the agent waits for logged GPU tensors to reach the host.
 TENSOR_READ_TIMEOUT_S = 60.0
 
@@ -51,52 +59,6 @@ def utc_iso(ts: float | None = None) -> str:
     """ISO-8601 UTC with microseconds and a trailing Z, the shape upstream writes."""
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-@dataclass(slots=True)
-class FileJob:
-    """A file to place under the run directory; ``write`` runs on a worker thread."""
-
-    dest: Path
-    write: Callable[[Path], None]
-    entry: dict[str, Any]
-
-
-@dataclass(slots=True)
-class FileResult:
-    size_bytes: int
-    sha256: str
-
-
-def _place_file(job: FileJob) -> FileResult:
-    """Write to a temporary name, checksum, then rename into place (worker thread)."""
-    job.dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = job.dest.with_name(f".{job.dest.name}.{os.getpid()}.partial")
-    try:
-        job.write(tmp)
-        digest = hashlib.sha256()
-        size = 0
-        with open(tmp, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-            os.fsync(f.fileno())
-        os.replace(tmp, job.dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return FileResult(size, digest.hexdigest())
-
-
-def write_document(path: Path, payload: bytes) -> None:
-    """Atomically replace ``path`` (worker thread): temp file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunWriter:
@@ -111,21 +73,30 @@ class RunWriter:
         self.file_counters = StreamCounters()
         self.file_entries: dict[str, dict[str, Any]] = {}
         self.on_durable: list[Callable[[], None]] = []
+        self.on_closed: list[Callable[[], None]] = []  # agent thread, once everything is durable
         #: called with each written chunk of metric rows (remote mode hands them to its uploader)
         self.on_written: Callable[[str, int, list, str, int], None] | None = None
+        self.seal = Seal()  # shared by every stream: the run's end
+        self.fsync: Callable[[int], None] = os.fsync
         self._handles: dict[str, Any] = {}
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
         self._reported: set[str] = set()
         self.closed = False
 
-    # -- set-up (caller's thread, before events flow) ----------------------
+    # -- caller's thread ---------------------------------------------------
     def add_stream(self, stream: RowStream) -> RowStream:
-        """Register a stream, resuming its index after what is already on disk."""
+        """Register a stream, resuming its index after what is already on disk (a stream added
+        after the run's end stays closed: logging to it raises)."""
         last = last_record(stream.path, stream.first_key)
         if last is not None and isinstance(last.get(stream.first_key), int):
             stream.next_index = last[stream.first_key] + 1
-        self.streams[stream.name] = stream
+        with self.seal.lock:
+            stream.seal = self.seal
+            if self.seal.sealed:
+                stream.state, stream.wake_at = "closed", 0
+                return stream
+            self.streams[stream.name] = stream
         return stream
 
     def document(self, relpath: str, value: Any = None) -> DocumentSlot:
@@ -136,74 +107,142 @@ class RunWriter:
             slot.set(value)
         return slot
 
+    def set_document(self, relpath: str, value: Any) -> None:
+        """Replace a document from the caller's thread; StreamClosedError once the run has ended."""
+        with self.seal.lock:
+            if self.seal.sealed:
+                raise StreamClosedError(f"{relpath} cannot change: its run has ended")
+            self.document(relpath).set(value)
+
+    def add_file(self, job: FileJob) -> None:
+        """Queue a file to place; StreamClosedError once the run has ended."""
+        with self.seal.lock:
+            if self.seal.sealed:
+                raise StreamClosedError(f"{job.entry.get('path')} cannot be saved: its run has ended")
+            self.file_jobs.append(job)
+
     def load_file_entries(self, entries: list[dict[str, Any]]) -> None:
         self.file_entries = {e["path"]: e for e in entries if isinstance(e, dict) and "path" in e}
 
     # -- agent's loop ----------------------------------------------------
     async def flush(self, durable: bool = False) -> None:
         """Write everything buffered now; fsync too when ``durable`` or a second has passed."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            for stream in list(self.streams.values()):
-                # bounded by what is queued now, so a faster producer cannot keep
-                # this pass from reaching the documents and the fsync below
-                remaining = len(stream.queue)
-                while remaining > 0:
-                    remaining -= await self._write_rows(stream, min(remaining, WRITE_ROWS))
-            while self.file_jobs:
-                await self._place(self.file_jobs.popleft())
+        async with self._guard():
+            if self.closed:
+                return
+            await self._write_queued()
             durable = durable or time.monotonic() - self._last_fsync >= self.agent.fsync_interval_s
-            if durable:
-                for hook in self.on_durable:
-                    hook()
-            await self._write_documents()
-            if durable:
-                await self._fsync()
+            await self._finish_pass(durable)
 
     async def close(self) -> None:
-        """Final durable flush, then release file handles."""
-        await self.flush(durable=True)
-        for handle in self._handles.values():
-            await handle.close()
-        self._handles.clear()
-        self.closed = True
+        """Write everything, seal the run (nothing is admitted afterwards), fsync, release the files."""
+        async with self._guard():
+            if self.closed:
+                return
+            await self._write_queued()
+            with self.seal.lock:  # after this, a call that appends takes its row back and raises
+                final = [(stream, stream.seal_and_take_all()) for stream in self.streams.values()]
+                jobs = list(self.file_jobs)
+                self.file_jobs.clear()
+                self.seal.sealed = True
+            for stream, items in final:
+                for first in range(0, len(items), WRITE_ROWS):
+                    group = items[first:first + WRITE_ROWS]
+                    await self._write_chunks(stream, [group[i:i + CHUNK_ROWS] for i in range(0, len(group), CHUNK_ROWS)])
+            for job in jobs:
+                await self._place(job)
+            await self._finish_pass(durable=True)
+            for handle in self._handles.values():
+                await handle.close()
+            self._handles.clear()
+            self.closed = True
+        for callback in self.on_closed:
+            callback()
+
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _write_queued(self) -> None:
+        for stream in list(self.streams.values()):
+            # bounded by what is queued now, so a faster producer cannot keep
+            # this pass from reaching the documents and the fsync below
+            remaining = len(stream.queue)
+            while remaining > 0:
+                remaining -= await self._write_rows(stream, min(remaining, WRITE_ROWS))
+        while self.file_jobs:
+            await self._place(self.file_jobs.popleft())
+
+    async def _finish_pass(self, durable: bool) -> None:
+        if durable:
+            for hook in self.on_durable:
+                hook()
+        await self._write_documents()
+        if durable:
+            await self._fsync()
 
     async def _write_rows(self, stream: RowStream, limit: int) -> int:
-        """Encode up to ``limit`` buffered events of ``stream`` and append them in one write.
+        """Take up to ``limit`` buffered events of ``stream`` (and :data:`WRITE_BYTES`), write them in
+        one append; returns how many were taken."""
+        chunks: list[list] = []
+        taken = 0
+        while taken < limit and stream.queue and stream.in_flight_bytes < WRITE_BYTES:
+            chunk = stream.take(min(CHUNK_ROWS, limit - taken), WRITE_BYTES - stream.in_flight_bytes)
+            taken += len(chunk)
+            chunks.append(chunk)
+        await self._write_chunks(stream, chunks)
+        return max(taken, 1)
 
-        Returns how many events were taken off the queue; each of them ends up
-        written or counted as dropped with a reason, whatever fails.
-        """
+    async def _write_chunks(self, stream: RowStream, chunks: list[list]) -> None:
+        """Encode taken events and append them with one write. Each ends up written or counted as
+        dropped with a reason, whatever fails: a value the encoder refuses costs only its own row."""
         created_at = utc_iso()
         start = stream.next_index
         blobs: list[bytes] = []
-        all_items: list = []
-        taken = count = 0
+        written_items: list = []
+        count = 0
         try:
-            while taken < limit and stream.queue:
-                items = stream.take(min(CHUNK_ROWS, limit - taken))
-                taken += len(items)
+            for items in chunks:
                 if stream.has_tensors:
                     items = await self._resolve_tensors(stream, items)
-                try:
-                    blobs.append(stream.encode(items, start + count, created_at))
-                except TypeError:
-                    items, blob = self._encode_valid(stream, items, start + count, created_at)
-                    blobs.append(blob)
-                all_items.extend(items)
+                items, blob = self._encode(stream, items, start + count, created_at)
+                blobs.append(blob)
+                written_items.extend(items)
                 count += len(items)
-            if count:
-                written = await self._append(stream, b"".join(blobs), count)
-                if written and self.on_written is not None and stream.name.startswith("metrics/"):
-                    self.on_written(stream.name, start, all_items, created_at, stream.file_size)
+            if count and await self._append(stream, b"".join(blobs), count):
+                self._offer(stream, start, written_items, created_at)
         except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
             stream.counters.drop(unaccounted, "internal_error", stream.name)
             if stream.name not in self._reported:
                 self._reported.add(stream.name)
                 logger.exception("ml-dash agent failed writing %s (further failures are counted only)", stream.path)
-        return max(taken, 1)
+        finally:
+            stream.written()
+            self.agent.space_freed()  # a caller may be waiting on a full buffer
+
+    def _encode(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
+        try:
+            return items, stream.encode(items, start, created_at)
+        except Exception:  # one value the encoder cannot carry: find it, keep the rest
+            good = []
+            for item in items:
+                try:
+                    stream.encode([item], 0, created_at)
+                except Exception:
+                    stream.counters.drop(1, "unserializable", stream.name)
+                    continue
+                good.append(item)
+            return good, stream.encode(good, start, created_at)
+
+    def _offer(self, stream: RowStream, start: int, items: list, created_at: str) -> None:
+        if self.on_written is None or not stream.name.startswith(METRIC_PREFIX):
+            return
+        try:
+            self.on_written(stream.name, start, items, created_at, stream.file_size)
+        except Exception:  # the rows are on disk: the upload reads them from there instead
+            logger.debug("ml-dash: could not keep rows of %s for the upload", stream.name, exc_info=True)
 
     async def _append(self, stream: RowStream, blob: bytes, count: int) -> bool:
         start = stream.next_index
@@ -221,20 +260,7 @@ class RunWriter:
         stream.file_size += len(blob)
         stream.next_index = start + count
         stream.counters.written += count
-        self.agent.space_freed()  # a caller may be waiting on a full buffer
         return True
-
-    def _encode_valid(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
-        """Encode events one by one, dropping (and counting) those that cannot be encoded."""
-        good = []
-        for item in items:
-            try:
-                stream.encode([item], 0, created_at)
-            except TypeError:
-                stream.counters.drop(1, "unserializable", stream.name)
-                continue
-            good.append(item)
-        return good, stream.encode(good, start, created_at)
 
     async def _resolve_tensors(self, stream: RowStream, items: list) -> list:
         """Replace tensor values by numbers: one stacked non-blocking copy per device, then poll."""
@@ -283,7 +309,7 @@ class RunWriter:
 
     async def _place(self, job: FileJob) -> None:
         try:
-            result = await self.agent.run_blocking(_place_file, job)
+            result = await self.agent.run_blocking(place_file, job)
         except Exception as exc:
             self.file_counters.drop(1, "disk_error", "files")
             logger.warning("ml-dash could not save file %s: %s", job.dest, exc)
@@ -303,35 +329,26 @@ class RunWriter:
             version, value = slot.version, slot.value
             try:
                 payload = dumps(value) if not isinstance(value, bytes) else value
+            except Exception as exc:  # checked at the call, so a bug: this version is skipped, said once
+                slot.written_version = version
+                self._report_once(str(slot.path), "could not encode %s: %s", slot.path, exc)
+                continue
+            try:
                 await self.agent.run_blocking(write_document, slot.path, payload)
-            except (OSError, TypeError) as exc:
-                logger.warning("ml-dash could not write %s: %s", slot.path, exc)
+            except OSError as exc:  # disk full or gone: the next pass writes it again
+                self._report_once(str(slot.path), "could not write %s (retried on the next pass): %s", slot.path, exc)
                 continue
             slot.written_version = version
+
+    def _report_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            logger.warning("ml-dash: " + message, *args)
 
     async def _fsync(self) -> None:
         self._last_fsync = time.monotonic()
         for name, handle in list(self._handles.items()):
             try:
-                await self.agent.run_blocking(os.fsync, handle.fileno())
+                await self.agent.run_blocking(self.fsync, handle.fileno())
             except OSError as exc:
                 logger.debug("fsync of %s failed: %s", name, exc)
-
-
-def file_entry(relpath: str, **fields: Any) -> dict[str, Any]:
-    """The metadata entry for a saved file, in the upstream shape (sizes filled in later)."""
-    name = relpath.rsplit("/", 1)[-1]
-    return {
-        "id": hashlib.sha1(relpath.encode()).hexdigest()[:16],
-        "path": relpath,
-        "filename": name,
-        "description": fields.get("description"),
-        "tags": list(fields.get("tags") or []),
-        "contentType": fields.get("content_type") or "application/octet-stream",
-        "sizeBytes": None,
-        "checksum": None,
-        "metadata": fields.get("metadata"),
-        "uploadedAt": None,
-        "updatedAt": None,
-        "deletedAt": None,
-    }

@@ -7,10 +7,7 @@ crossing, never one per event) and writes every registered run. Calls from
 other threads (``flush``, ``close_run``, ``stats``) carry a deadline: they
 return or raise ``TimeoutError`` in bounded time, whatever the disk does.
 
-Configuration comes from the environment when the agent starts:
-``ML_DASH_FLUSH_INTERVAL_S`` (0.2), ``ML_DASH_FSYNC_INTERVAL_S`` (1.0),
-``ML_DASH_MAX_BUFFER_MB`` (64, estimated bytes held in memory),
-``ML_DASH_MAX_BLOCK_S`` (0.5, the longest a log call waits on a full buffer).
+Configuration comes from the environment when the agent starts (agent/settings.py).
 """
 
 from __future__ import annotations
@@ -25,23 +22,11 @@ from typing import Any, Callable, Coroutine, TypeVar
 from . import lifecycle
 from .pool import WorkerPool
 from .rundir import RunWriter
+from .settings import AgentSettings
 from .streams import SpaceSignal
 
 logger = logging.getLogger("ml_dash.agent")
 T = TypeVar("T")
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ValueError(f"environment variable {name}={raw!r} must be positive")
-    return value
 
 
 class Agent:
@@ -57,10 +42,11 @@ class Agent:
         max_buffer_bytes: int | None = None,
         max_block_s: float | None = None,
     ) -> None:
-        self.flush_interval_s = flush_interval_s or _env_float("ML_DASH_FLUSH_INTERVAL_S", 0.2)
-        self.fsync_interval_s = fsync_interval_s or _env_float("ML_DASH_FSYNC_INTERVAL_S", 1.0)
-        self.max_buffer_bytes = max_buffer_bytes or int(_env_float("ML_DASH_MAX_BUFFER_MB", 64) * 1024 * 1024)
-        self.max_block_s = max_block_s or _env_float("ML_DASH_MAX_BLOCK_S", 0.5)
+        settings = self.settings = AgentSettings.from_env()
+        self.flush_interval_s = flush_interval_s or settings.flush_interval_s
+        self.fsync_interval_s = fsync_interval_s or settings.fsync_interval_s
+        self.max_buffer_bytes = max_buffer_bytes or settings.max_buffer_bytes
+        self.max_block_s = settings.max_block_s if max_block_s is None else max_block_s
         self.pid = os.getpid()
         self.runs: dict[int, RunWriter] = {}
         self.pool = WorkerPool(2, "ml-dash-io")
@@ -194,6 +180,7 @@ class Agent:
         for run in list(self.runs.values()):
             for stream in run.streams.values():
                 stream.queue.clear()
+                stream.sized_bytes = stream.sized_count = stream.in_flight_bytes = 0
                 stream.state = "forked"
                 stream.wake_at = 0
         self.runs.clear()

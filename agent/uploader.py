@@ -1,449 +1,354 @@
 """Uploads a run directory to an ml-dash server, exactly once, from an acknowledged cursor.
 
-The local files are the record: the uploader reads complete lines past the
-cursor of each stream (``logs.jsonl``, ``metrics/<name>/data.jsonl``), sends
-them with ``parameters.json`` and ``experiment.json`` as one bulk request
-(agent/wire.py), and moves the cursor only when the server has acknowledged.
-The cursor lives next to the run in ``.ml-dash-upload.json``, one entry per
-server, so an interrupted upload or a later ``ml-dash sync`` resumes where the
-server left off, and sending twice stores nothing twice (the server keeps
-each (run, stream, index) once).
+The local files are the record: each pass sends the complete lines past each
+stream's cursor (agent/batches.py) with the run's documents, and moves the
+cursor (agent/cursor.py) only when the server has acknowledged. Every reply
+carries the server's counts, and they win: a stream whose server holds less
+than the cursor says (a server that lost its data) is sent again from there.
 
 One request per run is in flight at a time; while it is, the next batch is
-read, encoded and compressed on a worker thread, so the client's work
-overlaps the server's. Statuses are handled per
-agent/retry.py: retryable ones are retried with backoff; a 409 rewinds the
-cursor to the server's; 401/403 stop the upload (the data stays on disk); a
-413 halves the batch; other permanent errors set the batch aside under
-``.ml-dash-rejected/`` and count it. Until the server has stored a batch, and
-while it is failing, the agent's rows are not kept in memory and each
-request is a small probe (PROBE_ROWS), so a long outage costs neither memory
-nor much CPU; the first success restores full batches.
+read, encoded and compressed on a worker thread. Statuses are handled as the
+table in agent/retry.py says; every wait is bounded by the pass's deadline.
+Until the server has stored a batch, and while it is failing, rows are not
+kept in memory and each request is a small probe (PROBE_ROWS).
+
+Nothing here blocks the agent's loop: files are read, cursors saved and
+backlogs measured on the executor, and nothing reads the backlog whole
+(agent/backlog.py). The transport, the clock and the sleep are injected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, NamedTuple
+from typing import Any, Awaitable, Callable
 
-import aiohttp
-
-from .jsonlines import DecodeError, dumps, loads, read_json
-from .pending import MemoryChunks, PendingStream, identity_key, read_stream
-from .retry import AUTH_FAILURES, Outcome, parse_retry_after, retrying
-from .rundir import write_document
-from .wire import CONTENT_TYPE, encode_body
+from .backlog import file_size, offset_of_index, rows_on_disk
+from .batches import PROBE_ROWS, Batch, BatchBuilder
+from .cursor import StreamCursor, UploadCursor
+from .deadline import Deadline
+from .file_upload import FileUpload
+from .layout import discover_streams, identity_key, stream_path
+from .pending import MemoryChunks, Void
+from .rejects import set_aside, set_aside_counts
+from .retry import Outcome, send_with_retries
+from .rundir import utc_iso
+from .transport import Transport
 
 logger = logging.getLogger("ml_dash.agent")
 
-CURSOR_FILE = ".ml-dash-upload.json"
-REJECTED_DIR = ".ml-dash-rejected"
-MAX_BATCH_ROWS = 131_072
-PROBE_ROWS = 8_192
-
-
-@dataclass(slots=True)
-class StreamCursor:
-    acked: int = 0  # rows the server has stored (indices 0..acked-1)
-    offset: int = 0  # byte offset of the first line not yet acknowledged
-
-
-@dataclass(slots=True)
-class Batch:
-    """One request: the streams it carries, the run's documents, and the encoded body."""
-
-    streams: list[PendingStream]
-    documents: dict[str, Any]
-    params_version: Any  # parameters.json's updatedAt when the body carries params
-    payload: bytes
-
-    @property
-    def rows(self) -> int:
-        return sum(s.count for s in self.streams)
-
-    def positions_after(self) -> dict[str, StreamCursor]:
-        """Where each stream's next batch starts once this one is acknowledged."""
-        return {s.name: StreamCursor(s.start + s.count, s.end_offset) for s in self.streams}
-
-
-class PlannedStream(NamedTuple):
-    """One stream of a batch being prepared: where it starts, and the rows memory already holds."""
-
-    name: str
-    path: Path
-    at: StreamCursor
-    in_memory: PendingStream | None
-    read_limit: int  # rows to read from disk at most (up to where memory takes over)
+#: A pass ends after this many requests whatever happens (a bound, never reached in practice:
+#: a 10,000,000-row run takes 77 requests of 131,072 rows).
+MAX_REQUESTS_PER_PASS = 1 << 16
+STOPS = {401: "auth", 403: "forbidden"}
 
 
 @dataclass(slots=True)
 class UploadReport:
-    """What one upload pass did."""
+    """What one upload pass did, and why it stopped early if it did."""
 
     sent_rows: int = 0
+    set_aside_rows: int = 0
     pending_rows: int = 0
-    rejected_rows: int = 0
     sent_files: int = 0
     pending_files: int = 0
-    stopped: str | None = None  # "auth" when the server refused the key
-    gave_up: bool = False  # a request was still failing when the deadline passed
+    refused_files: list[tuple[str, str]] = field(default_factory=list)  # (path, the server's reason)
     requests: int = 0
+    stopped: str | None = None  # auth | forbidden | conflict | rejected: the server refused; retrying will not help
+    reason: str | None = None  # the server's or the network's words for ``stopped`` or ``unreachable``
+    unreachable: bool = False  # the deadline passed while requests were failing
+    out_of_time: bool = False  # the deadline passed between successful requests
+    conflict: dict[str, Any] | None = None  # the server's account of the other run
+    unreachable_since: float | None = None  # wall time of the first failure of the current outage
+    server_has_more: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (server, this directory)
 
-
-def headers_for(api_key: str | None, user_name: str | None) -> dict[str, str]:
-    if api_key:
-        return {"Authorization": f"Bearer {api_key}"}
-    if user_name:
-        return {"X-ML-Dash-User": user_name}
-    return {}
+    @property
+    def complete(self) -> bool:
+        return not (self.pending_rows or self.pending_files or self.stopped or self.unreachable or self.out_of_time)
 
 
 class RunUploader:
-    """Sends one run directory's unacknowledged data to one server."""
+    """Sends one run directory's unacknowledged data to one server (as ``prefix``)."""
 
-    def __init__(self, directory: Path, prefix: str, remote: str, headers: dict[str, str],
-                 request_timeout_s: float | None = None, max_rows: int | None = None,
-                 executor: Executor | None = None) -> None:
+    def __init__(self, directory: Path, prefix: str, transport: Transport, *, batch_rows: int = 131_072,
+                 request_timeout_s: float = 30.0, executor: Executor | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
-        self.remote = remote.rstrip("/")
-        self.headers = headers
-        self.request_timeout_s = request_timeout_s or float(os.environ.get("ML_DASH_REQUEST_TIMEOUT_S", "30"))
-        self.max_rows = max_rows or int(os.environ.get("ML_DASH_UPLOAD_BATCH_ROWS", MAX_BATCH_ROWS))
-        self.executor = executor  # where batches are read and encoded (None: the loop's default)
-        self.cursors: dict[str, StreamCursor] = {}
-        self._sent_docs: dict[str, str] = {}
-        self._sent_files: dict[str, str] = {}  # path -> sha256 the server acknowledged
+        self.transport = transport
+        self.remote = transport.remote
+        self.max_rows = batch_rows
+        self.request_timeout_s = request_timeout_s
+        self.executor = executor
+        self.clock = clock
+        self.sleep = sleep
         # the live fast path (agent's loop only); off until the server has answered once, so a
         # run that starts with the server down keeps nothing in memory and sends small probes
         self.memory = MemoryChunks(suspended=True)
-        self._load_cursor()
+        self.builder = BatchBuilder(self.directory, self.memory, executor)
+        self.files = FileUpload(self)
+        self.cursor: UploadCursor | None = None
+        self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
+        self.failing_since: float | None = None  # wall time of the first failed request in a row
 
-    # -- the cursor file ---------------------------------------------------
-    def _load_cursor(self) -> None:
-        document = read_json(self.directory / CURSOR_FILE)
-        entry = document.get("servers", {}).get(self.remote, {}) if isinstance(document, dict) else {}
-        for name, cursor in entry.get("streams", {}).items():
-            self.cursors[name] = StreamCursor(int(cursor.get("acked", 0)), int(cursor.get("offset", 0)))
-        self._sent_docs = dict(entry.get("documents", {}))
-        self._sent_files = dict(entry.get("files", {}))
-
-    def _save_cursor(self) -> None:
-        path = self.directory / CURSOR_FILE
-        document = read_json(path)
-        document = document if isinstance(document, dict) else {}
-        servers = document.setdefault("servers", {})
-        servers[self.remote] = {
-            "streams": {n: {"acked": c.acked, "offset": c.offset} for n, c in self.cursors.items()},
-            "documents": self._sent_docs,
-            "files": self._sent_files,
-        }
-        write_document(path, dumps(document))
-
-    # -- what is pending ---------------------------------------------------
-    def streams(self) -> list[tuple[str, Path]]:
-        found = [("logs", self.directory / "logs.jsonl")]
-        metrics = self.directory / "metrics"
-        if metrics.is_dir():
-            found += [(f"metrics/{d.name}", d / "data.jsonl") for d in sorted(metrics.iterdir()) if d.is_dir()]
-        return [(name, path) for name, path in found if path.is_file()]
-
-    def has_pending(self) -> bool:
-        """Whether any stream file extends past its acknowledged offset (a stat per stream, no reading)."""
-        for name, path in self.streams():
-            if path.stat().st_size > self.cursors.get(name, StreamCursor()).offset:
-                return True
-        return False
-
-    def pending_rows(self) -> int:
-        """Rows on disk past the acknowledged cursors (complete lines), counted in bounded chunks:
-        with the server down the backlog can be gigabytes, and it waits on disk, not in memory."""
-        total = 0
-        for name, path in self.streams():
-            cursor = self.cursors.get(name, StreamCursor())
-            with open(path, "rb") as f:
-                f.seek(cursor.offset)
-                while chunk := f.read(1 << 20):
-                    total += chunk.count(b"\n")
-        return total
-
+    # -- the agent's side -------------------------------------------------------
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> None:
         """Called by the agent after writing metric rows: keep them to send without reading back."""
         self.memory.offer(stream, start, fields, created_at, end_offset)
 
-    def documents_changed(self) -> bool:
-        """Whether parameters.json changed since the server acknowledged it."""
-        return "params" in self._documents(self._sent_docs.get("params"))[0]
+    async def blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking call (file reads, cursor saves) on the executor, off the agent's loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _documents(self, sent_params: Any) -> tuple[dict[str, Any], Any]:
-        """experiment.json's run fields, and parameters.json's data when its version is not
-        ``sent_params``; with that version (None when the body carries no params)."""
-        body: dict[str, Any] = {}
-        experiment = read_json(self.directory / "experiment.json")
-        if isinstance(experiment, dict):
-            body["run"] = {k: experiment.get(k) for k in ("description", "tags", "metadata", "status",
-                                                          "status_reason", "created_at", "started_at", "ended_at")}
-        params = read_json(self.directory / "parameters.json")
-        if isinstance(params, dict) and isinstance(params.get("data"), dict):
-            if params.get("updatedAt") != sent_params:
-                body["params"] = params["data"]
-                return body, params.get("updatedAt")
-        return body, None
+    async def load(self) -> UploadCursor:
+        if self.cursor is None:
+            self.cursor = await self.blocking(UploadCursor.load, self.directory, self.remote, self.prefix)
+            counts = await self.blocking(set_aside_counts, self.directory, self.remote, self.prefix)
+            self.set_aside = {stream: sum(reasons.values()) for stream, reasons in counts.items()}
+            await self.blocking(self.builder.identity_of, self.cursor)  # reads experiment.json once
+        return self.cursor
 
-    # -- one pass ----------------------------------------------------------
-    async def upload(self, session: aiohttp.ClientSession, deadline_s: float | None,
-                     sleep: Callable[[float], Awaitable[None]] | None = None,
-                     progress: Callable[[int], None] | None = None) -> UploadReport:
-        """Send everything pending now; stop early on auth failure or when ``deadline_s`` passes.
+    async def has_work(self) -> bool:
+        """Whether anything is waiting: rows past a cursor (a stat per stream), changed params, files."""
+        cursor = await self.load()
 
-        ``progress`` is called with the rows sent so far after each acknowledged batch.
-        """
+        def check() -> bool:
+            if cursor.adoption_pending:
+                return True
+            for name, path in discover_streams(self.directory):
+                if file_size(path) > cursor.at(name).offset:
+                    return True
+            documents, _ = self.builder.documents(cursor.documents.get("params"))
+            return "params" in documents or bool(self.files.pending(cursor))
+
+        return bool(await self.blocking(check))
+
+    # -- one pass -----------------------------------------------------------------
+    async def upload(self, deadline: Deadline, progress: Callable[[int], None] | None = None,
+                     single_attempt: bool = False) -> UploadReport:
+        """Send everything pending now; stop early when the server refuses, or when ``deadline`` passes.
+        ``progress`` is called with the rows sent so far after each acknowledged batch;
+        ``single_attempt``: one try per request, no retries (the end of a run whose server is away)."""
         report = UploadReport()
-        started = time.monotonic()
-        batch = await self._prepare({}, self._sent_docs.get("params"))
+        cursor = await self.load()
+        if cursor.adoption_pending and not await self._adopt(cursor, deadline, report, single_attempt):
+            await self._measure(report)
+            return report
+        batch = await self._next({}, cursor.documents.get("params"))
         following: asyncio.Future[Batch] | None = None
         try:
-            for requests in range(1 << 40):  # ends when nothing is left, on a stop, or at the deadline
-                remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
-                if remaining is not None and remaining <= 0:
+            for requests in range(MAX_REQUESTS_PER_PASS):
+                if requests and not batch.streams and "params" not in batch.documents:
                     break
-                if not batch.streams and requests and "params" not in batch.documents:
+                if requests and deadline.expired:
+                    report.out_of_time = True
                     break
                 if batch.streams and not self.memory.suspended:  # build the next one while this one is in flight
-                    following = asyncio.ensure_future(self._prepare(batch.positions_after(), batch.params_version))
-                outcome = await self._send(session, batch.payload, remaining, sleep)
+                    following = asyncio.ensure_future(self._next(batch.positions_after(), batch.params_version))
+                outcome = await self._send(batch, deadline, single_attempt)
                 report.requests += 1
-                whole = False
-                if outcome.ok:
-                    self.memory.resume()
-                    whole = self._advance(batch, outcome)
-                    report.sent_rows += batch.rows
-                    if progress is not None:
-                        progress(report.sent_rows)
-                elif outcome.status in AUTH_FAILURES:
-                    report.stopped = "auth"
-                    logger.warning("ml-dash: %s refused the credentials (%d); the run stays on disk: %s",
-                                   self.remote, outcome.status, (outcome.body or {}).get("error"))
-                    break
-                elif outcome.status == 409:
-                    self._rewind(outcome)
-                elif outcome.status == 413 and batch.rows > 1:
-                    self.max_rows = max(1, self.max_rows // 2)
-                elif outcome.retryable:
-                    report.gave_up = True  # the deadline passed while retrying
-                    break
-                else:
-                    report.rejected_rows += self._set_aside(batch, outcome)
-                    whole = True
-                if not batch.streams:
+                action = await self._dispatch(batch, outcome, report)
+                if progress is not None and outcome.ok:
+                    progress(report.sent_rows)
+                if action == "stop" or (action == "next" and not batch.streams):
                     break
                 if following is not None:
                     prepared, following = await following, None
-                    if whole:  # it starts where this batch ended: still the right next batch
+                    if action == "next":  # it starts where this batch ended: still the right next batch
                         batch = prepared
                         continue
-                batch = await self._prepare({}, self._sent_docs.get("params"))
+                batch = await self._next({}, cursor.documents.get("params"))
         finally:
             if following is not None:  # its thread runs to the end anyway; wait, then drop it
                 await asyncio.gather(following, return_exceptions=True)
-        if report.stopped is None:
-            remaining = None if deadline_s is None else max(0.0, deadline_s - (time.monotonic() - started))
-            await self._upload_files(session, remaining, report, sleep)
-        report.pending_rows = self.pending_rows()
-        report.pending_files = len(self.pending_files())
+        if report.stopped is None and not report.unreachable:
+            await self.files.upload(cursor, deadline, report, single_attempt)
+        await self._measure(report)
         return report
 
-    async def _prepare(self, positions: dict[str, StreamCursor], sent_params: Any) -> Batch:
-        """The next batch from ``positions`` (default: the acknowledged cursors): rows still in memory
-        are picked here, on the loop; disk reads and encoding run on the executor."""
-        self.memory.forget_before({name: c.acked for name, c in self.cursors.items()})
-        plan: list[PlannedStream] = []
-        budget = self._batch_rows()
-        for name, path in self.streams():
-            at = positions.get(name) or self.cursors.get(name) or StreamCursor()
-            in_memory, read_limit = None, budget
-            if len(self.memory):
-                in_memory = self.memory.take(name, at.acked, budget)
-                next_start = self.memory.next_start(name, at.acked)
-                if next_start is not None:  # read up to it: the batch after this one comes from memory
-                    read_limit = min(budget, next_start - at.acked)
-            plan.append(PlannedStream(name, path, at, in_memory, read_limit))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._build, plan, budget, sent_params)
+    async def _next(self, positions: dict[str, StreamCursor], sent_params: Any) -> Batch:
+        assert self.cursor is not None
+        budget = min(self.max_rows, PROBE_ROWS) if self.memory.suspended else self.max_rows
+        return await self.builder.next(self.cursor, positions, sent_params, budget)
 
-    def _batch_rows(self) -> int:
-        """Rows per request: small probes while the server is failing (each retry pass would read
-        and hold a full batch only to fail again), the full size otherwise."""
-        return min(self.max_rows, PROBE_ROWS) if self.memory.suspended else self.max_rows
-
-    def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any) -> Batch:
-        streams = []
-        for planned in plan:
-            if budget <= 0:
-                break
-            in_memory = planned.in_memory
-            stream = in_memory if in_memory is not None and in_memory.count <= budget else read_stream(
-                planned.name, planned.path, planned.at.acked, planned.at.offset, min(budget, planned.read_limit))
-            if stream is not None:
-                streams.append(stream)
-                budget -= stream.count
-        documents, params_version = self._documents(sent_params)
-        body: dict[str, Any] = {"v": 1, **documents, "streams": {}}
-        for stream in streams:
-            body["streams"][stream.name] = ({"start": stream.start, "rows": stream.rows} if stream.rows is not None
-                                            else {"start": stream.start, "blocks": stream.blocks})
-        payload = encode_body(body)
-        for stream in streams:  # the body has them now; a batch may wait minutes on a retry
-            stream.blocks = stream.rows = None
-        return Batch(streams, documents, params_version, payload)
-
-    def pending_files(self) -> list[tuple[str, str, Path, dict[str, Any]]]:
-        """(path, sha256, local file, entry) of saved files the server has not acknowledged."""
-        document = read_json(self.directory / "files" / ".files_metadata.json")
-        entries = document.get("files", []) if isinstance(document, dict) else []
-        pending = []
-        for entry in entries:
-            path, sha256 = entry.get("path"), entry.get("checksum")
-            if not isinstance(path, str) or not isinstance(sha256, str) or self._sent_files.get(path) == sha256:
-                continue
-            local = (self.directory / "files" / path).resolve()
-            if (self.directory / "files").resolve() in local.parents and local.is_file():
-                pending.append((path, sha256, local, entry))
-        return pending
-
-    async def _upload_files(self, session: aiohttp.ClientSession, deadline_s: float | None, report: UploadReport,
-                            sleep: Callable[[float], Awaitable[None]] | None) -> None:
-        started = time.monotonic()
-        for path, sha256, local, entry in self.pending_files():
-            remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
-            if remaining is not None and remaining <= 0:
-                return
-            url = f"{self.remote}/api/v1/runs/{self.prefix}/files/{path}"
-            headers = {**self.headers, "X-Content-SHA256": sha256, "Content-Type": "application/octet-stream",
-                       "X-File-Entry": dumps({k: entry.get(k) for k in ("filename", "description", "tags",
-                                                                          "contentType", "metadata")}).decode()}
-
-            async def put() -> Outcome:
-                try:
-                    with open(local, "rb") as f:  # reopened on every attempt: a retry resends it whole
-                        async with session.put(url, data=f, headers=headers,
-                                               timeout=aiohttp.ClientTimeout(total=None, sock_read=self.request_timeout_s)) as resp:
-                            reply = await resp.json(content_type=None) if resp.content_length != 0 else None
-                            return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), reply)
-                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-                    logger.debug("file upload to %s failed: %r", url, exc)
-                    return Outcome(0)
-
-            kwargs = {} if sleep is None else {"sleep": sleep}
-            outcome = await retrying(remaining, **kwargs)(put)
-            if outcome.ok:
-                self._sent_files[path] = sha256
-                self._save_cursor()
-                report.sent_files += 1
-            elif outcome.status in AUTH_FAILURES:
-                report.stopped = "auth"
-                return
-            elif not outcome.retryable:  # permanent for this file: keep it local, say so once
-                logger.warning("ml-dash: %s refused file %s (%d): %s", self.remote, path, outcome.status,
-                               (outcome.body or {}).get("error"))
-                self._sent_files[path] = sha256
-                self._save_cursor()
-            else:
-                report.gave_up = True
-                return
-
-    async def _send(self, session: aiohttp.ClientSession, payload: bytes, deadline_s: float | None,
-                    sleep: Callable[[float], Awaitable[None]] | None) -> Outcome:
-        url = f"{self.remote}/api/v1/runs/{self.prefix}/events"
-        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
-
-        async def post() -> Outcome:
-            try:
-                async with session.post(url, data=payload, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)) as resp:
-                    try:
-                        reply = await resp.json(content_type=None)
-                    except (ValueError, aiohttp.ContentTypeError):
-                        reply = None
-                    outcome = Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), reply)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                logger.debug("upload to %s failed: %r", url, exc)
-                outcome = Outcome(0)
-            if outcome.retryable or outcome.status in AUTH_FAILURES:
+    async def _send(self, batch: Batch, deadline: Deadline, single_attempt: bool) -> Outcome:
+        async def attempt(timeout_s: float | None) -> Outcome:
+            outcome = await self.transport.post_events(self.prefix, batch.payload, timeout_s or self.request_timeout_s)
+            if outcome.retryable or outcome.status in STOPS:
                 self.memory.suspend()  # the backlog goes to disk; the next batches are small probes
+            if outcome.retryable and self.failing_since is None:
+                self.failing_since = time.time()
             return outcome
 
-        kwargs = {} if sleep is None else {"sleep": sleep}
-        return await retrying(deadline_s, **kwargs)(post)
+        return await send_with_retries(attempt, deadline, self.request_timeout_s, self.sleep, single_attempt)
 
-    def _advance(self, batch: Batch, outcome: Outcome) -> bool:
-        """Move the cursors to what the server acknowledged; True when it stored the whole batch."""
-        acked = (outcome.body or {}).get("acked", {})
-        whole = True
+    async def _dispatch(self, batch: Batch, outcome: Outcome, report: UploadReport) -> str:
+        """Act on one final outcome: "next" (continue after this batch), "rebuild" (from the cursor), "stop"."""
+        body = outcome.body or {}
+        status = outcome.status
+        if outcome.ok:
+            self.memory.resume()
+            self.failing_since = None
+            whole = await self._advance(batch, body.get("acked"), report)
+            return "next" if whole else "rebuild"
+        if status == 409 and isinstance(body.get("conflict"), dict):
+            report.stopped, report.reason, report.conflict = "conflict", outcome.reason, body["conflict"]
+            return "stop"
+        if status == 409 and isinstance(body.get("acked"), dict):  # the batch starts past the server's rows
+            await self._reconcile(body["acked"], report)
+            await self._save()
+            return "rebuild"
+        if status in STOPS:
+            report.stopped, report.reason = STOPS[status], outcome.reason
+            return "stop"
+        if status == 413 and batch.rows > 1:
+            self.max_rows = max(1, min(self.max_rows, batch.rows) // 2)
+            return "rebuild"
+        if 400 <= status < 500:
+            refused = self._refused_row(batch, body, status)
+            if refused is not None:
+                stream, index = refused
+                self.builder.refused[stream] = (index, Void("rejected", outcome.reason, 0, 0, status))
+                return "rebuild"
+            report.stopped, report.reason = "rejected", outcome.reason
+            return "stop"
+        report.unreachable, report.reason = True, outcome.reason  # still failing when the deadline came
+        report.unreachable_since = self.failing_since
+        return "stop"
+
+    def _refused_row(self, batch: Batch, body: dict[str, Any], status: int) -> tuple[str, int] | None:
+        """The row the server named in a 4xx (``stream`` and ``index``), as (stream, local index), if the
+        batch holds it; a 413 of a batch of one row names that row."""
+        assert self.cursor is not None
+        sent = [s for s in batch.streams if s.void is None and s.count]
+        if status == 413 and batch.rows == 1:
+            return sent[0].name, sent[0].start
+        stream, index = body.get("stream"), body.get("index")
+        for pending in sent:
+            if pending.name == stream and isinstance(index, int):
+                local = index - self.cursor.base(pending.name)
+                if pending.start <= local < pending.start + pending.count:
+                    return pending.name, local
+        return None
+
+    async def _advance(self, batch: Batch, acked: Any, report: UploadReport) -> bool:
+        """The server stored ``batch``: move the cursors, record what was set aside, reconcile with the
+        server's counts; True when every stream can go on from where the batch ended."""
+        cursor = self.cursor
+        assert cursor is not None
         for stream in batch.streams:
-            end = stream.start + stream.count
-            stored = acked.get(stream.name, end)
-            if stored >= end:
-                self.cursors[stream.name] = StreamCursor(end, stream.end_offset)
-            else:
-                self._seek(stream.name, dict(self.streams())[stream.name], stored)
-                whole = False
+            cursor.streams[stream.name] = StreamCursor(stream.start + stream.count, stream.end_offset)
+            if stream.void is None:
+                continue
+            await self.blocking(set_aside, self.directory, stream_path(self.directory, stream.name), self.remote,
+                                self.prefix, stream.name, stream.start, stream.count, stream.void, utc_iso())
+            self.set_aside[stream.name] = self.set_aside.get(stream.name, 0) + stream.count
+            report.set_aside_rows += stream.count
+            refused = self.builder.refused.get(stream.name)
+            if refused is not None and refused[0] < stream.start + stream.count:
+                del self.builder.refused[stream.name]
+            logger.warning("ml-dash: %d row(s) of %s in %s set aside (%s: %s); they stay in its file, see %s",
+                           stream.count, stream.name, self.prefix, stream.void.reason, stream.void.detail,
+                           self.directory / ".ml-dash-rejected")
+        report.sent_rows += batch.rows
         if "params" in batch.documents:
-            self._sent_docs["params"] = batch.params_version
-        self._save_cursor()
+            cursor.documents["params"] = batch.params_version
+        whole = await self._reconcile(acked if isinstance(acked, dict) else {}, report)
+        await self._save()
         return whole
 
-    def _rewind(self, outcome: Outcome) -> None:
-        for name, stored in ((outcome.body or {}).get("acked") or {}).items():
-            path = dict(self.streams()).get(name)
-            if path is not None and isinstance(stored, int):
-                self._seek(name, path, stored)
-        self._save_cursor()
+    async def _reconcile(self, acked: dict[str, Any], report: UploadReport) -> bool:
+        """The server's counts win: a stream whose server holds fewer rows than the cursor says is sent
+        again from there. False when a stream was rewound."""
+        cursor = self.cursor
+        assert cursor is not None
+        whole = True
+        named = {name: stored for name, stored in acked.items() if isinstance(name, str) and isinstance(stored, int)}
+        for name in set(named) | set(cursor.streams):
+            stored = named.get(name, 0)  # a stream the server does not list: it holds none of it
+            local = stored - cursor.base(name)
+            at = cursor.streams.get(name)
+            if at is not None and local < at.acked:
+                path = stream_path(self.directory, name)
+                target = max(local, 0)
+                offset = await self.blocking(offset_of_index, path, identity_key(name), target)
+                logger.info("ml-dash: %s holds %d rows of %s %s, not %d: sending again from there",
+                            self.remote, target, self.prefix, name, at.acked)
+                cursor.streams[name] = StreamCursor(target, offset)
+                whole = False
+            elif local > (at.acked if at is not None else 0):
+                report.server_has_more[name] = (local, -1)  # measured against the directory in _measure
+        return whole
 
-    def _seek(self, name: str, path: Path, index: int) -> None:
-        """Point ``name``'s cursor at the line holding ``index`` (scanning from the start)."""
-        key = identity_key(name)
-        offset = 0
-        with open(path, "rb") as f:
-            for line in f:
-                try:
-                    record = loads(line)
-                except DecodeError:
-                    record = None
-                if isinstance(record, dict) and isinstance(record.get(key), int) and record[key] >= index:
-                    break
-                offset += len(line)
-        self.cursors[name] = StreamCursor(index, offset)
-
-    def _set_aside(self, batch: Batch, outcome: Outcome) -> int:
-        rejected = self.directory / REJECTED_DIR
-        rejected.mkdir(exist_ok=True)
-        name = f"{int(time.time() * 1000)}-{outcome.status}.json"
-        record = {"status": outcome.status, "reply": outcome.body,
-                  "streams": {s.name: {"start": s.start, "rows": s.count} for s in batch.streams}}
-        (rejected / name).write_bytes(dumps(record))
-        logger.warning("ml-dash: %s refused a batch (%d): %s; set aside in %s", self.remote, outcome.status,
-                       (outcome.body or {}).get("error"), rejected / name)
-        for stream in batch.streams:
-            self.cursors[stream.name] = StreamCursor(stream.start + stream.count, stream.end_offset)
-        self._save_cursor()
-        return batch.rows
-
-
-def process_alive(pid: Any) -> bool:
-    """Whether ``pid`` is a live process on this host."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    async def _adopt(self, cursor: UploadCursor, deadline: Deadline, report: UploadReport, single_attempt: bool) -> bool:
+        """Resolve a pending adoption (a run resumed while the server was away): continue the server's
+        run after its rows, or start it if the server has none. False when the server did not answer."""
+        outcome = await send_with_retries(lambda t: self.transport.get_run(self.prefix, t or self.request_timeout_s),
+                                          deadline, self.request_timeout_s, self.sleep, single_attempt)
+        report.requests += 1
+        body = outcome.body or {}
+        if outcome.ok and body.get("run_id") == self.builder.identity_of(cursor).get("run_id"):
+            cursor.adopt = None  # the server's run is this directory's own: nothing to adopt
+        elif outcome.ok and isinstance(body.get("run_id"), str):
+            streams = body.get("streams") if isinstance(body.get("streams"), dict) else {}
+            cursor.adopt_run(body["run_id"], {k: v for k, v in streams.items() if isinstance(v, int)})
+            logger.info("ml-dash: %s continues %s on %s after its rows %s", self.directory, self.prefix,
+                        self.remote, cursor.adopt.get("base"))
+        elif outcome.status == 404 or outcome.ok:
+            cursor.adopt = None  # nothing to continue: this directory starts the run
+        elif outcome.status in STOPS:
+            report.stopped, report.reason = STOPS[outcome.status], outcome.reason
+            return False
+        else:
+            report.unreachable, report.reason = True, outcome.reason
+            report.unreachable_since = time.time()
+            return False
+        await self._save()
         return True
-    return True
+
+    async def _save(self) -> None:
+        assert self.cursor is not None
+        await self.blocking(self.cursor.save)
+
+    async def _measure(self, report: UploadReport) -> None:
+        """Pending rows and files, from the files' tails and the cursors (never a backlog scan)."""
+        cursor = self.cursor
+        assert cursor is not None
+
+        def measure() -> None:
+            for name, path in discover_streams(self.directory):
+                on_disk = rows_on_disk(path, identity_key(name))
+                report.pending_rows += max(0, on_disk - cursor.at(name).acked)
+                if name in report.server_has_more:
+                    server = report.server_has_more[name][0]
+                    if server > on_disk:
+                        report.server_has_more[name] = (server, on_disk)
+                    else:
+                        del report.server_has_more[name]
+            report.pending_files = len(self.files.pending(cursor, refused_too=True))
+
+        await self.blocking(measure)
+
+    async def pending_rows(self) -> int:
+        """Rows on disk past the cursors (the tails of the files, never a scan)."""
+        report = UploadReport()
+        await self.load()
+        await self._measure(report)
+        return report.pending_rows
+
+    def stream_status(self, written: dict[str, int]) -> dict[str, dict[str, int]]:
+        """Per stream (agent loop, no I/O): rows the server stored, rows set aside, rows still to send,
+        given the rows ``written`` to each stream's file so far."""
+        cursor = self.cursor
+        out: dict[str, dict[str, int]] = {}
+        for name, on_disk in written.items():
+            acked = cursor.at(name).acked if cursor is not None else 0
+            aside = self.set_aside.get(name, 0)
+            out[name] = {"acknowledged": max(0, acked - aside), "set_aside": aside,
+                         "pending_upload": max(0, on_disk - acked)}
+        return out

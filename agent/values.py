@@ -1,9 +1,31 @@
-"""Which values a metric row or log metadata may hold, and how tensors get resolved.
+"""The value domain: what ml-dash accepts at the call, and therefore delivers everywhere.
 
-The caller's thread only *classifies* a value (cheap ``type()`` checks, no
-torch import, no device synchronisation). Tensors are resolved to Python
-numbers later on the agent's side, all tensors of a batch at once, so a CUDA
-tensor costs the training loop nothing but a reference.
+Every value handed to ml-dash is checked on the caller's thread before it is
+buffered. It is either refused there, with a ``TypeError`` (wrong kind) or
+``ValueError`` (right kind, out of the domain) that names the field and the
+reason, or it can be written to disk, sent on the wire, stored by the server
+and read back by every reader (``read()``, ``ml-dash sync``, ``ml-dash pull``)
+unchanged:
+
+=================  ===========================================================
+int                -2**63 .. 2**63-1 (what msgpack, SQLite and PostgreSQL hold)
+float              any, NaN and infinities included (they round-trip)
+bool, None
+str                valid Unicode: no lone surrogates (``surrogateescape`` makes
+                   them from undecodable file names; UTF-8 cannot carry them)
+numpy scalars      converted to the Python value at the call (ranges as above)
+torch tensors      metrics only: one element of a real dtype (float, bool, int
+                   up to 64 bits signed), strided, not on the meta device; read
+                   later by the agent, never synchronised on the caller's thread
+dict, list, tuple  parameters and metadata only: str keys, nested at most
+                   :data:`MAX_DEPTH` deep
+=================  ===========================================================
+
+Sizes (estimated as the UTF-8 bytes of the names and strings plus
+:data:`VALUE_BYTES` for any other value): a metric row or a log line at most
+:data:`MAX_ROW_BYTES`; parameters and run metadata at most
+:data:`MAX_DOCUMENT_BYTES` as JSON; a description or status reason at most
+:data:`MAX_TEXT_BYTES`; a field name at most :data:`MAX_NAME_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -12,110 +34,192 @@ import math
 import sys
 from typing import Any
 
-#: Value classes accepted as-is on the hot path.
+INT_MIN = -(1 << 63)
+INT_MAX = (1 << 63) - 1
+MAX_ROW_BYTES = 1 << 20  # 1 MiB: a metric row, or a log line with its metadata
+MAX_DOCUMENT_BYTES = 1 << 20  # 1 MiB of JSON: parameters, experiment or file metadata
+MAX_TEXT_BYTES = 64 << 10  # 64 KiB: a description, a status reason
+MAX_NAME_CHARS = 256  # a metric field name, a parameter key segment, a tag
+MAX_DEPTH = 32  # nesting of dicts and lists in parameters and metadata
+VALUE_BYTES = 16  # the size estimate of one value that is not a string
+#: Strings this short, and rows this narrow, are covered by a stream's fixed per-row
+#: memory estimate; longer or wider rows are buffered with their own size.
+SMALL_STR_CHARS = 64
+NARROW_ROW_FIELDS = 32
+RESERVED_FIELD = "_ts"  # the logging time, added to every metric row
+
+#: Value classes a metric row holds as they are (after the checks of :func:`metric_value`).
 PLAIN_SCALARS = frozenset({float, int, bool, str, type(None)})
 
 
-def is_tensor(value: Any) -> bool:
-    """True for a torch tensor, without importing torch when the user never did."""
+def utf8_size(what: str, text: str) -> int:
+    """The UTF-8 length of ``text``; ValueError naming ``what`` for a lone surrogate."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} holds the lone surrogate {text[exc.start]!r} at position {exc.start}, which UTF-8 "
+            "cannot carry (surrogateescape makes these from undecodable bytes); decode with "
+            "errors='replace' or pass repr() of it"
+        ) from None
+
+
+def check_text(what: str, value: Any, max_bytes: int) -> str:
+    """A str (subclasses become str) of at most ``max_bytes`` UTF-8 bytes."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    value = str(value)
+    size = utf8_size(what, value)
+    if size > max_bytes:
+        raise ValueError(f"{what} is {size:,} bytes long; the limit is {max_bytes:,}")
+    return value
+
+
+def check_int(what: str, value: int) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"{what} = {value} does not fit in 64 bits (-2**63 .. 2**63-1); "
+                         "log it as a float or a str")
+    return value
+
+
+def check_name(what: str, name: Any) -> str:
+    """A field name: a non-empty str of at most :data:`MAX_NAME_CHARS` characters."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}: {name!r}")
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} {name[:40]!r} must be 1 to {MAX_NAME_CHARS} characters long")
+    utf8_size(f"{what} {name!r}", name)
+    return str(name)
+
+
+def metric_value(what: str, value: Any) -> tuple[Any, int]:
+    """What to buffer for one metric field, and its size estimate; raises for anything else."""
+    cls = value.__class__
+    if value is None or cls is bool or cls is float:
+        return value, VALUE_BYTES
+    if cls is int:
+        return check_int(what, value), VALUE_BYTES
+    if cls is str:
+        return value, utf8_size(what, value)
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def check_scalar(name: str, value: Any) -> Any:
-    """Validate a non-plain metric value at the call; return what to buffer.
-
-    Accepts numpy scalars (and 0-d arrays, converted here since that is a CPU
-    read) and single-element torch tensors (kept as they are: the agent reads
-    them). Raises ``TypeError`` naming the field for anything else.
-    """
-    if is_tensor(value):
-        if value.numel() != 1:  # metadata only: never touches device memory
-            raise TypeError(
-                f"metric field {name!r} is a tensor of shape {tuple(value.shape)}; "
-                "log a scalar (0-d or one-element) tensor"
-            )
-        return value
+    if torch is not None and isinstance(value, torch.Tensor):
+        return check_tensor(what, value), VALUE_BYTES
     numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
-            return value
-        if isinstance(value, numpy.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
-            return value.reshape(()).item()
-    raise TypeError(
-        f"metric field {name!r} has unsupported type {type(value).__name__}; "
-        "use int, float, bool, str, None, a numpy scalar or a scalar tensor"
-    )
+    if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
+        return metric_value(what, numpy_scalar(what, value))
+    if isinstance(value, bool):
+        return bool(value), VALUE_BYTES
+    if isinstance(value, int):  # IntEnum and friends
+        return check_int(what, int(value)), VALUE_BYTES
+    if isinstance(value, float):
+        return float(value), VALUE_BYTES
+    if isinstance(value, str):
+        value = str(value)
+        return value, utf8_size(what, value)
+    raise TypeError(f"{what} has unsupported type {cls.__name__}; use int, float, bool, None, str, "
+                    "a numpy scalar or a one-element tensor")
 
 
-class TensorRead:
-    """Scalar tensors on their way to the host, without blocking any thread.
+def numpy_scalar(what: str, value: Any) -> Any:
+    """The Python value of a numpy scalar or one-element array of a real or bool dtype."""
+    kind = value.dtype.kind
+    if getattr(value, "size", 1) != 1 or kind not in "biuf":
+        raise TypeError(f"{what} is a numpy {type(value).__name__} of dtype {value.dtype} and shape "
+                        f"{getattr(value, 'shape', ())}; log one real number")
+    item = value.reshape(()).item() if hasattr(value, "reshape") and value.ndim else value.item()
+    if kind == "f":
+        return float(item)
+    if kind == "b":
+        return bool(item)
+    return check_int(what, int(item))
 
-    A blocking device-to-host copy (``.item()``, ``.cpu()``) on any thread holds
-    the CUDA driver until the GPU has drained its queue: measured on an H200,
-    the training thread's next kernel launch then waited 454 ms. So CUDA values
-    are stacked, copied into pinned host memory with ``non_blocking=True`` and
-    followed by an event; the agent polls :meth:`ready` and reads the host copy
-    once the event has passed. Tensors are read in order with the work queued
-    on their device's current stream.
-    """
 
-    def __init__(self, values: list[Any]) -> None:
-        import torch  # only reached when the user passed tensors, so torch is loaded
+def check_tensor(what: str, tensor: Any) -> Any:
+    """A tensor the agent can read as one real number (metadata only: never touches device memory)."""
+    import torch
 
-        self.numbers: list[Any] = [None] * len(values)
-        self._pending: list[tuple[list[int], Any, Any]] = []
-        by_group: dict[Any, list[int]] = {}
-        for i, tensor in enumerate(values):
-            by_group.setdefault((tensor.device, tensor.dtype), []).append(i)
-        with torch.no_grad():
-            for (device, _), positions in by_group.items():
-                stacked = torch.stack([values[i].detach().reshape(()) for i in positions])
-                if device.type == "cuda":
-                    host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
-                    host.copy_(stacked, non_blocking=True)
-                    event = torch.cuda.Event()
-                    event.record(torch.cuda.current_stream(device))
-                    self._pending.append((positions, host, event))
-                else:
-                    self._fill(positions, stacked.tolist())
+    if tensor.numel() != 1:
+        raise TypeError(f"{what} is a tensor of shape {tuple(tensor.shape)}; log a one-element tensor")
+    dtype = tensor.dtype
+    if tensor.layout != torch.strided or tensor.device.type == "meta" or tensor.is_quantized:
+        raise TypeError(f"{what} is a {tensor.layout} tensor on {tensor.device}; log a dense one-element tensor")
+    if dtype.is_complex:
+        raise TypeError(f"{what} is a complex tensor ({dtype}); log its .real and .imag as two fields")
+    if dtype.is_floating_point or dtype == torch.bool:
+        return tensor
+    try:
+        bits_max = torch.iinfo(dtype).max
+    except TypeError:
+        bits_max = None
+    if bits_max is None or bits_max > INT_MAX:
+        raise TypeError(f"{what} is a tensor of dtype {dtype}; use a float, bool or signed 64-bit integer dtype")
+    return tensor
 
-    def ready(self) -> bool:
-        """True once every copy has reached the host (never blocks)."""
-        return all(event.query() for _, _, event in self._pending)
 
-    def finish(self) -> list[Any]:
-        """The numbers, in the order of the tensors given (call after :meth:`ready`)."""
-        for positions, host, _ in self._pending:
-            self._fill(positions, host.tolist())
-        self._pending = []
-        return self.numbers
+def check_json(what: str, value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Check a parameter or metadata value: JSON-shaped, within the domain, nested at most ``max_depth``."""
+    numpy = sys.modules.get("numpy")
+    pending: list[tuple[str, Any, int]] = [(what, value, 0)]
+    while pending:  # iterative: a hostile 100,000-deep structure must not hit Python's recursion limit
+        where, item, depth = pending.pop()
+        cls = item.__class__
+        if item is None or cls is bool or cls is float:
+            continue
+        if cls is str or isinstance(item, str):
+            utf8_size(where, item)
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            check_int(where, int(item))
+        elif isinstance(item, float):
+            continue
+        elif isinstance(item, (dict, list, tuple)):
+            if depth >= max_depth:
+                raise ValueError(f"{where} is nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise TypeError(f"{where} has a key of type {type(key).__name__} ({key!r}); keys must be str")
+                    utf8_size(f"{where} key {key[:40]!r}", key)
+                    pending.append((f"{where}[{key[:40]!r}]", child, depth + 1))
+            else:
+                pending.extend((f"{where}[{i}]", child, depth + 1) for i, child in enumerate(item))
+        elif numpy is not None and isinstance(item, numpy.generic):
+            numpy_scalar(where, item)
+        elif numpy is not None and isinstance(item, numpy.ndarray):
+            if item.dtype.kind not in "biuf":
+                raise TypeError(f"{where} is a numpy array of dtype {item.dtype}; only real and bool arrays are kept")
+            if item.dtype.kind == "u" and item.dtype.itemsize == 8 and item.size and int(item.max()) > INT_MAX:
+                raise ValueError(f"{where} holds a uint64 past 2**63-1")
+        else:
+            raise TypeError(f"{where} has unsupported type {cls.__name__}; use str, int, float, bool, None, "
+                            "or dicts and lists of them")
 
-    def _fill(self, positions: list[int], numbers: list[Any]) -> None:
-        for i, number in zip(positions, numbers):
-            self.numbers[i] = number
+
+def reason_text(reason: Any) -> str | None:
+    """A status reason as stored: a str or an exception (``"ValueError: x"``), cut to :data:`MAX_TEXT_BYTES`."""
+    if reason is None:
+        return None
+    if isinstance(reason, BaseException):
+        reason = f"{type(reason).__name__}: {reason}"
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be a str or an exception, not {type(reason).__name__}")
+    text = str(reason).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes '?'
+    encoded = text.encode("utf-8")
+    if len(encoded) > MAX_TEXT_BYTES:  # a long traceback is cut, never refused: the run must still end
+        text = encoded[:MAX_TEXT_BYTES - 3].decode("utf-8", "ignore") + "..."
+    return text
 
 
 def numpy_to_builtin(value: Any) -> Any:
-    """The encoders' hook (JSON lines and the msgpack wire): numpy scalars and arrays, which the
-    agent's rows may hold, become Python numbers and lists; any other type is refused."""
+    """The encoders' hook (JSON lines and the msgpack wire): numpy scalars and arrays, which
+    parameters and metadata may hold, become Python numbers and lists; any other type is refused."""
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
         return value.tolist()
     raise TypeError(f"cannot encode a value of type {type(value).__name__}")
-
-
-def wait_for_event(event: Any, timeout_s: float) -> None:
-    """Poll a CUDA event until it has passed (worker thread); never a blocking driver wait."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    delay = 0.0005
-    while not event.query():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"GPU work did not finish within {timeout_s} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
 
 
 def non_finite_name(value: Any) -> str | None:

@@ -1,21 +1,40 @@
 """The bulk upload body: msgpack, zstd-compressed, many streams of one run per request.
 
-Format version 1 (a msgpack map)::
+Format version 2 (a msgpack map)::
 
-    {"v": 1,
+    {"v": 2,
+     "identity": {"run_id": "9f1c...", "writer_id": "47ab..."},                             # required
      "run": {"status": "RUNNING", "description": ..., "tags": [...], "metadata": {...},
-             "created_at": ..., "started_at": ..., "ended_at": ..., "status_reason": ...},   # optional
+             "created_at": ..., "started_at": ..., "ended_at": ..., "status_reason": ...,
+             "hostname": ...},                                                               # optional
      "params": {"model.lr": 0.001, ...},                                                     # optional, latest wins
      "streams": {
         "metrics/train": {"start": 0, "blocks": [
             {"keys": ["loss", "step", "_ts"], "cols": [[0.5, 0.4], [0, 1], [1795.1, 1795.2]],
              "created": [["2026-11-26T05:52:17.001761Z", 2]]}]},
-        "logs": {"start": 0, "rows": [{"timestamp": ..., "level": ..., "message": ..., "metadata": {...}}]}}}
+        "logs": {"start": 0, "rows": [{"timestamp": ..., "level": ..., "message": ..., "metadata": {...}}]},
+        "metrics/val": {"start": 7, "void": 1, "reason": "unencodable"}}}
 
 Metric rows are columnar: consecutive rows with the same keys form one block,
 so zstd sees runs of similar numbers and a missing key stays distinct from
 None. ``created`` is run-length encoded. Indices are implicit: ``start`` plus
 the row's position. NaN and infinities are plain msgpack floats.
+
+Identity (version 2): ``run_id`` names the run (created with its first run
+directory, shared by every directory that continues it) and ``writer_id`` the
+directory that wrote these rows. The server keeps, per stream, which writer
+stored which index range: a resend of the same writer's rows is acknowledged
+again without storing anything, while different rows under stored indices
+(another directory, another run) get a 409 with ``conflict``, never a 2xx.
+
+A *void* (``"void": n``) tells the server that rows ``start .. start+n-1`` are
+set aside by the client (kept on its disk, counted there): the server records
+the range, so the stream stays contiguous and later rows are stored.
+
+Replies: 2xx ``{"acked": {stream: rows stored}}`` with *every* stream of the
+run, so a client can tell when the server holds less than it thinks; 409
+``{"acked": ...}`` for a batch that starts past the stored rows; 409
+``{"conflict": {...}}``; 4xx ``{"error", "stream"?, "index"?}``.
 
 Bodies are compressed with zstd (``Content-Encoding: zstd``); gzip and
 identity are accepted. :func:`decode_body` caps the decompressed size, so a
@@ -36,7 +55,7 @@ import zstandard
 
 from .values import numpy_to_builtin
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 _data = itemgetter("data")
 _created = itemgetter("createdAt")
 CONTENT_TYPE = "application/vnd.ml-dash.bulk+msgpack"

@@ -10,7 +10,7 @@
 
 __version__ = "0.1.0"
 
-from .errors import ConfigurationError, MLDashError, RunStateError  # noqa: E402
+from .errors import ConfigurationError, MLDashError, RunConflictError, RunLockedError, RunStateError  # noqa: E402
 from .experiment import Experiment  # noqa: E402
 from .run import RunStatus  # noqa: E402
 
@@ -18,6 +18,8 @@ __all__ = [
     "ConfigurationError",
     "Experiment",
     "MLDashError",
+    "RunConflictError",
+    "RunLockedError",
     "RunStateError",
     "RunStatus",
     "__version__",

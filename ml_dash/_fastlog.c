@@ -2,13 +2,19 @@
  * The hot path of MetricLogger.log in C (optional: ml_dash.metrics falls back to
  * the pure-Python implementation when this module is not built).
  *
- * log(**fields) builds the fields dict presized for one more key, checks each
- * value's exact type (float, int, bool, str, None; anything else goes to the
- * Python method _check_fields, which accepts numpy scalars and scalar tensors
- * or raises TypeError), stores the call time as "_ts", appends the dict to the
- * stream's deque and compares the deque's length with stream.wake_at; past it,
- * the Python method _on_threshold runs (wake the agent, memory bound, closed
- * run). Everything but that straight line is Python code, called from here.
+ * log(**fields) builds the fields dict presized for one more key and checks
+ * that the row is plain: at most NARROW_ROW_FIELDS fields, ASCII names of 1 to
+ * MAX_NAME_CHARS characters, values that are floats, bools, None, ints that fit
+ * in 64 bits, or ASCII strings of at most SMALL_STR_CHARS characters (the
+ * constants of ml_dash/agent/values.py). Any other row goes to the Python method
+ * _check_fields, which checks it against the value domain (raising TypeError or
+ * ValueError), converts numpy values, and returns what to append: the dict, a
+ * SizedRow counted at its own size, or None when the memory bound dropped it.
+ * Then the call time is stored as "_ts" (a field of that name is refused), the
+ * row is appended to the stream's deque, and the deque's length is compared
+ * with stream.wake_at; past it, the Python method _on_threshold(row) runs (wake
+ * the agent, memory bound, closed run). Everything but that straight line is
+ * Python code, called from here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,11 +29,43 @@ typedef struct {
 
 static PyObject *str_ts, *str_wake_at, *str_check_fields, *str_on_threshold, *str_log_slow;
 
+/* ml_dash/agent/values.py: NARROW_ROW_FIELDS, MAX_NAME_CHARS, SMALL_STR_CHARS */
+#define NARROW_ROW_FIELDS 32
+#define MAX_NAME_CHARS 256
+#define SMALL_STR_CHARS 64
+
+static int
+is_short_ascii(PyObject *text, Py_ssize_t min_len, Py_ssize_t max_len)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    return PyUnicode_IS_ASCII(text) && length >= min_len && length <= max_len;
+}
+
 static int
 is_plain(PyObject *value)
 {
-    return PyFloat_CheckExact(value) || PyLong_CheckExact(value) || PyUnicode_CheckExact(value)
-        || value == Py_None || value == Py_True || value == Py_False;
+    if (PyFloat_CheckExact(value) || value == Py_None || value == Py_True || value == Py_False) {
+        return 1;
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (number == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return overflow == 0;
+    }
+    if (PyUnicode_CheckExact(value)) {
+        return is_short_ascii(value, 0, SMALL_STR_CHARS);
+    }
+    return 0;
 }
 
 static PyObject *
@@ -63,35 +101,50 @@ FastLogger_log(FastLogger *self, PyObject *const *args, size_t nargsf, PyObject 
     if (fields == NULL) {
         return NULL;
     }
-    int all_plain = 1;
+    int all_plain = nkw <= NARROW_ROW_FIELDS;
     for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
         PyObject *value = args[nargs + i];
-        if (!is_plain(value)) {
+        if (all_plain && !(is_plain(value) && is_short_ascii(key, 1, MAX_NAME_CHARS))) {
             all_plain = 0;
         }
-        if (PyDict_SetItem(fields, PyTuple_GET_ITEM(kwnames, i), value) < 0) {
+        if (PyDict_SetItem(fields, key, value) < 0) {
             goto error;
         }
     }
+    PyObject *row = fields;  /* what is appended: the dict, or what _check_fields returns */
+    Py_INCREF(row);
     if (!all_plain) {
-        PyObject *checked = PyObject_CallMethodOneArg((PyObject *)self, str_check_fields, fields);
-        if (checked == NULL) {
+        Py_DECREF(row);
+        row = PyObject_CallMethodOneArg((PyObject *)self, str_check_fields, fields);
+        if (row == NULL) {
             goto error;
         }
-        Py_DECREF(checked);
+        if (row == Py_None) {  /* dropped by the memory bound (counted there) */
+            Py_DECREF(fields);
+            return row;
+        }
     }
     PyObject *stamp = now_as_float();
     if (stamp == NULL) {
+        Py_DECREF(row);
         goto error;
     }
     int failed = PyDict_SetItem(fields, str_ts, stamp);
     Py_DECREF(stamp);
-    if (failed < 0) {
-        goto error;
+    if (failed == 0 && PyDict_GET_SIZE(fields) == nkw) {  /* "_ts" was one of the fields */
+        PyErr_SetString(PyExc_ValueError,
+                        "metric field name '_ts' is reserved: ml-dash records the logging time in it");
+        failed = -1;
     }
-    PyObject *appended = PyObject_CallOneArg(self->append, fields);
     Py_DECREF(fields);
+    if (failed < 0) {
+        Py_DECREF(row);
+        return NULL;
+    }
+    PyObject *appended = PyObject_CallOneArg(self->append, row);
     if (appended == NULL) {
+        Py_DECREF(row);
         return NULL;
     }
     Py_DECREF(appended);
@@ -99,16 +152,21 @@ FastLogger_log(FastLogger *self, PyObject *const *args, size_t nargsf, PyObject 
     PyObject *wake_at_obj = PyObject_GetAttr(self->stream, str_wake_at);
     if (length < 0 || wake_at_obj == NULL) {
         Py_XDECREF(wake_at_obj);
+        Py_DECREF(row);
         return NULL;
     }
     Py_ssize_t wake_at = PyLong_AsSsize_t(wake_at_obj);
     Py_DECREF(wake_at_obj);
     if (wake_at == -1 && PyErr_Occurred()) {
+        Py_DECREF(row);
         return NULL;
     }
     if (length >= wake_at) {
-        return PyObject_CallMethodNoArgs((PyObject *)self, str_on_threshold);
+        PyObject *result = PyObject_CallMethodOneArg((PyObject *)self, str_on_threshold, row);
+        Py_DECREF(row);
+        return result;
     }
+    Py_DECREF(row);
     Py_RETURN_NONE;
 error:
     Py_DECREF(fields);

@@ -2,13 +2,13 @@
 
     ml-dash ls [ROOT]          runs under ROOT (default .dash) with status and sizes
     ml-dash show RUN_DIR       one run: metrics, logs, files, parameters
-    ml-dash check [ROOT]       read every file; exit 1 if any line is damaged
+    ml-dash check [ROOT]       read every file; exit 1 if a line is damaged or an index repeats or is missing
     ml-dash server [--host 127.0.0.1] [--port 8080] [--data DIR] [--allow-user-name]
     ml-dash keys create --owner NAME --data DIR      the new key is the last line printed
     ml-dash keys list --owner NAME --data DIR
     ml-dash keys revoke KEY_ID --data DIR            KEY_ID from `keys list`, or the key itself
     ml-dash keys grant --owner NAME --member NAME --data DIR
-    ml-dash sync [PATH ...] --remote URL (--api-key K | --user-name U) [--timeout S]
+    ml-dash sync [PATH ...] --remote URL (--api-key K | --user-name U) [--timeout S] [--prefix P] [--resume]
     ml-dash pull PREFIX --remote URL (--api-key K | --user-name U) --to DIR
 """
 
@@ -49,13 +49,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    damaged = 0
+    problems = 0
     for directory in find_runs(Path(args.root)):
         for problem in summarise(directory).problems:
-            damaged += 1
+            problems += 1
             print(problem)
-    print("ok" if not damaged else f"{damaged} damaged line(s); every intact record is still readable")
-    return 1 if damaged else 0
+    print("ok" if not problems else f"{problems} problem(s); every intact record is still readable")
+    return 1 if problems else 0
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -110,9 +110,18 @@ def _keys(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .sync import sync_paths
+    from .errors import ConfigurationError
+    from .naming import validate_prefix
+    from .sync import SyncOptions, sync_paths
 
-    return asyncio.run(sync_paths([Path(p) for p in args.paths], args.remote, args.api_key, args.user_name, args.timeout))
+    try:
+        if args.prefix is not None:
+            validate_prefix(args.prefix)
+        options = SyncOptions(args.remote, args.api_key, args.user_name, args.timeout, args.prefix, args.resume)
+        return asyncio.run(sync_paths([Path(p) for p in args.paths], options))
+    except (ConfigurationError, ValueError, TypeError) as exc:
+        print(f"ml-dash sync: {exc}", file=sys.stderr)
+        return 2
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -159,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     who = sync.add_mutually_exclusive_group(required=True)
     who.add_argument("--api-key")
     who.add_argument("--user-name")
-    sync.add_argument("--timeout", type=float, default=600.0, help="give up on a run after this many seconds")
+    sync.add_argument("--timeout", type=float, default=600.0,
+                      help="give up on a run after this many seconds (bounds every wait, Retry-After included)")
+    sync.add_argument("--prefix", help="send the run under this owner/project/name instead of its own (one run)")
+    sync.add_argument("--resume", action="store_true",
+                      help="append the run's rows after the rows the server's run of the prefix already holds")
     pull = sub.add_parser("pull", help="write a server-side run into DIR in the local layout")
     pull.add_argument("prefix")
     pull.add_argument("--remote", required=True)

@@ -8,8 +8,14 @@ Precedence, for each setting, first match wins:
 3. ``DREAMLAKE_LOCAL_PATH`` / ``DREAMLAKE_API_URL`` / ``DREAMLAKE_API_KEY``;
 4. the default: local mode in ``.dash/<prefix>`` under the working directory.
 
-``local_path`` (argument or environment) is the experiment's own directory, as in the
-specification; ``dash_root`` is a root under which ``<owner>/<project>/<name>`` is created.
+How a directory is read (two runs with different prefixes never share one):
+
+* ``local_path=`` is the experiment's own directory when its last three components are the
+  prefix (``.dash/owner/project/name``, as the specification writes it); any other path is a
+  root, and the run goes to ``local_path/owner/project/name`` (so ``local_path="./experiments"``
+  holds many runs, as in the specification's hybrid example);
+* ``dash_root=`` and the ``*_LOCAL_PATH`` variables are always a root;
+* a directory whose ``experiment.json`` names another prefix is refused when the run starts.
 """
 
 from __future__ import annotations
@@ -48,6 +54,14 @@ class ResolvedConfig:
         return f"ResolvedConfig(directory={self.directory!s}, remote={self.remote!r}, api_key={key}, user_name={self.user_name!r})"
 
 
+def run_directory(local_path: Path, prefix: str) -> Path:
+    """``local_path`` itself when it already ends with the prefix's three parts, else ``local_path/prefix``."""
+    parts = tuple(prefix.split("/"))
+    if tuple(local_path.parts[-len(parts):]) == parts:
+        return local_path
+    return local_path / prefix
+
+
 def resolve(
     prefix: str,
     *,
@@ -72,11 +86,11 @@ def resolve(
             raise ConfigurationError("api_key/user_name were given but no remote server (remote= or ML_DASH_API_URL)")
 
     if local_path is not None:
-        directory = Path(local_path)
+        directory = run_directory(Path(local_path), prefix)
     elif dash_root is not None:
         directory = Path(dash_root) / prefix
     elif (env_path := _from_env(ENV_LOCAL_PATH)) is not None:
-        directory = Path(env_path)
+        directory = Path(env_path) / prefix
     else:
         directory = Path(".dash") / prefix
 

@@ -15,24 +15,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agent import FileJob, file_entry
-from .agent.jsonlines import read_json
+from .agent.jsonlines import encode_checked, read_json
+from .agent.layout import FILES_DIR, FILES_METADATA
+from .agent.values import MAX_DOCUMENT_BYTES, MAX_NAME_CHARS, MAX_TEXT_BYTES, check_text
 from .naming import clean_relative_path, safe_join
 from .snapshots import copy_writer, json_writer, pickle_writer, text_writer, bytes_writer, torch_writer, writer_for, _guess_type
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
-
-METADATA_FILE = ".files_metadata.json"
+    from .session import RunSession
 
 
 class FileScope:
     """The files under one prefix of the run (``exp.files("models")``)."""
 
-    def __init__(self, experiment: Experiment, prefix: str, description: str | None = None,
+    def __init__(self, session: RunSession, prefix: str, description: str | None = None,
                  tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> None:
-        self._experiment = experiment
+        self._session = session
         self.prefix = clean_relative_path("file prefix", prefix, rooted_ok=True)
-        self._fields = {"description": description, "tags": tags, "metadata": metadata}
+        self._fields = check_entry_fields(description=description, tags=tags, metadata=metadata)
 
     def _relpath(self, name: str) -> str:
         name = clean_relative_path("file name", name)
@@ -41,14 +41,13 @@ class FileScope:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _enqueue(self, name: str, writer: Any, content_type: str, **fields: Any) -> dict[str, Any]:
-        experiment = self._experiment
-        experiment._require_running()
+        session = self._session
+        session.require_running()
         relpath = self._relpath(name)
-        dest = safe_join(experiment.directory / "files", relpath)
-        merged = {**self._fields, **{k: v for k, v in fields.items() if v is not None}}
+        dest = safe_join(session.directory / FILES_DIR, relpath)
+        merged = {**self._fields, **check_entry_fields(**{k: v for k, v in fields.items() if v is not None})}
         entry = file_entry(relpath, content_type=content_type, **merged)
-        experiment._writer.file_jobs.append(FileJob(dest=dest, write=writer, entry=entry))
-        experiment._agent.wake()
+        session.add_file(FileJob(dest=dest, write=writer, entry=entry))
         return entry
 
     def save(self, obj: Any, name: str, **fields: Any) -> dict[str, Any]:
@@ -85,12 +84,12 @@ class FileScope:
     def list(self) -> list[dict[str, Any]]:
         """Metadata entries of the files saved under this prefix (after a flush); from the server
         in remote mode for a run this process has not started."""
-        server = self._experiment._server_reads()
+        server = self._session.server_reads()
         if server is not None:
             entries = server.files()
         else:
-            self._experiment.flush()
-            entries = read_files_metadata(self._experiment.directory)
+            self._session.flush()
+            entries = read_files_metadata(self._session.directory)
         if not self.prefix:
             return entries
         return [e for e in entries if e["path"] == self.prefix or e["path"].startswith(self.prefix + "/")]
@@ -98,17 +97,17 @@ class FileScope:
     def download(self, name: str, to: str | os.PathLike) -> Path:
         """Copy the saved file ``name`` to the local path ``to``; return that path (streamed from
         the server in remote mode for a run this process has not started)."""
-        server = self._experiment._server_reads()
+        server = self._session.server_reads()
         if server is not None:
             target = Path(to)
             if target.is_dir():
                 target = target / Path(self._relpath(name)).name
             server.download(self._relpath(name), target)
             return target
-        self._experiment.flush()
-        source = safe_join(self._experiment.directory / "files", self._relpath(name))
+        self._session.flush()
+        source = safe_join(self._session.directory / FILES_DIR, self._relpath(name))
         if not source.is_file():
-            raise FileNotFoundError(f"no saved file {self._relpath(name)!r} in {self._experiment.prefix}")
+            raise FileNotFoundError(f"no saved file {self._relpath(name)!r} in {self._session.prefix}")
         target = Path(to)
         if target.is_dir():
             target = target / source.name
@@ -117,12 +116,39 @@ class FileScope:
 
     def path(self, name: str) -> Path:
         """Where ``name`` is (or will be) stored on disk."""
-        return safe_join(self._experiment.directory / "files", self._relpath(name))
+        return safe_join(self._session.directory / FILES_DIR, self._relpath(name))
+
+
+def check_entry_fields(**fields: Any) -> dict[str, Any]:
+    """A file entry's description, tags and metadata, checked against the value domain."""
+    checked = dict(fields)
+    if fields.get("description") is not None:
+        checked["description"] = check_text("file description", fields["description"], MAX_TEXT_BYTES)
+    if fields.get("tags") is not None:
+        checked["tags"] = check_tags(fields["tags"])
+    if fields.get("metadata") is not None:
+        if not isinstance(fields["metadata"], dict):
+            raise TypeError(f"file metadata must be a dict, not {type(fields['metadata']).__name__}")
+        encode_checked("file metadata", fields["metadata"], MAX_DOCUMENT_BYTES)
+    return checked
+
+
+def check_tags(tags: Any) -> list[str]:
+    """A list of at most 256 tags of 1 to 256 characters."""
+    if not isinstance(tags, (list, tuple)):
+        raise TypeError(f"tags must be a list of str, not {type(tags).__name__}")
+    if len(tags) > 256:
+        raise ValueError(f"{len(tags)} tags; at most 256")
+    checked = [check_text("a tag", tag, MAX_NAME_CHARS * 4) for tag in tags]
+    for tag in checked:
+        if not tag or len(tag) > MAX_NAME_CHARS:
+            raise ValueError(f"tag {tag[:40]!r} must be 1 to {MAX_NAME_CHARS} characters long")
+    return checked
 
 
 def read_files_metadata(directory: Path) -> list[dict[str, Any]]:
     """The entries of ``files/.files_metadata.json`` ([] when absent or unreadable)."""
-    document = read_json(directory / "files" / METADATA_FILE)
+    document = read_json(directory / FILES_DIR / FILES_METADATA)
     files = document.get("files") if isinstance(document, dict) else None
     return [e for e in files if isinstance(e, dict)] if isinstance(files, list) else []
 
@@ -131,8 +157,8 @@ class Files:
     """``exp.files``: ``exp.files("models")`` is a scope; with ``prefix=`` the first
     argument is an existing file to upload (``exp.files("model.pth", prefix="/models")``)."""
 
-    def __init__(self, experiment: Experiment) -> None:
-        self._experiment = experiment
+    def __init__(self, session: RunSession) -> None:
+        self._session = session
 
     def __call__(self, path: str | os.PathLike | None = None, *, prefix: str | None = None,
                  description: str | None = None, tags: list[str] | None = None,
@@ -141,11 +167,11 @@ class Files:
         if prefix is not None:
             if path is None:
                 raise TypeError("exp.files(path, prefix=...) needs the path of the file to upload")
-            return FileScope(self._experiment, prefix, **fields).upload(path)
-        return FileScope(self._experiment, "" if path is None else os.fspath(path), **fields)
+            return FileScope(self._session, prefix, **fields).upload(path)
+        return FileScope(self._session, "" if path is None else os.fspath(path), **fields)
 
     def upload(self, path: str | os.PathLike, to: str | None = None, **fields: Any) -> dict[str, Any]:
-        return FileScope(self._experiment, "").upload(path, to=to, **fields)
+        return FileScope(self._session, "").upload(path, to=to, **fields)
 
     def list(self) -> list[dict[str, Any]]:
-        return FileScope(self._experiment, "").list()
+        return FileScope(self._session, "").list()

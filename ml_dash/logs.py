@@ -2,8 +2,9 @@
 
 Lines land in ``logs.jsonl`` as ``{"sequenceNumber": n, "timestamp": iso,
 "level": ..., "message": ..., "metadata": {...}}`` (metadata omitted when
-empty). Metadata is checked for JSON-ability at the call, so a bad value
-raises there and never reaches the agent.
+empty). The message and the metadata are checked against the value domain
+and the metadata encoded once, at the call: a bad value raises there and
+never reaches the agent, which writes the encoded bytes as they are.
 """
 
 from __future__ import annotations
@@ -11,21 +12,28 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .agent import RowStream, StreamClosedError, utc_iso
-from .agent.jsonlines import ReadReport, dumps, iter_records
+import msgspec
+
+from .agent import StreamClosedError, utc_iso
+from .agent.jsonlines import ReadReport, encode_checked, iter_records
+from .agent.layout import LOGS_FILE
+from .agent.values import MAX_ROW_BYTES, check_text
 from .errors import RunStateError
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import RunSession
 
 LEVELS = ("debug", "info", "warn", "error", "fatal")
 _LEVEL_ALIASES = {"warning": "warn", "critical": "fatal"}
+#: Estimated memory of one buffered log line with a short message (a line is counted at its
+#: own size past this: its message and metadata bytes added).
+LOG_ROW_BYTES = 512
 
 
 def build_log_row(index: int, ts: float, payload: tuple, created_at: str) -> dict:
     level, message, metadata = payload
     row = {"sequenceNumber": index, "timestamp": utc_iso(ts), "level": level, "message": message}
-    if metadata:
+    if metadata is not None:
         row["metadata"] = metadata
     return row
 
@@ -42,36 +50,34 @@ def normalise_level(level: object) -> str:
 class Logs:
     """``exp.logs``: leveled log lines; ``exp.log`` is the same as ``exp.logs.log``."""
 
-    def __init__(self, experiment: Experiment) -> None:
-        self._experiment = experiment
-        self._stream: RowStream | None = None
-
-    def bind(self, stream: RowStream) -> None:
-        self._stream = stream
+    def __init__(self, session: RunSession) -> None:
+        self._session = session
 
     def log(self, message: str, level: str = "info", metadata: dict[str, Any] | None = None, **extra: Any) -> None:
         """Append one log line. ``metadata`` and keyword ``extra`` are merged into its metadata."""
-        if not isinstance(message, str):
-            raise TypeError(f"log message must be a str, not {type(message).__name__}")
+        message = check_text("log message", message, MAX_ROW_BYTES)
         level = normalise_level(level)
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError(f"log metadata must be a dict, not {type(metadata).__name__}")
         merged = {**metadata, **extra} if metadata else extra
-        if merged:
-            try:
-                dumps(merged)  # the agent must never meet a value it cannot write
-            except TypeError as exc:
-                raise TypeError(f"log metadata is not JSON-serialisable: {exc}") from None
-        stream = self._stream
-        if stream is None:
-            raise RunStateError(self._experiment._not_running_message())
+        encoded = msgspec.Raw(encode_checked("log metadata", merged, MAX_ROW_BYTES)) if merged else None
+        size = len(message) + (len(encoded) if encoded is not None else 0)
+        if size > MAX_ROW_BYTES:
+            raise ValueError(f"a log line of {size:,} bytes (message and metadata); the limit is {MAX_ROW_BYTES:,}")
+        stream = self._session.log_stream
+        event = (time.time(), (level, message, encoded))
+        row: Any = event
+        if size > LOG_ROW_BYTES // 2:  # counted at its own size
+            row = stream.admit_sized(event, LOG_ROW_BYTES + size)
+            if row is None:
+                return  # dropped by the memory bound, counted
         queue = stream.queue
-        queue.append((time.time(), (level, message, merged or None)))
+        queue.append(row)
         if len(queue) >= stream.wake_at:
             try:
-                stream.on_threshold()
+                stream.on_threshold(row)
             except StreamClosedError:
-                raise RunStateError(self._experiment._not_running_message()) from None
+                raise RunStateError(self._session.not_running_message()) from None
 
     def debug(self, message: str, **extra: Any) -> None:
         self.log(message, "debug", **extra)
@@ -94,11 +100,12 @@ class Logs:
         """All log lines written so far (optionally of one level), buffered ones included.
         In remote mode, a run this process has not started is read from the server."""
         wanted = normalise_level(level) if level is not None else None
-        server = self._experiment._server_reads()
+        server = self._session.server_reads()
         if server is not None:
             return server.logs(wanted)
         if flush:
-            self._experiment.flush()
+            self._session.flush()
         report = ReadReport()
-        path = self._experiment.directory / "logs.jsonl"
+        path = self._session.directory / LOGS_FILE
         return [r for r in iter_records(path, report) if wanted is None or r.get("level") == wanted]
+

@@ -1,9 +1,14 @@
 """``exp.metrics``: time series of scalar rows.
 
 ``exp.metrics("train").log(loss=0.5, step=i)`` is the hot path of a training
-loop. It checks value types (a ``type()`` lookup per field), appends
-the fields dict (with the logging time as ``_ts``) to the stream's queue and
-compares one length: the agent does the rest. ``_ts`` is therefore reserved. Rows land in ``metrics/<name>/data.jsonl`` as
+loop. It checks that the row is plain (a ``type()`` lookup per field: floats,
+bools, None, 64-bit ints, short ASCII strings, short ASCII names, at most 32
+fields), appends the fields dict (with the logging time as ``_ts``) to the
+stream's queue and compares one length: the agent does the rest. Any other
+row is checked against the value domain (agent/values.py) first: refused with
+a TypeError/ValueError naming the field, or accepted, converted (numpy values)
+and, when big, counted at its own size against the memory bound. ``_ts`` is
+reserved. Rows land in ``metrics/<name>/data.jsonl`` as
 ``{"index": i, "data": {..., "_ts": seconds}, "createdAt": iso}``.
 """
 
@@ -15,20 +20,23 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .agent import RowStream, StreamClosedError, restore_metric_row
+from .agent import RowStream, SizedRow, StreamClosedError, restore_metric_row
 from .agent.jsonlines import ReadReport, iter_records
-from .agent.values import PLAIN_SCALARS, check_scalar, is_tensor
+from .agent.layout import METRICS_DIR
+from .agent.streams import metric_row_bytes
+from .agent.tensors import is_tensor
+from .agent.values import (INT_MAX, INT_MIN, MAX_NAME_CHARS, MAX_ROW_BYTES, NARROW_ROW_FIELDS, RESERVED_FIELD,
+                           SMALL_STR_CHARS, check_name, metric_value, utf8_size)
 from .errors import RunStateError
 from .naming import validate_metric_name
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import RunSession
 
 #: Name of the stream that ``exp.metrics.log(...)`` (no name) writes to.
 DEFAULT_METRIC = "default"
 
 _now = time.time
-_PLAIN = PLAIN_SCALARS
 
 
 class _LoggerMethods:
@@ -36,9 +44,9 @@ class _LoggerMethods:
 
     __slots__ = ()
 
-    def __init__(self, experiment: Experiment, name: str, stream: RowStream) -> None:
+    def __init__(self, session: RunSession, name: str, stream: RowStream) -> None:
         self.name = name
-        self._experiment = experiment
+        self._session = session
         self.bind(stream)
 
     def bind(self, stream: RowStream) -> None:
@@ -50,20 +58,36 @@ class _LoggerMethods:
         merged = _merge(_fields, fields) if _fields is not None else fields
         self.log(**merged)
 
-    def _check_fields(self, fields: dict[str, Any]) -> None:
-        for key, value in fields.items():
-            if value.__class__ not in _PLAIN:
-                checked = check_scalar(key, value)
-                if checked is not value:
-                    fields[key] = checked
-                elif is_tensor(checked):
-                    self._stream.has_tensors = True
+    def _check_fields(self, fields: dict[str, Any]) -> dict[str, Any] | SizedRow | None:
+        """Check a row that is not plain against the value domain; convert numpy values in place.
+        Returns what to append (the dict, or a SizedRow when it is big), or None when the memory
+        bound dropped it."""
+        size = long_strings = 0
+        for key in list(fields):
+            if key == RESERVED_FIELD:
+                raise ValueError(f"metric field name {RESERVED_FIELD!r} is reserved: ml-dash records the logging time in it")
+            what = f"metric field {key!r} of {self.name!r}"
+            check_name(f"a metric field name of {self.name!r}", key)
+            value, value_size = metric_value(what, fields[key])
+            if value is not fields[key]:
+                fields[key] = value
+            elif value.__class__ is not str and is_tensor(value):
+                self._stream.has_tensors = True
+            size += utf8_size(what, key) + value_size
+            if value.__class__ is str and len(value) > SMALL_STR_CHARS:
+                long_strings += value_size
+        if size > MAX_ROW_BYTES:
+            raise ValueError(f"a row of metric {self.name!r} is {size:,} bytes (names and strings, 16 per other value); "
+                             f"the limit is {MAX_ROW_BYTES:,}")
+        if long_strings or len(fields) >= NARROW_ROW_FIELDS:
+            return self._stream.admit_sized(fields, metric_row_bytes(len(fields) + 1) + long_strings)
+        return fields
 
-    def _on_threshold(self) -> None:
+    def _on_threshold(self, row: Any) -> None:
         try:
-            self._stream.on_threshold()
+            self._stream.on_threshold(row)
         except StreamClosedError:
-            raise RunStateError(self._experiment._not_running_message()) from None
+            raise RunStateError(self._session.not_running_message()) from None
 
     def read(self, start_index: int = 0, limit: int | None = 1000, flush: bool = True) -> list[dict[str, Any]]:
         """Rows ``start_index`` onwards (at most ``limit``), including what is still buffered.
@@ -72,38 +96,54 @@ class _LoggerMethods:
         infinities restored as floats. In remote mode, a run this process has not
         started is read from the server.
         """
-        server = self._experiment._server_reads()
+        server = self._session.server_reads()
         if server is not None:
             return server.metric_rows(self.name, start_index, limit)
         if flush:
-            self._experiment.flush()
+            self._session.flush()
         return read_metric_rows(self._stream.path, start_index, limit)
 
     def __repr__(self) -> str:
-        return f"<MetricLogger {self.name!r} of {self._experiment.prefix!r}>"
+        return f"<MetricLogger {self.name!r} of {self._session.prefix!r}>"
+
+
+def _is_plain_row(fields: dict[str, Any]) -> bool:
+    """The pure-Python twin of the C fast path's check (ml_dash/_fastlog.c)."""
+    if len(fields) > NARROW_ROW_FIELDS:
+        return False
+    for key, value in fields.items():
+        cls = value.__class__
+        if not (cls is float or value is None or cls is bool or (cls is int and INT_MIN <= value <= INT_MAX)
+                or (cls is str and len(value) <= SMALL_STR_CHARS and value.isascii())):
+            return False
+        if not (0 < len(key) <= MAX_NAME_CHARS and key.isascii()):
+            return False
+    return True
 
 
 class PyMetricLogger(_LoggerMethods):
     """One named metric stream (``exp.metrics("train")``), pure-Python ``log``."""
 
-    __slots__ = ("name", "_experiment", "_stream", "_queue")
+    __slots__ = ("name", "_session", "_stream", "_queue")
 
     def log(self, _fields: dict[str, Any] | None = None, /, **fields: Any) -> None:
         """Append one row; returns at once. Values: int, float, bool, None, str,
-        numpy scalars or scalar torch tensors (read later by the agent, never
-        synchronised here). ``step=``/``epoch=`` are ordinary fields.
+        numpy scalars or one-element torch tensors (read later by the agent, never
+        synchronised here); see ml_dash/agent/values.py for the domain and sizes.
+        ``step=``/``epoch=`` are ordinary fields.
         """
         if _fields is not None:
             fields = _merge(_fields, fields)
-        for value in fields.values():
-            if value.__class__ not in _PLAIN:
-                self._check_fields(fields)
-                break
+        row: Any = fields
+        if RESERVED_FIELD in fields or not _is_plain_row(fields):
+            row = self._check_fields(fields)
+            if row is None:
+                return
         fields["_ts"] = _now()  # inside the dict: a (ts, dict) tuple would stay GC-tracked
         queue = self._queue
-        queue.append(fields)
+        queue.append(row)
         if len(queue) >= self._stream.wake_at:
-            self._on_threshold()
+            self._on_threshold(row)
 
 
 def _native_logger_class() -> type | None:
@@ -120,10 +160,10 @@ def _native_logger_class() -> type | None:
 
         Same behaviour as :class:`PyMetricLogger` (the C code calls back into
         ``_check_fields``, ``_on_threshold`` and ``_log_slow`` for anything but
-        plain scalars below the wake threshold), at about half the cost per call.
+        plain rows below the wake threshold), at about half the cost per call.
         """
 
-        __slots__ = ("name", "_experiment", "_stream", "_queue")
+        __slots__ = ("name", "_session", "_stream", "_queue")
 
         def bind(self, stream: RowStream) -> None:
             _LoggerMethods.bind(self, stream)
@@ -170,17 +210,18 @@ class Metrics(dict):
 
     __call__ = dict.__getitem__
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, session: RunSession) -> None:
         super().__init__()
-        self._experiment = experiment
+        self._session = session
         self._create_lock = threading.Lock()  # first use of a name from several threads at once
+        session.on_start(self._rebind_all)
 
     def __missing__(self, name: str) -> MetricLogger:
         validate_metric_name(name)
         with self._create_lock:
             logger = dict.get(self, name)
             if logger is None:
-                logger = self[name] = MetricLogger(self._experiment, name, self._experiment._metric_stream(name))
+                logger = self[name] = MetricLogger(self._session, name, self._session.metric_stream(name))
         return logger
 
     def log(self, _fields: dict[str, Any] | None = None, /, **fields: Any) -> None:
@@ -189,16 +230,16 @@ class Metrics(dict):
 
     def names(self) -> list[str]:
         """Metric names that have a directory on disk or a logger in this process."""
-        on_disk = {p.name for p in (self._experiment.directory / "metrics").glob("*") if p.is_dir()}
+        on_disk = {p.name for p in (self._session.directory / METRICS_DIR).glob("*") if p.is_dir()}
         return sorted(on_disk | set(self))
 
     def _rebind_all(self) -> None:
         with self._create_lock:
             for name, logger in self.items():
-                logger.bind(self._experiment._metric_stream(name))
+                logger.bind(self._session.metric_stream(name))
 
     def __repr__(self) -> str:
-        return f"<Metrics {sorted(self)} of {self._experiment.prefix!r}>"
+        return f"<Metrics {sorted(self)} of {self._session.prefix!r}>"
 
 
 def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_iso: str) -> dict[str, Any]:

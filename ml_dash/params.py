@@ -2,7 +2,9 @@
 
 ``set(model={"lr": 1e-3})`` stores ``{"model.lr": 0.001}``; ``get(flatten=False)``
 rebuilds the nesting. The document is ``parameters.json`` in the upstream shape
-``{"version": 2, "data": {...}, "createdAt": iso, "updatedAt": iso}``.
+``{"version": 2, "data": {...}, "createdAt": iso, "updatedAt": iso}``. Values are
+checked at the call (agent/values.py: nested at most 32 deep, at most 1 MiB as
+JSON in all).
 """
 
 from __future__ import annotations
@@ -11,25 +13,34 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from .agent import utc_iso
-from .agent.jsonlines import dumps
+from .agent.jsonlines import encode_checked, read_json
+from .agent.layout import PARAMS
+from .agent.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, check_json, utf8_size
 
 if TYPE_CHECKING:
-    from .experiment import Experiment
+    from .session import RunSession
 
 
 def flatten(values: dict[str, Any], parent: str = "") -> dict[str, Any]:
-    """Nested dicts become dot keys: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    """Nested dicts become dot keys: ``{"a": {"b": 1}} -> {"a.b": 1}`` (at most 32 levels)."""
     flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if not isinstance(key, str):
-            raise TypeError(f"parameter names must be str, got {key!r}")
-        if not key or key.startswith(".") or key.endswith("."):
-            raise ValueError(f"invalid parameter name {key!r}")
-        full = f"{parent}.{key}" if parent else key
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, full))
-        else:
-            flat[full] = value
+    pending: list[tuple[str, dict[str, Any], int]] = [(parent, values, 0)]
+    while pending:  # iterative: a hostile 5,000-deep dict must not hit Python's recursion limit
+        prefix, node, depth = pending.pop()
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"parameters are nested deeper than {MAX_DEPTH} levels at {prefix[:80]!r}")
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise TypeError(f"parameter names must be str, got {key!r}")
+            if not key or key.startswith(".") or key.endswith("."):
+                raise ValueError(f"invalid parameter name {key!r}")
+            utf8_size(f"parameter name {key[:40]!r}", key)
+            full = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict) and value:
+                pending.append((full, value, depth + 1))
+            else:
+                check_json(f"parameter {full[:80]!r}", value, MAX_DEPTH - depth)
+                flat[full] = value
     return flat
 
 
@@ -51,10 +62,11 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 class Params:
     """``exp.params``: ``set(**kw)`` merges, ``get()`` returns a copy."""
 
-    def __init__(self, experiment: Experiment) -> None:
-        self._experiment = experiment
+    def __init__(self, session: RunSession) -> None:
+        self._session = session
         self._values: dict[str, Any] = {}
         self._created_at: str | None = None
+        session.on_start(lambda: self.load(read_json(session.directory / PARAMS)))
 
     def load(self, document: Any) -> None:
         """Start from a ``parameters.json`` already on disk (a resumed experiment)."""
@@ -64,27 +76,24 @@ class Params:
 
     def set(self, _values: dict[str, Any] | None = None, /, **values: Any) -> None:
         """Merge parameters (nested dicts flatten to dot keys); written by the agent."""
-        self._experiment._require_running()
+        self._session.require_running()
         if _values is not None:
             if not isinstance(_values, dict):
                 raise TypeError(f"params.set() takes a dict or keywords, not {type(_values).__name__}")
             values = {**_values, **values}
-        flat = flatten(values)
-        try:
-            dumps(flat)
-        except TypeError as exc:
-            raise TypeError(f"parameters are not JSON-serialisable: {exc}") from None
-        self._values.update(copy.deepcopy(flat))
+        flat = copy.deepcopy(flatten(values))
+        merged = {**self._values, **flat}
+        encode_checked("parameters", merged, MAX_DOCUMENT_BYTES)  # refused here, before anything changes
         now = utc_iso()
-        self._created_at = self._created_at or now
-        document = {"version": 2, "data": dict(self._values), "createdAt": self._created_at, "updatedAt": now}
-        self._experiment._writer.document("parameters.json").set(document)
+        created_at = self._created_at or now
+        self._session.set_document(PARAMS, {"version": 2, "data": merged, "createdAt": created_at, "updatedAt": now})
+        self._values, self._created_at = merged, created_at
 
     update = set
 
     def get(self, flatten: bool = True) -> dict[str, Any]:
         """The parameters so far: flat dot keys, or nested with ``flatten=False``. In remote
         mode, a run this process has not started is read from the server."""
-        server = self._experiment._server_reads()
+        server = self._session.server_reads()
         values = server.params() if server is not None else copy.deepcopy(self._values)
         return values if flatten else unflatten(values)

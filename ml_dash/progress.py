@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 _FULL, _EMPTY, _LEFT, _RIGHT = "\u2588", "\u00b7", "\u2595", "\u258f"
 
@@ -17,7 +17,7 @@ class ProgressBar:
     """
 
     def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool | None = None,
-                 width: int = 24, min_interval_s: float = 0.1) -> None:
+                 width: int = 24, min_interval_s: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
         self.label = label
         self.total = max(0, total)
         self.stream = stream if stream is not None else sys.stderr
@@ -25,7 +25,8 @@ class ProgressBar:
         self.width = width
         self.min_interval_s = min_interval_s
         self._drawn = False
-        self._last_draw = 0.0
+        self._clock = clock
+        self._last_draw: float | None = None  # never drawn (a monotonic clock may start near 0 after boot)
 
     def render(self, done: int) -> str:
         """The bar's text for ``done`` rows (clamped to the total)."""
@@ -39,8 +40,8 @@ class ProgressBar:
         """Show ``done`` rows sent (rate-limited, except for the last one)."""
         if not self.enabled:
             return
-        now = time.monotonic()
-        if done < self.total and now - self._last_draw < self.min_interval_s:
+        now = self._clock()
+        if done < self.total and self._last_draw is not None and now - self._last_draw < self.min_interval_s:
             return
         self._last_draw = now
         self.stream.write("\r" + self.render(done))

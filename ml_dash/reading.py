@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .agent import layout
 from .agent.jsonlines import ReadReport, iter_records, read_json
 
 
@@ -26,28 +27,77 @@ class RunSummary:
 def find_runs(root: Path) -> Iterator[Path]:
     """Every directory under ``root`` (itself included) holding an ``experiment.json``."""
     root = Path(root)
-    if (root / "experiment.json").is_file():
+    if (root / layout.EXPERIMENT).is_file():
         yield root
         return
-    for doc in sorted(root.rglob("experiment.json")):
-        if "files" not in doc.relative_to(root).parts[:-1]:
+    for doc in sorted(root.rglob(layout.EXPERIMENT)):
+        if layout.FILES_DIR not in doc.relative_to(root).parts[:-1]:
             yield doc.parent
 
 
+class IndexCheck:
+    """Follows one stream's identity keys: they must run 0, 1, 2, ... with no index twice."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.expected = 0
+        self.duplicates = 0
+        self.missing = 0
+        self._first: dict[str, int] = {}
+
+    def see(self, index: object) -> None:
+        if not isinstance(index, int) or isinstance(index, bool):
+            return
+        if index == self.expected:
+            self.expected += 1
+        elif index < self.expected:
+            self.duplicates += 1
+            self._first.setdefault("duplicate", index)
+        else:
+            self.missing += index - self.expected
+            self._first.setdefault("missing", self.expected)
+            self.expected = index + 1
+
+    def problems(self, path: Path) -> list[str]:
+        found = []
+        if self.duplicates:
+            found.append(f"{path}: {self.duplicates} duplicate indices (first {self._first['duplicate']}): "
+                         "two writers wrote this stream")
+        if self.missing:
+            found.append(f"{path}: {self.missing} missing indices (first {self._first['missing']})")
+        return found
+
+
+def _count_rows(path: Path, stream: str, report: ReadReport) -> int:
+    check = IndexCheck(stream)
+    key = layout.identity_key(stream)
+    rows = 0
+    for record in iter_records(path, report):
+        rows += 1
+        check.see(record.get(key))
+    report.problems.extend(check.problems(path))
+    return rows
+
+
 def summarise(directory: Path) -> RunSummary:
-    """Read every file of a run, tolerating damage; damaged lines are listed in ``problems``."""
+    """Read every file of a run, tolerating damage; damaged lines, and indices that repeat or skip,
+    are listed in ``problems``."""
     directory = Path(directory)
-    doc = read_json(directory / "experiment.json")
+    doc = read_json(directory / layout.EXPERIMENT)
     doc = doc if isinstance(doc, dict) else {}
     summary = RunSummary(directory, str(doc.get("prefix", directory.name)), str(doc.get("status", "UNKNOWN")))
     report = ReadReport()
-    for data in sorted((directory / "metrics").glob("*/data.jsonl")):
-        summary.metrics[data.parent.name] = sum(1 for _ in iter_records(data, report))
-    summary.log_lines = sum(1 for _ in iter_records(directory / "logs.jsonl", report))
-    params = read_json(directory / "parameters.json")
+    for stream, path in layout.discover_streams(directory):
+        rows = _count_rows(path, stream, report)
+        metric = layout.metric_name(stream)
+        if metric is None:
+            summary.log_lines = rows
+        else:
+            summary.metrics[metric] = rows
+    params = read_json(directory / layout.PARAMS)
     if isinstance(params, dict) and isinstance(params.get("data"), dict):
         summary.params = params["data"]
-    files = read_json(directory / "files/.files_metadata.json")
+    files = read_json(directory / layout.FILES_DIR / layout.FILES_METADATA)
     if isinstance(files, dict) and isinstance(files.get("files"), list):
         summary.files = len(files["files"])
     summary.problems = report.problems

@@ -11,8 +11,11 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from .agent.values import reason_text
+
 if TYPE_CHECKING:
     from .experiment import Experiment
+    from .session import RunSession
 
 
 class RunStatus(str, Enum):
@@ -23,6 +26,7 @@ class RunStatus(str, Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"  # shown for a RUNNING run whose process is gone (never set by a running SDK)
 
     def __str__(self) -> str:
         return self.value
@@ -31,29 +35,34 @@ class RunStatus(str, Enum):
 class Run:
     """Controls one experiment's run: ``start``, ``complete``, ``fail``, ``cancel``."""
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, session: RunSession, experiment: Experiment) -> None:
+        self._session = session
         self._experiment = experiment
 
     @property
     def status(self) -> RunStatus:
-        return self._experiment._status
+        return self._session.status
 
     def start(self) -> Experiment:
-        """Begin logging; the directory and ``experiment.json`` (RUNNING) are written now."""
-        self._experiment._start()
+        """Begin logging; the directory and ``experiment.json`` (RUNNING) are written now.
+
+        Raises :class:`~ml_dash.errors.RunLockedError` when another writer holds the directory and
+        :class:`~ml_dash.errors.RunConflictError` when the resume policy refuses what the prefix holds.
+        """
+        self._session.start()
         return self._experiment
 
     def complete(self, timeout_s: float | None = None) -> bool:
         """End the run COMPLETED after writing everything; False if ``timeout_s`` passed first."""
-        return self._experiment._finish(RunStatus.COMPLETED, None, timeout_s)
+        return self._session.finish(RunStatus.COMPLETED, None, timeout_s)
 
-    def fail(self, reason: str | None = None, timeout_s: float | None = None) -> bool:
-        """End the run FAILED (with an optional reason recorded in ``experiment.json``)."""
-        return self._experiment._finish(RunStatus.FAILED, reason, timeout_s)
+    def fail(self, reason: str | BaseException | None = None, timeout_s: float | None = None) -> bool:
+        """End the run FAILED, recording ``reason`` (a str, or an exception as ``"Type: message"``)."""
+        return self._session.finish(RunStatus.FAILED, reason_text(reason), timeout_s)
 
-    def cancel(self, reason: str | None = None, timeout_s: float | None = None) -> bool:
-        """End the run CANCELLED."""
-        return self._experiment._finish(RunStatus.CANCELLED, reason, timeout_s)
+    def cancel(self, reason: str | BaseException | None = None, timeout_s: float | None = None) -> bool:
+        """End the run CANCELLED, recording ``reason``."""
+        return self._session.finish(RunStatus.CANCELLED, reason_text(reason), timeout_s)
 
     def __enter__(self) -> Experiment:
         return self.start()
@@ -64,8 +73,8 @@ class Run:
         elif issubclass(exc_type, KeyboardInterrupt):
             self.cancel("KeyboardInterrupt")
         else:
-            self.fail(f"{exc_type.__name__}: {exc}")
+            self.fail(exc if exc is not None else exc_type.__name__)
         return False
 
     def __repr__(self) -> str:
-        return f"<Run of {self._experiment.prefix!r}: {self.status}>"
+        return f"<Run of {self._session.prefix!r}: {self.status}>"

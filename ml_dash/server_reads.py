@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .agent.jsonlines import restore_metric_row
-from .agent.uploader import headers_for
+from .agent.transport import credential_headers
 from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page
@@ -40,7 +40,7 @@ class ServerReads:
         self.remote = remote.rstrip("/")
         self.prefix = prefix
         self.base = f"{self.remote}/api/v1/experiments/{prefix}"
-        self.headers = headers_for(api_key, user_name)
+        self.headers = credential_headers(api_key, user_name)
         self.timeout_s = timeout_s
 
     def _open(self, url: str) -> Any:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .agent.jsonlines import dumps
-from .agent.values import wait_for_event
+from .agent.tensors import wait_for_event
 
 Writer = Callable[[Path], None]
 

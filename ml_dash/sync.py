@@ -1,65 +1,150 @@
-"""``ml-dash sync``: upload run directories to a server, resuming from each run's cursor."""
+"""``ml-dash sync``: upload run directories to a server, resuming from each run's cursor.
+
+Each run is synced on its own: it is locked first (a run still being written
+is skipped, naming its writer), a RUNNING run whose writer is gone becomes
+CRASHED, and whatever happens to one run (refused, unreachable, a bug) is
+reported on its line and the next run is synced anyway. The exit status is 0
+only when every run is completely on the server.
+"""
 
 from __future__ import annotations
 
-import socket
+import logging
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-import aiohttp
-
-from .agent import utc_iso
+from .agent import utc_iso, write_document
+from .agent.cursor import PENDING
+from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, read_json
-from .agent.rundir import write_document
-from .agent.uploader import RunUploader, headers_for, process_alive
+from .agent.layout import EXPERIMENT, REJECTED_DIR
+from .agent.settings import UploadSettings
+from .agent.transport import HttpTransport, credential_headers
+from .agent.uploader import RunUploader, UploadReport
+from .errors import RunLockedError
+from .naming import validate_prefix
 from .progress import ProgressBar
 from .reading import find_runs
+from .remote_run import explain
+from .runlock import RunLock
+
+logger = logging.getLogger("ml_dash")
 
 
-def mark_crashed_if_dead(directory: Path) -> bool:
-    """A run still RUNNING whose process on this host is gone becomes CRASHED (before it is uploaded)."""
-    path = directory / "experiment.json"
-    doc = read_json(path)
-    if not isinstance(doc, dict) or doc.get("status") != "RUNNING":
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    remote: str
+    api_key: str | None
+    user_name: str | None
+    timeout_s: float
+    prefix: str | None = None  # send the run(s) under this prefix instead of their own
+    resume: bool = False  # append after the rows the server's run holds
+
+
+def mark_crashed(directory: Path, doc: dict) -> bool:
+    """A run still RUNNING whose lock we hold has no writer left: it becomes CRASHED (before it is sent)."""
+    if doc.get("status") != "RUNNING":
         return False
-    if doc.get("hostname") != socket.gethostname() or process_alive(doc.get("pid")):
-        return False
-    doc.update(status="CRASHED", status_reason=f"process {doc.get('pid')} ended without closing the run",
-               ended_at=doc.get("ended_at") or utc_iso())
-    write_document(path, dumps(doc))
+    doc.update(status="CRASHED", status_reason=f"process {doc.get('pid')} on {doc.get('hostname')} ended "
+                                                "without closing the run", ended_at=doc.get("ended_at") or utc_iso())
+    write_document(directory / EXPERIMENT, dumps(doc))
     return True
 
 
-async def sync_paths(paths: list[Path], remote: str, api_key: str | None, user_name: str | None,
-                     timeout_s: float) -> int:
-    """Upload every run under ``paths``; 0 when all is acknowledged, 1 otherwise."""
+def ensure_identity(directory: Path, doc: dict) -> None:
+    """Runs written before run identities existed get theirs now (the lock is held)."""
+    if isinstance(doc.get("run_id"), str) and isinstance(doc.get("writer_id"), str):
+        return
+    doc.setdefault("run_id", uuid.uuid4().hex)
+    doc.setdefault("writer_id", uuid.uuid4().hex)
+    write_document(directory / EXPERIMENT, dumps(doc))
+
+
+async def sync_paths(paths: list[Path], options: SyncOptions, out: TextIO = sys.stdout) -> int:
+    """Upload every run under ``paths``; 0 when all of it is acknowledged, 1 otherwise."""
+    settings = UploadSettings.from_env()  # a bad variable fails here, before anything is sent
     runs = [run for path in paths for run in find_runs(path)]
     if not runs:
-        print(f"no runs under {', '.join(map(str, paths))}")
+        print(f"no runs under {', '.join(map(str, paths))}", file=out)
         return 0
+    if options.prefix is not None and len(runs) > 1:
+        print(f"--prefix sends one run under a new name, but {len(runs)} runs were found; name one run directory",
+              file=sys.stderr)
+        return 2
     failures = 0
-    async with aiohttp.ClientSession() as session:
-        for number, directory in enumerate(runs, start=1):
-            doc = read_json(directory / "experiment.json") or {}
-            prefix = doc.get("prefix")
-            if not isinstance(prefix, str):
-                print(f"[{number}/{len(runs)}] {directory}: no prefix in experiment.json, skipped", file=sys.stderr)
-                failures += 1
-                continue
-            if mark_crashed_if_dead(directory):
-                print(f"[{number}/{len(runs)}] {prefix}: its process is gone; marked CRASHED")
-            uploader = RunUploader(directory, prefix, remote, headers_for(api_key, user_name))
-            before = uploader.pending_rows()
-            bar = ProgressBar(f"[{number}/{len(runs)}] {prefix}", before)
-            try:
-                report = await uploader.upload(session, timeout_s, progress=bar.update)
-            finally:
-                bar.close()
-            left = report.pending_rows or report.pending_files
-            state = "done" if not left and not report.stopped else (
-                "refused credentials" if report.stopped
-                else f"{report.pending_rows} rows and {report.pending_files} files still pending")
-            print(f"[{number}/{len(runs)}] {prefix}: {report.sent_rows}/{before} rows and {report.sent_files} files "
-                  f"sent in {report.requests} request(s), {report.rejected_rows} set aside: {state}")
-            failures += bool(left or report.stopped)
+    for number, directory in enumerate(runs, start=1):
+        label = f"[{number}/{len(runs)}]"
+        try:
+            failures += not await _sync_run(directory, label, options, settings, out)
+        except Exception as exc:  # one run's bug must not stop the others: said on its line, traceback at debug
+            logger.debug("ml-dash sync of %s failed", directory, exc_info=True)
+            print(f"{label} {directory}: failed: {type(exc).__name__}: {exc}", file=out)
+            failures += 1
     return 1 if failures else 0
+
+
+async def _sync_run(directory: Path, label: str, options: SyncOptions, settings: UploadSettings, out: TextIO) -> bool:
+    doc = read_json(directory / EXPERIMENT)
+    doc = doc if isinstance(doc, dict) else {}
+    own = doc.get("prefix")
+    try:
+        validate_prefix(own)
+    except (TypeError, ValueError):
+        print(f"{label} {directory}: no valid prefix in {EXPERIMENT} ({own!r}), skipped", file=out)
+        return False
+    assert isinstance(own, str)
+    prefix = options.prefix or own
+    try:
+        lock = RunLock.acquire(directory, own, purpose="syncs")
+    except RunLockedError as exc:
+        print(f"{label} {own}: skipped: still being written by pid {exc.holder.get('pid', '?')} on "
+              f"{exc.holder.get('hostname', '?')} since {exc.holder.get('since', '?')} (its own upload sends it; "
+              "sync it after it ends)", file=out)
+        return False
+    transport = HttpTransport(options.remote, credential_headers(options.api_key, options.user_name))
+    try:
+        if mark_crashed(directory, doc):
+            print(f"{label} {own}: its process is gone; marked CRASHED", file=out)
+        ensure_identity(directory, doc)
+        uploader = RunUploader(directory, prefix, transport, batch_rows=settings.batch_rows,
+                               request_timeout_s=settings.request_timeout_s)
+        cursor = await uploader.load()
+        if options.resume and cursor.adopt is None:
+            cursor.adopt = PENDING
+        before = await uploader.pending_rows()
+        bar = ProgressBar(f"{label} {prefix}", before)
+        try:
+            report = await uploader.upload(Deadline(options.timeout_s), progress=bar.update)
+        finally:
+            bar.close()
+        print(f"{label} {prefix}: {summary(report, before, directory)}", file=out)
+        if report.stopped == "conflict":
+            print(_conflict_hint(directory, own, options), file=out)
+        return report.complete
+    finally:
+        lock.release()
+        await transport.close()
+
+
+def summary(report: UploadReport, before: int, directory: Path) -> str:
+    """One run's line: what was sent, what was set aside, and why anything is still pending."""
+    line = f"{report.sent_rows}/{before} rows and {report.sent_files} files sent in {report.requests} request(s)"
+    if report.set_aside_rows:
+        line += f", {report.set_aside_rows} rows set aside (see {directory / REJECTED_DIR})"
+    if report.complete:
+        return line + ": done"
+    state = f"{report.pending_rows} rows and {report.pending_files} files still pending"
+    for stream, (server, local) in report.server_has_more.items():
+        line += f"; the server holds more rows of {stream} than this directory ({server} against {local})"
+    return f"{line}: {state}: {explain(report, report.unreachable_since)}"
+
+
+def _conflict_hint(directory: Path, own: str, options: SyncOptions) -> str:
+    owner, project, _ = own.split("/")
+    who = "--api-key <your key>" if options.api_key else f"--user-name {options.user_name}"
+    base = f"ml-dash sync {directory} --remote {options.remote} {who}"
+    return (f"    send this run under a new name:     {base} --prefix {owner}/{project}/<new-name>\n"
+            f"    or after the server's run's rows:  {base} --resume")

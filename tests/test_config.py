@@ -9,6 +9,8 @@ import pytest
 from ml_dash import ConfigurationError, Experiment
 from ml_dash.config import resolve
 
+from .conftest import read_json
+
 
 def _resolve(**kw: object):
     args = dict(local_path=None, dash_root=None, remote=None, dash_url=None, api_key=None, user_name=None)
@@ -19,19 +21,19 @@ def _resolve(**kw: object):
 def test_explicit_local_path_wins_over_environment(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ML_DASH_LOCAL_PATH", "from-ml-dash")
     monkeypatch.setenv("DREAMLAKE_LOCAL_PATH", "from-dreamlake")
-    assert _resolve(local_path="explicit").directory == workdir / "explicit"
+    assert _resolve(local_path="explicit").directory == workdir / "explicit/o/p/n"  # a root: the prefix is added
 
 
 def test_ml_dash_variable_wins_over_dreamlake(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ML_DASH_LOCAL_PATH", "from-ml-dash")
     monkeypatch.setenv("DREAMLAKE_LOCAL_PATH", "from-dreamlake")
-    assert _resolve().directory == workdir / "from-ml-dash"
+    assert _resolve().directory == workdir / "from-ml-dash/o/p/n"
 
 
 def test_dreamlake_local_path_is_used_when_alone(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DREAMLAKE_LOCAL_PATH", "experiments")
     exp = Experiment(prefix="o/p/n")
-    assert exp.directory == workdir / "experiments"
+    assert exp.directory == workdir / "experiments/o/p/n"
 
 
 def test_default_is_dot_dash_prefix(workdir: Path) -> None:
@@ -77,3 +79,34 @@ def test_api_key_from_environment_alone_is_ignored_in_local_mode(workdir: Path, 
 def test_local_path_type_is_checked(workdir: Path) -> None:
     with pytest.raises(TypeError, match="local_path"):
         _resolve(local_path=3)
+
+
+def test_a_local_path_ending_with_the_prefix_is_the_run_directory_itself(workdir: Path) -> None:
+    assert _resolve(local_path=".dash/o/p/n").directory == workdir / ".dash/o/p/n"
+    assert _resolve(local_path=workdir / "runs/o/p/n").directory == workdir / "runs/o/p/n"
+    assert _resolve(local_path="runs/p/n").directory == workdir / "runs/p/n/o/p/n"  # two parts are not the prefix
+
+
+def test_two_prefixes_under_one_root_never_share_a_directory(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_DASH_LOCAL_PATH", "./runs")
+    train, evaluation = Experiment(prefix="me/p/train"), Experiment(prefix="me/p/eval")
+    with train.run:
+        train.metrics("m").log(x=1)
+    with evaluation.run:
+        evaluation.metrics("m").log(x=2)
+    assert train.directory == workdir / "runs/me/p/train" and evaluation.directory == workdir / "runs/me/p/eval"
+    assert read_json(train.directory / "experiment.json")["name"] == "train"
+    assert read_json(evaluation.directory / "experiment.json")["name"] == "eval"
+
+
+def test_a_directory_holding_another_prefix_is_refused_at_start(workdir: Path) -> None:
+    first = Experiment(prefix="me/p/train")
+    with first.run:
+        first.metrics("m").log(x=1)
+    moved = workdir / ".dash/me/p/eval"
+    first.directory.rename(moved)  # a run directory renamed by hand
+    rows_before = (moved / "metrics/m/data.jsonl").read_bytes()
+    with pytest.raises(ConfigurationError, match="holds the run 'me/p/train', not 'me/p/eval'"):
+        Experiment(prefix="me/p/eval").run.start()
+    assert (moved / "metrics/m/data.jsonl").read_bytes() == rows_before
+    assert read_json(moved / "experiment.json")["prefix"] == "me/p/train"

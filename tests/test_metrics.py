@@ -103,7 +103,7 @@ def test_metric_name_must_be_a_string(exp: Experiment) -> None:
 
 @pytest.mark.parametrize("value, problem", [(object(), "unsupported type object"), ([1, 2], "unsupported type list"),
                                             ({"a": 1}, "unsupported type dict"),
-                                            (np.zeros(3), "unsupported type ndarray"),
+                                            (np.zeros(3), "numpy ndarray of dtype float64 and shape"),
                                             (torch.zeros(3), "tensor of shape")])
 def test_unsupported_values_fail_at_the_call_and_lose_nothing(exp: Experiment, value: object, problem: str) -> None:
     exp.metrics("train").log(loss=1.0)
@@ -128,7 +128,7 @@ def test_many_rows_all_land_in_order(exp: Experiment) -> None:
     assert len(rows) == n
     assert all(r["index"] == i and r["data"]["step"] == i for i, r in enumerate(rows))
     stats = exp.stats()["streams"]["metrics/train"]
-    assert stats == {"accepted": n, "written": n, "dropped": {}, "pending": 0}
+    assert stats == {"accepted": n, "written": n, "dropped": {}, "pending": 0, "waits": 0}
 
 
 def test_threads_logging_to_one_stream_lose_nothing(exp: Experiment) -> None:
@@ -159,13 +159,13 @@ def test_first_use_of_a_name_from_many_threads_creates_one_stream(exp: Experimen
     import threading
     import time
 
-    create = exp._metric_stream
+    create = exp._session.metric_stream
 
     def slow_create(name: str):  # widen the race window so the test fails without the lock
         time.sleep(0.001)
         return create(name)
 
-    monkeypatch.setattr(exp, "_metric_stream", slow_create)
+    monkeypatch.setattr(exp._session, "metric_stream", slow_create)
     barrier = threading.Barrier(8)
     loggers = []
 

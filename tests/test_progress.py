@@ -17,12 +17,15 @@ def test_the_bar_fills_with_the_rows_sent_and_clamps_at_the_total() -> None:
 
 def test_updates_redraw_in_place_rate_limited_but_always_show_the_end() -> None:
     out = io.StringIO()
-    bar = ProgressBar("run", 100, stream=out, enabled=True, width=4, min_interval_s=3600)
+    now = [0.5]  # a monotonic clock just after boot: the first draw must not wait for it to pass the interval
+    bar = ProgressBar("run", 100, stream=out, enabled=True, width=4, min_interval_s=3600, clock=lambda: now[0])
     bar.update(10)
     bar.update(20)  # within the interval: skipped
+    now[0] += 3600
+    bar.update(30)  # the interval passed
     bar.update(100)  # the last one is always drawn
     bar.close()
-    assert out.getvalue() == "\r" + bar.render(10) + "\r" + bar.render(100) + "\n"
+    assert out.getvalue() == "\r" + bar.render(10) + "\r" + bar.render(30) + "\r" + bar.render(100) + "\n"
 
 
 def test_nothing_is_drawn_when_the_stream_is_not_a_terminal() -> None:

@@ -6,7 +6,12 @@ import asyncio
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from ml_dash.agent.retry import MAX_RETRY_AFTER_S, Outcome, parse_retry_after, retrying
+import pytest
+
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.retry import MAX_RETRY_AFTER_S, Outcome, parse_retry_after, send_with_retries
+
+from .fake_server import FakeClock
 
 
 def test_retry_after_seconds_date_past_malformed_and_huge() -> None:
@@ -24,21 +29,22 @@ def test_retry_after_seconds_date_past_malformed_and_huge() -> None:
 
 
 def _run(script: list[Outcome], deadline_s: float | None = None) -> tuple[Outcome, list[float], int]:
-    waits: list[float] = []
+    clock = FakeClock()
     calls = {"n": 0}
+    timeouts: list[float] = []
 
-    async def fake_sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    async def send() -> Outcome:
+    async def send(timeout_s: float | None) -> Outcome:
+        timeouts.append(timeout_s)
         outcome = script[min(calls["n"], len(script) - 1)]
         calls["n"] += 1
         return outcome
 
     async def main() -> Outcome:
-        return await retrying(deadline_s, sleep=fake_sleep, base_s=1.0, cap_s=8.0)(send)
+        return await send_with_retries(send, Deadline(deadline_s, clock), 30.0, clock.sleep, base_s=1.0, cap_s=8.0)
 
-    return asyncio.run(main()), waits, calls["n"]
+    outcome = asyncio.run(main())
+    assert all(t is not None and t <= 30.0 for t in timeouts)
+    return outcome, clock.sleeps, calls["n"]
 
 
 def test_retry_waits_for_retry_after_seconds_then_succeeds() -> None:
@@ -68,3 +74,26 @@ def test_outcome_classification() -> None:
     assert Outcome(200).ok and not Outcome(200).retryable
     assert Outcome(0).retryable and Outcome(503).retryable and Outcome(429).retryable and Outcome(408).retryable
     assert not Outcome(400).retryable and not Outcome(401).retryable
+
+
+def test_a_retry_after_longer_than_the_deadline_ends_the_retries_at_the_deadline() -> None:
+    outcome, waits, calls = _run([Outcome(503, retry_after_s=MAX_RETRY_AFTER_S)] * 100, deadline_s=3.0)
+    assert outcome.status == 503 and sum(waits) <= 3.0 and calls <= 2  # not five minutes, not a hot loop
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 507, 408, 429, 0])
+def test_transient_statuses_are_retried_until_they_succeed(status: int) -> None:
+    outcome, waits, calls = _run([Outcome(status)] * 3 + [Outcome(200)], deadline_s=600)
+    assert outcome.ok and calls == 4 and len(waits) == 3
+
+
+def test_a_single_attempt_does_not_retry() -> None:
+    clock = FakeClock()
+
+    async def main() -> Outcome:
+        async def send(timeout_s: float | None) -> Outcome:
+            return Outcome(0, error="refused")
+
+        return await send_with_retries(send, Deadline(60, clock), 30.0, clock.sleep, single_attempt=True)
+
+    assert asyncio.run(main()).reason == "refused" and clock.sleeps == []

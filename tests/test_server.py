@@ -23,8 +23,15 @@ def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:
             for i in range(start, start + n)]
 
 
-def _batch(start: int, n: int, **extra: Any) -> dict[str, Any]:
-    return {"v": 1, "streams": {"metrics/train": {"start": start, "blocks": metric_blocks(_rows(n, start))}}, **extra}
+IDENTITY = {"run_id": "run-1", "writer_id": "writer-a"}
+
+
+def _body(streams: dict[str, Any], identity: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"v": 2, "identity": identity or IDENTITY, "streams": streams, **extra}
+
+
+def _batch(start: int, n: int, identity: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    return _body({"metrics/train": {"start": start, "blocks": metric_blocks(_rows(n, start))}}, identity, **extra)
 
 
 def test_health(server: Server) -> None:
@@ -100,7 +107,7 @@ def test_a_batch_past_the_stored_rows_is_refused_with_the_cursor(server: Server)
 def test_non_finite_values_round_trip_as_marked_json(server: Server) -> None:
     key = server.key("alice")
     rows = [{"data": {"loss": math.nan, "hi": math.inf, "_ts": 1.0}, "createdAt": None}]
-    body = {"v": 1, "streams": {"metrics/m": {"start": 0, "blocks": metric_blocks(rows)}}}
+    body = _body({"metrics/m": {"start": 0, "blocks": metric_blocks(rows)}})
     assert server.ingest("alice/p/r", body, key)[0] == 200
     _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/m", key=key)
     assert metric["rows"][0]["data"] == {"loss": "NaN", "hi": "Infinity", "_ts": 1.0}
@@ -180,10 +187,12 @@ def test_bad_bodies_get_4xx_and_the_server_stays_up(server: Server) -> None:
     assert server.ingest("alice/p/r", {}, key, raw=b"\x91" * 100_000 + b"\xc0", encoding="identity")[0] == 400
     assert server.ingest("alice/p/r", {}, key, raw=msgpack.packb([1, 2]), encoding="identity")[0] == 400
     assert server.ingest("alice/p/r", {"v": 99}, key)[0] == 400
-    assert server.ingest("alice/p/r", {"v": 1, "streams": {"metrics/../x": {"start": 0, "blocks": []}}}, key)[0] == 400
-    assert server.ingest("alice/p/r", {"v": 1, "streams": {"files/x": {"start": 0}}}, key)[0] == 400
-    bad_block = {"v": 1, "streams": {"metrics/m": {"start": 0, "blocks": [{"keys": ["a"], "cols": [[1, 2]], "created": [["c", 1]]}]}}}
+    assert server.ingest("alice/p/r", _body({"metrics/../x": {"start": 0, "blocks": []}}), key)[0] == 400
+    assert server.ingest("alice/p/r", _body({"files/x": {"start": 0}}), key)[0] == 400
+    bad_block = _body({"metrics/m": {"start": 0, "blocks": [{"keys": ["a"], "cols": [[1, 2]], "created": [["c", 1]]}]}})
     assert server.ingest("alice/p/r", bad_block, key)[0] == 400
+    assert server.ingest("alice/p/r", {"v": 2, "streams": {}}, key)[0] == 400  # no identity
+    assert server.ingest("alice/p/r", _body({}, {"run_id": "../x", "writer_id": "w"}), key)[0] == 400
     assert server.request("POST", "/api/v1/runs/alice/..%2Fx/r/events", b"", {"Content-Encoding": "identity"}, key)[0] in (400, 404)
     huge = b"\0" * (33 << 20)
     assert server.ingest("alice/p/r", {}, key, raw=huge, encoding="identity")[0] == 413
@@ -195,3 +204,50 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data")
     assert srv.request("GET", "/health")[0] == 200
     assert srv.stop() == 0
+
+
+def test_every_reply_carries_the_count_of_every_stream_of_the_run(server: Server) -> None:
+    key = server.key("alice")
+    logs = {"logs": {"start": 0, "rows": [{"timestamp": "t", "level": "info", "message": "m"}]}}
+    assert server.ingest("alice/p/r", _body(logs), key) == (200, {"acked": {"logs": 1}})
+    assert server.ingest("alice/p/r", _batch(0, 5), key) == (200, {"acked": {"logs": 1, "metrics/train": 5}})
+    status, reply = server.ingest("alice/p/r", _batch(9, 5), key)
+    assert status == 409 and reply["acked"] == {"logs": 1, "metrics/train": 5}
+
+
+def test_rows_of_another_writer_under_stored_indices_are_refused_not_acknowledged(server: Server) -> None:
+    key = server.key("alice")
+    assert server.ingest("alice/p/r", _batch(0, 10), key)[0] == 200
+    other = {"run_id": "run-1", "writer_id": "writer-b"}  # the same run continued from another directory
+    status, reply = server.ingest("alice/p/r", _batch(0, 5, other), key)
+    assert status == 409 and reply["conflict"]["kind"] == "writer" and reply["conflict"]["stream"] == "metrics/train"
+    status, reply = server.ingest("alice/p/r", _batch(8, 5, other), key)  # overlapping rows 8 and 9: refused whole
+    assert status == 409 and "conflict" in reply
+    assert server.ingest("alice/p/r", _batch(10, 5, other), key) == (200, {"acked": {"metrics/train": 15}})
+    assert server.ingest("alice/p/r", _batch(10, 5, other), key)[0] == 200  # its own resend: acknowledged again
+    _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?limit=100", key=key)
+    assert [r["data"]["step"] for r in metric["rows"]] == list(range(15))
+
+
+def test_rows_of_another_run_are_refused_whatever_their_indices(server: Server) -> None:
+    key = server.key("alice")
+    assert server.ingest("alice/p/r", _batch(0, 10), key)[0] == 200
+    another = {"run_id": "run-2", "writer_id": "writer-c"}  # a new run that happens to reuse the prefix
+    for start in (0, 10):
+        status, reply = server.ingest("alice/p/r", _batch(start, 5, another), key)
+        assert status == 409 and reply["conflict"]["kind"] == "run" and reply["conflict"]["run_id"] == "run-1"
+    _, exp = server.request("GET", "/api/v1/experiments/alice/p/r", key=key)
+    assert exp["streams"] == {"metrics/train": 10} and exp["run_id"] == "run-1"
+
+
+def test_a_void_keeps_the_stream_contiguous_and_later_rows_are_stored(server: Server) -> None:
+    key = server.key("alice")
+    assert server.ingest("alice/p/r", _batch(0, 3), key)[0] == 200
+    void = _body({"metrics/train": {"start": 3, "void": 2, "reason": "unencodable"}})
+    assert server.ingest("alice/p/r", void, key) == (200, {"acked": {"metrics/train": 5}})
+    assert server.ingest("alice/p/r", void, key) == (200, {"acked": {"metrics/train": 5}})  # a resend of it
+    assert server.ingest("alice/p/r", _batch(5, 3), key) == (200, {"acked": {"metrics/train": 8}})
+    _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?limit=100", key=key)
+    assert [r["index"] for r in metric["rows"]] == [0, 1, 2, 5, 6, 7]
+    bad_void = _body({"metrics/train": {"start": 8, "void": 0, "reason": "x"}})
+    assert server.ingest("alice/p/r", bad_void, key)[0] == 400

@@ -95,7 +95,9 @@ def test_environment_example_with_local_path_set(workdir: Path, monkeypatch: pyt
     with exp.run:
         pass
 
-    assert read_json(workdir / "experiments/experiment.json")["prefix"] == "owner/my-project/experiment"
+    # a root: each prefix gets its own directory under it
+    assert read_json(workdir / "experiments/owner/my-project/experiment/experiment.json")["prefix"] == \
+        "owner/my-project/experiment"
 
 
 def test_hybrid_example_in_development(workdir: Path) -> None:
@@ -108,7 +110,7 @@ def test_hybrid_example_in_development(workdir: Path) -> None:
     with exp.run:
         exp.log("Starting training")
 
-    assert read_jsonl(workdir / "experiments/logs.jsonl")[0]["message"] == "Starting training"
+    assert read_jsonl(workdir / "experiments/owner/ml/experiment/logs.jsonl")[0]["message"] == "Starting training"
 
 
 def test_start_local_example(workdir: Path) -> None:

@@ -114,7 +114,7 @@ def test_wrong_key_keeps_the_data_local_and_fails(workdir: Path, server: Server)
     server.key("alice")
     _local_run("alice/proj/run-1", 10)
     out = _sync(workdir, server.url, "--api-key", "mld_000000000000_nope")
-    assert out.returncode == 1 and "refused credentials" in out.stdout
+    assert out.returncode == 1 and "the server refused the credentials: HTTP 401" in out.stdout
     assert (workdir / ".dash/alice/proj/run-1/metrics/train/data.jsonl").is_file()
 
 

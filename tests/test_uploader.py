@@ -12,11 +12,27 @@ import msgspec
 from ml_dash import Experiment
 from ml_dash.agent.jsonlines import iter_records, ReadReport, restore_metric_row
 from ml_dash.agent.metric_lines import uniform_block
+from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.pending import MemoryChunks, end_of_line, read_stream
+from ml_dash.agent.transport import HttpTransport
 from ml_dash.agent.uploader import RunUploader
 from ml_dash.agent.wire import decode_body, metric_blocks, metric_rows
 
+from .fake_server import FakeTransport
+
 TRAIN = "metrics/train"
+
+
+def _uploader(exp: Experiment) -> RunUploader:
+    return RunUploader(exp.directory, exp.prefix, FakeTransport())
+
+
+def _next(uploader: RunUploader, positions: dict | None = None):
+    async def build():
+        cursor = await uploader.load()
+        return await uploader.builder.next(cursor, positions or {}, None, uploader.max_rows)
+
+    return asyncio.run(build())
 
 
 def _run(workdir: Path, rows: int, **fields) -> Experiment:
@@ -38,11 +54,11 @@ def _sent_blocks(batch) -> list[dict]:
 
 def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
     exp = _run(workdir, 10)
-    uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
+    uploader = _uploader(exp)
     uploader.memory.resume()  # as after the server's first answer
     size = _data(exp).stat().st_size
     uploader.offer(TRAIN, 0, [{"step": i * 10, "_ts": 1.0} for i in range(10)], "c", size)  # not what is on disk
-    batch = asyncio.run(uploader._prepare({}, None))
+    batch = _next(uploader)
     (stream,) = batch.streams
     assert (stream.start, stream.count, stream.end_offset) == (0, 10, size)
     assert _sent_blocks(batch) == [{"keys": ["step", "_ts"], "cols": [[i * 10 for i in range(10)], [1.0] * 10],
@@ -51,7 +67,8 @@ def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
 
 def _unpacked(stream) -> list[dict]:
     """A stream's blocks as the server receives them (packed ones unpacked)."""
-    return [msgpack.unpackb(bytes(b)) if isinstance(b, msgspec.Raw) else b for b in stream.blocks]
+    assert all(isinstance(b, msgspec.Raw) for b in stream.blocks)  # rows always leave packed
+    return [msgpack.unpackb(bytes(b)) for b in stream.blocks]
 
 
 def _rows_of(stream) -> list[dict]:
@@ -77,13 +94,13 @@ def test_memory_joins_the_chunks_that_follow_without_a_gap_up_to_the_budget() ->
 
 def test_a_disk_read_stops_where_memory_can_take_over(workdir: Path) -> None:
     exp = _run(workdir, 10)
-    uploader = RunUploader(exp.directory, exp.prefix, "http://127.0.0.1:9", {})
+    uploader = _uploader(exp)
     uploader.memory.resume()
     lines = _data(exp).read_bytes().splitlines(keepends=True)
     uploader.offer(TRAIN, 6, [{"step": i} for i in range(6, 10)], "c", sum(map(len, lines)))
-    first = asyncio.run(uploader._prepare({}, None))
+    first = _next(uploader)
     assert [(s.start, s.count) for s in first.streams] == [(0, 6)]  # from disk, up to the chunk
-    second = asyncio.run(uploader._prepare(first.positions_after(), None))
+    second = _next(uploader, first.positions_after())
     assert [(s.start, s.count) for s in second.streams] == [(6, 4)]
     assert _sent_blocks(second)[0]["created"] == [["c", 4]]  # from memory
 
@@ -124,8 +141,9 @@ def test_rows_the_fast_decode_declines_are_read_the_general_way(workdir: Path) -
     assert uniform_block(data, len(data), 0) is None
     stream = read_stream(TRAIN, _data(exp), 0, 0, budget=100)
     assert stream.count == 4 and stream.end_offset == len(data)
-    assert stream.blocks == metric_blocks(_records(_data(exp)))
-    assert math.isnan(stream.blocks[0]["cols"][1][1])
+    packed = [bytes(b) for b in stream.blocks]  # bytes: NaN is not equal to itself as a float
+    assert packed == [msgpack.packb(b) for b in metric_blocks(_records(_data(exp)))]
+    assert math.isnan(_unpacked(stream)[0]["cols"][1][1])
 
 
 def test_a_read_stops_at_the_budget_on_a_line_boundary(workdir: Path) -> None:
@@ -148,10 +166,8 @@ def test_end_of_line_walks_from_its_guess_to_the_exact_line() -> None:
         assert data[:position].count(b"\n") == lines and data[position - 1:position] == b"\n"
 
 
-def test_rows_written_during_a_pass_are_pending_but_only_a_failing_server_is_giving_up(workdir: Path,
-                                                                                      tmp_path: Path) -> None:
-    import aiohttp
-
+def test_rows_written_during_a_pass_are_pending_but_only_a_failing_server_is_unreachable(workdir: Path,
+                                                                                         tmp_path: Path) -> None:
     from .server_process import Server
 
     exp = _run(workdir, 100)
@@ -159,8 +175,11 @@ def test_rows_written_during_a_pass_are_pending_but_only_a_failing_server_is_giv
     line = path.read_bytes().splitlines(keepends=True)[-1].replace(b'"index":99', b'"index":100')
 
     async def upload(url: str, **kwargs) -> object:
-        async with aiohttp.ClientSession() as session:
-            return await RunUploader(exp.directory, exp.prefix, url, {"X-ML-Dash-User": "a"}).upload(session, **kwargs)
+        transport = HttpTransport(url, {"X-ML-Dash-User": "a"})
+        try:
+            return await RunUploader(exp.directory, exp.prefix, transport).upload(**kwargs)
+        finally:
+            await transport.close()
 
     server = Server(tmp_path / "server", "--allow-user-name")
     try:
@@ -172,12 +191,12 @@ def test_rows_written_during_a_pass_are_pending_but_only_a_failing_server_is_giv
                 with open(path, "ab") as f:
                     f.write(line)
 
-        report = asyncio.run(upload(server.url, deadline_s=10, progress=writer_appends))
-        assert appended == [100] and report.sent_rows + report.pending_rows == 101 and not report.gave_up
+        report = asyncio.run(upload(server.url, deadline=Deadline(10), progress=writer_appends))
+        assert appended == [100] and report.sent_rows + report.pending_rows == 101 and not report.unreachable
     finally:
         server.stop()
-    report = asyncio.run(upload(server.url, deadline_s=0.5))  # nothing listens there now
-    assert report.gave_up and report.sent_rows == 0
+    report = asyncio.run(upload(server.url, deadline=Deadline(0.5)))  # nothing listens there now
+    assert report.unreachable and report.sent_rows == 0 and "Connect" in (report.reason or "")
 
 
 def test_memory_keeps_nothing_while_the_server_is_failing() -> None:

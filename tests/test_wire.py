@@ -29,7 +29,7 @@ def test_blocks_round_trip_rows_with_changing_keys_and_none() -> None:
 
 
 def test_zstd_and_gzip_bodies_decode_to_the_same_map() -> None:
-    body = {"v": 1, "streams": {}}
+    body = {"v": 2, "streams": {}}
     assert decode_body(encode_body(body), "zstd") == body
     assert decode_body(gzip.compress(msgpack.packb(body)), "gzip") == body
     assert decode_body(msgpack.packb(body), None) == body
@@ -52,7 +52,7 @@ def test_columnar_zstd_is_a_fraction_of_json() -> None:
     rows = [{"index": i, "data": {"loss": 1 / (i + 1), "acc": 0.9, "lr": 1e-3, "grad": 2.0, "step": i, "_ts": 1795663131.0 + i * 0.001},
              "createdAt": "2026-11-26T00:00:00.000000Z"} for i in range(10_000)]
     as_json = sum(len(json.dumps(r)) + 1 for r in rows)
-    wire = len(encode_body({"v": 1, "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(rows)}}}))
+    wire = len(encode_body({"v": 2, "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(rows)}}}))
     assert wire < 0.25 * as_json, (wire, as_json)
 
 

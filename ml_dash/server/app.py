@@ -14,29 +14,30 @@ Routes (JSON unless noted)::
     GET  /api/v1/experiments/{owner}/{project}/{name}/files           the files' metadata
     GET  /api/v1/experiments/{owner}/{project}/{name}/files/{path}    the content
 
-Status codes: 4xx for every permanent error (400 malformed, 401 no or bad
-key, 403 another owner's prefix, 404, 409 a batch past the stored rows,
-413 too large, 415 encoding), 5xx only for transient ones.
+Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
+401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
+stored rows or rows of another run, 413 too large, 415 encoding), 5xx only for
+transient ones (500 a bug, 507 the disk is full).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from .. import __version__
-from ..agent.jsonlines import dumps, loads, mark_non_finite_metric_row
-from ..agent.wire import BodyError, block_rows, decode_body
+from ..agent.jsonlines import DecodeError, loads, mark_non_finite_metric_row
 from ..logs import normalise_level
-from ..naming import validate_metric_name, validate_prefix
-from ..naming import clean_relative_path
+from ..naming import clean_relative_path, validate_metric_name, validate_prefix
 from .auth import parse_token
 from .blobs import BlobError, LocalBlobStore
 from .config import ServerConfig
-from .storage import GapError, IngestBatch, SQLiteStorage, Storage
+from .errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, error_middleware, json_response
+from .ingest import build_batch, ingest_reply, parse_body
+from .records import ConflictError, GapError
+from .storage import SQLiteStorage, Storage
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -53,7 +54,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
     """
-    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=[_errors])
+    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
 
     async def open_storage(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
@@ -81,25 +82,6 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
     return app
 
 
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(body=dumps(payload), status=status, content_type="application/json")
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every error leaves as JSON ``{"error": ...}`` with a 4xx for permanent problems."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
-    except (BodyError, BlobError) as exc:
-        return json_response({"error": str(exc)}, exc.status)
-    except (ValueError, TypeError, KeyError) as exc:
-        return json_response({"error": f"bad request: {exc}"}, 400)
-
-
 async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "version": __version__})
 
@@ -112,27 +94,30 @@ async def _caller(request: web.Request) -> str:
         parsed = parse_token(auth[len("Bearer "):].strip())
         owner = await request.app[STORAGE].key_owner(*parsed) if parsed else None
         if owner is None:
-            raise web.HTTPUnauthorized(text="invalid or revoked API key")
+            raise Unauthorized("invalid or revoked API key")
         return owner
     user = request.headers.get(USER_HEADER)
     if user is not None and request.app[CONFIG].allow_user_name:
-        validate_prefix(f"{user}/p/n")
+        try:
+            validate_prefix(f"{user}/p/n")
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"{USER_HEADER}: {exc}") from None
         return user
-    raise web.HTTPUnauthorized(text="send 'Authorization: Bearer <api key>'")
+    raise Unauthorized("send 'Authorization: Bearer <api key>'")
 
 
 def _prefix(request: web.Request) -> tuple[str, str, str]:
     info = request.match_info
     try:
         return validate_prefix(f"{info['owner']}/{info['project']}/{info['name']}")
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(str(exc)) from None
 
 
 async def _require_read(request: web.Request, owner: str) -> None:
     caller = await _caller(request)
     if not await request.app[STORAGE].can_read(caller, owner):
-        raise web.HTTPForbidden(text=f"{caller!r} may not read {owner!r}'s runs")
+        raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
 
 
 # -- ingest --------------------------------------------------------------------
@@ -140,78 +125,18 @@ async def ingest(request: web.Request) -> web.Response:
     owner, project, name = _prefix(request)
     caller = await _caller(request)
     if caller != owner:
-        raise web.HTTPForbidden(text=f"{caller!r} may write only under {caller}/...")
+        raise Forbidden(f"{caller!r} may write only under {caller}/...")
     config = request.app[CONFIG]
     raw = await request.read()
-    body = decode_body(raw, request.headers.get("Content-Encoding"), config.body_limits)
-    batch = _batch(owner, project, name, body, config.max_events_per_request)
+    body = parse_body(raw, request.headers.get("Content-Encoding"), config.body_limits)
+    batch = build_batch(owner, project, name, body, config.max_events_per_request)
     try:
         acked = await request.app[STORAGE].ingest(batch)
     except GapError as exc:
-        return json_response({"error": str(exc), "acked": {exc.stream: exc.acked}}, 409)
-    return json_response({"acked": acked})
-
-
-def _batch(owner: str, project: str, name: str, body: dict[str, Any], max_events: int) -> IngestBatch:
-    batch = IngestBatch(owner, project, name)
-    run = body.get("run")
-    if run is not None:
-        if not isinstance(run, dict):
-            raise ValueError("'run' must be a map")
-        batch.run = {k: v for k, v in run.items() if k in ("description", "tags", "metadata", "status",
-                                                           "status_reason", "created_at", "started_at", "ended_at")}
-    params = body.get("params")
-    if params is not None:
-        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
-            raise ValueError("'params' must be a map of str keys")
-        batch.params = params
-    streams = body.get("streams", {})
-    if not isinstance(streams, dict):
-        raise ValueError("'streams' must be a map")
-    events = 0
-    for stream, payload in streams.items():
-        if not isinstance(payload, dict) or not isinstance(payload.get("start"), int) or payload["start"] < 0:
-            raise ValueError(f"stream {stream!r} needs a map with a non-negative 'start'")
-        start = payload["start"]
-        if stream == "logs":
-            rows = payload.get("rows")
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise ValueError("'logs' needs 'rows', a list of maps")
-            batch.logs = (start, [(start + k, msgpack.packb(r), _level(r)) for k, r in enumerate(rows)])
-            events += len(rows)
-        elif stream.startswith("metrics/"):
-            metric = validate_metric_name(stream[len("metrics/"):])
-            blocks = _checked_blocks(payload.get("blocks"), stream)
-            count = sum(block_rows(b) for b in blocks)
-            batch.metrics[metric] = (start, blocks, count)
-            events += count
-        else:
-            raise ValueError(f"unknown stream {stream!r}")
-        if events > max_events:
-            raise BodyError(413, f"more than {max_events} events in one request; split the batch")
-    return batch
-
-
-def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
-    if not isinstance(blocks, list):
-        raise ValueError(f"{stream!r} needs 'blocks', a list")
-    for block in blocks:
-        if not isinstance(block, dict):
-            raise ValueError(f"malformed block in {stream!r}")
-        keys, cols, created = block.get("keys"), block.get("cols"), block.get("created")
-        if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(created, list)
-                and len(keys) == len(cols) and all(isinstance(k, str) for k in keys)):
-            raise ValueError(f"malformed block in {stream!r}")
-        count = sum(n for _, n in created) if all(isinstance(c, list) and len(c) == 2 and isinstance(c[1], int) and c[1] > 0
-                                                   for c in created) else -1
-        if count < 0 or any(not isinstance(col, list) or len(col) != count for col in cols):
-            raise ValueError(f"block columns of {stream!r} disagree with its row count")
-    return blocks
-
-
-def _level(row: dict[str, Any]) -> str | None:
-    level = row.get("level")
-    return normalise_level(level) if isinstance(level, str) else None
+        raise Conflict(str(exc), acked=exc.counts) from None
+    except ConflictError as exc:
+        raise Conflict(str(exc), conflict=exc.details) from None
+    return ingest_reply(acked)
 
 
 # -- reads ---------------------------------------------------------------------
@@ -222,9 +147,9 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"query parameter {name}={raw!r} is not an integer") from None
+        raise BadRequest(f"query parameter {name}={raw!r} is not an integer") from None
     if not low <= value <= high:
-        raise web.HTTPBadRequest(text=f"query parameter {name}={value} must be within [{low}, {high}]")
+        raise BadRequest(f"query parameter {name}={value} must be within [{low}, {high}]")
     return value
 
 
@@ -233,7 +158,7 @@ async def _readable_owner(request: web.Request) -> str:
     caller = await _caller(request)
     owner = request.query.get("owner", caller)
     if not await request.app[STORAGE].can_read(caller, owner):
-        raise web.HTTPForbidden(text=f"{caller!r} may not read {owner!r}'s runs")
+        raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
     return owner
 
 
@@ -259,7 +184,7 @@ async def _experiment(request: web.Request) -> dict[str, Any]:
     await _require_read(request, owner)
     exp = await request.app[STORAGE].experiment(owner, project, name)
     if exp is None:
-        raise web.HTTPNotFound(text=f"no experiment {owner}/{project}/{name}")
+        raise NotFound(f"no experiment {owner}/{project}/{name}")
     return exp
 
 
@@ -280,15 +205,21 @@ async def get_experiment(request: web.Request) -> web.Response:
 async def get_logs(request: web.Request) -> web.Response:
     exp = await _experiment(request)
     level = request.query.get("level")
+    try:
+        wanted = normalise_level(level) if level else None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     rows = await request.app[STORAGE].log_rows(
-        exp["id"], _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS),
-        normalise_level(level) if level else None)
+        exp["id"], _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS), wanted)
     return json_response({"logs": rows})
 
 
 async def get_metric(request: web.Request) -> web.Response:
     exp = await _experiment(request)
-    metric = validate_metric_name(request.match_info["metric"])
+    try:
+        metric = validate_metric_name(request.match_info["metric"])
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     rows = await request.app[STORAGE].metric_rows(
         exp["id"], metric, _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS))
     buckets = _int(request, "buckets", 0, 0, 10_000)
@@ -321,15 +252,21 @@ async def put_file(request: web.Request) -> web.Response:
     owner, project, name = _prefix(request)
     caller = await _caller(request)
     if caller != owner:
-        raise web.HTTPForbidden(text=f"{caller!r} may write only under {caller}/...")
+        raise Forbidden(f"{caller!r} may write only under {caller}/...")
     path = _file_path(request)
     declared = request.headers.get("X-Content-SHA256", "").lower()
     entry_header = request.headers.get("X-File-Entry")
-    entry = loads(entry_header) if entry_header else {}
+    try:
+        entry = loads(entry_header) if entry_header else {}
+    except DecodeError:
+        entry = None
     if not isinstance(entry, dict):
-        raise web.HTTPBadRequest(text="X-File-Entry must be a JSON object")
-    size = await request.app[BLOBS].put_stream(request.content.iter_chunked(1 << 20), declared,
-                                               request.app[CONFIG].max_file_bytes)
+        raise BadRequest("X-File-Entry must be a JSON object")
+    try:
+        size = await request.app[BLOBS].put_stream(request.content.iter_chunked(1 << 20), declared,
+                                                   request.app[CONFIG].max_file_bytes)
+    except BlobError as exc:
+        raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
     await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
     return json_response({"path": path, "sha256": declared, "sizeBytes": size})
 
@@ -338,9 +275,9 @@ def _file_path(request: web.Request) -> str:
     try:
         path = clean_relative_path("file path", request.match_info["path"])
     except (TypeError, ValueError) as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+        raise BadRequest(str(exc)) from None
     if not path:
-        raise web.HTTPBadRequest(text="empty file path")
+        raise BadRequest("empty file path")
     return path
 
 
@@ -354,5 +291,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     path = _file_path(request)
     for entry in await request.app[STORAGE].files(exp["id"]):
         if entry["path"] == path:
-            return web.FileResponse(request.app[BLOBS].path(entry["checksum"]))
-    raise web.HTTPNotFound(text=f"no file {path!r} in {exp['prefix']}")
+            try:
+                return web.FileResponse(request.app[BLOBS].path(entry["checksum"]))
+            except BlobError as exc:
+                raise BadRequest(str(exc)) from None
+    raise NotFound(f"no file {path!r} in {exp['prefix']}")

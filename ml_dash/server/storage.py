@@ -2,14 +2,14 @@
 
 Every event identity (run, stream, index) is stored at most once, and
 ``ingest`` returns only after its transaction is committed with
-``synchronous=FULL``, so a 2xx reply means the data is durable. Metric rows
-are stored as chunks, one SQLite row per acknowledged range holding the
-columnar blocks of the wire format: a batch is trimmed to the rows past the
-stream's stored count and appended in the same transaction that advances
-the count, so overlapping resends add nothing, and a million rows cost a
-few dozen inserts instead of a million. Log lines, which are few, are
-stored one per row (``INSERT OR IGNORE`` on their identity). SQLite runs on one dedicated thread: the handlers await it.
-PostgreSQL can implement the same :class:`Storage` protocol later.
+``synchronous=FULL``, so a 2xx reply means the data is durable. Rows under
+stored indices are acknowledged again only when the same writer sent them
+(server/sqlite_ingest.py). Metric rows are stored as chunks, one SQLite row
+per acknowledged range holding the columnar blocks of the wire format, so a
+million rows cost a few dozen inserts instead of a million. Log lines, which
+are few, are stored one per row. SQLite runs on one dedicated thread: the
+handlers await it. PostgreSQL can implement the same :class:`Storage`
+protocol later.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +25,8 @@ import msgpack
 from ..agent.jsonlines import dumps, loads
 from ..agent.pool import WorkerPool
 from ..agent.wire import metric_rows, trim_blocks
+from .records import GapError, IngestBatch
+from .sqlite_ingest import ingest, stored_counts, upsert_experiment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -48,32 +49,13 @@ CREATE TABLE IF NOT EXISTS stream_counts (
 CREATE TABLE IF NOT EXISTS files (
     exp_id INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     entry TEXT NOT NULL, PRIMARY KEY (exp_id, path));
+CREATE TABLE IF NOT EXISTS stream_writers (
+    exp_id INTEGER NOT NULL, stream TEXT NOT NULL, first_idx INTEGER NOT NULL, end_idx INTEGER NOT NULL,
+    writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
-
-RUN_FIELDS = ("description", "tags", "metadata", "status", "status_reason", "created_at", "started_at", "ended_at")
-
-
-class GapError(Exception):
-    """A batch starts past what is stored: the client must resend from ``acked``."""
-
-    def __init__(self, stream: str, acked: int) -> None:
-        super().__init__(f"stream {stream!r} has {acked} rows stored; a batch must start at or before that")
-        self.stream = stream
-        self.acked = acked
-
-
-@dataclass(slots=True)
-class IngestBatch:
-    """One validated request: rows per stream (with their indices), params, run fields."""
-
-    owner: str
-    project: str
-    name: str
-    run: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] | None = None
-    metrics: dict[str, tuple[int, list[dict[str, Any]], int]] = field(default_factory=dict)  # start, blocks, rows
-    logs: tuple[int, list[tuple[int, bytes, str | None]]] | None = None
-
+#: Columns added since the first schema, by version (``PRAGMA user_version``).
+MIGRATIONS = {2: ("ALTER TABLE experiments ADD COLUMN run_id TEXT", "ALTER TABLE experiments ADD COLUMN hostname TEXT")}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 class Storage(Protocol):
     """What the server needs from a metadata store."""
@@ -115,6 +97,7 @@ class SQLiteStorage:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
+        _migrate(db)
         self._db = db
 
     async def close(self) -> None:
@@ -133,86 +116,14 @@ class SQLiteStorage:
     def _ingest(self, batch: IngestBatch) -> dict[str, int]:
         db = self._db
         assert db is not None
-        db.execute("BEGIN IMMEDIATE")
         try:
-            exp_id = self._upsert_experiment(db, batch)
-            acked: dict[str, int] = {}
-            for metric, (start, blocks, count) in batch.metrics.items():
-                acked[f"metrics/{metric}"] = self._store_chunk(db, exp_id, metric, start, blocks, count)
-            if batch.logs is not None:
-                start, rows = batch.logs
-                acked["logs"] = self._store_rows(
-                    db, exp_id, "logs", start, rows,
-                    "INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level) VALUES (?, ?, ?, ?)",
-                    lambda idx, blob, extra: (exp_id, idx, blob, extra))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+            return ingest(db, batch)
+        except GapError as exc:  # rolled back: tell the client every count it has to go by
+            row = db.execute("SELECT id FROM experiments WHERE owner=? AND project=? AND name=?",
+                             (batch.owner, batch.project, batch.name)).fetchone()
+            exc.counts = stored_counts(db, row[0]) if row else {}
+            exc.counts.setdefault(exc.stream, exc.acked)
             raise
-        return acked
-
-    def _upsert_experiment(self, db: sqlite3.Connection, batch: IngestBatch) -> int:
-        now = time.time()
-        row = db.execute("SELECT id, params FROM experiments WHERE owner=? AND project=? AND name=?",
-                         (batch.owner, batch.project, batch.name)).fetchone()
-        if row is None:
-            cursor = db.execute("INSERT INTO experiments (owner, project, name, last_seen) VALUES (?, ?, ?, ?)",
-                                (batch.owner, batch.project, batch.name, now))
-            exp_id, params = cursor.lastrowid, "{}"
-        else:
-            exp_id, params = row
-        sets, values = ["last_seen = ?"], [now]
-        for key in RUN_FIELDS:
-            if key in batch.run:
-                value = batch.run[key]
-                sets.append(f"{key} = ?")
-                values.append(dumps(value).decode() if key in ("tags", "metadata") else value)
-        if batch.params is not None:
-            merged = loads(params) if params else {}
-            merged.update(batch.params)
-            sets.append("params = ?")
-            values.append(dumps(merged).decode())
-        db.execute(f"UPDATE experiments SET {', '.join(sets)} WHERE id = ?", (*values, exp_id))
-        return int(exp_id)
-
-    @staticmethod
-    def _stored(db: sqlite3.Connection, exp_id: int, stream: str) -> int:
-        found = db.execute("SELECT stored FROM stream_counts WHERE exp_id=? AND stream=?", (exp_id, stream)).fetchone()
-        return found[0] if found else 0
-
-    @staticmethod
-    def _set_stored(db: sqlite3.Connection, exp_id: int, stream: str, stored: int) -> None:
-        db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
-                   "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
-
-    def _store_chunk(self, db: sqlite3.Connection, exp_id: int, metric: str, start: int,
-                     blocks: list[dict[str, Any]], count: int) -> int:
-        stream = f"metrics/{metric}"
-        stored = self._stored(db, exp_id, stream)
-        if start > stored:
-            raise GapError(stream, stored)
-        skip = stored - start
-        if skip >= count:
-            return stored  # everything in this batch is already stored
-        db.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
-                   (exp_id, metric, stored, count - skip, msgpack.packb(trim_blocks(blocks, skip))))
-        self._set_stored(db, exp_id, stream, start + count)
-        return start + count
-
-    @staticmethod
-    def _store_rows(db: sqlite3.Connection, exp_id: int, stream: str, start: int,
-                    rows: list[tuple[int, bytes, str | None]], insert: str, params: Any) -> int:
-        found = db.execute("SELECT stored FROM stream_counts WHERE exp_id=? AND stream=?", (exp_id, stream)).fetchone()
-        stored = found[0] if found else 0
-        if start > stored:
-            raise GapError(stream, stored)
-        new = [params(idx, blob, extra) for idx, blob, extra in rows if idx >= stored]
-        if new:
-            db.executemany(insert, new)
-            stored = max(stored, rows[-1][0] + 1)
-            db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
-                       "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
-        return stored
 
     # -- files -------------------------------------------------------------
     async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
@@ -224,7 +135,7 @@ class SQLiteStorage:
         assert db is not None
         db.execute("BEGIN IMMEDIATE")
         try:
-            exp_id = self._upsert_experiment(db, batch)
+            exp_id = upsert_experiment(db, batch)
             db.execute("INSERT INTO files (exp_id, path, sha256, size, entry) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT (exp_id, path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, "
                        "entry = excluded.entry", (exp_id, path, sha256, size, dumps(entry).decode()))
@@ -357,7 +268,7 @@ class SQLiteStorage:
 
 
 _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, status_reason, "
-                "created_at, started_at, ended_at, last_seen, params")
+                "created_at, started_at, ended_at, last_seen, params, run_id, hostname")
 
 
 def _experiment_dict(row: tuple) -> dict[str, Any]:
@@ -368,3 +279,17 @@ def _experiment_dict(row: tuple) -> dict[str, Any]:
     exp["params"] = loads(exp["params"]) if exp["params"] else {}
     exp["prefix"] = f"{exp['owner']}/{exp['project']}/{exp['name']}"
     return exp
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database of an earlier schema up to :data:`SCHEMA_VERSION` (new ones are created current)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+    for target in sorted(MIGRATIONS):
+        if version >= target:
+            continue
+        for statement in MIGRATIONS[target]:
+            column = statement.split("ADD COLUMN ")[1].split()[0]
+            if column not in columns:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {target}")

@@ -1,0 +1,161 @@
+"""The next request of an upload: which rows of which streams, the run's documents, and the body.
+
+Planning runs on the agent's loop (it only looks at the rows memory holds);
+reading the files, packing and compressing run on a worker thread. Rows go
+from local numbering to the server's through the cursor's ``base`` (a run
+continued from another directory, see agent/cursor.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .backlog import offset_of_index
+from .cursor import StreamCursor, UploadCursor
+from .jsonlines import read_json
+from .layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
+from .pending import MemoryChunks, PendingStream, Void, read_stream
+from .wire import WIRE_VERSION, encode_body
+
+#: Rows per request while the server is failing or has not answered yet: each retry would read
+#: and hold a full batch only to fail again.
+PROBE_ROWS = 8_192
+
+
+@dataclass(slots=True)
+class Batch:
+    """One request: the streams it carries (rows or voids), the run's documents, and the encoded body."""
+
+    streams: list[PendingStream]
+    documents: dict[str, Any]
+    params_version: Any  # parameters.json's updatedAt when the body carries params
+    payload: bytes
+
+    @property
+    def rows(self) -> int:
+        """Rows sent (voids not included)."""
+        return sum(s.count for s in self.streams if s.void is None)
+
+    @property
+    def voids(self) -> list[PendingStream]:
+        return [s for s in self.streams if s.void is not None]
+
+    def positions_after(self) -> dict[str, StreamCursor]:
+        """Where each stream's next batch starts once this one is acknowledged."""
+        return {s.name: StreamCursor(s.start + s.count, s.end_offset) for s in self.streams}
+
+
+class PlannedStream(NamedTuple):
+    """One stream of a batch being prepared: where it starts, and the rows memory already holds."""
+
+    name: str
+    path: Path
+    at: StreamCursor
+    in_memory: PendingStream | None
+    read_limit: int  # rows to read from disk at most (up to where memory takes over, or a known bad row)
+    rejected: Void | None  # the server refused the row at ``at``: set it aside
+
+
+class BatchBuilder:
+    """Builds the bodies of one run directory's upload."""
+
+    def __init__(self, directory: Path, memory: MemoryChunks, executor: Executor | None = None) -> None:
+        self.directory = Path(directory)
+        self.memory = memory
+        self.executor = executor  # where files are read and bodies encoded (None: the loop's default)
+        self.identity: dict[str, str] = {}
+        #: rows the server refused by index (stream -> local index, why): set aside when reached
+        self.refused: dict[str, tuple[int, Void]] = {}
+
+    async def next(self, cursor: UploadCursor, positions: dict[str, StreamCursor], sent_params: Any,
+                   budget: int) -> Batch:
+        """The batch from ``positions`` (default: the cursor's), at most ``budget`` rows."""
+        self.memory.forget_before({name: c.acked for name, c in cursor.streams.items()})
+        loop = asyncio.get_running_loop()
+        streams = await loop.run_in_executor(self.executor, discover_streams, self.directory)
+        plan = [self._plan(name, path, positions.get(name) or cursor.at(name), budget) for name, path in streams]
+        return await loop.run_in_executor(self.executor, self._build, plan, budget, sent_params, cursor)
+
+    def _plan(self, name: str, path: Path, at: StreamCursor, budget: int) -> PlannedStream:
+        in_memory, read_limit = None, budget
+        if len(self.memory):
+            in_memory = self.memory.take(name, at.acked, budget)
+            next_start = self.memory.next_start(name, at.acked)
+            if next_start is not None:  # read up to it: the batch after this one comes from memory
+                read_limit = min(budget, next_start - at.acked)
+        rejected = None
+        refused = self.refused.get(name)
+        if refused is not None:
+            index, void = refused
+            if index == at.acked:
+                rejected, in_memory = void, None
+            elif index > at.acked:
+                read_limit = min(read_limit, index - at.acked)
+        return PlannedStream(name, path, at, in_memory, read_limit, rejected)
+
+    def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any, cursor: UploadCursor) -> Batch:
+        streams = []
+        for planned in plan:
+            if budget <= 0:
+                break
+            stream = self._stream(planned, budget)
+            if stream is not None:
+                streams.append(stream)
+                budget -= stream.count if stream.void is None else 0
+        documents, params_version = self.documents(sent_params)
+        body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **documents, "streams": {}}
+        for stream in streams:
+            start = stream.start + cursor.base(stream.name)
+            if stream.void is not None:
+                body["streams"][stream.name] = {"start": start, "void": stream.count, "reason": stream.void.reason}
+            elif stream.rows is not None:
+                body["streams"][stream.name] = {"start": start, "rows": stream.rows}
+            else:
+                body["streams"][stream.name] = {"start": start, "blocks": stream.blocks}
+        payload = encode_body(body)
+        for stream in streams:  # the body has them now; a batch may wait minutes on a retry
+            stream.blocks = stream.rows = None
+        return Batch(streams, documents, params_version, payload)
+
+    def _stream(self, planned: PlannedStream, budget: int) -> PendingStream | None:
+        at = planned.at
+        if planned.rejected is not None:
+            end = offset_of_index(planned.path, identity_key(planned.name), at.acked + 1)
+            void = Void(planned.rejected.reason, planned.rejected.detail, at.offset, end - at.offset,
+                        planned.rejected.status)
+            return PendingStream(planned.name, at.acked, 1, end, void=void)
+        in_memory = planned.in_memory
+        if in_memory is not None and in_memory.count <= budget:
+            return in_memory
+        limit = min(budget, planned.read_limit)
+        if limit <= 0:
+            return None
+        return read_stream(planned.name, planned.path, at.acked, at.offset, limit)
+
+    def identity_of(self, cursor: UploadCursor) -> dict[str, str]:
+        """The run and writer ids bodies carry (an adopted run's id instead of this directory's). Blocking
+        the first time (reads experiment.json)."""
+        if not self.identity:
+            experiment = read_json(self.directory / EXPERIMENT)
+            experiment = experiment if isinstance(experiment, dict) else {}
+            self.identity = {k: experiment[k] for k in ("run_id", "writer_id") if isinstance(experiment.get(k), str)}
+        adopted = cursor.adopted_run_id()
+        return {**self.identity, "run_id": adopted} if adopted else dict(self.identity)
+
+    def documents(self, sent_params: Any) -> tuple[dict[str, Any], Any]:
+        """experiment.json's run fields, and parameters.json's data when its version is not
+        ``sent_params``; with that version (None when the body carries no params). Blocking."""
+        body: dict[str, Any] = {}
+        experiment = read_json(self.directory / EXPERIMENT)
+        if isinstance(experiment, dict):
+            body["run"] = {k: experiment.get(k) for k in RUN_FIELDS}
+        params = read_json(self.directory / PARAMS)
+        if isinstance(params, dict) and isinstance(params.get("data"), dict):
+            if params.get("updatedAt") != sent_params:
+                body["params"] = params["data"]
+                return body, params.get("updatedAt")
+        return body, None

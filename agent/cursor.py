@@ -1,0 +1,124 @@
+"""What a server has acknowledged of a run directory: ``.ml-dash-upload.json`` (format version 2).
+
+::
+
+    {"version": 2, "servers": {"http://host:port": {"alice/proj/run": {
+        "streams": {"metrics/train": {"acked": 1200, "offset": 98765}},
+        "documents": {"params": "<updatedAt of the parameters.json the server has>"},
+        "files": {"models/model.pth": "<sha256 the server acknowledged>"},
+        "adopt": {"run_id": "...", "base": {"metrics/train": 500, "logs": 3}}}}}}
+
+Per server and per prefix the directory is sent as (``ml-dash sync --prefix``
+sends it under another name): ``acked`` local rows of each stream are on the
+server (rows ``0 .. acked-1``, set-aside ones included) and ``offset`` is the
+byte after them in the stream's file.
+
+``adopt`` is present when this directory continues a run that another
+directory started (``resume=True``): its rows are numbered from 0 here, and
+the server's index of local row ``i`` is ``base[stream] + i``; bodies carry the
+adopted ``run_id``. ``"adopt": "pending"`` means the adoption waits for the
+first answer of the server (the run was resumed while it was unreachable).
+
+The server's counts win over this file: every reply carries them, and the
+uploader rewinds a stream whose server holds less than recorded here.
+Loading and saving are blocking: the uploader does both on a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_document
+from .jsonlines import dumps, read_json
+from .layout import UPLOAD_CURSOR
+
+VERSION = 2
+PENDING = "pending"
+
+
+@dataclass(slots=True)
+class StreamCursor:
+    acked: int = 0  # local rows the server holds (indices 0..acked-1)
+    offset: int = 0  # byte offset of the first line not yet acknowledged
+
+
+@dataclass
+class UploadCursor:
+    """One directory's upload state for one (server, prefix)."""
+
+    directory: Path
+    remote: str
+    prefix: str
+    streams: dict[str, StreamCursor] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    adopt: Any = None  # None | "pending" | {"run_id": str, "base": {stream: int}}
+
+    @classmethod
+    def load(cls, directory: Path, remote: str, prefix: str) -> UploadCursor:
+        cursor = cls(Path(directory), remote, prefix)
+        entry = _entries(read_json(cursor.path)).get(remote, {}).get(prefix, {})
+        for name, saved in (entry.get("streams") or {}).items():
+            if isinstance(saved, dict):
+                cursor.streams[name] = StreamCursor(_count(saved.get("acked")), _count(saved.get("offset")))
+        cursor.documents = dict(entry.get("documents") or {})
+        cursor.files = {p: s for p, s in (entry.get("files") or {}).items() if isinstance(s, str)}
+        adopt = entry.get("adopt")
+        if adopt == PENDING or (isinstance(adopt, dict) and isinstance(adopt.get("run_id"), str)):
+            cursor.adopt = adopt
+        return cursor
+
+    @property
+    def path(self) -> Path:
+        return self.directory / UPLOAD_CURSOR
+
+    def save(self) -> None:
+        """Write this entry (other servers' and prefixes' entries are kept), atomically."""
+        servers = _entries(read_json(self.path))
+        servers.setdefault(self.remote, {})[self.prefix] = {
+            "streams": {n: {"acked": c.acked, "offset": c.offset} for n, c in self.streams.items()},
+            "documents": self.documents,
+            "files": self.files,
+            **({"adopt": self.adopt} if self.adopt is not None else {}),
+        }
+        write_document(self.path, dumps({"version": VERSION, "servers": servers}))
+
+    def at(self, stream: str) -> StreamCursor:
+        return self.streams.get(stream) or StreamCursor()
+
+    # -- adoption (a run continued from another directory) -------------------
+    @property
+    def adoption_pending(self) -> bool:
+        return self.adopt == PENDING
+
+    def adopted_run_id(self) -> str | None:
+        return self.adopt.get("run_id") if isinstance(self.adopt, dict) else None
+
+    def base(self, stream: str) -> int:
+        """The server index of this directory's row 0 of ``stream``."""
+        if isinstance(self.adopt, dict):
+            return _count((self.adopt.get("base") or {}).get(stream))
+        return 0
+
+    def adopt_run(self, run_id: str, base: dict[str, int]) -> None:
+        """Continue the server's run ``run_id``: local rows of each stream follow its ``base`` rows."""
+        self.adopt = {"run_id": run_id, "base": {s: n for s, n in base.items() if isinstance(n, int) and n > 0}}
+        self.streams.clear()  # nothing of this directory is on the server yet
+
+
+def _entries(document: Any) -> dict[str, dict[str, Any]]:
+    """server -> prefix -> entry. Another version (or a damaged file) reads as empty: the upload
+    then starts from row 0 and the server's counts, which every reply carries, set it right."""
+    if not isinstance(document, dict) or document.get("version") != VERSION:
+        return {}
+    servers = document.get("servers")
+    if not isinstance(servers, dict):
+        return {}
+    return {remote: {p: e for p, e in value.items() if isinstance(e, dict)}
+            for remote, value in servers.items() if isinstance(value, dict)}
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0

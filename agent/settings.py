@@ -1,0 +1,78 @@
+"""The agent's environment variables, read and checked once, with a clear error for a bad value.
+
+====================================  =========  ===============================================
+variable                              default    meaning
+====================================  =========  ===============================================
+``ML_DASH_FLUSH_INTERVAL_S``          0.2        buffered events are written at least this often
+``ML_DASH_FSYNC_INTERVAL_S``          1.0        written data is fsynced at least this often
+``ML_DASH_MAX_BUFFER_MB``             64         memory the buffer may hold (MiB)
+``ML_DASH_MAX_BLOCK_S``               0.5        the longest a log call waits on a full buffer
+``ML_DASH_EXIT_TIMEOUT_S``            10         the flush deadline at interpreter exit or SIGTERM
+``ML_DASH_REQUEST_TIMEOUT_S``         30         remote mode: the longest one request may take
+``ML_DASH_UPLOAD_BATCH_ROWS``         131072     remote mode and sync: rows per request at most
+``ML_DASH_START_TIMEOUT_S``           2          remote mode: the longest the start-up lookup of
+                                                 the run on the server waits (0: no lookup)
+====================================  =========  ===============================================
+
+A value that is not a number, or outside its range, raises
+:class:`~ml_dash.errors.ConfigurationError` naming the variable, when the
+agent starts (the first ``run.start()``) or when ``ml-dash sync`` starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from ml_dash.errors import ConfigurationError
+
+
+def env_number(name: str, default: float, low: float, high: float, integer: bool = False) -> float:
+    """The value of ``name`` (``default`` when unset or empty), checked to lie in ``[low, high]``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigurationError(f"environment variable {name}={raw!r} is not {kind}") from None
+    if math.isnan(value) or not low <= value <= high:
+        raise ConfigurationError(f"environment variable {name}={raw!r} must be between {low:g} and {high:g}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    flush_interval_s: float
+    fsync_interval_s: float
+    max_buffer_bytes: int
+    max_block_s: float
+    exit_timeout_s: float
+
+    @classmethod
+    def from_env(cls) -> AgentSettings:
+        return cls(
+            flush_interval_s=env_number("ML_DASH_FLUSH_INTERVAL_S", 0.2, 0.001, 60),
+            fsync_interval_s=env_number("ML_DASH_FSYNC_INTERVAL_S", 1.0, 0.001, 3600),
+            max_buffer_bytes=int(env_number("ML_DASH_MAX_BUFFER_MB", 64, 1, 1 << 20) * 1024 * 1024),
+            max_block_s=env_number("ML_DASH_MAX_BLOCK_S", 0.5, 0, 60),
+            exit_timeout_s=env_number("ML_DASH_EXIT_TIMEOUT_S", 10, 0, 3600),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSettings:
+    request_timeout_s: float
+    batch_rows: int
+    start_timeout_s: float
+
+    @classmethod
+    def from_env(cls) -> UploadSettings:
+        return cls(
+            request_timeout_s=env_number("ML_DASH_REQUEST_TIMEOUT_S", 30, 0.05, 3600),
+            # the server takes at most 1,000,000 events per request
+            batch_rows=int(env_number("ML_DASH_UPLOAD_BATCH_ROWS", 131_072, 1, 1_000_000, integer=True)),
+            start_timeout_s=env_number("ML_DASH_START_TIMEOUT_S", 2.0, 0, 60),
+        )

@@ -1,0 +1,119 @@
+"""The uploader's view of a server: three requests, each answered by an :class:`~.retry.Outcome`.
+
+:class:`Transport` is the seam the upload is tested at: the fake transport of
+the tests scripts replies (statuses, ``Retry-After``, bodies) and records the
+requests; :class:`HttpTransport` speaks HTTP to a real server with aiohttp.
+A transport never raises for a network failure: it answers ``Outcome(0)``
+with the reason, and the retry policy (agent/retry.py) decides what next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from .retry import Outcome, parse_retry_after
+from .wire import CONTENT_TYPE
+
+logger = logging.getLogger("ml_dash.agent")
+
+#: A reply is a small JSON object; a server sending more is cut off here, not read into memory.
+MAX_REPLY_BYTES = 1 << 20
+
+
+class Transport(Protocol):
+    """Requests of one run's upload to one server."""
+
+    remote: str
+
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
+        """POST a bulk body (agent/wire.py) to the run's events."""
+
+    async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
+                       timeout_s: float) -> Outcome:
+        """PUT a saved file's content, streamed from ``source``."""
+
+    async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
+        """GET the run as the server has it (404 when it has none)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def credential_headers(api_key: str | None, user_name: str | None) -> dict[str, str]:
+    if api_key:
+        return {"Authorization": f"Bearer {api_key}"}
+    if user_name:
+        return {"X-ML-Dash-User": user_name}
+    return {}
+
+
+class HttpTransport:
+    """:class:`Transport` over HTTP (aiohttp), ignoring proxy variables: the server is named exactly."""
+
+    def __init__(self, remote: str, headers: dict[str, str]) -> None:
+        self.remote = remote.rstrip("/")
+        self.headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:  # created on the loop that uses it
+            self._session = aiohttp.ClientSession(trust_env=False)
+        return self._session
+
+    def _url(self, prefix: str, *parts: str) -> str:
+        return "/".join([self.remote, "api/v1/runs", prefix, *(urllib.parse.quote(p, safe="/") for p in parts)])
+
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
+        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
+        return await self._request("POST", self._url(prefix, "events"), timeout_s, data=body, headers=headers)
+
+    async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
+                       timeout_s: float) -> Outcome:
+        try:
+            handle = open(source, "rb")  # reopened on every attempt: a retry resends it whole
+        except OSError as exc:
+            return Outcome(0, error=f"cannot read {source}: {exc}")
+        with handle:
+            return await self._request("PUT", self._url(prefix, "files", path), None, sock_read_s=timeout_s,
+                                       data=handle, headers={**self.headers, **headers})
+
+    async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
+        url = f"{self.remote}/api/v1/experiments/{prefix}"
+        return await self._request("GET", url, timeout_s, headers=self.headers)
+
+    async def _request(self, method: str, url: str, timeout_s: float | None, sock_read_s: float | None = None,
+                       **kwargs: object) -> Outcome:
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=sock_read_s)
+        try:
+            async with self._client().request(method, url, timeout=timeout, **kwargs) as resp:  # type: ignore[arg-type]
+                raw = await resp.content.read(MAX_REPLY_BYTES)
+                return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json_object(raw))
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            logger.debug("%s %s failed: %r", method, url, exc)
+            return Outcome(0, error=_describe(exc))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _json_object(raw: bytes) -> dict | None:
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,122 @@
+"""One writer per run directory: an OS lock on ``<run>/.ml-dash.lock``, held for the run's life.
+
+The lock is a POSIX record lock (``fcntl.lockf``): the kernel releases it when
+the holding process dies, ``kill -9`` included, and a forked child does not
+inherit it (data-loader workers never keep a dead trainer's run locked).
+Holders write who they are (pid, host, since when, prefix) into the file, so
+a refused writer can say who holds it.
+
+POSIX locks belong to the process, and closing *any* descriptor of the file
+drops them: so this process opens each lock file at most once, through the
+registry here, which also refuses a second writer inside the process (two
+``Experiment`` objects on one directory). Nothing else opens the lock file.
+
+Without ``fcntl`` (not POSIX) only the in-process rule holds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from .agent.jsonlines import dumps, loads
+from .agent.layout import LOCK_FILE
+from .agent.rundir import utc_iso
+from .errors import RunLockedError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+_registry_lock = threading.Lock()
+_held: dict[str, RunLock] = {}
+
+
+class RunLock:
+    """A held run-directory lock; :meth:`release` (idempotent) or process exit lets it go."""
+
+    def __init__(self, key: str, fd: int | None, holder: dict[str, Any]) -> None:
+        self._key = key
+        self._fd = fd
+        self.holder = holder
+
+    @classmethod
+    def acquire(cls, directory: Path, prefix: str, purpose: str = "writes") -> RunLock:
+        """Lock ``directory`` (created if needed) for this process, or raise :class:`RunLockedError`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(directory)
+        holder = {"pid": os.getpid(), "hostname": socket.gethostname(), "since": utc_iso(), "prefix": prefix,
+                  "purpose": purpose}
+        with _registry_lock:
+            mine = _held.get(key)
+            if mine is not None:
+                raise RunLockedError(_in_process_message(directory, mine.holder), mine.holder)
+            fd = _lock_file(directory, key)
+            lock = cls(key, fd, holder)
+            if fd is not None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, dumps(holder), 0)
+            _held[key] = lock
+        return lock
+
+    def release(self) -> None:
+        with _registry_lock:
+            if _held.get(self._key) is not self:
+                return
+            del _held[self._key]
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return _held.get(self._key) is self
+
+
+def _lock_file(directory: Path, key: str) -> int | None:
+    """Open and lock the lock file (registry lock held); RunLockedError naming the other holder."""
+    if fcntl is None:
+        return None
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = _read_holder(fd)
+        os.close(fd)  # this process holds no lock on the file, so closing it drops nothing
+        raise RunLockedError(_other_process_message(directory, holder), holder) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = loads(os.pread(fd, 4096, 0) or b"{}")
+    except Exception:  # being rewritten right now, or damaged: say what we can
+        holder = {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    return (f"pid {holder.get('pid', '?')} on {holder.get('hostname', '?')} "
+            f"(since {holder.get('since', '?')}, {holder.get('purpose', 'writes')} {holder.get('prefix', '?')})")
+
+
+def _other_process_message(directory: Path, holder: dict[str, Any]) -> str:
+    return (f"run directory {directory} is held by another process: {_describe(holder)}. One process writes a "
+            "run at a time. Wait for it to end (or stop it), or log this run under another prefix or "
+            "local_path; to add to that run later, start it again once the holder has ended.")
+
+
+def _in_process_message(directory: Path, holder: dict[str, Any]) -> str:
+    return (f"run directory {directory} is already being written by another Experiment of this process "
+            f"({_describe(holder)}). Log through that Experiment, or end it first (exp.run.complete()).")

@@ -1,0 +1,111 @@
+"""The server's one error tree, mapped to HTTP once (in :func:`error_middleware`).
+
+::
+
+    RequestError (status, message, details)    the client's request is wrong: a 4xx with a reason
+    ├── BadRequest            400   malformed or out-of-domain input (``stream``/``index`` name a row)
+    ├── Unauthorized          401
+    ├── Forbidden             403
+    ├── NotFound              404
+    ├── Conflict              409   ``acked`` (a batch past the stored rows) or ``conflict`` (another run)
+    ├── PayloadTooLarge       413
+    └── UnsupportedEncoding   415
+    StorageFull                     507   the server's disk is full: transient, the client retries
+
+Anything else raised by a handler is a server bug: a 500 whose body says so
+(the traceback goes to the server's log, never to the client), which clients
+retry. Never the other way round: a built-in ``ValueError`` from a bug must not
+look like the client's fault, so handlers raise these classes explicitly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sqlite3
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from ..agent.jsonlines import dumps
+
+logger = logging.getLogger("ml_dash.server")
+
+#: OS errors that mean "no space": the write will succeed once space returns.
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class RequestError(Exception):
+    """A request the server will never accept as it is."""
+
+    status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(RequestError):
+    status = 400
+
+
+class Unauthorized(RequestError):
+    status = 401
+
+
+class Forbidden(RequestError):
+    status = 403
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class Conflict(RequestError):
+    status = 409
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class UnsupportedEncoding(RequestError):
+    status = 415
+
+
+class StorageFull(Exception):
+    """The server's disk (database or blobs) is full; nothing of the request was stored."""
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` means the disk is full (SQLite says so in words; the OS by errno)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "full" in text or "disk i/o" in text
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(payload), status=status, content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return json_response({"error": exc.message, **exc.details}, exc.status)
+    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
+        if exc.status < 400:
+            raise
+        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
+    except StorageFull as exc:
+        return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
+    except Exception as exc:
+        if is_no_space(exc):
+            return json_response({"error": "the server's disk is full; retry later"}, 507)
+        logger.exception("internal error in %s %s", request.method, request.path)
+        return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)

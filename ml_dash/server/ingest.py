@@ -1,0 +1,141 @@
+"""``POST /api/v1/runs/{owner}/{project}/{name}/events``: a bulk body (agent/wire.py) into storage.
+
+The body is decompressed with a cap, checked field by field (every problem a
+400 naming it), and stored in one transaction that answers only once
+committed. The reply carries every stream's stored count; a batch past the
+stored rows gets 409 with those counts, and rows from another run or another
+writer under stored indices get 409 with ``conflict``: the server never
+acknowledges rows it did not store.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgpack
+from aiohttp import web
+
+from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
+from ..agent.wire import BodyError, block_rows, decode_body
+from ..logs import normalise_level
+from ..naming import validate_metric_name
+from .errors import BadRequest, PayloadTooLarge, RequestError, UnsupportedEncoding, json_response
+from .records import IngestBatch
+
+_IDENTITY = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_BODY_ERRORS: dict[int, type[RequestError]] = {413: PayloadTooLarge, 415: UnsupportedEncoding}
+MAX_VOID_REASON_CHARS = 200
+
+
+def parse_body(raw: bytes, content_encoding: str | None, limits: Any) -> dict[str, Any]:
+    try:
+        return decode_body(raw, content_encoding, limits)
+    except BodyError as exc:
+        raise _BODY_ERRORS.get(exc.status, BadRequest)(str(exc)) from None
+
+
+def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_events: int) -> IngestBatch:
+    """The validated batch of a decoded body; BadRequest naming the first problem."""
+    batch = IngestBatch(owner, project, name)
+    identity = body.get("identity")
+    if not isinstance(identity, dict):
+        raise BadRequest("'identity' must be a map with 'run_id' and 'writer_id'")
+    for key in ("run_id", "writer_id"):
+        value = identity.get(key)
+        if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
+            raise BadRequest(f"identity.{key} must be 1 to 64 letters, digits, '-' or '_'")
+    batch.run_id, batch.writer_id = identity["run_id"], identity["writer_id"]
+    run = body.get("run")
+    if run is not None:
+        if not isinstance(run, dict):
+            raise BadRequest("'run' must be a map")
+        batch.run = {k: v for k, v in run.items() if k in RUN_FIELDS}
+    params = body.get("params")
+    if params is not None:
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            raise BadRequest("'params' must be a map of str keys")
+        batch.params = params
+    streams = body.get("streams", {})
+    if not isinstance(streams, dict):
+        raise BadRequest("'streams' must be a map")
+    events = 0
+    for stream, payload in streams.items():
+        events += _add_stream(batch, stream, payload)
+        if events > max_events:
+            raise PayloadTooLarge(f"more than {max_events} events in one request; split the batch")
+    return batch
+
+
+def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
+    """Validate one stream's payload into ``batch``; returns its event count."""
+    if not isinstance(stream, str):
+        raise BadRequest("stream names must be str")
+    if not isinstance(payload, dict) or not _is_count(payload.get("start"), 0):
+        raise BadRequest(f"stream {stream!r} needs a map with a non-negative int 'start'", stream=stream)
+    start = payload["start"]
+    if stream != LOG_STREAM:
+        metric = metric_name(stream)
+        if metric is None:
+            raise BadRequest(f"unknown stream {stream!r}", stream=stream)
+        try:
+            validate_metric_name(metric)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc), stream=stream) from None
+    if "void" in payload:
+        count, reason = payload["void"], payload.get("reason", "")
+        if not _is_count(count, 1) or not isinstance(reason, str):
+            raise BadRequest(f"a void of {stream!r} needs a positive int 'void' and a str 'reason'", stream=stream)
+        batch.voids[stream] = (start, count, reason[:MAX_VOID_REASON_CHARS])
+        return count
+    if stream == LOG_STREAM:
+        rows = payload.get("rows")
+        if not isinstance(rows, list):
+            raise BadRequest("'logs' needs 'rows', a list of maps", stream=stream)
+        entries = []
+        for k, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise BadRequest("a log row must be a map", stream=stream, index=start + k)
+            entries.append((start + k, msgpack.packb({key: v for key, v in row.items() if key != "sequenceNumber"}),
+                            _level(row)))
+        batch.logs = (start, entries)
+        return len(rows)
+    blocks = _checked_blocks(payload.get("blocks"), stream)
+    count = sum(block_rows(b) for b in blocks)
+    batch.metrics[metric_name(stream) or ""] = (start, blocks, count)
+    return count
+
+
+def _is_count(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
+    if not isinstance(blocks, list):
+        raise BadRequest(f"{stream!r} needs 'blocks', a list", stream=stream)
+    for block in blocks:
+        if not isinstance(block, dict):
+            raise BadRequest(f"malformed block in {stream!r}", stream=stream)
+        keys, cols, created = block.get("keys"), block.get("cols"), block.get("created")
+        if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(created, list)
+                and len(keys) == len(cols) and all(isinstance(k, str) for k in keys)):
+            raise BadRequest(f"malformed block in {stream!r}", stream=stream)
+        count = sum(n for _, n in created) if all(isinstance(c, list) and len(c) == 2 and isinstance(c[1], int)
+                                                   and c[1] > 0 for c in created) else -1
+        if count < 0 or any(not isinstance(col, list) or len(col) != count for col in cols):
+            raise BadRequest(f"block columns of {stream!r} disagree with its row count", stream=stream)
+    return blocks
+
+
+def _level(row: dict[str, Any]) -> str | None:
+    level = row.get("level")
+    if not isinstance(level, str):
+        return None
+    try:
+        return normalise_level(level)
+    except ValueError:
+        return None
+
+
+def ingest_reply(acked: dict[str, int]) -> web.Response:
+    return json_response({"acked": acked})

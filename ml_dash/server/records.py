@@ -1,0 +1,44 @@
+"""What the handlers and a storage backend exchange: a validated batch, and the two refusals of ingest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agent.layout import RUN_FIELDS
+
+RUN_COLUMNS = RUN_FIELDS  # experiment.json's run fields are the experiments table's columns
+
+
+class GapError(Exception):
+    """A batch starts past what is stored: the client must resend from ``acked``."""
+
+    def __init__(self, stream: str, acked: int) -> None:
+        super().__init__(f"stream {stream!r} has {acked} rows stored; a batch must start at or before that")
+        self.stream = stream
+        self.acked = acked
+        self.counts: dict[str, int] = {stream: acked}  # every stream of the run, filled in by the storage
+
+
+class ConflictError(Exception):
+    """Rows under stored indices from another run or another writer: never acknowledged."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """One validated request: rows per stream (with their indices), params, run fields."""
+
+    owner: str
+    project: str
+    name: str
+    run: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] | None = None
+    metrics: dict[str, tuple[int, list[dict[str, Any]], int]] = field(default_factory=dict)  # start, blocks, rows
+    logs: tuple[int, list[tuple[int, bytes, str | None]]] | None = None
+    voids: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # stream -> start, count, reason
+    run_id: str | None = None  # None only for a file upload, which names no run identity
+    writer_id: str | None = None

@@ -1,0 +1,151 @@
+"""One ingest transaction in SQLite: rows stored once per identity, and never someone else's acknowledged.
+
+Per (run, stream) the server keeps ``stream_counts.stored`` (rows 0 .. stored-1
+are settled) and ``stream_writers``: which writer settled which index range,
+and whether the range is a *void* (rows the client set aside). A batch from
+``start``:
+
+* ``start > stored``: a gap, :class:`GapError` (409 with the counts; the client rewinds);
+* indices below ``stored`` must have been settled by the same writer (a resend:
+  nothing is stored again), else :class:`ConflictError` (409 ``conflict``);
+* the rest is appended, and the writer's range extended.
+
+Everything of one request commits together or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+import msgpack
+
+from ..agent.jsonlines import dumps, loads
+from ..agent.layout import LOG_STREAM, metric_stream
+from ..agent.wire import trim_blocks
+from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch
+
+
+def ingest(db: sqlite3.Connection, batch: IngestBatch) -> dict[str, int]:
+    """Store ``batch`` in one transaction; the stored counts of every stream of the run."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        exp_id = upsert_experiment(db, batch)
+        writer = batch.writer_id
+        for metric, (start, blocks, count) in batch.metrics.items():
+            _store_metric(db, exp_id, metric, start, blocks, count, writer)
+        if batch.logs is not None:
+            _store_logs(db, exp_id, *batch.logs, writer)
+        for stream, (start, count, reason) in batch.voids.items():
+            new = _settle(db, exp_id, stream, start, start + count, writer, void_reason=reason or "set aside")
+            if new is not None:
+                _set_stored(db, exp_id, stream, new[1])
+        acked = stored_counts(db, exp_id)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return acked
+
+
+def upsert_experiment(db: sqlite3.Connection, batch: IngestBatch) -> int:
+    """The run's row (created on first sight), with the batch's run fields and params merged in.
+    A run id other than the one the server holds is a :class:`ConflictError`."""
+    now = time.time()
+    row = db.execute("SELECT id, params, run_id, hostname, created_at FROM experiments WHERE owner=? AND project=? "
+                     "AND name=?", (batch.owner, batch.project, batch.name)).fetchone()
+    if row is None:
+        cursor = db.execute("INSERT INTO experiments (owner, project, name, last_seen, run_id) VALUES (?, ?, ?, ?, ?)",
+                            (batch.owner, batch.project, batch.name, now, batch.run_id))
+        exp_id, params, run_id = cursor.lastrowid, "{}", batch.run_id
+    else:
+        exp_id, params, run_id, hostname, created_at = row
+        if batch.run_id is not None and run_id is not None and run_id != batch.run_id:
+            raise ConflictError(f"{batch.owner}/{batch.project}/{batch.name} holds another run (id {run_id}, "
+                                f"created {created_at} on {hostname}); this request is of run {batch.run_id}",
+                                {"kind": "run", "run_id": run_id, "created_at": created_at, "hostname": hostname})
+    sets, values = ["last_seen = ?"], [now]
+    if run_id is None and batch.run_id is not None:
+        sets.append("run_id = ?")
+        values.append(batch.run_id)
+    for key in RUN_COLUMNS:
+        if key in batch.run:
+            value = batch.run[key]
+            sets.append(f"{key} = ?")
+            values.append(dumps(value).decode() if key in ("tags", "metadata") else value)
+    if batch.params is not None:
+        merged = loads(params) if params else {}
+        merged.update(batch.params)
+        sets.append("params = ?")
+        values.append(dumps(merged).decode())
+    db.execute(f"UPDATE experiments SET {', '.join(sets)} WHERE id = ?", (*values, exp_id))
+    return int(exp_id)
+
+
+def stored_counts(db: sqlite3.Connection, exp_id: int) -> dict[str, int]:
+    return {stream: stored for stream, stored in
+            db.execute("SELECT stream, stored FROM stream_counts WHERE exp_id = ?", (exp_id,))}
+
+
+def _stored(db: sqlite3.Connection, exp_id: int, stream: str) -> int:
+    found = db.execute("SELECT stored FROM stream_counts WHERE exp_id=? AND stream=?", (exp_id, stream)).fetchone()
+    return found[0] if found else 0
+
+
+def _set_stored(db: sqlite3.Connection, exp_id: int, stream: str, stored: int) -> None:
+    db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
+               "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
+
+
+def _settle(db: sqlite3.Connection, exp_id: int, stream: str, start: int, end: int, writer: str | None,
+            void_reason: str | None = None) -> tuple[int, int] | None:
+    """Check rows ``start .. end-1`` of ``writer`` against what is settled; record the new part. Returns
+    the new range (from the stored count to ``end``), or None when all of it was settled already."""
+    stored = _stored(db, exp_id, stream)
+    if start > stored:
+        raise GapError(stream, stored)
+    if start < stored:
+        others = db.execute("SELECT first_idx, end_idx, writer FROM stream_writers WHERE exp_id=? AND stream=? "
+                            "AND end_idx > ? AND first_idx < ? AND writer IS NOT NULL AND writer != ? LIMIT 1",
+                            (exp_id, stream, start, min(end, stored), writer or "")).fetchone()
+        if others is not None:
+            raise ConflictError(
+                f"rows {max(start, others[0])}..{min(end, others[1]) - 1} of {stream} were stored from another "
+                "directory (another writer of the run); these are different rows under the same indices",
+                {"kind": "writer", "stream": stream, "first": others[0], "end": others[1]})
+    if end <= stored:
+        return None
+    last = db.execute("SELECT first_idx, end_idx, writer, void_reason FROM stream_writers WHERE exp_id=? AND stream=? "
+                      "ORDER BY first_idx DESC LIMIT 1", (exp_id, stream)).fetchone()
+    if last is not None and last[1] == stored and last[2] == writer and last[3] is None and void_reason is None:
+        db.execute("UPDATE stream_writers SET end_idx = ? WHERE exp_id=? AND stream=? AND first_idx=?",
+                   (end, exp_id, stream, last[0]))
+    else:
+        db.execute("INSERT INTO stream_writers (exp_id, stream, first_idx, end_idx, writer, void_reason) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (exp_id, stream, stored, end, writer, void_reason))
+    return stored, end
+
+
+def _store_metric(db: sqlite3.Connection, exp_id: int, metric: str, start: int, blocks: list[dict[str, Any]],
+                  count: int, writer: str | None) -> None:
+    """Metric rows are stored as chunks: one SQLite row per request's new range, holding its blocks."""
+    stream = metric_stream(metric)
+    new = _settle(db, exp_id, stream, start, start + count, writer)
+    if new is None:
+        return
+    first, end = new
+    db.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
+               (exp_id, metric, first, end - first, msgpack.packb(trim_blocks(blocks, first - start))))
+    _set_stored(db, exp_id, stream, end)
+
+
+def _store_logs(db: sqlite3.Connection, exp_id: int, start: int, rows: list[tuple[int, bytes, str | None]],
+                writer: str | None) -> None:
+    new = _settle(db, exp_id, LOG_STREAM, start, start + len(rows), writer)
+    if new is None:
+        return
+    first, end = new
+    db.executemany("INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level) VALUES (?, ?, ?, ?)",
+                   [(exp_id, idx, blob, level) for idx, blob, level in rows if idx >= first])
+    _set_stored(db, exp_id, LOG_STREAM, end)

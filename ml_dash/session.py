@@ -1,0 +1,314 @@
+"""The run session: one run's lifecycle and the agent's objects behind it.
+
+The SDK objects (``exp.metrics``, ``exp.logs``, ``exp.params``, ``exp.files``,
+``exp.run``) talk to a :class:`RunSession` and to nothing else of the
+experiment: it hands them their streams and documents, refuses them once the
+run has ended, and tells them where reads go.
+
+Start: lock the directory (one writer, see runlock.py), check that it holds
+this prefix, apply the resume policy (resume.py), write ``experiment.json``
+(RUNNING), register with the agent, start the upload in remote mode. End:
+refuse new events, write and seal everything (agent/streams.py), wait for the
+upload, release the lock; one deadline bounds all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .agent import Agent, FileJob, RowStream, RunWriter, Seal, StreamClosedError, utc_iso, write_document
+from .agent import lifecycle, layout
+from .agent.deadline import Deadline
+from .agent.jsonlines import dumps, read_json, row_chunk_encoder, encode_metric_chunk
+from .agent.streams import metric_row_bytes
+from .errors import ConfigurationError, RunStateError
+from .files import read_files_metadata
+from .logs import LOG_ROW_BYTES, build_log_row
+from .remote_run import RemoteRun
+from .resume import Resume, check_local
+from .run import RunStatus
+from .runlock import RunLock
+from .server_reads import ServerReads
+from .stats import collect_stats
+
+logger = logging.getLogger("ml_dash")
+
+#: Events a stream buffers before the caller wakes the agent (metrics, logs).
+METRIC_WAKE_EVERY = 4096
+LOG_WAKE_EVERY = 256
+
+_EXIT_STATUS = {"exit": RunStatus.COMPLETED, "exception": RunStatus.FAILED, "sigterm": RunStatus.CANCELLED}
+
+
+@dataclass(slots=True)
+class RunOptions:
+    """What an Experiment was created with, beyond its prefix and directory."""
+
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    close_timeout_s: float = 10.0
+    upload_timeout_s: float = 30.0
+    resume: Resume = Resume.AUTO
+
+
+class RunSession:
+    """One experiment's run: its state, its writer on the agent, and its lock."""
+
+    def __init__(self, prefix: str, directory: Path, options: RunOptions, remote: str | None = None,
+                 credentials: tuple[str | None, str | None] = (None, None)) -> None:
+        self.owner, self.project, self.name = prefix.split("/")
+        self.prefix = prefix
+        self.directory = directory
+        self.options = options
+        self.remote = remote
+        self.credentials = credentials
+        self.status = RunStatus.CREATED
+        self.agent: Agent | None = None
+        self.writer: RunWriter | None = None
+        self.log_stream: RowStream = self._dormant_stream(layout.LOG_STREAM, self._log_stream_args())
+        self.upload: RemoteRun | None = None
+        self._lock: RunLock | None = None
+        self._pid = os.getpid()
+        self._document: dict[str, Any] = {}
+        self._on_start: list[Callable[[], None]] = []
+        self._release = _ReleaseWhenDone()
+
+    # -- what the SDK objects use ------------------------------------------
+    def on_start(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the run has started (to bind streams obtained before)."""
+        self._on_start.append(callback)
+
+    @property
+    def running(self) -> bool:
+        return self.status is RunStatus.RUNNING
+
+    def require_running(self) -> None:
+        if self.status is not RunStatus.RUNNING:
+            raise RunStateError(self.not_running_message())
+
+    def not_running_message(self) -> str:
+        if self.status is RunStatus.CREATED:
+            return f"experiment {self.prefix!r} is not started: use `with exp.run:` or call exp.run.start() first"
+        return f"experiment {self.prefix!r} has ended ({self.status}); nothing more can be logged to it"
+
+    def metric_stream(self, name: str) -> RowStream:
+        """The stream of metric ``name`` (a closed one, which refuses rows, unless the run is running)."""
+        stream_name = layout.metric_stream(name)
+        writer = self.writer
+        if writer is None or self.status is not RunStatus.RUNNING:
+            return self._dormant_stream(stream_name, self._metric_stream_args(name))
+        stream = writer.streams.get(stream_name)
+        if stream is None:
+            stream = writer.add_stream(RowStream(self._agent(), stream_name, *self._metric_stream_args(name)))
+            if stream.state == "open":
+                slot = writer.document(f"{layout.METRICS_DIR}/{name}/{layout.METRIC_METADATA}",
+                                       read_json(layout.metric_metadata_path(self.directory, name)))
+                writer.on_durable.append(_metadata_updater(name, slot, stream))
+        return stream
+
+    def set_document(self, relpath: str, value: Any) -> None:
+        """Replace a document of the run (parameters.json); RunStateError once the run has ended."""
+        self.require_running()
+        assert self.writer is not None
+        try:
+            self.writer.set_document(relpath, value)
+        except StreamClosedError:
+            raise RunStateError(self.not_running_message()) from None
+
+    def add_file(self, job: FileJob) -> None:
+        self.require_running()
+        assert self.writer is not None
+        try:
+            self.writer.add_file(job)
+        except StreamClosedError:
+            raise RunStateError(self.not_running_message()) from None
+        self._agent().wake()
+
+    def flush(self, timeout_s: float | None = 10.0) -> bool:
+        """Write (and fsync) everything logged so far; False if ``timeout_s`` passed first."""
+        if self.writer is None or self.agent is None or not self.in_owning_process() or self.writer.closed:
+            return True
+        return self.agent.flush(self.writer, timeout_s)
+
+    def server_reads(self) -> ServerReads | None:
+        """Where reads go: the server in remote mode for a run this process has not started (its
+        directory here may be empty); else None, and the local directory answers."""
+        if self.remote is None or self.writer is not None:
+            return None
+        return ServerReads(self.remote, self.prefix, *self.credentials)
+
+    def in_owning_process(self) -> bool:
+        return os.getpid() == self._pid
+
+    def stats(self) -> dict[str, Any]:
+        writer = self.writer
+        if writer is None:
+            return collect_stats(None, None)
+        upload = self.upload
+        if writer.closed or self.agent is None or not self.in_owning_process():
+            return collect_stats(writer, upload.last_status() if upload is not None else None)
+
+        async def on_the_loop() -> dict[str, Any]:
+            return collect_stats(writer, upload.status() if upload is not None else None)
+
+        return self.agent.call(on_the_loop, 10.0)
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        if self.status is RunStatus.RUNNING:
+            raise RunStateError(f"experiment {self.prefix!r} is already running")
+        if self.status is not RunStatus.CREATED:
+            raise RunStateError(f"experiment {self.prefix!r} has ended ({self.status}); "
+                                "create a new Experiment to continue it")
+        lock = RunLock.acquire(self.directory, self.prefix)
+        try:
+            self._open()
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+
+    def _open(self) -> None:
+        previous = read_json(self.directory / layout.EXPERIMENT)
+        previous = previous if isinstance(previous, dict) else {}
+        if previous.get("prefix") not in (None, self.prefix):
+            raise ConfigurationError(
+                f"{self.directory} holds the run {previous['prefix']!r}, not {self.prefix!r}; give this run its "
+                "own directory (local_path names a root unless it ends with the prefix)")
+        check_local(self.options.resume, self.prefix, self.directory, previous, remote=self.remote is not None)
+        identity = {"run_id": previous.get("run_id") or uuid.uuid4().hex,
+                    "writer_id": previous.get("writer_id") or uuid.uuid4().hex}
+        if self.remote is not None:
+            self.upload = RemoteRun(self.directory, self.prefix, self.remote, self.credentials)
+            identity["run_id"] = self.upload.reconcile_at_start(self.options.resume, previous, identity["run_id"])
+        self.agent = agent = Agent.instance()
+        self.writer = writer = RunWriter(agent, self.directory)
+        writer.load_file_entries(read_files_metadata(self.directory))
+        now = utc_iso()
+        options = self.options
+        self._document = {
+            "name": self.name, "project": self.project, "owner": self.owner, "prefix": self.prefix,
+            "description": options.description, "tags": options.tags, "metadata": options.metadata,
+            "created_at": previous.get("created_at", now), "status": RunStatus.RUNNING.value, "started_at": now,
+            "ended_at": None, "status_reason": None, "pid": os.getpid(), "hostname": socket.gethostname(),
+            "sdk": f"ml-dash {__version__}", **identity,
+        }
+        write_document(self.directory / layout.EXPERIMENT, dumps(self._document))
+        writer.document(layout.EXPERIMENT, dict(self._document)).written_version = 1
+        self.log_stream = writer.add_stream(RowStream(agent, layout.LOG_STREAM, *self._log_stream_args()))
+        self.status = RunStatus.RUNNING
+        for callback in self._on_start:
+            callback()
+        agent.register(writer)
+        lifecycle.on_shutdown(self)
+        if self.upload is not None:
+            self.upload.start(agent, writer)
+
+    def finish(self, status: RunStatus, reason: str | None, timeout_s: float | None) -> bool:
+        """End the run ``status``: every call that returned is written; False if the deadline passed first."""
+        if self.status is not RunStatus.RUNNING:
+            raise RunStateError(self.not_running_message())
+        writer, agent = self.writer, self.agent
+        assert writer is not None and agent is not None
+        self.status = status
+        for stream in list(writer.streams.values()):  # every later call takes the slow path, which refuses
+            stream.state = "closed"
+            stream.wake_at = 0
+        lifecycle.forget(self)
+        if not self.in_owning_process():
+            return True  # a forked child: the parent writes (and ends) this run
+        self._document.update(status=status.value, ended_at=utc_iso(), status_reason=reason)
+        writer.set_document(layout.EXPERIMENT, dict(self._document))
+        close = Deadline(self.options.close_timeout_s if timeout_s is None else timeout_s)
+        self._release.expect(2, self._release_lock)
+        writer.on_closed.append(self._release.done)
+        done = agent.close_run(writer, close.remaining())
+        if not done:
+            logger.warning("ml-dash: %s ended %s but its events are still being written after %.1f s; "
+                           "they keep going in the background until the process exits", self.prefix, status,
+                           self.options.close_timeout_s if timeout_s is None else timeout_s)
+        if self.upload is not None:
+            upload = Deadline(self.options.upload_timeout_s) if timeout_s is None else close
+            done = self.upload.finish(agent, upload) and done
+        self._release.done()
+        return done
+
+    def shutdown(self, reason: str, deadline: float) -> None:
+        """Called at interpreter exit or SIGTERM for a run that was never ended."""
+        if self.status is not RunStatus.RUNNING:
+            return
+        interrupted = lifecycle.interrupted()
+        status = RunStatus.CANCELLED if interrupted else _EXIT_STATUS.get(reason, RunStatus.FAILED)
+        label = "KeyboardInterrupt" if interrupted else {"exit": None, "exception": "uncaught exception",
+                                                          "sigterm": "SIGTERM"}.get(reason, reason)
+        self.finish(status, label, max(0.0, deadline - time.monotonic()))
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    # -- helpers -------------------------------------------------------------
+    def _agent(self) -> Agent:
+        return self.agent or Agent.instance()
+
+    def _metric_stream_args(self, name: str) -> tuple:
+        path = layout.stream_path(self.directory, layout.metric_stream(name))
+        return (path, layout.METRIC_KEY, encode_metric_chunk, metric_row_bytes(6), METRIC_WAKE_EVERY, True)
+
+    def _log_stream_args(self) -> tuple:
+        path = self.directory / layout.LOGS_FILE
+        return (path, layout.LOG_KEY, row_chunk_encoder(build_log_row), LOG_ROW_BYTES, LOG_WAKE_EVERY)
+
+    def _dormant_stream(self, name: str, args: tuple) -> RowStream:
+        """A stream that refuses every row (before the start, after the end): each call takes the slow
+        path, which finds it closed and sealed."""
+        stream = RowStream(self._agent(), name, *args)
+        stream.state, stream.wake_at, stream.seal = "closed", 0, Seal(sealed=True)
+        return stream
+
+    def __repr__(self) -> str:
+        return f"<RunSession {self.prefix!r} {self.status} at {self.directory}>"
+
+
+class _ReleaseWhenDone:
+    """Runs an action once ``n`` parts are done (the writer's close and the upload's end finish on
+    different threads, and the close may outlive ``finish``'s deadline)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._left = 0
+        self._action: Callable[[], None] | None = None
+
+    def expect(self, n: int, action: Callable[[], None]) -> None:
+        with self._lock:
+            self._left, self._action = n, action
+
+    def done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            action = self._action if self._left == 0 else None
+        if action is not None:
+            action()
+
+
+def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:
+    from .metrics import metric_metadata
+
+    last = {"count": None}
+
+    def update() -> None:
+        if last["count"] != stream.next_index:
+            last["count"] = stream.next_index
+            slot.set(metric_metadata(name, slot.value, stream.next_index, utc_iso()))
+
+    return update

@@ -1,0 +1,267 @@
+"""Every status branch of the uploader against a fake transport and a fake clock (milliseconds each).
+
+The real thing (a server process, a fault proxy) is in test_faults_remote.py; here each reply is
+scripted, so the exact waits, the rewind, the split and the set-aside can be asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment
+from ml_dash.agent.cursor import StreamCursor, UploadCursor
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.live_upload import LiveUpload
+from ml_dash.agent.rejects import set_aside_counts
+from ml_dash.agent.retry import Outcome
+from ml_dash.agent.uploader import RunUploader, UploadReport
+
+from .fake_server import FakeClock, FakeTransport, Request
+
+TRAIN = "metrics/train"
+
+
+def _run(rows: int, prefix: str = "a/b/c") -> Path:
+    exp = Experiment(prefix=prefix)
+    with exp.run:
+        for i in range(rows):
+            exp.metrics("train").log(step=i)
+    return exp.directory
+
+
+def _upload(directory: Path, transport: FakeTransport, deadline_s: float = 60.0, batch_rows: int = 1000,
+            uploader: RunUploader | None = None, prefix: str = "a/b/c") -> tuple[UploadReport, RunUploader]:
+    clock = transport.clock or FakeClock()
+    transport.clock = clock
+    uploader = uploader or RunUploader(directory, prefix, transport, batch_rows=batch_rows, clock=clock,
+                                       sleep=clock.sleep)
+    report = asyncio.run(uploader.upload(Deadline(deadline_s, clock)))
+    return report, uploader
+
+
+def _stored_steps(transport: FakeTransport, stream: str = TRAIN) -> list[int]:
+    return sorted(transport.rows.get(stream, {}))
+
+
+def test_retry_after_is_waited_exactly_then_everything_is_sent(workdir: Path) -> None:
+    directory = _run(50)
+    transport = FakeTransport([Outcome(503, retry_after_s=2.0), Outcome(429, retry_after_s=7.5)])
+    report, _ = _upload(directory, transport)
+    assert transport.clock.sleeps == [2.0, 7.5]  # as told, not the backoff schedule
+    assert report.complete and _stored_steps(transport) == list(range(50))
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 507])
+def test_server_errors_are_retried_with_backoff(workdir: Path, status: int) -> None:
+    directory = _run(20)
+    transport = FakeTransport([Outcome(status), Outcome(status)])
+    report, _ = _upload(directory, transport)
+    assert len(transport.clock.sleeps) == 2 and all(0 <= s <= 30 for s in transport.clock.sleeps)
+    assert report.complete and _stored_steps(transport) == list(range(20))
+
+
+def test_timeouts_are_retried_until_the_deadline_then_the_rows_wait_on_disk(workdir: Path) -> None:
+    directory = _run(20)
+    transport = FakeTransport([Outcome(0, error="timed out")] * 1000)
+    report, _ = _upload(directory, transport, deadline_s=45.0)
+    assert report.unreachable and report.reason == "timed out" and report.pending_rows == 20
+    assert sum(transport.clock.sleeps) <= 45.0 + 1e-6 and len(transport.events()) < 20  # backing off, within the deadline
+
+
+def test_a_409_with_the_servers_count_rewinds_and_resends_what_it_lacks(workdir: Path) -> None:
+    directory = _run(300)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()
+    transport.stored[TRAIN] = 120  # the server kept only part of the run
+    transport.rows[TRAIN] = {i: True for i in range(120)}
+    transport.run_id = json.loads((directory / "experiment.json").read_text())["run_id"]
+    cursor = UploadCursor.load(directory, transport.remote, "a/b/c")
+    assert cursor.at(TRAIN).acked == 300  # the cursor believes the server has everything
+    more = Experiment(prefix="a/b/c")
+    with more.run:
+        more.metrics("train").log(step=300)
+    report, _ = _upload(directory, transport)
+    assert report.complete and _stored_steps(transport) == list(range(301))
+    assert any(r.body["streams"].get(TRAIN, {}).get("start") == 120 for r in transport.events())
+
+
+def test_a_server_that_lost_its_data_gets_everything_again_even_with_nothing_new(workdir: Path) -> None:
+    directory = _run(200)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()  # same URL, fresh store
+    report, _ = _upload(directory, transport)  # nothing new on disk: the first reply says the server lacks it
+    assert report.complete and report.sent_rows == 200 and _stored_steps(transport) == list(range(200))
+
+
+def test_a_413_splits_the_batch_until_it_fits(workdir: Path) -> None:
+    directory = _run(1000)
+
+    def too_big(request: Request) -> Outcome | None:
+        return Outcome(413, body={"error": "too large"}) if request.rows(TRAIN) > 200 else None
+
+    transport = FakeTransport([too_big] * 20)
+    report, uploader = _upload(directory, transport)
+    assert report.complete and _stored_steps(transport) == list(range(1000))
+    assert uploader.max_rows <= 200 and max(r.rows(TRAIN) for r in transport.events()) == 1000  # tried whole first
+
+
+def test_a_row_the_server_refuses_is_set_aside_alone_and_the_rest_is_stored(workdir: Path) -> None:
+    directory = _run(100)
+
+    def refuse_row_37(request: Request) -> Outcome | None:
+        payload = request.body["streams"].get(TRAIN, {})
+        start, rows = payload.get("start", 0), request.rows(TRAIN)
+        if start <= 37 < start + rows:
+            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 37})
+        return None
+
+    transport = FakeTransport([refuse_row_37] * 10)
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.set_aside_rows == 1
+    assert _stored_steps(transport) == [i for i in range(100) if i != 37]
+    assert transport.voids[TRAIN] == [(37, 1, "rejected")] and transport.stored[TRAIN] == 100
+    counts = set_aside_counts(directory)
+    assert counts == {TRAIN: {"rejected": 1}}
+    record = json.loads(next((directory / ".ml-dash-rejected").iterdir()).read_text())
+    assert record["status"] == 400 and "value out of range" in record["detail"] and '"index":37' in record["content"]
+
+
+def test_a_request_the_server_refuses_without_naming_a_row_stops_and_keeps_everything(workdir: Path) -> None:
+    directory = _run(10)
+    transport = FakeTransport([Outcome(415, body={"error": "use zstd"})])
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "rejected" and "use zstd" in report.reason and report.pending_rows == 10
+    assert not (directory / ".ml-dash-rejected").exists() and transport.stored == {}
+
+
+@pytest.mark.parametrize("status, stopped", [(401, "auth"), (403, "forbidden")])
+def test_refused_credentials_stop_the_upload_and_say_which(workdir: Path, status: int, stopped: str) -> None:
+    directory = _run(10)
+    transport = FakeTransport([Outcome(status, body={"error": "nope"})])
+    report, _ = _upload(directory, transport)
+    assert report.stopped == stopped and report.pending_rows == 10 and len(transport.events()) == 1
+
+
+def test_another_run_under_the_prefix_stops_the_upload_as_a_conflict(workdir: Path) -> None:
+    directory = _run(10)
+    transport = FakeTransport()
+    transport.run_id = "someone-elses-run"
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "conflict" and report.conflict["run_id"] == "someone-elses-run"
+    assert report.pending_rows == 10 and transport.stored == {}
+
+
+def test_a_value_msgpack_cannot_carry_costs_only_its_row(workdir: Path) -> None:
+    directory = _run(30)
+    data = directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[12] = lines[12].replace(b'"step":12', b'"step":1180591620717411303424')  # 2**70, as a hand edit would
+    data.write_bytes(b"".join(lines))
+    transport = FakeTransport()
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.set_aside_rows == 1
+    assert _stored_steps(transport) == [i for i in range(30) if i != 12]
+    assert set_aside_counts(directory) == {TRAIN: {"unencodable": 1}}
+
+
+def test_damaged_lines_that_leave_a_gap_are_set_aside_and_the_rows_after_them_sent(workdir: Path) -> None:
+    directory = _run(30)
+    data = directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[5] = b'{"index":5,"da\xff\xfe broken}\n'  # a flipped byte: row 5 is gone
+    data.write_bytes(b"".join(lines))
+    transport = FakeTransport()
+    report, _ = _upload(directory, transport)
+    assert report.complete and set_aside_counts(directory) == {TRAIN: {"damaged": 1}}
+    assert _stored_steps(transport) == [i for i in range(30) if i != 5]
+
+
+def test_a_line_longer_than_the_read_limit_is_set_aside_instead_of_blocking_the_stream(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ml_dash.agent.pending as pending
+
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp.metrics("train").log(step=0)
+        exp.metrics("train").log(step=1, text="x" * 5000)
+        exp.metrics("train").log(step=2)
+    monkeypatch.setattr(pending, "MAX_READ_BYTES", 4096)
+    monkeypatch.setattr(pending, "PIECE_BYTES", 1024)
+    transport = FakeTransport()
+    report, _ = _upload(exp.directory, transport)
+    assert report.complete and set_aside_counts(exp.directory) == {TRAIN: {"too_long": 1}}
+    assert _stored_steps(transport) == [0, 2]
+
+
+def test_a_file_is_marked_sent_only_after_a_2xx(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp.files("m").save(b"weights", "w.bin")
+    transport = FakeTransport([lambda r: Outcome(400, body={"error": "checksum mismatch"}) if r.kind == "file" else None])
+    report, _ = _upload(exp.directory, transport)
+    assert report.refused_files == [("m/w.bin", "HTTP 400: checksum mismatch")] and report.pending_files == 1
+    assert UploadCursor.load(exp.directory, transport.remote, "a/b/c").files == {}
+    again, _ = _upload(exp.directory, transport)  # the next sync tries again
+    assert again.complete and again.sent_files == 1 and transport.files == {"m/w.bin": b"weights"}
+
+
+def test_the_server_holding_more_than_the_directory_is_reported(workdir: Path) -> None:
+    directory = _run(10)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.stored[TRAIN] = 25  # another directory's rows of the same run
+    report, _ = _upload(directory, transport)
+    assert report.server_has_more == {TRAIN: (25, 10)}
+
+
+def test_a_live_upload_refused_by_the_server_probes_once_a_minute_not_every_pass(workdir: Path) -> None:
+    directory = _run(10)
+    clock = FakeClock()
+    transport = FakeTransport([Outcome(401, body={"error": "bad key"})] * 3, clock)
+    uploader = RunUploader(directory, "a/b/c", transport, clock=clock, sleep=clock.sleep)
+    live = LiveUpload(uploader, probe_s=60.0, clock=clock)
+
+    async def passes(n: int, every_s: float) -> None:
+        for _ in range(n):
+            await live.run_pass()
+            clock.now += every_s
+
+    asyncio.run(passes(50, 1.0))  # 50 s of passes every second
+    assert len(transport.events()) == 1 and live.state == "stopped"
+    asyncio.run(passes(20, 1.0))  # past the minute: one probe
+    assert len(transport.events()) == 2
+
+
+def test_the_end_of_a_run_whose_server_never_answered_makes_one_attempt_without_waiting(workdir: Path) -> None:
+    directory = _run(10)
+    clock = FakeClock()
+    transport = FakeTransport([Outcome(0, error="connection refused")] * 100, clock)
+    uploader = RunUploader(directory, "a/b/c", transport, clock=clock, sleep=clock.sleep)
+    live = LiveUpload(uploader, clock=clock)
+    report = asyncio.run(live.finish(Deadline(30.0, clock)))
+    assert len(transport.events()) == 1 and clock.sleeps == [] and report.unreachable and report.pending_rows == 10
+    assert transport.closed
+
+
+def test_a_resumed_directory_adopts_the_servers_run_when_it_first_answers(workdir: Path) -> None:
+    first = _run(5, "a/b/c")
+    transport = FakeTransport()
+    _upload(first, transport)
+    elsewhere = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
+    with elsewhere.run:
+        for i in range(5, 8):
+            elsewhere.metrics("train").log(step=i)
+    cursor = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
+    cursor.adopt = "pending"  # resumed while the server was away
+    cursor.save()
+    report, _ = _upload(elsewhere.directory, transport)
+    assert report.complete and transport.stored[TRAIN] == 8
+    adopted = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
+    assert adopted.base(TRAIN) == 5 and adopted.at(TRAIN) == StreamCursor(3, (elsewhere.directory /
+                                                                             "metrics/train/data.jsonl").stat().st_size)
