@@ -18,7 +18,7 @@ from .backlog import offset_of_index
 from .cursor import StreamCursor, UploadCursor
 from .jsonlines import read_json
 from .layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
-from .pending import MemoryChunks, PendingStream, Void, read_stream
+from .pending import BATCH_BYTES, MemoryChunks, PendingStream, Void, read_stream
 from .wire import WIRE_VERSION, encode_body
 
 #: Rows per request while the server is failing or has not answered yet: each retry would read
@@ -63,10 +63,12 @@ class PlannedStream(NamedTuple):
 class BatchBuilder:
     """Builds the bodies of one run directory's upload."""
 
-    def __init__(self, directory: Path, memory: MemoryChunks, executor: Executor | None = None) -> None:
+    def __init__(self, directory: Path, memory: MemoryChunks, executor: Executor | None = None,
+                 batch_bytes: int = BATCH_BYTES) -> None:
         self.directory = Path(directory)
         self.memory = memory
         self.executor = executor  # where files are read and bodies encoded (None: the loop's default)
+        self.batch_bytes = batch_bytes
         self.identity: dict[str, str] = {}
         #: rows the server refused by index (stream -> local index, why): set aside when reached
         self.refused: dict[str, tuple[int, Void]] = {}
@@ -99,13 +101,15 @@ class BatchBuilder:
 
     def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any, cursor: UploadCursor) -> Batch:
         streams = []
+        budget_bytes = self.batch_bytes  # rows of any size: a body stays small enough to build, send and store
         for planned in plan:
-            if budget <= 0:
+            if budget <= 0 or budget_bytes <= 0:
                 break
-            stream = self._stream(planned, budget)
+            stream = self._stream(planned, budget, budget_bytes)
             if stream is not None:
                 streams.append(stream)
                 budget -= stream.count if stream.void is None else 0
+                budget_bytes -= stream.size
         documents, params_version = self.documents(sent_params)
         body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **documents, "streams": {}}
         for stream in streams:
@@ -121,7 +125,7 @@ class BatchBuilder:
             stream.blocks = stream.rows = None
         return Batch(streams, documents, params_version, payload)
 
-    def _stream(self, planned: PlannedStream, budget: int) -> PendingStream | None:
+    def _stream(self, planned: PlannedStream, budget: int, budget_bytes: int) -> PendingStream | None:
         at = planned.at
         if planned.rejected is not None:
             end = offset_of_index(planned.path, identity_key(planned.name), at.acked + 1)
@@ -129,12 +133,12 @@ class BatchBuilder:
                         planned.rejected.status)
             return PendingStream(planned.name, at.acked, 1, end, void=void)
         in_memory = planned.in_memory
-        if in_memory is not None and in_memory.count <= budget:
+        if in_memory is not None and in_memory.count <= budget and in_memory.size <= max(budget_bytes, 1 << 20):
             return in_memory
         limit = min(budget, planned.read_limit)
         if limit <= 0:
             return None
-        return read_stream(planned.name, planned.path, at.acked, at.offset, limit)
+        return read_stream(planned.name, planned.path, at.acked, at.offset, limit, budget_bytes)
 
     def identity_of(self, cursor: UploadCursor) -> dict[str, str]:
         """The run and writer ids bodies carry (an adopted run's id instead of this directory's). Blocking

@@ -27,7 +27,11 @@ from .layout import LOG_KEY, LOG_STREAM, identity_key
 from .metric_lines import uniform_block
 from .wire import block_rows, blocks_from_fields, metric_blocks, pack
 
-MAX_READ_BYTES = 32 * 1024 * 1024
+#: One read of a stream file, at most: a line longer than this is set aside (rows are at most 1 MiB
+#: at the call, 6 MiB as JSON at worst).
+MAX_READ_BYTES = 16 * 1024 * 1024
+#: Packed bytes one request carries at most, whatever the rows' sizes (the server takes 256 MiB).
+BATCH_BYTES = 8 * 1024 * 1024
 #: Metric files are decoded this much at a time (~25k rows of 4 scalars + step) and each piece
 #: is packed at once: decoded rows cost ~300 bytes each, packed ones ~50, and a whole batch
 #: decoded at once held ~60 MB.
@@ -61,6 +65,11 @@ class PendingStream:
     blocks: list[msgspec.Raw] | None = None  # metric streams: packed columnar blocks (agent/wire.py)
     rows: list[msgspec.Raw] | None = None  # logs: packed records, without their sequenceNumber
     void: Void | None = None
+
+    @property
+    def size(self) -> int:
+        """Packed bytes this stream adds to a body."""
+        return sum(len(part) for part in (self.blocks or self.rows or ()))
 
 
 @dataclass(slots=True)
@@ -125,19 +134,20 @@ class MemoryChunks:
                 kept.append(chunk)
         self._chunks = kept
 
-    def take(self, stream: str, start: int, budget: int) -> PendingStream | None:
+    def take(self, stream: str, start: int, budget: int, budget_bytes: int = BATCH_BYTES) -> PendingStream | None:
         """The chunk starting at row ``start`` and the whole chunks that follow it without a gap,
-        up to ``budget`` rows; None when no chunk starts there."""
+        up to ``budget`` rows and about ``budget_bytes``; None when no chunk starts there."""
         chunks = [c for c in self._chunks if c.stream == stream and c.start >= start]
         if not chunks or chunks[0].start != start or chunks[0].count > budget:
             return None
         blocks: list[Any] = []
-        count, end_offset = 0, 0
+        count = end_offset = size = 0
         for chunk in chunks:
-            if chunk.start != start + count or count + chunk.count > budget:
+            if chunk.start != start + count or count + chunk.count > budget or (count and size >= budget_bytes):
                 break
             blocks += chunk.blocks
             count += chunk.count
+            size += chunk.size
             end_offset = chunk.end_offset
         return PendingStream(stream, start, count, end_offset, blocks=blocks)
 
@@ -148,18 +158,20 @@ class MemoryChunks:
         return min(starts) if starts else None
 
 
-def read_stream(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
+def read_stream(name: str, path: Path, start: int, offset: int, budget: int,
+                budget_bytes: int = BATCH_BYTES) -> PendingStream | None:
     """Up to ``budget`` complete rows of ``path`` from byte ``offset`` on (the first should be row
-    ``start``), packed; a :class:`Void` when row ``start`` itself cannot be sent; None when no complete
-    row is there yet. Damaged lines without a gap and rows below ``start`` are skipped."""
+    ``start``), about ``budget_bytes`` of them at most, packed; a :class:`Void` when row ``start`` itself
+    cannot be sent; None when no complete row is there yet. Damaged lines without a gap and rows below
+    ``start`` are skipped."""
     if name != LOG_STREAM:
-        uniform = _read_uniform(name, path, start, offset, budget)
+        uniform = _read_uniform(name, path, start, offset, budget, budget_bytes)
         if uniform is not None:
             return uniform
     with open(path, "rb") as f:
         f.seek(offset)
         data = f.read(MAX_READ_BYTES)
-    end = data.rfind(b"\n") + 1
+    end = data.rfind(b"\n", 0, max(budget_bytes, data.find(b"\n") + 1)) + 1
     if end == 0:
         if len(data) < MAX_READ_BYTES:
             return None  # nothing complete yet
@@ -249,7 +261,8 @@ def _line_length(path: Path, offset: int) -> int:
     return length
 
 
-def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -> PendingStream | None:
+def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int,
+                  budget_bytes: int) -> PendingStream | None:
     """The fast path of :func:`read_stream`: pieces of :data:`PIECE_BYTES`, each decoded with
     :func:`uniform_block` and packed at once, so only one piece's decoded rows are alive at a
     time. Stops before the first piece the fast path declines; None if that is the first."""
@@ -258,7 +271,7 @@ def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int) -
     carry = b""
     with open(path, "rb") as f:
         f.seek(offset)
-        while count < budget:
+        while count < budget and consumed < budget_bytes:
             piece = f.read(PIECE_BYTES)
             if not piece:
                 break

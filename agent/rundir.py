@@ -49,8 +49,12 @@ CHUNK_ROWS = 8192
 #: a training loop that never releases it hands it back only after the switch
 #: interval (5 ms), so the agent encodes several chunks between two writes.
 WRITE_ROWS = 8 * CHUNK_ROWS
-#: Estimated memory one write takes off the queue at most (rows with MiB strings: a few dozen).
-WRITE_BYTES = 16 * 1024 * 1024
+#: Rows counted at their own size (long strings) that one write takes off the queue, at most: their
+#: encoding is as large as they are, and the encoder's buffers about twice that, so a write holds
+#: about 4x this in transient memory. A sixteenth of the buffer budget keeps the peak well within 1.5x it.
+WRITE_SIZED_BYTES = 8 * 1024 * 1024
+#: Encoded chunks up to this much are joined into one write.
+JOIN_BYTES = 8 * 1024 * 1024
 #: The longest the agent waits for logged GPU tensors to reach the host.
 TENSOR_READ_TIMEOUT_S = 60.0
 
@@ -170,7 +174,7 @@ class RunWriter:
             # this pass from reaching the documents and the fsync below
             remaining = len(stream.queue)
             while remaining > 0:
-                remaining -= await self._write_rows(stream, min(remaining, WRITE_ROWS))
+                remaining -= await self._write_rows(stream, min(remaining, self._write_rows_limit()))
         while self.file_jobs:
             await self._place(self.file_jobs.popleft())
 
@@ -183,16 +187,25 @@ class RunWriter:
             await self._fsync()
 
     async def _write_rows(self, stream: RowStream, limit: int) -> int:
-        """Take up to ``limit`` buffered events of ``stream`` (and :data:`WRITE_BYTES`), write them in
-        one append; returns how many were taken."""
+        """Take up to ``limit`` buffered events of ``stream`` (big rows up to :meth:`_sized_limit`),
+        write them in one append; returns how many were taken."""
         chunks: list[list] = []
         taken = 0
-        while taken < limit and stream.queue and stream.in_flight_bytes < WRITE_BYTES:
-            chunk = stream.take(min(CHUNK_ROWS, limit - taken), WRITE_BYTES - stream.in_flight_bytes)
+        sized_limit = self._sized_limit()
+        while taken < limit and stream.queue and stream.in_flight_sized < sized_limit:
+            chunk = stream.take(min(CHUNK_ROWS, limit - taken), sized_limit - stream.in_flight_sized)
             taken += len(chunk)
             chunks.append(chunk)
         await self._write_chunks(stream, chunks)
         return max(taken, 1)
+
+    def _sized_limit(self) -> int:
+        return max(1, min(WRITE_SIZED_BYTES, self.agent.max_buffer_bytes // 16))
+
+    def _write_rows_limit(self) -> int:
+        """Rows per write: :data:`WRITE_ROWS`, fewer under a small buffer budget (a write's encoding
+        needs about 1 KiB of transient memory per row: the line, the encoder's buffers)."""
+        return max(CHUNK_ROWS, min(WRITE_ROWS, self.agent.max_buffer_bytes // 1024))
 
     async def _write_chunks(self, stream: RowStream, chunks: list[list]) -> None:
         """Encode taken events and append them with one write. Each ends up written or counted as
@@ -210,7 +223,7 @@ class RunWriter:
                 blobs.append(blob)
                 written_items.extend(items)
                 count += len(items)
-            if count and await self._append(stream, b"".join(blobs), count):
+            if count and await self._append(stream, blobs, count):
                 self._offer(stream, start, written_items, created_at)
         except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
@@ -244,20 +257,26 @@ class RunWriter:
         except Exception:  # the rows are on disk: the upload reads them from there instead
             logger.debug("ml-dash: could not keep rows of %s for the upload", stream.name, exc_info=True)
 
-    async def _append(self, stream: RowStream, blob: bytes, count: int) -> bool:
+    async def _append(self, stream: RowStream, blobs: list[bytes], count: int) -> bool:
+        """Append the chunks' lines with one write when they are small, else one after another (joining big
+        ones would copy them all once more); on a failure the file is cut back to where this began."""
         start = stream.next_index
+        size = sum(map(len, blobs))
+        if len(blobs) > 1 and size <= JOIN_BYTES:
+            blobs = [b"".join(blobs)]  # one executor round trip instead of one per chunk
         try:
             handle = await self._handle(stream)
-            view = memoryview(blob)
-            while view:
-                written = await handle.write(view)
-                view = view[written:]
+            for blob in blobs:
+                view = memoryview(blob)
+                while view:
+                    written = await handle.write(view)
+                    view = view[written:]
         except OSError as exc:
             await self._truncate_back(stream)
             stream.counters.drop(count, "disk_error", stream.name)
             logger.debug("write to %s failed: %s", stream.path, exc)
             return False
-        stream.file_size += len(blob)
+        stream.file_size += size
         stream.next_index = start + count
         stream.counters.written += count
         return True

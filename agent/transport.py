@@ -45,14 +45,6 @@ class Transport(Protocol):
         """Release connections."""
 
 
-def credential_headers(api_key: str | None, user_name: str | None) -> dict[str, str]:
-    if api_key:
-        return {"Authorization": f"Bearer {api_key}"}
-    if user_name:
-        return {"X-ML-Dash-User": user_name}
-    return {}
-
-
 class HttpTransport:
     """:class:`Transport` over HTTP (aiohttp), ignoring proxy variables: the server is named exactly."""
 

@@ -33,7 +33,7 @@ from .cursor import StreamCursor, UploadCursor
 from .deadline import Deadline
 from .file_upload import FileUpload
 from .layout import discover_streams, identity_key, stream_path
-from .pending import MemoryChunks, Void
+from .pending import BATCH_BYTES, MEMORY_BYTES, MemoryChunks, Void
 from .rejects import set_aside, set_aside_counts
 from .retry import Outcome, send_with_retries
 from .rundir import utc_iso
@@ -76,6 +76,7 @@ class RunUploader:
 
     def __init__(self, directory: Path, prefix: str, transport: Transport, *, batch_rows: int = 131_072,
                  request_timeout_s: float = 30.0, executor: Executor | None = None,
+                 memory_bytes: int = MEMORY_BYTES, batch_bytes: int = BATCH_BYTES,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.directory = Path(directory)
@@ -89,8 +90,8 @@ class RunUploader:
         self.sleep = sleep
         # the live fast path (agent's loop only); off until the server has answered once, so a
         # run that starts with the server down keeps nothing in memory and sends small probes
-        self.memory = MemoryChunks(suspended=True)
-        self.builder = BatchBuilder(self.directory, self.memory, executor)
+        self.memory = MemoryChunks(memory_bytes, suspended=True)
+        self.builder = BatchBuilder(self.directory, self.memory, executor, batch_bytes)
         self.files = FileUpload(self)
         self.cursor: UploadCursor | None = None
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix

@@ -18,8 +18,10 @@ from .agent import Agent, RunWriter
 from .agent.cursor import PENDING, UploadCursor
 from .agent.deadline import Deadline
 from .agent.live_upload import LiveUpload
+from .agent.pending import BATCH_BYTES, MEMORY_BYTES
 from .agent.settings import UploadSettings
-from .agent.transport import HttpTransport, credential_headers
+from .agent.credentials import credential_headers
+from .agent.transport import HttpTransport
 from .agent.uploader import RunUploader, UploadReport
 from .errors import MLDashError
 from .resume import Resume, Unreachable, decide
@@ -72,10 +74,14 @@ class RemoteRun:
     def start(self, agent: Agent, writer: RunWriter) -> None:
         """Start the background upload on the agent's loop (no network I/O here)."""
         transport = HttpTransport(self.remote, credential_headers(*self.credentials))
-        # batches are read and encoded on the agent's pool, which keeps working at interpreter exit
+        # batches are read and encoded on the agent's pool, which keeps working at interpreter exit; the
+        # upload's own memory (rows kept to send, batches being built) follows the buffer budget
+        budget = agent.max_buffer_bytes
         uploader = self.uploader = RunUploader(self.directory, self.prefix, transport,
                                                batch_rows=self.settings.batch_rows,
-                                               request_timeout_s=self.settings.request_timeout_s, executor=agent.pool)
+                                               request_timeout_s=self.settings.request_timeout_s, executor=agent.pool,
+                                               memory_bytes=min(MEMORY_BYTES, budget // 2),
+                                               batch_bytes=min(BATCH_BYTES, max(1 << 20, budget // 8)))
         live = self.live = LiveUpload(uploader)
         self._writer = writer
         writer.on_written = uploader.offer  # the memory fast path: no reading back

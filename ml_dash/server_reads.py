@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .agent.jsonlines import restore_metric_row
-from .agent.transport import credential_headers
+from .agent.credentials import credential_headers
 from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page

@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .agent import Agent, FileJob, RowStream, RunWriter, Seal, StreamClosedError, utc_iso, write_document
@@ -33,12 +33,14 @@ from .agent.streams import metric_row_bytes
 from .errors import ConfigurationError, RunStateError
 from .files import read_files_metadata
 from .logs import LOG_ROW_BYTES, build_log_row
-from .remote_run import RemoteRun
 from .resume import Resume, check_local
 from .run import RunStatus
 from .runlock import RunLock
 from .server_reads import ServerReads
 from .stats import collect_stats
+
+if TYPE_CHECKING:
+    from .remote_run import RemoteRun
 
 logger = logging.getLogger("ml_dash")
 
@@ -189,6 +191,9 @@ class RunSession:
         identity = {"run_id": previous.get("run_id") or uuid.uuid4().hex,
                     "writer_id": previous.get("writer_id") or uuid.uuid4().hex}
         if self.remote is not None:
+            # imported here: aiohttp takes ~170 ms to import, which local-mode runs never pay
+            from .remote_run import RemoteRun
+
             self.upload = RemoteRun(self.directory, self.prefix, self.remote, self.credentials)
             identity["run_id"] = self.upload.reconcile_at_start(self.options.resume, previous, identity["run_id"])
         self.agent = agent = Agent.instance()

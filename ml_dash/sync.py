@@ -22,7 +22,8 @@ from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, read_json
 from .agent.layout import EXPERIMENT, REJECTED_DIR
 from .agent.settings import UploadSettings
-from .agent.transport import HttpTransport, credential_headers
+from .agent.credentials import credential_headers
+from .agent.transport import HttpTransport
 from .agent.uploader import RunUploader, UploadReport
 from .errors import RunLockedError
 from .naming import validate_prefix

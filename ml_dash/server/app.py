@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..agent.credentials import USER_HEADER
 from ..agent.jsonlines import DecodeError, loads, mark_non_finite_metric_row
 from ..logs import normalise_level
 from ..naming import clean_relative_path, validate_metric_name, validate_prefix
@@ -44,7 +45,6 @@ logger = logging.getLogger("ml_dash.server")
 STORAGE = web.AppKey("storage", Storage)
 BLOBS = web.AppKey("blobs", LocalBlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
-USER_HEADER = "X-ML-Dash-User"
 MAX_READ_ROWS = 100_000
 
 

@@ -1,0 +1,92 @@
+"""Fault matrix row 19: threads logging while the run ends. Every call that returned is on disk, every
+call after the end raises RunStateError, and nothing else is there; checked row by row, many times."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment, RunStateError
+
+from .conftest import read_jsonl
+
+pytestmark = pytest.mark.usefixtures("logger_impl")
+
+THREADS = 8
+TRIALS = 12
+#: Each thread logs until the run refuses it, pausing 0.1 ms per row (about 80,000 rows/s in all, so the
+#: buffer never fills and no row is dropped), at most this many rows and this long.
+ROWS_PER_THREAD = 1_000_000
+SECONDS_PER_THREAD = 30.0
+
+
+def _race(prefix: str, seed: int, log_kind: str) -> tuple[set, set, Experiment]:
+    exp = Experiment(prefix=prefix)
+    exp.run.start()
+    returned: list[set] = [set() for _ in range(THREADS)]
+    refused = [0] * THREADS
+    go = threading.Barrier(THREADS + 1)
+
+    def worker(t: int) -> None:
+        train = exp.metrics("train")
+        go.wait()
+        stop_at = time.monotonic() + SECONDS_PER_THREAD
+        for seq in range(ROWS_PER_THREAD):
+            if time.monotonic() > stop_at:
+                return
+            time.sleep(0.0001)
+            try:
+                if log_kind == "metrics":
+                    train.log(thread=t, seq=seq)
+                else:
+                    exp.log("line", thread=t, seq=seq)
+            except RunStateError:
+                refused[t] += 1
+                return
+            returned[t].add((t, seq))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    time.sleep(random.Random(seed).uniform(0.001, 0.05))
+    assert exp.run.complete(timeout_s=120) is True
+    for thread in threads:
+        thread.join(30)
+    path = exp.directory / ("metrics/train/data.jsonl" if log_kind == "metrics" else "logs.jsonl")
+    rows = read_jsonl(path) if path.exists() else []
+    key = "data" if log_kind == "metrics" else "metadata"
+    on_disk = [(r[key]["thread"], r[key]["seq"]) for r in rows]
+    assert len(on_disk) == len(set(on_disk))  # none twice
+    return set().union(*returned), set(on_disk), exp, sum(1 for r in refused if r)
+
+
+@pytest.mark.parametrize("log_kind", ["metrics", "logs"])
+def test_row19_every_call_that_returned_before_the_end_is_on_disk_and_nothing_else(workdir: Path,
+                                                                                   log_kind: str) -> None:
+    raced = 0
+    for trial in range(TRIALS):
+        returned, on_disk, exp, refused_threads = _race(f"a/race/{log_kind}-{trial}", trial, log_kind)
+        assert returned == on_disk, (trial, len(returned - on_disk), len(on_disk - returned))
+        stats = exp.stats()["streams"]["metrics/train" if log_kind == "metrics" else "logs"]
+        assert stats["written"] == len(on_disk) and stats["dropped"] == {} and stats["pending"] == 0
+        raced += refused_threads == THREADS
+    assert raced >= TRIALS // 2  # most trials ended the run while every thread was still logging
+
+
+def test_row19_params_and_files_after_the_end_raise_and_before_it_are_written(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    exp.params.set(lr=0.1)
+    exp.files("m").save(b"x", "x.bin")
+    exp.run.complete()
+    with pytest.raises(RunStateError, match="has ended"):
+        exp.params.set(lr=0.2)
+    with pytest.raises(RunStateError, match="has ended"):
+        exp.files("m").save(b"y", "y.bin")
+    assert exp.params.get() == {"lr": 0.1}
+    assert (exp.directory / "files/m/x.bin").read_bytes() == b"x" and not (exp.directory / "files/m/y.bin").exists()

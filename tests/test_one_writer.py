@@ -1,0 +1,165 @@
+"""Fault matrix row 16: one writer per run directory, in one process and across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment, RunLockedError
+
+from .conftest import python_script, read_json, read_jsonl, start_script
+
+
+def _wait_for(proc: subprocess.Popen, word: str) -> None:
+    for _ in range(200):
+        line = proc.stdout.readline()
+        if line.startswith(word):
+            return
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"child never printed {word!r}: {proc.stderr.read()}")
+
+
+def test_row16_a_second_experiment_in_the_process_is_refused_until_the_first_ends(workdir: Path) -> None:
+    first = Experiment(prefix="a/b/c")
+    first.run.start()
+    first.metrics("train").log(step=0)
+    second = Experiment(prefix="a/b/c")
+    with pytest.raises(RunLockedError, match="another Experiment of this process") as refused:
+        second.run.start()
+    assert refused.value.holder["pid"] == os.getpid() and refused.value.holder["hostname"] == socket.gethostname()
+    assert "since" in refused.value.holder
+    first.metrics("train").log(step=1)  # the first one is unaffected
+    first.run.complete()
+    third = Experiment(prefix="a/b/c")  # the directory is free once the first run ended
+    with third.run:
+        third.metrics("train").log(step=2)
+    rows = read_jsonl(first.directory / "metrics/train/data.jsonl")
+    assert [(r["index"], r["data"]["step"]) for r in rows] == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_row16_a_second_process_gets_an_error_naming_the_holder_and_indices_never_repeat(workdir: Path) -> None:
+    holder = start_script("""
+        import time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        for i in range(20000):
+            exp.metrics("train").log(step=i)
+        exp.flush()
+        print("holding", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, workdir)
+    try:
+        _wait_for(holder, "holding")
+        second = python_script("""
+            from ml_dash import Experiment, RunLockedError
+            exp = Experiment(prefix="a/b/c")
+            try:
+                exp.run.start()
+            except RunLockedError as exc:
+                print("refused:", exc)
+                print("holder:", exc.holder["pid"])
+            else:
+                print("started")
+        """, workdir)
+        assert f"holder: {holder.pid}" in second.stdout, second.stdout + second.stderr
+        assert "held by another process" in second.stdout and f"pid {holder.pid}" in second.stdout
+        assert socket.gethostname() in second.stdout and "Wait for it to end" in second.stdout
+        os.kill(holder.pid, signal.SIGKILL)  # a restarted job: the old one dies, the kernel frees the lock
+        holder.communicate(timeout=10)
+        again = Experiment(prefix="a/b/c")
+        with again.run:
+            for i in range(20000, 20010):
+                again.metrics("train").log(step=i)
+    finally:
+        holder.kill()
+    rows = read_jsonl(workdir / ".dash/a/b/c/metrics/train/data.jsonl")
+    assert [r["index"] for r in rows] == list(range(20010))  # no index twice, none missing
+    assert [r["data"]["step"] for r in rows] == list(range(20010))
+
+
+def test_row16_two_processes_started_together_one_writes_the_other_is_refused(workdir: Path) -> None:
+    script = """
+        import sys, time
+        from ml_dash import Experiment, RunLockedError
+        exp = Experiment(prefix="a/b/c")
+        try:
+            exp.run.start()
+        except RunLockedError:
+            print("refused")
+            sys.exit(0)
+        for i in range(20000):
+            exp.metrics("train").log(step=i, writer=sys.argv[1] if len(sys.argv) > 1 else "x")
+        time.sleep(0.5)  # hold the run while the other one tries
+        exp.run.complete()
+        print("wrote")
+    """
+    procs = [start_script(script, workdir) for _ in range(2)]
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert sorted(o.strip() for o in outputs) in (["refused", "wrote"], ["wrote", "wrote"])
+    rows = read_jsonl(workdir / ".dash/a/b/c/metrics/train/data.jsonl")
+    assert [r["index"] for r in rows] == list(range(len(rows)))  # one after the other, never interleaved
+
+
+def test_row16_a_forked_child_does_not_inherit_the_lock(workdir: Path) -> None:
+    result = python_script("""
+        import os, sys
+        from ml_dash import Experiment, RunLockedError
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                Experiment(prefix="a/b/c").run.start()
+                print("child wrote the parent's run")
+            except RunLockedError as exc:
+                print("child refused, held by", exc.holder["pid"])
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        exp.metrics("train").log(step=1)
+        exp.run.complete()
+        print("parent", os.getpid())
+    """, workdir)
+    parent = result.stdout.split("parent ")[1].strip()
+    assert f"child refused, held by {parent}" in result.stdout, result.stdout + result.stderr
+
+
+def test_row16_check_reports_duplicate_and_missing_indices(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+    data = exp.directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    data.write_bytes(b"".join(lines[:6] + lines[2:5] + lines[7:]))  # as two writers left it: 2..4 twice, 6 gone
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "check"], cwd=workdir, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert "3 duplicate indices (first 2)" in out.stdout and "two writers" in out.stdout
+    assert "1 missing indices (first 6)" in out.stdout
+
+
+def test_row16_sync_skips_a_run_that_is_still_being_written(workdir: Path, server) -> None:
+    exp = Experiment(prefix="alice/p/r")
+    exp.run.start()
+    exp.metrics("train").log(step=0)
+    exp.flush()
+    try:
+        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url, "--api-key",
+                              server.key("alice")], cwd=workdir, capture_output=True, text=True, timeout=60)
+    finally:
+        exp.run.complete()
+    assert out.returncode == 1 and f"still being written by pid {os.getpid()}" in out.stdout
+    assert read_json(exp.directory / "experiment.json")["status"] == "COMPLETED"  # not marked CRASHED
+    holder = json.loads((exp.directory / ".ml-dash.lock").read_text())
+    assert holder["pid"] == os.getpid() and holder["prefix"] == "alice/p/r"

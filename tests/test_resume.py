@@ -1,0 +1,140 @@
+"""Fault matrix row 17: a run continued from another directory, against real server processes.
+
+The server never acknowledges rows it did not store; an intended resume appends after the server's
+rows; an accidental second run on a prefix is refused loudly (at start when the server answers, by
+the upload when it did not), its rows kept on disk for `ml-dash sync --prefix` or `--resume`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ml_dash import Experiment, RunConflictError
+
+from .conftest import read_jsonl
+from .server_process import Server
+
+PREFIX = "alice/resume/run"
+USER = {"X-ML-Dash-User": "alice"}
+
+
+@pytest.fixture
+def dev(tmp_path: Path):
+    srv = Server(tmp_path / "srv", "--allow-user-name")
+    yield srv
+    srv.stop()
+
+
+def _steps(server: Server, prefix: str = PREFIX) -> list[tuple[int, int]]:
+    status, body = server.request("GET", f"/api/v1/experiments/{prefix}/metrics/train?limit=10000", headers=USER)
+    return [(r["index"], r["data"]["step"]) for r in body["rows"]] if status == 200 else []
+
+
+def _machine(root: Path, url: str, steps: range, **kwargs) -> Experiment:
+    exp = Experiment(prefix=PREFIX, remote=url, user_name="alice", local_path=root / PREFIX, **kwargs)
+    with exp.run:
+        for i in steps:
+            exp.metrics("train").log(step=i)
+    return exp
+
+
+def _sync(directory: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(directory), "--remote", url,
+                           "--user-name", "alice", *args], capture_output=True, text=True, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_row17_a_second_run_from_another_directory_is_refused_at_start(workdir: Path, dev: Server) -> None:
+    _machine(workdir / "A", dev.url, range(10))
+    b = Experiment(prefix=PREFIX, remote=dev.url, user_name="alice", local_path=workdir / "B" / PREFIX)
+    with pytest.raises(RunConflictError, match="already holds alice/resume/run .*10 metric rows.*resume=True"):
+        b.run.start()
+    assert _steps(dev) == [(i, i) for i in range(10)]
+    assert not (workdir / "B" / PREFIX / "experiment.json").exists()  # nothing of B's was started
+
+
+def test_row17_resume_appends_after_the_servers_rows(workdir: Path, dev: Server) -> None:
+    _machine(workdir / "A", dev.url, range(10))
+    b = _machine(workdir / "B", dev.url, range(10, 15), resume=True)
+    assert _steps(dev) == [(i, i) for i in range(15)]
+    local = read_jsonl(b.directory / "metrics/train/data.jsonl")
+    assert [(r["index"], r["data"]["step"]) for r in local] == [(i, 10 + i) for i in range(5)]  # its own numbering
+    stats = b.stats()["streams"]["metrics/train"]
+    assert stats["acknowledged"] == 5 and stats["pending_upload"] == 0
+
+
+def test_row17_resume_must_and_never(workdir: Path, dev: Server) -> None:
+    with pytest.raises(RunConflictError, match="resume='must', but neither"):
+        Experiment(prefix=PREFIX, remote=dev.url, user_name="alice", resume="must").run.start()
+    with pytest.raises(RunConflictError, match="resume='must', but .* holds no run"):
+        Experiment(prefix="a/b/c", resume="must").run.start()
+    _machine(workdir / "A", dev.url, range(3))
+    with pytest.raises(RunConflictError, match="resume='never'"):
+        Experiment(prefix=PREFIX, remote=dev.url, user_name="alice", resume=False,
+                   local_path=workdir / "C" / PREFIX).run.start()
+    with pytest.raises(RunConflictError, match="resume='never'"):  # the directory itself holds it
+        Experiment(prefix=PREFIX, local_path=workdir / "A" / PREFIX, resume="never").run.start()
+    with pytest.raises(ValueError, match="resume='sometimes'"):
+        Experiment(prefix=PREFIX, resume="sometimes")
+
+
+def test_row17_an_accidental_run_started_offline_is_refused_by_the_upload_and_kept_for_sync(
+        workdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with caplog.at_level(logging.WARNING, logger="ml_dash"):
+        offline = _machine(workdir / "B", url, range(100, 105), upload_timeout_s=1)  # server down all along
+    assert "could not ask" in caplog.text
+    srv = Server(tmp_path / "later", "--allow-user-name", port=port)
+    try:
+        _machine(workdir / "A", url, range(10))  # meanwhile the prefix became another run
+        out = _sync(offline.directory, url)
+        assert out.returncode == 1 and "the server holds another run under this prefix" in out.stdout
+        assert "--prefix alice/resume/<new-name>" in out.stdout and "--resume" in out.stdout
+        assert _steps(srv) == [(i, i) for i in range(10)]  # nothing of B's was acknowledged or stored
+        assert len(read_jsonl(offline.directory / "metrics/train/data.jsonl")) == 5  # kept on disk
+        renamed = _sync(offline.directory, url, "--prefix", "alice/resume/run-b")
+        assert renamed.returncode == 0, renamed.stdout + renamed.stderr
+        assert _steps(srv, "alice/resume/run-b") == [(i, 100 + i) for i in range(5)]
+        appended = _sync(offline.directory, url, "--resume")
+        assert appended.returncode == 0, appended.stdout + appended.stderr
+        assert _steps(srv) == [(i, i) for i in range(10)] + [(10 + i, 100 + i) for i in range(5)]
+    finally:
+        srv.stop()
+
+
+def test_row17_a_run_resumed_offline_continues_the_servers_rows_once_it_answers(workdir: Path, tmp_path: Path) -> None:
+    srv = Server(tmp_path / "srv", "--allow-user-name")
+    port = int(srv.url.rsplit(":", 1)[1])
+    _machine(workdir / "A", srv.url, range(10))
+    srv.stop()
+    offline = _machine(workdir / "B", srv.url, range(10, 14), resume=True, upload_timeout_s=1)
+    back = Server(tmp_path / "srv", "--allow-user-name", port=port)
+    try:
+        out = _sync(offline.directory, back.url)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert _steps(back) == [(i, i) for i in range(14)]
+    finally:
+        back.stop()
+
+
+def test_row17_a_continued_directory_keeps_its_place_and_a_second_start_appends(workdir: Path, dev: Server) -> None:
+    _machine(workdir / "A", dev.url, range(5))
+    b = _machine(workdir / "B", dev.url, range(5, 8), resume=True)
+    _machine(workdir / "B", dev.url, range(8, 10))  # the same directory again: no resume needed
+    assert _steps(dev) == [(i, i) for i in range(10)]
+    assert len(read_jsonl(b.directory / "metrics/train/data.jsonl")) == 5
+    late = _machine(workdir / "A", dev.url, range(100, 102), upload_timeout_s=2)  # A is now behind: refused
+    assert late.stats()["streams"]["metrics/train"]["pending_upload"] == 2
+    assert _steps(dev) == [(i, i) for i in range(10)]  # A's rows under B's indices were never acknowledged
