@@ -85,6 +85,7 @@ class RunWriter:
         self._handles: dict[str, Any] = {}
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
+        self._fsync_task: asyncio.Future | None = None  # a periodic fsync running beside the writes
         self._reported: set[str] = set()
         self.closed = False
 
@@ -135,8 +136,10 @@ class RunWriter:
             if self.closed:
                 return
             await self._write_queued()
-            durable = durable or time.monotonic() - self._last_fsync >= self.agent.fsync_interval_s
-            await self._finish_pass(durable)
+            due = time.monotonic() - self._last_fsync >= self.agent.fsync_interval_s
+            # a periodic fsync runs beside the next writes (a slow disk must not hold them up); one
+            # that was asked for is waited for
+            await self._finish_pass(durable or due, wait=durable)
 
     async def close(self) -> None:
         """Write everything, seal the run (nothing is admitted afterwards), fsync, release the files."""
@@ -178,13 +181,15 @@ class RunWriter:
         while self.file_jobs:
             await self._place(self.file_jobs.popleft())
 
-    async def _finish_pass(self, durable: bool) -> None:
+    async def _finish_pass(self, durable: bool, wait: bool = True) -> None:
         if durable:
             for hook in self.on_durable:
                 hook()
         await self._write_documents()
-        if durable:
+        if durable and wait:
             await self._fsync()
+        elif durable and (self._fsync_task is None or self._fsync_task.done()):
+            self._fsync_task = asyncio.ensure_future(self._fsync_handles())
 
     async def _write_rows(self, stream: RowStream, limit: int) -> int:
         """Take up to ``limit`` buffered events of ``stream`` (big rows up to :meth:`_sized_limit`),
@@ -365,6 +370,12 @@ class RunWriter:
             logger.warning("ml-dash: " + message, *args)
 
     async def _fsync(self) -> None:
+        """fsync everything written so far (after a periodic fsync still running, which covers less)."""
+        if self._fsync_task is not None and not self._fsync_task.done():
+            await self._fsync_task
+        await self._fsync_handles()
+
+    async def _fsync_handles(self) -> None:
         self._last_fsync = time.monotonic()
         for name, handle in list(self._handles.items()):
             try:

@@ -56,17 +56,20 @@ def _pull_into(server: ServerReads, exp: dict[str, Any], directory: Path, prefix
     for stream in sorted(exp.get("streams", {})):
         if stream == layout.LOG_STREAM:
             path = directory / layout.LOGS_FILE
-            counts[stream] = _write_lines(server.pages("/logs", "logs"), path)
+            counts[stream] = _write_lines(server.pages("/logs", "logs", layout.LOG_KEY), path)
         else:
             metric = layout.metric_name(stream)
             if metric is None:
                 continue
             validate_metric_name(metric)  # a name from the server becomes a path here
             path = layout.stream_path(directory, stream)
-            counts[stream] = _write_lines(server.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows"), path)
+            counts[stream] = _write_lines(server.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows",
+                                                       layout.METRIC_KEY), path)
             write_document(layout.metric_metadata_path(directory, metric),
                            dumps(metric_metadata(metric, None, counts[stream], now)))
-        cursor.streams[stream] = StreamCursor(counts[stream], path.stat().st_size if path.exists() else 0)
+        stored = exp["streams"][stream]  # the server's count: rows set aside by their client leave gaps
+        cursor.streams[stream] = StreamCursor(stored if isinstance(stored, int) else counts[stream],
+                                              path.stat().st_size if path.exists() else 0)
     counts["files"] = _pull_files(server, directory, cursor)
     cursor.documents["params"] = params_version
     cursor.save()

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .agent.jsonlines import restore_metric_row
+from .agent.layout import LOG_KEY, METRIC_KEY
 from .agent.credentials import credential_headers
 from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page
+MAX_PAGES = 1_000_000
 #: No proxies from the environment: the uploader (aiohttp) ignores them too, so reads and writes
 #: reach the same server the same way.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -36,12 +38,13 @@ class ServerReads:
     """Reads one run (``owner/project/name``) from ``remote``."""
 
     def __init__(self, remote: str, prefix: str, api_key: str | None, user_name: str | None,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, page_rows: int = PAGE_ROWS) -> None:
         self.remote = remote.rstrip("/")
         self.prefix = prefix
         self.base = f"{self.remote}/api/v1/experiments/{prefix}"
         self.headers = credential_headers(api_key, user_name)
         self.timeout_s = timeout_s
+        self.page_rows = page_rows
 
     def _open(self, url: str) -> Any:
         request = urllib.request.Request(url, headers=self.headers)
@@ -72,27 +75,36 @@ class ServerReads:
         """The run's summary (params, status, stream sizes), or None when the server has no such run."""
         return self._get()
 
-    def pages(self, path: str, field: str, start: int = 0, limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        """The rows under ``field`` of ``path``'s pages from ``start`` on, ``limit`` rows at most,
-        as the server sends them (a missing run has none)."""
+    def pages(self, path: str, field: str, key: str, start: int = 0,
+              limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The rows under ``field`` of ``path``'s pages from index ``start`` on, ``limit`` rows at most,
+        as the server sends them (a missing run has none). Each page starts after the last row's ``key``:
+        a stream may skip indices (rows set aside by their client), so counting rows would repeat some."""
         taken = 0
-        while limit is None or taken < limit:
-            size = PAGE_ROWS if limit is None else min(PAGE_ROWS, limit - taken)
-            page = (self._get(path, start=start + taken, limit=size) or {}).get(field, [])
+        for _ in range(MAX_PAGES):  # bounded: a server that pages forever ends here
+            size = self.page_rows if limit is None else min(self.page_rows, limit - taken)
+            if size <= 0:
+                return
+            page = (self._get(path, start=start, limit=size) or {}).get(field, [])
+            if not isinstance(page, list):
+                raise MLDashError(f"{self.remote} answered {path} without a list of {field}")
+            page = [row for row in page if isinstance(row, dict) and isinstance(row.get(key), int) and row[key] >= start]
             if page:
                 yield page
+                start = page[-1][key] + 1
             taken += len(page)
             if len(page) < size:
                 return
+        raise MLDashError(f"{self.remote} sent more than {MAX_PAGES} pages of {path}")
 
     def metric_rows(self, metric: str, start: int, limit: int | None) -> list[dict[str, Any]]:
         """Rows of ``metric`` from ``start`` on (``limit`` at most), non-finite values restored."""
-        pages = self.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows", start, limit)
+        pages = self.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows", METRIC_KEY, start, limit)
         return [restore_metric_row(row) for page in pages for row in page]
 
     def logs(self, level: str | None) -> list[dict[str, Any]]:
         """Every log line (of ``level`` when given), in order."""
-        lines = [line for page in self.pages("/logs", "logs") for line in page]
+        lines = [line for page in self.pages("/logs", "logs", LOG_KEY) for line in page]
         return lines if level is None else [line for line in lines if line.get("level") == level]
 
     def params(self) -> dict[str, Any]:

@@ -133,6 +133,9 @@ async def _sync_run(directory: Path, label: str, options: SyncOptions, settings:
 def summary(report: UploadReport, before: int, directory: Path) -> str:
     """One run's line: what was sent, what was set aside, and why anything is still pending."""
     line = f"{report.sent_rows}/{before} rows and {report.sent_files} files sent in {report.requests} request(s)"
+    if report.sent_rows > before:  # the server's counts said it lacked rows the cursor had as acknowledged
+        line = (f"{report.sent_rows} rows ({report.sent_rows - before} again: the server held fewer than recorded) "
+                f"and {report.sent_files} files sent in {report.requests} request(s)")
     if report.set_aside_rows:
         line += f", {report.set_aside_rows} rows set aside (see {directory / REJECTED_DIR})"
     if report.complete:

@@ -14,7 +14,7 @@ connection to the upstream server. Per connection, with probability ``rate``
 
 It speaks just enough HTTP/1.1 (Content-Length bodies) to decide a fault per
 request on a keep-alive connection, as a real middlebox failure would hit any
-request. Connections and faults are counted; every wait is bounded.
+request. Connections, requests and faults are counted; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class FaultProxy:
     latency_s: float = 0.0
     seed: int = 1234
     connections: int = 0
+    requests: int = 0  # HTTP requests, whatever connection carried them (keep-alive hides a hot loop)
     faults: int = 0
     port: int = 0
     _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
@@ -91,6 +92,7 @@ class FaultProxy:
                 request = await _read_message(reader)
                 if request is None:
                     return
+                self.requests += 1
                 mode = self.mode if self.mode != "pass" and self._rng.random() < self.rate else "pass"
                 if mode != "pass":
                     self.faults += 1

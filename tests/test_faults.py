@@ -14,7 +14,7 @@ from .conftest import python_script, read_jsonl
 
 pytestmark = pytest.mark.usefixtures("logger_impl")
 
-def test_stalled_disk_bounds_the_wait_then_counts_drops(tmp_path: Path) -> None:
+def test_row15_a_stalled_disk_bounds_the_wait_then_counts_drops(tmp_path: Path) -> None:
     """The writer is stalled (a fake at the disk seam); log() waits at most max_block_s, then drops and counts."""
     result = python_script("""
         import asyncio, json, time
@@ -60,7 +60,7 @@ def test_stalled_disk_bounds_the_wait_then_counts_drops(tmp_path: Path) -> None:
     assert "dropped" in result.stderr and "buffer_full" in result.stderr  # one warning
 
 
-def test_full_disk_drops_exactly_what_failed_and_recovers(tmp_path: Path) -> None:
+def test_row7_full_disk_drops_exactly_what_failed_and_recovers(tmp_path: Path) -> None:
     """RLIMIT_FSIZE makes writes past 200 kB fail for real (EFBIG); raising it is 'space returns'."""
     result = python_script("""
         import json, resource, signal
@@ -96,7 +96,7 @@ def test_full_disk_drops_exactly_what_failed_and_recovers(tmp_path: Path) -> Non
     assert [r["data"]["step"] for r in rows[-100:]] == list(range(10000, 10100))
 
 
-def test_reader_skips_and_reports_a_torn_last_line(tmp_path: Path) -> None:
+def test_row13_reader_skips_and_reports_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_bytes(b'{"index":0,"data":{"v":1}}\n{"index":1,"data":{"v":2}}\n{"index":2,"da')
     report = ReadReport()
@@ -105,7 +105,7 @@ def test_reader_skips_and_reports_a_torn_last_line(tmp_path: Path) -> None:
     assert report.torn_tail and report.skipped_lines == 1 and "torn last line" in report.problems[0]
 
 
-def test_reader_recovers_intact_records_around_a_corrupted_one(tmp_path: Path) -> None:
+def test_row13_reader_recovers_intact_records_around_a_corrupted_one(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_bytes(b'{"index":0}\n{"ind\xffex":1,,}\n[1,2]\n{"index":3}\n')
     report = ReadReport()
@@ -113,7 +113,7 @@ def test_reader_recovers_intact_records_around_a_corrupted_one(tmp_path: Path) -
     assert report.skipped_lines == 2 and not report.torn_tail
 
 
-def test_writer_resumes_after_a_torn_tail_on_a_new_line(workdir: Path) -> None:
+def test_row13_writer_resumes_after_a_torn_tail_on_a_new_line(workdir: Path) -> None:
     from ml_dash import Experiment
 
     first = Experiment(prefix="a/b/c")

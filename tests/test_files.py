@@ -128,14 +128,14 @@ def test_upstream_save_helpers(exp: Experiment) -> None:
 
 
 @pytest.mark.parametrize("name", ["../escape.bin", "/abs.bin", "a/../../x", "nul\x00.bin", "back\\slash", ".hidden"])
-def test_traversal_and_odd_file_names_are_rejected(exp: Experiment, name: str) -> None:
+def test_row11_traversal_and_odd_file_names_are_rejected(exp: Experiment, name: str) -> None:
     with pytest.raises(ValueError, match="invalid file name"):
         exp.files("models").save(b"x", name)
     assert not any(p.name == "escape.bin" for p in exp.directory.parent.rglob("*"))
 
 
 @pytest.mark.parametrize("prefix", ["../up", "a/../../b"])
-def test_traversal_in_the_file_prefix_is_rejected(exp: Experiment, prefix: str) -> None:
+def test_row11_traversal_in_the_file_prefix_is_rejected(exp: Experiment, prefix: str) -> None:
     with pytest.raises(ValueError, match="invalid file prefix"):
         exp.files(prefix)
 

@@ -102,3 +102,31 @@ def test_a_killed_training_process_shows_as_crashed_once_silent(workdir: Path, t
         assert remote["status"] == "CRASHED"
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "2000000"])
+def test_a_bad_upload_setting_fails_the_start_naming_the_variable(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   value: str) -> None:
+    from ml_dash import ConfigurationError
+
+    monkeypatch.setenv("ML_DASH_UPLOAD_BATCH_ROWS", value)
+    exp = Experiment(prefix="alice/proj/cfg", remote="http://127.0.0.1:9", user_name="alice")
+    with pytest.raises(ConfigurationError, match=f"ML_DASH_UPLOAD_BATCH_ROWS={value!r}"):
+        exp.run.start()
+    monkeypatch.setenv("ML_DASH_UPLOAD_BATCH_ROWS", "1000")
+    fixed = Experiment(prefix="alice/proj/cfg", remote="http://127.0.0.1:9", user_name="alice", upload_timeout_s=0)
+    fixed.run.start()  # the refused start held nothing
+    fixed.run.complete()
+
+
+def test_a_bad_agent_setting_fails_the_first_start_naming_the_variable(tmp_path: Path) -> None:
+    from .conftest import python_script
+
+    result = python_script("""
+        from ml_dash import ConfigurationError, Experiment
+        try:
+            Experiment(prefix="a/b/c").run.start()
+        except ConfigurationError as exc:
+            print("refused:", exc)
+    """, tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "lots"})
+    assert "refused: environment variable ML_DASH_MAX_BUFFER_MB='lots' is not a number" in result.stdout, result.stderr

@@ -47,7 +47,7 @@ def test_identical_content_is_stored_once(workdir: Path, server: Server) -> None
     assert len(blobs) == 1
 
 
-def test_put_rejects_a_wrong_checksum_traversal_and_other_owners(server: Server) -> None:
+def test_row11_put_rejects_a_wrong_checksum_traversal_and_other_owners(server: Server) -> None:
     alice, bob = server.key("alice"), server.key("bob")
     body = b"content"
     good = hashlib.sha256(body).hexdigest()

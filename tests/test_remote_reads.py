@@ -79,3 +79,26 @@ def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, se
     with exp.run:
         exp.metrics("train").log(step=1)
         assert exp.metrics("train").read()[0]["data"]["step"] == 1  # buffered rows too, before any upload
+
+
+def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir: Path, server: Server) -> None:
+    from ml_dash.agent.wire import encode_body, metric_blocks
+    from ml_dash.server_reads import ServerReads
+
+    key = server.key("alice")
+    identity = {"run_id": "r", "writer_id": "w"}
+
+    def rows(start: int, n: int) -> dict:
+        return {"start": start, "blocks": metric_blocks([{"data": {"step": i}, "createdAt": "c"}
+                                                        for i in range(start, start + n)])}
+
+    for streams in ({"metrics/train": rows(0, 1200)}, {"metrics/train": {"start": 1200, "void": 3, "reason": "x"}},
+                    {"metrics/train": rows(1203, 1300)}):
+        status, _ = server.request("POST", "/api/v1/runs/alice/p/paged/events",
+                                   encode_body({"v": 2, "identity": identity, "streams": streams}),
+                                   {"Content-Encoding": "zstd"}, key)
+        assert status == 200
+    reads = ServerReads(server.url, "alice/p/paged", key, None, page_rows=500)
+    steps = [r["data"]["step"] for r in reads.metric_rows("train", 0, None)]
+    assert steps == list(range(1200)) + list(range(1203, 2503))  # six pages, nothing twice, nothing missing
+    assert [r["index"] for r in reads.metric_rows("train", 1190, 20)] == list(range(1190, 1200)) + list(range(1203, 1213))

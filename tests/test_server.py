@@ -178,7 +178,7 @@ def _zstd_bomb(decompressed_bytes: int) -> bytes:
     return b"".join(parts) + compressor.flush()
 
 
-def test_bad_bodies_get_4xx_and_the_server_stays_up(server: Server) -> None:
+def test_row10_bad_bodies_get_4xx_and_the_server_stays_up(server: Server) -> None:
     key = server.key("alice")
     assert server.ingest("alice/p/r", {}, key, raw=_zstd_bomb(300 << 20))[0] == 413
     assert server.ingest("alice/p/r", {}, key, raw=b"\xc1\xc1not msgpack", encoding="identity")[0] == 400
@@ -200,7 +200,7 @@ def test_bad_bodies_get_4xx_and_the_server_stays_up(server: Server) -> None:
     assert server.request("GET", "/api/v1/experiments/alice/p/r", key=key)[0] == 404  # nothing was stored
 
 
-def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
+def test_row9_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data")
     assert srv.request("GET", "/health")[0] == 200
     assert srv.stop() == 0
@@ -215,7 +215,7 @@ def test_every_reply_carries_the_count_of_every_stream_of_the_run(server: Server
     assert status == 409 and reply["acked"] == {"logs": 1, "metrics/train": 5}
 
 
-def test_rows_of_another_writer_under_stored_indices_are_refused_not_acknowledged(server: Server) -> None:
+def test_row17_rows_of_another_writer_under_stored_indices_are_refused_not_acknowledged(server: Server) -> None:
     key = server.key("alice")
     assert server.ingest("alice/p/r", _batch(0, 10), key)[0] == 200
     other = {"run_id": "run-1", "writer_id": "writer-b"}  # the same run continued from another directory
@@ -229,7 +229,7 @@ def test_rows_of_another_writer_under_stored_indices_are_refused_not_acknowledge
     assert [r["data"]["step"] for r in metric["rows"]] == list(range(15))
 
 
-def test_rows_of_another_run_are_refused_whatever_their_indices(server: Server) -> None:
+def test_row17_rows_of_another_run_are_refused_whatever_their_indices(server: Server) -> None:
     key = server.key("alice")
     assert server.ingest("alice/p/r", _batch(0, 10), key)[0] == 200
     another = {"run_id": "run-2", "writer_id": "writer-c"}  # a new run that happens to reuse the prefix
@@ -240,7 +240,7 @@ def test_rows_of_another_run_are_refused_whatever_their_indices(server: Server) 
     assert exp["streams"] == {"metrics/train": 10} and exp["run_id"] == "run-1"
 
 
-def test_a_void_keeps_the_stream_contiguous_and_later_rows_are_stored(server: Server) -> None:
+def test_row18_a_void_keeps_the_stream_contiguous_and_later_rows_are_stored(server: Server) -> None:
     key = server.key("alice")
     assert server.ingest("alice/p/r", _batch(0, 3), key)[0] == 200
     void = _body({"metrics/train": {"start": 3, "void": 2, "reason": "unencodable"}})

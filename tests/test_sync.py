@@ -162,3 +162,34 @@ def test_pull_of_a_run_the_server_lacks_fails_with_a_clear_message(workdir: Path
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and f"{server.url} has no run alice/proj/none" in out.stderr
     assert not (tmp_path / "pulled/alice/proj/none").exists()
+
+
+def test_sync_says_why_rows_are_pending(workdir: Path, server: Server) -> None:
+    from .fault_proxy import FaultProxy
+
+    _local_run("alice/proj/why", 10)
+    bob = server.key("bob")
+    forbidden = _sync(workdir, server.url, "--api-key", bob)
+    assert forbidden.returncode == 1
+    assert "the key may not write there (owner mismatch): HTTP 403" in forbidden.stdout  # not "bad credentials"
+    down = _sync(workdir, "http://127.0.0.1:9", "--user-name", "alice", "--timeout", "1")
+    assert down.returncode == 1 and "the server is unreachable since 20" in down.stdout
+    proxy = FaultProxy(int(server.url.rsplit(":", 1)[1]))
+    try:
+        proxy.set(mode="status", rate=1.0, status_line="422 Unprocessable Entity", retry_after=None)
+        refused = _sync(workdir, proxy.url, "--api-key", server.key("alice"))
+    finally:
+        proxy.close()
+    assert refused.returncode == 1 and "the server rejected the upload: HTTP 422" in refused.stdout
+
+
+def test_sync_with_a_bad_setting_fails_with_one_line_naming_it(workdir: Path, server: Server) -> None:
+    import os
+
+    _local_run("alice/proj/cfg", 3)
+    for value in ("0", "-5", "abc"):
+        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url, "--api-key",
+                              server.key("alice")], cwd=workdir, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "ML_DASH_UPLOAD_BATCH_ROWS": value})
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert f"ML_DASH_UPLOAD_BATCH_ROWS={value!r}" in out.stderr and len(out.stderr.strip().splitlines()) == 1

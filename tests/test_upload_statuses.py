@@ -47,7 +47,7 @@ def _stored_steps(transport: FakeTransport, stream: str = TRAIN) -> list[int]:
     return sorted(transport.rows.get(stream, {}))
 
 
-def test_retry_after_is_waited_exactly_then_everything_is_sent(workdir: Path) -> None:
+def test_row3_retry_after_is_waited_exactly_then_everything_is_sent(workdir: Path) -> None:
     directory = _run(50)
     transport = FakeTransport([Outcome(503, retry_after_s=2.0), Outcome(429, retry_after_s=7.5)])
     report, _ = _upload(directory, transport)
@@ -64,7 +64,7 @@ def test_server_errors_are_retried_with_backoff(workdir: Path, status: int) -> N
     assert report.complete and _stored_steps(transport) == list(range(20))
 
 
-def test_timeouts_are_retried_until_the_deadline_then_the_rows_wait_on_disk(workdir: Path) -> None:
+def test_row4_timeouts_are_retried_until_the_deadline_then_the_rows_wait_on_disk(workdir: Path) -> None:
     directory = _run(20)
     transport = FakeTransport([Outcome(0, error="timed out")] * 1000)
     report, _ = _upload(directory, transport, deadline_s=45.0)
@@ -90,7 +90,7 @@ def test_a_409_with_the_servers_count_rewinds_and_resends_what_it_lacks(workdir:
     assert any(r.body["streams"].get(TRAIN, {}).get("start") == 120 for r in transport.events())
 
 
-def test_a_server_that_lost_its_data_gets_everything_again_even_with_nothing_new(workdir: Path) -> None:
+def test_row21_a_server_that_lost_its_data_gets_everything_again_even_with_nothing_new(workdir: Path) -> None:
     directory = _run(200)
     transport = FakeTransport()
     _upload(directory, transport)
@@ -157,7 +157,7 @@ def test_another_run_under_the_prefix_stops_the_upload_as_a_conflict(workdir: Pa
     assert report.pending_rows == 10 and transport.stored == {}
 
 
-def test_a_value_msgpack_cannot_carry_costs_only_its_row(workdir: Path) -> None:
+def test_row18_a_value_msgpack_cannot_carry_costs_only_its_row(workdir: Path) -> None:
     directory = _run(30)
     data = directory / "metrics/train/data.jsonl"
     lines = data.read_bytes().splitlines(keepends=True)
@@ -170,7 +170,7 @@ def test_a_value_msgpack_cannot_carry_costs_only_its_row(workdir: Path) -> None:
     assert set_aside_counts(directory) == {TRAIN: {"unencodable": 1}}
 
 
-def test_damaged_lines_that_leave_a_gap_are_set_aside_and_the_rows_after_them_sent(workdir: Path) -> None:
+def test_row13_damaged_lines_that_leave_a_gap_are_set_aside_and_the_rows_after_them_sent(workdir: Path) -> None:
     directory = _run(30)
     data = directory / "metrics/train/data.jsonl"
     lines = data.read_bytes().splitlines(keepends=True)
@@ -182,7 +182,7 @@ def test_damaged_lines_that_leave_a_gap_are_set_aside_and_the_rows_after_them_se
     assert _stored_steps(transport) == [i for i in range(30) if i != 5]
 
 
-def test_a_line_longer_than_the_read_limit_is_set_aside_instead_of_blocking_the_stream(
+def test_row18_a_line_longer_than_the_read_limit_is_set_aside_instead_of_blocking_the_stream(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ml_dash.agent.pending as pending
 
@@ -220,7 +220,7 @@ def test_the_server_holding_more_than_the_directory_is_reported(workdir: Path) -
     assert report.server_has_more == {TRAIN: (25, 10)}
 
 
-def test_a_live_upload_refused_by_the_server_probes_once_a_minute_not_every_pass(workdir: Path) -> None:
+def test_row12_a_live_upload_refused_by_the_server_probes_once_a_minute_not_every_pass(workdir: Path) -> None:
     directory = _run(10)
     clock = FakeClock()
     transport = FakeTransport([Outcome(401, body={"error": "bad key"})] * 3, clock)
@@ -249,7 +249,7 @@ def test_the_end_of_a_run_whose_server_never_answered_makes_one_attempt_without_
     assert transport.closed
 
 
-def test_a_resumed_directory_adopts_the_servers_run_when_it_first_answers(workdir: Path) -> None:
+def test_row17_a_resumed_directory_adopts_the_servers_run_when_it_first_answers(workdir: Path) -> None:
     first = _run(5, "a/b/c")
     transport = FakeTransport()
     _upload(first, transport)

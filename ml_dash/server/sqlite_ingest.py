@@ -44,7 +44,8 @@ def ingest(db: sqlite3.Connection, batch: IngestBatch) -> dict[str, int]:
         acked = stored_counts(db, exp_id)
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # a failed COMMIT (disk full) has rolled back already
+            db.execute("ROLLBACK")
         raise
     return acked
 

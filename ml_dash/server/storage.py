@@ -141,7 +141,8 @@ class SQLiteStorage:
                        "entry = excluded.entry", (exp_id, path, sha256, size, dumps(entry).decode()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a failed COMMIT (disk full) has rolled back already
+                db.execute("ROLLBACK")
             raise
 
     async def files(self, exp_id: int) -> list[dict[str, Any]]:
