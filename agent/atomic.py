@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -51,12 +52,18 @@ def place_file(job: FileJob) -> FileResult:
 def write_document(path: Path, payload: bytes) -> None:
     """Atomically replace ``path`` (worker thread): temp file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # unique per writer: two threads replacing one document (a cancelled pass's save still running on its
+    # worker thread, and the next one's) must not share a temporary file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # the write failed (disk full): the old document stays, and no stray temp file
+            tmp.unlink()
 
 
 def file_entry(relpath: str, **fields: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from .cursor import StreamCursor, UploadCursor
 from .jsonlines import read_json
 from .layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
 from .pending import BATCH_BYTES, MemoryChunks, PendingStream, Void, read_stream
+from .segments import segments_of, writer_at
 from .wire import WIRE_VERSION, encode_body
 
 #: Rows per request while the server is failing or has not answered yet: each retry would read
@@ -40,10 +41,6 @@ class Batch:
         """Rows sent (voids not included)."""
         return sum(s.count for s in self.streams if s.void is None)
 
-    @property
-    def voids(self) -> list[PendingStream]:
-        return [s for s in self.streams if s.void is not None]
-
     def positions_after(self) -> dict[str, StreamCursor]:
         """Where each stream's next batch starts once this one is acknowledged."""
         return {s.name: StreamCursor(s.start + s.count, s.end_offset) for s in self.streams}
@@ -56,8 +53,9 @@ class PlannedStream(NamedTuple):
     path: Path
     at: StreamCursor
     in_memory: PendingStream | None
-    read_limit: int  # rows to read from disk at most (up to where memory takes over, or a known bad row)
+    read_limit: int  # rows to read from disk at most (up to where memory takes over, a bad row, a segment's end)
     rejected: Void | None  # the server refused the row at ``at``: set it aside
+    writer: str | None  # the writer segment the rows from ``at`` belong to
 
 
 class BatchBuilder:
@@ -70,6 +68,9 @@ class BatchBuilder:
         self.executor = executor  # where files are read and bodies encoded (None: the loop's default)
         self.batch_bytes = batch_bytes
         self.identity: dict[str, str] = {}
+        self.segments: list[dict[str, Any]] = []
+        #: the server refused a body for its documents (run fields, params): send rows without them
+        self.without_documents = False
         #: rows the server refused by index (stream -> local index, why): set aside when reached
         self.refused: dict[str, tuple[int, Void]] = {}
 
@@ -89,6 +90,11 @@ class BatchBuilder:
             next_start = self.memory.next_start(name, at.acked)
             if next_start is not None:  # read up to it: the batch after this one comes from memory
                 read_limit = min(budget, next_start - at.acked)
+        writer, segment_end = writer_at(self.segments, name, at.acked)
+        if segment_end is not None:  # one request carries one writer's rows of a stream
+            read_limit = min(read_limit, segment_end - at.acked)
+            if in_memory is not None and at.acked + in_memory.count > segment_end:
+                in_memory = None
         rejected = None
         refused = self.refused.get(name)
         if refused is not None:
@@ -97,7 +103,7 @@ class BatchBuilder:
                 rejected, in_memory = void, None
             elif index > at.acked:
                 read_limit = min(read_limit, index - at.acked)
-        return PlannedStream(name, path, at, in_memory, read_limit, rejected)
+        return PlannedStream(name, path, at, in_memory, read_limit, rejected, writer)
 
     def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any, cursor: UploadCursor) -> Batch:
         streams = []
@@ -107,19 +113,23 @@ class BatchBuilder:
                 break
             stream = self._stream(planned, budget, budget_bytes)
             if stream is not None:
+                stream.writer = planned.writer
                 streams.append(stream)
                 budget -= stream.count if stream.void is None else 0
                 budget_bytes -= stream.size
         documents, params_version = self.documents(sent_params)
         body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **documents, "streams": {}}
         for stream in streams:
-            start = stream.start + cursor.base(stream.name)
+            payload: dict[str, Any] = {"start": stream.start + cursor.base(stream.name)}
+            if stream.writer is not None and stream.writer != body["identity"].get("writer_id"):
+                payload["writer"] = stream.writer  # rows of an earlier start of this directory
             if stream.void is not None:
-                body["streams"][stream.name] = {"start": start, "void": stream.count, "reason": stream.void.reason}
+                payload.update(void=stream.count, reason=stream.void.reason)
             elif stream.rows is not None:
-                body["streams"][stream.name] = {"start": start, "rows": stream.rows}
+                payload["rows"] = stream.rows
             else:
-                body["streams"][stream.name] = {"start": start, "blocks": stream.blocks}
+                payload["blocks"] = stream.blocks
+            body["streams"][stream.name] = payload
         payload = encode_body(body)
         for stream in streams:  # the body has them now; a batch may wait minutes on a retry
             stream.blocks = stream.rows = None
@@ -147,6 +157,7 @@ class BatchBuilder:
             experiment = read_json(self.directory / EXPERIMENT)
             experiment = experiment if isinstance(experiment, dict) else {}
             self.identity = {k: experiment[k] for k in ("run_id", "writer_id") if isinstance(experiment.get(k), str)}
+            self.segments = segments_of(experiment)
         adopted = cursor.adopted_run_id()
         return {**self.identity, "run_id": adopted} if adopted else dict(self.identity)
 
@@ -154,6 +165,8 @@ class BatchBuilder:
         """experiment.json's run fields, and parameters.json's data when its version is not
         ``sent_params``; with that version (None when the body carries no params). Blocking."""
         body: dict[str, Any] = {}
+        if self.without_documents:
+            return body, None
         experiment = read_json(self.directory / EXPERIMENT)
         if isinstance(experiment, dict):
             body["run"] = {k: experiment.get(k) for k in RUN_FIELDS}

@@ -16,7 +16,8 @@ byte after them in the stream's file.
 ``adopt`` is present when this directory continues a run that another
 directory started (``resume=True``): its rows are numbered from 0 here, and
 the server's index of local row ``i`` is ``base[stream] + i``; bodies carry the
-adopted ``run_id``. ``"adopt": "pending"`` means the adoption waits for the
+adopted ``run_id``. experiment.json keeps the same under ``adopted`` (per
+server), so a lost cursor file does not lose it. ``"adopt": "pending"`` means the adoption waits for the
 first answer of the server (the run was resumed while it was unreachable).
 
 The server's counts win over this file: every reply carries them, and the
@@ -32,7 +33,7 @@ from typing import Any
 
 from .atomic import write_document
 from .jsonlines import dumps, read_json
-from .layout import UPLOAD_CURSOR
+from .layout import EXPERIMENT, UPLOAD_CURSOR
 
 VERSION = 2
 PENDING = "pending"
@@ -58,6 +59,7 @@ class UploadCursor:
 
     @classmethod
     def load(cls, directory: Path, remote: str, prefix: str) -> UploadCursor:
+        """The directory's entry for ``remote`` and ``prefix`` (empty when there is none). Blocking."""
         cursor = cls(Path(directory), remote, prefix)
         entry = _entries(read_json(cursor.path)).get(remote, {}).get(prefix, {})
         for name, saved in (entry.get("streams") or {}).items():
@@ -66,6 +68,12 @@ class UploadCursor:
         cursor.documents = dict(entry.get("documents") or {})
         cursor.files = {p: s for p, s in (entry.get("files") or {}).items() if isinstance(s, str)}
         adopt = entry.get("adopt")
+        if not entry:  # no cursor: experiment.json says which server run this directory continues, if any
+            recorded = read_json(cursor.directory / EXPERIMENT)
+            adopted = recorded.get("adopted") if isinstance(recorded, dict) else None
+            adopt = adopted.get(remote) if isinstance(adopted, dict) else None
+            if isinstance(adopt, dict) and adopt.get("prefix") == prefix:
+                adopt = {"run_id": adopt.get("run_id"), "base": adopt.get("base") or {}}
         if adopt == PENDING or (isinstance(adopt, dict) and isinstance(adopt.get("run_id"), str)):
             cursor.adopt = adopt
         return cursor

@@ -15,7 +15,7 @@ from .cursor import UploadCursor
 from .deadline import Deadline
 from .jsonlines import dumps, read_json
 from .layout import FILES_DIR, FILES_METADATA
-from .retry import send_with_retries
+from .retry import STOPS, send_with_retries
 
 if TYPE_CHECKING:
     from .uploader import RunUploader, UploadReport
@@ -62,18 +62,18 @@ class FileUpload:
 
             async def put(timeout_s: float | None, path: str = path, local: Path = local,
                           headers: dict[str, str] = headers) -> Any:
+                # a big file may take longer than one request's timeout: the deadline bounds the transfer
                 return await uploader.transport.put_file(uploader.prefix, path, local, headers,
-                                                         timeout_s or uploader.request_timeout_s)
+                                                         uploader.request_timeout_s, deadline.remaining())
 
-            outcome = await send_with_retries(put, deadline, uploader.request_timeout_s, uploader.sleep, single_attempt)
+            outcome = await send_with_retries(put, deadline, uploader.request_timeout_s, uploader.pass_sleep, single_attempt)
             report.requests += 1
             if outcome.ok:
                 cursor.files[path] = sha256
                 await uploader.blocking(cursor.save)
                 report.sent_files += 1
-            elif outcome.status in (401, 403):
-                report.stopped = "auth" if outcome.status == 401 else "forbidden"
-                report.reason = outcome.reason
+            elif outcome.status in STOPS:
+                report.stopped, report.reason = STOPS[outcome.status], outcome.reason
                 return
             elif not outcome.retryable:  # permanent for this content: reported, not marked sent
                 self.refused.add((path, sha256))

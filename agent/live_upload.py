@@ -9,9 +9,11 @@ waits on it.
 States: ``new`` (the server has not answered yet), ``ok``, ``unreachable``
 (since when), ``stopped`` (the server refused: a key, an owner, a conflicting
 run, a request it will never take). A stopped upload tries again once every
-``probe_s``, never more often. Ending the run: a healthy upload gets the
-deadline to send its backlog; one whose server never answered, or stopped
-answering, makes one last attempt and reports what is pending.
+``probe_s``, never more often. Ending the run: the background pass ends at its
+next wait (at once when the server is not answering: its request is abandoned,
+and a resend is stored once); then a healthy upload gets the deadline to send
+its backlog, and one whose server never answered, or stopped answering, makes
+one last attempt of at most :data:`LAST_ATTEMPT_S` and reports what is pending.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Callable
 
 from .deadline import Deadline
 from .uploader import RunUploader, UploadReport
@@ -28,6 +30,7 @@ logger = logging.getLogger("ml_dash.agent")
 
 PASS_DEADLINE_S = 30.0  # one pass gives up retrying after this long; the next pass tries again
 PROBE_S = 60.0  # after the server refused, try again this rarely (the key may be fixed; never spin)
+LAST_ATTEMPT_S = 5.0  # the end of a run whose server is not answering: one try, this long at most
 
 
 class LiveUpload:
@@ -47,29 +50,10 @@ class LiveUpload:
         self.last_report = UploadReport()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._final = False  # the pass of finish() runs
         self._last_request: float | None = None
         self._paused_until: float | None = None
         self._warned: str | None = None
-        uploader.sleep = self._interruptible(uploader.sleep)
-
-    def _interruptible(self, sleep: Callable[[float], Awaitable[Any]]) -> Callable[[float], Awaitable[None]]:
-        """A retry wait that a background pass cuts short when the run ends (the final pass's are not)."""
-
-        async def wait(seconds: float) -> None:
-            if self._final:
-                await sleep(seconds)
-                return
-            sleeper = asyncio.ensure_future(sleep(seconds))
-            stopper = asyncio.ensure_future(self._stop.wait())
-            _, pending = await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-
-        return wait
-
-    def _background_stopping(self) -> bool:
-        return self._stop.is_set() and not self._final
+        self._failures: set[str] = set()  # kinds of internal failure already logged
 
     def start(self) -> None:
         """Start the background task (on the agent's loop)."""
@@ -78,26 +62,39 @@ class LiveUpload:
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                await self.run_pass()
-            except Exception:  # never let an upload bug stop the agent; the data stays on disk
-                logger.exception("ml-dash: uploading %s failed", self.uploader.prefix)
+                await self.run_pass(background=True)
+            except Exception as exc:  # never let an upload bug stop the agent; the data stays on disk
+                if type(exc).__name__ not in self._failures:
+                    self._failures.add(type(exc).__name__)
+                    logger.exception("ml-dash: uploading %s failed (the same failure again is not logged)",
+                                     self.uploader.prefix)
             try:
                 await asyncio.wait_for(self._stop.wait(), self.interval_s)
             except asyncio.TimeoutError:
                 pass
 
-    async def run_pass(self, deadline: Deadline | None = None, force: bool = False,
-                       single_attempt: bool = False) -> UploadReport:
-        """One pass, if one is due: something to send, a heartbeat owed, or ``force``."""
+    async def _wait_unless_stopped(self, seconds: float) -> None:
+        """A background pass's retry wait: cut short when the run ends."""
+        sleeper = asyncio.ensure_future(self.uploader.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        _, pending = await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+    async def run_pass(self, deadline: Deadline | None = None, force: bool = False, single_attempt: bool = False,
+                       background: bool = True) -> UploadReport:
+        """One pass, if one is due: something to send, a heartbeat owed, or ``force``. A background pass
+        ends at the first wait after the run ends; the final one (``background=False``) does not."""
         now = self.clock()
         if not force and self._paused_until is not None and now < self._paused_until:
             return self.last_report
         heartbeat_due = self._last_request is None or now - self._last_request >= self.heartbeat_s
         if not force and not heartbeat_due and not await self.uploader.has_work():
             return self.last_report
-        if deadline is None:  # a background pass: it ends early when the run ends
-            deadline = Deadline(PASS_DEADLINE_S, self.clock, cancelled=self._background_stopping)
-        report = await self.uploader.upload(deadline, single_attempt=single_attempt)
+        if deadline is None:
+            deadline = Deadline(PASS_DEADLINE_S, self.clock, cancelled=self._stop.is_set if background else None)
+        report = await self.uploader.upload(deadline, single_attempt=single_attempt,
+                                            sleep=self._wait_unless_stopped if background else None)
         self._last_request = self.clock()
         self.last_report = report
         self._note(report)
@@ -126,17 +123,21 @@ class LiveUpload:
 
     async def finish(self, deadline: Deadline) -> UploadReport:
         """Stop the background passes, then send what is left: within ``deadline`` when the server is
-        answering; one last attempt when it never did or stopped; nothing more when it refused."""
-        self._stop.set()  # a background pass ends at its next wait (its request may still be in flight)
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=deadline.remaining())
-            except asyncio.TimeoutError:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-        self._final = True
+        answering; one last short attempt when it never did or stopped."""
+        self._stop.set()
+        task = self._task
+        if task is not None:
+            if self.state == "ok":  # its request is answered soon: let it finish, within the deadline
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout=deadline.remaining())
+                except asyncio.TimeoutError:
+                    task.cancel()
+            else:  # its request may hang on a server that never answers: abandon it
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        healthy = self.state == "ok"
+        last = deadline if healthy else deadline.sooner(LAST_ATTEMPT_S)
         try:
-            report = await self.run_pass(deadline, force=True, single_attempt=self.state != "ok")
+            return await self.run_pass(last, force=True, single_attempt=not healthy, background=False)
         finally:
             await self.uploader.transport.close()
-        return report

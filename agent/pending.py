@@ -65,6 +65,7 @@ class PendingStream:
     blocks: list[msgspec.Raw] | None = None  # metric streams: packed columnar blocks (agent/wire.py)
     rows: list[msgspec.Raw] | None = None  # logs: packed records, without their sequenceNumber
     void: Void | None = None
+    writer: str | None = None  # the writer segment of these rows (agent/segments.py), when known
 
     @property
     def size(self) -> int:

@@ -15,8 +15,8 @@ worker thread.
 
 from __future__ import annotations
 
+import hashlib
 import re
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,11 @@ def set_aside(directory: Path, data_path: Path, remote: str, prefix: str, stream
     record = {"stream": stream, "first": first, "count": count, "server": remote, "prefix": prefix,
               "reason": void.reason, "detail": void.detail, "status": void.status, "offset": void.offset,
               "length": void.length, "content": content, "at": at_iso}
+    # named by what it records: setting the same rows aside again (a resend after a rewind, a crash
+    # before the cursor was saved) replaces the record instead of counting them twice
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream)
-    path = folder / f"{safe}-{first}-{count}-{time.time_ns()}.json"
+    where = hashlib.sha256(f"{remote} {prefix}".encode()).hexdigest()[:12]
+    path = folder / f"{safe}-{first}-{count}-{where}.json"
     write_document(path, dumps(record))
     return path
 

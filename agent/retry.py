@@ -30,7 +30,8 @@ from tenacity.wait import wait_base, wait_random_exponential
 from .deadline import Deadline
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 507})
-AUTH_FAILURES = frozenset({401, 403})
+#: What an upload says when the server refuses the credentials: 401 bad key, 403 not that owner's runs.
+STOPS = {401: "auth", 403: "forbidden"}
 MAX_RETRY_AFTER_S = 300.0
 
 

@@ -76,6 +76,8 @@ class RunWriter:
         self.file_jobs: deque[FileJob] = deque()
         self.file_counters = StreamCounters()
         self.file_entries: dict[str, dict[str, Any]] = {}
+        #: stream -> the first index new rows may take (rows the server holds that these files lack)
+        self.index_floor: dict[str, int] = {}
         self.on_durable: list[Callable[[], None]] = []
         self.on_closed: list[Callable[[], None]] = []  # agent thread, once everything is durable
         #: called with each written chunk of metric rows (remote mode hands them to its uploader)
@@ -96,12 +98,13 @@ class RunWriter:
         last = last_record(stream.path, stream.first_key)
         if last is not None and isinstance(last.get(stream.first_key), int):
             stream.next_index = last[stream.first_key] + 1
+        stream.next_index = max(stream.next_index, self.index_floor.get(stream.name, 0))
+        stream.seal = self.seal
         with self.seal.lock:
-            stream.seal = self.seal
-            if self.seal.sealed:
-                stream.state, stream.wake_at = "closed", 0
+            if not self.seal.sealed:
+                self.streams[stream.name] = stream
                 return stream
-            self.streams[stream.name] = stream
+        stream.close()
         return stream
 
     def document(self, relpath: str, value: Any = None) -> DocumentSlot:
@@ -142,7 +145,16 @@ class RunWriter:
             await self._finish_pass(durable or due, wait=durable)
 
     async def close(self) -> None:
-        """Write everything, seal the run (nothing is admitted afterwards), fsync, release the files."""
+        """Write everything, seal the run (nothing is admitted afterwards), fsync, release the files;
+        then call :attr:`on_closed` (whatever failed on the way: the run has ended either way)."""
+        try:
+            await self._close()
+        finally:
+            callbacks, self.on_closed = self.on_closed, []
+            for callback in callbacks:
+                callback()
+
+    async def _close(self) -> None:
         async with self._guard():
             if self.closed:
                 return
@@ -158,13 +170,16 @@ class RunWriter:
                     await self._write_chunks(stream, [group[i:i + CHUNK_ROWS] for i in range(0, len(group), CHUNK_ROWS)])
             for job in jobs:
                 await self._place(job)
-            await self._finish_pass(durable=True)
-            for handle in self._handles.values():
-                await handle.close()
-            self._handles.clear()
-            self.closed = True
-        for callback in self.on_closed:
-            callback()
+            try:
+                await self._finish_pass(durable=True)
+            finally:
+                for name, handle in self._handles.items():
+                    try:
+                        await handle.close()
+                    except OSError as exc:  # the data was fsynced or counted already; the run still ends
+                        logger.debug("closing %s failed: %s", name, exc)
+                self._handles.clear()
+                self.closed = True
 
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:
@@ -193,7 +208,7 @@ class RunWriter:
 
     async def _write_rows(self, stream: RowStream, limit: int) -> int:
         """Take up to ``limit`` buffered events of ``stream`` (big rows up to :meth:`_sized_limit`),
-        write them in one append; returns how many were taken."""
+        write them in one append; returns how many were taken (at least 1, so a caller's countdown ends)."""
         chunks: list[list] = []
         taken = 0
         sized_limit = self._sized_limit()

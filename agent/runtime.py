@@ -50,6 +50,7 @@ class Agent:
         self.pid = os.getpid()
         self.runs: dict[int, RunWriter] = {}
         self.pool = WorkerPool(2, "ml-dash-io")
+        self._upload_pool: WorkerPool | None = None
         self._space = SpaceSignal()
         self._wake_pending = False
         self._stopping = False
@@ -137,6 +138,15 @@ class Agent:
         """Run a blocking call on the agent's worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
+    @property
+    def upload_pool(self) -> WorkerPool:
+        """The uploads' worker thread (reads, encoding, cursor saves): a backlog being drained at full
+        speed must not take the disk writer's threads."""
+        with self._instance_lock:
+            if self._upload_pool is None:
+                self._upload_pool = WorkerPool(1, "ml-dash-upload")
+            return self._upload_pool
+
     def register(self, run: RunWriter) -> None:
         self.runs[id(run)] = run
 
@@ -147,13 +157,18 @@ class Agent:
         """Write all of ``run`` durably and release it; False if the deadline passed first."""
 
         async def _close() -> None:
-            await run.close()
-            self.unregister(run)
+            try:
+                await run.close()
+            finally:
+                self.unregister(run)
 
         try:
             self.call(_close, timeout_s)
             return True
         except TimeoutError:
+            return False
+        except Exception:  # a bug: what was written is on disk; the caller's run still ends
+            logger.exception("ml-dash: closing %s failed", run.directory)
             return False
 
     def flush(self, run: RunWriter | None, timeout_s: float | None) -> bool:
@@ -179,8 +194,5 @@ class Agent:
         """In a forked child: this agent's thread does not exist here; stop using it."""
         for run in list(self.runs.values()):
             for stream in run.streams.values():
-                stream.queue.clear()
-                stream.sized_bytes = stream.sized_count = stream.in_flight_bytes = 0
-                stream.state = "forked"
-                stream.wake_at = 0
+                stream.forget()
         self.runs.clear()

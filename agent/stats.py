@@ -2,14 +2,15 @@
 
 Nothing is lost silently: each drop goes through :meth:`StreamCounters.drop`
 with one of the reasons in :data:`DROP_REASONS`, and the first drop of each
-reason in a process logs one warning. Counters are plain ints: each is written
-by one thread (accepted by the caller, written/dropped by the agent), so no
-lock is needed and readers see a consistent-enough snapshot.
+reason in a process logs one warning. ``written`` is counted by the agent's
+thread alone; drops come from the agent and, for ``buffer_full``, from every
+logging thread, so :meth:`StreamCounters.drop` takes a lock (drops are rare).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 logger = logging.getLogger("ml_dash.agent")
@@ -34,6 +35,7 @@ class StreamCounters:
 
     written: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def drop(self, n: int, reason: str, stream: str) -> None:
         """Count ``n`` events of ``stream`` as dropped for ``reason`` (one warning per reason)."""
@@ -41,7 +43,8 @@ class StreamCounters:
             raise ValueError(f"unknown drop reason {reason!r}")
         if n <= 0:
             return
-        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
         if reason not in _warned_reasons:
             _warned_reasons.add(reason)
             logger.warning(

@@ -157,7 +157,7 @@ class RowStream:
             self._start_dropping()
             self._drop_last()
             return
-        self.wake_at = len(self.queue) + self.wake_every
+        self._rearm()
 
     def admit_sized(self, row: Any, size: int) -> SizedRow | None:
         """Count a big row at its own ``size`` before it is appended; None when it is dropped
@@ -180,7 +180,7 @@ class RowStream:
         if self.state == "dropping":
             if agent.buffered_bytes() + extra > budget // 2:
                 return False
-            self.state = "open"
+            self._transition("open")
         if agent.buffered_bytes() + extra <= budget:
             return True
         self.waits += 1
@@ -195,12 +195,42 @@ class RowStream:
     def _start_dropping(self) -> None:
         """The bounded wait ran out: drop without waiting (every call takes the slow path) until the
         buffer is below half the budget."""
-        self.state = "dropping"
+        self._transition("dropping")
+        self.wake_at = 0
+
+    def _transition(self, state: str) -> bool:
+        """Move between open and dropping; never out of closed or forked, which are for good (under the
+        run's seal lock, which :meth:`close` takes too)."""
+        with self.seal.lock:
+            if self.state in ("closed", "forked"):
+                return False
+            self.state = state
+            return True
+
+    def _rearm(self) -> None:
+        """Set the next wake threshold; zero (every call to the slow path) unless the stream is open.
+        The state is read after the write: whoever closes the stream sets the state, then zero, so a
+        threshold written here around a close ends as zero either way."""
+        self.wake_at = len(self.queue) + self.wake_every
+        if self.state != "open":
+            self.wake_at = 0
+
+    def close(self) -> None:
+        """No more rows: every later call takes the slow path, which refuses it (after the seal)."""
+        with self.seal.lock:
+            self.state = "closed"
+            self.wake_at = 0
+
+    def forget(self) -> None:
+        """In a forked child: the parent writes this stream; calls here are no-ops (warned once)."""
+        self.queue.clear()
+        self.sized_bytes = self.sized_count = self.in_flight_bytes = self.in_flight_sized = 0
+        self.state = "forked"
         self.wake_at = 0
 
     def _drop_or_reopen(self) -> None:
         if self._wait_for_room(0):
-            self.wake_at = len(self.queue) + self.wake_every
+            self._rearm()
             return
         self._drop_last()
         self.agent.wake()
@@ -287,7 +317,7 @@ class RowStream:
             self.in_flight_sized += sized
         self.drained += len(items)
         if self.state == "open":
-            self.wake_at = len(queue) + self.wake_every
+            self._rearm()
         return items
 
     def written(self) -> None:
@@ -295,11 +325,11 @@ class RowStream:
         self.in_flight_bytes = self.in_flight_sized = 0
 
     def seal_and_take_all(self) -> list:
-        """Under the run's seal lock: everything still queued; nothing is admitted afterwards."""
+        """Under the run's seal lock (held by the caller): everything still queued; nothing is admitted
+        afterwards."""
         self.state = "closed"
         self.wake_at = 0
-        items = self.take(len(self.queue), 1 << 62)
-        return items
+        return self.take(len(self.queue), 1 << 62)
 
     def accepted(self) -> int:
         """Events accepted so far (exact when read on the agent's thread)."""

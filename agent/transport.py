@@ -35,8 +35,9 @@ class Transport(Protocol):
         """POST a bulk body (agent/wire.py) to the run's events."""
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
-                       timeout_s: float) -> Outcome:
-        """PUT a saved file's content, streamed from ``source``."""
+                       timeout_s: float, total_s: float | None) -> Outcome:
+        """PUT a saved file's content, streamed from ``source``: ``timeout_s`` for the server to take
+        each part or answer, ``total_s`` for all of it (None: as long as it keeps moving)."""
 
     async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
         """GET the run as the server has it (404 when it has none)."""
@@ -62,20 +63,22 @@ class HttpTransport:
         return "/".join([self.remote, "api/v1/runs", prefix, *(urllib.parse.quote(p, safe="/") for p in parts)])
 
     async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
+        """POST a zstd bulk body to the run's events."""
         headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
         return await self._request("POST", self._url(prefix, "events"), timeout_s, data=body, headers=headers)
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
-                       timeout_s: float) -> Outcome:
+                       timeout_s: float, total_s: float | None) -> Outcome:
         try:
             handle = open(source, "rb")  # reopened on every attempt: a retry resends it whole
         except OSError as exc:
             return Outcome(0, error=f"cannot read {source}: {exc}")
-        with handle:
-            return await self._request("PUT", self._url(prefix, "files", path), None, sock_read_s=timeout_s,
+        with handle:  # streamed from the file by aiohttp: never whole in memory
+            return await self._request("PUT", self._url(prefix, "files", path), total_s, sock_read_s=timeout_s,
                                        data=handle, headers={**self.headers, **headers})
 
     async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
+        """GET the run's summary (its run id and stream counts)."""
         url = f"{self.remote}/api/v1/experiments/{prefix}"
         return await self._request("GET", url, timeout_s, headers=self.headers)
 
@@ -84,16 +87,33 @@ class HttpTransport:
         timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=sock_read_s)
         try:
             async with self._client().request(method, url, timeout=timeout, **kwargs) as resp:  # type: ignore[arg-type]
-                raw = await resp.content.read(MAX_REPLY_BYTES)
+                raw = await _read_reply(resp)
                 return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json_object(raw))
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             logger.debug("%s %s failed: %r", method, url, exc)
             return Outcome(0, error=_describe(exc))
 
     async def close(self) -> None:
+        """Close the connections (a new request opens them again)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read_reply(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole reply body, to its end (a read returns what has arrived, maybe one TCP segment of it),
+    or nothing when it is longer than :data:`MAX_REPLY_BYTES`."""
+    if resp.content_length is not None and resp.content_length > MAX_REPLY_BYTES:
+        return b""
+    parts: list[bytes] = []
+    size = 0
+    while size <= MAX_REPLY_BYTES:
+        part = await resp.content.read(MAX_REPLY_BYTES + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"" if size > MAX_REPLY_BYTES else b"".join(parts)
 
 
 def _json_object(raw: bytes) -> dict | None:

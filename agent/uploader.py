@@ -35,16 +35,18 @@ from .file_upload import FileUpload
 from .layout import discover_streams, identity_key, stream_path
 from .pending import BATCH_BYTES, MEMORY_BYTES, MemoryChunks, Void
 from .rejects import set_aside, set_aside_counts
-from .retry import Outcome, send_with_retries
+from .retry import STOPS, Outcome, send_with_retries
 from .rundir import utc_iso
 from .transport import Transport
 
 logger = logging.getLogger("ml_dash.agent")
 
-#: A pass ends after this many requests whatever happens (a bound, never reached in practice:
-#: a 10,000,000-row run takes 77 requests of 131,072 rows).
+#: A pass ends after this many requests whatever happens (a 10,000,000-row run takes 77 requests of
+#: 131,072 rows; this bound is for a server that keeps answering without the pass getting anywhere).
 MAX_REQUESTS_PER_PASS = 1 << 16
-STOPS = {401: "auth", 403: "forbidden"}
+#: The same rows sent this many times in a row without progress (each answer asked for them again):
+#: the upload stops and says so, instead of looping.
+MAX_SAME_BATCH = 3
 
 
 @dataclass(slots=True)
@@ -58,17 +60,19 @@ class UploadReport:
     pending_files: int = 0
     refused_files: list[tuple[str, str]] = field(default_factory=list)  # (path, the server's reason)
     requests: int = 0
-    stopped: str | None = None  # auth | forbidden | conflict | rejected: the server refused; retrying will not help
+    stopped: str | None = None  # auth | forbidden | conflict | rejected | lost | stuck: retrying will not help
     reason: str | None = None  # the server's or the network's words for ``stopped`` or ``unreachable``
     unreachable: bool = False  # the deadline passed while requests were failing
     out_of_time: bool = False  # the deadline passed between successful requests
     conflict: dict[str, Any] | None = None  # the server's account of the other run
+    refused_documents: str | None = None  # the server refused the run fields or params (the rows went without)
     unreachable_since: float | None = None  # wall time of the first failure of the current outage
     server_has_more: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (server, this directory)
 
     @property
     def complete(self) -> bool:
-        return not (self.pending_rows or self.pending_files or self.stopped or self.unreachable or self.out_of_time)
+        return not (self.pending_rows or self.pending_files or self.stopped or self.unreachable or self.out_of_time
+                    or self.refused_documents)
 
 
 class RunUploader:
@@ -96,6 +100,7 @@ class RunUploader:
         self.cursor: UploadCursor | None = None
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
+        self.pass_sleep = sleep  # the current pass's retry wait
 
     # -- the agent's side -------------------------------------------------------
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> None:
@@ -109,10 +114,14 @@ class RunUploader:
     async def load(self) -> UploadCursor:
         if self.cursor is None:
             self.cursor = await self.blocking(UploadCursor.load, self.directory, self.remote, self.prefix)
-            counts = await self.blocking(set_aside_counts, self.directory, self.remote, self.prefix)
-            self.set_aside = {stream: sum(reasons.values()) for stream, reasons in counts.items()}
+            await self._count_set_aside()
             await self.blocking(self.builder.identity_of, self.cursor)  # reads experiment.json once
         return self.cursor
+
+    async def _count_set_aside(self) -> None:
+        """The rows set aside for this server and prefix, from their records (one per range)."""
+        counts = await self.blocking(set_aside_counts, self.directory, self.remote, self.prefix)
+        self.set_aside = {stream: sum(reasons.values()) for stream, reasons in counts.items()}
 
     async def has_work(self) -> bool:
         """Whether anything is waiting: rows past a cursor (a stat per stream), changed params, files."""
@@ -131,17 +140,23 @@ class RunUploader:
 
     # -- one pass -----------------------------------------------------------------
     async def upload(self, deadline: Deadline, progress: Callable[[int], None] | None = None,
-                     single_attempt: bool = False) -> UploadReport:
+                     single_attempt: bool = False,
+                     sleep: Callable[[float], Awaitable[Any]] | None = None) -> UploadReport:
         """Send everything pending now; stop early when the server refuses, or when ``deadline`` passes.
         ``progress`` is called with the rows sent so far after each acknowledged batch;
-        ``single_attempt``: one try per request, no retries (the end of a run whose server is away)."""
+        ``single_attempt``: one try per request, no retries (the end of a run whose server is away);
+        ``sleep``: the retry wait for this pass (default: the uploader's)."""
         report = UploadReport()
+        self.pass_sleep = sleep or self.sleep
+        self.builder.without_documents = False  # documents refused in an earlier pass are tried again
         cursor = await self.load()
         if cursor.adoption_pending and not await self._adopt(cursor, deadline, report, single_attempt):
             await self._measure(report)
             return report
         batch = await self._next({}, cursor.documents.get("params"))
         following: asyncio.Future[Batch] | None = None
+        same = 0
+        last_shape: tuple = ()
         try:
             for requests in range(MAX_REQUESTS_PER_PASS):
                 if requests and not batch.streams and "params" not in batch.documents:
@@ -156,6 +171,13 @@ class RunUploader:
                 action = await self._dispatch(batch, outcome, report)
                 if progress is not None and outcome.ok:
                     progress(report.sent_rows)
+                shape = tuple((s.name, s.start, s.count) for s in batch.streams)
+                same = same + 1 if action == "rebuild" and shape == last_shape else int(action == "rebuild")
+                last_shape = shape
+                if same >= MAX_SAME_BATCH:
+                    report.stopped = "stuck"
+                    report.reason = f"the server answered {outcome.reason} {same} times to the same rows"
+                    break
                 if action == "stop" or (action == "next" and not batch.streams):
                     break
                 if following is not None:
@@ -186,7 +208,7 @@ class RunUploader:
                 self.failing_since = time.time()
             return outcome
 
-        return await send_with_retries(attempt, deadline, self.request_timeout_s, self.sleep, single_attempt)
+        return await send_with_retries(attempt, deadline, self.request_timeout_s, self.pass_sleep, single_attempt)
 
     async def _dispatch(self, batch: Batch, outcome: Outcome, report: UploadReport) -> str:
         """Act on one final outcome: "next" (continue after this batch), "rebuild" (from the cursor), "stop"."""
@@ -196,6 +218,8 @@ class RunUploader:
             self.memory.resume()
             self.failing_since = None
             whole = await self._advance(batch, body.get("acked"), report)
+            if report.stopped:
+                return "stop"
             return "next" if whole else "rebuild"
         if status == 409 and isinstance(body.get("conflict"), dict):
             report.stopped, report.reason, report.conflict = "conflict", outcome.reason, body["conflict"]
@@ -203,10 +227,17 @@ class RunUploader:
         if status == 409 and isinstance(body.get("acked"), dict):  # the batch starts past the server's rows
             await self._reconcile(body["acked"], report)
             await self._save()
-            return "rebuild"
+            return "stop" if report.stopped else "rebuild"
         if status in STOPS:
             report.stopped, report.reason = STOPS[status], outcome.reason
             return "stop"
+        if 400 <= status < 500 and batch.documents and not self.builder.without_documents and (
+                status != 413 or batch.rows <= 1) and self._refused_row(batch, body, status, named_only=True) is None:
+            # maybe the documents, not the rows: the same rows go again without them before anything is
+            # set aside or stopped (documents that stay refused are said, and tried again next pass)
+            self.builder.without_documents = True
+            report.refused_documents = outcome.reason
+            return "rebuild"
         if status == 413 and batch.rows > 1:
             self.max_rows = max(1, min(self.max_rows, batch.rows) // 2)
             return "rebuild"
@@ -222,12 +253,13 @@ class RunUploader:
         report.unreachable_since = self.failing_since
         return "stop"
 
-    def _refused_row(self, batch: Batch, body: dict[str, Any], status: int) -> tuple[str, int] | None:
+    def _refused_row(self, batch: Batch, body: dict[str, Any], status: int,
+                     named_only: bool = False) -> tuple[str, int] | None:
         """The row the server named in a 4xx (``stream`` and ``index``), as (stream, local index), if the
-        batch holds it; a 413 of a batch of one row names that row."""
+        batch holds it; a 413 of a batch of one row names that row (unless ``named_only``)."""
         assert self.cursor is not None
         sent = [s for s in batch.streams if s.void is None and s.count]
-        if status == 413 and batch.rows == 1:
+        if status == 413 and batch.rows == 1 and not named_only:
             return sent[0].name, sent[0].start
         stream, index = body.get("stream"), body.get("index")
         for pending in sent:
@@ -248,7 +280,7 @@ class RunUploader:
                 continue
             await self.blocking(set_aside, self.directory, stream_path(self.directory, stream.name), self.remote,
                                 self.prefix, stream.name, stream.start, stream.count, stream.void, utc_iso())
-            self.set_aside[stream.name] = self.set_aside.get(stream.name, 0) + stream.count
+            await self._count_set_aside()
             report.set_aside_rows += stream.count
             refused = self.builder.refused.get(stream.name)
             if refused is not None and refused[0] < stream.start + stream.count:
@@ -259,7 +291,8 @@ class RunUploader:
         report.sent_rows += batch.rows
         if "params" in batch.documents:
             cursor.documents["params"] = batch.params_version
-        whole = await self._reconcile(acked if isinstance(acked, dict) else {}, report)
+        # no counts (a reply cut short, a server that sends none) tell nothing: never read as zero
+        whole = await self._reconcile(acked, report) if isinstance(acked, dict) else True
         await self._save()
         return whole
 
@@ -274,6 +307,11 @@ class RunUploader:
             stored = named.get(name, 0)  # a stream the server does not list: it holds none of it
             local = stored - cursor.base(name)
             at = cursor.streams.get(name)
+            if local < 0:  # this directory continues after rows the server no longer holds
+                report.stopped = "lost"
+                report.reason = (f"{self.remote} holds {stored} rows of {name}, fewer than the {cursor.base(name)} "
+                                 "this directory continues after")
+                return False
             if at is not None and local < at.acked:
                 path = stream_path(self.directory, name)
                 target = max(local, 0)
@@ -290,7 +328,7 @@ class RunUploader:
         """Resolve a pending adoption (a run resumed while the server was away): continue the server's
         run after its rows, or start it if the server has none. False when the server did not answer."""
         outcome = await send_with_retries(lambda t: self.transport.get_run(self.prefix, t or self.request_timeout_s),
-                                          deadline, self.request_timeout_s, self.sleep, single_attempt)
+                                          deadline, self.request_timeout_s, self.pass_sleep, single_attempt)
         report.requests += 1
         body = outcome.body or {}
         if outcome.ok and body.get("run_id") == self.builder.identity_of(cursor).get("run_id"):

@@ -42,8 +42,8 @@ MAX_TEXT_BYTES = 64 << 10  # 64 KiB: a description, a status reason
 MAX_NAME_CHARS = 256  # a metric field name, a parameter key segment, a tag
 MAX_DEPTH = 32  # nesting of dicts and lists in parameters and metadata
 VALUE_BYTES = 16  # the size estimate of one value that is not a string
-#: Strings this short, and rows this narrow, are covered by a stream's fixed per-row
-#: memory estimate; longer or wider rows are buffered with their own size.
+#: Rows whose strings hold this many characters in all, and rows this narrow, are covered by a
+#: stream's fixed per-row memory estimate; others are buffered with their own size.
 SMALL_STR_CHARS = 64
 NARROW_ROW_FIELDS = 32
 RESERVED_FIELD = "_ts"  # the logging time, added to every metric row

@@ -5,8 +5,9 @@
  * log(**fields) builds the fields dict presized for one more key and checks
  * that the row is plain: at most NARROW_ROW_FIELDS fields, ASCII names of 1 to
  * MAX_NAME_CHARS characters, values that are floats, bools, None, ints that fit
- * in 64 bits, or ASCII strings of at most SMALL_STR_CHARS characters (the
- * constants of ml_dash/agent/values.py). Any other row goes to the Python method
+ * in 64 bits, or ASCII strings of at most SMALL_STR_CHARS characters in all (the
+ * constants of ml_dash/agent/values.py: such a row is covered by its stream's
+ * fixed memory estimate). Any other row goes to the Python method
  * _check_fields, which checks it against the value domain (raising TypeError or
  * ValueError), converts numpy values, and returns what to append: the dict, a
  * SizedRow counted at its own size, or None when the memory bound dropped it.
@@ -47,8 +48,9 @@ is_short_ascii(PyObject *text, Py_ssize_t min_len, Py_ssize_t max_len)
     return PyUnicode_IS_ASCII(text) && length >= min_len && length <= max_len;
 }
 
+/* Whether a value is plain; ASCII string lengths are added to *chars (the row's limit is on their sum). */
 static int
-is_plain(PyObject *value)
+is_plain(PyObject *value, Py_ssize_t *chars)
 {
     if (PyFloat_CheckExact(value) || value == Py_None || value == Py_True || value == Py_False) {
         return 1;
@@ -62,8 +64,9 @@ is_plain(PyObject *value)
         }
         return overflow == 0;
     }
-    if (PyUnicode_CheckExact(value)) {
-        return is_short_ascii(value, 0, SMALL_STR_CHARS);
+    if (PyUnicode_CheckExact(value) && is_short_ascii(value, 0, SMALL_STR_CHARS)) {
+        *chars += PyUnicode_GET_LENGTH(value);
+        return *chars <= SMALL_STR_CHARS;
     }
     return 0;
 }
@@ -102,10 +105,11 @@ FastLogger_log(FastLogger *self, PyObject *const *args, size_t nargsf, PyObject 
         return NULL;
     }
     int all_plain = nkw <= NARROW_ROW_FIELDS;
+    Py_ssize_t chars = 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
         PyObject *value = args[nargs + i];
-        if (all_plain && !(is_plain(value) && is_short_ascii(key, 1, MAX_NAME_CHARS))) {
+        if (all_plain && !(is_plain(value, &chars) && is_short_ascii(key, 1, MAX_NAME_CHARS))) {
             all_plain = 0;
         }
         if (PyDict_SetItem(fields, key, value) < 0) {

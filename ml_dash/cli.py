@@ -110,6 +110,7 @@ def _keys(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .agent.settings import UploadSettings
     from .errors import ConfigurationError
     from .naming import validate_prefix
     from .sync import SyncOptions, sync_paths
@@ -117,11 +118,12 @@ def _sync(args: argparse.Namespace) -> int:
     try:
         if args.prefix is not None:
             validate_prefix(args.prefix)
-        options = SyncOptions(args.remote, args.api_key, args.user_name, args.timeout, args.prefix, args.resume)
-        return asyncio.run(sync_paths([Path(p) for p in args.paths], options))
-    except (ConfigurationError, ValueError, TypeError) as exc:
+        settings = UploadSettings.from_env()
+    except (ConfigurationError, ValueError) as exc:  # the arguments and the environment, not the sync
         print(f"ml-dash sync: {exc}", file=sys.stderr)
         return 2
+    options = SyncOptions(args.remote, args.api_key, args.user_name, args.timeout, args.prefix, args.resume)
+    return asyncio.run(sync_paths([Path(p) for p in args.paths], options, settings=settings))
 
 
 def _pull(args: argparse.Namespace) -> int:

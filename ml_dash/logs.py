@@ -61,7 +61,8 @@ class Logs:
             raise TypeError(f"log metadata must be a dict, not {type(metadata).__name__}")
         merged = {**metadata, **extra} if metadata else extra
         encoded = msgspec.Raw(encode_checked("log metadata", merged, MAX_ROW_BYTES)) if merged else None
-        size = len(message) + (len(encoded) if encoded is not None else 0)
+        text_bytes = len(message) if message.isascii() else len(message.encode("utf-8"))
+        size = text_bytes + (len(encoded) if encoded is not None else 0)
         if size > MAX_ROW_BYTES:
             raise ValueError(f"a log line of {size:,} bytes (message and metadata); the limit is {MAX_ROW_BYTES:,}")
         stream = self._session.log_stream

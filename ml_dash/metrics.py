@@ -62,7 +62,7 @@ class _LoggerMethods:
         """Check a row that is not plain against the value domain; convert numpy values in place.
         Returns what to append (the dict, or a SizedRow when it is big), or None when the memory
         bound dropped it."""
-        size = long_strings = 0
+        size = string_bytes = 0
         for key in list(fields):
             if key == RESERVED_FIELD:
                 raise ValueError(f"metric field name {RESERVED_FIELD!r} is reserved: ml-dash records the logging time in it")
@@ -74,13 +74,13 @@ class _LoggerMethods:
             elif value.__class__ is not str and is_tensor(value):
                 self._stream.has_tensors = True
             size += utf8_size(what, key) + value_size
-            if value.__class__ is str and len(value) > SMALL_STR_CHARS:
-                long_strings += value_size
+            if value.__class__ is str:
+                string_bytes += value_size
         if size > MAX_ROW_BYTES:
             raise ValueError(f"a row of metric {self.name!r} is {size:,} bytes (names and strings, 16 per other value); "
                              f"the limit is {MAX_ROW_BYTES:,}")
-        if long_strings or len(fields) >= NARROW_ROW_FIELDS:
-            return self._stream.admit_sized(fields, metric_row_bytes(len(fields) + 1) + long_strings)
+        if string_bytes > SMALL_STR_CHARS or len(fields) > NARROW_ROW_FIELDS:  # past the fixed estimate
+            return self._stream.admit_sized(fields, metric_row_bytes(len(fields) + 1) + string_bytes)
         return fields
 
     def _on_threshold(self, row: Any) -> None:
@@ -108,13 +108,18 @@ class _LoggerMethods:
 
 
 def _is_plain_row(fields: dict[str, Any]) -> bool:
-    """The pure-Python twin of the C fast path's check (ml_dash/_fastlog.c)."""
+    """The pure-Python twin of the C fast path's check (ml_dash/_fastlog.c): a row its stream's fixed
+    memory estimate covers, of values that need no check."""
     if len(fields) > NARROW_ROW_FIELDS:
         return False
+    chars = 0
     for key, value in fields.items():
         cls = value.__class__
-        if not (cls is float or value is None or cls is bool or (cls is int and INT_MIN <= value <= INT_MAX)
-                or (cls is str and len(value) <= SMALL_STR_CHARS and value.isascii())):
+        if cls is str:
+            chars += len(value)
+            if chars > SMALL_STR_CHARS or not value.isascii():
+                return False
+        elif not (cls is float or value is None or cls is bool or (cls is int and INT_MIN <= value <= INT_MAX)):
             return False
         if not (0 < len(key) <= MAX_NAME_CHARS and key.isascii()):
             return False

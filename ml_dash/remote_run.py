@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .agent import Agent, RunWriter
-from .agent.cursor import PENDING, UploadCursor
+from .agent.backlog import file_size, rows_on_disk
+from .agent.cursor import PENDING, StreamCursor, UploadCursor
+from .agent.layout import discover_streams, identity_key
 from .agent.deadline import Deadline
 from .agent.live_upload import LiveUpload
 from .agent.pending import BATCH_BYTES, MEMORY_BYTES
@@ -43,6 +45,8 @@ class RemoteRun:
         self.live: LiveUpload | None = None
         self._writer: RunWriter | None = None
         self._last: dict[str, dict[str, int]] = {}
+        self.index_floor: dict[str, int] = {}  # stream -> the first index new rows may take
+        self.adopted: dict[str, Any] | None = None  # the server's run this directory continues, for experiment.json
 
     # -- start -----------------------------------------------------------------
     def reconcile_at_start(self, resume: Resume, previous: dict[str, Any], run_id: str) -> str:
@@ -53,12 +57,37 @@ class RemoteRun:
             cursor = UploadCursor.load(self.directory, self.remote, self.prefix)
             if decision.adopt_base is not None:
                 cursor.adopt_run(decision.run_id, decision.adopt_base)
+                self.adopted = {"prefix": self.prefix, **cursor.adopt}
                 logger.info("ml-dash: %s continues %s on %s after its %s", self.directory, self.prefix, self.remote,
                             ", ".join(f"{n} {s}" for s, n in decision.adopt_base.items()) or "(no rows)")
             else:
                 cursor.adopt = PENDING
             cursor.save()
+        elif previous:
+            self.index_floor = self._rows_the_directory_lacks(server if isinstance(server, dict) else None)
         return decision.run_id
+
+    def _rows_the_directory_lacks(self, server: dict[str, Any] | None) -> dict[str, int]:
+        """Streams of which the server holds more of this directory's rows than its files do (an OS crash
+        lost rows the server had acknowledged; a copy of the run directory continued), as stream -> the
+        next index. New rows are numbered after them, never under them, and the cursor moves past the
+        gap, so nothing is sent twice under one index."""
+        cursor = UploadCursor.load(self.directory, self.remote, self.prefix)
+        counts = server.get("streams") if server is not None and isinstance(server.get("streams"), dict) else {}
+        floor: dict[str, int] = {}
+        for name, path in discover_streams(self.directory):
+            held = max(cursor.at(name).acked, counts.get(name, 0) - cursor.base(name) if isinstance(
+                counts.get(name), int) else 0)
+            on_disk = rows_on_disk(path, identity_key(name))
+            if held > on_disk:
+                floor[name] = held
+                cursor.streams[name] = StreamCursor(held, file_size(path))
+        if floor:
+            logger.warning("ml-dash: %s holds rows of %s that %s lacks (%s); new rows are numbered after them",
+                           self.remote, self.prefix, self.directory,
+                           ", ".join(f"{name} up to {n}" for name, n in floor.items()))
+            cursor.save()
+        return floor
 
     def _lookup(self) -> dict[str, Any] | None | Unreachable:
         timeout = self.settings.start_timeout_s
@@ -74,12 +103,13 @@ class RemoteRun:
     def start(self, agent: Agent, writer: RunWriter) -> None:
         """Start the background upload on the agent's loop (no network I/O here)."""
         transport = HttpTransport(self.remote, credential_headers(*self.credentials))
-        # batches are read and encoded on the agent's pool, which keeps working at interpreter exit; the
-        # upload's own memory (rows kept to send, batches being built) follows the buffer budget
+        # batches are read and encoded on the agent's upload thread, which keeps working at interpreter
+        # exit; the upload's own memory (rows kept to send, batches being built) follows the buffer budget
         budget = agent.max_buffer_bytes
         uploader = self.uploader = RunUploader(self.directory, self.prefix, transport,
                                                batch_rows=self.settings.batch_rows,
-                                               request_timeout_s=self.settings.request_timeout_s, executor=agent.pool,
+                                               request_timeout_s=self.settings.request_timeout_s,
+                                               executor=agent.upload_pool,
                                                memory_bytes=min(MEMORY_BYTES, budget // 2),
                                                batch_bytes=min(BATCH_BYTES, max(1 << 20, budget // 8)))
         live = self.live = LiveUpload(uploader)
@@ -113,6 +143,9 @@ class RemoteRun:
             report = agent.call(lambda: live.finish(deadline), deadline.bound(3600) + 5.0)
         except TimeoutError:
             report = None
+        except Exception:  # a bug in the last pass: the rows are on disk, and the run must still end
+            logger.exception("ml-dash: the last upload of %s failed", self.prefix)
+            report = None
         if self._writer is not None:
             async def final_status() -> None:
                 self.status()
@@ -129,7 +162,7 @@ class RemoteRun:
     def unsent_message(self, report: UploadReport | None, live: LiveUpload) -> str:
         pending = "some" if report is None else f"{report.pending_rows + report.pending_files}"
         why = "the upload did not end in time" if report is None else explain(report, live.unreachable_since)
-        command = f"ml-dash sync {self.directory} --remote {self.remote} {self._credentials_hint()}"
+        command = sync_command(self.directory, self.remote, *self.credentials)
         lines = [f"{pending} event(s) of {self.prefix} are not on {self.remote} yet ({why}); "
                  f"they are safe in {self.directory}. Send them with:", f"    {command}"]
         if report is not None and report.stopped == "conflict":
@@ -138,9 +171,12 @@ class RemoteRun:
                      f"    {command} --prefix {owner}/{project}/<new-name>", f"    {command} --resume"]
         return "\n".join(lines)
 
-    def _credentials_hint(self) -> str:
-        api_key, user_name = self.credentials
-        return "--api-key <your key>" if api_key else f"--user-name {user_name}"
+
+
+def sync_command(directory: Path, remote: str, api_key: str | None, user_name: str | None) -> str:
+    """The ``ml-dash sync`` command that sends a directory's pending rows (never the key itself)."""
+    who = "--api-key <your key>" if api_key else f"--user-name {user_name}"
+    return f"ml-dash sync {directory} --remote {remote} {who}"
 
 
 def explain(report: UploadReport, unreachable_since: float | None = None) -> str:
@@ -149,16 +185,25 @@ def explain(report: UploadReport, unreachable_since: float | None = None) -> str
         return f"the server refused the credentials: {report.reason}"
     if report.stopped == "forbidden":
         return f"the key may not write there (owner mismatch): {report.reason}"
+    if report.stopped == "conflict" and (report.conflict or {}).get("kind") == "writer":
+        return (f"the server holds other rows of this run under the same indices (another copy of the run "
+                f"directory wrote them): {report.reason}")
     if report.stopped == "conflict":
         return f"the server holds another run under this prefix: {report.reason}"
     if report.stopped == "rejected":
         return f"the server rejected the upload: {report.reason}"
+    if report.stopped == "lost":
+        return f"the server lost rows this run continues after ({report.reason}); send it under a new name (--prefix)"
+    if report.stopped == "stuck":
+        return f"the upload made no progress: {report.reason}"
     if report.unreachable:
         since = ""
         if unreachable_since is not None:
             since = " since " + datetime.datetime.fromtimestamp(unreachable_since, datetime.timezone.utc).strftime(
                 "%Y-%m-%dT%H:%M:%SZ")
         return f"the server is unreachable{since}: {report.reason}"
+    if report.refused_documents:
+        return f"the server refused the run's fields or parameters (its rows went without them): {report.refused_documents}"
     if report.refused_files:
         path, reason = report.refused_files[0]
         return f"the server refused {len(report.refused_files)} file(s), {path}: {reason}"

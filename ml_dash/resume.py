@@ -29,6 +29,8 @@ from .errors import RunConflictError
 
 
 class Resume(str, Enum):
+    """The resume policy of an Experiment (the table above)."""
+
     AUTO = "auto"
     ALLOW = "allow"
     MUST = "must"
@@ -36,6 +38,7 @@ class Resume(str, Enum):
 
     @classmethod
     def parse(cls, value: Any) -> Resume:
+        """The policy an ``Experiment(resume=...)`` argument names; ValueError/TypeError for anything else."""
         if value is None:
             return cls.AUTO
         if value is True:
@@ -65,6 +68,8 @@ class Unreachable:
 
 @dataclass(frozen=True, slots=True)
 class StartDecision:
+    """What a run's start does in remote mode: which run it writes, and whether it continues the server's."""
+
     run_id: str  # the run this directory writes
     adopt_base: dict[str, int] | None = None  # continue the server's run: its rows per stream come first
     adopt_later: bool = False  # continue the server's run once it answers (it could not be asked now)

@@ -16,6 +16,7 @@ Without ``fcntl`` (not POSIX) only the in-process rule holds.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -34,6 +35,18 @@ except ImportError:  # pragma: no cover - not POSIX
 
 _registry_lock = threading.Lock()
 _held: dict[str, RunLock] = {}
+
+
+def _forget_in_child() -> None:
+    """A forked child holds none of its parent's locks (POSIX locks are not inherited): its registry
+    starts empty, so it asks the kernel, which names the parent as the holder."""
+    global _registry_lock
+    _held.clear()
+    _registry_lock = threading.Lock()  # it may have been held by another thread at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class RunLock:
@@ -65,6 +78,7 @@ class RunLock:
         return lock
 
     def release(self) -> None:
+        """Let the directory go (the kernel does it anyway when the process ends); idempotent."""
         with _registry_lock:
             if _held.get(self._key) is not self:
                 return
@@ -76,9 +90,6 @@ class RunLock:
             finally:
                 os.close(fd)
 
-    @property
-    def held(self) -> bool:
-        return _held.get(self._key) is self
 
 
 def _lock_file(directory: Path, key: str) -> int | None:
@@ -88,7 +99,11 @@ def _lock_file(directory: Path, key: str) -> int | None:
     fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):  # not "held": no locks here (ENOLCK on some NFS)
+            os.close(fd)
+            raise RunLockedError(f"cannot lock run directory {directory}: {exc}; one writer per run cannot be "
+                                 "ensured on this filesystem") from None
         holder = _read_holder(fd)
         os.close(fd)  # this process holds no lock on the file, so closing it drops nothing
         raise RunLockedError(_other_process_message(directory, holder), holder) from None

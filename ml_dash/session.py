@@ -27,12 +27,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import __version__
 from .agent import Agent, FileJob, RowStream, RunWriter, Seal, StreamClosedError, utc_iso, write_document
 from .agent import lifecycle, layout
+from .agent.backlog import rows_on_disk
 from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, read_json, row_chunk_encoder, encode_metric_chunk
+from .agent.segments import segments_of
 from .agent.streams import metric_row_bytes
 from .errors import ConfigurationError, RunStateError
 from .files import read_files_metadata
 from .logs import LOG_ROW_BYTES, build_log_row
+from .metrics import metric_metadata
 from .resume import Resume, check_local
 from .run import RunStatus
 from .runlock import RunLock
@@ -84,6 +87,7 @@ class RunSession:
         self._document: dict[str, Any] = {}
         self._on_start: list[Callable[[], None]] = []
         self._release = _ReleaseWhenDone()
+        self._forked_warned: set[str] = set()
 
     # -- what the SDK objects use ------------------------------------------
     def on_start(self, callback: Callable[[], None]) -> None:
@@ -109,6 +113,10 @@ class RunSession:
         writer = self.writer
         if writer is None or self.status is not RunStatus.RUNNING:
             return self._dormant_stream(stream_name, self._metric_stream_args(name))
+        if not self.in_owning_process():  # a forked child: the parent writes this run
+            stream = RowStream(self._agent(), stream_name, *self._metric_stream_args(name))
+            stream.forget()
+            return stream
         stream = writer.streams.get(stream_name)
         if stream is None:
             stream = writer.add_stream(RowStream(self._agent(), stream_name, *self._metric_stream_args(name)))
@@ -122,6 +130,9 @@ class RunSession:
         """Replace a document of the run (parameters.json); RunStateError once the run has ended."""
         self.require_running()
         assert self.writer is not None
+        if not self.in_owning_process():
+            self._forked_no_op(relpath)
+            return
         try:
             self.writer.set_document(relpath, value)
         except StreamClosedError:
@@ -130,6 +141,9 @@ class RunSession:
     def add_file(self, job: FileJob) -> None:
         self.require_running()
         assert self.writer is not None
+        if not self.in_owning_process():
+            self._forked_no_op("files")
+            return
         try:
             self.writer.add_file(job)
         except StreamClosedError:
@@ -152,6 +166,13 @@ class RunSession:
     def in_owning_process(self) -> bool:
         return os.getpid() == self._pid
 
+    def _forked_no_op(self, what: str) -> None:
+        if what not in self._forked_warned:
+            self._forked_warned.add(what)
+            logger.warning("ml-dash: process %d changed %s of %s, a run its parent process writes; that is a "
+                           "no-op in a forked child (create an Experiment in the child to log from it)",
+                           os.getpid(), what, self.prefix)
+
     def stats(self) -> dict[str, Any]:
         writer = self.writer
         if writer is None:
@@ -167,6 +188,8 @@ class RunSession:
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
+        """Lock the directory, apply the resume policy, write experiment.json (RUNNING) and start writing
+        (and, in remote mode, uploading). Nothing is held when it raises."""
         if self.status is RunStatus.RUNNING:
             raise RunStateError(f"experiment {self.prefix!r} is already running")
         if self.status is not RunStatus.CREATED:
@@ -188,8 +211,8 @@ class RunSession:
                 f"{self.directory} holds the run {previous['prefix']!r}, not {self.prefix!r}; give this run its "
                 "own directory (local_path names a root unless it ends with the prefix)")
         check_local(self.options.resume, self.prefix, self.directory, previous, remote=self.remote is not None)
-        identity = {"run_id": previous.get("run_id") or uuid.uuid4().hex,
-                    "writer_id": previous.get("writer_id") or uuid.uuid4().hex}
+        # a run id with the directory's first run; a writer id (and segment, agent/segments.py) per start
+        identity = {"run_id": previous.get("run_id") or uuid.uuid4().hex, "writer_id": uuid.uuid4().hex}
         if self.remote is not None:
             # imported here: aiohttp takes ~170 ms to import, which local-mode runs never pay
             from .remote_run import RemoteRun
@@ -198,6 +221,11 @@ class RunSession:
             identity["run_id"] = self.upload.reconcile_at_start(self.options.resume, previous, identity["run_id"])
         self.agent = agent = Agent.instance()
         self.writer = writer = RunWriter(agent, self.directory)
+        if self.upload is not None:
+            writer.index_floor = self.upload.index_floor
+        first = {name: max(rows_on_disk(path, layout.identity_key(name)), writer.index_floor.get(name, 0))
+                 for name, path in layout.discover_streams(self.directory)}
+        segments = [*segments_of(previous), {"writer_id": identity["writer_id"], "first": first}]
         writer.load_file_entries(read_files_metadata(self.directory))
         now = utc_iso()
         options = self.options
@@ -206,18 +234,23 @@ class RunSession:
             "description": options.description, "tags": options.tags, "metadata": options.metadata,
             "created_at": previous.get("created_at", now), "status": RunStatus.RUNNING.value, "started_at": now,
             "ended_at": None, "status_reason": None, "pid": os.getpid(), "hostname": socket.gethostname(),
-            "sdk": f"ml-dash {__version__}", **identity,
+            "sdk": f"ml-dash {__version__}", **identity, "segments": segments,
         }
+        adopted = dict(previous.get("adopted") or {}) if isinstance(previous.get("adopted"), dict) else {}
+        if self.upload is not None and self.upload.adopted is not None:  # kept beside the cursor: it must not be lost
+            adopted[self.remote or ""] = self.upload.adopted
+        if adopted:
+            self._document["adopted"] = adopted
         write_document(self.directory / layout.EXPERIMENT, dumps(self._document))
         writer.document(layout.EXPERIMENT, dict(self._document)).written_version = 1
         self.log_stream = writer.add_stream(RowStream(agent, layout.LOG_STREAM, *self._log_stream_args()))
+        if self.upload is not None:  # first: if it cannot start, nothing is registered yet
+            self.upload.start(agent, writer)
         self.status = RunStatus.RUNNING
         for callback in self._on_start:
             callback()
         agent.register(writer)
         lifecycle.on_shutdown(self)
-        if self.upload is not None:
-            self.upload.start(agent, writer)
 
     def finish(self, status: RunStatus, reason: str | None, timeout_s: float | None) -> bool:
         """End the run ``status``: every call that returned is written; False if the deadline passed first."""
@@ -227,8 +260,7 @@ class RunSession:
         assert writer is not None and agent is not None
         self.status = status
         for stream in list(writer.streams.values()):  # every later call takes the slow path, which refuses
-            stream.state = "closed"
-            stream.wake_at = 0
+            stream.close()
         lifecycle.forget(self)
         if not self.in_owning_process():
             return True  # a forked child: the parent writes (and ends) this run
@@ -237,15 +269,17 @@ class RunSession:
         close = Deadline(self.options.close_timeout_s if timeout_s is None else timeout_s)
         self._release.expect(2, self._release_lock)
         writer.on_closed.append(self._release.done)
-        done = agent.close_run(writer, close.remaining())
-        if not done:
-            logger.warning("ml-dash: %s ended %s but its events are still being written after %.1f s; "
-                           "they keep going in the background until the process exits", self.prefix, status,
-                           self.options.close_timeout_s if timeout_s is None else timeout_s)
-        if self.upload is not None:
-            upload = Deadline(self.options.upload_timeout_s) if timeout_s is None else close
-            done = self.upload.finish(agent, upload) and done
-        self._release.done()
+        try:
+            done = agent.close_run(writer, close.remaining())
+            if not done:
+                logger.warning("ml-dash: %s ended %s but its events are still being written after %.1f s; "
+                               "they keep going in the background until the process exits", self.prefix, status,
+                               self.options.close_timeout_s if timeout_s is None else timeout_s)
+            if self.upload is not None:
+                upload = Deadline(self.options.upload_timeout_s) if timeout_s is None else close
+                done = self.upload.finish(agent, upload) and done
+        finally:
+            self._release.done()  # the lock goes when the writer has closed too (now, or when it does)
         return done
 
     def shutdown(self, reason: str, deadline: float) -> None:
@@ -278,7 +312,8 @@ class RunSession:
         """A stream that refuses every row (before the start, after the end): each call takes the slow
         path, which finds it closed and sealed."""
         stream = RowStream(self._agent(), name, *args)
-        stream.state, stream.wake_at, stream.seal = "closed", 0, Seal(sealed=True)
+        stream.seal = Seal(sealed=True)
+        stream.close()
         return stream
 
     def __repr__(self) -> str:
@@ -307,8 +342,6 @@ class _ReleaseWhenDone:
 
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:
-    from .metrics import metric_metadata
-
     last = {"count": None}
 
     def update() -> None:

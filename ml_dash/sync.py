@@ -29,7 +29,7 @@ from .errors import RunLockedError
 from .naming import validate_prefix
 from .progress import ProgressBar
 from .reading import find_runs
-from .remote_run import explain
+from .remote_run import explain, sync_command
 from .runlock import RunLock
 
 logger = logging.getLogger("ml_dash")
@@ -37,6 +37,8 @@ logger = logging.getLogger("ml_dash")
 
 @dataclass(frozen=True, slots=True)
 class SyncOptions:
+    """What ``ml-dash sync`` was asked: where, as whom, within how long, under which prefix."""
+
     remote: str
     api_key: str | None
     user_name: str | None
@@ -64,9 +66,10 @@ def ensure_identity(directory: Path, doc: dict) -> None:
     write_document(directory / EXPERIMENT, dumps(doc))
 
 
-async def sync_paths(paths: list[Path], options: SyncOptions, out: TextIO = sys.stdout) -> int:
+async def sync_paths(paths: list[Path], options: SyncOptions, out: TextIO = sys.stdout,
+                     settings: UploadSettings | None = None) -> int:
     """Upload every run under ``paths``; 0 when all of it is acknowledged, 1 otherwise."""
-    settings = UploadSettings.from_env()  # a bad variable fails here, before anything is sent
+    settings = settings or UploadSettings.from_env()  # a bad variable fails here, before anything is sent
     runs = [run for path in paths for run in find_runs(path)]
     if not runs:
         print(f"no runs under {', '.join(map(str, paths))}", file=out)
@@ -148,7 +151,6 @@ def summary(report: UploadReport, before: int, directory: Path) -> str:
 
 def _conflict_hint(directory: Path, own: str, options: SyncOptions) -> str:
     owner, project, _ = own.split("/")
-    who = "--api-key <your key>" if options.api_key else f"--user-name {options.user_name}"
-    base = f"ml-dash sync {directory} --remote {options.remote} {who}"
+    base = sync_command(directory, options.remote, options.api_key, options.user_name)
     return (f"    send this run under a new name:     {base} --prefix {owner}/{project}/<new-name>\n"
             f"    or after the server's run's rows:  {base} --resume")

@@ -67,6 +67,17 @@ def exp(workdir: Path):
         experiment.run.complete()
 
 
+def local_run(prefix: str, rows: int) -> Path:
+    """A completed local-mode run of ``rows`` metric rows (step, loss) in the working directory."""
+    from ml_dash import Experiment
+
+    exp = Experiment(prefix=prefix)
+    with exp.run:
+        for i in range(rows):
+            exp.metrics("train").log(step=i, loss=1.0 / (i + 1))
+    return exp.directory
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Strict JSON-lines read: every line must be valid JSON (NaN tokens rejected)."""
 

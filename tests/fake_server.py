@@ -11,6 +11,7 @@ Time is a fake clock that only moves when the uploader sleeps.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -65,12 +66,18 @@ class FakeTransport:
         self.files: dict[str, bytes] = {}
         self.run_id: str | None = None
         self.closed = False
+        self.hanging = 0  # this many requests from now on never get an answer (until cancelled)
 
     async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
         request = Request("events", decode_body(body, "zstd"))
+        if self.hanging:
+            self.hanging -= 1
+            self.requests.append(request)
+            await asyncio.Event().wait()  # a server that accepted the connection and went silent
         return self._answer(request, self._store)
 
-    async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str], timeout_s: float) -> Outcome:
+    async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str], timeout_s: float,
+                       total_s: float | None) -> Outcome:
         request = Request("file", path=path)
 
         def store(_: Request) -> Outcome:

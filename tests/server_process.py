@@ -51,6 +51,20 @@ class Server:
         return self.request("POST", f"/api/v1/runs/{prefix}/events", payload,
                             {"Content-Encoding": encoding, "Content-Type": "application/octet-stream"}, key)
 
+    def metric_rows(self, prefix: str, metric: str = "train", headers: dict[str, str] | None = None,
+                    key: str | None = None) -> list[dict[str, Any]]:
+        """Every stored row of a metric, page by page (pages of 100,000 rows, the server's cap; bounded)."""
+        rows: list[dict[str, Any]] = []
+        for _ in range(1000):
+            start = rows[-1]["index"] + 1 if rows else 0
+            status, body = self.request("GET", f"/api/v1/experiments/{prefix}/metrics/{metric}?start={start}"
+                                               "&limit=100000", headers=headers, key=key)
+            page = body.get("rows", []) if status == 200 else []
+            rows += page
+            if len(page) < 100_000:
+                return rows
+        raise AssertionError("too many pages")
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:

@@ -3,6 +3,7 @@ call after the end raises RunStateError, and nothing else is there; checked row 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -90,3 +91,55 @@ def test_row19_params_and_files_after_the_end_raise_and_before_it_are_written(wo
         exp.files("m").save(b"y", "y.bin")
     assert exp.params.get() == {"lr": 0.1}
     assert (exp.directory / "files/m/x.bin").read_bytes() == b"x" and not (exp.directory / "files/m/y.bin").exists()
+
+
+def test_row19_a_call_waiting_on_a_full_buffer_when_the_run_ends_does_not_reopen_the_stream(tmp_path: Path) -> None:
+    """A thread blocked in the memory bound's wait while the run ends must not re-arm the stream: its
+    later calls raise, and every call that returned is on disk."""
+    from .conftest import python_script
+
+    result = python_script("""
+        import asyncio, json, threading, time
+        import ml_dash.agent.rundir as rundir
+        from ml_dash import Experiment, RunStateError
+
+        real_flush = rundir.RunWriter.flush
+        release = threading.Event()
+
+        async def stalled(self, durable=False):  # the periodic writer is stuck; close() is not
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            await real_flush(self, durable)
+
+        rundir.RunWriter.flush = stalled
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        returned = []
+
+        def logger():
+            for i in range(50_000):
+                try:
+                    train.log(step=i, text="x" * 60)
+                except RunStateError:
+                    return
+                returned.append(i)
+
+        thread = threading.Thread(target=logger)
+        thread.start()
+        stream = exp._session.writer.streams["metrics/train"]
+        for _ in range(1000):  # until the logging thread waits on the full buffer
+            if stream.waits:
+                break
+            time.sleep(0.01)
+        exp.run.complete(timeout_s=30)
+        release.set()
+        thread.join(30)
+        rows = [json.loads(line) for line in open(exp.directory / "metrics/train/data.jsonl")]
+        print(json.dumps({"waited": stream.waits, "returned": len(returned), "on_disk": len(rows),
+                          "steps_match": [r["data"]["step"] for r in rows] == returned[:len(rows)]}))
+    """, tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "1", "ML_DASH_MAX_BLOCK_S": "10"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["waited"] and out["returned"] < 50_000  # it waited, and the end refused it afterwards
+    assert out["on_disk"] == out["returned"] and out["steps_match"], out

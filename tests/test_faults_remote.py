@@ -19,7 +19,7 @@ import pytest
 
 from ml_dash import Experiment
 
-from .conftest import start_script
+from .conftest import local_run, start_script
 from .fault_proxy import FaultProxy
 from .server_process import Server
 
@@ -54,15 +54,7 @@ def _local_lines(directory: Path, metric: str = "train") -> list[dict]:
 
 
 def _server_rows(server: Server, prefix: str, metric: str = "train") -> list[dict]:
-    rows: list[dict] = []
-    for _ in range(1000):  # pages of 100,000 rows (the server's cap), bounded
-        status, body = server.request("GET", f"/api/v1/experiments/{prefix}/metrics/{metric}"
-                                             f"?start={len(rows)}&limit=100000", headers=USER)
-        page = body["rows"] if status == 200 else []
-        rows += page
-        if len(page) < 100_000:
-            return rows
-    raise AssertionError("too many pages")
+    return server.metric_rows(prefix, metric, headers=USER)
 
 
 def _assert_identical(server: Server, prefix: str, directory: Path, metric: str = "train") -> int:
@@ -72,14 +64,6 @@ def _assert_identical(server: Server, prefix: str, directory: Path, metric: str 
     assert [r["index"] for r in stored] == list(range(len(local)))  # no gap, no duplicate
     assert [r["data"] for r in stored] == [r["data"] for r in local]  # nothing corrupted
     return len(local)
-
-
-def _local_run(prefix: str, rows: int) -> Path:
-    exp = Experiment(prefix=prefix)
-    with exp.run:
-        for i in range(rows):
-            exp.metrics("train").log(step=i, loss=1.0 / (i + 1))
-    return exp.directory
 
 
 def _sync(cwd: Path, url: str, timeout_s: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -120,7 +104,7 @@ def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server
 @pytest.mark.parametrize("mode", ["reset_before", "reset_after"])
 def test_row2_half_the_connections_reset_nothing_missing_nothing_twice(workdir: Path, server: Server,
                                                                       proxy: FaultProxy, mode: str) -> None:
-    directory = _local_run("alice/f/r2", 30_000)
+    directory = local_run("alice/f/r2", 30_000)
     proxy.set(mode=mode, rate=0.5)
     env = {"ML_DASH_REQUEST_TIMEOUT_S": "5", "ML_DASH_UPLOAD_BATCH_ROWS": "1000"}  # ~30 requests
     out = _sync(workdir, proxy.url, env=env)
@@ -143,7 +127,7 @@ def _http_date(offset_s: float) -> str:
 ])
 def test_row3_retry_after_is_honoured_and_nothing_is_lost(workdir: Path, server: Server, proxy: FaultProxy,
                                                          status_line: str, retry_after: str | None, min_wait_s: float) -> None:
-    directory = _local_run("alice/f/r3", 2000)
+    directory = local_run("alice/f/r3", 2000)
     if retry_after == "PAST":
         retry_after = _http_date(-3600)
     elif retry_after == "DATE+2":
@@ -162,7 +146,7 @@ def test_row3_retry_after_is_honoured_and_nothing_is_lost(workdir: Path, server:
 
 def test_row4_slow_server_and_short_client_timeouts_store_each_row_once(workdir: Path, server: Server,
                                                                        proxy: FaultProxy) -> None:
-    directory = _local_run("alice/f/r4", 5000)
+    directory = local_run("alice/f/r4", 5000)
     proxy.set(mode="latency", rate=1.0, latency_s=1.5)
     slow = _sync(workdir, proxy.url, timeout_s=4, env={"ML_DASH_REQUEST_TIMEOUT_S": "0.5"})
     assert slow.returncode == 1  # it never heard an answer...

@@ -44,12 +44,19 @@ CHILD = """
     if kind == "big":
         for i in range(200):  # 200 distinct strings of 900,000 characters: 180 MB through a 16 MiB buffer
             exp.metrics("train").log(step=i, text=os.urandom(450_000).hex())
+    elif kind == "short":  # many short strings a row: 31 of 60 characters, each distinct
+        for i in range(20_000):
+            exp.metrics("train").log(**{{f"s{{k}}": os.urandom(30).hex() for k in range(31)}})
+    elif kind == "emoji":  # log lines whose characters are 4 UTF-8 bytes each
+        for i in range(600):
+            exp.log("\U0001F600" * 100_000 + str(i))
+            exp.metrics("train").log(step=i)
     else:
         for i in range(600_000):
             exp.metrics("train").log(step=i, loss=i * 0.1, acc=0.5, lr=0.001, grad=1.0)
     release["at"] = 0
     exp.run.complete(timeout_s=60)
-    stats = exp.stats()["streams"]["metrics/train"]
+    stats = exp.stats()["streams"]["metrics/train" if kind != "emoji" else "logs"]
     print(json.dumps({{"peak_mb": rss("VmHWM:") - start, "stats": stats}}))
 """
 
@@ -64,7 +71,7 @@ def _peak(tmp_path: Path, kind: str, disk: str, remote: str | None = None) -> tu
     return out["peak_mb"], stats
 
 
-@pytest.mark.parametrize("kind", ["big", "small"])
+@pytest.mark.parametrize("kind", ["big", "small", "short", "emoji"])
 @pytest.mark.parametrize("disk", ["stalled", "free"])
 def test_row20_local_peak_memory_stays_within_the_stated_bound(tmp_path: Path, kind: str, disk: str) -> None:
     peak, stats = _peak(tmp_path, kind, disk)

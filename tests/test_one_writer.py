@@ -163,3 +163,45 @@ def test_row16_sync_skips_a_run_that_is_still_being_written(workdir: Path, serve
     assert read_json(exp.directory / "experiment.json")["status"] == "COMPLETED"  # not marked CRASHED
     holder = json.loads((exp.directory / ".ml-dash.lock").read_text())
     assert holder["pid"] == os.getpid() and holder["prefix"] == "alice/p/r"
+
+
+def test_row16_the_kernel_lock_is_the_parents_alone_a_child_living_on_does_not_keep_it(workdir: Path) -> None:
+    """POSIX record locks are per process: a data-loader worker that outlives a killed trainer does not
+    keep the run locked (flock's would)."""
+    trainer = start_script("""
+        import os, time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        child = os.fork()
+        if child == 0:  # a worker that lives on
+            for _ in range(600):
+                time.sleep(0.1)
+            os._exit(0)
+        print("child", child, flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, workdir)
+    child = 0
+    try:
+        line = trainer.stdout.readline()
+        assert line.startswith("child"), trainer.stderr.read()
+        child = int(line.split()[1])
+        os.kill(trainer.pid, signal.SIGKILL)
+        trainer.wait(timeout=10)  # (not communicate: the worker still holds the pipes)
+        os.kill(child, 0)  # the worker is still alive
+        later = python_script("""
+            from ml_dash import Experiment
+            exp = Experiment(prefix="a/b/c")
+            exp.run.start()
+            exp.run.complete()
+            print("took the run")
+        """, workdir)
+        assert "took the run" in later.stdout, later.stderr
+    finally:
+        trainer.kill()
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -272,7 +272,9 @@ def test_row23_a_forked_child_logging_into_its_parents_run_is_a_no_op_that_warns
         if pid == 0:
             for i in range(1000):
                 exp.metrics("train").log(step=-1)
+                exp.metrics("new-in-child").log(step=-1)  # a stream the parent never had
                 exp.log("from the child")
+                exp.params.set(child=i)
             sys.stderr.flush()
             os._exit(0)
         os.waitpid(pid, 0)
@@ -281,8 +283,10 @@ def test_row23_a_forked_child_logging_into_its_parents_run_is_a_no_op_that_warns
     """, tmp_path)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "a no-op in a forked child" in line]
-    assert len(warnings) == 2  # once per stream the child touched (metrics/train, logs), not per call
+    assert len(warnings) == 4  # once per stream (train, new-in-child, logs) and for the params, not per call
     assert [r["data"]["step"] for r in _rows(tmp_path)] == [0, 1]
+    assert not (tmp_path / RUN_DIR / "metrics/new-in-child").exists()
+    assert not (tmp_path / RUN_DIR / "parameters.json").exists()  # the child's params.set() changed nothing
     assert not (tmp_path / RUN_DIR / "logs.jsonl").exists() or read_jsonl(tmp_path / RUN_DIR / "logs.jsonl") == []
 
 

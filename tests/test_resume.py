@@ -135,6 +135,87 @@ def test_row17_a_continued_directory_keeps_its_place_and_a_second_start_appends(
     _machine(workdir / "B", dev.url, range(8, 10))  # the same directory again: no resume needed
     assert _steps(dev) == [(i, i) for i in range(10)]
     assert len(read_jsonl(b.directory / "metrics/train/data.jsonl")) == 5
-    late = _machine(workdir / "A", dev.url, range(100, 102), upload_timeout_s=2)  # A is now behind: refused
-    assert late.stats()["streams"]["metrics/train"]["pending_upload"] == 2
-    assert _steps(dev) == [(i, i) for i in range(10)]  # A's rows under B's indices were never acknowledged
+    late = _machine(workdir / "A", dev.url, range(100, 102))  # A again: the run has moved on meanwhile
+    assert late.stats()["streams"]["metrics/train"]["pending_upload"] == 0
+    assert _steps(dev) == [(i, i) for i in range(10)] + [(10, 100), (11, 101)]  # after B's rows, never under them
+
+
+def _truncate_rows(directory: Path, keep: int) -> None:
+    data = directory / "metrics/train/data.jsonl"
+    data.write_bytes(b"".join(data.read_bytes().splitlines(keepends=True)[:keep]))
+
+
+def test_row17_rows_the_server_holds_but_the_directory_lost_are_never_reused(workdir: Path, dev: Server) -> None:
+    """An OS crash lost rows the server had acknowledged (the cursor says so); a copy of the run directory
+    taken earlier continues (the server says so): new rows are numbered after the server's, not under them."""
+    import shutil
+
+    first = _machine(workdir / "A", dev.url, range(100))
+    _truncate_rows(first.directory, 60)  # the last 40 rows never reached the disk; the server has them
+    _machine(workdir / "A", dev.url, range(100, 105))
+    assert _steps(dev) == [(i, i) for i in range(105)]
+    copy = workdir / "B" / PREFIX
+    shutil.copytree(first.directory, copy)
+    _truncate_rows(copy, 30)
+    (copy / ".ml-dash-upload.json").unlink()  # a copy taken before those rows were sent
+    _machine(workdir / "B", dev.url, range(105, 110))
+    assert _steps(dev) == [(i, i) for i in range(110)]
+
+
+def test_row17_each_start_writes_its_own_segment_and_resends_are_recognised_per_segment(workdir: Path,
+                                                                                          dev: Server) -> None:
+    import json
+    import sqlite3
+
+    for steps in (range(0, 10), range(10, 20)):  # two starts of one directory, offline
+        exp = Experiment(prefix=PREFIX, local_path=workdir / "A" / PREFIX)
+        with exp.run:
+            for i in steps:
+                exp.metrics("train").log(step=i)
+    doc = json.loads((exp.directory / "experiment.json").read_text())
+    assert [s["first"].get("metrics/train", 0) for s in doc["segments"]] == [0, 10]
+    assert doc["writer_id"] == doc["segments"][-1]["writer_id"] != doc["segments"][0]["writer_id"]
+    assert _sync(exp.directory, dev.url).returncode == 0
+    (exp.directory / ".ml-dash-upload.json").unlink()  # forget what was sent: everything goes again
+    again = _sync(exp.directory, dev.url)
+    assert again.returncode == 0, again.stdout  # each segment's rows acknowledged as its own resends
+    assert _steps(dev) == [(i, i) for i in range(20)]
+    db = sqlite3.connect(dev.data / "ml-dash.sqlite3")
+    ranges = db.execute("SELECT first_idx, end_idx, writer FROM stream_writers ORDER BY first_idx").fetchall()
+    assert [(a, b) for a, b, _ in ranges] == [(0, 10), (10, 20)]
+    assert [w for _, _, w in ranges] == [s["writer_id"] for s in doc["segments"]]
+
+
+def test_row17_a_copied_directory_continued_offline_is_refused_not_taken_for_resends(workdir: Path,
+                                                                                   dev: Server) -> None:
+    import shutil
+
+    original = _machine(workdir / "A", dev.url, range(100))
+    copy = workdir / "B" / PREFIX
+    shutil.copytree(original.directory, copy)
+    _truncate_rows(copy, 30)
+    (copy / ".ml-dash-upload.json").unlink()
+    offline = Experiment(prefix=PREFIX, remote=f"http://127.0.0.1:{_free_port()}", user_name="alice",
+                         local_path=copy, upload_timeout_s=1)
+    with offline.run:  # the server cannot say it holds 100 rows: the copy numbers its rows from 30
+        for i in range(1000, 1005):
+            offline.metrics("train").log(step=i)
+    out = _sync(copy, dev.url)
+    assert out.returncode == 1 and "another copy of the run directory" in out.stdout, out.stdout  # loud
+    assert _steps(dev) == [(i, i) for i in range(100)]
+    renamed = _sync(copy, dev.url, "--prefix", "alice/resume/copy")
+    assert renamed.returncode == 0 and [s for _, s in _steps(dev, "alice/resume/copy")][-5:] == list(range(1000, 1005))
+
+
+def test_row17_a_resumed_directory_that_lost_its_cursor_still_appends_after_the_servers_rows(workdir: Path,
+                                                                                           dev: Server) -> None:
+    _machine(workdir / "A", dev.url, range(10))
+    b = Experiment(prefix=PREFIX, local_path=workdir / "B" / PREFIX, remote=dev.url, user_name="alice",
+                   resume=True, upload_timeout_s=0)
+    with b.run:
+        for i in range(10, 13):
+            b.metrics("train").log(step=i)
+    (b.directory / ".ml-dash-upload.json").unlink()
+    out = _sync(b.directory, dev.url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _steps(dev) == [(i, i) for i in range(13)]

@@ -251,3 +251,38 @@ def test_row18_a_void_keeps_the_stream_contiguous_and_later_rows_are_stored(serv
     assert [r["index"] for r in metric["rows"]] == [0, 1, 2, 5, 6, 7]
     bad_void = _body({"metrics/train": {"start": 8, "void": 0, "reason": "x"}})
     assert server.ingest("alice/p/r", bad_void, key)[0] == 400
+
+
+def test_a_database_from_before_run_identities_refuses_other_rows_under_its_stored_indices(tmp_path: Path) -> None:
+    from .server_process import Server
+
+    data = tmp_path / "old"
+    data.mkdir()
+    db = sqlite3.connect(data / "ml-dash.sqlite3")  # the schema of version 1: no run or writer identities
+    db.executescript("""
+        CREATE TABLE experiments (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
+            description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
+            status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}', UNIQUE (owner, project, name));
+        CREATE TABLE stream_counts (exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL,
+            PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
+        INSERT INTO experiments (id, owner, project, name, last_seen) VALUES (1, 'alice', 'p', 'r', 0);
+        INSERT INTO stream_counts VALUES (1, 'metrics/train', 10);
+    """)
+    db.commit()
+    db.close()
+    srv = Server(data, "--allow-user-name")
+    try:
+        headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
+        newcomer = _batch(0, 5, {"run_id": "new-run", "writer_id": "new-writer"})
+        status, reply = srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(newcomer), headers)
+        assert status == 409 and reply["conflict"]["kind"] == "run"  # never acknowledged as a resend
+        status, exp = srv.request("GET", "/api/v1/experiments/alice/p/r", headers=headers)
+        assert exp["run_id"] == "legacy-1" and exp["streams"] == {"metrics/train": 10}
+        resumed = _batch(0, 5, {"run_id": "legacy-1", "writer_id": "new-writer"})  # resume=True adopts its id
+        assert srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(resumed), headers)[0] == 409
+        after = _batch(10, 5, {"run_id": "legacy-1", "writer_id": "new-writer"})
+        assert srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(after), headers) == (
+            200, {"acked": {"metrics/train": 15}})
+    finally:
+        srv.stop()

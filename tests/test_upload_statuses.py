@@ -134,7 +134,7 @@ def test_a_row_the_server_refuses_is_set_aside_alone_and_the_rest_is_stored(work
 
 def test_a_request_the_server_refuses_without_naming_a_row_stops_and_keeps_everything(workdir: Path) -> None:
     directory = _run(10)
-    transport = FakeTransport([Outcome(415, body={"error": "use zstd"})])
+    transport = FakeTransport([Outcome(415, body={"error": "use zstd"})] * 2)  # with its documents, then without
     report, _ = _upload(directory, transport)
     assert report.stopped == "rejected" and "use zstd" in report.reason and report.pending_rows == 10
     assert not (directory / ".ml-dash-rejected").exists() and transport.stored == {}
@@ -265,3 +265,40 @@ def test_row17_a_resumed_directory_adopts_the_servers_run_when_it_first_answers(
     adopted = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
     assert adopted.base(TRAIN) == 5 and adopted.at(TRAIN) == StreamCursor(3, (elsewhere.directory /
                                                                              "metrics/train/data.jsonl").stat().st_size)
+
+
+def test_the_end_of_a_run_whose_server_hangs_abandons_the_hung_request(workdir: Path) -> None:
+    directory = _run(10)
+    clock = FakeClock()
+    transport = FakeTransport([Outcome(0, error="connection refused")], clock)
+    transport.hanging = 1  # the background pass's request never gets an answer
+    uploader = RunUploader(directory, "a/b/c", transport, clock=clock, sleep=clock.sleep)
+    live = LiveUpload(uploader, clock=clock)
+
+    async def run_and_end() -> UploadReport:
+        live.start()
+        for _ in range(100):  # until the background request is in flight
+            if transport.requests:
+                break
+            await asyncio.sleep(0.01)
+        return await live.finish(Deadline(30.0, clock))  # waiting for the hung request would take 30 s
+
+    report = asyncio.run(asyncio.wait_for(run_and_end(), 10))
+    assert len(transport.events()) == 2 and report.unreachable and report.pending_rows == 10
+
+
+def test_documents_the_server_refuses_do_not_hold_up_the_rows(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp.params.set(lr=0.1)
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+
+    def refuse_params(request: Request) -> Outcome | None:
+        return Outcome(400, body={"error": "params too odd"}) if "params" in request.body else None
+
+    transport = FakeTransport([refuse_params] * 5)
+    report, _ = _upload(exp.directory, transport)
+    assert _stored_steps(transport) == list(range(10)) and report.pending_rows == 0
+    assert report.refused_documents == "HTTP 400: params too odd" and not report.complete
+    assert not (exp.directory / ".ml-dash-rejected").exists()  # no row was set aside for the documents' sake

@@ -74,6 +74,11 @@ def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
     if not isinstance(payload, dict) or not _is_count(payload.get("start"), 0):
         raise BadRequest(f"stream {stream!r} needs a map with a non-negative int 'start'", stream=stream)
     start = payload["start"]
+    if "writer" in payload:
+        writer = payload["writer"]
+        if not isinstance(writer, str) or not _IDENTITY.fullmatch(writer):
+            raise BadRequest(f"the writer of {stream!r} must be 1 to 64 letters, digits, '-' or '_'", stream=stream)
+        batch.writers[stream] = writer
     if stream != LOG_STREAM:
         metric = metric_name(stream)
         if metric is None:

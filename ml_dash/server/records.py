@@ -42,3 +42,7 @@ class IngestBatch:
     voids: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # stream -> start, count, reason
     run_id: str | None = None  # None only for a file upload, which names no run identity
     writer_id: str | None = None
+    writers: dict[str, str] = field(default_factory=dict)  # stream -> its rows' writer, when not writer_id
+
+    def writer_of(self, stream: str) -> str | None:
+        return self.writers.get(stream, self.writer_id)

@@ -32,13 +32,13 @@ def ingest(db: sqlite3.Connection, batch: IngestBatch) -> dict[str, int]:
     db.execute("BEGIN IMMEDIATE")
     try:
         exp_id = upsert_experiment(db, batch)
-        writer = batch.writer_id
         for metric, (start, blocks, count) in batch.metrics.items():
-            _store_metric(db, exp_id, metric, start, blocks, count, writer)
+            _store_metric(db, exp_id, metric, start, blocks, count, batch.writer_of(metric_stream(metric)))
         if batch.logs is not None:
-            _store_logs(db, exp_id, *batch.logs, writer)
+            _store_logs(db, exp_id, *batch.logs, batch.writer_of(LOG_STREAM))
         for stream, (start, count, reason) in batch.voids.items():
-            new = _settle(db, exp_id, stream, start, start + count, writer, void_reason=reason or "set aside")
+            new = _settle(db, exp_id, stream, start, start + count, batch.writer_of(stream),
+                          void_reason=reason or "set aside")
             if new is not None:
                 _set_stored(db, exp_id, stream, new[1])
         acked = stored_counts(db, exp_id)

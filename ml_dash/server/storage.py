@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
     description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
-    params TEXT NOT NULL DEFAULT '{}', UNIQUE (owner, project, name));
+    params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, UNIQUE (owner, project, name));
 CREATE TABLE IF NOT EXISTS metric_chunks (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
     blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
@@ -53,9 +53,8 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     exp_id INTEGER NOT NULL, stream TEXT NOT NULL, first_idx INTEGER NOT NULL, end_idx INTEGER NOT NULL,
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
-#: Columns added since the first schema, by version (``PRAGMA user_version``).
-MIGRATIONS = {2: ("ALTER TABLE experiments ADD COLUMN run_id TEXT", "ALTER TABLE experiments ADD COLUMN hostname TEXT")}
-SCHEMA_VERSION = max(MIGRATIONS)
+#: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
+SCHEMA_VERSION = 2
 
 class Storage(Protocol):
     """What the server needs from a metadata store."""
@@ -283,14 +282,29 @@ def _experiment_dict(row: tuple) -> dict[str, Any]:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a database of an earlier schema up to :data:`SCHEMA_VERSION` (new ones are created current)."""
+    """Bring a database of an earlier schema up to :data:`SCHEMA_VERSION` (a new one only gets the version).
+
+    Version 2 identifies runs and writers. A run stored before it has rows but no identity: it gets a
+    run id and its stored ranges a writer ("legacy"), so that no client can have different rows under
+    those indices acknowledged as resends (a client continuing such a run passes resume=True).
+    """
     version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
     columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
-    for target in sorted(MIGRATIONS):
-        if version >= target:
-            continue
-        for statement in MIGRATIONS[target]:
-            column = statement.split("ADD COLUMN ")[1].split()[0]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for column in ("run_id", "hostname"):
             if column not in columns:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {target}")
+                db.execute(f"ALTER TABLE experiments ADD COLUMN {column} TEXT")
+        db.execute("INSERT INTO stream_writers (exp_id, stream, first_idx, end_idx, writer) "
+                   "SELECT c.exp_id, c.stream, 0, c.stored, 'legacy' FROM stream_counts c WHERE c.stored > 0 "
+                   "AND NOT EXISTS (SELECT 1 FROM stream_writers w WHERE w.exp_id = c.exp_id AND w.stream = c.stream)")
+        db.execute("UPDATE experiments SET run_id = 'legacy-' || id WHERE run_id IS NULL AND EXISTS "
+                   "(SELECT 1 FROM stream_counts c WHERE c.exp_id = experiments.id AND c.stored > 0)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
