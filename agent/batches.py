@@ -69,6 +69,7 @@ class BatchBuilder:
         self.batch_bytes = batch_bytes
         self.identity: dict[str, str] = {}
         self.segments: list[dict[str, Any]] = []
+        self.adopter = False  # this directory continues a run another directory started
         #: the server refused a body for its documents (run fields, params): send rows without them
         self.without_documents = False
         #: rows the server refused by index (stream -> local index, why): set aside when reached
@@ -158,6 +159,7 @@ class BatchBuilder:
             experiment = experiment if isinstance(experiment, dict) else {}
             self.identity = {k: experiment[k] for k in ("run_id", "writer_id") if isinstance(experiment.get(k), str)}
             self.segments = segments_of(experiment)
+            self.adopter = isinstance(experiment.get("adopted"), dict) and bool(experiment["adopted"])
         adopted = cursor.adopted_run_id()
         return {**self.identity, "run_id": adopted} if adopted else dict(self.identity)
 

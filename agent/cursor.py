@@ -62,20 +62,23 @@ class UploadCursor:
         """The directory's entry for ``remote`` and ``prefix`` (empty when there is none). Blocking."""
         cursor = cls(Path(directory), remote, prefix)
         entry = _entries(read_json(cursor.path)).get(remote, {}).get(prefix, {})
-        for name, saved in (entry.get("streams") or {}).items():
-            if isinstance(saved, dict):
+        for name, saved in _dict(entry.get("streams")).items():
+            if isinstance(name, str) and isinstance(saved, dict):
                 cursor.streams[name] = StreamCursor(_count(saved.get("acked")), _count(saved.get("offset")))
-        cursor.documents = dict(entry.get("documents") or {})
-        cursor.files = {p: s for p, s in (entry.get("files") or {}).items() if isinstance(s, str)}
+        cursor.documents = {k: v for k, v in _dict(entry.get("documents")).items() if isinstance(k, str)}
+        cursor.files = {p: s for p, s in _dict(entry.get("files")).items() if isinstance(p, str) and isinstance(s, str)}
         adopt = entry.get("adopt")
         if not entry:  # no cursor: experiment.json says which server run this directory continues, if any
             recorded = read_json(cursor.directory / EXPERIMENT)
             adopted = recorded.get("adopted") if isinstance(recorded, dict) else None
             adopt = adopted.get(remote) if isinstance(adopted, dict) else None
             if isinstance(adopt, dict) and adopt.get("prefix") == prefix:
-                adopt = {"run_id": adopt.get("run_id"), "base": adopt.get("base") or {}}
-        if adopt == PENDING or (isinstance(adopt, dict) and isinstance(adopt.get("run_id"), str)):
-            cursor.adopt = adopt
+                adopt = {"run_id": adopt.get("run_id"), "base": adopt.get("base")}
+        if isinstance(adopt, dict) and isinstance(adopt.get("run_id"), str):
+            cursor.adopt = {"run_id": adopt["run_id"],
+                            "base": {s: _count(n) for s, n in _dict(adopt.get("base")).items() if isinstance(s, str)}}
+        elif adopt == PENDING:
+            cursor.adopt = PENDING
         return cursor
 
     @property
@@ -116,6 +119,16 @@ class UploadCursor:
         self.streams.clear()  # nothing of this directory is on the server yet
 
 
+def acknowledged_rows(directory: Path, prefix: str) -> dict[str, int]:
+    """Per stream, the most rows of this directory (local numbering) any server acknowledged as ``prefix``."""
+    most: dict[str, int] = {}
+    for entries in _entries(read_json(Path(directory) / UPLOAD_CURSOR)).values():
+        for name, saved in _dict(_dict(entries.get(prefix)).get("streams")).items():
+            if isinstance(name, str) and isinstance(saved, dict):
+                most[name] = max(most.get(name, 0), _count(saved.get("acked")))
+    return most
+
+
 def _entries(document: Any) -> dict[str, dict[str, Any]]:
     """server -> prefix -> entry. Another version (or a damaged file) reads as empty: the upload
     then starts from row 0 and the server's counts, which every reply carries, set it right."""
@@ -129,4 +142,9 @@ def _entries(document: Any) -> dict[str, dict[str, Any]]:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    """A count or offset as saved, or 0 for anything else (a hand edit, a damaged file)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62 else 0
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,8 @@ def _packed(name: str, start: int, offset: int, records: list[dict[str, Any]], u
 def _cut(name: str, start: int, offset: int, data: bytes, good: int, exc: Exception, **packed: Any) -> PendingStream:
     """The first ``good`` rows, or (none) a Void for row ``start``, which msgpack cannot carry."""
     position = _line_of(data, identity_key(name), start + good)
+    if position is None:  # cannot happen for rows _decode_records returned; never fail the read for it
+        position = end_of_line(data, good, len(data), data.count(b"\n")) if good else 0
     if good:
         return PendingStream(name, start, good, offset + position, **packed)
     length = data.index(b"\n", position) + 1 - position
@@ -231,7 +234,7 @@ def _cut(name: str, start: int, offset: int, data: bytes, good: int, exc: Except
     return _void(name, start, 1, void, offset + position + length)
 
 
-def _line_of(data: bytes, key: str, index: int) -> int:
+def _line_of(data: bytes, key: str, index: int) -> int | None:
     """Where in ``data`` the line of record ``index`` starts (a walk: only when a row failed to pack)."""
     position = 0
     while (newline := data.find(b"\n", position)) >= 0:
@@ -242,7 +245,7 @@ def _line_of(data: bytes, key: str, index: int) -> int:
         if isinstance(record, dict) and record.get(key) == index:
             return position
         position = newline + 1
-    raise ValueError(f"row {index} is not in the data read")
+    return None
 
 
 def _void(name: str, start: int, count: int, void: Void, end_offset: int) -> PendingStream:
@@ -328,10 +331,18 @@ def _decode_records(lines: list[bytes], key: str, first: int) -> tuple[list[dict
         rows = _decoder.decode_lines(b"\n".join(lines))
     except DecodeError:
         rows = None
-    if (rows is not None and len(rows) == len(lines) and isinstance(rows[0], dict) and isinstance(rows[-1], dict)
-            and rows[0].get(key) == first and rows[-1].get(key) == first + len(rows) - 1):
+    if rows is not None and len(rows) == len(lines) and _consecutive(rows, key, first):
         return rows, sum(map(len, lines)) + len(lines), None
     return _decode_one_by_one(lines, key, first)
+
+
+def _consecutive(rows: list[Any], key: str, first: int) -> bool:
+    """Whether every row is a record and their keys run ``first, first + 1, ...`` (rows are placed by
+    position: checking the ends only would store swapped or repeated lines under the wrong index)."""
+    try:
+        return list(map(itemgetter(key), rows)) == list(range(first, first + len(rows)))
+    except (KeyError, TypeError, IndexError):  # a line that is not a record, or has no key
+        return False
 
 
 def _decode_one_by_one(lines: list[bytes], key: str, first: int) -> tuple[list[dict[str, Any]], int, tuple | None]:

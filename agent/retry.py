@@ -30,6 +30,9 @@ from tenacity.wait import wait_base, wait_random_exponential
 from .deadline import Deadline
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 507})
+#: A Retry-After shorter than this is read as "no advice" (delta-seconds are whole seconds; 1e-9 from a
+#: confused server would otherwise be a hot loop): the backoff schedule waits instead.
+MIN_RETRY_AFTER_S = 1.0
 #: What an upload says when the server refuses the credentials: 401 bad key, 403 not that owner's runs.
 STOPS = {401: "auth", 403: "forbidden"}
 MAX_RETRY_AFTER_S = 300.0
@@ -37,7 +40,8 @@ MAX_RETRY_AFTER_S = 300.0
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one request came back with (status 0: no HTTP answer at all, ``error`` says why)."""
+    """What one request came back with (status 0: no HTTP answer at all; -1: the request could not even
+    be made, e.g. a header value or a URL aiohttp refuses; ``error`` says why)."""
 
     status: int
     retry_after_s: float | None = None
@@ -55,7 +59,7 @@ class Outcome:
     @property
     def reason(self) -> str:
         """What went wrong, for a message: the server's ``error``, or the network failure."""
-        if self.status == 0:
+        if self.status <= 0:
             return self.error or "no answer"
         error = (self.body or {}).get("error")
         return f"HTTP {self.status}" + (f": {error}" if isinstance(error, str) and error else "")
@@ -81,9 +85,9 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
 class WaitRetryAfterOrJitter(wait_base):
     """tenacity wait: the server's Retry-After when the last outcome had a positive one, else full jitter.
 
-    A Retry-After of zero or a date already past means "now"; answering it
-    with no wait at all turns a server repeating a stale date into a hot loop,
-    so those fall back to the backoff schedule.
+    A Retry-After of zero, under a second, or a date already past means "now";
+    answering it with no wait at all turns a server repeating it into a hot
+    loop, so those fall back to the backoff schedule.
     """
 
     def __init__(self, base_s: float = 0.2, cap_s: float = 30.0) -> None:
@@ -93,7 +97,7 @@ class WaitRetryAfterOrJitter(wait_base):
         outcome = retry_state.outcome
         if outcome is not None and not outcome.failed:
             result = outcome.result()
-            if isinstance(result, Outcome) and result.retry_after_s:
+            if isinstance(result, Outcome) and result.retry_after_s and result.retry_after_s >= MIN_RETRY_AFTER_S:
                 return result.retry_after_s
         return self._jitter(retry_state)
 

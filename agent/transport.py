@@ -89,9 +89,13 @@ class HttpTransport:
             async with self._client().request(method, url, timeout=timeout, **kwargs) as resp:  # type: ignore[arg-type]
                 raw = await _read_reply(resp)
                 return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json_object(raw))
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        except aiohttp.InvalidURL as exc:
+            return Outcome(-1, error=f"invalid URL: {_describe(exc)}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             logger.debug("%s %s failed: %r", method, url, exc)
             return Outcome(0, error=_describe(exc))
+        except ValueError as exc:  # raised before anything is sent (a header value with a newline): never retried
+            return Outcome(-1, error=f"the request cannot be made: {_describe(exc)}")
 
     async def close(self) -> None:
         """Close the connections (a new request opens them again)."""

@@ -60,7 +60,7 @@ class UploadReport:
     pending_files: int = 0
     refused_files: list[tuple[str, str]] = field(default_factory=list)  # (path, the server's reason)
     requests: int = 0
-    stopped: str | None = None  # auth | forbidden | conflict | rejected | lost | stuck: retrying will not help
+    stopped: str | None = None  # auth | forbidden | conflict | rejected | lost | stuck | invalid: no retry helps
     reason: str | None = None  # the server's or the network's words for ``stopped`` or ``unreachable``
     unreachable: bool = False  # the deadline passed while requests were failing
     out_of_time: bool = False  # the deadline passed between successful requests
@@ -114,9 +114,22 @@ class RunUploader:
     async def load(self) -> UploadCursor:
         if self.cursor is None:
             self.cursor = await self.blocking(UploadCursor.load, self.directory, self.remote, self.prefix)
+            await self.blocking(self._check_offsets, self.cursor)
             await self._count_set_aside()
             await self.blocking(self.builder.identity_of, self.cursor)  # reads experiment.json once
         return self.cursor
+
+    def _check_offsets(self, cursor: UploadCursor) -> None:
+        """Each saved offset must be where its acknowledged count says (a bisection per stream, not a
+        scan): an offset inside a line would set a good row aside as damaged, one past rows on disk would
+        skip them. A wrong one is recomputed. Blocking."""
+        for name, at in list(cursor.streams.items()):
+            path = stream_path(self.directory, name)
+            expected = offset_of_index(path, identity_key(name), at.acked)
+            if expected != at.offset:
+                logger.info("ml-dash: the upload cursor of %s %s pointed at byte %d, not %d: corrected",
+                            self.prefix, name, at.offset, expected)
+                cursor.streams[name] = StreamCursor(at.acked, expected)
 
     async def _count_set_aside(self) -> None:
         """The rows set aside for this server and prefix, from their records (one per range)."""
@@ -214,10 +227,17 @@ class RunUploader:
         """Act on one final outcome: "next" (continue after this batch), "rebuild" (from the cursor), "stop"."""
         body = outcome.body or {}
         status = outcome.status
+        if outcome.ok and not isinstance(body.get("acked"), dict):  # not an ml-dash server's answer
+            report.stopped = "invalid"
+            report.reason = f"HTTP {status} without an acknowledgement (is {self.remote} an ml-dash server?)"
+            return "stop"
+        if status < 0:
+            report.stopped, report.reason = "invalid", outcome.reason
+            return "stop"
         if outcome.ok:
             self.memory.resume()
             self.failing_since = None
-            whole = await self._advance(batch, body.get("acked"), report)
+            whole = await self._advance(batch, body["acked"], report)
             if report.stopped:
                 return "stop"
             return "next" if whole else "rebuild"
@@ -269,7 +289,7 @@ class RunUploader:
                     return pending.name, local
         return None
 
-    async def _advance(self, batch: Batch, acked: Any, report: UploadReport) -> bool:
+    async def _advance(self, batch: Batch, acked: dict[str, Any], report: UploadReport) -> bool:
         """The server stored ``batch``: move the cursors, record what was set aside, reconcile with the
         server's counts; True when every stream can go on from where the batch ended."""
         cursor = self.cursor
@@ -278,9 +298,12 @@ class RunUploader:
             cursor.streams[stream.name] = StreamCursor(stream.start + stream.count, stream.end_offset)
             if stream.void is None:
                 continue
-            await self.blocking(set_aside, self.directory, stream_path(self.directory, stream.name), self.remote,
-                                self.prefix, stream.name, stream.start, stream.count, stream.void, utc_iso())
-            await self._count_set_aside()
+            try:
+                await self.blocking(set_aside, self.directory, stream_path(self.directory, stream.name), self.remote,
+                                    self.prefix, stream.name, stream.start, stream.count, stream.void, utc_iso())
+                await self._count_set_aside()
+            except OSError as exc:  # the rows stay in their file either way; only the record is missing
+                logger.warning("ml-dash: could not record %d set-aside row(s) of %s: %s", stream.count, stream.name, exc)
             report.set_aside_rows += stream.count
             refused = self.builder.refused.get(stream.name)
             if refused is not None and refused[0] < stream.start + stream.count:
@@ -291,8 +314,7 @@ class RunUploader:
         report.sent_rows += batch.rows
         if "params" in batch.documents:
             cursor.documents["params"] = batch.params_version
-        # no counts (a reply cut short, a server that sends none) tell nothing: never read as zero
-        whole = await self._reconcile(acked, report) if isinstance(acked, dict) else True
+        whole = await self._reconcile(acked, report)
         await self._save()
         return whole
 
@@ -302,7 +324,8 @@ class RunUploader:
         cursor = self.cursor
         assert cursor is not None
         whole = True
-        named = {name: stored for name, stored in acked.items() if isinstance(name, str) and isinstance(stored, int)}
+        named = {name: stored for name, stored in acked.items() if isinstance(name, str) and isinstance(stored, int)
+                 and not isinstance(stored, bool) and stored >= 0}
         for name in set(named) | set(cursor.streams):
             stored = named.get(name, 0)  # a stream the server does not list: it holds none of it
             local = stored - cursor.base(name)
@@ -331,17 +354,18 @@ class RunUploader:
                                           deadline, self.request_timeout_s, self.pass_sleep, single_attempt)
         report.requests += 1
         body = outcome.body or {}
-        if outcome.ok and body.get("run_id") == self.builder.identity_of(cursor).get("run_id"):
+        own = body.get("run_id") == self.builder.identity_of(cursor).get("run_id")
+        if outcome.ok and own and not self.builder.adopter:
             cursor.adopt = None  # the server's run is this directory's own: nothing to adopt
-        elif outcome.ok and isinstance(body.get("run_id"), str):
+        elif outcome.ok and isinstance(body.get("run_id"), str):  # (an adopter again: after what it holds now)
             streams = body.get("streams") if isinstance(body.get("streams"), dict) else {}
             cursor.adopt_run(body["run_id"], {k: v for k, v in streams.items() if isinstance(v, int)})
             logger.info("ml-dash: %s continues %s on %s after its rows %s", self.directory, self.prefix,
                         self.remote, cursor.adopt.get("base"))
         elif outcome.status == 404 or outcome.ok:
             cursor.adopt = None  # nothing to continue: this directory starts the run
-        elif outcome.status in STOPS:
-            report.stopped, report.reason = STOPS[outcome.status], outcome.reason
+        elif outcome.status in STOPS or outcome.status < 0:
+            report.stopped, report.reason = STOPS.get(outcome.status, "invalid"), outcome.reason
             return False
         else:
             report.unreachable, report.reason = True, outcome.reason

@@ -111,6 +111,7 @@ def _sync(args: argparse.Namespace) -> int:
     import asyncio
 
     from .agent.settings import UploadSettings
+    from .config import check_credentials, check_server_url
     from .errors import ConfigurationError
     from .naming import validate_prefix
     from .sync import SyncOptions, sync_paths
@@ -118,6 +119,10 @@ def _sync(args: argparse.Namespace) -> int:
     try:
         if args.prefix is not None:
             validate_prefix(args.prefix)
+        check_server_url("--remote", args.remote)
+        check_credentials(args.api_key, args.user_name)
+        if not args.timeout > 0:  # NaN too
+            raise ConfigurationError(f"--timeout {args.timeout} must be a positive number of seconds")
         settings = UploadSettings.from_env()
     except (ConfigurationError, ValueError) as exc:  # the arguments and the environment, not the sync
         print(f"ml-dash sync: {exc}", file=sys.stderr)
@@ -132,7 +137,7 @@ def _pull(args: argparse.Namespace) -> int:
 
     try:
         counts = pull(args.prefix, args.remote, args.api_key, args.user_name, Path(args.to))
-    except MLDashError as exc:
+    except (MLDashError, ValueError, TypeError, OSError) as exc:  # a bad prefix, a bad server, a full disk
         print(f"ml-dash pull: {exc}", file=sys.stderr)
         return 1
     print(f"{args.prefix} -> {Path(args.to) / args.prefix}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -21,6 +21,7 @@ How a directory is read (two runs with different prefixes never share one):
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,29 @@ class ResolvedConfig:
     def __repr__(self) -> str:  # never print the key itself
         key = "set" if self.api_key else None
         return f"ResolvedConfig(directory={self.directory!s}, remote={self.remote!r}, api_key={key}, user_name={self.user_name!r})"
+
+
+def check_server_url(what: str, url: str) -> str:
+    """An http(s) URL with a host; ConfigurationError naming ``what`` otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ConfigurationError(f"{what}={url!r} must be an http:// or https:// URL with a host")
+    return url
+
+
+def check_credentials(api_key: str | None, user_name: str | None) -> None:
+    """A key or user name that can go in a header (a control character or a space cannot), never echoed."""
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.isprintable() or " " in api_key):
+        raise ConfigurationError("api_key must be printable text without spaces (the key as `ml-dash keys create` "
+                                 "printed it)")
+    if user_name is not None:
+        from .naming import validate_prefix
+
+        try:
+            validate_prefix(f"{user_name}/p/n")
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"user_name={user_name!r} must be an owner name: letters, digits, '_', '-', "
+                                     "'.'") from None
 
 
 def run_directory(local_path: Path, prefix: str) -> Path:
@@ -102,8 +126,8 @@ def resolve(
         user_name=user_name if user_name is not None else _from_env(ENV_USER_NAME),
     )
     if config.remote is not None:
-        if not config.remote.startswith(("http://", "https://")):
-            raise ConfigurationError(f"remote={config.remote!r} must be an http:// or https:// URL")
+        check_server_url("remote", config.remote)
+        check_credentials(config.api_key, config.user_name)
         if not config.api_key and not config.user_name:
             raise ConfigurationError(f"remote mode ({config.remote}) needs api_key= (or ML_DASH_API_KEY / "
                                      "DREAMLAKE_API_KEY) or user_name=")

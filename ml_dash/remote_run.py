@@ -192,6 +192,8 @@ def explain(report: UploadReport, unreachable_since: float | None = None) -> str
         return f"the server holds another run under this prefix: {report.reason}"
     if report.stopped == "rejected":
         return f"the server rejected the upload: {report.reason}"
+    if report.stopped == "invalid":
+        return f"the request cannot be sent as it is: {report.reason}"
     if report.stopped == "lost":
         return f"the server lost rows this run continues after ({report.reason}); send it under a new name (--prefix)"
     if report.stopped == "stuck":

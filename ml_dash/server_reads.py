@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +30,8 @@ from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page
 MAX_PAGES = 1_000_000
+MAX_JSON_BYTES = 256 * 1024 * 1024  # a page of 50,000 rows is a few MB; a server sending more is refused
+MAX_ERROR_BYTES = 64 * 1024
 #: No proxies from the environment: the uploader (aiohttp) ignores them too, so reads and writes
 #: reach the same server the same way.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -54,9 +57,10 @@ class ServerReads:
             if err.code == 404:
                 return None
             try:
-                reason = json.loads(err.read() or b"{}").get("error")
-            except ValueError:
+                reason = json.loads(err.read(MAX_ERROR_BYTES) or b"{}").get("error")
+            except (ValueError, AttributeError):
                 reason = None
+            reason = reason[:500] if isinstance(reason, str) else None
             raise MLDashError(f"cannot read {self.prefix} from {self.remote}: HTTP {err.code}"
                               f"{': ' + reason if reason else ''}") from None
         except (urllib.error.URLError, OSError) as err:
@@ -64,12 +68,29 @@ class ServerReads:
             raise MLDashError(f"cannot read {self.prefix} from {self.remote}: {reason}") from None
 
     def _get(self, path: str = "", **params: Any) -> dict[str, Any] | None:
+        """One JSON object from the server, within ``timeout_s`` for all of it (urllib's timeout is per
+        read: a server trickling a byte at a time would hold it for ever), and at most MAX_JSON_BYTES."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        response = self._open(f"{self.base}{path}{query}")
-        if response is None:
-            return None
-        with response:
-            return json.loads(response.read())
+        url = f"{self.base}{path}{query}"
+
+        def fetch() -> Any:
+            response = self._open(url)
+            if response is None:
+                return None
+            with response:
+                raw = response.read(MAX_JSON_BYTES + 1)
+            if len(raw) > MAX_JSON_BYTES:
+                raise MLDashError(f"{self.remote} answered {path or 'the run'} with more than {MAX_JSON_BYTES:,} bytes")
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise MLDashError(f"{self.remote} answered {path or 'the run'} with something that is not JSON") from None
+            if not isinstance(body, dict):
+                raise MLDashError(f"{self.remote} answered {path or 'the run'} with JSON that is not an object")
+            return body
+
+        return _within(fetch, self.timeout_s, f"cannot read {self.prefix} from {self.remote}: no answer within "
+                                               f"{self.timeout_s:g} s")
 
     def experiment(self) -> dict[str, Any] | None:
         """The run's summary (params, status, stream sizes), or None when the server has no such run."""
@@ -111,7 +132,9 @@ class ServerReads:
         return dict((self.experiment() or {}).get("params") or {})
 
     def files(self) -> list[dict[str, Any]]:
-        return list((self._get("/files") or {}).get("files", []))
+        """The run's file entries (those that are objects)."""
+        found = (self._get("/files") or {}).get("files", [])
+        return [entry for entry in found if isinstance(entry, dict)] if isinstance(found, list) else []
 
     def download(self, path: str, target: Path) -> None:
         """Stream the saved file ``path`` to ``target``; FileNotFoundError when the server has none."""
@@ -120,3 +143,25 @@ class ServerReads:
             raise FileNotFoundError(f"no saved file {path!r} in {self.prefix} on {self.remote}")
         with response, open(target, "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
+
+
+def _within(fn: Any, timeout_s: float, message: str) -> Any:
+    """``fn()`` on a daemon thread, waited for at most ``timeout_s``; MLDashError(``message``) after that
+    (the thread is left to its socket's own timeout)."""
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="ml-dash-read", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise MLDashError(message)
+    if failure:
+        raise failure[0]
+    return result[0]

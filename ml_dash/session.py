@@ -28,6 +28,7 @@ from . import __version__
 from .agent import Agent, FileJob, RowStream, RunWriter, Seal, StreamClosedError, utc_iso, write_document
 from .agent import lifecycle, layout
 from .agent.backlog import rows_on_disk
+from .agent.cursor import acknowledged_rows
 from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, read_json, row_chunk_encoder, encode_metric_chunk
 from .agent.segments import segments_of
@@ -221,8 +222,12 @@ class RunSession:
             identity["run_id"] = self.upload.reconcile_at_start(self.options.resume, previous, identity["run_id"])
         self.agent = agent = Agent.instance()
         self.writer = writer = RunWriter(agent, self.directory)
-        if self.upload is not None:
-            writer.index_floor = self.upload.index_floor
+        # rows a server acknowledged that the files lack (an OS crash, a pulled run ending in set-aside
+        # rows) are never numbered again, in local mode too
+        floor = acknowledged_rows(self.directory, self.prefix)
+        for name, index in (self.upload.index_floor if self.upload is not None else {}).items():
+            floor[name] = max(floor.get(name, 0), index)
+        writer.index_floor = floor
         first = {name: max(rows_on_disk(path, layout.identity_key(name)), writer.index_floor.get(name, 0))
                  for name, path in layout.discover_streams(self.directory)}
         segments = [*segments_of(previous), {"writer_id": identity["writer_id"], "first": first}]

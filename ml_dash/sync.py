@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .agent import utc_iso, write_document
-from .agent.cursor import PENDING
+from .agent.cursor import PENDING, acknowledged_rows
 from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, read_json
 from .agent.layout import EXPERIMENT, REJECTED_DIR
@@ -116,8 +116,8 @@ async def _sync_run(directory: Path, label: str, options: SyncOptions, settings:
         uploader = RunUploader(directory, prefix, transport, batch_rows=settings.batch_rows,
                                request_timeout_s=settings.request_timeout_s)
         cursor = await uploader.load()
-        if options.resume and cursor.adopt is None:
-            cursor.adopt = PENDING
+        if options.resume and (cursor.adopt is None or not any(acknowledged_rows(directory, prefix).values())):
+            cursor.adopt = PENDING  # (re)decided against what the server holds now: none of these rows is there
         before = await uploader.pending_rows()
         bar = ProgressBar(f"{label} {prefix}", before)
         try:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ml_dash.agent.retry import Outcome
-from ml_dash.agent.wire import block_rows, decode_body
+import msgpack
+
+from ml_dash.agent.wire import block_rows, decode_body, metric_rows
 
 
 @dataclass
@@ -38,6 +40,13 @@ class Request:
     kind: str  # events | file | run
     body: dict[str, Any] | None = None
     path: str | None = None
+
+    def data(self, stream: str) -> list[Any]:
+        """The rows' data (metric fields, or the log records), in order."""
+        payload = (self.body or {}).get("streams", {}).get(stream) or {}
+        if "rows" in payload:
+            return [msgpack.unpackb(bytes(r)) if isinstance(r, (bytes, bytearray)) else r for r in payload["rows"]]
+        return [row["data"] for row in metric_rows(0, payload.get("blocks", []))]
 
     def rows(self, stream: str) -> int:
         payload = (self.body or {}).get("streams", {}).get(stream)
@@ -138,7 +147,7 @@ class FakeTransport:
             else:
                 end = start + request.rows(stream)
                 kept = self.rows.setdefault(stream, {})
-                for index in range(start, end):
-                    kept.setdefault(index, True)
+                for index, data in zip(range(start, end), request.data(stream)):
+                    kept.setdefault(index, data)
             self.stored[stream] = max(self.stored.get(stream, 0), end)
         return Outcome(200, body={"acked": dict(self.stored)})

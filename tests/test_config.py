@@ -110,3 +110,16 @@ def test_a_directory_holding_another_prefix_is_refused_at_start(workdir: Path) -
         Experiment(prefix="me/p/eval").run.start()
     assert (moved / "metrics/m/data.jsonl").read_bytes() == rows_before
     assert read_json(moved / "experiment.json")["prefix"] == "me/p/train"
+
+
+@pytest.mark.parametrize("key", ["mld_abc\nInjected: 1", "has space", "tab\there"])
+def test_a_key_that_cannot_go_in_a_header_is_refused_without_echoing_it(workdir: Path, key: str) -> None:
+    with pytest.raises(ConfigurationError, match="api_key must be printable") as refused:
+        _resolve(remote="http://127.0.0.1:9", api_key=key)
+    assert key not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["notaurl", "http://", "http:// spaced", "ftp://host"])
+def test_a_server_url_without_a_host_is_refused(workdir: Path, url: str) -> None:
+    with pytest.raises(ConfigurationError, match="http:// or https:// URL with a host"):
+        _resolve(remote=url, api_key="k")

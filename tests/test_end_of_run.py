@@ -143,3 +143,49 @@ def test_row19_a_call_waiting_on_a_full_buffer_when_the_run_ends_does_not_reopen
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["waited"] and out["returned"] < 50_000  # it waited, and the end refused it afterwards
     assert out["on_disk"] == out["returned"] and out["steps_match"], out
+
+
+def test_row19_a_call_after_the_end_began_but_before_the_seal_returns_and_is_written(tmp_path: Path) -> None:
+    from .conftest import python_script
+
+    result = python_script("""
+        import asyncio, json, threading
+        import ml_dash.agent.rundir as rundir
+        from ml_dash import Experiment, RunStateError
+
+        release = threading.Event()
+        real_close = rundir.RunWriter._close
+
+        async def held_close(self):  # the end has begun (streams closed) but the writer has not sealed yet
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            await real_close(self)
+
+        rundir.RunWriter._close = held_close
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        train.log(step=0)
+        ender = threading.Thread(target=exp.run.complete)
+        ender.start()
+        while exp._session.writer.streams["metrics/train"].state != "closed":
+            pass
+        outcome = "returned"
+        try:
+            train.log(step=1)  # before the seal: accepted, and written by the final drain
+        except RunStateError:
+            outcome = "raised"
+        release.set()
+        ender.join(30)
+        try:
+            train.log(step=2)  # after the seal: refused
+        except RunStateError:
+            late = "raised"
+        else:
+            late = "returned"
+        rows = [json.loads(line)["data"]["step"] for line in open(exp.directory / "metrics/train/data.jsonl")]
+        print(json.dumps({"before_seal": outcome, "after_seal": late, "rows": rows}))
+    """, tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"before_seal": "returned", "after_seal": "raised", "rows": [0, 1]}

@@ -219,3 +219,42 @@ def test_row17_a_resumed_directory_that_lost_its_cursor_still_appends_after_the_
     out = _sync(b.directory, dev.url)
     assert out.returncode == 0, out.stdout + out.stderr
     assert _steps(dev) == [(i, i) for i in range(13)]
+
+
+def test_row17_sync_resume_appends_after_what_the_server_holds_now_even_after_a_stale_adoption(
+        workdir: Path, dev: Server, tmp_path: Path) -> None:
+    from .fault_proxy import FaultProxy
+
+    _machine(workdir / "A", dev.url, range(5))
+    proxy = FaultProxy(int(dev.url.rsplit(":", 1)[1]))
+    try:
+        b = Experiment(prefix=PREFIX, remote=proxy.url, user_name="alice", resume=True,
+                       local_path=workdir / "B" / PREFIX, upload_timeout_s=1)
+        b.run.start()  # adopts the server's 5 rows
+        proxy.set(mode="down")
+        for i in range(100, 103):
+            b.metrics("train").log(step=i)
+        b.run.complete()
+    finally:
+        proxy.close()
+    _machine(workdir / "A", dev.url, range(5, 8))  # meanwhile the run moved on: rows 5..7 are A's
+    out = _sync(b.directory, dev.url, "--resume")  # another URL for the same server, too
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _steps(dev) == [(i, i) for i in range(8)] + [(8, 100), (9, 101), (10, 102)]
+
+
+def test_row17_the_start_up_lookup_is_bounded_whatever_the_server_does(workdir: Path, caplog: pytest.LogCaptureFixture,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from .evil_server import EvilServer
+
+    trickle = EvilServer({f"/api/v1/experiments/{PREFIX}": {"run_id": "x", "streams": {}}}, trickle_s=0.2)
+    monkeypatch.setenv("ML_DASH_START_TIMEOUT_S", "1")
+    try:
+        with caplog.at_level(logging.WARNING, logger="ml_dash"):
+            exp = Experiment(prefix=PREFIX, remote=trickle.url, user_name="alice", upload_timeout_s=0,
+                             local_path=workdir / "T" / PREFIX)
+            exp.run.start()  # a byte every 0.2 s would take 10 s: the lookup gives up after 1 s
+            exp.run.complete()
+    finally:
+        trickle.close()
+    assert "no answer within 1 s" in caplog.text

@@ -193,3 +193,53 @@ def test_sync_with_a_bad_setting_fails_with_one_line_naming_it(workdir: Path, se
                              env={**os.environ, "ML_DASH_UPLOAD_BATCH_ROWS": value})
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert f"ML_DASH_UPLOAD_BATCH_ROWS={value!r}" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_pull_from_a_server_that_names_paths_outside_the_run_writes_nothing(workdir: Path, tmp_path: Path) -> None:
+    from .evil_server import EvilServer
+
+    base = "/api/v1/experiments/alice/p/r"
+    cases = [
+        {base: {"run_id": "r", "streams": {"metrics/../x": 1}}},
+        {base: {"run_id": "r", "streams": {"metrics/train": 1}}, base + "/files": {"files": [{"path": "../../etc/x"}]}},
+        {base: {"run_id": "r", "streams": ["logs"]}},
+        {base: {"run_id": "r", "streams": {}}, base + "/files": {"files": [{"path": "a/b"}, {"path": "a"}]}},
+    ]
+    for number, routes in enumerate(cases):
+        evil = EvilServer({**routes, base + "/metrics/train": {"rows": [{"index": 0, "data": {"x": 1}}]}})
+        target = tmp_path / f"pulled-{number}"
+        try:
+            out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/p/r", "--remote", evil.url,
+                                  "--user-name", "alice", "--to", str(target)], capture_output=True, text=True,
+                                 timeout=60)
+        finally:
+            evil.close()
+        assert out.returncode == 1 and out.stderr.startswith("ml-dash pull: ") and "Traceback" not in out.stderr
+        assert not target.exists() or not any(target.rglob("*.json*")), list(target.rglob("*"))
+        assert not (tmp_path / "etc").exists()
+
+
+def test_a_pulled_run_ending_in_rows_set_aside_continues_after_them_and_syncs(workdir: Path, server: Server,
+                                                                            tmp_path: Path) -> None:
+    from ml_dash.agent.wire import encode_body, metric_blocks
+
+    key = server.key("alice")
+    blocks = metric_blocks([{"data": {"step": i}, "createdAt": "c"} for i in range(9)])
+    for streams in ({"metrics/train": {"start": 0, "blocks": blocks}},
+                    {"metrics/train": {"start": 9, "void": 1, "reason": "unencodable"}}):
+        status, _ = server.request("POST", "/api/v1/runs/alice/p/voided/events",
+                                   encode_body({"v": 2, "identity": {"run_id": "r", "writer_id": "w"}, "streams": streams}),
+                                   {"Content-Encoding": "zstd"}, key)
+        assert status == 200
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/p/voided", "--remote", server.url,
+                          "--api-key", key, "--to", str(tmp_path / "pulled")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    more = Experiment(prefix="alice/p/voided", local_path=tmp_path / "pulled/alice/p/voided")
+    with more.run:  # local mode: it must not reuse index 9, which the server holds as set aside
+        more.metrics("train").log(step=10)
+    assert more.metrics("train").read()[-1]["index"] == 10
+    synced = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(more.directory), "--remote", server.url,
+                             "--api-key", key], capture_output=True, text=True, timeout=60)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    _, body = server.request("GET", "/api/v1/experiments/alice/p/voided/metrics/train?limit=100", key=key)
+    assert [(r["index"], r["data"]["step"]) for r in body["rows"]][-1] == (10, 10)

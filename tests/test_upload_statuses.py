@@ -302,3 +302,76 @@ def test_documents_the_server_refuses_do_not_hold_up_the_rows(workdir: Path) -> 
     assert _stored_steps(transport) == list(range(10)) and report.pending_rows == 0
     assert report.refused_documents == "HTTP 400: params too odd" and not report.complete
     assert not (exp.directory / ".ml-dash-rejected").exists()  # no row was set aside for the documents' sake
+
+
+def _stored_data(transport: FakeTransport, stream: str = TRAIN) -> dict[int, object]:
+    return dict(transport.rows.get(stream, {}))
+
+
+def test_swapped_or_repeated_lines_are_never_stored_under_another_rows_index(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(20):
+            exp.metrics("train").log(step=i, **({"odd": True} if i % 2 else {}))  # keys vary: the general read
+    data = exp.directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[7], lines[8] = lines[8], lines[7]  # out of order
+    lines[12] = lines[2]  # a repeat of another row where row 12 was
+    data.write_bytes(b"".join(lines))
+    transport = FakeTransport()
+    report, _ = _upload(exp.directory, transport)
+    stored = _stored_data(transport)
+    assert all(stored[i]["step"] == i for i in stored)  # whatever is stored is stored under its own index
+    assert set(stored) == set(range(20)) - {7, 12} and report.set_aside_rows == 2
+
+
+def test_a_line_that_is_json_but_not_a_record_is_set_aside_and_the_rest_goes_on(workdir: Path) -> None:
+    directory = _run(20)
+    data = directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[7] = b"[7]\n"
+    data.write_bytes(b"".join(lines))
+    transport = FakeTransport()
+    report, _ = _upload(directory, transport)
+    assert report.complete and _stored_steps(transport) == [i for i in range(20) if i != 7]
+    assert set_aside_counts(directory) == {TRAIN: {"damaged": 1}}
+
+
+def test_a_cursor_offset_inside_a_line_is_corrected_not_taken_for_damage(workdir: Path) -> None:
+    directory = _run(20)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    cursor = UploadCursor.load(directory, transport.remote, "a/b/c")
+    lines = (directory / "metrics/train/data.jsonl").read_bytes().splitlines(keepends=True)
+    cursor.streams[TRAIN] = StreamCursor(10, sum(map(len, lines[:10])) + 7)  # 7 bytes into row 10's line
+    cursor.save()
+    transport.lose_everything()
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.set_aside_rows == 0 and _stored_steps(transport) == list(range(20))
+
+
+@pytest.mark.parametrize("entry", [{"streams": "x"}, {"documents": [1]}, {"streams": {TRAIN: {"acked": 2**70}}},
+                                   {"files": {"a": 1}}, {"adopt": {"run_id": "r", "base": "x"}}])
+def test_a_cursor_file_of_the_wrong_shape_reads_as_what_it_can(workdir: Path, entry: dict) -> None:
+    directory = _run(5)
+    (directory / ".ml-dash-upload.json").write_text(json.dumps(
+        {"version": 2, "servers": {FakeTransport.remote: {"a/b/c": entry}}}))
+    transport = FakeTransport()
+    transport.run_id = None
+    report, _ = _upload(directory, transport)
+    assert report.pending_rows == 0 and _stored_steps(transport) in (list(range(5)), [])
+
+
+def test_a_2xx_that_acknowledges_nothing_is_not_taken_for_an_acknowledgement(workdir: Path) -> None:
+    directory = _run(10)
+    transport = FakeTransport([Outcome(200, body=None)])  # a web page, not an ml-dash server
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "invalid" and "without an acknowledgement" in report.reason
+    assert report.pending_rows == 10 and UploadCursor.load(directory, transport.remote, "a/b/c").streams == {}
+
+
+def test_a_request_that_cannot_be_made_is_not_retried(workdir: Path) -> None:
+    directory = _run(3)
+    transport = FakeTransport([Outcome(-1, error="the request cannot be made: bad header")] * 100)
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "invalid" and len(transport.events()) == 1 and transport.clock.sleeps == []

@@ -238,3 +238,28 @@ def test_the_piecewise_read_stops_before_rows_it_cannot_take_fast(workdir: Path,
     assert rest.start == first.count and rest.start + rest.count == 300
     assert rest.end_offset == path.stat().st_size
     assert math.isnan(_rows_of(rest)[200 - first.count]["data"]["loss"])
+
+
+def test_the_http_transport_reads_retry_after_and_the_servers_words(workdir: Path, tmp_path: Path) -> None:
+    from .fault_proxy import FaultProxy
+    from .server_process import Server
+
+    server = Server(tmp_path / "srv", "--allow-user-name")
+    proxy = FaultProxy(int(server.url.rsplit(":", 1)[1]))
+    proxy.set(mode="status", rate=1.0, status_line="503 Service Unavailable", retry_after="7")
+
+    async def post(url: str) -> object:
+        transport = HttpTransport(url, {"X-ML-Dash-User": "alice"})
+        try:
+            return await transport.post_events("alice/p/r", b"x", 5.0)
+        finally:
+            await transport.close()
+
+    try:
+        told = asyncio.run(post(proxy.url))
+        direct = asyncio.run(post(server.url))
+    finally:
+        proxy.close()
+        server.stop()
+    assert told.status == 503 and told.retry_after_s == 7.0
+    assert direct.status == 400 and "zstd" in direct.reason  # the server's own words, read to the end
