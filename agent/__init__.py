@@ -4,16 +4,16 @@ It knows nothing of experiments: it moves typed events for named streams of a
 run directory. Installed as ``ml_dash.agent``.
 """
 
-from .jsonlines import ReadReport, iter_records, restore_metric_row
 from .atomic import FileJob, file_entry, write_document
+from .jsonlines import ReadReport, iter_records, restore_metric_row
 from .rundir import RunWriter, utc_iso
 from .runtime import Agent
 from .stats import DROP_REASONS, StreamCounters
 from .streams import DocumentSlot, RowStream, Seal, SizedRow, StreamClosedError
 
 __all__ = [
-    "Agent",
     "DROP_REASONS",
+    "Agent",
     "DocumentSlot",
     "FileJob",
     "ReadReport",

@@ -173,8 +173,8 @@ class BatchBuilder:
         if isinstance(experiment, dict):
             body["run"] = {k: experiment.get(k) for k in RUN_FIELDS}
         params = read_json(self.directory / PARAMS)
-        if isinstance(params, dict) and isinstance(params.get("data"), dict):
-            if params.get("updatedAt") != sent_params:
-                body["params"] = params["data"]
-                return body, params.get("updatedAt")
+        if (isinstance(params, dict) and isinstance(params.get("data"), dict)
+                and params.get("updatedAt") != sent_params):
+            body["params"] = params["data"]
+            return body, params.get("updatedAt")
         return body, None

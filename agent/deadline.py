@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class Deadline:
     """``seconds`` from now (None: never); every wait below it takes :meth:`remaining` at most."""
 
-    __slots__ = ("_at", "clock", "cancelled")
+    __slots__ = ("_at", "cancelled", "clock")
 
     def __init__(self, seconds: float | None, clock: Callable[[], float] = time.monotonic,
                  cancelled: Callable[[], bool] | None = None) -> None:

@@ -19,15 +19,15 @@ torn line so that new records start on a line of their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import msgspec
 
 from .values import NON_FINITE_VALUES, check_json, non_finite_name, numpy_to_builtin
-
 
 _encoder = msgspec.json.Encoder(enc_hook=numpy_to_builtin)
 _decoder = msgspec.json.Decoder()

@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .runtime import Agent
@@ -39,7 +40,7 @@ class Closer(Protocol):
     def shutdown(self, reason: str, deadline: float) -> None: ...
 
 
-_closers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_closers: weakref.WeakSet[Any] = weakref.WeakSet()
 _installed_for_pid: int | None = None
 _fork_hook_installed = False
 _previous_sigterm: Any = None

@@ -119,7 +119,7 @@ class MemoryChunks:
             return False
         try:
             blocks = [msgspec.Raw(pack(block)) for block in blocks_from_fields(fields, created_at)]
-        except Exception:  # a value msgpack cannot carry: the disk path finds it and sets it aside
+        except Exception:  # noqa: BLE001  # a value msgpack cannot carry: the disk path finds it and sets it aside
             return False
         size = sum(len(block) for block in blocks)
         self._chunks.append(MemoryChunk(stream, start, len(fields), blocks, end_offset, size))
@@ -203,21 +203,19 @@ def _packed(name: str, start: int, offset: int, records: list[dict[str, Any]], u
         for record in records:
             try:
                 rows.append(msgspec.Raw(pack({k: v for k, v in record.items() if k != LOG_KEY})))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # any value msgpack cannot carry: cut the stream here
                 return _cut(name, start, offset, data, len(rows), exc, rows=rows)
         return PendingStream(name, start, len(rows), offset + used, rows=rows)
     restored = [restore_metric_row(r) if "nonFinite" in r else r for r in records]
     try:
         blocks = [msgspec.Raw(pack(block)) for block in metric_blocks(restored)]
     except Exception:
-        good = 0
-        for record in restored:  # the slow way, to find the row
+        for good, record in enumerate(restored):  # the slow way, to find the row
             try:
                 pack(metric_blocks([record]))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # the first row msgpack cannot carry
                 kept = [msgspec.Raw(pack(b)) for b in metric_blocks(restored[:good])]
                 return _cut(name, start, offset, data, good, exc, blocks=kept)
-            good += 1
         raise
     return PendingStream(name, start, len(records), offset + used, blocks=blocks)
 
@@ -294,7 +292,7 @@ def _read_uniform(name: str, path: Path, start: int, offset: int, budget: int,
                 break
             try:
                 blocks.append(msgspec.Raw(pack(block)))
-            except Exception:  # a value msgpack cannot carry: the general path finds the row
+            except Exception:  # noqa: BLE001  # a value msgpack cannot carry: the general path finds the row
                 break
             count += block_rows(block)
             consumed += end

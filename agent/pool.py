@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any, Callable
+from typing import Any
 
 from .lifecycle import start_thread_without_signals
 
@@ -45,7 +46,7 @@ class WorkerPool(Executor):
                 continue
             try:
                 result = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the awaiting coroutine
+            except BaseException as exc:  # noqa: BLE001  # handed to the awaiting coroutine
                 future.set_exception(exc)
             else:
                 future.set_result(result)

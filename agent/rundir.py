@@ -25,9 +25,10 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiofiles
 
@@ -258,12 +259,12 @@ class RunWriter:
     def _encode(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
         try:
             return items, stream.encode(items, start, created_at)
-        except Exception:  # one value the encoder cannot carry: find it, keep the rest
+        except Exception:  # noqa: BLE001  # one value the encoder cannot carry: find it, keep the rest
             good = []
             for item in items:
                 try:
                     stream.encode([item], 0, created_at)
-                except Exception:
+                except Exception:  # noqa: BLE001  # this one row cannot be encoded: counted, not raised
                     stream.counters.drop(1, "unserializable", stream.name)
                     continue
                 good.append(item)
@@ -316,7 +317,7 @@ class RunWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.01)
             numbers = read.finish()
-        except Exception as exc:  # a device error or a hung GPU: drop these rows, counted
+        except Exception as exc:  # noqa: BLE001  # a device error or a hung GPU: drop these rows, counted
             bad = {id(fields) for fields, _ in slots}
             stream.counters.drop(len(bad), "tensor_read_failed", stream.name)
             logger.warning("ml-dash could not read logged tensors of %s: %s", stream.name, exc)
@@ -349,7 +350,7 @@ class RunWriter:
     async def _place(self, job: FileJob) -> None:
         try:
             result = await self.agent.run_blocking(place_file, job)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # the flusher must outlive a bad file: counted
             self.file_counters.drop(1, "disk_error", "files")
             logger.warning("ml-dash could not save file %s: %s", job.dest, exc)
             return
@@ -368,7 +369,7 @@ class RunWriter:
             version, value = slot.version, slot.value
             try:
                 payload = dumps(value) if not isinstance(value, bytes) else value
-            except Exception as exc:  # checked at the call, so a bug: this version is skipped, said once
+            except Exception as exc:  # noqa: BLE001  # checked at the call, so a bug: this version is skipped, said once
                 slot.written_version = version
                 self._report_once(str(slot.path), "could not encode %s: %s", slot.path, exc)
                 continue

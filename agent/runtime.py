@@ -16,8 +16,9 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 from . import lifecycle
 from .pool import WorkerPool

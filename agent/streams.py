@@ -103,9 +103,30 @@ class RowStream:
     """An append-only JSON-lines stream with contiguous indices from 0."""
 
     __slots__ = (
-        "name", "path", "queue", "wake_at", "wake_every", "row_bytes", "size_rows", "first_key", "encode",
-        "next_index", "drained", "counters", "has_tensors", "state", "agent", "file_size", "seal",
-        "sized_bytes", "sized_count", "in_flight_bytes", "in_flight_sized", "waits", "_sized_lock", "_warned_fork",
+        "_sized_lock",
+        "_warned_fork",
+        "agent",
+        "counters",
+        "drained",
+        "encode",
+        "file_size",
+        "first_key",
+        "has_tensors",
+        "in_flight_bytes",
+        "in_flight_sized",
+        "name",
+        "next_index",
+        "path",
+        "queue",
+        "row_bytes",
+        "seal",
+        "size_rows",
+        "sized_bytes",
+        "sized_count",
+        "state",
+        "waits",
+        "wake_at",
+        "wake_every",
     )
 
     def __init__(self, agent: Agent, name: str, path: Path, first_key: str, encode: ChunkEncoder,

@@ -70,7 +70,7 @@ class HttpTransport:
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
                        timeout_s: float, total_s: float | None) -> Outcome:
         try:
-            handle = open(source, "rb")  # reopened on every attempt: a retry resends it whole
+            handle = open(source, "rb")  # noqa: ASYNC230, SIM115  # reopened on every attempt: a retry resends it whole
         except OSError as exc:
             return Outcome(0, error=f"cannot read {source}: {exc}")
         with handle:  # streamed from the file by aiohttp: never whole in memory

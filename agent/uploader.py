@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .backlog import file_size, offset_of_index, rows_on_disk
 from .batches import PROBE_ROWS, Batch, BatchBuilder

@@ -44,10 +44,11 @@ small bomb cannot expand into memory.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, Iterable
+from typing import Any
 
 import msgpack
 import msgspec

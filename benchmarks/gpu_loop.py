@@ -36,8 +36,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import torch
@@ -197,11 +198,11 @@ def available_variants() -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
     try:
         import ml_dash  # noqa: F401
-    except Exception as exc:  # report, do not hide: this variant is the point of the benchmark
+    except Exception as exc:  # noqa: BLE001  # report, do not hide: this variant is the point of the benchmark
         skipped["ml-dash"] = f"import ml_dash failed: {exc!r}"
     try:
         import torch.utils.tensorboard  # noqa: F401
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  # any failure means the variant is skipped, said in the table
         skipped["TensorBoard SummaryWriter"] = f"not importable: {exc!r}"
     return [v for v in VARIANTS if v not in skipped], skipped
 

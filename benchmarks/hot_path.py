@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -212,7 +213,7 @@ def machine_info() -> dict[str, str]:
 
 
 def fmt(value: float | None, spec: str) -> str:
-    if value is None or value != value:  # None or NaN
+    if value is None or math.isnan(value):
         return "–"
     return format(value, spec)
 
@@ -230,7 +231,7 @@ def evaluate_targets(row: Row) -> list[tuple[str, str, bool]]:
     results = []
     for label, key, op, limit, unit in TARGETS:
         value = row.metrics.get(key)
-        ok = value is not None and value == value and (value <= limit if op == "<=" else value >= limit)
+        ok = value is not None and not math.isnan(value) and (value <= limit if op == "<=" else value >= limit)
         shown = "–" if value is None else (f"{value:,.0f}" if key == "rows_per_s" else f"{value:.3g}")
         results.append((label, f"{shown} {op} {limit:,g} {unit}", ok))
     return results

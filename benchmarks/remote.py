@@ -84,7 +84,10 @@ def child_live(root: str, url: str, n: int) -> dict:
 
 def child_latency(root: str, url: str, n: int) -> dict:
     os.chdir(root)
-    from _scenario import summarise, timed_log_calls  # the same timed loop as hot_path.py
+    from _scenario import (  # the same timed loop as hot_path.py
+        summarise,
+        timed_log_calls,
+    )
 
     from ml_dash import Experiment
 
@@ -97,9 +100,9 @@ def child_latency(root: str, url: str, n: int) -> dict:
 
 def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
     os.chdir(root)
-    from ml_dash import Experiment
-
     from _scenario import peak_rss_mb, rss_mb
+
+    from ml_dash import Experiment
 
     baseline = rss_mb()  # each case a fresh run of its own (not the other's directory resumed)
     exp = Experiment(prefix=f"alice/bench/memory-{label}", remote=url, user_name="alice", upload_timeout_s=1)
@@ -118,7 +121,6 @@ def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
 
 def wire_sizes(root: str, rows: int = 50_000) -> dict:
     import msgpack
-
     from ml_dash.agent.wire import encode_body, metric_blocks
 
     path = Path(root) / ".dash/alice/bench/sync/metrics/train/data.jsonl"

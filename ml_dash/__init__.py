@@ -10,9 +10,15 @@
 
 __version__ = "0.1.0"
 
-from .errors import ConfigurationError, MLDashError, RunConflictError, RunLockedError, RunStateError  # noqa: E402
-from .experiment import Experiment  # noqa: E402
-from .run import RunStatus  # noqa: E402
+from .errors import (
+    ConfigurationError,
+    MLDashError,
+    RunConflictError,
+    RunLockedError,
+    RunStateError,
+)
+from .experiment import Experiment
+from .run import RunStatus
 
 __all__ = [
     "ConfigurationError",

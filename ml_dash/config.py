@@ -105,9 +105,9 @@ def resolve(
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{label} must be a str or path, not {type(value).__name__}")
     explicit_remote = remote if remote is not None else dash_url
-    if explicit_remote is None and (api_key is not None or user_name is not None):
-        if _from_env(ENV_API_URL) is None:
-            raise ConfigurationError("api_key/user_name were given but no remote server (remote= or ML_DASH_API_URL)")
+    credentials_given = api_key is not None or user_name is not None
+    if explicit_remote is None and credentials_given and _from_env(ENV_API_URL) is None:
+        raise ConfigurationError("api_key/user_name were given but no remote server (remote= or ML_DASH_API_URL)")
 
     if local_path is not None:
         directory = run_directory(Path(local_path), prefix)

@@ -19,7 +19,16 @@ from .agent.jsonlines import encode_checked, read_json
 from .agent.layout import FILES_DIR, FILES_METADATA
 from .agent.values import MAX_DOCUMENT_BYTES, MAX_NAME_CHARS, MAX_TEXT_BYTES, check_text
 from .naming import clean_relative_path, safe_join
-from .snapshots import copy_writer, json_writer, pickle_writer, text_writer, bytes_writer, torch_writer, writer_for, _guess_type
+from .snapshots import (
+    _guess_type,
+    bytes_writer,
+    copy_writer,
+    json_writer,
+    pickle_writer,
+    text_writer,
+    torch_writer,
+    writer_for,
+)
 
 if TYPE_CHECKING:
     from .session import RunSession

@@ -25,8 +25,18 @@ from .agent.jsonlines import ReadReport, iter_records
 from .agent.layout import METRICS_DIR
 from .agent.streams import metric_row_bytes
 from .agent.tensors import is_tensor
-from .agent.values import (INT_MAX, INT_MIN, MAX_NAME_CHARS, MAX_ROW_BYTES, NARROW_ROW_FIELDS, RESERVED_FIELD,
-                           SMALL_STR_CHARS, check_name, metric_value, utf8_size)
+from .agent.values import (
+    INT_MAX,
+    INT_MIN,
+    MAX_NAME_CHARS,
+    MAX_ROW_BYTES,
+    NARROW_ROW_FIELDS,
+    RESERVED_FIELD,
+    SMALL_STR_CHARS,
+    check_name,
+    metric_value,
+    utf8_size,
+)
 from .errors import RunStateError
 from .naming import validate_metric_name
 
@@ -129,7 +139,7 @@ def _is_plain_row(fields: dict[str, Any]) -> bool:
 class PyMetricLogger(_LoggerMethods):
     """One named metric stream (``exp.metrics("train")``), pure-Python ``log``."""
 
-    __slots__ = ("name", "_session", "_stream", "_queue")
+    __slots__ = ("_queue", "_session", "_stream", "name")
 
     def log(self, _fields: dict[str, Any] | None = None, /, **fields: Any) -> None:
         """Append one row; returns at once. Values: int, float, bool, None, str,
@@ -168,7 +178,7 @@ def _native_logger_class() -> type | None:
         plain rows below the wake threshold), at about half the cost per call.
         """
 
-        __slots__ = ("name", "_session", "_stream", "_queue")
+        __slots__ = ("_queue", "_session", "_stream", "name")
 
         def bind(self, stream: RowStream) -> None:
             _LoggerMethods.bind(self, stream)

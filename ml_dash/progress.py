@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 _FULL, _EMPTY, _LEFT, _RIGHT = "\u2588", "\u00b7", "\u2595", "\u258f"
 

@@ -16,16 +16,21 @@ import re
 import shutil
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .agent import utc_iso, write_document
-from .agent import layout
+from .agent import layout, utc_iso, write_document
 from .agent.cursor import StreamCursor, UploadCursor
 from .agent.jsonlines import dumps
 from .errors import MLDashError
 from .metrics import metric_metadata
-from .naming import clean_relative_path, safe_join, validate_metric_name, validate_prefix
+from .naming import (
+    clean_relative_path,
+    safe_join,
+    validate_metric_name,
+    validate_prefix,
+)
 from .server_reads import ServerReads
 
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")

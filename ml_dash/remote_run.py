@@ -16,13 +16,13 @@ from typing import Any
 
 from .agent import Agent, RunWriter
 from .agent.backlog import file_size, rows_on_disk
+from .agent.credentials import credential_headers
 from .agent.cursor import PENDING, StreamCursor, UploadCursor
-from .agent.layout import discover_streams, identity_key
 from .agent.deadline import Deadline
+from .agent.layout import discover_streams, identity_key
 from .agent.live_upload import LiveUpload
 from .agent.pending import BATCH_BYTES, MEMORY_BYTES
 from .agent.settings import UploadSettings
-from .agent.credentials import credential_headers
 from .agent.transport import HttpTransport
 from .agent.uploader import RunUploader, UploadReport
 from .errors import MLDashError
@@ -163,8 +163,8 @@ class RemoteRun:
         pending = "some" if report is None else f"{report.pending_rows + report.pending_files}"
         why = "the upload did not end in time" if report is None else explain(report, live.unreachable_since)
         command = sync_command(self.directory, self.remote, *self.credentials)
-        lines = [f"{pending} event(s) of {self.prefix} are not on {self.remote} yet ({why}); "
-                 f"they are safe in {self.directory}. Send them with:", f"    {command}"]
+        lines = [(f"{pending} event(s) of {self.prefix} are not on {self.remote} yet ({why}); "
+                  f"they are safe in {self.directory}. Send them with:"), f"    {command}"]
         if report is not None and report.stopped == "conflict":
             owner, project, _ = self.prefix.split("/")
             lines = [lines[0].replace("Send them with:", "Send them under a new name, or after the server's rows:"),

@@ -9,11 +9,13 @@ cancels it; both flush first.
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .agent.values import reason_text
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .experiment import Experiment
     from .session import RunSession
 
@@ -67,7 +69,8 @@ class Run:
     def __enter__(self) -> Experiment:
         return self.start()
 
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         if exc_type is None:
             self.complete()
         elif issubclass(exc_type, KeyboardInterrupt):

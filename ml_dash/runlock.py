@@ -116,7 +116,7 @@ def _lock_file(directory: Path, key: str) -> int | None:
 def _read_holder(fd: int) -> dict[str, Any]:
     try:
         holder = loads(os.pread(fd, 4096, 0) or b"{}")
-    except Exception:  # being rewritten right now, or damaged: say what we can
+    except Exception:  # noqa: BLE001  # being rewritten right now, or damaged: say what we can
         holder = {}
     return holder if isinstance(holder, dict) else {}
 

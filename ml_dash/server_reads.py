@@ -20,12 +20,13 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from .agent.credentials import credential_headers
 from .agent.jsonlines import restore_metric_row
 from .agent.layout import LOG_KEY, METRIC_KEY
-from .agent.credentials import credential_headers
 from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page
@@ -154,7 +155,7 @@ def _within(fn: Any, timeout_s: float, message: str) -> Any:
     def run() -> None:
         try:
             result.append(fn())
-        except BaseException as exc:  # handed to the caller's thread
+        except BaseException as exc:  # noqa: BLE001  # handed to the caller's thread
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="ml-dash-read", daemon=True)

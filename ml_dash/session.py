@@ -20,17 +20,28 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .agent import Agent, FileJob, RowStream, RunWriter, Seal, StreamClosedError, utc_iso, write_document
-from .agent import lifecycle, layout
+from .agent import (
+    Agent,
+    FileJob,
+    RowStream,
+    RunWriter,
+    Seal,
+    StreamClosedError,
+    layout,
+    lifecycle,
+    utc_iso,
+    write_document,
+)
 from .agent.backlog import rows_on_disk
 from .agent.cursor import acknowledged_rows
 from .agent.deadline import Deadline
-from .agent.jsonlines import dumps, read_json, row_chunk_encoder, encode_metric_chunk
+from .agent.jsonlines import dumps, encode_metric_chunk, read_json, row_chunk_encoder
 from .agent.segments import segments_of
 from .agent.streams import metric_row_bytes
 from .errors import ConfigurationError, RunStateError

@@ -19,8 +19,9 @@ import os
 import pickle
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .agent.jsonlines import dumps
 from .agent.tensors import wait_for_event

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import TextIO
 
 from .agent import utc_iso, write_document
+from .agent.credentials import credential_headers
 from .agent.cursor import PENDING, acknowledged_rows
 from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, read_json
 from .agent.layout import EXPERIMENT, REJECTED_DIR
 from .agent.settings import UploadSettings
-from .agent.credentials import credential_headers
 from .agent.transport import HttpTransport
 from .agent.uploader import RunUploader, UploadReport
 from .errors import RunLockedError

@@ -27,7 +27,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=["native", "python"])
 def logger_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with the C hot path of metrics (when built) and with the pure-Python one."""
-    import ml_dash.metrics as metrics
+    from ml_dash import metrics
 
     if request.param == "native":
         if metrics.MetricLogger is metrics.PyMetricLogger:

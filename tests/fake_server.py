@@ -12,13 +12,13 @@ Time is a fake clock that only moves when the uploader sleeps.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ml_dash.agent.retry import Outcome
 import msgpack
-
+from ml_dash.agent.retry import Outcome
 from ml_dash.agent.wire import block_rows, decode_body, metric_rows
 
 

@@ -6,9 +6,12 @@ import json
 import math
 
 import numpy as np
-
 from ml_dash.agent.jsonlines import (
-    encode_metric_chunk, last_record, read_json, restore_metric_row, row_chunk_encoder,
+    encode_metric_chunk,
+    last_record,
+    read_json,
+    restore_metric_row,
+    row_chunk_encoder,
 )
 
 
@@ -50,8 +53,7 @@ def test_general_encoder_builds_one_record_per_event() -> None:
 def test_last_record_reads_the_tail_of_a_large_file(tmp_path) -> None:
     path = tmp_path / "d.jsonl"
     with open(path, "w") as f:
-        for i in range(50000):
-            f.write(json.dumps({"index": i, "pad": "x" * 20}) + "\n")
+        f.writelines(json.dumps({"index": i, "pad": "x" * 20}) + "\n" for i in range(50000))
         f.write('{"index": 50000, "pa')
     assert last_record(path, "index")["index"] == 49999
     assert last_record(tmp_path / "missing.jsonl", "index") is None

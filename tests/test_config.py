@@ -13,7 +13,8 @@ from .conftest import read_json
 
 
 def _resolve(**kw: object):
-    args = dict(local_path=None, dash_root=None, remote=None, dash_url=None, api_key=None, user_name=None)
+    args: dict[str, object] = {"local_path": None, "dash_root": None, "remote": None, "dash_url": None,
+                            "api_key": None, "user_name": None}
     args.update(kw)
     return resolve("o/p/n", **args)  # type: ignore[arg-type]
 

@@ -77,10 +77,9 @@ def test_readme_is_the_upstream_spelling_of_description(workdir: Path) -> None:
 
 def test_exception_in_with_block_marks_failed_and_propagates(workdir: Path) -> None:
     exp = Experiment(prefix="a/b/c")
-    with pytest.raises(ZeroDivisionError):
-        with exp.run:
-            exp.log("before")
-            1 / 0
+    with pytest.raises(ZeroDivisionError), exp.run:
+        exp.log("before")
+        _ = 1 / 0
     doc = read_json(exp.directory / "experiment.json")
     assert doc["status"] == "FAILED"
     assert "ZeroDivisionError" in doc["status_reason"]
@@ -88,9 +87,8 @@ def test_exception_in_with_block_marks_failed_and_propagates(workdir: Path) -> N
 
 def test_keyboard_interrupt_in_with_block_marks_cancelled(workdir: Path) -> None:
     exp = Experiment(prefix="a/b/c")
-    with pytest.raises(KeyboardInterrupt):
-        with exp.run:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), exp.run:
+        raise KeyboardInterrupt
     assert read_json(exp.directory / "experiment.json")["status"] == "CANCELLED"
 
 

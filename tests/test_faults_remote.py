@@ -186,7 +186,7 @@ def test_row5_kill_9_of_the_training_process_then_sync(workdir: Path, server: Se
         directory = workdir / ".dash" / prefix
         count = _assert_identical(server, prefix, directory)
         assert [r["data"]["step"] for r in _local_lines(directory)] == list(range(count))  # losses are a suffix
-        status, remote = server.request("GET", f"/api/v1/experiments/{prefix}", headers=USER)
+        _status, remote = server.request("GET", f"/api/v1/experiments/{prefix}", headers=USER)
         assert remote["status"] == "CRASHED"  # sync saw the process gone
 
 
@@ -206,7 +206,7 @@ def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp
     try:
         assert exp.run.complete() is True
         assert _assert_identical(restarted, "alice/f/r6", exp.directory) == 200_000
-        status, remote = restarted.request("GET", "/api/v1/experiments/alice/f/r6", headers=USER)
+        _status, remote = restarted.request("GET", "/api/v1/experiments/alice/f/r6", headers=USER)
         assert remote["streams"]["metrics/train"] == 200_000  # the cursor counts only whole batches
     finally:
         restarted.stop()
@@ -227,10 +227,10 @@ def test_row9_sigterm_to_a_remote_training_process_uploads_within_the_deadline(w
     assert proc.stdout.readline().startswith("logged")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=40)
+    _out, err = proc.communicate(timeout=40)
     assert proc.returncode == -signal.SIGTERM and time.monotonic() - t0 < 15, err
     assert _assert_identical(server, "alice/f/r9", workdir / ".dash/alice/f/r9") == 10000
-    status, remote = server.request("GET", "/api/v1/experiments/alice/f/r9", headers=USER)
+    _status, remote = server.request("GET", "/api/v1/experiments/alice/f/r9", headers=USER)
     assert remote["status"] == "CANCELLED"
 
 

@@ -15,7 +15,7 @@ def test_log_lines_have_the_upstream_shape(exp: Experiment) -> None:
     exp.log("plain")
     exp.log("with metadata", level="warn", metadata={"epoch": 3}, step=7)
     exp.logs.info("info")
-    exp.logs.warn("warn")
+    exp.logs.warning("warn")
     exp.logs.error("error", code=2)
     exp.logs.debug("debug")
     exp.logs.fatal("fatal")

@@ -13,7 +13,6 @@ from ml_dash import Experiment, RunStateError
 
 from .conftest import read_json, read_jsonl
 
-
 pytestmark = pytest.mark.usefixtures("logger_impl")
 
 def test_rows_have_contiguous_indices_and_timestamps(exp: Experiment) -> None:

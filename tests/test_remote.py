@@ -59,7 +59,7 @@ def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Pat
         out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", url, "--user-name", "alice"],
                              cwd=workdir, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
-        status, remote = late.request("GET", "/api/v1/experiments/alice/proj/offline", headers={"X-ML-Dash-User": "alice"})
+        _status, remote = late.request("GET", "/api/v1/experiments/alice/proj/offline", headers={"X-ML-Dash-User": "alice"})
         assert remote["streams"]["metrics/train"] == 500 and remote["status"] == "COMPLETED"
     finally:
         late.stop()

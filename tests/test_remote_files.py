@@ -8,7 +8,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import torch.nn as nn
+from torch import nn
 
 from ml_dash import Experiment
 
@@ -28,7 +28,7 @@ def test_saved_and_uploaded_files_reach_the_server(workdir: Path, server: Server
     with exp.run:
         exp.files("models").save(nn.Linear(3, 3), "net.pth")
         exp.files("model.pth", prefix="/models")
-    status, listing = server.request("GET", "/api/v1/experiments/alice/proj/run/files", key=key)
+    _status, listing = server.request("GET", "/api/v1/experiments/alice/proj/run/files", key=key)
     files = {f["path"]: f for f in listing["files"]}
     assert set(files) == {"models/net.pth", "models/model.pth"}
     for path, entry in files.items():
@@ -51,7 +51,7 @@ def test_row11_put_rejects_a_wrong_checksum_traversal_and_other_owners(server: S
     alice, bob = server.key("alice"), server.key("bob")
     body = b"content"
     good = hashlib.sha256(body).hexdigest()
-    put = lambda path, sha, key: server.request(  # noqa: E731
+    put = lambda path, sha, key: server.request(
         "PUT", f"/api/v1/runs/alice/p/r/files/{path}", body, {"X-Content-SHA256": sha}, key)
     assert put("x.bin", "0" * 64, alice)[0] == 400
     assert put("x.bin", "nothex", alice)[0] == 400
@@ -67,7 +67,7 @@ def test_sync_uploads_files_once(workdir: Path, server: Server) -> None:
     exp = Experiment(prefix="alice/proj/local")
     with exp.run:
         exp.files("m").save(b"abc", "x.bin")
-    run = lambda: subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url,  # noqa: E731
+    run = lambda: subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url,
                                   "--api-key", key], cwd=workdir, capture_output=True, text=True, timeout=120)
     first, second = run(), run()
     assert first.returncode == 0 and "1 files sent" in first.stdout

@@ -83,6 +83,7 @@ def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, se
 
 def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir: Path, server: Server) -> None:
     from ml_dash.agent.wire import encode_body, metric_blocks
+
     from ml_dash.server_reads import ServerReads
 
     key = server.key("alice")

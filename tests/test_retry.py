@@ -7,16 +7,20 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 
 import pytest
-
 from ml_dash.agent.deadline import Deadline
-from ml_dash.agent.retry import MAX_RETRY_AFTER_S, Outcome, parse_retry_after, send_with_retries
+from ml_dash.agent.retry import (
+    MAX_RETRY_AFTER_S,
+    Outcome,
+    parse_retry_after,
+    send_with_retries,
+)
 
 from .fake_server import FakeClock
 
 
 def test_retry_after_seconds_date_past_malformed_and_huge() -> None:
     now = 1_800_000_000.0
-    clock = lambda: now  # noqa: E731
+    clock = lambda: now
     in_ten = format_datetime(datetime.fromtimestamp(now + 10, tz=timezone.utc), usegmt=True)
     long_ago = format_datetime(datetime.fromtimestamp(now - 100, tz=timezone.utc), usegmt=True)
     assert parse_retry_after("2", clock) == 2.0

@@ -12,7 +12,6 @@ from typing import Any
 import msgpack
 import pytest
 import zstandard
-
 from ml_dash.agent.wire import encode_body, metric_blocks
 
 from .server_process import Server
@@ -59,7 +58,7 @@ def test_a_revoked_key_is_refused_by_the_running_server_and_listed_as_revoked(se
     revoked = _keys_cli(server, "revoke", first)  # the whole key works as well as its id
     assert revoked.returncode == 0 and first_id in revoked.stdout
     assert first.split("_", 2)[2] not in revoked.stdout + revoked.stderr  # the secret is never echoed
-    status, reply = server.ingest("alice/p/r", _batch(1, 1), first)
+    status, _reply = server.ingest("alice/p/r", _batch(1, 1), first)
     assert status == 401
     assert server.ingest("alice/p/r", _batch(1, 1), second)[0] == 200  # other keys keep working
     listed = _keys_cli(server, "list", "--owner", "alice").stdout.splitlines()[1:]

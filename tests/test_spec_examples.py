@@ -19,7 +19,7 @@ def test_local_example_produces_the_specified_layout(workdir: Path) -> None:
     )
 
     with exp.run:
-        import torch.nn as nn
+        from torch import nn
 
         net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 

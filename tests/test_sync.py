@@ -36,7 +36,7 @@ def test_sync_uploads_a_local_run_and_a_second_sync_stores_nothing_new(workdir: 
     first = _sync(workdir, server.url, "--api-key", key)
     assert first.returncode == 0, first.stderr
     assert "5002/5002 rows and 0 files sent" in first.stdout
-    status, exp = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
+    _status, exp = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
     assert exp["streams"] == {"metrics/train": 5000, "metrics/val": 1, "logs": 1}
     assert exp["params"] == {"lr": 0.1, "model.depth": 8} and exp["status"] == "COMPLETED"
     _, metric = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?limit=100000", key=key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ SYNCING = {"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__",
 class CudaLikeTensor(torch.Tensor):
     """Records which thread runs each torch operation on it, and claims to live on a GPU."""
 
-    calls: list[tuple[str, int]] = []
+    calls: ClassVar[list[tuple[str, int]]] = []
 
     @property
     def is_cuda(self) -> bool:  # type: ignore[override]

@@ -11,14 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
-
-from ml_dash import Experiment
 from ml_dash.agent.cursor import StreamCursor, UploadCursor
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.live_upload import LiveUpload
 from ml_dash.agent.rejects import set_aside_counts
 from ml_dash.agent.retry import Outcome
 from ml_dash.agent.uploader import RunUploader, UploadReport
+
+from ml_dash import Experiment
 
 from .fake_server import FakeClock, FakeTransport, Request
 
@@ -184,7 +184,7 @@ def test_row13_damaged_lines_that_leave_a_gap_are_set_aside_and_the_rows_after_t
 
 def test_row18_a_line_longer_than_the_read_limit_is_set_aside_instead_of_blocking_the_stream(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ml_dash.agent.pending as pending
+    from ml_dash.agent import pending
 
     exp = Experiment(prefix="a/b/c")
     with exp.run:

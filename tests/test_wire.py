@@ -8,8 +8,14 @@ import math
 
 import msgpack
 import pytest
-
-from ml_dash.agent.wire import BodyError, BodyLimits, decode_body, encode_body, metric_blocks, metric_rows
+from ml_dash.agent.wire import (
+    BodyError,
+    BodyLimits,
+    decode_body,
+    encode_body,
+    metric_blocks,
+    metric_rows,
+)
 
 
 def test_blocks_round_trip_rows_with_changing_keys_and_none() -> None:

@@ -23,6 +23,7 @@ transient ones (500 a bug, 507 the disk is full).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +36,16 @@ from ..naming import clean_relative_path, validate_metric_name, validate_prefix
 from .auth import parse_token
 from .blobs import BlobError, LocalBlobStore
 from .config import ServerConfig
-from .errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, error_middleware, json_response
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    error_middleware,
+    json_response,
+)
 from .ingest import build_batch, ingest_reply, parse_body
 from .records import ConflictError, GapError
 from .storage import SQLiteStorage, Storage
@@ -239,7 +249,7 @@ def downsample(rows: list[dict[str, Any]], buckets: int) -> list[dict[str, Any]]
         fields: dict[str, dict[str, float]] = {}
         for row in chunk:
             for key, value in row["data"].items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
                     f = fields.setdefault(key, {"min": value, "max": value, "last": value})
                     f["min"], f["max"], f["last"] = min(f["min"], value), max(f["max"], value), value
         out.append({"first": chunk[0]["index"], "last": chunk[-1]["index"], "count": len(chunk), "fields": fields})

@@ -13,8 +13,8 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 

@@ -20,7 +20,13 @@ from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ..agent.wire import BodyError, block_rows, decode_body
 from ..logs import normalise_level
 from ..naming import validate_metric_name
-from .errors import BadRequest, PayloadTooLarge, RequestError, UnsupportedEncoding, json_response
+from .errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestError,
+    UnsupportedEncoding,
+    json_response,
+)
 from .records import IngestBatch
 
 _IDENTITY = re.compile(r"[0-9A-Za-z_-]{1,64}")

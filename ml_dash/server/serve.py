@@ -7,7 +7,8 @@ import ipaddress
 import logging
 import signal
 import sys
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
