@@ -156,15 +156,13 @@ class RunWriter:
                 callback()
 
     async def _close(self) -> None:
+        # Sealed first, before waiting for a pass in progress: from here on a call that appends takes
+        # its row back and raises, so nothing piles up behind a slow write. A pass in progress took
+        # older rows than these and writes them first (it holds the guard).
+        final, jobs = self._seal()
         async with self._guard():
             if self.closed:
                 return
-            await self._write_queued()
-            with self.seal.lock:  # after this, a call that appends takes its row back and raises
-                final = [(stream, stream.seal_and_take_all()) for stream in self.streams.values()]
-                jobs = list(self.file_jobs)
-                self.file_jobs.clear()
-                self.seal.sealed = True
             for stream, items in final:
                 for first in range(0, len(items), WRITE_ROWS):
                     group = items[first:first + WRITE_ROWS]
@@ -181,6 +179,17 @@ class RunWriter:
                         logger.debug("closing %s failed: %s", name, exc)
                 self._handles.clear()
                 self.closed = True
+
+    def _seal(self) -> tuple[list[tuple[RowStream, list]], list[FileJob]]:
+        """Seal the run and take everything still queued (rows of every stream, files)."""
+        with self.seal.lock:
+            if self.seal.sealed:
+                return [], []
+            final = [(stream, stream.seal_and_take_all()) for stream in self.streams.values()]
+            jobs = list(self.file_jobs)
+            self.file_jobs.clear()
+            self.seal.sealed = True
+        return final, jobs
 
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:

@@ -31,7 +31,8 @@ drain takes everything queued and *seals* the run under the run's
 normally (its row is in the queue, and the final drain takes it); after the
 seal it takes its own row back and raises :class:`StreamClosedError`, unless
 the final drain already took it, in which case it is written and the call
-returns normally.
+returns normally. The agent seals first, before it waits for a write in
+progress, and the memory bound holds in the short time before the seal.
 
 A :class:`DocumentSlot` is a latest-wins JSON document (parameters,
 experiment.json, metric metadata) replaced atomically on disk.
@@ -103,6 +104,7 @@ class RowStream:
     """An append-only JSON-lines stream with contiguous indices from 0."""
 
     __slots__ = (
+        "_full_after_close",
         "_sized_lock",
         "_warned_fork",
         "agent",
@@ -155,6 +157,7 @@ class RowStream:
         self.waits = 0  # times a caller waited on a full buffer
         self._sized_lock = threading.Lock()
         self._warned_fork = False
+        self._full_after_close = False  # closed, not sealed yet, and the buffer's wait ran out
 
     # -- caller's thread -------------------------------------------------
     def on_threshold(self, row: Any) -> None:
@@ -270,11 +273,21 @@ class RowStream:
     def _after_close(self, row: Any) -> None:
         seal = self.seal
         with seal.lock:
+            if seal.sealed:
+                if self._take_back(row):
+                    raise StreamClosedError(f"stream {self.name!r} is closed: its run has ended")
+                return  # the final drain took the row: it is written, so the call stands
+        # Not sealed yet: the final drain is still to come and takes this row. The memory bound holds
+        # meanwhile, as in an open stream: a bounded wait, then counted drops without waiting until
+        # the buffer is below half the budget.
+        if self._full_after_close:
+            self._full_after_close = self.agent.buffered_bytes() > self.agent.max_buffer_bytes // 2
+        if not self._full_after_close and self._wait_for_room(0):
+            return
+        self._full_after_close = True
+        with seal.lock:  # the agent may still be taking from the left: only an atomic pop is safe
             if not seal.sealed:
-                return  # the final drain is still to come and takes this row
-            if self._take_back(row):
-                raise StreamClosedError(f"stream {self.name!r} is closed: its run has ended")
-            # the final drain took the row: it is written, so the call stands
+                self._drop_last()
 
     def _in_forked_child(self, row: Any) -> None:
         """A forked child logging into its parent's run: the parent owns the files, so this is a

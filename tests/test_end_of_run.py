@@ -189,3 +189,105 @@ def test_row19_a_call_after_the_end_began_but_before_the_seal_returns_and_is_wri
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out == {"before_seal": "returned", "after_seal": "raised", "rows": [0, 1]}
+
+
+def test_row19_the_end_seals_before_it_waits_for_a_write_in_progress(tmp_path: Path) -> None:
+    """A stuck write must not keep the run open: calls after the end began raise at once, while the
+    write still hangs, and every call that returned is on disk once it finishes."""
+    from .conftest import python_script
+
+    result = python_script("""
+        import asyncio, json, threading, time
+        import ml_dash.agent.rundir as rundir
+        from ml_dash import Experiment, RunStateError
+
+        real_write = rundir.RunWriter._write_queued
+        entered, release = threading.Event(), threading.Event()
+
+        async def stuck(self):  # a periodic pass hangs on a slow disk, holding the writer
+            entered.set()
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            await real_write(self)
+
+        rundir.RunWriter._write_queued = stuck
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        for i in range(100):
+            train.log(step=i)
+        assert entered.wait(30)
+        ender = threading.Thread(target=exp.run.complete, kwargs={"timeout_s": 60})
+        ender.start()
+        writer = exp._session.writer
+        for _ in range(3000):
+            if writer.seal.sealed:
+                break
+            time.sleep(0.01)
+        sealed_while_stuck = writer.seal.sealed and not release.is_set()
+        try:
+            train.log(step=100)
+            late = "returned"
+        except RunStateError:
+            late = "raised"
+        release.set()
+        ender.join(60)
+        rows = [json.loads(line)["data"]["step"] for line in open(exp.directory / "metrics/train/data.jsonl")]
+        print(json.dumps({"sealed_while_stuck": sealed_while_stuck, "late": late, "rows": rows}))
+    """, tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"sealed_while_stuck": True, "late": "raised", "rows": list(range(100))}
+
+
+def test_row19_the_memory_bound_holds_between_the_end_and_the_seal(tmp_path: Path) -> None:
+    """Calls that reach a closed stream before the seal return, but they are bounded like any other:
+    a bounded wait, then counted buffer_full drops; written + dropped equals what returned."""
+    from .conftest import python_script
+
+    result = python_script("""
+        import asyncio, json, threading
+        import ml_dash.agent.rundir as rundir
+        from ml_dash import Experiment
+
+        release = threading.Event()
+        real_close = rundir.RunWriter._close
+
+        async def held_close(self):  # the end has begun (streams closed) but the writer has not sealed yet
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            await real_close(self)
+
+        real_flush = rundir.RunWriter.flush
+
+        async def stalled(self, durable=False):  # and the disk is stuck: nothing drains meanwhile
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            await real_flush(self, durable)
+
+        rundir.RunWriter._close = held_close
+        rundir.RunWriter.flush = stalled
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        stream = exp._session.writer.streams["metrics/train"]
+        agent = exp._session.agent
+        ender = threading.Thread(target=exp.run.complete, kwargs={"timeout_s": 60})
+        ender.start()
+        while stream.state != "closed":
+            pass
+        peak = 0
+        for i in range(3000):  # 3000 rows of ~2 KB: six times the 1 MiB budget
+            train.log(step=i, text="y" * 2000)
+            peak = max(peak, agent.buffered_bytes())
+        release.set()
+        ender.join(60)
+        rows = [json.loads(line)["data"]["step"] for line in open(exp.directory / "metrics/train/data.jsonl")]
+        dropped = exp.stats()["streams"]["metrics/train"]["dropped"].get("buffer_full", 0)
+        print(json.dumps({"peak": peak, "budget": agent.max_buffer_bytes, "written": len(rows),
+                          "dropped": dropped, "ordered": rows == sorted(rows)}))
+    """, tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "1", "ML_DASH_MAX_BLOCK_S": "0.05"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["peak"] <= out["budget"] + 4096, out  # at most one row over the budget
+    assert out["dropped"] > 0 and out["written"] + out["dropped"] == 3000 and out["ordered"], out
