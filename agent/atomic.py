@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: This module's temporary names (``.{name}.{pid}[.{n}].{kind}``), removed at the next start if a
+#: crash left them.
+LEFTOVER_NAME = re.compile(r"\..+\.[0-9]+(\.[0-9]+)?\.(partial|staged|tmp)")
+
 
 @dataclass(slots=True)
 class FileJob:
-    """A file to place under the run directory; ``write`` runs on a worker thread."""
+    """A file to place under the run directory; ``write`` runs on a worker thread. ``discard``
+    frees what the job holds on disk (a staged copy) when it is never placed."""
 
     dest: Path
     write: Callable[[Path], None]
     entry: dict[str, Any]
+    discard: Callable[[], None] | None = None
+
+    def discarded(self) -> None:
+        if self.discard is not None:
+            self.discard()
 
 
 @dataclass(slots=True)
@@ -47,7 +58,22 @@ def place_file(job: FileJob) -> FileResult:
     finally:
         if tmp.exists():
             tmp.unlink()
+        job.discarded()  # a staged copy left by a failed write
     return FileResult(size, digest.hexdigest())
+
+
+def remove_leftovers(directory: Path) -> int:
+    """Remove the temporary files a crash left under a run directory (its writer holds the run's lock,
+    so no other writer's are there); returns how many. Only this module's hidden names are touched."""
+    removed = 0
+    for path in directory.rglob(".*"):
+        if LEFTOVER_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def write_document(path: Path, payload: bytes) -> None:

@@ -360,6 +360,7 @@ class RunWriter:
         try:
             result = await self.agent.run_blocking(place_file, job)
         except Exception as exc:  # noqa: BLE001  # the flusher must outlive a bad file: counted
+            job.discarded()
             self.file_counters.drop(1, "disk_error", "files")
             logger.warning("ml-dash could not save file %s: %s", job.dest, exc)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class Experiment:
 
     @property
     def metadata(self) -> dict[str, Any] | None:
-        return self._session.options.metadata
+        return copy.deepcopy(self._session.options.metadata)
 
     @property
     def status(self) -> RunStatus:
@@ -125,7 +126,7 @@ def _check_metadata(metadata: Any) -> dict[str, Any] | None:
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
     encode_checked("metadata", metadata, MAX_DOCUMENT_BYTES)
-    return metadata
+    return copy.deepcopy(metadata)  # as it was at the call: later changes to the caller's dict do not leak in
 
 
 def _seconds(name: str, value: Any) -> float:

@@ -9,6 +9,7 @@ shape). Source files are copied, never moved or deleted.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from .agent.layout import FILES_DIR, FILES_METADATA
 from .agent.values import MAX_DOCUMENT_BYTES, MAX_NAME_CHARS, MAX_TEXT_BYTES, check_text
 from .naming import clean_relative_path, safe_join
 from .snapshots import (
+    FileCopy,
     _guess_type,
     bytes_writer,
     copy_writer,
@@ -56,7 +58,14 @@ class FileScope:
         dest = safe_join(session.directory / FILES_DIR, relpath)
         merged = {**self._fields, **check_entry_fields(**{k: v for k, v in fields.items() if v is not None})}
         entry = file_entry(relpath, content_type=content_type, **merged)
-        session.add_file(FileJob(dest=dest, write=writer, entry=entry))
+        job = FileJob(dest=dest, write=writer, entry=entry, discard=getattr(writer, "discard", None))
+        if isinstance(writer, FileCopy) and session.in_owning_process():
+            writer.stage(dest)
+        try:
+            session.add_file(job)
+        except BaseException:
+            job.discarded()
+            raise
         return entry
 
     def save(self, obj: Any, name: str, **fields: Any) -> dict[str, Any]:
@@ -139,6 +148,7 @@ def check_entry_fields(**fields: Any) -> dict[str, Any]:
         if not isinstance(fields["metadata"], dict):
             raise TypeError(f"file metadata must be a dict, not {type(fields['metadata']).__name__}")
         encode_checked("file metadata", fields["metadata"], MAX_DOCUMENT_BYTES)
+        checked["metadata"] = copy.deepcopy(fields["metadata"])  # as it was at the call
     return checked
 
 

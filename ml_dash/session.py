@@ -38,6 +38,7 @@ from .agent import (
     utc_iso,
     write_document,
 )
+from .agent.atomic import remove_leftovers
 from .agent.backlog import rows_on_disk
 from .agent.cursor import acknowledged_rows
 from .agent.deadline import Deadline
@@ -155,6 +156,7 @@ class RunSession:
         assert self.writer is not None
         if not self.in_owning_process():
             self._forked_no_op("files")
+            job.discarded()
             return
         try:
             self.writer.add_file(job)
@@ -223,6 +225,7 @@ class RunSession:
                 f"{self.directory} holds the run {previous['prefix']!r}, not {self.prefix!r}; give this run its "
                 "own directory (local_path names a root unless it ends with the prefix)")
         check_local(self.options.resume, self.prefix, self.directory, previous, remote=self.remote is not None)
+        remove_leftovers(self.directory)  # a crashed writer's temporary files (we hold the run's lock)
         # a run id with the directory's first run; a writer id (and segment, agent/segments.py) per start
         identity = {"run_id": previous.get("run_id") or uuid.uuid4().hex, "writer_id": uuid.uuid4().hex}
         if self.remote is not None:

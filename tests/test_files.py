@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from ml_dash import Experiment
+from ml_dash import Experiment, RunStateError
 
 from .conftest import read_json
 
@@ -71,6 +71,57 @@ def test_existing_file_is_copied_with_prefix_and_the_source_is_kept(exp: Experim
     exp.flush()
     assert (exp.directory / "files/models/model.pth").read_bytes() == b"weights"
     assert source.read_bytes() == b"weights"
+
+
+def test_a_file_saved_by_path_is_the_one_at_the_call(exp: Experiment, workdir: Path) -> None:
+    """The next epoch's checkpoint rewrites (or removes) the source right after the call: the saved
+    file still holds what the source held at the call, and no staged copy is left behind."""
+    rewritten, removed = workdir / "ckpt.pt", workdir / "gone.pt"
+    rewritten.write_bytes(b"epoch 1")
+    removed.write_bytes(b"kept")
+    exp.files("ckpt").save(rewritten, "ckpt.pt")
+    exp.files("ckpt").upload(removed)
+    rewritten.write_bytes(b"epoch 2, half writ")
+    removed.unlink()
+    exp.flush()
+    assert (exp.directory / "files/ckpt/ckpt.pt").read_bytes() == b"epoch 1"
+    assert (exp.directory / "files/ckpt/gone.pt").read_bytes() == b"kept"
+    assert _entries(exp)["ckpt/ckpt.pt"]["checksum"] == hashlib.sha256(b"epoch 1").hexdigest()
+    assert sorted(p.name for p in (exp.directory / "files/ckpt").iterdir()) == ["ckpt.pt", "gone.pt"]
+
+
+def test_metadata_is_the_one_at_the_call(workdir: Path) -> None:
+    run_meta, file_meta = {"gpu": "a100", "lr": [1, 2]}, {"epoch": 1}
+    exp = Experiment(prefix="a/b/meta", metadata=run_meta)
+    with exp.run:
+        exp.files("f", metadata=file_meta).save(b"x", "x.bin")
+        exp.files("g").save(b"y", "y.bin", metadata=file_meta)
+        run_meta["gpu"], run_meta["lr"][0], file_meta["epoch"] = "changed", 99, 2
+        exp.metadata["gpu"] = "changed through the property"
+    assert read_json(exp.directory / "experiment.json")["metadata"] == {"gpu": "a100", "lr": [1, 2]}
+    assert exp.metadata == {"gpu": "a100", "lr": [1, 2]}
+    entries = {e["path"]: e for e in read_json(exp.directory / "files/.files_metadata.json")["files"]}
+    assert entries["f/x.bin"]["metadata"] == {"epoch": 1} and entries["g/y.bin"]["metadata"] == {"epoch": 1}
+
+
+def test_a_path_saved_after_the_end_leaves_no_copy_and_a_crash_leftover_goes_at_the_next_start(
+        workdir: Path) -> None:
+    source = workdir / "w.bin"
+    source.write_bytes(b"w")
+    exp = Experiment(prefix="a/b/late")
+    with exp.run:
+        exp.files("m").save(b"first", "first.bin")
+    with pytest.raises(RunStateError):
+        exp.files("m").save(source, "w.bin")
+    files = exp.directory / "files/m"
+    assert sorted(p.name for p in files.iterdir()) == ["first.bin"]
+    for leftover in (".w.bin.4242.0.staged", ".w.bin.4242.partial", ".x.json.4242.17.tmp"):
+        (files / leftover).write_bytes(b"crash")
+    (files / "ours.7.tmp").write_bytes(b"a saved file, not a leftover")  # not hidden: never touched
+    again = Experiment(prefix="a/b/late")
+    with again.run:
+        pass
+    assert sorted(p.name for p in files.iterdir()) == ["first.bin", "ours.7.tmp"]
 
 
 def test_a_source_in_the_temp_directory_is_never_deleted(exp: Experiment) -> None:
