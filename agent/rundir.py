@@ -312,28 +312,56 @@ class RunWriter:
         return True
 
     async def _resolve_tensors(self, stream: RowStream, items: list) -> list:
-        """Replace tensor values by numbers: one stacked non-blocking copy per device, then poll."""
+        """Replace tensor values by numbers: one stacked non-blocking copy per device, then poll. If the
+        read fails, the rows are read one by one, so only those whose tensors fail are dropped (counted);
+        a GPU that does not answer in time costs the whole chunk (one wait, not one per row)."""
         slots = [(fields, key) for fields in items for key, value in fields.items() if is_tensor(value)]
         if not slots:
             return items
         try:
-            read = await self.agent.run_blocking(TensorRead, [fields[key] for fields, key in slots])
-            deadline = time.monotonic() + TENSOR_READ_TIMEOUT_S
-            delay = 0.0005
-            while not read.ready():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"tensors not on the host after {TENSOR_READ_TIMEOUT_S} s")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.01)
-            numbers = read.finish()
-        except Exception as exc:  # noqa: BLE001  # a device error or a hung GPU: drop these rows, counted
-            bad = {id(fields) for fields, _ in slots}
-            stream.counters.drop(len(bad), "tensor_read_failed", stream.name)
-            logger.warning("ml-dash could not read logged tensors of %s: %s", stream.name, exc)
-            return [fields for fields in items if id(fields) not in bad]
+            numbers = await self._read_tensors([fields[key] for fields, key in slots])
+        except TimeoutError as exc:
+            return self._drop_tensor_rows(stream, items, {id(fields) for fields, _ in slots}, exc)
+        except Exception:  # noqa: BLE001  # one bad tensor: find it below, keep the others
+            numbers = None
+        if numbers is None:
+            bad: set[int] = set()
+            failure: Exception | None = None
+            for fields in items:
+                keys = [key for key, value in fields.items() if is_tensor(value)]
+                if not keys:
+                    continue
+                try:
+                    for key, number in zip(keys, await self._read_tensors([fields[key] for key in keys])):
+                        fields[key] = number
+                except Exception as exc:  # noqa: BLE001  # this row's tensors cannot be read: it alone goes
+                    bad.add(id(fields))
+                    failure = exc
+                    if isinstance(exc, TimeoutError):
+                        break
+            if isinstance(failure, TimeoutError):
+                bad |= {id(fields) for fields in items if any(is_tensor(v) for v in fields.values())}
+            return self._drop_tensor_rows(stream, items, bad, failure) if bad else items
         for (fields, key), number in zip(slots, numbers):
             fields[key] = number
         return items
+
+    async def _read_tensors(self, tensors: list) -> list:
+        read = await self.agent.run_blocking(TensorRead, tensors)
+        deadline = time.monotonic() + TENSOR_READ_TIMEOUT_S
+        delay = 0.0005
+        while not read.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"tensors not on the host after {TENSOR_READ_TIMEOUT_S} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        return read.finish()
+
+    def _drop_tensor_rows(self, stream: RowStream, items: list, bad: set[int], exc: Exception | None) -> list:
+        stream.counters.drop(len(bad), "tensor_read_failed", stream.name)
+        logger.warning("ml-dash could not read logged tensors of %s (%d row(s) dropped): %s", stream.name,
+                       len(bad), exc)
+        return [fields for fields in items if id(fields) not in bad]
 
     async def _handle(self, stream: RowStream) -> Any:
         handle = self._handles.get(stream.name)

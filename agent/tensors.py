@@ -18,6 +18,20 @@ def is_tensor(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+#: 8-bit float dtypes are widened on the device before the copy (exact: float32 holds every value),
+#: so the host only ever reads common dtypes. Filled on first use (torch is then loaded).
+_READABLE_ON_HOST: dict[Any, bool] = {}
+
+
+def _note_narrow_floats() -> None:
+    import torch
+
+    for name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu"):
+        dtype = getattr(torch, name, None)
+        if dtype is not None:
+            _READABLE_ON_HOST[dtype] = False
+
+
 class TensorRead:
     """Scalar tensors on their way to the host, without blocking any thread.
 
@@ -27,28 +41,34 @@ class TensorRead:
     are stacked, copied into pinned host memory with ``non_blocking=True`` and
     followed by an event; the agent polls :meth:`ready` and reads the host copy
     once the event has passed. Tensors are read in order with the work queued
-    on their device's current stream.
+    on the stream the caller logged them on (see agent/values.py: capture_tensor).
     """
 
     def __init__(self, values: list[Any]) -> None:
         import torch  # only reached when the user passed tensors, so torch is loaded
 
+        if not _READABLE_ON_HOST:
+            _note_narrow_floats()
         self.numbers: list[Any] = [None] * len(values)
         self._pending: list[tuple[list[int], Any, Any]] = []
         by_group: dict[Any, list[int]] = {}
         for i, tensor in enumerate(values):
-            by_group.setdefault((tensor.device, tensor.dtype), []).append(i)
+            stream = getattr(tensor, "_ml_dash_stream", None)
+            by_group.setdefault((tensor.device, tensor.dtype, stream), []).append(i)
         with torch.no_grad():
-            for (device, _), positions in by_group.items():
-                stacked = torch.stack([values[i].detach().reshape(()) for i in positions])
-                if device.type == "cuda":
+            for (device, _, stream), positions in by_group.items():
+                if device.type != "cuda":
+                    self._fill(positions, torch.stack([values[i].reshape(()) for i in positions]).tolist())
+                    continue
+                with torch.cuda.stream(stream or torch.cuda.current_stream(device)):  # after the caller's copy
+                    stacked = torch.stack([values[i].reshape(()) for i in positions])
+                    if not _READABLE_ON_HOST.get(stacked.dtype, True):
+                        stacked = stacked.to(torch.float32)
                     host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
                     host.copy_(stacked, non_blocking=True)
                     event = torch.cuda.Event()
-                    event.record(torch.cuda.current_stream(device))
-                    self._pending.append((positions, host, event))
-                else:
-                    self._fill(positions, stacked.tolist())
+                    event.record()
+                self._pending.append((positions, host, event))
 
     def ready(self) -> bool:
         """True once every copy has reached the host (never blocks)."""

@@ -14,9 +14,12 @@ bool, None
 str                valid Unicode: no lone surrogates (``surrogateescape`` makes
                    them from undecodable file names; UTF-8 cannot carry them)
 numpy scalars      converted to the Python value at the call (ranges as above)
-torch tensors      metrics only: one element of a real dtype (float, bool, int
-                   up to 64 bits signed), strided, not on the meta device; read
-                   later by the agent, never synchronised on the caller's thread
+torch tensors      metrics only: one element of a real dtype (:data:`TENSOR_DTYPES`:
+                   floats of 8 to 64 bits, bool, ints up to 64 bits signed or 32
+                   unsigned), dense, not on the meta device. A CPU tensor's value
+                   is taken at the call; a GPU tensor is copied on the device at
+                   the call (queued on the caller's stream, never waited for) and
+                   read later by the agent
 dict, list, tuple  parameters and metadata only: str keys, nested at most
                    :data:`MAX_DEPTH` deep
 =================  ===========================================================
@@ -105,7 +108,7 @@ def metric_value(what: str, value: Any) -> tuple[Any, int]:
         return value, utf8_size(what, value)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        return check_tensor(what, value), VALUE_BYTES
+        return capture_tensor(what, value)
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
         return metric_value(what, numpy_scalar(what, value))
@@ -136,6 +139,15 @@ def numpy_scalar(what: str, value: Any) -> Any:
     return check_int(what, int(item))
 
 
+#: The tensor dtypes a metric value may have (by name, so that a torch without one still loads): those
+#: torch can read back as one Python number. Packed sub-byte dtypes (float4_e2m1fn_x2, int1-int7,
+#: bits8...) hold no such number, complex ones hold two, uint64 exceeds the int range.
+TENSOR_DTYPES = frozenset({
+    "float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+    "float8_e5m2fnuz", "float8_e8m0fnu", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+})
+
+
 def check_tensor(what: str, tensor: Any) -> Any:
     """A tensor the agent can read as one real number (metadata only: never touches device memory)."""
     import torch
@@ -147,15 +159,28 @@ def check_tensor(what: str, tensor: Any) -> Any:
         raise TypeError(f"{what} is a {tensor.layout} tensor on {tensor.device}; log a dense one-element tensor")
     if dtype.is_complex:
         raise TypeError(f"{what} is a complex tensor ({dtype}); log its .real and .imag as two fields")
-    if dtype.is_floating_point or dtype == torch.bool:
-        return tensor
-    try:
-        bits_max = torch.iinfo(dtype).max
-    except TypeError:
-        bits_max = None
-    if bits_max is None or bits_max > INT_MAX:
-        raise TypeError(f"{what} is a tensor of dtype {dtype}; use a float, bool or signed 64-bit integer dtype")
+    if str(dtype).removeprefix("torch.") not in TENSOR_DTYPES:
+        raise TypeError(f"{what} is a tensor of dtype {dtype}; use a float, bool or integer dtype of at most "
+                        "64 bits signed (32 unsigned)")
     return tensor
+
+
+def capture_tensor(what: str, tensor: Any) -> tuple[Any, int]:
+    """A logged tensor's value as it is at the call. On the CPU that is cheap: its number, now. On a
+    GPU a read would wait for the device, so the element is copied there instead (one small kernel,
+    queued on the caller's current stream, which the copy remembers for the agent's read): training
+    may change the tensor in place right after, and a one-element view no longer keeps its whole
+    storage alive."""
+    import torch
+
+    check_tensor(what, tensor)
+    if tensor.device.type == "cpu" and not tensor.is_cuda:
+        return metric_value(what, tensor.detach().reshape(()).item())
+    with torch.no_grad():
+        copy = tensor.detach().reshape(()).clone()
+    if tensor.device.type == "cuda":
+        copy._ml_dash_stream = torch.cuda.current_stream(tensor.device)
+    return copy, VALUE_BYTES
 
 
 def check_json(what: str, value: Any, max_depth: int = MAX_DEPTH) -> None:

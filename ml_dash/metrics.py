@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 DEFAULT_METRIC = "default"
 
 _now = time.time
+_BUILTIN_VALUES = (str, float, int, bool, type(None))
 
 
 class _LoggerMethods:
@@ -81,7 +82,7 @@ class _LoggerMethods:
             value, value_size = metric_value(what, fields[key])
             if value is not fields[key]:
                 fields[key] = value
-            elif value.__class__ is not str and is_tensor(value):
+            if value.__class__ not in _BUILTIN_VALUES and is_tensor(value):
                 self._stream.has_tensors = True
             size += utf8_size(what, key) + value_size
             if value.__class__ is str:

@@ -63,6 +63,52 @@ def test_tensors_requiring_grad_and_of_other_dtypes(exp: Experiment) -> None:
     assert data["loss"] == 36.0 and data["count"] == 5 and data["flag"] is True and data["half"] == 0.5
 
 
+def test_a_tensor_changed_in_place_after_the_call_is_logged_as_it_was(exp: Experiment) -> None:
+    """``running_loss.zero_()`` right after logging it: the logged value is the one at the call, on the
+    CPU (read then) and on a GPU-like tensor (copied then, read later by the agent)."""
+    running, gpu_like = torch.tensor(3.5), torch.tensor(2.5).as_subclass(CudaLikeTensor)
+    exp.metrics("train").log(cpu=running, gpu=gpu_like)
+    running.zero_()
+    gpu_like.zero_()
+    data = exp.metrics("train").read()[0]["data"]
+    assert (data["cpu"], data["gpu"]) == (3.5, 2.5)
+
+
+class UnreadableTensor(CudaLikeTensor):
+    """A GPU-like tensor whose read fails on the agent (a device error for this one value)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "stack":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_a_tensor_the_agent_cannot_read_costs_only_its_own_row(exp: Experiment) -> None:
+    train = exp.metrics("train")
+    for i in range(20):
+        bad = i in (5, 13)
+        value = (torch.tensor(float(i)).as_subclass(UnreadableTensor) if bad
+                 else torch.tensor(float(i)).as_subclass(CudaLikeTensor))
+        train.log(step=i, loss=value)
+    exp.flush()
+    assert [r["data"]["step"] for r in train.read(limit=None)] == [i for i in range(20) if i not in (5, 13)]
+    stats = exp.stats()["streams"]["metrics/train"]
+    assert stats["dropped"] == {"tensor_read_failed": 2} and stats["written"] == 18
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_real_cuda_tensor_changed_in_place_on_a_side_stream_is_logged_as_it_was(exp: Experiment) -> None:
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        loss = torch.full((), 7.0, device="cuda")
+        torch.cuda._sleep(100_000_000)  # the value is still being made when it is logged
+        loss.add_(1.0)
+        exp.metrics("train").log(loss=loss)
+        loss.zero_()
+    assert exp.metrics("train").read()[0]["data"]["loss"] == 8.0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_real_cuda_tensor_never_makes_the_training_thread_wait(exp: Experiment) -> None:
     """Neither log() nor the agent's read of the tensor may make the caller wait for the GPU.
@@ -87,7 +133,7 @@ def test_real_cuda_tensor_never_makes_the_training_thread_wait(exp: Experiment) 
     t0 = time.perf_counter()
     train.log(loss=loss)
     log_s = time.perf_counter() - t0
-    time.sleep(exp._agent.flush_interval_s * 1.5)  # the agent is now reading the tensor
+    time.sleep(exp._session.agent.flush_interval_s * 1.5)  # the agent is now reading the tensor
     t0 = time.perf_counter()
     y = x * 5  # a kernel launch on the training thread
     launch_s = time.perf_counter() - t0

@@ -45,6 +45,9 @@ SURROGATE = "caf\udcff.png"  # what os.fsdecode makes of b"caf\xff.png"
     ({"t": torch.tensor(3, dtype=torch.uint64)}, TypeError, "dtype torch.uint64"),
     ({"t": torch.tensor([1.0]).to_sparse()}, TypeError, "sparse"),
     ({"t": torch.empty(1, device="meta")}, TypeError, "meta"),
+    ({"t": torch.zeros((), dtype=torch.float4_e2m1fn_x2)}, TypeError, "dtype torch.float4_e2m1fn_x2"),
+    ({"t": torch.zeros((), dtype=torch.int4)}, TypeError, "dtype torch.int4"),
+    ({"t": torch.zeros((), dtype=torch.bits8)}, TypeError, "dtype torch.bits8"),
 ])
 def test_row18_values_outside_the_domain_are_refused_at_the_call(exp: Experiment, fields: dict, error: type,
                                                                  words: str) -> None:
@@ -119,7 +122,8 @@ def test_row18_a_reason_may_be_an_exception_and_the_run_ends_failed_on_disk(work
 
 EDGES = {"lo": INT_MIN, "hi": INT_MAX, "nan": math.nan, "inf": -math.inf, "unicode": "naïve – 東京 🚀",
          "long": "L" * 100_000, "none": None, "flag": True, "np_f16": np.float16(0.5), "np_u32": np.uint32(7),
-         "t_bf16": torch.tensor(1.5, dtype=torch.bfloat16), "t_int": torch.tensor(-3)}
+         "t_bf16": torch.tensor(1.5, dtype=torch.bfloat16), "t_int": torch.tensor(-3),
+         "t_f8": torch.tensor(0.5).to(torch.float8_e4m3fn), "t_u32": torch.tensor(7, dtype=torch.uint32)}
 
 
 def _expected(value: object) -> object:
