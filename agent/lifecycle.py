@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,8 +39,11 @@ class Closer(Protocol):
     def shutdown(self, reason: str, deadline: float) -> None: ...
 
 
-_closers: weakref.WeakSet[Any] = weakref.WeakSet()
+# Strong references: a running run must be ended at exit even when its Experiment is no longer
+# referenced anywhere (a notebook cell run again); closers leave with forget() when their run ends.
+_closers: set[Any] = set()
 _installed_for_pid: int | None = None
+_sigterm_for_pid: int | None = None
 _fork_hook_installed = False
 _previous_sigterm: Any = None
 _uncaught = False
@@ -149,23 +151,32 @@ def _after_fork_in_child() -> None:
         agent.forget_after_fork()
     Agent._instance = None
     _closers.clear()
-    _installed_for_pid = None
+    _installed_for_pid = None  # the handlers themselves are inherited: SIGTERM stays installed
     _shutdown_done = False
 
 
 def install(agent: Agent) -> None:
     """Install the hooks once per process (called when the agent starts)."""
-    global _installed_for_pid, _fork_hook_installed, _previous_sigterm
-    if _installed_for_pid == os.getpid():
+    global _installed_for_pid, _fork_hook_installed
+    if _installed_for_pid != os.getpid():
+        _installed_for_pid = os.getpid()
+        atexit.register(_at_exit)
+        sys.excepthook = _excepthook_chain(sys.excepthook)
+        if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook_installed = True
+    install_sigterm()
+
+
+def install_sigterm() -> None:
+    """Take SIGTERM (once per process), when called on the main thread: only there can Python set
+    signal handlers. Called when the agent starts and again whenever a run starts, so a first run
+    started from another thread does not leave later ones without it."""
+    global _previous_sigterm, _sigterm_for_pid
+    if _sigterm_for_pid == os.getpid() or threading.current_thread() is not threading.main_thread():
         return
-    _installed_for_pid = os.getpid()
-    atexit.register(_at_exit)
-    sys.excepthook = _excepthook_chain(sys.excepthook)
-    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        _fork_hook_installed = True
-    if threading.current_thread() is threading.main_thread():
-        current = signal.getsignal(signal.SIGTERM)
-        if current is not _on_sigterm:
-            _previous_sigterm = current
-            signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm_for_pid = os.getpid()
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _previous_sigterm = current
+        signal.signal(signal.SIGTERM, _on_sigterm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class Experiment:
         )
         self._session = session = RunSession(prefix, self.directory, options, config.remote,
                                              (config.api_key, config.user_name))
+        session.holder = weakref.ref(self)
         self.run = Run(session, self)
         self.metrics = Metrics(session)
         self.params = Params(session)

@@ -14,6 +14,7 @@ upload, release the lock; one deadline bounds all of it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -45,7 +46,7 @@ from .agent.deadline import Deadline
 from .agent.jsonlines import dumps, encode_metric_chunk, read_json, row_chunk_encoder
 from .agent.segments import segments_of
 from .agent.streams import metric_row_bytes
-from .errors import ConfigurationError, RunStateError
+from .errors import ConfigurationError, RunLockedError, RunStateError
 from .files import read_files_metadata
 from .logs import LOG_ROW_BYTES, build_log_row
 from .metrics import metric_metadata
@@ -101,6 +102,9 @@ class RunSession:
         self._on_start: list[Callable[[], None]] = []
         self._release = _ReleaseWhenDone()
         self._forked_warned: set[str] = set()
+        #: The Experiment this session belongs to, weakly: when it is gone, nobody can end the run but
+        #: the process's exit, or a new Experiment on the same directory (see _end_orphan).
+        self.holder: Callable[[], Any] = lambda: None
 
     # -- what the SDK objects use ------------------------------------------
     def on_start(self, callback: Callable[[], None]) -> None:
@@ -209,13 +213,20 @@ class RunSession:
         if self.status is not RunStatus.CREATED:
             raise RunStateError(f"experiment {self.prefix!r} has ended ({self.status}); "
                                 "create a new Experiment to continue it")
-        lock = RunLock.acquire(self.directory, self.prefix)
+        lifecycle.install_sigterm()
+        try:
+            lock = RunLock.acquire(self.directory, self.prefix)
+        except RunLockedError:
+            if not _end_orphan(self.directory):
+                raise
+            lock = RunLock.acquire(self.directory, self.prefix)
         try:
             self._open()
         except BaseException:
             lock.release()
             raise
         self._lock = lock
+        _running[_key(self.directory)] = self
 
     def _open(self) -> None:
         previous = read_json(self.directory / layout.EXPERIMENT)
@@ -281,6 +292,8 @@ class RunSession:
         for stream in list(writer.streams.values()):  # every later call takes the slow path, which refuses
             stream.close()
         lifecycle.forget(self)
+        if _running.get(_key(self.directory)) is self:
+            del _running[_key(self.directory)]
         if not self.in_owning_process():
             return True  # a forked child: the parent writes (and ends) this run
         self._document.update(status=status.value, ended_at=utc_iso(), status_reason=reason)
@@ -329,8 +342,9 @@ class RunSession:
 
     def _dormant_stream(self, name: str, args: tuple) -> RowStream:
         """A stream that refuses every row (before the start, after the end): each call takes the slow
-        path, which finds it closed and sealed."""
-        stream = RowStream(self._agent(), name, *args)
+        path, which finds it closed and sealed. It never reaches an agent, so none is started for it:
+        creating an Experiment starts no thread."""
+        stream = RowStream(None, name, *args)  # type: ignore[arg-type]  # never used: sealed
         stream.seal = Seal(sealed=True)
         stream.close()
         return stream
@@ -358,6 +372,35 @@ class _ReleaseWhenDone:
             action = self._action if self._left == 0 else None
         if action is not None:
             action()
+
+
+#: This process's running sessions by run directory (their real path).
+_running: dict[str, RunSession] = {}
+
+
+def _key(directory: Path) -> str:
+    return os.path.realpath(directory)
+
+
+def _end_orphan(directory: Path) -> bool:
+    """End the running session of ``directory`` held by this process when its Experiment is no longer
+    referenced (a notebook cell run again): nothing else could ever end it. True when it ended."""
+    previous = _running.get(_key(directory))
+    if previous is None or not previous.in_owning_process():
+        return False
+    if previous.holder() is not None:
+        gc.collect()  # an Experiment is a reference cycle (exp.run refers back to it): only this frees it
+    if previous.holder() is not None:
+        return False
+    logger.warning("ml-dash: ending run %s: a new Experiment of this process starts on %s, and the "
+                   "Experiment that was running it is no longer referenced", previous.prefix, directory)
+    previous.finish(RunStatus.COMPLETED, "ended when a new Experiment of this process started on its run "
+                    "directory (the previous one was no longer referenced)", None)
+    return True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_running.clear)  # the parent's runs are not the child's to end
 
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:

@@ -45,6 +45,35 @@ def test_row16_a_second_experiment_in_the_process_is_refused_until_the_first_end
     assert [(r["index"], r["data"]["step"]) for r in rows] == [(0, 0), (1, 1), (2, 2)]
 
 
+def test_row16_a_new_experiment_ends_a_running_one_nobody_references_any_more(tmp_path: Path) -> None:
+    """A notebook cell run again: the first Experiment is gone, so nothing could end its run but the
+    new one, which does (COMPLETED, with a reason and a warning) and continues the directory."""
+    result = python_script("""
+        import json
+        from ml_dash import Experiment, RunLockedError
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        exp.metrics("train").log(step=0)
+        kept = Experiment(prefix="o/p/r")
+        kept_started = "started"
+        try:
+            kept.run.start()  # the first is still referenced: refused as before
+        except RunLockedError:
+            kept_started = "refused"
+        exp = Experiment(prefix="o/p/r")  # the cell again: the first Experiment is dropped
+        exp.run.start()
+        exp.metrics("train").log(step=1)
+        exp.run.complete()
+        print(json.dumps({"kept": kept_started}))
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"kept": "refused"}
+    assert "ending run o/p/r" in result.stderr and "no longer referenced" in result.stderr
+    rows = read_jsonl(tmp_path / ".dash/o/p/r/metrics/train/data.jsonl")
+    assert [(r["index"], r["data"]["step"]) for r in rows] == [(0, 0), (1, 1)]
+    assert read_json(tmp_path / ".dash/o/p/r/experiment.json")["status"] == "COMPLETED"
+
+
 def test_row16_a_second_process_gets_an_error_naming_the_holder_and_indices_never_repeat(workdir: Path) -> None:
     holder = start_script("""
         import time

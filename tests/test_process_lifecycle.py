@@ -49,6 +49,25 @@ def test_interpreter_exit_without_closing_writes_everything(tmp_path: Path) -> N
     assert read_json(tmp_path / RUN_DIR / "experiment.json")["status"] == "COMPLETED"
 
 
+def test_a_running_experiment_nobody_references_still_ends_at_exit(tmp_path: Path) -> None:
+    result = python_script("""
+        import gc
+        from ml_dash import Experiment
+
+        def train():
+            exp = Experiment(prefix="o/p/r")
+            exp.run.start()
+            for i in range(1000):
+                exp.metrics("train").log(step=i)
+
+        train()  # returns without ending the run, and drops the Experiment
+        gc.collect()
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["data"]["step"] for r in _rows(tmp_path)] == list(range(1000))
+    assert read_json(tmp_path / RUN_DIR / "experiment.json")["status"] == "COMPLETED"
+
+
 def test_uncaught_exception_flushes_and_marks_failed(tmp_path: Path) -> None:
     result = python_script("""
         from ml_dash import Experiment
@@ -99,6 +118,55 @@ def test_row9_sigterm_flushes_then_dies_by_the_signal(tmp_path: Path) -> None:
     assert len(_rows(tmp_path)) == 30000
     doc = read_json(tmp_path / RUN_DIR / "experiment.json")
     assert doc["status"] == "CANCELLED" and doc["status_reason"] == "SIGTERM"
+
+
+def test_row9_sigterm_is_taken_when_the_first_experiment_came_from_another_thread(tmp_path: Path) -> None:
+    """The agent started on a worker thread (no signal handlers there); a run started later on the main
+    thread still ends CANCELLED on SIGTERM, its rows written."""
+    proc = start_script("""
+        import threading, time
+        from ml_dash import Experiment
+
+        def side():
+            with Experiment(prefix="o/p/side").run as side_exp:
+                side_exp.log("from a thread")
+
+        thread = threading.Thread(target=side)
+        thread.start()
+        thread.join()
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        for i in range(1000):
+            exp.metrics("train").log(step=i)
+        print("logged", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, tmp_path)
+    try:
+        _wait_for_line(proc, "logged")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=40)
+        assert proc.returncode == -signal.SIGTERM, stderr
+    finally:
+        proc.kill()
+    assert len(_rows(tmp_path)) == 1000
+    doc = read_json(tmp_path / RUN_DIR / "experiment.json")
+    assert doc["status"] == "CANCELLED" and doc["status_reason"] == "SIGTERM"
+
+
+def test_experiment_starts_no_thread_before_its_run_starts(tmp_path: Path) -> None:
+    result = python_script("""
+        import threading
+        from ml_dash import Experiment
+        exp = Experiment(prefix="o/p/r")
+        exp.metrics("train")
+        before = threading.active_count()
+        exp.run.start()
+        print(before, threading.active_count() > before)
+        exp.run.complete()
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "True"]
 
 
 def test_row9_sigterm_chains_to_the_previous_handler(tmp_path: Path) -> None:
