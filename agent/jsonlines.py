@@ -19,6 +19,7 @@ torn line so that new records start on a line of their own.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -84,6 +85,9 @@ def replace_non_finite(obj: Any) -> Any:
         return {k: replace_non_finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [replace_non_finite(v) for v in obj]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.ndarray):  # as lists: a NaN inside must not become null
+        return replace_non_finite(numpy_to_builtin(obj))
     name = non_finite_name(obj)
     return obj if name is None else name
 

@@ -228,7 +228,11 @@ def reason_text(reason: Any) -> str | None:
     if reason is None:
         return None
     if isinstance(reason, BaseException):
-        reason = f"{type(reason).__name__}: {reason}"
+        try:
+            detail = str(reason)
+        except Exception:  # noqa: BLE001  # a broken __str__ must not keep the run from ending
+            detail = "<its str() failed>"
+        reason = f"{type(reason).__name__}: {detail}"
     if not isinstance(reason, str):
         raise TypeError(f"reason must be a str or an exception, not {type(reason).__name__}")
     text = str(reason).encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes '?'
@@ -243,6 +247,8 @@ def numpy_to_builtin(value: Any) -> Any:
     parameters and metadata may hold, become Python numbers and lists; any other type is refused."""
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
+        if value.dtype.kind == "f" and value.dtype.itemsize > 8:  # longdouble: tolist() keeps it numpy
+            value = value.astype(numpy.float64)
         return value.tolist()
     raise TypeError(f"cannot encode a value of type {type(value).__name__}")
 

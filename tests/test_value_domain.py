@@ -120,6 +120,28 @@ def test_row18_a_reason_may_be_an_exception_and_the_run_ends_failed_on_disk(work
     assert reason.startswith("stopped by caf?.png") and len(reason.encode()) <= 64 * 1024
 
 
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("a broken __str__")
+
+
+def test_row18_an_exception_whose_str_fails_still_ends_the_run(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with pytest.raises(UnprintableError), exp.run:
+        raise UnprintableError
+    doc = read_json(exp.directory / "experiment.json")
+    assert doc["status"] == "FAILED" and doc["status_reason"] == "UnprintableError: <its str() failed>"
+
+
+def test_row18_numpy_parameters_keep_long_doubles_and_non_finite_values_inside_arrays(exp: Experiment) -> None:
+    exp.params.set(ld=np.longdouble(1.5), lds=np.array([np.longdouble(2.5)]), arr=np.array([1.0, np.nan, -np.inf]))
+    exp.log("x", ld=np.longdouble(0.25))
+    exp.flush()
+    data = read_json(exp.directory / "parameters.json")["data"]
+    assert (data["ld"], data["lds"], data["arr"]) == (1.5, [2.5], [1.0, "NaN", "-Infinity"])
+    assert exp.logs.read()[-1]["metadata"]["ld"] == 0.25
+
+
 EDGES = {"lo": INT_MIN, "hi": INT_MAX, "nan": math.nan, "inf": -math.inf, "unicode": "naïve – 東京 🚀",
          "long": "L" * 100_000, "none": None, "flag": True, "np_f16": np.float16(0.5), "np_u32": np.uint32(7),
          "t_bf16": torch.tensor(1.5, dtype=torch.bfloat16), "t_int": torch.tensor(-3),
