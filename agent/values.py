@@ -109,6 +109,9 @@ def metric_value(what: str, value: Any) -> tuple[Any, int]:
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return capture_tensor(what, value)
+    if isinstance(value, str):  # a subclass: numpy.str_, a str enum
+        value = str(value)
+        return value, utf8_size(what, value)
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
         return metric_value(what, numpy_scalar(what, value))
@@ -118,9 +121,6 @@ def metric_value(what: str, value: Any) -> tuple[Any, int]:
         return check_int(what, int(value)), VALUE_BYTES
     if isinstance(value, float):
         return float(value), VALUE_BYTES
-    if isinstance(value, str):
-        value = str(value)
-        return value, utf8_size(what, value)
     raise TypeError(f"{what} has unsupported type {cls.__name__}; use int, float, bool, None, str, "
                     "a numpy scalar or a one-element tensor")
 

@@ -104,6 +104,8 @@ def resolve(
     for label, value in (("local_path", local_path), ("dash_root", dash_root)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{label} must be a str or path, not {type(value).__name__}")
+        if value is not None and not os.fspath(value):
+            raise ValueError(f"{label} is empty; pass a directory, or leave it out for .dash/<prefix>")
     explicit_remote = remote if remote is not None else dash_url
     credentials_given = api_key is not None or user_name is not None
     if explicit_remote is None and credentials_given and _from_env(ENV_API_URL) is None:

@@ -32,8 +32,8 @@ def flatten(values: dict[str, Any], parent: str = "") -> dict[str, Any]:
         for key, value in node.items():
             if not isinstance(key, str):
                 raise TypeError(f"parameter names must be str, got {key!r}")
-            if not key or key.startswith(".") or key.endswith("."):
-                raise ValueError(f"invalid parameter name {key!r}")
+            if not all(key.split(".")):  # "", ".a", "a.", "a..b": an empty segment has no nesting to rebuild
+                raise ValueError(f"invalid parameter name {key[:80]!r}: empty segment between dots")
             utf8_size(f"parameter name {key[:40]!r}", key)
             full = f"{prefix}.{key}" if prefix else key
             if isinstance(value, dict) and value:

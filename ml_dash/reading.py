@@ -9,6 +9,7 @@ from typing import Any
 
 from .agent import layout
 from .agent.jsonlines import ReadReport, iter_records, read_json
+from .runlock import is_held
 
 
 @dataclass(slots=True)
@@ -80,13 +81,22 @@ def _count_rows(path: Path, stream: str, report: ReadReport) -> int:
     return rows
 
 
+def written_here(doc: dict[str, Any]) -> bool:
+    """Whether a run document was written by a writer of this directory (it records its pid), not
+    pulled from a server, whose RUNNING means the server's run is still going."""
+    return isinstance(doc.get("pid"), int)
+
+
 def summarise(directory: Path) -> RunSummary:
     """Read every file of a run, tolerating damage; damaged lines, and indices that repeat or skip,
     are listed in ``problems``."""
     directory = Path(directory)
     doc = read_json(directory / layout.EXPERIMENT)
     doc = doc if isinstance(doc, dict) else {}
-    summary = RunSummary(directory, str(doc.get("prefix", directory.name)), str(doc.get("status", "UNKNOWN")))
+    status = str(doc.get("status", "UNKNOWN"))
+    if status == "RUNNING" and written_here(doc) and is_held(directory) is False:
+        status = "CRASHED"  # no writer holds it: its process is gone
+    summary = RunSummary(directory, str(doc.get("prefix", directory.name)), status)
     report = ReadReport()
     for stream, path in layout.discover_streams(directory):
         rows = _count_rows(path, stream, report)

@@ -71,8 +71,8 @@ class Run:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
-        if exc_type is None:
-            self.complete()
+        if exc_type is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            self.complete()  # sys.exit() / sys.exit(0): a normal end
         elif issubclass(exc_type, KeyboardInterrupt):
             self.cancel("KeyboardInterrupt")
         else:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,35 @@ class RunLock:
             finally:
                 os.close(fd)
 
+
+
+def is_held(directory: Path) -> bool | None:
+    """Whether a writer holds ``directory`` now, asked without taking the lock (a writer starting at
+    that moment must not be refused because someone listed runs): this process's registry, then the
+    kernel (``F_GETLK``). None when it cannot tell (not Linux)."""
+    key = os.path.realpath(directory)
+    # under the registry lock throughout: closing our descriptor would drop a lock this process took
+    # on the file meanwhile
+    with _registry_lock:
+        if key in _held:
+            return True
+        if fcntl is None or not sys.platform.startswith("linux") or struct.calcsize("P") != 8:
+            return None
+        try:
+            fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return None
+        try:
+            # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+            query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)  # this process holds no lock on the file (not in the registry): nothing is dropped
+    return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
 
 
 def _lock_file(directory: Path, key: str) -> int | None:

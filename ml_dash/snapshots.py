@@ -27,6 +27,7 @@ from typing import Any
 
 from .agent.jsonlines import dumps
 from .agent.tensors import wait_for_event
+from .agent.values import check_json
 
 Writer = Callable[[Path], None]
 
@@ -48,10 +49,13 @@ def text_writer(text: str) -> Writer:
 
 
 def json_writer(obj: Any) -> Writer:
+    """JSON of ``obj``, checked against the value domain first (agent/values.py), so a value JSON
+    cannot carry is refused at the call, naming where it is, never written as a broken file."""
+    check_json("the object to save as JSON", obj)
     try:
         return _write_bytes(dumps(obj))
-    except TypeError as exc:
-        raise TypeError(f"object is not JSON-serialisable: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the object to save as JSON is not JSON-serialisable: {exc}") from None
 
 
 def pickle_writer(obj: Any) -> Writer:

@@ -28,7 +28,7 @@ from .agent.uploader import RunUploader, UploadReport
 from .errors import RunLockedError
 from .naming import validate_prefix
 from .progress import ProgressBar
-from .reading import find_runs
+from .reading import find_runs, written_here
 from .remote_run import explain, sync_command
 from .runlock import RunLock
 
@@ -49,7 +49,7 @@ class SyncOptions:
 
 def mark_crashed(directory: Path, doc: dict) -> bool:
     """A run still RUNNING whose lock we hold has no writer left: it becomes CRASHED (before it is sent)."""
-    if doc.get("status") != "RUNNING":
+    if doc.get("status") != "RUNNING" or not written_here(doc):  # a pulled RUNNING run is the server's
         return False
     doc.update(status="CRASHED", status_reason=f"process {doc.get('pid')} on {doc.get('hostname')} ended "
                                                 "without closing the run", ended_at=doc.get("ended_at") or utc_iso())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,37 @@ def test_ls_lists_runs_with_status_and_counts(workdir: Path) -> None:
     out = _cli("ls", cwd=workdir)
     assert out.returncode == 0
     assert "alice/proj/run-1" in out.stdout and "COMPLETED" in out.stdout and "5 rows" in out.stdout
+
+
+def test_ls_and_show_call_a_running_run_without_a_writer_crashed_and_a_live_one_running(workdir: Path) -> None:
+    from .conftest import start_script
+
+    live = start_script("""
+        import time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="alice/proj/live")
+        exp.run.start()
+        print("started", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, workdir)
+    try:
+        assert live.stdout.readline().startswith("started")
+        dead = _make_run(workdir).directory / "experiment.json"
+        doc = json.loads(dead.read_text())
+        doc["status"] = "RUNNING"  # as a kill -9 leaves it
+        dead.write_text(json.dumps(doc))
+        pulled = workdir / ".dash/alice/proj/pulled"
+        pulled.mkdir(parents=True)
+        (pulled / "experiment.json").write_text(json.dumps({"prefix": "alice/proj/pulled", "status": "RUNNING"}))
+        listing = _cli("ls", cwd=workdir).stdout
+        lines = {line.split()[0]: line.split()[1] for line in listing.splitlines()}
+        assert lines == {"alice/proj/live": "RUNNING", "alice/proj/run-1": "CRASHED",
+                         "alice/proj/pulled": "RUNNING"}, listing  # a pulled run's status is the server's
+        assert "[CRASHED]" in _cli("show", str(dead.parent), cwd=workdir).stdout
+    finally:
+        live.kill()
+        live.wait(30)
 
 
 def test_show_and_check_report_damage(workdir: Path) -> None:

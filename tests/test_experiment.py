@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,17 @@ def test_a_new_experiment_on_the_same_prefix_continues_the_run_directory(workdir
     assert [r["sequenceNumber"] for r in second.logs.read()] == [0, 1]
     assert read_json(second.directory / "experiment.json")["created_at"] == created
     assert read_json(second.directory / "metrics/train/metadata.json")["nextIndex"] == 2
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, "COMPLETED"), (0, "COMPLETED"), (1, "FAILED"), ("bye", "FAILED")])
+def test_sys_exit_in_the_with_block_ends_the_run_by_its_code(workdir: Path, code: object, status: str) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with pytest.raises(SystemExit), exp.run:
+        sys.exit(code)
+    assert read_json(exp.directory / "experiment.json")["status"] == status
+
+
+@pytest.mark.parametrize("arg", ["local_path", "dash_root"])
+def test_an_empty_directory_argument_is_refused(workdir: Path, arg: str) -> None:
+    with pytest.raises(ValueError, match=f"{arg} is empty"):
+        Experiment(prefix="a/b/c", **{arg: ""})

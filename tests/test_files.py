@@ -196,5 +196,16 @@ def test_unsupported_objects_and_missing_files_fail_at_the_call(exp: Experiment,
         exp.files("x").save(object(), "o.bin")
     with pytest.raises(FileNotFoundError, match="no such file"):
         exp.files("x").upload(workdir / "missing.bin")
-    with pytest.raises(TypeError, match="not JSON-serialisable"):
+    with pytest.raises(TypeError, match=r"the object to save as JSON\['o'\] has unsupported type object"):
         exp.files("x").save_json({"o": object()}, to="o.json")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        exp.files("x").save({"name": "caf\udce9"}, "s.json")
+    with pytest.raises(ValueError, match="does not fit in 64 bits"):
+        exp.files("x").save([2**70], "big.json")
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested deeper than 32 levels"):
+        exp.files("x").save_json(deep, to="deep.json")
+    exp.flush()
+    assert not (exp.directory / "files/x").exists()  # nothing half-written

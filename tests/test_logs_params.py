@@ -103,7 +103,7 @@ def test_unserialisable_params_fail_at_the_call_and_keep_earlier_ones(exp: Exper
     assert exp.params.get() == {"lr": 0.1}
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "trailing."])
+@pytest.mark.parametrize("name", ["", ".hidden", "trailing.", "a..b"])
 def test_invalid_parameter_names_are_rejected(exp: Experiment, name: str) -> None:
     with pytest.raises(ValueError, match="invalid parameter name"):
         exp.params.set(**{name: 1})

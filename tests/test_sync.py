@@ -7,6 +7,7 @@ import math
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ml_dash import Experiment
@@ -243,3 +244,30 @@ def test_a_pulled_run_ending_in_rows_set_aside_continues_after_them_and_syncs(wo
     assert synced.returncode == 0, synced.stdout + synced.stderr
     _, body = server.request("GET", "/api/v1/experiments/alice/p/voided/metrics/train?limit=100", key=key)
     assert [(r["index"], r["data"]["step"]) for r in body["rows"]][-1] == (10, 10)
+
+
+def test_sync_of_a_pulled_run_that_is_still_running_does_not_mark_it_crashed(workdir: Path, server: Server,
+                                                                              tmp_path: Path) -> None:
+    """A pulled run's RUNNING is the server's (its writer is elsewhere): sync must not end it CRASHED."""
+    key = server.key("alice")
+    live = Experiment(prefix="alice/proj/live", remote=server.url, api_key=key)
+    live.run.start()
+    try:
+        live.metrics("train").log(step=0)
+        assert live.flush() is True
+        for _ in range(200):
+            _, remote = server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)
+            if remote.get("streams", {}).get("metrics/train") == 1:
+                break
+            time.sleep(0.05)
+        pulled = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/proj/live", "--remote",
+                                 server.url, "--api-key", key, "--to", str(tmp_path / "pulled")],
+                                capture_output=True, text=True, timeout=60)
+        assert pulled.returncode == 0, pulled.stderr
+        synced = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(tmp_path / "pulled"), "--remote",
+                                 server.url, "--api-key", key], capture_output=True, text=True, timeout=60)
+        assert synced.returncode == 0 and "CRASHED" not in synced.stdout, synced.stdout + synced.stderr
+        _, remote = server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)
+        assert remote["status"] == "RUNNING"
+    finally:
+        live.run.complete()

@@ -144,6 +144,7 @@ def test_row18_numpy_parameters_keep_long_doubles_and_non_finite_values_inside_a
 
 EDGES = {"lo": INT_MIN, "hi": INT_MAX, "nan": math.nan, "inf": -math.inf, "unicode": "naïve – 東京 🚀",
          "long": "L" * 100_000, "none": None, "flag": True, "np_f16": np.float16(0.5), "np_u32": np.uint32(7),
+         "np_str": np.str_("numpy text"),
          "t_bf16": torch.tensor(1.5, dtype=torch.bfloat16), "t_int": torch.tensor(-3),
          "t_f8": torch.tensor(0.5).to(torch.float8_e4m3fn), "t_u32": torch.tensor(7, dtype=torch.uint32)}
 
