@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -64,6 +65,23 @@ def _race(prefix: str, seed: int, log_kind: str) -> tuple[set, set, Experiment]:
     on_disk = [(r[key]["thread"], r[key]["seq"]) for r in rows]
     assert len(on_disk) == len(set(on_disk))  # none twice
     return set().union(*returned), set(on_disk), exp, sum(1 for r in refused if r)
+
+
+# The script prelude that holds the end of a run between closing its streams and sealing the run:
+# until ``release`` is set, RunWriter._close waits.
+HELD_CLOSE = """
+import asyncio, json, threading
+import ml_dash.agent.rundir as rundir
+from ml_dash import Experiment, RunStateError
+
+release = threading.Event()
+real_close = rundir.RunWriter._close
+
+async def held_close(self):  # the end has begun (streams closed) but the writer has not sealed yet
+    while not release.is_set():
+        await asyncio.sleep(0.01)
+    await real_close(self)
+"""
 
 
 @pytest.mark.parametrize("log_kind", ["metrics", "logs"])
@@ -148,18 +166,7 @@ def test_row19_a_call_waiting_on_a_full_buffer_when_the_run_ends_does_not_reopen
 def test_row19_a_call_after_the_end_began_but_before_the_seal_returns_and_is_written(tmp_path: Path) -> None:
     from .conftest import python_script
 
-    result = python_script("""
-        import asyncio, json, threading
-        import ml_dash.agent.rundir as rundir
-        from ml_dash import Experiment, RunStateError
-
-        release = threading.Event()
-        real_close = rundir.RunWriter._close
-
-        async def held_close(self):  # the end has begun (streams closed) but the writer has not sealed yet
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-            await real_close(self)
+    result = python_script(HELD_CLOSE + textwrap.dedent("""
 
         rundir.RunWriter._close = held_close
         exp = Experiment(prefix="o/p/r")
@@ -185,7 +192,7 @@ def test_row19_a_call_after_the_end_began_but_before_the_seal_returns_and_is_wri
             late = "returned"
         rows = [json.loads(line)["data"]["step"] for line in open(exp.directory / "metrics/train/data.jsonl")]
         print(json.dumps({"before_seal": outcome, "after_seal": late, "rows": rows}))
-    """, tmp_path, timeout=60)
+    """), tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out == {"before_seal": "returned", "after_seal": "raised", "rows": [0, 1]}
@@ -245,18 +252,7 @@ def test_row19_the_memory_bound_holds_between_the_end_and_the_seal(tmp_path: Pat
     a bounded wait, then counted buffer_full drops; written + dropped equals what returned."""
     from .conftest import python_script
 
-    result = python_script("""
-        import asyncio, json, threading
-        import ml_dash.agent.rundir as rundir
-        from ml_dash import Experiment
-
-        release = threading.Event()
-        real_close = rundir.RunWriter._close
-
-        async def held_close(self):  # the end has begun (streams closed) but the writer has not sealed yet
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-            await real_close(self)
+    result = python_script(HELD_CLOSE + textwrap.dedent("""
 
         real_flush = rundir.RunWriter.flush
 
@@ -286,7 +282,7 @@ def test_row19_the_memory_bound_holds_between_the_end_and_the_seal(tmp_path: Pat
         dropped = exp.stats()["streams"]["metrics/train"]["dropped"].get("buffer_full", 0)
         print(json.dumps({"peak": peak, "budget": agent.max_buffer_bytes, "written": len(rows),
                           "dropped": dropped, "ordered": rows == sorted(rows)}))
-    """, tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "1", "ML_DASH_MAX_BLOCK_S": "0.05"}, timeout=120)
+    """), tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "1", "ML_DASH_MAX_BLOCK_S": "0.05"}, timeout=120)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["peak"] <= out["budget"] + 4096, out  # at most one row over the budget

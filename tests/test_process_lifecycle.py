@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -96,6 +97,21 @@ def test_uncaught_keyboard_interrupt_marks_cancelled(tmp_path: Path) -> None:
     assert len(_rows(tmp_path)) == 1
 
 
+def _assert_sigterm_ends_the_run(proc: subprocess.Popen, tmp_path: Path, rows: int) -> None:
+    """Send SIGTERM once the child printed "logged": it dies by the signal, with ``rows`` rows on disk and
+    the run CANCELLED for SIGTERM."""
+    try:
+        _wait_for_line(proc, "logged")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=40)
+        assert proc.returncode == -signal.SIGTERM, stderr
+    finally:
+        proc.kill()
+    assert len(_rows(tmp_path)) == rows
+    doc = read_json(tmp_path / RUN_DIR / "experiment.json")
+    assert doc["status"] == "CANCELLED" and doc["status_reason"] == "SIGTERM"
+
+
 def test_row9_sigterm_flushes_then_dies_by_the_signal(tmp_path: Path) -> None:
     proc = start_script("""
         import time
@@ -108,16 +124,7 @@ def test_row9_sigterm_flushes_then_dies_by_the_signal(tmp_path: Path) -> None:
         for _ in range(600):  # short sleeps: see start_script in conftest.py
             time.sleep(0.1)
     """, tmp_path)
-    try:
-        _wait_for_line(proc, "logged")
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=40)
-        assert proc.returncode == -signal.SIGTERM, stderr
-    finally:
-        proc.kill()
-    assert len(_rows(tmp_path)) == 30000
-    doc = read_json(tmp_path / RUN_DIR / "experiment.json")
-    assert doc["status"] == "CANCELLED" and doc["status_reason"] == "SIGTERM"
+    _assert_sigterm_ends_the_run(proc, tmp_path, rows=30000)
 
 
 def test_row9_sigterm_is_taken_when_the_first_experiment_came_from_another_thread(tmp_path: Path) -> None:
@@ -142,16 +149,7 @@ def test_row9_sigterm_is_taken_when_the_first_experiment_came_from_another_threa
         for _ in range(600):
             time.sleep(0.1)
     """, tmp_path)
-    try:
-        _wait_for_line(proc, "logged")
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=40)
-        assert proc.returncode == -signal.SIGTERM, stderr
-    finally:
-        proc.kill()
-    assert len(_rows(tmp_path)) == 1000
-    doc = read_json(tmp_path / RUN_DIR / "experiment.json")
-    assert doc["status"] == "CANCELLED" and doc["status_reason"] == "SIGTERM"
+    _assert_sigterm_ends_the_run(proc, tmp_path, rows=1000)
 
 
 def test_experiment_starts_no_thread_before_its_run_starts(tmp_path: Path) -> None:
