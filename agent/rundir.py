@@ -36,7 +36,7 @@ from .atomic import FileJob, place_file, write_document
 from .jsonlines import dumps, ends_torn, last_record
 from .layout import METRIC_PREFIX
 from .stats import StreamCounters
-from .streams import DocumentSlot, RowStream, Seal, StreamClosedError
+from .streams import DocumentSlot, RowStream, Seal, StreamClosedError, Write
 from .tensors import TensorRead, is_tensor
 
 if TYPE_CHECKING:
@@ -163,10 +163,9 @@ class RunWriter:
         async with self._guard():
             if self.closed:
                 return
-            for stream, items in final:
-                for first in range(0, len(items), WRITE_ROWS):
-                    group = items[first:first + WRITE_ROWS]
-                    await self._write_chunks(stream, [group[i:i + CHUNK_ROWS] for i in range(0, len(group), CHUNK_ROWS)])
+            for stream, writes in final:
+                for write in writes:
+                    await self._write_chunks(stream, write)
             for job in jobs:
                 await self._place(job)
             try:
@@ -180,12 +179,14 @@ class RunWriter:
                 self._handles.clear()
                 self.closed = True
 
-    def _seal(self) -> tuple[list[tuple[RowStream, list]], list[FileJob]]:
+    def _seal(self) -> tuple[list[tuple[RowStream, list[Write]]], list[FileJob]]:
         """Seal the run and take everything still queued (rows of every stream, files)."""
+        rows, sized_bytes = self._write_rows_limit(), self._sized_limit()
         with self.seal.lock:
             if self.seal.sealed:
                 return [], []
-            final = [(stream, stream.seal_and_take_all()) for stream in self.streams.values()]
+            final = [(stream, stream.seal_and_take_all(CHUNK_ROWS, rows, sized_bytes))
+                     for stream in self.streams.values()]
             jobs = list(self.file_jobs)
             self.file_jobs.clear()
             self.seal.sealed = True
@@ -219,15 +220,9 @@ class RunWriter:
     async def _write_rows(self, stream: RowStream, limit: int) -> int:
         """Take up to ``limit`` buffered events of ``stream`` (big rows up to :meth:`_sized_limit`),
         write them in one append; returns how many were taken (at least 1, so a caller's countdown ends)."""
-        chunks: list[list] = []
-        taken = 0
-        sized_limit = self._sized_limit()
-        while taken < limit and stream.queue and stream.in_flight_sized < sized_limit:
-            chunk = stream.take(min(CHUNK_ROWS, limit - taken), sized_limit - stream.in_flight_sized)
-            taken += len(chunk)
-            chunks.append(chunk)
-        await self._write_chunks(stream, chunks)
-        return max(taken, 1)
+        write = stream.take_write(CHUNK_ROWS, limit, self._sized_limit())
+        await self._write_chunks(stream, write)
+        return max(write.rows, 1)
 
     def _sized_limit(self) -> int:
         return max(1, min(WRITE_SIZED_BYTES, self.agent.max_buffer_bytes // 16))
@@ -237,7 +232,7 @@ class RunWriter:
         needs about 1 KiB of transient memory per row: the line, the encoder's buffers)."""
         return max(CHUNK_ROWS, min(WRITE_ROWS, self.agent.max_buffer_bytes // 1024))
 
-    async def _write_chunks(self, stream: RowStream, chunks: list[list]) -> None:
+    async def _write_chunks(self, stream: RowStream, write: Write) -> None:
         """Encode taken events and append them with one write. Each ends up written or counted as
         dropped with a reason, whatever fails: a value the encoder refuses costs only its own row."""
         created_at = utc_iso()
@@ -246,7 +241,7 @@ class RunWriter:
         written_items: list = []
         count = 0
         try:
-            for items in chunks:
+            for items in write.chunks:
                 if stream.has_tensors:
                     items = await self._resolve_tensors(stream, items)
                 items, blob = self._encode(stream, items, start + count, created_at)
@@ -262,7 +257,7 @@ class RunWriter:
                 self._reported.add(stream.name)
                 logger.exception("ml-dash agent failed writing %s (further failures are counted only)", stream.path)
         finally:
-            stream.written()
+            stream.written(write)
             self.agent.space_freed()  # a caller may be waiting on a full buffer
 
     def _encode(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:

@@ -45,6 +45,7 @@ import os
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,16 @@ class SizedRow:
     def __init__(self, row: Any, size: int) -> None:
         self.row = row
         self.size = size
+
+
+@dataclass(slots=True)
+class Write:
+    """Events taken for one append, in chunks, with the buffer bytes they hold until written."""
+
+    chunks: list[list]
+    rows: int
+    bytes: int
+    sized_bytes: int
 
 
 class RowStream:
@@ -354,16 +365,33 @@ class RowStream:
             self._rearm()
         return items
 
-    def written(self) -> None:
-        """The rows in flight are written (or counted as dropped): their memory is free."""
-        self.in_flight_bytes = self.in_flight_sized = 0
+    def take_write(self, chunk_rows: int, rows: int, sized_bytes: int) -> Write:
+        """Take one write's worth: up to ``rows`` events in chunks of ``chunk_rows``, and rows counted at
+        their own size up to about ``sized_bytes`` of them (at least one event when any is queued)."""
+        bytes_before, sized_before = self.in_flight_bytes, self.in_flight_sized
+        chunks: list[list] = []
+        taken = 0
+        while taken < rows and self.queue and self.in_flight_sized - sized_before < sized_bytes:
+            chunk = self.take(min(chunk_rows, rows - taken), sized_bytes - (self.in_flight_sized - sized_before))
+            taken += len(chunk)
+            chunks.append(chunk)
+        return Write(chunks, taken, self.in_flight_bytes - bytes_before, self.in_flight_sized - sized_before)
 
-    def seal_and_take_all(self) -> list:
-        """Under the run's seal lock (held by the caller): everything still queued; nothing is admitted
+    def written(self, write: Write) -> None:
+        """The rows of ``write`` are written (or counted as dropped): their memory is free."""
+        self.in_flight_bytes = max(0, self.in_flight_bytes - write.bytes)
+        self.in_flight_sized = max(0, self.in_flight_sized - write.sized_bytes)
+
+    def seal_and_take_all(self, chunk_rows: int, rows: int, sized_bytes: int) -> list[Write]:
+        """Under the run's seal lock (held by the caller): everything still queued, as writes bounded like
+        a pass's (so the final drain encodes no more at once than a periodic write); nothing is admitted
         afterwards."""
         self.state = "closed"
         self.wake_at = 0
-        return self.take(len(self.queue), 1 << 62)
+        writes = []
+        while self.queue:
+            writes.append(self.take_write(chunk_rows, rows, sized_bytes))
+        return writes
 
     def accepted(self) -> int:
         """Events accepted so far (exact when read on the agent's thread)."""

@@ -53,11 +53,11 @@ from .metrics import metric_metadata
 from .resume import Resume, check_local
 from .run import RunStatus
 from .runlock import RunLock
-from .server_reads import ServerReads
 from .stats import collect_stats
 
 if TYPE_CHECKING:
     from .remote_run import RemoteRun
+    from .server_reads import ServerReads
 
 logger = logging.getLogger("ml_dash")
 
@@ -179,6 +179,8 @@ class RunSession:
         directory here may be empty); else None, and the local directory answers."""
         if self.remote is None or self.writer is not None:
             return None
+        from .server_reads import ServerReads  # urllib and ssl: only remote runs pay for their import
+
         return ServerReads(self.remote, self.prefix, *self.credentials)
 
     def in_owning_process(self) -> bool:
