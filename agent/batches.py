@@ -131,10 +131,10 @@ class BatchBuilder:
             else:
                 payload["blocks"] = stream.blocks
             body["streams"][stream.name] = payload
-        payload = encode_body(body)
+        encoded = encode_body(body)
         for stream in streams:  # the body has them now; a batch may wait minutes on a retry
             stream.blocks = stream.rows = None
-        return Batch(streams, documents, params_version, payload)
+        return Batch(streams, documents, params_version, encoded)
 
     def _stream(self, planned: PlannedStream, budget: int, budget_bytes: int) -> PendingStream | None:
         at = planned.at

@@ -128,6 +128,6 @@ async def send_with_retries(attempt: Callable[[float | None], Awaitable[Outcome]
         wait=lambda state: deadline.bound(wait(state)),
         stop=lambda state: single_attempt or deadline.expired,
         sleep=sleep,
-        retry_error_callback=lambda state: state.outcome.result(),
+        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]  # set after an attempt
     )
     return await retrying(once)

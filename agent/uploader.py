@@ -39,6 +39,7 @@ from .rejects import set_aside, set_aside_counts
 from .retry import STOPS, Outcome, send_with_retries
 from .rundir import utc_iso
 from .transport import Transport
+from .wire import stream_counts
 
 logger = logging.getLogger("ml_dash.agent")
 
@@ -359,8 +360,7 @@ class RunUploader:
         if outcome.ok and own and not self.builder.adopter:
             cursor.adopt = None  # the server's run is this directory's own: nothing to adopt
         elif outcome.ok and isinstance(body.get("run_id"), str):  # (an adopter again: after what it holds now)
-            streams = body.get("streams") if isinstance(body.get("streams"), dict) else {}
-            cursor.adopt_run(body["run_id"], {k: v for k, v in streams.items() if isinstance(v, int)})
+            cursor.adopt_run(body["run_id"], stream_counts(body))
             logger.info("ml-dash: %s continues %s on %s after its rows %s", self.directory, self.prefix,
                         self.remote, cursor.adopt.get("base"))
         elif outcome.status == 404 or outcome.ok:

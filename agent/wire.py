@@ -71,6 +71,15 @@ class BodyError(ValueError):
         self.status = status
 
 
+def stream_counts(reply: dict[str, Any] | None) -> dict[str, int]:
+    """The rows a server reply says it stores per stream (``{"streams": {name: count}}``); anything
+    else in it (a hostile or broken server) is left out."""
+    streams = reply.get("streams") if isinstance(reply, dict) else None
+    if not isinstance(streams, dict):
+        return {}
+    return {k: v for k, v in streams.items() if isinstance(k, str) and type(v) is int and v >= 0}
+
+
 def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order."""
     rows = list(rows)

@@ -182,12 +182,11 @@ class Files:
     def __call__(self, path: str | os.PathLike | None = None, *, prefix: str | None = None,
                  description: str | None = None, tags: list[str] | None = None,
                  metadata: dict[str, Any] | None = None) -> Any:
-        fields = {"description": description, "tags": tags, "metadata": metadata}
         if prefix is not None:
             if path is None:
                 raise TypeError("exp.files(path, prefix=...) needs the path of the file to upload")
-            return FileScope(self._session, prefix, **fields).upload(path)
-        return FileScope(self._session, "" if path is None else os.fspath(path), **fields)
+            return FileScope(self._session, prefix, description, tags, metadata).upload(path)
+        return FileScope(self._session, "" if path is None else os.fspath(path), description, tags, metadata)
 
     def upload(self, path: str | os.PathLike, to: str | None = None, **fields: Any) -> dict[str, Any]:
         return FileScope(self._session, "").upload(path, to=to, **fields)

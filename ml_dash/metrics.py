@@ -53,7 +53,18 @@ _BUILTIN_VALUES = (str, float, int, bool, type(None))
 class _LoggerMethods:
     """What both implementations of a metric logger share (everything but ``log``)."""
 
-    __slots__ = ()
+    # The slots are the subclasses' (the C one's must follow its base's layout); the type checker is
+    # told about them here.
+    if TYPE_CHECKING:
+        __slots__ = ("_queue", "_session", "_stream", "name")
+        name: str
+        _session: RunSession
+        _stream: RowStream
+        _queue: Any
+
+        def log(self, _fields: dict[str, Any] | None = None, /, **fields: Any) -> None: ...
+    else:
+        __slots__ = ()
 
     def __init__(self, session: RunSession, name: str, stream: RowStream) -> None:
         self.name = name
@@ -167,7 +178,7 @@ def _native_logger_class() -> type | None:
     if os.environ.get("ML_DASH_PURE_PYTHON"):
         return None
     try:
-        from ._fastlog import FastLogger
+        from ._fastlog import FastLogger  # type: ignore[import-not-found]  # built from _fastlog.c
     except ImportError:
         return None
 
@@ -189,7 +200,7 @@ def _native_logger_class() -> type | None:
 
 
 #: The logger class ``exp.metrics(name)`` creates: C-accelerated when built.
-MetricLogger: type = _native_logger_class() or PyMetricLogger
+MetricLogger: type[_LoggerMethods] = _native_logger_class() or PyMetricLogger
 
 
 def _merge(positional: dict[str, Any], keywords: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +243,7 @@ class Metrics(dict):
         self._create_lock = threading.Lock()  # first use of a name from several threads at once
         session.on_start(self._rebind_all)
 
-    def __missing__(self, name: str) -> MetricLogger:
+    def __missing__(self, name: str) -> _LoggerMethods:
         validate_metric_name(name)
         with self._create_lock:
             logger = dict.get(self, name)

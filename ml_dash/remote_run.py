@@ -25,6 +25,7 @@ from .agent.pending import BATCH_BYTES, MEMORY_BYTES
 from .agent.settings import UploadSettings
 from .agent.transport import HttpTransport
 from .agent.uploader import RunUploader, UploadReport
+from .agent.wire import stream_counts
 from .errors import MLDashError
 from .resume import Resume, Unreachable, decide
 from .server_reads import ServerReads
@@ -73,11 +74,10 @@ class RemoteRun:
         next index. New rows are numbered after them, never under them, and the cursor moves past the
         gap, so nothing is sent twice under one index."""
         cursor = UploadCursor.load(self.directory, self.remote, self.prefix)
-        counts = server.get("streams") if server is not None and isinstance(server.get("streams"), dict) else {}
+        counts = stream_counts(server)
         floor: dict[str, int] = {}
         for name, path in discover_streams(self.directory):
-            held = max(cursor.at(name).acked, counts.get(name, 0) - cursor.base(name) if isinstance(
-                counts.get(name), int) else 0)
+            held = max(cursor.at(name).acked, counts.get(name, 0) - cursor.base(name))
             on_disk = rows_on_disk(path, identity_key(name))
             if held > on_disk:
                 floor[name] = held

@@ -25,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .agent.wire import stream_counts
 from .errors import RunConflictError
 
 
@@ -108,8 +109,7 @@ def decide(resume: Resume, prefix: str, remote: str, directory: Path, existing: 
             "merged. Log this one under another prefix, or move this directory away and start with resume=True "
             "to continue the server's run.")
     if resume.continues_others:
-        streams = server.get("streams") if isinstance(server.get("streams"), dict) else {}
-        return StartDecision(theirs, adopt_base={k: v for k, v in streams.items() if isinstance(v, int)})
+        return StartDecision(theirs, adopt_base=stream_counts(server))
     raise RunConflictError(
         f"{remote} already holds {prefix} ({describe(server)}), logged from another directory. Pass resume=True "
         "to continue it (this run's rows are appended after the server's), or choose another prefix.")
@@ -117,8 +117,8 @@ def decide(resume: Resume, prefix: str, remote: str, directory: Path, existing: 
 
 def describe(server: dict[str, Any]) -> str:
     """A server-side run in a few words: its rows, when and where it began, its status."""
-    streams = server.get("streams") if isinstance(server.get("streams"), dict) else {}
-    rows = sum(v for k, v in streams.items() if isinstance(v, int) and k != "logs")
+    streams = stream_counts(server)
+    rows = sum(v for k, v in streams.items() if k != "logs")
     parts = [f"{rows:,} metric rows", f"{streams.get('logs', 0):,} log lines"]
     if server.get("created_at"):
         parts.append(f"created {server['created_at']}")

@@ -9,7 +9,7 @@ cancels it; both flush first.
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .agent.values import reason_text
 
@@ -70,7 +70,7 @@ class Run:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> Literal[False]:
         if exc_type is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.complete()  # sys.exit() / sys.exit(0): a normal end
         elif issubclass(exc_type, KeyboardInterrupt):

@@ -134,8 +134,10 @@ class RunSession:
             stream = RowStream(self._agent(), stream_name, *self._metric_stream_args(name))
             stream.forget()
             return stream
-        stream = writer.streams.get(stream_name)
-        if stream is None:
+        existing = writer.streams.get(stream_name)
+        if existing is not None:
+            stream = existing
+        else:
             stream = writer.add_stream(RowStream(self._agent(), stream_name, *self._metric_stream_args(name)))
             if stream.state == "open":
                 slot = writer.document(f"{layout.METRICS_DIR}/{name}/{layout.METRIC_METADATA}",
@@ -406,7 +408,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:
-    last = {"count": None}
+    last: dict[str, int | None] = {"count": None}
 
     def update() -> None:
         if last["count"] != stream.next_index:

@@ -145,7 +145,7 @@ def _snapshot_tree(obj: Any) -> tuple[Any, list]:
         if isinstance(value, dict):
             out = type(value)((k, copy(v)) for k, v in value.items())
             if hasattr(value, "_metadata"):  # keeps load_state_dict's version info
-                out._metadata = value._metadata
+                out._metadata = value._metadata  # type: ignore[attr-defined]
             return out
         if isinstance(value, (list, tuple)):
             return type(value)(copy(v) for v in value)

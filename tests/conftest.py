@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .fault_proxy import FaultProxy
 
 ENV_VARS = [
     "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME",
@@ -31,6 +35,8 @@ def logger_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
     if request.param == "native":
         if metrics.MetricLogger is metrics.PyMetricLogger:
+            if os.environ.get("ML_DASH_REQUIRE_C"):  # set by .ci/run: there, its absence is a failure
+                pytest.fail("the C extension ml_dash._fastlog is not built (ML_DASH_REQUIRE_C is set)")
             pytest.skip("the C extension ml_dash._fastlog is not built here")
     else:
         monkeypatch.setattr(metrics, "MetricLogger", metrics.PyMetricLogger)
@@ -53,6 +59,26 @@ def server(tmp_path: Path):
     srv = Server(tmp_path / "server-data")
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """A loopback URL where connections are refused: a port held bound (never listening) for the test,
+    so no other process can take it meanwhile (a port freed and reused would race)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
+
+
+@pytest.fixture
+def stable_url() -> Iterator[FaultProxy]:
+    """One loopback URL for servers that come and go (down at first; restarted, or replaced by one with
+    an empty store): a proxy whose upstream the test sets with ``attach``."""
+    proxy = FaultProxy(upstream_port=0, mode="down")
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 @pytest.fixture

@@ -55,6 +55,14 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def attach(self, upstream_port: int) -> None:
+        """Forward to the server on ``upstream_port`` from now on (unfaulted)."""
+        self.set(upstream_port=upstream_port, mode="pass")
+
+    def detach(self) -> None:
+        """Behave as a server that is not there (every connection reset)."""
+        self.set(mode="down")
+
     def set(self, **settings: object) -> None:
         for key, value in settings.items():
             setattr(self, key, value)

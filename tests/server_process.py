@@ -13,6 +13,9 @@ from typing import Any
 
 from ml_dash.agent.wire import encode_body
 
+#: Requests straight to the loopback server: an ``http_proxy`` in the environment is not followed.
+direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 class Server:
     """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
@@ -27,6 +30,7 @@ class Server:
             self.proc.kill()
             raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
         self.url = line.split()[4]
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def key(self, owner: str) -> str:
         out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "create", "--owner", owner,
@@ -40,7 +44,7 @@ class Server:
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with direct.open(req, timeout=30) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"{}")

@@ -190,11 +190,12 @@ def test_row5_kill_9_of_the_training_process_then_sync(workdir: Path, server: Se
         assert remote["status"] == "CRASHED"  # sync saw the process gone
 
 
-def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp_path: Path) -> None:
+def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp_path: Path,
+                                                              stable_url: FaultProxy) -> None:
     data = tmp_path / "srv"
     first = Server(data, "--allow-user-name")
-    port = int(first.url.rsplit(":", 1)[1])
-    exp = Experiment(prefix="alice/f/r6", remote=first.url, user_name="alice", upload_timeout_s=60)
+    stable_url.attach(first.port)
+    exp = Experiment(prefix="alice/f/r6", remote=stable_url.url, user_name="alice", upload_timeout_s=60)
     exp.run.start()
     for i in range(200_000):
         exp.metrics("train").log(step=i)
@@ -202,7 +203,8 @@ def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp
             time.sleep(0.3)  # let ingest get going
             first.proc.kill()
             first.proc.communicate(timeout=10)
-    restarted = Server(data, "--allow-user-name", port=port)
+    restarted = Server(data, "--allow-user-name")  # the same store, behind the same URL
+    stable_url.attach(restarted.port)
     try:
         assert exp.run.complete() is True
         assert _assert_identical(restarted, "alice/f/r6", exp.directory) == 200_000

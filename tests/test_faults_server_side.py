@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from ml_dash.agent.cursor import UploadCursor
-from ml_dash.agent.streams import memory_bound_mb
 
 from ml_dash import Experiment
+from ml_dash.agent.cursor import UploadCursor
+from ml_dash.agent.streams import memory_bound_mb
 
 from .conftest import local_run, python_script
 from .fault_proxy import FaultProxy
@@ -64,12 +64,12 @@ def test_row8_a_full_server_disk_is_a_507_never_a_2xx_and_the_rows_get_in_once_s
 
 
 def test_row21_a_server_that_lost_its_data_gets_everything_again_from_sync_and_from_a_live_run(
-        workdir: Path, tmp_path: Path) -> None:
+        workdir: Path, tmp_path: Path, stable_url: FaultProxy) -> None:
     first = Server(tmp_path / "first", "--allow-user-name")
-    port = int(first.url.rsplit(":", 1)[1])
+    stable_url.attach(first.port)
     directory = local_run("alice/lost/run", 5000)
-    assert _sync(directory, first.url).returncode == 0
-    live = Experiment(prefix="alice/lost/live", remote=first.url, user_name="alice", upload_timeout_s=60)
+    assert _sync(directory, stable_url.url).returncode == 0
+    live = Experiment(prefix="alice/lost/live", remote=stable_url.url, user_name="alice", upload_timeout_s=60)
     live.run.start()
     for i in range(3000):
         live.metrics("train").log(step=i)
@@ -77,9 +77,10 @@ def test_row21_a_server_that_lost_its_data_gets_everything_again_from_sync_and_f
     while time.monotonic() < deadline and len(_steps(first, "alice/lost/live")) < 3000:
         time.sleep(0.1)
     first.stop()
-    fresh = Server(tmp_path / "fresh", "--allow-user-name", port=port)  # same URL, empty store
+    fresh = Server(tmp_path / "fresh", "--allow-user-name")  # same URL, empty store
+    stable_url.attach(fresh.port)
     try:
-        out = _sync(directory, fresh.url)
+        out = _sync(directory, stable_url.url)
         assert out.returncode == 0 and "5000 rows (5000 again: the server held fewer" in out.stdout, out.stdout
         assert _steps(fresh, "alice/lost/run") == list(range(5000))
         for i in range(3000, 3500):
@@ -91,7 +92,7 @@ def test_row21_a_server_that_lost_its_data_gets_everything_again_from_sync_and_f
 
 
 def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_loop_nothing(
-        workdir: Path, tmp_path: Path) -> None:
+        workdir: Path, tmp_path: Path, dead_url: str) -> None:
     directory = local_run("alice/backlog/run", 1)
     data = directory / "metrics/train/data.jsonl"
     line = b'{"index":%d,"data":{"step":%d,"loss":0.5,"_ts":1795663131.888},"createdAt":"2026-11-26T03:18:51.882186Z"}\n'
@@ -104,7 +105,7 @@ def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_lo
     result = python_script(f"""
         import json, time
         from ml_dash import Experiment
-        exp = Experiment(prefix="alice/backlog/run", remote="http://127.0.0.1:9", user_name="alice",
+        exp = Experiment(prefix="alice/backlog/run", remote={dead_url!r}, user_name="alice",
                          upload_timeout_s=2)
         exp.run.start()
         started = time.monotonic()

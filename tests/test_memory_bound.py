@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ml_dash.agent.streams import memory_bound_mb
 
 from .conftest import python_script
@@ -90,7 +91,7 @@ def test_row20_the_end_of_a_run_encodes_no_more_at_once_than_a_periodic_write(tm
 
 
 @pytest.mark.parametrize("kind", ["big", "small"])
-def test_row20_remote_peak_memory_stays_within_the_stated_bound(tmp_path: Path, kind: str) -> None:
+def test_row20_remote_peak_memory_stays_within_the_stated_bound(tmp_path: Path, kind: str, dead_url: str) -> None:
     from .server_process import Server
 
     dev = Server(tmp_path / "dev", "--allow-user-name")
@@ -100,5 +101,5 @@ def test_row20_remote_peak_memory_stays_within_the_stated_bound(tmp_path: Path, 
         dev.stop()
     assert peak <= memory_bound_mb(BUFFER_MB, remote=True), (peak, stats)
     (tmp_path / "down").mkdir()
-    down, _ = _peak(tmp_path / "down", kind, "free", "http://127.0.0.1:9")  # nothing listens: all waits on disk
+    down, _ = _peak(tmp_path / "down", kind, "free", dead_url)  # nothing listens: all waits on disk
     assert down <= memory_bound_mb(BUFFER_MB, remote=True)

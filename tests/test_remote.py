@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from ml_dash import Experiment
 
+from .fault_proxy import FaultProxy
 from .server_process import Server
 
 
@@ -36,11 +36,9 @@ def test_rows_reach_the_server_while_the_run_is_still_going(workdir: Path, serve
 
 
 def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Path, tmp_path: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+                                                                    caplog: pytest.LogCaptureFixture,
+                                                                    stable_url: FaultProxy) -> None:
+    url = stable_url.url
     t0 = time.monotonic()
     exp = Experiment(prefix="alice/proj/offline", remote=url, user_name="alice", upload_timeout_s=1.0)
     exp.run.start()
@@ -54,7 +52,8 @@ def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Pat
     assert "500 event(s) of alice/proj/offline are not on" in caplog.text
     assert "cannot upload alice/proj/offline" in caplog.text
     assert f"ml-dash sync {exp.directory} --remote {url} --user-name alice" in caplog.text
-    late = Server(tmp_path / "late", "--allow-user-name", port=port)
+    late = Server(tmp_path / "late", "--allow-user-name")
+    stable_url.attach(late.port)
     try:
         out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", url, "--user-name", "alice"],
                              cwd=workdir, capture_output=True, text=True, timeout=120)
@@ -106,15 +105,15 @@ def test_a_killed_training_process_shows_as_crashed_once_silent(workdir: Path, t
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "2000000"])
 def test_a_bad_upload_setting_fails_the_start_naming_the_variable(workdir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   value: str) -> None:
+                                                                   value: str, dead_url: str) -> None:
     from ml_dash import ConfigurationError
 
     monkeypatch.setenv("ML_DASH_UPLOAD_BATCH_ROWS", value)
-    exp = Experiment(prefix="alice/proj/cfg", remote="http://127.0.0.1:9", user_name="alice")
+    exp = Experiment(prefix="alice/proj/cfg", remote=dead_url, user_name="alice")
     with pytest.raises(ConfigurationError, match=f"ML_DASH_UPLOAD_BATCH_ROWS={value!r}"):
         exp.run.start()
     monkeypatch.setenv("ML_DASH_UPLOAD_BATCH_ROWS", "1000")
-    fixed = Experiment(prefix="alice/proj/cfg", remote="http://127.0.0.1:9", user_name="alice", upload_timeout_s=0)
+    fixed = Experiment(prefix="alice/proj/cfg", remote=dead_url, user_name="alice", upload_timeout_s=0)
     fixed.run.start()  # the refused start held nothing
     fixed.run.complete()
 

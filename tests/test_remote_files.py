@@ -12,12 +12,12 @@ from torch import nn
 
 from ml_dash import Experiment
 
-from .server_process import Server
+from .server_process import Server, direct
 
 
 def _download(server: Server, path: str, key: str) -> bytes:
     req = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with direct.open(req, timeout=30) as resp:
         return resp.read()
 
 

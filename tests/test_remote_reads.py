@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -61,15 +60,13 @@ def test_a_run_the_server_does_not_have_reads_empty(workdir: Path, server: Serve
     assert reader.params.get() == {} and reader.files.list() == []
 
 
-def test_refused_or_unreachable_reads_fail_naming_the_server_and_the_reason(workdir: Path, server: Server) -> None:
+def test_refused_or_unreachable_reads_fail_naming_the_server_and_the_reason(workdir: Path, server: Server,
+                                                                           dead_url: str) -> None:
     wrong = Experiment(prefix="alice/proj/x", remote=server.url, api_key="mld_000000000000_wrong")
     with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from {server.url}: HTTP 401"):
         wrong.metrics("train").read()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    down = Experiment(prefix="alice/proj/x", remote=f"http://127.0.0.1:{port}", api_key="mld_000000000000_wrong")
-    with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from http://127.0.0.1:{port}"):
+    down = Experiment(prefix="alice/proj/x", remote=dead_url, api_key="mld_000000000000_wrong")
+    with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from {dead_url}"):
         down.logs.read()
 
 
@@ -83,7 +80,6 @@ def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, se
 
 def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir: Path, server: Server) -> None:
     from ml_dash.agent.wire import encode_body, metric_blocks
-
     from ml_dash.server_reads import ServerReads
 
     key = server.key("alice")

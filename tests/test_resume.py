@@ -8,7 +8,6 @@ the upload when it did not), its rows kept on disk for `ml-dash sync --prefix` o
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from ml_dash import Experiment, RunConflictError
 
 from .conftest import read_jsonl
+from .fault_proxy import FaultProxy
 from .server_process import Server
 
 PREFIX = "alice/resume/run"
@@ -48,11 +48,6 @@ def _sync(directory: Path, url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(directory), "--remote", url,
                            "--user-name", "alice", *args], capture_output=True, text=True, timeout=120)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_row17_a_second_run_from_another_directory_is_refused_at_start(workdir: Path, dev: Server) -> None:
@@ -90,13 +85,13 @@ def test_row17_resume_must_and_never(workdir: Path, dev: Server) -> None:
 
 
 def test_row17_an_accidental_run_started_offline_is_refused_by_the_upload_and_kept_for_sync(
-        workdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+        workdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, stable_url: FaultProxy) -> None:
+    url = stable_url.url
     with caplog.at_level(logging.WARNING, logger="ml_dash"):
         offline = _machine(workdir / "B", url, range(100, 105), upload_timeout_s=1)  # server down all along
     assert "could not ask" in caplog.text
-    srv = Server(tmp_path / "later", "--allow-user-name", port=port)
+    srv = Server(tmp_path / "later", "--allow-user-name")
+    stable_url.attach(srv.port)
     try:
         _machine(workdir / "A", url, range(10))  # meanwhile the prefix became another run
         out = _sync(offline.directory, url)
@@ -114,15 +109,18 @@ def test_row17_an_accidental_run_started_offline_is_refused_by_the_upload_and_ke
         srv.stop()
 
 
-def test_row17_a_run_resumed_offline_continues_the_servers_rows_once_it_answers(workdir: Path, tmp_path: Path) -> None:
+def test_row17_a_run_resumed_offline_continues_the_servers_rows_once_it_answers(workdir: Path, tmp_path: Path,
+                                                                                 stable_url: FaultProxy) -> None:
     srv = Server(tmp_path / "srv", "--allow-user-name")
-    port = int(srv.url.rsplit(":", 1)[1])
-    _machine(workdir / "A", srv.url, range(10))
+    stable_url.attach(srv.port)
+    _machine(workdir / "A", stable_url.url, range(10))
     srv.stop()
-    offline = _machine(workdir / "B", srv.url, range(10, 14), resume=True, upload_timeout_s=1)
-    back = Server(tmp_path / "srv", "--allow-user-name", port=port)
+    stable_url.detach()
+    offline = _machine(workdir / "B", stable_url.url, range(10, 14), resume=True, upload_timeout_s=1)
+    back = Server(tmp_path / "srv", "--allow-user-name")  # the same store, restarted (on another port here)
+    stable_url.attach(back.port)
     try:
-        out = _sync(offline.directory, back.url)
+        out = _sync(offline.directory, stable_url.url)
         assert out.returncode == 0, out.stdout + out.stderr
         assert _steps(back) == [(i, i) for i in range(14)]
     finally:
@@ -187,7 +185,7 @@ def test_row17_each_start_writes_its_own_segment_and_resends_are_recognised_per_
 
 
 def test_row17_a_copied_directory_continued_offline_is_refused_not_taken_for_resends(workdir: Path,
-                                                                                   dev: Server) -> None:
+                                                                                   dev: Server, dead_url: str) -> None:
     import shutil
 
     original = _machine(workdir / "A", dev.url, range(100))
@@ -195,7 +193,7 @@ def test_row17_a_copied_directory_continued_offline_is_refused_not_taken_for_res
     shutil.copytree(original.directory, copy)
     _truncate_rows(copy, 30)
     (copy / ".ml-dash-upload.json").unlink()
-    offline = Experiment(prefix=PREFIX, remote=f"http://127.0.0.1:{_free_port()}", user_name="alice",
+    offline = Experiment(prefix=PREFIX, remote=dead_url, user_name="alice",
                          local_path=copy, upload_timeout_s=1)
     with offline.run:  # the server cannot say it holds 100 rows: the copy numbers its rows from 30
         for i in range(1000, 1005):
@@ -223,7 +221,6 @@ def test_row17_a_resumed_directory_that_lost_its_cursor_still_appends_after_the_
 
 def test_row17_sync_resume_appends_after_what_the_server_holds_now_even_after_a_stale_adoption(
         workdir: Path, dev: Server, tmp_path: Path) -> None:
-    from .fault_proxy import FaultProxy
 
     _machine(workdir / "A", dev.url, range(5))
     proxy = FaultProxy(int(dev.url.rsplit(":", 1)[1]))

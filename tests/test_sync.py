@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ml_dash import Experiment
 
+from .fault_proxy import FaultProxy
 from .server_process import Server
 
 
@@ -119,16 +120,14 @@ def test_wrong_key_keeps_the_data_local_and_fails(workdir: Path, server: Server)
     assert (workdir / ".dash/alice/proj/run-1/metrics/train/data.jsonl").is_file()
 
 
-def test_server_down_then_up(workdir: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:  # a loopback port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_server_down_then_up(workdir: Path, tmp_path: Path, stable_url: FaultProxy) -> None:
     _local_run("alice/proj/run-1", 20)
-    down = _sync(workdir, f"http://127.0.0.1:{port}", "--user-name", "alice", "--timeout", "2")
+    down = _sync(workdir, stable_url.url, "--user-name", "alice", "--timeout", "2")
     assert down.returncode == 1 and "22 rows and 0 files still pending" in down.stdout
-    srv = Server(tmp_path / "late", "--allow-user-name", port=port)
+    srv = Server(tmp_path / "late", "--allow-user-name")
+    stable_url.attach(srv.port)
     try:
-        up = _sync(workdir, srv.url, "--user-name", "alice")
+        up = _sync(workdir, stable_url.url, "--user-name", "alice")
         assert up.returncode == 0 and "22/22 rows and 0 files sent" in up.stdout
     finally:
         srv.stop()

@@ -59,14 +59,15 @@ def upsert_experiment(db: sqlite3.Connection, batch: IngestBatch) -> int:
     if row is None:
         cursor = db.execute("INSERT INTO experiments (owner, project, name, last_seen, run_id) VALUES (?, ?, ?, ?, ?)",
                             (batch.owner, batch.project, batch.name, now, batch.run_id))
-        exp_id, params, run_id = cursor.lastrowid, "{}", batch.run_id
+        exp_id, params, run_id = int(cursor.lastrowid or 0), "{}", batch.run_id
     else:
         exp_id, params, run_id, hostname, created_at = row
         if batch.run_id is not None and run_id is not None and run_id != batch.run_id:
             raise ConflictError(f"{batch.owner}/{batch.project}/{batch.name} holds another run (id {run_id}, "
                                 f"created {created_at} on {hostname}); this request is of run {batch.run_id}",
                                 {"kind": "run", "run_id": run_id, "created_at": created_at, "hostname": hostname})
-    sets, values = ["last_seen = ?"], [now]
+    sets: list[str] = ["last_seen = ?"]
+    values: list[Any] = [now]
     if run_id is None and batch.run_id is not None:
         sets.append("run_id = ?")
         values.append(batch.run_id)

@@ -259,7 +259,8 @@ class SQLiteStorage:
         return out
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
-        sql, args = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?", [exp_id, start]
+        sql = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?"
+        args: list[Any] = [exp_id, start]
         if level is not None:
             sql += " AND level = ?"
             args.append(level)
