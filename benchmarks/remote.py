@@ -121,6 +121,7 @@ def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
 
 def wire_sizes(root: str, rows: int = 50_000) -> dict:
     import msgpack
+
     from ml_dash.agent.wire import encode_body, metric_blocks
 
     path = Path(root) / ".dash/alice/bench/sync/metrics/train/data.jsonl"

@@ -33,7 +33,8 @@ ENV_API_KEY = ("ML_DASH_API_KEY", "DREAMLAKE_API_KEY")
 ENV_USER_NAME = ("ML_DASH_USER_NAME",)
 
 
-def _from_env(names: tuple[str, ...]) -> str | None:
+def env_value(names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` set (non-empty) in the environment."""
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -108,24 +109,24 @@ def resolve(
             raise ValueError(f"{label} is empty; pass a directory, or leave it out for .dash/<prefix>")
     explicit_remote = remote if remote is not None else dash_url
     credentials_given = api_key is not None or user_name is not None
-    if explicit_remote is None and credentials_given and _from_env(ENV_API_URL) is None:
+    if explicit_remote is None and credentials_given and env_value(ENV_API_URL) is None:
         raise ConfigurationError("api_key/user_name were given but no remote server (remote= or ML_DASH_API_URL)")
 
     if local_path is not None:
         directory = run_directory(Path(local_path), prefix)
     elif dash_root is not None:
         directory = Path(dash_root) / prefix
-    elif (env_path := _from_env(ENV_LOCAL_PATH)) is not None:
+    elif (env_path := env_value(ENV_LOCAL_PATH)) is not None:
         directory = Path(env_path) / prefix
     else:
         directory = Path(".dash") / prefix
 
-    resolved_remote = explicit_remote if explicit_remote is not None else _from_env(ENV_API_URL)
+    resolved_remote = explicit_remote if explicit_remote is not None else env_value(ENV_API_URL)
     config = ResolvedConfig(
         directory=directory.absolute(),
         remote=resolved_remote or None,
-        api_key=api_key if api_key is not None else _from_env(ENV_API_KEY),
-        user_name=user_name if user_name is not None else _from_env(ENV_USER_NAME),
+        api_key=api_key if api_key is not None else env_value(ENV_API_KEY),
+        user_name=user_name if user_name is not None else env_value(ENV_USER_NAME),
     )
     if config.remote is not None:
         check_server_url("remote", config.remote)

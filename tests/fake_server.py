@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+
 from ml_dash.agent.retry import Outcome
 from ml_dash.agent.wire import block_rows, decode_body, metric_rows
 

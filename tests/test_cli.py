@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from ml_dash import Experiment
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ml_dash.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ml_dash.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
 
 
 def _make_run(workdir: Path) -> Experiment:
@@ -78,3 +80,75 @@ def test_console_script_is_installed(workdir: Path) -> None:
     script = Path(sys.executable).parent / "ml-dash"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("ml-dash ")
+
+
+def test_show_check_and_ls_of_a_missing_path_fail_naming_it(workdir: Path) -> None:
+    for args in (("show", "nope"), ("check", "nope"), ("ls", "nope")):
+        out = _cli(*args, cwd=workdir)
+        assert out.returncode == 2 and "nope: no such directory" in out.stderr, (args, out.stderr)
+    (workdir / "plain").mkdir()
+    out = _cli("show", "plain", cwd=workdir)
+    assert out.returncode == 2 and "not a run directory" in out.stderr
+
+
+def test_keys_commands_refuse_a_data_directory_that_holds_no_database_and_create_nothing(workdir: Path) -> None:
+    for args in (("list", "--owner", "alice"), ("grant", "--owner", "alice", "--member", "bob"),
+                 ("revoke", "0123456789ab")):
+        out = _cli("keys", *args, "--data", "typo", cwd=workdir)
+        assert out.returncode == 2 and "--data typo: no ml-dash database there" in out.stderr, out.stderr
+    assert not (workdir / "typo").exists()
+    created = _cli("keys", "create", "--owner", "alice", "--data", "data", cwd=workdir)
+    assert created.returncode == 0 and created.stdout.splitlines()[-1].startswith("mld_")
+    assert _cli("keys", "list", "--owner", "alice", "--data", "data", cwd=workdir).returncode == 0
+
+
+def test_bad_arguments_get_one_line_errors_not_tracebacks(workdir: Path) -> None:
+    cases = [
+        (("keys", "create", "--owner", "bad owner", "--data", "d"), "segment 'bad owner'"),
+        (("keys", "revoke", "mld_0123456789ab_not-a-real-secret", "--data", "d"), None),
+        (("server", "--data", "afile"), "--data afile: not a directory"),
+        (("server", "--port", "70000"), "--port 70000 must be within 0..65535"),
+        (("sync",), "no server: pass --remote URL or set ML_DASH_API_URL"),
+        (("pull", "a/b/c", "--remote", "http://127.0.0.1:1", "--to", "x"), "no credentials"),
+        (("pull", "a/b/c", "--remote", "ftp://x", "--user-name", "a", "--to", "x"), "must be an http://"),
+    ]
+    (workdir / "afile").write_text("")
+    _cli("keys", "create", "--owner", "alice", "--data", "d", cwd=workdir)
+    for args, message in cases:
+        out = _cli(*args, cwd=workdir)
+        assert out.returncode in (1, 2) and "Traceback" not in out.stderr, (args, out.stderr)
+        if message is not None:
+            assert message in out.stderr, (args, out.stderr)
+    revoke = _cli("keys", "revoke", "mld_zz_not-a-real-secret", "--data", "d", cwd=workdir)
+    assert revoke.returncode == 2 and "not-a-real-secret" not in revoke.stderr  # a mistyped secret is not echoed
+
+
+def test_a_port_in_use_is_a_clear_error(workdir: Path, server) -> None:
+    out = _cli("server", "--port", str(server.port), "--data", "other", cwd=workdir)
+    assert out.returncode == 1 and "address already in use" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sync_and_pull_take_the_server_and_the_key_from_the_environment_or_a_key_file(workdir: Path, server) -> None:
+    key = server.key("alice")
+    _make_run(workdir)
+    env = {"ML_DASH_API_URL": server.url, "ML_DASH_API_KEY": key}
+    synced = _cli("sync", cwd=workdir, env=env)
+    assert synced.returncode == 0 and "6/6 rows and 1 files sent" in synced.stdout, synced.stdout + synced.stderr
+    (workdir / "key.txt").write_text(key + "\n")
+    pulled = _cli("pull", "alice/proj/run-1", "--remote", server.url, "--api-key-file", "key.txt", "--to", "back",
+                  cwd=workdir)
+    assert pulled.returncode == 0, pulled.stderr
+    assert len((workdir / "back/alice/proj/run-1/metrics/train/data.jsonl").read_text().splitlines()) == 5
+    assert key not in synced.stdout + synced.stderr + pulled.stdout + pulled.stderr
+
+
+def test_the_top_level_help_names_every_command_and_every_argument_has_help(workdir: Path) -> None:
+    top = _cli("--help", cwd=workdir).stdout
+    commands = ["ls", "show", "check", "server", "keys", "sync", "pull"]
+    for command in commands:
+        assert f"    {command} " in top, command
+        text = _cli(command, "--help", cwd=workdir).stdout
+        options = [line for line in text.split("options:")[1].splitlines() if line.strip().startswith("-")]
+        for line in options:  # an option line either carries its help or is continued on the next line
+            follows = text.split(line, 1)[1].splitlines()[1:2]
+            assert len(line.split("  ")) > 2 or (follows and follows[0].startswith(" " * 20)), (command, line)

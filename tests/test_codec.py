@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+
 from ml_dash.agent.jsonlines import (
     encode_metric_chunk,
     last_record,

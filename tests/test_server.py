@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 import zstandard
+
 from ml_dash.agent.wire import encode_body, metric_blocks
 
 from .server_process import Server

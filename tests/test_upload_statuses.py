@@ -11,14 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
+
+from ml_dash import Experiment
 from ml_dash.agent.cursor import StreamCursor, UploadCursor
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.live_upload import LiveUpload
 from ml_dash.agent.rejects import set_aside_counts
 from ml_dash.agent.retry import Outcome
 from ml_dash.agent.uploader import RunUploader, UploadReport
-
-from ml_dash import Experiment
 
 from .fake_server import FakeClock, FakeTransport, Request
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgpack
 import msgspec
+
+from ml_dash import Experiment
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.jsonlines import ReadReport, iter_records, restore_metric_row
 from ml_dash.agent.metric_lines import uniform_block
@@ -15,8 +17,6 @@ from ml_dash.agent.pending import MemoryChunks, end_of_line, read_stream
 from ml_dash.agent.transport import HttpTransport
 from ml_dash.agent.uploader import RunUploader
 from ml_dash.agent.wire import decode_body, metric_blocks, metric_rows
-
-from ml_dash import Experiment
 
 from .fake_server import FakeTransport
 

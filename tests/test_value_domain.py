@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ml_dash.agent.values import INT_MAX, INT_MIN, MAX_ROW_BYTES
 
 from ml_dash import Experiment, RunStatus
+from ml_dash.agent.values import INT_MAX, INT_MIN, MAX_ROW_BYTES
 
 from .conftest import read_json, read_jsonl
 
@@ -227,7 +227,6 @@ def test_row18_a_bug_in_one_runs_upload_does_not_stop_the_sync_of_the_next(workd
     import io
 
     from ml_dash.agent.uploader import RunUploader
-
     from ml_dash.sync import SyncOptions, sync_paths
 
     for name in ("one", "two"):

@@ -8,6 +8,7 @@ import math
 
 import msgpack
 import pytest
+
 from ml_dash.agent.wire import (
     BodyError,
     BodyLimits,

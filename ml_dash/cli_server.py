@@ -1,0 +1,148 @@
+"""``ml-dash server`` and ``ml-dash keys``: the commands that act on a server's data directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import sqlite3
+import sys
+from pathlib import Path
+
+from .server.config import ServerConfig
+
+
+class DataDirError(Exception):
+    """``--data`` names no usable data directory."""
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    server = sub.add_parser("server", help="run the ml-dash server (SQLite + blob directory under --data)",
+                            description="Serve the HTTP API until SIGTERM or Ctrl-C.")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    server.add_argument("--port", type=int, default=8080, help="port to bind (default 8080; 0 picks a free port, "
+                                                               "printed)")
+    server.add_argument("--data", default="ml-dash-data", help="directory for the database and blobs "
+                                                               "(created if missing; default ./ml-dash-data)")
+    server.add_argument("--allow-user-name", action="store_true",
+                        help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
+    server.add_argument("--crashed-after-s", type=float, default=120.0,
+                        help="show a RUNNING run that has sent nothing for this long as CRASHED (default 120)")
+    server.set_defaults(handler=run_server)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
+                          description="Manage the API keys of a server's data directory (the server may be running).")
+    keys.add_argument("action", choices=["create", "list", "revoke", "grant"],
+                      help="create: a new key for --owner (printed once); list: --owner's keys; revoke: a key; "
+                           "grant: let --member read --owner's runs")
+    keys.add_argument("key", nargs="?", help="with revoke: the key id (from `keys list`) or the key itself")
+    keys.add_argument("--owner", help="with create, list and grant: whose keys or runs")
+    keys.add_argument("--member", help="with grant: who may read --owner's runs")
+    keys.add_argument("--data", default="ml-dash-data", help="the server's data directory (default ./ml-dash-data)")
+    keys.set_defaults(handler=run_keys)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from .server.serve import serve
+
+    try:
+        config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
+                              crashed_after_s=args.crashed_after_s)
+    except DataDirError as exc:
+        print(f"ml-dash server: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535:
+        print(f"ml-dash server: --port {args.port} must be within 0..65535", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(config, args.host, args.port))
+    except (OSError, sqlite3.Error) as exc:  # the address is in use or cannot be bound; the database is unusable
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"ml-dash server: cannot serve on {args.host}:{args.port} with data in {config.data_dir}: {reason}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from .naming import validate_prefix
+
+    try:
+        if args.action == "revoke" and not args.key:
+            raise ValueError("keys revoke needs the key id (see `ml-dash keys list --owner NAME`)")
+        if args.action != "revoke":
+            if not args.owner:
+                raise ValueError(f"keys {args.action} needs --owner")
+            validate_prefix(f"{args.owner}/p/n")
+        if args.action == "grant":
+            if not args.member:
+                raise ValueError("keys grant needs --member")
+            validate_prefix(f"{args.member}/p/n")
+        # only `create` may start a new data directory: a typo elsewhere must not make an empty one
+        config = ServerConfig(_data_dir(args.data, create=args.action == "create"))
+    except (ValueError, DataDirError) as exc:
+        print(f"ml-dash keys: {exc}", file=sys.stderr)
+        return 2
+    return _KEY_ACTIONS[args.action](config, args)
+
+
+def _data_dir(raw: str, create: bool) -> Path:
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"--data {raw}: not a directory")
+    if not create and not (path / "ml-dash.sqlite3").is_file():
+        raise DataDirError(f"--data {raw}: no ml-dash database there (ml-dash.sqlite3); `ml-dash server --data "
+                           f"{raw}` or `ml-dash keys create --data {raw}` makes one")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(f"--data {raw}: cannot create it: {exc.strerror or exc}") from None
+    return path
+
+
+def _create(config: ServerConfig, args: argparse.Namespace) -> int:
+    from .server.serve import create_key
+
+    token = asyncio.run(create_key(config, args.owner))
+    print(f"API key for {args.owner} (shown once; the server keeps only its hash):")
+    print(token)
+    return 0
+
+
+def _list(config: ServerConfig, args: argparse.Namespace) -> int:
+    from .server.serve import list_keys
+
+    def when(t: float | None) -> str:
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
+
+    print("key id        created               revoked")
+    for key in asyncio.run(list_keys(config, args.owner)):
+        print(f"{key['key_id']}  {when(key['created_at'])}  {when(key['revoked_at'])}")
+    return 0
+
+
+def _revoke(config: ServerConfig, args: argparse.Namespace) -> int:
+    from .server.auth import parse_key_id
+    from .server.serve import revoke_key
+
+    key_id = parse_key_id(args.key)
+    if key_id is None:
+        print("ml-dash keys: the argument of revoke is neither a key id (12 hex digits) nor an mld_ key",
+              file=sys.stderr)  # not echoed: it may be a mistyped secret
+        return 2
+    if not asyncio.run(revoke_key(config, key_id)):
+        print(f"ml-dash keys: no key {key_id} in {config.database}", file=sys.stderr)
+        return 1
+    print(f"key {key_id} revoked; the server refuses it from the next request on")
+    return 0
+
+
+def _grant(config: ServerConfig, args: argparse.Namespace) -> int:
+    from .server.serve import grant
+
+    asyncio.run(grant(config, args.owner, args.member))
+    print(f"{args.member} may now read {args.owner}'s runs")
+    return 0
+
+
+_KEY_ACTIONS = {"create": _create, "list": _list, "revoke": _revoke, "grant": _grant}
