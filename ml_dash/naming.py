@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_METRIC = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-:@ ]*$")
+# Matched with fullmatch, never match + "$": "$" also matches before a trailing newline, so
+# "alice/p/run\n" would pass as another run than "alice/p/run".
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_METRIC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-:@ ]*")
+_IDENTITY = re.compile(r"[0-9A-Za-z_-]{1,64}")
 MAX_SEGMENT_CHARS = 128
 MAX_PATH_CHARS = 1024
 
@@ -20,7 +23,7 @@ def _check_segment(kind: str, segment: str, whole: str) -> None:
         raise ValueError(f"invalid {kind} {whole!r}: empty, '.' or '..' segment")
     if len(segment) > MAX_SEGMENT_CHARS:
         raise ValueError(f"invalid {kind} {whole!r}: segment longer than {MAX_SEGMENT_CHARS} characters")
-    if not _SEGMENT.match(segment):
+    if not _SEGMENT.fullmatch(segment):
         raise ValueError(
             f"invalid {kind} {whole!r}: segment {segment!r} may use only letters, digits, '_', '-', '.' "
             "and must not start with '.' or '-'"
@@ -41,13 +44,18 @@ def validate_prefix(prefix: object) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def is_identity(value: object) -> bool:
+    """A run, writer or segment id: 1 to 64 letters, digits, '-' or '_' (from clients and servers alike)."""
+    return isinstance(value, str) and _IDENTITY.fullmatch(value) is not None
+
+
 def validate_metric_name(name: object) -> str:
     """Check a metric name: one path segment (no '/' or '\\'), printable, bounded."""
     if not isinstance(name, str):
         raise TypeError(f"metric name must be a str, not {type(name).__name__}")
     if "/" in name or "\\" in name:
         raise ValueError(f"invalid metric name {name!r}: path separators are not allowed")
-    if name in (".", "..") or not _METRIC.match(name) or len(name) > MAX_SEGMENT_CHARS:
+    if name in (".", "..") or not _METRIC.fullmatch(name) or len(name) > MAX_SEGMENT_CHARS:
         raise ValueError(
             f"invalid metric name {name!r}: use letters, digits, '_', '-', '.', ':', '@' or spaces "
             f"(at most {MAX_SEGMENT_CHARS} characters, not starting with '.')"

@@ -12,7 +12,6 @@ target and renamed into place only when complete: a failed pull leaves nothing.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import urllib.parse
 import uuid
@@ -27,13 +26,12 @@ from .errors import MLDashError
 from .metrics import metric_metadata
 from .naming import (
     clean_relative_path,
+    is_identity,
     safe_join,
     validate_metric_name,
     validate_prefix,
 )
 from .server_reads import ServerReads
-
-_RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 class PullError(MLDashError):
@@ -120,7 +118,7 @@ def _experiment_document(exp: dict[str, Any], prefix: str) -> dict[str, Any]:
             "hostname")
     run_id = exp.get("run_id")
     return {"name": name, "project": project, "owner": owner, "prefix": prefix, **{k: exp.get(k) for k in keys},
-            "run_id": run_id if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) else uuid.uuid4().hex,
+            "run_id": run_id if is_identity(run_id) else uuid.uuid4().hex,
             "writer_id": uuid.uuid4().hex}
 
 

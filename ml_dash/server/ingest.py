@@ -10,7 +10,6 @@ acknowledges rows it did not store.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgpack
@@ -19,7 +18,7 @@ from aiohttp import web
 from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ..agent.wire import BodyError, block_rows, decode_body
 from ..logs import normalise_level
-from ..naming import validate_metric_name
+from ..naming import is_identity, validate_metric_name
 from .errors import (
     BadRequest,
     PayloadTooLarge,
@@ -29,7 +28,6 @@ from .errors import (
 )
 from .records import IngestBatch
 
-_IDENTITY = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _BODY_ERRORS: dict[int, type[RequestError]] = {413: PayloadTooLarge, 415: UnsupportedEncoding}
 MAX_VOID_REASON_CHARS = 200
 
@@ -49,7 +47,7 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
         raise BadRequest("'identity' must be a map with 'run_id' and 'writer_id'")
     for key in ("run_id", "writer_id"):
         value = identity.get(key)
-        if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
+        if not is_identity(value):
             raise BadRequest(f"identity.{key} must be 1 to 64 letters, digits, '-' or '_'")
     batch.run_id, batch.writer_id = identity["run_id"], identity["writer_id"]
     run = body.get("run")
@@ -82,7 +80,7 @@ def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
     start = payload["start"]
     if "writer" in payload:
         writer = payload["writer"]
-        if not isinstance(writer, str) or not _IDENTITY.fullmatch(writer):
+        if not is_identity(writer):
             raise BadRequest(f"the writer of {stream!r} must be 1 to 64 letters, digits, '-' or '_'", stream=stream)
         batch.writers[stream] = writer
     if stream != LOG_STREAM:
