@@ -286,3 +286,27 @@ def test_a_database_from_before_run_identities_refuses_other_rows_under_its_stor
             200, {"acked": {"metrics/train": 15}})
     finally:
         srv.stop()
+
+
+def test_the_status_filter_matches_the_status_shown(tmp_path) -> None:
+    """A RUNNING run silent past --crashed-after-s shows as CRASHED, and ?status= finds it under what it shows."""
+    srv = Server(tmp_path / "data", "--crashed-after-s", "0")  # every RUNNING run is silent by the next request
+    try:
+        key = srv.key("alice")
+        assert srv.ingest("alice/p/silent", _batch(0, 3, run={"status": "RUNNING"}), key)[0] == 200
+        assert srv.ingest("alice/p/done", _batch(0, 3, {"run_id": "r2", "writer_id": "w2"},
+                                                 run={"status": "COMPLETED"}), key)[0] == 200
+
+        def names(query: str) -> list[str]:
+            status, body = srv.request("GET", f"/api/v1/experiments?owner=alice{query}", key=key)
+            assert status == 200, body
+            return [e["name"] for e in body["experiments"]]
+
+        assert srv.request("GET", "/api/v1/experiments/alice/p/silent", key=key)[1]["status"] == "CRASHED"
+        assert names("&status=CRASHED") == ["silent"]
+        assert names("&status=RUNNING") == []
+        assert names("&status=COMPLETED") == ["done"]
+        status, body = srv.request("GET", "/api/v1/experiments?status=crashed", key=key)
+        assert status == 400 and "not one of" in body["error"]
+    finally:
+        srv.stop()

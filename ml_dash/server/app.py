@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from aiohttp import web
@@ -181,11 +182,20 @@ async def list_projects(request: web.Request) -> web.Response:
     return json_response({"owner": owner, "projects": await request.app[STORAGE].projects(owner)})
 
 
+_STATUSES = ("CREATED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
 async def list_experiments(request: web.Request) -> web.Response:
     owner = await _readable_owner(request)
+    status = request.query.get("status")
+    if status is not None and status not in _STATUSES:
+        raise BadRequest(f"status={status!r} is not one of {', '.join(_STATUSES)}")
+    # the filter matches what the list shows: a RUNNING run silent past the timeout shows as CRASHED
+    silent_since = time.time() - request.app[CONFIG].crashed_after_s
     rows = await request.app[STORAGE].list_experiments(
-        owner, request.query.get("project"), request.query.get("status"), request.query.get("tag"),
-        _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9), request.query.get("prefix"))
+        owner, request.query.get("project"), status, request.query.get("tag"),
+        _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
+        silent_since)
     return json_response({"experiments": [_public(request, e) for e in rows]})
 
 
@@ -200,8 +210,6 @@ async def _experiment(request: web.Request) -> dict[str, Any]:
 
 def _public(request: web.Request, exp: dict[str, Any]) -> dict[str, Any]:
     """The experiment as clients see it: a silent RUNNING run past the timeout shows as CRASHED."""
-    import time
-
     out = dict(exp)
     if out["status"] == "RUNNING" and time.time() - out["last_seen"] > request.app[CONFIG].crashed_after_s:
         out["status"] = "CRASHED"

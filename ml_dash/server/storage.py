@@ -66,8 +66,8 @@ class Storage(Protocol):
     async def keys(self, owner: str) -> list[dict[str, Any]]: ...
     async def can_read(self, reader: str, owner: str) -> bool: ...
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
-                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None
-                               ) -> list[dict[str, Any]]: ...
+                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
+                               silent_since: float | None = None) -> list[dict[str, Any]]: ...
     async def owners(self, reader: str) -> list[dict[str, Any]]: ...
     async def projects(self, owner: str) -> list[dict[str, Any]]: ...
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
@@ -198,13 +198,26 @@ class SQLiteStorage:
         return await self._run(lambda: self._db.execute(sql, args).fetchall())  # type: ignore[union-attr]
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
-                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None
-                               ) -> list[dict[str, Any]]:
-        where, args = [], []
-        for column, value in (("owner", owner), ("project", project), ("status", status)):
+                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
+                               silent_since: float | None = None) -> list[dict[str, Any]]:
+        """Runs by owner, project, status, tag and name prefix. With ``silent_since``, a RUNNING run last
+        seen before it counts as CRASHED (as it is shown)."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("owner", owner), ("project", project)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if status is not None:
+            if silent_since is not None and status == "CRASHED":
+                where.append("(status = 'CRASHED' OR (status = 'RUNNING' AND last_seen < ?))")
+                args.append(silent_since)
+            elif silent_since is not None and status == "RUNNING":
+                where.append("status = 'RUNNING' AND last_seen >= ?")
+                args.append(silent_since)
+            else:
+                where.append("status = ?")
+                args.append(status)
         if name_prefix:  # a plain prefix of the run name: LIKE's wildcards are escaped
             escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("name LIKE ? ESCAPE '\\'")
