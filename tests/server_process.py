@@ -72,7 +72,7 @@ class Server:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.communicate(timeout=30)
+            self.stdout, self.stderr = self.proc.communicate(timeout=30)  # what it printed, for tests to read
         finally:
             self.proc.kill()
         return self.proc.returncode

@@ -310,3 +310,27 @@ def test_the_status_filter_matches_the_status_shown(tmp_path) -> None:
         assert status == 400 and "not one of" in body["error"]
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("where", ["Authorization", "request line"])
+def test_a_request_the_parser_refuses_is_answered_and_logged_without_its_bytes(tmp_path, where: str) -> None:
+    """An over-long header holding a real key: 400 naming the problem, and the key in neither the reply
+    nor the server's log."""
+    import socket
+
+    srv = Server(tmp_path / "data")
+    key = srv.key("alice")
+    padded = key + "S" * 9000
+    head = (f"GET /api/v1/owners HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {padded}\r\n\r\n"
+            if where == "Authorization" else f"GET /{padded} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
+        conn.sendall(head.encode())
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    srv.stop()
+    assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n", 1)[0]
+    assert b"longer than the server accepts" in reply
+    secret = key.split("_", 2)[2]  # mld_<key id>_<secret>
+    assert secret.encode() not in reply and b"SSSS" not in reply
+    assert secret not in srv.stderr + srv.stdout and "SSSS" not in srv.stderr

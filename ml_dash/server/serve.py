@@ -15,6 +15,7 @@ from aiohttp import web
 from .app import create_app
 from .auth import new_key
 from .config import ServerConfig
+from .protocol import QuietAppRunner
 from .storage import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
@@ -36,7 +37,7 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
         print(f"warning: --allow-user-name on {host} lets anyone on the network write as any user", file=sys.stderr)
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
     # aiohttp's own decompression would inflate without limit
-    runner = web.AppRunner(create_app(config), shutdown_timeout=shutdown_timeout_s, access_log=None,
+    runner = QuietAppRunner(create_app(config), shutdown_timeout=shutdown_timeout_s, access_log=None,
                            auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
