@@ -12,8 +12,8 @@ from pathlib import Path
 from .server.config import ServerConfig
 
 
-class DataDirError(Exception):
-    """``--data`` names no usable data directory."""
+class ArgumentError(Exception):
+    """An argument names no usable data directory or setting."""
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
     server.add_argument("--crashed-after-s", type=float, default=120.0,
                         help="show a RUNNING run that has sent nothing for this long as CRASHED (default 120)")
+    server.add_argument("--head-timeout-s", type=float, default=10.0,
+                        help="close a connection whose request head is not complete this long after its first "
+                             "byte (default 10)")
+    server.add_argument("--body-timeout-s", type=float, default=30.0,
+                        help="fail a request (408) whose body sends nothing for this long (default 30)")
     server.set_defaults(handler=run_server)
     keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
                           description="Manage the API keys of a server's data directory (the server may be running).")
@@ -45,9 +50,13 @@ def run_server(args: argparse.Namespace) -> int:
     from .server.serve import serve
 
     try:
+        for flag, value in (("--head-timeout-s", args.head_timeout_s), ("--body-timeout-s", args.body_timeout_s)):
+            if not 0 < value <= 3600:  # NaN too
+                raise ArgumentError(f"{flag} {value} must be within (0, 3600] seconds")
         config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
-                              crashed_after_s=args.crashed_after_s)
-    except DataDirError as exc:
+                              crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
+                              body_idle_timeout_s=args.body_timeout_s)
+    except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)
         return 2
     if not 0 <= args.port <= 65535:
@@ -79,7 +88,7 @@ def run_keys(args: argparse.Namespace) -> int:
             validate_prefix(f"{args.member}/p/n")
         # only `create` may start a new data directory: a typo elsewhere must not make an empty one
         config = ServerConfig(_data_dir(args.data, create=args.action == "create"))
-    except (ValueError, DataDirError) as exc:
+    except (ValueError, ArgumentError) as exc:
         print(f"ml-dash keys: {exc}", file=sys.stderr)
         return 2
     return _KEY_ACTIONS[args.action](config, args)
@@ -88,15 +97,15 @@ def run_keys(args: argparse.Namespace) -> int:
 def _data_dir(raw: str, create: bool) -> Path:
     path = Path(raw)
     if path.exists() and not path.is_dir():
-        raise DataDirError(f"--data {raw}: not a directory")
+        raise ArgumentError(f"--data {raw}: not a directory")
     if not create and not (path / "ml-dash.sqlite3").is_file():
-        raise DataDirError(f"--data {raw}: no ml-dash database there (ml-dash.sqlite3); `ml-dash server --data "
+        raise ArgumentError(f"--data {raw}: no ml-dash database there (ml-dash.sqlite3); `ml-dash server --data "
                            f"{raw}` or `ml-dash keys create --data {raw}` makes one")
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DataDirError(f"--data {raw}: cannot create it: {exc.strerror or exc}") from None
+            raise ArgumentError(f"--data {raw}: cannot create it: {exc.strerror or exc}") from None
     return path
 
 

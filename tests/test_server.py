@@ -334,3 +334,64 @@ def test_a_request_the_parser_refuses_is_answered_and_logged_without_its_bytes(t
     secret = key.split("_", 2)[2]  # mld_<key id>_<secret>
     assert secret.encode() not in reply and b"SSSS" not in reply
     assert secret not in srv.stderr + srv.stdout and "SSSS" not in srv.stderr
+
+
+def _recv_until_closed(conn, limit_s: float) -> tuple[bytes, bool]:
+    """Read until the server closes the connection (True) or ``limit_s`` passes (False)."""
+    import time
+
+    got = b""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        conn.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += chunk
+    return got, False
+
+
+def test_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_gets_408(tmp_path) -> None:
+    import socket
+    import time
+
+    srv = Server(tmp_path / "data", "--allow-user-name", "--head-timeout-s", "1", "--body-timeout-s", "1")
+    try:
+        trickler = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        closed_after = None
+        started = time.monotonic()
+        for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200:  # one byte / 0.1 s
+            try:
+                trickler.sendall(bytes([byte]))
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            time.sleep(0.1)
+            trickler.settimeout(0.001)
+            try:
+                if trickler.recv(1) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except (TimeoutError, BlockingIOError):
+                pass
+            except ConnectionResetError:
+                closed_after = time.monotonic() - started
+                break
+        trickler.close()
+        assert closed_after is not None, "the server kept a connection whose head never completed"
+
+        staller = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        staller.sendall(b"POST /api/v1/runs/alice/p/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-ML-Dash-User: alice\r\n"
+                        b"Content-Encoding: identity\r\nContent-Length: 1000\r\n\r\n" + b"\x80" * 10)
+        reply, closed = _recv_until_closed(staller, 15)
+        staller.close()
+        assert reply.split(b"\r\n", 1)[0].endswith(b"408 Request Timeout"), reply[:200]
+        assert closed and b"no part of the request body arrived" in reply
+        assert srv.request("GET", "/health")[0] == 200  # everyone else is served meanwhile
+    finally:
+        srv.stop()

@@ -36,6 +36,7 @@ from ..logs import normalise_level
 from ..naming import clean_relative_path, validate_metric_name, validate_prefix
 from .auth import parse_token
 from .blobs import BlobError, LocalBlobStore
+from .bodies import body_chunks, read_body
 from .config import ServerConfig
 from .errors import (
     BadRequest,
@@ -138,7 +139,7 @@ async def ingest(request: web.Request) -> web.Response:
     if caller != owner:
         raise Forbidden(f"{caller!r} may write only under {caller}/...")
     config = request.app[CONFIG]
-    raw = await request.read()
+    raw = await read_body(request, config.body_limits.max_compressed_bytes, config.body_idle_timeout_s)
     body = parse_body(raw, request.headers.get("Content-Encoding"), config.body_limits)
     batch = build_batch(owner, project, name, body, config.max_events_per_request)
     try:
@@ -281,8 +282,9 @@ async def put_file(request: web.Request) -> web.Response:
     if not isinstance(entry, dict):
         raise BadRequest("X-File-Entry must be a JSON object")
     try:
-        size = await request.app[BLOBS].put_stream(request.content.iter_chunked(1 << 20), declared,
-                                                   request.app[CONFIG].max_file_bytes)
+        config = request.app[CONFIG]
+        size = await request.app[BLOBS].put_stream(body_chunks(request, 1 << 20, config.body_idle_timeout_s),
+                                                   declared, config.max_file_bytes)
     except BlobError as exc:
         raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
     await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)

@@ -18,6 +18,9 @@ class ServerConfig:
     max_events_per_request: int = 1_000_000
     crashed_after_s: float = 120.0  # a RUNNING run silent this long is shown as CRASHED
     max_file_bytes: int = 64 * 1024 * 1024 * 1024  # 64 GiB per uploaded file
+    head_timeout_s: float = 10.0  # a request head must be complete this long after its first byte
+    body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
+    keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
 
     @property
     def database(self) -> Path:

@@ -63,6 +63,10 @@ class NotFound(RequestError):
     status = 404
 
 
+class RequestTimeout(RequestError):
+    status = 408
+
+
 class Conflict(RequestError):
     status = 409
 
@@ -98,7 +102,10 @@ async def error_middleware(request: web.Request,
     try:
         return await handler(request)
     except RequestError as exc:
-        return json_response({"error": exc.message, **exc.details}, exc.status)
+        response = json_response({"error": exc.message, **exc.details}, exc.status)
+        if isinstance(exc, RequestTimeout):  # the rest of the body is not coming: do not linger for it
+            response.force_close()
+        return response
     except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
         if exc.status < 400:
             raise

@@ -1,14 +1,20 @@
 """The HTTP connection handler: aiohttp's, except that a request its parser refuses is answered
-without quoting it.
+without quoting it, and a request head must arrive whole within a time limit.
 
 aiohttp answers a malformed request (a header over 8,190 bytes, a bad request line) with a 400 whose
 text, and the traceback it logs, quote the offending bytes: for an over-long ``Authorization`` header
 that is the API key, in the reply and in the server's log. Here the reply names the problem only and
 the log keeps one line without the request's bytes.
+
+aiohttp has no limit on the time a request head may take: a client sending one byte every few
+seconds holds its connection (and its memory) for ever. Here the head must be complete within
+``head_timeout_s`` of its first byte, or the connection is closed. Bodies are bounded by the
+handlers (server/bodies.py), idle connections between requests by aiohttp's keep-alive timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,7 +26,36 @@ logger = logging.getLogger("ml_dash.server")
 
 
 class QuietRequestHandler(RequestHandler):
-    __slots__ = ()
+    __slots__ = ("_head_timer", "head_timeout_s")
+
+    def __init__(self, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.head_timeout_s = 10.0
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        count = self._request_count
+        idle = self._current_request is None and not self._messages  # else these bytes belong to a body
+        super().data_received(data)
+        if self._request_count != count:  # a head was completed: its clock stops
+            self._stop_head_clock()
+        elif idle and self._head_timer is None and data:
+            self._head_timer = self._loop.call_later(self.head_timeout_s, self._head_too_slow, count)
+
+    def _head_too_slow(self, count: int) -> None:
+        self._head_timer = None
+        if self._request_count == count and self.transport is not None:
+            logger.info("closed a connection whose request head took over %.0f s", self.head_timeout_s)
+            self.transport.close()
+
+    def _stop_head_clock(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_head_clock()
+        super().connection_lost(exc)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -35,14 +70,23 @@ class QuietRequestHandler(RequestHandler):
 
 
 class QuietServer(web.Server):
+    head_timeout_s = 10.0
+
     def __call__(self) -> RequestHandler:
-        return QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.head_timeout_s = self.head_timeout_s
+        return handler
 
 
 class QuietAppRunner(web.AppRunner):
     """An :class:`aiohttp.web.AppRunner` whose connections use :class:`QuietRequestHandler`."""
 
+    def __init__(self, app: web.Application, *, head_timeout_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.head_timeout_s = head_timeout_s
+
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = QuietServer  # same state; only the handler it makes per connection differs
+        server.head_timeout_s = self.head_timeout_s  # type: ignore[attr-defined]
         return server

@@ -38,7 +38,10 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
     # aiohttp's own decompression would inflate without limit
     runner = QuietAppRunner(create_app(config), shutdown_timeout=shutdown_timeout_s, access_log=None,
-                           auto_decompress=False)
+                            auto_decompress=False, keepalive_timeout=config.keepalive_timeout_s,
+                            # after an early answer (408, 413), drain the unread body for 2 s, not 10
+                            lingering_time=2.0,
+                            head_timeout_s=config.head_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
