@@ -33,6 +33,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                              "byte (default 10)")
     server.add_argument("--body-timeout-s", type=float, default=30.0,
                         help="fail a request (408) whose body sends nothing for this long (default 30)")
+    server.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="answer requests whose Host header names NAME (repeatable; '*' for any). A server "
+                             "bound to loopback answers only 127.0.0.1, localhost and ::1 by default, so that no "
+                             "web page can reach it through DNS rebinding")
     server.set_defaults(handler=run_server)
     keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
                           description="Manage the API keys of a server's data directory (the server may be running).")
@@ -55,7 +59,8 @@ def run_server(args: argparse.Namespace) -> int:
                 raise ArgumentError(f"{flag} {value} must be within (0, 3600] seconds")
         config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
-                              body_idle_timeout_s=args.body_timeout_s)
+                              body_idle_timeout_s=args.body_timeout_s,
+                              allowed_hosts=_allowed_hosts(args.host, args.allowed_host))
     except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)
         return 2
@@ -92,6 +97,19 @@ def run_keys(args: argparse.Namespace) -> int:
         print(f"ml-dash keys: {exc}", file=sys.stderr)
         return 2
     return _KEY_ACTIONS[args.action](config, args)
+
+
+def _allowed_hosts(bind: str, named: list[str]) -> frozenset[str] | None:
+    """None (any host) for '*' or for a server bound off loopback with no names given; else the names."""
+    from .server.config import LOOPBACK_HOSTS
+    from .server.serve import is_loopback
+
+    if "*" in named:
+        return None
+    names = frozenset(n.strip().lower() for n in named if n.strip())
+    if is_loopback(bind):
+        return LOOPBACK_HOSTS | names
+    return names or None
 
 
 def _data_dir(raw: str, create: bool) -> Path:

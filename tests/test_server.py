@@ -395,3 +395,22 @@ def test_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_gets_408(
         assert srv.request("GET", "/health")[0] == 200  # everyone else is served meanwhile
     finally:
         srv.stop()
+
+
+def test_a_loopback_server_answers_only_loopback_host_names_unless_told(tmp_path) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
+    srv = Server(tmp_path / "a", "--allow-user-name")
+    try:
+        user = {"X-ML-Dash-User": "alice"}
+        status, body = srv.request("GET", "/api/v1/owners", headers={**user, "Host": f"evil.example:{srv.port}"})
+        assert status == 400 and "does not answer to the host 'evil.example'" in body["error"]
+        for name in (f"127.0.0.1:{srv.port}", f"localhost:{srv.port}", "LOCALHOST"):
+            assert srv.request("GET", "/api/v1/owners", headers={**user, "Host": name})[0] == 200, name
+    finally:
+        srv.stop()
+    named = Server(tmp_path / "b", "--allow-user-name", "--allowed-host", "tracker.internal")
+    try:
+        assert named.request("GET", "/health", headers={"Host": "tracker.internal"})[0] == 200
+        assert named.request("GET", "/health", headers={"Host": "evil.example"})[0] == 400
+    finally:
+        named.stop()

@@ -39,6 +39,7 @@ from .blobs import BlobError, LocalBlobStore
 from .bodies import body_chunks, read_body
 from .config import ServerConfig
 from .errors import (
+    ALLOWED_HOSTS,
     BadRequest,
     Conflict,
     Forbidden,
@@ -46,6 +47,7 @@ from .errors import (
     PayloadTooLarge,
     Unauthorized,
     error_middleware,
+    host_middleware,
     json_response,
 )
 from .ingest import build_batch, ingest_reply, parse_body
@@ -66,8 +68,11 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
     """
-    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=[error_middleware])
+    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes,
+                          middlewares=[host_middleware, error_middleware])
     app[CONFIG] = config
+    if config.allowed_hosts is not None:
+        app[ALLOWED_HOSTS] = config.allowed_hosts
 
     async def open_storage(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
         store = storage or SQLiteStorage(config.database)

@@ -21,6 +21,9 @@ class ServerConfig:
     head_timeout_s: float = 10.0  # a request head must be complete this long after its first byte
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
+    # Host header names answered (lower case, no port); None answers any. A server bound to loopback
+    # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.
+    allowed_hosts: frozenset[str] | None = None
 
     @property
     def database(self) -> Path:
@@ -29,3 +32,7 @@ class ServerConfig:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+
+#: The names a loopback-bound server answers to by default.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

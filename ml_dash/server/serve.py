@@ -22,7 +22,7 @@ logger = logging.getLogger("ml_dash.server")
 T = TypeVar("T")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -33,7 +33,7 @@ def _is_loopback(host: str) -> bool:
 
 async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: float = 10.0) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the timeout) and return."""
-    if config.allow_user_name and not _is_loopback(host):
+    if config.allow_user_name and not is_loopback(host):
         print(f"warning: --allow-user-name on {host} lets anyone on the network write as any user", file=sys.stderr)
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
     # aiohttp's own decompression would inflate without limit
