@@ -414,3 +414,15 @@ def test_a_loopback_server_answers_only_loopback_host_names_unless_told(tmp_path
         assert named.request("GET", "/health", headers={"Host": "evil.example"})[0] == 400
     finally:
         named.stop()
+
+
+@pytest.mark.parametrize("run", [{"status": None}, {"status": {"a": 1}}, {"status": "DONE"}, {"description": [1]},
+                                 {"created_at": 2**64 - 1}, {"tags": "x"}, {"tags": [1]}, {"metadata": [1]},
+                                 {"status_reason": "x" * 70_000}, {"hostname": 5}])
+def test_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(server: Server, run: dict) -> None:
+    key = server.key("alice")
+    raw = zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}, "run": run}))
+    status, body = server.ingest("alice/p/typed", {}, key, raw=raw)
+    (field,) = run
+    assert status == 400 and body["error"].startswith(f"run.{field}: "), body
+    assert server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored

@@ -15,8 +15,11 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
+from ..agent.jsonlines import dumps
 from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
+from ..agent.values import MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_text
 from ..agent.wire import BodyError, block_rows, decode_body
+from ..files import check_tags
 from ..logs import normalise_level
 from ..naming import is_identity, validate_metric_name
 from .errors import (
@@ -39,6 +42,39 @@ def parse_body(raw: bytes, content_encoding: str | None, limits: Any) -> dict[st
         raise _BODY_ERRORS.get(exc.status, BadRequest)(str(exc)) from None
 
 
+_STATUSES = frozenset({"CREATED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+_TIME_CHARS = 64  # an ISO 8601 time
+
+
+def run_fields(run: dict[Any, Any]) -> dict[str, Any]:
+    """The run fields of a body checked as strictly as the SDK checks them at the call (unknown keys are
+    ignored, for newer clients); BadRequest naming the field, so that a wrong type is a 400 and never
+    reaches the database (where it was a 500, retried by the client until its deadline)."""
+    out: dict[str, Any] = {}
+    for key in RUN_FIELDS:
+        if key not in run:
+            continue
+        value = run[key]
+        try:
+            if key == "tags":
+                value = check_tags(value)
+            elif key == "metadata":
+                if value is not None and not isinstance(value, dict):
+                    raise TypeError(f"must be a map or nil, not {type(value).__name__}")
+                if value is not None and len(dumps(value)) > MAX_DOCUMENT_BYTES:
+                    raise ValueError(f"over {MAX_DOCUMENT_BYTES} bytes of JSON")
+            elif key == "status":
+                if value not in _STATUSES:
+                    raise ValueError(f"must be one of {', '.join(sorted(_STATUSES))}")
+            elif value is not None:
+                limit = _TIME_CHARS if key.endswith("_at") else MAX_TEXT_BYTES
+                value = check_text(key, value, limit)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"run.{key}: {exc}") from None
+        out[key] = value
+    return out
+
+
 def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_events: int) -> IngestBatch:
     """The validated batch of a decoded body; BadRequest naming the first problem."""
     batch = IngestBatch(owner, project, name)
@@ -54,7 +90,7 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
     if run is not None:
         if not isinstance(run, dict):
             raise BadRequest("'run' must be a map")
-        batch.run = {k: v for k, v in run.items() if k in RUN_FIELDS}
+        batch.run = run_fields(run)
     params = body.get("params")
     if params is not None:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
