@@ -183,7 +183,14 @@ class BodyLimits:
     """Caps on what one request may carry."""
 
     max_compressed_bytes: int = 32 * 1024 * 1024  # 32 MiB on the wire
-    max_decompressed_bytes: int = 256 * 1024 * 1024  # 256 MiB after decompression
+    # 64 MiB after decompression: 8x what a client sends at most (pending.BATCH_BYTES). A byte of
+    # msgpack (a nil, a small int) decodes to an 8-byte list slot, so a body costs at most ~8x this.
+    max_decompressed_bytes: int = 64 * 1024 * 1024
+    # Lengths a container may declare, checked before anything is allocated: a column holds at most
+    # the events of one request; maps are run fields, params, streams, a row's fields.
+    max_array_len: int = 1_000_000
+    max_map_len: int = 131_072
+    max_str_len: int = 1 << 20  # a metric row or a log line (agent/values.py MAX_ROW_BYTES)
 
 
 def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = BodyLimits()) -> dict[str, Any]:
@@ -203,7 +210,9 @@ def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = B
         raise BodyError(415, f"unsupported Content-Encoding {content_encoding!r}; use zstd, gzip or identity")
     try:
         # msgpack's unpacker has a fixed nesting stack: deeper bodies raise StackError (400)
-        body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=limits.max_array_len,
+                               max_map_len=limits.max_map_len, max_str_len=limits.max_str_len,
+                               max_bin_len=limits.max_str_len, max_ext_len=0)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
         raise BodyError(400, f"body is not valid msgpack: {exc}") from None
     if not isinstance(body, dict):

@@ -426,3 +426,45 @@ def test_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(server: Ser
     (field,) = run
     assert status == 400 and body["error"].startswith(f"run.{field}: "), body
     assert server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored
+
+
+def _raw_body(extra: dict) -> bytes:
+    return zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, **extra}))
+
+
+def test_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(server: Server) -> None:
+    key = server.key("alice")
+    head = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}})
+    declared = head[:1].replace(b"\x83", b"\x84") + head[1:] + msgpack.packb("x") + b"\xdd" + (2_000_000).to_bytes(4, "big")
+    declared += b"\xc0" * 2_000_000  # an array of 2,000,000 nils: 2 MB that would take 16 MB decoded
+    status, body = server.ingest("alice/p/bomb", {}, key, raw=declared, encoding="identity")
+    assert status == 400 and "max_array_len" in body["error"], body
+    nils = zstandard.ZstdCompressor(level=1).compress(b"\xc0" * (70 << 20))  # 70 MiB of nils in a few KB
+    status, body = server.ingest("alice/p/bomb", {}, key, raw=nils)
+    assert status == 413 and "decompressed body exceeds" in body["error"], body
+    assert server.request("GET", "/health")[0] == 200
+
+
+def test_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
+    key = server.key("alice")
+    block = {"keys": [], "cols": [], "created": [["2026-01-01T00:00:00Z", 999_999]]}
+    status, body = server.ingest("alice/p/empty", {}, key,
+                                 raw=_raw_body({"streams": {"metrics/train": {"start": 0, "blocks": [block]}}}))
+    assert status == 400 and "malformed block" in body["error"], body
+    assert server.request("GET", "/api/v1/experiments/alice/p/empty", key=key)[0] == 404
+
+
+@pytest.mark.parametrize("level", [5, ["info"], "loud"])
+def test_a_log_level_the_sdk_would_refuse_is_a_400(server: Server, level: object) -> None:
+    key = server.key("alice")
+    row = {"message": "m", "level": level, "timestamp": "2026-01-01T00:00:00Z"}
+    status, body = server.ingest("alice/p/lv", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": [row]}}}))
+    assert status == 400 and body.get("stream") == "logs" and body.get("index") == 0, body
+
+
+def test_a_client_sent_sequence_number_never_replaces_the_stored_index(server: Server) -> None:
+    key = server.key("alice")
+    rows = [{"message": f"m{i}", "level": "info", "sequenceNumber": 77} for i in range(3)]
+    assert server.ingest("alice/p/seq", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": rows}}}))[0] == 200
+    _, body = server.request("GET", "/api/v1/experiments/alice/p/seq/logs", key=key)
+    assert [r["sequenceNumber"] for r in body["logs"]] == [0, 1, 2]

@@ -142,7 +142,7 @@ def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
             if not isinstance(row, dict):
                 raise BadRequest("a log row must be a map", stream=stream, index=start + k)
             entries.append((start + k, msgpack.packb({key: v for key, v in row.items() if key != "sequenceNumber"}),
-                            _level(row)))
+                            _level(row, stream, start + k)))
         batch.logs = (start, entries)
         return len(rows)
     blocks = _checked_blocks(payload.get("blocks"), stream)
@@ -162,7 +162,9 @@ def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
         if not isinstance(block, dict):
             raise BadRequest(f"malformed block in {stream!r}", stream=stream)
         keys, cols, created = block.get("keys"), block.get("cols"), block.get("created")
-        if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(created, list)
+        # every row has a field (_ts at least): a block without columns would let a declared count stand
+        # for rows that are not there
+        if not (isinstance(keys, list) and isinstance(cols, list) and isinstance(created, list) and keys
                 and len(keys) == len(cols) and all(isinstance(k, str) for k in keys)):
             raise BadRequest(f"malformed block in {stream!r}", stream=stream)
         count = sum(n for _, n in created) if all(isinstance(c, list) and len(c) == 2 and isinstance(c[1], int)
@@ -172,14 +174,17 @@ def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def _level(row: dict[str, Any]) -> str | None:
-    level = row.get("level")
-    if not isinstance(level, str):
+def _level(row: dict[str, Any], stream: str, index: int) -> str | None:
+    """The row's level, checked as the SDK checks it (absent: None); BadRequest otherwise."""
+    if "level" not in row or row["level"] is None:
         return None
+    level = row["level"]
+    if not isinstance(level, str):
+        raise BadRequest(f"a log level must be a str, not {type(level).__name__}", stream=stream, index=index)
     try:
         return normalise_level(level)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        raise BadRequest(str(exc), stream=stream, index=index) from None
 
 
 def ingest_reply(acked: dict[str, int]) -> web.Response:

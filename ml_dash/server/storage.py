@@ -278,7 +278,8 @@ class SQLiteStorage:
             sql += " AND level = ?"
             args.append(level)
         rows = await self._fetchall(sql + " ORDER BY idx LIMIT ?", (*args, limit))
-        return [{"sequenceNumber": idx, **msgpack.unpackb(record)} for idx, record in rows]
+        # the stored index wins over anything of the same name in the record (older servers kept it)
+        return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows]
 
 
 _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, status_reason, "
