@@ -141,25 +141,39 @@ def block_rows(block: dict[str, Any]) -> int:
     return sum(count for _, count in block["created"])
 
 
-def trim_blocks(blocks: list[dict[str, Any]], skip: int) -> list[dict[str, Any]]:
-    """The same blocks without their first ``skip`` rows."""
+def trim_blocks(blocks: list[dict[str, Any]], skip: int, take: int | None = None) -> list[dict[str, Any]]:
+    """The same blocks without their first ``skip`` rows, and (given ``take``) only the next ``take``:
+    a page of a chunk costs the page, not the chunk, when it is turned into rows."""
     out = []
+    left_to_take = take
     for block in blocks:
+        if left_to_take is not None and left_to_take <= 0:
+            break
         rows = block_rows(block)
         if skip >= rows:
             skip -= rows
             continue
-        if skip:
-            created, left = [], skip
-            for stamp, count in block["created"]:
-                if left >= count:
-                    left -= count
-                    continue
-                created.append([stamp, count - left])
-                left = 0
-            block = {"keys": block["keys"], "cols": [col[skip:] for col in block["cols"]], "created": created}
-            skip = 0
+        end = rows if left_to_take is None else min(rows, skip + left_to_take)
+        if skip or end < rows:
+            block = {"keys": block["keys"], "cols": [col[skip:end] for col in block["cols"]],
+                     "created": _slice_runs(block["created"], skip, end)}
+        if left_to_take is not None:
+            left_to_take -= end - skip
+        skip = 0
         out.append(block)
+    return out
+
+
+def _slice_runs(runs: list[list[Any]], start: int, end: int) -> list[list[Any]]:
+    """Rows ``start:end`` of run-length encoded ``[value, count]`` pairs, still run-length encoded."""
+    out, position = [], 0
+    for value, count in runs:
+        low, high = max(start, position), min(end, position + count)
+        if low < high:
+            out.append([value, high - low])
+        position += count
+        if position >= end:
+            break
     return out
 
 

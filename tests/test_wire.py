@@ -71,3 +71,17 @@ def test_trimming_blocks_drops_exactly_the_first_rows() -> None:
     for skip in range(7):
         assert metric_rows(skip, trim_blocks(blocks, skip)) == metric_rows(0, blocks)[skip:]
 
+
+
+def test_trim_blocks_takes_any_slice_of_any_blocks_as_the_rows_would_be() -> None:
+    from ml_dash.agent.wire import metric_blocks, metric_rows, trim_blocks
+
+    rows = [{"index": i, "data": {"step": i, **({"extra": i} if i % 7 == 0 else {})},
+             "createdAt": f"t{i // 3}"} for i in range(40)]
+    blocks = metric_blocks(rows)
+    assert len(blocks) > 1  # rows of two shapes: several blocks, several createdAt runs each
+    for skip in range(0, 42, 5):
+        for take in (None, 0, 1, 3, 17, 100):
+            got = metric_rows(skip, trim_blocks(blocks, skip, take))
+            want = rows[skip:] if take is None else rows[skip:skip + take]
+            assert got == want, (skip, take)

@@ -256,19 +256,23 @@ class SQLiteStorage:
         return exp
 
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
+        # on the database's thread, the decoding too: the event loop only awaits the page
+        return await self._run(self._metric_rows, exp_id, metric, start, limit)
+
+    def _metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
+        """Rows from index ``start``: chunk by chunk, and of each chunk only the rows of the page are
+        turned into dicts (a page costs the page, not the chunk)."""
+        assert self._db is not None
         out: list[dict[str, Any]] = []
-        offset = 0
-        while len(out) < limit:  # chunk by chunk, so a small page reads little
-            chunks = await self._fetchall(
-                "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? "
-                "AND first_idx + count > ? ORDER BY first_idx LIMIT 8 OFFSET ?", (exp_id, metric, start, offset))
-            if not chunks:
+        chunks = self._db.execute(
+            "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? "
+            "AND first_idx + count > ? ORDER BY first_idx", (exp_id, metric, start))
+        for first, _count, blocks in chunks:  # a cursor: rows are fetched as the page needs them
+            skip = max(0, start - first)
+            page = trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))
+            out.extend(metric_rows(first + skip, page))
+            if len(out) >= limit:
                 break
-            offset += len(chunks)
-            for first, count, blocks in chunks:
-                skip = max(0, start - first)
-                rows = metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip))
-                out.extend(rows[: limit - len(out)])
         return out
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
