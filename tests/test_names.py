@@ -18,20 +18,20 @@ TRAILING = ["alice/p/run\n", "alice/p\n/run", "alice\n/p/run"]
 
 
 @pytest.mark.parametrize("prefix", TRAILING)
-def test_a_name_ending_in_a_newline_is_refused_by_the_sdk(workdir: Path, prefix: str) -> None:
+def test_row28_a_name_ending_in_a_newline_is_refused_by_the_sdk(workdir: Path, prefix: str) -> None:
     with pytest.raises(ValueError, match="invalid prefix"):
         validate_prefix(prefix)
     with pytest.raises(ValueError, match="invalid prefix"):
         Experiment(prefix=prefix)
 
 
-def test_metric_names_and_identities_are_anchored_too() -> None:
+def test_row28_metric_names_and_identities_are_anchored_too() -> None:
     with pytest.raises(ValueError, match="invalid metric name"):
         validate_metric_name("train\n")
     assert is_identity("abc-_1") and not is_identity("abc\n") and not is_identity("a" * 65) and not is_identity(5)
 
 
-def test_the_server_refuses_a_run_name_ending_in_a_newline(server: Server) -> None:
+def test_row28_the_server_refuses_a_run_name_ending_in_a_newline(server: Server) -> None:
     status, body = server.request("GET", "/api/v1/experiments/alice/p/run%0A",
                                   headers={"X-ML-Dash-User": "alice"})
     assert status == 400 and "invalid prefix" in body["error"], body
@@ -40,7 +40,7 @@ def test_the_server_refuses_a_run_name_ending_in_a_newline(server: Server) -> No
     assert status == 400, body
 
 
-def test_the_cli_refuses_a_prefix_ending_in_a_newline(workdir: Path) -> None:
+def test_row28_the_cli_refuses_a_prefix_ending_in_a_newline(workdir: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", "--remote", "http://127.0.0.1:1",
                           "--user-name", "alice", "--prefix", "alice/p/run\n"], cwd=workdir, capture_output=True,
                          text=True, timeout=60)

@@ -37,7 +37,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     return zipfile.ZipFile(built)
 
 
-def test_the_wheel_holds_every_module_of_the_tree(wheel: zipfile.ZipFile) -> None:
+def test_row30_the_wheel_holds_every_module_of_the_tree(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     expected = _modules_in_tree()
     assert {"ml_dash/server/app.py", "ml_dash/agent/uploader.py", "ml_dash/cli.py"} <= expected  # the walk saw them
@@ -58,7 +58,7 @@ def test_the_wheel_has_the_c_hot_path_when_a_compiler_built_it_here(wheel: zipfi
     assert any(n.startswith("ml_dash/_fastlog.") and n.endswith(".so") for n in wheel.namelist())
 
 
-def test_every_module_imports_from_the_installed_wheel(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
+def test_row30_every_module_imports_from_the_installed_wheel(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
     """Installed (not editable), every module of the tree imports from the install, and the server's
     key commands run from there."""
     target = tmp_path / "site"

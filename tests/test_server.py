@@ -313,7 +313,7 @@ def test_the_status_filter_matches_the_status_shown(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("where", ["Authorization", "request line"])
-def test_a_request_the_parser_refuses_is_answered_and_logged_without_its_bytes(tmp_path, where: str) -> None:
+def test_row27_a_request_the_parser_refuses_is_answered_and_logged_without_its_bytes(tmp_path, where: str) -> None:
     """An over-long header holding a real key: 400 naming the problem, and the key in neither the reply
     nor the server's log."""
     import socket
@@ -356,7 +356,7 @@ def _recv_until_closed(conn, limit_s: float) -> tuple[bytes, bool]:
     return got, False
 
 
-def test_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_gets_408(tmp_path) -> None:
+def test_row27_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_gets_408(tmp_path) -> None:
     import socket
     import time
 
@@ -397,7 +397,7 @@ def test_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_gets_408(
         srv.stop()
 
 
-def test_a_loopback_server_answers_only_loopback_host_names_unless_told(tmp_path) -> None:
+def test_row28_a_loopback_server_answers_only_loopback_host_names_unless_told(tmp_path) -> None:
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
     srv = Server(tmp_path / "a", "--allow-user-name")
     try:
@@ -419,7 +419,7 @@ def test_a_loopback_server_answers_only_loopback_host_names_unless_told(tmp_path
 @pytest.mark.parametrize("run", [{"status": None}, {"status": {"a": 1}}, {"status": "DONE"}, {"description": [1]},
                                  {"created_at": 2**64 - 1}, {"tags": "x"}, {"tags": [1]}, {"metadata": [1]},
                                  {"status_reason": "x" * 70_000}, {"hostname": 5}])
-def test_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(server: Server, run: dict) -> None:
+def test_row26_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(server: Server, run: dict) -> None:
     key = server.key("alice")
     raw = zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}, "run": run}))
     status, body = server.ingest("alice/p/typed", {}, key, raw=raw)
@@ -432,7 +432,7 @@ def _raw_body(extra: dict) -> bytes:
     return zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, **extra}))
 
 
-def test_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(server: Server) -> None:
+def test_row24_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(server: Server) -> None:
     key = server.key("alice")
     head = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}})
     declared = head[:1].replace(b"\x83", b"\x84") + head[1:] + msgpack.packb("x") + b"\xdd" + (2_000_000).to_bytes(4, "big")
@@ -445,7 +445,7 @@ def test_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(server
     assert server.request("GET", "/health")[0] == 200
 
 
-def test_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
+def test_row24_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
     key = server.key("alice")
     block = {"keys": [], "cols": [], "created": [["2026-01-01T00:00:00Z", 999_999]]}
     status, body = server.ingest("alice/p/empty", {}, key,
@@ -455,7 +455,7 @@ def test_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
 
 
 @pytest.mark.parametrize("level", [5, ["info"], "loud"])
-def test_a_log_level_the_sdk_would_refuse_is_a_400(server: Server, level: object) -> None:
+def test_row26_a_log_level_the_sdk_would_refuse_is_a_400(server: Server, level: object) -> None:
     key = server.key("alice")
     row = {"message": "m", "level": level, "timestamp": "2026-01-01T00:00:00Z"}
     status, body = server.ingest("alice/p/lv", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": [row]}}}))

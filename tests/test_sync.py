@@ -156,6 +156,21 @@ def test_pull_writes_the_local_layout_and_the_local_readers_read_it(workdir: Pat
     assert (pulled / "files/m/x.bin").read_bytes() == b"payload"
 
 
+def test_row29_pull_into_an_existing_run_refuses_and_keeps_every_local_row(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    _local_run("alice/proj/run-1", 100)
+    assert _sync(workdir, server.url, "--api-key", key).returncode == 0
+    with Experiment(prefix="alice/proj/run-1", resume=True).run as more:  # rows the server does not hold
+        for i in range(100, 250):
+            more.metrics("train").log(step=i)
+    data = workdir / ".dash/alice/proj/run-1/metrics/train/data.jsonl"
+    before = data.read_bytes()
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/proj/run-1", "--remote", server.url,
+                          "--api-key", key, "--to", ".dash"], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "already holds a run" in out.stderr, out.stderr
+    assert data.read_bytes() == before and len(before.splitlines()) == 250
+
+
 def test_pull_of_a_run_the_server_lacks_fails_with_a_clear_message(workdir: Path, server: Server, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "pull", "alice/proj/none", "--remote", server.url,
                           "--api-key", server.key("alice"), "--to", str(tmp_path / "pulled")],
@@ -195,7 +210,7 @@ def test_sync_with_a_bad_setting_fails_with_one_line_naming_it(workdir: Path, se
         assert f"ML_DASH_UPLOAD_BATCH_ROWS={value!r}" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_pull_from_a_server_that_names_paths_outside_the_run_writes_nothing(workdir: Path, tmp_path: Path) -> None:
+def test_row29_pull_from_a_server_that_names_paths_outside_the_run_writes_nothing(workdir: Path, tmp_path: Path) -> None:
     from .evil_server import EvilServer
 
     base = "/api/v1/experiments/alice/p/r"
