@@ -179,18 +179,37 @@ class ReadReport:
     problems: list[str] = field(default_factory=list)
 
 
-def iter_records(path: Path, report: ReadReport) -> Iterator[dict[str, Any]]:
-    """Yield each intact JSON object of a JSON-lines file, counting the rest in ``report``."""
+READ_BLOCK_BYTES = 1 << 20
+
+
+def iter_records(path: Path, report: ReadReport, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """Yield each intact JSON object of a JSON-lines file from byte ``offset`` (a line start), counting
+    the rest in ``report``. The file is read a block at a time: a reader that stops early reads
+    little, and memory stays one block plus what the caller keeps, whatever the file's size."""
     try:
-        data = Path(path).read_bytes()
+        f = open(path, "rb")  # noqa: SIM115  # opened apart so only the open's error is caught
     except FileNotFoundError:
         return
-    lines = data.split(b"\n")
-    last = lines.pop()  # b"" when the file ends with a newline
-    if last:
+    with f:
+        f.seek(offset)
+        yield from _records(_lines(f, path, report), path, report, offset)
+
+
+def _lines(f: Any, path: Path, report: ReadReport) -> Iterator[bytes]:
+    """The complete lines of ``f`` (without newlines); a torn last line is reported, not yielded."""
+    pending = b""
+    while block := f.read(READ_BLOCK_BYTES):
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        yield from lines
+    if pending:
         report.torn_tail = True
         report.skipped_lines += 1
-        report.problems.append(f"{path}: torn last line ({len(last)} bytes without newline)")
+        report.problems.append(f"{path}: torn last line ({len(pending)} bytes without newline)")
+
+
+def _records(lines: Iterator[bytes], path: Path, report: ReadReport, offset: int) -> Iterator[dict[str, Any]]:
+    where = "" if offset == 0 else f" after byte {offset}"
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -198,11 +217,11 @@ def iter_records(path: Path, report: ReadReport) -> Iterator[dict[str, Any]]:
             record = _decoder.decode(line)
         except DecodeError as exc:
             report.skipped_lines += 1
-            report.problems.append(f"{path}:{number}: not valid JSON ({exc})")
+            report.problems.append(f"{path}:{number}{where}: not valid JSON ({exc})")
             continue
         if not isinstance(record, dict):
             report.skipped_lines += 1
-            report.problems.append(f"{path}:{number}: not a JSON object")
+            report.problems.append(f"{path}:{number}{where}: not a JSON object")
             continue
         report.records += 1
         yield record

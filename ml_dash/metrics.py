@@ -18,11 +18,13 @@ import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agent import RowStream, SizedRow, StreamClosedError, restore_metric_row
+from .agent.backlog import offset_of_index
 from .agent.jsonlines import ReadReport, iter_records
-from .agent.layout import METRICS_DIR
+from .agent.layout import METRIC_KEY, METRICS_DIR
 from .agent.streams import metric_row_bytes
 from .agent.tensors import is_tensor
 from .agent.values import (
@@ -216,7 +218,9 @@ def read_metric_rows(path: Any, start_index: int = 0, limit: int | None = None, 
     """Read a metric's ``data.jsonl`` tolerantly (a torn last line is skipped and reported)."""
     report = report if report is not None else ReadReport()
     rows = []
-    for record in iter_records(path, report):
+    # indices grow along the file: a bisection finds where start_index begins (no decoding before it)
+    offset = offset_of_index(Path(path), METRIC_KEY, start_index) if start_index > 0 else 0
+    for record in iter_records(path, report, offset):
         index = record.get("index")
         if not isinstance(index, int) or index < start_index:
             continue

@@ -189,3 +189,26 @@ def test_the_pure_python_switch_is_honoured_in_a_fresh_process(tmp_path: Path) -
     out = python_script("from ml_dash.metrics import MetricLogger; print(MetricLogger.__name__)", tmp_path,
                         env={"ML_DASH_PURE_PYTHON": "1"})
     assert out.stdout.strip() == "PyMetricLogger"
+
+
+def test_local_reads_stream_the_file_and_start_where_the_index_is(tmp_path, monkeypatch) -> None:
+    """Lines across read-block boundaries, a damaged line, a torn tail; a read from an index bisects to it
+    and returns what a whole-file read returns."""
+    import json
+
+    from ml_dash.agent import jsonlines
+    from ml_dash.agent.jsonlines import ReadReport
+    from ml_dash.metrics import read_metric_rows
+
+    monkeypatch.setattr(jsonlines, "READ_BLOCK_BYTES", 37)  # far shorter than a line
+    path = tmp_path / "data.jsonl"
+    lines = [json.dumps({"index": i, "data": {"step": i, "pad": "x" * (i % 50)}, "createdAt": "t"}) for i in range(500)]
+    lines[200] = '{"index": 200, "da'  # damaged in the middle
+    path.write_text("\n".join(lines) + '\n{"index": 500, "data"')  # and a torn tail
+    everything = read_metric_rows(path, report=(whole := ReadReport()))
+    assert [r["index"] for r in everything] == [i for i in range(500) if i != 200]
+    assert whole.torn_tail and whole.skipped_lines == 2
+    for start in (0, 1, 199, 200, 201, 377, 499, 500, 10_000):
+        for limit in (None, 1, 5, 1000):
+            want = [r for r in everything if r["index"] >= start][:limit]
+            assert read_metric_rows(path, start, limit) == want, (start, limit)
