@@ -99,3 +99,36 @@ def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir
     steps = [r["data"]["step"] for r in reads.metric_rows("train", 0, None)]
     assert steps == list(range(1200)) + list(range(1203, 2503))  # six pages, nothing twice, nothing missing
     assert [r["index"] for r in reads.metric_rows("train", 1190, 20)] == list(range(1190, 1200)) + list(range(1203, 1213))
+
+
+def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir: Path, server: Server) -> None:
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(7)
+    n = 300_000
+    spikes = set(rng.sample(range(n), 25))
+    with Experiment(prefix="alice/proj/long").run as exp:
+        train = exp.metrics("train")
+        for i in range(n):
+            loss = 1e6 if i in spikes else (float("nan") if i % 9973 == 0 else 0.5)
+            train.log(step=i, loss=loss, note="x" if i % 2 else None)
+    key = server.key("alice")
+    synced = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url,
+                             "--api-key", key], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    status, body = server.request("GET", "/api/v1/experiments/alice/proj/long/metrics/train?buckets=1000", key=key)
+    assert status == 200, body
+    buckets = body["buckets"]
+    assert len(buckets) == 1000 and sum(b["count"] for b in buckets) == n
+    assert buckets[0]["first"] == 0 and buckets[-1]["last"] == n - 1
+    spiked = {b["first"] // 300 for b in buckets if b["fields"]["loss"]["max"] == 1e6}
+    assert spiked == {i // 300 for i in spikes}  # every spike, in its bucket, none elsewhere
+    assert all(b["fields"]["loss"]["min"] == 0.5 for b in buckets)  # NaN never becomes a min or max
+    assert all(b["fields"]["step"] == {"min": b["first"], "max": b["last"], "last": b["last"]} for b in buckets)
+    assert all("note" not in b["fields"] for b in buckets)  # strings are not charted
+    status, ranged = server.request("GET", "/api/v1/experiments/alice/proj/long/metrics/train?buckets=10"
+                                           "&start=1000&end=2000", key=key)
+    assert [(b["first"], b["last"], b["count"]) for b in ranged["buckets"]] == [
+        (1000 + 100 * k, 1099 + 100 * k, 100) for k in range(10)]

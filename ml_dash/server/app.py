@@ -23,7 +23,6 @@ transient ones (500 a bug, 507 the disk is full).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -239,35 +238,24 @@ async def get_logs(request: web.Request) -> web.Response:
 
 
 async def get_metric(request: web.Request) -> web.Response:
+    """Rows from ``start`` (a page of ``limit``), or with ``buckets=N`` at most N min/max/last buckets
+    over ``start:end`` (default: the whole series) in one call."""
     exp = await _experiment(request)
     try:
         metric = validate_metric_name(request.match_info["metric"])
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    rows = await request.app[STORAGE].metric_rows(
-        exp["id"], metric, _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS))
+    start = _int(request, "start", 0, 0, 2**62)
     buckets = _int(request, "buckets", 0, 0, 10_000)
+    storage = request.app[STORAGE]
     if buckets:
-        return json_response({"metric": metric, "buckets": downsample(rows, buckets)})
+        end = _int(request, "end", -1, start, 2**62) if "end" in request.query else None
+        if end is None and "limit" in request.query:  # older clients bound the range with limit
+            end = start + _int(request, "limit", 1000, 1, 2**62)
+        return json_response({"metric": metric,
+                              "buckets": await storage.metric_buckets(exp["id"], metric, start, end, buckets)})
+    rows = await storage.metric_rows(exp["id"], metric, start, _int(request, "limit", 1000, 1, MAX_READ_ROWS))
     return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows]})
-
-
-def downsample(rows: list[dict[str, Any]], buckets: int) -> list[dict[str, Any]]:
-    """Split rows into at most ``buckets`` index ranges; per numeric field keep min, max and last."""
-    if not rows:
-        return []
-    size = max(1, -(-len(rows) // buckets))
-    out = []
-    for start in range(0, len(rows), size):
-        chunk = rows[start:start + size]
-        fields: dict[str, dict[str, float]] = {}
-        for row in chunk:
-            for key, value in row["data"].items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
-                    f = fields.setdefault(key, {"min": value, "max": value, "last": value})
-                    f["min"], f["max"], f["last"] = min(f["min"], value), max(f["max"], value), value
-        out.append({"first": chunk[0]["index"], "last": chunk[-1]["index"], "count": len(chunk), "fields": fields})
-    return out
 
 
 # -- files ---------------------------------------------------------------------

@@ -24,7 +24,8 @@ import msgpack
 
 from ..agent.jsonlines import dumps, loads
 from ..agent.pool import WorkerPool
-from ..agent.wire import metric_rows, trim_blocks
+from ..agent.wire import block_rows, metric_rows, trim_blocks
+from .buckets import Buckets, bucket_edges
 from .records import GapError, IngestBatch
 from .sqlite_ingest import ingest, stored_counts, upsert_experiment
 
@@ -73,6 +74,8 @@ class Storage(Protocol):
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]: ...
+    async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
+                             buckets: int) -> list[dict[str, Any]]: ...
     async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
                        entry: dict[str, Any]) -> None: ...
     async def files(self, exp_id: int) -> list[dict[str, Any]]: ...
@@ -274,6 +277,30 @@ class SQLiteStorage:
             if len(out) >= limit:
                 break
         return out
+
+    async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
+                             buckets: int) -> list[dict[str, Any]]:
+        return await self._run(self._metric_buckets, exp_id, metric, start, end, buckets)
+
+    def _metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
+                        buckets: int) -> list[dict[str, Any]]:
+        """At most ``buckets`` buckets over indices ``start:end`` (``end`` None: the whole series)."""
+        assert self._db is not None
+        stored = self._db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
+                                  (exp_id, "metrics/" + metric)).fetchone()
+        end = min(end, stored[0]) if end is not None and stored else (stored[0] if stored else 0)
+        if end <= start:
+            return []
+        acc = Buckets(start, end, bucket_edges(start, end, buckets))
+        for first, _count, blocks in self._db.execute(
+                "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? "
+                "AND first_idx + count > ? AND first_idx < ? ORDER BY first_idx", (exp_id, metric, start, end)):
+            index = first
+            for block in msgpack.unpackb(blocks):
+                rows = block_rows(block)
+                acc.add_block(index, block, rows)
+                index += rows
+        return acc.result()
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
         sql = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?"
