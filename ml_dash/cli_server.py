@@ -101,8 +101,7 @@ def run_keys(args: argparse.Namespace) -> int:
 
 def _allowed_hosts(bind: str, named: list[str]) -> frozenset[str] | None:
     """None (any host) for '*' or for a server bound off loopback with no names given; else the names."""
-    from .server.config import LOOPBACK_HOSTS
-    from .server.serve import is_loopback
+    from .server.hosts import LOOPBACK_HOSTS, is_loopback
 
     if "*" in named:
         return None
@@ -116,8 +115,9 @@ def _data_dir(raw: str, create: bool) -> Path:
     path = Path(raw)
     if path.exists() and not path.is_dir():
         raise ArgumentError(f"--data {raw}: not a directory")
-    if not create and not (path / "ml-dash.sqlite3").is_file():
-        raise ArgumentError(f"--data {raw}: no ml-dash database there (ml-dash.sqlite3); `ml-dash server --data "
+    database = ServerConfig(path).database
+    if not create and not database.is_file():
+        raise ArgumentError(f"--data {raw}: no ml-dash database there ({database.name}); `ml-dash server --data "
                            f"{raw}` or `ml-dash keys create --data {raw}` makes one")
     if create:
         try:

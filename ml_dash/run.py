@@ -34,6 +34,10 @@ class RunStatus(str, Enum):
         return self.value
 
 
+#: Every status a run may show, in the order of a run's life.
+STATUSES = tuple(status.value for status in RunStatus)
+
+
 class Run:
     """Controls one experiment's run: ``start``, ``complete``, ``fail``, ``cancel``."""
 

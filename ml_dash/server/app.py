@@ -33,12 +33,12 @@ from ..agent.credentials import USER_HEADER
 from ..agent.jsonlines import DecodeError, loads, mark_non_finite_metric_row
 from ..logs import normalise_level
 from ..naming import clean_relative_path, validate_metric_name, validate_prefix
+from ..run import STATUSES
 from .auth import parse_token
 from .blobs import BlobError, LocalBlobStore
 from .bodies import body_chunks, read_body
 from .config import ServerConfig
 from .errors import (
-    ALLOWED_HOSTS,
     BadRequest,
     Conflict,
     Forbidden,
@@ -46,9 +46,9 @@ from .errors import (
     PayloadTooLarge,
     Unauthorized,
     error_middleware,
-    host_middleware,
     json_response,
 )
+from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import build_batch, ingest_reply, parse_body
 from .records import ConflictError, GapError
 from .storage import SQLiteStorage, Storage
@@ -187,14 +187,11 @@ async def list_projects(request: web.Request) -> web.Response:
     return json_response({"owner": owner, "projects": await request.app[STORAGE].projects(owner)})
 
 
-_STATUSES = ("CREATED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED")
-
-
 async def list_experiments(request: web.Request) -> web.Response:
     owner = await _readable_owner(request)
     status = request.query.get("status")
-    if status is not None and status not in _STATUSES:
-        raise BadRequest(f"status={status!r} is not one of {', '.join(_STATUSES)}")
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"status={status!r} is not one of {', '.join(STATUSES)}")
     # the filter matches what the list shows: a RUNNING run silent past the timeout shows as CRASHED
     silent_since = time.time() - request.app[CONFIG].crashed_after_s
     rows = await request.app[STORAGE].list_experiments(

@@ -33,6 +33,3 @@ class ServerConfig:
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
-
-#: The names a loopback-bound server answers to by default.
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

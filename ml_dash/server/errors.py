@@ -118,26 +118,3 @@ async def error_middleware(request: web.Request,
         logger.exception("internal error in %s %s", request.method, request.path)
         return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)
 
-
-@web.middleware
-async def host_middleware(request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Refuse a request whose Host header names none of ``request.app['allowed_hosts']`` (when set)."""
-    allowed = request.app.get(ALLOWED_HOSTS)
-    if allowed is not None:
-        name = host_name(request.headers.get("Host", ""))
-        if name not in allowed:
-            return json_response({"error": f"this server does not answer to the host {name[:100]!r}; start it "
-                                           "with --allowed-host NAME to add a name"}, 400)
-    return await handler(request)
-
-
-def host_name(header: str) -> str:
-    """The host of a Host header, lower case, without its port ('[::1]:80' -> '[::1]')."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header.split("]", 1)[0] + "]"
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)

@@ -22,6 +22,7 @@ from ..agent.wire import BodyError, block_rows, decode_body
 from ..files import check_tags
 from ..logs import normalise_level
 from ..naming import is_identity, validate_metric_name
+from ..run import STATUSES
 from .errors import (
     BadRequest,
     PayloadTooLarge,
@@ -42,7 +43,6 @@ def parse_body(raw: bytes, content_encoding: str | None, limits: Any) -> dict[st
         raise _BODY_ERRORS.get(exc.status, BadRequest)(str(exc)) from None
 
 
-_STATUSES = frozenset({"CREATED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 _TIME_CHARS = 64  # an ISO 8601 time
 
 
@@ -64,8 +64,8 @@ def run_fields(run: dict[Any, Any]) -> dict[str, Any]:
                 if value is not None and len(dumps(value)) > MAX_DOCUMENT_BYTES:
                     raise ValueError(f"over {MAX_DOCUMENT_BYTES} bytes of JSON")
             elif key == "status":
-                if value not in _STATUSES:
-                    raise ValueError(f"must be one of {', '.join(sorted(_STATUSES))}")
+                if value not in STATUSES:
+                    raise ValueError(f"must be one of {', '.join(STATUSES)}")
             elif value is not None:
                 limit = _TIME_CHARS if key.endswith("_at") else MAX_TEXT_BYTES
                 value = check_text(key, value, limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
@@ -15,20 +14,12 @@ from aiohttp import web
 from .app import create_app
 from .auth import new_key
 from .config import ServerConfig
+from .hosts import is_loopback
 from .protocol import QuietAppRunner
 from .storage import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
 T = TypeVar("T")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: float = 10.0) -> None:

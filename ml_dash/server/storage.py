@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import msgpack
 
 from ..agent.jsonlines import dumps, loads
+from ..agent.layout import metric_stream
 from ..agent.pool import WorkerPool
 from ..agent.wire import block_rows, metric_rows, trim_blocks
 from .buckets import Buckets, bucket_edges
@@ -287,7 +288,7 @@ class SQLiteStorage:
         """At most ``buckets`` buckets over indices ``start:end`` (``end`` None: the whole series)."""
         assert self._db is not None
         stored = self._db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
-                                  (exp_id, "metrics/" + metric)).fetchone()
+                                  (exp_id, metric_stream(metric))).fetchone()
         end = min(end, stored[0]) if end is not None and stored else (stored[0] if stored else 0)
         if end <= start:
             return []
