@@ -37,6 +37,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="answer requests whose Host header names NAME (repeatable; '*' for any). A server "
                              "bound to loopback answers only 127.0.0.1, localhost and ::1 by default, so that no "
                              "web page can reach it through DNS rebinding")
+    server.add_argument("--ingest-workers", type=int, default=2, metavar="N",
+                        help="processes that decode ingest bodies, so the server answers other requests "
+                             "meanwhile (default 2; 0 decodes in the server's own process)")
     server.set_defaults(handler=run_server)
     keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
                           description="Manage the API keys of a server's data directory (the server may be running).")
@@ -57,9 +60,11 @@ def run_server(args: argparse.Namespace) -> int:
         for flag, value in (("--head-timeout-s", args.head_timeout_s), ("--body-timeout-s", args.body_timeout_s)):
             if not 0 < value <= 3600:  # NaN too
                 raise ArgumentError(f"{flag} {value} must be within (0, 3600] seconds")
+        if not 0 <= args.ingest_workers <= 64:
+            raise ArgumentError(f"--ingest-workers {args.ingest_workers} must be within 0..64")
         config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
-                              body_idle_timeout_s=args.body_timeout_s,
+                              body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host))
     except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)

@@ -31,24 +31,21 @@ def test_row15_a_stalled_disk_bounds_the_wait_then_counts_drops(tmp_path: Path) 
         exp = Experiment(prefix="o/p/r")
         exp.run.start()
         train = exp.metrics("train")
-        worst = 0.0
-        t0 = time.monotonic()
-        for i in range(60000):
-            t = time.perf_counter()
+        for i in range(60000):  # all of them return while the disk stays stalled
             train.log(step=i)
-            worst = max(worst, time.perf_counter() - t)
-        elapsed = time.monotonic() - t0
         stall["on"] = False
         exp.run.complete()
         stats = exp.stats()["streams"]["metrics/train"]
-        print(json.dumps({"worst": worst, "elapsed": elapsed, "stats": stats}))
+        print(json.dumps({"stats": stats}))
     """, tmp_path, env={"ML_DASH_MAX_BUFFER_MB": "2", "ML_DASH_MAX_BLOCK_S": "0.3"})
     assert result.returncode == 0, result.stderr
     import json
 
     out = json.loads(result.stdout.strip().splitlines()[-1])
     stats = out["stats"]
-    assert out["worst"] < 2.0  # one bounded wait (0.3 s), never an unbounded block
+    # the buffer filled once and the caller waited once (for at most max_block_s), then dropped without
+    # waiting: 60,000 calls that each waited would take five hours, not the subprocess's timeout
+    assert stats["waits"] == 1
     assert stats["accepted"] == 60000
     assert stats["dropped"]["buffer_full"] > 0
     assert stats["written"] + stats["dropped"]["buffer_full"] == 60000 and stats["pending"] == 0

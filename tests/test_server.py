@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,7 @@ def test_downsampling_keeps_min_and_max_per_bucket(server: Server) -> None:
     _, out = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?buckets=4&limit=100", key=key)
     buckets = out["buckets"]
     assert len(buckets) == 4 and buckets[0]["first"] == 0 and buckets[-1]["last"] == 99
-    assert buckets[0]["fields"]["step"] == {"min": 0, "max": 24, "last": 24}
+    assert buckets[0]["fields"]["step"] == {"min": 0, "max": 24, "first": 0, "last": 24}
     assert buckets[0]["fields"]["loss"]["max"] == 1.0
 
 
@@ -468,3 +470,40 @@ def test_a_client_sent_sequence_number_never_replaces_the_stored_index(server: S
     assert server.ingest("alice/p/seq", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": rows}}}))[0] == 200
     _, body = server.request("GET", "/api/v1/experiments/alice/p/seq/logs", key=key)
     assert [r["sequenceNumber"] for r in body["logs"]] == [0, 1, 2]
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc: this test runs on Linux)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in (Path("/proc") / str(pid) / "status").read_text().lower()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_the_decode_workers_end_with_their_server_however_it_ends(tmp_path: Path, stop: str) -> None:
+    srv = Server(tmp_path / "data", "--allow-user-name", "--ingest-workers", "2")
+    workers = _children(srv.proc.pid)
+    assert len(workers) >= 2  # started with the server (plus multiprocessing's resource tracker)
+    headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
+    assert srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 10)), headers)[0] == 200
+    srv.proc.send_signal(getattr(signal, stop))
+    srv.proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10  # a worker checks for its server every 0.5 s
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)

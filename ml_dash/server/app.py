@@ -49,15 +49,18 @@ from .errors import (
     json_response,
 )
 from .hosts import ALLOWED_HOSTS, host_middleware
-from .ingest import build_batch, ingest_reply, parse_body
+from .ingest import ingest_reply
+from .prepare import Preparer
 from .records import ConflictError, GapError
 from .storage import SQLiteStorage, Storage
+from .timing import timing_middleware
 
 logger = logging.getLogger("ml_dash.server")
 
 STORAGE = web.AppKey("storage", Storage)
 BLOBS = web.AppKey("blobs", LocalBlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
+PREPARER = web.AppKey("preparer", Preparer)
 MAX_READ_ROWS = 100_000
 
 
@@ -68,7 +71,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
     ingest decompresses bodies itself, with a cap.
     """
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes,
-                          middlewares=[host_middleware, error_middleware])
+                          middlewares=[timing_middleware, host_middleware, error_middleware])
     app[CONFIG] = config
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
@@ -79,8 +82,13 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
             await store.open()
         app[STORAGE] = store
         app[BLOBS] = LocalBlobStore(config.blob_dir)
-        yield
-        await store.close()
+        preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
+        try:
+            await preparer.start()
+            yield
+        finally:
+            preparer.close()
+            await store.close()
 
     app.cleanup_ctx.append(open_storage)
     app.router.add_get("/health", health)
@@ -144,8 +152,7 @@ async def ingest(request: web.Request) -> web.Response:
         raise Forbidden(f"{caller!r} may write only under {caller}/...")
     config = request.app[CONFIG]
     raw = await read_body(request, config.body_limits.max_compressed_bytes, config.body_idle_timeout_s)
-    body = parse_body(raw, request.headers.get("Content-Encoding"), config.body_limits)
-    batch = build_batch(owner, project, name, body, config.max_events_per_request)
+    batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
     try:
         acked = await request.app[STORAGE].ingest(batch)
     except GapError as exc:

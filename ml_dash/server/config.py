@@ -20,6 +20,8 @@ class ServerConfig:
     max_file_bytes: int = 64 * 1024 * 1024 * 1024  # 64 GiB per uploaded file
     head_timeout_s: float = 10.0  # a request head must be complete this long after its first byte
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
+    # processes that decode ingest bodies (server/prepare.py); 0 decodes on the event loop's process
+    ingest_workers: int = 2
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.

@@ -46,6 +46,14 @@ class RequestError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # raised in a worker process (server/prepare.py), it crosses back pickled, details and all
+        return _rebuild, (type(self), self.message, self.details)
+
+
+def _rebuild(cls: type[RequestError], message: str, details: dict[str, Any]) -> RequestError:
+    return cls(message, **details)
+
 
 class BadRequest(RequestError):
     status = 400

@@ -18,7 +18,7 @@ from aiohttp import web
 from ..agent.jsonlines import dumps
 from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ..agent.values import MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_text
-from ..agent.wire import BodyError, block_rows, decode_body
+from ..agent.wire import BodyError, decode_body
 from ..files import check_tags
 from ..logs import normalise_level
 from ..naming import is_identity, validate_metric_name
@@ -31,6 +31,7 @@ from .errors import (
     json_response,
 )
 from .records import IngestBatch
+from .sqlite_metrics import prepare_rows
 
 _BODY_ERRORS: dict[int, type[RequestError]] = {413: PayloadTooLarge, 415: UnsupportedEncoding}
 MAX_VOID_REASON_CHARS = 200
@@ -145,10 +146,9 @@ def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
                             _level(row, stream, start + k)))
         batch.logs = (start, entries)
         return len(rows)
-    blocks = _checked_blocks(payload.get("blocks"), stream)
-    count = sum(block_rows(b) for b in blocks)
-    batch.metrics[metric_name(stream) or ""] = (start, blocks, count)
-    return count
+    rows = prepare_rows(start, _checked_blocks(payload.get("blocks"), stream))
+    batch.metrics[metric_name(stream) or ""] = rows
+    return rows.count
 
 
 def _is_count(value: Any, low: int) -> bool:

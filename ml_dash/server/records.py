@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from ..agent.layout import RUN_FIELDS
 
 RUN_COLUMNS = RUN_FIELDS  # experiment.json's run fields are the experiments table's columns
@@ -29,6 +31,23 @@ class ConflictError(Exception):
 
 
 @dataclass(slots=True)
+class MetricRows:
+    """A batch's rows of one metric, ready to store: chunks split at multiples of ``CHUNK_ROWS``
+    (sqlite_metrics.py) and, per summary width, this batch's part of every window it touches, each
+    packed as msgpack. Built where the body is decoded (server/prepare.py), so the database's
+    thread only writes bytes."""
+
+    start: int
+    count: int
+    chunks: list[tuple[int, int, bytes]]  # (first index, rows, msgpack blocks)
+    summaries: dict[int, list[tuple[int, bytes]]]  # width -> (window, msgpack bucket), in index order
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The rows as column blocks again (for the rare batch that overlaps stored rows)."""
+        return [block for _, _, packed in self.chunks for block in msgpack.unpackb(packed)]
+
+
+@dataclass(slots=True)
 class IngestBatch:
     """One validated request: rows per stream (with their indices), params, run fields."""
 
@@ -37,7 +56,7 @@ class IngestBatch:
     name: str
     run: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] | None = None
-    metrics: dict[str, tuple[int, list[dict[str, Any]], int]] = field(default_factory=dict)  # start, blocks, rows
+    metrics: dict[str, MetricRows] = field(default_factory=dict)
     logs: tuple[int, list[tuple[int, bytes, str | None]]] | None = None
     voids: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # stream -> start, count, reason
     run_id: str | None = None  # None only for a file upload, which names no run identity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -34,6 +35,10 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
                             lingering_time=2.0,
                             head_timeout_s=config.head_timeout_s)
     await runner.setup()
+    # Everything alive now lives as long as the server: frozen, the cyclic collector stops walking it
+    # on every full collection (which held a 3 ms page for 20-25 ms in one call of about twelve).
+    gc.collect()
+    gc.freeze()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound_port = runner.addresses[0][1]

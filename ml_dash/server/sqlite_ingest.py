@@ -19,12 +19,11 @@ import sqlite3
 import time
 from typing import Any
 
-import msgpack
-
 from ..agent.jsonlines import dumps, loads
 from ..agent.layout import LOG_STREAM, metric_stream
 from ..agent.wire import trim_blocks
-from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch
+from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, MetricRows
+from .sqlite_metrics import prepare_rows, store_rows
 
 
 def ingest(db: sqlite3.Connection, batch: IngestBatch) -> dict[str, int]:
@@ -32,8 +31,8 @@ def ingest(db: sqlite3.Connection, batch: IngestBatch) -> dict[str, int]:
     db.execute("BEGIN IMMEDIATE")
     try:
         exp_id = upsert_experiment(db, batch)
-        for metric, (start, blocks, count) in batch.metrics.items():
-            _store_metric(db, exp_id, metric, start, blocks, count, batch.writer_of(metric_stream(metric)))
+        for metric, rows in batch.metrics.items():
+            _store_metric(db, exp_id, metric, rows, batch.writer_of(metric_stream(metric)))
         if batch.logs is not None:
             _store_logs(db, exp_id, *batch.logs, batch.writer_of(LOG_STREAM))
         for stream, (start, count, reason) in batch.voids.items():
@@ -129,16 +128,16 @@ def _settle(db: sqlite3.Connection, exp_id: int, stream: str, start: int, end: i
     return stored, end
 
 
-def _store_metric(db: sqlite3.Connection, exp_id: int, metric: str, start: int, blocks: list[dict[str, Any]],
-                  count: int, writer: str | None) -> None:
-    """Metric rows are stored as chunks: one SQLite row per request's new range, holding its blocks."""
+def _store_metric(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRows, writer: str | None) -> None:
+    """A batch's new metric rows, as chunks with their summaries (sqlite_metrics.py)."""
     stream = metric_stream(metric)
-    new = _settle(db, exp_id, stream, start, start + count, writer)
+    new = _settle(db, exp_id, stream, rows.start, rows.start + rows.count, writer)
     if new is None:
         return
     first, end = new
-    db.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
-               (exp_id, metric, first, end - first, msgpack.packb(trim_blocks(blocks, first - start))))
+    if first != rows.start:  # a resend that overlaps the stored rows: only the rest is new
+        rows = prepare_rows(first, trim_blocks(rows.blocks(), first - rows.start))
+    store_rows(db, exp_id, metric, rows)
     _set_stored(db, exp_id, stream, end)
 
 

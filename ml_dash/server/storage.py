@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,8 +26,7 @@ import msgpack
 from ..agent.jsonlines import dumps, loads
 from ..agent.layout import metric_stream
 from ..agent.pool import WorkerPool
-from ..agent.wire import block_rows, metric_rows, trim_blocks
-from .buckets import Buckets, bucket_edges
+from . import sqlite_metrics
 from .records import GapError, IngestBatch
 from .sqlite_ingest import ingest, stored_counts, upsert_experiment
 
@@ -40,9 +40,6 @@ CREATE TABLE IF NOT EXISTS experiments (
     description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
     params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, UNIQUE (owner, project, name));
-CREATE TABLE IF NOT EXISTS metric_chunks (
-    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
-    blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_rows (
     exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT,
     PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
@@ -56,7 +53,9 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Threads (each with its connection) that serve reads.
+READ_THREADS = 2
 
 class Storage(Protocol):
     """What the server needs from a metadata store."""
@@ -84,11 +83,19 @@ class Storage(Protocol):
 
 
 class SQLiteStorage:
-    """The embedded default: one SQLite file in the data directory, WAL, fsync on commit."""
+    """The embedded default: one SQLite file in the data directory, WAL, fsync on commit.
+
+    Writes run on one thread with one connection, in transactions; reads on two others, each with its
+    own connection. WAL lets reads go on while a write commits, so a page never waits for another
+    run's fsync, and a slow read never holds up ingest.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._pool = WorkerPool(1, "ml-dash-sqlite")  # sqlite3 connections stay on their thread
+        self._readers = WorkerPool(READ_THREADS, "ml-dash-sqlite-read")
+        self._reader_local = threading.local()
+        self._reader_dbs: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -99,18 +106,35 @@ class SQLiteStorage:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
+        db.executescript(SCHEMA + sqlite_metrics.SCHEMA)
         _migrate(db)
         self._db = db
 
     async def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        for reader in self._reader_dbs:
+            reader.close()
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
         self._pool.shutdown(wait=True)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on the writer's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        """``fn(connection, *args)`` on a reader's thread, with that thread's read-only connection."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._reader(), *args))
+
+    def _reader(self) -> sqlite3.Connection:
+        db = getattr(self._reader_local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only = ON")
+            self._reader_local.db = db
+            self._reader_dbs.append(db)
+        return db
 
     # -- ingest ------------------------------------------------------------
     async def ingest(self, batch: IngestBatch) -> dict[str, int]:
@@ -196,10 +220,10 @@ class SQLiteStorage:
 
     # -- reads -------------------------------------------------------------
     async def _fetchone(self, sql: str, args: tuple) -> Any:
-        return await self._run(lambda: self._db.execute(sql, args).fetchone())  # type: ignore[union-attr]
+        return await self._read(lambda db: db.execute(sql, args).fetchone())
 
     async def _fetchall(self, sql: str, args: tuple) -> list:
-        return await self._run(lambda: self._db.execute(sql, args).fetchall())  # type: ignore[union-attr]
+        return await self._read(lambda db: db.execute(sql, args).fetchall())
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
@@ -261,47 +285,24 @@ class SQLiteStorage:
 
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
         # on the database's thread, the decoding too: the event loop only awaits the page
-        return await self._run(self._metric_rows, exp_id, metric, start, limit)
-
-    def _metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
-        """Rows from index ``start``: chunk by chunk, and of each chunk only the rows of the page are
-        turned into dicts (a page costs the page, not the chunk)."""
-        assert self._db is not None
-        out: list[dict[str, Any]] = []
-        chunks = self._db.execute(
-            "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? "
-            "AND first_idx + count > ? ORDER BY first_idx", (exp_id, metric, start))
-        for first, _count, blocks in chunks:  # a cursor: rows are fetched as the page needs them
-            skip = max(0, start - first)
-            page = trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))
-            out.extend(metric_rows(first + skip, page))
-            if len(out) >= limit:
-                break
-        return out
+        return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int) -> list[dict[str, Any]]:
-        return await self._run(self._metric_buckets, exp_id, metric, start, end, buckets)
+        return await self._read(self._metric_buckets, exp_id, metric, start, end, buckets)
 
-    def _metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
+    @staticmethod
+    def _metric_buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int | None,
                         buckets: int) -> list[dict[str, Any]]:
-        """At most ``buckets`` buckets over indices ``start:end`` (``end`` None: the whole series)."""
-        assert self._db is not None
-        stored = self._db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
-                                  (exp_id, metric_stream(metric))).fetchone()
-        end = min(end, stored[0]) if end is not None and stored else (stored[0] if stored else 0)
+        """Between about ``buckets / 2`` and ``buckets`` buckets over indices ``start:end`` (``end``
+        None: the whole series), from the stored summaries (sqlite_metrics.py)."""
+        found = db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
+                           (exp_id, metric_stream(metric))).fetchone()
+        stored = found[0] if found else 0
+        end = stored if end is None else min(end, stored)
         if end <= start:
             return []
-        acc = Buckets(start, end, bucket_edges(start, end, buckets))
-        for first, _count, blocks in self._db.execute(
-                "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? "
-                "AND first_idx + count > ? AND first_idx < ? ORDER BY first_idx", (exp_id, metric, start, end)):
-            index = first
-            for block in msgpack.unpackb(blocks):
-                rows = block_rows(block)
-                acc.add_block(index, block, rows)
-                index += rows
-        return acc.result()
+        return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets)
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
         sql = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?"
@@ -334,6 +335,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     Version 2 identifies runs and writers. A run stored before it has rows but no identity: it gets a
     run id and its stored ranges a writer ("legacy"), so that no client can have different rows under
     those indices acknowledged as resends (a client continuing such a run passes resume=True).
+
+    Version 3 splits metric chunks at :data:`~.sqlite_metrics.CHUNK_ROWS` and summarises them, so that
+    pages and downsampling of older runs are as fast as of new ones.
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -341,17 +345,24 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
     db.execute("BEGIN IMMEDIATE")
     try:
-        for column in ("run_id", "hostname"):
-            if column not in columns:
-                db.execute(f"ALTER TABLE experiments ADD COLUMN {column} TEXT")
-        db.execute("INSERT INTO stream_writers (exp_id, stream, first_idx, end_idx, writer) "
-                   "SELECT c.exp_id, c.stream, 0, c.stored, 'legacy' FROM stream_counts c WHERE c.stored > 0 "
-                   "AND NOT EXISTS (SELECT 1 FROM stream_writers w WHERE w.exp_id = c.exp_id AND w.stream = c.stream)")
-        db.execute("UPDATE experiments SET run_id = 'legacy-' || id WHERE run_id IS NULL AND EXISTS "
-                   "(SELECT 1 FROM stream_counts c WHERE c.exp_id = experiments.id AND c.stored > 0)")
+        if version < 2:
+            _identify_runs(db, columns)
+        if version < 3:
+            sqlite_metrics.rebuild(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _identify_runs(db: sqlite3.Connection, columns: set[str]) -> None:
+    for column in ("run_id", "hostname"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE experiments ADD COLUMN {column} TEXT")
+    db.execute("INSERT INTO stream_writers (exp_id, stream, first_idx, end_idx, writer) "
+               "SELECT c.exp_id, c.stream, 0, c.stored, 'legacy' FROM stream_counts c WHERE c.stored > 0 "
+               "AND NOT EXISTS (SELECT 1 FROM stream_writers w WHERE w.exp_id = c.exp_id AND w.stream = c.stream)")
+    db.execute("UPDATE experiments SET run_id = 'legacy-' || id WHERE run_id IS NULL AND EXISTS "
+               "(SELECT 1 FROM stream_counts c WHERE c.exp_id = experiments.id AND c.stored > 0)")

@@ -1,0 +1,78 @@
+"""Decoding and checking ingest bodies in worker processes, so the event loop never does it.
+
+msgpack decodes while holding the GIL, so a thread would not help: one large body (up to 64 MiB
+once decompressed) would hold every other request, ``/health`` included, for as long as it takes.
+A worker process decompresses, decodes and validates the body and prepares what storage writes
+(chunks and summaries, as bytes: sqlite_metrics.prepare_rows), and the loop receives the result.
+A bad body's :class:`~.errors.RequestError` comes back the same way and is answered as usual.
+
+``workers=0`` does the same work in the server's own process (for embedding and for debugging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from .config import ServerConfig
+from .ingest import build_batch, parse_body
+from .records import IngestBatch
+
+#: How often a worker checks that its server is still there.
+ORPHAN_CHECK_S = 0.5
+
+
+def prepare(raw: bytes, encoding: str | None, config: ServerConfig, owner: str, project: str,
+            name: str) -> IngestBatch:
+    """The validated, storage-ready batch of one request body; a RequestError naming the problem."""
+    body = parse_body(raw, encoding, config.body_limits)
+    return build_batch(owner, project, name, body, config.max_events_per_request)
+
+
+def _worker_start(server_pid: int) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the server shuts its workers down itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # and a server killed outright (SIGKILL, OOM) cannot: a worker whose server is gone exits by itself
+    threading.Thread(target=_exit_with, args=(server_pid,), name="ml-dash-orphan-watch", daemon=True).start()
+
+
+def _exit_with(server_pid: int) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(0)
+
+
+def _ready() -> bool:
+    return True
+
+
+class Preparer:
+    """Where ingest bodies are decoded: ``workers`` processes (started with the server), or inline."""
+
+    def __init__(self, config: ServerConfig, workers: int) -> None:
+        self._config = config
+        # spawn, not fork: the server has threads (SQLite's), which a forked child would inherit stuck
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_worker_start, initargs=(os.getpid(),)) if workers > 0 else None
+        self._workers = workers
+
+    async def start(self) -> None:
+        """Start every worker now, so the first requests do not wait for an interpreter to start."""
+        if self._pool is not None:
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(self._workers)))
+
+    async def batch(self, raw: bytes, encoding: str | None, owner: str, project: str, name: str) -> IngestBatch:
+        if self._pool is None:
+            return prepare(raw, encoding, self._config, owner, project, name)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, prepare, raw, encoding, self._config, owner, project, name)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,147 @@
+"""Metric rows in SQLite: chunks small enough that a page costs the page, and summaries for charts.
+
+Rows are stored as *chunks*: one SQLite row per range of at most :data:`CHUNK_ROWS` indices (split at
+multiples of it), holding the columnar blocks of the wire format, so a million rows cost a few
+hundred inserts and a page of 1,000 rows decodes at most two small chunks, wherever it starts.
+
+Next to them, per aligned window of each of :data:`~.buckets.SUMMARY_WIDTHS` indices, a *summary*
+(min, max, first and last per numeric field, first and last index, row count; buckets.py). Rows only
+ever append to a stream, so a window is summarised once its rows arrive, and the one window a batch
+continues is merged with what it held. Downsampling a whole series then reads summaries, not rows.
+
+:func:`prepare_rows` runs where a request body is decoded (server/prepare.py); every other function
+runs inside the caller's transaction, on the database's thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+
+from ..agent.wire import block_rows, metric_rows, trim_blocks
+from .buckets import SUMMARY_WIDTHS, Buckets, merge_into, plan
+from .records import MetricRows
+
+#: Rows per stored chunk: decoding one takes well under a millisecond.
+CHUNK_ROWS = 4096
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS metric_chunks (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
+    blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_summaries (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, width INTEGER NOT NULL, window INTEGER NOT NULL,
+    summary BLOB NOT NULL, PRIMARY KEY (exp_id, metric, width, window)) WITHOUT ROWID;
+"""
+
+
+def prepare_rows(start: int, blocks: list[dict[str, Any]]) -> MetricRows:
+    """Rows ``start ..`` (their blocks) as they are stored: chunks split at multiples of
+    :data:`CHUNK_ROWS`, and this batch's part of the summary of every window they touch."""
+    count = sum(block_rows(b) for b in blocks)
+    chunks = []
+    position = start
+    while position < start + count:
+        end = min(start + count, (position // CHUNK_ROWS + 1) * CHUNK_ROWS)
+        chunks.append((position, end - position, msgpack.packb(trim_blocks(blocks, position - start, end - position))))
+        position = end
+    summaries: dict[int, list[tuple[int, bytes]]] = {}
+    parts: list[dict[str, Any]] = []
+    for level, width in enumerate(SUMMARY_WIDTHS):
+        acc = Buckets(start, start + count, width, origin=0)
+        if level == 0:  # the finest level from the rows, each coarser one from the level below
+            acc.add_blocks(start, blocks)
+        else:
+            for part in parts:
+                acc.add(part)
+        parts = acc.result()
+        summaries[width] = [(p["first"] // width, msgpack.packb(p)) for p in parts]
+    return MetricRows(start, count, chunks, summaries)
+
+
+def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRows) -> None:
+    """Append prepared rows: their chunks, and their summaries merged into the one window per width
+    that earlier rows began (rows only ever append, so no other window holds anything yet)."""
+    db.executemany("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
+                   [(exp_id, metric, first, count, blob) for first, count, blob in rows.chunks])
+    for width, parts in rows.summaries.items():
+        if rows.start % width and parts:
+            held = db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                              "AND window=?", (exp_id, metric, width, parts[0][0])).fetchone()
+            if held is not None:
+                merged = msgpack.unpackb(held[0])
+                merge_into(merged, msgpack.unpackb(parts[0][1]))
+                parts = [(parts[0][0], msgpack.packb(merged)), *parts[1:]]
+        db.executemany("INSERT OR REPLACE INTO metric_summaries (exp_id, metric, width, window, summary) "
+                       "VALUES (?, ?, ?, ?, ?)", [(exp_id, metric, width, window, blob) for window, blob in parts])
+
+
+def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` rows from index ``start``: from the chunk holding ``start`` (found through the
+    primary key, not by a scan) onwards, and of each chunk only the page's rows become dicts."""
+    out: list[dict[str, Any]] = []
+    for first, count, blocks in _chunks_from(db, exp_id, metric, start):
+        if first + count <= start:  # the chunk before a set-aside range
+            continue
+        skip = max(0, start - first)
+        out.extend(metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _chunks_from(db: sqlite3.Connection, exp_id: int, metric: str, start: int,
+                 end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+    floor = db.execute("SELECT MAX(first_idx) FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx <= ?",
+                       (exp_id, metric, start)).fetchone()[0]
+    sql = "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx >= ?"
+    args: list[Any] = [exp_id, metric, floor if floor is not None else start]
+    if end is not None:
+        sql += " AND first_idx < ?"
+        args.append(end)
+    return db.execute(sql + " ORDER BY first_idx", args)  # a cursor: chunks are read as they are needed
+
+
+def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int,
+            wanted: int) -> list[dict[str, Any]]:
+    """At most ``wanted`` buckets over ``start:end`` (``end`` <= ``stored``, the stream's row count)."""
+    width, summary = plan(start, end, wanted)
+    if summary is None:  # a short range: from its rows
+        acc = Buckets(start, end, width)
+        _add_rows(db, acc, exp_id, metric, start, end)
+        return acc.result()
+    acc = Buckets(start, end, width, origin=0)
+    head_end = min(end, -(-start // summary) * summary)
+    # the last window is summarised up to the stored rows, so a range to the end needs no rows
+    tail_start = end if end == stored else max(head_end, end // summary * summary)
+    if start < head_end:
+        _add_rows(db, acc, exp_id, metric, start, head_end)
+    if head_end < tail_start:
+        for (blob,) in db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                                  "AND window >= ? AND window < ? ORDER BY window",
+                                  (exp_id, metric, summary, head_end // summary, -(-tail_start // summary))):
+            acc.add(msgpack.unpackb(blob))
+    if tail_start < end:
+        _add_rows(db, acc, exp_id, metric, tail_start, end)
+    return acc.result()
+
+
+def _add_rows(db: sqlite3.Connection, acc: Buckets, exp_id: int, metric: str, start: int, end: int) -> None:
+    for first, _count, blocks in _chunks_from(db, exp_id, metric, start, end):
+        acc.add_blocks(first, msgpack.unpackb(blocks), start, end)
+
+
+def rebuild(db: sqlite3.Connection) -> None:
+    """Re-store every metric of a database written before chunks were split and summarised (schema
+    version 3), one old chunk at a time in index order, so memory stays bounded by one old chunk."""
+    db.execute("DELETE FROM metric_summaries")
+    for exp_id, metric, first in db.execute("SELECT exp_id, metric, first_idx FROM metric_chunks "
+                                            "ORDER BY exp_id, metric, first_idx").fetchall():
+        blob = db.execute("SELECT blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx=?",
+                          (exp_id, metric, first)).fetchone()[0]
+        # the old chunk goes first: its pieces start at its own first index
+        db.execute("DELETE FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx=?", (exp_id, metric, first))
+        store_rows(db, exp_id, metric, prepare_rows(first, msgpack.unpackb(blob)))

@@ -1,0 +1,144 @@
+"""The server's metric store (server/sqlite_metrics.py) against brute force over the same rows:
+pages from any index, and buckets from stored summaries, for batches of any size and alignment."""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+from typing import Any
+
+import msgpack
+import pytest
+
+from ml_dash.agent.wire import metric_blocks
+from ml_dash.server import sqlite_metrics
+from ml_dash.server.buckets import SUMMARY_WIDTHS, plan
+
+
+def _db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    db.executescript(sqlite_metrics.SCHEMA)
+    return db
+
+
+def _row(i: int, rng: random.Random) -> dict[str, Any]:
+    data: dict[str, Any] = {"step": i, "loss": rng.random()}
+    if i % 97 == 0:
+        data["loss"] = float("nan")
+    if i % 13 == 0:
+        data["acc"] = -rng.random()  # a field only some rows have: its own blocks
+    if i % 31 == 0:
+        data["note"] = "text"
+    return {"data": data, "createdAt": "2026-12-01T00:00:00Z"}
+
+
+def _store(db: sqlite3.Connection, rows: list[dict[str, Any]], start: int, sizes: list[int]) -> None:
+    position = start
+    for size in sizes:
+        batch = rows[position - start:position - start + size]
+        if batch:
+            sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(position, metric_blocks(batch)))
+        position += size
+
+
+def _expected(rows: list[dict[str, Any]], first_index: int, buckets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each bucket recomputed from the rows it says it covers."""
+    out = []
+    for bucket in buckets:
+        covered = rows[bucket["first"] - first_index:bucket["last"] - first_index + 1]
+        fields: dict[str, dict[str, Any]] = {}
+        for row in covered:
+            for key, value in row["data"].items():
+                if type(value) not in (int, float) or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                stats = fields.setdefault(key, {"min": value, "max": value, "first": value, "last": value})
+                stats["min"], stats["max"], stats["last"] = min(stats["min"], value), max(stats["max"], value), value
+        out.append({"first": bucket["first"], "last": bucket["last"], "count": len(covered), "fields": fields})
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_buckets_from_summaries_equal_brute_force_for_any_batching_and_range(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 70_000
+    rows = [_row(i, rng) for i in range(n)]
+    sizes = [rng.choice([1, 7, 63, 64, 65, 1000, 4096, 5000, 20_000]) for _ in range(200)]
+    db = _db()
+    _store(db, rows, 0, sizes)
+    stored = min(n, sum(sizes))
+    for _ in range(25):
+        start = rng.randrange(stored)
+        end = rng.choice([stored, rng.randrange(start + 1, stored + 1)])
+        wanted = rng.choice([1, 2, 10, 100, 1000])
+        buckets = sqlite_metrics.buckets(db, 1, "train", start, end, stored, wanted)
+        assert len(buckets) <= wanted
+        assert sum(b["count"] for b in buckets) == end - start
+        assert buckets[0]["first"] == start and buckets[-1]["last"] == end - 1
+        assert buckets == _expected(rows, 0, buckets)
+        width, summary = plan(start, end, wanted)
+        if summary is not None:  # at least about half the buckets asked for
+            assert len(buckets) >= min(wanted, (end - start) // width) // 2
+
+
+def test_a_whole_series_is_bucketed_from_summaries_not_rows() -> None:
+    rng = random.Random(5)
+    rows = [_row(i, rng) for i in range(100_000)]
+    db = _db()
+    _store(db, rows, 0, [3000] * 34)
+    db.execute("UPDATE metric_chunks SET blocks = ?", (msgpack.packb([]),))  # rows unreadable from here on
+    buckets = sqlite_metrics.buckets(db, 1, "train", 0, 100_000, 100_000, 100)
+    assert sum(b["count"] for b in buckets) == 100_000
+    assert buckets == _expected(rows, 0, buckets)
+
+
+def test_summaries_exist_for_every_width_and_window() -> None:
+    rng = random.Random(9)
+    rows = [_row(i, rng) for i in range(40_000)]
+    db = _db()
+    _store(db, rows, 0, [777] * 52)
+    for width in SUMMARY_WIDTHS:
+        windows = [w for (w,) in db.execute("SELECT window FROM metric_summaries WHERE width = ? ORDER BY window",
+                                            (width,))]
+        assert windows == list(range(-(-40_000 // width)))
+
+
+def test_a_page_from_any_index_holds_the_rows_from_there() -> None:
+    rng = random.Random(11)
+    rows = [_row(i, rng) for i in range(30_000)]
+    db = _db()
+    _store(db, rows, 0, [rng.choice([5, 900, 4096, 9000]) for _ in range(40)])
+    stored = db.execute("SELECT SUM(count) FROM metric_chunks").fetchone()[0]
+    assert max(db.execute("SELECT count FROM metric_chunks").fetchone()) <= sqlite_metrics.CHUNK_ROWS
+    for start in [0, 1, 4095, 4096, 4097, stored - 1, *rng.sample(range(stored), 20)]:
+        limit = rng.choice([1, 10, 1000, 5000])
+        page = sqlite_metrics.page(db, 1, "train", start, limit)
+        assert [r["index"] for r in page] == list(range(start, min(stored, start + limit)))
+        assert [r["data"]["step"] for r in page] == [r["index"] for r in page]
+
+
+def test_a_set_aside_range_leaves_a_hole_that_pages_and_buckets_skip() -> None:
+    rng = random.Random(13)
+    rows = [_row(i, rng) for i in range(10_000)]
+    db = _db()
+    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(0, metric_blocks(rows[:5000])))
+    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(6000, metric_blocks(rows[6000:])))  # 5000..5999 a void
+    assert [r["index"] for r in sqlite_metrics.page(db, 1, "train", 5500, 3)] == [6000, 6001, 6002]
+    buckets = sqlite_metrics.buckets(db, 1, "train", 0, 10_000, 10_000, 10)
+    assert sum(b["count"] for b in buckets) == 9000
+    kept = rows[:5000] + [{"data": {}, "createdAt": ""}] * 1000 + rows[6000:]  # a hole counts nothing
+    expected = _expected(kept, 0, buckets)
+    for bucket, want in zip(buckets, expected):
+        want["count"] -= sum(1 for i in range(bucket["first"], bucket["last"] + 1) if 5000 <= i < 6000)
+    assert buckets == expected
+
+
+def test_an_old_database_is_rebuilt_into_split_chunks_and_summaries() -> None:
+    rng = random.Random(17)
+    rows = [_row(i, rng) for i in range(20_000)]
+    db = _db()
+    db.execute("INSERT INTO metric_chunks VALUES (1, 'train', 0, 20000, ?)", (msgpack.packb(metric_blocks(rows)),))
+    sqlite_metrics.rebuild(db)
+    assert db.execute("SELECT COUNT(*), MAX(count), SUM(count) FROM metric_chunks").fetchone() == (5, 4096, 20_000)
+    buckets = sqlite_metrics.buckets(db, 1, "train", 0, 20_000, 20_000, 20)
+    assert buckets == _expected(rows, 0, buckets)
