@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,29 @@ def stable_url() -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def caller_connects(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The addresses this (the test's) thread connects a socket to, from here on: whether SDK calls do
+    network I/O on the caller's thread, seen without timing them. Other threads (the agent's) are free."""
+    caller = threading.get_ident()
+    seen: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(sock: socket.socket, address: Any) -> Any:
+        if threading.get_ident() == caller:
+            seen.append(address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> Any:
+        if threading.get_ident() == caller:
+            seen.append(address)
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    return seen
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class FaultProxy:
     connections: int = 0
     requests: int = 0  # HTTP requests, whatever connection carried them (keep-alive hides a hot loop)
     faults: int = 0
+    statuses: list[int] = field(default_factory=list)  # of the responses passed on to the client, in order
     port: int = 0
     _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
     _thread: threading.Thread = field(init=False, repr=False)
@@ -126,6 +127,7 @@ class FaultProxy:
                     return
                 if mode == "latency":
                     await asyncio.sleep(self.latency_s)
+                self.statuses.append(int(response.split(b" ", 2)[1]))
                 writer.write(response)
                 await writer.drain()
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):

@@ -81,20 +81,17 @@ def _wait_for(predicate, timeout_s: float) -> bool:
     return predicate()
 
 
-def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server: Server, proxy: FaultProxy) -> None:
+def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server: Server, proxy: FaultProxy,
+                                                           caller_connects: list) -> None:
     proxy.set(mode="down")
     exp = Experiment(prefix="alice/f/r1", remote=proxy.url, user_name="alice")
-    t0 = time.monotonic()
     exp.run.start()
-    worst = 0.0
     for i in range(20_000):
-        t = time.perf_counter()
         exp.metrics("train").log(step=i)
-        worst = max(worst, time.perf_counter() - t)
-    assert time.monotonic() - t0 < 10 and worst < 0.5  # log() unaffected by the dead server
+    assert caller_connects == []  # log() never waits on the network: the dead server is the agent's business
     exp.flush()
-    time.sleep(1.0)
-    assert proxy.faults > 0 and _server_rows(server, "alice/f/r1") == []
+    assert _wait_for(lambda: proxy.faults > 0, 30)  # the agent tried, and met the dead server
+    assert _server_rows(server, "alice/f/r1") == []
     proxy.set(mode="pass")
     assert _wait_for(lambda: len(_server_rows(server, "alice/f/r1")) == 20_000, 60)
     exp.run.complete()
@@ -200,7 +197,8 @@ def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp
     for i in range(200_000):
         exp.metrics("train").log(step=i)
         if i == 100_000:
-            time.sleep(0.3)  # let ingest get going
+            # ingest under way when the server dies
+            assert _wait_for(lambda: first.request("GET", "/api/v1/experiments/alice/f/r6", headers=USER)[0] == 200, 30)
             first.proc.kill()
             first.proc.communicate(timeout=10)
     restarted = Server(data, "--allow-user-name")  # the same store, behind the same URL
@@ -227,10 +225,9 @@ def test_row9_sigterm_to_a_remote_training_process_uploads_within_the_deadline(w
             time.sleep(0.1)
     """, workdir)
     assert proc.stdout.readline().startswith("logged")
-    t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=40)
-    assert proc.returncode == -signal.SIGTERM and time.monotonic() - t0 < 15, err
+    _out, err = proc.communicate(timeout=60)  # the upload deadline (10 s) bounds it; this only stops a hang
+    assert proc.returncode == -signal.SIGTERM, err
     assert _assert_identical(server, "alice/f/r9", workdir / ".dash/alice/f/r9") == 10000
     _status, remote = server.request("GET", "/api/v1/experiments/alice/f/r9", headers=USER)
     assert remote["status"] == "CANCELLED"
@@ -242,9 +239,10 @@ def test_row12_a_refused_key_keeps_data_local_and_does_not_spin(workdir: Path, s
     for i in range(5000):
         exp.metrics("train").log(step=i)
         if i % 1000 == 0:
-            time.sleep(0.5)
+            time.sleep(0.5)  # a training loop's pace: upload passes run between the steps
+    assert _wait_for(lambda: 401 in proxy.statuses, 30)
     requests = proxy.requests
-    time.sleep(3)
+    time.sleep(3)  # a window in which a loop would show; a slow machine makes fewer requests, never more
     assert proxy.requests - requests <= 1  # paused after the 401, probing rarely (requests: keep-alive hides a loop)
     assert exp.run.complete() is False
     assert len(_local_lines(exp.directory)) == 5000
@@ -266,9 +264,9 @@ def test_row12_a_key_revoked_mid_run_stops_the_upload_and_sync_resumes_with_a_ne
     assert revoked.returncode == 0, revoked.stderr
     for i in range(1000, 3000):
         exp.metrics("train").log(step=i)
-    time.sleep(2)  # passes run and meet the 401
+    assert _wait_for(lambda: 401 in proxy.statuses, 30)  # passes ran and met the 401
     requests = proxy.requests
-    time.sleep(3)
+    time.sleep(3)  # a window in which a loop would show; a slow machine makes fewer requests, never more
     assert proxy.requests - requests <= 1  # paused after the 401, probing rarely (requests: keep-alive hides a loop)
     assert exp.run.complete() is False
     assert len(_local_lines(exp.directory)) == 3000  # everything stays on disk

@@ -37,18 +37,16 @@ def test_rows_reach_the_server_while_the_run_is_still_going(workdir: Path, serve
 
 def test_an_unreachable_server_never_blocks_and_sync_finishes_later(workdir: Path, tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture,
-                                                                    stable_url: FaultProxy) -> None:
+                                                                    stable_url: FaultProxy,
+                                                                    caller_connects: list) -> None:
     url = stable_url.url
-    t0 = time.monotonic()
     exp = Experiment(prefix="alice/proj/offline", remote=url, user_name="alice", upload_timeout_s=1.0)
     exp.run.start()
-    assert time.monotonic() - t0 < 2.0  # start-up does not wait for the server
     for i in range(500):
         exp.metrics("train").log(step=i)
-    t0 = time.monotonic()
+    assert caller_connects == []  # start-up and log() never touch the network on the caller's thread
     with caplog.at_level(logging.WARNING, logger="ml_dash"):
-        assert exp.run.complete() is False
-    assert time.monotonic() - t0 < 10.0  # bounded by upload_timeout_s (plus the request timeout)
+        assert exp.run.complete() is False  # it returns: the wait is bounded by upload_timeout_s
     assert "500 event(s) of alice/proj/offline are not on" in caplog.text
     assert "cannot upload alice/proj/offline" in caplog.text
     assert f"ml-dash sync {exp.directory} --remote {url} --user-name alice" in caplog.text

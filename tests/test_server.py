@@ -447,6 +447,27 @@ def test_row24_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(
     assert server.request("GET", "/health")[0] == 200
 
 
+@pytest.mark.parametrize("where", ["params", "metadata", "log row", "metric value"])
+def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_500(server: Server, where: str) -> None:
+    """msgpack decodes 500 levels; the server re-encodes params and rows as JSON, which failed at ~1000
+    (a RecursionError: a 500 the client retried until its deadline). The SDK's own bound holds."""
+    key = server.key("alice")
+    deep = "DEEP"  # replaced below by 1,000 nested maps (msgpack's packer stops at 511)
+    block = {"keys": ["loss"], "cols": [[0.5, deep]], "created": [["2026-01-01T00:00:00Z", 2]]}
+    extra = {"params": {"params": {"p": deep}},
+             "metadata": {"run": {"metadata": {"m": deep}}},
+             "log row": {"streams": {"logs": {"start": 0, "rows": [{"message": "m", "metadata": deep}]}}},
+             "metric value": {"streams": {"metrics/train": {"start": 0, "blocks": [block]}}}}[where]
+    packed = msgpack.packb({"v": 2, "identity": IDENTITY, **extra})
+    packed = packed.replace(msgpack.packb(deep), b"\x81\xa1a" * 1000 + b"\x01")
+    status, body = server.ingest("alice/p/deep", {}, key, raw=zstandard.ZstdCompressor().compress(packed))
+    assert status == 400, body
+    assert ("nested deeper than" in body["error"]) if where != "metric value" else ("a metric value is" in body["error"])
+    if where in ("log row", "metric value"):  # a row-level refusal: the client sets that one row aside
+        assert body["index"] == (0 if where == "log row" else 1), body
+    assert server.request("GET", "/health")[0] == 200
+
+
 def test_row24_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
     key = server.key("alice")
     block = {"keys": [], "cols": [], "created": [["2026-01-01T00:00:00Z", 999_999]]}

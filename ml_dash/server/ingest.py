@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..agent.jsonlines import dumps
 from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
-from ..agent.values import MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_text
+from ..agent.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_json, check_text
 from ..agent.wire import BodyError, decode_body
 from ..files import check_tags
 from ..logs import normalise_level
@@ -62,6 +62,7 @@ def run_fields(run: dict[Any, Any]) -> dict[str, Any]:
             elif key == "metadata":
                 if value is not None and not isinstance(value, dict):
                     raise TypeError(f"must be a map or nil, not {type(value).__name__}")
+                check_json("it", value)
                 if value is not None and len(dumps(value)) > MAX_DOCUMENT_BYTES:
                     raise ValueError(f"over {MAX_DOCUMENT_BYTES} bytes of JSON")
             elif key == "status":
@@ -96,6 +97,12 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
     if params is not None:
         if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
             raise BadRequest("'params' must be a map of str keys")
+        try:  # the SDK's own check: stored, then read back and encoded as JSON by every reader
+            check_json("params", params, MAX_DEPTH + 1)
+            if len(dumps(params)) > MAX_DOCUMENT_BYTES:
+                raise ValueError(f"params are over {MAX_DOCUMENT_BYTES} bytes of JSON")
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
         batch.params = params
     streams = body.get("streams", {})
     if not isinstance(streams, dict):
@@ -142,11 +149,15 @@ def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
         for k, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise BadRequest("a log row must be a map", stream=stream, index=start + k)
+            try:
+                check_json("a log row", row, MAX_DEPTH + 1)
+            except (TypeError, ValueError) as exc:
+                raise BadRequest(str(exc), stream=stream, index=start + k) from None
             entries.append((start + k, msgpack.packb({key: v for key, v in row.items() if key != "sequenceNumber"}),
                             _level(row, stream, start + k)))
         batch.logs = (start, entries)
         return len(rows)
-    rows = prepare_rows(start, _checked_blocks(payload.get("blocks"), stream))
+    rows = prepare_rows(start, _checked_blocks(payload.get("blocks"), stream, start))
     batch.metrics[metric_name(stream) or ""] = rows
     return rows.count
 
@@ -155,9 +166,14 @@ def _is_count(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
+#: What a metric value may be (agent/values.py): msgpack decodes nothing else to these.
+_SCALARS = frozenset({int, float, bool, str, type(None)})
+
+
+def _checked_blocks(blocks: Any, stream: str, start: int) -> list[dict[str, Any]]:
     if not isinstance(blocks, list):
         raise BadRequest(f"{stream!r} needs 'blocks', a list", stream=stream)
+    first = start
     for block in blocks:
         if not isinstance(block, dict):
             raise BadRequest(f"malformed block in {stream!r}", stream=stream)
@@ -171,6 +187,12 @@ def _checked_blocks(blocks: Any, stream: str) -> list[dict[str, Any]]:
                                                    and c[1] > 0 for c in created) else -1
         if count < 0 or any(not isinstance(col, list) or len(col) != count for col in cols):
             raise BadRequest(f"block columns of {stream!r} disagree with its row count", stream=stream)
+        for key, col in zip(keys, cols):
+            if not set(map(type, col)) <= _SCALARS:  # a C loop; the slow search only for the culprit
+                position = next(i for i, v in enumerate(col) if type(v) not in _SCALARS)
+                raise BadRequest(f"metric field {key[:80]!r} holds a {type(col[position]).__name__}; a metric "
+                                 "value is a number, bool, str or nil", stream=stream, index=first + position)
+        first += count
     return blocks
 
 
