@@ -142,3 +142,29 @@ def test_an_old_database_is_rebuilt_into_split_chunks_and_summaries() -> None:
     assert db.execute("SELECT COUNT(*), MAX(count), SUM(count) FROM metric_chunks").fetchone() == (5, 4096, 20_000)
     buckets = sqlite_metrics.buckets(db, 1, "train", 0, 20_000, 20_000, 20)
     assert buckets == _expected(rows, 0, buckets)
+
+
+def test_row25_a_page_decodes_at_most_two_chunks_wherever_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cost in proportion to the page: a 1,000-row page of a long series decodes at most two stored
+    chunks (at most 8,192 rows), at any offset; whole-series buckets decode none."""
+    rng = random.Random(19)
+    rows = [_row(i, rng) for i in range(200_000)]
+    db = _db()
+    _store(db, rows, 0, [50_000] * 4)
+    decoded: list[int] = []
+    real_unpackb = msgpack.unpackb
+
+    def counting_unpackb(blob: bytes, **kwargs: Any) -> Any:
+        value = real_unpackb(blob, **kwargs)
+        if isinstance(value, list):  # a chunk's blocks (summaries are maps)
+            decoded.append(sum(sum(n for _, n in block["created"]) for block in value))
+        return value
+
+    monkeypatch.setattr(sqlite_metrics.msgpack, "unpackb", counting_unpackb)
+    for start in [0, 4095, 100_000, 199_000, *rng.sample(range(199_000), 20)]:
+        decoded.clear()
+        assert len(sqlite_metrics.page(db, 1, "train", start, 1000)) == 1000
+        assert len(decoded) <= 2 and sum(decoded) <= 2 * sqlite_metrics.CHUNK_ROWS
+    decoded.clear()
+    sqlite_metrics.buckets(db, 1, "train", 0, 200_000, 200_000, 1000)
+    assert decoded == []

@@ -138,3 +138,76 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
     # buckets of 128 indices, aligned to multiples of 128 (so stored summaries fit them), clipped to the range
     assert edges == [(1000, 1023, 24)] + [(1024 + 128 * k, 1151 + 128 * k, 128) for k in range(7)] + [
         (1920, 1999, 80)]
+
+
+def test_row25_reads_of_a_huge_series_while_clients_ingest_all_answer_and_every_row_gets_in(server: Server) -> None:
+    """Readers loop over pages at random offsets and whole-series buckets of a 300,000-row series
+    while four runs ingest: every read answers correctly, /health keeps answering, and every writer's
+    rows are stored and acknowledged. (How fast, under what load, is benchmarks/server.py's table.)"""
+    import random
+    import threading
+
+    from ml_dash.agent.wire import columns_block, encode_body
+
+    key = server.key("alice")
+    headers = {"Content-Encoding": "zstd"}
+
+    def body(run: str, start: int, rows: int) -> bytes:
+        steps = list(range(start, start + rows))
+        block = columns_block(["step", "loss"], [steps, [s * 0.5 for s in steps]], ["2026-01-01T00:00:00Z"] * rows)
+        return encode_body({"v": 2, "identity": {"run_id": run, "writer_id": run},
+                            "streams": {"metrics/train": {"start": start, "blocks": [block]}}})
+
+    big = 300_000
+    for start in range(0, big, 100_000):
+        assert server.request("POST", "/api/v1/runs/alice/p/big/events", body("big", start, 100_000), headers, key)[0] == 200
+    done = threading.Event()
+    failures: list[str] = []
+    counts = {"reads": 0, "health": 0}
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        while not done.is_set():
+            start = rng.randrange(big - 1000)
+            status, page = server.request("GET", f"/api/v1/experiments/alice/p/big/metrics/train?start={start}"
+                                                 "&limit=1000", key=key)
+            if status != 200 or [r["data"]["step"] for r in page["rows"]] != list(range(start, start + 1000)):
+                failures.append(f"page at {start}: {status}")
+            status, out = server.request("GET", "/api/v1/experiments/alice/p/big/metrics/train?buckets=1000", key=key)
+            if status != 200 or sum(b["count"] for b in out["buckets"]) != big:
+                failures.append(f"buckets: {status}")
+            counts["reads"] += 2
+
+    def prober() -> None:
+        while not done.is_set():
+            if server.request("GET", "/health")[0] != 200:
+                failures.append("health")
+            counts["health"] += 1
+            done.wait(0.05)
+
+    acked: dict[str, int] = {}
+
+    def writer(run: str) -> None:
+        for start in range(0, 50_000, 5000):
+            status, reply = server.request("POST", f"/api/v1/runs/alice/p/{run}/events", body(run, start, 5000),
+                                           headers, key)
+            if status != 200:
+                failures.append(f"{run} at {start}: {status} {reply}")
+                return
+            acked[run] = reply["acked"]["metrics/train"]
+
+    background = [threading.Thread(target=reader, args=(k,)) for k in range(3)] + [threading.Thread(target=prober)]
+    writers = [threading.Thread(target=writer, args=(f"w{k}",)) for k in range(4)]
+    for thread in background + writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=300)
+    done.set()
+    for thread in background:
+        thread.join(timeout=60)
+    assert failures == []
+    assert counts["reads"] > 0 and counts["health"] > 0
+    assert acked == {f"w{k}": 50_000 for k in range(4)}
+    for k in range(4):
+        stored = server.metric_rows(f"alice/p/w{k}", key=key)
+        assert [r["data"]["step"] for r in stored] == list(range(50_000))
