@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from ..agent.wire import block_rows, metric_rows, trim_blocks
+from ..agent.wire import block_rows, metric_rows, pack, trim_blocks
 from .buckets import SUMMARY_WIDTHS, Buckets, merge_into, plan
 from .records import MetricRows
 
@@ -46,7 +46,7 @@ def prepare_rows(start: int, blocks: list[dict[str, Any]]) -> MetricRows:
     position = start
     while position < start + count:
         end = min(start + count, (position // CHUNK_ROWS + 1) * CHUNK_ROWS)
-        chunks.append((position, end - position, msgpack.packb(trim_blocks(blocks, position - start, end - position))))
+        chunks.append((position, end - position, pack(trim_blocks(blocks, position - start, end - position))))
         position = end
     summaries: dict[int, list[tuple[int, bytes]]] = {}
     parts: list[dict[str, Any]] = []
@@ -58,7 +58,7 @@ def prepare_rows(start: int, blocks: list[dict[str, Any]]) -> MetricRows:
             for part in parts:
                 acc.add(part)
         parts = acc.result()
-        summaries[width] = [(p["first"] // width, msgpack.packb(p)) for p in parts]
+        summaries[width] = [(p["first"] // width, pack(p)) for p in parts]
     return MetricRows(start, count, chunks, summaries)
 
 
@@ -74,7 +74,7 @@ def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRow
             if held is not None:
                 merged = msgpack.unpackb(held[0])
                 merge_into(merged, msgpack.unpackb(parts[0][1]))
-                parts = [(parts[0][0], msgpack.packb(merged)), *parts[1:]]
+                parts = [(parts[0][0], pack(merged)), *parts[1:]]
         db.executemany("INSERT OR REPLACE INTO metric_summaries (exp_id, metric, width, window, summary) "
                        "VALUES (?, ?, ?, ?, ?)", [(exp_id, metric, width, window, blob) for window, blob in parts])
 
