@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sqlite3
 import subprocess
@@ -528,3 +529,26 @@ def test_the_decode_workers_end_with_their_server_however_it_ends(tmp_path: Path
     while time.monotonic() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_decode_worker_killed_costs_a_503_and_the_server_starts_new_ones(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", "--allow-user-name", "--ingest-workers", "2")
+    try:
+        workers = {p for p in _children(srv.proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()}
+        assert len(workers) == 2
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
+        statuses = []
+        for _ in range(5):  # bounded: the first request may meet the broken pool, a later one the new pool
+            status, reply = srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 10)), headers)
+            statuses.append(status)
+            if status == 200:
+                break
+            assert status == 503 and "retry later" in reply["error"], reply
+        assert statuses[-1] == 200 and len(statuses) <= 2, statuses
+        assert srv.request("GET", "/api/v1/experiments/alice/p/r", headers=headers)[1]["streams"] == {"metrics/train": 10}
+        assert {p for p in _children(srv.proc.pid) if _alive(p)} - workers  # new workers, not the dead ones
+    finally:
+        srv.stop()

@@ -11,6 +11,7 @@
     ├── PayloadTooLarge       413
     └── UnsupportedEncoding   415
     StorageFull                     507   the server's disk is full: transient, the client retries
+    Unavailable                     503   a part of the server is restarting (a decode worker died)
 
 Anything else raised by a handler is a server bug: a 500 whose body says so
 (the traceback goes to the server's log, never to the client), which clients
@@ -91,6 +92,12 @@ class StorageFull(Exception):
     """The server's disk (database or blobs) is full; nothing of the request was stored."""
 
 
+class Unavailable(Exception):
+    """The server cannot handle the request just now (nothing of it was stored); the client retries."""
+
+    retry_after_s = 1
+
+
 def is_no_space(exc: BaseException) -> bool:
     """Whether ``exc`` means the disk is full (SQLite says so in words; the OS by errno)."""
     if isinstance(exc, sqlite3.OperationalError):
@@ -120,6 +127,10 @@ async def error_middleware(request: web.Request,
         return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
     except StorageFull as exc:
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
+    except Unavailable as exc:
+        response = json_response({"error": f"{exc}; retry later"}, 503)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     except Exception as exc:
         if is_no_space(exc):
             return json_response({"error": "the server's disk is full; retry later"}, 507)

@@ -12,16 +12,21 @@ A bad body's :class:`~.errors.RequestError` comes back the same way and is answe
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from .config import ServerConfig
+from .errors import Unavailable
 from .ingest import build_batch, parse_body
 from .records import IngestBatch
+
+logger = logging.getLogger("ml_dash.server")
 
 #: How often a worker checks that its server is still there.
 ORPHAN_CHECK_S = 0.5
@@ -56,10 +61,13 @@ class Preparer:
 
     def __init__(self, config: ServerConfig, workers: int) -> None:
         self._config = config
-        # spawn, not fork: the server has threads (SQLite's), which a forked child would inherit stuck
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_worker_start, initargs=(os.getpid(),)) if workers > 0 else None
         self._workers = workers
+        self._pool = self._new_pool() if workers > 0 else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the server has threads (SQLite's), which a forked child would inherit stuck
+        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_start, initargs=(os.getpid(),))
 
     async def start(self) -> None:
         """Start every worker now, so the first requests do not wait for an interpreter to start."""
@@ -68,10 +76,23 @@ class Preparer:
             await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(self._workers)))
 
     async def batch(self, raw: bytes, encoding: str | None, owner: str, project: str, name: str) -> IngestBatch:
-        if self._pool is None:
+        """The request's batch; Unavailable (503) when its worker died under it (killed, out of memory).
+
+        A dead worker breaks the whole pool: it is replaced at once, so one lost process costs the
+        requests in flight a retry, never every request from then on.
+        """
+        pool = self._pool
+        if pool is None:
             return prepare(raw, encoding, self._config, owner, project, name)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, prepare, raw, encoding, self._config, owner, project, name)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, prepare, raw, encoding, self._config, owner, project, name)
+        except BrokenProcessPool:
+            if self._pool is pool:  # the first request to see it replaces it; the others find it new
+                logger.warning("an ingest worker died; starting new ones")
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise Unavailable("the server's ingest worker stopped while decoding this request") from None
 
     def close(self) -> None:
         if self._pool is not None:
