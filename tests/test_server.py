@@ -469,6 +469,41 @@ def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_50
     assert server.request("GET", "/health")[0] == 200
 
 
+def test_row24_bombs_arriving_together_all_get_a_4xx_while_health_and_ingest_go_on(server: Server) -> None:
+    import threading
+
+    key = server.key("alice")
+    nils = zstandard.ZstdCompressor(level=1).compress(b"\xc0" * (70 << 20))
+    head = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}})
+    long_array = zstandard.ZstdCompressor(level=1).compress(  # declares 2,000,000 items: over max_array_len
+        head[:1].replace(b"\x83", b"\x84") + head[1:] + msgpack.packb("x") + b"\xdd" + (2_000_000).to_bytes(4, "big")
+        + b"\xc0" * 2_000_000)
+    outcomes: list[int] = []
+    done = threading.Event()
+    probes: list[int] = []
+
+    def bomb(raw: bytes) -> None:
+        outcomes.append(server.ingest("alice/p/bomb", {}, key, raw=raw)[0])
+
+    def probe() -> None:
+        while not done.is_set():
+            probes.append(server.request("GET", "/health")[0])
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    bombs = [threading.Thread(target=bomb, args=(nils if k % 2 else long_array,)) for k in range(8)]
+    for thread in bombs:
+        thread.start()
+    good = server.ingest("alice/p/fine", _batch(0, 100), key)  # a real client meanwhile
+    for thread in bombs:
+        thread.join(timeout=120)
+    done.set()
+    prober.join(timeout=30)
+    assert good[0] == 200
+    assert sorted(outcomes) == [400] * 4 + [413] * 4
+    assert probes and set(probes) == {200}
+
+
 def test_row24_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
     key = server.key("alice")
     block = {"keys": [], "cols": [], "created": [["2026-01-01T00:00:00Z", 999_999]]}
