@@ -7,8 +7,9 @@ every step, so the common case decodes into a msgspec Struct made for those
 keys (~0.5 µs a row) and takes each column with ``attrgetter`` mapped in C
 (~0.05 µs a value).
 
-Anything else returns None and the caller takes the general path: keys that
-change between rows (a Struct without defaults rejects missing and unknown
+Anything else returns None and the caller takes the general path: a key that
+a Struct field cannot be renamed to (one holding ``"``, ``\`` or a control
+character: any str is a valid metric key), keys that change between rows (a Struct without defaults rejects missing and unknown
 keys), a row with non-finite markers (``nonFinite`` is an unknown field
 here), a damaged line, or indices that are not ``first, first + 1, ...``.
 """
@@ -60,7 +61,10 @@ def uniform_block(data: bytes, end: int, first: int) -> dict[str, Any] | None:
     if not isinstance(head, dict) or not isinstance(head.get("data"), dict):
         return None
     keys = tuple(head["data"])
-    decoder, getters = _decoder_for(keys)
+    try:
+        decoder, getters = _decoder_for(keys)
+    except ValueError:  # a key msgspec cannot rename to (it holds '"', '\\' or a control character)
+        return None
     try:
         rows = decoder.decode_lines(memoryview(data)[:end])
     except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError

@@ -285,3 +285,19 @@ def test_sync_of_a_pulled_run_that_is_still_running_does_not_mark_it_crashed(wor
         assert remote["status"] == "RUNNING"
     finally:
         live.run.complete()
+
+
+def test_sync_carries_metric_keys_of_any_characters(workdir: Path, server: Server) -> None:
+    """Any str is a metric key; the disk path decoded lines into a Struct renamed to the keys, and
+    msgspec refuses '"', '\\' and control characters there: the upload stopped with a ValueError."""
+    keys = ['quote"d', "back\\slash", "tab\tkey", "new\nline", "<img src=x>", "é/ü"]
+    exp = Experiment(prefix="alice/proj/keys")
+    with exp.run:
+        for i in range(300):
+            exp.metrics("train").log(**{k: i for k in keys})
+    key = server.key("alice")
+    out = _sync(workdir, server.url, "--api-key", key)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = server.metric_rows("alice/proj/keys", key=key)
+    assert len(rows) == 300 and all(r["data"] == {k: r["index"] for k in keys} | {"_ts": r["data"]["_ts"]}
+                                    for r in rows)
