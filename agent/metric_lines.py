@@ -8,9 +8,10 @@ keys (~0.5 µs a row) and takes each column with ``attrgetter`` mapped in C
 (~0.05 µs a value).
 
 Anything else returns None and the caller takes the general path: a key that
-a Struct field cannot be renamed to (one holding ``"``, ``\`` or a control
-character: any str is a valid metric key), keys that change between rows (a Struct without defaults rejects missing and unknown
-keys), a row with non-finite markers (``nonFinite`` is an unknown field
+a Struct field cannot be renamed to (one holding a double quote, a backslash
+or a control character: any str is a valid metric key), keys that change
+between rows (a Struct without defaults rejects missing and unknown keys), a
+row with non-finite markers (``nonFinite`` is an unknown field
 here), a damaged line, or indices that are not ``first, first + 1, ...``.
 """
 

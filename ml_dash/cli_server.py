@@ -41,6 +41,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="processes that decode ingest bodies, so the server answers other requests "
                              "meanwhile (default 2; 0 decodes in the server's own process)")
     server.set_defaults(handler=run_server)
+    ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
+                        description="Serve the web UI and the read API over the runs under DIR, on this machine "
+                                    "only, until Ctrl-C. Nothing under DIR is written; runs being written show live.")
+    ui.add_argument("dir", nargs="?", default=".dash", help="a directory of runs (default ./.dash)")
+    ui.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 (default 8090; 0 picks a free one, "
+                                                           "printed)")
+    ui.set_defaults(handler=run_ui)
     keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
                           description="Manage the API keys of a server's data directory (the server may be running).")
     keys.add_argument("action", choices=["create", "list", "revoke", "grant"],
@@ -79,6 +86,33 @@ def run_server(args: argparse.Namespace) -> int:
         print(f"ml-dash server: cannot serve on {args.host}:{args.port} with data in {config.data_dir}: {reason}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from .server.serve import serve
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"ml-dash ui: {root} is not a directory of runs", file=sys.stderr)
+        return 1
+    if not 0 <= args.port <= 65535:
+        print(f"ml-dash ui: --port {args.port} must be within 0..65535", file=sys.stderr)
+        return 2
+    index = Path(tempfile.mkdtemp(prefix="ml-dash-ui-"))  # the private index, removed on exit
+    config = ServerConfig(index, open_reads=True, read_only=True, ingest_workers=0,
+                          crashed_after_s=float("inf"),  # a local run's status follows its lock, not silence
+                          allowed_hosts=_allowed_hosts("127.0.0.1", []))
+    try:
+        asyncio.run(serve(config, "127.0.0.1", args.port, local_root=root.resolve(), label="ml-dash ui"))
+    except OSError as exc:
+        print(f"ml-dash ui: cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(index, ignore_errors=True)
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
 
 ENV_VARS = [

@@ -78,3 +78,18 @@ class Server:
         return self.proc.returncode
 
 
+
+
+class LocalUi(Server):
+    """A running ``ml-dash ui DIR`` subprocess (127.0.0.1, port 0): the same client as a server's."""
+
+    def __init__(self, directory: Path) -> None:  # not super().__init__: that starts a server
+        self.data = directory
+        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "ui", str(directory), "--port", "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"ml-dash ui did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = line.split()[4]
+        self.port = int(self.url.rsplit(":", 1)[1])

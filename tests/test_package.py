@@ -44,6 +44,14 @@ def test_row30_the_wheel_holds_every_module_of_the_tree(wheel: zipfile.ZipFile) 
     assert sorted(expected - names) == []
 
 
+def test_the_wheel_holds_the_web_ui_with_its_vendored_libraries(wheel: zipfile.ZipFile) -> None:
+    ui = REPO / "ml_dash" / "ui"
+    expected = {f"ml_dash/ui/{p.relative_to(ui).as_posix()}" for p in ui.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts}
+    assert "ml_dash/ui/static/index.html" in expected and "ml_dash/ui/VENDORED.md" in expected
+    assert sorted(expected - set(wheel.namelist())) == []
+
+
 def test_the_wheel_names_the_cli_entry_point(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     assert "ml-dash = ml_dash.cli:main" in wheel.read(entry_points).decode()

@@ -3,6 +3,8 @@
 Routes (JSON unless noted)::
 
     GET  /health
+    GET  /, /ui/{file}                                          the web UI (server/ui.py)
+    POST|GET|DELETE /api/v1/session                             browser sessions (server/sessions.py)
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
@@ -12,18 +14,20 @@ Routes (JSON unless noted)::
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
     PUT  /api/v1/runs/{owner}/{project}/{name}/files/{path}    streamed body, X-Content-SHA256 required
     GET  /api/v1/experiments/{owner}/{project}/{name}/files           the files' metadata
-    GET  /api/v1/experiments/{owner}/{project}/{name}/files/{path}    the content
+    GET  /api/v1/experiments/{owner}/{project}/{name}/files/{path}    the content (?preview=1: as text or image)
 
 Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
 401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
 stored rows or rows of another run, 413 too large, 415 encoding), 5xx only for
-transient ones (500 a bug, 507 the disk is full).
+transient ones (500 a bug, 503 an ingest worker died, 507 the disk is full).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +38,7 @@ from ..agent.jsonlines import DecodeError, loads, mark_non_finite_metric_row
 from ..logs import normalise_level
 from ..naming import clean_relative_path, validate_metric_name, validate_prefix
 from ..run import STATUSES
+from . import sessions, ui
 from .auth import parse_token
 from .blobs import BlobError, LocalBlobStore
 from .bodies import body_chunks, read_body
@@ -50,10 +55,12 @@ from .errors import (
 )
 from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import ingest_reply
+from .local_index import LocalIndex
 from .prepare import Preparer
 from .records import ConflictError, GapError
 from .storage import SQLiteStorage, Storage
 from .timing import timing_middleware
+from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -61,17 +68,24 @@ STORAGE = web.AppKey("storage", Storage)
 BLOBS = web.AppKey("blobs", LocalBlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
 PREPARER = web.AppKey("preparer", Preparer)
+LOCAL_INDEX = web.AppKey("local_index", LocalIndex)
+#: Who reads an ``ml-dash ui`` (open_reads): no one signs in there.
+LOCAL_READER = "local"
 MAX_READ_ROWS = 100_000
 
 
-def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Application:
-    """Build the application; storage defaults to SQLite under ``config.data_dir``.
+def create_app(config: ServerConfig, storage: Storage | None = None, local_root: Path | None = None) -> web.Application:
+    """Build the application; storage defaults to SQLite under ``config.data_dir``. With
+    ``local_root`` (``ml-dash ui``), that database is a private index of the run directories under
+    it (server/local_index.py), brought up to date before each read.
 
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
     """
-    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes,
-                          middlewares=[timing_middleware, host_middleware, error_middleware])
+    middlewares = [timing_middleware, security_headers, host_middleware, error_middleware]
+    if local_root is not None:
+        middlewares.append(refresh_local_index)
+    app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
     app[CONFIG] = config
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
@@ -82,6 +96,10 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
             await store.open()
         app[STORAGE] = store
         app[BLOBS] = LocalBlobStore(config.blob_dir)
+        if local_root is not None:
+            assert isinstance(store, SQLiteStorage)
+            app[LOCAL_INDEX] = LocalIndex(local_root, store)
+            await app[LOCAL_INDEX].refresh(force=True)
         preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
         try:
             await preparer.start()
@@ -92,15 +110,21 @@ def create_app(config: ServerConfig, storage: Storage | None = None) -> web.Appl
 
     app.cleanup_ctx.append(open_storage)
     app.router.add_get("/health", health)
+    ui.add_routes(app)
     base = "/api/v1"
-    app.router.add_post(base + "/runs/{owner}/{project}/{name}/events", ingest)
+    app.router.add_get(base + "/session", get_session)
+    if not config.open_reads:
+        app.router.add_post(base + "/session", post_session)
+        app.router.add_delete(base + "/session", delete_session)
+    if not config.read_only:
+        app.router.add_post(base + "/runs/{owner}/{project}/{name}/events", ingest)
+        app.router.add_put(base + "/runs/{owner}/{project}/{name}/files/{path:.+}", put_file)
     app.router.add_get(base + "/owners", list_owners)
     app.router.add_get(base + "/projects", list_projects)
     app.router.add_get(base + "/experiments", list_experiments)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
-    app.router.add_put(base + "/runs/{owner}/{project}/{name}/files/{path:.+}", put_file)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files", list_files)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files/{path:.+}", get_file)
     return app
@@ -110,9 +134,19 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "version": __version__})
 
 
+@web.middleware
+async def refresh_local_index(request: web.Request,
+                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """``ml-dash ui``: what the run directories hold now, before a read of the API answers."""
+    if request.method == "GET" and request.path.startswith("/api/"):
+        await request.app[LOCAL_INDEX].refresh()
+    return await handler(request)
+
+
 # -- authentication ------------------------------------------------------------
 async def _caller(request: web.Request) -> str:
-    """The owner name the request acts as (401 when it carries no valid credentials)."""
+    """The owner name the request acts as (401 when it carries no valid credentials): a key, a
+    development server's user name, or a browser session, which may only read."""
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
         parsed = parse_token(auth[len("Bearer "):].strip())
@@ -127,7 +161,35 @@ async def _caller(request: web.Request) -> str:
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"{USER_HEADER}: {exc}") from None
         return user
+    token = sessions.cookie_token(request)
+    if token is not None:
+        owner = await request.app[STORAGE].session_owner(sessions.session_digest(token))
+        if owner is None:
+            raise Unauthorized("the browser session has ended; sign in again")
+        if request.method not in ("GET", "HEAD"):
+            raise Forbidden("a browser session may only read; writes need an API key")
+        return owner
+    if request.app[CONFIG].open_reads and request.method in ("GET", "HEAD"):
+        return LOCAL_READER
     raise Unauthorized("send 'Authorization: Bearer <api key>'")
+
+
+# -- browser sessions (server/sessions.py) ---------------------------------------
+async def post_session(request: web.Request) -> web.Response:
+    return await sessions.sign_in(request, request.app[STORAGE], request.app[CONFIG].allow_user_name)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """Who the browser is signed in as: ``{"owner": null}`` when nobody (the UI's first question,
+    which is not an error)."""
+    try:
+        return json_response({"owner": await _caller(request)})
+    except Unauthorized:
+        return json_response({"owner": None, "user_names": request.app[CONFIG].allow_user_name})
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    return await sessions.sign_out(request, request.app[STORAGE])
 
 
 def _prefix(request: web.Request) -> tuple[str, str, str]:
@@ -140,6 +202,8 @@ def _prefix(request: web.Request) -> tuple[str, str, str]:
 
 async def _require_read(request: web.Request, owner: str) -> None:
     caller = await _caller(request)
+    if request.app[CONFIG].open_reads:
+        return
     if not await request.app[STORAGE].can_read(caller, owner):
         raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
 
@@ -180,13 +244,18 @@ async def _readable_owner(request: web.Request) -> str:
     """``?owner=`` (default: the caller), checked readable by the caller."""
     caller = await _caller(request)
     owner = request.query.get("owner", caller)
+    if request.app[CONFIG].open_reads:
+        return owner
     if not await request.app[STORAGE].can_read(caller, owner):
         raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
     return owner
 
 
 async def list_owners(request: web.Request) -> web.Response:
-    return json_response({"owners": await request.app[STORAGE].owners(await _caller(request))})
+    caller = await _caller(request)
+    storage = request.app[STORAGE]
+    owners = await storage.all_owners() if request.app[CONFIG].open_reads else await storage.owners(caller)
+    return json_response({"owners": owners})
 
 
 async def list_projects(request: web.Request) -> web.Response:
@@ -288,6 +357,17 @@ async def put_file(request: web.Request) -> web.Response:
     return json_response({"path": path, "sha256": declared, "sizeBytes": size})
 
 
+_PREVIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                  ".webp": "image/webp"}
+
+
+def _preview_type(path: str) -> str:
+    """The type a preview is served as: images as themselves, anything else as plain text (the UI
+    shows text and JSON as text; an HTML file is shown as its source, never rendered)."""
+    suffix = path[path.rfind("."):].lower() if "." in path else ""
+    return _PREVIEW_TYPES.get(suffix, "text/plain; charset=utf-8")
+
+
 def _file_path(request: web.Request) -> str:
     try:
         path = clean_relative_path("file path", request.match_info["path"])
@@ -309,7 +389,15 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     for entry in await request.app[STORAGE].files(exp["id"]):
         if entry["path"] == path:
             try:
-                return web.FileResponse(request.app[BLOBS].path(entry["checksum"]))
+                # a stored file never runs as part of the UI: sandboxed, never sniffed, downloaded
+                # unless the UI asks to preview a kind it shows as text or as an image
+                preview = request.query.get("preview") == "1" and _preview_type(path)
+                headers = {"Content-Security-Policy": ui.FILE_CSP,
+                           "Content-Type": preview or "application/octet-stream",
+                           "Content-Disposition": "inline" if preview else "attachment"}
+                local = request.app.get(LOCAL_INDEX)
+                where = local.file_path(entry["checksum"]) if local is not None else None
+                return web.FileResponse(where or request.app[BLOBS].path(entry["checksum"]), headers=headers)
             except BlobError as exc:
                 raise BadRequest(str(exc)) from None
     raise NotFound(f"no file {path!r} in {exp['prefix']}")

@@ -26,6 +26,9 @@ class ServerConfig:
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None
+    # ``ml-dash ui``: reads need no credentials and may read every owner; no route writes
+    open_reads: bool = False
+    read_only: bool = False
 
     @property
     def database(self) -> Path:

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,13 +24,15 @@ logger = logging.getLogger("ml_dash.server")
 T = TypeVar("T")
 
 
-async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: float = 10.0) -> None:
-    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the timeout) and return."""
+async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: float = 10.0,
+                local_root: Path | None = None, label: str = "ml-dash server") -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the timeout) and return.
+    With ``local_root``, the runs under it, read-only (``ml-dash ui``)."""
     if config.allow_user_name and not is_loopback(host):
         print(f"warning: --allow-user-name on {host} lets anyone on the network write as any user", file=sys.stderr)
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
     # aiohttp's own decompression would inflate without limit
-    runner = QuietAppRunner(create_app(config), shutdown_timeout=shutdown_timeout_s, access_log=None,
+    runner = QuietAppRunner(create_app(config, local_root=local_root), shutdown_timeout=shutdown_timeout_s, access_log=None,
                             auto_decompress=False, keepalive_timeout=config.keepalive_timeout_s,
                             # after an early answer (408, 413), drain the unread body for 2 s, not 10
                             lingering_time=2.0,
@@ -42,14 +45,15 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound_port = runner.addresses[0][1]
-    print(f"ml-dash server listening on http://{host}:{bound_port} (data in {config.data_dir})", flush=True)
+    where = f"runs in {local_root}" if local_root is not None else f"data in {config.data_dir}"
+    print(f"{label} listening on http://{host}:{bound_port} ({where})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
-    print("ml-dash server stopped", flush=True)
+    print(f"{label} stopped", flush=True)
 
 
 async def _with_storage(config: ServerConfig, action: Callable[[SQLiteStorage], Awaitable[T]]) -> T:

@@ -34,6 +34,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY, owner TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
     created_at REAL NOT NULL, revoked_at REAL);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT, created_at REAL NOT NULL,
+    expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS members (owner TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (owner, member));
 CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
@@ -66,10 +69,14 @@ class Storage(Protocol):
     async def revoke_key(self, key_id: str) -> bool: ...
     async def keys(self, owner: str) -> list[dict[str, Any]]: ...
     async def can_read(self, reader: str, owner: str) -> bool: ...
+    async def add_session(self, token_sha256: str, owner: str, expires_at: float, key_id: str | None) -> None: ...
+    async def session_owner(self, token_sha256: str) -> str | None: ...
+    async def drop_session(self, token_sha256: str) -> None: ...
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
                                silent_since: float | None = None) -> list[dict[str, Any]]: ...
     async def owners(self, reader: str) -> list[dict[str, Any]]: ...
+    async def all_owners(self) -> list[dict[str, Any]]: ...
     async def projects(self, owner: str) -> list[dict[str, Any]]: ...
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
@@ -187,6 +194,7 @@ class SQLiteStorage:
             assert self._db is not None
             cursor = self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
                                       (time.time(), key_id))
+            self._db.execute("DELETE FROM sessions WHERE key_id = ?", (key_id,))  # signed in with it: signed out
             return cursor.rowcount
         if await self._run(revoke):
             return True
@@ -212,6 +220,25 @@ class SQLiteStorage:
         import hmac
 
         return row[0] if hmac.compare_digest(row[1], secret_sha256) else None
+
+    async def add_session(self, token_sha256: str, owner: str, expires_at: float, key_id: str | None) -> None:
+        """A browser session (server/sessions.py) opened with ``key_id`` (None: a development server's
+        user name); revoking the key ends it. Expired sessions are dropped on the way."""
+        def add() -> None:
+            assert self._db is not None
+            now = time.time()
+            self._db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+            self._db.execute("INSERT INTO sessions (token_sha256, owner, key_id, created_at, expires_at) "
+                             "VALUES (?, ?, ?, ?, ?)", (token_sha256, owner, key_id, now, expires_at))
+        await self._run(add)
+
+    async def session_owner(self, token_sha256: str) -> str | None:
+        row = await self._fetchone("SELECT owner FROM sessions WHERE token_sha256 = ? AND expires_at >= ?",
+                                   (token_sha256, time.time()))
+        return None if row is None else str(row[0])
+
+    async def drop_session(self, token_sha256: str) -> None:
+        await self._run(self._write, "DELETE FROM sessions WHERE token_sha256 = ?", (token_sha256,))
 
     async def can_read(self, reader: str, owner: str) -> bool:
         if reader == owner:
@@ -265,6 +292,11 @@ class SQLiteStorage:
             "SELECT o.owner, (SELECT COUNT(*) FROM experiments e WHERE e.owner = o.owner) FROM "
             "(SELECT ? AS owner UNION SELECT owner FROM members WHERE member = ?) o ORDER BY o.owner",
             (reader, reader))
+        return [{"owner": owner, "experiments": count} for owner, count in rows]
+
+    async def all_owners(self) -> list[dict[str, Any]]:
+        """Every owner with runs, with their run counts (``ml-dash ui``, where anyone may read)."""
+        rows = await self._fetchall("SELECT owner, COUNT(*) FROM experiments GROUP BY owner ORDER BY owner", ())
         return [{"owner": owner, "experiments": count} for owner, count in rows]
 
     async def projects(self, owner: str) -> list[dict[str, Any]]:

@@ -1,0 +1,88 @@
+"""Browser sessions for the web UI: an API key (or, on a development server, a user name) is exchanged
+once for a session cookie, so that the key never lives in the page.
+
+The cookie is ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no other site's page can
+send it) and ``Secure`` when the request came over https. Only its SHA-256 is stored, like a key's.
+A session may only read: writes still need a key, so a page that somehow got a request out with the
+cookie could change nothing. Routes::
+
+    POST   /api/v1/session   {"api_key": "mld_..."} or, with --allow-user-name, {"user": "alice"}
+    GET    /api/v1/session   {"owner": ...} of the cookie's session (401 without one)
+    DELETE /api/v1/session   sign out: the session is forgotten and the cookie expired
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from aiohttp import web
+
+from ..agent.jsonlines import DecodeError, loads
+from ..naming import validate_prefix
+from .auth import parse_token
+from .errors import BadRequest, Unauthorized, json_response
+from .storage import Storage
+
+COOKIE = "ml_dash_session"
+SESSION_S = 7 * 24 * 3600  # a week, as a browser session of a tracker is expected to last
+MAX_SIGN_IN_BYTES = 4096
+
+
+def session_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def cookie_token(request: web.Request) -> str | None:
+    token = request.cookies.get(COOKIE)
+    return token if token and len(token) <= 128 else None
+
+
+async def sign_in(request: web.Request, storage: Storage, allow_user_name: bool) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_SIGN_IN_BYTES:
+        raise BadRequest(f"a sign-in body is at most {MAX_SIGN_IN_BYTES} bytes")
+    if request.content_type != "application/json":
+        raise BadRequest("sign in with a JSON body: {\"api_key\": ...}")
+    raw = await request.content.read(MAX_SIGN_IN_BYTES + 1)
+    try:
+        body = loads(raw) if len(raw) <= MAX_SIGN_IN_BYTES else None
+    except DecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest("sign in with a JSON object: {\"api_key\": ...}")
+    owner, key_id = await _owner_of(body, storage, allow_user_name)
+    token = secrets.token_urlsafe(32)
+    await storage.add_session(session_digest(token), owner, time.time() + SESSION_S, key_id)
+    response = json_response({"owner": owner})
+    response.set_cookie(COOKIE, token, max_age=SESSION_S, path="/", httponly=True, samesite="Strict",
+                        secure=request.secure)
+    return response
+
+
+async def _owner_of(body: dict, storage: Storage, allow_user_name: bool) -> tuple[str, str | None]:
+    """(owner, key id) the body signs in as."""
+    key = body.get("api_key")
+    if isinstance(key, str):
+        parsed = parse_token(key.strip())
+        owner = await storage.key_owner(*parsed) if parsed else None
+        if parsed is None or owner is None:
+            raise Unauthorized("invalid or revoked API key")
+        return owner, parsed[0]
+    user = body.get("user")
+    if isinstance(user, str) and allow_user_name:
+        try:
+            validate_prefix(f"{user}/p/n")
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"user: {exc}") from None
+        return user, None
+    raise BadRequest("sign in with {\"api_key\": ...}" + (" or {\"user\": ...}" if allow_user_name else ""))
+
+
+async def sign_out(request: web.Request, storage: Storage) -> web.Response:
+    token = cookie_token(request)
+    if token is not None:
+        await storage.drop_session(session_digest(token))
+    response = json_response({"signed_out": True})
+    response.del_cookie(COOKIE, path="/")
+    return response

@@ -1,0 +1,1 @@
+"""The web UI: static files (``static/``) served by ``ml-dash server`` and ``ml-dash ui``."""

@@ -1,0 +1,39 @@
+// The server's read API, as the UI calls it: same origin, the session cookie, JSON both ways.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch (_) {
+    payload = null;
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, (payload && payload.error) || response.statusText);
+  }
+  return payload;
+}
+
+/** The API path of a run ("owner/project/name"), each part escaped. */
+export function runPath(prefix, tail = "") {
+  return "/api/v1/experiments/" + prefix.split("/").map(encodeURIComponent).join("/") + tail;
+}
+
+/** A number from the JSON the server writes (non-finite floats come as their names). */
+export function num(value) {
+  if (typeof value === "number") return value;
+  if (value === "NaN" || value === "Infinity" || value === "-Infinity") return null;
+  return null;
+}

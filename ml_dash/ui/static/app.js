@@ -1,0 +1,94 @@
+// The ml-dash web UI: sign in, then owners, projects, runs and a run's page. Every string from the
+// server is rendered as text (preact escapes it); nothing is ever parsed as HTML.
+import { html, render, useEffect, useState } from "./vendor/htm-preact-3.1.1.mjs";
+import { api } from "./api.js";
+import { go, useUrlState } from "./state.js";
+import { RunList } from "./runs.js";
+import { RunPage } from "./run.js";
+import { installKeys } from "./keys.js";
+
+function SignIn({ onSignedIn }) {
+  const [key, setKey] = useState("");
+  const [user, setUser] = useState("");
+  const [error, setError] = useState(null);
+  const submit = async (event) => {
+    event.preventDefault();
+    setError(null);
+    try {
+      const body = key ? { api_key: key } : { user };
+      const out = await api("/api/v1/session", { method: "POST", body });
+      onSignedIn(out.owner);
+    } catch (err) {
+      setError(err.message);
+    }
+  };
+  return html`<form class="sign-in" onSubmit=${submit}>
+    <h1>ml-dash</h1>
+    <label>API key <input type="password" name="api_key" autocomplete="off" value=${key}
+      onInput=${(e) => setKey(e.target.value)} placeholder="mld_..." /></label>
+    <label>or user name (development servers) <input name="user" value=${user}
+      onInput=${(e) => setUser(e.target.value)} /></label>
+    <button type="submit">Sign in</button>
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+  </form>`;
+}
+
+function Owners() {
+  const [owners, setOwners] = useState(null);
+  useEffect(() => { api("/api/v1/owners").then((o) => setOwners(o.owners)); }, []);
+  if (!owners) return html`<p class="muted">Loading…</p>`;
+  return html`<section><h2>Owners</h2><ul class="list">
+    ${owners.map((o) => html`<li key=${o.owner}><a href="#" onClick=${(e) => { e.preventDefault(); go({ owner: o.owner }); }}
+      >${o.owner}</a> <span class="muted">${o.experiments} runs</span></li>`)}
+  </ul></section>`;
+}
+
+function Projects({ owner }) {
+  const [projects, setProjects] = useState(null);
+  useEffect(() => {
+    api("/api/v1/projects?owner=" + encodeURIComponent(owner)).then((p) => setProjects(p.projects));
+  }, [owner]);
+  if (!projects) return html`<p class="muted">Loading…</p>`;
+  return html`<section><h2>${owner}: projects</h2><ul class="list">
+    ${projects.map((p) => html`<li key=${p.project}><a href="#"
+      onClick=${(e) => { e.preventDefault(); go({ owner, project: p.project }); }}>${p.project}</a>
+      <span class="muted">${p.experiments} runs</span></li>`)}
+  </ul></section>`;
+}
+
+function Crumbs({ state }) {
+  const parts = [];
+  const owner = state.owner || (state.run && state.run.split("/")[0]);
+  const project = state.project || (state.run && state.run.split("/")[1]);
+  parts.push(html`<a href="#" onClick=${(e) => { e.preventDefault(); go({}); }}>ml-dash</a>`);
+  if (owner) parts.push(html`<a href="#" onClick=${(e) => { e.preventDefault(); go({ owner }); }}>${owner}</a>`);
+  if (project) parts.push(html`<a href="#" onClick=${(e) => { e.preventDefault(); go({ owner, project }); }}>${project}</a>`);
+  if (state.run) parts.push(html`<span>${state.run.split("/").slice(2).join("/")}</span>`);
+  return html`<nav class="crumbs">${parts.map((p, i) => html`${i ? html`<span class="sep">/</span>` : ""}${p}`)}</nav>`;
+}
+
+function App() {
+  const state = useUrlState();
+  const [who, setWho] = useState(undefined);  // undefined: asking; null: signed out
+  useEffect(() => {
+    api("/api/v1/session").then((s) => setWho(s.owner || null)).catch(() => setWho(null));
+  }, []);
+  useEffect(() => installKeys(), []);
+  if (who === undefined) return html`<p class="muted">Loading…</p>`;
+  if (who === null) return html`<${SignIn} onSignedIn=${setWho} />`;
+  const signOut = async () => {
+    await api("/api/v1/session", { method: "DELETE" }).catch(() => null);
+    setWho(null);
+  };
+  let view;
+  if (state.run) view = html`<${RunPage} prefix=${state.run} state=${state} />`;
+  else if (state.owner && state.project) view = html`<${RunList} owner=${state.owner} project=${state.project} state=${state} />`;
+  else if (state.owner) view = html`<${Projects} owner=${state.owner} />`;
+  else view = html`<${Owners} />`;
+  return html`<header class="top"><${Crumbs} state=${state} />
+      <span class="who">${who === "local" ? "" : who} ${who !== "local" && html`<button class="link" onClick=${signOut}>Sign out</button>`}</span>
+    </header>
+    <main>${view}</main>`;
+}
+
+render(html`<${App} />`, document.getElementById("app"));

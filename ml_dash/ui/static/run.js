@@ -1,0 +1,134 @@
+// One run: status, times, host, description and tags; params as a searchable table; a chart per
+// metric field; logs (tail, level filter, search); files with size, checksum, download and preview.
+// A RUNNING run is polled every second, so new points, lines and the status show within 2 s.
+import { html, useEffect, useMemo, useState } from "./vendor/htm-preact-3.1.1.mjs";
+import { api, runPath } from "./api.js";
+import { setState } from "./state.js";
+import { Chart } from "./chart.js";
+import { StatusBadge } from "./runs.js";
+
+const LIVE_MS = 1000;
+const LOG_TAIL = 1000;
+const HIDDEN_FIELDS = new Set(["_ts"]);
+
+function useRun(prefix) {
+  const [exp, setExp] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    let timer = null, stopped = false;
+    const load = async () => {
+      try {
+        const e = await api(runPath(prefix));
+        if (stopped) return;
+        setExp((old) => (old && JSON.stringify(old) === JSON.stringify(e) ? old : e));
+        if (e.status === "RUNNING") timer = setTimeout(load, LIVE_MS);
+      } catch (err) {
+        if (!stopped) setError(err.message);
+      }
+    };
+    load();
+    return () => { stopped = true; clearTimeout(timer); };
+  }, [prefix]);
+  return [exp, error];
+}
+
+function Params({ params, state }) {
+  const q = (state.pq || "").toLowerCase();
+  const rows = Object.entries(params || {}).filter(([k, v]) => !q || k.toLowerCase().includes(q)
+    || String(JSON.stringify(v)).toLowerCase().includes(q)).sort(([a], [b]) => a.localeCompare(b));
+  return html`<section class="params"><h3>Params</h3>
+    <input placeholder="search params" value=${state.pq || ""} onInput=${(e) => setState({ pq: e.target.value }, { replace: true })} />
+    <table><tbody>${rows.map(([k, v]) => html`<tr key=${k}><th>${k}</th>
+      <td>${typeof v === "object" ? JSON.stringify(v) : String(v)}</td></tr>`)}</tbody></table>
+  </section>`;
+}
+
+function MetricCharts({ prefix, metric, rows, state }) {
+  const [fields, setFields] = useState(null);
+  useEffect(() => {
+    api(runPath(prefix, "/metrics/" + encodeURIComponent(metric) + "?buckets=1")).then((out) => {
+      const names = new Set();
+      for (const b of out.buckets) for (const k of Object.keys(b.fields)) if (!HIDDEN_FIELDS.has(k)) names.add(k);
+      setFields([...names].sort());
+    });
+  }, [prefix, metric, rows > 0]);
+  if (!fields) return null;
+  return html`${fields.map((f) => html`<${Chart} key=${metric + "/" + f} prefix=${prefix} metric=${metric}
+    field=${f} rows=${rows} state=${state} />`)}`;
+}
+
+function Logs({ prefix, count, state }) {
+  const [lines, setLines] = useState([]);
+  const level = state.level || "";
+  useEffect(() => {
+    const start = Math.max(0, count - LOG_TAIL);
+    const query = `?start=${start}&limit=${LOG_TAIL}` + (level ? "&level=" + encodeURIComponent(level) : "");
+    api(runPath(prefix, "/logs" + query)).then((out) => setLines(out.logs));
+  }, [prefix, count, level]);
+  const q = (state.lq || "").toLowerCase();
+  const shown = q ? lines.filter((l) => String(l.message || "").toLowerCase().includes(q)) : lines;
+  return html`<section class="logs"><h3>Logs <span class="muted">${count} lines</span></h3>
+    <div class="toolbar">
+      <select value=${level} onChange=${(e) => setState({ level: e.target.value })}>
+        <option value="">all levels</option>
+        ${["debug", "info", "warn", "error", "fatal"].map((l) => html`<option value=${l}>${l}</option>`)}
+      </select>
+      <input placeholder="search logs" value=${state.lq || ""} onInput=${(e) => setState({ lq: e.target.value }, { replace: true })} />
+    </div>
+    <ol class="log-lines">${shown.map((l) => html`<li key=${l.sequenceNumber} class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
+      <span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b> ${String(l.message ?? "")}</li>`)}</ol>
+  </section>`;
+}
+
+function Files({ prefix }) {
+  const [files, setFiles] = useState(null);
+  const [preview, setPreview] = useState(null);
+  useEffect(() => { api(runPath(prefix, "/files")).then((out) => setFiles(out.files)); }, [prefix]);
+  if (!files || !files.length) return null;
+  const href = (f, extra = "") => runPath(prefix, "/files/" + f.path.split("/").map(encodeURIComponent).join("/")) + extra;
+  const show = async (f) => {
+    if (/\.(png|jpe?g|gif|webp)$/i.test(f.path)) setPreview({ path: f.path, image: href(f, "?preview=1") });
+    else {
+      const text = await (await fetch(href(f, "?preview=1"), { credentials: "same-origin" })).text();
+      let shown = text.slice(0, 200000);
+      if (/\.json$/i.test(f.path)) { try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* as text */ } }
+      setPreview({ path: f.path, text: shown });
+    }
+  };
+  return html`<section class="files"><h3>Files</h3>
+    <table><thead><tr><th>path</th><th>size</th><th>sha256</th><th></th></tr></thead><tbody>
+    ${files.map((f) => html`<tr key=${f.path}><td>${f.path}</td><td>${f.sizeBytes}</td>
+      <td class="mono">${String(f.checksum).slice(0, 16)}…</td>
+      <td><a href=${href(f)} download>download</a> <button class="link" onClick=${() => show(f)}>preview</button></td></tr>`)}
+    </tbody></table>
+    ${preview && html`<div class="preview"><h4>${preview.path}</h4>${preview.image
+      ? html`<img src=${preview.image} alt=${preview.path} />` : html`<pre>${preview.text}</pre>`}</div>`}
+  </section>`;
+}
+
+export function RunPage({ prefix, state }) {
+  const [exp, error] = useRun(prefix);
+  const metrics = useMemo(() => Object.entries(exp ? exp.streams || {} : {})
+    .filter(([s]) => s.startsWith("metrics/")).map(([s, n]) => [s.slice(8), n]).sort(), [exp]);
+  if (error) return html`<p class="error">${error}</p>`;
+  if (!exp) return html`<p class="muted">Loading…</p>`;
+  return html`<article class="run">
+    <header><h2>${exp.name}</h2> <${StatusBadge} status=${exp.status} />
+      ${(exp.tags || []).map((t) => html`<span class="tag">${t}</span>`)}</header>
+    <dl class="facts">
+      <dt>created</dt><dd>${exp.created_at || ""}</dd><dt>started</dt><dd>${exp.started_at || ""}</dd>
+      <dt>ended</dt><dd>${exp.ended_at || ""}</dd><dt>host</dt><dd>${exp.hostname || ""}</dd>
+      ${exp.status_reason && html`<dt>reason</dt><dd>${exp.status_reason}</dd>`}
+    </dl>
+    ${exp.description && html`<p class="description">${exp.description}</p>`}
+    <div class="toolbar">
+      <label>smoothing <input type="range" min="0" max="0.99" step="0.01" value=${state.smooth || 0}
+        onInput=${(e) => setState({ smooth: e.target.value === "0" ? null : e.target.value }, { replace: true })} /></label>
+      <label><input type="checkbox" checked=${state.log === "1"} onChange=${(e) => setState({ log: e.target.checked ? "1" : null })} /> log scale</label>
+    </div>
+    <section class="charts">${metrics.map(([m, n]) => html`<${MetricCharts} key=${m} prefix=${prefix} metric=${m} rows=${n} state=${state} />`)}</section>
+    <${Params} params=${exp.params} state=${state} />
+    <${Logs} prefix=${prefix} count=${(exp.streams || {}).logs || 0} state=${state} />
+    <${Files} prefix=${prefix} />
+  </article>`;
+}

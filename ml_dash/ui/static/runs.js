@@ -1,0 +1,156 @@
+// A project's runs: a virtualised table with filter (name, status, tag, param conditions such as
+// "lr < 0.01"), sort, param columns chosen by the user and grouping by a param; all of it in the URL.
+import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
+import { api } from "./api.js";
+import { go, setState } from "./state.js";
+
+const ROW_PX = 28;
+const PAGE = 1000;
+const MAX_PAGES = 100;  // 100,000 runs at most in one list
+export const STATUSES = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED"];
+
+export function StatusBadge({ status }) {
+  const known = STATUSES.includes(status) ? status : "UNKNOWN";
+  return html`<span class=${"badge badge-" + known.toLowerCase()}>${status}</span>`;
+}
+
+async function loadRuns(owner, project) {
+  const runs = [];
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const query = new URLSearchParams({ owner, project, limit: String(PAGE), offset: String(page * PAGE) });
+    const out = await api("/api/v1/experiments?" + query.toString());
+    runs.push(...out.experiments);
+    if (out.experiments.length < PAGE) break;
+  }
+  return runs;
+}
+
+/** Conditions "key op value" separated by commas: lr<0.01, model.depth>=8, optimizer=adam. */
+export function parseConditions(text) {
+  const out = [];
+  for (const part of (text || "").split(",")) {
+    const m = part.trim().match(/^([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.+)$/);
+    if (m) out.push({ key: m[1].trim(), op: m[2], value: m[3].trim() });
+  }
+  return out;
+}
+
+function holds(run, { key, op, value }) {
+  const have = run.params ? run.params[key] : undefined;
+  if (have === undefined) return false;
+  const number = Number(value);
+  const a = typeof have === "number" && !Number.isNaN(number) ? have : String(have);
+  const b = typeof have === "number" && !Number.isNaN(number) ? number : value;
+  switch (op) {
+    case "<": return a < b;
+    case "<=": return a <= b;
+    case ">": return a > b;
+    case ">=": return a >= b;
+    case "=": return a === b;
+    case "!=": return a !== b;
+  }
+  return false;
+}
+
+function cell(run, column) {
+  if (column.startsWith("param:")) {
+    const v = run.params ? run.params[column.slice(6)] : undefined;
+    return v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  }
+  const v = run[column];
+  return v === null || v === undefined ? "" : String(v);
+}
+
+function compare(a, b) {
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  return String(a).localeCompare(String(b), undefined, { numeric: true });
+}
+
+export function filterRuns(runs, state) {
+  const q = (state.q || "").toLowerCase();
+  const conditions = parseConditions(state.where);
+  let out = runs.filter((r) => (!q || r.name.toLowerCase().includes(q))
+    && (!state.status || r.status === state.status)
+    && (!state.tag || (r.tags || []).includes(state.tag))
+    && conditions.every((c) => holds(r, c)));
+  const sort = state.sort || "name";
+  const value = (r) => (sort.startsWith("param:") ? (r.params || {})[sort.slice(6)] ?? "" : r[sort] ?? "");
+  out = out.slice().sort((a, b) => compare(value(a), value(b)) * (state.desc === "1" ? -1 : 1));
+  if (state.group) {
+    const key = (r) => cell(r, "param:" + state.group);
+    out.sort((a, b) => compare(key(a), key(b)));
+  }
+  return out;
+}
+
+export function RunList({ owner, project, state }) {
+  const [runs, setRuns] = useState(null);
+  const [error, setError] = useState(null);
+  const [scroll, setScroll] = useState(0);
+  const [cursor, setCursor] = useState(0);
+  const box = useRef(null);
+  useEffect(() => {
+    setRuns(null);
+    loadRuns(owner, project).then(setRuns).catch((e) => setError(e.message));
+  }, [owner, project]);
+  const shown = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
+    state.where, state.sort, state.desc, state.group]);
+  const paramKeys = useMemo(() => {
+    const keys = new Set();
+    for (const r of runs || []) for (const k of Object.keys(r.params || {})) keys.add(k);
+    return [...keys].sort();
+  }, [runs]);
+  useEffect(() => {
+    const move = (e) => setCursor((c) => Math.max(0, Math.min(shown.length - 1, c + e.detail)));
+    const open = () => { if (shown[cursor]) go({ run: shown[cursor].prefix }); };
+    window.addEventListener("ml-dash:move", move);
+    window.addEventListener("ml-dash:open", open);
+    return () => { window.removeEventListener("ml-dash:move", move); window.removeEventListener("ml-dash:open", open); };
+  }, [shown, cursor]);
+  if (error) return html`<p class="error">${error}</p>`;
+  if (!runs) return html`<p class="muted">Loading runs…</p>`;
+  const columns = ["name", "status", "created_at", "tags", ...(state.cols ? state.cols.split(",") : [])];
+  const sortBy = (column) => setState({ sort: column, desc: state.sort === column && state.desc !== "1" ? "1" : null });
+  const height = 600;
+  const first = Math.max(0, Math.floor(scroll / ROW_PX) - 10);
+  const visible = shown.slice(first, first + Math.ceil(height / ROW_PX) + 20);
+  const addColumn = (e) => {
+    const key = e.target.value;
+    e.target.value = "";
+    if (key) setState({ cols: [...new Set([...(state.cols ? state.cols.split(",") : []), "param:" + key])].join(",") });
+  };
+  return html`<section class="runs">
+    <div class="toolbar">
+      <input data-search placeholder="filter by name (/)" value=${state.q || ""}
+        onInput=${(e) => setState({ q: e.target.value }, { replace: true })} />
+      <select value=${state.status || ""} onChange=${(e) => setState({ status: e.target.value })}>
+        <option value="">any status</option>
+        ${STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}
+      </select>
+      <input placeholder="tag" value=${state.tag || ""} onInput=${(e) => setState({ tag: e.target.value }, { replace: true })} />
+      <input class="wide" placeholder="params: lr < 0.01, depth >= 8" value=${state.where || ""}
+        onInput=${(e) => setState({ where: e.target.value }, { replace: true })} />
+      <select onChange=${addColumn}><option value="">+ param column</option>
+        ${paramKeys.map((k) => html`<option value=${k}>${k}</option>`)}</select>
+      <select value=${state.group || ""} onChange=${(e) => setState({ group: e.target.value })}>
+        <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
+      </select>
+      <span class="muted count">${shown.length} of ${runs.length} runs</span>
+    </div>
+    <div class="table" role="table">
+      <div class="row head" role="row">${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
+        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c}${state.sort === c ? (state.desc === "1" ? " ▼" : " ▲") : ""}</span>`)}</div>
+      <div class="body" ref=${box} style=${{ height: height + "px" }} onScroll=${(e) => setScroll(e.target.scrollTop)}>
+        <div style=${{ height: shown.length * ROW_PX + "px", position: "relative" }}>
+          ${visible.map((r, i) => html`<div key=${r.prefix} role="row" data-run=${r.prefix}
+            class=${"row" + (first + i === cursor ? " cursor" : "")}
+            style=${{ top: (first + i) * ROW_PX + "px" }} onClick=${() => go({ run: r.prefix })}>
+            ${columns.map((c) => html`<span role="cell" class=${"c c-" + c.split(":")[0]}>${
+              c === "status" ? html`<${StatusBadge} status=${r.status} />`
+              : c === "tags" ? (r.tags || []).map((t) => html`<span class="tag">${t}</span>`) : cell(r, c)}</span>`)}
+          </div>`)}
+        </div>
+      </div>
+    </div>
+  </section>`;
+}

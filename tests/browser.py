@@ -1,0 +1,72 @@
+"""A real headless Chromium for the UI tests: Debian's ``chromium`` driven by Playwright (pinned in the
+dev extras) through ``executable_path``; nothing is downloaded. Every request the page makes is
+routed through a check: one to anywhere but this machine is aborted and fails the test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("ML_DASH_REQUIRE_BROWSER"):  # set by .ci/run: there, its absence is a failure
+        pytest.fail(f"{what} (ML_DASH_REQUIRE_BROWSER is set)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[dev]')")
+    if not CHROMIUM.exists():
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield instance
+        instance.close()
+
+
+@dataclass
+class Tab:
+    """A page and what it did: every URL it asked for, the console's errors, uncaught exceptions."""
+
+    page: Any
+    requests: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def tab(browser: Any) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    seen = Tab(page)
+
+    def route(r: Any) -> None:
+        url = r.request.url
+        seen.requests.append(url)
+        host = urlsplit(url).hostname or ""
+        if url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS:
+            r.continue_()
+        else:
+            seen.refused.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    page.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.errors.append(f"uncaught: {e}"))
+    page.set_default_timeout(15_000)
+    yield seen
+    context.close()
+    assert seen.refused == [], f"requests left this machine: {seen.refused}"

@@ -1,0 +1,246 @@
+"""The web UI in a real browser (tests/browser.py) against a real ``ml-dash server`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from ml_dash import Experiment
+
+from .browser import Tab
+from .server_process import Server
+
+XSS = '<img src=x onerror="window.__xss=1">'
+SCRIPT = "<script>window.__xss=2</script>"
+
+
+def _sign_in(tab: Tab, server: Server, key: str) -> None:
+    tab.page.goto(server.url + "/")
+    tab.page.fill("input[name=api_key]", key)
+    tab.page.click("button[type=submit]")
+    tab.page.get_by_role("heading", name="Owners").wait_for()
+
+
+def _run(server: Server, key: str, prefix: str, rows: int = 2000, **fields: Any) -> Experiment:
+    exp = Experiment(prefix=prefix, remote=server.url, api_key=key, **fields)
+    with exp.run:
+        exp.params.set(lr=0.001, model={"depth": 8})
+        train = exp.metrics("train")
+        for i in range(rows):
+            train.log(step=i, loss=1.0 / (i + 1))
+        exp.log("started", level="info")
+        exp.log("diverging", level="warn")
+        exp.files("cfg").save_text('{"a": 1}', to="config.json")
+    return exp
+
+
+def test_sign_in_browse_to_a_run_and_see_its_charts_params_logs_and_files(workdir: Path, server: Server,
+                                                                           tab: Tab) -> None:
+    key = server.key("alice")
+    _run(server, key, "alice/proj/run-1", tags=["baseline"], description="the first run")
+    _sign_in(tab, server, key)
+    page = tab.page
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ml_dash_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"  # no script can read it, no site can send it
+    assert key not in json.dumps(page.context.cookies())
+    page.get_by_role("link", name="alice", exact=True).click()
+    page.get_by_role("link", name="proj", exact=True).click()
+    page.locator("[data-run='alice/proj/run-1']").click()
+    page.locator("figure.chart[data-field=loss] canvas").first.wait_for()
+    assert page.locator("h2").inner_text() == "run-1"
+    assert page.locator(".badge").first.inner_text() == "COMPLETED"
+    assert "the first run" in page.locator(".description").inner_text()
+    assert page.locator(".params th", has_text="model.depth").count() == 1
+    assert page.locator(".log-lines li").count() == 2
+    page.select_option(".logs select", "warn")
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 1")
+    assert "diverging" in page.locator(".log-lines li").inner_text()
+    assert page.locator(".files td", has_text="cfg/config.json").count() == 1
+    page.get_by_role("button", name="preview").click()
+    assert page.locator(".preview pre").inner_text().replace(" ", "").replace("\n", "") == '{"a":1}'
+    assert tab.errors == []
+
+
+def test_every_user_string_is_rendered_as_text_and_nothing_runs(workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/xss/run", remote=server.url, api_key=key, description=XSS, tags=["t" + SCRIPT])
+    with exp.run:
+        exp.params.set(**{"k" + XSS: SCRIPT, "plain": XSS})
+        exp.metrics("train").log(**{"f" + XSS: 1.0, "step": 0})
+        exp.log(XSS + SCRIPT, level="error")
+        exp.files("f").save_text(SCRIPT, to="page.html")
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?run=alice/xss/run")
+    page.locator(".log-lines li").first.wait_for()
+    page.get_by_role("button", name="preview").click()
+    page.locator(".preview pre").wait_for()
+    body = page.locator("body").inner_text()
+    for text in (XSS, SCRIPT, "t" + SCRIPT, "k" + XSS):
+        assert text in body  # shown, as text
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img[src=x]").count() == 0 and page.locator("main script").count() == 0
+    page.goto(server.url + "/?owner=alice&project=xss")
+    page.locator("[data-run='alice/xss/run']").wait_for()
+    assert page.evaluate("window.__xss") is None
+
+
+def test_the_url_holds_the_view_and_a_reload_brings_it_back(workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    for k, lr in enumerate([0.1, 0.01, 0.001, 0.0001]):
+        exp = Experiment(prefix=f"alice/grid/lr-{k}", remote=server.url, api_key=key, tags=["even" if k % 2 == 0 else "odd"])
+        with exp.run:
+            exp.params.set(lr=lr, depth=k)
+            exp.metrics("train").log(loss=lr, step=0)
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?owner=alice&project=grid")
+    page.locator("[data-run]").first.wait_for()
+    page.fill("input.wide", "lr < 0.05")
+    page.select_option(".toolbar select >> nth=1", "depth")  # the param-column chooser
+    page.locator(".row.head span", has_text="depth").click()  # sort by it
+    page.locator(".row.head span", has_text="depth").click()  # descending
+    rows = lambda: [r.get_attribute("data-run") for r in page.locator("[data-run]").all()]
+    page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 3")
+    shown = rows()
+    assert shown == ["alice/grid/lr-3", "alice/grid/lr-2", "alice/grid/lr-1"]
+    url = page.url
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 3")
+    assert page.url == url and rows() == shown
+    assert page.locator("input.wide").input_value() == "lr < 0.05"
+    page.go_back()  # history: each choice is a step
+    page.wait_for_function("() => document.querySelector('.row.head') && !location.search.includes('desc=1')")
+
+
+def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Server, tab: Tab) -> None:
+    """Spikes at random positions of a 200,000-row series are in the buckets the chart asked for, and
+    lit in the drawn canvas near their x positions (the min/max band)."""
+    key = server.key("alice")
+    rng = random.Random(3)
+    n = 200_000
+    spikes = sorted(rng.sample(range(n), 6))
+    exp = Experiment(prefix="alice/spiky/run", remote=server.url, api_key=key)
+    with exp.run:
+        train = exp.metrics("train")
+        for i in range(n):
+            train.log(loss=100.0 if i in spikes else 1.0 + (i % 7) * 0.01)
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?run=alice/spiky/run")
+    canvas = page.locator("figure.chart[data-field=loss] canvas").first
+    canvas.wait_for()
+    page.wait_for_function("() => document.querySelector('figure.chart[data-field=loss] figcaption').textContent"
+                           ".includes('points')")
+    # for each index, the blue (line and band) pixels above half the spike's height in its pixel column,
+    # by uPlot's own scales; grid lines and labels are grey, the background is empty
+    lit = """(indices) => {
+        const fig = document.querySelector('figure.chart[data-field=loss]');
+        const u = fig.__uplot;
+        const canvas = fig.querySelector('canvas');
+        const ctx = canvas.getContext('2d');
+        const top = Math.ceil(u.valToPos(50, 'y', true));
+        return indices.map((i) => {
+            const x = Math.round(u.valToPos(i, 'x', true));
+            const px = ctx.getImageData(Math.max(0, x - 3), 0, 7, top).data;
+            let blue = 0;
+            for (let k = 0; k < px.length; k += 4) if (px[k + 3] > 0 && px[k + 2] - px[k] > 40) blue++;
+            return blue;
+        });
+    }"""
+    found = page.evaluate(lit, spikes)
+    far = [i for i in range(5_000, n, 20_011) if all(abs(i - s) > 5_000 for s in spikes)]
+    assert far and page.evaluate(lit, far) == [0] * len(far)  # the check sees nothing where there is none
+    assert all(count > 0 for count in found), list(zip(spikes, found))
+
+
+def test_a_live_run_shows_new_points_and_its_end(workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/live/run", remote=server.url, api_key=key)
+    exp.run.start()
+    for i in range(100):
+        exp.metrics("train").log(step=i, loss=1.0)
+    exp.flush()
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?run=alice/live/run")
+    page.wait_for_function("() => document.querySelector('.badge') && document.querySelector('.badge').textContent === 'RUNNING'")
+    page.wait_for_function("() => (document.querySelector('figure.chart[data-field=loss] figcaption') || {}).textContent"
+                           "?.includes('indices 0–99')")
+    for i in range(100, 150):
+        exp.metrics("train").log(step=i, loss=2.0)
+    page.wait_for_function("() => document.querySelector('figure.chart[data-field=loss] figcaption').textContent"
+                           ".includes('indices 0–149')")
+    exp.run.complete()
+    page.wait_for_function("() => document.querySelector('.badge').textContent === 'COMPLETED'")
+
+
+def _raw(server: Server, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, dict, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    payload = response.read()
+    conn.close()
+    try:
+        decoded = json.loads(payload)
+    except ValueError:
+        decoded = payload
+    return response.status, dict(response.getheaders()), decoded
+
+
+def test_a_session_may_only_read_ends_with_sign_out_and_with_its_key(server: Server) -> None:
+    key = server.key("alice")
+    status, headers, body = _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
+                                 json.dumps({"api_key": key}).encode())
+    assert status == 200 and body == {"owner": "alice"}
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and key not in cookie
+    session = {"Cookie": cookie.split(";", 1)[0]}
+    assert _raw(server, "GET", "/api/v1/session", session)[2] == {"owner": "alice"}
+    assert _raw(server, "GET", "/api/v1/owners", session)[0] == 200
+    status, _, body = _raw(server, "POST", "/api/v1/runs/alice/p/r/events", {**session, "Content-Encoding": "zstd"}, b"x")
+    assert status == 403 and "only read" in body["error"]
+    assert _raw(server, "DELETE", "/api/v1/session", session)[0] == 200
+    assert _raw(server, "GET", "/api/v1/owners", session)[0] == 401
+    # a session opened with a key ends when the key is revoked
+    cookie = _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
+                  json.dumps({"api_key": key}).encode())[1]["Set-Cookie"]
+    session = {"Cookie": cookie.split(";", 1)[0]}
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "revoke", key, "--data", str(server.data)],
+                   check=True, capture_output=True, timeout=60)
+    assert _raw(server, "GET", "/api/v1/owners", session)[0] == 401
+    assert _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
+                json.dumps({"api_key": "mld_000000000000_nope"}).encode())[0] == 401
+
+
+def test_every_response_has_a_strict_csp_and_the_page_has_no_inline_script(server: Server) -> None:
+    status, headers, page = _raw(server, "GET", "/", {})
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    text = page.decode()
+    assert "<script>" not in text and "onload" not in text and "style=" not in text
+    assert _raw(server, "GET", "/health", {})[1]["Content-Security-Policy"] == csp
+    for bad in ("/ui/../server/app.py", "/ui/%2e%2e/server/app.py", "/ui/vendor/../../__init__.py", "/ui/nothing.js"):
+        assert _raw(server, "GET", bad, {})[0] == 404, bad
+
+
+def test_a_stored_file_is_sandboxed_and_downloaded_never_run(workdir: Path, server: Server) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/files/run", remote=server.url, api_key=key)
+    with exp.run:
+        exp.files("f").save_text(SCRIPT, to="page.html")
+    auth = {"Authorization": f"Bearer {key}"}
+    status, headers, body = _raw(server, "GET", "/api/v1/experiments/alice/files/run/files/f/page.html", auth)
+    assert status == 200 and body == SCRIPT.encode()
+    assert headers["Content-Type"] == "application/octet-stream" and headers["Content-Disposition"] == "attachment"
+    assert headers["Content-Security-Policy"].startswith("sandbox")
+    status, headers, _ = _raw(server, "GET", "/api/v1/experiments/alice/files/run/files/f/page.html?preview=1", auth)
+    assert headers["Content-Type"].startswith("text/plain") and headers["Content-Security-Policy"].startswith("sandbox")

@@ -1,0 +1,101 @@
+"""``ml-dash ui DIR``: the same UI and read API over local run directories, read-only, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ml_dash import Experiment
+
+from .browser import Tab
+from .server_process import LocalUi
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root``: (size, mtime in ns)."""
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            out[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+def _local_runs(n: int = 3, rows: int = 5000) -> None:
+    for k in range(n):
+        exp = Experiment(prefix=f"alice/local/run-{k}", tags=["sweep"], description=f"run {k}")
+        with exp.run:
+            exp.params.set(lr=10.0 ** -k, depth=k)
+            for i in range(rows):
+                exp.metrics("train").log(step=i, loss=1.0 / (i + 1) + k)
+            exp.log(f"run {k} done", level="info")
+            exp.files("cfg").save_text(f"config {k}", to="config.txt")
+
+
+def test_the_local_ui_shows_runs_charts_logs_and_files_with_no_sign_in_and_writes_nothing(workdir: Path,
+                                                                                        tab: Tab) -> None:
+    _local_runs()
+    before = _tree(workdir / ".dash")
+    ui = LocalUi(workdir / ".dash")
+    try:
+        page = tab.page
+        page.goto(ui.url + "/")
+        page.get_by_role("link", name="alice", exact=True).click()
+        page.get_by_role("link", name="local", exact=True).click()
+        page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 3")
+        page.fill("input.wide", "depth >= 1")
+        page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 2")
+        page.locator("[data-run='alice/local/run-2']").click()
+        page.locator("figure.chart[data-field=loss] canvas").first.wait_for()
+        assert "indices 0–4999" in page.locator("figure.chart[data-field=loss] figcaption").inner_text()
+        assert page.locator(".description").inner_text() == "run 2"
+        assert "run 2 done" in page.locator(".log-lines").inner_text()
+        page.get_by_role("button", name="preview").click()
+        assert page.locator(".preview pre").inner_text() == "config 2"
+        assert page.get_by_role("button", name="Sign out").count() == 0  # nobody signs in to a local UI
+        assert tab.errors == []
+        status, _ = ui.request("POST", "/api/v1/runs/alice/local/run-0/events", b"x")
+        assert status in (404, 405)  # no route writes
+    finally:
+        ui.stop()
+    assert _tree(workdir / ".dash") == before  # nothing under DIR was written
+
+
+def test_the_local_ui_follows_a_run_as_it_is_written(workdir: Path, tab: Tab) -> None:
+    exp = Experiment(prefix="alice/live/run")
+    exp.run.start()
+    for i in range(100):
+        exp.metrics("train").log(step=i, loss=1.0)
+    exp.flush()
+    ui = LocalUi(workdir / ".dash")
+    try:
+        page = tab.page
+        page.goto(ui.url + "/?run=alice/live/run")
+        page.wait_for_function("() => (document.querySelector('.badge') || {}).textContent === 'RUNNING'")
+        page.wait_for_function("() => (document.querySelector('figure.chart[data-field=loss] figcaption') || {})"
+                               ".textContent?.includes('indices 0–99')")
+        for i in range(100, 300):
+            exp.metrics("train").log(step=i, loss=2.0)
+        exp.flush()
+        page.wait_for_function("() => document.querySelector('figure.chart[data-field=loss] figcaption')"
+                               ".textContent.includes('indices 0–299')")
+        exp.run.complete()
+        page.wait_for_function("() => document.querySelector('.badge').textContent === 'COMPLETED'")
+    finally:
+        ui.stop()
+
+
+def test_the_local_ui_answers_only_loopback_host_names_and_serves_only_the_runs_files(workdir: Path) -> None:
+    _local_runs(1, 10)
+    secret = workdir / "secret.txt"
+    secret.write_text("not a run file")
+    ui = LocalUi(workdir / ".dash")
+    try:
+        status, body = ui.request("GET", "/api/v1/owners", headers={"Host": "evil.example"})
+        assert status == 400 and "host" in body["error"]
+        assert ui.request("GET", "/api/v1/owners")[0] == 200
+        status, _ = ui.request("GET", "/api/v1/experiments/alice/local/run-0/files/..%2F..%2F..%2F..%2Fsecret.txt")
+        assert status in (400, 404)
+    finally:
+        ui.stop()
+    assert os.path.exists(secret)
