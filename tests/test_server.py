@@ -587,3 +587,28 @@ def test_a_decode_worker_killed_costs_a_503_and_the_server_starts_new_ones(tmp_p
         assert {p for p in _children(srv.proc.pid) if _alive(p)} - workers  # new workers, not the dead ones
     finally:
         srv.stop()
+
+
+def test_a_database_of_schema_3_gets_searchable_log_messages(tmp_path: Path) -> None:
+    data = tmp_path / "old"
+    data.mkdir()
+    db = sqlite3.connect(data / "ml-dash.sqlite3")
+    db.executescript("""
+        CREATE TABLE log_rows (exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT,
+            PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
+        PRAGMA user_version = 3;
+    """)
+    db.execute("INSERT INTO log_rows VALUES (1, 0, ?, 'info')", (msgpack.packb({"message": "an old needle"}),))
+    db.commit()
+    db.close()
+    srv = Server(data, "--allow-user-name")
+    try:
+        headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
+        # the run of those old rows: its row is made by the first batch, as id 1
+        assert srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 200
+        status, out = srv.request("GET", "/api/v1/experiments/alice/p/r/logs?q=needle", headers=headers)
+        assert status == 200 and [r["message"] for r in out["logs"]] == ["an old needle"]
+    finally:
+        srv.stop()
+    version = sqlite3.connect(data / "ml-dash.sqlite3").execute("PRAGMA user_version").fetchone()[0]
+    assert version == 4

@@ -157,6 +157,31 @@ def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Serve
     assert all(count > 0 for count in found), list(zip(spikes, found))
 
 
+def test_log_search_and_level_filter_cover_the_whole_run_not_the_loaded_tail(workdir: Path, server: Server,
+                                                                             tab: Tab) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/logs/run", remote=server.url, api_key=key)
+    with exp.run:
+        exp.log("needle 100% found_here", level="warn")  # index 0: far outside the last 1,000 lines
+        for i in range(3000):
+            exp.log(f"line {i}", level="info")
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?run=alice/logs/run")
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 1000")
+    assert "needle" not in page.locator(".log-lines").inner_text()
+    page.fill(".logs input", "100% found_")  # LIKE's wildcards are plain characters here
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 1")
+    assert "needle 100% found_here" in page.locator(".log-lines").inner_text()
+    page.fill(".logs input", "")
+    page.select_option(".logs select", "warn")
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 1")
+    page.select_option(".logs select", "")
+    page.fill(".logs input", "10_")  # no message holds "10_" (unescaped, "_" would match "line 100" and more)
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 0")
+    assert tab.errors == []
+
+
 def test_a_live_run_shows_new_points_and_its_end(workdir: Path, server: Server, tab: Tab) -> None:
     key = server.key("alice")
     exp = Experiment(prefix="alice/live/run", remote=server.url, api_key=key)

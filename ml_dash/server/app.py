@@ -10,7 +10,7 @@ Routes (JSON unless noted)::
     GET  /api/v1/projects?owner=                                that owner's projects
     GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=
     GET  /api/v1/experiments/{owner}/{project}/{name}
-    GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=
+    GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
     PUT  /api/v1/runs/{owner}/{project}/{name}/files/{path}    streamed body, X-Content-SHA256 required
     GET  /api/v1/experiments/{owner}/{project}/{name}/files           the files' metadata
@@ -72,6 +72,7 @@ LOCAL_INDEX = web.AppKey("local_index", LocalIndex)
 #: Who reads an ``ml-dash ui`` (open_reads): no one signs in there.
 LOCAL_READER = "local"
 MAX_READ_ROWS = 100_000
+MAX_SEARCH_CHARS = 200
 
 
 def create_app(config: ServerConfig, storage: Storage | None = None, local_root: Path | None = None) -> web.Application:
@@ -299,14 +300,20 @@ async def get_experiment(request: web.Request) -> web.Response:
 
 
 async def get_logs(request: web.Request) -> web.Response:
+    """Lines from ``start`` (``tail=1``: the last ``limit``), of ``level``, holding ``q`` in their
+    message: filters over the whole run, not over a page."""
     exp = await _experiment(request)
     level = request.query.get("level")
     try:
         wanted = normalise_level(level) if level else None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    search = request.query.get("q") or None
+    if search is not None and len(search) > MAX_SEARCH_CHARS:
+        raise BadRequest(f"q is at most {MAX_SEARCH_CHARS} characters")
     rows = await request.app[STORAGE].log_rows(
-        exp["id"], _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS), wanted)
+        exp["id"], _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS), wanted,
+        search, request.query.get("tail") == "1")
     return json_response({"logs": rows})
 
 

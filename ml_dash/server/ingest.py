@@ -153,8 +153,9 @@ def _add_stream(batch: IngestBatch, stream: Any, payload: Any) -> int:
                 check_json("a log row", row, MAX_DEPTH + 1)
             except (TypeError, ValueError) as exc:
                 raise BadRequest(str(exc), stream=stream, index=start + k) from None
+            message = row.get("message")
             entries.append((start + k, msgpack.packb({key: v for key, v in row.items() if key != "sequenceNumber"}),
-                            _level(row, stream, start + k)))
+                            _level(row, stream, start + k), message if isinstance(message, str) else str(message)))
         batch.logs = (start, entries)
         return len(rows)
     rows = prepare_rows(start, _checked_blocks(payload.get("blocks"), stream, start))

@@ -30,6 +30,10 @@ class ConflictError(Exception):
         self.details = details
 
 
+#: A log line as stored: (index, the record as msgpack, its level, its message as text for search).
+LogEntry = tuple[int, bytes, "str | None", str]
+
+
 @dataclass(slots=True)
 class MetricRows:
     """A batch's rows of one metric, ready to store: chunks split at multiples of ``CHUNK_ROWS``
@@ -57,7 +61,7 @@ class IngestBatch:
     run: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] | None = None
     metrics: dict[str, MetricRows] = field(default_factory=dict)
-    logs: tuple[int, list[tuple[int, bytes, str | None]]] | None = None
+    logs: tuple[int, list[LogEntry]] | None = None
     voids: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # stream -> start, count, reason
     run_id: str | None = None  # None only for a file upload, which names no run identity
     writer_id: str | None = None

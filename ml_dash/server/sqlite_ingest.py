@@ -22,7 +22,7 @@ from typing import Any
 from ..agent.jsonlines import dumps, loads
 from ..agent.layout import LOG_STREAM, metric_stream
 from ..agent.wire import trim_blocks
-from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, MetricRows
+from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, LogEntry, MetricRows
 from .sqlite_metrics import prepare_rows, store_rows
 
 
@@ -141,12 +141,11 @@ def _store_metric(db: sqlite3.Connection, exp_id: int, metric: str, rows: Metric
     _set_stored(db, exp_id, stream, end)
 
 
-def _store_logs(db: sqlite3.Connection, exp_id: int, start: int, rows: list[tuple[int, bytes, str | None]],
-                writer: str | None) -> None:
+def _store_logs(db: sqlite3.Connection, exp_id: int, start: int, rows: list[LogEntry], writer: str | None) -> None:
     new = _settle(db, exp_id, LOG_STREAM, start, start + len(rows), writer)
     if new is None:
         return
     first, end = new
-    db.executemany("INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level) VALUES (?, ?, ?, ?)",
-                   [(exp_id, idx, blob, level) for idx, blob, level in rows if idx >= first])
+    db.executemany("INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level, message) VALUES (?, ?, ?, ?, ?)",
+                   [(exp_id, idx, blob, level, message) for idx, blob, level, message in rows if idx >= first])
     _set_stored(db, exp_id, LOG_STREAM, end)

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
     params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, UNIQUE (owner, project, name));
 CREATE TABLE IF NOT EXISTS log_rows (
-    exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT,
+    exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT, message TEXT,
     PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stream_counts (
     exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 
@@ -80,7 +80,8 @@ class Storage(Protocol):
     async def projects(self, owner: str) -> list[dict[str, Any]]: ...
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
-    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]: ...
+    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
+                       search: str | None = None, tail: bool = False) -> list[dict[str, Any]]: ...
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int) -> list[dict[str, Any]]: ...
     async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
@@ -274,9 +275,8 @@ class SQLiteStorage:
                 where.append("status = ?")
                 args.append(status)
         if name_prefix:  # a plain prefix of the run name: LIKE's wildcards are escaped
-            escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("name LIKE ? ESCAPE '\\'")
-            args.append(escaped + "%")
+            args.append(_like_literal(name_prefix) + "%")
         if tag is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(experiments.tags) WHERE value = ?)")
             args.append(tag)
@@ -336,15 +336,29 @@ class SQLiteStorage:
             return []
         return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets)
 
-    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None) -> list[dict[str, Any]]:
+    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
+                       search: str | None = None, tail: bool = False) -> list[dict[str, Any]]:
+        """Lines from index ``start`` (with ``tail``: the last ``limit`` of them), of ``level`` only,
+        and holding ``search`` in their message (case-insensitive for ASCII), over the whole run."""
         sql = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?"
         args: list[Any] = [exp_id, start]
         if level is not None:
             sql += " AND level = ?"
             args.append(level)
-        rows = await self._fetchall(sql + " ORDER BY idx LIMIT ?", (*args, limit))
+        if search:
+            sql += " AND message LIKE ? ESCAPE '\\'"
+            args.append("%" + _like_literal(search) + "%")
+        order = "DESC" if tail else "ASC"
+        rows = await self._fetchall(sql + f" ORDER BY idx {order} LIMIT ?", (*args, limit))
+        if tail:
+            rows.reverse()
         # the stored index wins over anything of the same name in the record (older servers kept it)
         return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows]
+
+
+def _like_literal(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern with ESCAPE '\\': its wildcards escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, status_reason, "
@@ -370,17 +384,22 @@ def _migrate(db: sqlite3.Connection) -> None:
 
     Version 3 splits metric chunks at :data:`~.sqlite_metrics.CHUNK_ROWS` and summarises them, so that
     pages and downsampling of older runs are as fast as of new ones.
+
+    Version 4 keeps each log line's message as text, so that a search covers the whole run.
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
         return
     columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
+    log_columns = {row[1] for row in db.execute("PRAGMA table_info(log_rows)")}
     db.execute("BEGIN IMMEDIATE")
     try:
         if version < 2:
             _identify_runs(db, columns)
         if version < 3:
             sqlite_metrics.rebuild(db)
+        if version < 4:
+            _add_log_messages(db, log_columns)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
@@ -398,3 +417,12 @@ def _identify_runs(db: sqlite3.Connection, columns: set[str]) -> None:
                "AND NOT EXISTS (SELECT 1 FROM stream_writers w WHERE w.exp_id = c.exp_id AND w.stream = c.stream)")
     db.execute("UPDATE experiments SET run_id = 'legacy-' || id WHERE run_id IS NULL AND EXISTS "
                "(SELECT 1 FROM stream_counts c WHERE c.exp_id = experiments.id AND c.stored > 0)")
+
+
+def _add_log_messages(db: sqlite3.Connection, columns: set[str]) -> None:
+    if "message" not in columns:
+        db.execute("ALTER TABLE log_rows ADD COLUMN message TEXT")
+    for exp_id, idx, record in db.execute("SELECT exp_id, idx, record FROM log_rows WHERE message IS NULL").fetchall():
+        message = msgpack.unpackb(record).get("message")
+        db.execute("UPDATE log_rows SET message = ? WHERE exp_id = ? AND idx = ?",
+                   (message if isinstance(message, str) else str(message), exp_id, idx))

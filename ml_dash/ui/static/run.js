@@ -60,22 +60,27 @@ function MetricCharts({ prefix, metric, rows, state }) {
 function Logs({ prefix, count, state }) {
   const [lines, setLines] = useState([]);
   const level = state.level || "";
+  const search = state.lq || "";
   useEffect(() => {
-    const start = Math.max(0, count - LOG_TAIL);
-    const query = `?start=${start}&limit=${LOG_TAIL}` + (level ? "&level=" + encodeURIComponent(level) : "");
-    api(runPath(prefix, "/logs" + query)).then((out) => setLines(out.logs));
-  }, [prefix, count, level]);
-  const q = (state.lq || "").toLowerCase();
-  const shown = q ? lines.filter((l) => String(l.message || "").toLowerCase().includes(q)) : lines;
+    // the server filters the whole run: the last LOG_TAIL lines of that level holding the search text
+    const query = new URLSearchParams({ tail: "1", limit: String(LOG_TAIL) });
+    if (level) query.set("level", level);
+    if (search) query.set("q", search);
+    const timer = setTimeout(() => {
+      api(runPath(prefix, "/logs?" + query.toString())).then((out) => setLines(out.logs));
+    }, search ? 150 : 0);  // typing: one request when it pauses
+    return () => clearTimeout(timer);
+  }, [prefix, count, level, search]);
   return html`<section class="logs"><h3>Logs <span class="muted">${count} lines</span></h3>
     <div class="toolbar">
       <select value=${level} onChange=${(e) => setState({ level: e.target.value })}>
         <option value="">all levels</option>
         ${["debug", "info", "warn", "error", "fatal"].map((l) => html`<option value=${l}>${l}</option>`)}
       </select>
-      <input placeholder="search logs" value=${state.lq || ""} onInput=${(e) => setState({ lq: e.target.value }, { replace: true })} />
+      <input placeholder="search all logs" value=${search} onInput=${(e) => setState({ lq: e.target.value }, { replace: true })} />
+      <span class="muted">${lines.length === LOG_TAIL ? "the last " + LOG_TAIL + " matching" : lines.length + " matching"}</span>
     </div>
-    <ol class="log-lines">${shown.map((l) => html`<li key=${l.sequenceNumber} class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
+    <ol class="log-lines">${lines.map((l) => html`<li key=${l.sequenceNumber} class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
       <span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b> ${String(l.message ?? "")}</li>`)}</ol>
   </section>`;
 }
