@@ -168,3 +168,14 @@ def test_row25_a_page_decodes_at_most_two_chunks_wherever_it_starts(monkeypatch:
     decoded.clear()
     sqlite_metrics.buckets(db, 1, "train", 0, 200_000, 200_000, 1000)
     assert decoded == []
+
+
+def test_latest_keeps_each_fields_last_value_across_batches_and_blocks() -> None:
+    db = _db()
+    rows = [{"data": {"loss": 0.9, "acc": 0.1}, "createdAt": "t"}, {"data": {"loss": 0.8}, "createdAt": "t"}]
+    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(0, metric_blocks(rows)))
+    later = [{"data": {"loss": 0.5, "lr": 1e-3}, "createdAt": "t"}]
+    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(2, metric_blocks(later)))
+    sqlite_metrics.store_rows(db, 2, "eval", sqlite_metrics.prepare_rows(0, metric_blocks(rows[:1])))
+    assert sqlite_metrics.latest(db, [1, 2, 3]) == {1: {"train": {"loss": 0.5, "acc": 0.1, "lr": 1e-3}},
+                                                   2: {"eval": {"loss": 0.9, "acc": 0.1}}}

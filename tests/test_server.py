@@ -589,14 +589,14 @@ def test_a_decode_worker_killed_costs_a_503_and_the_server_starts_new_ones(tmp_p
         srv.stop()
 
 
-def test_a_database_of_schema_3_gets_searchable_log_messages(tmp_path: Path) -> None:
+def test_a_database_of_schema_2_gets_searchable_log_messages(tmp_path: Path) -> None:
     data = tmp_path / "old"
     data.mkdir()
     db = sqlite3.connect(data / "ml-dash.sqlite3")
     db.executescript("""
         CREATE TABLE log_rows (exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT,
             PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
-        PRAGMA user_version = 3;
+        PRAGMA user_version = 2;
     """)
     db.execute("INSERT INTO log_rows VALUES (1, 0, ?, 'info')", (msgpack.packb({"message": "an old needle"}),))
     db.commit()
@@ -611,4 +611,4 @@ def test_a_database_of_schema_3_gets_searchable_log_messages(tmp_path: Path) -> 
     finally:
         srv.stop()
     version = sqlite3.connect(data / "ml-dash.sqlite3").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 4
+    assert version == 3

@@ -100,7 +100,7 @@ def test_the_url_holds_the_view_and_a_reload_brings_it_back(workdir: Path, serve
     page.goto(server.url + "/?owner=alice&project=grid")
     page.locator("[data-run]").first.wait_for()
     page.fill("input.wide", "lr < 0.05")
-    page.select_option(".toolbar select >> nth=1", "depth")  # the param-column chooser
+    page.select_option(".toolbar select >> nth=1", "param:depth")  # the column chooser
     page.locator(".row.head span", has_text="depth").click()  # sort by it
     page.locator(".row.head span", has_text="depth").click()  # descending
     rows = lambda: [r.get_attribute("data-run") for r in page.locator("[data-run]").all()]
@@ -114,6 +114,27 @@ def test_the_url_holds_the_view_and_a_reload_brings_it_back(workdir: Path, serve
     assert page.locator("input.wide").input_value() == "lr < 0.05"
     page.go_back()  # history: each choice is a step
     page.wait_for_function("() => document.querySelector('.row.head') && !location.search.includes('desc=1')")
+
+
+def test_the_run_table_filters_and_sorts_by_latest_metric_values(workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    for k in range(4):
+        exp = Experiment(prefix=f"alice/table/run-{k}", remote=server.url, api_key=key)
+        with exp.run:
+            for step in range(50):
+                exp.metrics("train").log(step=step, loss=10.0 - k - step / 100)  # the last loss: 9.51 - k
+            exp.metrics("eval").log(acc=k / 10)
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?owner=alice&project=table")
+    page.locator("[data-run]").first.wait_for()
+    page.select_option(".toolbar select >> nth=1", "metric:train/loss")
+    page.fill("input.wide", "train/loss < 8")
+    page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 2")
+    page.locator(".row.head span", has_text="train/loss").click()
+    rows = [r.get_attribute("data-run") for r in page.locator("[data-run]").all()]
+    assert rows == ["alice/table/run-3", "alice/table/run-2"]  # 6.51 before 7.51
+    assert page.locator("[data-run='alice/table/run-3'] span", has_text="6.5100").count() == 1
 
 
 def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Server, tab: Tab) -> None:

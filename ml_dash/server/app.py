@@ -8,7 +8,7 @@ Routes (JSON unless noted)::
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
-    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=
+    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1
     GET  /api/v1/experiments/{owner}/{project}/{name}
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
@@ -275,6 +275,9 @@ async def list_experiments(request: web.Request) -> web.Response:
         owner, request.query.get("project"), status, request.query.get("tag"),
         _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
         silent_since)
+    if request.query.get("latest") == "1":  # each run's latest metric values, for the run table
+        latest = await request.app[STORAGE].latest_metrics([e["id"] for e in rows])
+        rows = [{**e, "latest": latest.get(e["id"], {})} for e in rows]
     return json_response({"experiments": [_public(request, e) for e in rows]})
 
 

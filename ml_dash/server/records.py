@@ -45,6 +45,7 @@ class MetricRows:
     count: int
     chunks: list[tuple[int, int, bytes]]  # (first index, rows, msgpack blocks)
     summaries: dict[int, list[tuple[int, bytes]]]  # width -> (window, msgpack bucket), in index order
+    latest: dict[str, Any]  # each field's value in the last row that has it
 
     def blocks(self) -> list[dict[str, Any]]:
         """The rows as column blocks again (for the rare batch that overlaps stored rows)."""

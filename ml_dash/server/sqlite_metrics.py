@@ -32,6 +32,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_chunks (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
     blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_latest (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, last_idx INTEGER NOT NULL, latest BLOB NOT NULL,
+    PRIMARY KEY (exp_id, metric)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_summaries (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, width INTEGER NOT NULL, window INTEGER NOT NULL,
     summary BLOB NOT NULL, PRIMARY KEY (exp_id, metric, width, window)) WITHOUT ROWID;
@@ -59,7 +62,10 @@ def prepare_rows(start: int, blocks: list[dict[str, Any]]) -> MetricRows:
                 acc.add(part)
         parts = acc.result()
         summaries[width] = [(p["first"] // width, pack(p)) for p in parts]
-    return MetricRows(start, count, chunks, summaries)
+    latest: dict[str, Any] = {}
+    for block in blocks:  # a later block's value of a field replaces an earlier one's
+        latest.update((key, column[-1]) for key, column in zip(block["keys"], block["cols"]) if column)
+    return MetricRows(start, count, chunks, summaries, latest)
 
 
 def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRows) -> None:
@@ -67,6 +73,11 @@ def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRow
     that earlier rows began (rows only ever append, so no other window holds anything yet)."""
     db.executemany("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
                    [(exp_id, metric, first, count, blob) for first, count, blob in rows.chunks])
+    if rows.latest:
+        held = db.execute("SELECT latest FROM metric_latest WHERE exp_id=? AND metric=?", (exp_id, metric)).fetchone()
+        latest = {**msgpack.unpackb(held[0]), **rows.latest} if held else rows.latest
+        db.execute("INSERT OR REPLACE INTO metric_latest (exp_id, metric, last_idx, latest) VALUES (?, ?, ?, ?)",
+                   (exp_id, metric, rows.start + rows.count - 1, pack(latest)))
     for width, parts in rows.summaries.items():
         if rows.start % width and parts:
             held = db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
@@ -77,6 +88,17 @@ def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRow
                 parts = [(parts[0][0], pack(merged)), *parts[1:]]
         db.executemany("INSERT OR REPLACE INTO metric_summaries (exp_id, metric, width, window, summary) "
                        "VALUES (?, ?, ?, ?, ?)", [(exp_id, metric, width, window, blob) for window, blob in parts])
+
+
+def latest(db: sqlite3.Connection, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Per run of ``exp_ids``: per metric, each field's latest value."""
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for first in range(0, len(exp_ids), 500):  # SQLite caps the parameters of one statement
+        ids = exp_ids[first:first + 500]
+        for exp_id, metric, blob in db.execute("SELECT exp_id, metric, latest FROM metric_latest WHERE exp_id IN "
+                                               f"({','.join('?' * len(ids))})", ids):
+            out.setdefault(exp_id, {})[metric] = msgpack.unpackb(blob)
+    return out
 
 
 def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
@@ -138,6 +160,7 @@ def rebuild(db: sqlite3.Connection) -> None:
     """Re-store every metric of a database written before chunks were split and summarised (schema
     version 3), one old chunk at a time in index order, so memory stays bounded by one old chunk."""
     db.execute("DELETE FROM metric_summaries")
+    db.execute("DELETE FROM metric_latest")
     for exp_id, metric, first in db.execute("SELECT exp_id, metric, first_idx FROM metric_chunks "
                                             "ORDER BY exp_id, metric, first_idx").fetchall():
         blob = db.execute("SELECT blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx=?",

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 
@@ -80,6 +80,7 @@ class Storage(Protocol):
     async def projects(self, owner: str) -> list[dict[str, Any]]: ...
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
+    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> list[dict[str, Any]]: ...
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
@@ -319,6 +320,10 @@ class SQLiteStorage:
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
 
+    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+        """Per run: per metric, each field's latest value (the run table's metric columns)."""
+        return await self._read(sqlite_metrics.latest, exp_ids)
+
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int) -> list[dict[str, Any]]:
         return await self._read(self._metric_buckets, exp_id, metric, start, end, buckets)
@@ -382,10 +387,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     run id and its stored ranges a writer ("legacy"), so that no client can have different rows under
     those indices acknowledged as resends (a client continuing such a run passes resume=True).
 
-    Version 3 splits metric chunks at :data:`~.sqlite_metrics.CHUNK_ROWS` and summarises them, so that
-    pages and downsampling of older runs are as fast as of new ones.
-
-    Version 4 keeps each log line's message as text, so that a search covers the whole run.
+    Version 3 splits metric chunks at :data:`~.sqlite_metrics.CHUNK_ROWS`, summarises them and keeps
+    each metric's latest values, so that pages, downsampling and the run table of older runs are as
+    fast as of new ones; and it keeps each log line's message as text, so that a search covers the
+    whole run.
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -398,7 +403,6 @@ def _migrate(db: sqlite3.Connection) -> None:
             _identify_runs(db, columns)
         if version < 3:
             sqlite_metrics.rebuild(db)
-        if version < 4:
             _add_log_messages(db, log_columns)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")

@@ -17,7 +17,7 @@ export function StatusBadge({ status }) {
 async function loadRuns(owner, project) {
   const runs = [];
   for (let page = 0; page < MAX_PAGES; page++) {
-    const query = new URLSearchParams({ owner, project, limit: String(PAGE), offset: String(page * PAGE) });
+    const query = new URLSearchParams({ owner, project, limit: String(PAGE), offset: String(page * PAGE), latest: "1" });
     const out = await api("/api/v1/experiments?" + query.toString());
     runs.push(...out.experiments);
     if (out.experiments.length < PAGE) break;
@@ -35,8 +35,22 @@ export function parseConditions(text) {
   return out;
 }
 
+/** A run's value for a column or condition key: "param:lr", "metric:train/loss", a field of the run;
+ * a bare key in a condition is a param, else a metric ("train/loss"). */
+export function valueOf(run, column) {
+  if (column.startsWith("param:")) return (run.params || {})[column.slice(6)];
+  if (column.startsWith("metric:")) {
+    const name = column.slice(7);
+    const cut = name.lastIndexOf("/");
+    const fields = (run.latest || {})[name.slice(0, cut)];
+    return fields ? fields[name.slice(cut + 1)] : undefined;
+  }
+  return run[column];
+}
+
 function holds(run, { key, op, value }) {
-  const have = run.params ? run.params[key] : undefined;
+  let have = valueOf(run, "param:" + key);
+  if (have === undefined && key.includes("/")) have = valueOf(run, "metric:" + key);
   if (have === undefined) return false;
   const number = Number(value);
   const a = typeof have === "number" && !Number.isNaN(number) ? have : String(have);
@@ -53,12 +67,10 @@ function holds(run, { key, op, value }) {
 }
 
 function cell(run, column) {
-  if (column.startsWith("param:")) {
-    const v = run.params ? run.params[column.slice(6)] : undefined;
-    return v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
-  }
-  const v = run[column];
-  return v === null || v === undefined ? "" : String(v);
+  const v = valueOf(run, column);
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number" && !Number.isInteger(v)) return v.toPrecision(5);
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
 function compare(a, b) {
@@ -74,7 +86,7 @@ export function filterRuns(runs, state) {
     && (!state.tag || (r.tags || []).includes(state.tag))
     && conditions.every((c) => holds(r, c)));
   const sort = state.sort || "name";
-  const value = (r) => (sort.startsWith("param:") ? (r.params || {})[sort.slice(6)] ?? "" : r[sort] ?? "");
+  const value = (r) => valueOf(r, sort) ?? "";
   out = out.slice().sort((a, b) => compare(value(a), value(b)) * (state.desc === "1" ? -1 : 1));
   if (state.group) {
     const key = (r) => cell(r, "param:" + state.group);
@@ -100,6 +112,15 @@ export function RunList({ owner, project, state }) {
     for (const r of runs || []) for (const k of Object.keys(r.params || {})) keys.add(k);
     return [...keys].sort();
   }, [runs]);
+  const metricKeys = useMemo(() => {
+    const keys = new Set();
+    for (const r of runs || []) {
+      for (const [m, fields] of Object.entries(r.latest || {})) {
+        for (const f of Object.keys(fields)) if (f !== "_ts") keys.add(m + "/" + f);
+      }
+    }
+    return [...keys].sort();
+  }, [runs]);
   useEffect(() => {
     const move = (e) => setCursor((c) => Math.max(0, Math.min(shown.length - 1, c + e.detail)));
     const open = () => { if (shown[cursor]) go({ run: shown[cursor].prefix }); };
@@ -115,9 +136,9 @@ export function RunList({ owner, project, state }) {
   const first = Math.max(0, Math.floor(scroll / ROW_PX) - 10);
   const visible = shown.slice(first, first + Math.ceil(height / ROW_PX) + 20);
   const addColumn = (e) => {
-    const key = e.target.value;
+    const column = e.target.value;
     e.target.value = "";
-    if (key) setState({ cols: [...new Set([...(state.cols ? state.cols.split(",") : []), "param:" + key])].join(",") });
+    if (column) setState({ cols: [...new Set([...(state.cols ? state.cols.split(",") : []), column])].join(",") });
   };
   return html`<section class="runs">
     <div class="toolbar">
@@ -128,10 +149,11 @@ export function RunList({ owner, project, state }) {
         ${STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}
       </select>
       <input placeholder="tag" value=${state.tag || ""} onInput=${(e) => setState({ tag: e.target.value }, { replace: true })} />
-      <input class="wide" placeholder="params: lr < 0.01, depth >= 8" value=${state.where || ""}
+      <input class="wide" placeholder="lr < 0.01, train/loss < 0.5" value=${state.where || ""}
         onInput=${(e) => setState({ where: e.target.value }, { replace: true })} />
-      <select onChange=${addColumn}><option value="">+ param column</option>
-        ${paramKeys.map((k) => html`<option value=${k}>${k}</option>`)}</select>
+      <select onChange=${addColumn}><option value="">+ column</option>
+        ${paramKeys.map((k) => html`<option value=${"param:" + k}>${k}</option>`)}
+        ${metricKeys.map((k) => html`<option value=${"metric:" + k}>${k} (latest)</option>`)}</select>
       <select value=${state.group || ""} onChange=${(e) => setState({ group: e.target.value })}>
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
@@ -139,7 +161,7 @@ export function RunList({ owner, project, state }) {
     </div>
     <div class="table" role="table">
       <div class="row head" role="row">${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
-        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c}${state.sort === c ? (state.desc === "1" ? " ▼" : " ▲") : ""}</span>`)}</div>
+        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : c}${state.sort === c ? (state.desc === "1" ? " ▼" : " ▲") : ""}</span>`)}</div>
       <div class="body" ref=${box} style=${{ height: height + "px" }} onScroll=${(e) => setScroll(e.target.scrollTop)}>
         <div style=${{ height: shown.length * ROW_PX + "px", position: "relative" }}>
           ${visible.map((r, i) => html`<div key=${r.prefix} role="row" data-run=${r.prefix}
