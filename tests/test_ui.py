@@ -178,6 +178,46 @@ def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Serve
     assert all(count > 0 for count in found), list(zip(spikes, found))
 
 
+def test_zoom_x_axes_and_exports_of_a_chart(workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/zoom/run", remote=server.url, api_key=key)
+    with exp.run:
+        for i in range(50_000):
+            exp.metrics("train").log(step=10 * i, loss=float(i % 100))
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?run=alice/zoom/run")
+    caption = "figure.chart[data-field=loss] figcaption"
+    page.wait_for_function(f"() => (document.querySelector('{caption}') || {{}}).textContent?.includes('min/max')")
+    # drag-select a narrow range: the chart asks for it again and, at <= 2 points per pixel, shows raw rows
+    page.evaluate("""() => { const u = document.querySelector('figure.chart[data-field=loss]').__uplot;
+        u.setSelect({left: u.valToPos(20000, 'x'), width: u.valToPos(20300, 'x') - u.valToPos(20000, 'x'),
+                     top: 0, height: 10}); }""")
+    page.wait_for_function(f"() => document.querySelector('{caption}').textContent.includes('raw')")
+    zoom = page.evaluate("() => new URLSearchParams(location.search).get('z.train.loss')")
+    first, end = map(int, zoom.split(":"))
+    assert 19_990 <= first <= 20_000 and 20_300 <= end <= 20_310, zoom
+    assert f"indices {first}–{end - 1}" in page.locator(caption).inner_text()
+    with page.expect_download() as csv_download:
+        page.locator(caption).get_by_role("button", name="CSV").click()
+    lines = Path(csv_download.value.path()).read_text().splitlines()
+    assert lines[0] == "index_first,index_last,step,wall_time,min,max,last" and len(lines) == end - first + 1
+    assert lines[1].split(",")[:3] == [str(first), str(first), str(10 * first)]
+    with page.expect_download() as png_download:
+        page.locator(caption).get_by_role("button", name="PNG").click()
+    assert Path(png_download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page.select_option("select[name=x]", "step")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('x') === 'step'")
+    page.wait_for_function("() => { const u = document.querySelector('figure.chart[data-field=loss]').__uplot;"
+                           f" return u && u.scales.x.min >= {10 * first - 10} && u.series[0].label === 'step'; }}")
+    page.reload()  # the zoom and the axis come back with the URL
+    page.wait_for_function(f"() => (document.querySelector('{caption}') || {{}}).textContent?.includes('raw')")
+    assert page.locator("select[name=x]").input_value() == "step"
+    page.locator(caption).get_by_role("button", name="reset zoom").click()
+    page.wait_for_function(f"() => document.querySelector('{caption}').textContent.includes('indices 0–49999')")
+    assert tab.errors == []
+
+
 def test_log_search_and_level_filter_cover_the_whole_run_not_the_loaded_tail(workdir: Path, server: Server,
                                                                              tab: Tab) -> None:
     key = server.key("alice")

@@ -8,28 +8,58 @@ import { setState } from "./state.js";
 
 const RAW_LIMIT = 100000;  // the server's page cap
 
-/** Points of ``field`` over indices [start, end): buckets, or rows when they are few enough. */
+/** Points of ``field`` over indices [start, end): buckets, or rows when they are few enough. Each
+ * point keeps the index range it stands for (``firsts``/``lasts``) and its step and wall time. */
 export async function fetchSeries(prefix, metric, field, start, end, pixels) {
   const base = runPath(prefix, "/metrics/" + encodeURIComponent(metric));
   const span = end - start;
+  const s = { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw: false };
   if (span <= Math.max(2 * pixels, 1) && span <= RAW_LIMIT) {
     const out = await api(`${base}?start=${start}&limit=${Math.max(1, span)}`);
-    const xs = [], lo = [], hi = [], ys = [];
     for (const row of out.rows) {
       if (!(field in row.data)) continue;
       const v = num(row.data[field]);
-      xs.push(row.index); ys.push(v); lo.push(v); hi.push(v);
+      s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
+      s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
+      s.ys.push(v); s.lo.push(v); s.hi.push(v);
     }
-    return { xs, lo, hi, ys, raw: true };
+    s.raw = true;
+    return s;
   }
   const out = await api(`${base}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
-  const xs = [], lo = [], hi = [], ys = [];
   for (const b of out.buckets) {
     const f = b.fields[field];
     if (!f) continue;
-    xs.push(b.last); lo.push(num(f.min)); hi.push(num(f.max)); ys.push(num(f.last));
+    s.idx.push(b.last); s.firsts.push(b.first); s.lasts.push(b.last);
+    s.steps.push(b.fields.step ? num(b.fields.step.last) : null);
+    s.times.push(b.fields._ts ? num(b.fields._ts.last) : null);
+    s.lo.push(num(f.min)); s.hi.push(num(f.max)); s.ys.push(num(f.last));
   }
-  return { xs, lo, hi, ys, raw: false };
+  return s;
+}
+
+export const X_AXES = ["index", "step", "wall", "relative"];
+
+/** The x values of ``s`` for the axis ``x``, or null when the series cannot have it (a missing or
+ * decreasing step or time: uPlot needs x in order). */
+export function xValues(s, x) {
+  if (x === "index") return s.idx;
+  const source = x === "step" ? s.steps : s.times;
+  if (!source.length || source.some((v, i) => v === null || (i && v < source[i - 1]))) return null;
+  if (x === "relative") return source.map((v) => v - source[0]);
+  return source;
+}
+
+function download(name, blob) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+function csvCell(v) {
+  return v === null || v === undefined ? "" : String(v);
 }
 
 /** Exponential moving average (TensorBoard's debiased form) of ``ys`` with weight ``w`` in [0, 1). */
@@ -48,49 +78,80 @@ export function ema(ys, w) {
 export function Chart({ prefix, metric, field, rows, state }) {
   const box = useRef(null);
   const plot = useRef(null);
+  const series = useRef(null);
   const [info, setInfo] = useState("");
   const zoomKey = `z.${metric}.${field}`;
   const [start, end] = state[zoomKey] ? state[zoomKey].split(":").map(Number) : [0, rows];
   const smooth = Number(state.smooth || 0);
   const logScale = state.log === "1";
+  const xAxis = X_AXES.includes(state.x) ? state.x : "index";
   useEffect(() => {
     let cancelled = false;
     const width = Math.max(200, box.current.clientWidth || 600);
     fetchSeries(prefix, metric, field, start, Math.min(end, rows), width).then((s) => {
       if (cancelled || !window.uPlot) return;
-      const data = [s.xs, s.hi, s.lo, s.ys];
-      const series = [{ label: "index" },
+      let xs = xValues(s, xAxis);
+      let shownAxis = xAxis;
+      if (xs === null) { xs = s.idx; shownAxis = "index"; }
+      series.current = { ...s, xs, axis: shownAxis };
+      const data = [xs, s.hi, s.lo, s.ys];
+      const lines = [{ label: shownAxis, value: shownAxis === "wall" ? (u, v) => (v === null ? "" : new Date(v * 1000).toISOString()) : undefined },
         { label: "max", stroke: "rgba(80,120,200,0.35)", width: 1 },
         { label: "min", stroke: "rgba(80,120,200,0.35)", width: 1 },
         { label: field, stroke: "rgb(40,90,200)", width: 1.5 }];
       if (smooth > 0) {
         data.push(ema(s.ys, Math.min(0.999, smooth)));
-        series.push({ label: "smoothed", stroke: "rgb(230,120,30)", width: 2 });
+        lines.push({ label: "smoothed", stroke: "rgb(230,120,30)", width: 2 });
       }
       const options = {
-        width, height: 220, series, bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
-        scales: { x: { time: false }, y: logScale ? { distr: 3 } : {} },
+        width, height: 220, series: lines, bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
+        scales: { x: { time: shownAxis === "wall" }, y: logScale ? { distr: 3 } : {} },
         legend: { live: true },
         cursor: { drag: { x: true, y: false } },
         hooks: { setSelect: [(u) => {
           if (u.select.width < 2) return;
-          const a = Math.max(0, Math.floor(u.posToVal(u.select.left, "x")));
-          const b = Math.ceil(u.posToVal(u.select.left + u.select.width, "x")) + 1;
-          setState({ [zoomKey]: `${a}:${b}` });
+          // the selection in x, back to an index range: directly on the index axis, else from the
+          // point holding its left edge to the one holding its right edge
+          const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
+          let range;
+          if (shownAxis === "index") range = [Math.max(0, Math.floor(lo)), Math.ceil(hi) + 1];
+          else {
+            const a = xs.findIndex((v) => v >= lo);
+            let b = xs.findIndex((v) => v > hi);
+            if (a < 0) return;
+            if (b < 0) b = xs.length - 1;
+            range = [s.firsts[a], s.lasts[b] + 1];
+          }
+          setState({ [zoomKey]: `${range[0]}:${range[1]}` });
         }] },
       };
       if (plot.current) plot.current.destroy();
       box.current.textContent = "";
       plot.current = new window.uPlot(options, data, box.current);
       box.current.parentElement.__uplot = plot.current;  // for the browser tests and the console
-      setInfo(`${s.raw ? "raw" : "min/max"} · ${s.xs.length} points · indices ${start}–${Math.min(end, rows) - 1}`);
+      const fallback = shownAxis !== xAxis ? ` · no ordered ${xAxis} here: index` : "";
+      setInfo(`${s.raw ? "raw" : "min/max"} · ${s.idx.length} points · indices ${start}–${Math.min(end, rows) - 1}${fallback}`);
     }).catch((e) => setInfo(e.message));
     return () => { cancelled = true; };
-  }, [prefix, metric, field, start, end, rows, smooth, logScale]);
+  }, [prefix, metric, field, start, end, rows, smooth, logScale, xAxis]);
   useEffect(() => () => { if (plot.current) plot.current.destroy(); }, []);
+  const png = () => {
+    if (!plot.current) return;
+    plot.current.ctx.canvas.toBlob((blob) => download(`${metric}-${field}.png`, blob), "image/png");
+  };
+  const csv = () => {
+    const s = series.current;
+    if (!s) return;
+    const lines = ["index_first,index_last,step,wall_time,min,max,last"];
+    for (let i = 0; i < s.idx.length; i++) {
+      lines.push([s.firsts[i], s.lasts[i], s.steps[i], s.times[i], s.lo[i], s.hi[i], s.ys[i]].map(csvCell).join(","));
+    }
+    download(`${metric}-${field}.csv`, new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+  };
   return html`<figure class="chart" data-metric=${metric} data-field=${field}>
     <figcaption>${metric} · ${field} <span class="muted">${info}</span>
       ${state[zoomKey] && html`<button class="link" onClick=${() => setState({ [zoomKey]: null })}>reset zoom</button>`}
+      <button class="link" onClick=${png}>PNG</button><button class="link" onClick=${csv}>CSV</button>
     </figcaption>
     <div class="plot" ref=${box}></div>
   </figure>`;

@@ -4,7 +4,7 @@
 import { html, useEffect, useMemo, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api, runPath } from "./api.js";
 import { setState } from "./state.js";
-import { Chart } from "./chart.js";
+import { Chart, X_AXES } from "./chart.js";
 import { StatusBadge } from "./runs.js";
 
 const LIVE_MS = 1000;
@@ -130,6 +130,9 @@ export function RunPage({ prefix, state }) {
       <label>smoothing <input type="range" min="0" max="0.99" step="0.01" value=${state.smooth || 0}
         onInput=${(e) => setState({ smooth: e.target.value === "0" ? null : e.target.value }, { replace: true })} /></label>
       <label><input type="checkbox" checked=${state.log === "1"} onChange=${(e) => setState({ log: e.target.checked ? "1" : null })} /> log scale</label>
+      <label>x <select name="x" value=${state.x || "index"} onChange=${(e) => setState({ x: e.target.value === "index" ? null : e.target.value })}>
+        ${X_AXES.map((x) => html`<option value=${x}>${x === "wall" ? "wall time" : x === "relative" ? "relative time" : x}</option>`)}
+      </select></label>
     </div>
     <section class="charts">${metrics.map(([m, n]) => html`<${MetricCharts} key=${m} prefix=${prefix} metric=${m} rows=${n} state=${state} />`)}</section>
     <${Params} params=${exp.params} state=${state} />
