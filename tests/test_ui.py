@@ -137,6 +137,41 @@ def test_the_run_table_filters_and_sorts_by_latest_metric_values(workdir: Path, 
     assert page.locator("[data-run='alice/table/run-3'] span", has_text="6.5100").count() == 1
 
 
+def test_compare_overlays_metrics_diffs_params_and_draws_the_scatter_and_parallel_views(
+        workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    for k in range(3):
+        exp = Experiment(prefix=f"alice/cmp/run-{k}", remote=server.url, api_key=key)
+        with exp.run:
+            exp.params.set(lr=10.0 ** -k, depth=8, optimizer="adam" if k else "sgd")
+            for step in range(2000):
+                exp.metrics("train").log(step=step, loss=(k + 1) / (step + 1))
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?owner=alice&project=cmp")
+    for k in range(3):
+        page.get_by_label(f"select run-{k}").check()
+    assert page.url.count("run-") == 3  # the selection is in the URL
+    page.get_by_role("button", name="Compare 3").click()
+    page.locator("figure.overlay[data-field=loss] canvas").first.wait_for()
+    assert page.evaluate("() => document.querySelector('figure.overlay[data-field=loss]').__uplot.series.length") == 10
+    assert page.locator(".diff tr.differs th").all_inner_texts() == ["lr", "optimizer"]
+    page.get_by_label("only the params that differ").check()
+    assert page.locator(".diff tbody tr").count() == 2
+    coloured = """(selector) => { const c = document.querySelector(selector); const d = c.getContext('2d')
+        .getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let k = 0; k < d.length; k += 4) if (d[k + 3] > 0 && Math.abs(d[k] - d[k + 2]) > 60) n++; return n; }"""
+    page.select_option("select[name=sx]", "param:lr")
+    page.select_option("select[name=sy]", "metric:train/loss")
+    assert page.evaluate(coloured, ".scatter canvas") > 0  # the runs' coloured points
+    assert page.evaluate(coloured, ".parallel canvas") > 0  # and their lines
+    url = page.url
+    page.reload()
+    page.locator("figure.overlay[data-field=loss] canvas").first.wait_for()
+    assert page.url == url and page.locator(".diff tbody tr").count() == 2
+    assert tab.errors == []
+
+
 def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Server, tab: Tab) -> None:
     """Spikes at random positions of a 200,000-row series are in the buckets the chart asked for, and
     lit in the drawn canvas near their x positions (the min/max band)."""

@@ -5,6 +5,7 @@ import { api } from "./api.js";
 import { go, useUrlState } from "./state.js";
 import { RunList } from "./runs.js";
 import { RunPage } from "./run.js";
+import { Compare } from "./compare.js";
 import { installKeys } from "./keys.js";
 
 function SignIn({ onSignedIn }) {
@@ -81,7 +82,8 @@ function App() {
     setWho(null);
   };
   let view;
-  if (state.run) view = html`<${RunPage} prefix=${state.run} state=${state} />`;
+  if (state.compare) view = html`<${Compare} prefixes=${state.compare.split(",")} state=${state} />`;
+  else if (state.run) view = html`<${RunPage} prefix=${state.run} state=${state} />`;
   else if (state.owner && state.project) view = html`<${RunList} owner=${state.owner} project=${state.project} state=${state} />`;
   else if (state.owner) view = html`<${Projects} owner=${state.owner} />`;
   else view = html`<${Owners} />`;

@@ -131,6 +131,12 @@ export function RunList({ owner, project, state }) {
   if (error) return html`<p class="error">${error}</p>`;
   if (!runs) return html`<p class="muted">Loading runs…</p>`;
   const columns = ["name", "status", "created_at", "tags", ...(state.cols ? state.cols.split(",") : [])];
+  const selected = new Set(state.sel ? state.sel.split(",") : []);
+  const toggle = (prefix) => {
+    const next = new Set(selected);
+    if (next.has(prefix)) next.delete(prefix); else next.add(prefix);
+    setState({ sel: [...next].join(",") }, { replace: true });
+  };
   const sortBy = (column) => setState({ sort: column, desc: state.sort === column && state.desc !== "1" ? "1" : null });
   const height = 600;
   const first = Math.max(0, Math.floor(scroll / ROW_PX) - 10);
@@ -158,15 +164,19 @@ export function RunList({ owner, project, state }) {
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
       <span class="muted count">${shown.length} of ${runs.length} runs</span>
+      ${selected.size >= 2 && html`<button class="compare-button" onClick=${() => go({ compare: [...selected].join(",") })}
+        >Compare ${selected.size}</button>`}
     </div>
     <div class="table" role="table">
-      <div class="row head" role="row">${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
+      <div class="row head" role="row"><span class="c-select"></span>${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
         onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : c}${state.sort === c ? (state.desc === "1" ? " ▼" : " ▲") : ""}</span>`)}</div>
       <div class="body" ref=${box} style=${{ height: height + "px" }} onScroll=${(e) => setScroll(e.target.scrollTop)}>
         <div style=${{ height: shown.length * ROW_PX + "px", position: "relative" }}>
           ${visible.map((r, i) => html`<div key=${r.prefix} role="row" data-run=${r.prefix}
             class=${"row" + (first + i === cursor ? " cursor" : "")}
             style=${{ top: (first + i) * ROW_PX + "px" }} onClick=${() => go({ run: r.prefix })}>
+            <span class="c-select" onClick=${(e) => e.stopPropagation()}><input type="checkbox" aria-label=${"select " + r.name}
+              checked=${selected.has(r.prefix)} onChange=${() => toggle(r.prefix)} /></span>
             ${columns.map((c) => html`<span role="cell" class=${"c c-" + c.split(":")[0]}>${
               c === "status" ? html`<${StatusBadge} status=${r.status} />`
               : c === "tags" ? (r.tags || []).map((t) => html`<span class="tag">${t}</span>`) : cell(r, c)}</span>`)}
