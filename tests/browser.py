@@ -23,8 +23,10 @@ def _missing(what: str) -> None:
     pytest.skip(what)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an asyncio loop
+    running in this thread while it lives, and the suite's other tests call ``asyncio.run``."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS experiments (
 CREATE TABLE IF NOT EXISTS log_rows (
     exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT, message TEXT,
     PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
+-- the last lines of one level, however rare the level, without a scan of the run's logs
+CREATE INDEX IF NOT EXISTS log_rows_level ON log_rows (exp_id, level, idx);
 CREATE TABLE IF NOT EXISTS stream_counts (
     exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (

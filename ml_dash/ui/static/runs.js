@@ -14,15 +14,17 @@ export function StatusBadge({ status }) {
   return html`<span class=${"badge badge-" + known.toLowerCase()}>${status}</span>`;
 }
 
-async function loadRuns(owner, project) {
-  const runs = [];
-  for (let page = 0; page < MAX_PAGES; page++) {
+/** The project's runs, page by page; ``onPage`` sees the list so far after each page, so the first
+ * rows are painted while the rest load. */
+async function loadRuns(owner, project, onPage, cancelled) {
+  let runs = [];
+  for (let page = 0; page < MAX_PAGES && !cancelled(); page++) {
     const query = new URLSearchParams({ owner, project, limit: String(PAGE), offset: String(page * PAGE), latest: "1" });
     const out = await api("/api/v1/experiments?" + query.toString());
-    runs.push(...out.experiments);
+    runs = runs.concat(out.experiments);
+    if (!cancelled()) onPage(runs, out.experiments.length === PAGE);
     if (out.experiments.length < PAGE) break;
   }
-  return runs;
 }
 
 /** Conditions "key op value" separated by commas: lr<0.01, model.depth>=8, optimizer=adam. */
@@ -97,13 +99,17 @@ export function filterRuns(runs, state) {
 
 export function RunList({ owner, project, state }) {
   const [runs, setRuns] = useState(null);
+  const [more, setMore] = useState(false);
   const [error, setError] = useState(null);
   const [scroll, setScroll] = useState(0);
   const [cursor, setCursor] = useState(0);
   const box = useRef(null);
   useEffect(() => {
+    let stop = false;
     setRuns(null);
-    loadRuns(owner, project).then(setRuns).catch((e) => setError(e.message));
+    loadRuns(owner, project, (list, pending) => { setRuns(list); setMore(pending); }, () => stop)
+      .catch((e) => setError(e.message));
+    return () => { stop = true; };
   }, [owner, project]);
   const shown = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
     state.where, state.sort, state.desc, state.group]);
@@ -163,7 +169,7 @@ export function RunList({ owner, project, state }) {
       <select value=${state.group || ""} onChange=${(e) => setState({ group: e.target.value })}>
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
-      <span class="muted count">${shown.length} of ${runs.length} runs</span>
+      <span class="muted count">${shown.length} of ${runs.length}${more ? "+" : ""} runs</span>
       ${selected.size >= 2 && html`<button class="compare-button" onClick=${() => go({ compare: [...selected].join(",") })}
         >Compare ${selected.size}</button>`}
     </div>
