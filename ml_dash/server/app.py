@@ -299,7 +299,10 @@ def _public(request: web.Request, exp: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_experiment(request: web.Request) -> web.Response:
-    return json_response(_public(request, await _experiment(request)))
+    """One run, with its stream sizes and each metric field's latest value."""
+    exp = await _experiment(request)
+    latest = await request.app[STORAGE].latest_metrics([exp["id"]])
+    return json_response({**_public(request, exp), "latest": latest.get(exp["id"], {})})
 
 
 async def get_logs(request: web.Request) -> web.Response:

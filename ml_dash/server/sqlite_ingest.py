@@ -22,6 +22,7 @@ from typing import Any
 from ..agent.jsonlines import dumps, loads
 from ..agent.layout import LOG_STREAM, metric_stream
 from ..agent.wire import trim_blocks
+from . import sqlite_logs
 from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, LogEntry, MetricRows
 from .sqlite_metrics import prepare_rows, store_rows
 
@@ -146,6 +147,5 @@ def _store_logs(db: sqlite3.Connection, exp_id: int, start: int, rows: list[LogE
     if new is None:
         return
     first, end = new
-    db.executemany("INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level, message) VALUES (?, ?, ?, ?, ?)",
-                   [(exp_id, idx, blob, level, message) for idx, blob, level, message in rows if idx >= first])
+    sqlite_logs.store(db, exp_id, [row for row in rows if row[0] >= first])
     _set_stored(db, exp_id, LOG_STREAM, end)

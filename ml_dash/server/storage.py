@@ -21,12 +21,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgpack
-
 from ..agent.jsonlines import dumps, loads
 from ..agent.layout import metric_stream
 from ..agent.pool import WorkerPool
-from . import sqlite_metrics
+from . import sqlite_logs, sqlite_metrics
 from .records import GapError, IngestBatch
 from .sqlite_ingest import ingest, stored_counts, upsert_experiment
 
@@ -43,11 +41,6 @@ CREATE TABLE IF NOT EXISTS experiments (
     description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
     params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, UNIQUE (owner, project, name));
-CREATE TABLE IF NOT EXISTS log_rows (
-    exp_id INTEGER NOT NULL, idx INTEGER NOT NULL, record BLOB NOT NULL, level TEXT, message TEXT,
-    PRIMARY KEY (exp_id, idx)) WITHOUT ROWID;
--- the last lines of one level, however rare the level, without a scan of the run's logs
-CREATE INDEX IF NOT EXISTS log_rows_level ON log_rows (exp_id, level, idx);
 CREATE TABLE IF NOT EXISTS stream_counts (
     exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
@@ -108,6 +101,7 @@ class SQLiteStorage:
         self._reader_local = threading.local()
         self._reader_dbs: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
+        self._full_text = False  # whether log search has an FTS5 index (sqlite_logs.py)
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -117,7 +111,8 @@ class SQLiteStorage:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA + sqlite_metrics.SCHEMA)
+        db.executescript(SCHEMA + sqlite_metrics.SCHEMA + sqlite_logs.SCHEMA)
+        self._full_text = sqlite_logs.create_text_index(db)
         _migrate(db)
         self._db = db
 
@@ -279,7 +274,7 @@ class SQLiteStorage:
                 args.append(status)
         if name_prefix:  # a plain prefix of the run name: LIKE's wildcards are escaped
             where.append("name LIKE ? ESCAPE '\\'")
-            args.append(_like_literal(name_prefix) + "%")
+            args.append(sqlite_logs.like_literal(name_prefix) + "%")
         if tag is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(experiments.tags) WHERE value = ?)")
             args.append(tag)
@@ -346,26 +341,8 @@ class SQLiteStorage:
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> list[dict[str, Any]]:
         """Lines from index ``start`` (with ``tail``: the last ``limit`` of them), of ``level`` only,
-        and holding ``search`` in their message (case-insensitive for ASCII), over the whole run."""
-        sql = "SELECT idx, record FROM log_rows WHERE exp_id=? AND idx>=?"
-        args: list[Any] = [exp_id, start]
-        if level is not None:
-            sql += " AND level = ?"
-            args.append(level)
-        if search:
-            sql += " AND message LIKE ? ESCAPE '\\'"
-            args.append("%" + _like_literal(search) + "%")
-        order = "DESC" if tail else "ASC"
-        rows = await self._fetchall(sql + f" ORDER BY idx {order} LIMIT ?", (*args, limit))
-        if tail:
-            rows.reverse()
-        # the stored index wins over anything of the same name in the record (older servers kept it)
-        return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows]
-
-
-def _like_literal(text: str) -> str:
-    """``text`` as a literal inside a LIKE pattern with ESCAPE '\\': its wildcards escaped."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        and holding ``search`` in their message (case-insensitive), over the whole run."""
+        return await self._read(sqlite_logs.read, self._full_text, exp_id, start, limit, level, search, tail)
 
 
 _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, status_reason, "
@@ -398,14 +375,13 @@ def _migrate(db: sqlite3.Connection) -> None:
     if version >= SCHEMA_VERSION:
         return
     columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
-    log_columns = {row[1] for row in db.execute("PRAGMA table_info(log_rows)")}
     db.execute("BEGIN IMMEDIATE")
     try:
         if version < 2:
             _identify_runs(db, columns)
         if version < 3:
             sqlite_metrics.rebuild(db)
-            _add_log_messages(db, log_columns)
+            sqlite_logs.index_existing(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
@@ -423,12 +399,3 @@ def _identify_runs(db: sqlite3.Connection, columns: set[str]) -> None:
                "AND NOT EXISTS (SELECT 1 FROM stream_writers w WHERE w.exp_id = c.exp_id AND w.stream = c.stream)")
     db.execute("UPDATE experiments SET run_id = 'legacy-' || id WHERE run_id IS NULL AND EXISTS "
                "(SELECT 1 FROM stream_counts c WHERE c.exp_id = experiments.id AND c.stored > 0)")
-
-
-def _add_log_messages(db: sqlite3.Connection, columns: set[str]) -> None:
-    if "message" not in columns:
-        db.execute("ALTER TABLE log_rows ADD COLUMN message TEXT")
-    for exp_id, idx, record in db.execute("SELECT exp_id, idx, record FROM log_rows WHERE message IS NULL").fetchall():
-        message = msgpack.unpackb(record).get("message")
-        db.execute("UPDATE log_rows SET message = ? WHERE exp_id = ? AND idx = ?",
-                   (message if isinstance(message, str) else str(message), exp_id, idx))

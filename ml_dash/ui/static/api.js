@@ -26,6 +26,21 @@ export async function api(path, { method = "GET", body } = {}) {
   return payload;
 }
 
+const shared = new Map();
+
+/** ``api(path)`` for a GET that several views ask for at once (a metric's buckets feed one chart per
+ * field): one request, its answer shared by every caller until shortly after it arrives. */
+export function sharedGet(path) {
+  let pending = shared.get(path);
+  if (!pending) {
+    pending = api(path);
+    shared.set(path, pending);
+    const forget = () => setTimeout(() => shared.delete(path), 500);
+    pending.then(forget, forget);
+  }
+  return pending;
+}
+
 /** The API path of a run ("owner/project/name"), each part escaped. */
 export function runPath(prefix, tail = "") {
   return "/api/v1/experiments/" + prefix.split("/").map(encodeURIComponent).join("/") + tail;

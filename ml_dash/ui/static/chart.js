@@ -3,7 +3,7 @@
 // log scale, and zoom that asks the server again for the visible range (raw rows once the range
 // holds at most two points per pixel).
 import { html, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, num, runPath } from "./api.js";
+import { num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
 
 const RAW_LIMIT = 100000;  // the server's page cap
@@ -15,7 +15,7 @@ export async function fetchSeries(prefix, metric, field, start, end, pixels) {
   const span = end - start;
   const s = { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw: false };
   if (span <= Math.max(2 * pixels, 1) && span <= RAW_LIMIT) {
-    const out = await api(`${base}?start=${start}&limit=${Math.max(1, span)}`);
+    const out = await sharedGet(`${base}?start=${start}&limit=${Math.max(1, span)}`);
     for (const row of out.rows) {
       if (!(field in row.data)) continue;
       const v = num(row.data[field]);
@@ -26,7 +26,7 @@ export async function fetchSeries(prefix, metric, field, start, end, pixels) {
     s.raw = true;
     return s;
   }
-  const out = await api(`${base}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
+  const out = await sharedGet(`${base}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
   for (const b of out.buckets) {
     const f = b.fields[field];
     if (!f) continue;

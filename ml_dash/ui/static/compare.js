@@ -144,14 +144,7 @@ export function Compare({ prefixes, state }) {
   const [runs, setRuns] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
-    Promise.all(prefixes.map(async (p) => {
-      const [owner, project, ...rest] = p.split("/");
-      const exp = await api(runPath(p));
-      const listed = await api("/api/v1/experiments?" + new URLSearchParams({ owner, project, prefix: rest.join("/"),
-        latest: "1", limit: "10" }).toString());
-      const found = listed.experiments.find((e) => e.prefix === p);
-      return { ...exp, latest: found ? found.latest : {} };
-    })).then(setRuns).catch((e) => setError(e.message));
+    Promise.all(prefixes.map((p) => api(runPath(p)))).then(setRuns).catch((e) => setError(e.message));
   }, [prefixes.join(",")]);
   const fields = useMemo(() => {
     const out = new Set();
