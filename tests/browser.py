@@ -50,7 +50,9 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser: Any) -> Iterator[Tab]:
+def tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Tab]:
+    """A fresh browser context and page. With ``ML_DASH_SCREENSHOTS`` set (``.ci/run`` sets it), the
+    page as each test leaves it is saved there, named after the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     seen = Tab(page)
@@ -70,5 +72,15 @@ def tab(browser: Any) -> Iterator[Tab]:
     page.on("pageerror", lambda e: seen.errors.append(f"uncaught: {e}"))
     page.set_default_timeout(15_000)
     yield seen
+    shots = os.environ.get("ML_DASH_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:120]
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            page.screenshot(path=str(Path(shots) / f"{name}.png"), full_page=True)
+        except PlaywrightError as exc:  # a page the test closed or navigated away: no picture, no failure
+            print(f"no screenshot of {name}: {exc}")
     context.close()
     assert seen.refused == [], f"requests left this machine: {seen.refused}"

@@ -248,8 +248,20 @@ def test_zoom_x_axes_and_exports_of_a_chart(workdir: Path, server: Server, tab: 
     page.reload()  # the zoom and the axis come back with the URL
     page.wait_for_function(f"() => (document.querySelector('{caption}') || {{}}).textContent?.includes('raw')")
     assert page.locator("select[name=x]").input_value() == "step"
+    span = end - first
+    page.locator(caption).get_by_role("button", name="pan right").click()  # by half the visible range
+    page.wait_for_function(f"() => new URLSearchParams(location.search).get('z.train.loss') === "
+                           f"'{first + (span + 1) // 2}:{first + (span + 1) // 2 + span}'")
     page.locator(caption).get_by_role("button", name="reset zoom").click()
     page.wait_for_function(f"() => document.querySelector('{caption}').textContent.includes('indices 0–49999')")
+    for mode, label in (("mean", "running mean"), ("ema", "EMA")):  # drawn over the line, not instead of it
+        page.select_option("select[name=sm]", mode)
+        page.locator("input[name=smooth]").fill("0.9")
+        page.wait_for_function("(label) => { const u = document.querySelector('figure.chart[data-field=loss]').__uplot;"
+                               " return u && u.series.length === 5 && u.series[4].label === label"
+                               " && u.series[3].label === 'loss'; }", arg=label)
+        smoothed = page.evaluate("() => document.querySelector('figure.chart[data-field=loss]').__uplot.data[4]")
+        assert all(v is not None and 0 <= v <= 99 for v in smoothed)  # within the series' range
     assert tab.errors == []
 
 

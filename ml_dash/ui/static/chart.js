@@ -1,7 +1,7 @@
 // One chart per metric field, drawn by uPlot from the server's buckets: a min/max band so that no
-// spike is ever hidden, the line through each bucket's last value, optional smoothing drawn over it,
-// log scale, and zoom that asks the server again for the visible range (raw rows once the range
-// holds at most two points per pixel).
+// spike is ever hidden, the line through each bucket's last value, optional smoothing (EMA or running
+// mean) drawn over it, log scale, and zoom and pan that ask the server again for the visible range
+// (raw rows once the range holds at most two points per pixel).
 import { html, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
@@ -40,6 +40,12 @@ export async function fetchSeries(prefix, metric, field, start, end, pixels) {
 
 export const X_AXES = ["index", "step", "wall", "relative"];
 
+/** uPlot axes whose y axis is as wide as its longest tick label (100,000 is not cut to "0,000"). */
+export function axes() {
+  const size = (u, values) => (values ? Math.max(40, 12 + 7 * Math.max(...values.map((v) => String(v).length))) : 50);
+  return [{}, { size }];
+}
+
 /** The x values of ``s`` for the axis ``x``, or null when the series cannot have it (a missing or
  * decreasing step or time: uPlot needs x in order). */
 export function xValues(s, x) {
@@ -60,6 +66,20 @@ function download(name, blob) {
 
 function csvCell(v) {
   return v === null || v === undefined ? "" : String(v);
+}
+
+/** Running mean of the last ``n`` points up to each point. */
+export function runningMean(ys, n) {
+  const out = [];
+  let sum = 0, count = 0;
+  const recent = [];
+  for (const y of ys) {
+    if (y === null || !Number.isFinite(y)) { out.push(null); continue; }
+    recent.push(y); sum += y; count++;
+    if (recent.length > n) { sum -= recent.shift(); count--; }
+    out.push(sum / count);
+  }
+  return out;
 }
 
 /** Exponential moving average (TensorBoard's debiased form) of ``ys`` with weight ``w`` in [0, 1). */
@@ -83,6 +103,7 @@ export function Chart({ prefix, metric, field, rows, state }) {
   const zoomKey = `z.${metric}.${field}`;
   const [start, end] = state[zoomKey] ? state[zoomKey].split(":").map(Number) : [0, rows];
   const smooth = Number(state.smooth || 0);
+  const smoothing = state.sm === "mean" ? "mean" : "ema";
   const logScale = state.log === "1";
   const xAxis = X_AXES.includes(state.x) ? state.x : "index";
   useEffect(() => {
@@ -99,12 +120,13 @@ export function Chart({ prefix, metric, field, rows, state }) {
         { label: "max", stroke: "rgba(80,120,200,0.35)", width: 1 },
         { label: "min", stroke: "rgba(80,120,200,0.35)", width: 1 },
         { label: field, stroke: "rgb(40,90,200)", width: 1.5 }];
-      if (smooth > 0) {
-        data.push(ema(s.ys, Math.min(0.999, smooth)));
-        lines.push({ label: "smoothed", stroke: "rgb(230,120,30)", width: 2 });
+      if (smooth > 0) {  // drawn over the line, never instead of it
+        data.push(smoothing === "mean" ? runningMean(s.ys, Math.max(2, Math.round(1 / (1 - smooth))))
+          : ema(s.ys, Math.min(0.999, smooth)));
+        lines.push({ label: smoothing === "mean" ? "running mean" : "EMA", stroke: "rgb(230,120,30)", width: 2 });
       }
       const options = {
-        width, height: 220, series: lines, bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
+        width, height: 220, series: lines, axes: axes(), bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
         scales: { x: { time: shownAxis === "wall" }, y: logScale ? { distr: 3 } : {} },
         legend: { live: true },
         cursor: { drag: { x: true, y: false } },
@@ -133,8 +155,13 @@ export function Chart({ prefix, metric, field, rows, state }) {
       setInfo(`${s.raw ? "raw" : "min/max"} · ${s.idx.length} points · indices ${start}–${Math.min(end, rows) - 1}${fallback}`);
     }).catch((e) => setInfo(e.message));
     return () => { cancelled = true; };
-  }, [prefix, metric, field, start, end, rows, smooth, logScale, xAxis]);
+  }, [prefix, metric, field, start, end, rows, smooth, smoothing, logScale, xAxis]);
   useEffect(() => () => { if (plot.current) plot.current.destroy(); }, []);
+  const pan = (direction) => {  // by half the visible range, within the series
+    const span = end - start;
+    const a = Math.max(0, Math.min(rows - span, start + direction * Math.ceil(span / 2)));
+    setState({ [zoomKey]: `${a}:${a + span}` });
+  };
   const png = () => {
     if (!plot.current) return;
     plot.current.ctx.canvas.toBlob((blob) => download(`${metric}-${field}.png`, blob), "image/png");
@@ -150,7 +177,9 @@ export function Chart({ prefix, metric, field, rows, state }) {
   };
   return html`<figure class="chart" data-metric=${metric} data-field=${field}>
     <figcaption>${metric} · ${field} <span class="muted">${info}</span>
-      ${state[zoomKey] && html`<button class="link" onClick=${() => setState({ [zoomKey]: null })}>reset zoom</button>`}
+      ${state[zoomKey] && html`<button class="link" onClick=${() => pan(-1)} aria-label="pan left">◀</button><button
+        class="link" onClick=${() => pan(1)} aria-label="pan right">▶</button><button class="link"
+        onClick=${() => setState({ [zoomKey]: null })}>reset zoom</button>`}
       <button class="link" onClick=${png}>PNG</button><button class="link" onClick=${csv}>CSV</button>
     </figcaption>
     <div class="plot" ref=${box}></div>

@@ -3,7 +3,7 @@
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api, num, runPath } from "./api.js";
 import { setState } from "./state.js";
-import { fetchSeries } from "./chart.js";
+import { axes, fetchSeries } from "./chart.js";
 import { StatusBadge, valueOf } from "./runs.js";
 
 const COLORS = ["#285ac8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700", "#0b7285", "#5c940d",
@@ -32,7 +32,7 @@ function OverlayChart({ runs, metric, field, state }) {
           series.push({ label: r.name + " min", stroke: fade(color(i)), width: 1, spanGaps: true });
           bands.push({ series: [base + 1, base + 2], fill: fade(color(i)) });
         });
-        const options = { width, height: 260, series, bands, scales: { x: { time: false },
+        const options = { width, height: 260, series, bands, axes: axes(), scales: { x: { time: false },
           y: state.log === "1" ? { distr: 3 } : {} }, legend: { live: true } };
         if (plot.current) plot.current.destroy();
         box.current.textContent = "";

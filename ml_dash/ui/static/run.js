@@ -68,7 +68,7 @@ function Logs({ prefix, count, state }) {
     if (search) query.set("q", search);
     const timer = setTimeout(() => {
       api(runPath(prefix, "/logs?" + query.toString())).then((out) => setLines(out.logs));
-    }, search ? 150 : 0);  // typing: one request when it pauses
+    }, search ? 50 : 0);  // typing: one request when it pauses
     return () => clearTimeout(timer);
   }, [prefix, count, level, search]);
   return html`<section class="logs"><h3>Logs <span class="muted">${count} lines</span></h3>
@@ -127,8 +127,10 @@ export function RunPage({ prefix, state }) {
     </dl>
     ${exp.description && html`<p class="description">${exp.description}</p>`}
     <div class="toolbar">
-      <label>smoothing <input type="range" min="0" max="0.99" step="0.01" value=${state.smooth || 0}
+      <label>smoothing <input type="range" name="smooth" min="0" max="0.99" step="0.01" value=${state.smooth || 0}
         onInput=${(e) => setState({ smooth: e.target.value === "0" ? null : e.target.value }, { replace: true })} /></label>
+      <select name="sm" value=${state.sm || "ema"} onChange=${(e) => setState({ sm: e.target.value === "ema" ? null : e.target.value })}>
+        <option value="ema">EMA</option><option value="mean">running mean</option></select>
       <label><input type="checkbox" checked=${state.log === "1"} onChange=${(e) => setState({ log: e.target.checked ? "1" : null })} /> log scale</label>
       <label>x <select name="x" value=${state.x || "index"} onChange=${(e) => setState({ x: e.target.value === "index" ? null : e.target.value })}>
         ${X_AXES.map((x) => html`<option value=${x}>${x === "wall" ? "wall time" : x === "relative" ? "relative time" : x}</option>`)}
