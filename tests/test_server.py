@@ -612,3 +612,17 @@ def test_a_database_of_schema_2_gets_searchable_log_messages(tmp_path: Path) -> 
         srv.stop()
     version = sqlite3.connect(data / "ml-dash.sqlite3").execute("PRAGMA user_version").fetchone()[0]
     assert version == 3
+
+
+def test_the_compare_endpoint_buckets_many_runs_in_one_call_and_honours_read_rights(server: Server) -> None:
+    alice, bob = server.key("alice"), server.key("bob")
+    assert server.ingest("alice/p/a", _batch(0, 100), alice)[0] == 200
+    assert server.ingest("alice/p/b", _batch(0, 50, {"run_id": "r2", "writer_id": "w2"}), alice)[0] == 200
+    status, out = server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a,alice/p/b,alice/p/none&buckets=10",
+                                 key=alice)
+    assert status == 200 and [sum(b["count"] for b in out["runs"][p]) for p in ("alice/p/a", "alice/p/b")] == [100, 50]
+    assert out["runs"]["alice/p/none"] == []
+    assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a", key=bob)[0] == 403
+    assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a/extra", key=alice)[0] == 400
+    many = ",".join(f"alice/p/r{k}" for k in range(51))
+    assert server.request("GET", f"/api/v1/compare/metrics/train?runs={many}", key=alice)[0] == 400

@@ -12,6 +12,7 @@ Routes (JSON unless noted)::
     GET  /api/v1/experiments/{owner}/{project}/{name}
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
+    GET  /api/v1/compare/metrics/{metric}?runs=o/p/n,...&buckets=   one metric of many runs, bucketed
     PUT  /api/v1/runs/{owner}/{project}/{name}/files/{path}    streamed body, X-Content-SHA256 required
     GET  /api/v1/experiments/{owner}/{project}/{name}/files           the files' metadata
     GET  /api/v1/experiments/{owner}/{project}/{name}/files/{path}    the content (?preview=1: as text or image)
@@ -126,6 +127,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
+    app.router.add_get(base + "/compare/metrics/{metric}", compare_metric)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files", list_files)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files/{path:.+}", get_file)
     return app
@@ -342,6 +344,35 @@ async def get_metric(request: web.Request) -> web.Response:
                               "buckets": await storage.metric_buckets(exp["id"], metric, start, end, buckets)})
     rows = await storage.metric_rows(exp["id"], metric, start, _int(request, "limit", 1000, 1, MAX_READ_ROWS))
     return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows]})
+
+
+MAX_COMPARED_RUNS = 50
+
+
+async def compare_metric(request: web.Request) -> web.Response:
+    """One metric of several runs (``?runs=owner/project/name,...``) in buckets, in one call: the
+    UI's overlay of many runs, which would otherwise cost a request per run."""
+    try:
+        metric = validate_metric_name(request.match_info["metric"])
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    prefixes = [p for p in request.query.get("runs", "").split(",") if p]
+    if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
+        raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")
+    buckets = _int(request, "buckets", 1000, 1, 10_000)
+    caller = await _caller(request)
+    storage = request.app[STORAGE]
+    out: dict[str, Any] = {}
+    for prefix in dict.fromkeys(prefixes):
+        try:
+            owner, project, name = validate_prefix(prefix)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"runs: {exc}") from None
+        if not request.app[CONFIG].open_reads and not await storage.can_read(caller, owner):
+            raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
+        exp = await storage.experiment(owner, project, name)
+        out[prefix] = [] if exp is None else await storage.metric_buckets(exp["id"], metric, 0, None, buckets)
+    return json_response({"metric": metric, "runs": out})
 
 
 # -- files ---------------------------------------------------------------------

@@ -27,7 +27,13 @@ export async function fetchSeries(prefix, metric, field, start, end, pixels) {
     return s;
   }
   const out = await sharedGet(`${base}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
-  for (const b of out.buckets) {
+  return seriesOfBuckets(out.buckets, field);
+}
+
+/** A series (as :func:`fetchSeries` returns it) from the server's buckets of one metric. */
+export function seriesOfBuckets(buckets, field) {
+  const s = { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw: false };
+  for (const b of buckets) {
     const f = b.fields[field];
     if (!f) continue;
     s.idx.push(b.last); s.firsts.push(b.first); s.lasts.push(b.last);

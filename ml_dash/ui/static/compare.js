@@ -1,9 +1,9 @@
 // Comparing runs: their metrics overlaid (each run's line and min/max band), their params side by
 // side with the differences marked, a param-vs-metric scatter and parallel coordinates.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, num, runPath } from "./api.js";
+import { api, num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
-import { axes, fetchSeries } from "./chart.js";
+import { axes, seriesOfBuckets } from "./chart.js";
 import { StatusBadge, valueOf } from "./runs.js";
 
 const COLORS = ["#285ac8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700", "#0b7285", "#5c940d",
@@ -18,7 +18,10 @@ function OverlayChart({ runs, metric, field, state }) {
   useEffect(() => {
     let cancelled = false;
     const width = Math.max(300, box.current.clientWidth || 700);
-    Promise.all(runs.map((r) => fetchSeries(r.prefix, metric, field, 0, (r.streams || {})["metrics/" + metric] || 0, width)))
+    // every run's buckets in one request, shared by the charts of the metric's fields
+    const query = new URLSearchParams({ runs: runs.map((r) => r.prefix).join(","), buckets: String(Math.floor(width)) });
+    sharedGet(`/api/v1/compare/metrics/${encodeURIComponent(metric)}?${query.toString()}`)
+      .then((out) => runs.map((r) => seriesOfBuckets(out.runs[r.prefix] || [], field)))
       .then((all) => {
         if (cancelled || !window.uPlot) return;
         const tables = all.map((s) => [s.idx, s.ys, s.hi, s.lo]);

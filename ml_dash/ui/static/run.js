@@ -1,7 +1,7 @@
 // One run: status, times, host, description and tags; params as a searchable table; a chart per
 // metric field; logs (tail, level filter, search); files with size, checksum, download and preview.
 // A RUNNING run is polled every second, so new points, lines and the status show within 2 s.
-import { html, useEffect, useMemo, useState } from "./vendor/htm-preact-3.1.1.mjs";
+import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api, runPath } from "./api.js";
 import { setState } from "./state.js";
 import { Chart, X_AXES } from "./chart.js";
@@ -57,6 +57,27 @@ function MetricCharts({ prefix, metric, rows, state }) {
     field=${f} rows=${rows} state=${state} />`)}`;
 }
 
+const LINE_PX = 18;
+const LINES_SHOWN = 24;
+
+/** The lines, of which only those in view are in the page (a thousand rows of DOM cost 250 ms);
+ * it starts scrolled to the end, as a tail does, and stays there while new lines arrive. */
+function LogLines({ lines }) {
+  const box = useRef(null);
+  const [top, setTop] = useState(Number.MAX_SAFE_INTEGER);
+  const atEnd = top >= (lines.length - LINES_SHOWN) * LINE_PX - LINE_PX;
+  useEffect(() => { if (box.current && atEnd) box.current.scrollTop = lines.length * LINE_PX; }, [lines]);
+  const first = Math.max(0, Math.min(lines.length - LINES_SHOWN, Math.floor(Math.min(top, lines.length * LINE_PX) / LINE_PX) - 8));
+  const shown = lines.slice(Math.max(0, first), Math.max(0, first) + LINES_SHOWN + 16);
+  return html`<div class="log-box" ref=${box} style=${{ height: LINES_SHOWN * LINE_PX + "px" }}
+      onScroll=${(e) => setTop(e.target.scrollTop)} data-lines=${lines.length}>
+    <ol class="log-lines" style=${{ height: lines.length * LINE_PX + "px" }}>${shown.map((l, i) => html`<li
+      key=${l.sequenceNumber} style=${{ top: (Math.max(0, first) + i) * LINE_PX + "px" }}
+      class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
+      <span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b> ${String(l.message ?? "")}</li>`)}</ol>
+  </div>`;
+}
+
 function Logs({ prefix, count, state }) {
   const [lines, setLines] = useState([]);
   const level = state.level || "";
@@ -80,8 +101,7 @@ function Logs({ prefix, count, state }) {
       <input placeholder="search all logs" value=${search} onInput=${(e) => setState({ lq: e.target.value }, { replace: true })} />
       <span class="muted">${lines.length === LOG_TAIL ? "the last " + LOG_TAIL + " matching" : lines.length + " matching"}</span>
     </div>
-    <ol class="log-lines">${lines.map((l) => html`<li key=${l.sequenceNumber} class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
-      <span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b> ${String(l.message ?? "")}</li>`)}</ol>
+    <${LogLines} lines=${lines} />
   </section>`;
 }
 

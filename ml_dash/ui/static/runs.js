@@ -75,9 +75,11 @@ function cell(run, column) {
   return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
+const collator = new Intl.Collator(undefined, { numeric: true });  // one, not one per comparison
+
 function compare(a, b) {
   if (typeof a === "number" && typeof b === "number") return a - b;
-  return String(a).localeCompare(String(b), undefined, { numeric: true });
+  return collator.compare(String(a), String(b));
 }
 
 export function filterRuns(runs, state) {
