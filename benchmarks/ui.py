@@ -8,7 +8,8 @@ Python-to-browser round trip included (a few ms).
 
 Fixtures: project ``table``: 10,000 runs x 20 params x 10 metrics; ``big/series``: one series of
 1,000,000 points; ``overlay``: 20 runs x 100,000 points; ``charts/run``: 50 metrics of 2,000
-points; ``logs/run``: 1,000,000 log lines (1 in 100 a warning).
+points; ``logs/run``: 1,000,000 log lines (1 in 100 a warning); ``spiky/run``: 100,000 points with 12
+spikes at random indices.
 
 Screenshots of the main views go to ``--screenshots`` (default benchmarks/screenshots).
 
@@ -31,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
-MLFLOW_PYTHON = HERE.parent / ".peer-venv-mlflow" / "bin" / "python"
-SPIKES = sorted(random.Random(9).sample(range(100_000), 12))  # of the 100,000-point series both UIs draw
+SPIKES = sorted(random.Random(9).sample(range(100_000), 12))  # in the 100,000-point series "spiky/run"
 CHROMIUM = "/usr/lib/chromium/chromium"
 USER = {"X-ML-Dash-User": "bench"}
 STAMP = "2026-12-01T00:00:00Z"
@@ -210,7 +210,7 @@ def measure(url: str, repeats: int, runs: int, shots: Path) -> dict[str, Any]:
             page.wait_for_function(drawn)
         r["G4"] = _median(zooms)
 
-        # the series with spikes that MLflow draws too: navigation to drawn, and the spikes its chart holds
+        # a series with spikes: navigation to drawn, and how many spikes the drawn points hold
         spiky = url + "/?run=bench/spiky/run"
         r["spiky"] = _median([_timed(lambda: page.goto(spiky), drawn, page) for _ in range(repeats)])
         r["spikes shown"] = page.evaluate("""(spikes) => { const u = document.querySelector(
@@ -295,89 +295,6 @@ def measure_live(url: str, samples: int = 20) -> list[float]:
     return latencies
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def measure_mlflow(work: Path, runs: int, repeats: int) -> dict[str, Any] | None:
-    """MLflow's own UI, same browser, same data: first rows of its run list, its chart of the
-    100,000-point series drawn, and how many of the spikes the points it fetched for that chart hold."""
-    import socket
-
-    from playwright.sync_api import sync_playwright
-
-    if not MLFLOW_PYTHON.exists():
-        return None
-    port = _free_port()
-    server = subprocess.Popen([str(MLFLOW_PYTHON), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{work}/mlflow.db", "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
-    url = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {}
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        load = subprocess.run([str(MLFLOW_PYTHON), str(HERE.parent / "_mlflow_ui_load.py"), url, str(runs),
-                               json.dumps(SPIKES)], capture_output=True, text=True, timeout=3600, cwd=work)
-        if load.returncode != 0:
-            raise RuntimeError(load.stderr[-2000:])
-        ids = json.loads(load.stdout.strip().splitlines()[-1])
-        out["load_s"] = ids["load_s"]
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(url) or
-                          r.request.url.startswith(("data:", "blob:")) else r.abort())
-            page = context.new_page()
-            listing = f"{url}/#/experiments/{ids['experiment_id']}"
-            first_rows = []
-            for _ in range(repeats):
-                began = time.perf_counter()
-                page.goto(listing)
-                page.get_by_text("mlrun-", exact=False).first.wait_for(timeout=120_000)
-                first_rows.append((time.perf_counter() - began) * 1e3)
-            out["G1"] = _median(first_rows)
-            page.screenshot(path=str(work / "mlflow-list.png"))
-            history: list[Any] = []
-            page.on("response", lambda resp: history.append(resp) if "get-history" in resp.url else None)
-            chart = f"{url}/#/experiments/{ids['experiment_id']}/runs/{ids['spiky_run_id']}/model-metrics"
-            drawn = []
-            for _ in range(repeats):
-                history.clear()
-                began = time.perf_counter()
-                page.goto(chart)
-                page.wait_for_function("() => document.querySelector('canvas, svg.main-svg')", timeout=120_000)
-                page.wait_for_timeout(50)
-                while not history and time.perf_counter() - began < 120:
-                    page.wait_for_timeout(20)
-                drawn.append((time.perf_counter() - began) * 1e3)
-            out["spiky"] = _median(drawn)
-            points = []
-            for resp in history:
-                try:
-                    points += resp.json().get("metrics", [])
-                except ValueError as exc:  # a response that is not JSON holds no points
-                    print(f"MLflow: {resp.url}: {exc}", file=sys.stderr)
-            steps = {p.get("step") for p in points if p.get("key") == "loss" and float(p.get("value", 0)) >= 100}
-            out["spikes shown"] = sum(1 for s in SPIKES if s in steps)
-            out["points fetched"] = len([p for p in points if p.get("key") == "loss"])
-            page.screenshot(path=str(work / "mlflow-chart.png"))
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(60)
-    return out
-
-
 def ui_weight_kb() -> float:
     static = HERE.parent.parent / "ml_dash" / "ui" / "static"
     return sum(len(gzip.compress(p.read_bytes(), 9)) for p in static.rglob("*") if p.is_file()) / 1024
@@ -389,7 +306,6 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10_000, help="runs in the run table")
     ap.add_argument("--screenshots", type=Path, default=HERE.parent / "screenshots")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--no-mlflow", action="store_true", help="skip the side-by-side with MLflow's UI")
     args = ap.parse_args()
     args.screenshots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ml-dash-ui-bench-") as tmp:
@@ -407,9 +323,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=60)
-        if not args.no_mlflow:
-            print("MLflow ...", file=sys.stderr)
-            results["mlflow"] = measure_mlflow(Path(tmp), args.runs, args.repeats)
+
     results["G9 KB"] = ui_weight_kb()
     print_table(results, args)
     if args.json:
@@ -445,20 +359,9 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
         row("G9", "UI weight, gzipped", f"{r['G9 KB']:.1f} KB", "<= 150 KB", r["G9 KB"] <= 150),
     ):
         print(line)
-    m = r.get("mlflow")
-    print()
-    if not m:
-        print("MLflow: not measured (no benchmarks/.peer-venv-mlflow, or --no-mlflow)")
-        return
-    print(f"| same browser, same data (median of {args.repeats}) | ml-dash | MLflow 3.17.2 | ml-dash is |")
-    print("|---|---:|---:|---:|")
-    print(f"| run list of {args.runs:,} runs: first rows painted | {r['G1']:.0f} ms | {m['G1']:.0f} ms | "
-          f"{m['G1'] / r['G1']:.1f}x faster |")
-    print(f"| a 100,000-point series: navigation to chart drawn | {r['spiky']:.0f} ms | {m['spiky']:.0f} ms | "
-          f"{m['spiky'] / r['spiky']:.1f}x faster |")
-    print(f"| of {len(SPIKES)} spikes, in the chart's points | {r['spikes shown']} | {m['spikes shown']} "
-          f"(of {m['points fetched']} points fetched) | |")
-    print(f"| loading the fixtures | {r.get('load_s', 0):.0f} s | {m['load_s']:.0f} s | |")
+    print(f"| | a 100,000-point series with {len(SPIKES)} spikes: navigation to drawn | {r['spiky']:.0f} ms | "
+          f"{r['spikes shown']} of {len(SPIKES)} spikes in the drawn points | |")
+    print(f"| | fixtures loaded over the API | {r['load_s']:.0f} s | | |")
 
 
 if __name__ == "__main__":
