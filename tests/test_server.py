@@ -622,6 +622,8 @@ def test_the_compare_endpoint_buckets_many_runs_in_one_call_and_honours_read_rig
                                  key=alice)
     assert status == 200 and [sum(b["count"] for b in out["runs"][p]) for p in ("alice/p/a", "alice/p/b")] == [100, 50]
     assert out["runs"]["alice/p/none"] == []
+    _, only = server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a&buckets=10&fields=loss", key=alice)
+    assert {k for b in only["runs"]["alice/p/a"] for k in b["fields"]} == {"loss"}
     assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a", key=bob)[0] == 403
     assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a/extra", key=alice)[0] == 400
     many = ",".join(f"alice/p/r{k}" for k in range(51))

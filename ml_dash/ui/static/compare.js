@@ -11,7 +11,7 @@ const COLORS = ["#285ac8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700"
 const color = (i) => COLORS[i % COLORS.length];
 const fade = (hex) => hex + "26";  // the band: the run's colour, mostly transparent
 
-function OverlayChart({ runs, metric, field, state }) {
+function OverlayChart({ runs, metric, field, charted, state }) {
   const box = useRef(null);
   const plot = useRef(null);
   const [info, setInfo] = useState("");
@@ -19,7 +19,8 @@ function OverlayChart({ runs, metric, field, state }) {
     let cancelled = false;
     const width = Math.max(300, box.current.clientWidth || 700);
     // every run's buckets in one request, shared by the charts of the metric's fields
-    const query = new URLSearchParams({ runs: runs.map((r) => r.prefix).join(","), buckets: String(Math.floor(width)) });
+    const query = new URLSearchParams({ runs: runs.map((r) => r.prefix).join(","), buckets: String(Math.floor(width)),
+      fields: charted.join(",") });
     sharedGet(`/api/v1/compare/metrics/${encodeURIComponent(metric)}?${query.toString()}`)
       .then((out) => runs.map((r) => seriesOfBuckets(out.runs[r.prefix] || [], field)))
       .then((all) => {
@@ -165,7 +166,11 @@ export function Compare({ prefixes, state }) {
       ${r.prefix} <${StatusBadge} status=${r.status} /></li>`)}</ul>
     <section class="charts">${fields.map((f) => {
       const cut = f.lastIndexOf("/");
-      return html`<${OverlayChart} key=${f} runs=${runs} metric=${f.slice(0, cut)} field=${f.slice(cut + 1)} state=${state} />`;
+      const metric = f.slice(0, cut);
+      // the metric's charted fields, the same for each of its charts: they share one request
+      const charted = fields.filter((g) => g.slice(0, g.lastIndexOf("/")) === metric).map((g) => g.slice(g.lastIndexOf("/") + 1));
+      return html`<${OverlayChart} key=${f} runs=${runs} metric=${metric} field=${f.slice(cut + 1)} charted=${charted}
+        state=${state} />`;
     })}</section>
     <${ParamsDiff} runs=${runs} state=${state} />
     <${Scatter} runs=${runs} columns=${columns} state=${state} />
