@@ -48,7 +48,7 @@ export const X_AXES = ["index", "step", "wall", "relative"];
 
 /** uPlot axes whose y axis is as wide as its longest tick label (100,000 is not cut to "0,000"). */
 export function axes() {
-  const size = (u, values) => (values ? Math.max(40, 12 + 7 * Math.max(...values.map((v) => String(v).length))) : 50);
+  const size = (u, values) => (values ? Math.max(44, 16 + 8 * Math.max(...values.map((v) => String(v).length))) : 50);
   return [{}, { size }];
 }
 

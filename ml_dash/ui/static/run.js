@@ -69,7 +69,8 @@ function LogLines({ lines }) {
   useEffect(() => { if (box.current && atEnd) box.current.scrollTop = lines.length * LINE_PX; }, [lines]);
   const first = Math.max(0, Math.min(lines.length - LINES_SHOWN, Math.floor(Math.min(top, lines.length * LINE_PX) / LINE_PX) - 8));
   const shown = lines.slice(Math.max(0, first), Math.max(0, first) + LINES_SHOWN + 16);
-  return html`<div class="log-box" ref=${box} style=${{ height: LINES_SHOWN * LINE_PX + "px" }}
+  if (!lines.length) return html`<p class="muted log-box" data-lines="0">no lines</p>`;
+  return html`<div class="log-box" ref=${box} style=${{ height: Math.min(LINES_SHOWN, lines.length) * LINE_PX + 2 + "px" }}
       onScroll=${(e) => setTop(e.target.scrollTop)} data-lines=${lines.length}>
     <ol class="log-lines" style=${{ height: lines.length * LINE_PX + "px" }}>${shown.map((l, i) => html`<li
       key=${l.sequenceNumber} style=${{ top: (Math.max(0, first) + i) * LINE_PX + "px" }}
