@@ -31,18 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _server import start_server  # benchmarks/_server.py: the script's folder is on sys.path
+
 HERE = Path(__file__).resolve()
 MLFLOW_PYTHON = HERE.parent / ".peer-venv-mlflow" / "bin" / "python"
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--port", "0", "--data", str(data),
-                             "--allow-user-name"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.split()[4]
 
 
 def child(mode: str, *args: str, timeout_s: float = 900) -> dict:

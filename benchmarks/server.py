@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -34,25 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _server import start_server  # benchmarks/_server.py: the script's folder is on sys.path
+
 HERE = Path(__file__).resolve()
 TARGETS = {"page_p99_ms": 20.0, "buckets_1m_ms": 100.0, "health_p99_ms": 50.0, "ingest_rows_s": 200_000.0}
 USER = {"X-ML-Dash-User": "bench"}
-
-
-def start_server(data: Path, source: Path | None) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ)
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
-    proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--host", "127.0.0.1", "--port", "0",
-                             "--data", str(data), "--allow-user-name"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env,
-                            cwd=str(source) if source is not None else None)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.split()[4]
 
 
 def child(mode: str, *args: str, timeout_s: float = 1800) -> subprocess.Popen:

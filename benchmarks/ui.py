@@ -24,12 +24,13 @@ import gzip
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _server import start_server  # benchmarks/_server.py: the script's folder is on sys.path
 
 HERE = Path(__file__).resolve()
 SPIKES = sorted(random.Random(9).sample(range(100_000), 12))  # in the 100,000-point series "spiky/run"
@@ -38,18 +39,6 @@ USER = {"X-ML-Dash-User": "bench"}
 STAMP = "2026-12-01T00:00:00Z"
 TARGETS_MS = {"G1": 800, "G2": 150, "G3": 500, "G4": 300, "G5": 800, "G5 tooltip": 16, "G6": 1500,
               "G6 long task": 200, "G7 p95": 2000, "G8 tail": 500, "G8 filter": 300}
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--host", "127.0.0.1", "--port", "0",
-                             "--data", str(data), "--allow-user-name"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, line.split()[4]
 
 
 # -- fixtures ---------------------------------------------------------------------------------------

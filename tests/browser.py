@@ -84,3 +84,26 @@ def tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Tab]:
             print(f"no screenshot of {name}: {exc}")
     context.close()
     assert seen.refused == [], f"requests left this machine: {seen.refused}"
+
+
+def wait_for_chart(page: Any, field: str, text: str) -> None:
+    """Until the chart of ``field`` says ``text`` in its caption (its points, its index range)."""
+    page.wait_for_function("([field, text]) => (document.querySelector(`figure.chart[data-field=${field}] figcaption`)"
+                           " || {}).textContent?.includes(text)", arg=[field, text])
+
+
+def wait_for_status(page: Any, status: str) -> None:
+    page.wait_for_function("(status) => (document.querySelector('.badge') || {}).textContent === status", arg=status)
+
+
+def follow_a_live_run(page: Any, exp: Any, logged: int, more: int) -> None:
+    """On the open page of ``exp``'s run (``logged`` rows so far, flushed): RUNNING and those rows
+    shown; ``more`` rows logged then shown without a reload; the run's end shown."""
+    wait_for_status(page, "RUNNING")
+    wait_for_chart(page, "loss", f"indices 0–{logged - 1}")
+    for i in range(logged, logged + more):
+        exp.metrics("train").log(step=i, loss=2.0)
+    exp.flush()
+    wait_for_chart(page, "loss", f"indices 0–{logged + more - 1}")
+    exp.run.complete()
+    wait_for_status(page, "COMPLETED")

@@ -21,14 +21,17 @@ class Server:
     """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
 
     def __init__(self, data: Path, *extra: str, port: int = 0) -> None:
+        self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra)
+
+    def _start(self, data: Path, *command: str) -> None:
+        """Run ``ml-dash COMMAND...`` and wait for the line that gives its URL."""
         self.data = data
-        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "server", "--host", "127.0.0.1",
-                                      "--port", str(port), "--data", str(data), *extra],
+        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", *command],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+            raise RuntimeError(f"ml-dash {command[0]} did not start: {line!r} {self.proc.stderr.read()}")
         self.url = line.split()[4]
         self.port = int(self.url.rsplit(":", 1)[1])
 
@@ -83,13 +86,5 @@ class Server:
 class LocalUi(Server):
     """A running ``ml-dash ui DIR`` subprocess (127.0.0.1, port 0): the same client as a server's."""
 
-    def __init__(self, directory: Path) -> None:  # not super().__init__: that starts a server
-        self.data = directory
-        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "ui", str(directory), "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"ml-dash ui did not start: {line!r} {self.proc.stderr.read()}")
-        self.url = line.split()[4]
-        self.port = int(self.url.rsplit(":", 1)[1])
+    def __init__(self, directory: Path) -> None:  # not super().__init__ (a server): _start is what they share
+        self._start(directory, "ui", str(directory), "--port", "0")

@@ -10,7 +10,7 @@ from typing import Any
 
 from ml_dash import Experiment
 
-from .browser import Tab
+from .browser import Tab, follow_a_live_run
 from .server_process import Server
 
 XSS = '<img src=x onerror="window.__xss=1">'
@@ -302,15 +302,7 @@ def test_a_live_run_shows_new_points_and_its_end(workdir: Path, server: Server, 
     _sign_in(tab, server, key)
     page = tab.page
     page.goto(server.url + "/?run=alice/live/run")
-    page.wait_for_function("() => document.querySelector('.badge') && document.querySelector('.badge').textContent === 'RUNNING'")
-    page.wait_for_function("() => (document.querySelector('figure.chart[data-field=loss] figcaption') || {}).textContent"
-                           "?.includes('indices 0–99')")
-    for i in range(100, 150):
-        exp.metrics("train").log(step=i, loss=2.0)
-    page.wait_for_function("() => document.querySelector('figure.chart[data-field=loss] figcaption').textContent"
-                           ".includes('indices 0–149')")
-    exp.run.complete()
-    page.wait_for_function("() => document.querySelector('.badge').textContent === 'COMPLETED'")
+    follow_a_live_run(page, exp, 100, 50)
 
 
 def _raw(server: Server, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, dict, Any]:

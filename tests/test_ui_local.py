@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ml_dash import Experiment
 
-from .browser import Tab
+from .browser import Tab, follow_a_live_run
 from .server_process import LocalUi
 
 
@@ -71,16 +71,7 @@ def test_the_local_ui_follows_a_run_as_it_is_written(workdir: Path, tab: Tab) ->
     try:
         page = tab.page
         page.goto(ui.url + "/?run=alice/live/run")
-        page.wait_for_function("() => (document.querySelector('.badge') || {}).textContent === 'RUNNING'")
-        page.wait_for_function("() => (document.querySelector('figure.chart[data-field=loss] figcaption') || {})"
-                               ".textContent?.includes('indices 0–99')")
-        for i in range(100, 300):
-            exp.metrics("train").log(step=i, loss=2.0)
-        exp.flush()
-        page.wait_for_function("() => document.querySelector('figure.chart[data-field=loss] figcaption')"
-                               ".textContent.includes('indices 0–299')")
-        exp.run.complete()
-        page.wait_for_function("() => document.querySelector('.badge').textContent === 'COMPLETED'")
+        follow_a_live_run(page, exp, 100, 200)
     finally:
         ui.stop()
 
