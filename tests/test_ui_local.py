@@ -90,3 +90,26 @@ def test_the_local_ui_answers_only_loopback_host_names_and_serves_only_the_runs_
     finally:
         ui.stop()
     assert os.path.exists(secret)
+
+
+def test_runs_the_index_cannot_take_are_skipped_and_every_other_run_is_served(workdir: Path) -> None:
+    import json
+    import shutil
+
+    _local_runs(2, 20)
+    twin = workdir / ".dash" / "copies" / "alice" / "local" / "run-0"  # the same prefix, another run id
+    shutil.copytree(workdir / ".dash" / "alice" / "local" / "run-0", twin)
+    doc = json.loads((twin / "experiment.json").read_text())
+    (twin / "experiment.json").write_text(json.dumps({**doc, "run_id": "another-run"}))
+    bad = workdir / ".dash" / "bad"
+    bad.mkdir()
+    (bad / "experiment.json").write_text(json.dumps({"prefix": "../../etc"}))
+    ui = LocalUi(workdir / ".dash")
+    try:
+        status, out = ui.request("GET", "/api/v1/experiments?owner=alice&project=local")
+        assert status == 200 and sorted(e["name"] for e in out["experiments"]) == ["run-0", "run-1"]
+        status, page = ui.request("GET", "/api/v1/experiments/alice/local/run-1/metrics/train?limit=100")
+        assert status == 200 and len(page["rows"]) == 20
+    finally:
+        ui.stop()
+    assert "skipping" in ui.stderr and "another run" in ui.stderr

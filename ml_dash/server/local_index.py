@@ -30,7 +30,7 @@ from ..reading import find_runs, written_here
 from ..runlock import is_held
 from .errors import RequestError
 from .ingest import build_batch
-from .records import IngestBatch
+from .records import ConflictError, GapError, IngestBatch
 from .storage import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
@@ -65,8 +65,15 @@ class LocalIndex:
         self.storage = storage
         self._runs: dict[Path, _Run] = {}
         self._files: dict[str, Path] = {}  # sha256 -> a local file with that content
+        self._skipped: dict[Path, str] = {}
         self._lock = asyncio.Lock()
         self._last = float("-inf")
+
+    def _skip(self, directory: Path, reason: str) -> None:
+        """Warn once per run and reason; the run is tried again on the next pass."""
+        if self._skipped.get(directory) != reason:
+            self._skipped[directory] = reason
+            logger.warning("ml-dash ui: skipping %s: %s", directory, reason)
 
     def file_path(self, sha256: str) -> Path | None:
         return self._files.get(sha256)
@@ -79,8 +86,11 @@ class LocalIndex:
             for directory in await asyncio.to_thread(lambda: list(find_runs(self.root))):
                 try:
                     await self._index_run(directory)
-                except (OSError, RequestError) as exc:  # one bad run must not hide the others
-                    logger.warning("ml-dash ui: skipping %s: %s", directory, exc)
+                except (OSError, RequestError, ConflictError, GapError) as exc:  # one bad run hides no other
+                    self._skip(directory, str(exc))
+                except Exception:  # a bug, found by one run's files: that run waits, the others are shown
+                    logger.exception("ml-dash ui: cannot index %s", directory)
+                    self._skip(directory, "internal error")
             self._last = time.monotonic()
 
     async def _index_run(self, directory: Path) -> None:
