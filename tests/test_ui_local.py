@@ -113,3 +113,30 @@ def test_runs_the_index_cannot_take_are_skipped_and_every_other_run_is_served(wo
     finally:
         ui.stop()
     assert "skipping" in ui.stderr and "another run" in ui.stderr
+
+
+def test_a_run_larger_than_a_piece_is_indexed_over_passes_and_every_row_arrives(workdir: Path) -> None:
+    import time
+
+    from ml_dash.server import local_index
+
+    exp = Experiment(prefix="alice/big/run")
+    n = 200_000
+    with exp.run:
+        for i in range(n):
+            exp.metrics("train").log(step=i, loss=1.0 / (i + 1), note="x" * 20)
+    size = (workdir / ".dash/alice/big/run/metrics/train/data.jsonl").stat().st_size
+    assert size > local_index.PIECE_BYTES  # more than one piece
+    ui = LocalUi(workdir / ".dash")
+    try:
+        stored = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and stored < n:  # each read lets a pass go on
+            status, exp_doc = ui.request("GET", "/api/v1/experiments/alice/big/run")
+            stored = exp_doc["streams"].get("metrics/train", 0) if status == 200 else 0
+            time.sleep(0.2)
+        assert stored == n
+        _, page = ui.request("GET", f"/api/v1/experiments/alice/big/run/metrics/train?start={n - 3}&limit=10")
+        assert [r["data"]["step"] for r in page["rows"]] == [n - 3, n - 2, n - 1]
+    finally:
+        ui.stop()

@@ -8,8 +8,8 @@ endpoint, and so the UI, behaves as it does on a server, chunks and summaries in
 The index follows the directories as runs write them: before a read, at most once per
 :data:`REFRESH_S`, each stream is read on from where the last pass stopped (complete lines only),
 and run documents, params and file lists are read again when they changed. A pass reads at most
-:data:`PASS_BYTES` of each file, so a huge backlog is indexed over several passes and reads answer
-meanwhile. Source files are only ever opened for reading; a damaged line becomes a void of its
+:data:`PIECE_BYTES` of a file at a time, for :data:`PASS_S` at most, so a huge backlog is indexed
+over several passes and reads answer meanwhile. Source files are only ever opened for reading; a damaged line becomes a void of its
 index, as the uploader would send it.
 """
 
@@ -36,7 +36,8 @@ from .storage import SQLiteStorage
 logger = logging.getLogger("ml_dash.server")
 
 REFRESH_S = 1.0
-PASS_BYTES = 64 * 1024 * 1024  # of each stream per pass
+PIECE_BYTES = 8 * 1024 * 1024  # read of a stream at a time: its rows in memory stay about 100 MB at most
+PASS_S = 2.0  # a pass (before a read) goes on with further pieces for this long
 BATCH_ROWS = 100_000
 WRITER = "local-index"
 
@@ -83,9 +84,10 @@ class LocalIndex:
         async with self._lock:
             if not force and time.monotonic() - self._last < REFRESH_S:
                 return
+            deadline = time.monotonic() + PASS_S
             for directory in await asyncio.to_thread(lambda: list(find_runs(self.root))):
                 try:
-                    await self._index_run(directory)
+                    await self._index_run(directory, deadline)
                 except (OSError, RequestError, ConflictError, GapError) as exc:  # one bad run hides no other
                     self._skip(directory, str(exc))
                 except Exception:  # a bug, found by one run's files: that run waits, the others are shown
@@ -93,7 +95,7 @@ class LocalIndex:
                     self._skip(directory, "internal error")
             self._last = time.monotonic()
 
-    async def _index_run(self, directory: Path) -> None:
+    async def _index_run(self, directory: Path, deadline: float) -> None:
         run = self._runs.get(directory)
         if run is None:
             run = await asyncio.to_thread(self._identify, directory)
@@ -104,23 +106,30 @@ class LocalIndex:
         if head:
             await self.storage.ingest(await asyncio.to_thread(self._batch, run, head))
         for stream, path in await asyncio.to_thread(layout.discover_streams, directory):
-            state = run.streams.setdefault(stream, _Stream())
-            payloads, after = await asyncio.to_thread(_read_on, stream, path, state)
-            for payload in payloads:
-                try:  # building a batch decodes and summarises: off the event loop
-                    batch = await asyncio.to_thread(self._batch, run, {"streams": {stream: payload}})
-                except RequestError as exc:  # rows the SDK would not have written: set aside, as sync does
-                    logger.warning("ml-dash ui: %s %s from index %s: %s", directory, stream, payload["start"], exc)
-                    count = len(payload.get("rows") or []) or sum(n for b in payload.get("blocks", [])
-                                                                 for _, n in b["created"])
-                    batch = self._batch(run, {"streams": {stream: {"start": payload["start"], "void": count,
-                                                                   "reason": str(exc)[:200]}}})
-                await self.storage.ingest(batch)
-            run.streams[stream] = after  # only once every batch of the pass is stored
+            # a piece at a time (memory stays a piece's rows), until caught up or the pass's time is up
+            while await self._index_piece(directory, run, stream, path) and time.monotonic() < deadline:
+                pass
         for entry, local in await asyncio.to_thread(self._new_files, directory, run):
             await self.storage.put_file(run.owner, run.project, run.name, entry["path"], entry["checksum"],
                                         int(entry.get("sizeBytes") or local.stat().st_size), entry)
             self._files[entry["checksum"]] = local
+
+    async def _index_piece(self, directory: Path, run: _Run, stream: str, path: Path) -> bool:
+        """Index the next piece of ``stream``; whether more of it may be waiting."""
+        state = run.streams.setdefault(stream, _Stream())
+        payloads, after, more = await asyncio.to_thread(_read_on, stream, path, state)
+        for payload in payloads:
+            try:  # building a batch decodes and summarises: off the event loop
+                batch = await asyncio.to_thread(self._batch, run, {"streams": {stream: payload}})
+            except RequestError as exc:  # rows the SDK would not have written: set aside, as sync does
+                logger.warning("ml-dash ui: %s %s from index %s: %s", directory, stream, payload["start"], exc)
+                count = len(payload.get("rows") or []) or sum(n for b in payload.get("blocks", [])
+                                                             for _, n in b["created"])
+                batch = self._batch(run, {"streams": {stream: {"start": payload["start"], "void": count,
+                                                               "reason": str(exc)[:200]}}})
+            await self.storage.ingest(batch)
+        run.streams[stream] = after  # only once every batch of the piece is stored
+        return more
 
     @staticmethod
     def _identify(directory: Path) -> _Run | None:
@@ -187,16 +196,16 @@ class LocalIndex:
         return out
 
 
-def _read_on(stream: str, path: Path, state: _Stream) -> tuple[list[dict[str, Any]], _Stream]:
-    """Wire payloads for the complete lines after ``state`` (rows in batches, a void per gap), and
-    the state after them."""
+def _read_on(stream: str, path: Path, state: _Stream) -> tuple[list[dict[str, Any]], _Stream, bool]:
+    """Wire payloads for the complete lines of the next piece after ``state`` (rows in batches, a
+    void per gap), the state after them, and whether the piece was full (more may follow)."""
     key = layout.identity_key(stream)
     with open(path, "rb") as f:
         f.seek(state.offset)
-        data = f.read(PASS_BYTES)
+        data = f.read(PIECE_BYTES)
     end = data.rfind(b"\n")
     if end < 0:
-        return [], state
+        return [], state, False
     payloads: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     expected = start = state.next_index
@@ -219,7 +228,7 @@ def _read_on(stream: str, path: Path, state: _Stream) -> tuple[list[dict[str, An
         expected = index + 1
     if rows:
         payloads.append(_rows_payload(stream, start, rows))
-    return payloads, _Stream(state.offset + end + 1, expected)
+    return payloads, _Stream(state.offset + end + 1, expected), len(data) == PIECE_BYTES
 
 
 def _rows_payload(stream: str, start: int, records: list[dict[str, Any]]) -> dict[str, Any]:
