@@ -34,26 +34,36 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..agent.credentials import USER_HEADER
-from ..agent.jsonlines import DecodeError, loads, mark_non_finite_metric_row
+from ..agent.jsonlines import mark_non_finite_metric_row
 from ..logs import normalise_level
-from ..naming import clean_relative_path, validate_metric_name, validate_prefix
+from ..naming import validate_metric_name, validate_prefix
 from ..run import STATUSES
 from . import sessions, ui
-from .auth import parse_token
-from .blobs import BlobError, LocalBlobStore
-from .bodies import body_chunks, read_body
+from .access import (
+    BLOBS,
+    CONFIG,
+    LOCAL_INDEX,
+    PREPARER,
+    STORAGE,
+    caller,
+    experiment_of,
+    int_query,
+    public_view,
+    readable_owner,
+    run_prefix,
+)
+from .blobs import LocalBlobStore
+from .bodies import read_body
 from .config import ServerConfig
 from .errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    NotFound,
-    PayloadTooLarge,
     Unauthorized,
     error_middleware,
     json_response,
 )
+from .file_routes import get_file, list_files, put_file
 from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import ingest_reply
 from .local_index import LocalIndex
@@ -65,13 +75,6 @@ from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
 
-STORAGE = web.AppKey("storage", Storage)
-BLOBS = web.AppKey("blobs", LocalBlobStore)
-CONFIG = web.AppKey("config", ServerConfig)
-PREPARER = web.AppKey("preparer", Preparer)
-LOCAL_INDEX = web.AppKey("local_index", LocalIndex)
-#: Who reads an ``ml-dash ui`` (open_reads): no one signs in there.
-LOCAL_READER = "local"
 MAX_READ_ROWS = 100_000
 MAX_SEARCH_CHARS = 200
 
@@ -147,34 +150,6 @@ async def refresh_local_index(request: web.Request,
 
 
 # -- authentication ------------------------------------------------------------
-async def _caller(request: web.Request) -> str:
-    """The owner name the request acts as (401 when it carries no valid credentials): a key, a
-    development server's user name, or a browser session, which may only read."""
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        parsed = parse_token(auth[len("Bearer "):].strip())
-        owner = await request.app[STORAGE].key_owner(*parsed) if parsed else None
-        if owner is None:
-            raise Unauthorized("invalid or revoked API key")
-        return owner
-    user = request.headers.get(USER_HEADER)
-    if user is not None and request.app[CONFIG].allow_user_name:
-        try:
-            validate_prefix(f"{user}/p/n")
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"{USER_HEADER}: {exc}") from None
-        return user
-    token = sessions.cookie_token(request)
-    if token is not None:
-        owner = await request.app[STORAGE].session_owner(sessions.session_digest(token))
-        if owner is None:
-            raise Unauthorized("the browser session has ended; sign in again")
-        if request.method not in ("GET", "HEAD"):
-            raise Forbidden("a browser session may only read; writes need an API key")
-        return owner
-    if request.app[CONFIG].open_reads and request.method in ("GET", "HEAD"):
-        return LOCAL_READER
-    raise Unauthorized("send 'Authorization: Bearer <api key>'")
 
 
 # -- browser sessions (server/sessions.py) ---------------------------------------
@@ -186,7 +161,7 @@ async def get_session(request: web.Request) -> web.Response:
     """Who the browser is signed in as: ``{"owner": null}`` when nobody (the UI's first question,
     which is not an error)."""
     try:
-        return json_response({"owner": await _caller(request)})
+        return json_response({"owner": await caller(request)})
     except Unauthorized:
         return json_response({"owner": None, "user_names": request.app[CONFIG].allow_user_name})
 
@@ -195,28 +170,12 @@ async def delete_session(request: web.Request) -> web.Response:
     return await sessions.sign_out(request, request.app[STORAGE])
 
 
-def _prefix(request: web.Request) -> tuple[str, str, str]:
-    info = request.match_info
-    try:
-        return validate_prefix(f"{info['owner']}/{info['project']}/{info['name']}")
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(str(exc)) from None
-
-
-async def _require_read(request: web.Request, owner: str) -> None:
-    caller = await _caller(request)
-    if request.app[CONFIG].open_reads:
-        return
-    if not await request.app[STORAGE].can_read(caller, owner):
-        raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
-
-
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
-    owner, project, name = _prefix(request)
-    caller = await _caller(request)
-    if caller != owner:
-        raise Forbidden(f"{caller!r} may write only under {caller}/...")
+    owner, project, name = run_prefix(request)
+    who = await caller(request)
+    if who != owner:
+        raise Forbidden(f"{who!r} may write only under {who}/...")
     config = request.app[CONFIG]
     raw = await read_body(request, config.body_limits.max_compressed_bytes, config.body_idle_timeout_s)
     batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
@@ -230,44 +189,22 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 # -- reads ---------------------------------------------------------------------
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter {name}={value} must be within [{low}, {high}]")
-    return value
-
-
-async def _readable_owner(request: web.Request) -> str:
-    """``?owner=`` (default: the caller), checked readable by the caller."""
-    caller = await _caller(request)
-    owner = request.query.get("owner", caller)
-    if request.app[CONFIG].open_reads:
-        return owner
-    if not await request.app[STORAGE].can_read(caller, owner):
-        raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
-    return owner
 
 
 async def list_owners(request: web.Request) -> web.Response:
-    caller = await _caller(request)
+    who = await caller(request)
     storage = request.app[STORAGE]
-    owners = await storage.all_owners() if request.app[CONFIG].open_reads else await storage.owners(caller)
+    owners = await storage.all_owners() if request.app[CONFIG].open_reads else await storage.owners(who)
     return json_response({"owners": owners})
 
 
 async def list_projects(request: web.Request) -> web.Response:
-    owner = await _readable_owner(request)
+    owner = await readable_owner(request)
     return json_response({"owner": owner, "projects": await request.app[STORAGE].projects(owner)})
 
 
 async def list_experiments(request: web.Request) -> web.Response:
-    owner = await _readable_owner(request)
+    owner = await readable_owner(request)
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
         raise BadRequest(f"status={status!r} is not one of {', '.join(STATUSES)}")
@@ -275,42 +212,25 @@ async def list_experiments(request: web.Request) -> web.Response:
     silent_since = time.time() - request.app[CONFIG].crashed_after_s
     rows = await request.app[STORAGE].list_experiments(
         owner, request.query.get("project"), status, request.query.get("tag"),
-        _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
+        int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
         silent_since)
     if request.query.get("latest") == "1":  # each run's latest metric values, for the run table
         latest = await request.app[STORAGE].latest_metrics([e["id"] for e in rows])
         rows = [{**e, "latest": latest.get(e["id"], {})} for e in rows]
-    return json_response({"experiments": [_public(request, e) for e in rows]})
-
-
-async def _experiment(request: web.Request) -> dict[str, Any]:
-    owner, project, name = _prefix(request)
-    await _require_read(request, owner)
-    exp = await request.app[STORAGE].experiment(owner, project, name)
-    if exp is None:
-        raise NotFound(f"no experiment {owner}/{project}/{name}")
-    return exp
-
-
-def _public(request: web.Request, exp: dict[str, Any]) -> dict[str, Any]:
-    """The experiment as clients see it: a silent RUNNING run past the timeout shows as CRASHED."""
-    out = dict(exp)
-    if out["status"] == "RUNNING" and time.time() - out["last_seen"] > request.app[CONFIG].crashed_after_s:
-        out["status"] = "CRASHED"
-    return out
+    return json_response({"experiments": [public_view(request, e) for e in rows]})
 
 
 async def get_experiment(request: web.Request) -> web.Response:
     """One run, with its stream sizes and each metric field's latest value."""
-    exp = await _experiment(request)
+    exp = await experiment_of(request)
     latest = await request.app[STORAGE].latest_metrics([exp["id"]])
-    return json_response({**_public(request, exp), "latest": latest.get(exp["id"], {})})
+    return json_response({**public_view(request, exp), "latest": latest.get(exp["id"], {})})
 
 
 async def get_logs(request: web.Request) -> web.Response:
     """Lines from ``start`` (``tail=1``: the last ``limit``), of ``level``, holding ``q`` in their
     message: filters over the whole run, not over a page."""
-    exp = await _experiment(request)
+    exp = await experiment_of(request)
     level = request.query.get("level")
     try:
         wanted = normalise_level(level) if level else None
@@ -320,7 +240,7 @@ async def get_logs(request: web.Request) -> web.Response:
     if search is not None and len(search) > MAX_SEARCH_CHARS:
         raise BadRequest(f"q is at most {MAX_SEARCH_CHARS} characters")
     rows = await request.app[STORAGE].log_rows(
-        exp["id"], _int(request, "start", 0, 0, 2**62), _int(request, "limit", 1000, 1, MAX_READ_ROWS), wanted,
+        exp["id"], int_query(request, "start", 0, 0, 2**62), int_query(request, "limit", 1000, 1, MAX_READ_ROWS), wanted,
         search, request.query.get("tail") == "1")
     return json_response({"logs": rows})
 
@@ -328,21 +248,21 @@ async def get_logs(request: web.Request) -> web.Response:
 async def get_metric(request: web.Request) -> web.Response:
     """Rows from ``start`` (a page of ``limit``), or with ``buckets=N`` at most N min/max/last buckets
     over ``start:end`` (default: the whole series) in one call."""
-    exp = await _experiment(request)
+    exp = await experiment_of(request)
     try:
         metric = validate_metric_name(request.match_info["metric"])
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    start = _int(request, "start", 0, 0, 2**62)
-    buckets = _int(request, "buckets", 0, 0, 10_000)
+    start = int_query(request, "start", 0, 0, 2**62)
+    buckets = int_query(request, "buckets", 0, 0, 10_000)
     storage = request.app[STORAGE]
     if buckets:
-        end = _int(request, "end", -1, start, 2**62) if "end" in request.query else None
+        end = int_query(request, "end", -1, start, 2**62) if "end" in request.query else None
         if end is None and "limit" in request.query:  # older clients bound the range with limit
-            end = start + _int(request, "limit", 1000, 1, 2**62)
+            end = start + int_query(request, "limit", 1000, 1, 2**62)
         return json_response({"metric": metric,
                               "buckets": await storage.metric_buckets(exp["id"], metric, start, end, buckets)})
-    rows = await storage.metric_rows(exp["id"], metric, start, _int(request, "limit", 1000, 1, MAX_READ_ROWS))
+    rows = await storage.metric_rows(exp["id"], metric, start, int_query(request, "limit", 1000, 1, MAX_READ_ROWS))
     return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows]})
 
 
@@ -359,10 +279,10 @@ async def compare_metric(request: web.Request) -> web.Response:
     prefixes = [p for p in request.query.get("runs", "").split(",") if p]
     if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
         raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")
-    buckets = _int(request, "buckets", 1000, 1, 10_000)
+    buckets = int_query(request, "buckets", 1000, 1, 10_000)
     # only the fields a chart draws (a third of the reply when _ts is left out, say)
     wanted = {f for f in request.query.get("fields", "").split(",") if f} or None
-    caller = await _caller(request)
+    who = await caller(request)
     storage = request.app[STORAGE]
     out: dict[str, Any] = {}
     for prefix in dict.fromkeys(prefixes):
@@ -370,8 +290,8 @@ async def compare_metric(request: web.Request) -> web.Response:
             owner, project, name = validate_prefix(prefix)
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"runs: {exc}") from None
-        if not request.app[CONFIG].open_reads and not await storage.can_read(caller, owner):
-            raise Forbidden(f"{caller!r} may not read {owner!r}'s runs")
+        if not request.app[CONFIG].open_reads and not await storage.can_read(who, owner):
+            raise Forbidden(f"{who!r} may not read {owner!r}'s runs")
         exp = await storage.experiment(owner, project, name)
         found = [] if exp is None else await storage.metric_buckets(exp["id"], metric, 0, None, buckets)
         if wanted is not None:
@@ -380,73 +300,3 @@ async def compare_metric(request: web.Request) -> web.Response:
     return json_response({"metric": metric, "runs": out})
 
 
-# -- files ---------------------------------------------------------------------
-async def put_file(request: web.Request) -> web.Response:
-    """Stream a file in, verify its sha256, store it content-addressed, record it under the run."""
-    owner, project, name = _prefix(request)
-    caller = await _caller(request)
-    if caller != owner:
-        raise Forbidden(f"{caller!r} may write only under {caller}/...")
-    path = _file_path(request)
-    declared = request.headers.get("X-Content-SHA256", "").lower()
-    entry_header = request.headers.get("X-File-Entry")
-    try:
-        entry = loads(entry_header) if entry_header else {}
-    except DecodeError:
-        entry = None
-    if not isinstance(entry, dict):
-        raise BadRequest("X-File-Entry must be a JSON object")
-    try:
-        config = request.app[CONFIG]
-        size = await request.app[BLOBS].put_stream(body_chunks(request, 1 << 20, config.body_idle_timeout_s),
-                                                   declared, config.max_file_bytes)
-    except BlobError as exc:
-        raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
-    await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
-    return json_response({"path": path, "sha256": declared, "sizeBytes": size})
-
-
-_PREVIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-                  ".webp": "image/webp"}
-
-
-def _preview_type(path: str) -> str:
-    """The type a preview is served as: images as themselves, anything else as plain text (the UI
-    shows text and JSON as text; an HTML file is shown as its source, never rendered)."""
-    suffix = path[path.rfind("."):].lower() if "." in path else ""
-    return _PREVIEW_TYPES.get(suffix, "text/plain; charset=utf-8")
-
-
-def _file_path(request: web.Request) -> str:
-    try:
-        path = clean_relative_path("file path", request.match_info["path"])
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(str(exc)) from None
-    if not path:
-        raise BadRequest("empty file path")
-    return path
-
-
-async def list_files(request: web.Request) -> web.Response:
-    exp = await _experiment(request)
-    return json_response({"files": await request.app[STORAGE].files(exp["id"])})
-
-
-async def get_file(request: web.Request) -> web.StreamResponse:
-    exp = await _experiment(request)
-    path = _file_path(request)
-    for entry in await request.app[STORAGE].files(exp["id"]):
-        if entry["path"] == path:
-            try:
-                # a stored file never runs as part of the UI: sandboxed, never sniffed, downloaded
-                # unless the UI asks to preview a kind it shows as text or as an image
-                preview = request.query.get("preview") == "1" and _preview_type(path)
-                headers = {"Content-Security-Policy": ui.FILE_CSP,
-                           "Content-Type": preview or "application/octet-stream",
-                           "Content-Disposition": "inline" if preview else "attachment"}
-                local = request.app.get(LOCAL_INDEX)
-                where = local.file_path(entry["checksum"]) if local is not None else None
-                return web.FileResponse(where or request.app[BLOBS].path(entry["checksum"]), headers=headers)
-            except BlobError as exc:
-                raise BadRequest(str(exc)) from None
-    raise NotFound(f"no file {path!r} in {exp['prefix']}")
