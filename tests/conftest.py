@@ -30,6 +30,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def no_server_outlives_its_test() -> Iterator[None]:
+    """A test that fails before it stops its servers would leave them running: kill what is left."""
+    from . import server_process
+
+    yield
+    while server_process.STARTED:
+        proc = server_process.STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 @pytest.fixture(params=["native", "python"])
 def logger_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test with the C hot path of metrics (when built) and with the pure-Python one."""

@@ -13,6 +13,9 @@ from typing import Any
 
 from ml_dash.agent.wire import encode_body
 
+#: Every process this module started, so that none outlives its test (conftest.py kills the rest).
+STARTED: list[subprocess.Popen] = []
+
 #: Requests straight to the loopback server: an ``http_proxy`` in the environment is not followed.
 direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -28,6 +31,7 @@ class Server:
         self.data = data
         self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", *command],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        STARTED.append(self.proc)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             self.proc.kill()

@@ -194,14 +194,17 @@ def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp
     stable_url.attach(first.port)
     exp = Experiment(prefix="alice/f/r6", remote=stable_url.url, user_name="alice", upload_timeout_s=60)
     exp.run.start()
-    for i in range(200_000):
-        exp.metrics("train").log(step=i)
-        if i == 100_000:
-            # ingest under way when the server dies: an upload past the start-up check has reached it
-            # (bounded generously: on a loaded CI machine the first one once took longer than 30 s)
-            assert _wait_for(lambda: stable_url.requests >= 2, 120)
-            first.proc.kill()
-            first.proc.communicate(timeout=10)
+    try:
+        for i in range(200_000):
+            exp.metrics("train").log(step=i)
+            if i == 100_000:
+                # ingest under way when the server dies: an upload past the start-up check has reached it
+                # (bounded generously: on a loaded CI machine the first one once took longer than 30 s)
+                assert _wait_for(lambda: stable_url.requests >= 2, 120)
+                first.proc.kill()
+    finally:  # killed here, or left behind by a failure above: never a server outliving the test
+        first.proc.kill()
+        first.proc.communicate(timeout=10)
     restarted = Server(data, "--allow-user-name")  # the same store, behind the same URL
     stable_url.attach(restarted.port)
     try:
