@@ -70,12 +70,14 @@ def run_prefix(request: web.Request) -> tuple[str, str, str]:
         raise BadRequest(str(exc)) from None
 
 
-async def require_read(request: web.Request, owner: str) -> None:
-    who = await caller(request)
-    if request.app[CONFIG].open_reads:
-        return
-    if not await request.app[STORAGE].can_read(who, owner):
+async def check_read(request: web.Request, who: str, owner: str) -> None:
+    """Forbidden unless ``who`` may read ``owner``'s runs (anyone may, on ``ml-dash ui``)."""
+    if not request.app[CONFIG].open_reads and not await request.app[STORAGE].can_read(who, owner):
         raise Forbidden(f"{who!r} may not read {owner!r}'s runs")
+
+
+async def require_read(request: web.Request, owner: str) -> None:
+    await check_read(request, await caller(request), owner)
 
 
 def int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -95,10 +97,7 @@ async def readable_owner(request: web.Request) -> str:
     """``?owner=`` (default: the caller), checked readable by the caller."""
     who = await caller(request)
     owner = request.query.get("owner", who)
-    if request.app[CONFIG].open_reads:
-        return owner
-    if not await request.app[STORAGE].can_read(who, owner):
-        raise Forbidden(f"{who!r} may not read {owner!r}'s runs")
+    await check_read(request, who, owner)
     return owner
 
 

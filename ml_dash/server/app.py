@@ -46,6 +46,7 @@ from .access import (
     PREPARER,
     STORAGE,
     caller,
+    check_read,
     experiment_of,
     int_query,
     public_view,
@@ -290,8 +291,7 @@ async def compare_metric(request: web.Request) -> web.Response:
             owner, project, name = validate_prefix(prefix)
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"runs: {exc}") from None
-        if not request.app[CONFIG].open_reads and not await storage.can_read(who, owner):
-            raise Forbidden(f"{who!r} may not read {owner!r}'s runs")
+        await check_read(request, who, owner)
         exp = await storage.experiment(owner, project, name)
         found = [] if exp is None else await storage.metric_buckets(exp["id"], metric, 0, None, buckets)
         if wanted is not None:

@@ -65,7 +65,7 @@ class Buckets:
         """Rows ``first_index .. first_index + rows - 1`` of one block, in index order (of indices
         ``since .. upto - 1`` only, when given)."""
         low = max(first_index, self.start, since)
-        high = min(first_index + rows, self.end, self.end if upto is None else upto)
+        high = min(first_index + rows, self.end if upto is None else min(upto, self.end))
         position = low
         while position < high:
             number = (position - self.origin) // self.width

@@ -172,17 +172,8 @@ class LocalIndex:
         body = {**body, "identity": {"run_id": run.run_id, "writer_id": WRITER}}
         return build_batch(run.owner, run.project, run.name, body, max_events=10 * BATCH_ROWS)
 
-    @staticmethod
-    def _new_files(directory: Path, run: _Run) -> list[tuple[dict[str, Any], Path]]:
-        path = directory / layout.FILES_DIR / layout.FILES_METADATA
-        try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
-            return []
-        if run.seen.get(str(path)) == mtime:
-            return []
-        run.seen[str(path)] = mtime
-        doc = read_json(path)
+    def _new_files(self, directory: Path, run: _Run) -> list[tuple[dict[str, Any], Path]]:
+        doc = self._changed(directory / layout.FILES_DIR / layout.FILES_METADATA, run)
         entries = doc.get("files") if isinstance(doc, dict) else None
         out = []
         base = (directory / layout.FILES_DIR).resolve()

@@ -48,7 +48,5 @@ export function runPath(prefix, tail = "") {
 
 /** A number from the JSON the server writes (non-finite floats come as their names). */
 export function num(value) {
-  if (typeof value === "number") return value;
-  if (value === "NaN" || value === "Infinity" || value === "-Infinity") return null;
-  return null;
+  return typeof value === "number" ? value : null;
 }
