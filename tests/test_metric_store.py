@@ -71,7 +71,7 @@ def test_buckets_from_summaries_equal_brute_force_for_any_batching_and_range(see
         start = rng.randrange(stored)
         end = rng.choice([stored, rng.randrange(start + 1, stored + 1)])
         wanted = rng.choice([1, 2, 10, 100, 1000])
-        buckets = sqlite_metrics.buckets(db, 1, "train", start, end, stored, wanted)
+        _width, buckets = sqlite_metrics.buckets(db, 1, "train", start, end, stored, wanted)
         assert len(buckets) <= wanted
         assert sum(b["count"] for b in buckets) == end - start
         assert buckets[0]["first"] == start and buckets[-1]["last"] == end - 1
@@ -81,13 +81,50 @@ def test_buckets_from_summaries_equal_brute_force_for_any_batching_and_range(see
             assert len(buckets) >= min(wanted, (end - start) // width) // 2
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_buckets_of_a_fixed_width_are_aligned_to_it_and_equal_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 60_000
+    rows = [_row(i, rng) for i in range(n)]
+    db = _db()
+    _store(db, rows, 0, [rng.choice([1, 63, 1000, 4096, 7000]) for _ in range(100)])
+    stored = db.execute("SELECT SUM(count) FROM metric_chunks").fetchone()[0]
+    for _ in range(25):
+        width = rng.choice([1, 7, 63, 64, 128, 1024, 3072, 16_384, 32_768])
+        start = rng.randrange(stored)
+        end = rng.randrange(start + 1, stored + 1)
+        got_width, buckets = sqlite_metrics.buckets(db, 1, "train", start, end, stored, 10_000, width)
+        assert got_width == width
+        assert all(b["first"] // width == b["last"] // width for b in buckets)  # each within one aligned window
+        assert all(b["first"] % width == 0 for b in buckets[1:]) and buckets[0]["first"] == start
+        assert buckets[-1]["last"] == end - 1 and buckets == _expected(rows, 0, buckets)
+
+
+def test_a_live_chart_extends_its_buckets_with_the_last_one_and_the_new_ones() -> None:
+    """What the UI does while a run logs: it keeps the buckets of 0:n, and for 0:m asks only from its
+    last bucket's start at the same width; the result is what a whole read of 0:m gives."""
+    rng = random.Random(6)
+    rows = [_row(i, rng) for i in range(50_000)]
+    db = _db()
+    width, held = 1024, []
+    stored = 0
+    for size in [500, 3000, 64, 1, 20_000, 9000, 17_435]:
+        sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(stored, metric_blocks(rows[stored:stored + size])))
+        stored += size
+        since = held[-1]["first"] // width * width if held else 0
+        _w, new = sqlite_metrics.buckets(db, 1, "train", since, stored, stored, 100, width)
+        held = [b for b in held if b["first"] < since] + new
+        assert held == sqlite_metrics.buckets(db, 1, "train", 0, stored, stored, 100, width)[1]
+        assert held == _expected(rows, 0, held)
+
+
 def test_a_whole_series_is_bucketed_from_summaries_not_rows() -> None:
     rng = random.Random(5)
     rows = [_row(i, rng) for i in range(100_000)]
     db = _db()
     _store(db, rows, 0, [3000] * 34)
     db.execute("UPDATE metric_chunks SET blocks = ?", (msgpack.packb([]),))  # rows unreadable from here on
-    buckets = sqlite_metrics.buckets(db, 1, "train", 0, 100_000, 100_000, 100)
+    _width, buckets = sqlite_metrics.buckets(db, 1, "train", 0, 100_000, 100_000, 100)
     assert sum(b["count"] for b in buckets) == 100_000
     assert buckets == _expected(rows, 0, buckets)
 
@@ -124,7 +161,7 @@ def test_a_set_aside_range_leaves_a_hole_that_pages_and_buckets_skip() -> None:
     sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(0, metric_blocks(rows[:5000])))
     sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(6000, metric_blocks(rows[6000:])))  # 5000..5999 a void
     assert [r["index"] for r in sqlite_metrics.page(db, 1, "train", 5500, 3)] == [6000, 6001, 6002]
-    buckets = sqlite_metrics.buckets(db, 1, "train", 0, 10_000, 10_000, 10)
+    _width, buckets = sqlite_metrics.buckets(db, 1, "train", 0, 10_000, 10_000, 10)
     assert sum(b["count"] for b in buckets) == 9000
     kept = rows[:5000] + [{"data": {}, "createdAt": ""}] * 1000 + rows[6000:]  # a hole counts nothing
     expected = _expected(kept, 0, buckets)
@@ -140,7 +177,7 @@ def test_an_old_database_is_rebuilt_into_split_chunks_and_summaries() -> None:
     db.execute("INSERT INTO metric_chunks VALUES (1, 'train', 0, 20000, ?)", (msgpack.packb(metric_blocks(rows)),))
     sqlite_metrics.rebuild(db)
     assert db.execute("SELECT COUNT(*), MAX(count), SUM(count) FROM metric_chunks").fetchone() == (5, 4096, 20_000)
-    buckets = sqlite_metrics.buckets(db, 1, "train", 0, 20_000, 20_000, 20)
+    _width, buckets = sqlite_metrics.buckets(db, 1, "train", 0, 20_000, 20_000, 20)
     assert buckets == _expected(rows, 0, buckets)
 
 

@@ -138,6 +138,17 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
     # buckets of 128 indices, aligned to multiples of 128 (so stored summaries fit them), clipped to the range
     assert edges == [(1000, 1023, 24)] + [(1024 + 128 * k, 1151 + 128 * k, 128) for k in range(7)] + [
         (1920, 1999, 80)]
+    assert ranged["width"] == 128
+    # a live chart's next read: its last bucket again and the new ones, at the width it holds
+    status, tail = server.request("GET", "/api/v1/experiments/alice/proj/long/metrics/train?buckets=10000"
+                                         f"&width={body['width']}&start={buckets[-1]['first']}&end={n}", key=key)
+    assert status == 200 and tail["width"] == body["width"] and tail["buckets"] == buckets[-1:]
+    for query, problem in (("width=100&end=2000", "width=100 must be below 64 or a multiple of it"),
+                           ("width=64", "width= needs end="),
+                           ("width=1&end=20000", "width=1 makes more than buckets=10000 buckets over 0:20000")):
+        status, refused = server.request("GET", f"/api/v1/experiments/alice/proj/long/metrics/train?buckets=10000&{query}",
+                                         key=key)
+        assert status == 400 and problem in refused["error"], (query, refused)
 
 
 def test_row25_reads_of_a_huge_series_while_clients_ingest_all_answer_and_every_row_gets_in(server: Server) -> None:

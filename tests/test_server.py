@@ -218,6 +218,32 @@ def test_every_reply_carries_the_count_of_every_stream_of_the_run(server: Server
     assert status == 409 and reply["acked"] == {"logs": 1, "metrics/train": 5}
 
 
+def test_a_run_document_carries_an_etag_and_an_unchanged_one_is_a_304_without_a_body(server: Server) -> None:
+    import urllib.error
+    import urllib.request
+
+    key = server.key("alice")
+    assert server.ingest("alice/p/etag", _batch(0, 10), key)[0] == 200
+
+    def get(held: str | None = None) -> tuple[int, str, bytes, str]:
+        headers = {"Authorization": f"Bearer {key}", **({"If-None-Match": held} if held else {})}
+        request = urllib.request.Request(server.url + "/api/v1/experiments/alice/p/etag", headers=headers)
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+                return resp.status, resp.headers["ETag"], resp.read(), resp.headers["Cache-Control"]
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers["ETag"], err.read(), err.headers["Cache-Control"]
+
+    status, tag, body, cache = get()
+    assert status == 200 and tag.startswith('"') and b'"metrics/train":10' in body.replace(b" ", b"")
+    assert cache == "no-store"  # a run's document is kept out of caches; the UI revalidates by itself
+    assert get(tag)[:3] == (304, tag, b"")
+    assert get('"other", ' + tag)[0] == 304
+    assert server.ingest("alice/p/etag", _batch(10, 5), key)[0] == 200
+    status, changed, body, _ = get(tag)
+    assert status == 200 and changed != tag and b'"metrics/train":15' in body.replace(b" ", b"")
+
+
 def test_row17_rows_of_another_writer_under_stored_indices_are_refused_not_acknowledged(server: Server) -> None:
     key = server.key("alice")
     assert server.ingest("alice/p/r", _batch(0, 10), key)[0] == 200

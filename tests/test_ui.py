@@ -7,10 +7,11 @@ import json
 import random
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ml_dash import Experiment
 
-from .browser import Tab, follow_a_live_run
+from .browser import Tab, follow_a_live_run, wait_for_chart, wait_for_status
 from .server_process import Server
 
 XSS = '<img src=x onerror="window.__xss=1">'
@@ -303,6 +304,54 @@ def test_a_live_run_shows_new_points_and_its_end(workdir: Path, server: Server, 
     page = tab.page
     page.goto(server.url + "/?run=alice/live/run")
     follow_a_live_run(page, exp, 100, 50)
+
+
+def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_server_holds(
+        workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/live/long", remote=server.url, api_key=key)
+    exp.run.start()
+    rng = random.Random(3)
+    train = exp.metrics("train")
+    logged = 0
+
+    def log(rows: int) -> None:
+        nonlocal logged
+        for _ in range(rows):
+            train.log(step=logged, loss=rng.random() + (50.0 if logged % 997 == 0 else 0.0))
+            logged += 1
+        exp.log(f"logged {logged} rows")
+        exp.flush()
+
+    log(20_000)  # more than two points a pixel: buckets
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?run=alice/live/long")
+    wait_for_status(page, "RUNNING")
+    wait_for_chart(page, "loss", "min/max")
+    wait_for_chart(page, "loss", "indices 0–19999")
+    page.wait_for_function("() => document.querySelector('.log-lines').textContent.includes('logged 20000 rows')")
+    before = len(tab.requests)
+    for _ in range(3):
+        log(3000)
+        wait_for_chart(page, "loss", f"indices 0–{logged - 1}")
+        page.wait_for_function("(n) => document.querySelector('.log-lines').textContent.includes(`logged ${n} rows`)",
+                               arg=logged)
+    asked = [urlsplit(u) for u in tab.requests[before:]]
+    metric = [parse_qs(u.query) for u in asked if u.path.endswith("/metrics/train")]
+    logs = [parse_qs(u.query) for u in asked if u.path.endswith("/logs")]
+    # each new read starts at the last bucket held, at the width held: never the whole series again
+    assert metric and all(int(q["start"][0]) >= 20_000 - int(q["width"][0]) for q in metric), metric
+    assert logs and all(int(q["start"][0]) >= 1 for q in logs), logs
+    width = int(metric[0]["width"][0])
+    drawn = page.evaluate("() => { const d = document.querySelector('figure.chart[data-field=loss]').__uplot.data;"
+                          " return {hi: d[1], lo: d[2], last: d[3]}; }")
+    _, held = server.request("GET", f"/api/v1/experiments/alice/live/long/metrics/train?buckets=10000&width={width}"
+                                    f"&start=0&end={logged}", key=key)
+    loss = [b["fields"]["loss"] for b in held["buckets"]]
+    assert drawn == {"hi": [f["max"] for f in loss], "lo": [f["min"] for f in loss], "last": [f["last"] for f in loss]}
+    exp.run.complete()
+    wait_for_status(page, "COMPLETED")
 
 
 def _raw(server: Server, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, dict, Any]:

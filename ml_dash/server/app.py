@@ -55,6 +55,7 @@ from .access import (
 )
 from .blobs import LocalBlobStore
 from .bodies import read_body
+from .buckets import SUMMARY_WIDTHS
 from .config import ServerConfig
 from .errors import (
     BadRequest,
@@ -64,6 +65,7 @@ from .errors import (
     error_middleware,
     json_response,
 )
+from .etags import conditional_json
 from .file_routes import get_file, list_files, put_file
 from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import ingest_reply
@@ -225,7 +227,7 @@ async def get_experiment(request: web.Request) -> web.Response:
     """One run, with its stream sizes and each metric field's latest value."""
     exp = await experiment_of(request)
     latest = await request.app[STORAGE].latest_metrics([exp["id"]])
-    return json_response({**public_view(request, exp), "latest": latest.get(exp["id"], {})})
+    return conditional_json(request, {**public_view(request, exp), "latest": latest.get(exp["id"], {})})
 
 
 async def get_logs(request: web.Request) -> web.Response:
@@ -261,10 +263,27 @@ async def get_metric(request: web.Request) -> web.Response:
         end = int_query(request, "end", -1, start, 2**62) if "end" in request.query else None
         if end is None and "limit" in request.query:  # older clients bound the range with limit
             end = start + int_query(request, "limit", 1000, 1, 2**62)
-        return json_response({"metric": metric,
-                              "buckets": await storage.metric_buckets(exp["id"], metric, start, end, buckets)})
+        width = fixed_width(request, start, end, buckets)
+        width, found = await storage.metric_buckets(exp["id"], metric, start, end, buckets, width)
+        return json_response({"metric": metric, "width": width, "buckets": found})
     rows = await storage.metric_rows(exp["id"], metric, start, int_query(request, "limit", 1000, 1, MAX_READ_ROWS))
     return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows]})
+
+
+def fixed_width(request: web.Request, start: int, end: int | None, buckets: int) -> int | None:
+    """``width=W``: buckets of W indices aligned to multiples of W (a live chart asks for its last
+    bucket and the new ones with the width it holds). Below 64 or a multiple of 64, so that a read is
+    made of stored summaries but for its ends, and ``start:end`` in at most ``buckets`` of them."""
+    if "width" not in request.query:
+        return None
+    width = int_query(request, "width", 1, 1, 2**62)
+    if width >= SUMMARY_WIDTHS[0] and width % SUMMARY_WIDTHS[0]:
+        raise BadRequest(f"width={width} must be below {SUMMARY_WIDTHS[0]} or a multiple of it")
+    if end is None:
+        raise BadRequest("width= needs end=")
+    if end > start and (end - 1) // width - start // width + 1 > buckets:
+        raise BadRequest(f"width={width} makes more than buckets={buckets} buckets over {start}:{end}")
+    return width
 
 
 MAX_COMPARED_RUNS = 50
@@ -293,7 +312,7 @@ async def compare_metric(request: web.Request) -> web.Response:
             raise BadRequest(f"runs: {exc}") from None
         await check_read(request, who, owner)
         exp = await storage.experiment(owner, project, name)
-        found = [] if exp is None else await storage.metric_buckets(exp["id"], metric, 0, None, buckets)
+        found = [] if exp is None else (await storage.metric_buckets(exp["id"], metric, 0, None, buckets))[1]
         if wanted is not None:
             found = [{**b, "fields": {k: v for k, v in b["fields"].items() if k in wanted}} for b in found]
         out[prefix] = found

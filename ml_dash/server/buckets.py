@@ -51,6 +51,13 @@ def plan(start: int, end: int, buckets: int) -> tuple[int, int | None]:
     return width, summary
 
 
+def aligned_summary(width: int) -> int | None:
+    """The widest stored summary that buckets of ``width`` indices, aligned to its multiples, are made
+    of whole (None: only rows make them)."""
+    usable = [w for w in SUMMARY_WIDTHS if width % w == 0]
+    return usable[-1] if usable else None
+
+
 class Buckets:
     """Accumulates rows (as column blocks at known indices) or summaries into buckets of ``width``
     indices, aligned at ``origin`` (default ``start``); only indices within ``start:end`` count."""

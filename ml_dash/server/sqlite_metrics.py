@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from ..agent.wire import block_rows, metric_rows, pack, trim_blocks
-from .buckets import SUMMARY_WIDTHS, Buckets, merge_into, plan
+from .buckets import SUMMARY_WIDTHS, Buckets, aligned_summary, merge_into, plan
 from .records import MetricRows
 
 #: Rows per stored chunk: decoding one takes well under a millisecond.
@@ -128,13 +128,19 @@ def _chunks_from(db: sqlite3.Connection, exp_id: int, metric: str, start: int,
 
 
 def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int,
-            wanted: int) -> list[dict[str, Any]]:
-    """At most ``wanted`` buckets over ``start:end`` (``end`` <= ``stored``, the stream's row count)."""
-    width, summary = plan(start, end, wanted)
-    if summary is None:  # a short range: from its rows
-        acc = Buckets(start, end, width)
+            wanted: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(the bucket width, the buckets) over ``start:end`` (``end`` <= ``stored``, the stream's row
+    count): at most ``wanted`` of them, or with ``width``, buckets of that many indices aligned to its
+    multiples (a live chart extends the buckets it holds with the same width)."""
+    fixed = width is not None
+    if width is None:
+        width, summary = plan(start, end, wanted)
+    else:
+        summary = aligned_summary(width)
+    if summary is None:  # a short range or a width no summary divides: from its rows
+        acc = Buckets(start, end, width, origin=0 if fixed else start)
         _add_rows(db, acc, exp_id, metric, start, end)
-        return acc.result()
+        return width, acc.result()
     acc = Buckets(start, end, width, origin=0)
     head_end = min(end, -(-start // summary) * summary)
     # the last window is summarised up to the stored rows, so a range to the end needs no rows
@@ -148,7 +154,7 @@ def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: i
             acc.add(msgpack.unpackb(blob))
     if tail_start < end:
         _add_rows(db, acc, exp_id, metric, tail_start, end)
-    return acc.result()
+    return width, acc.result()
 
 
 def _add_rows(db: sqlite3.Connection, acc: Buckets, exp_id: int, metric: str, start: int, end: int) -> None:

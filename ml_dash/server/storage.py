@@ -79,7 +79,7 @@ class Storage(Protocol):
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> list[dict[str, Any]]: ...
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
-                             buckets: int) -> list[dict[str, Any]]: ...
+                             buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]: ...
     async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
                        entry: dict[str, Any]) -> None: ...
     async def files(self, exp_id: int) -> list[dict[str, Any]]: ...
@@ -322,21 +322,22 @@ class SQLiteStorage:
         return await self._read(sqlite_metrics.latest, exp_ids)
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
-                             buckets: int) -> list[dict[str, Any]]:
-        return await self._read(self._metric_buckets, exp_id, metric, start, end, buckets)
+                             buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+        return await self._read(self._metric_buckets, exp_id, metric, start, end, buckets, width)
 
     @staticmethod
     def _metric_buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int | None,
-                        buckets: int) -> list[dict[str, Any]]:
-        """Between about ``buckets / 2`` and ``buckets`` buckets over indices ``start:end`` (``end``
-        None: the whole series), from the stored summaries (sqlite_metrics.py)."""
+                        buckets: int, width: int | None) -> tuple[int, list[dict[str, Any]]]:
+        """(width, buckets): between about ``buckets / 2`` and ``buckets`` buckets over indices
+        ``start:end`` (``end`` None: the whole series), or buckets of ``width`` indices, from the
+        stored summaries (sqlite_metrics.py)."""
         found = db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
                            (exp_id, metric_stream(metric))).fetchone()
         stored = found[0] if found else 0
         end = stored if end is None else min(end, stored)
         if end <= start:
-            return []
-        return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets)
+            return width or 1, []
+        return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets, width)
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> list[dict[str, Any]]:

@@ -26,6 +26,28 @@ export async function api(path, { method = "GET", body } = {}) {
   return payload;
 }
 
+const held = new Map();  // path -> [ETag, payload] of the last answer to a revalidated GET
+
+/** ``api(path)`` for a document polled while a run is live: it sends the ETag of the last answer,
+ * and a 304 (nothing changed) gives that answer again, the same object, without a body. */
+export async function revalidatedGet(path) {
+  const last = held.get(path);
+  const headers = { Accept: "application/json" };
+  if (last) headers["If-None-Match"] = last[0];
+  const response = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
+  if (response.status === 304 && last) return last[1];
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch (_) {
+    payload = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, (payload && payload.error) || response.statusText);
+  const tag = response.headers.get("ETag");
+  if (tag) held.set(path, [tag, payload]);
+  return payload;
+}
+
 const shared = new Map();
 
 /** ``api(path)`` for a GET that several views ask for at once (a metric's buckets feed one chart per

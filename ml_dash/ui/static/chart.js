@@ -3,7 +3,7 @@
 // mean) drawn over it, log scale, and zoom and pan that ask the server again for the visible range
 // (raw rows once the range holds at most two points per pixel).
 import { html, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { num, runPath, sharedGet } from "./api.js";
+import { api, num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
 
 const RAW_LIMIT = 100000;  // the server's page cap
@@ -11,28 +11,62 @@ const RAW_LIMIT = 100000;  // the server's page cap
 /** Points of ``field`` over indices [start, end): buckets, or rows when they are few enough. Each
  * point keeps the index range it stands for (``firsts``/``lasts``) and its step and wall time. */
 export async function fetchSeries(prefix, metric, field, start, end, pixels) {
-  const base = runPath(prefix, "/metrics/" + encodeURIComponent(metric));
   const span = end - start;
-  const s = { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw: false };
-  if (span <= Math.max(2 * pixels, 1) && span <= RAW_LIMIT) {
-    const out = await sharedGet(`${base}?start=${start}&limit=${Math.max(1, span)}`);
-    for (const row of out.rows) {
-      if (!(field in row.data)) continue;
-      const v = num(row.data[field]);
-      s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
-      s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
-      s.ys.push(v); s.lo.push(v); s.hi.push(v);
-    }
-    s.raw = true;
-    return s;
+  if (span <= Math.max(2 * pixels, 1) && span <= RAW_LIMIT) return fetchRows(prefix, metric, field, start, end);
+  const out = await sharedGet(`${metricPath(prefix, metric)}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
+  return { ...seriesOfBuckets(out.buckets, field), width: out.width, upto: end };
+}
+
+function metricPath(prefix, metric) {
+  return runPath(prefix, "/metrics/" + encodeURIComponent(metric));
+}
+
+function emptySeries(raw) {
+  return { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw, width: null, upto: 0 };
+}
+
+/** The raw points of ``field`` over indices [start, end). */
+async function fetchRows(prefix, metric, field, start, end) {
+  const out = await sharedGet(`${metricPath(prefix, metric)}?start=${start}&limit=${Math.max(1, end - start)}`);
+  const s = emptySeries(true);
+  for (const row of out.rows) {
+    if (!(field in row.data)) continue;
+    const v = num(row.data[field]);
+    s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
+    s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
+    s.ys.push(v); s.lo.push(v); s.hi.push(v);
   }
-  const out = await sharedGet(`${base}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
-  return seriesOfBuckets(out.buckets, field);
+  s.upto = end;
+  return s;
+}
+
+/** ``s`` (over [start, s.upto)) extended to [start, end) with only the new points: the new rows, or
+ * the last bucket again and the new ones at the width ``s`` holds. Null when the extended series
+ * would no longer fit ``pixels`` as it is (past two points or two buckets a pixel; a fresh read holds
+ * one bucket a pixel at most, so a series grows to twice or four times its length in between): the
+ * caller fetches it whole. */
+export async function extendSeries(s, prefix, metric, field, start, end, pixels) {
+  if (s.raw) {
+    if (end - start > Math.max(2 * pixels, 1) || end - start > RAW_LIMIT) return null;
+    return joinSeries(s, s.idx.length, await fetchRows(prefix, metric, field, s.upto, end), end);
+  }
+  const held = s.firsts.length;
+  const since = held ? Math.max(start, Math.floor(s.firsts[held - 1] / s.width) * s.width) : start;
+  if ((end - since) / s.width + held > 2 * pixels) return null;
+  const out = await api(`${metricPath(prefix, metric)}?buckets=10000&width=${s.width}&start=${since}&end=${end}`);
+  const keep = s.firsts.findIndex((first) => first >= since);
+  return joinSeries(s, keep < 0 ? held : keep, seriesOfBuckets(out.buckets, field), end);
+}
+
+function joinSeries(s, keep, more, upto) {
+  const out = { ...s, upto };
+  for (const k of ["idx", "firsts", "lasts", "steps", "times", "lo", "hi", "ys"]) out[k] = s[k].slice(0, keep).concat(more[k]);
+  return out;
 }
 
 /** A series (as :func:`fetchSeries` returns it) from the server's buckets of one metric. */
 export function seriesOfBuckets(buckets, field) {
-  const s = { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw: false };
+  const s = emptySeries(false);
   for (const b of buckets) {
     const f = b.fields[field];
     if (!f) continue;
@@ -105,63 +139,97 @@ export function Chart({ prefix, metric, field, rows, state }) {
   const box = useRef(null);
   const plot = useRef(null);
   const series = useRef(null);
+  const drawnWith = useRef(null);  // the options the plot was made with: the same ones take setData
   const [info, setInfo] = useState("");
   const zoomKey = `z.${metric}.${field}`;
-  const [start, end] = state[zoomKey] ? state[zoomKey].split(":").map(Number) : [0, rows];
+  const live = !state[zoomKey];  // following the whole series as it grows
+  const [start, end] = live ? [0, rows] : state[zoomKey].split(":").map(Number);
   const smooth = Number(state.smooth || 0);
   const smoothing = state.sm === "mean" ? "mean" : "ema";
   const logScale = state.log === "1";
   const xAxis = X_AXES.includes(state.x) ? state.x : "index";
+  const pixels = () => Math.max(200, box.current.clientWidth || 600);
+
+  const draw = (s) => {
+    if (!window.uPlot) return;
+    let xs = xValues(s, xAxis);
+    let shownAxis = xAxis;
+    if (xs === null) { xs = s.idx; shownAxis = "index"; }
+    series.current = { ...s, xs, axis: shownAxis };
+    const data = [xs, s.hi, s.lo, s.ys];
+    if (smooth > 0) {  // drawn over the line, never instead of it
+      data.push(smoothing === "mean" ? runningMean(s.ys, Math.max(2, Math.round(1 / (1 - smooth))))
+        : ema(s.ys, Math.min(0.999, smooth)));
+    }
+    const fallback = shownAxis !== xAxis ? ` · no ordered ${xAxis} here: index` : "";
+    setInfo(`${s.raw ? "raw" : "min/max"} · ${s.idx.length} points · indices ${start}–${s.upto - 1}${fallback}`);
+    const made = JSON.stringify([shownAxis, smooth, smoothing, logScale, field]);
+    if (plot.current && drawnWith.current === made) {  // new points only: the plot stays, as do its cursor and legend
+      plot.current.setData(data);
+      return;
+    }
+    const lines = [{ label: shownAxis, value: shownAxis === "wall" ? (u, v) => (v === null ? "" : new Date(v * 1000).toISOString()) : undefined },
+      { label: "max", stroke: "rgba(80,120,200,0.35)", width: 1 },
+      { label: "min", stroke: "rgba(80,120,200,0.35)", width: 1 },
+      { label: field, stroke: "rgb(40,90,200)", width: 1.5 }];
+    if (smooth > 0) lines.push({ label: smoothing === "mean" ? "running mean" : "EMA", stroke: "rgb(230,120,30)", width: 2 });
+    const options = {
+      width: pixels(), height: 220, series: lines, axes: axes(), bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
+      scales: { x: { time: shownAxis === "wall" }, y: logScale ? { distr: 3 } : {} },
+      legend: { live: true },
+      cursor: { drag: { x: true, y: false } },
+      hooks: { setSelect: [(u) => {
+        if (u.select.width < 2) return;
+        // the selection in x, back to an index range: directly on the index axis, else from the
+        // point holding its left edge to the one holding its right edge
+        const { xs: shown, firsts, lasts } = series.current;
+        const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
+        let range;
+        if (shownAxis === "index") range = [Math.max(0, Math.floor(lo)), Math.ceil(hi) + 1];
+        else {
+          const a = shown.findIndex((v) => v >= lo);
+          let b = shown.findIndex((v) => v > hi);
+          if (a < 0) return;
+          if (b < 0) b = shown.length - 1;
+          range = [firsts[a], lasts[b] + 1];
+        }
+        setState({ [zoomKey]: `${range[0]}:${range[1]}` });
+      }] },
+    };
+    if (plot.current) plot.current.destroy();
+    box.current.textContent = "";
+    plot.current = new window.uPlot(options, data, box.current);
+    drawnWith.current = made;
+    box.current.parentElement.__uplot = plot.current;  // for the browser tests and the console
+  };
+
+  // the whole visible range: on opening, zooming, and any change of how it is drawn; a zoomed range
+  // is asked for again only while the series grows inside it
+  const zoomedEnd = live ? -1 : Math.min(end, rows);
+  const view = useRef(null);  // what this render shows, for catch-ups started by an earlier one
+  view.current = { rows, live, start };
+  const extending = useRef(false);
+  // a live run: only the new points, appended (or the whole range when they no longer fit as held),
+  // and again while more arrived meanwhile
+  const catchUp = () => {
+    const s = series.current;
+    const { rows: target, live: following, start: from } = view.current;
+    if (!following || !s || target <= s.upto || extending.current) return;
+    extending.current = true;
+    extendSeries(s, prefix, metric, field, from, target, pixels())
+      .then((t) => t || fetchSeries(prefix, metric, field, from, target, pixels()))
+      .then((t) => { if (series.current === s) draw(t); })  // unless a whole fetch drew meanwhile
+      .catch((e) => setInfo(e.message))
+      .finally(() => { extending.current = false; if (series.current !== s) catchUp(); });
+  };
   useEffect(() => {
     let cancelled = false;
-    const width = Math.max(200, box.current.clientWidth || 600);
-    fetchSeries(prefix, metric, field, start, Math.min(end, rows), width).then((s) => {
-      if (cancelled || !window.uPlot) return;
-      let xs = xValues(s, xAxis);
-      let shownAxis = xAxis;
-      if (xs === null) { xs = s.idx; shownAxis = "index"; }
-      series.current = { ...s, xs, axis: shownAxis };
-      const data = [xs, s.hi, s.lo, s.ys];
-      const lines = [{ label: shownAxis, value: shownAxis === "wall" ? (u, v) => (v === null ? "" : new Date(v * 1000).toISOString()) : undefined },
-        { label: "max", stroke: "rgba(80,120,200,0.35)", width: 1 },
-        { label: "min", stroke: "rgba(80,120,200,0.35)", width: 1 },
-        { label: field, stroke: "rgb(40,90,200)", width: 1.5 }];
-      if (smooth > 0) {  // drawn over the line, never instead of it
-        data.push(smoothing === "mean" ? runningMean(s.ys, Math.max(2, Math.round(1 / (1 - smooth))))
-          : ema(s.ys, Math.min(0.999, smooth)));
-        lines.push({ label: smoothing === "mean" ? "running mean" : "EMA", stroke: "rgb(230,120,30)", width: 2 });
-      }
-      const options = {
-        width, height: 220, series: lines, axes: axes(), bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
-        scales: { x: { time: shownAxis === "wall" }, y: logScale ? { distr: 3 } : {} },
-        legend: { live: true },
-        cursor: { drag: { x: true, y: false } },
-        hooks: { setSelect: [(u) => {
-          if (u.select.width < 2) return;
-          // the selection in x, back to an index range: directly on the index axis, else from the
-          // point holding its left edge to the one holding its right edge
-          const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
-          let range;
-          if (shownAxis === "index") range = [Math.max(0, Math.floor(lo)), Math.ceil(hi) + 1];
-          else {
-            const a = xs.findIndex((v) => v >= lo);
-            let b = xs.findIndex((v) => v > hi);
-            if (a < 0) return;
-            if (b < 0) b = xs.length - 1;
-            range = [s.firsts[a], s.lasts[b] + 1];
-          }
-          setState({ [zoomKey]: `${range[0]}:${range[1]}` });
-        }] },
-      };
-      if (plot.current) plot.current.destroy();
-      box.current.textContent = "";
-      plot.current = new window.uPlot(options, data, box.current);
-      box.current.parentElement.__uplot = plot.current;  // for the browser tests and the console
-      const fallback = shownAxis !== xAxis ? ` · no ordered ${xAxis} here: index` : "";
-      setInfo(`${s.raw ? "raw" : "min/max"} · ${s.idx.length} points · indices ${start}–${Math.min(end, rows) - 1}${fallback}`);
-    }).catch((e) => setInfo(e.message));
+    fetchSeries(prefix, metric, field, start, Math.min(end, rows), pixels())
+      .then((s) => { if (!cancelled) { draw(s); catchUp(); } })
+      .catch((e) => setInfo(e.message));
     return () => { cancelled = true; };
-  }, [prefix, metric, field, start, end, rows, smooth, smoothing, logScale, xAxis]);
+  }, [prefix, metric, field, start, zoomedEnd, smooth, smoothing, logScale, xAxis]);
+  useEffect(catchUp, [rows]);
   useEffect(() => () => { if (plot.current) plot.current.destroy(); }, []);
   const pan = (direction) => {  // by half the visible range, within the series
     const span = end - start;

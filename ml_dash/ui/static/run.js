@@ -1,8 +1,9 @@
 // One run: status, times, host, description and tags; params as a searchable table; a chart per
 // metric field; logs (tail, level filter, search); files with size, checksum, download and preview.
-// A RUNNING run is polled every second, so new points, lines and the status show within 2 s.
+// A RUNNING run is polled every second, so new points, lines and the status show within 2 s: its
+// document by ETag (a 304 while nothing changed), then only the new points and the new lines.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, runPath } from "./api.js";
+import { api, revalidatedGet, runPath } from "./api.js";
 import { setState } from "./state.js";
 import { Chart, X_AXES } from "./chart.js";
 import { StatusBadge } from "./runs.js";
@@ -18,9 +19,9 @@ function useRun(prefix) {
     let timer = null, stopped = false;
     const load = async () => {
       try {
-        const e = await api(runPath(prefix));
+        const e = await revalidatedGet(runPath(prefix));
         if (stopped) return;
-        setExp((old) => (old && JSON.stringify(old) === JSON.stringify(e) ? old : e));
+        setExp(e);  // the same object after a 304: nothing re-renders
         if (e.status === "RUNNING") timer = setTimeout(load, LIVE_MS);
       } catch (err) {
         if (!stopped) setError(err.message);
@@ -81,18 +82,37 @@ function LogLines({ lines }) {
 
 function Logs({ prefix, count, state }) {
   const [lines, setLines] = useState([]);
+  const [again, setAgain] = useState(0);
+  const read = useRef({ view: null, from: 0 });  // the lines below ``from`` were read for ``view``
+  const asking = useRef(null);  // the view of the request in flight
+  const latest = useRef(count);
+  latest.current = count;
   const level = state.level || "";
   const search = state.lq || "";
   useEffect(() => {
-    // the server filters the whole run: the last LOG_TAIL lines of that level holding the search text
-    const query = new URLSearchParams({ tail: "1", limit: String(LOG_TAIL) });
+    // the server filters the whole run: the last LOG_TAIL lines of that level holding the search
+    // text; while the run logs, only those after the lines already read, one request at a time
+    const view = JSON.stringify([prefix, level, search]);
+    const more = read.current.view === view;
+    if (more && (asking.current === view || count <= read.current.from)) return;
+    const from = more ? read.current.from : 0;
+    const query = new URLSearchParams({ tail: "1", limit: String(LOG_TAIL), start: String(from) });
     if (level) query.set("level", level);
     if (search) query.set("q", search);
+    const asked = count;
     const timer = setTimeout(() => {
-      api(runPath(prefix, "/logs?" + query.toString())).then((out) => setLines(out.logs));
-    }, search ? 50 : 0);  // typing: one request when it pauses
+      asking.current = view;
+      api(runPath(prefix, "/logs?" + query.toString())).then((out) => {
+        if (asking.current !== view) return;  // another view was asked for meanwhile
+        asking.current = null;
+        const last = out.logs.length ? out.logs[out.logs.length - 1].sequenceNumber + 1 : from;
+        read.current = { view, from: Math.max(last, asked) };  // the server held ``asked`` lines then
+        setLines((old) => (more ? old.concat(out.logs).slice(-LOG_TAIL) : out.logs));
+        if (latest.current > read.current.from) setAgain((n) => n + 1);  // lines arrived meanwhile
+      }, () => { if (asking.current === view) asking.current = null; });
+    }, search && !more ? 50 : 0);  // typing: one request when it pauses
     return () => clearTimeout(timer);
-  }, [prefix, count, level, search]);
+  }, [prefix, count, level, search, again]);
   return html`<section class="logs"><h3>Logs <span class="muted">${count} lines</span></h3>
     <div class="toolbar">
       <select value=${level} onChange=${(e) => setState({ level: e.target.value })}>
