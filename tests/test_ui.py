@@ -138,6 +138,39 @@ def test_the_run_table_filters_and_sorts_by_latest_metric_values(workdir: Path, 
     assert page.locator("[data-run='alice/table/run-3'] span", has_text="6.5100").count() == 1
 
 
+def test_grouping_by_a_param_puts_a_header_before_each_group_which_folds_and_stays_folded(
+        workdir: Path, server: Server, tab: Tab) -> None:
+    key = server.key("alice")
+    for name, opt in (("a", "sgd"), ("b", "adam"), ("c", None), ("d", "adam"), ("e", XSS)):
+        exp = Experiment(prefix=f"alice/groups/{name}", remote=server.url, api_key=key)
+        with exp.run:
+            exp.params.set(**({"opt": opt} if opt else {"lr": 0.1}))
+    _sign_in(tab, server, key)
+    page = tab.page
+    page.goto(server.url + "/?owner=alice&project=groups")
+    page.locator("[data-run]").first.wait_for()
+    page.select_option(".toolbar select >> nth=2", "opt")
+
+    def rows() -> list[str]:
+        return ["# " + r.inner_text().replace("\n", " ") if r.get_attribute("data-group") is not None
+                else r.get_attribute("data-run").split("/")[-1] for r in page.locator(".body .row").all()]
+
+    page.locator("[data-group]").first.wait_for()
+    assert rows() == ["# ▾ opt = (none) 1 run", "c", f"# ▾ opt = {XSS} 1 run", "e",
+                      "# ▾ opt = adam 2 runs", "b", "d", "# ▾ opt = sgd 1 run", "a"]
+    page.locator("[data-group=adam]").click()
+    page.wait_for_function("() => !document.querySelector('[data-run=\"alice/groups/b\"]')")
+    assert rows() == ["# ▾ opt = (none) 1 run", "c", f"# ▾ opt = {XSS} 1 run", "e", "# ▸ opt = adam 2 runs",
+                      "# ▾ opt = sgd 1 run", "a"]
+    assert page.locator(".count").inner_text() == "5 of 5 runs"  # folded runs still match the filter
+    page.reload()
+    page.locator("[data-group]").first.wait_for()
+    assert "# ▸ opt = adam 2 runs" in rows() and "b" not in rows()  # the URL holds the fold
+    assert page.evaluate("() => window.__xss") is None  # the param value was text, never HTML
+    page.locator("[data-group=adam]").click()
+    page.locator("[data-run='alice/groups/d']").wait_for()
+
+
 def test_compare_overlays_metrics_diffs_params_and_draws_the_scatter_and_parallel_views(
         workdir: Path, server: Server, tab: Tab) -> None:
     key = server.key("alice")

@@ -1,5 +1,6 @@
 // A project's runs: a virtualised table with filter (name, status, tag, param conditions such as
-// "lr < 0.01"), sort, param columns chosen by the user and grouping by a param; all of it in the URL.
+// "lr < 0.01"), sort, param columns chosen by the user and grouping by a param (a header per group,
+// which folds); all of it in the URL.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
 import { go, setState } from "./state.js";
@@ -99,6 +100,31 @@ export function filterRuns(runs, state) {
   return out;
 }
 
+/** The rows of the table: with ``group``, a header before each group's runs (its value, how many),
+ * and the runs of the groups not in ``folded``. ``runs`` come sorted by the group's value. */
+export function groupRows(runs, group, folded) {
+  if (!group) return runs.map((run) => ({ run }));
+  const out = [];
+  for (let i = 0; i < runs.length;) {
+    const value = cell(runs[i], "param:" + group);
+    let j = i;
+    while (j < runs.length && cell(runs[j], "param:" + group) === value) j++;
+    out.push({ header: value, count: j - i });
+    if (!folded.has(value)) for (let k = i; k < j; k++) out.push({ run: runs[k] });
+    i = j;
+  }
+  return out;
+}
+
+function folds(state) {
+  try {
+    const list = JSON.parse(state.fold || "[]");
+    return new Set(Array.isArray(list) ? list.map(String) : []);
+  } catch (_) {
+    return new Set();
+  }
+}
+
 export function RunList({ owner, project, state }) {
   const [runs, setRuns] = useState(null);
   const [more, setMore] = useState(false);
@@ -113,8 +139,11 @@ export function RunList({ owner, project, state }) {
       .catch((e) => setError(e.message));
     return () => { stop = true; };
   }, [owner, project]);
-  const shown = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
+  const matching = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
     state.where, state.sort, state.desc, state.group]);
+  const folded = useMemo(() => folds(state), [state.fold]);
+  const items = useMemo(() => groupRows(matching, state.group, folded), [matching, state.group, folded]);
+  const shown = useMemo(() => (state.group ? items.filter((x) => x.run).map((x) => x.run) : matching), [items]);
   const paramKeys = useMemo(() => {
     const keys = new Set();
     for (const r of runs || []) for (const k of Object.keys(r.params || {})) keys.add(k);
@@ -148,7 +177,13 @@ export function RunList({ owner, project, state }) {
   const sortBy = (column) => setState({ sort: column, desc: state.sort === column && state.desc !== "1" ? "1" : null });
   const height = 600;
   const first = Math.max(0, Math.floor(scroll / ROW_PX) - 10);
-  const visible = shown.slice(first, first + Math.ceil(height / ROW_PX) + 20);
+  const visible = items.slice(first, first + Math.ceil(height / ROW_PX) + 20);
+  const current = shown[cursor];
+  const fold = (value) => {
+    const next = new Set(folded);
+    if (next.has(value)) next.delete(value); else next.add(value);
+    setState({ fold: next.size ? JSON.stringify([...next]) : null }, { replace: true });
+  };
   const addColumn = (e) => {
     const column = e.target.value;
     e.target.value = "";
@@ -171,7 +206,7 @@ export function RunList({ owner, project, state }) {
       <select value=${state.group || ""} onChange=${(e) => setState({ group: e.target.value })}>
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
-      <span class="muted count">${shown.length} of ${runs.length}${more ? "+" : ""} runs</span>
+      <span class="muted count">${matching.length} of ${runs.length}${more ? "+" : ""} runs</span>
       ${selected.size >= 2 && html`<button class="compare-button" onClick=${() => go({ compare: [...selected].join(",") })}
         >Compare ${selected.size}</button>`}
     </div>
@@ -179,16 +214,20 @@ export function RunList({ owner, project, state }) {
       <div class="row head" role="row"><span class="c-select"></span>${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
         onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : c}${state.sort === c ? (state.desc === "1" ? " ▼" : " ▲") : ""}</span>`)}</div>
       <div class="body" ref=${box} style=${{ height: height + "px" }} onScroll=${(e) => setScroll(e.target.scrollTop)}>
-        <div style=${{ height: shown.length * ROW_PX + "px", position: "relative" }}>
-          ${visible.map((r, i) => html`<div key=${r.prefix} role="row" data-run=${r.prefix}
-            class=${"row" + (first + i === cursor ? " cursor" : "")}
+        <div style=${{ height: items.length * ROW_PX + "px", position: "relative" }}>
+          ${visible.map(({ run: r, header, count }, i) => (r === undefined ? html`<div key=${"group:" + header}
+            role="row" class="row group" data-group=${header} style=${{ top: (first + i) * ROW_PX + "px" }}
+            onClick=${() => fold(header)}><span class="c-select">${folded.has(header) ? "▸" : "▾"}</span>
+            <b>${state.group} = ${header === "" ? "(none)" : header}</b> <span class="muted">${count} run${count === 1 ? "" : "s"}</span>
+          </div>` : html`<div key=${r.prefix} role="row" data-run=${r.prefix}
+            class=${"row" + (r === current ? " cursor" : "")}
             style=${{ top: (first + i) * ROW_PX + "px" }} onClick=${() => go({ run: r.prefix })}>
             <span class="c-select" onClick=${(e) => e.stopPropagation()}><input type="checkbox" aria-label=${"select " + r.name}
               checked=${selected.has(r.prefix)} onChange=${() => toggle(r.prefix)} /></span>
             ${columns.map((c) => html`<span role="cell" class=${"c c-" + c.split(":")[0]}>${
               c === "status" ? html`<${StatusBadge} status=${r.status} />`
               : c === "tags" ? (r.tags || []).map((t) => html`<span class="tag">${t}</span>`) : cell(r, c)}</span>`)}
-          </div>`)}
+          </div>`))}
         </div>
       </div>
     </div>
