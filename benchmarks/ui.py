@@ -13,7 +13,12 @@ spikes at random indices.
 
 Screenshots of the main views go to ``--screenshots`` (default benchmarks/screenshots).
 
-Usage:  python benchmarks/ui.py [--repeats 5] [--runs 10000] [--json PATH]
+Side by side: if MLflow is installed in benchmarks/.peer-venv-mlflow (as for benchmarks/remote.py),
+the same 10,000 runs and the same spiky series are loaded into MLflow's server and its UI is timed in
+the same browser (benchmarks/_mlflow_ui.py): first rows of the run list, chart drawn, spikes shown,
+and the ratios.
+
+Usage:  python benchmarks/ui.py [--repeats 5] [--runs 10000] [--no-mlflow] [--json PATH]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _mlflow_ui  # benchmarks/_mlflow_ui.py, MLflow's UI on the same fixtures
 from _server import start_server  # benchmarks/_server.py: the script's folder is on sys.path
 
 HERE = Path(__file__).resolve()
@@ -295,6 +301,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10_000, help="runs in the run table")
     ap.add_argument("--screenshots", type=Path, default=HERE.parent / "screenshots")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-mlflow", action="store_true", help="skip MLflow's UI even if its venv exists")
     args = ap.parse_args()
     args.screenshots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ml-dash-ui-bench-") as tmp:
@@ -314,6 +321,9 @@ def main() -> int:
             server.wait(timeout=60)
 
     results["G9 KB"] = ui_weight_kb()
+    if _mlflow_ui.available() and not args.no_mlflow:
+        with tempfile.TemporaryDirectory(prefix="ml-dash-ui-bench-mlflow-") as tmp:
+            results["mlflow"] = _mlflow_ui.compare(Path(tmp), args.runs, args.repeats, args.screenshots)
     print_table(results, args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -351,6 +361,27 @@ def print_table(r: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"| | a 100,000-point series with {len(SPIKES)} spikes: navigation to drawn | {r['spiky']:.0f} ms | "
           f"{r['spikes shown']} of {len(SPIKES)} spikes in the drawn points | |")
     print(f"| | fixtures loaded over the API | {r['load_s']:.0f} s | | |")
+    if "mlflow" in r:
+        print_mlflow(r, args)
+
+
+def print_mlflow(r: dict[str, Any], args: argparse.Namespace) -> None:
+    """ml-dash beside MLflow on the same runs and the same spiky series, in the same browser."""
+    m = r["mlflow"]
+    rows, chart, page = m["first rows"], m["chart drawn"], m["metric page"]
+    print()
+    print(f"| same fixtures, same browser (median of {args.repeats}) | ml-dash | MLflow {m['mlflow_version']} | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| run list of {args.runs:,} runs: first rows painted | {r['G1']:.0f} ms | {rows['ms']:.0f} ms "
+          f"| {rows['ms'] / r['G1']:.1f}x |")
+    print(f"| runs the list holds | {args.runs:,} (pages of 1,000 as they come) | {rows['runs_fetched']} "
+          f"({rows['shown']['count_text']}, then 'Load more') | |")
+    for name, c in (("run page", chart), ("metric page", page)):
+        print(f"| 100,000-point series with {len(SPIKES)} spikes, {name}: chart drawn | {r['spiky']:.0f} ms "
+              f"| {c['ms']:.0f} ms | {c['ms'] / r['spiky']:.1f}x |")
+    print(f"| spikes in the drawn chart | {r['spikes shown']} of {len(SPIKES)} | {chart['spikes_plotted']} of "
+          f"{len(SPIKES)} ({chart['points_plotted']} points, {chart['sampled_points_fetched']} fetched; the metric "
+          f"page: {page['spikes_plotted']}) | |")
 
 
 if __name__ == "__main__":
