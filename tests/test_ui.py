@@ -1,32 +1,40 @@
-"""The web UI in a real browser (tests/browser.py) against a real ``ml-dash server`` on 127.0.0.1."""
+"""The web UI in a real browser (tests/browser.py): each row's test against a real ``ml-dash server``
+on 127.0.0.1 and against ``ml-dash ui`` over local runs (tests/sites.py); the session, CSP and file
+serving tests against the server."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from ml_dash import Experiment
 
 from .browser import Tab, follow_a_live_run, wait_for_chart, wait_for_status
 from .server_process import Server
+from .sites import LocalSite, ServerSite, Site
 
 XSS = '<img src=x onerror="window.__xss=1">'
 SCRIPT = "<script>window.__xss=2</script>"
 
 
-def _sign_in(tab: Tab, server: Server, key: str) -> None:
-    tab.page.goto(server.url + "/")
-    tab.page.fill("input[name=api_key]", key)
-    tab.page.click("button[type=submit]")
-    tab.page.get_by_role("heading", name="Owners").wait_for()
+@pytest.fixture(params=["server", "local"])
+def site(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Site]:
+    """Each test of a row runs against a real server and against ``ml-dash ui`` on local runs."""
+    chosen: Site = ServerSite(request.getfixturevalue("server")) if request.param == "server" else LocalSite(
+        workdir / ".dash")
+    yield chosen
+    chosen.stop()
 
 
-def _run(server: Server, key: str, prefix: str, rows: int = 2000, **fields: Any) -> Experiment:
-    exp = Experiment(prefix=prefix, remote=server.url, api_key=key, **fields)
+def _run(site: Site, prefix: str, rows: int = 2000, **fields: Any) -> Experiment:
+    exp = site.experiment(prefix, **fields)
     with exp.run:
         exp.params.set(lr=0.001, model={"depth": 8})
         train = exp.metrics("train")
@@ -38,15 +46,16 @@ def _run(server: Server, key: str, prefix: str, rows: int = 2000, **fields: Any)
     return exp
 
 
-def test_sign_in_browse_to_a_run_and_see_its_charts_params_logs_and_files(workdir: Path, server: Server,
-                                                                           tab: Tab) -> None:
-    key = server.key("alice")
-    _run(server, key, "alice/proj/run-1", tags=["baseline"], description="the first run")
-    _sign_in(tab, server, key)
+def test_sign_in_browse_to_a_run_and_see_its_charts_params_logs_and_files(site: Site, tab: Tab) -> None:
+    _run(site, "alice/proj/run-1", tags=["baseline"], description="the first run")
+    site.open(tab)
     page = tab.page
-    cookie = next(c for c in page.context.cookies() if c["name"] == "ml_dash_session")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"  # no script can read it, no site can send it
-    assert key not in json.dumps(page.context.cookies())
+    if isinstance(site, ServerSite):  # signed in: a session cookie, never the key
+        cookie = next(c for c in page.context.cookies() if c["name"] == "ml_dash_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"  # no script can read it, no site can send it
+        assert site.key not in json.dumps(page.context.cookies())
+    else:  # nobody signs in to a local UI
+        assert page.context.cookies() == [] and page.get_by_role("button", name="Sign out").count() == 0
     page.get_by_role("link", name="alice", exact=True).click()
     page.get_by_role("link", name="proj", exact=True).click()
     page.locator("[data-run='alice/proj/run-1']").click()
@@ -65,17 +74,16 @@ def test_sign_in_browse_to_a_run_and_see_its_charts_params_logs_and_files(workdi
     assert tab.errors == []
 
 
-def test_every_user_string_is_rendered_as_text_and_nothing_runs(workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/xss/run", remote=server.url, api_key=key, description=XSS, tags=["t" + SCRIPT])
+def test_every_user_string_is_rendered_as_text_and_nothing_runs(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/xss/run", description=XSS, tags=["t" + SCRIPT])
     with exp.run:
         exp.params.set(**{"k" + XSS: SCRIPT, "plain": XSS})
         exp.metrics("train").log(**{"f" + XSS: 1.0, "step": 0})
         exp.log(XSS + SCRIPT, level="error")
         exp.files("f").save_text(SCRIPT, to="page.html")
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?run=alice/xss/run")
+    page.goto(site.url + "/?run=alice/xss/run")
     page.locator(".log-lines li").first.wait_for()
     page.get_by_role("button", name="preview").click()
     page.locator(".preview pre").wait_for()
@@ -84,21 +92,20 @@ def test_every_user_string_is_rendered_as_text_and_nothing_runs(workdir: Path, s
         assert text in body  # shown, as text
     assert page.evaluate("window.__xss") is None
     assert page.locator("img[src=x]").count() == 0 and page.locator("main script").count() == 0
-    page.goto(server.url + "/?owner=alice&project=xss")
+    page.goto(site.url + "/?owner=alice&project=xss")
     page.locator("[data-run='alice/xss/run']").wait_for()
     assert page.evaluate("window.__xss") is None
 
 
-def test_the_url_holds_the_view_and_a_reload_brings_it_back(workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
+def test_the_url_holds_the_view_and_a_reload_brings_it_back(site: Site, tab: Tab) -> None:
     for k, lr in enumerate([0.1, 0.01, 0.001, 0.0001]):
-        exp = Experiment(prefix=f"alice/grid/lr-{k}", remote=server.url, api_key=key, tags=["even" if k % 2 == 0 else "odd"])
+        exp = site.experiment(f"alice/grid/lr-{k}", tags=["even" if k % 2 == 0 else "odd"])
         with exp.run:
             exp.params.set(lr=lr, depth=k)
             exp.metrics("train").log(loss=lr, step=0)
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?owner=alice&project=grid")
+    page.goto(site.url + "/?owner=alice&project=grid")
     page.locator("[data-run]").first.wait_for()
     page.fill("input.wide", "lr < 0.05")
     page.select_option(".toolbar select >> nth=1", "param:depth")  # the column chooser
@@ -117,17 +124,16 @@ def test_the_url_holds_the_view_and_a_reload_brings_it_back(workdir: Path, serve
     page.wait_for_function("() => document.querySelector('.row.head') && !location.search.includes('desc=1')")
 
 
-def test_the_run_table_filters_and_sorts_by_latest_metric_values(workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
+def test_the_run_table_filters_and_sorts_by_latest_metric_values(site: Site, tab: Tab) -> None:
     for k in range(4):
-        exp = Experiment(prefix=f"alice/table/run-{k}", remote=server.url, api_key=key)
+        exp = site.experiment(f"alice/table/run-{k}")
         with exp.run:
             for step in range(50):
                 exp.metrics("train").log(step=step, loss=10.0 - k - step / 100)  # the last loss: 9.51 - k
             exp.metrics("eval").log(acc=k / 10)
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?owner=alice&project=table")
+    page.goto(site.url + "/?owner=alice&project=table")
     page.locator("[data-run]").first.wait_for()
     page.select_option(".toolbar select >> nth=1", "metric:train/loss")
     page.fill("input.wide", "train/loss < 8")
@@ -139,15 +145,14 @@ def test_the_run_table_filters_and_sorts_by_latest_metric_values(workdir: Path, 
 
 
 def test_grouping_by_a_param_puts_a_header_before_each_group_which_folds_and_stays_folded(
-        workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
+        site: Site, tab: Tab) -> None:
     for name, opt in (("a", "sgd"), ("b", "adam"), ("c", None), ("d", "adam"), ("e", XSS)):
-        exp = Experiment(prefix=f"alice/groups/{name}", remote=server.url, api_key=key)
+        exp = site.experiment(f"alice/groups/{name}")
         with exp.run:
             exp.params.set(**({"opt": opt} if opt else {"lr": 0.1}))
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?owner=alice&project=groups")
+    page.goto(site.url + "/?owner=alice&project=groups")
     page.locator("[data-run]").first.wait_for()
     page.select_option(".toolbar select >> nth=2", "opt")
 
@@ -172,17 +177,16 @@ def test_grouping_by_a_param_puts_a_header_before_each_group_which_folds_and_sta
 
 
 def test_compare_overlays_metrics_diffs_params_and_draws_the_scatter_and_parallel_views(
-        workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
+        site: Site, tab: Tab) -> None:
     for k in range(3):
-        exp = Experiment(prefix=f"alice/cmp/run-{k}", remote=server.url, api_key=key)
+        exp = site.experiment(f"alice/cmp/run-{k}")
         with exp.run:
             exp.params.set(lr=10.0 ** -k, depth=8, optimizer="adam" if k else "sgd")
             for step in range(2000):
                 exp.metrics("train").log(step=step, loss=(k + 1) / (step + 1))
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?owner=alice&project=cmp")
+    page.goto(site.url + "/?owner=alice&project=cmp")
     for k in range(3):
         page.get_by_label(f"select run-{k}").check()
     assert page.url.count("run-") == 3  # the selection is in the URL
@@ -206,21 +210,20 @@ def test_compare_overlays_metrics_diffs_params_and_draws_the_scatter_and_paralle
     assert tab.errors == []
 
 
-def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Server, tab: Tab) -> None:
+def test_a_chart_draws_every_spike_of_a_long_series(site: Site, tab: Tab) -> None:
     """Spikes at random positions of a 200,000-row series are in the buckets the chart asked for, and
     lit in the drawn canvas near their x positions (the min/max band)."""
-    key = server.key("alice")
     rng = random.Random(3)
     n = 200_000
     spikes = sorted(rng.sample(range(n), 6))
-    exp = Experiment(prefix="alice/spiky/run", remote=server.url, api_key=key)
+    exp = site.experiment("alice/spiky/run")
     with exp.run:
         train = exp.metrics("train")
         for i in range(n):
             train.log(loss=100.0 if i in spikes else 1.0 + (i % 7) * 0.01)
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?run=alice/spiky/run")
+    page.goto(site.url + "/?run=alice/spiky/run")
     canvas = page.locator("figure.chart[data-field=loss] canvas").first
     canvas.wait_for()
     page.wait_for_function("() => document.querySelector('figure.chart[data-field=loss] figcaption').textContent"
@@ -247,15 +250,14 @@ def test_a_chart_draws_every_spike_of_a_long_series(workdir: Path, server: Serve
     assert all(count > 0 for count in found), list(zip(spikes, found))
 
 
-def test_zoom_x_axes_and_exports_of_a_chart(workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/zoom/run", remote=server.url, api_key=key)
+def test_zoom_x_axes_and_exports_of_a_chart(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/zoom/run")
     with exp.run:
         for i in range(50_000):
             exp.metrics("train").log(step=10 * i, loss=float(i % 100))
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?run=alice/zoom/run")
+    page.goto(site.url + "/?run=alice/zoom/run")
     caption = "figure.chart[data-field=loss] figcaption"
     page.wait_for_function(f"() => (document.querySelector('{caption}') || {{}}).textContent?.includes('min/max')")
     # drag-select a narrow range: the chart asks for it again and, at <= 2 points per pixel, shows raw rows
@@ -299,17 +301,15 @@ def test_zoom_x_axes_and_exports_of_a_chart(workdir: Path, server: Server, tab: 
     assert tab.errors == []
 
 
-def test_log_search_and_level_filter_cover_the_whole_run_not_the_loaded_tail(workdir: Path, server: Server,
-                                                                             tab: Tab) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/logs/run", remote=server.url, api_key=key)
+def test_log_search_and_level_filter_cover_the_whole_run_not_the_loaded_tail(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/logs/run")
     with exp.run:
         exp.log("needle 100% found_here", level="warn")  # index 0: far outside the last 1,000 lines
         for i in range(3000):
             exp.log(f"line {i}", level="info")
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?run=alice/logs/run")
+    page.goto(site.url + "/?run=alice/logs/run")
     page.wait_for_function("() => (document.querySelector('.log-box') || {}).dataset?.lines === '1000'")
     assert page.locator(".log-lines li").count() < 100  # only the lines in view are in the page
     assert "line 2999" in page.locator(".log-lines").inner_text()  # scrolled to the end, as a tail
@@ -326,23 +326,21 @@ def test_log_search_and_level_filter_cover_the_whole_run_not_the_loaded_tail(wor
     assert tab.errors == []
 
 
-def test_a_live_run_shows_new_points_and_its_end(workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/live/run", remote=server.url, api_key=key)
+def test_a_live_run_shows_new_points_and_its_end(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/live/run")
     exp.run.start()
     for i in range(100):
         exp.metrics("train").log(step=i, loss=1.0)
     exp.flush()
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?run=alice/live/run")
+    page.goto(site.url + "/?run=alice/live/run")
     follow_a_live_run(page, exp, 100, 50)
 
 
 def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_server_holds(
-        workdir: Path, server: Server, tab: Tab) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/live/long", remote=server.url, api_key=key)
+        site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/live/long")
     exp.run.start()
     rng = random.Random(3)
     train = exp.metrics("train")
@@ -357,9 +355,9 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
         exp.flush()
 
     log(20_000)  # more than two points a pixel: buckets
-    _sign_in(tab, server, key)
+    site.open(tab)
     page = tab.page
-    page.goto(server.url + "/?run=alice/live/long")
+    page.goto(site.url + "/?run=alice/live/long")
     wait_for_status(page, "RUNNING")
     wait_for_chart(page, "loss", "min/max")
     wait_for_chart(page, "loss", "indices 0–19999")
@@ -379,8 +377,8 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
     width = int(metric[0]["width"][0])
     drawn = page.evaluate("() => { const d = document.querySelector('figure.chart[data-field=loss]').__uplot.data;"
                           " return {hi: d[1], lo: d[2], last: d[3]}; }")
-    _, held = server.request("GET", f"/api/v1/experiments/alice/live/long/metrics/train?buckets=10000&width={width}"
-                                    f"&start=0&end={logged}", key=key)
+    _, held = site.request("GET", f"/api/v1/experiments/alice/live/long/metrics/train?buckets=10000&width={width}"
+                                  f"&start=0&end={logged}")
     loss = [b["fields"]["loss"] for b in held["buckets"]]
     assert drawn == {"hi": [f["max"] for f in loss], "lo": [f["min"] for f in loss], "last": [f["last"] for f in loss]}
     exp.run.complete()

@@ -1,4 +1,5 @@
-"""``ml-dash ui DIR``: the same UI and read API over local run directories, read-only, on 127.0.0.1."""
+"""``ml-dash ui DIR``: the same UI and read API over local run directories, read-only, on 127.0.0.1.
+(Every row of the UI is also tested against it in test_ui.py, through its ``site`` fixture.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from ml_dash import Experiment
 
-from .browser import Tab, follow_a_live_run
+from .browser import Tab
 from .server_process import LocalUi
 
 
@@ -59,21 +60,6 @@ def test_the_local_ui_shows_runs_charts_logs_and_files_with_no_sign_in_and_write
     finally:
         ui.stop()
     assert _tree(workdir / ".dash") == before  # nothing under DIR was written
-
-
-def test_the_local_ui_follows_a_run_as_it_is_written(workdir: Path, tab: Tab) -> None:
-    exp = Experiment(prefix="alice/live/run")
-    exp.run.start()
-    for i in range(100):
-        exp.metrics("train").log(step=i, loss=1.0)
-    exp.flush()
-    ui = LocalUi(workdir / ".dash")
-    try:
-        page = tab.page
-        page.goto(ui.url + "/?run=alice/live/run")
-        follow_a_live_run(page, exp, 100, 200)
-    finally:
-        ui.stop()
 
 
 def test_the_local_ui_answers_only_loopback_host_names_and_serves_only_the_runs_files(workdir: Path) -> None:

@@ -1,0 +1,75 @@
+"""Where a UI test runs: a real ``ml-dash server`` (signed in with a key), or ``ml-dash ui`` over the
+test's own ``.dash`` directory (no sign-in, runs written in local mode). The browser tests of the
+issue's rows take a ``site`` and run against both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ml_dash import Experiment
+
+from .server_process import LocalUi, Server
+
+
+class ServerSite:
+    """Runs upload to the server as alice; the page signs in with her key."""
+
+    kind = "server"
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.key = server.key("alice")
+        self.url = server.url
+
+    def experiment(self, prefix: str, **fields: Any) -> Experiment:
+        return Experiment(prefix=prefix, remote=self.url, api_key=self.key, **fields)
+
+    def open(self, tab: Any) -> None:
+        """The start page, signed in."""
+        tab.page.goto(self.url + "/")
+        tab.page.fill("input[name=api_key]", self.key)
+        tab.page.click("button[type=submit]")
+        tab.page.get_by_role("heading", name="Owners").wait_for()
+
+    def request(self, method: str, path: str) -> tuple[int, Any]:
+        return self.server.request(method, path, key=self.key)
+
+    def stop(self) -> None:
+        """The server fixture stops the server."""
+
+
+class LocalSite:
+    """Runs are written to ``root`` in local mode; ``ml-dash ui root`` starts when the page first opens."""
+
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._ui: LocalUi | None = None
+
+    def experiment(self, prefix: str, **fields: Any) -> Experiment:
+        return Experiment(prefix=prefix, local_path=str(self.root), **fields)
+
+    @property
+    def url(self) -> str:
+        if self._ui is None:
+            self._ui = LocalUi(self.root)
+        return self._ui.url
+
+    def open(self, tab: Any) -> None:
+        """The start page (nobody signs in to a local UI)."""
+        tab.page.goto(self.url + "/")
+        tab.page.get_by_role("heading", name="Owners").wait_for()
+
+    def request(self, method: str, path: str) -> tuple[int, Any]:
+        self.url  # noqa: B018  # started if it is not yet
+        assert self._ui is not None
+        return self._ui.request(method, path)
+
+    def stop(self) -> None:
+        if self._ui is not None:
+            self._ui.stop()
+
+
+Site = ServerSite | LocalSite
