@@ -22,6 +22,7 @@ from ml_dash import Experiment
 from .conftest import local_run, start_script
 from .fault_proxy import FaultProxy
 from .server_process import Server
+from .waiting import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -72,15 +73,6 @@ def _sync(cwd: Path, url: str, timeout_s: float = 120, env: dict[str, str] | Non
                           env={**os.environ, **(env or {})})
 
 
-def _wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
 def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server: Server, proxy: FaultProxy,
                                                            caller_connects: list) -> None:
     proxy.set(mode="down")
@@ -90,10 +82,10 @@ def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server
         exp.metrics("train").log(step=i)
     assert caller_connects == []  # log() never waits on the network: the dead server is the agent's business
     exp.flush()
-    assert _wait_for(lambda: proxy.faults > 0, 30)  # the agent tried, and met the dead server
+    wait_for(lambda: proxy.faults > 0, "the agent tried, and met the dead server", proxy)
     assert _server_rows(server, "alice/f/r1") == []
     proxy.set(mode="pass")
-    assert _wait_for(lambda: len(_server_rows(server, "alice/f/r1")) == 20_000, 60)
+    wait_for(lambda: len(_server_rows(server, "alice/f/r1")) == 20_000, "every row on the server", proxy)
     exp.run.complete()
     assert _assert_identical(server, "alice/f/r1", exp.directory) == 20_000
 
@@ -147,7 +139,7 @@ def test_row4_slow_server_and_short_client_timeouts_store_each_row_once(workdir:
     proxy.set(mode="latency", rate=1.0, latency_s=1.5)
     slow = _sync(workdir, proxy.url, timeout_s=4, env={"ML_DASH_REQUEST_TIMEOUT_S": "0.5"})
     assert slow.returncode == 1  # it never heard an answer...
-    assert _wait_for(lambda: len(_server_rows(server, "alice/f/r4")) == 5000, 10)  # ...but the server committed
+    wait_for(lambda: len(_server_rows(server, "alice/f/r4")) == 5000, "the server committed")  # ...but it did
     proxy.set(mode="pass")
     out = _sync(workdir, proxy.url)
     assert out.returncode == 0 and "5000/5000 rows" in out.stdout  # resent: deduplicated by the server
@@ -199,8 +191,7 @@ def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp
             exp.metrics("train").log(step=i)
             if i == 100_000:
                 # ingest under way when the server dies: an upload past the start-up check has reached it
-                # (bounded generously: on a loaded CI machine the first one once took longer than 30 s)
-                assert _wait_for(lambda: stable_url.requests >= 2, 120)
+                wait_for(lambda: stable_url.requests >= 2, "an upload past the start-up check", stable_url)
                 first.proc.kill()
     finally:  # killed here, or left behind by a failure above: never a server outliving the test
         first.proc.kill()
@@ -244,7 +235,7 @@ def test_row12_a_refused_key_keeps_data_local_and_does_not_spin(workdir: Path, s
         exp.metrics("train").log(step=i)
         if i % 1000 == 0:
             time.sleep(0.5)  # a training loop's pace: upload passes run between the steps
-    assert _wait_for(lambda: 401 in proxy.statuses, 30)
+    wait_for(lambda: 401 in proxy.statuses, "a request met the 401", proxy)
     requests = proxy.requests
     time.sleep(3)  # a window in which a loop would show; a slow machine makes fewer requests, never more
     assert proxy.requests - requests <= 1  # paused after the 401, probing rarely (requests: keep-alive hides a loop)
@@ -259,16 +250,13 @@ def test_row12_a_key_revoked_mid_run_stops_the_upload_and_sync_resumes_with_a_ne
     exp.run.start()
     for i in range(1000):
         exp.metrics("train").log(step=i)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and len(_server_rows(server, "alice/f/r12b")) < 1000:
-        time.sleep(0.2)
-    assert len(_server_rows(server, "alice/f/r12b")) == 1000
+    wait_for(lambda: len(_server_rows(server, "alice/f/r12b")) == 1000, "the first 1000 rows on the server", proxy)
     revoked = subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "revoke", old_key, "--data", str(server.data)],
                              capture_output=True, text=True, timeout=60)
     assert revoked.returncode == 0, revoked.stderr
     for i in range(1000, 3000):
         exp.metrics("train").log(step=i)
-    assert _wait_for(lambda: 401 in proxy.statuses, 30)  # passes ran and met the 401
+    wait_for(lambda: 401 in proxy.statuses, "passes ran and met the 401", proxy)
     requests = proxy.requests
     time.sleep(3)  # a window in which a loop would show; a slow machine makes fewer requests, never more
     assert proxy.requests - requests <= 1  # paused after the 401, probing rarely (requests: keep-alive hides a loop)

@@ -14,6 +14,7 @@ from ml_dash import Experiment
 
 from .fault_proxy import FaultProxy
 from .server_process import Server
+from .waiting import wait_for
 
 
 def test_rows_reach_the_server_while_the_run_is_still_going(workdir: Path, server: Server) -> None:
@@ -22,14 +23,12 @@ def test_rows_reach_the_server_while_the_run_is_still_going(workdir: Path, serve
     with exp.run:
         for i in range(2000):
             exp.metrics("train").log(step=i)
-        deadline = time.monotonic() + 15
-        seen = 0
-        while time.monotonic() < deadline and seen < 2000:
+        def stored() -> int:
             status, remote = server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)
-            seen = remote.get("streams", {}).get("metrics/train", 0) if status == 200 else 0
-            time.sleep(0.2)
-        assert seen == 2000
-        assert remote["status"] == "RUNNING"
+            return remote.get("streams", {}).get("metrics/train", 0) if status == 200 else 0
+
+        wait_for(lambda: stored() == 2000, "every row on the server while the run goes on")
+        assert server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)[1]["status"] == "RUNNING"
     _, remote = server.request("GET", "/api/v1/experiments/alice/proj/live", key=key)
     assert remote["status"] == "COMPLETED"
     assert (workdir / ".dash/alice/proj/live/metrics/train/data.jsonl").is_file()  # the local record too
