@@ -13,13 +13,11 @@ from .server_process import LocalUi, Server
 
 
 class ServerSite:
-    """Runs upload to the server as alice; the page signs in with her key."""
+    """Runs upload to the server as ``owner`` (alice); the page signs in with their key."""
 
-    kind = "server"
-
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, owner: str = "alice") -> None:
         self.server = server
-        self.key = server.key("alice")
+        self.key = server.key(owner)
         self.url = server.url
 
     def experiment(self, prefix: str, **fields: Any) -> Experiment:
@@ -41,8 +39,6 @@ class ServerSite:
 
 class LocalSite:
     """Runs are written to ``root`` in local mode; ``ml-dash ui root`` starts when the page first opens."""
-
-    kind = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -654,3 +654,23 @@ def test_the_compare_endpoint_buckets_many_runs_in_one_call_and_honours_read_rig
     assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a/extra", key=alice)[0] == 400
     many = ",".join(f"alice/p/r{k}" for k in range(51))
     assert server.request("GET", f"/api/v1/compare/metrics/train?runs={many}", key=alice)[0] == 400
+
+
+def test_x_forwarded_proto_marks_a_session_secure_only_from_a_proxy_on_this_machine() -> None:
+    """Another machine's header could be anyone's: only a loopback peer (a reverse proxy here) is heard.
+    (A non-loopback peer cannot connect in these tests: the request's transport is the seam.)"""
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from ml_dash.server.sessions import over_https
+
+    def request(peer: str, proto: str | None) -> Any:
+        transport = mock.Mock()
+        transport.get_extra_info.side_effect = lambda name, default=None: (peer, 50000) if name == "peername" else default
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        return make_mocked_request("POST", "/api/v1/session", headers=headers, transport=transport)
+
+    assert over_https(request("127.0.0.1", "https")) and over_https(request("::1", "HTTPS, http"))
+    assert not over_https(request("10.1.2.3", "https"))  # from elsewhere: not trusted
+    assert not over_https(request("127.0.0.1", "http")) and not over_https(request("127.0.0.1", None))

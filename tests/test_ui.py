@@ -51,7 +51,7 @@ def test_sign_in_browse_to_a_run_and_see_its_charts_params_logs_and_files(site: 
     site.open(tab)
     page = tab.page
     if isinstance(site, ServerSite):  # signed in: a session cookie, never the key
-        cookie = next(c for c in page.context.cookies() if c["name"] == "ml_dash_session")
+        cookie = next(c for c in page.context.cookies() if c["name"] == f"ml_dash_session_{site.server.port}")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"  # no script can read it, no site can send it
         assert site.key not in json.dumps(page.context.cookies())
     else:  # nobody signs in to a local UI
@@ -405,6 +405,11 @@ def test_a_session_may_only_read_ends_with_sign_out_and_with_its_key(server: Ser
     assert status == 200 and body == {"owner": "alice"}
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and key not in cookie
+    assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
+    # behind a TLS-terminating proxy on this machine (the peer is loopback here): Secure
+    behind = _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json", "X-Forwarded-Proto": "https"},
+                  json.dumps({"api_key": key}).encode())[1]["Set-Cookie"]
+    assert "Secure" in behind.split(";", 1)[1]
     session = {"Cookie": cookie.split(";", 1)[0]}
     assert _raw(server, "GET", "/api/v1/session", session)[2] == {"owner": "alice"}
     assert _raw(server, "GET", "/api/v1/owners", session)[0] == 200
@@ -424,6 +429,25 @@ def test_a_session_may_only_read_ends_with_sign_out_and_with_its_key(server: Ser
     assert _raw(server, "GET", "/api/v1/owners", session)[0] == 401
     assert _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
                 json.dumps({"api_key": "mld_000000000000_nope"}).encode())[0] == 401
+
+
+def test_two_servers_on_one_machine_keep_their_own_sessions(tmp_path: Path, tab: Tab) -> None:
+    """Browsers keep cookies per host, not per port: each server names its cookie after its port, so
+    signing in to one does not sign the browser out of the other."""
+    servers = [Server(tmp_path / "a"), Server(tmp_path / "b")]
+    try:
+        page = tab.page
+        for srv, owner in zip(servers, ("alice", "bob")):
+            ServerSite(srv, owner).open(tab)
+        names = sorted(c["name"] for c in page.context.cookies())
+        assert names == sorted(f"ml_dash_session_{srv.port}" for srv in servers)
+        for srv, owner in zip(servers, ("alice", "bob")):
+            page.goto(srv.url + "/")
+            page.get_by_role("heading", name="Owners").wait_for()
+            assert page.evaluate("() => fetch('/api/v1/session').then((r) => r.json())") == {"owner": owner}
+    finally:
+        for srv in servers:
+            srv.stop()
 
 
 def test_every_response_has_a_strict_csp_and_the_page_has_no_inline_script(server: Server) -> None:

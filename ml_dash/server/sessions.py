@@ -2,7 +2,8 @@
 once for a session cookie, so that the key never lives in the page.
 
 The cookie is ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no other site's page can
-send it) and ``Secure`` when the request came over https. Only its SHA-256 is stored, like a key's.
+send it) and ``Secure`` when the browser came over https (directly, or through a TLS-terminating
+proxy on this machine). Only its SHA-256 is stored, like a key's.
 A session may only read: writes still need a key, so a page that somehow got a request out with the
 cookie could change nothing. Routes::
 
@@ -34,8 +35,29 @@ def session_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def cookie_name(request: web.Request) -> str:
+    """The session cookie's name on this server: with its port when the URL names one. Browsers keep
+    cookies per host, not per port, so two servers on one machine (a team's and a local ``ml-dash
+    ui``, say) would otherwise sign each other out."""
+    port = request.url.port
+    return COOKIE if port in (None, 80, 443) else f"{COOKIE}_{port}"
+
+
+LOOPBACK_PEERS = ("127.0.0.1", "::1")
+
+
+def over_https(request: web.Request) -> bool:
+    """Whether the browser reached us over https: directly, or through a reverse proxy on this machine
+    that terminated TLS and says so (``X-Forwarded-Proto: https``, trusted from loopback only, as
+    uvicorn and gunicorn do by default; from anywhere else the header could be anyone's)."""
+    if request.secure:
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return forwarded == "https" and request.remote in LOOPBACK_PEERS
+
+
 def cookie_token(request: web.Request) -> str | None:
-    token = request.cookies.get(COOKIE)
+    token = request.cookies.get(cookie_name(request))
     return token if token and len(token) <= 128 else None
 
 
@@ -55,8 +77,8 @@ async def sign_in(request: web.Request, storage: Storage, allow_user_name: bool)
     token = secrets.token_urlsafe(32)
     await storage.add_session(session_digest(token), owner, time.time() + SESSION_S, key_id)
     response = json_response({"owner": owner})
-    response.set_cookie(COOKIE, token, max_age=SESSION_S, path="/", httponly=True, samesite="Strict",
-                        secure=request.secure)
+    response.set_cookie(cookie_name(request), token, max_age=SESSION_S, path="/", httponly=True,
+                        samesite="Strict", secure=over_https(request))
     return response
 
 
@@ -84,5 +106,5 @@ async def sign_out(request: web.Request, storage: Storage) -> web.Response:
     if token is not None:
         await storage.drop_session(session_digest(token))
     response = json_response({"signed_out": True})
-    response.del_cookie(COOKIE, path="/")
+    response.del_cookie(cookie_name(request), path="/")
     return response
