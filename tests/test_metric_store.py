@@ -90,7 +90,7 @@ def test_buckets_of_a_fixed_width_are_aligned_to_it_and_equal_brute_force(seed: 
     _store(db, rows, 0, [rng.choice([1, 63, 1000, 4096, 7000]) for _ in range(100)])
     stored = db.execute("SELECT SUM(count) FROM metric_chunks").fetchone()[0]
     for _ in range(25):
-        width = rng.choice([1, 7, 63, 64, 128, 1024, 3072, 16_384, 32_768])
+        width = rng.choice([1, 7, 63, 64, 128, 960, 1024, 3072, 16_384, 32_768])
         start = rng.randrange(stored)
         end = rng.randrange(start + 1, stored + 1)
         got_width, buckets = sqlite_metrics.buckets(db, 1, "train", start, end, stored, 10_000, width)
@@ -98,6 +98,17 @@ def test_buckets_of_a_fixed_width_are_aligned_to_it_and_equal_brute_force(seed: 
         assert all(b["first"] // width == b["last"] // width for b in buckets)  # each within one aligned window
         assert all(b["first"] % width == 0 for b in buckets[1:]) and buckets[0]["first"] == start
         assert buckets[-1]["last"] == end - 1 and buckets == _expected(rows, 0, buckets)
+
+
+def test_every_width_the_server_plans_is_one_a_live_chart_may_ask_for_again() -> None:
+    """The widths plan() chooses are below 64 or multiples of the widest summary not above them: the
+    rule fixed_width() holds ``width=`` to, so a live chart can always extend what it was given."""
+    rng = random.Random(8)
+    for _ in range(20_000):
+        start = rng.randrange(10**9)
+        width, _summary = plan(start, start + rng.randrange(1, 10**10), rng.choice([1, 10, 100, 1000, 5000, 10_000]))
+        widest = max((w for w in SUMMARY_WIDTHS if w <= width), default=None)
+        assert widest is None or width % widest == 0, width
 
 
 def test_a_live_chart_extends_its_buckets_with_the_last_one_and_the_new_ones() -> None:

@@ -143,7 +143,9 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
     status, tail = server.request("GET", "/api/v1/experiments/alice/proj/long/metrics/train?buckets=10000"
                                          f"&width={body['width']}&start={buckets[-1]['first']}&end={n}", key=key)
     assert status == 200 and tail["width"] == body["width"] and tail["buckets"] == buckets[-1:]
-    for query, problem in (("width=100&end=2000", "width=100 must be below 64 or a multiple of it"),
+    for query, problem in (("width=100&end=2000", "width=100 must be below 64 or a multiple of 64"),
+                           ("width=1088&end=2000", "width=1088 must be below 64 or a multiple of 1024"),
+                           (f"width={2**62 - 64}&end=2000", f"width={2**62 - 64} must be below 64 or a multiple of 16384"),
                            ("width=64", "width= needs end="),
                            ("width=1&end=20000", "width=1 makes more than buckets=10000 buckets over 0:20000")):
         status, refused = server.request("GET", f"/api/v1/experiments/alice/proj/long/metrics/train?buckets=10000&{query}",

@@ -674,3 +674,17 @@ def test_x_forwarded_proto_marks_a_session_secure_only_from_a_proxy_on_this_mach
     assert over_https(request("127.0.0.1", "https")) and over_https(request("::1", "HTTPS, http"))
     assert not over_https(request("10.1.2.3", "https"))  # from elsewhere: not trusted
     assert not over_https(request("127.0.0.1", "http")) and not over_https(request("127.0.0.1", None))
+
+
+def test_a_host_header_whose_port_is_no_port_is_answered_not_a_500(server: Server) -> None:
+    import http.client
+
+    for host in ("127.0.0.1:abc", "127.0.0.1:99999", "localhost:-1"):
+        for path in ("/api/v1/session", "/api/v1/experiments/alice/p/r"):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.putrequest("GET", path, skip_host=True)
+            conn.putheader("Host", host)
+            conn.endheaders()
+            status = conn.getresponse().status
+            conn.close()
+            assert status in ({200, 401} if path.endswith("session") else {401}), (host, path, status)  # never a 500

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ml_dash import Experiment
+from ml_dash.agent.wire import metric_blocks
 
 from .browser import Tab, follow_a_live_run, wait_for_chart, wait_for_status
 from .server_process import Server
@@ -146,7 +147,9 @@ def test_the_run_table_filters_and_sorts_by_latest_metric_values(site: Site, tab
 
 def test_grouping_by_a_param_puts_a_header_before_each_group_which_folds_and_stays_folded(
         site: Site, tab: Tab) -> None:
-    for name, opt in (("a", "sgd"), ("b", "adam"), ("c", None), ("d", "adam"), ("e", XSS)):
+    # "1" and "01" look equal to the numeric sort: still two groups, each in one piece
+    for name, opt in (("a", "sgd"), ("b", "adam"), ("c", None), ("d", "adam"), ("e", XSS), ("f", "1"), ("g", "01"),
+                      ("h", "1")):
         exp = site.experiment(f"alice/groups/{name}")
         with exp.run:
             exp.params.set(**({"opt": opt} if opt else {"lr": 0.1}))
@@ -161,13 +164,13 @@ def test_grouping_by_a_param_puts_a_header_before_each_group_which_folds_and_sta
                 else r.get_attribute("data-run").split("/")[-1] for r in page.locator(".body .row").all()]
 
     page.locator("[data-group]").first.wait_for()
-    assert rows() == ["# ▾ opt = (none) 1 run", "c", f"# ▾ opt = {XSS} 1 run", "e",
-                      "# ▾ opt = adam 2 runs", "b", "d", "# ▾ opt = sgd 1 run", "a"]
+    assert rows() == ["# ▾ opt = (none) 1 run", "c", f"# ▾ opt = {XSS} 1 run", "e", "# ▾ opt = 01 1 run", "g",
+                      "# ▾ opt = 1 2 runs", "f", "h", "# ▾ opt = adam 2 runs", "b", "d", "# ▾ opt = sgd 1 run", "a"]
     page.locator("[data-group=adam]").click()
     page.wait_for_function("() => !document.querySelector('[data-run=\"alice/groups/b\"]')")
-    assert rows() == ["# ▾ opt = (none) 1 run", "c", f"# ▾ opt = {XSS} 1 run", "e", "# ▸ opt = adam 2 runs",
-                      "# ▾ opt = sgd 1 run", "a"]
-    assert page.locator(".count").inner_text() == "5 of 5 runs"  # folded runs still match the filter
+    assert rows() == ["# ▾ opt = (none) 1 run", "c", f"# ▾ opt = {XSS} 1 run", "e", "# ▾ opt = 01 1 run", "g",
+                      "# ▾ opt = 1 2 runs", "f", "h", "# ▸ opt = adam 2 runs", "# ▾ opt = sgd 1 run", "a"]
+    assert page.locator(".count").inner_text() == "8 of 8 runs"  # folded runs still match the filter
     page.reload()
     page.locator("[data-group]").first.wait_for()
     assert "# ▸ opt = adam 2 runs" in rows() and "b" not in rows()  # the URL holds the fold
@@ -351,9 +354,12 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
         for _ in range(rows):
             train.log(step=logged, loss=rng.random() + (50.0 if logged % 997 == 0 else 0.0))
             logged += 1
+        exp.log(f"a line before {logged}")  # more than one new line a poll: the tail keeps following
         exp.log(f"logged {logged} rows")
         exp.flush()
 
+    for k in range(40):  # more lines than the box shows: its end is scrolled to
+        exp.log(f"line {k}")
     log(20_000)  # more than two points a pixel: buckets
     site.open(tab)
     page = tab.page
@@ -368,12 +374,17 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
         wait_for_chart(page, "loss", f"indices 0–{logged - 1}")
         page.wait_for_function("(n) => document.querySelector('.log-lines').textContent.includes(`logged ${n} rows`)",
                                arg=logged)
+        # and the box follows the tail: scrolled to its end
+        page.wait_for_function("() => { const b = document.querySelector('.log-box');"
+                               " return b.scrollTop + b.clientHeight >= b.scrollHeight - 2; }")
     asked = [urlsplit(u) for u in tab.requests[before:]]
     metric = [parse_qs(u.query) for u in asked if u.path.endswith("/metrics/train")]
     logs = [parse_qs(u.query) for u in asked if u.path.endswith("/logs")]
     # each new read starts at the last bucket held, at the width held: never the whole series again
     assert metric and all(int(q["start"][0]) >= 20_000 - int(q["width"][0]) for q in metric), metric
     assert logs and all(int(q["start"][0]) >= 1 for q in logs), logs
+    urls = [u for u in tab.requests[before:] if "/metrics/train" in u]
+    assert len(urls) == len(set(urls))  # the charts of loss and step share each read
     width = int(metric[0]["width"][0])
     drawn = page.evaluate("() => { const d = document.querySelector('figure.chart[data-field=loss]').__uplot.data;"
                           " return {hi: d[1], lo: d[2], last: d[3]}; }")
@@ -383,6 +394,81 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
     assert drawn == {"hi": [f["max"] for f in loss], "lo": [f["min"] for f in loss], "last": [f["last"] for f in loss]}
     exp.run.complete()
     wait_for_status(page, "COMPLETED")
+
+
+def _ingest(server: Server, key: str, prefix: str, start: int, stop: int, **run: Any) -> None:
+    rows = [{"data": {"loss": float(i), "step": i}, "createdAt": "2026-12-01T00:00:00Z"} for i in range(start, stop)]
+    body = {"v": 2, "identity": {"run_id": "live-run", "writer_id": "w"},
+            "streams": {"metrics/train": {"start": start, "blocks": metric_blocks(rows)}}, **({"run": run} if run else {})}
+    assert server.ingest(prefix, body, key)[0] == 200
+
+
+def _held(page: Any, fragment: str) -> list[Any]:
+    """The page's first request whose URL holds ``fragment``, kept unanswered until the test lets it go
+    (``held[0].continue_()``); later ones go on as usual."""
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        if held:
+            route.fallback()
+        else:
+            held.append(route)
+
+    page.route(lambda url: fragment in url, hold)
+    return held
+
+
+def _until(page: Any, predicate: Any) -> None:
+    for _ in range(300):  # Playwright's own loop runs meanwhile (a handler may append)
+        if predicate():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("not within 15 s")
+
+
+def test_a_live_raw_chart_over_set_aside_rows_holds_each_row_once(server: Server, tab: Tab) -> None:
+    """A page of rows skips set-aside indices and fills its limit past the end asked for: those rows
+    belong to the next read, not to this one (else they come twice)."""
+    key = server.key("alice")
+    _ingest(server, key, "alice/live/holes", 0, 10, status="RUNNING")
+    void = {"v": 2, "identity": {"run_id": "live-run", "writer_id": "w"},
+            "streams": {"metrics/train": {"start": 10, "void": 5, "reason": "unencodable"}}}
+    assert server.ingest("alice/live/holes", void, key)[0] == 200
+    _ingest(server, key, "alice/live/holes", 15, 20)
+    ServerSite(server).open(tab)
+    page = tab.page
+    held = _held(page, "/metrics/train?start=0&limit=20")
+    page.goto(server.url + "/?run=alice/live/holes")
+    _until(page, lambda: held)
+    _ingest(server, key, "alice/live/holes", 20, 30)  # there by the time the page's read is answered
+    held[0].continue_()
+    wait_for_chart(page, "loss", "indices 0–29")
+    xs = page.evaluate("() => document.querySelector('figure.chart[data-field=loss]').__uplot.data[0]")
+    assert xs == [*range(10), *range(15, 30)]
+
+
+def test_a_live_chart_keeps_options_chosen_while_new_points_were_on_their_way(server: Server, tab: Tab) -> None:
+    """New points asked for before the smoothing changed arrive after the chart was drawn with it:
+    they are dropped, and the chart stays drawn as the URL says."""
+    key = server.key("alice")
+    _ingest(server, key, "alice/live/options", 0, 100, status="RUNNING")
+    ServerSite(server).open(tab)
+    page = tab.page
+    held = _held(page, "/metrics/train?start=100&")
+    page.goto(server.url + "/?run=alice/live/options")
+    wait_for_chart(page, "loss", "indices 0–99")
+    _ingest(server, key, "alice/live/options", 100, 200)
+    _until(page, lambda: held)  # the new points are on their way
+    page.locator("input[name=smooth]").fill("0.9")
+    labels = "() => document.querySelector('figure.chart[data-field=loss]').__uplot.series.map((s) => s.label)"
+    page.wait_for_function(f"() => ({labels})().includes('EMA')")
+    _ingest(server, key, "alice/live/options", 200, 300, status="COMPLETED")
+    wait_for_status(page, "COMPLETED")  # the page knows of 300 rows; the held read still has to answer
+    held[0].continue_()
+    wait_for_chart(page, "loss", "indices 0–299")
+    page.wait_for_timeout(1500)  # anything still coming from before the change has come
+    assert page.evaluate(labels) == ["index", "max", "min", "loss", "EMA"]
+    assert page.evaluate("() => document.querySelector('figure.chart[data-field=loss]').__uplot.data[0].length") == 300
 
 
 def _raw(server: Server, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, dict, Any]:

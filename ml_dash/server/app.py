@@ -272,13 +272,16 @@ async def get_metric(request: web.Request) -> web.Response:
 
 def fixed_width(request: web.Request, start: int, end: int | None, buckets: int) -> int | None:
     """``width=W``: buckets of W indices aligned to multiples of W (a live chart asks for its last
-    bucket and the new ones with the width it holds). Below 64 or a multiple of 64, so that a read is
-    made of stored summaries but for its ends, and ``start:end`` in at most ``buckets`` of them."""
+    bucket and the new ones with the width it holds). Below 64, or a multiple of the widest stored
+    summary not above it (64, 1,024 or 16,384, as the widths the server chooses are), so that a
+    bucket is made of at most 16 summaries but for a range's ends; ``start:end`` in at most
+    ``buckets`` of them."""
     if "width" not in request.query:
         return None
     width = int_query(request, "width", 1, 1, 2**62)
-    if width >= SUMMARY_WIDTHS[0] and width % SUMMARY_WIDTHS[0]:
-        raise BadRequest(f"width={width} must be below {SUMMARY_WIDTHS[0]} or a multiple of it")
+    widest = max((w for w in SUMMARY_WIDTHS if w <= width), default=None)
+    if widest is not None and width % widest:
+        raise BadRequest(f"width={width} must be below {SUMMARY_WIDTHS[0]} or a multiple of {widest}")
     if end is None:
         raise BadRequest("width= needs end=")
     if end > start and (end - 1) // width - start // width + 1 > buckets:

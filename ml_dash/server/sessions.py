@@ -39,7 +39,10 @@ def cookie_name(request: web.Request) -> str:
     """The session cookie's name on this server: with its port when the URL names one. Browsers keep
     cookies per host, not per port, so two servers on one machine (a team's and a local ``ml-dash
     ui``, say) would otherwise sign each other out."""
-    port = request.url.port
+    try:
+        port = request.url.port
+    except ValueError:  # a Host header whose port is no port: that request gets the plain name
+        port = None
     return COOKIE if port in (None, 80, 443) else f"{COOKIE}_{port}"
 
 

@@ -3,10 +3,11 @@
 // mean) drawn over it, log scale, and zoom and pan that ask the server again for the visible range
 // (raw rows once the range holds at most two points per pixel).
 import { html, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, num, runPath, sharedGet } from "./api.js";
+import { num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
 
 const RAW_LIMIT = 100000;  // the server's page cap
+const MAX_BUCKETS = 10000;  // the server's cap on buckets in one reply
 
 /** Points of ``field`` over indices [start, end): buckets, or rows when they are few enough. Each
  * point keeps the index range it stands for (``firsts``/``lasts``) and its step and wall time. */
@@ -30,6 +31,8 @@ async function fetchRows(prefix, metric, field, start, end) {
   const out = await sharedGet(`${metricPath(prefix, metric)}?start=${start}&limit=${Math.max(1, end - start)}`);
   const s = emptySeries(true);
   for (const row of out.rows) {
+    // a page skips set-aside indices and fills its limit past ``end``: those rows are the next read's
+    if (row.index >= end) break;
     if (!(field in row.data)) continue;
     const v = num(row.data[field]);
     s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
@@ -52,8 +55,10 @@ export async function extendSeries(s, prefix, metric, field, start, end, pixels)
   }
   const held = s.firsts.length;
   const since = held ? Math.max(start, Math.floor(s.firsts[held - 1] / s.width) * s.width) : start;
-  if ((end - since) / s.width + held > 2 * pixels) return null;
-  const out = await api(`${metricPath(prefix, metric)}?buckets=10000&width=${s.width}&start=${since}&end=${end}`);
+  const more = (end - since) / s.width;
+  if (more + held > 2 * pixels || more >= MAX_BUCKETS) return null;
+  // shared: the charts of every field of the metric ask for the same buckets
+  const out = await sharedGet(`${metricPath(prefix, metric)}?buckets=${MAX_BUCKETS}&width=${s.width}&start=${since}&end=${end}`);
   const keep = s.firsts.findIndex((first) => first >= since);
   return joinSeries(s, keep < 0 ? held : keep, seriesOfBuckets(out.buckets, field), end);
 }
@@ -209,6 +214,8 @@ export function Chart({ prefix, metric, field, rows, state }) {
   const view = useRef(null);  // what this render shows, for catch-ups started by an earlier one
   view.current = { rows, live, start };
   const extending = useRef(false);
+  const generation = useRef(0);  // one more for each whole fetch: an extension begun before it is dropped
+  const latest = useRef(null);  // this render's draw and catchUp: an earlier render's would draw its own options
   // a live run: only the new points, appended (or the whole range when they no longer fit as held),
   // and again while more arrived meanwhile
   const catchUp = () => {
@@ -216,16 +223,19 @@ export function Chart({ prefix, metric, field, rows, state }) {
     const { rows: target, live: following, start: from } = view.current;
     if (!following || !s || target <= s.upto || extending.current) return;
     extending.current = true;
+    const begun = generation.current;
     extendSeries(s, prefix, metric, field, from, target, pixels())
       .then((t) => t || fetchSeries(prefix, metric, field, from, target, pixels()))
-      .then((t) => { if (series.current === s) draw(t); })  // unless a whole fetch drew meanwhile
+      .then((t) => { if (generation.current === begun && series.current === s) latest.current.draw(t); })
       .catch((e) => setInfo(e.message))
-      .finally(() => { extending.current = false; if (series.current !== s) catchUp(); });
+      .finally(() => { extending.current = false; if (series.current !== s) latest.current.catchUp(); });
   };
+  latest.current = { draw, catchUp };
   useEffect(() => {
     let cancelled = false;
+    generation.current += 1;
     fetchSeries(prefix, metric, field, start, Math.min(end, rows), pixels())
-      .then((s) => { if (!cancelled) { draw(s); catchUp(); } })
+      .then((s) => { if (!cancelled) { draw(s); latest.current.catchUp(); } })
       .catch((e) => setInfo(e.message));
     return () => { cancelled = true; };
   }, [prefix, metric, field, start, zoomedEnd, smooth, smoothing, logScale, xAxis]);

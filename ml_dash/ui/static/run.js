@@ -66,13 +66,18 @@ const LINES_SHOWN = 24;
 function LogLines({ lines }) {
   const box = useRef(null);
   const [top, setTop] = useState(Number.MAX_SAFE_INTEGER);
-  const atEnd = top >= (lines.length - LINES_SHOWN) * LINE_PX - LINE_PX;
-  useEffect(() => { if (box.current && atEnd) box.current.scrollTop = lines.length * LINE_PX; }, [lines]);
+  const following = useRef(true);  // scrolled to the end (as a tail starts): new lines keep it there
+  const scrolled = (e) => {
+    const b = e.target;
+    following.current = b.scrollTop + b.clientHeight >= b.scrollHeight - LINE_PX;
+    setTop(b.scrollTop);
+  };
+  useEffect(() => { if (box.current && following.current) box.current.scrollTop = lines.length * LINE_PX; }, [lines]);
   const first = Math.max(0, Math.min(lines.length - LINES_SHOWN, Math.floor(Math.min(top, lines.length * LINE_PX) / LINE_PX) - 8));
   const shown = lines.slice(Math.max(0, first), Math.max(0, first) + LINES_SHOWN + 16);
   if (!lines.length) return html`<p class="muted log-box" data-lines="0">no lines</p>`;
   return html`<div class="log-box" ref=${box} style=${{ height: Math.min(LINES_SHOWN, lines.length) * LINE_PX + 2 + "px" }}
-      onScroll=${(e) => setTop(e.target.scrollTop)} data-lines=${lines.length}>
+      onScroll=${scrolled} data-lines=${lines.length}>
     <ol class="log-lines" style=${{ height: lines.length * LINE_PX + "px" }}>${shown.map((l, i) => html`<li
       key=${l.sequenceNumber} style=${{ top: (Math.max(0, first) + i) * LINE_PX + "px" }}
       class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>

@@ -94,8 +94,10 @@ export function filterRuns(runs, state) {
   const value = (r) => valueOf(r, sort) ?? "";
   out = out.slice().sort((a, b) => compare(value(a), value(b)) * (state.desc === "1" ? -1 : 1));
   if (state.group) {
+    // the collator finds "1" and "01" (or é composed and decomposed) equal; the groups split on the
+    // exact value, so equal-looking values are told apart here and each group stays in one piece
     const key = (r) => cell(r, "param:" + state.group);
-    out.sort((a, b) => compare(key(a), key(b)));
+    out.sort((a, b) => { const x = key(a), y = key(b); return compare(x, y) || (x < y ? -1 : x > y ? 1 : 0); });
   }
   return out;
 }
