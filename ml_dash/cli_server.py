@@ -47,6 +47,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ui.add_argument("dir", nargs="?", default=".dash", help="a directory of runs (default ./.dash)")
     ui.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 (default 8090; 0 picks a free one, "
                                                            "printed)")
+    ui.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="also answer requests whose Host header names NAME (repeatable): a name of this machine "
+                         "other than 127.0.0.1, localhost and ::1, say. It stays bound to 127.0.0.1")
     ui.set_defaults(handler=run_ui)
     keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
                           description="Manage the API keys of a server's data directory (the server may be running).")
@@ -105,7 +108,7 @@ def run_ui(args: argparse.Namespace) -> int:
     index = Path(tempfile.mkdtemp(prefix="ml-dash-ui-"))  # the private index, removed on exit
     config = ServerConfig(index, open_reads=True, read_only=True, ingest_workers=0,
                           crashed_after_s=float("inf"),  # a local run's status follows its lock, not silence
-                          allowed_hosts=_allowed_hosts("127.0.0.1", []))
+                          allowed_hosts=_allowed_hosts("127.0.0.1", args.allowed_host))
     try:
         asyncio.run(serve(config, "127.0.0.1", args.port, local_root=root.resolve(), label="ml-dash ui"))
     except OSError as exc:

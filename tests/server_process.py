@@ -90,5 +90,5 @@ class Server:
 class LocalUi(Server):
     """A running ``ml-dash ui DIR`` subprocess (127.0.0.1, port 0): the same client as a server's."""
 
-    def __init__(self, directory: Path) -> None:  # not super().__init__ (a server): _start is what they share
-        self._start(directory, "ui", str(directory), "--port", "0")
+    def __init__(self, directory: Path, *extra: str) -> None:  # not super().__init__ (a server): _start is shared
+        self._start(directory, "ui", str(directory), "--port", "0", *extra)

@@ -688,3 +688,25 @@ def test_a_host_header_whose_port_is_no_port_is_answered_not_a_500(server: Serve
             status = conn.getresponse().status
             conn.close()
             assert status in ({200, 401} if path.endswith("session") else {401}), (host, path, status)  # never a 500
+
+
+def test_a_nul_in_a_path_or_query_is_a_400_before_any_handler(server: Server) -> None:
+    """SQLite ends a statement's text at a NUL and file systems refuse one in a name: a log search and a
+    UI path holding one were 500s. Every route is refused the same way, without quoting the request."""
+    import http.client
+
+    key = server.key("alice")
+    assert server.ingest("alice/p/nul", _batch(0, 3), key)[0] == 200
+    for path in ("/api/v1/experiments/alice/p/nul/logs?q=step%00", "/api/v1/experiments/alice/p/nul/logs?q=%00",
+                 "/api/v1/experiments/alice/p/nul/metrics/train?start=0%00", "/ui/app.js%00.html",
+                 "/api/v1/experiments/alice/p/nul%00",
+                 "/api/v1/experiments/alice/p/nul/logs?q%00=x"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        response = conn.getresponse()
+        status, body = response.status, response.read()
+        conn.close()
+        assert status == 400, (path, status, body)
+        assert b"holds a NUL character" in body, (path, body)
+    status, logs = server.request("GET", "/api/v1/experiments/alice/p/nul/logs?q=step", key=key)
+    assert status == 200  # the same search without the NUL

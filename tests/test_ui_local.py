@@ -69,13 +69,19 @@ def test_the_local_ui_answers_only_loopback_host_names_and_serves_only_the_runs_
     ui = LocalUi(workdir / ".dash")
     try:
         status, body = ui.request("GET", "/api/v1/owners", headers={"Host": "evil.example"})
-        assert status == 400 and "host" in body["error"]
+        assert status == 400 and "host" in body["error"] and "--allowed-host" in body["error"]
         assert ui.request("GET", "/api/v1/owners")[0] == 200
         status, _ = ui.request("GET", "/api/v1/experiments/alice/local/run-0/files/..%2F..%2F..%2F..%2Fsecret.txt")
         assert status in (400, 404)
     finally:
         ui.stop()
     assert os.path.exists(secret)
+    named = LocalUi(workdir / ".dash", "--allowed-host", "box.lan")  # the flag the refusal names
+    try:
+        assert named.request("GET", "/api/v1/owners", headers={"Host": "box.lan:8090"})[0] == 200
+        assert named.request("GET", "/api/v1/owners", headers={"Host": "evil.example"})[0] == 400
+    finally:
+        named.stop()
 
 
 def test_runs_the_index_cannot_take_are_skipped_and_every_other_run_is_served(workdir: Path) -> None:

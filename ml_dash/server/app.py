@@ -72,6 +72,7 @@ from .ingest import ingest_reply
 from .local_index import LocalIndex
 from .prepare import Preparer
 from .records import ConflictError, GapError
+from .request_text import text_middleware
 from .storage import SQLiteStorage, Storage
 from .timing import timing_middleware
 from .ui import security_headers
@@ -90,7 +91,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
     """
-    middlewares = [timing_middleware, security_headers, host_middleware, error_middleware]
+    middlewares = [timing_middleware, security_headers, host_middleware, text_middleware, error_middleware]
     if local_root is not None:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
