@@ -88,8 +88,8 @@ def tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Tab]:
 
 def wait_for_chart(page: Any, field: str, text: str) -> None:
     """Until the chart of ``field`` says ``text`` in its caption (its points, its index range)."""
-    page.wait_for_function("([field, text]) => (document.querySelector(`figure.chart[data-field=${field}] figcaption`)"
-                           " || {}).textContent?.includes(text)", arg=[field, text])
+    page.wait_for_function("([field, text]) => (document.querySelector(`figure.chart[data-field=\"${CSS.escape(field)}\"]"
+                           " figcaption`) || {}).textContent?.includes(text)", arg=[field, text])
 
 
 def wait_for_status(page: Any, status: str) -> None:

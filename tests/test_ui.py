@@ -268,7 +268,7 @@ def test_zoom_x_axes_and_exports_of_a_chart(site: Site, tab: Tab) -> None:
         u.setSelect({left: u.valToPos(20000, 'x'), width: u.valToPos(20300, 'x') - u.valToPos(20000, 'x'),
                      top: 0, height: 10}); }""")
     page.wait_for_function(f"() => document.querySelector('{caption}').textContent.includes('raw')")
-    zoom = page.evaluate("() => new URLSearchParams(location.search).get('z.train.loss')")
+    zoom = page.evaluate("() => new URLSearchParams(location.search).get('z.train/loss')")
     first, end = map(int, zoom.split(":"))
     assert 19_990 <= first <= 20_000 and 20_300 <= end <= 20_310, zoom
     assert f"indices {first}–{end - 1}" in page.locator(caption).inner_text()
@@ -289,7 +289,7 @@ def test_zoom_x_axes_and_exports_of_a_chart(site: Site, tab: Tab) -> None:
     assert page.locator("select[name=x]").input_value() == "step"
     span = end - first
     page.locator(caption).get_by_role("button", name="pan right").click()  # by half the visible range
-    page.wait_for_function(f"() => new URLSearchParams(location.search).get('z.train.loss') === "
+    page.wait_for_function(f"() => new URLSearchParams(location.search).get('z.train/loss') === "
                            f"'{first + (span + 1) // 2}:{first + (span + 1) // 2 + span}'")
     page.locator(caption).get_by_role("button", name="reset zoom").click()
     page.wait_for_function(f"() => document.querySelector('{caption}').textContent.includes('indices 0–49999')")
@@ -394,6 +394,94 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
     assert drawn == {"hi": [f["max"] for f in loss], "lo": [f["min"] for f in loss], "last": [f["last"] for f in loss]}
     exp.run.complete()
     wait_for_status(page, "COMPLETED")
+
+
+def test_the_ui_says_what_failed_instead_of_waiting_or_showing_nothing(workdir: Path, server: Server, tab: Tab) -> None:
+    bob = ServerSite(server, "bob")
+    with bob.experiment("bob/secret/run").run as exp:
+        exp.metrics("train").log(loss=1.0)
+    site = ServerSite(server)
+    _run(site, "alice/p/run", rows=10)
+    page = tab.page
+    page.goto(server.url + "/")
+    page.click("button[type=submit]")  # nothing entered
+    assert "enter an API key" in page.locator(".sign-in .error").inner_text()
+    page.fill("input[name=user]", "alice")  # a user name, on a server that takes keys only
+    page.click("button[type=submit]")
+    page.wait_for_function("() => document.querySelector('.sign-in .error').textContent.includes('API keys only')")
+    site.open(tab)
+    page.goto(server.url + "/?owner=bob")  # not alice's to read: said, not "Loading…" for ever
+    page.locator("main .error", has_text="may not read").wait_for()
+    page.goto(server.url + "/?run=alice/p/run&lq=" + "x" * 201)  # a search the server refuses
+    page.locator(".logs .error", has_text="at most 200 characters").wait_for()
+    many = ",".join(f"alice/p/r{k}" for k in range(51))
+    page.goto(server.url + "/?compare=" + many)
+    page.locator("main .error", has_text="compare at most 50").wait_for()
+    page.goto(server.url + "/?owner=alice")
+    page.get_by_role("link", name="p", exact=True).wait_for()
+    assert page.evaluate("() => fetch('/api/v1/session', {method: 'DELETE'}).then((r) => r.status)") == 200  # elsewhere
+    page.get_by_role("link", name="p", exact=True).click()  # the next read meets the 401: back to signing in
+    page.locator("input[name=api_key]").wait_for()
+    assert [e for e in tab.errors if "uncaught" in e] == []
+
+
+def test_charts_of_look_alike_names_zoom_apart_and_a_zoom_the_url_cannot_mean_is_ignored(site: Site, tab: Tab) -> None:
+    with site.experiment("alice/names/run").run as exp:
+        for i in range(5000):
+            exp.metrics("a.b").log(c=float(i % 10))
+            exp.metrics("a").log(**{"b.c": float(i % 10)})
+    site.open(tab)
+    page = tab.page
+    page.goto(site.url + "/?run=alice/names/run")
+    wait_for_chart(page, "c", "indices 0–4999")
+    wait_for_chart(page, "b.c", "indices 0–4999")
+    page.evaluate("""() => { const u = document.querySelector('figure.chart[data-metric="a.b"][data-field=c]').__uplot;
+        u.setSelect({left: u.valToPos(1000, 'x'), width: u.valToPos(1200, 'x') - u.valToPos(1000, 'x'), top: 0, height: 10}); }""")
+    wait_for_chart(page, "c", "raw")
+    assert "indices 0–4999" in page.locator("figure.chart[data-field='b.c'] figcaption").inner_text()  # not zoomed with it
+    before = len(tab.requests)
+    page.goto(site.url + "/?run=alice/names/run&z.a.b%2Fc=abc:def&z.a%2Fb.c=500:100")
+    wait_for_chart(page, "c", "indices 0–4999")
+    wait_for_chart(page, "b.c", "indices 0–4999")
+    assert not [u for u in tab.requests[before:] if "NaN" in u or "start=500" in u]
+
+
+def test_keys_keep_the_cursor_in_view_and_user_strings_stay_isolated_and_inside_the_page(site: Site, tab: Tab) -> None:
+    for k in range(40):
+        with site.experiment(f"alice/many/r{k:02d}", tags=(["\u202egnp.exe", "after"] if k == 0 else [])).run as exp:
+            exp.params.set(long="A" * 5000 if k == 0 else "short")
+    site.open(tab)
+    page = tab.page
+    page.goto(site.url + "/?owner=alice&project=many")
+    page.wait_for_function("() => document.querySelectorAll('[data-run]').length > 20")
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.tag')).unicodeBidi") == "isolate"
+    for _ in range(30):
+        page.keyboard.press("j")
+    page.wait_for_function("() => document.querySelector('.row.cursor') && document.querySelector('.row.cursor')"
+                           ".dataset.run === 'alice/many/r30'")
+    inside = """() => { const row = document.querySelector('.row.cursor').getBoundingClientRect();
+        const box = document.querySelector('.table .body').getBoundingClientRect();
+        return row.top >= box.top && row.bottom <= box.bottom + 1; }"""  # (+ a row's 1 px border)
+    page.wait_for_function(inside)  # scrolled to it
+    page.goto(site.url + "/?run=alice/many/r00")
+    page.locator(".params td", has_text="AAAA").wait_for()
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280  # the long value wraps
+
+
+def test_charts_follow_a_dark_system_theme(site: Site, tab: Tab) -> None:
+    _run(site, "alice/dark/run", rows=100)
+    site.open(tab)
+    page = tab.page
+    page.emulate_media(color_scheme="dark")
+    page.goto(site.url + "/?run=alice/dark/run")
+    wait_for_chart(page, "loss", "indices 0–99")
+    colours = page.evaluate("""() => { const u = document.querySelector('figure.chart[data-field=loss]').__uplot;
+        const css = getComputedStyle(document.documentElement);
+        const stroke = (a) => (typeof a.stroke === 'function' ? a.stroke(u, 1) : a.stroke);
+        return [stroke(u.axes[0]), stroke(u.axes[1]), css.getPropertyValue('--muted').trim(), css.backgroundColor,
+                getComputedStyle(document.body).backgroundColor]; }""")
+    assert colours[0] == colours[1] == colours[2] == "#9aa3b2"  # the dark theme's text colour, not black
+    assert colours[4] == "rgb(20, 23, 29)"
 
 
 def _ingest(server: Server, key: str, prefix: str, start: int, stop: int, **run: Any) -> None:

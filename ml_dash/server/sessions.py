@@ -101,7 +101,11 @@ async def _owner_of(body: dict, storage: Storage, allow_user_name: bool) -> tupl
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"user: {exc}") from None
         return user, None
-    raise BadRequest("sign in with {\"api_key\": ...}" + (" or {\"user\": ...}" if allow_user_name else ""))
+    if isinstance(user, str) and user:  # a user name, on a server that takes keys only
+        raise BadRequest("this server signs in with API keys only (user names need a server started with "
+                         "--allow-user-name)")
+    raise BadRequest("sign in with an API key: {\"api_key\": ...}" + (" or a user name: {\"user\": ...}"
+                                                                        if allow_user_name else ""))
 
 
 async def sign_out(request: web.Request, storage: Storage) -> web.Response:

@@ -21,6 +21,7 @@ export async function api(path, { method = "GET", body } = {}) {
     payload = null;
   }
   if (!response.ok) {
+    if (response.status === 401 && path !== "/api/v1/session") window.dispatchEvent(new Event("ml-dash:unauthorized"));
     throw new ApiError(response.status, (payload && payload.error) || response.statusText);
   }
   return payload;
@@ -42,7 +43,10 @@ export async function revalidatedGet(path) {
   } catch (_) {
     payload = null;
   }
-  if (!response.ok) throw new ApiError(response.status, (payload && payload.error) || response.statusText);
+  if (!response.ok) {
+    if (response.status === 401) window.dispatchEvent(new Event("ml-dash:unauthorized"));
+    throw new ApiError(response.status, (payload && payload.error) || response.statusText);
+  }
   const tag = response.headers.get("ETag");
   if (tag) held.set(path, [tag, payload]);
   return payload;

@@ -16,6 +16,7 @@ function SignIn({ onSignedIn }) {
     event.preventDefault();
     setError(null);
     try {
+      if (!key && !user) throw new Error("enter an API key (or, on a development server, a user name)");
       const body = key ? { api_key: key } : { user };
       const out = await api("/api/v1/session", { method: "POST", body });
       onSignedIn(out.owner);
@@ -36,7 +37,9 @@ function SignIn({ onSignedIn }) {
 
 function Owners() {
   const [owners, setOwners] = useState(null);
-  useEffect(() => { api("/api/v1/owners").then((o) => setOwners(o.owners)); }, []);
+  const [error, setError] = useState(null);
+  useEffect(() => { api("/api/v1/owners").then((o) => setOwners(o.owners), (e) => setError(e.message)); }, []);
+  if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!owners) return html`<p class="muted">Loading…</p>`;
   return html`<section><h2>Owners</h2><ul class="list">
     ${owners.map((o) => html`<li key=${o.owner}><a href="#" onClick=${(e) => { e.preventDefault(); go({ owner: o.owner }); }}
@@ -46,9 +49,13 @@ function Owners() {
 
 function Projects({ owner }) {
   const [projects, setProjects] = useState(null);
+  const [error, setError] = useState(null);
   useEffect(() => {
-    api("/api/v1/projects?owner=" + encodeURIComponent(owner)).then((p) => setProjects(p.projects));
+    setError(null);
+    api("/api/v1/projects?owner=" + encodeURIComponent(owner)).then((p) => setProjects(p.projects),
+      (e) => setError(e.message));
   }, [owner]);
+  if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!projects) return html`<p class="muted">Loading…</p>`;
   return html`<section><h2>${owner}: projects</h2><ul class="list">
     ${projects.map((p) => html`<li key=${p.project}><a href="#"
@@ -75,6 +82,11 @@ function App() {
     api("/api/v1/session").then((s) => setWho(s.owner || null)).catch(() => setWho(null));
   }, []);
   useEffect(() => installKeys(), []);
+  useEffect(() => {  // a session that ended elsewhere (signed out in another tab, its key revoked)
+    const ended = () => setWho((w) => (w === "local" ? w : null));
+    window.addEventListener("ml-dash:unauthorized", ended);
+    return () => window.removeEventListener("ml-dash:unauthorized", ended);
+  }, []);
   if (who === undefined) return html`<p class="muted">Loading…</p>`;
   if (who === null) return html`<${SignIn} onSignedIn=${setWho} />`;
   const signOut = async () => {

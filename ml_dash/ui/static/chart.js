@@ -85,10 +85,15 @@ export function seriesOfBuckets(buckets, field) {
 
 export const X_AXES = ["index", "step", "wall", "relative"];
 
-/** uPlot axes whose y axis is as wide as its longest tick label (100,000 is not cut to "0,000"). */
+/** uPlot axes in the page's colours (light or dark, as the system is), the y axis as wide as its
+ * longest tick label (100,000 is not cut to "0,000"). */
 export function axes() {
+  const css = getComputedStyle(document.documentElement);
+  const text = css.getPropertyValue("--muted").trim() || "#666";
+  const line = css.getPropertyValue("--line").trim() || "#ddd";
+  const axis = { stroke: text, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
   const size = (u, values) => (values ? Math.max(44, 16 + 8 * Math.max(...values.map((v) => String(v).length))) : 50);
-  return [{}, { size }];
+  return [{ ...axis }, { ...axis, size }];
 }
 
 /** The x values of ``s`` for the axis ``x``, or null when the series cannot have it (a missing or
@@ -140,15 +145,24 @@ export function ema(ys, w) {
   return out;
 }
 
+/** A zoom from the URL ("start:end", indices, end past start), or null for none or one that is not. */
+export function zoomRange(text) {
+  const m = /^(\d{1,15}):(\d{1,15})$/.exec(text || "");
+  if (!m) return null;
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  return b > a ? [a, b] : null;
+}
+
 export function Chart({ prefix, metric, field, rows, state }) {
   const box = useRef(null);
   const plot = useRef(null);
   const series = useRef(null);
   const drawnWith = useRef(null);  // the options the plot was made with: the same ones take setData
   const [info, setInfo] = useState("");
-  const zoomKey = `z.${metric}.${field}`;
-  const live = !state[zoomKey];  // following the whole series as it grows
-  const [start, end] = live ? [0, rows] : state[zoomKey].split(":").map(Number);
+  const zoomKey = `z.${metric}/${field}`;  // a metric name holds no "/": one key per chart
+  const zoom = zoomRange(state[zoomKey]);
+  const live = zoom === null;  // following the whole series as it grows
+  const [start, end] = live ? [0, rows] : zoom;
   const smooth = Number(state.smooth || 0);
   const smoothing = state.sm === "mean" ? "mean" : "ema";
   const logScale = state.log === "1";
@@ -261,7 +275,7 @@ export function Chart({ prefix, metric, field, rows, state }) {
   };
   return html`<figure class="chart" data-metric=${metric} data-field=${field}>
     <figcaption>${metric} · ${field} <span class="muted">${info}</span>
-      ${state[zoomKey] && html`<button class="link" onClick=${() => pan(-1)} aria-label="pan left">◀</button><button
+      ${zoom && html`<button class="link" onClick=${() => pan(-1)} aria-label="pan left">◀</button><button
         class="link" onClick=${() => pan(1)} aria-label="pan right">▶</button><button class="link"
         onClick=${() => setState({ [zoomKey]: null })}>reset zoom</button>`}
       <button class="link" onClick=${png}>PNG</button><button class="link" onClick=${csv}>CSV</button>

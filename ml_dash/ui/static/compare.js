@@ -4,7 +4,7 @@ import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-
 import { api, num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
 import { axes, seriesOfBuckets } from "./chart.js";
-import { StatusBadge, valueOf } from "./runs.js";
+import { MAX_COMPARED, StatusBadge, valueOf } from "./runs.js";
 
 const COLORS = ["#285ac8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700", "#0b7285", "#5c940d",
   "#364fc7", "#a61e4d"];
@@ -148,6 +148,10 @@ export function Compare({ prefixes, state }) {
   const [runs, setRuns] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
+    if (prefixes.length > MAX_COMPARED) {
+      setError(`${prefixes.length} runs in the URL: compare at most ${MAX_COMPARED} at once`);
+      return;
+    }
     Promise.all(prefixes.map((p) => api(runPath(p)))).then(setRuns).catch((e) => setError(e.message));
   }, [prefixes.join(",")]);
   const fields = useMemo(() => {

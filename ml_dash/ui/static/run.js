@@ -87,6 +87,7 @@ function LogLines({ lines }) {
 
 function Logs({ prefix, count, state }) {
   const [lines, setLines] = useState([]);
+  const [error, setError] = useState(null);  // the last read's failure, shown instead of "0 matching"
   const [again, setAgain] = useState(0);
   const read = useRef({ view: null, from: 0 });  // the lines below ``from`` were read for ``view``
   const asking = useRef(null);  // the view of the request in flight
@@ -113,8 +114,13 @@ function Logs({ prefix, count, state }) {
         const last = out.logs.length ? out.logs[out.logs.length - 1].sequenceNumber + 1 : from;
         read.current = { view, from: Math.max(last, asked) };  // the server held ``asked`` lines then
         setLines((old) => (more ? old.concat(out.logs).slice(-LOG_TAIL) : out.logs));
+        setError(null);
         if (latest.current > read.current.from) setAgain((n) => n + 1);  // lines arrived meanwhile
-      }, () => { if (asking.current === view) asking.current = null; });
+      }, (e) => {
+        if (asking.current !== view) return;
+        asking.current = null;
+        setError(e.message);
+      });
     }, search && !more ? 50 : 0);  // typing: one request when it pauses
     return () => clearTimeout(timer);
   }, [prefix, count, level, search, again]);
@@ -125,7 +131,8 @@ function Logs({ prefix, count, state }) {
         ${["debug", "info", "warn", "error", "fatal"].map((l) => html`<option value=${l}>${l}</option>`)}
       </select>
       <input placeholder="search all logs" value=${search} onInput=${(e) => setState({ lq: e.target.value }, { replace: true })} />
-      <span class="muted">${lines.length === LOG_TAIL ? "the last " + LOG_TAIL + " matching" : lines.length + " matching"}</span>
+      ${error ? html`<span class="error" role="alert">${error}</span>` : html`<span class="muted">${lines.length === LOG_TAIL
+        ? "the last " + LOG_TAIL + " matching" : lines.length + " matching"}</span>`}
     </div>
     <${LogLines} lines=${lines} />
   </section>`;

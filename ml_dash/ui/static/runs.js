@@ -9,6 +9,7 @@ const ROW_PX = 28;
 const PAGE = 1000;
 const MAX_PAGES = 100;  // 100,000 runs at most in one list
 export const STATUSES = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED"];
+export const MAX_COMPARED = 50;  // the server's compare route takes at most this many runs
 
 export function StatusBadge({ status }) {
   const known = STATUSES.includes(status) ? status : "UNKNOWN";
@@ -167,6 +168,14 @@ export function RunList({ owner, project, state }) {
     window.addEventListener("ml-dash:open", open);
     return () => { window.removeEventListener("ml-dash:move", move); window.removeEventListener("ml-dash:open", open); };
   }, [shown, cursor]);
+  const current = shown[cursor];
+  useEffect(() => {  // j/k: the cursor's row stays in view
+    const b = box.current;
+    const at = items.findIndex((x) => x.run === current) * ROW_PX;
+    if (!b || at < 0) return;
+    if (at < b.scrollTop) b.scrollTop = at;
+    else if (at + ROW_PX > b.scrollTop + b.clientHeight) b.scrollTop = at + ROW_PX - b.clientHeight;
+  }, [cursor]);
   if (error) return html`<p class="error">${error}</p>`;
   if (!runs) return html`<p class="muted">Loading runs…</p>`;
   const columns = ["name", "status", "created_at", "tags", ...(state.cols ? state.cols.split(",") : [])];
@@ -180,7 +189,6 @@ export function RunList({ owner, project, state }) {
   const height = 600;
   const first = Math.max(0, Math.floor(scroll / ROW_PX) - 10);
   const visible = items.slice(first, first + Math.ceil(height / ROW_PX) + 20);
-  const current = shown[cursor];
   const fold = (value) => {
     const next = new Set(folded);
     if (next.has(value)) next.delete(value); else next.add(value);
@@ -209,8 +217,9 @@ export function RunList({ owner, project, state }) {
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
       <span class="muted count">${matching.length} of ${runs.length}${more ? "+" : ""} runs</span>
-      ${selected.size >= 2 && html`<button class="compare-button" onClick=${() => go({ compare: [...selected].join(",") })}
-        >Compare ${selected.size}</button>`}
+      ${selected.size >= 2 && (selected.size <= MAX_COMPARED
+        ? html`<button class="compare-button" onClick=${() => go({ compare: [...selected].join(",") })}>Compare ${selected.size}</button>`
+        : html`<span class="error">${selected.size} runs ticked: compare at most ${MAX_COMPARED} at once</span>`)}
     </div>
     <div class="table" role="table">
       <div class="row head" role="row"><span class="c-select"></span>${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
