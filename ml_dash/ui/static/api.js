@@ -7,13 +7,9 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+/** The JSON of a reply, or an ApiError with the server's words. A 401 (but signing in's own) tells the
+ * app that the session ended. */
+async function payloadOf(path, response) {
   let payload = null;
   try {
     payload = await response.json();
@@ -27,6 +23,16 @@ export async function api(path, { method = "GET", body } = {}) {
   return payload;
 }
 
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return payloadOf(path, response);
+}
+
 const held = new Map();  // path -> [ETag, payload] of the last answer to a revalidated GET
 
 /** ``api(path)`` for a document polled while a run is live: it sends the ETag of the last answer,
@@ -37,16 +43,7 @@ export async function revalidatedGet(path) {
   if (last) headers["If-None-Match"] = last[0];
   const response = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
   if (response.status === 304 && last) return last[1];
-  let payload = null;
-  try {
-    payload = await response.json();
-  } catch (_) {
-    payload = null;
-  }
-  if (!response.ok) {
-    if (response.status === 401) window.dispatchEvent(new Event("ml-dash:unauthorized"));
-    throw new ApiError(response.status, (payload && payload.error) || response.statusText);
-  }
+  const payload = await payloadOf(path, response);
   const tag = response.headers.get("ETag");
   if (tag) held.set(path, [tag, payload]);
   return payload;
