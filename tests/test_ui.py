@@ -108,7 +108,10 @@ def test_the_url_holds_the_view_and_a_reload_brings_it_back(site: Site, tab: Tab
     page = tab.page
     page.goto(site.url + "/?owner=alice&project=grid")
     page.locator("[data-run]").first.wait_for()
+    page.fill("input.wide", "lr < 0.05, garbage ~~ x")  # a part that is no condition is said, not ignored
+    page.locator(".not-understood", has_text="garbage ~~ x").wait_for()
     page.fill("input.wide", "lr < 0.05")
+    assert page.locator(".not-understood").count() == 0
     page.select_option(".toolbar select >> nth=1", "param:depth")  # the column chooser
     page.locator(".row.head span", has_text="depth").click()  # sort by it
     page.locator(".row.head span", has_text="depth").click()  # descending
@@ -210,6 +213,8 @@ def test_compare_overlays_metrics_diffs_params_and_draws_the_scatter_and_paralle
     page.reload()
     page.locator("figure.overlay[data-field=loss] canvas").first.wait_for()
     assert page.url == url and page.locator(".diff tbody tr").count() == 2
+    page.locator(".crumbs a", has_text="cmp").click()  # back to the project the runs came from
+    page.locator("[data-run='alice/cmp/run-0']").wait_for()
     assert tab.errors == []
 
 

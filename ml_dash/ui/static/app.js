@@ -66,12 +66,14 @@ function Projects({ owner }) {
 
 function Crumbs({ state }) {
   const parts = [];
-  const owner = state.owner || (state.run && state.run.split("/")[0]);
-  const project = state.project || (state.run && state.run.split("/")[1]);
+  const shown = state.run || (state.compare && state.compare.split(",")[0]);  // a run, or the first compared
+  const owner = state.owner || (shown && shown.split("/")[0]);
+  const project = state.project || (shown && shown.split("/")[1]);
   parts.push(html`<a href="#" onClick=${(e) => { e.preventDefault(); go({}); }}>ml-dash</a>`);
   if (owner) parts.push(html`<a href="#" onClick=${(e) => { e.preventDefault(); go({ owner }); }}>${owner}</a>`);
   if (project) parts.push(html`<a href="#" onClick=${(e) => { e.preventDefault(); go({ owner, project }); }}>${project}</a>`);
   if (state.run) parts.push(html`<span>${state.run.split("/").slice(2).join("/")}</span>`);
+  else if (state.compare) parts.push(html`<span>compare</span>`);
   return html`<nav class="crumbs">${parts.map((p, i) => html`${i ? html`<span class="sep">/</span>` : ""}${p}`)}</nav>`;
 }
 

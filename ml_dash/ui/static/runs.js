@@ -29,14 +29,21 @@ async function loadRuns(owner, project, onPage, cancelled) {
   }
 }
 
+const CONDITION = /^([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.+)$/;
+
 /** Conditions "key op value" separated by commas: lr<0.01, model.depth>=8, optimizer=adam. */
 export function parseConditions(text) {
   const out = [];
   for (const part of (text || "").split(",")) {
-    const m = part.trim().match(/^([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.+)$/);
+    const m = part.trim().match(CONDITION);
     if (m) out.push({ key: m[1].trim(), op: m[2], value: m[3].trim() });
   }
   return out;
+}
+
+/** The parts of ``text`` that are no condition (said beside the box, not silently ignored). */
+export function unparsedConditions(text) {
+  return (text || "").split(",").map((p) => p.trim()).filter((p) => p && !CONDITION.test(p));
 }
 
 /** A run's value for a column or condition key: "param:lr", "metric:train/loss", a field of the run;
@@ -210,6 +217,8 @@ export function RunList({ owner, project, state }) {
       <input placeholder="tag" value=${state.tag || ""} onInput=${(e) => setState({ tag: e.target.value }, { replace: true })} />
       <input class="wide" placeholder="lr < 0.01, train/loss < 0.5" value=${state.where || ""}
         onInput=${(e) => setState({ where: e.target.value }, { replace: true })} />
+      ${unparsedConditions(state.where).length > 0 && html`<span class="error not-understood">${"not a condition "
+        + "(key op value; op: < <= > >= = !=): " + unparsedConditions(state.where).join(", ")}</span>`}
       <select onChange=${addColumn}><option value="">+ column</option>
         ${paramKeys.map((k) => html`<option value=${"param:" + k}>${k}</option>`)}
         ${metricKeys.map((k) => html`<option value=${"metric:" + k}>${k} (latest)</option>`)}</select>
