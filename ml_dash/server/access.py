@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ..agent.credentials import USER_HEADER
-from ..naming import validate_prefix
+from ..naming import validate_metric_name, validate_prefix
 from . import sessions
 from .auth import parse_token
 from .blobs import LocalBlobStore
@@ -67,6 +67,14 @@ def run_prefix(request: web.Request) -> tuple[str, str, str]:
     try:
         return validate_prefix(f"{info['owner']}/{info['project']}/{info['name']}")
     except (TypeError, ValueError) as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def metric_of(request: web.Request) -> str:
+    """The route's ``{metric}``, checked as the SDK checks a metric name (400 if it is none)."""
+    try:
+        return validate_metric_name(request.match_info["metric"])
+    except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
 

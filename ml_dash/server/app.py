@@ -36,7 +36,7 @@ from aiohttp import web
 from .. import __version__
 from ..agent.jsonlines import mark_non_finite_metric_row
 from ..logs import normalise_level
-from ..naming import validate_metric_name, validate_prefix
+from ..naming import validate_prefix
 from ..run import STATUSES
 from . import sessions, ui
 from .access import (
@@ -49,6 +49,7 @@ from .access import (
     check_read,
     experiment_of,
     int_query,
+    metric_of,
     public_view,
     readable_owner,
     run_prefix,
@@ -253,10 +254,7 @@ async def get_metric(request: web.Request) -> web.Response:
     """Rows from ``start`` (a page of ``limit``), or with ``buckets=N`` at most N min/max/last buckets
     over ``start:end`` (default: the whole series) in one call."""
     exp = await experiment_of(request)
-    try:
-        metric = validate_metric_name(request.match_info["metric"])
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    metric = metric_of(request)
     start = int_query(request, "start", 0, 0, 2**62)
     buckets = int_query(request, "buckets", 0, 0, 10_000)
     storage = request.app[STORAGE]
@@ -296,10 +294,7 @@ MAX_COMPARED_RUNS = 50
 async def compare_metric(request: web.Request) -> web.Response:
     """One metric of several runs (``?runs=owner/project/name,...``) in buckets, in one call: the
     UI's overlay of many runs, which would otherwise cost a request per run."""
-    try:
-        metric = validate_metric_name(request.match_info["metric"])
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    metric = metric_of(request)
     prefixes = [p for p in request.query.get("runs", "").split(",") if p]
     if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
         raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")

@@ -225,26 +225,26 @@ export function Chart({ prefix, metric, field, rows, state }) {
   // the whole visible range: on opening, zooming, and any change of how it is drawn; a zoomed range
   // is asked for again only while the series grows inside it
   const zoomedEnd = live ? -1 : Math.min(end, rows);
-  const view = useRef(null);  // what this render shows, for catch-ups started by an earlier one
-  view.current = { rows, live, start };
   const extending = useRef(false);
   const generation = useRef(0);  // one more for each whole fetch: an extension begun before it is dropped
-  const latest = useRef(null);  // this render's draw and catchUp: an earlier render's would draw its own options
+  // the latest render's view and functions, for catch-ups an earlier render began (its own draw would
+  // draw its own options)
+  const latest = useRef(null);
   // a live run: only the new points, appended (or the whole range when they no longer fit as held),
   // and again while more arrived meanwhile
   const catchUp = () => {
     const s = series.current;
-    const { rows: target, live: following, start: from } = view.current;
+    const { rows: target, live: following, start: from } = latest.current;
     if (!following || !s || target <= s.upto || extending.current) return;
     extending.current = true;
     const begun = generation.current;
     extendSeries(s, prefix, metric, field, from, target, pixels())
       .then((t) => t || fetchSeries(prefix, metric, field, from, target, pixels()))
-      .then((t) => { if (generation.current === begun && series.current === s) latest.current.draw(t); })
+      .then((t) => { if (generation.current === begun) latest.current.draw(t); })  // only draws change the series
       .catch((e) => setInfo(e.message))
       .finally(() => { extending.current = false; if (series.current !== s) latest.current.catchUp(); });
   };
-  latest.current = { draw, catchUp };
+  latest.current = { rows, live, start, draw, catchUp };
   useEffect(() => {
     let cancelled = false;
     generation.current += 1;
