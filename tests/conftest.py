@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
+
+# Hypothesis: in CI the same examples every run (a fixed seed) and no example database; elsewhere its
+# database lives in the user's cache, never in the tree.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", database=DirectoryBasedExampleDatabase(
+    os.path.join(os.path.expanduser("~"), ".cache", "ml-dash", "hypothesis")))
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ENV_VARS = [
     "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME",

@@ -148,7 +148,9 @@ class FakeTransport:
             else:
                 end = start + request.rows(stream)
                 kept = self.rows.setdefault(stream, {})
+                settled = self.stored.get(stream, 0)  # as the server: rows below it are a resend, not stored
                 for index, data in zip(range(start, end), request.data(stream)):
-                    kept.setdefault(index, data)
+                    if index >= settled:
+                        kept[index] = data
             self.stored[stream] = max(self.stored.get(stream, 0), end)
         return Outcome(200, body={"acked": dict(self.stored)})

@@ -1,0 +1,305 @@
+"""Model-based tests of the core contracts (Hypothesis): the real thing against a small reference model.
+
+* The server's exactly-once rule: random interleavings of writers of one run (and of another run),
+  resends from any offset, overlaps, gaps, voids, two streams in one request and restarts, against
+  a model of which writer settled which index. The app runs in this process on a real loopback
+  socket over a real SQLite file (the handler and storage code the server process runs).
+* The uploader against a scripted server: random sequences of every reply the status table names;
+  at the end the server holds each row exactly once, and every row is stored or set aside.
+
+Examples are generated from a fixed seed when ``CI`` is set (tests/conftest.py's profile), and
+Hypothesis keeps its example database outside the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.rejects import set_aside_counts
+from ml_dash.agent.retry import Outcome
+from ml_dash.agent.uploader import RunUploader
+from ml_dash.agent.wire import encode_body, metric_blocks
+from ml_dash.server.app import create_app
+from ml_dash.server.config import ServerConfig
+
+from .fake_server import FakeClock, FakeTransport, Request
+
+STREAMS = ("metrics/a", "metrics/b")
+WRITERS = ("w1", "w2", "w3")
+PREFIX = "alice/p/r"
+USER = {"X-ML-Dash-User": "alice", "Content-Type": "application/octet-stream", "Content-Encoding": "zstd"}
+
+
+class Settled:
+    """The model: per stream, who settled each index (writer, void?), and which run owns the prefix."""
+
+    def __init__(self) -> None:
+        self.by_stream: dict[str, list[tuple[str, bool]]] = {s: [] for s in STREAMS}
+        self.run_id: str | None = None
+
+    def outcome(self, run_id: str, writer: str, sends: dict[str, tuple[int, int, bool]]) -> str:
+        """'ok', 'run' (another run), 'writer' (another writer's indices) or 'gap'; several failing
+        streams may fail either way, so those answers are 'refused'."""
+        if self.run_id is not None and run_id != self.run_id:
+            return "run"
+        failures = set()
+        for stream, (start, count, _) in sends.items():
+            settled = self.by_stream[stream]
+            if start > len(settled):
+                failures.add("gap")
+            elif any(w != writer for w, _ in settled[start:min(start + count, len(settled))]):
+                failures.add("writer")
+        if not failures:
+            return "ok"
+        return failures.pop() if len(failures) == 1 and len(sends) == 1 else "refused"
+
+    def apply(self, run_id: str, writer: str, sends: dict[str, tuple[int, int, bool]]) -> None:
+        self.run_id = self.run_id or run_id
+        for stream, (start, count, void) in sends.items():
+            settled = self.by_stream[stream]
+            settled.extend([(writer, void)] * max(0, start + count - len(settled)))
+
+
+def _payload(writer: str, start: int, count: int, void: bool) -> dict[str, Any]:
+    if void:
+        return {"start": start, "void": count, "reason": f"set aside by {writer}"}
+    rows = [{"data": {"step": i, "w": writer, "_ts": 1000.0 + i}, "createdAt": "2026-11-26T00:00:00.000000Z"}
+            for i in range(start, start + count)]
+    return {"start": start, "blocks": metric_blocks(rows)}
+
+
+class ExactlyOnce(RuleBasedStateMachine):
+    """The real app (handlers + SQLite storage) against :class:`Settled`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = Path(tempfile.mkdtemp(prefix="ml-dash-model-"))
+        self.loop = asyncio.new_event_loop()
+        self.model = Settled()
+        self.client: TestClient | None = None
+        self._start()
+
+    def _start(self) -> None:
+        config = ServerConfig(data_dir=self.data, allow_user_name=True, ingest_workers=0)
+
+        async def start() -> TestClient:  # the client's cookie jar wants a running loop
+            server = TestServer(create_app(config), host="127.0.0.1")
+            await server.start_server(auto_decompress=False)  # as serve.py runs it: ingest decompresses, capped
+            return TestClient(server)
+
+        self.client = self.loop.run_until_complete(start())
+
+    def _stop(self) -> None:
+        assert self.client is not None
+        self.loop.run_until_complete(self.client.close())
+
+    def _post(self, body: dict[str, Any]) -> tuple[int, Any]:
+        async def post() -> tuple[int, Any]:
+            assert self.client is not None
+            async with self.client.post(f"/api/v1/runs/{PREFIX}/events", data=encode_body(body), headers=USER) as r:
+                return r.status, await r.json()
+
+        return self.loop.run_until_complete(post())
+
+    def _get(self, path: str) -> tuple[int, Any]:
+        async def get() -> tuple[int, Any]:
+            assert self.client is not None
+            async with self.client.get(path, headers=USER) as r:
+                return r.status, await r.json()
+
+        return self.loop.run_until_complete(get())
+
+    @rule(writer=st.sampled_from(WRITERS), other_run=st.integers(0, 7).map(lambda n: n == 0),  # now and then
+          streams=st.sets(st.sampled_from(STREAMS), min_size=1, max_size=2), data=st.data())
+    def send_from_anywhere(self, writer: str, other_run: bool, streams: set[str], data: st.DataObject) -> None:
+        """Rows from anywhere around what is settled: a resend, an overlap into others' rows, a gap."""
+        sends = {}
+        for stream in sorted(streams):
+            stored = len(self.model.by_stream[stream])
+            start = data.draw(st.integers(0, stored + 2), label=f"{stream} start")
+            sends[stream] = (start, data.draw(st.integers(1, 12), label="count"), data.draw(st.booleans(), label="void"))
+        self.send(writer, other_run, sends)
+
+    def send(self, writer: str, other_run: bool, sends: dict[str, tuple[int, int, bool]]) -> None:
+        run_id = "run-2" if other_run else "run-1"
+        expected = self.model.outcome(run_id, writer, sends)
+        body = {"v": 2, "identity": {"run_id": run_id, "writer_id": writer},
+                "streams": {s: _payload(writer, *spec) for s, spec in sends.items()}}
+        status, reply = self._post(body)
+        if expected == "ok":
+            assert status == 200, (status, reply, sends)
+            self.model.apply(run_id, writer, sends)
+            assert reply["acked"] == {s: len(v) for s, v in self.model.by_stream.items() if v}, reply
+        elif expected == "gap":
+            assert status == 409 and "acked" in reply and "conflict" not in reply, (status, reply)
+        elif expected in ("writer", "run"):
+            assert status == 409 and reply["conflict"]["kind"] == expected, (status, reply)
+        else:
+            assert status == 409, (status, reply)
+
+    @rule(writer=st.sampled_from(WRITERS), stream=st.sampled_from(STREAMS), data=st.data())
+    def resend_own_rows(self, writer: str, stream: str, data: st.DataObject) -> None:
+        """A writer resends from anywhere in what it settled itself: acknowledged, nothing stored again."""
+        own = [i for i, (w, _) in enumerate(self.model.by_stream[stream]) if w == writer]
+        if not own or self.model.run_id != "run-1":
+            return
+        start = data.draw(st.sampled_from(own))
+        count = 1
+        while start + count in own:
+            count += 1
+        self.send(writer, False, {stream: (start, count, self.model.by_stream[stream][start][1])})
+
+    @rule()
+    def restart(self) -> None:
+        self._stop()
+        self._start()
+
+    @invariant()
+    def stored_rows_are_the_settling_writers_own(self) -> None:
+        if self.model.run_id is None:
+            return
+        for stream, settled in self.model.by_stream.items():
+            status, page = self._get(f"/api/v1/experiments/{PREFIX}/metrics/{stream.split('/', 1)[1]}"
+                                     "?start=0&limit=1000")
+            rows = page.get("rows", []) if status == 200 else []
+            expected = [(i, w) for i, (w, void) in enumerate(settled) if not void]
+            assert [(r["index"], r["data"]["w"]) for r in rows] == expected, (stream, rows, settled)
+            assert all(r["data"]["step"] == r["index"] for r in rows)
+
+    def teardown(self) -> None:
+        try:
+            self._stop()
+        finally:
+            self.loop.close()
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+TestExactlyOnce = ExactlyOnce.TestCase
+TestExactlyOnce.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+# -- the uploader against a scripted server -------------------------------------------------------------
+
+ROWS = 60
+TRAIN = "metrics/train"
+
+
+@pytest.fixture(scope="module")
+def logged_run() -> Iterator[Path]:
+    """One run of ROWS metric rows, copied afresh for every example."""
+    from ml_dash import Experiment
+
+    where = Path(tempfile.mkdtemp(prefix="ml-dash-model-run-"))
+    exp = Experiment(prefix="a/b/c", local_path=str(where / "a" / "b" / "c"))
+    with exp.run:
+        for i in range(ROWS):
+            exp.metrics("train").log(step=i)
+    yield exp.directory
+    shutil.rmtree(where, ignore_errors=True)
+
+
+class PickyServer(FakeTransport):
+    """The fake server, refusing some rows for their content (a 422 naming the first such row that is not
+    stored yet), every time they come as data, as a real server refuses a bad row on every resend."""
+
+    def __init__(self, bad_rows: set[int], clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.bad_rows = bad_rows
+
+    def _store(self, request: Request) -> Outcome:
+        payload = (request.body or {}).get("streams", {}).get(TRAIN, {})
+        start = payload.get("start", 0)
+        new = range(max(start, self.stored.get(TRAIN, 0)), start + request.rows(TRAIN))
+        bad = sorted(self.bad_rows.intersection(new))
+        if bad and start <= self.stored.get(TRAIN, 0):
+            return Outcome(422, body={"error": f"row {bad[0]} is bad", "stream": TRAIN, "index": bad[0]})
+        return super()._store(request)
+
+    def lose_tail(self) -> None:
+        """Restored from an older backup: the rows (and voids) past half of what it held are gone."""
+        kept = self.stored.get(TRAIN, 0) // 2
+        self.stored[TRAIN] = kept
+        self.rows[TRAIN] = {i: v for i, v in self.rows.get(TRAIN, {}).items() if i < kept}
+        self.voids[TRAIN] = [v for v in self.voids.get(TRAIN, []) if v[0] + v[1] <= kept]
+
+
+def _reply(kind: str, server: PickyServer) -> Any:
+    """One scripted reply of the status table (a callable sees the request it answers)."""
+    retry_after = {"ra-seconds": 3.0, "ra-past": 0.0, "ra-huge": 10_000.0}
+    if kind in retry_after:
+        return Outcome(503, retry_after_s=retry_after[kind])
+    if kind == "ra-none":
+        return Outcome(429)
+    if kind in ("500", "502", "504"):
+        return Outcome(int(kind))
+    if kind in ("401", "403"):
+        return Outcome(int(kind), body={"error": "no"})
+    if kind == "reset-before":
+        return Outcome(0, error="connection reset")
+
+    def after_commit(request: Request) -> Outcome | None:
+        if request.kind != "events":
+            return None
+        server._store(request)
+        return Outcome(0, error="connection reset after the server committed")
+
+    def too_large(request: Request) -> Outcome | None:
+        return Outcome(413, body={"error": "too large"}) if request.rows(TRAIN) > 1 else None
+
+    def lost_tail(request: Request) -> Outcome | None:
+        if request.kind != "events":
+            return None
+        server.lose_tail()
+        return server._store(request)  # answered as the server now is: a 409 with its counts, or a 2xx
+
+    return {"reset-after": after_commit, "413": too_large, "lose-tail": lost_tail}[kind]
+
+
+KINDS = ["ok", "ra-seconds", "ra-past", "ra-huge", "ra-none", "500", "502", "504", "401", "403", "reset-before",
+         "reset-after", "413", "lose-tail"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(script=st.lists(st.sampled_from(KINDS), max_size=14), batch_rows=st.sampled_from([7, 25, 1000]),
+       bad_rows=st.sets(st.integers(0, ROWS - 1), max_size=3))
+def test_the_uploader_stores_every_row_once_or_sets_it_aside_whatever_the_server_answers(
+        logged_run: Path, script: list[str], batch_rows: int, bad_rows: set[int]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="ml-dash-model-up-"))
+    try:
+        directory = work / "run"
+        shutil.copytree(logged_run, directory)
+        clock = FakeClock()
+        server = PickyServer(bad_rows, clock)
+        server.script = [_reply(kind, server) for kind in script if kind != "ok"]
+        report = None
+        for _ in range(len(script) + 2):  # 401/403 and the end of a deadline stop a pass; the next goes on
+            uploader = RunUploader(directory, "a/b/c", server, batch_rows=batch_rows, clock=clock, sleep=clock.sleep)
+            report = asyncio.run(uploader.upload(Deadline(3600.0, clock)))
+            if report.complete:
+                break
+        assert report is not None and report.complete, (script, report)
+        data = server.rows.get(TRAIN, {})
+        voids = {i for start, count, _ in server.voids.get(TRAIN, []) for i in range(start, start + count)}
+        assert voids == bad_rows and not (set(data) & voids), (script, sorted(voids))
+        assert set(data) | voids == set(range(ROWS)) and server.stored[TRAIN] == ROWS, script
+        assert all(row["step"] == i for i, row in data.items()), script
+        records = [json.loads(p.read_text()) for p in (directory / ".ml-dash-rejected").glob("*.json")]
+        assert sorted(r["first"] for r in records) == sorted(bad_rows), script  # one record per set-aside row
+        assert sum(set_aside_counts(directory).get(TRAIN, {}).values()) == len(bad_rows), script
+        lines = (directory / "metrics/train/data.jsonl").read_text().splitlines()
+        assert [json.loads(line)["index"] for line in lines] == list(range(ROWS))  # nothing on disk touched
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
