@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -400,3 +401,45 @@ def test_row16_asking_whether_a_run_is_held_never_takes_its_lock(workdir: Path) 
     exp = Experiment(prefix="a/b/c")  # the question left nothing behind
     with exp.run:
         assert is_held(directory) is True
+
+
+def test_row16_the_flock_fallback_survives_a_copy_and_is_not_kept_by_a_forked_child(workdir: Path) -> None:
+    """Where OFD locks are missing (macOS, old kernels) the lock is a flock, with the same guarantees:
+    refused after the holder copied its directory, free once the holder is killed while its child lives."""
+    use_flock = "import ml_dash.runlock as runlock; runlock._ofd = False\n"
+    trainer = start_script(use_flock + """
+import os, shutil, time
+from ml_dash import Experiment
+exp = Experiment(prefix="a/b/c")
+exp.run.start()
+exp.metrics("train").log(step=0)
+exp.flush()
+shutil.copytree(exp.directory, "backup")
+child = os.fork()
+if child == 0:
+    for _ in range(600):
+        time.sleep(0.1)
+    os._exit(0)
+print("child", child, flush=True)
+for _ in range(600):
+    time.sleep(0.1)
+""", workdir)
+    child = 0
+    try:
+        line = trainer.stdout.readline()
+        assert line.startswith("child"), trainer.stderr.read()
+        child = int(line.split()[1])
+        refused = python_script(use_flock + textwrap.dedent(SECOND_WRITER), workdir)
+        assert f"refused, held by {trainer.pid}" in refused.stdout, refused.stdout + refused.stderr
+        os.kill(trainer.pid, signal.SIGKILL)
+        trainer.wait(timeout=10)
+        os.kill(child, 0)  # the worker is still alive
+        later = python_script(use_flock + textwrap.dedent(SECOND_WRITER), workdir)
+        assert "second writer wrote" in later.stdout, later.stdout + later.stderr
+    finally:
+        trainer.kill()
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
