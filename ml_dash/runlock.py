@@ -128,8 +128,7 @@ class RunLock:
             fd = _lock_file(directory)
             lock = cls(key, fd, holder)
             if fd is not None:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, dumps(holder), 0)
+                _record_holder(fd, holder)
             _held[key] = lock
         _warn_once_on_network_fs(directory)
         return lock
@@ -242,6 +241,16 @@ def _mount(directory: Path) -> Mount | None:
     except Exception:  # only a warning depends on it: never keep a run from starting
         logger.debug("ml-dash: could not tell the file system of %s", directory, exc_info=True)
         return None
+
+
+def _record_holder(fd: int, holder: dict[str, Any]) -> None:
+    """Write who holds the lock, for a refused writer to name. Only messages depend on it: on a full disk
+    the lock is kept without it (raising here would leave the descriptor, and the lock, behind)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, dumps(holder), 0)
+    except OSError:
+        logger.debug("ml-dash: could not record the holder of a run directory lock", exc_info=True)
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

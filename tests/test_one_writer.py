@@ -443,3 +443,28 @@ for _ in range(600):
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_row16_a_start_that_fails_on_a_full_disk_leaves_the_directory_free(workdir: Path) -> None:
+    """Writing who holds the lock (or experiment.json) can fail on a full disk: the start fails, and the
+    lock taken for it is not left behind to refuse the next start of this process or of another."""
+    result = python_script("""
+        import resource, signal
+        from ml_dash import Experiment
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # no file can grow
+        try:
+            Experiment(prefix="a/b/c").run.start()
+            print("started on a full disk")
+        except OSError as exc:
+            print("start failed:", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space returns
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        exp.metrics("train").log(step=0)
+        exp.run.complete()
+        print("started again")
+    """, workdir)
+    assert "start failed" in result.stdout and "started again" in result.stdout, result.stdout + result.stderr
+    assert "second writer wrote" in python_script(SECOND_WRITER, workdir).stdout
