@@ -6,8 +6,9 @@ rename, torch.save) go to the agent's worker pool through aiofiles or
 flush with flushes the user asks for.
 
 Write rule: a chunk of rows is appended with one write. If that write fails
-(disk full, I/O error) the file is truncated back to its last good size, the
-chunk's rows are counted as dropped (``disk_error``) and their indices are
+(disk full, I/O error) the file is truncated back to the end of the last whole
+line it took (a nearly full disk takes what fits, then refuses): those rows are
+written, the rest are counted as dropped (``disk_error``) and their indices are
 reused by the next rows, so indices on disk stay contiguous and every row on
 disk was counted as written exactly once.
 
@@ -58,6 +59,20 @@ WRITE_SIZED_BYTES = 8 * 1024 * 1024
 JOIN_BYTES = 8 * 1024 * 1024
 #: The longest the agent waits for logged GPU tensors to reach the host.
 TENSOR_READ_TIMEOUT_S = 60.0
+
+
+def whole_lines(blobs: list[bytes], done: int) -> tuple[int, int]:
+    """Of ``blobs`` (whole lines each), written one after another up to byte ``done``: how many lines
+    are complete on disk, and how many bytes they take."""
+    lines = kept_bytes = 0
+    for blob in blobs:
+        end = blob.rfind(b"\n", 0, max(0, min(done, len(blob)))) + 1
+        lines += blob.count(b"\n", 0, end)
+        kept_bytes += end
+        if end < len(blob):  # cut inside this blob: nothing after it was written
+            break
+        done -= len(blob)
+    return lines, kept_bytes
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -248,8 +263,9 @@ class RunWriter:
                 blobs.append(blob)
                 written_items.extend(items)
                 count += len(items)
-            if count and await self._append(stream, blobs, count):
-                self._offer(stream, start, written_items, created_at)
+            kept = await self._append(stream, blobs, count) if count else 0
+            if kept:
+                self._offer(stream, start, written_items[:kept] if kept < count else written_items, created_at)
         except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
             stream.counters.drop(unaccounted, "internal_error", stream.name)
@@ -282,13 +298,16 @@ class RunWriter:
         except Exception:  # the rows are on disk: the upload reads them from there instead
             logger.debug("ml-dash: could not keep rows of %s for the upload", stream.name, exc_info=True)
 
-    async def _append(self, stream: RowStream, blobs: list[bytes], count: int) -> bool:
+    async def _append(self, stream: RowStream, blobs: list[bytes], count: int) -> int:
         """Append the chunks' lines with one write when they are small, else one after another (joining big
-        ones would copy them all once more); on a failure the file is cut back to where this began."""
+        ones would copy them all once more); returns how many rows are now on disk. When a write fails
+        part way (a nearly full disk takes what fits, then refuses), the whole lines it took stay and the
+        file is cut back to the end of the last of them; only the rows after it are dropped."""
         start = stream.next_index
         size = sum(map(len, blobs))
         if len(blobs) > 1 and size <= JOIN_BYTES:
             blobs = [b"".join(blobs)]  # one executor round trip instead of one per chunk
+        done = 0  # bytes of this append on disk
         try:
             handle = await self._handle(stream)
             for blob in blobs:
@@ -296,15 +315,19 @@ class RunWriter:
                 while view:
                     written = await handle.write(view)
                     view = view[written:]
+                    done += written
         except OSError as exc:
-            await self._truncate_back(stream)
-            stream.counters.drop(count, "disk_error", stream.name)
-            logger.debug("write to %s failed: %s", stream.path, exc)
-            return False
-        stream.file_size += size
-        stream.next_index = start + count
-        stream.counters.written += count
-        return True
+            kept, kept_bytes = whole_lines(blobs, done)
+            stream.file_size += kept_bytes
+            await self._truncate_back(stream)  # the half line past them, if any
+            stream.counters.drop(count - kept, "disk_error", stream.name)
+            logger.debug("write to %s failed after %d of %d row(s): %s", stream.path, kept, count, exc)
+        else:
+            kept = count
+            stream.file_size += size
+        stream.next_index = start + kept
+        stream.counters.written += kept
+        return kept
 
     async def _resolve_tensors(self, stream: RowStream, items: list) -> list:
         """Replace tensor values by numbers: one stacked non-blocking copy per device, then poll. If the

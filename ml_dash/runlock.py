@@ -1,22 +1,40 @@
 """One writer per run directory: an OS lock on ``<run>/.ml-dash.lock``, held for the run's life.
 
-The lock is a POSIX record lock (``fcntl.lockf``): the kernel releases it when
-the holding process dies, ``kill -9`` included, and a forked child does not
-inherit it (data-loader workers never keep a dead trainer's run locked).
-Holders write who they are (pid, host, since when, prefix) into the file, so
-a refused writer can say who holds it.
+The lock belongs to the open file description of the lock file, not to the
+process: an open-file-description lock (``F_OFD_SETLK``) on Linux, ``flock``
+where those are missing (macOS, Linux before 3.15). So nothing the holder does
+with the files of its directory drops it: reading, copying (``shutil.copytree``),
+archiving (``tarfile``), ``os.walk`` and open. (A POSIX ``lockf`` lock, used
+before, went away at the first close of *any* descriptor of the file in the
+process, and a second writer then wrote every index again.) The kernel releases
+it when the last descriptor of that description closes: when the process ends,
+``kill -9`` included.
 
-POSIX locks belong to the process, and closing *any* descriptor of the file
-drops them: so this process opens each lock file at most once, through the
-registry here, which also refuses a second writer inside the process (two
-``Experiment`` objects on one directory). Nothing else opens the lock file.
+OFD locks rather than ``flock`` on Linux because they conflict with POSIX locks:
+an older ml-dash, which locks with ``lockf``, and this one still exclude each
+other, and :func:`is_held` can ask the kernel without taking the lock.
 
-Without ``fcntl`` (not POSIX) only the in-process rule holds.
+A forked child inherits the descriptor and, through it, the lock: a data-loader
+worker living on after its trainer was killed would keep the run locked. So a
+child closes its copies at once (``os.register_at_fork``; closing a copy releases
+nothing while the parent keeps its own), and ``O_CLOEXEC`` closes them at exec.
+A process forked by C code that skips Python's fork hooks and never execs keeps
+the copy until it exits; releasing unlocks explicitly, so the parent can still
+let go of a run.
+
+Holders write who they are (pid, host, since when, prefix) into the file, so a
+refused writer can say who holds it. An in-process registry refuses a second
+writer inside the process (two ``Experiment`` objects on one directory) before
+the kernel is asked. Network file systems: see :mod:`ml_dash.mounts`; a lock
+call that fails there (``ENOLCK``) refuses the run, and a lock taken there warns
+once what it guarantees. Without ``fcntl`` (not POSIX) only the in-process rule
+holds.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import struct
@@ -29,26 +47,62 @@ from .agent.jsonlines import dumps, loads
 from .agent.layout import LOCK_FILE
 from .agent.rundir import utc_iso
 from .errors import RunLockedError
+from .mounts import Mount, lock_caveat, mount_of_directory
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
+logger = logging.getLogger("ml_dash")
+
+#: struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+#: (0 for OFD locks), padding. The whole file (start 0, length 0).
+_FLOCK_LAYOUT = "hhqqi4x"
+#: OFD locks where their struct layout is known; cleared when the kernel turns them down (EINVAL, before 3.15).
+_ofd = fcntl is not None and sys.platform.startswith("linux") and struct.calcsize("P") == 8 and hasattr(
+    fcntl, "F_OFD_SETLK")
+#: errnos of "someone else holds it"; anything else means the file system has no working locks
+_HELD_ERRNOS = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK})
+
 _registry_lock = threading.Lock()
 _held: dict[str, RunLock] = {}
+#: Every descriptor of a lock file this process has open for a lock (held or being taken); a forked child
+#: closes them. The guard keeps a fork from falling between the open and the record of it.
+_lock_fds: set[int] = set()
+_fork_guard = threading.Lock()
+_warned_mounts: set[str] = set()
+
+
+def _before_fork() -> None:
+    _fork_guard.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _fork_guard.release()
 
 
 def _forget_in_child() -> None:
-    """A forked child holds none of its parent's locks (POSIX locks are not inherited): its registry
-    starts empty, so it asks the kernel, which names the parent as the holder."""
-    global _registry_lock
+    """A forked child holds none of its parent's locks: it closes its copies of the lock files'
+    descriptors (the parent's lock stays), and its registry starts empty, so it asks the kernel, which
+    names the parent as the holder."""
+    global _registry_lock, _fork_guard
+    for fd in _lock_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _lock_fds.clear()
+    for lock in _held.values():
+        lock._fd = None
     _held.clear()
     _registry_lock = threading.Lock()  # it may have been held by another thread at the fork
+    _fork_guard = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_forget_in_child)
 
 
 class RunLock:
@@ -71,12 +125,12 @@ class RunLock:
             mine = _held.get(key)
             if mine is not None:
                 raise RunLockedError(_in_process_message(directory, mine.holder), mine.holder)
-            fd = _lock_file(directory, key)
+            fd = _lock_file(directory)
             lock = cls(key, fd, holder)
             if fd is not None:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, dumps(holder), 0)
+                _record_holder(fd, holder)
             _held[key] = lock
+        _warn_once_on_network_fs(directory)
         return lock
 
     def release(self) -> None:
@@ -87,61 +141,116 @@ class RunLock:
             del _held[self._key]
             fd, self._fd = self._fd, None
         if fd is not None:
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
+            _unlock(fd)  # explicitly: a copy in a child forked past the hooks must not keep it
+            _close(fd)
 
 
 def is_held(directory: Path) -> bool | None:
     """Whether a writer holds ``directory`` now, asked without taking the lock (a writer starting at
     that moment must not be refused because someone listed runs): this process's registry, then the
-    kernel (``F_GETLK``). None when it cannot tell (not Linux)."""
-    key = os.path.realpath(directory)
-    # under the registry lock throughout: closing our descriptor would drop a lock this process took
-    # on the file meanwhile
+    kernel (``F_OFD_GETLK``, which also sees an older ml-dash's ``lockf``). None when it cannot tell
+    (no OFD locks: ``flock`` has no query)."""
     with _registry_lock:
-        if key in _held:
+        if os.path.realpath(directory) in _held:
             return True
-        if fcntl is None or not sys.platform.startswith("linux") or struct.calcsize("P") != 8:
-            return None
-        try:
-            fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return None
-        try:
-            # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
-            query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-            answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)  # this process holds no lock on the file (not in the registry): nothing is dropped
-    return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
+    if not _ofd:
+        return None
+    try:
+        fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock_struct(fcntl.F_WRLCK))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # a lock belongs to its open file description: closing this one drops none
+    return struct.unpack(_FLOCK_LAYOUT, answer)[0] != fcntl.F_UNLCK
 
 
-def _lock_file(directory: Path, key: str) -> int | None:
+def _flock_struct(kind: int) -> bytes:
+    return struct.pack(_FLOCK_LAYOUT, kind, os.SEEK_SET, 0, 0, 0)
+
+
+def _lock_file(directory: Path) -> int | None:
     """Open and lock the lock file (registry lock held); RunLockedError naming the other holder."""
     if fcntl is None:
         return None
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    with _fork_guard:
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        _lock_fds.add(fd)
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _try_lock(fd)
     except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EAGAIN):  # not "held": no locks here (ENOLCK on some NFS)
-            os.close(fd)
-            raise RunLockedError(f"cannot lock run directory {directory}: {exc}; one writer per run cannot be "
-                                 "ensured on this filesystem") from None
+        if exc.errno not in _HELD_ERRNOS:  # not "held": no working locks here (ENOLCK on some NFS)
+            _close(fd)
+            raise RunLockedError(_no_locks_message(directory, exc)) from None
         holder = _read_holder(fd)
-        os.close(fd)  # this process holds no lock on the file, so closing it drops nothing
-        raise RunLockedError(_other_process_message(directory, holder), holder) from None
+        _close(fd)
+        raise RunLockedError(_refusal_message(directory, holder), holder) from None
     except BaseException:
-        os.close(fd)
+        _close(fd)
         raise
     return fd
+
+
+def _try_lock(fd: int) -> None:
+    """Take the lock without waiting; OSError (EAGAIN) when it is held."""
+    global _ofd
+    if _ofd:
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock_struct(fcntl.F_WRLCK))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _ofd = False  # a kernel without OFD locks: flock, which is also the description's
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unlock(fd: int) -> None:
+    try:
+        if _ofd:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock_struct(fcntl.F_UNLCK))
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:  # (a network file system gone away) closing the descriptor lets it go as well
+        logger.debug("ml-dash: could not unlock a run directory", exc_info=True)
+
+
+def _close(fd: int) -> None:
+    _lock_fds.discard(fd)
+    os.close(fd)
+
+
+def _warn_once_on_network_fs(directory: Path) -> None:
+    """Say once per mount what one writer per run guarantees on a network file system."""
+    mount = _mount(directory)
+    caveat = lock_caveat(mount) if mount is not None else None
+    if caveat is None or mount is None or mount.mount_point in _warned_mounts:
+        return
+    _warned_mounts.add(mount.mount_point)
+    logger.warning("ml-dash: %s", caveat)
+
+
+def _mount(directory: Path) -> Mount | None:
+    try:
+        return mount_of_directory(directory)
+    except Exception:  # only a warning depends on it: never keep a run from starting
+        logger.debug("ml-dash: could not tell the file system of %s", directory, exc_info=True)
+        return None
+
+
+def _record_holder(fd: int, holder: dict[str, Any]) -> None:
+    """Write who holds the lock, for a refused writer to name. Only messages depend on it: on a full disk
+    the lock is kept without it (raising here would leave the descriptor, and the lock, behind)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, dumps(holder), 0)
+    except OSError:
+        logger.debug("ml-dash: could not record the holder of a run directory lock", exc_info=True)
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
@@ -157,7 +266,10 @@ def _describe(holder: dict[str, Any]) -> str:
             f"(since {holder.get('since', '?')}, {holder.get('purpose', 'writes')} {holder.get('prefix', '?')})")
 
 
-def _other_process_message(directory: Path, holder: dict[str, Any]) -> str:
+def _refusal_message(directory: Path, holder: dict[str, Any]) -> str:
+    if holder.get("pid") == os.getpid() and holder.get("hostname") == socket.gethostname():
+        # the kernel refused this very process: the same directory reached by another path (a bind mount)
+        return _in_process_message(directory, holder)
     return (f"run directory {directory} is held by another process: {_describe(holder)}. One process writes a "
             "run at a time. Wait for it to end (or stop it), or log this run under another prefix or "
             "local_path; to add to that run later, start it again once the holder has ended.")
@@ -166,3 +278,12 @@ def _other_process_message(directory: Path, holder: dict[str, Any]) -> str:
 def _in_process_message(directory: Path, holder: dict[str, Any]) -> str:
     return (f"run directory {directory} is already being written by another Experiment of this process "
             f"({_describe(holder)}). Log through that Experiment, or end it first (exp.run.complete()).")
+
+
+def _no_locks_message(directory: Path, exc: OSError) -> str:
+    mount = _mount(directory)
+    where = f" on {mount.fstype} (mounted at {mount.mount_point})" if mount is not None else ""
+    return (f"cannot lock run directory {directory}{where}: {exc.strerror or exc}. One writer per run cannot be "
+            "ensured on a file system without working locks (an NFS mount whose lock service does not answer), "
+            "so the run is not started: log to a local disk (local_path=...), or have the file system's locks "
+            "fixed (for NFS: rpc.statd/lockd running, or mount with local_lock=all if only this machine writes).")

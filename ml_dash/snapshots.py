@@ -5,11 +5,17 @@ thread. Only the copy happens on the caller's thread:
 
 * bytes/str: immutable (a bytearray is copied);
 * dict/list: encoded to JSON now;
+* other objects (``save_pkl``): pickled now;
 * numpy arrays: copied;
 * torch modules and tensors: every tensor of the ``state_dict`` is copied. A
   CPU tensor is cloned; a CUDA tensor is copied into pinned host memory with
   a non-blocking copy queued on its stream, and a CUDA event recorded after
   it. The caller never waits for the device; the worker waits for the event.
+  Everything around the tensors is pickled once, tensors left out, so what
+  ``torch.save`` could not pickle is refused at the call.
+
+A value that cannot be written is a TypeError (ValueError for bad text) naming
+the problem at the call, never a file dropped later on the agent.
 * a path: copied at the call beside its destination (:class:`FileCopy`; the
   source is never moved or deleted).
 """
@@ -27,7 +33,7 @@ from typing import Any
 
 from .agent.jsonlines import dumps
 from .agent.tensors import wait_for_event
-from .agent.values import check_json
+from .agent.values import check_json, utf8_size
 
 Writer = Callable[[Path], None]
 
@@ -45,7 +51,11 @@ def bytes_writer(data: bytes | bytearray | memoryview) -> Writer:
 
 
 def text_writer(text: str) -> Writer:
-    return _write_bytes(text.encode("utf-8"))
+    try:
+        return _write_bytes(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        utf8_size("the text to save", text)  # raises the ValueError naming the lone surrogate
+        raise
 
 
 def json_writer(obj: Any) -> Writer:
@@ -58,8 +68,16 @@ def json_writer(obj: Any) -> Writer:
         raise TypeError(f"the object to save as JSON is not JSON-serialisable: {exc}") from None
 
 
+#: What pickle raises for an object it cannot carry (a lambda or a local function: AttributeError or
+#: PicklingError by Python version; a lock, a generator, an object whose __reduce__ refuses: TypeError).
+_PICKLING_ERRORS = (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
+
+
 def pickle_writer(obj: Any) -> Writer:
-    return _write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    try:
+        return _write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    except _PICKLING_ERRORS as exc:
+        raise TypeError(f"the object to save as a pickle cannot be pickled: {exc}") from None
 
 
 class FileCopy:
@@ -104,6 +122,9 @@ def copy_writer(source: Path) -> FileCopy:
 def numpy_writer(array: Any) -> Writer:
     import numpy
 
+    if array.dtype.hasobject:
+        raise TypeError(f"cannot save a numpy array of dtype {array.dtype} (it holds Python objects, which .npy "
+                        "keeps only by pickling); use save_pkl() for it, or convert it to a numeric dtype")
     frozen = numpy.array(array, copy=True)
 
     def write(path: Path) -> None:
@@ -125,6 +146,7 @@ def torch_writer(obj: Any) -> Writer:
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     snapshot, events = _snapshot_tree(obj)
+    _check_torch_picklable(snapshot)
 
     def write(path: Path) -> None:
         for event in events:  # polled: a blocking wait would stall the training thread's launches
@@ -132,6 +154,30 @@ def torch_writer(obj: Any) -> Writer:
         torch.save(snapshot, path)
 
     return write
+
+
+class _Discard:
+    """A file that keeps nothing: the check below needs only whether pickling succeeds."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _check_torch_picklable(snapshot: Any) -> None:
+    """Pickle what ``torch.save`` will pickle, its tensors and storages left out (torch.save stores them
+    apart too, so the cost is the rest: the dicts, the numbers, the optimizer's settings)."""
+    import torch
+
+    apart = (torch.Tensor, torch.UntypedStorage, torch.TypedStorage)
+
+    class TensorsApart(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return 0 if isinstance(obj, apart) else None
+
+    try:
+        TensorsApart(_Discard(), protocol=torch.serialization.DEFAULT_PROTOCOL).dump(snapshot)
+    except _PICKLING_ERRORS as exc:
+        raise TypeError(f"the object to save with torch.save cannot be pickled: {exc}") from None
 
 
 def _snapshot_tree(obj: Any) -> tuple[Any, list]:

@@ -104,6 +104,9 @@ async def _sync_run(directory: Path, label: str, options: SyncOptions, settings:
     try:
         lock = RunLock.acquire(directory, own, purpose="syncs")
     except RunLockedError as exc:
+        if not exc.holder:  # not held: the file system has no working locks, and the error says so
+            print(f"{label} {own}: skipped: {exc}", file=out)
+            return False
         print(f"{label} {own}: skipped: still being written by pid {exc.holder.get('pid', '?')} on "
               f"{exc.holder.get('hostname', '?')} since {exc.holder.get('since', '?')} (its own upload sends it; "
               "sync it after it ends)", file=out)

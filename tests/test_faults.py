@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ml_dash.agent.jsonlines import ReadReport, iter_records
+from ml_dash.agent.rundir import whole_lines
 from ml_dash.metrics import read_metric_rows
 
 from .conftest import python_script, read_jsonl
@@ -90,6 +91,63 @@ def test_row7_full_disk_drops_exactly_what_failed_and_recovers(tmp_path: Path) -
     assert len(rows) == end["written"]
     assert [r["index"] for r in rows] == list(range(len(rows)))  # contiguous: failed chunks were cut back
     assert [r["data"]["step"] for r in rows[-100:]] == list(range(10000, 10100))
+
+
+def test_row7_a_write_that_only_partly_fits_keeps_its_whole_lines_and_drops_only_the_rest(tmp_path: Path) -> None:
+    """One write of 1,000 rows with room for about 30.5 of them: the 30 whole lines stay (written,
+    uploadable, indices contiguous), the half line is cut off, and only the other 970 are dropped."""
+    result = python_script("""
+        import json, os, resource, signal
+        from ml_dash import Experiment
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        exp = Experiment(prefix="o/p/r")
+        exp.run.start()
+        train = exp.metrics("train")
+        for i in range(100):
+            train.log(step=i, payload="x" * 100)
+        exp.flush()
+        path = exp.directory / "metrics/train/data.jsonl"
+        before = os.path.getsize(path)
+        line = max(len(l) for l in path.read_bytes().splitlines(keepends=True))
+        limit = before + int(30.5 * line)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        for i in range(100, 1100):  # one write: fewer rows than a chunk
+            train.log(step=i, payload="x" * 100)
+        exp.flush()
+        full = exp.stats()["streams"]["metrics/train"]
+        after = os.path.getsize(path)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space returns
+        for i in range(1100, 1110):
+            train.log(step=i, payload="y")
+        exp.run.complete()
+        print(json.dumps({"full": full, "end": exp.stats()["streams"]["metrics/train"], "line": line,
+                          "limit": limit, "after": after}))
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    full, end = out["full"], out["end"]
+    kept = full["written"] - 100
+    assert 29 <= kept <= 31  # the lines that fitted, not none of them
+    assert out["after"] <= out["limit"] < out["after"] + out["line"]  # not one more whole line would have fitted
+    assert full["dropped"]["disk_error"] == 1000 - kept
+    assert full["written"] + full["dropped"]["disk_error"] + full["pending"] == full["accepted"] == 1100
+    assert end["accepted"] == 1110 and end["written"] == full["written"] + 10 and end["pending"] == 0
+    rows = read_jsonl(tmp_path / ".dash/o/p/r/metrics/train/data.jsonl")  # every line whole: no torn line
+    assert [r["index"] for r in rows] == list(range(len(rows))) and len(rows) == end["written"]
+    assert [r["data"]["step"] for r in rows] == list(range(100 + kept)) + list(range(1100, 1110))
+
+
+def test_row7_the_whole_lines_of_a_cut_write_are_counted_across_its_pieces() -> None:
+    """A big append goes out as several pieces; a failure inside the second keeps the first whole."""
+    pieces = [b'{"i":0}\n{"i":1}\n', b'{"i":2}\n{"i":3}\n']
+    assert whole_lines(pieces, 0) == (0, 0)
+    assert whole_lines(pieces, 11) == (1, 8)  # half of the second line
+    assert whole_lines(pieces, 16) == (2, 16)  # exactly the first piece
+    assert whole_lines(pieces, 27) == (3, 24)  # inside the second piece
+    assert whole_lines(pieces, 32) == (4, 32)
 
 
 def test_row13_reader_skips_and_reports_a_torn_last_line(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,59 @@ def test_unsupported_objects_and_missing_files_fail_at_the_call(exp: Experiment,
         exp.files("x").save_json(deep, to="deep.json")
     exp.flush()
     assert not (exp.directory / "files/x").exists()  # nothing half-written
+
+
+def _made_locally() -> object:
+    return lambda: 0
+
+
+class _Unpicklable:
+    def __reduce__(self) -> tuple:
+        raise TypeError("this one refuses")
+
+
+@pytest.mark.parametrize("value, problem", [
+    (lambda: 0, "Can't pickle"),  # a lambda: pickle raised AttributeError or PicklingError
+    (_made_locally(), "Can't pickle local object"),
+    (threading.Lock(), "cannot pickle '_thread.lock' object"),
+    ((i for i in range(3)), "cannot pickle 'generator' object"),
+    ({"ok": 1, "bad": _Unpicklable()}, "this one refuses"),
+])
+def test_a_value_save_pkl_cannot_pickle_is_a_type_error_naming_the_problem(
+        exp: Experiment, value: object, problem: str) -> None:
+    with pytest.raises(TypeError, match=f"the object to save as a pickle cannot be pickled: .*{problem}"):
+        exp.files("x").save_pkl(value, to="v.pkl")
+    exp.files("x").save_pkl({"kept": 1}, to="good.pkl")  # the next save is unaffected
+    exp.flush()
+    assert sorted(p.name for p in (exp.directory / "files/x").iterdir()) == ["good.pkl"]
+    assert exp.stats()["streams"]["files"]["dropped"] == {}
+
+
+def test_what_torch_save_could_not_pickle_is_refused_at_the_call_not_dropped_later(exp: Experiment) -> None:
+    """torch.save ran on the agent: a checkpoint holding a lambda was accepted, then dropped and counted
+    as a disk error. The check pickles everything but the tensors, at the call."""
+    with pytest.raises(TypeError, match="the object to save with torch.save cannot be pickled: .*Can't pickle"):
+        exp.files("x").save_torch({"w": torch.zeros(2), "schedule": lambda step: 0.1}, to="ckpt.pt")
+    with pytest.raises(TypeError, match="the object to save with torch.save cannot be pickled"):
+        exp.files("x").save({"w": torch.zeros(2), "lock": threading.Lock()}, "ckpt2.pt")
+    exp.files("x").save_torch({"w": torch.ones(2), "epoch": 3, "opt": {"lr": 0.1}}, to="fine.pt")
+    exp.flush()
+    assert torch.load(exp.directory / "files/x/fine.pt", weights_only=True)["epoch"] == 3
+    assert sorted(p.name for p in (exp.directory / "files/x").iterdir()) == ["fine.pt"]
+    assert exp.stats()["streams"]["files"]["dropped"] == {}
+
+
+def test_a_numpy_array_of_python_objects_is_refused_at_the_call(exp: Experiment) -> None:
+    """.npy holds Python objects only by pickling, which np.save(allow_pickle=False) refused on the agent."""
+    with pytest.raises(TypeError, match="numpy array of dtype object .*save_pkl"):
+        exp.files("x").save(np.array([{"a": 1}, None], dtype=object), "o.npy")
+    exp.flush()
+    assert not (exp.directory / "files/x").exists()
+    assert exp.stats()["streams"]["files"]["dropped"] == {}
+
+
+def test_text_with_a_lone_surrogate_is_a_value_error_naming_it(exp: Experiment) -> None:
+    with pytest.raises(ValueError, match="the text to save holds the lone surrogate '\\\\udce9' at position 3"):
+        exp.files("x").save_text("caf\udce9", to="s.txt")
+    with pytest.raises(ValueError, match="the text to save holds the lone surrogate"):
+        exp.files("x").save("caf\udce9", "s.txt")

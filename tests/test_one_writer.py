@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ml_dash import Experiment, RunLockedError
+from ml_dash.runlock import is_held
 
 from .conftest import python_script, read_json, read_jsonl, start_script
 
@@ -195,8 +200,9 @@ def test_row16_sync_skips_a_run_that_is_still_being_written(workdir: Path, serve
 
 
 def test_row16_the_kernel_lock_is_the_parents_alone_a_child_living_on_does_not_keep_it(workdir: Path) -> None:
-    """POSIX record locks are per process: a data-loader worker that outlives a killed trainer does not
-    keep the run locked (flock's would)."""
+    """The child inherits the lock file's descriptor, and an OFD lock or a flock lives as long as any copy
+    of it: the child closes its copies at the fork, so a data-loader worker that outlives a killed trainer
+    does not keep the run locked."""
     trainer = start_script("""
         import os, time
         from ml_dash import Experiment
@@ -234,3 +240,231 @@ def test_row16_the_kernel_lock_is_the_parents_alone_a_child_living_on_does_not_k
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _copy_tree(directory: Path, elsewhere: Path) -> None:
+    shutil.copytree(directory, elsewhere / "backup")
+
+
+def _archive(directory: Path, elsewhere: Path) -> None:
+    with tarfile.open(elsewhere / "backup.tar.gz", "w:gz") as tar:
+        tar.add(directory, arcname="run")
+
+
+def _open_every_file(directory: Path, elsewhere: Path) -> None:
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                f.read(1)
+
+
+HOLDER_TOUCHES: dict[str, Callable[[Path, Path], None]] = {
+    "copytree": _copy_tree, "tarfile": _archive, "walk_and_open": _open_every_file,
+}
+
+SECOND_WRITER = """
+    from ml_dash import Experiment, RunLockedError
+    exp = Experiment(prefix="a/b/c")
+    try:
+        exp.run.start()
+    except RunLockedError as exc:
+        print("refused, held by", exc.holder["pid"])
+    else:
+        for i in range(1000):
+            exp.metrics("train").log(step=-1)
+        exp.run.complete()
+        print("second writer wrote")
+"""
+
+
+@pytest.mark.parametrize("second", ["another_process", "this_process"])
+@pytest.mark.parametrize("touch", sorted(HOLDER_TOUCHES))
+def test_row16_the_holder_reading_copying_or_archiving_its_directory_keeps_the_lock(
+        workdir: Path, touch: str, second: str) -> None:
+    """Closing a descriptor of the lock file (copytree, tar, opening every file) dropped a POSIX lockf
+    lock, and a second process then wrote every index again."""
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    for i in range(1000):
+        exp.metrics("train").log(step=i)
+    exp.flush()
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    HOLDER_TOUCHES[touch](exp.directory, elsewhere)
+    try:
+        if second == "another_process":
+            result = python_script(SECOND_WRITER, workdir)
+            assert f"refused, held by {os.getpid()}" in result.stdout, result.stdout + result.stderr
+        else:
+            with pytest.raises(RunLockedError, match="another Experiment of this process"):
+                Experiment(prefix="a/b/c").run.start()
+        assert is_held(exp.directory) is True
+        for i in range(1000, 1010):
+            exp.metrics("train").log(step=i)
+    finally:
+        exp.run.complete()
+    rows = read_jsonl(exp.directory / "metrics/train/data.jsonl")
+    assert [r["index"] for r in rows] == list(range(1010))  # no index twice
+    assert [r["data"]["step"] for r in rows] == list(range(1010))
+    assert is_held(exp.directory) is False
+
+
+def test_row16_the_holder_keeps_the_lock_while_a_forked_child_reads_the_directory_and_exits(workdir: Path) -> None:
+    """The child closes its copies of the lock file's descriptor at the fork, and more as it copies the
+    directory: none of that lets the parent's lock go."""
+    holder = start_script("""
+        import os, shutil, time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        exp.metrics("train").log(step=0)
+        exp.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                shutil.copytree(exp.directory, "child-backup")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        print("child done", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, workdir)
+    try:
+        _wait_for(holder, "child done")
+        assert (workdir / "child-backup/.ml-dash.lock").exists()
+        result = python_script(SECOND_WRITER, workdir)
+        assert f"refused, held by {holder.pid}" in result.stdout, result.stdout + result.stderr
+    finally:
+        holder.kill()
+        holder.communicate(timeout=10)
+
+
+def test_row16_an_older_ml_dash_holding_a_lockf_lock_and_this_one_exclude_each_other(workdir: Path) -> None:
+    """Open-file-description locks conflict with POSIX record locks: a job still running an ml-dash that
+    locked with lockf keeps this one out, and the other way round."""
+    directory = workdir / ".dash/a/b/c"
+    directory.mkdir(parents=True)
+    old = start_script("""
+        import fcntl, json, os, time
+        fd = os.open(".dash/a/b/c/.ml-dash.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, json.dumps({"pid": os.getpid(), "hostname": "old"}).encode())
+        print("holding", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, workdir)
+    try:
+        _wait_for(old, "holding")
+        assert is_held(directory) is True
+        with pytest.raises(RunLockedError, match="held by another process") as refused:
+            Experiment(prefix="a/b/c").run.start()
+        assert refused.value.holder["pid"] == old.pid
+    finally:
+        old.kill()
+        old.communicate(timeout=10)
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    try:
+        older = python_script("""
+            import fcntl, os
+            fd = os.open(".dash/a/b/c/.ml-dash.lock", os.O_RDWR)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                print("the old code took it")
+            except OSError:
+                print("the old code was refused")
+        """, workdir)
+        assert "the old code was refused" in older.stdout, older.stdout + older.stderr
+    finally:
+        exp.run.complete()
+
+
+def test_row16_asking_whether_a_run_is_held_never_takes_its_lock(workdir: Path) -> None:
+    holder = start_script("""
+        import time
+        from ml_dash import Experiment
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        print("holding", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """, workdir)
+    try:
+        _wait_for(holder, "holding")
+        assert is_held(workdir / ".dash/a/b/c") is True
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.communicate(timeout=10)
+    directory = workdir / ".dash/a/b/c"
+    assert is_held(directory) is False
+    exp = Experiment(prefix="a/b/c")  # the question left nothing behind
+    with exp.run:
+        assert is_held(directory) is True
+
+
+def test_row16_the_flock_fallback_survives_a_copy_and_is_not_kept_by_a_forked_child(workdir: Path) -> None:
+    """Where OFD locks are missing (macOS, old kernels) the lock is a flock, with the same guarantees:
+    refused after the holder copied its directory, free once the holder is killed while its child lives."""
+    use_flock = "import ml_dash.runlock as runlock; runlock._ofd = False\n"
+    trainer = start_script(use_flock + """
+import os, shutil, time
+from ml_dash import Experiment
+exp = Experiment(prefix="a/b/c")
+exp.run.start()
+exp.metrics("train").log(step=0)
+exp.flush()
+shutil.copytree(exp.directory, "backup")
+child = os.fork()
+if child == 0:
+    for _ in range(600):
+        time.sleep(0.1)
+    os._exit(0)
+print("child", child, flush=True)
+for _ in range(600):
+    time.sleep(0.1)
+""", workdir)
+    child = 0
+    try:
+        line = trainer.stdout.readline()
+        assert line.startswith("child"), trainer.stderr.read()
+        child = int(line.split()[1])
+        refused = python_script(use_flock + textwrap.dedent(SECOND_WRITER), workdir)
+        assert f"refused, held by {trainer.pid}" in refused.stdout, refused.stdout + refused.stderr
+        os.kill(trainer.pid, signal.SIGKILL)
+        trainer.wait(timeout=10)
+        os.kill(child, 0)  # the worker is still alive
+        later = python_script(use_flock + textwrap.dedent(SECOND_WRITER), workdir)
+        assert "second writer wrote" in later.stdout, later.stdout + later.stderr
+    finally:
+        trainer.kill()
+        if child:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_row16_a_start_that_fails_on_a_full_disk_leaves_the_directory_free(workdir: Path) -> None:
+    """Writing who holds the lock (or experiment.json) can fail on a full disk: the start fails, and the
+    lock taken for it is not left behind to refuse the next start of this process or of another."""
+    result = python_script("""
+        import resource, signal
+        from ml_dash import Experiment
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # no file can grow
+        try:
+            Experiment(prefix="a/b/c").run.start()
+            print("started on a full disk")
+        except OSError as exc:
+            print("start failed:", exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space returns
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        exp.metrics("train").log(step=0)
+        exp.run.complete()
+        print("started again")
+    """, workdir)
+    assert "start failed" in result.stdout and "started again" in result.stdout, result.stdout + result.stderr
+    assert "second writer wrote" in python_script(SECOND_WRITER, workdir).stdout
