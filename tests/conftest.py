@@ -19,7 +19,7 @@ from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
 
 ENV_VARS = [
-    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME",
+    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN",
     "DREAMLAKE_LOCAL_PATH", "DREAMLAKE_API_URL", "DREAMLAKE_API_KEY",
 ]
 
