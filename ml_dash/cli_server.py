@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -43,13 +44,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.set_defaults(handler=run_server)
     ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
                         description="Serve the web UI and the read API over the runs under DIR, on this machine "
-                                    "only, until Ctrl-C. Nothing under DIR is written; runs being written show live.")
+                                    "only, until Ctrl-C. Nothing under DIR is written; runs being written show live. "
+                                    "Only who opens the URL it prints (a random token in it) can read through it; "
+                                    "ML_DASH_UI_TOKEN sets the token instead.")
     ui.add_argument("dir", nargs="?", default=".dash", help="a directory of runs (default ./.dash)")
     ui.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 (default 8090; 0 picks a free one, "
                                                            "printed)")
     ui.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                     help="also answer requests whose Host header names NAME (repeatable): a name of this machine "
                          "other than 127.0.0.1, localhost and ::1, say. It stays bound to 127.0.0.1")
+    ui.add_argument("--no-auth", action="store_true",
+                    help="serve without the token: every account on this machine can then read these runs")
     ui.set_defaults(handler=run_ui)
     keys = sub.add_parser("keys", help="create, list and revoke API keys; grant read access",
                           description="Manage the API keys of a server's data directory (the server may be running).")
@@ -105,18 +110,69 @@ def run_ui(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"ml-dash ui: --port {args.port} must be within 0..65535", file=sys.stderr)
         return 2
-    index = Path(tempfile.mkdtemp(prefix="ml-dash-ui-"))  # the private index, removed on exit
-    config = ServerConfig(index, open_reads=True, read_only=True, ingest_workers=0,
+    try:
+        token = None if args.no_auth else _ui_token()
+    except ValueError as exc:
+        print(f"ml-dash ui: ML_DASH_UI_TOKEN: {exc}", file=sys.stderr)
+        return 2
+    index = Path(tempfile.mkdtemp(prefix="ml-dash-ui-"))  # the private index (0700), removed on exit
+    config = ServerConfig(index, open_reads=True, read_only=True, ingest_workers=0, ui_token=token,
                           crashed_after_s=float("inf"),  # a local run's status follows its lock, not silence
                           allowed_hosts=_allowed_hosts("127.0.0.1", args.allowed_host))
+    announced = _UiAnnouncement(token, root)
     try:
-        asyncio.run(serve(config, "127.0.0.1", args.port, local_root=root.resolve(), label="ml-dash ui"))
+        asyncio.run(serve(config, "127.0.0.1", args.port, local_root=root.resolve(), label="ml-dash ui",
+                          on_listening=announced))
     except OSError as exc:
         print(f"ml-dash ui: cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     finally:
+        announced.close()
         shutil.rmtree(index, ignore_errors=True)
     return 0
+
+
+def _ui_token() -> str:
+    """``ML_DASH_UI_TOKEN`` when set (for scripts: an environment is readable by its own account only,
+    where a command-line flag would show in every account's ``ps``), else a new random token."""
+    import secrets
+
+    from .server.ui_token import check_token
+
+    chosen = os.environ.get("ML_DASH_UI_TOKEN")
+    return check_token(chosen) if chosen else secrets.token_urlsafe(32)
+
+
+class _UiAnnouncement:
+    """Once ``ml-dash ui`` is bound: the URL to open (with its token, also written to a file only this
+    account reads), or, with --no-auth, a warning that every account can read."""
+
+    def __init__(self, token: str | None, root: Path) -> None:
+        self.token = token
+        self.root = root
+        self.url_file: Path | None = None
+
+    def __call__(self, base: str) -> None:
+        from .ui_url_file import write_url_file
+
+        if self.token is None:
+            print(f"warning: --no-auth: every account on this machine can read the runs under {self.root} "
+                  f"through {base}/", file=sys.stderr, flush=True)
+            return
+        url = f"{base}/?token={self.token}"
+        try:
+            self.url_file = write_url_file(int(base.rsplit(":", 1)[1]), url)
+            where = f"; it is also in {self.url_file}"
+        except OSError as exc:
+            print(f"warning: ml-dash ui could not write its URL to a file: {exc.strerror or exc}", file=sys.stderr)
+            where = ""
+        print(f"open {url}   (only who has this URL can read through it: keep it to yourself{where})", flush=True)
+
+    def close(self) -> None:
+        from .ui_url_file import remove_url_file
+
+        if self.url_file is not None:
+            remove_url_file(self.url_file)
 
 
 def run_keys(args: argparse.Namespace) -> int:

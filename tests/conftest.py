@@ -28,7 +28,7 @@ settings.register_profile("dev", database=DirectoryBasedExampleDatabase(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ENV_VARS = [
-    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME",
+    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN",
     "DREAMLAKE_LOCAL_PATH", "DREAMLAKE_API_URL", "DREAMLAKE_API_KEY",
 ]
 

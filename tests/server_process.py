@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ml_dash.agent.wire import encode_body
 
@@ -26,10 +30,10 @@ class Server:
     def __init__(self, data: Path, *extra: str, port: int = 0) -> None:
         self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra)
 
-    def _start(self, data: Path, *command: str) -> None:
+    def _start(self, data: Path, *command: str, env: dict[str, str] | None = None) -> None:
         """Run ``ml-dash COMMAND...`` and wait for the line that gives its URL."""
         self.data = data
-        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", *command],
+        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", *command], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         STARTED.append(self.proc)
         line = self.proc.stdout.readline()
@@ -88,7 +92,41 @@ class Server:
 
 
 class LocalUi(Server):
-    """A running ``ml-dash ui DIR`` subprocess (127.0.0.1, port 0): the same client as a server's."""
+    """A running ``ml-dash ui DIR`` subprocess (127.0.0.1, port 0): the same client as a server's, which
+    sends the token the UI printed (in ``Authorization: token``). Its URL file goes to
+    ``runtime`` (``XDG_RUNTIME_DIR``; default: beside DIR), never to the home directory of whoever runs
+    the tests."""
 
-    def __init__(self, directory: Path, *extra: str) -> None:  # not super().__init__ (a server): _start is shared
-        self._start(directory, "ui", str(directory), "--port", "0", *extra)
+    def __init__(self, directory: Path, *extra: str, env: dict[str, str] | None = None,
+                 runtime: Path | None = None) -> None:  # not super().__init__ (a server): _start is shared
+        self.runtime = runtime or Path(directory).resolve().parent / "runtime"
+        self._start(directory, "ui", str(directory), "--port", "0", *extra,
+                    env={**os.environ, "XDG_RUNTIME_DIR": str(self.runtime), **(env or {})})
+        self.token: str | None = None
+        self.open_url = self.url + "/"
+        self.open_line = ""
+        if "--no-auth" not in extra:
+            line = _line_within(self.proc, 60)
+            if not line.startswith("open http"):
+                self.proc.kill()
+                raise RuntimeError(f"ml-dash ui printed no URL to open: {line!r}")
+            self.open_line = line
+            self.open_url = line.split()[1]
+            self.token = parse_qs(urlsplit(self.open_url).query)["token"][0]
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                key: str | None = None) -> tuple[int, Any]:
+        headers = dict(headers or {})
+        if self.token is not None:
+            headers.setdefault("Authorization", f"token {self.token}")
+        return super().request(method, path, body, headers, key)
+
+
+def _line_within(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The next line ``proc`` prints, or "" when none comes within ``timeout_s`` (or it exits)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout_s)
+    except queue.Empty:
+        return ""

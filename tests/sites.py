@@ -1,6 +1,6 @@
 """Where a UI test runs: a real ``ml-dash server`` (signed in with a key), or ``ml-dash ui`` over the
-test's own ``.dash`` directory (no sign-in, runs written in local mode). The browser tests of the
-issue's rows take a ``site`` and run against both."""
+test's own ``.dash`` directory (signed in through the URL it printed, runs written in local mode). The
+browser tests of the issue's rows take a ``site`` and run against both."""
 
 from __future__ import annotations
 
@@ -54,9 +54,21 @@ class LocalSite:
         return self._ui.url
 
     def open(self, tab: Any) -> None:
-        """The start page (nobody signs in to a local UI)."""
-        tab.page.goto(self.url + "/")
+        """The start page, signed in as a user does: by opening the URL ``ml-dash ui`` printed."""
+        self.url  # noqa: B018  # started if it is not yet
+        assert self._ui is not None
+        tab.page.goto(self._ui.open_url)
         tab.page.get_by_role("heading", name="Owners").wait_for()
+
+    @property
+    def token(self) -> str:
+        assert self._ui is not None and self._ui.token is not None
+        return self._ui.token
+
+    @property
+    def port(self) -> int:
+        assert self._ui is not None
+        return self._ui.port
 
     def request(self, method: str, path: str) -> tuple[int, Any]:
         self.url  # noqa: B018  # started if it is not yet

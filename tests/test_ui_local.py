@@ -1,5 +1,6 @@
-"""``ml-dash ui DIR``: the same UI and read API over local run directories, read-only, on 127.0.0.1.
-(Every row of the UI is also tested against it in test_ui.py, through its ``site`` fixture.)"""
+"""``ml-dash ui DIR``: the same UI and read API over local run directories, read-only, on 127.0.0.1,
+for who opens the URL it printed. (Every row of the UI is also tested against it in test_ui.py,
+through its ``site`` fixture; its token over HTTP and against another Unix account in test_ui_token.py.)"""
 
 from __future__ import annotations
 
@@ -33,14 +34,17 @@ def _local_runs(n: int = 3, rows: int = 5000) -> None:
             exp.files("cfg").save_text(f"config {k}", to="config.txt")
 
 
-def test_the_local_ui_shows_runs_charts_logs_and_files_with_no_sign_in_and_writes_nothing(workdir: Path,
-                                                                                        tab: Tab) -> None:
+def test_the_printed_url_signs_in_and_the_ui_shows_runs_charts_logs_and_files_and_writes_nothing(
+        workdir: Path, tab: Tab) -> None:
     _local_runs()
     before = _tree(workdir / ".dash")
     ui = LocalUi(workdir / ".dash")
+    assert ui.token is not None
     try:
         page = tab.page
-        page.goto(ui.url + "/")
+        page.goto(ui.open_url)  # what the user clicks in the terminal
+        page.get_by_role("heading", name="Owners").wait_for()
+        assert page.url == ui.url + "/"  # the token left the address bar (and so every shared view's URL)
         page.get_by_role("link", name="alice", exact=True).click()
         page.get_by_role("link", name="local", exact=True).click()
         page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 3")
@@ -53,13 +57,49 @@ def test_the_local_ui_shows_runs_charts_logs_and_files_with_no_sign_in_and_write
         assert "run 2 done" in page.locator(".log-lines").inner_text()
         page.get_by_role("button", name="preview").click()
         assert page.locator(".preview pre").inner_text() == "config 2"
-        assert page.get_by_role("button", name="Sign out").count() == 0  # nobody signs in to a local UI
+        assert page.get_by_role("button", name="Sign out").count() == 0  # no key to sign out of
         assert tab.errors == []
+        assert [u for u in tab.requests if ui.token in u] == [ui.open_url]  # the scripts, reads, polls: cookie
+        links = page.evaluate("() => [...document.querySelectorAll('[href], [src]')].map((e) => e.outerHTML)")
+        assert links and not [link for link in links if ui.token in link]
+        with page.expect_download() as download:  # a file's download goes through the cookie too
+            page.get_by_role("link", name="download").click()
+        assert Path(download.value.path()).read_text() == "config 2"
         status, _ = ui.request("POST", "/api/v1/runs/alice/local/run-0/events", b"x")
         assert status in (404, 405)  # no route writes
     finally:
         ui.stop()
     assert _tree(workdir / ".dash") == before  # nothing under DIR was written
+
+
+def test_without_the_token_the_page_says_to_open_the_printed_url_and_one_click_from_another_site_signs_in(
+        workdir: Path, tab: Tab) -> None:
+    _local_runs(1, 10)
+    ui = LocalUi(workdir / ".dash")
+    try:
+        page = tab.page
+        response = page.goto(ui.url + "/?run=alice/local/run-0")  # a view's URL, shared without the token
+        assert response is not None and response.status == 401
+        assert "open the URL it printed" in page.locator("body").inner_text()
+        assert "--no-auth" in page.locator("body").inner_text() and "run-0" not in page.content()
+        # the printed URL clicked in another site's page (a terminal or a chat in the browser): the
+        # cookie it sets is sent on the redirect that follows (a SameSite=Strict one would not be)
+        launcher = "http://localhost:9/launch"
+        page.route(launcher, lambda r: r.fulfill(content_type="text/html",
+                                                 body=f'<a id="go" href="{ui.open_url}">ml-dash</a>'))
+        page.goto(launcher)
+        page.click("#go")
+        page.get_by_role("heading", name="Owners").wait_for()
+        assert page.url == ui.url + "/"
+        page.goto(launcher)  # later clicks from that site to a view's URL (no token) are let in too
+        page.evaluate(f"() => {{ document.getElementById('go').href = '{ui.url}/?run=alice/local/run-0'; }}")
+        page.click("#go")
+        page.locator("figure.chart[data-field=loss] canvas").first.wait_for()
+        page.context.clear_cookies()  # the cookie gone (or a restarted UI's new token): the page says why
+        page.locator("nav.crumbs a", has_text="alice").click()
+        page.locator("main .error", has_text="open the URL it printed").wait_for()
+    finally:
+        ui.stop()
 
 
 def test_the_local_ui_answers_only_loopback_host_names_and_serves_only_the_runs_files(workdir: Path) -> None:

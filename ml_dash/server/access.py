@@ -2,7 +2,8 @@
 
 A request acts as the owner of its API key (``Authorization: Bearer``), as the user it names on a
 development server (``X-ML-Dash-User`` with --allow-user-name), or as the owner of its browser
-session (a cookie, read-only); on ``ml-dash ui`` (open reads) anyone reads everything.
+session (a cookie, read-only); on ``ml-dash ui`` (open reads) whoever got past its token
+(server/ui_token.py; anyone with ``--no-auth``) reads everything.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BLOBS = web.AppKey("blobs", LocalBlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
 PREPARER = web.AppKey("preparer", Preparer)
 LOCAL_INDEX = web.AppKey("local_index", LocalIndex)
-#: Who reads an ``ml-dash ui`` (open_reads): no one signs in there.
+#: Who reads an ``ml-dash ui`` (open_reads): its token, not a sign-in, lets a reader in.
 LOCAL_READER = "local"
 
 

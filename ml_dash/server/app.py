@@ -4,6 +4,7 @@ Routes (JSON unless noted)::
 
     GET  /health
     GET  /, /ui/{file}                                          the web UI (server/ui.py)
+                  on ``ml-dash ui``, every route but /health needs its token (server/ui_token.py)
     POST|GET|DELETE /api/v1/session                             browser sessions (server/sessions.py)
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
     GET  /api/v1/owners                                         owners the caller may read
@@ -77,6 +78,7 @@ from .request_text import text_middleware
 from .storage import SQLiteStorage, Storage
 from .timing import timing_middleware
 from .ui import security_headers
+from .ui_token import UI_TOKEN, token_middleware
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -92,13 +94,18 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
     """
-    middlewares = [timing_middleware, security_headers, host_middleware, text_middleware, error_middleware]
+    # the token is checked before anything else reads the request, and before the local index is
+    # refreshed: a request without it costs nothing and learns nothing
+    middlewares = [timing_middleware, security_headers, host_middleware, token_middleware, text_middleware,
+                   error_middleware]
     if local_root is not None:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
     app[CONFIG] = config
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
+    if config.ui_token is not None:
+        app[UI_TOKEN] = config.ui_token
 
     async def open_storage(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
         store = storage or SQLiteStorage(config.database)

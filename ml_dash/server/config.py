@@ -29,6 +29,9 @@ class ServerConfig:
     # ``ml-dash ui``: reads need no credentials and may read every owner; no route writes
     open_reads: bool = False
     read_only: bool = False
+    # ``ml-dash ui``: every request but /health must carry this token (server/ui_token.py); None asks
+    # for none. Kept out of repr: a config printed in a log must not carry it
+    ui_token: str | None = field(default=None, repr=False)
 
     @property
     def database(self) -> Path:

@@ -25,9 +25,11 @@ T = TypeVar("T")
 
 
 async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: float = 10.0,
-                local_root: Path | None = None, label: str = "ml-dash server") -> None:
+                local_root: Path | None = None, label: str = "ml-dash server",
+                on_listening: Callable[[str], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests (up to the timeout) and return.
-    With ``local_root``, the runs under it, read-only (``ml-dash ui``)."""
+    With ``local_root``, the runs under it, read-only (``ml-dash ui``). ``on_listening`` is called with
+    the URL once it is bound (the port is known only then)."""
     if config.allow_user_name and not is_loopback(host):
         print(f"warning: --allow-user-name on {host} lets anyone on the network write as any user", file=sys.stderr)
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
@@ -47,6 +49,8 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     bound_port = runner.addresses[0][1]
     where = f"runs in {local_root}" if local_root is not None else f"data in {config.data_dir}"
     print(f"{label} listening on http://{host}:{bound_port} ({where})", flush=True)
+    if on_listening is not None:
+        on_listening(f"http://{host}:{bound_port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

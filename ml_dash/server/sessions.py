@@ -35,15 +35,15 @@ def session_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def cookie_name(request: web.Request) -> str:
-    """The session cookie's name on this server: with its port when the URL names one. Browsers keep
-    cookies per host, not per port, so two servers on one machine (a team's and a local ``ml-dash
-    ui``, say) would otherwise sign each other out."""
+def cookie_name(request: web.Request, base: str = COOKIE) -> str:
+    """The session cookie's name on this server: ``base`` with its port when the URL names one.
+    Browsers keep cookies per host, not per port, so two servers on one machine (a team's and a local
+    ``ml-dash ui``, say) would otherwise sign each other out."""
     try:
         port = request.url.port
     except ValueError:  # a Host header whose port is no port: that request gets the plain name
         port = None
-    return COOKIE if port in (None, 80, 443) else f"{COOKIE}_{port}"
+    return base if port in (None, 80, 443) else f"{base}_{port}"
 
 
 LOOPBACK_PEERS = ("127.0.0.1", "::1")
