@@ -21,6 +21,7 @@ from ml_dash.agent.cursor import UploadCursor
 from ml_dash.agent.rejects import set_aside_counts
 from ml_dash.agent.retry import Outcome
 from ml_dash.agent.wire import BodyError, decode_body, metric_blocks
+from ml_dash.server.hosts import host_name, is_loopback
 
 from .conftest import python_script
 from .fake_server import FakeTransport, Request
@@ -281,3 +282,28 @@ def test_a_server_bound_to_a_loopback_name_refuses_another_sites_host_header(tmp
     finally:
         srv.stop()
 
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("localhost", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("0.0.0.0", False),
+    ("::", False), ("192.0.2.1", False), ("example.com", False), ("localhost.evil.example", False), ("", False)])
+def test_which_bind_addresses_count_as_this_machine_only(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("header, name", [
+    ("127.0.0.1:8080", "127.0.0.1"), ("LOCALHOST", "localhost"), (" Evil.Example:1 ", "evil.example"),
+    ("[::1]:80", "[::1]"), ("[::1]", "[::1]"), ("::1", "::1"), ("[::1]x:80", "[::1]"), ("", "")])
+def test_the_host_of_a_host_header_is_its_name_without_the_port(header: str, name: str) -> None:
+    assert host_name(header) == name
+
+
+def test_a_loopback_server_answers_an_ipv6_loopback_host_and_names_a_refused_one_briefly(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", "--allow-user-name")
+    try:
+        user = {"X-ML-Dash-User": "alice"}
+        assert srv.request("GET", "/api/v1/owners", headers={**user, "Host": f"[::1]:{srv.port}"})[0] == 200
+        status, body = srv.request("GET", "/api/v1/owners", headers={**user, "Host": "e" * 5000})
+        assert status == 400 and repr("e" * 100) in body["error"] and "e" * 101 not in body["error"], body
+    finally:
+        srv.stop()
