@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import socket
 import threading
@@ -22,11 +23,17 @@ from typing import Any
 
 from aiohttp import web
 
+from ml_dash import Experiment
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.retry import Outcome, send_with_retries
+from ml_dash.agent.transport import HttpTransport
 from ml_dash.agent.wire import encode_body, metric_blocks
 from ml_dash.server.protocol import QuietAppRunner
 
+from .fault_proxy import FaultProxy
 from .server_process import Server, direct
 from .slow_link import Body, MiB, Reply, http_head, in_pieces, send_slowly
+from .waiting import wait_for
 
 USER = {"X-ML-Dash-User": "alice"}
 
@@ -258,3 +265,104 @@ def test_a_sign_in_body_that_arrives_in_pieces_is_read_to_its_end(tmp_path: Path
         assert reply.endswith(b'{"owner":"alice"}') and b"Set-Cookie: " in reply
     finally:
         server.stop()
+
+
+# -- the SDK ----------------------------------------------------------------------------------------
+
+
+def test_a_pass_deadline_bounds_when_requests_start_not_a_transfer_under_way() -> None:
+    """A background pass (30 s) must not cut a transfer that is moving; the end of a run must."""
+    timeouts: list[float | None] = []
+
+    async def attempt(timeout_s: float | None) -> Outcome:
+        timeouts.append(timeout_s)
+        return Outcome(200)
+
+    background, ending = Deadline(1.0, cuts_transfers=False), Deadline(1.0)
+    asyncio.run(send_with_retries(attempt, background, 30.0))
+    asyncio.run(send_with_retries(attempt, ending, 30.0))
+    assert timeouts[0] == 30.0 and background.transfer_s() is None  # each wait 30 s, the whole unbounded
+    assert timeouts[1] is not None and timeouts[1] <= 1.0
+    ending_total = ending.transfer_s()
+    assert ending_total is not None and ending_total <= 1.0
+    assert Deadline(5.0, cuts_transfers=False).sooner(1.0).cuts_transfers is False
+
+
+def test_an_upload_to_a_server_that_stopped_reading_times_out(tmp_path: Path) -> None:
+    """A server that took the connection and reads nothing (a stopped process; a link dead without a
+    reset): the body stops moving and the request ends after the request timeout, with a reason."""
+    checkpoint = tmp_path / "ckpt.bin"
+    with checkpoint.open("wb") as f:
+        f.truncate(64 * MiB)  # more than every socket buffer between here and there holds
+
+    async def both(url: str) -> list[Any]:
+        transport = HttpTransport(url, USER)
+        try:
+            put = await transport.put_file("alice/p/r", "ckpt.bin", checkpoint, {"X-Content-SHA256": "0" * 64},
+                                           1.0, None)
+            post = await transport.post_events("alice/p/r", os.urandom(32 * MiB), 1.0, None)
+            return [put, post]
+        finally:
+            await transport.close()
+
+    with socket.create_server(("127.0.0.1", 0)) as sink:  # listens; never accepts, never reads
+        outcomes = asyncio.run(both(f"http://127.0.0.1:{sink.getsockname()[1]}"))
+    for outcome in outcomes:
+        assert outcome.status == 0 and outcome.retryable, outcome
+        assert outcome.reason == "nothing of the request body was taken for 1 s", outcome
+
+
+def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_path: Path) -> None:
+    """12 MiB at 1 MiB/s with a 6 s request timeout: the body keeps moving, so the server's answer comes
+    back (a 400 here: the bytes are no zstd body; what matters is that the server read them all)."""
+    server = Server(tmp_path / "data", "--allow-user-name")
+    proxy = FaultProxy(server.port, upload_bytes_per_s=1 * MiB)
+
+    async def post() -> Any:
+        transport = HttpTransport(proxy.url, USER)
+        try:
+            return await transport.post_events("alice/p/r", random.Random(3).randbytes(12 * MiB), 6.0, None)
+        finally:
+            await transport.close()
+
+    try:
+        outcome = asyncio.run(post())
+    finally:
+        proxy.close()
+        server.stop()
+    assert outcome.status == 400 and "zstd" in outcome.reason, outcome
+
+
+def test_a_checkpoint_and_metric_rows_cross_a_slow_link(workdir: Path, server: Server, monkeypatch: Any) -> None:
+    """A 64 MiB checkpoint at 2 MiB/s takes 32 s: longer than the request timeout (10 s here) and than a
+    live upload pass (30 s). It crosses in one request, as do the metric rows, while the run goes on."""
+    monkeypatch.setenv("ML_DASH_REQUEST_TIMEOUT_S", "10")
+    key = server.key("alice")
+    proxy = FaultProxy(server.port, upload_bytes_per_s=2 * MiB)
+    checkpoint = random.Random(7).randbytes(64 * MiB)
+    rows = 100_000  # random values: about 100 bytes a row
+    try:
+        exp = Experiment(prefix="alice/proj/slow", remote=proxy.url, api_key=key)
+        with exp.run:
+            exp.files("checkpoints").save(checkpoint, "ckpt.bin")
+            rng = random.Random(8)
+            train = exp.metrics("train")
+            for _ in range(rows):
+                train.log(**{f"f{k}": rng.random() for k in range(10)})
+
+            def arrived() -> bool:
+                status, listing = server.request("GET", "/api/v1/experiments/alice/proj/slow/files", key=key)
+                stored = len(server.metric_rows("alice/proj/slow", key=key))
+                return status == 200 and len(listing["files"]) == 1 and stored == rows
+
+            wait_for(arrived, "the checkpoint and every row over the slow link", proxy)
+        expected = hashlib.sha256(checkpoint).hexdigest()
+        _status, listing = server.request("GET", "/api/v1/experiments/alice/proj/slow/files", key=key)
+        assert [f["checksum"] for f in listing["files"]] == [expected]
+        stored = _stored_sha256(server, "alice/proj/slow/files/checkpoints/ckpt.bin", {"Authorization": f"Bearer {key}"})
+        assert stored == expected
+        puts = [line for line in proxy.request_lines if line.startswith("PUT ")]
+        assert len(puts) == 1, puts  # a cut transfer is sent again from its start
+        assert len(proxy.statuses) == proxy.requests, "a request was given up on the way"
+    finally:
+        proxy.close()
