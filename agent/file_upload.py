@@ -62,9 +62,10 @@ class FileUpload:
 
             async def put(timeout_s: float | None, path: str = path, local: Path = local,
                           headers: dict[str, str] = headers) -> Any:
-                # a big file may take longer than one request's timeout: the deadline bounds the transfer
+                # a big file takes as long as the link needs: the request timeout bounds each wait,
+                # a deadline that cuts transfers (the end of the run, sync --timeout) the whole
                 return await uploader.transport.put_file(uploader.prefix, path, local, headers,
-                                                         uploader.request_timeout_s, deadline.remaining())
+                                                         timeout_s or uploader.request_timeout_s, deadline.transfer_s())
 
             outcome = await send_with_retries(put, deadline, uploader.request_timeout_s, uploader.pass_sleep, single_attempt)
             report.requests += 1

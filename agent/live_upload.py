@@ -28,7 +28,7 @@ from .uploader import RunUploader, UploadReport
 
 logger = logging.getLogger("ml_dash.agent")
 
-PASS_DEADLINE_S = 30.0  # one pass gives up retrying after this long; the next pass tries again
+PASS_DEADLINE_S = 30.0  # one pass starts no request after this long; the next pass tries again
 PROBE_S = 60.0  # after the server refused, try again this rarely (the key may be fixed; never spin)
 LAST_ATTEMPT_S = 5.0  # the end of a run whose server is not answering: one try, this long at most
 
@@ -91,8 +91,9 @@ class LiveUpload:
         heartbeat_due = self._last_request is None or now - self._last_request >= self.heartbeat_s
         if not force and not heartbeat_due and not await self.uploader.has_work():
             return self.last_report
-        if deadline is None:
-            deadline = Deadline(PASS_DEADLINE_S, self.clock, cancelled=self._stop.is_set if background else None)
+        if deadline is None:  # a transfer under way is not cut when the pass's time is up, only at the run's end
+            deadline = Deadline(PASS_DEADLINE_S, self.clock, cancelled=self._stop.is_set if background else None,
+                                cuts_transfers=False)
         report = await self.uploader.upload(deadline, single_attempt=single_attempt,
                                             sleep=self._wait_unless_stopped if background else None)
         self._last_request = self.clock()

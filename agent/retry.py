@@ -108,8 +108,10 @@ async def send_with_retries(attempt: Callable[[float | None], Awaitable[Outcome]
                             request_timeout_s: float, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                             single_attempt: bool = False, base_s: float = 0.2, cap_s: float = 30.0) -> Outcome:
     """Call ``attempt(timeout_s)`` until its Outcome is not retryable or ``deadline`` passes; the last
-    Outcome is returned either way. Each attempt gets the request timeout or the time left, whichever is
-    less; waits are cut to the time left too. ``single_attempt``: one try, no retries."""
+    Outcome is returned either way. ``timeout_s`` bounds each wait of the attempt (connecting, each part
+    of its body, the answer): the request timeout, or the time left when that is less and the deadline
+    cuts transfers; waits between attempts are cut to the time left too. ``single_attempt``: one try,
+    no retries."""
     wait = WaitRetryAfterOrJitter(base_s, cap_s)
     last: list[Outcome] = []
 
@@ -117,7 +119,8 @@ async def send_with_retries(attempt: Callable[[float | None], Awaitable[Outcome]
         left = deadline.remaining()
         if last and left == 0.0:
             return last[-1]  # the deadline came during the wait: nothing more is sent
-        timeout = request_timeout_s if left is None else min(request_timeout_s, max(left, 0.001))
+        whole = deadline.transfer_s()
+        timeout = request_timeout_s if whole is None else min(request_timeout_s, max(whole, 0.001))
         outcome = await attempt(timeout)
         last.append(outcome)
         del last[:-1]

@@ -9,15 +9,19 @@ with the reason, and the retry policy (agent/retry.py) decides what next.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import aiohttp
 
 from .retry import Outcome, parse_retry_after
+from .stall import Stalled, StallGuard
 from .wire import CONTENT_TYPE
 
 logger = logging.getLogger("ml_dash.agent")
@@ -31,13 +35,14 @@ class Transport(Protocol):
 
     remote: str
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
-        """POST a bulk body (agent/wire.py) to the run's events."""
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None) -> Outcome:
+        """POST a bulk body (agent/wire.py) to the run's events: ``timeout_s`` for the server to take
+        each part of it or to answer, ``total_s`` for all of it (None: as long as it keeps moving)."""
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
                        timeout_s: float, total_s: float | None) -> Outcome:
-        """PUT a saved file's content, streamed from ``source``: ``timeout_s`` for the server to take
-        each part or answer, ``total_s`` for all of it (None: as long as it keeps moving)."""
+        """PUT a saved file's content, streamed from ``source``; ``timeout_s`` and ``total_s`` as for
+        :meth:`post_events`."""
 
     async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
         """GET the run as the server has it (404 when it has none)."""
@@ -62,10 +67,10 @@ class HttpTransport:
     def _url(self, prefix: str, *parts: str) -> str:
         return "/".join([self.remote, "api/v1/runs", prefix, *(urllib.parse.quote(p, safe="/") for p in parts)])
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None) -> Outcome:
         """POST a zstd bulk body to the run's events."""
         headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
-        return await self._request("POST", self._url(prefix, "events"), timeout_s, data=body, headers=headers)
+        return await self._request("POST", self._url(prefix, "events"), timeout_s, total_s, body=body, headers=headers)
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
                        timeout_s: float, total_s: float | None) -> Outcome:
@@ -73,25 +78,31 @@ class HttpTransport:
             handle = open(source, "rb")  # noqa: ASYNC230, SIM115  # reopened on every attempt: a retry resends it whole
         except OSError as exc:
             return Outcome(0, error=f"cannot read {source}: {exc}")
-        with handle:  # streamed from the file by aiohttp: never whole in memory
-            return await self._request("PUT", self._url(prefix, "files", path), total_s, sock_read_s=timeout_s,
-                                       data=handle, headers={**self.headers, **headers})
+        with handle:  # streamed from the file: never whole in memory
+            return await self._request("PUT", self._url(prefix, "files", path), timeout_s, total_s, body=handle,
+                                       headers={**self.headers, **headers})
 
     async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
         """GET the run's summary (its run id and stream counts)."""
         url = f"{self.remote}/api/v1/experiments/{prefix}"
-        return await self._request("GET", url, timeout_s, headers=self.headers)
+        return await self._request("GET", url, timeout_s, timeout_s, headers=self.headers)
 
-    async def _request(self, method: str, url: str, timeout_s: float | None, sock_read_s: float | None = None,
-                       **kwargs: object) -> Outcome:
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=sock_read_s)
+    async def _request(self, method: str, url: str, idle_s: float, total_s: float | None,
+                       body: bytes | BinaryIO | None = None, headers: dict[str, str] | None = None) -> Outcome:
+        """One request whose every wait (connecting, each part of the body, the answer) is at most
+        ``idle_s``, and all of it at most ``total_s`` (None: no bound while it moves)."""
+        timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=idle_s, sock_read=idle_s)
         try:
-            async with self._client().request(method, url, timeout=timeout, **kwargs) as resp:  # type: ignore[arg-type]
-                raw = await _read_reply(resp)
-                return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json_object(raw))
+            async with StallGuard(idle_s) as guard:
+                data = _pieces(guard, body)
+                if data is not None:  # a known length, not chunked: the server and proxies see the size first
+                    headers = {**(headers or {}), "Content-Length": str(_length(body))}
+                async with self._client().request(method, url, timeout=timeout, data=data, headers=headers) as resp:
+                    raw = await _read_reply(resp)
+                    return Outcome(resp.status, parse_retry_after(resp.headers.get("Retry-After")), _json_object(raw))
         except aiohttp.InvalidURL as exc:
             return Outcome(-1, error=f"invalid URL: {_describe(exc)}")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:  # asyncio's is not TimeoutError on 3.10
             logger.debug("%s %s failed: %r", method, url, exc)
             return Outcome(0, error=_describe(exc))
         except ValueError as exc:  # raised before anything is sent (a header value with a newline): never retried
@@ -128,8 +139,25 @@ def _json_object(raw: bytes) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def _pieces(guard: StallGuard, body: bytes | BinaryIO | None) -> AsyncIterator[bytes] | None:
+    if body is None:
+        return None
+    return guard.pieces_of(body) if isinstance(body, bytes) else guard.pieces_from(body)
+
+
+def _length(body: bytes | BinaryIO | None) -> int:
+    """The body's length in bytes (a file's from its current position to its end)."""
+    if body is None:
+        return 0
+    if isinstance(body, bytes):
+        return len(body)
+    return os.fstat(body.fileno()).st_size - body.tell()
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, Stalled):
+        return str(exc)
+    if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]

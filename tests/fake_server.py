@@ -78,7 +78,7 @@ class FakeTransport:
         self.closed = False
         self.hanging = 0  # this many requests from now on never get an answer (until cancelled)
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None) -> Outcome:
         request = Request("events", decode_body(body, "zstd"))
         if self.hanging:
             self.hanging -= 1

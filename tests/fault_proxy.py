@@ -12,6 +12,11 @@ connection to the upstream server. Per connection, with probability ``rate``
 * ``status``        answer ``status_line`` with ``Retry-After: retry_after`` itself
 * ``latency``       forward, delaying the answer by ``latency_s``
 
+Whatever the mode, ``upload_bytes_per_s`` (None: as fast as it comes) throttles
+the request bodies it forwards, as a slow link between a job and the server
+would: streamed piece by piece at that rate (tests/slow_link.py keeps it
+precise), never held whole.
+
 It speaks just enough HTTP/1.1 (Content-Length bodies) to decide a fault per
 request on a keep-alive connection, as a real middlebox failure would hit any
 request. Connections, requests and faults are counted; every wait is bounded.
@@ -26,6 +31,11 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from .slow_link import Pace
+
+#: What the proxy's side of a client connection buffers (the kernel doubles it).
+LINK_BUFFER_BYTES = 64 * 1024
+
 
 @dataclass
 class FaultProxy:
@@ -35,9 +45,11 @@ class FaultProxy:
     status_line: str = "503 Service Unavailable"
     retry_after: str | None = "1"
     latency_s: float = 0.0
+    upload_bytes_per_s: float | None = None
     seed: int = 1234
     connections: int = 0
     requests: int = 0  # HTTP requests, whatever connection carried them (keep-alive hides a hot loop)
+    request_lines: list[str] = field(default_factory=list)  # "PUT /api/v1/... HTTP/1.1", in order
     faults: int = 0
     statuses: list[int] = field(default_factory=list)  # of the responses passed on to the client, in order
     port: int = 0
@@ -82,7 +94,13 @@ class FaultProxy:
 
     def _serve(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        listener = socket.create_server(("127.0.0.1", 0))
+        # A link holds a fraction of a second of data, not the megabytes loopback lets the kernel take in
+        # (receive buffers grow to 6 MiB there): a sender throttled here is then seen to be throttled
+        # by its socket, as it would be by a slow link, instead of finishing its writes while seconds of
+        # its body still wait in buffers. Accepted connections inherit the size.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LINK_BUFFER_BYTES)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, sock=listener))
         self.port = self._server.sockets[0].getsockname()[1]
         started.set()
         self._loop.run_forever()
@@ -98,13 +116,16 @@ class FaultProxy:
                 return
             up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.upstream_port), 5)
             while True:
-                request = await _read_message(reader)
-                if request is None:
+                head = await _read_head(reader)
+                if head is None:
                     return
                 self.requests += 1
+                self.request_lines.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
                 mode = self.mode if self.mode != "pass" and self._rng.random() < self.rate else "pass"
                 if mode != "pass":
                     self.faults += 1
+                if mode in ("reset_before", "down", "status"):  # the whole request arrives; none goes on
+                    await _forward(reader, None, _content_length(head), None)
                 if mode in ("reset_before", "down"):
                     _reset(writer)
                     return
@@ -116,8 +137,8 @@ class FaultProxy:
                     await writer.drain()
                     writer.close()
                     return
-                up_writer.write(request)
-                await up_writer.drain()
+                up_writer.write(head)
+                await _forward(reader, up_writer, _content_length(head), self.upload_bytes_per_s)
                 response = await _read_message(up_reader)
                 if response is None:
                     _reset(writer)
@@ -139,20 +160,51 @@ class FaultProxy:
 
 async def _read_message(reader: asyncio.StreamReader) -> bytes | None:
     """One HTTP/1.1 message with a Content-Length body (all this project's traffic), or None at EOF."""
+    head = await _read_head(reader)
+    if head is None:
+        return None
+    length = _content_length(head)
+    body = await asyncio.wait_for(reader.readexactly(length), 120) if length else b""
+    return head + body
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
+    """A message's head, or None at EOF."""
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
     except asyncio.IncompleteReadError as exc:
         if exc.partial:
             raise
         return None
+
+
+def _content_length(head: bytes) -> int:
     length = 0
     for line in head.decode("latin-1").split("\r\n"):
         if line.lower().startswith("content-length:"):
             length = int(line.split(":", 1)[1])
         if line.lower().startswith("transfer-encoding:") and "chunked" in line.lower():
             raise ValueError("chunked bodies are not supported by this proxy")
-    body = await asyncio.wait_for(reader.readexactly(length), 120) if length else b""
-    return head + body
+    return length
+
+
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, length: int,
+                   bytes_per_s: float | None) -> None:
+    """``length`` body bytes from ``reader`` to ``writer`` (None: read and dropped), in pieces, at
+    ``bytes_per_s`` at most (None: as they come). Each piece waits 120 s at most."""
+    pace = Pace(bytes_per_s) if bytes_per_s else None
+    piece_bytes = max(4096, int(bytes_per_s / 50)) if bytes_per_s else 1 << 20  # 50 pieces a second
+    left = length
+    while left:
+        piece = await asyncio.wait_for(reader.read(min(piece_bytes, left)), 120)
+        if not piece:
+            raise asyncio.IncompleteReadError(b"", left)
+        left -= len(piece)
+        if pace is not None:
+            await asyncio.sleep(pace.wait_before(len(piece)))
+        if writer is not None:
+            writer.write(piece)
+            await writer.drain()
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

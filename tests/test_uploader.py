@@ -251,7 +251,7 @@ def test_the_http_transport_reads_retry_after_and_the_servers_words(workdir: Pat
     async def post(url: str) -> object:
         transport = HttpTransport(url, {"X-ML-Dash-User": "alice"})
         try:
-            return await transport.post_events("alice/p/r", b"x", 5.0)
+            return await transport.post_events("alice/p/r", b"x", 5.0, 5.0)
         finally:
             await transport.close()
 

@@ -166,7 +166,8 @@ async def refresh_local_index(request: web.Request,
 
 # -- browser sessions (server/sessions.py) ---------------------------------------
 async def post_session(request: web.Request) -> web.Response:
-    return await sessions.sign_in(request, request.app[STORAGE], request.app[CONFIG].allow_user_name)
+    config = request.app[CONFIG]
+    return await sessions.sign_in(request, request.app[STORAGE], config.allow_user_name, config.body_idle_timeout_s)
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -23,7 +23,8 @@ from aiohttp import web
 from ..agent.jsonlines import DecodeError, loads
 from ..naming import validate_prefix
 from .auth import parse_token
-from .errors import BadRequest, Unauthorized, json_response
+from .bodies import read_body
+from .errors import BadRequest, PayloadTooLarge, Unauthorized, json_response
 from .storage import Storage
 
 COOKIE = "ml_dash_session"
@@ -64,14 +65,20 @@ def cookie_token(request: web.Request) -> str | None:
     return token if token and len(token) <= 128 else None
 
 
-async def sign_in(request: web.Request, storage: Storage, allow_user_name: bool) -> web.Response:
+async def sign_in(request: web.Request, storage: Storage, allow_user_name: bool,
+                  body_idle_timeout_s: float) -> web.Response:
+    """Check the key (or, in development mode, the user name) in the JSON body; set the session cookie."""
+    too_long = BadRequest(f"a sign-in body is at most {MAX_SIGN_IN_BYTES} bytes")
     if request.content_length is not None and request.content_length > MAX_SIGN_IN_BYTES:
-        raise BadRequest(f"a sign-in body is at most {MAX_SIGN_IN_BYTES} bytes")
+        raise too_long
     if request.content_type != "application/json":
         raise BadRequest("sign in with a JSON body: {\"api_key\": ...}")
-    raw = await request.content.read(MAX_SIGN_IN_BYTES + 1)
+    try:  # to its end (one read returns what has arrived), and a body that goes silent gets its 408
+        raw = await read_body(request, MAX_SIGN_IN_BYTES, body_idle_timeout_s)
+    except PayloadTooLarge:
+        raise too_long from None
     try:
-        body = loads(raw) if len(raw) <= MAX_SIGN_IN_BYTES else None
+        body = loads(raw)
     except DecodeError:
         body = None
     if not isinstance(body, dict):

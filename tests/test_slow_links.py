@@ -1,0 +1,368 @@
+"""Slow links: a body that keeps arriving is never cut, however long it takes; silence is.
+
+The server's request-head timeout covers the head only, and its body timeout the silence between a
+body's pieces; every request gets a status. The SDK's uploads time out when nothing moves, not
+after a fixed total, so a checkpoint crosses a 2 MiB/s link and a stalled server is still given up.
+Senders here are real sockets throttled precisely (tests/slow_link.py); the two big uploads (256 MiB
+at 8 MiB/s takes 32 s) are this suite's long test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ml_dash import Experiment
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.retry import Outcome, send_with_retries
+from ml_dash.agent.transport import HttpTransport
+from ml_dash.agent.wire import encode_body, metric_blocks
+from ml_dash.server.protocol import QuietAppRunner
+
+from .fault_proxy import FaultProxy
+from .server_process import Server, direct
+from .slow_link import Body, MiB, Reply, http_head, in_pieces, send_slowly
+from .waiting import wait_for
+
+USER = {"X-ML-Dash-User": "alice"}
+
+
+def _in_threads(calls: list[Callable[[], Reply]]) -> list[Reply]:
+    """Run the senders at once (each a thread: they sleep most of the time), their replies in order."""
+    replies: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        replies[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"slow-sender-{i}") for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    return replies
+
+
+def _put_slowly(server: Server, path: str, body: Body, bytes_per_s: float) -> Callable[[], Reply]:
+    head = http_head("PUT", f"/api/v1/runs/alice/p/slow/files/{path}",
+                     {**USER, "X-Content-SHA256": body.sha256(), "Content-Type": "application/octet-stream"}, body.size)
+    return lambda: send_slowly(server.port, head, body.pieces(), bytes_per_s)
+
+
+def _stored_sha256(server: Server, path: str, headers: dict[str, str]) -> str:
+    """The sha256 of a file of alice/p/slow as the server gives it back, read in pieces (never whole)."""
+    digest = hashlib.sha256()
+    request = urllib.request.Request(server.url + f"/api/v1/experiments/{path}", headers=headers)
+    with direct.open(request, timeout=60) as resp:
+        while piece := resp.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+# -- the server -------------------------------------------------------------------------------------
+
+
+class _RecordingTransport(asyncio.Transport):
+    """What the handler writes and whether it closed: the one way to put body bytes at the moment between
+    the parser's head and the handler's start, which a real socket reaches only by chance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_body_bytes_that_come_before_the_handler_starts_never_start_the_head_clock() -> None:
+    async def scenario() -> tuple[bool, bytes]:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(text=f"{len(await request.read())} bytes")
+
+        app = web.Application()
+        app.router.add_put("/f", handler)
+        runner = QuietAppRunner(app, head_timeout_s=0.2)
+        await runner.setup()
+        try:
+            assert runner.server is not None
+            connection = runner.server()
+            transport = _RecordingTransport()
+            connection.connection_made(transport)
+            await asyncio.sleep(0)  # the connection waits for a request
+            connection.data_received(b"PUT /f HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n" + b"a" * 10)
+            await asyncio.sleep(0)  # it has taken the request; the handler's task has not run yet
+            connection.data_received(b"b" * 10)
+            await asyncio.sleep(0.5)  # the body takes longer than the head may
+            connection.data_received(b"c" * 10)
+            for _ in range(200):
+                if transport.closed or b"bytes" in transport.written:
+                    break
+                await asyncio.sleep(0.01)
+            return transport.closed, bytes(transport.written)  # before the clean-up closes it
+        finally:
+            await runner.cleanup()
+
+    closed, written = asyncio.run(scenario())
+    assert not closed and written.startswith(b"HTTP/1.1 200 OK") and written.endswith(b"30 bytes"), written
+
+
+def test_slow_file_uploads_are_stored_however_long_their_bodies_take(tmp_path: Path) -> None:
+    """48 MiB at 3 MiB/s and 256 MiB at 8 MiB/s (16 s and 32 s, at the same time) against the default
+    limits: the head must be whole within 10 s, the body never silent for 30 s."""
+    server = Server(tmp_path / "data", "--allow-user-name")
+    try:
+        small, big = Body(48 * MiB, seed=1), Body(256 * MiB, seed=2)
+        replies = _in_threads([_put_slowly(server, "small.bin", small, 3 * MiB),
+                               _put_slowly(server, "big.bin", big, 8 * MiB)])
+        for reply in replies:
+            assert reply.status == 200, (reply.error, reply.text[:300])
+        assert _stored_sha256(server, "alice/p/slow/files/small.bin", USER) == small.sha256()
+        assert _stored_sha256(server, "alice/p/slow/files/big.bin", USER) == big.sha256()
+    finally:
+        server.stop()
+
+
+def _ingest_body(rows: int, seed: int) -> bytes:
+    """A valid bulk body of ``rows`` rows of random values (about 100 bytes a row once compressed)."""
+    rng = random.Random(seed)
+    data = [{"data": {f"f{k}": rng.random() for k in range(10)}, "createdAt": "2026-11-26T00:00:00.000000Z"}
+            for _ in range(rows)]
+    identity = {"run_id": f"run-{seed}", "writer_id": "writer-a"}
+    return encode_body({"v": 2, "identity": identity,
+                        "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(data)}}})
+
+
+def test_concurrent_slow_ingest_bodies_each_get_their_answer(tmp_path: Path) -> None:
+    """Twelve valid ingest bodies at once, each arriving for longer than the head may take: every one is
+    answered and stored (they were closed without a status when their head clock ran on)."""
+    server = Server(tmp_path / "data", "--allow-user-name", "--head-timeout-s", "1")
+    rows = 10_000
+    try:
+        bodies = [_ingest_body(rows, seed) for seed in range(12)]
+        assert all(len(body) > 800_000 for body in bodies)  # 2 s or more at 0.4 MiB/s
+
+        def sender(i: int) -> Callable[[], Reply]:
+            head = http_head("POST", f"/api/v1/runs/alice/p/ingest{i}/events",
+                             {**USER, "Content-Encoding": "zstd", "Content-Type": "application/octet-stream"},
+                             len(bodies[i]))
+            return lambda: send_slowly(server.port, head, in_pieces(bodies[i]), 0.4 * MiB)
+
+        replies = _in_threads([sender(i) for i in range(12)])
+        assert [r.status for r in replies] == [200] * 12, [(r.status, r.error) for r in replies]
+        for i in range(12):
+            assert len(server.metric_rows(f"alice/p/ingest{i}", key=None, headers=USER)) == rows
+    finally:
+        server.stop()
+
+
+def _trickle(conn: socket.socket, data: bytes, per_byte_s: float) -> int | None:
+    """Send ``data`` a byte at a time; the number of bytes sent when the server closed, None if it never did."""
+    for sent, byte in enumerate(data):
+        try:
+            conn.sendall(bytes([byte]))
+            conn.settimeout(per_byte_s)
+            if conn.recv(1) == b"":
+                return sent + 1
+        except TimeoutError:
+            continue
+        except OSError:
+            return sent
+    return None
+
+
+def test_a_trickling_head_is_still_closed_on_a_new_and_on_a_kept_alive_connection(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", "--head-timeout-s", "1")
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10  # a byte a second: a minute if let be
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as fresh:
+            assert _trickle(fresh, head, 1.0) is not None, "a head that never completed kept its connection"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as kept:
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            reply = kept.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"}")  # kept alive: the next head is timed
+            assert _trickle(kept, head, 1.0) is not None, "the next request's head was never timed"
+    finally:
+        server.stop()
+
+
+def _reply_until_closed(conn: socket.socket, limit_s: float) -> bytes:
+    got = b""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        conn.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            break
+        except OSError:
+            return got
+        if not chunk:
+            return got
+        got += chunk
+    return got
+
+
+def test_a_body_that_goes_silent_gets_408_on_every_route_that_reads_one(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", "--allow-user-name", "--body-timeout-s", "1")
+    routes = [("PUT", "/api/v1/runs/alice/p/r/files/x.bin", {"X-Content-SHA256": "0" * 64}),
+              ("POST", "/api/v1/runs/alice/p/r/events", {"Content-Encoding": "zstd"}),
+              ("POST", "/api/v1/session", {"Content-Type": "application/json"})]
+    try:
+        for method, path, headers in routes:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+                conn.sendall(http_head(method, path, {**USER, **headers}, 1000) + b"{" * 10)
+                reply = _reply_until_closed(conn, 15)
+            assert reply.startswith(b"HTTP/1.1 408 Request Timeout"), (path, reply[:300])
+            assert b"no part of the request body arrived for 1 s" in reply, path
+    finally:
+        server.stop()
+
+
+def test_a_sign_in_body_that_arrives_in_pieces_is_read_to_its_end(tmp_path: Path) -> None:
+    """One read of a body returns what has arrived: the sign-in read one piece and refused it as not JSON."""
+    server = Server(tmp_path / "data", "--allow-user-name")
+    body = b'{"user": "alice"}'
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(http_head("POST", "/api/v1/session", {"Content-Type": "application/json"}, len(body)) + body[:5])
+            time.sleep(0.3)
+            conn.sendall(body[5:])
+            reply = _reply_until_closed(conn, 15)
+        assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:300]
+        assert reply.endswith(b'{"owner":"alice"}') and b"Set-Cookie: " in reply
+    finally:
+        server.stop()
+
+
+# -- the SDK ----------------------------------------------------------------------------------------
+
+
+def test_a_pass_deadline_bounds_when_requests_start_not_a_transfer_under_way() -> None:
+    """A background pass (30 s) must not cut a transfer that is moving; the end of a run must."""
+    timeouts: list[float | None] = []
+
+    async def attempt(timeout_s: float | None) -> Outcome:
+        timeouts.append(timeout_s)
+        return Outcome(200)
+
+    background, ending = Deadline(1.0, cuts_transfers=False), Deadline(1.0)
+    asyncio.run(send_with_retries(attempt, background, 30.0))
+    asyncio.run(send_with_retries(attempt, ending, 30.0))
+    assert timeouts[0] == 30.0 and background.transfer_s() is None  # each wait 30 s, the whole unbounded
+    assert timeouts[1] is not None and timeouts[1] <= 1.0
+    ending_total = ending.transfer_s()
+    assert ending_total is not None and ending_total <= 1.0
+    assert Deadline(5.0, cuts_transfers=False).sooner(1.0).cuts_transfers is False
+
+
+def test_an_upload_to_a_server_that_stopped_reading_times_out(tmp_path: Path) -> None:
+    """A server that took the connection and reads nothing (a stopped process; a link dead without a
+    reset): the body stops moving and the request ends after the request timeout, with a reason."""
+    checkpoint = tmp_path / "ckpt.bin"
+    with checkpoint.open("wb") as f:
+        f.truncate(64 * MiB)  # more than every socket buffer between here and there holds
+
+    async def both(url: str) -> list[Any]:
+        transport = HttpTransport(url, USER)
+        try:
+            put = await transport.put_file("alice/p/r", "ckpt.bin", checkpoint, {"X-Content-SHA256": "0" * 64},
+                                           1.0, None)
+            post = await transport.post_events("alice/p/r", os.urandom(32 * MiB), 1.0, None)
+            return [put, post]
+        finally:
+            await transport.close()
+
+    with socket.create_server(("127.0.0.1", 0)) as sink:  # listens; never accepts, never reads
+        outcomes = asyncio.run(both(f"http://127.0.0.1:{sink.getsockname()[1]}"))
+    for outcome in outcomes:
+        assert outcome.status == 0 and outcome.retryable, outcome
+        assert outcome.reason == "nothing of the request body was taken for 1 s", outcome
+
+
+def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_path: Path) -> None:
+    """12 MiB at 1 MiB/s with a 6 s request timeout: the body keeps moving, so the server's answer comes
+    back (a 400 here: the bytes are no zstd body; what matters is that the server read them all)."""
+    server = Server(tmp_path / "data", "--allow-user-name")
+    proxy = FaultProxy(server.port, upload_bytes_per_s=1 * MiB)
+
+    async def post() -> Any:
+        transport = HttpTransport(proxy.url, USER)
+        try:
+            return await transport.post_events("alice/p/r", random.Random(3).randbytes(12 * MiB), 6.0, None)
+        finally:
+            await transport.close()
+
+    try:
+        outcome = asyncio.run(post())
+    finally:
+        proxy.close()
+        server.stop()
+    assert outcome.status == 400 and "zstd" in outcome.reason, outcome
+
+
+def test_a_checkpoint_and_metric_rows_cross_a_slow_link(workdir: Path, server: Server, monkeypatch: Any) -> None:
+    """A 64 MiB checkpoint at 2 MiB/s takes 32 s: longer than the request timeout (10 s here) and than a
+    live upload pass (30 s). It crosses in one request, as do the metric rows, while the run goes on."""
+    monkeypatch.setenv("ML_DASH_REQUEST_TIMEOUT_S", "10")
+    key = server.key("alice")
+    proxy = FaultProxy(server.port, upload_bytes_per_s=2 * MiB)
+    checkpoint = random.Random(7).randbytes(64 * MiB)
+    rows = 100_000  # random values: about 100 bytes a row
+    try:
+        exp = Experiment(prefix="alice/proj/slow", remote=proxy.url, api_key=key)
+        with exp.run:
+            exp.files("checkpoints").save(checkpoint, "ckpt.bin")
+            rng = random.Random(8)
+            train = exp.metrics("train")
+            for _ in range(rows):
+                train.log(**{f"f{k}": rng.random() for k in range(10)})
+
+            def arrived() -> bool:
+                status, listing = server.request("GET", "/api/v1/experiments/alice/proj/slow/files", key=key)
+                stored = len(server.metric_rows("alice/proj/slow", key=key))
+                return status == 200 and len(listing["files"]) == 1 and stored == rows
+
+            wait_for(arrived, "the checkpoint and every row over the slow link", proxy)
+        expected = hashlib.sha256(checkpoint).hexdigest()
+        _status, listing = server.request("GET", "/api/v1/experiments/alice/proj/slow/files", key=key)
+        assert [f["checksum"] for f in listing["files"]] == [expected]
+        stored = _stored_sha256(server, "alice/proj/slow/files/checkpoints/ckpt.bin", {"Authorization": f"Bearer {key}"})
+        assert stored == expected
+        puts = [line for line in proxy.request_lines if line.startswith("PUT ")]
+        assert len(puts) == 1, puts  # a cut transfer is sent again from its start
+        assert len(proxy.statuses) == proxy.requests, "a request was given up on the way"
+    finally:
+        proxy.close()
