@@ -159,7 +159,7 @@ class _UiAnnouncement:
             print(f"warning: --no-auth: every account on this machine can read the runs under {self.root} "
                   f"through {base}/", file=sys.stderr, flush=True)
             return
-        url = f"{base}/?token={self.token}"
+        url = f"{base}/#token={self.token}"  # a fragment: never sent to a server (server/ui_token.py)
         try:
             self.url_file = write_url_file(int(base.rsplit(":", 1)[1]), url)
             where = f"; it is also in {self.url_file}"
