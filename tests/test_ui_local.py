@@ -253,3 +253,41 @@ def test_a_run_larger_than_a_piece_is_indexed_over_passes_and_every_row_arrives(
         assert [r["data"]["step"] for r in page["rows"]] == [n - 3, n - 2, n - 1]
     finally:
         ui.stop()
+
+
+def _png(width: int = 2, height: int = 2) -> bytes:
+    """A valid PNG of ``width`` x ``height`` red pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_an_image_is_previewed_and_downloaded_through_the_token_header_from_blob_urls(workdir: Path, tab: Tab) -> None:
+    image = _png()
+    exp = Experiment(prefix="alice/local/pictures")
+    with exp.run:
+        exp.files("plots").save_blob(image, to="red.png")
+    ui = LocalUi(workdir / ".dash")
+    try:
+        page = tab.page
+        page.goto(ui.open_url)
+        page.get_by_role("heading", name="Owners").wait_for()
+        page.goto(ui.url + "/?run=alice/local/pictures")
+        page.get_by_role("button", name="preview").click()
+        # shown from a blob: URL (an <img src> of the API would go without the header and be refused)
+        page.wait_for_function("() => (document.querySelector('.preview img') || {}).naturalWidth === 2")
+        assert page.locator(".preview img").get_attribute("src").startswith("blob:")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="download").click()
+        assert download.value.suggested_filename == "red.png"
+        assert Path(download.value.path()).read_bytes() == image
+        assert tab.errors == [] and page.context.cookies() == []
+        assert [u for u in tab.requests if ui.token in u] == []
+    finally:
+        ui.stop()
