@@ -102,6 +102,8 @@ def test_the_page_and_its_scripts_load_without_the_token_and_hold_no_run_data(ui
         assert status == 200, path
         assert SECRET_PARAM.encode() not in body and SECRET_FILE.encode() not in body, path
         assert "set-cookie" not in headers, path
+    for outside in ("/ui/../server/app.py", "/ui/%2e%2e/server/app.py", "/ui/%2e%2e/%2e%2e/__init__.py"):
+        assert _raw(ui.port, outside)[0] == 404, outside  # open to anyone: only the UI's own files
 
 
 def test_the_token_reads_everything_through_its_header_and_the_old_url_form_moves_it_to_the_fragment(
