@@ -45,7 +45,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
                         description="Serve the web UI and the read API over the runs under DIR, on this machine "
                                     "only, until Ctrl-C. Nothing under DIR is written; runs being written show live. "
-                                    "Only who opens the URL it prints (a random token in it) can read through it; "
+                                    "Only who opens the URL it prints (a random token in its #fragment) can read through it; "
                                     "ML_DASH_UI_TOKEN sets the token instead.")
     ui.add_argument("dir", nargs="?", default=".dash", help="a directory of runs (default ./.dash)")
     ui.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 (default 8090; 0 picks a free one, "
@@ -159,7 +159,7 @@ class _UiAnnouncement:
             print(f"warning: --no-auth: every account on this machine can read the runs under {self.root} "
                   f"through {base}/", file=sys.stderr, flush=True)
             return
-        url = f"{base}/?token={self.token}"
+        url = f"{base}/#token={self.token}"  # a fragment: never sent to a server (server/ui_token.py)
         try:
             self.url_file = write_url_file(int(base.rsplit(":", 1)[1]), url)
             where = f"; it is also in {self.url_file}"

@@ -112,7 +112,7 @@ class LocalUi(Server):
                 raise RuntimeError(f"ml-dash ui printed no URL to open: {line!r}")
             self.open_line = line
             self.open_url = line.split()[1]
-            self.token = parse_qs(urlsplit(self.open_url).query)["token"][0]
+            self.token = parse_qs(urlsplit(self.open_url).fragment)["token"][0]
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 key: str | None = None) -> tuple[int, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ml_dash import Experiment
 
 from .browser import Tab
-from .server_process import LocalUi
+from .server_process import LocalUi, Server
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
@@ -59,10 +59,12 @@ def test_the_printed_url_signs_in_and_the_ui_shows_runs_charts_logs_and_files_an
         assert page.locator(".preview pre").inner_text() == "config 2"
         assert page.get_by_role("button", name="Sign out").count() == 0  # no key to sign out of
         assert tab.errors == []
-        assert [u for u in tab.requests if ui.token in u] == [ui.open_url]  # the scripts, reads, polls: cookie
+        # the token was in the fragment only: no request's URL ever held it (the reads carry its header)
+        assert [u for u in tab.requests if ui.token in u] == []
+        assert page.context.cookies() == []  # and no cookie stands for it (cookies reach every port)
         links = page.evaluate("() => [...document.querySelectorAll('[href], [src]')].map((e) => e.outerHTML)")
         assert links and not [link for link in links if ui.token in link]
-        with page.expect_download() as download:  # a file's download goes through the cookie too
+        with page.expect_download() as download:  # a file's download is fetched with the header too
             page.get_by_role("link", name="download").click()
         assert Path(download.value.path()).read_text() == "config 2"
         status, _ = ui.request("POST", "/api/v1/runs/alice/local/run-0/events", b"x")
@@ -76,29 +78,108 @@ def test_without_the_token_the_page_says_to_open_the_printed_url_and_one_click_f
         workdir: Path, tab: Tab) -> None:
     _local_runs(1, 10)
     ui = LocalUi(workdir / ".dash")
+    assert ui.token is not None
     try:
         page = tab.page
-        response = page.goto(ui.url + "/?run=alice/local/run-0")  # a view's URL, shared without the token
-        assert response is not None and response.status == 401
-        assert "open the URL it printed" in page.locator("body").inner_text()
-        assert "--no-auth" in page.locator("body").inner_text() and "run-0" not in page.content()
-        # the printed URL clicked in another site's page (a terminal or a chat in the browser): the
-        # cookie it sets is sent on the redirect that follows (a SameSite=Strict one would not be)
+        page.goto(ui.url + "/?run=alice/local/run-0")  # a view's URL, shared without the token
+        page.get_by_role("alert").filter(has_text="open the URL it printed").wait_for()
+        assert "--no-auth" in page.locator("body").inner_text() and "run 0 done" not in page.content()
+        # the printed URL clicked in another site's page (a terminal or a chat in the browser)
         launcher = "http://localhost:9/launch"
         page.route(launcher, lambda r: r.fulfill(content_type="text/html",
                                                  body=f'<a id="go" href="{ui.open_url}">ml-dash</a>'))
         page.goto(launcher)
         page.click("#go")
         page.get_by_role("heading", name="Owners").wait_for()
-        assert page.url == ui.url + "/"
+        assert page.url == ui.url + "/"  # the token left the address bar
         page.goto(launcher)  # later clicks from that site to a view's URL (no token) are let in too
         page.evaluate(f"() => {{ document.getElementById('go').href = '{ui.url}/?run=alice/local/run-0'; }}")
         page.click("#go")
         page.locator("figure.chart[data-field=loss] canvas").first.wait_for()
-        page.context.clear_cookies()  # the cookie gone (or a restarted UI's new token): the page says why
+        page.evaluate("() => localStorage.clear()")  # the token gone: the page says why
         page.locator("nav.crumbs a", has_text="alice").click()
         page.locator("main .error", has_text="open the URL it printed").wait_for()
+        page.evaluate("() => localStorage.setItem('ml-dash-ui-token', 'a-token-of-an-earlier-start')")
+        page.reload()  # a stale token (the UI restarted): said so, no sign-in form
+        page.get_by_role("alert").filter(has_text="not this ml-dash ui's").wait_for()
+        assert page.locator("input[name=api_key]").count() == 0
+        # the old form of the URL, pasted from an older terminal: the same view, the token in the fragment
+        old_form = f"{ui.url}/?token={ui.token}&run=alice/local/run-0"
+        page.goto(old_form)
+        page.locator("figure.chart[data-field=loss] canvas").first.wait_for()
+        assert page.url == ui.url + "/?run=alice/local/run-0" and page.context.cookies() == []
     finally:
+        ui.stop()
+
+
+class _Recorder:
+    """Another account's listener on another port of 127.0.0.1: it records the headers of every request
+    it gets and answers a small page ("my run is at http://127.0.0.1:PORT/")."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen: list[dict[str, str]] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # http.server's name
+                seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = b"<!doctype html><title>my run</title><p>my run</p>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_listener_on_another_port_of_the_host_gets_no_credential_of_the_ui_and_cannot_read_its_storage(
+        workdir: Path, tab: Tab) -> None:
+    import hashlib
+    import hmac
+    import json
+
+    _local_runs(1, 10)
+    ui = LocalUi(workdir / ".dash")
+    recorder = _Recorder()
+    assert ui.token is not None
+    try:
+        page = tab.page
+        page.goto(ui.open_url)  # signed in as a user is: one click on the printed URL
+        page.get_by_role("heading", name="Owners").wait_for()
+        assert ui.token not in page.url
+        page.goto(recorder.url + "/my-run")  # the same browser opens the other account's link
+        page.get_by_text("my run").first.wait_for()
+        assert page.evaluate("() => ({...localStorage})") == {}  # its page cannot read the UI's storage
+        assert recorder.seen, "the listener got no request"
+        # what a cookie of the UI would have held: the token, or (before) an HMAC of it
+        token_like = (ui.token, hmac.new(ui.token.encode(), b"ml-dash ui session", hashlib.sha256).hexdigest())
+        for headers in recorder.seen:
+            assert "cookie" not in headers, headers
+            assert not [v for v in headers.values() if any(t in v for t in token_like)], headers
+        # and a replay of everything it received, against the UI's API, reads nothing
+        for headers in recorder.seen:
+            replay = {k: v for k, v in headers.items() if k not in ("host", "connection", "accept-encoding")}
+            status, body = Server.request(ui, "GET", "/api/v1/experiments/alice/local/run-0", headers=replay)
+            assert status == 401 and "open the URL" in json.dumps(body)
+        page.goto(ui.url + "/")  # the UI's own origin holds the token (and its page reads with it)
+        page.get_by_role("heading", name="Owners").wait_for()
+        assert page.evaluate("() => localStorage.getItem('ml-dash-ui-token')") == ui.token
+    finally:
+        recorder.stop()
         ui.stop()
 
 
@@ -170,5 +251,43 @@ def test_a_run_larger_than_a_piece_is_indexed_over_passes_and_every_row_arrives(
         assert stored == n
         _, page = ui.request("GET", f"/api/v1/experiments/alice/big/run/metrics/train?start={n - 3}&limit=10")
         assert [r["data"]["step"] for r in page["rows"]] == [n - 3, n - 2, n - 1]
+    finally:
+        ui.stop()
+
+
+def _png(width: int = 2, height: int = 2) -> bytes:
+    """A valid PNG of ``width`` x ``height`` red pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_an_image_is_previewed_and_downloaded_through_the_token_header_from_blob_urls(workdir: Path, tab: Tab) -> None:
+    image = _png()
+    exp = Experiment(prefix="alice/local/pictures")
+    with exp.run:
+        exp.files("plots").save_blob(image, to="red.png")
+    ui = LocalUi(workdir / ".dash")
+    try:
+        page = tab.page
+        page.goto(ui.open_url)
+        page.get_by_role("heading", name="Owners").wait_for()
+        page.goto(ui.url + "/?run=alice/local/pictures")
+        page.get_by_role("button", name="preview").click()
+        # shown from a blob: URL (an <img src> of the API would go without the header and be refused)
+        page.wait_for_function("() => (document.querySelector('.preview img') || {}).naturalWidth === 2")
+        assert page.locator(".preview img").get_attribute("src").startswith("blob:")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="download").click()
+        assert download.value.suggested_filename == "red.png"
+        assert Path(download.value.path()).read_bytes() == image
+        assert tab.errors == [] and page.context.cookies() == []
+        assert [u for u in tab.requests if ui.token in u] == []
     finally:
         ui.stop()

@@ -1,11 +1,14 @@
-"""``ml-dash ui`` reads only for whoever holds the token it printed (issue 14, point 5): the token in
-the printed URL becomes a cookie and leaves the URL; every route but /health refuses a request
-without it; it never reaches a log or an error body; another Unix account on the machine is refused.
-(The browser signs in through the printed URL in test_ui_local.py and, for every row of the UI, in
-test_ui.py's ``site`` fixture.)"""
+"""``ml-dash ui`` reads only for whoever holds the token it printed (issue 14, point 5): the token is
+in the printed URL's fragment; every API route refuses a request without it in ``Authorization:
+token``, and no cookie or query stands for it (cookies reach every port of a host); the page and its
+scripts, which hold no run data, load without it; it never reaches a log or an error body; another
+Unix account on the machine is refused. (The browser signs in through the printed URL, and another
+port's listener gets nothing, in test_ui_local.py; every row of the UI in test_ui.py's ``site``.)"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -27,8 +30,10 @@ from .server_process import LocalUi
 SECRET_PARAM = "param-only-alice-may-read"
 SECRET_FILE = "file-only-alice-may-read"
 
-#: The routes a reader of runs goes through: the page, its scripts, the API's reads, a file's content.
-ROUTES = ("/", "/?run=alice/p/run", "/ui/app.js", "/api/v1/session", "/api/v1/owners",
+#: The page and its scripts: the same for everyone, no run data (the page must load to read the fragment).
+STATIC_ROUTES = ("/", "/?run=alice/p/run", "/ui/app.js", "/ui/token.js", "/ui/vendor/htm-preact-3.1.1.mjs")
+#: The routes that read runs: the API's reads, a file's content.
+ROUTES = ("/api/v1/session", "/api/v1/owners",
           "/api/v1/projects?owner=alice", "/api/v1/experiments?owner=alice&project=p",
           "/api/v1/experiments/alice/p/run", "/api/v1/experiments/alice/p/run/metrics/train?buckets=10",
           "/api/v1/experiments/alice/p/run/logs", "/api/v1/experiments/alice/p/run/files",
@@ -64,53 +69,59 @@ def ui(workdir: Path):
     started.stop()
 
 
-def test_every_route_but_health_refuses_a_request_without_the_token_and_says_what_to_open(ui: LocalUi) -> None:
+def test_every_api_route_refuses_a_request_without_the_token_and_says_what_to_open(ui: LocalUi) -> None:
     for path in ROUTES:
         status, headers, body = _raw(ui.port, path)
         assert status == 401, path
         assert SECRET_PARAM.encode() not in body and SECRET_FILE.encode() not in body, path
-        assert headers["cache-control"] == "no-store", path
-        if path.startswith("/api/"):
-            error = json.loads(body)["error"]
-            assert "open the URL" in error and "--no-auth" in error, path
-        else:  # a page a person reads
-            assert headers["content-type"].startswith("text/html"), path
-            assert b"open the URL" in body and b"--no-auth" in body and b"<script" not in body, path
+        assert headers["cache-control"] == "no-store" and headers["www-authenticate"].startswith("Token "), path
+        error = json.loads(body)["error"]
+        assert "open the URL" in error and "--no-auth" in error and "#token=" in error, path
+    status, headers, body = _raw(ui.port, "/nothing")  # not the page's, not the API: refused as well
+    assert status == 401 and headers["content-type"].startswith("text/html") and b"open the URL" in body
     assert _raw(ui.port, "/health")[0] == 200  # says nothing of the runs; load balancers and scripts probe it
     for wrong in (ui.token[:-1], ui.token + "x", "", "\u00e9" * 43, ui.token.upper()):
-        for path in ("/?token=", "/api/v1/experiments/alice/p/run?token="):
-            status, _, body = _raw(ui.port, path + _quote(wrong))
-            assert status == 401, (path, wrong)  # a token is compared as bytes: never a 500
-        assert _raw(ui.port, "/api/v1/owners", {"Authorization": f"token {wrong}"})[0] == 401
-        assert _raw(ui.port, "/api/v1/owners", {"Cookie": f"ml_dash_ui_{ui.port}={wrong}"})[0] == 401
-    status, _, body = _raw(ui.port, "/?token=" + ui.token[:-1])
-    assert status == 401 and b"not this ml-dash ui" in body  # said: a stale URL, not a missing one
+        status, _, body = _raw(ui.port, "/api/v1/owners", {"Authorization": f"token {wrong}".encode().decode("latin-1")})
+        assert status == 401, wrong  # a token is compared as bytes: never a 500
+        if wrong:
+            assert b"not this ml-dash ui" in body  # said: a stale token, not a missing one
+    # neither a query nor a cookie stands for the token on the API: a URL is logged and shared, a
+    # cookie is sent to every port of the host (another account's listener included)
+    old_cookie = hmac.new(ui.token.encode(), b"ml-dash ui session", hashlib.sha256).hexdigest()
+    for path, headers in (("/api/v1/experiments/alice/p/run?token=" + ui.token, {}),
+                          ("/api/v1/experiments/alice/p/run", {"Cookie": f"ml_dash_ui_{ui.port}={old_cookie}"}),
+                          ("/api/v1/experiments/alice/p/run", {"Cookie": f"ml_dash_ui_{ui.port}={ui.token}"}),
+                          ("/api/v1/experiments/alice/p/run/files/secret/secret.txt?token=" + ui.token, {})):
+        status, _, body = _raw(ui.port, path, headers)
+        assert status == 401 and SECRET_PARAM.encode() not in body and SECRET_FILE.encode() not in body, path
 
 
-def test_the_token_reads_everything_through_a_header_the_query_or_the_cookie_the_printed_url_sets(ui: LocalUi) -> None:
-    assert ui.open_url == f"http://127.0.0.1:{ui.port}/?token={ui.token}"
+def test_the_page_and_its_scripts_load_without_the_token_and_hold_no_run_data(ui: LocalUi) -> None:
+    for path in STATIC_ROUTES:
+        status, headers, body = _raw(ui.port, path)
+        assert status == 200, path
+        assert SECRET_PARAM.encode() not in body and SECRET_FILE.encode() not in body, path
+        assert "set-cookie" not in headers, path
+    for outside in ("/ui/../server/app.py", "/ui/%2e%2e/server/app.py", "/ui/%2e%2e/%2e%2e/__init__.py"):
+        assert _raw(ui.port, outside)[0] == 404, outside  # open to anyone: only the UI's own files
+
+
+def test_the_token_reads_everything_through_its_header_and_the_old_url_form_moves_it_to_the_fragment(
+        ui: LocalUi) -> None:
+    assert ui.open_url == f"http://127.0.0.1:{ui.port}/#token={ui.token}"
     assert len(ui.token) >= 43  # secrets.token_urlsafe(32)
     for path in ROUTES:
-        assert _raw(ui.port, path, {"Authorization": f"token {ui.token}"})[0] == 200, path
-        joined = "&" if "?" in path else "?"
-        if path.startswith(("/api/", "/ui/")):  # a script's GET with the token in its URL
-            assert _raw(ui.port, path + joined + "token=" + ui.token)[0] == 200, path
+        status, headers, _ = _raw(ui.port, path, {"Authorization": f"token {ui.token}"})
+        assert status == 200 and "set-cookie" not in headers, path
     status, headers, body = _raw(ui.port, "/api/v1/experiments/alice/p/run/files/secret/secret.txt",
                                  {"Authorization": f"token {ui.token}"})
     assert status == 200 and body == SECRET_FILE.encode()
-    # the printed URL: the cookie is set and the browser sent on to the same view without the token
+    # /?token= (the URL's form before): the same view, the token in the fragment, no cookie
     status, headers, _ = _raw(ui.port, f"/?token={ui.token}&run=alice/p/run&z.a%2Fb=1:2")
-    assert status == 303 and headers["location"] == "/?run=alice/p/run&z.a/b=1:2"
+    assert status == 303 and headers["location"] == f"/?run=alice/p/run&z.a/b=1:2#token={ui.token}"
     assert headers["cache-control"] == "no-store" and headers["referrer-policy"] == "no-referrer"
-    cookie = headers["set-cookie"]
-    name, value = cookie.split(";", 1)[0].split("=", 1)
-    attributes = [a.strip().lower() for a in cookie.split(";")[1:]]
-    assert name == f"ml_dash_ui_{ui.port}" and "httponly" in attributes and "samesite=lax" in attributes
-    assert "path=/" in attributes and ui.token not in cookie  # the cookie stands for the token, is not it
-    status, headers, body = _raw(ui.port, "/?run=alice/p/run", {"Cookie": f"{name}={value}"})
-    assert status == 200 and headers["content-type"].startswith("text/html") and ui.token.encode() not in body
-    assert _raw(ui.port, "/api/v1/experiments/alice/p/run", {"Cookie": f"{name}={value}"})[0] == 200
-    assert _raw(ui.port, f"/?token={ui.token}")[1]["location"] == "/"
+    assert "set-cookie" not in headers
+    assert _raw(ui.port, f"/?token={ui.token}")[1]["location"] == f"/#token={ui.token}"
 
 
 def test_the_token_never_reaches_the_logs_or_an_error_body(ui: LocalUi) -> None:

@@ -4,7 +4,8 @@ Routes (JSON unless noted)::
 
     GET  /health
     GET  /, /ui/{file}                                          the web UI (server/ui.py)
-                  on ``ml-dash ui``, every route but /health needs its token (server/ui_token.py)
+                  on ``ml-dash ui``, every route but these and /health needs its token
+                  in ``Authorization: token`` (server/ui_token.py)
     POST|GET|DELETE /api/v1/session                             browser sessions (server/sessions.py)
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
     GET  /api/v1/owners                                         owners the caller may read

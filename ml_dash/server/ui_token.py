@@ -3,53 +3,57 @@
 A port on 127.0.0.1 is open to every account of the machine (a login node, a lab server), so a UI
 without a sign-in hands each of them the runs of whoever started it, files they could not read
 directly included. As Jupyter does, ``ml-dash ui`` makes a random token at start (or takes
-``ML_DASH_UI_TOKEN``) and prints ``http://127.0.0.1:PORT/?token=...``; every request but
-``GET /health`` (which says nothing of the runs) must then carry the token, in one of three ways:
+``ML_DASH_UI_TOKEN``) and prints ``http://127.0.0.1:PORT/#token=...``.
 
-* ``?token=`` in the URL. On the page (``GET /``) the answer is the session cookie and a redirect
-  (303) to the same URL without the token, so that it leaves the address bar at once and can never
-  be shared with a view's URL; elsewhere (a script's GET) it lets that request in.
-* The cookie ``ml_dash_ui_<port>`` (named after the port, like the server's sessions): an HMAC of
-  the token, not the token. HttpOnly, so no script reads it.
-* ``Authorization: token <token>`` (Jupyter's header), for scripts.
+Where the token may live, and why not in a cookie: a browser keeps cookies per host, not per port,
+so a cookie set by ``127.0.0.1:8090`` is sent to every port of ``127.0.0.1``, to a listener of
+another account included (one link to it is enough), which could then replay it. ``SameSite`` does
+not help (another port of the same host is the same site). So no credential of ``ml-dash ui`` is
+ever a cookie: the token rides in the URL's fragment (never sent to any server, nor logged, nor in a
+Referer); the page's script (ui/static/token.js) moves it to ``localStorage``, which browsers keep
+per origin (scheme, host and port: a page of another port cannot read it), takes it off the address
+bar, and sends it on each request as ``Authorization: token <token>`` (Jupyter's header, which
+scripts send too).
 
-Without one: a 401 whose page (or JSON ``error``) says to open the URL ``ml-dash ui`` printed or to
-start it with ``--no-auth``. Tokens are compared as bytes in constant time; none is ever logged or
-quoted in a reply, and every page carries ``Referrer-Policy: no-referrer`` (server/ui.py).
+The rule, then, by path:
 
-Why ``SameSite=Lax`` where the server's sessions are ``Strict``: the printed URL is often clicked in
-another site's page (a terminal or notebook in the browser, a chat), and a Strict cookie set there is
-not sent on the redirect that follows, nor on any later click from such a page: the UI would refuse
-the very URL it printed. Lax sends the cookie on top-level GET navigations only, which here can only
-show the user their own runs: ``ml-dash ui`` has no route that writes, another site cannot read the
-answers (no CORS, no framing), sub-requests from other sites carry no Lax cookie, and the Host check
-(server/hosts.py) refuses DNS rebinding.
+* ``GET /health``: open (it says nothing of the runs).
+* ``GET /`` and ``/ui/<file>``: the page, its scripts, styles and vendored libraries hold no run
+  data and are served to anyone: the page must load to read the fragment. ``/?token=X`` (the form
+  printed before, pasted from an old terminal) is sent on (303) to ``/#token=X``: the token leaves
+  the request line at once and no cookie is set.
+* Everything else (``/api/...``, file downloads included): the header, or a 401 that says to open
+  the URL ``ml-dash ui`` printed or to start it with ``--no-auth``. No query token (a URL is
+  logged, kept in history, shared), no cookie.
+
+Tokens are compared as bytes in constant time; none is ever logged or quoted in a reply, and every
+response carries ``Referrer-Policy: no-referrer`` (server/ui.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
 import re
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from aiohttp import web
 
-from . import sessions
 from .errors import json_response
 
 #: The UI's token (absent: no token is asked, as on ``ml-dash server`` or ``ml-dash ui --no-auth``).
 UI_TOKEN = web.AppKey("ui_token", str)
-COOKIE = "ml_dash_ui"
 #: Paths anyone may ask: nothing of the runs.
 OPEN_PATHS = frozenset({"/health"})
 #: A token we accept from the environment: long enough not to be guessed, and URL-safe as it stands.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+#: The header's scheme, for the 401's ``WWW-Authenticate`` (the page tells this refusal from others by it).
+SCHEME = "Token"
 NEEDED = ("this ml-dash ui is only for the account that started it: open the URL it printed "
-          "(http://127.0.0.1:PORT/?token=..., also in the file named beside it), or start it with "
+          "(http://127.0.0.1:PORT/#token=..., also in the file named beside it), or start it with "
           "--no-auth to let every account on this machine read these runs")
-WRONG = ("the token in the URL is not this ml-dash ui's (each start prints a new URL: was it restarted?); "
+WRONG = ("the token this page holds is not this ml-dash ui's (each start prints a new URL: was it restarted?); "
          + NEEDED)
 
 
@@ -61,23 +65,19 @@ def check_token(token: str) -> str:
     return token
 
 
-def cookie_value(token: str) -> str:
-    """What the cookie holds: it proves the token without being it (it cannot serve as ``?token=``)."""
-    return hmac.new(token.encode(), b"ml-dash ui session", hashlib.sha256).hexdigest()
-
-
 def _same(given: str | None, expected: str) -> bool:
-    # bytes, not str: compare_digest refuses a str that is not ASCII, and a query may hold anything
+    # bytes, not str: compare_digest refuses a str that is not ASCII, and a header may hold anything
     return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _header_token(request: web.Request) -> str | None:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "token" else None
+    return value.strip() if scheme.lower() == SCHEME.lower() else None
 
 
-def _is_page(request: web.Request) -> bool:
-    return request.path == "/" and request.method in ("GET", "HEAD")
+def _is_static(request: web.Request) -> bool:
+    """The page and its files: the same for everyone, no run data in them."""
+    return request.method in ("GET", "HEAD") and (request.path == "/" or request.path.startswith("/ui/"))
 
 
 @web.middleware
@@ -87,31 +87,26 @@ async def token_middleware(request: web.Request,
     token = request.app.get(UI_TOKEN)
     if token is None or request.path in OPEN_PATHS:
         return await handler(request)
-    in_url = request.query.get("token")
-    url_ok = _same(in_url, token)
-    if not (url_ok or _same(_header_token(request), token)
-            or _same(request.cookies.get(sessions.cookie_name(request, COOKIE)), cookie_value(token))):
-        return _refusal(request, NEEDED if in_url is None else WRONG)
-    if in_url is not None and _is_page(request):
-        return _without_token(request, token if url_ok else None)
+    if _is_static(request):
+        if request.path == "/" and "token" in request.query:
+            return _to_fragment(request)
+        return await handler(request)
+    given = _header_token(request)
+    if not _same(given, token):
+        return _refusal(request, NEEDED if given is None else WRONG)
     return await handler(request)
 
 
-def _without_token(request: web.Request, token: str | None) -> web.Response:
-    """A redirect to the page's URL without ``token``, setting the cookie when the token was right."""
+def _to_fragment(request: web.Request) -> web.Response:
+    """``/?token=X&...`` sent on to ``/?...#token=X``: the same view, the token where no server sees it.
+    Whether X is right is not checked here: the page's first API request says so."""
     kept = [(key, value) for key, value in request.query.items() if key != "token"]
-    response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(kept)),
-                                                 "Cache-Control": "no-store"})
-    if token is not None:
-        response.set_cookie(sessions.cookie_name(request, COOKIE), cookie_value(token), path="/",
-                            max_age=sessions.SESSION_S, httponly=True, samesite="Lax",
-                            secure=sessions.over_https(request))
-    return response
+    location = str(request.rel_url.with_query(kept)) + "#token=" + quote(request.query["token"], safe="")
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def _refusal(request: web.Request, reason: str) -> web.Response:
-    """401: JSON for the API, a page a person can read for the rest (no script, no style: the UI's
-    own files are behind the token too)."""
+    """401: JSON for the API, a page a person can read for the rest."""
     if request.path.startswith("/api/"):
         response = json_response({"error": reason}, 401)
     else:
@@ -119,5 +114,5 @@ def _refusal(request: web.Request, reason: str) -> web.Response:
                 f"<body><h1>ml-dash ui</h1><p>{html.escape(reason)}.</p></body></html>")
         response = web.Response(status=401, text=page, content_type="text/html")
     response.headers["Cache-Control"] = "no-store"
-    response.headers["WWW-Authenticate"] = 'Token realm="ml-dash ui"'
+    response.headers["WWW-Authenticate"] = f'{SCHEME} realm="ml-dash ui"'
     return response

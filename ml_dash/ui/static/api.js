@@ -1,9 +1,12 @@
-// The server's read API, as the UI calls it: same origin, the session cookie, JSON both ways.
+// The server's read API, as the UI calls it: same origin, JSON both ways; the session cookie on
+// ``ml-dash server``, the token's header on ``ml-dash ui`` (token.js). Every request goes through here.
+import { authorization } from "./token.js";
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, uiLocked = false) {
     super(message);
     this.status = status;
+    this.uiLocked = uiLocked;  // refused by ``ml-dash ui`` for want of its token: no sign-in form helps
   }
 }
 
@@ -17,14 +20,15 @@ async function payloadOf(path, response) {
     payload = null;
   }
   if (!response.ok) {
+    const uiLocked = response.status === 401 && /^token /i.test(response.headers.get("WWW-Authenticate") || "");
     if (response.status === 401 && path !== "/api/v1/session") window.dispatchEvent(new Event("ml-dash:unauthorized"));
-    throw new ApiError(response.status, (payload && payload.error) || response.statusText);
+    throw new ApiError(response.status, (payload && payload.error) || response.statusText, uiLocked);
   }
   return payload;
 }
 
 export async function api(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", ...authorization() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method, headers, credentials: "same-origin",
@@ -33,13 +37,21 @@ export async function api(path, { method = "GET", body } = {}) {
   return payloadOf(path, response);
 }
 
+/** A file's content (a download, a preview) as a Blob: fetched with the token's header, since a plain
+ * link or ``<img src>`` could not carry it. */
+export async function fetchBlob(path) {
+  const response = await fetch(path, { headers: authorization(), credentials: "same-origin" });
+  if (!response.ok) await payloadOf(path, response);  // throws the server's words
+  return response.blob();
+}
+
 const held = new Map();  // path -> [ETag, payload] of the last answer to a revalidated GET
 
 /** ``api(path)`` for a document polled while a run is live: it sends the ETag of the last answer,
  * and a 304 (nothing changed) gives that answer again, the same object, without a body. */
 export async function revalidatedGet(path) {
   const last = held.get(path);
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", ...authorization() };
   if (last) headers["If-None-Match"] = last[0];
   const response = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
   if (response.status === 304 && last) return last[1];

@@ -1,5 +1,6 @@
 // The ml-dash web UI: sign in, then owners, projects, runs and a run's page. Every string from the
 // server is rendered as text (preact escapes it); nothing is ever parsed as HTML.
+import "./token.js";  // first: it takes ml-dash ui's token off the address bar before anything reads it
 import { html, render, useEffect, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
 import { go, useUrlState } from "./state.js";
@@ -33,6 +34,11 @@ function SignIn({ onSignedIn }) {
     <button type="submit">Sign in</button>
     ${error && html`<p class="error" role="alert">${error}</p>`}
   </form>`;
+}
+
+/** ``ml-dash ui`` refused this page for want of its token: say what to open (its words), no sign-in form. */
+function Locked({ reason }) {
+  return html`<section class="sign-in"><h1>ml-dash ui</h1><p class="error" role="alert">${reason}</p></section>`;
 }
 
 function Owners() {
@@ -80,8 +86,12 @@ function Crumbs({ state }) {
 function App() {
   const state = useUrlState();
   const [who, setWho] = useState(undefined);  // undefined: asking; null: signed out
+  const [locked, setLocked] = useState(null);  // ml-dash ui's refusal, when this page has no (right) token
   useEffect(() => {
-    api("/api/v1/session").then((s) => setWho(s.owner || null)).catch(() => setWho(null));
+    api("/api/v1/session").then((s) => setWho(s.owner || null)).catch((e) => {
+      if (e.uiLocked) setLocked(e.message);
+      setWho(null);
+    });
   }, []);
   useEffect(() => installKeys(), []);
   useEffect(() => {  // a session that ended elsewhere (signed out in another tab, its key revoked)
@@ -90,6 +100,7 @@ function App() {
     return () => window.removeEventListener("ml-dash:unauthorized", ended);
   }, []);
   if (who === undefined) return html`<p class="muted">Loading…</p>`;
+  if (locked) return html`<${Locked} reason=${locked} />`;
   if (who === null) return html`<${SignIn} onSignedIn=${setWho} />`;
   const signOut = async () => {
     await api("/api/v1/session", { method: "DELETE" }).catch(() => null);

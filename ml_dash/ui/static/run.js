@@ -3,7 +3,7 @@
 // A RUNNING run is polled every second, so new points, lines and the status show within 2 s: its
 // document by ETag (a 304 while nothing changed), then only the new points and the new lines.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, revalidatedGet, runPath } from "./api.js";
+import { api, fetchBlob, revalidatedGet, runPath } from "./api.js";
 import { setState } from "./state.js";
 import { Chart, X_AXES } from "./chart.js";
 import { StatusBadge } from "./runs.js";
@@ -138,27 +138,55 @@ function Logs({ prefix, count, state }) {
   </section>`;
 }
 
+function saveAs(name, blob) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// A file's download and preview are fetched (with the token's header on ``ml-dash ui``, see token.js)
+// and shown from blob: URLs: a plain link or <img src> would go without it and be refused.
 function Files({ prefix }) {
   const [files, setFiles] = useState(null);
   const [preview, setPreview] = useState(null);
+  const [error, setError] = useState(null);
   useEffect(() => { api(runPath(prefix, "/files")).then((out) => setFiles(out.files)); }, [prefix]);
+  useEffect(() => () => { if (preview && preview.image) URL.revokeObjectURL(preview.image); }, [preview]);
   if (!files || !files.length) return null;
   const href = (f, extra = "") => runPath(prefix, "/files/" + f.path.split("/").map(encodeURIComponent).join("/")) + extra;
   const show = async (f) => {
-    if (/\.(png|jpe?g|gif|webp)$/i.test(f.path)) setPreview({ path: f.path, image: href(f, "?preview=1") });
-    else {
-      const text = await (await fetch(href(f, "?preview=1"), { credentials: "same-origin" })).text();
-      let shown = text.slice(0, 200000);
-      if (/\.json$/i.test(f.path)) { try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* as text */ } }
-      setPreview({ path: f.path, text: shown });
+    setError(null);
+    try {
+      const blob = await fetchBlob(href(f, "?preview=1"));
+      if (/\.(png|jpe?g|gif|webp)$/i.test(f.path)) setPreview({ path: f.path, image: URL.createObjectURL(blob) });
+      else {
+        const text = await blob.text();
+        let shown = text.slice(0, 200000);
+        if (/\.json$/i.test(f.path)) { try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* as text */ } }
+        setPreview({ path: f.path, text: shown });
+      }
+    } catch (err) {
+      setError(err.message);
+    }
+  };
+  const download = async (event, f) => {
+    event.preventDefault();
+    setError(null);
+    try {
+      saveAs(f.path.split("/").pop(), await fetchBlob(href(f)));
+    } catch (err) {
+      setError(err.message);
     }
   };
   return html`<section class="files"><h3>Files</h3>
     <table><thead><tr><th>path</th><th>size</th><th>sha256</th><th></th></tr></thead><tbody>
     ${files.map((f) => html`<tr key=${f.path}><td>${f.path}</td><td>${f.sizeBytes}</td>
       <td class="mono">${String(f.checksum).slice(0, 16)}…</td>
-      <td><a href=${href(f)} download>download</a> <button class="link" onClick=${() => show(f)}>preview</button></td></tr>`)}
+      <td><a href="#" onClick=${(e) => download(e, f)}>download</a> <button class="link" onClick=${() => show(f)}>preview</button></td></tr>`)}
     </tbody></table>
+    ${error && html`<p class="error" role="alert">${error}</p>`}
     ${preview && html`<div class="preview"><h4>${preview.path}</h4>${preview.image
       ? html`<img src=${preview.image} alt=${preview.path} />` : html`<pre>${preview.text}</pre>`}</div>`}
   </section>`;
