@@ -31,8 +31,8 @@ class Transport(Protocol):
 
     remote: str
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
-        """POST a bulk body (agent/wire.py) to the run's events."""
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, encoding: str = "zstd") -> Outcome:
+        """POST a bulk body (agent/wire.py; ``encoding``: its Content-Encoding) to the run's events."""
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
                        timeout_s: float, total_s: float | None) -> Outcome:
@@ -62,9 +62,9 @@ class HttpTransport:
     def _url(self, prefix: str, *parts: str) -> str:
         return "/".join([self.remote, "api/v1/runs", prefix, *(urllib.parse.quote(p, safe="/") for p in parts)])
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float) -> Outcome:
-        """POST a zstd bulk body to the run's events."""
-        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, encoding: str = "zstd") -> Outcome:
+        """POST a bulk body (zstd, or identity: agent/wire.py wire_body) to the run's events."""
+        headers = {**self.headers, "Content-Encoding": encoding, "Content-Type": CONTENT_TYPE}
         return await self._request("POST", self._url(prefix, "events"), timeout_s, data=body, headers=headers)
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],

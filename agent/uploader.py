@@ -216,7 +216,8 @@ class RunUploader:
 
     async def _send(self, batch: Batch, deadline: Deadline, single_attempt: bool) -> Outcome:
         async def attempt(timeout_s: float | None) -> Outcome:
-            outcome = await self.transport.post_events(self.prefix, batch.payload, timeout_s or self.request_timeout_s)
+            outcome = await self.transport.post_events(self.prefix, batch.payload, timeout_s or self.request_timeout_s,
+                                                       batch.encoding)
             if outcome.retryable or outcome.status in STOPS:
                 self.memory.suspend()  # the backlog goes to disk; the next batches are small probes
             if outcome.retryable and self.failing_since is None:

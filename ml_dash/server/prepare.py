@@ -36,7 +36,7 @@ def prepare(raw: bytes, encoding: str | None, config: ServerConfig, owner: str, 
             name: str) -> IngestBatch:
     """The validated, storage-ready batch of one request body; a RequestError naming the problem."""
     body = parse_body(raw, encoding, config.body_limits)
-    return build_batch(owner, project, name, body, config.max_events_per_request)
+    return build_batch(owner, project, name, body, config.max_events_per_request, config.body_limits.max_streams)
 
 
 def _worker_start(server_pid: int) -> None:

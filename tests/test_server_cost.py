@@ -1,0 +1,68 @@
+"""What one valid key may make a real ``ml-dash server`` process spend (README "What one request and
+one key may cost"), against a server on 127.0.0.1, for each attack of issue 14 (point 4):
+
+* 100,000 streams in one small body;
+* columns of a million nils in 2 KiB;
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from ml_dash.agent.wire import LIMITS, encode_body
+
+from .server_process import Server
+
+pytestmark = pytest.mark.timeout(900)
+STAMP = "2026-12-01T00:00:00Z"
+USER = {"X-ML-Dash-User": "alice"}
+
+
+def _body(run: str, streams: dict[str, Any]) -> dict[str, Any]:
+    return {"v": 2, "identity": {"run_id": run, "writer_id": run}, "streams": streams}
+
+
+def _one_row_streams(first: int, count: int) -> dict[str, Any]:
+    block = {"keys": ["v"], "cols": [[1]], "created": [[STAMP, 1]]}
+    return {f"metrics/m{i:06d}": {"start": 0, "blocks": [block]} for i in range(first, first + count)}
+
+
+def _post(srv: Server, run: str, raw: bytes, encoding: str = "zstd") -> tuple[int, Any]:
+    return srv.request("POST", f"/api/v1/runs/alice/p/{run}/events", raw,
+                       {**USER, "Content-Encoding": encoding, "Content-Type": "application/octet-stream"})
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path):
+    srv = Server(tmp_path / "data", "--allow-user-name")
+    yield srv
+    srv.stop()
+
+
+def test_one_small_body_naming_100000_streams_is_a_413_naming_the_limit(dev_server: Server) -> None:
+    raw = encode_body(_body("wide", _one_row_streams(0, 100_000)))
+    assert len(raw) < 100 << 10  # the issue's body: 79 KiB
+    status, reply = _post(dev_server, "wide", raw)
+    assert status == 413 and f"at most {LIMITS.max_streams}" in reply["error"], reply
+    assert dev_server.request("GET", "/api/v1/experiments/alice/p/wide", headers=USER)[0] == 404  # nothing stored
+
+
+def test_columns_of_nils_that_compress_to_nothing_are_refused_before_they_are_decoded(dev_server: Server) -> None:
+    def nils(rows: int) -> bytes:
+        block = {"keys": [f"c{k}" for k in range(60)], "cols": [[None] * rows] * 60, "created": [[STAMP, rows]]}
+        return encode_body(_body("nils", {"metrics/nil": {"start": 0, "blocks": [block]}}))
+
+    # the issue's body (2 KiB for 60,000,000 values), and one within the size cap (6,000,000 values)
+    for raw in (nils(1_000_000), nils(100_000)):
+        status, reply = _post(dev_server, "nils", raw)
+        assert status == 413 and f"at most {LIMITS.max_inflation} times its {len(raw)} bytes" in reply["error"], reply
+    assert dev_server.request("GET", "/api/v1/experiments/alice/p/nils", headers=USER)[0] == 404
+    # the same values sent as they are cost the client what they cost the server: taken
+    block = {"keys": ["a", "b"], "cols": [[None] * 10_000] * 2, "created": [[STAMP, 10_000]]}
+    plain = msgpack.packb(_body("nils", {"metrics/nil": {"start": 0, "blocks": [block]}}))
+    assert _post(dev_server, "nils", plain, encoding="identity")[0] == 200
+
