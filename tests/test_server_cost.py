@@ -3,14 +3,17 @@ one key may cost"), against a server on 127.0.0.1, for each attack of issue 14 (
 
 * 100,000 streams in one small body;
 * columns of a million nils in 2 KiB;
+* bodies that decode to many small objects (a worker's memory);
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 import msgpack
+import psutil
 import pytest
 
 from ml_dash.agent.wire import LIMITS, encode_body
@@ -66,3 +69,31 @@ def test_columns_of_nils_that_compress_to_nothing_are_refused_before_they_are_de
     plain = msgpack.packb(_body("nils", {"metrics/nil": {"start": 0, "blocks": [block]}}))
     assert _post(dev_server, "nils", plain, encoding="identity")[0] == 200
 
+
+def _short_strings(rows: int, columns: int) -> bytes:
+    rng = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    cols = [[rng.choice(letters) + rng.choice(letters) for _ in range(rows)] for _ in range(columns)]
+    block = {"keys": [f"s{k}" for k in range(columns)], "cols": cols, "created": [[STAMP, rows]]}
+    return encode_body(_body("strings", {"metrics/s": {"start": 0, "blocks": [block]}}))
+
+
+def test_a_body_that_decodes_past_a_workers_memory_is_a_413_and_the_worker_lives_on(dev_server: Server) -> None:
+    """Two-letter strings: 3 bytes each on the wire, 59 once decoded; 5,000,000 of them would take ~370 MB."""
+    raw = _short_strings(1_000_000, 5)
+    status, reply = _post(dev_server, "strings", raw)
+    assert status == 413 and "an ingest worker may use" in reply["error"], reply
+    assert _post(dev_server, "fine", _short_strings(100_000, 2))[0] == 200  # the same kind of body, smaller
+    workers = psutil.Process(dev_server.proc.pid).children()
+    assert all(w.memory_info().rss < 400 << 20 for w in workers), [w.memory_info().rss for w in workers]
+
+
+
+@pytest.mark.parametrize("flag", ["--worker-memory-mb"])
+def test_a_limit_flag_out_of_its_range_is_one_line_naming_it(tmp_path: Path, flag: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "server", "--data", str(tmp_path), flag, "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith(f"ml-dash server: {flag} 0 must be within"), out.stderr

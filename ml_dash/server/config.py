@@ -22,6 +22,9 @@ class ServerConfig:
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
     # processes that decode ingest bodies (server/prepare.py); 0 decodes on the event loop's process
     ingest_workers: int = 2
+    # memory an ingest worker may take beyond what it holds at start (Linux): a body that decodes to
+    # more is a 413
+    worker_memory_bytes: int = 192 * 1024 * 1024
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.
