@@ -75,6 +75,8 @@ class BatchBuilder:
         self.max_streams = max_streams
         #: the last stream of a batch that was cut short: the next batch starts after it
         self.resume_after: str | None = None
+        #: streams not sent for now (the server refused to start them: agent/uploader.py)
+        self.held_back: set[str] = set()
         self.identity: dict[str, str] = {}
         self.segments: list[dict[str, Any]] = []
         self.adopter = False  # this directory continues a run another directory started
@@ -90,7 +92,7 @@ class BatchBuilder:
         loop = asyncio.get_running_loop()
         streams = await loop.run_in_executor(self.executor, discover_streams, self.directory)
         plan = [self._plan(name, path, positions.get(name) or cursor.at(name), budget)
-                for name, path in self._in_turn(streams)]
+                for name, path in self._in_turn(streams) if name not in self.held_back]
         return await loop.run_in_executor(self.executor, self._build, plan, budget, sent_params, cursor)
 
     def _in_turn(self, streams: list[tuple[str, Path]]) -> list[tuple[str, Path]]:

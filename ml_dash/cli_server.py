@@ -43,6 +43,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--worker-memory-mb", type=int, default=192, metavar="MB",
                         help="memory an ingest worker may use to decode one body, beyond its own (default 192; "
                              "Linux); a body that needs more gets 413")
+    server.add_argument("--max-metrics-per-run", type=int, default=100_000, metavar="N",
+                        help="metric streams one run may hold (default 100,000); a request that would start more "
+                             "gets 422 naming them")
     server.set_defaults(handler=run_server)
     ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
                         description="Serve the web UI and the read API over the runs under DIR, on this machine "
@@ -75,13 +78,15 @@ def run_server(args: argparse.Namespace) -> int:
                 raise ArgumentError(f"{flag} {value} must be within (0, 3600] seconds")
         if not 0 <= args.ingest_workers <= 64:
             raise ArgumentError(f"--ingest-workers {args.ingest_workers} must be within 0..64")
-        for flag, value, low in (("--worker-memory-mb", args.worker_memory_mb, 64),):
+        for flag, value, low in (("--worker-memory-mb", args.worker_memory_mb, 64),
+                                 ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
         config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               worker_memory_bytes=args.worker_memory_mb << 20,
+                              max_metrics_per_run=args.max_metrics_per_run,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host))
     except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 one key may cost"), against a server on 127.0.0.1, for each attack of issue 14 (point 4):
 
 * 100,000 streams in one small body;
+* a run's metrics past its limit;
 * columns of a million nils in 2 KiB;
 * bodies that decode to many small objects (a worker's memory);
 """
@@ -39,6 +40,11 @@ def _post(srv: Server, run: str, raw: bytes, encoding: str = "zstd") -> tuple[in
                        {**USER, "Content-Encoding": encoding, "Content-Type": "application/octet-stream"})
 
 
+def _streams_of(srv: Server, run: str) -> dict[str, int]:
+    status, exp = srv.request("GET", f"/api/v1/experiments/alice/p/{run}", headers=USER)
+    return exp["streams"] if status == 200 else {}
+
+
 @pytest.fixture
 def dev_server(tmp_path: Path):
     srv = Server(tmp_path / "data", "--allow-user-name")
@@ -52,6 +58,34 @@ def test_one_small_body_naming_100000_streams_is_a_413_naming_the_limit(dev_serv
     status, reply = _post(dev_server, "wide", raw)
     assert status == 413 and f"at most {LIMITS.max_streams}" in reply["error"], reply
     assert dev_server.request("GET", "/api/v1/experiments/alice/p/wide", headers=USER)[0] == 404  # nothing stored
+
+
+def test_a_run_takes_100000_metrics_over_many_requests_and_refuses_the_next_by_name(dev_server: Server) -> None:
+    for first in range(0, 100_000, LIMITS.max_streams):  # the server's defaults
+        status, reply = _post(dev_server, "wide", encode_body(_body("wide", _one_row_streams(first, LIMITS.max_streams))))
+        assert status == 200, reply
+    assert len(_streams_of(dev_server, "wide")) == 100_000
+    status, reply = _post(dev_server, "wide", encode_body(_body("wide", _one_row_streams(100_000, 2))))
+    assert status == 422 and reply["streams"] == ["metrics/m100000", "metrics/m100001"], reply
+    assert "at most 100000 metrics" in reply["error"]
+    more = _body("wide", {"metrics/m000007": {"start": 1, "blocks": [{"keys": ["v"], "cols": [[2]], "created": [[STAMP, 1]]}]}})
+    assert _post(dev_server, "wide", encode_body(more))[0] == 200  # the run's metrics still take rows
+
+
+def test_a_request_past_the_runs_metrics_names_only_the_streams_that_do_not_fit(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", "--allow-user-name", "--max-metrics-per-run", "10")
+    try:
+        logs = {"logs": {"start": 0, "rows": [{"message": "the log is no metric", "level": "INFO"}]}}
+        assert _post(srv, "r", encode_body(_body("r", {**_one_row_streams(0, 8), **logs})))[0] == 200
+        status, reply = _post(srv, "r", encode_body(_body("r", _one_row_streams(8, 5))))
+        assert status == 422 and reply["streams"] == ["metrics/m000010", "metrics/m000011", "metrics/m000012"], reply
+        assert len(_streams_of(srv, "r")) == 9  # nothing of the refused request was stored
+        voids = {f"metrics/v{i}": {"start": 0, "void": 1, "reason": "x"} for i in range(3)}  # voids start streams too
+        assert _post(srv, "r", encode_body(_body("r", voids)))[0] == 422
+        assert _post(srv, "r", encode_body(_body("r", _one_row_streams(8, 2))))[0] == 200
+        assert len(_streams_of(srv, "r")) == 11
+    finally:
+        srv.stop()
 
 
 def test_columns_of_nils_that_compress_to_nothing_are_refused_before_they_are_decoded(dev_server: Server) -> None:
@@ -89,7 +123,7 @@ def test_a_body_that_decodes_past_a_workers_memory_is_a_413_and_the_worker_lives
 
 
 
-@pytest.mark.parametrize("flag", ["--worker-memory-mb"])
+@pytest.mark.parametrize("flag", ["--worker-memory-mb", "--max-metrics-per-run"])
 def test_a_limit_flag_out_of_its_range_is_one_line_naming_it(tmp_path: Path, flag: str) -> None:
     import subprocess
     import sys

@@ -19,8 +19,9 @@ Routes (JSON unless noted)::
 
 Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
 401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
-stored rows or rows of another run, 413 too large, 415 encoding), 5xx only for
-transient ones (500 a bug, 503 an ingest worker died, 507 the disk is full).
+stored rows or rows of another run, 413 too large, 415 encoding, 422 a run's metrics past its
+limit), 5xx only for transient ones (500 a bug, 503 an ingest worker died, 507 the disk is
+full).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from .errors import (
     Conflict,
     Forbidden,
     Unauthorized,
+    Unprocessable,
     error_middleware,
     json_response,
 )
@@ -72,7 +74,7 @@ from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import ingest_reply
 from .local_index import LocalIndex
 from .prepare import Preparer
-from .records import ConflictError, GapError
+from .records import ConflictError, GapError, StreamLimitError
 from .request_text import text_middleware
 from .storage import SQLiteStorage, Storage
 from .timing import timing_middleware
@@ -185,11 +187,13 @@ async def ingest(request: web.Request) -> web.Response:
     raw = await read_body(request, config.body_limits.max_compressed_bytes, config.body_idle_timeout_s)
     batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
     try:
-        acked = await request.app[STORAGE].ingest(batch)
+        acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
     except GapError as exc:
         raise Conflict(str(exc), acked=exc.counts) from None
     except ConflictError as exc:
         raise Conflict(str(exc), conflict=exc.details) from None
+    except StreamLimitError as exc:
+        raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
     return ingest_reply(acked)
 
 

@@ -25,6 +25,8 @@ class ServerConfig:
     # memory an ingest worker may take beyond what it holds at start (Linux): a body that decodes to
     # more is a 413
     worker_memory_bytes: int = 192 * 1024 * 1024
+    # metric streams one run may hold (the log is one more)
+    max_metrics_per_run: int = 100_000
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.

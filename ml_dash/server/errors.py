@@ -9,7 +9,9 @@
     ├── NotFound              404
     ├── Conflict              409   ``acked`` (a batch past the stored rows) or ``conflict`` (another run)
     ├── PayloadTooLarge       413
-    └── UnsupportedEncoding   415
+    ├── UnsupportedEncoding   415
+    └── Unprocessable         422   well-formed, but past a limit of what it writes to (``streams``: a
+                                    run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
     Unavailable                     503   a part of the server is restarting (a decode worker died)
 
@@ -86,6 +88,10 @@ class PayloadTooLarge(RequestError):
 
 class UnsupportedEncoding(RequestError):
     status = 415
+
+
+class Unprocessable(RequestError):
+    status = 422
 
 
 class StorageFull(Exception):
