@@ -5,17 +5,23 @@ one key may cost"), against a server on 127.0.0.1, for each attack of issue 14 (
 * a run's metrics past its limit;
 * columns of a million nils in 2 KiB;
 * bodies that decode to many small objects (a worker's memory);
+* two dozen large bodies at once (the server's and its workers' resident memory, read with psutil);
 """
 
 from __future__ import annotations
 
+import os
 import random
+import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import psutil
 import pytest
+import zstandard
 
 from ml_dash.agent.wire import LIMITS, encode_body
 
@@ -24,6 +30,8 @@ from .server_process import Server
 pytestmark = pytest.mark.timeout(900)
 STAMP = "2026-12-01T00:00:00Z"
 USER = {"X-ML-Dash-User": "alice"}
+#: The README's bound on the server's memory (the process and its ingest workers) under any requests.
+SERVER_MEMORY_BOUND = 768 << 20
 
 
 def _body(run: str, streams: dict[str, Any]) -> dict[str, Any]:
@@ -122,8 +130,118 @@ def test_a_body_that_decodes_past_a_workers_memory_is_a_413_and_the_worker_lives
     assert all(w.memory_info().rss < 400 << 20 for w in workers), [w.memory_info().rss for w in workers]
 
 
+def _random_floats(mib: float) -> bytes:
+    """Valid msgpack that zstd cannot shrink: 3 columns of random doubles and one of random ints."""
+    rows = int(mib * (1 << 20) / 32)  # 9 bytes a float, 5 an int
+    floats = list(struct.unpack(f"<{rows * 3}d", os.urandom(rows * 24)))
+    ints = list(struct.unpack(f"<{rows}I", os.urandom(rows * 4)))
+    block = {"keys": ["a", "b", "c", "n"], "cols": [floats[0::3], floats[1::3], floats[2::3], ints],
+             "created": [[STAMP, rows]]}
+    return zstandard.ZstdCompressor(level=3).compress(msgpack.packb(_body("big", {"metrics/big": {"start": 0,
+                                                                                                 "blocks": [block]}})))
 
-@pytest.mark.parametrize("flag", ["--worker-memory-mb", "--max-metrics-per-run"])
+
+class _Memory(threading.Thread):
+    """The most resident memory the server and its workers held together, sampled until stopped, and
+    never less than the sum of what each held at its peak and still holds (VmHWM) at the end."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.server = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak = max(self.peak, self._sum(lambda p: p.memory_info().rss))
+
+    def peaks(self) -> int:
+        def hwm(proc: psutil.Process) -> int:
+            with open(f"/proc/{proc.pid}/status") as status:
+                return next(int(line.split()[1]) << 10 for line in status if line.startswith("VmHWM:"))
+        return self._sum(hwm)
+
+    def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
+        total = 0
+        for proc in [self.server, *self.server.children(recursive=True)]:
+            try:
+                total += measure(proc)
+            except (psutil.Error, OSError):
+                pass
+        return total
+
+
+def test_two_dozen_large_bodies_at_once_each_get_an_answer_while_health_answers_and_memory_stays_bounded(
+        tmp_path: Path) -> None:
+    # a long head timeout: the head timer is another fix's; here the bodies that wait must be answered
+    srv = Server(tmp_path / "data", "--allow-user-name", "--head-timeout-s", "600")
+    memory = _Memory(srv.proc.pid)
+    payload = _random_floats(15.5)
+    assert len(payload) <= LIMITS.max_compressed_bytes  # nearly the largest body the server takes
+    outcomes: list[tuple[int, str | None]] = []
+    health: list[int] = []
+    done = threading.Event()
+
+    def send(k: int) -> None:
+        try:
+            import urllib.error
+            import urllib.request
+
+            from .server_process import direct
+            req = urllib.request.Request(f"{srv.url}/api/v1/runs/alice/p/big-{k}/events", data=payload, method="POST",
+                                         headers={**USER, "Content-Encoding": "zstd"})
+            with direct.open(req, timeout=300) as resp:
+                outcomes.append((resp.status, None))
+        except urllib.error.HTTPError as err:
+            outcomes.append((err.code, err.headers.get("Retry-After")))
+        except OSError as exc:  # no HTTP answer at all
+            outcomes.append((0, repr(exc)))
+
+    def probe() -> None:
+        while not done.is_set():
+            health.append(srv.request("GET", "/health")[0])
+
+    try:
+        memory.start()
+        prober = threading.Thread(target=probe)
+        prober.start()
+        senders = [threading.Thread(target=send, args=(k,)) for k in range(24)]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=600)
+        done.set()
+        prober.join(timeout=60)
+        memory.stop.set()
+        peak = max(memory.peak, memory.peaks())
+    finally:
+        srv.stop()
+    assert len(outcomes) == 24 and all(status == 200 or (status == 503 and retry) for status, retry in outcomes), outcomes
+    assert any(status == 200 for status, _ in outcomes)
+    assert health and set(health) == {200}
+    assert peak < SERVER_MEMORY_BOUND, f"{peak >> 20} MiB"
+    assert "Traceback" not in srv.stderr, srv.stderr[-3000:]
+
+
+def test_a_client_gone_in_the_middle_of_its_body_is_no_server_error(tmp_path: Path) -> None:
+    """A body cut off by its client raised ConnectionResetError in the handler: a 500 and a traceback."""
+    import socket
+
+    srv = Server(tmp_path / "data", "--allow-user-name")
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+                sock.sendall(b"POST /api/v1/runs/alice/p/cut/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"X-ML-Dash-User: alice\r\nContent-Encoding: zstd\r\nContent-Length: 1000000\r\n\r\n"
+                             + b"\0" * 100_000)
+        assert srv.request("GET", "/health")[0] == 200
+        assert _post(srv, "cut", encode_body(_body("cut", _one_row_streams(0, 1))))[0] == 200
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.stderr and "internal error" not in srv.stderr, srv.stderr[-3000:]
+
+
+@pytest.mark.parametrize("flag", ["--body-memory-mb", "--worker-memory-mb", "--max-metrics-per-run"])
 def test_a_limit_flag_out_of_its_range_is_one_line_naming_it(tmp_path: Path, flag: str) -> None:
     import subprocess
     import sys

@@ -20,8 +20,8 @@ Routes (JSON unless noted)::
 Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
 401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
 stored rows or rows of another run, 413 too large, 415 encoding, 422 a run's metrics past its
-limit), 5xx only for transient ones (500 a bug, 503 an ingest worker died, 507 the disk is
-full).
+limit), 5xx only for transient ones (500 a bug, 503 an ingest worker died or no room for the
+body in time, 507 the disk is full).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from . import sessions, ui
 from .access import (
     BLOBS,
     CONFIG,
+    GATE,
     LOCAL_INDEX,
     PREPARER,
     STORAGE,
@@ -55,8 +56,9 @@ from .access import (
     readable_owner,
     run_prefix,
 )
+from .admission import IngestGate
 from .blobs import LocalBlobStore
-from .bodies import read_body
+from .bodies import declared_size, read_body
 from .buckets import SUMMARY_WIDTHS
 from .config import ServerConfig
 from .errors import (
@@ -99,6 +101,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
     app[CONFIG] = config
+    app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots)
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
 
@@ -179,21 +182,27 @@ async def delete_session(request: web.Request) -> web.Response:
 
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
+    """Bounded before any work (server/admission.py): the body's bytes are reserved before it is read,
+    and it is decoded and stored while holding one of a few work slots."""
     owner, project, name = run_prefix(request)
     who = await caller(request)
     if who != owner:
         raise Forbidden(f"{who!r} may write only under {who}/...")
     config = request.app[CONFIG]
-    raw = await read_body(request, config.body_limits.max_compressed_bytes, config.body_idle_timeout_s)
-    batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
-    try:
-        acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
-    except GapError as exc:
-        raise Conflict(str(exc), acked=exc.counts) from None
-    except ConflictError as exc:
-        raise Conflict(str(exc), conflict=exc.details) from None
-    except StreamLimitError as exc:
-        raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
+    limit = config.body_limits.max_compressed_bytes
+    gate = request.app[GATE]
+    async with gate.bodies.reserve(declared_size(request, limit), who):
+        raw = await read_body(request, limit, config.body_idle_timeout_s)
+        async with gate.work:
+            batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
+            try:
+                acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
+            except GapError as exc:
+                raise Conflict(str(exc), acked=exc.counts) from None
+            except ConflictError as exc:
+                raise Conflict(str(exc), conflict=exc.details) from None
+            except StreamLimitError as exc:
+                raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
     return ingest_reply(acked)
 
 

@@ -22,6 +22,13 @@ class ServerConfig:
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
     # processes that decode ingest bodies (server/prepare.py); 0 decodes on the event loop's process
     ingest_workers: int = 2
+    # What ingest may cost the server at once (server/admission.py, README "What a request may cost"):
+    # request bodies held in memory (their bytes on the wire), reserved before they are read; a caller
+    # (a key) holds at most half of it
+    body_memory_bytes: int = 64 * 1024 * 1024
+    # a request that finds no room waits in a queue this long at most, for this long at most; then 503
+    body_queue: int = 64
+    body_wait_s: float = 5.0
     # memory an ingest worker may take beyond what it holds at start (Linux): a body that decodes to
     # more is a 413
     worker_memory_bytes: int = 192 * 1024 * 1024
@@ -34,6 +41,12 @@ class ServerConfig:
     # ``ml-dash ui``: reads need no credentials and may read every owner; no route writes
     open_reads: bool = False
     read_only: bool = False
+
+    @property
+    def ingest_slots(self) -> int:
+        """Bodies decoded or being stored at once: one per worker, and two whose batches wait for the
+        database while the workers decode the next ones."""
+        return max(self.ingest_workers, 1) + 2
 
     @property
     def database(self) -> Path:
