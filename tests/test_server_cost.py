@@ -6,6 +6,7 @@ one key may cost"), against a server on 127.0.0.1, for each attack of issue 14 (
 * columns of a million nils in 2 KiB;
 * bodies that decode to many small objects (a worker's memory);
 * two dozen large bodies at once (the server's and its workers' resident memory, read with psutil);
+* a comparison of many runs in many buckets.
 """
 
 from __future__ import annotations
@@ -239,6 +240,15 @@ def test_a_client_gone_in_the_middle_of_its_body_is_no_server_error(tmp_path: Pa
     finally:
         srv.stop()
     assert "Traceback" not in srv.stderr and "internal error" not in srv.stderr, srv.stderr[-3000:]
+
+
+def test_a_comparison_is_bounded_by_its_buckets_in_all_not_per_run(dev_server: Server) -> None:
+    """50 runs of 10,000 buckets each was half a million buckets (gigabytes of JSON for a wide metric)."""
+    runs = ",".join(f"alice/p/r{k}" for k in range(50))
+    status, reply = dev_server.request("GET", f"/api/v1/compare/metrics/train?runs={runs}&buckets=10000", headers=USER)
+    assert status == 400 and "at most 200000 buckets in all" in reply["error"], reply
+    status, reply = dev_server.request("GET", f"/api/v1/compare/metrics/train?runs={runs}&buckets=4000", headers=USER)
+    assert status == 200 and len(reply["runs"]) == 50  # a chart 4,000 pixels wide, of 50 runs
 
 
 @pytest.mark.parametrize("flag", ["--body-memory-mb", "--worker-memory-mb", "--max-metrics-per-run"])

@@ -302,6 +302,9 @@ def fixed_width(request: web.Request, start: int, end: int | None, buckets: int)
 
 
 MAX_COMPARED_RUNS = 50
+#: Buckets of all the runs of one comparison: 50 runs at 4,000 buckets (a chart 4,000 pixels wide).
+#: Each is its own, so the product, not either number, is what a request costs.
+MAX_COMPARED_BUCKETS = 200_000
 
 
 async def compare_metric(request: web.Request) -> web.Response:
@@ -312,6 +315,9 @@ async def compare_metric(request: web.Request) -> web.Response:
     if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
         raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")
     buckets = int_query(request, "buckets", 1000, 1, 10_000)
+    runs = len(dict.fromkeys(prefixes))
+    if runs * buckets > MAX_COMPARED_BUCKETS:
+        raise BadRequest(f"{runs} runs of {buckets} buckets: at most {MAX_COMPARED_BUCKETS} buckets in all; ask for fewer")
     # only the fields a chart draws (a third of the reply when _ts is left out, say)
     wanted = {f for f in request.query.get("fields", "").split(",") if f} or None
     who = await caller(request)
