@@ -46,7 +46,7 @@ TARGETS = {"rss_mib": 768.0, "health_max_s": 0.5}
 STAMP = "2026-12-01T00:00:00Z"
 
 
-def start_server(data: Path, log: Path, source: Path | None) -> tuple[subprocess.Popen, str, str]:
+def start_server(data: Path, log: Path, source: Path | None, *extra: str) -> tuple[subprocess.Popen, str, str]:
     """(the server process, its URL, an API key for owner ``mallory``)."""
     env = dict(os.environ)
     if source is not None:
@@ -57,7 +57,7 @@ def start_server(data: Path, log: Path, source: Path | None) -> tuple[subprocess
     key = subprocess.run([*cli, "keys", "create", "--owner", "mallory", "--data", str(data)], env=env, cwd=cwd,
                          capture_output=True, text=True, check=True, timeout=120).stdout.strip().splitlines()[-1]
     with open(log, "w") as err:  # the child keeps its own descriptor
-        proc = subprocess.Popen([*cli, "server", "--host", "127.0.0.1", "--port", "0", "--data", str(data)],
+        proc = subprocess.Popen([*cli, "server", "--host", "127.0.0.1", "--port", "0", "--data", str(data), *extra],
                                 stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=cwd)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -188,13 +188,15 @@ def main() -> int:
     ap.add_argument("--big-bodies", type=int, default=24)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--log", type=Path, help="keep the server's log (stderr) here")
+    ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                    help="pass ARG to `ml-dash server` (repeatable), e.g. --server-arg=--ingest-workers=4")
     args = ap.parse_args()
     requests = bodies(set(args.attacks.split(",")), args.big_mib, args.big_bodies)
     spawn = multiprocessing.get_context("spawn")
     done, slowest, failures, probes = spawn.Event(), spawn.Value("d", 0.0), spawn.Value("i", 0), spawn.Value("i", 0)
     with tempfile.TemporaryDirectory(prefix="ml-dash-abuse-") as tmp:
         log = Path(tmp) / "server.log"
-        server, url, key = start_server(Path(tmp) / "data", log, args.server_src)
+        server, url, key = start_server(Path(tmp) / "data", log, args.server_src, *args.server_arg)
         sampler = Sampler(server.pid)
         prober = spawn.Process(target=probe, args=(url, done, slowest, failures, probes), daemon=True)
         try:
