@@ -4,6 +4,10 @@ Planning runs on the agent's loop (it only looks at the rows memory holds);
 reading the files, packing and compressing run on a worker thread. Rows go
 from local numbering to the server's through the cursor's ``base`` (a run
 continued from another directory, see agent/cursor.py).
+
+A body stays within what the server takes (agent/wire.py ``BodyLimits``): rows, bytes, and at most
+``max_streams`` streams. A batch cut short by any of these makes the next one start with the streams
+after its last, so a run of thousands of metrics sends each of them in turn, never the first ones only.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .jsonlines import read_json
 from .layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
 from .pending import BATCH_BYTES, MemoryChunks, PendingStream, Void, read_stream
 from .segments import segments_of, writer_at
-from .wire import WIRE_VERSION, encode_body
+from .wire import LIMITS, WIRE_VERSION, wire_body
 
 #: Rows per request while the server is failing or has not answered yet: each retry would read
 #: and hold a full batch only to fail again.
@@ -35,6 +39,7 @@ class Batch:
     documents: dict[str, Any]
     params_version: Any  # parameters.json's updatedAt when the body carries params
     payload: bytes
+    encoding: str = "zstd"  # the payload's Content-Encoding (identity: rows that compress too well)
 
     @property
     def rows(self) -> int:
@@ -62,11 +67,16 @@ class BatchBuilder:
     """Builds the bodies of one run directory's upload."""
 
     def __init__(self, directory: Path, memory: MemoryChunks, executor: Executor | None = None,
-                 batch_bytes: int = BATCH_BYTES) -> None:
+                 batch_bytes: int = BATCH_BYTES, max_streams: int = LIMITS.max_streams) -> None:
         self.directory = Path(directory)
         self.memory = memory
         self.executor = executor  # where files are read and bodies encoded (None: the loop's default)
         self.batch_bytes = batch_bytes
+        self.max_streams = max_streams
+        #: the last stream of a batch that was cut short: the next batch starts after it
+        self.resume_after: str | None = None
+        #: streams not sent for now (the server refused to start them: agent/uploader.py)
+        self.held_back: set[str] = set()
         self.identity: dict[str, str] = {}
         self.segments: list[dict[str, Any]] = []
         self.adopter = False  # this directory continues a run another directory started
@@ -81,8 +91,16 @@ class BatchBuilder:
         self.memory.forget_before({name: c.acked for name, c in cursor.streams.items()})
         loop = asyncio.get_running_loop()
         streams = await loop.run_in_executor(self.executor, discover_streams, self.directory)
-        plan = [self._plan(name, path, positions.get(name) or cursor.at(name), budget) for name, path in streams]
+        plan = [self._plan(name, path, positions.get(name) or cursor.at(name), budget)
+                for name, path in self._in_turn(streams) if name not in self.held_back]
         return await loop.run_in_executor(self.executor, self._build, plan, budget, sent_params, cursor)
+
+    def _in_turn(self, streams: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+        """The streams (by name) from the one after :attr:`resume_after`, wrapping around."""
+        if self.resume_after is None:
+            return streams
+        after = [entry for entry in streams if entry[0] > self.resume_after]
+        return after + [entry for entry in streams if entry[0] <= self.resume_after]
 
     def _plan(self, name: str, path: Path, at: StreamCursor, budget: int) -> PlannedStream:
         in_memory, read_limit = None, budget
@@ -107,10 +125,12 @@ class BatchBuilder:
         return PlannedStream(name, path, at, in_memory, read_limit, rejected, writer)
 
     def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any, cursor: UploadCursor) -> Batch:
-        streams = []
+        streams: list[PendingStream] = []
         budget_bytes = self.batch_bytes  # rows of any size: a body stays small enough to build, send and store
+        self.resume_after = None
         for planned in plan:
-            if budget <= 0 or budget_bytes <= 0:
+            if budget <= 0 or budget_bytes <= 0 or len(streams) >= self.max_streams:
+                self.resume_after = streams[-1].name if streams else None
                 break
             stream = self._stream(planned, budget, budget_bytes)
             if stream is not None:
@@ -131,10 +151,10 @@ class BatchBuilder:
             else:
                 payload["blocks"] = stream.blocks
             body["streams"][stream.name] = payload
-        encoded = encode_body(body)
+        payload_bytes, encoding = wire_body(body)
         for stream in streams:  # the body has them now; a batch may wait minutes on a retry
             stream.blocks = stream.rows = None
-        return Batch(streams, documents, params_version, encoded)
+        return Batch(streams, documents, params_version, payload_bytes, encoding)
 
     def _stream(self, planned: PlannedStream, budget: int, budget_bytes: int) -> PendingStream | None:
         at = planned.at

@@ -31,7 +31,8 @@ from .wire import block_rows, blocks_from_fields, metric_blocks, pack
 #: One read of a stream file, at most: a line longer than this is set aside (rows are at most 1 MiB
 #: at the call, 6 MiB as JSON at worst).
 MAX_READ_BYTES = 16 * 1024 * 1024
-#: Packed bytes one request carries at most, whatever the rows' sizes (the server takes 256 MiB).
+#: Packed bytes one request carries at most, whatever the rows' sizes (the server takes twice this:
+#: agent/wire.py BodyLimits).
 BATCH_BYTES = 8 * 1024 * 1024
 #: Metric files are decoded this much at a time (~25k rows of 4 scalars + step) and each piece
 #: is packed at once: decoded rows cost ~300 bytes each, packed ones ~50, and a whole batch

@@ -35,9 +35,11 @@ class Transport(Protocol):
 
     remote: str
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None) -> Outcome:
-        """POST a bulk body (agent/wire.py) to the run's events: ``timeout_s`` for the server to take
-        each part of it or to answer, ``total_s`` for all of it (None: as long as it keeps moving)."""
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None,
+                          encoding: str = "zstd") -> Outcome:
+        """POST a bulk body (agent/wire.py; ``encoding``: its Content-Encoding) to the run's events:
+        ``timeout_s`` for the server to take each part of it or to answer, ``total_s`` for all of it
+        (None: as long as it keeps moving)."""
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],
                        timeout_s: float, total_s: float | None) -> Outcome:
@@ -67,9 +69,10 @@ class HttpTransport:
     def _url(self, prefix: str, *parts: str) -> str:
         return "/".join([self.remote, "api/v1/runs", prefix, *(urllib.parse.quote(p, safe="/") for p in parts)])
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None) -> Outcome:
-        """POST a zstd bulk body to the run's events."""
-        headers = {**self.headers, "Content-Encoding": "zstd", "Content-Type": CONTENT_TYPE}
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None,
+                          encoding: str = "zstd") -> Outcome:
+        """POST a bulk body (zstd, or identity: agent/wire.py wire_body) to the run's events."""
+        headers = {**self.headers, "Content-Encoding": encoding, "Content-Type": CONTENT_TYPE}
         return await self._request("POST", self._url(prefix, "events"), timeout_s, total_s, body=body, headers=headers)
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str],

@@ -12,6 +12,10 @@ table in agent/retry.py says; every wait is bounded by the pass's deadline.
 Until the server has stored a batch, and while it is failing, rows are not
 kept in memory and each request is a small probe (PROBE_ROWS).
 
+A stream the server refuses to start (a 4xx naming it in ``streams``: its run holds as many metrics
+as the server allows) is held back: its rows stay on disk, pending, the other streams go on, and it
+is offered again after :data:`HOLD_BACK_S`, so a refusal costs one request a minute, never a loop.
+
 Nothing here blocks the agent's loop: files are read, cursors saved and
 backlogs measured on the executor, and nothing reads the backlog whole
 (agent/backlog.py). The transport, the clock and the sleep are injected.
@@ -49,6 +53,9 @@ MAX_REQUESTS_PER_PASS = 1 << 16
 #: The same rows sent this many times in a row without progress (each answer asked for them again):
 #: the upload stops and says so, instead of looping.
 MAX_SAME_BATCH = 3
+#: A stream the server refused to start is offered again after this long (the operator may have raised
+#: the server's limit).
+HOLD_BACK_S = 60.0
 
 
 @dataclass(slots=True)
@@ -70,6 +77,7 @@ class UploadReport:
     refused_documents: str | None = None  # the server refused the run fields or params (the rows went without)
     unreachable_since: float | None = None  # wall time of the first failure of the current outage
     server_has_more: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (server, this directory)
+    held_back: dict[str, str] = field(default_factory=dict)  # stream -> why the server refused to start it
 
     @property
     def complete(self) -> bool:
@@ -103,6 +111,8 @@ class RunUploader:
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
         self.pass_sleep = sleep  # the current pass's retry wait
+        self.held_back: dict[str, str] = {}  # streams the server refused to start, and its words
+        self.held_back_until = 0.0  # (clock) when they are offered again
 
     # -- the agent's side -------------------------------------------------------
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> None:
@@ -146,7 +156,7 @@ class RunUploader:
             if cursor.adoption_pending:
                 return True
             for name, path in discover_streams(self.directory):
-                if file_size(path) > cursor.at(name).offset:
+                if name not in self.builder.held_back and file_size(path) > cursor.at(name).offset:
                     return True
             documents, _ = self.builder.documents(cursor.documents.get("params"))
             return "params" in documents or bool(self.files.pending(cursor))
@@ -164,6 +174,9 @@ class RunUploader:
         report = UploadReport()
         self.pass_sleep = sleep or self.sleep
         self.builder.without_documents = False  # documents refused in an earlier pass are tried again
+        if self.held_back and self.clock() >= self.held_back_until:  # streams refused a while ago: once more
+            self.held_back.clear()
+            self.builder.held_back.clear()
         cursor = await self.load()
         if cursor.adoption_pending and not await self._adopt(cursor, deadline, report, single_attempt):
             await self._measure(report)
@@ -206,6 +219,7 @@ class RunUploader:
                 await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None and not report.unreachable:
             await self.files.upload(cursor, deadline, report, single_attempt)
+        report.held_back = dict(self.held_back)
         await self._measure(report)
         return report
 
@@ -217,7 +231,7 @@ class RunUploader:
     async def _send(self, batch: Batch, deadline: Deadline, single_attempt: bool) -> Outcome:
         async def attempt(timeout_s: float | None) -> Outcome:
             outcome = await self.transport.post_events(self.prefix, batch.payload, timeout_s or self.request_timeout_s,
-                                                       deadline.transfer_s())
+                                                       deadline.transfer_s(), batch.encoding)
             if outcome.retryable or outcome.status in STOPS:
                 self.memory.suspend()  # the backlog goes to disk; the next batches are small probes
             if outcome.retryable and self.failing_since is None:
@@ -254,6 +268,8 @@ class RunUploader:
         if status in STOPS:
             report.stopped, report.reason = STOPS[status], outcome.reason
             return "stop"
+        if 400 <= status < 500 and self._hold_back(batch, body, outcome.reason):
+            return "rebuild"
         if 400 <= status < 500 and batch.documents and not self.builder.without_documents and (
                 status != 413 or batch.rows <= 1) and self._refused_row(batch, body, status, named_only=True) is None:
             # maybe the documents, not the rows: the same rows go again without them before anything is
@@ -275,6 +291,23 @@ class RunUploader:
         report.unreachable, report.reason = True, outcome.reason  # still failing when the deadline came
         report.unreachable_since = self.failing_since
         return "stop"
+
+    def _hold_back(self, batch: Batch, body: dict[str, Any], reason: str) -> bool:
+        """Hold back the batch's streams the server refused to start (``streams`` of its 4xx); False if it
+        named none of them."""
+        named = body.get("streams")
+        sent = {s.name for s in batch.streams}
+        refused = [name for name in named if isinstance(name, str) and name in sent] if isinstance(named, list) else []
+        if not refused:
+            return False
+        if not self.held_back:
+            self.held_back_until = self.clock() + HOLD_BACK_S
+        for name in refused:
+            self.held_back[name] = reason
+        self.builder.held_back.update(refused)
+        logger.warning("ml-dash: %s refused to start %d stream(s) of %s (%s): their rows stay on disk, pending; "
+                       "the others go on", self.remote, len(refused), self.prefix, reason)
+        return True
 
     def _refused_row(self, batch: Batch, body: dict[str, Any], status: int,
                      named_only: bool = False) -> tuple[str, int] | None:

@@ -37,8 +37,12 @@ run, so a client can tell when the server holds less than it thinks; 409
 ``{"conflict": {...}}``; 4xx ``{"error", "stream"?, "index"?}``.
 
 Bodies are compressed with zstd (``Content-Encoding: zstd``); gzip and
-identity are accepted. :func:`decode_body` caps the decompressed size, so a
-small bomb cannot expand into memory.
+identity are accepted. :func:`decode_body` caps the decompressed size, and
+the decompressed bytes per byte on the wire (:class:`BodyLimits`), so a small
+bomb cannot expand into memory nor claim millions of rows of nils; a client
+whose rows compress better than that sends them uncompressed
+(:func:`wire_body`). One request names at most ``BodyLimits.max_streams``
+streams.
 """
 
 from __future__ import annotations
@@ -194,28 +198,57 @@ def encode_body(body: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class BodyLimits:
-    """Caps on what one request may carry."""
+    """Caps on what one request may carry: the server refuses a body past any of them (413 or 400 naming
+    it), and the client builds none that would be (agent/batches.py)."""
 
-    max_compressed_bytes: int = 32 * 1024 * 1024  # 32 MiB on the wire
-    # 64 MiB after decompression: 8x what a client sends at most (pending.BATCH_BYTES). A byte of
-    # msgpack (a nil, a small int) decodes to an 8-byte list slot, so a body costs at most ~8x this.
-    max_decompressed_bytes: int = 64 * 1024 * 1024
+    # 16 MiB on the wire and after decompression: twice what a client sends at most (pending.BATCH_BYTES)
+    max_compressed_bytes: int = 16 * 1024 * 1024
+    max_decompressed_bytes: int = 16 * 1024 * 1024
+    # Decompressed bytes per byte on the wire, past the first 64 KiB. A megabyte of nils or of one
+    # repeated value compresses to a few hundred bytes, yet every byte of it is a value the server decodes,
+    # checks and stores: a 2 KiB body once claimed 60 columns of 1,000,000 rows. Real bodies stay far
+    # below (rows of random floats 1.5x, log lines 20-75x, rows of 60 constant fields 150x), and the
+    # client sends a body that is not uncompressed (wire_body).
+    max_inflation: int = 256
+    inflation_floor_bytes: int = 64 * 1024
+    # Streams one request may carry: each costs the server a handful of statements and a summary per
+    # width, whatever its rows (one 79 KiB body once named 100,000 new streams).
+    max_streams: int = 1_000
     # Lengths a container may declare, checked before anything is allocated: a column holds at most
     # the events of one request; maps are run fields, params, streams, a row's fields.
     max_array_len: int = 1_000_000
     max_map_len: int = 131_072
     max_str_len: int = 1 << 20  # a metric row or a log line (agent/values.py MAX_ROW_BYTES)
 
+    def decompressed_cap(self, wire_bytes: int) -> int:
+        """The most bytes a body of ``wire_bytes`` may decompress to."""
+        return min(self.max_decompressed_bytes, max(self.inflation_floor_bytes, self.max_inflation * wire_bytes))
 
-def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = BodyLimits()) -> dict[str, Any]:
+
+LIMITS = BodyLimits()
+
+
+def wire_body(body: dict[str, Any], limits: BodyLimits = LIMITS) -> tuple[bytes, str]:
+    """(the bytes to send, their Content-Encoding): zstd, or the msgpack itself when it compresses so well
+    that the server would refuse it compressed (more than ``limits.max_inflation`` times): the server's
+    cost follows the values, so a body of them pays for its wire bytes."""
+    packed = _packer.encode(body)
+    compressed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(packed)
+    if len(packed) > limits.decompressed_cap(len(compressed)):
+        return packed, "identity"
+    return compressed, "zstd"
+
+
+def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = LIMITS) -> dict[str, Any]:
     """Decompress (bounded) and unpack a bulk body; raises :class:`BodyError` with its HTTP status."""
     if len(raw) > limits.max_compressed_bytes:
         raise BodyError(413, f"body of {len(raw)} bytes exceeds {limits.max_compressed_bytes}")
     encoding = (content_encoding or "identity").strip().lower()
+    cap = limits.decompressed_cap(len(raw))
     if encoding == "zstd":
-        payload = _unzstd(raw, limits.max_decompressed_bytes)
+        payload = _unzstd(raw, cap, limits)
     elif encoding in ("gzip", "x-gzip"):
-        payload = _gunzip(raw, limits.max_decompressed_bytes)
+        payload = _gunzip(raw, cap, limits)
     elif encoding == "identity":
         payload = raw
         if len(payload) > limits.max_decompressed_bytes:
@@ -236,23 +269,31 @@ def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = B
     return body
 
 
-def _unzstd(raw: bytes, limit: int) -> bytes:
+def _unzstd(raw: bytes, limit: int, limits: BodyLimits) -> bytes:
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(raw)
         out = reader.read(limit + 1)
     except zstandard.ZstdError as exc:
         raise BodyError(400, f"body is not valid zstd: {exc}") from None
     if len(out) > limit:
-        raise BodyError(413, f"decompressed body exceeds {limit} bytes")
+        raise _too_large(len(raw), limit, limits)
     return out
 
 
-def _gunzip(raw: bytes, limit: int) -> bytes:
+def _gunzip(raw: bytes, limit: int, limits: BodyLimits) -> bytes:
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
     try:
         out = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
         raise BodyError(400, f"body is not valid gzip: {exc}") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyError(413, f"decompressed body exceeds {limit} bytes")
+        raise _too_large(len(raw), limit, limits)
     return out
+
+
+def _too_large(wire_bytes: int, limit: int, limits: BodyLimits) -> BodyError:
+    if limit >= limits.max_decompressed_bytes:
+        return BodyError(413, f"decompressed body exceeds {limit} bytes")
+    return BodyError(413, f"decompressed body exceeds {limit} bytes: at most {limits.max_inflation} times its "
+                          f"{wire_bytes} bytes on the wire (or {limits.inflation_floor_bytes}); values this repetitive "
+                          "cost the server far more than they cost to send: send them uncompressed or fewer at a time")

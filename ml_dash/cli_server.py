@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from .agent.wire import LIMITS
 from .server.config import ServerConfig
 
 
@@ -41,6 +42,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--ingest-workers", type=int, default=2, metavar="N",
                         help="processes that decode ingest bodies, so the server answers other requests "
                              "meanwhile (default 2; 0 decodes in the server's own process)")
+    server.add_argument("--body-memory-mb", type=int, default=64, metavar="MB",
+                        help="request bodies the server holds in memory at once (default 64; a key holds at most "
+                             "half); a request that finds no room waits up to 5 s, then gets 503 with Retry-After")
+    server.add_argument("--worker-memory-mb", type=int, default=192, metavar="MB",
+                        help="memory an ingest worker may use to decode one body, beyond its own (default 192; "
+                             "Linux); a body that needs more gets 413")
+    server.add_argument("--max-metrics-per-run", type=int, default=100_000, metavar="N",
+                        help="metric streams one run may hold (default 100,000); a request that would start more "
+                             "gets 422 naming them")
     server.set_defaults(handler=run_server)
     ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
                         description="Serve the web UI and the read API over the runs under DIR, on this machine "
@@ -77,9 +87,19 @@ def run_server(args: argparse.Namespace) -> int:
                 raise ArgumentError(f"{flag} {value} must be within (0, 3600] seconds")
         if not 0 <= args.ingest_workers <= 64:
             raise ArgumentError(f"--ingest-workers {args.ingest_workers} must be within 0..64")
+        # the largest body allowed must fit within one key's half of the body memory
+        smallest = 2 * LIMITS.max_compressed_bytes >> 20
+        for flag, value, low in (("--body-memory-mb", args.body_memory_mb, smallest),
+                                 ("--worker-memory-mb", args.worker_memory_mb, 64),
+                                 ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
+            if not low <= value <= 1 << 30:
+                raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
         config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
+                              body_memory_bytes=args.body_memory_mb << 20,
+                              worker_memory_bytes=args.worker_memory_mb << 20,
+                              max_metrics_per_run=args.max_metrics_per_run,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host))
     except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)

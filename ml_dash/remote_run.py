@@ -209,6 +209,10 @@ def explain(report: UploadReport, unreachable_since: float | None = None) -> str
     if report.refused_files:
         path, reason = report.refused_files[0]
         return f"the server refused {len(report.refused_files)} file(s), {path}: {reason}"
+    if report.held_back:
+        stream, reason = next(iter(report.held_back.items()))
+        return (f"the server refused to start {len(report.held_back)} stream(s), {stream}; their rows stay on disk "
+                f"and are offered again later: {reason}")
     if report.out_of_time:
         return "the deadline passed while sending"
     return "not acknowledged yet"

@@ -78,8 +78,9 @@ class FakeTransport:
         self.closed = False
         self.hanging = 0  # this many requests from now on never get an answer (until cancelled)
 
-    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None) -> Outcome:
-        request = Request("events", decode_body(body, "zstd"))
+    async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None,
+                          encoding: str = "zstd") -> Outcome:
+        request = Request("events", decode_body(body, encoding))
         if self.hanging:
             self.hanging -= 1
             self.requests.append(request)

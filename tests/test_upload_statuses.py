@@ -375,3 +375,25 @@ def test_a_request_that_cannot_be_made_is_not_retried(workdir: Path) -> None:
     transport = FakeTransport([Outcome(-1, error="the request cannot be made: bad header")] * 100)
     report, _ = _upload(directory, transport)
     assert report.stopped == "invalid" and len(transport.events()) == 1 and transport.clock.sleeps == []
+
+
+def test_a_batch_names_at_most_max_streams_and_the_next_starts_after_its_last(workdir: Path) -> None:
+    from ml_dash.agent.batches import BatchBuilder
+    from ml_dash.agent.pending import MemoryChunks
+
+    exp = Experiment(prefix="a/b/wide")
+    with exp.run:
+        for m in range(25):
+            exp.metrics(f"m{m:02d}").log(v=m)
+    builder = BatchBuilder(exp.directory, MemoryChunks(suspended=True), max_streams=10)
+    cursor = UploadCursor.load(exp.directory, "http://x", "a/b/wide")
+
+    def names() -> list[str]:  # the same cursor each time: as if every stream had rows again
+        batch = asyncio.run(builder.next(cursor, {}, None, 1000))
+        return [s.name for s in batch.streams]
+
+    metrics = [f"metrics/m{m:02d}" for m in range(25)]
+    first, second, third = names(), names(), names()
+    assert first == metrics[:10]
+    assert second == metrics[10:20]  # not the first ten again: every stream gets its turn
+    assert third == [*metrics[20:], *metrics[:5]]

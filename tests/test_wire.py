@@ -10,12 +10,15 @@ import msgpack
 import pytest
 
 from ml_dash.agent.wire import (
+    LIMITS,
     BodyError,
     BodyLimits,
+    blocks_from_fields,
     decode_body,
     encode_body,
     metric_blocks,
     metric_rows,
+    wire_body,
 )
 
 
@@ -53,6 +56,32 @@ def test_limits_give_the_right_status() -> None:
     with pytest.raises(BodyError) as enc:
         decode_body(b"", "compress", small)
     assert enc.value.status == 415
+
+
+def test_a_body_may_decompress_to_at_most_max_inflation_times_its_wire_size_past_a_floor() -> None:
+    nils = msgpack.packb({"v": 2, "streams": {"metrics/m": {"start": 0, "blocks": [
+        {"keys": ["a"], "cols": [[None] * 500_000], "created": [["c", 500_000]]}]}}})
+    packed = gzip.compress(nils)
+    assert len(nils) > LIMITS.max_inflation * len(packed)
+    with pytest.raises(BodyError) as bomb:
+        decode_body(packed, "gzip")
+    assert bomb.value.status == 413 and f"at most {LIMITS.max_inflation} times its {len(packed)} bytes" in str(bomb.value)
+    assert decode_body(nils, "identity")["streams"]["metrics/m"]["start"] == 0  # the same bytes, uncompressed
+    floor = msgpack.packb({"v": 2, "pad": [None] * 60_000})  # within the floor: however well it compresses
+    assert decode_body(gzip.compress(floor), "gzip")["v"] == 2
+
+
+def test_rows_that_compress_past_the_bound_go_uncompressed_and_others_in_zstd() -> None:
+    def body(fields: int) -> dict:
+        datas = [{**{f"z{k}": 0 for k in range(fields)}, "_ts": 1795663131.888 + i * 0.001} for i in range(5000)]
+        return {"v": 2, "streams": {"metrics/z": {"start": 0, "blocks": blocks_from_fields(datas, "c")}}}
+
+    usual, usual_encoding = wire_body(body(4))
+    assert usual_encoding == "zstd" and decode_body(usual, "zstd") == body(4)
+    zeros, zeros_encoding = wire_body(body(600))  # 600 zeros a row: zstd would shrink them 1,000 times
+    with pytest.raises(BodyError):
+        decode_body(encode_body(body(600)), "zstd")
+    assert zeros_encoding == "identity" and decode_body(zeros, "identity") == body(600)
 
 
 def test_columnar_zstd_is_a_fraction_of_json() -> None:

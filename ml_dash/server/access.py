@@ -16,6 +16,7 @@ from aiohttp import web
 from ..agent.credentials import USER_HEADER
 from ..naming import validate_metric_name, validate_prefix
 from . import sessions
+from .admission import IngestGate
 from .auth import parse_token
 from .blobs import LocalBlobStore
 from .config import ServerConfig
@@ -29,6 +30,7 @@ BLOBS = web.AppKey("blobs", LocalBlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
 PREPARER = web.AppKey("preparer", Preparer)
 LOCAL_INDEX = web.AppKey("local_index", LocalIndex)
+GATE = web.AppKey("ingest_gate", IngestGate)
 #: Who reads an ``ml-dash ui`` (open_reads): its token, not a sign-in, lets a reader in.
 LOCAL_READER = "local"
 

@@ -21,8 +21,9 @@ Routes (JSON unless noted)::
 
 Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
 401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
-stored rows or rows of another run, 413 too large, 415 encoding), 5xx only for
-transient ones (500 a bug, 503 an ingest worker died, 507 the disk is full).
+stored rows or rows of another run, 413 too large, 415 encoding, 422 a run's metrics past its
+limit), 5xx only for transient ones (500 a bug, 503 an ingest worker died or no room for the
+body in time, 507 the disk is full).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from . import sessions, ui
 from .access import (
     BLOBS,
     CONFIG,
+    GATE,
     LOCAL_INDEX,
     PREPARER,
     STORAGE,
@@ -56,8 +58,9 @@ from .access import (
     readable_owner,
     run_prefix,
 )
+from .admission import IngestGate
 from .blobs import LocalBlobStore
-from .bodies import read_body
+from .bodies import declared_size, read_body
 from .buckets import SUMMARY_WIDTHS
 from .config import ServerConfig
 from .errors import (
@@ -65,6 +68,7 @@ from .errors import (
     Conflict,
     Forbidden,
     Unauthorized,
+    Unprocessable,
     error_middleware,
     json_response,
 )
@@ -74,7 +78,7 @@ from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import ingest_reply
 from .local_index import LocalIndex
 from .prepare import Preparer
-from .records import ConflictError, GapError
+from .records import ConflictError, GapError, StreamLimitError
 from .request_text import text_middleware
 from .storage import SQLiteStorage, Storage
 from .timing import timing_middleware
@@ -103,6 +107,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
     app[CONFIG] = config
+    app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots)
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
     if config.ui_token is not None:
@@ -186,19 +191,27 @@ async def delete_session(request: web.Request) -> web.Response:
 
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
+    """Bounded before any work (server/admission.py): the body's bytes are reserved before it is read,
+    and it is decoded and stored while holding one of a few work slots."""
     owner, project, name = run_prefix(request)
     who = await caller(request)
     if who != owner:
         raise Forbidden(f"{who!r} may write only under {who}/...")
     config = request.app[CONFIG]
-    raw = await read_body(request, config.body_limits.max_compressed_bytes, config.body_idle_timeout_s)
-    batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
-    try:
-        acked = await request.app[STORAGE].ingest(batch)
-    except GapError as exc:
-        raise Conflict(str(exc), acked=exc.counts) from None
-    except ConflictError as exc:
-        raise Conflict(str(exc), conflict=exc.details) from None
+    limit = config.body_limits.max_compressed_bytes
+    gate = request.app[GATE]
+    async with gate.bodies.reserve(declared_size(request, limit), who):
+        raw = await read_body(request, limit, config.body_idle_timeout_s)
+        async with gate.work:
+            batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
+            try:
+                acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
+            except GapError as exc:
+                raise Conflict(str(exc), acked=exc.counts) from None
+            except ConflictError as exc:
+                raise Conflict(str(exc), conflict=exc.details) from None
+            except StreamLimitError as exc:
+                raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
     return ingest_reply(acked)
 
 
@@ -298,6 +311,9 @@ def fixed_width(request: web.Request, start: int, end: int | None, buckets: int)
 
 
 MAX_COMPARED_RUNS = 50
+#: Buckets of all the runs of one comparison: 50 runs at 4,000 buckets (a chart 4,000 pixels wide).
+#: Each is its own, so the product, not either number, is what a request costs.
+MAX_COMPARED_BUCKETS = 200_000
 
 
 async def compare_metric(request: web.Request) -> web.Response:
@@ -308,6 +324,9 @@ async def compare_metric(request: web.Request) -> web.Response:
     if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
         raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")
     buckets = int_query(request, "buckets", 1000, 1, 10_000)
+    runs = len(dict.fromkeys(prefixes))
+    if runs * buckets > MAX_COMPARED_BUCKETS:
+        raise BadRequest(f"{runs} runs of {buckets} buckets: at most {MAX_COMPARED_BUCKETS} buckets in all; ask for fewer")
     # only the fields a chart draws (a third of the reply when _ts is left out, say)
     wanted = {f for f in request.query.get("fields", "").split(",") if f} or None
     who = await caller(request)

@@ -22,6 +22,18 @@ class ServerConfig:
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
     # processes that decode ingest bodies (server/prepare.py); 0 decodes on the event loop's process
     ingest_workers: int = 2
+    # What ingest may cost the server at once (server/admission.py, README "What a request may cost"):
+    # request bodies held in memory (their bytes on the wire), reserved before they are read; a caller
+    # (a key) holds at most half of it
+    body_memory_bytes: int = 64 * 1024 * 1024
+    # a request that finds no room waits in a queue this long at most, for this long at most; then 503
+    body_queue: int = 64
+    body_wait_s: float = 5.0
+    # memory an ingest worker may take beyond what it holds at start (Linux): a body that decodes to
+    # more is a 413
+    worker_memory_bytes: int = 192 * 1024 * 1024
+    # metric streams one run may hold (the log is one more)
+    max_metrics_per_run: int = 100_000
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.
@@ -32,6 +44,12 @@ class ServerConfig:
     # ``ml-dash ui``: every request but /health must carry this token (server/ui_token.py); None asks
     # for none. Kept out of repr: a config printed in a log must not carry it
     ui_token: str | None = field(default=None, repr=False)
+
+    @property
+    def ingest_slots(self) -> int:
+        """Bodies decoded or being stored at once: one per worker, and two whose batches wait for the
+        database while the workers decode the next ones."""
+        return max(self.ingest_workers, 1) + 2
 
     @property
     def database(self) -> Path:

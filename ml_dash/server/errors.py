@@ -9,9 +9,12 @@
     ├── NotFound              404
     ├── Conflict              409   ``acked`` (a batch past the stored rows) or ``conflict`` (another run)
     ├── PayloadTooLarge       413
-    └── UnsupportedEncoding   415
+    ├── UnsupportedEncoding   415
+    └── Unprocessable         422   well-formed, but past a limit of what it writes to (``streams``: a
+                                    run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
-    Unavailable                     503   a part of the server is restarting (a decode worker died)
+    Unavailable                     503   a part of the server is restarting (a decode worker died), or it
+                                          is busy (no room for a body within the queue's bounds)
 
 Anything else raised by a handler is a server bug: a 500 whose body says so
 (the traceback goes to the server's log, never to the client), which clients
@@ -88,14 +91,21 @@ class UnsupportedEncoding(RequestError):
     status = 415
 
 
+class Unprocessable(RequestError):
+    status = 422
+
+
 class StorageFull(Exception):
     """The server's disk (database or blobs) is full; nothing of the request was stored."""
 
 
 class Unavailable(Exception):
-    """The server cannot handle the request just now (nothing of it was stored); the client retries."""
+    """The server cannot handle the request just now (nothing of it was stored); the client retries
+    after ``retry_after_s``."""
 
-    retry_after_s = 1
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def is_no_space(exc: BaseException) -> bool:

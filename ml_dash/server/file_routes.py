@@ -8,10 +8,13 @@ from aiohttp import web
 from ..agent.jsonlines import DecodeError, loads
 from ..naming import clean_relative_path
 from . import ui
-from .access import BLOBS, CONFIG, LOCAL_INDEX, STORAGE, caller, experiment_of, run_prefix
+from .access import BLOBS, CONFIG, GATE, LOCAL_INDEX, STORAGE, caller, experiment_of, run_prefix
 from .blobs import BlobError
 from .bodies import body_chunks
 from .errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, json_response
+
+#: A file upload is read and written this much at a time.
+FILE_PIECE_BYTES = 1 << 20
 
 
 async def put_file(request: web.Request) -> web.Response:
@@ -29,12 +32,14 @@ async def put_file(request: web.Request) -> web.Response:
         entry = None
     if not isinstance(entry, dict):
         raise BadRequest("X-File-Entry must be a JSON object")
-    try:
-        config = request.app[CONFIG]
-        size = await request.app[BLOBS].put_stream(body_chunks(request, 1 << 20, config.body_idle_timeout_s),
-                                                   declared, config.max_file_bytes)
-    except BlobError as exc:
-        raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
+    config = request.app[CONFIG]
+    # streamed to disk a piece at a time: the piece is what the upload holds of the body budget
+    async with request.app[GATE].bodies.reserve(FILE_PIECE_BYTES, who):
+        try:
+            size = await request.app[BLOBS].put_stream(body_chunks(request, FILE_PIECE_BYTES, config.body_idle_timeout_s),
+                                                       declared, config.max_file_bytes)
+        except BlobError as exc:
+            raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
     await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
     return json_response({"path": path, "sha256": declared, "sizeBytes": size})
 

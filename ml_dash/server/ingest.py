@@ -18,7 +18,7 @@ from aiohttp import web
 from ..agent.jsonlines import dumps
 from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ..agent.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_json, check_text
-from ..agent.wire import BodyError, decode_body
+from ..agent.wire import LIMITS, BodyError, decode_body
 from ..files import check_tags
 from ..logs import normalise_level
 from ..naming import is_identity, validate_metric_name
@@ -77,7 +77,8 @@ def run_fields(run: dict[Any, Any]) -> dict[str, Any]:
     return out
 
 
-def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_events: int) -> IngestBatch:
+def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_events: int,
+                max_streams: int = LIMITS.max_streams) -> IngestBatch:
     """The validated batch of a decoded body; BadRequest naming the first problem."""
     batch = IngestBatch(owner, project, name)
     identity = body.get("identity")
@@ -107,6 +108,8 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
     streams = body.get("streams", {})
     if not isinstance(streams, dict):
         raise BadRequest("'streams' must be a map")
+    if len(streams) > max_streams:  # before any of them costs anything
+        raise PayloadTooLarge(f"{len(streams)} streams in one request; at most {max_streams}: split the batch")
     events = 0
     for stream, payload in streams.items():
         events += _add_stream(batch, stream, payload)

@@ -1,4 +1,4 @@
-"""What the handlers and a storage backend exchange: a validated batch, and the two refusals of ingest."""
+"""What the handlers and a storage backend exchange: a validated batch, and the three refusals of ingest."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ class ConflictError(Exception):
     def __init__(self, message: str, details: dict[str, Any]) -> None:
         super().__init__(message)
         self.details = details
+
+
+class StreamLimitError(Exception):
+    """New metric streams past what one run may hold: nothing of the batch is stored. ``streams`` are the
+    batch's new streams that do not fit (those before them would)."""
+
+    def __init__(self, streams: list[str], limit: int, held: int) -> None:
+        super().__init__(f"a run holds at most {limit} metrics; this one holds {held}, and {len(streams)} more "
+                         f"of this request do not fit ({streams[0]}{', ...' if len(streams) > 1 else ''})")
+        self.streams = streams
+        self.limit = limit
 
 
 #: A log line as stored: (index, the record as msgpack, its level, its message as text for search).

@@ -10,7 +10,9 @@ and whether the range is a *void* (rows the client set aside). A batch from
   nothing is stored again), else :class:`ConflictError` (409 ``conflict``);
 * the rest is appended, and the writer's range extended.
 
-Everything of one request commits together or not at all.
+A run holds at most ``max_metrics`` metric streams: a batch that would start more is refused whole
+(:class:`StreamLimitError`, naming the streams that do not fit). Everything of one request commits
+together or not at all.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from ..agent.jsonlines import dumps, loads
 from ..agent.layout import LOG_STREAM, metric_stream
 from ..agent.wire import trim_blocks
 from . import sqlite_logs
-from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, LogEntry, MetricRows
+from .records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, LogEntry, MetricRows, StreamLimitError
 from .sqlite_metrics import prepare_rows, store_rows
 
 
-def ingest(db: sqlite3.Connection, batch: IngestBatch) -> dict[str, int]:
+def ingest(db: sqlite3.Connection, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
     """Store ``batch`` in one transaction; the stored counts of every stream of the run."""
     db.execute("BEGIN IMMEDIATE")
     try:
         exp_id = upsert_experiment(db, batch)
+        if max_metrics is not None:
+            _check_new_metrics(db, exp_id, batch, max_metrics)
         for metric, rows in batch.metrics.items():
             _store_metric(db, exp_id, metric, rows, batch.writer_of(metric_stream(metric)))
         if batch.logs is not None:
@@ -83,6 +87,20 @@ def upsert_experiment(db: sqlite3.Connection, batch: IngestBatch) -> int:
         values.append(dumps(merged).decode())
     db.execute(f"UPDATE experiments SET {', '.join(sets)} WHERE id = ?", (*values, exp_id))
     return int(exp_id)
+
+
+def _check_new_metrics(db: sqlite3.Connection, exp_id: int, batch: IngestBatch, limit: int) -> None:
+    """StreamLimitError when the batch's new metric streams (rows or voids) would take the run past
+    ``limit``. The run's streams are counted only when the batch starts new ones (a key lookup each)."""
+    named = [metric_stream(m) for m in batch.metrics] + [s for s in batch.voids if s != LOG_STREAM]
+    new = [s for s in dict.fromkeys(named) if db.execute(
+        "SELECT 1 FROM stream_counts WHERE exp_id=? AND stream=?", (exp_id, s)).fetchone() is None]
+    if not new:
+        return
+    held = db.execute("SELECT COUNT(*) FROM stream_counts WHERE exp_id=? AND stream != ?",
+                      (exp_id, LOG_STREAM)).fetchone()[0]
+    if held + len(new) > limit:
+        raise StreamLimitError(new[max(0, limit - held):], limit, held)
 
 
 def stored_counts(db: sqlite3.Connection, exp_id: int) -> dict[str, int]:

@@ -58,7 +58,11 @@ READ_THREADS = 2
 class Storage(Protocol):
     """What the server needs from a metadata store."""
 
-    async def ingest(self, batch: IngestBatch) -> dict[str, int]: ...
+    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
+        """Store ``batch`` in one transaction (GapError, ConflictError, or StreamLimitError when it would
+        start more than ``max_metrics`` metric streams in its run); every stream's stored count."""
+        ...
+
     async def key_owner(self, key_id: str, secret_sha256: str) -> str | None: ...
     async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None: ...
     async def revoke_key(self, key_id: str) -> bool: ...
@@ -143,14 +147,14 @@ class SQLiteStorage:
         return db
 
     # -- ingest ------------------------------------------------------------
-    async def ingest(self, batch: IngestBatch) -> dict[str, int]:
-        return await self._run(self._ingest, batch)
+    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
+        return await self._run(self._ingest, batch, max_metrics)
 
-    def _ingest(self, batch: IngestBatch) -> dict[str, int]:
+    def _ingest(self, batch: IngestBatch, max_metrics: int | None) -> dict[str, int]:
         db = self._db
         assert db is not None
         try:
-            return ingest(db, batch)
+            return ingest(db, batch, max_metrics)
         except GapError as exc:  # rolled back: tell the client every count it has to go by
             row = db.execute("SELECT id FROM experiments WHERE owner=? AND project=? AND name=?",
                              (batch.owner, batch.project, batch.name)).fetchone()
