@@ -174,8 +174,7 @@ class _Memory(threading.Thread):
 
 def test_two_dozen_large_bodies_at_once_each_get_an_answer_while_health_answers_and_memory_stays_bounded(
         tmp_path: Path) -> None:
-    # a long head timeout: the head timer is another fix's; here the bodies that wait must be answered
-    srv = Server(tmp_path / "data", "--allow-user-name", "--head-timeout-s", "600")
+    srv = Server(tmp_path / "data", "--allow-user-name")  # the default head timeout: bodies that wait are answered
     memory = _Memory(srv.proc.pid)
     payload = _random_floats(15.5)
     assert len(payload) <= LIMITS.max_compressed_bytes  # nearly the largest body the server takes
