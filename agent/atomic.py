@@ -93,6 +93,19 @@ def write_document(path: Path, payload: bytes) -> None:
             tmp.unlink()
 
 
+def write_documents(documents: list[tuple[Path, bytes]]) -> list[OSError | None]:
+    """:func:`write_document` for each (path, payload), in one worker call; each one's error, or None."""
+    errors: list[OSError | None] = []
+    for path, payload in documents:
+        try:
+            write_document(path, payload)
+        except OSError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
+
+
 def file_entry(relpath: str, **fields: Any) -> dict[str, Any]:
     """The metadata entry for a saved file, in the upstream shape (sizes filled in later)."""
     name = relpath.rsplit("/", 1)[-1]

@@ -3,7 +3,7 @@
 ``concurrent.futures.ThreadPoolExecutor`` refuses new work as soon as
 interpreter shutdown begins, which is before ``atexit`` handlers run; the
 agent's final flush at exit must still write files, so it uses this pool for
-every blocking call (file writes through aiofiles, fsync, torch.save).
+every blocking call (file writes, fsync, torch.save).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from .lifecycle import start_thread_without_signals
+
+#: The agent's disk workers: writes and fsyncs of the runs' files.
+IO_WORKERS = 2
 
 
 class WorkerPool(Executor):

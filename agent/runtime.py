@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from . import lifecycle
-from .pool import WorkerPool
+from .pool import IO_WORKERS, WorkerPool
 from .rundir import RunWriter
 from .settings import AgentSettings
 from .streams import SpaceSignal
@@ -48,9 +48,10 @@ class Agent:
         self.fsync_interval_s = fsync_interval_s or settings.fsync_interval_s
         self.max_buffer_bytes = max_buffer_bytes or settings.max_buffer_bytes
         self.max_block_s = settings.max_block_s if max_block_s is None else max_block_s
+        self.max_open_files = settings.max_open_files  # per run (agent/handles.py)
         self.pid = os.getpid()
         self.runs: dict[int, RunWriter] = {}
-        self.pool = WorkerPool(2, "ml-dash-io")
+        self.pool = WorkerPool(IO_WORKERS, "ml-dash-io")
         self._upload_pool: WorkerPool | None = None
         self._space = SpaceSignal()
         self._wake_pending = False
