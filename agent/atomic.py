@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def write_document(path: Path, payload: bytes) -> None:
             tmp.unlink()
 
 
-def write_documents(documents: list[tuple[Path, bytes]]) -> list[OSError | None]:
+def write_documents(documents: Sequence[tuple[Path, bytes]]) -> list[OSError | None]:
     """:func:`write_document` for each (path, payload), in one worker call; each one's error, or None."""
     errors: list[OSError | None] = []
     for path, payload in documents:

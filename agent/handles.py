@@ -20,7 +20,7 @@ fsynced: a run of 20,000 streams logging a few of them pays for those few.
 Descriptors held at most: ``capacity`` open files, plus, during a periodic
 fsync that runs beside the writes, a duplicate of each open file being synced
 (so an eviction meanwhile cannot close a descriptor under the fsync), plus one
-per worker thread reopening a file to fsync it: ``2 * capacity + workers``.
+per thread reopening a file to fsync it: ``2 * capacity + threads``.
 
 Torn tails (agent/jsonlines.py): the first open of a file by this writer ends
 a crash's half line with a newline; a reopen after eviction does not look, as
@@ -33,17 +33,17 @@ worker pool through ``run_blocking``.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .jsonlines import ends_torn
 
 logger = logging.getLogger("ml_dash.agent")
-T = TypeVar("T")
 
 #: Stream files a run keeps open at most, by default: more than a run of a few streams uses, a
 #: small part of the 1,024 descriptors a process commonly may hold.
@@ -52,6 +52,9 @@ DEFAULT_MAX_OPEN_FILES = 64
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
 RunBlocking = Callable[..., Awaitable[Any]]
+#: ``fan_out(fn, items)``: ``fn(chunk)`` over chunks of ``items``, on several threads when there are many
+#: (Agent.fan_out); the results of every chunk concatenated.
+FanOut = Callable[[Callable[[Sequence[Any]], list[Any]], Sequence[Any]], Awaitable[list[Any]]]
 
 
 class _OpenFile:
@@ -67,12 +70,14 @@ class StreamFiles:
     """A run's stream files open for appending, at most ``capacity`` at a time (least recently used
     closed first); :meth:`sync` fsyncs every file written since its last fsync, open or closed."""
 
-    def __init__(self, capacity: int, run_blocking: RunBlocking, fsync: Callable[[int], None] = os.fsync) -> None:
+    def __init__(self, capacity: int, run_blocking: RunBlocking, fan_out: FanOut,
+                 fsync: Callable[[int], None] = os.fsync) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
         self.fsync = fsync
         self._run_blocking = run_blocking
+        self._fan_out = fan_out
         self._open: OrderedDict[str, _OpenFile] = OrderedDict()  # least recently used first
         self._unsynced: dict[str, Path] = {}  # closed with data not yet fsynced
         self._seen: set[str] = set()  # opened by this writer before: the torn-tail check is done
@@ -124,17 +129,21 @@ class StreamFiles:
 
     async def sync(self) -> None:
         """fsync every file written since its last fsync: the open ones (through duplicates, so an eviction
-        meanwhile closes nothing under it) and the ones closed since. One worker call for all of them."""
-        duplicates: list[tuple[int, Path]] = []
-        for entry in self._open.values():
+        meanwhile closes nothing under it) and the ones closed since (reopened by path); many at once on
+        several threads."""
+        targets: list[tuple[str, int | None, Path]] = []
+        for name, entry in self._open.items():
             if entry.dirty:
                 try:
-                    duplicates.append((os.dup(entry.fd), entry.path))
+                    targets.append((name, os.dup(entry.fd), entry.path))
                 except OSError:  # out of descriptors: still dirty, so the next sync, or the close, covers it
                     continue
                 entry.dirty = False
         closed, self._unsynced = self._unsynced, {}
-        failed = await self._run_blocking(_sync_all, duplicates, list(closed.items()), self.fsync)
+        targets += [(name, None, path) for name, path in closed.items()]
+        if not targets:
+            return
+        failed = await self._fan_out(functools.partial(_sync_files, fsync=self.fsync), targets)
         for name in failed:  # could not be reopened (out of descriptors): the next durable point tries again
             self._unsynced.setdefault(name, closed[name])
 
@@ -165,9 +174,13 @@ def _close_then_open(closing: list[int], path: Path, first: bool) -> tuple[int, 
     """Close ``closing`` (descriptors first given back, then taken), then open ``path`` for appending;
     on its first open, end a torn last line and return the size too."""
     _close_all(closing)
-    path.parent.mkdir(parents=True, exist_ok=True)
     torn = first and ends_torn(path)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:  # a new stream: its directory first (a reopen needs no mkdir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
     try:
         if torn:  # a crash's half line: new records start on a line of their own
             _write_all(fd, [b"\n"])
@@ -184,27 +197,20 @@ def _write_all(fd: int, blobs: list[bytes]) -> None:
             view = view[os.write(fd, view):]
 
 
-def _sync_all(duplicates: list[tuple[int, Path]], closed: list[tuple[str, Path]],
-              fsync: Callable[[int], None]) -> list[str]:
-    """fsync the ``duplicates`` (closing them) and the ``closed`` files (reopened one at a time); returns the
-    names of closed files that could not be reopened for want of descriptors."""
-    for fd, path in duplicates:
-        try:
-            fsync(fd)
-        except OSError as exc:
-            logger.debug("fsync of %s failed: %s", path, exc)
-        finally:
-            os.close(fd)
+def _sync_files(targets: Sequence[tuple[str, int | None, Path]], fsync: Callable[[int], None]) -> list[str]:
+    """fsync each (name, descriptor, path): a duplicate descriptor is closed after, a file without one is
+    reopened one at a time; returns the names of files that could not be reopened for want of descriptors."""
     failed = []
-    for name, path in closed:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in OUT_OF_DESCRIPTORS:
-                failed.append(name)
-            else:  # removed by hand: nothing of it to make durable
-                logger.debug("could not reopen %s to fsync it: %s", path, exc)
-            continue
+    for name, fd, path in targets:
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno in OUT_OF_DESCRIPTORS:
+                    failed.append(name)
+                else:  # removed by hand: nothing of it to make durable
+                    logger.debug("could not reopen %s to fsync it: %s", path, exc)
+                continue
         try:
             fsync(fd)
         except OSError as exc:

@@ -36,7 +36,6 @@ from .atomic import FileJob, place_file, write_documents
 from .handles import StreamFiles
 from .jsonlines import dumps, last_record
 from .layout import METRIC_PREFIX
-from .pool import IO_WORKERS
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream, Seal, StreamClosedError, Write
 from .tensors import TensorRead, is_tensor
@@ -64,8 +63,6 @@ TENSOR_READ_TIMEOUT_S = 60.0
 #: fsync): a run of 20,000 metrics refreshes them in turns, the longest waiting first, instead of
 #: spending 20 s a pass on them; the end of the run writes every one.
 DERIVED_DOCUMENTS_PER_PASS = 256
-#: Documents written per worker call (the agent's workers take one call each at a time).
-DOCUMENTS_PER_CALL = 32
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -94,7 +91,7 @@ class RunWriter:
         self.seal = Seal()  # shared by every stream: the run's end
         self.fsync: Callable[[int], None] = os.fsync
         #: the stream files open now, a few at most (agent/handles.py: descriptors are the user's)
-        self.files = StreamFiles(agent.max_open_files, agent.run_blocking, lambda fd: self.fsync(fd))
+        self.files = StreamFiles(agent.max_open_files, agent.run_blocking, agent.fan_out, lambda fd: self.fsync(fd))
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
         self._fsync_task: asyncio.Future | None = None  # a periodic fsync running beside the writes
@@ -400,14 +397,12 @@ class RunWriter:
         if not final and len(derived) > DERIVED_DOCUMENTS_PER_PASS:
             derived = heapq.nsmallest(DERIVED_DOCUMENTS_PER_PASS, derived, key=attrgetter("written_pass"))
         encoded = [job for slot in own + derived if (job := self._encode_document(slot)) is not None]
-        calls = [encoded[i:i + DOCUMENTS_PER_CALL] for i in range(0, len(encoded), DOCUMENTS_PER_CALL)]
-        for first in range(0, len(calls), IO_WORKERS):  # every worker: each document costs an fsync
-            group = calls[first:first + IO_WORKERS]
-            outcomes = await asyncio.gather(*(self.agent.run_blocking(
-                write_documents, [(slot.path, payload) for slot, _, payload in call]) for call in group))
-            for call, errors in zip(group, outcomes):
-                for (slot, version, _), error in zip(call, errors):
-                    self._document_written(slot, version, error)
+        if not encoded:
+            return
+        # each document costs an fsync: many go out on several threads at once
+        errors = await self.agent.fan_out(write_documents, [(slot.path, payload) for slot, _, payload in encoded])
+        for (slot, version, _), error in zip(encoded, errors):
+            self._document_written(slot, version, error)
 
     def _encode_document(self, slot: DocumentSlot) -> tuple[DocumentSlot, int, bytes] | None:
         version = slot.version

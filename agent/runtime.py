@@ -16,12 +16,12 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from . import lifecycle
-from .pool import IO_WORKERS, WorkerPool
+from .pool import FAN_OUT_MIN_ITEMS, IO_WORKERS, SYNC_THREADS, WorkerPool, map_chunks
 from .rundir import RunWriter
 from .settings import AgentSettings
 from .streams import SpaceSignal
@@ -53,6 +53,7 @@ class Agent:
         self.runs: dict[int, RunWriter] = {}
         self.pool = WorkerPool(IO_WORKERS, "ml-dash-io")
         self._upload_pool: WorkerPool | None = None
+        self._sync_pool: WorkerPool | None = None
         self._space = SpaceSignal()
         self._wake_pending = False
         self._stopping = False
@@ -139,6 +140,16 @@ class Agent:
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call on the agent's worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def fan_out(self, fn: Callable[[Sequence[Any]], list[T]], items: Sequence[Any]) -> list[T]:
+        """``fn(chunk)`` over chunks of ``items`` (fsyncs, document writes), results in order: a few items in
+        one call on the disk workers, many at once on the sync threads (started when first needed)."""
+        if len(items) <= FAN_OUT_MIN_ITEMS:
+            return await self.run_blocking(fn, items)
+        with self._instance_lock:
+            if self._sync_pool is None:
+                self._sync_pool = WorkerPool(SYNC_THREADS, "ml-dash-sync")
+        return await map_chunks(self._sync_pool, fn, items, SYNC_THREADS)
 
     @property
     def upload_pool(self) -> WorkerPool:

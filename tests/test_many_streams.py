@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 
 from ml_dash.agent.handles import StreamFiles
-from ml_dash.agent.pool import IO_WORKERS
+from ml_dash.agent.pool import IO_WORKERS, SYNC_THREADS
 
 from .conftest import python_script, read_jsonl
 
 #: Descriptors under a run directory the agent may hold in local mode: the stream files it keeps open,
-#: a duplicate of each during a periodic fsync, one per disk worker (a document's temporary file, a file
-#: reopened to fsync it), and the run's lock (agent/handles.py).
+#: a duplicate of each during a periodic fsync, one per thread that writes a document or reopens a file
+#: to fsync it (the disk workers and the sync threads), and the run's lock (agent/handles.py).
 DEFAULT_OPEN_FILES = 64
-AGENT_DESCRIPTOR_BOUND = 2 * DEFAULT_OPEN_FILES + IO_WORKERS + 1
+AGENT_DESCRIPTOR_BOUND = 2 * DEFAULT_OPEN_FILES + IO_WORKERS + SYNC_THREADS + 1
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -50,7 +50,10 @@ def _with_files(capacity: int, body: Callable[[StreamFiles, list[int]], Any]) ->
         async def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
             return await loop.run_in_executor(None, fn, *args)
 
-        files = StreamFiles(capacity, run_blocking, recording_fsync)
+        async def fan_out(fn: Callable[..., Any], items: Any) -> Any:
+            return await run_blocking(fn, items)
+
+        files = StreamFiles(capacity, run_blocking, fan_out, recording_fsync)
         try:
             return await body(files, synced)
         finally:
