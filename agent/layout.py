@@ -20,6 +20,7 @@ the tree spells these names: writers and readers import them from here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 EXPERIMENT = "experiment.json"
@@ -72,10 +73,14 @@ def metric_metadata_path(directory: Path, metric: str) -> Path:
 
 
 def discover_streams(directory: Path) -> list[tuple[str, Path]]:
-    """The streams of a run directory that have a file, logs first, then metrics by name."""
+    """The streams of a run directory that have a file, logs first, then metrics by name (one stat per
+    stream: a run may have 20,000 of them, and the upload asks on every pass)."""
     directory = Path(directory)
     found = [(LOG_STREAM, directory / LOGS_FILE)]
-    metrics = directory / METRICS_DIR
-    if metrics.is_dir():
-        found += [(metric_stream(d.name), d / METRIC_DATA) for d in sorted(metrics.iterdir()) if d.is_dir()]
+    try:
+        with os.scandir(directory / METRICS_DIR) as entries:  # the entry's type comes with the listing
+            names = sorted(entry.name for entry in entries if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    found += [(metric_stream(name), directory / METRICS_DIR / name / METRIC_DATA) for name in names]
     return [(name, path) for name, path in found if path.is_file()]
