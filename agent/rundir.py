@@ -91,7 +91,8 @@ class RunWriter:
         self.seal = Seal()  # shared by every stream: the run's end
         self.fsync: Callable[[int], None] = os.fsync
         #: the stream files open now, a few at most (agent/handles.py: descriptors are the user's)
-        self.files = StreamFiles(agent.max_open_files, agent.run_blocking, agent.fan_out, lambda fd: self.fsync(fd))
+        self.stream_files = StreamFiles(agent.max_open_files, agent.run_blocking, agent.fan_out,
+                                        lambda fd: self.fsync(fd))
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
         self._fsync_task: asyncio.Future | None = None  # a periodic fsync running beside the writes
@@ -179,7 +180,7 @@ class RunWriter:
             try:
                 await self._finish_pass(durable=True, final=True)
             finally:
-                await self.files.close()
+                await self.stream_files.close()
                 self.closed = True
                 # a document that could not be written for want of descriptors (the user's files took
                 # them) gets a second chance with the stream files given back: the run's end must say so
@@ -296,10 +297,10 @@ class RunWriter:
         if len(blobs) > 1 and size <= JOIN_BYTES:
             blobs = [b"".join(blobs)]  # one executor round trip instead of one per chunk
         try:
-            opened_size = await self.files.open(stream.name, stream.path)
+            opened_size = await self.stream_files.open(stream.name, stream.path)
             if opened_size is not None:  # its first open by this writer (a crash's torn line ended)
                 stream.file_size = opened_size
-            await self.files.write(stream.name, blobs)
+            await self.stream_files.write(stream.name, blobs)
         except OSError as exc:
             await self._truncate_back(stream)
             stream.counters.drop(count, "disk_error", stream.name)
@@ -364,7 +365,7 @@ class RunWriter:
 
     async def _truncate_back(self, stream: RowStream) -> None:
         try:
-            await self.files.truncate(stream.name, stream.file_size)
+            await self.stream_files.truncate(stream.name, stream.file_size)
         except OSError as exc:
             logger.debug("could not truncate %s back: %s", stream.path, exc)
 
@@ -417,7 +418,9 @@ class RunWriter:
 
     def _document_written(self, slot: DocumentSlot, version: int, error: OSError | None) -> None:
         if error is not None:  # disk full or gone, or out of descriptors: the next pass writes it again
-            self._report_once(str(slot.path), "could not write %s (retried on the next pass): %s", slot.path, error)
+            # said once per kind of failure, not per document (a run may have 20,000 of them)
+            self._report_once(f"document-{error.errno}", "could not write %s (retried on the next pass; the same "
+                              "failure of other documents is not logged): %s", slot.path, error)
             return
         slot.written_version = version
         slot.written_pass = self._document_passes
@@ -435,4 +438,4 @@ class RunWriter:
 
     async def _fsync_handles(self) -> None:
         self._last_fsync = time.monotonic()
-        await self.files.sync()
+        await self.stream_files.sync()
