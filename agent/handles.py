@@ -6,7 +6,8 @@ loaders, checkpoints and sockets; a run may have any number of metric streams
 (per-layer statistics of a large model make thousands). Keeping one file open
 per stream for the run's life ran a 1,100-metric run out of descriptors: rows
 were dropped, documents went unwritten, and the script's own ``open()`` failed.
-So a writer keeps at most ``capacity`` stream files open (``ML_DASH_MAX_OPEN_FILES``):
+So a writer keeps at most ``capacity`` stream files open (its share of
+``ML_DASH_MAX_OPEN_FILES`` among the process's running runs, agent/runtime.py):
 a run of a handful of streams keeps all of them open and writes exactly as
 before; a run of thousands reopens a file when its turn comes.
 
@@ -68,7 +69,8 @@ class _OpenFile:
 
 class StreamFiles:
     """A run's stream files open for appending, at most ``capacity`` at a time (least recently used
-    closed first); :meth:`sync` fsyncs every file written since its last fsync, open or closed."""
+    closed first; a capacity lowered meanwhile is reached as files are opened); :meth:`sync` fsyncs every
+    file written since its last fsync, open or closed."""
 
     def __init__(self, capacity: int, run_blocking: RunBlocking, fan_out: FanOut,
                  fsync: Callable[[int], None] = os.fsync) -> None:

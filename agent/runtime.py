@@ -29,6 +29,9 @@ from .streams import SpaceSignal
 logger = logging.getLogger("ml_dash.agent")
 T = TypeVar("T")
 
+#: Stream files each running run may keep open, however many runs share ML_DASH_MAX_OPEN_FILES.
+MIN_OPEN_FILES_PER_RUN = 4
+
 
 class Agent:
     """Moves buffered events of every run of this process to disk."""
@@ -48,7 +51,7 @@ class Agent:
         self.fsync_interval_s = fsync_interval_s or settings.fsync_interval_s
         self.max_buffer_bytes = max_buffer_bytes or settings.max_buffer_bytes
         self.max_block_s = settings.max_block_s if max_block_s is None else max_block_s
-        self.max_open_files = settings.max_open_files  # per run (agent/handles.py)
+        self.max_open_files = settings.max_open_files  # shared by the running runs (agent/handles.py)
         self.pid = os.getpid()
         self.runs: dict[int, RunWriter] = {}
         self.pool = WorkerPool(IO_WORKERS, "ml-dash-io")
@@ -162,9 +165,19 @@ class Agent:
 
     def register(self, run: RunWriter) -> None:
         self.runs[id(run)] = run
+        self._share_open_files()
 
     def unregister(self, run: RunWriter) -> None:
         self.runs.pop(id(run), None)
+        self._share_open_files()
+
+    def _share_open_files(self) -> None:
+        """``max_open_files`` is the process's: each running run keeps its share of stream files open (at
+        least :data:`MIN_OPEN_FILES_PER_RUN`); a run over its new share closes files as it opens others."""
+        runs = list(self.runs.values())
+        share = max(MIN_OPEN_FILES_PER_RUN, self.max_open_files // max(1, len(runs)))
+        for run in runs:
+            run.stream_files.capacity = share
 
     def close_run(self, run: RunWriter, timeout_s: float | None) -> bool:
         """Write all of ``run`` durably and release it; False if the deadline passed first."""

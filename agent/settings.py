@@ -8,8 +8,9 @@ variable                              default    meaning
 ``ML_DASH_MAX_BUFFER_MB``             64         memory the buffer may hold (MiB)
 ``ML_DASH_MAX_BLOCK_S``               0.5        the longest a log call waits on a full buffer
 ``ML_DASH_EXIT_TIMEOUT_S``            10         the flush deadline at interpreter exit or SIGTERM
-``ML_DASH_MAX_OPEN_FILES``            64         stream files a run keeps open at most (the
-                                                 least recently written closed first)
+``ML_DASH_MAX_OPEN_FILES``            64         stream files the process's runs keep open at
+                                                 most, shared among them (each the least recently
+                                                 written closed first)
 ``ML_DASH_REQUEST_TIMEOUT_S``         30         remote mode: the longest one request may take
 ``ML_DASH_UPLOAD_BATCH_ROWS``         131072     remote mode and sync: rows per request at most
 ``ML_DASH_START_TIMEOUT_S``           2          remote mode: the longest the start-up lookup of

@@ -251,6 +251,48 @@ def test_a_run_ends_with_its_status_when_the_script_has_taken_every_descriptor(t
         assert [r["data"]["v"] for r in read_jsonl(run_dir / f"metrics/new{i}/data.jsonl")] == [1]
 
 
+def test_the_open_files_are_shared_among_the_runs_of_a_process(tmp_path: Path) -> None:
+    """ML_DASH_MAX_OPEN_FILES bounds the process, not each run: four runs of 40 metrics at once keep 64
+    stream files open in all (160 before), and the last run running gets the whole 64 back."""
+    result = python_script("""
+        import json, os
+        from ml_dash import Experiment
+
+        def under(directory):
+            count = 0
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(directory) + "/")
+                except OSError:
+                    pass
+            return count
+
+        runs = [Experiment(prefix=f"o/p/r{k}") for k in range(4)]
+        for exp in runs:
+            exp.run.start()
+        for step in range(2):
+            for exp in runs:
+                for i in range(40):
+                    exp.metrics(f"m{i}").log(v=i, step=step)
+            for exp in runs:
+                exp.flush()
+        together = under(runs[0].directory.parent.resolve())  # the four runs' locks and stream files
+        for exp in runs[:3]:
+            exp.run.complete()
+        last = runs[3]
+        for i in range(40):
+            last.metrics(f"m{i}").log(v=i, step=2)
+        last.flush()
+        alone = under(last.directory.resolve())
+        last.run.complete()
+        print(json.dumps({"together": together, "alone": alone}))
+    """, tmp_path, env={"ML_DASH_FSYNC_INTERVAL_S": "3600"}, timeout=300)  # no periodic fsync's duplicates
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["together"] <= DEFAULT_OPEN_FILES + 4, out  # 16 stream files a run, and each run's lock
+    assert out["alone"] == 40 + 1, out  # all 40 of its files open again, and its lock
+
+
 def test_a_full_disk_with_more_streams_than_open_files_drops_exactly_what_failed(tmp_path: Path) -> None:
     """Fault matrix row 7 with files closed and reopened between writes: each failed chunk is cut back in
     its own file and counted, and each stream's accounting holds."""
