@@ -46,8 +46,8 @@ from .jsonlines import ends_torn
 
 logger = logging.getLogger("ml_dash.agent")
 
-#: Stream files a run keeps open at most, by default: more than a run of a few streams uses, a
-#: small part of the 1,024 descriptors a process commonly may hold.
+#: Stream files the process's runs keep open at most, by default: more than a run of a few streams
+#: uses, a small part of the 1,024 descriptors a process commonly may hold.
 DEFAULT_MAX_OPEN_FILES = 64
 #: The errors of a process (or the system) out of descriptors.
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
@@ -88,9 +88,6 @@ class StreamFiles:
     def __len__(self) -> int:
         """Files open now."""
         return len(self._open)
-
-    def is_open(self, name: str) -> bool:
-        return name in self._open
 
     async def open(self, name: str, path: Path) -> int | None:
         """Make ``name``'s file (at ``path``) open for appending, closing the least recently used one if

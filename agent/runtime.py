@@ -29,7 +29,8 @@ from .streams import SpaceSignal
 logger = logging.getLogger("ml_dash.agent")
 T = TypeVar("T")
 
-#: Stream files each running run may keep open, however many runs share ML_DASH_MAX_OPEN_FILES.
+#: Stream files each running run may keep open, however many runs share ML_DASH_MAX_OPEN_FILES (unless
+#: it is set lower).
 MIN_OPEN_FILES_PER_RUN = 4
 
 
@@ -175,7 +176,8 @@ class Agent:
         """``max_open_files`` is the process's: each running run keeps its share of stream files open (at
         least :data:`MIN_OPEN_FILES_PER_RUN`); a run over its new share closes files as it opens others."""
         runs = list(self.runs.values())
-        share = max(MIN_OPEN_FILES_PER_RUN, self.max_open_files // max(1, len(runs)))
+        least = min(MIN_OPEN_FILES_PER_RUN, self.max_open_files)  # a setting below it is still honoured
+        share = max(least, self.max_open_files // max(1, len(runs)))
         for run in runs:
             run.stream_files.capacity = share
 

@@ -297,7 +297,7 @@ def test_a_full_disk_with_more_streams_than_open_files_drops_exactly_what_failed
     """Fault matrix row 7 with files closed and reopened between writes: each failed chunk is cut back in
     its own file and counted, and each stream's accounting holds."""
     result = python_script("""
-        import json, resource, signal
+        import json, os, resource, signal
         from ml_dash import Experiment
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         exp = Experiment(prefix="o/p/r")
@@ -309,12 +309,15 @@ def test_a_full_disk_with_more_streams_than_open_files_drops_exactly_what_failed
                 exp.metrics(f"s{s}").log(step=i, payload="x" * 50)
             if i % 250 == 249:
                 exp.flush()
+        opened = sum(os.readlink(f"/proc/self/fd/{fd}").endswith("data.jsonl") for fd in os.listdir("/proc/self/fd")
+                     if os.path.exists(f"/proc/self/fd/{fd}"))
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         exp.run.complete()
-        print(json.dumps({"streams": exp.stats()["streams"], "dir": str(exp.directory)}))
-    """, tmp_path, env={"ML_DASH_MAX_OPEN_FILES": "2"}, timeout=300)
+        print(json.dumps({"streams": exp.stats()["streams"], "dir": str(exp.directory), "opened": opened}))
+    """, tmp_path, env={"ML_DASH_MAX_OPEN_FILES": "2", "ML_DASH_FSYNC_INTERVAL_S": "3600"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["opened"] == 2  # the setting, honoured (no periodic fsync's duplicates: fsynced at each flush)
     run_dir = tmp_path / out["dir"]
     for s in range(6):
         counts = out["streams"][f"metrics/s{s}"]
