@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,19 @@ def write_document(path: Path, payload: bytes) -> None:
     finally:
         if tmp.exists():  # the write failed (disk full): the old document stays, and no stray temp file
             tmp.unlink()
+
+
+def write_documents(documents: Sequence[tuple[Path, bytes]]) -> list[OSError | None]:
+    """:func:`write_document` for each (path, payload), in one worker call; each one's error, or None."""
+    errors: list[OSError | None] = []
+    for path, payload in documents:
+        try:
+            write_document(path, payload)
+        except OSError as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
 
 
 def file_entry(relpath: str, **fields: Any) -> dict[str, Any]:

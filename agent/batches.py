@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .backlog import offset_of_index
+from .backlog import file_size, offset_of_index
 from .cursor import StreamCursor, UploadCursor
 from .jsonlines import read_json
 from .layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
@@ -167,7 +167,7 @@ class BatchBuilder:
         if in_memory is not None and in_memory.count <= budget and in_memory.size <= max(budget_bytes, 1 << 20):
             return in_memory
         limit = min(budget, planned.read_limit)
-        if limit <= 0:
+        if limit <= 0 or file_size(planned.path) <= at.offset:  # a stat, not an open, for a stream with nothing new
             return None
         return read_stream(planned.name, planned.path, at.acked, at.offset, limit, budget_bytes)
 

@@ -92,27 +92,31 @@ class MemoryChunks:
     value), so holding it costs bytes, not Python objects, and sending it is
     a copy. Bounded by :data:`MEMORY_BYTES`: when the upload is behind new
     chunks are refused, and while the server is failing none are kept; the
-    upload reads the disk instead. Used only on the agent's loop thread.
+    upload reads the disk instead. Chunks are kept per stream, in index order,
+    so that planning a batch over a run of 20,000 metrics looks at each
+    stream's own chunks only (it looked at every chunk for every stream). Used
+    only on the agent's loop thread.
     """
 
     def __init__(self, limit_bytes: int = MEMORY_BYTES, suspended: bool = False) -> None:
         self.limit_bytes = limit_bytes
         self.bytes = 0
         self.suspended = suspended
-        self._chunks: deque[MemoryChunk] = deque()
+        self._chunks: dict[str, deque[MemoryChunk]] = {}
+        self._count = 0
 
     def suspend(self) -> None:
         """The server is not taking rows: drop the copies and take none until :meth:`resume`
         (the backlog waits on disk, and the upload reads it from there when the server is back)."""
         self.suspended = True
         self._chunks.clear()
-        self.bytes = 0
+        self.bytes = self._count = 0
 
     def resume(self) -> None:
         self.suspended = False
 
     def __len__(self) -> int:
-        return len(self._chunks)
+        return self._count
 
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> bool:
         """Keep rows ``start ..`` of ``stream`` (field dicts as logged); False when full."""
@@ -123,24 +127,30 @@ class MemoryChunks:
         except Exception:  # noqa: BLE001  # a value msgpack cannot carry: the disk path finds it and sets it aside
             return False
         size = sum(len(block) for block in blocks)
-        self._chunks.append(MemoryChunk(stream, start, len(fields), blocks, end_offset, size))
+        self._chunks.setdefault(stream, deque()).append(MemoryChunk(stream, start, len(fields), blocks, end_offset, size))
         self.bytes += size
+        self._count += 1
         return True
 
     def forget_before(self, acked: dict[str, int]) -> None:
         """Drop chunks whose rows the server has all acknowledged (``acked``: stream -> rows stored)."""
-        kept: deque[MemoryChunk] = deque()
-        for chunk in self._chunks:
-            if chunk.start + chunk.count <= acked.get(chunk.stream, 0):
-                self.bytes -= chunk.size
+        for stream in [name for name in self._chunks if acked.get(name, 0) > 0]:
+            kept: deque[MemoryChunk] = deque()
+            for chunk in self._chunks[stream]:
+                if chunk.start + chunk.count <= acked[stream]:
+                    self.bytes -= chunk.size
+                    self._count -= 1
+                else:
+                    kept.append(chunk)
+            if kept:
+                self._chunks[stream] = kept
             else:
-                kept.append(chunk)
-        self._chunks = kept
+                del self._chunks[stream]
 
     def take(self, stream: str, start: int, budget: int, budget_bytes: int = BATCH_BYTES) -> PendingStream | None:
         """The chunk starting at row ``start`` and the whole chunks that follow it without a gap,
         up to ``budget`` rows and about ``budget_bytes``; None when no chunk starts there."""
-        chunks = [c for c in self._chunks if c.stream == stream and c.start >= start]
+        chunks = [c for c in self._chunks.get(stream, ()) if c.start >= start]
         if not chunks or chunks[0].start != start or chunks[0].count > budget:
             return None
         blocks: list[Any] = []
@@ -157,7 +167,7 @@ class MemoryChunks:
     def next_start(self, stream: str, start: int) -> int | None:
         """Where the first chunk of ``stream`` after row ``start`` begins: a disk read should stop
         there, so that the batch after it is served from memory."""
-        starts = [c.start for c in self._chunks if c.stream == stream and c.start > start]
+        starts = [c.start for c in self._chunks.get(stream, ()) if c.start > start]
         return min(starts) if starts else None
 
 

@@ -1,8 +1,9 @@
 """Writes one run directory: JSON-lines streams, atomic documents and files.
 
 Everything here runs on the agent's event loop; blocking calls (write, fsync,
-rename, torch.save) go to the agent's worker pool through aiofiles or
-``run_in_executor``. One ``asyncio.Lock`` per run serialises the periodic
+rename, torch.save) go to the agent's worker pool (``run_in_executor``). The
+stream files open at a time are a few at most, whatever the number of streams
+(agent/handles.py). One ``asyncio.Lock`` per run serialises the periodic
 flush with flushes the user asks for.
 
 Write rule: a chunk of rows is appended with one write. If that write fails
@@ -21,20 +22,20 @@ the seal (see agent/streams.py), so every call that returned is on disk.
 from __future__ import annotations
 
 import asyncio
-import functools
+import heapq
 import logging
 import os
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiofiles
-
-from .atomic import FileJob, place_file, write_document
-from .jsonlines import dumps, ends_torn, last_record
+from .atomic import FileJob, place_file, write_documents
+from .handles import StreamFiles
+from .jsonlines import dumps, last_record
 from .layout import METRIC_PREFIX
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream, Seal, StreamClosedError, Write
@@ -59,6 +60,10 @@ WRITE_SIZED_BYTES = 8 * 1024 * 1024
 JOIN_BYTES = 8 * 1024 * 1024
 #: The longest the agent waits for logged GPU tensors to reach the host.
 TENSOR_READ_TIMEOUT_S = 60.0
+#: Derived documents (metric metadata) written per pass at most. Each costs about a millisecond (an
+#: fsync): a run of 20,000 metrics refreshes them in turns, the longest waiting first, instead of
+#: spending 20 s a pass on them; the end of the run writes every one.
+DERIVED_DOCUMENTS_PER_PASS = 256
 
 
 def whole_lines(blobs: list[bytes], done: int) -> tuple[int, int]:
@@ -100,11 +105,14 @@ class RunWriter:
         self.on_written: Callable[[str, int, list, str, int], None] | None = None
         self.seal = Seal()  # shared by every stream: the run's end
         self.fsync: Callable[[int], None] = os.fsync
-        self._handles: dict[str, Any] = {}
+        #: the stream files open now, a few at most (agent/handles.py: descriptors are the user's)
+        self.stream_files = StreamFiles(agent.max_open_files, agent.run_blocking, agent.fan_out,
+                                        lambda fd: self.fsync(fd))
         self._lock: asyncio.Lock | None = None
         self._last_fsync = time.monotonic()
         self._fsync_task: asyncio.Future | None = None  # a periodic fsync running beside the writes
         self._reported: set[str] = set()
+        self._document_passes = 0
         self.closed = False
 
     # -- caller's thread ---------------------------------------------------
@@ -123,10 +131,11 @@ class RunWriter:
         stream.close()
         return stream
 
-    def document(self, relpath: str, value: Any = None) -> DocumentSlot:
+    def document(self, relpath: str, value: Any = None, derived: bool = False) -> DocumentSlot:
+        """The document at ``relpath`` (set to ``value`` when given); ``derived``: see :class:`DocumentSlot`."""
         slot = self.documents.get(relpath)
         if slot is None:
-            slot = self.documents[relpath] = DocumentSlot(self.directory / relpath, value)
+            slot = self.documents[relpath] = DocumentSlot(self.directory / relpath, value, derived)
         elif value is not None:
             slot.set(value)
         return slot
@@ -184,15 +193,13 @@ class RunWriter:
             for job in jobs:
                 await self._place(job)
             try:
-                await self._finish_pass(durable=True)
+                await self._finish_pass(durable=True, final=True)
             finally:
-                for name, handle in self._handles.items():
-                    try:
-                        await handle.close()
-                    except OSError as exc:  # the data was fsynced or counted already; the run still ends
-                        logger.debug("closing %s failed: %s", name, exc)
-                self._handles.clear()
+                await self.stream_files.close()
                 self.closed = True
+                # a document that could not be written for want of descriptors (the user's files took
+                # them) gets a second chance with the stream files given back: the run's end must say so
+                await self._write_documents(final=True)
 
     def _seal(self) -> tuple[list[tuple[RowStream, list[Write]]], list[FileJob]]:
         """Seal the run and take everything still queued (rows of every stream, files)."""
@@ -222,11 +229,11 @@ class RunWriter:
         while self.file_jobs:
             await self._place(self.file_jobs.popleft())
 
-    async def _finish_pass(self, durable: bool, wait: bool = True) -> None:
+    async def _finish_pass(self, durable: bool, wait: bool = True, final: bool = False) -> None:
         if durable:
             for hook in self.on_durable:
                 hook()
-        await self._write_documents()
+        await self._write_documents(final)
         if durable and wait:
             await self._fsync()
         elif durable and (self._fsync_task is None or self._fsync_task.done()):
@@ -307,17 +314,14 @@ class RunWriter:
         size = sum(map(len, blobs))
         if len(blobs) > 1 and size <= JOIN_BYTES:
             blobs = [b"".join(blobs)]  # one executor round trip instead of one per chunk
-        done = 0  # bytes of this append on disk
         try:
-            handle = await self._handle(stream)
-            for blob in blobs:
-                view = memoryview(blob)
-                while view:
-                    written = await handle.write(view)
-                    view = view[written:]
-                    done += written
+            opened_size = await self.stream_files.open(stream.name, stream.path)
+            if opened_size is not None:  # its first open by this writer (a crash's torn line ended)
+                stream.file_size = opened_size
+            await self.stream_files.write(stream.name, blobs)
         except OSError as exc:
-            kept, kept_bytes = whole_lines(blobs, done)
+            on_disk = await self.stream_files.size(stream.name)  # how much of this append reached the file
+            kept, kept_bytes = whole_lines(blobs, max(0, on_disk - stream.file_size) if on_disk is not None else 0)
             stream.file_size += kept_bytes
             await self._truncate_back(stream)  # the half line past them, if any
             stream.counters.drop(count - kept, "disk_error", stream.name)
@@ -381,24 +385,9 @@ class RunWriter:
                        len(bad), exc)
         return [fields for fields in items if id(fields) not in bad]
 
-    async def _handle(self, stream: RowStream) -> Any:
-        handle = self._handles.get(stream.name)
-        if handle is None:
-            await self.agent.run_blocking(functools.partial(os.makedirs, stream.path.parent, exist_ok=True))
-            torn = await self.agent.run_blocking(ends_torn, stream.path)
-            handle = await aiofiles.open(stream.path, "ab", buffering=0, executor=self.agent.pool)
-            if torn:  # end a crash's half line so new records start on their own line
-                await handle.write(b"\n")
-            stream.file_size = await self.agent.run_blocking(os.path.getsize, stream.path)
-            self._handles[stream.name] = handle
-        return handle
-
     async def _truncate_back(self, stream: RowStream) -> None:
-        handle = self._handles.get(stream.name)
-        if handle is None:
-            return
         try:
-            await self.agent.run_blocking(os.ftruncate, handle.fileno(), stream.file_size)
+            await self.stream_files.truncate(stream.name, stream.file_size)
         except OSError as exc:
             logger.debug("could not truncate %s back: %s", stream.path, exc)
 
@@ -418,23 +407,45 @@ class RunWriter:
         self.document("files/.files_metadata.json").set({"files": list(self.file_entries.values())})
         self.file_counters.written += 1
 
-    async def _write_documents(self) -> None:
-        for slot in list(self.documents.values()):
-            if not slot.dirty:
-                continue
-            version, value = slot.version, slot.value
-            try:
-                payload = dumps(value) if not isinstance(value, bytes) else value
-            except Exception as exc:  # noqa: BLE001  # checked at the call, so a bug: this version is skipped, said once
-                slot.written_version = version
-                self._report_once(str(slot.path), "could not encode %s: %s", slot.path, exc)
-                continue
-            try:
-                await self.agent.run_blocking(write_document, slot.path, payload)
-            except OSError as exc:  # disk full or gone: the next pass writes it again
-                self._report_once(str(slot.path), "could not write %s (retried on the next pass): %s", slot.path, exc)
-                continue
+    async def _write_documents(self, final: bool = False) -> None:
+        """Write the documents changed since their last write: the run's own (experiment.json, parameters,
+        the files' list) on every pass, then derived ones (metric metadata), at most
+        :data:`DERIVED_DOCUMENTS_PER_PASS` a pass, the longest waiting first; every one when ``final``."""
+        self._document_passes += 1
+        own: list[DocumentSlot] = []
+        derived: list[DocumentSlot] = []
+        for slot in list(self.documents.values()):  # the caller's thread may add one meanwhile
+            if slot.dirty:
+                (derived if slot.derived else own).append(slot)
+        if not final and len(derived) > DERIVED_DOCUMENTS_PER_PASS:
+            derived = heapq.nsmallest(DERIVED_DOCUMENTS_PER_PASS, derived, key=attrgetter("written_pass"))
+        encoded = [job for slot in own + derived if (job := self._encode_document(slot)) is not None]
+        if not encoded:
+            return
+        # each document costs an fsync: many go out on several threads at once
+        errors = await self.agent.fan_out(write_documents, [(slot.path, payload) for slot, _, payload in encoded])
+        for (slot, version, _), error in zip(encoded, errors):
+            self._document_written(slot, version, error)
+
+    def _encode_document(self, slot: DocumentSlot) -> tuple[DocumentSlot, int, bytes] | None:
+        version = slot.version
+        try:
+            value = slot.current()
+            payload = dumps(value) if not isinstance(value, bytes) else value
+        except Exception as exc:  # noqa: BLE001  # checked at the call, so a bug: this version is skipped, said once
             slot.written_version = version
+            self._report_once(str(slot.path), "could not encode %s: %s", slot.path, exc)
+            return None
+        return slot, version, payload
+
+    def _document_written(self, slot: DocumentSlot, version: int, error: OSError | None) -> None:
+        if error is not None:  # disk full or gone, or out of descriptors: the next pass writes it again
+            # said once per kind of failure, not per document (a run may have 20,000 of them)
+            self._report_once(f"document-{error.errno}", "could not write %s (retried on the next pass; the same "
+                              "failure of other documents is not logged): %s", slot.path, error)
+            return
+        slot.written_version = version
+        slot.written_pass = self._document_passes
 
     def _report_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._reported:
@@ -449,8 +460,4 @@ class RunWriter:
 
     async def _fsync_handles(self) -> None:
         self._last_fsync = time.monotonic()
-        for name, handle in list(self._handles.items()):
-            try:
-                await self.agent.run_blocking(self.fsync, handle.fileno())
-            except OSError as exc:
-                logger.debug("fsync of %s failed: %s", name, exc)
+        await self.stream_files.sync()

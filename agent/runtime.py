@@ -16,18 +16,22 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from . import lifecycle
-from .pool import WorkerPool
+from .pool import FAN_OUT_MIN_ITEMS, IO_WORKERS, SYNC_THREADS, WorkerPool, map_chunks
 from .rundir import RunWriter
 from .settings import AgentSettings
 from .streams import SpaceSignal
 
 logger = logging.getLogger("ml_dash.agent")
 T = TypeVar("T")
+
+#: Stream files each running run may keep open, however many runs share ML_DASH_MAX_OPEN_FILES (unless
+#: it is set lower).
+MIN_OPEN_FILES_PER_RUN = 4
 
 
 class Agent:
@@ -48,10 +52,12 @@ class Agent:
         self.fsync_interval_s = fsync_interval_s or settings.fsync_interval_s
         self.max_buffer_bytes = max_buffer_bytes or settings.max_buffer_bytes
         self.max_block_s = settings.max_block_s if max_block_s is None else max_block_s
+        self.max_open_files = settings.max_open_files  # shared by the running runs (agent/handles.py)
         self.pid = os.getpid()
         self.runs: dict[int, RunWriter] = {}
-        self.pool = WorkerPool(2, "ml-dash-io")
+        self.pool = WorkerPool(IO_WORKERS, "ml-dash-io")
         self._upload_pool: WorkerPool | None = None
+        self._sync_pool: WorkerPool | None = None
         self._space = SpaceSignal()
         self._wake_pending = False
         self._stopping = False
@@ -139,6 +145,16 @@ class Agent:
         """Run a blocking call on the agent's worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
+    async def fan_out(self, fn: Callable[[Sequence[Any]], list[T]], items: Sequence[Any]) -> list[T]:
+        """``fn(chunk)`` over chunks of ``items`` (fsyncs, document writes), results in order: a few items in
+        one call on the disk workers, many at once on the sync threads (started when first needed)."""
+        if len(items) <= FAN_OUT_MIN_ITEMS:
+            return await self.run_blocking(fn, items)
+        with self._instance_lock:
+            if self._sync_pool is None:
+                self._sync_pool = WorkerPool(SYNC_THREADS, "ml-dash-sync")
+        return await map_chunks(self._sync_pool, fn, items, SYNC_THREADS)
+
     @property
     def upload_pool(self) -> WorkerPool:
         """The uploads' worker thread (reads, encoding, cursor saves): a backlog being drained at full
@@ -150,9 +166,20 @@ class Agent:
 
     def register(self, run: RunWriter) -> None:
         self.runs[id(run)] = run
+        self._share_open_files()
 
     def unregister(self, run: RunWriter) -> None:
         self.runs.pop(id(run), None)
+        self._share_open_files()
+
+    def _share_open_files(self) -> None:
+        """``max_open_files`` is the process's: each running run keeps its share of stream files open (at
+        least :data:`MIN_OPEN_FILES_PER_RUN`); a run over its new share closes files as it opens others."""
+        runs = list(self.runs.values())
+        least = min(MIN_OPEN_FILES_PER_RUN, self.max_open_files)  # a setting below it is still honoured
+        share = max(least, self.max_open_files // max(1, len(runs)))
+        for run in runs:
+            run.stream_files.capacity = share
 
     def close_run(self, run: RunWriter, timeout_s: float | None) -> bool:
         """Write all of ``run`` durably and release it; False if the deadline passed first."""

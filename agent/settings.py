@@ -8,6 +8,9 @@ variable                              default    meaning
 ``ML_DASH_MAX_BUFFER_MB``             64         memory the buffer may hold (MiB)
 ``ML_DASH_MAX_BLOCK_S``               0.5        the longest a log call waits on a full buffer
 ``ML_DASH_EXIT_TIMEOUT_S``            10         the flush deadline at interpreter exit or SIGTERM
+``ML_DASH_MAX_OPEN_FILES``            64         stream files the process's runs keep open at
+                                                 most, shared among them (each the least recently
+                                                 written closed first)
 ``ML_DASH_REQUEST_TIMEOUT_S``         30         remote mode: the longest one request may take
 ``ML_DASH_UPLOAD_BATCH_ROWS``         131072     remote mode and sync: rows per request at most
 ``ML_DASH_START_TIMEOUT_S``           2          remote mode: the longest the start-up lookup of
@@ -26,6 +29,8 @@ import os
 from dataclasses import dataclass
 
 from ml_dash.errors import ConfigurationError
+
+from .handles import DEFAULT_MAX_OPEN_FILES
 
 
 def env_number(name: str, default: float, low: float, high: float, integer: bool = False) -> float:
@@ -50,6 +55,7 @@ class AgentSettings:
     max_buffer_bytes: int
     max_block_s: float
     exit_timeout_s: float
+    max_open_files: int
 
     @classmethod
     def from_env(cls) -> AgentSettings:
@@ -59,6 +65,9 @@ class AgentSettings:
             max_buffer_bytes=int(env_number("ML_DASH_MAX_BUFFER_MB", 64, 1, 1 << 20) * 1024 * 1024),
             max_block_s=env_number("ML_DASH_MAX_BLOCK_S", 0.5, 0, 60),
             exit_timeout_s=env_number("ML_DASH_EXIT_TIMEOUT_S", 10, 0, 3600),
+            # descriptors are the user's: a few suffice (agent/handles.py)
+            max_open_files=int(env_number("ML_DASH_MAX_OPEN_FILES", DEFAULT_MAX_OPEN_FILES, 1, 1 << 20,
+                                          integer=True)),
         )
 
 

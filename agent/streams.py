@@ -45,6 +45,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -399,20 +400,42 @@ class RowStream:
 
 
 class DocumentSlot:
-    """A latest-wins JSON document: the caller sets a snapshot, the agent writes it."""
+    """A latest-wins JSON document: the caller sets a snapshot, the agent writes it.
 
-    __slots__ = ("path", "value", "version", "written_version")
+    A *derived* document (a metric's metadata.json: counts the stream file
+    already holds) may wait a few passes when a run has thousands of them, and
+    is rendered only when it is written (:meth:`set_lazy`): see
+    ``RunWriter._write_documents``.
+    """
 
-    def __init__(self, path: Path, value: Any = None) -> None:
+    __slots__ = ("derived", "path", "render", "value", "version", "written_pass", "written_version")
+
+    def __init__(self, path: Path, value: Any = None, derived: bool = False) -> None:
         self.path = path
         self.value = value
+        self.derived = derived
+        self.render: Callable[[Any], Any] | None = None  # the next value, from the last one, when written
         self.version = 0 if value is None else 1
         self.written_version = 0
+        self.written_pass = 0  # the writer's pass that last wrote it (the longest waiting go first)
 
     def set(self, value: Any) -> None:
         """Replace the document; the agent writes it on its next pass."""
         self.value = value
+        self.render = None
         self.version += 1
+
+    def set_lazy(self, render: Callable[[Any], Any]) -> None:
+        """Replace the document by ``render(current value)``, called when the agent writes it (on its loop):
+        a document that waits is never built more than once."""
+        self.render = render
+        self.version += 1
+
+    def current(self) -> Any:
+        """The value to write now (rendering a lazy one)."""
+        if self.render is not None:
+            self.value, self.render = self.render(self.value), None
+        return self.value
 
     @property
     def dirty(self) -> bool:

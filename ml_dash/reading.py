@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,25 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)
 
 
+#: The folders of a run directory that hold no runs: never walked into (a run of 20,000 metrics has
+#: 20,000 folders under ``metrics``, and ``ml-dash ui`` looks for new runs every second).
+_RUN_PARTS = frozenset({layout.METRICS_DIR, layout.FILES_DIR, layout.REJECTED_DIR})
+
+
 def find_runs(root: Path) -> Iterator[Path]:
-    """Every directory under ``root`` (itself included) holding an ``experiment.json``."""
+    """Every directory under ``root`` (itself included) holding an ``experiment.json``, in path order; nothing
+    under a ``files`` folder, and nothing inside a run's own folders (its metrics, files, set-aside rows)."""
     root = Path(root)
     if (root / layout.EXPERIMENT).is_file():
         yield root
         return
-    for doc in sorted(root.rglob(layout.EXPERIMENT)):
-        if layout.FILES_DIR not in doc.relative_to(root).parts[:-1]:
-            yield doc.parent
+    found = []
+    for top, folders, names in os.walk(root):  # symbolic links to folders are not followed
+        if layout.EXPERIMENT in names:
+            found.append(Path(top))
+            folders[:] = [f for f in folders if f not in _RUN_PARTS]
+        folders[:] = [f for f in folders if f != layout.FILES_DIR]
+    yield from sorted(found, key=lambda p: p / layout.EXPERIMENT)
 
 
 class IndexCheck:

@@ -141,7 +141,7 @@ class RunSession:
             stream = writer.add_stream(RowStream(self._agent(), stream_name, *self._metric_stream_args(name)))
             if stream.state == "open":
                 slot = writer.document(f"{layout.METRICS_DIR}/{name}/{layout.METRIC_METADATA}",
-                                       read_json(layout.metric_metadata_path(self.directory, name)))
+                                       read_json(layout.metric_metadata_path(self.directory, name)), derived=True)
                 writer.on_durable.append(_metadata_updater(name, slot, stream))
         return stream
 
@@ -408,11 +408,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:
+    """Called at each durable point: a metric whose count moved gets its metadata.json rendered when the
+    writer gets to it (a run of 20,000 metrics must not build 20,000 documents a second)."""
     last: dict[str, int | None] = {"count": None}
 
     def update() -> None:
-        if last["count"] != stream.next_index:
-            last["count"] = stream.next_index
-            slot.set(metric_metadata(name, slot.value, stream.next_index, utc_iso()))
+        count = stream.next_index
+        if last["count"] != count:
+            last["count"] = count
+            slot.set_lazy(lambda previous: metric_metadata(name, previous, count, utc_iso()))
 
     return update

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import python_script, read_json, read_jsonl, start_script
+from .waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("logger_impl")
 
@@ -268,23 +269,17 @@ def test_row5_kill_9_loses_at_most_what_came_after_the_last_periodic_write(tmp_p
 def test_data_is_fsynced_periodically_without_a_flush(exp) -> None:
     """The durable point: fsync at least every ML_DASH_FSYNC_INTERVAL_S (1 s), with no explicit flush."""
     writer = exp._session.writer
-    synced: list[int] = []
+    synced: list[int] = []  # the inodes of the files fsynced
     real = writer.fsync
 
     def recording(fd: int) -> None:
-        synced.append(fd)
+        synced.append(os.fstat(fd).st_ino)
         real(fd)
 
     writer.fsync = recording
     exp.metrics("train").log(step=1)
-    deadline = time.monotonic() + 15
-    handle = None
-    while time.monotonic() < deadline:
-        handle = writer._handles.get("metrics/train")
-        if handle is not None and handle.fileno() in synced:
-            break
-        time.sleep(0.05)
-    assert handle is not None and handle.fileno() in synced
+    data = exp.directory / "metrics/train/data.jsonl"
+    wait_for(lambda: data.exists() and data.stat().st_ino in synced, "a periodic fsync of the metric's file")
 
 
 def test_row14_fork_after_start_does_not_deadlock_and_the_parent_loses_nothing(tmp_path: Path) -> None:

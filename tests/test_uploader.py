@@ -263,3 +263,27 @@ def test_the_http_transport_reads_retry_after_and_the_servers_words(workdir: Pat
         server.stop()
     assert told.status == 503 and told.retry_after_s == 7.0
     assert direct.status == 400 and "zstd" in direct.reason  # the server's own words, read to the end
+
+
+def test_a_pass_over_a_run_of_many_streams_reads_only_the_streams_that_grew(workdir: Path, monkeypatch) -> None:
+    """A run of thousands of metrics (issue 14): an upload pass costs a stat per stream, and a read only for
+    a stream with rows past its cursor (it opened and read every stream's file, twice, on every pass)."""
+    import ml_dash.agent.uploader as uploader_module
+    from ml_dash.agent import batches
+
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(300):
+            exp.metrics(f"layer{i}").log(v=i)
+    uploader = _uploader(exp)
+    report = asyncio.run(uploader.upload(Deadline(30)))
+    assert report.sent_rows == 300 and report.pending_rows == 0
+    with open(exp.directory / "metrics/layer7/data.jsonl", "ab") as f:  # as the agent's writer would
+        f.write(b'{"index":1,"data":{"v":-1,"_ts":1.0},"createdAt":"2026-01-01T00:00:00Z"}\n')
+    reads: list[str] = []
+    for module, name in ((batches, "read_stream"), (uploader_module, "rows_on_disk")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, real=real, **kw: reads.append(str(args[0])) or real(*args, **kw))
+    report = asyncio.run(uploader.upload(Deadline(30)))
+    assert report.sent_rows == 1 and report.pending_rows == 0
+    assert set(reads) == {"metrics/layer7"}, sorted(set(reads))[:5]

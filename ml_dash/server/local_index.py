@@ -6,11 +6,16 @@ bodies, checked by :func:`~.ingest.build_batch` and stored by the same storage. 
 endpoint, and so the UI, behaves as it does on a server, chunks and summaries included.
 
 The index follows the directories as runs write them: before a read, at most once per
-:data:`REFRESH_S`, each stream is read on from where the last pass stopped (complete lines only),
-and run documents, params and file lists are read again when they changed. A pass reads at most
-:data:`PIECE_BYTES` of a file at a time, for :data:`PASS_S` at most, so a huge backlog is indexed
-over several passes and reads answer meanwhile. Source files are only ever opened for reading; a damaged line becomes a void of its
-index, as the uploader would send it.
+:data:`REFRESH_S`, each stream whose file grew is read on from where the last pass stopped
+(complete lines only), and run documents, params and file lists are read again when they changed.
+A pass reads at most :data:`PIECE_BYTES` of a file at a time, for :data:`PASS_S` at most, so a
+huge backlog is indexed over several passes and reads answer meanwhile. Source files are only ever
+opened for reading; a damaged line becomes a void of its index, as the uploader would send it.
+
+A run may have 20,000 metrics: a pass costs one stat per stream (off the event loop) and opens
+only the files that grew; the streams read in one worker call, and stored in one transaction, are
+many small ones together (up to :data:`PIECE_BYTES` read, :data:`BATCH_ROWS` rows); and the streams
+that waited longest go first, so a pass cut short by :data:`PASS_S` starves none.
 """
 
 from __future__ import annotations
@@ -36,16 +41,31 @@ from .storage import SQLiteStorage
 logger = logging.getLogger("ml_dash.server")
 
 REFRESH_S = 1.0
+#: Streams read in one worker call at most (many small streams: one round trip, not one each).
+MAX_STREAMS_PER_READ = 4096
 PIECE_BYTES = 8 * 1024 * 1024  # read of a stream at a time: its rows in memory stay about 100 MB at most
 PASS_S = 2.0  # a pass (before a read) goes on with further pieces for this long
 BATCH_ROWS = 100_000
 WRITER = "local-index"
+#: Statuses after which a run's files do not change (a resumed run rewrites experiment.json first).
+ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 @dataclass
 class _Stream:
     offset: int = 0  # where the next unread line starts
     next_index: int = 0
+    visited: int = 0  # the pass that last read it (the longest waiting are read first)
+
+
+@dataclass
+class _Piece:
+    """What one read of a stream gave: its payloads, the state after them, and whether more may wait."""
+
+    stream: str
+    payloads: list[dict[str, Any]]
+    after: _Stream
+    more: bool
 
 
 @dataclass
@@ -56,6 +76,10 @@ class _Run:
     run_id: str
     streams: dict[str, _Stream] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)  # document -> mtime when last read
+    status: str | None = None  # as its experiment.json said when last read
+    #: the version of experiment.json an ended run had when a pass read every stream to its end: while
+    #: it is still there, nothing is written to the run, and a pass looks at none of its streams
+    settled: tuple[int, int] | None = None
 
 
 class LocalIndex:
@@ -69,6 +93,7 @@ class LocalIndex:
         self._skipped: dict[Path, str] = {}
         self._lock = asyncio.Lock()
         self._last = float("-inf")
+        self._passes = 0
 
     def _skip(self, directory: Path, reason: str) -> None:
         """Warn once per run and reason; the run is tried again on the next pass."""
@@ -85,6 +110,7 @@ class LocalIndex:
             if not force and time.monotonic() - self._last < REFRESH_S:
                 return
             deadline = time.monotonic() + PASS_S
+            self._passes += 1
             for directory in await asyncio.to_thread(lambda: list(find_runs(self.root))):
                 try:
                     await self._index_run(directory, deadline)
@@ -102,34 +128,75 @@ class LocalIndex:
             if run is None:
                 return
             self._runs[directory] = run
+        # taken before the streams are read: an ended run's document is written after its last rows
+        version = await asyncio.to_thread(_version, directory / layout.EXPERIMENT)
         head = await asyncio.to_thread(self._head, directory, run)
         if head:
             await self.storage.ingest(await asyncio.to_thread(self._batch, run, head))
-        for stream, path in await asyncio.to_thread(layout.discover_streams, directory):
-            # a piece at a time (memory stays a piece's rows), until caught up or the pass's time is up
-            while await self._index_piece(directory, run, stream, path) and time.monotonic() < deadline:
-                pass
+        if version is None or version != run.settled:
+            caught_up = await self._index_streams(directory, run, deadline)
+            run.settled = version if caught_up and run.status in ENDED else None
         for entry, local in await asyncio.to_thread(self._new_files, directory, run):
             await self.storage.put_file(run.owner, run.project, run.name, entry["path"], entry["checksum"],
                                         int(entry.get("sizeBytes") or local.stat().st_size), entry)
             self._files[entry["checksum"]] = local
 
-    async def _index_piece(self, directory: Path, run: _Run, stream: str, path: Path) -> bool:
-        """Index the next piece of ``stream``; whether more of it may be waiting."""
-        state = run.streams.setdefault(stream, _Stream())
-        payloads, after, more = await asyncio.to_thread(_read_on, stream, path, state)
-        for payload in payloads:
-            try:  # building a batch decodes and summarises: off the event loop
-                batch = await asyncio.to_thread(self._batch, run, {"streams": {stream: payload}})
-            except RequestError as exc:  # rows the SDK would not have written: set aside, as sync does
-                logger.warning("ml-dash ui: %s %s from index %s: %s", directory, stream, payload["start"], exc)
-                count = len(payload.get("rows") or []) or sum(n for b in payload.get("blocks", [])
-                                                             for _, n in b["created"])
-                batch = self._batch(run, {"streams": {stream: {"start": payload["start"], "void": count,
-                                                               "reason": str(exc)[:200]}}})
-            await self.storage.ingest(batch)
-        run.streams[stream] = after  # only once every batch of the piece is stored
-        return more
+    async def _index_streams(self, directory: Path, run: _Run, deadline: float) -> bool:
+        """Read on every stream whose file grew, the longest waiting first, until caught up (True) or the
+        pass's time is up: many streams per worker call, one piece of a file at a time (memory stays a
+        piece's rows)."""
+        grown = await asyncio.to_thread(_grown_streams, directory, run.streams)
+        grown.sort(key=lambda item: run.streams.get(item[0], _Stream()).visited)
+        work = [(stream, path, run.streams.get(stream, _Stream())) for stream, path in grown]
+        while work:
+            pieces = await asyncio.to_thread(_read_pieces, work[:MAX_STREAMS_PER_READ], PIECE_BYTES)
+            work = work[len(pieces):]
+            await self._store(directory, run, pieces)
+            for piece in pieces:
+                piece.after.visited = self._passes
+                run.streams[piece.stream] = piece.after  # only once every batch of the piece is stored
+                if piece.more:
+                    work.append((piece.stream, layout.stream_path(directory, piece.stream), piece.after))
+            if work and time.monotonic() >= deadline:
+                return False
+        return True
+
+    async def _store(self, directory: Path, run: _Run, pieces: list[_Piece]) -> None:
+        """Store the pieces' payloads: a stream's only payload together with other streams' (one transaction
+        for many small streams), the rest one at a time."""
+        together: dict[str, dict[str, Any]] = {}
+        rows = 0
+        for piece in pieces:
+            alone = len(piece.payloads) > 1 or (piece.payloads and "void" in piece.payloads[0])
+            for payload in piece.payloads if alone else ():
+                await self._store_one(directory, run, piece.stream, payload)
+            if piece.payloads and not alone:
+                count = _payload_rows(piece.payloads[0])
+                if together and rows + count > BATCH_ROWS:
+                    await self._store_together(directory, run, together)
+                    together, rows = {}, 0
+                together[piece.stream] = piece.payloads[0]
+                rows += count
+        if together:
+            await self._store_together(directory, run, together)
+
+    async def _store_together(self, directory: Path, run: _Run, payloads: dict[str, dict[str, Any]]) -> None:
+        try:  # building a batch decodes and summarises: off the event loop
+            batch = await asyncio.to_thread(self._batch, run, {"streams": payloads})
+        except RequestError:  # one stream's rows the SDK would not have written: each on its own, to set it aside
+            for stream, payload in payloads.items():
+                await self._store_one(directory, run, stream, payload)
+            return
+        await self.storage.ingest(batch)
+
+    async def _store_one(self, directory: Path, run: _Run, stream: str, payload: dict[str, Any]) -> None:
+        try:
+            batch = await asyncio.to_thread(self._batch, run, {"streams": {stream: payload}})
+        except RequestError as exc:  # rows the SDK would not have written: set aside, as sync does
+            logger.warning("ml-dash ui: %s %s from index %s: %s", directory, stream, payload["start"], exc)
+            batch = self._batch(run, {"streams": {stream: {"start": payload["start"], "void": _payload_rows(payload),
+                                                           "reason": str(exc)[:200]}}})
+        await self.storage.ingest(batch)
 
     @staticmethod
     def _identify(directory: Path) -> _Run | None:
@@ -151,6 +218,7 @@ class LocalIndex:
         if isinstance(doc, dict):
             if doc.get("status") == "RUNNING" and written_here(doc) and is_held(directory) is False:
                 doc = {**doc, "status": "CRASHED"}  # no writer holds it: its process is gone
+            run.status = doc.get("status") if isinstance(doc.get("status"), str) else None
             head["run"] = {k: doc[k] for k in layout.RUN_FIELDS if k in doc}
         params = self._changed(directory / layout.PARAMS, run)
         if isinstance(params, dict) and isinstance(params.get("data"), dict):
@@ -185,6 +253,47 @@ class LocalIndex:
             if base in local.parents and local.is_file():  # a name that leaves the run is never served
                 out.append((entry, local))
         return out
+
+
+def _grown_streams(directory: Path, streams: dict[str, _Stream]) -> list[tuple[str, Path]]:
+    """The streams of a run directory whose file holds bytes past where the index stopped (a stat each)."""
+    grown = []
+    for stream, path, size in layout.stream_sizes(directory):
+        state = streams.get(stream)
+        if state is None or size > state.offset:
+            grown.append((stream, Path(path)))
+    return grown
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    """Which write of a document is there (it is replaced by a rename: a new inode each time)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
+def _read_pieces(work: list[tuple[str, Path, _Stream]], budget_bytes: int) -> list[_Piece]:
+    """The next piece of each stream of ``work`` in order, until ``budget_bytes`` were read (one at least)."""
+    pieces: list[_Piece] = []
+    used = 0
+    for stream, path, state in work:
+        if pieces and used >= budget_bytes:
+            break
+        try:
+            payloads, after, more = _read_on(stream, path, state)
+        except FileNotFoundError:  # removed since it was listed: nothing to read
+            payloads, after, more = [], state, False
+        pieces.append(_Piece(stream, payloads, _Stream(after.offset, after.next_index, state.visited), more))
+        used += after.offset - state.offset
+    return pieces
+
+
+def _payload_rows(payload: dict[str, Any]) -> int:
+    if "void" in payload:
+        return int(payload["void"])
+    return len(payload.get("rows") or []) or sum(n for b in payload.get("blocks", []) for _, n in b["created"])
 
 
 def _read_on(stream: str, path: Path, state: _Stream) -> tuple[list[dict[str, Any]], _Stream, bool]:

@@ -5,6 +5,7 @@ import { api, num, runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
 import { axes, seriesOfBuckets } from "./chart.js";
 import { MAX_COMPARED, StatusBadge, valueOf } from "./runs.js";
+import { ShowMore, ShownBar, useShown } from "./shown.js";
 
 const COLORS = ["#285ac8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700", "#0b7285", "#5c940d",
   "#364fc7", "#a61e4d"];
@@ -144,6 +145,21 @@ function Parallel({ runs, columns }) {
     <canvas ref=${canvas} width="900" height="300"></canvas></section>`;
 }
 
+/** An overlay chart per metric field: a page of them at a time behind a filter (shown.js). */
+function OverlayCharts({ runs, fields, state }) {
+  const view = useShown(fields, state, "f");
+  return html`<${ShownBar} names=${fields} view=${view} state=${state} keyName="f" what="charts" />
+    <section class="charts">${view.shown.map((f) => {
+      const cut = f.lastIndexOf("/");
+      const metric = f.slice(0, cut);
+      // the metric's charted fields, the same for each of its charts: they share one request
+      const charted = view.shown.filter((g) => g.slice(0, g.lastIndexOf("/")) === metric).map((g) => g.slice(g.lastIndexOf("/") + 1));
+      return html`<${OverlayChart} key=${f} runs=${runs} metric=${metric} field=${f.slice(cut + 1)} charted=${charted}
+        state=${state} />`;
+    })}</section>
+    <${ShowMore} view=${view} keyName="f" what="charts" />`;
+}
+
 export function Compare({ prefixes, state }) {
   const [runs, setRuns] = useState(null);
   const [error, setError] = useState(null);
@@ -168,14 +184,7 @@ export function Compare({ prefixes, state }) {
   return html`<article class="compare"><h2>Comparing ${runs.length} runs</h2>
     <ul class="legend">${runs.map((r, i) => html`<li key=${r.prefix}><span class="swatch" style=${{ background: color(i) }}></span>
       ${r.prefix} <${StatusBadge} status=${r.status} /></li>`)}</ul>
-    <section class="charts">${fields.map((f) => {
-      const cut = f.lastIndexOf("/");
-      const metric = f.slice(0, cut);
-      // the metric's charted fields, the same for each of its charts: they share one request
-      const charted = fields.filter((g) => g.slice(0, g.lastIndexOf("/")) === metric).map((g) => g.slice(g.lastIndexOf("/") + 1));
-      return html`<${OverlayChart} key=${f} runs=${runs} metric=${metric} field=${f.slice(cut + 1)} charted=${charted}
-        state=${state} />`;
-    })}</section>
+    <${OverlayCharts} runs=${runs} fields=${fields} state=${state} />
     <${ParamsDiff} runs=${runs} state=${state} />
     <${Scatter} runs=${runs} columns=${columns} state=${state} />
     <${Parallel} runs=${runs} columns=${columns} />

@@ -7,6 +7,7 @@ import { api, fetchBlob, revalidatedGet, runPath } from "./api.js";
 import { setState } from "./state.js";
 import { Chart, X_AXES } from "./chart.js";
 import { StatusBadge } from "./runs.js";
+import { ShowMore, ShownBar, useShown } from "./shown.js";
 
 const LIVE_MS = 1000;
 const LOG_TAIL = 1000;
@@ -192,10 +193,20 @@ function Files({ prefix }) {
   </section>`;
 }
 
+/** A chart per field of each metric shown: a page of metrics at a time behind a filter (shown.js). */
+function Charts({ prefix, metrics, state }) {
+  const names = useMemo(() => Object.keys(metrics).sort(), [metrics]);
+  const view = useShown(names, state, "m");
+  return html`<${ShownBar} names=${names} view=${view} state=${state} keyName="m" what="metrics" />
+    <section class="charts">${view.shown.map((m) => html`<${MetricCharts} key=${m} prefix=${prefix} metric=${m}
+      rows=${metrics[m]} state=${state} />`)}</section>
+    <${ShowMore} view=${view} keyName="m" what="metrics" />`;
+}
+
 export function RunPage({ prefix, state }) {
   const [exp, error] = useRun(prefix);
-  const metrics = useMemo(() => Object.entries(exp ? exp.streams || {} : {})
-    .filter(([s]) => s.startsWith("metrics/")).map(([s, n]) => [s.slice(8), n]).sort(), [exp]);
+  const metrics = useMemo(() => Object.fromEntries(Object.entries(exp ? exp.streams || {} : {})
+    .filter(([s]) => s.startsWith("metrics/")).map(([s, n]) => [s.slice(8), n])), [exp]);
   if (error) return html`<p class="error">${error}</p>`;
   if (!exp) return html`<p class="muted">Loading…</p>`;
   return html`<article class="run">
@@ -217,7 +228,7 @@ export function RunPage({ prefix, state }) {
         ${X_AXES.map((x) => html`<option value=${x}>${x === "wall" ? "wall time" : x === "relative" ? "relative time" : x}</option>`)}
       </select></label>
     </div>
-    <section class="charts">${metrics.map(([m, n]) => html`<${MetricCharts} key=${m} prefix=${prefix} metric=${m} rows=${n} state=${state} />`)}</section>
+    <${Charts} prefix=${prefix} metrics=${metrics} state=${state} />
     <${Params} params=${exp.params} state=${state} />
     <${Logs} prefix=${prefix} count=${(exp.streams || {}).logs || 0} state=${state} />
     <${Files} prefix=${prefix} />
