@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiofiles
 
 from .atomic import FileJob, place_file, write_document
+from .final_documents import retry_unwritten
 from .jsonlines import dumps, ends_torn, last_record
 from .layout import METRIC_PREFIX
 from .stats import StreamCounters
@@ -106,6 +107,10 @@ class RunWriter:
         self._fsync_task: asyncio.Future | None = None  # a periodic fsync running beside the writes
         self._reported: set[str] = set()
         self.closed = False
+        #: when the close must be done (monotonic; set by the run's end), and the documents it could not
+        #: write by then (agent/final_documents.py)
+        self.close_deadline: float | None = None
+        self.unwritten_documents: list[Path] = []
 
     # -- caller's thread ---------------------------------------------------
     def add_stream(self, stream: RowStream) -> RowStream:
@@ -185,6 +190,7 @@ class RunWriter:
                 await self._place(job)
             try:
                 await self._finish_pass(durable=True)
+                self.unwritten_documents = await retry_unwritten(self)
             finally:
                 for name, handle in self._handles.items():
                     try:
@@ -432,7 +438,9 @@ class RunWriter:
             try:
                 await self.agent.run_blocking(write_document, slot.path, payload)
             except OSError as exc:  # disk full or gone: the next pass writes it again
-                self._report_once(str(slot.path), "could not write %s (retried on the next pass): %s", slot.path, exc)
+                self._report_once(str(slot.path), "could not write %s (%s): %s", slot.path,
+                                  "retried until the run's close deadline" if self.seal.sealed else
+                                  "retried on the next pass", exc)
                 continue
             slot.written_version = version
 
