@@ -359,3 +359,27 @@ def test_save_torch_rebuilds_defaultdicts_namedtuples_and_subclasses_as_they_wer
     assert type(loaded["tagged"]) is _TaggedDict and loaded["tagged"].tag == "t"
     assert torch.equal(loaded["tagged"]["w"], torch.ones(1))
     assert type(loaded["max"]) is type(checkpoint["max"]) and torch.equal(loaded["max"].values, checkpoint["max"].values)
+
+
+def test_a_symlink_planted_at_a_temporary_name_is_not_written_through(tmp_path: Path) -> None:
+    """Documents and saved files are written to predictable temporary names (pid, thread) before their
+    rename: a symlink planted at one by anyone who can write the run directory must not have the write
+    go to its target."""
+    import os
+
+    from ml_dash.agent.atomic import FileJob, place_file, write_document
+    from ml_dash.snapshots import bytes_writer
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    document = tmp_path / "run/experiment.json"
+    document.parent.mkdir()
+    os.symlink(victim, document.with_name(f".experiment.json.{os.getpid()}.{threading.get_ident()}.tmp"))
+    write_document(document, b'{"status": "RUNNING"}')
+    saved = tmp_path / "run/files/model.bin"
+    saved.parent.mkdir()
+    os.symlink(victim, saved.with_name(f".model.bin.{os.getpid()}.partial"))
+    place_file(FileJob(dest=saved, write=bytes_writer(b"weights"), entry={}))
+    assert victim.read_text() == "precious\n"
+    assert document.read_bytes() == b'{"status": "RUNNING"}' and saved.read_bytes() == b"weights"
+    assert sorted(p.name for p in document.parent.iterdir()) == ["experiment.json", "files"]
