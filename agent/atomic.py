@@ -46,6 +46,7 @@ def place_file(job: FileJob) -> FileResult:
     job.dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = job.dest.with_name(f".{job.dest.name}.{os.getpid()}.partial")
     try:
+        os.close(fresh_temp(tmp))  # the writer opens it by name: a regular file of ours, not a planted link
         job.write(tmp)
         digest = hashlib.sha256()
         size = 0
@@ -60,6 +61,19 @@ def place_file(job: FileJob) -> FileResult:
             tmp.unlink()
         job.discarded()  # a staged copy left by a failed write
     return FileResult(size, digest.hexdigest())
+
+
+def fresh_temp(tmp: Path) -> int:
+    """Create ``tmp`` as a new regular file and return its descriptor. A temporary name is predictable
+    (pid, thread): opened plainly, a symlink planted there by anyone who can write the run directory would
+    have the write go to the link's target. O_EXCL never follows one; what is there (a leftover, a link)
+    is removed (the name itself, never a target) and the file created again once."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(tmp, flags, 0o666)
+    except FileExistsError:
+        os.unlink(tmp)
+        return os.open(tmp, flags, 0o666)
 
 
 def remove_leftovers(directory: Path) -> int:
@@ -83,7 +97,7 @@ def write_document(path: Path, payload: bytes) -> None:
     # worker thread, and the next one's) must not share a temporary file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fresh_temp(tmp), "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())

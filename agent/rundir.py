@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import FileJob, place_file, write_documents
+from .final_documents import retry_unwritten
 from .handles import StreamFiles
 from .jsonlines import dumps, last_record
 from .layout import METRIC_PREFIX
@@ -114,6 +115,10 @@ class RunWriter:
         self._reported: set[str] = set()
         self._document_passes = 0
         self.closed = False
+        #: when the close must be done (monotonic; set by the run's end), and the documents it could not
+        #: write by then (agent/final_documents.py)
+        self.close_deadline: float | None = None
+        self.unwritten_documents: list[Path] = []
 
     # -- caller's thread ---------------------------------------------------
     def add_stream(self, stream: RowStream) -> RowStream:
@@ -197,9 +202,10 @@ class RunWriter:
             finally:
                 await self.stream_files.close()
                 self.closed = True
-                # a document that could not be written for want of descriptors (the user's files took
-                # them) gets a second chance with the stream files given back: the run's end must say so
-                await self._write_documents(final=True)
+                # documents the last pass could not write (a full disk; no descriptor left, which closing the
+                # stream files just gave back) are tried again until the close deadline: the run's end must
+                # be on disk, or said not to be
+                self.unwritten_documents = await retry_unwritten(self)
 
     def _seal(self) -> tuple[list[tuple[RowStream, list[Write]]], list[FileJob]]:
         """Seal the run and take everything still queued (rows of every stream, files)."""
@@ -441,8 +447,9 @@ class RunWriter:
     def _document_written(self, slot: DocumentSlot, version: int, error: OSError | None) -> None:
         if error is not None:  # disk full or gone, or out of descriptors: the next pass writes it again
             # said once per kind of failure, not per document (a run may have 20,000 of them)
-            self._report_once(f"document-{error.errno}", "could not write %s (retried on the next pass; the same "
-                              "failure of other documents is not logged): %s", slot.path, error)
+            self._report_once(f"document-{error.errno}", "could not write %s (%s; the same failure of other "
+                              "documents is not logged): %s", slot.path, "retried until the run's close deadline"
+                              if self.seal.sealed else "retried on the next pass", error)
             return
         slot.written_version = version
         slot.written_pass = self._document_passes

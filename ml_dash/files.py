@@ -42,6 +42,7 @@ class FileScope:
     def __init__(self, session: RunSession, prefix: str, description: str | None = None,
                  tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> None:
         self._session = session
+        self._owner = session.holder()  # a handle keeps its Experiment referenced (session._end_orphan)
         self.prefix = clean_relative_path("file prefix", prefix, rooted_ok=True)
         self._fields = check_entry_fields(description=description, tags=tags, metadata=metadata)
 
@@ -178,6 +179,7 @@ class Files:
 
     def __init__(self, session: RunSession) -> None:
         self._session = session
+        self._owner = session.holder()  # a handle keeps its Experiment referenced (session._end_orphan)
 
     def __call__(self, path: str | os.PathLike | None = None, *, prefix: str | None = None,
                  description: str | None = None, tags: list[str] | None = None,

@@ -52,6 +52,7 @@ class Logs:
 
     def __init__(self, session: RunSession) -> None:
         self._session = session
+        self._owner = session.holder()  # a handle keeps its Experiment referenced (session._end_orphan)
 
     def log(self, message: str, level: str = "info", metadata: dict[str, Any] | None = None, **extra: Any) -> None:
         """Append one log line. ``metadata`` and keyword ``extra`` are merged into its metadata."""

@@ -58,8 +58,9 @@ class _LoggerMethods:
     # The slots are the subclasses' (the C one's must follow its base's layout); the type checker is
     # told about them here.
     if TYPE_CHECKING:
-        __slots__ = ("_queue", "_session", "_stream", "name")
+        __slots__ = ("_owner", "_queue", "_session", "_stream", "name")
         name: str
+        _owner: Any
         _session: RunSession
         _stream: RowStream
         _queue: Any
@@ -71,6 +72,10 @@ class _LoggerMethods:
     def __init__(self, session: RunSession, name: str, stream: RowStream) -> None:
         self.name = name
         self._session = session
+        # The Experiment, strongly: a handle kept by a training loop keeps its run referenced, so a new
+        # Experiment on the directory is refused instead of ending the run under it (session._end_orphan).
+        # Taken once here; ``log`` never touches it.
+        self._owner = session.holder()
         self.bind(stream)
 
     def bind(self, stream: RowStream) -> None:
@@ -153,7 +158,7 @@ def _is_plain_row(fields: dict[str, Any]) -> bool:
 class PyMetricLogger(_LoggerMethods):
     """One named metric stream (``exp.metrics("train")``), pure-Python ``log``."""
 
-    __slots__ = ("_queue", "_session", "_stream", "name")
+    __slots__ = ("_owner", "_queue", "_session", "_stream", "name")
 
     def log(self, _fields: dict[str, Any] | None = None, /, **fields: Any) -> None:
         """Append one row; returns at once. Values: int, float, bool, None, str,
@@ -192,7 +197,7 @@ def _native_logger_class() -> type | None:
         plain rows below the wake threshold), at about half the cost per call.
         """
 
-        __slots__ = ("_queue", "_session", "_stream", "name")
+        __slots__ = ("_owner", "_queue", "_session", "_stream", "name")
 
         def bind(self, stream: RowStream) -> None:
             _LoggerMethods.bind(self, stream)
@@ -244,6 +249,7 @@ class Metrics(dict):
     def __init__(self, session: RunSession) -> None:
         super().__init__()
         self._session = session
+        self._owner = session.holder()  # a handle keeps its Experiment referenced (see _LoggerMethods)
         self._create_lock = threading.Lock()  # first use of a name from several threads at once
         session.on_start(self._rebind_all)
 

@@ -64,6 +64,7 @@ class Params:
 
     def __init__(self, session: RunSession) -> None:
         self._session = session
+        self._owner = session.holder()  # a handle keeps its Experiment referenced (session._end_orphan)
         self._values: dict[str, Any] = {}
         self._created_at: str | None = None
         session.on_start(lambda: self.load(read_json(session.directory / PARAMS)))

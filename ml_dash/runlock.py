@@ -37,6 +37,7 @@ import errno
 import logging
 import os
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -62,6 +63,7 @@ _FLOCK_LAYOUT = "hhqqi4x"
 #: OFD locks where their struct layout is known; cleared when the kernel turns them down (EINVAL, before 3.15).
 _ofd = fcntl is not None and sys.platform.startswith("linux") and struct.calcsize("P") == 8 and hasattr(
     fcntl, "F_OFD_SETLK")
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: errnos of "someone else holds it"; anything else means the file system has no working locks
 _HELD_ERRNOS = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK})
 
@@ -108,10 +110,16 @@ if hasattr(os, "register_at_fork"):
 class RunLock:
     """A held run-directory lock; :meth:`release` (idempotent) or process exit lets it go."""
 
-    def __init__(self, key: str, fd: int | None, holder: dict[str, Any]) -> None:
+    def __init__(self, key: str, fd: int | None, holder: dict[str, Any], directory: Path | None = None) -> None:
         self._key = key
         self._fd = fd
         self.holder = holder
+        self._directory = directory
+        #: times the lock file was found deleted or replaced while held (each one re-locked or lost)
+        self.relocked = 0
+        #: times another writer was found holding the file that now stands at the lock's path
+        self.lost_to_another = 0
+        self._lost_file: tuple[int, int] | None = None  # the file another writer holds (said once per file)
 
     @classmethod
     def acquire(cls, directory: Path, prefix: str, purpose: str = "writes") -> RunLock:
@@ -126,7 +134,7 @@ class RunLock:
             if mine is not None:
                 raise RunLockedError(_in_process_message(directory, mine.holder), mine.holder)
             fd = _lock_file(directory)
-            lock = cls(key, fd, holder)
+            lock = cls(key, fd, holder, directory)
             if fd is not None:
                 _record_holder(fd, holder)
             _held[key] = lock
@@ -144,6 +152,65 @@ class RunLock:
             _unlock(fd)  # explicitly: a copy in a child forked past the hooks must not keep it
             _close(fd)
 
+    def verify(self) -> None:
+        """Make sure the file at the lock's path is the one locked (called on the agent's durable pass,
+        about every second, and at the run's end). A lock file deleted, or replaced by a rename (a restore
+        from a backup, ``tar x`` into the run, a cleanup of dotfiles), leaves this lock on an orphan inode
+        that no second writer sees: the file now at the path is locked again (created if missing). If
+        another writer got it first, two processes write the run: said loudly, and counted."""
+        with _registry_lock:
+            fd, directory = self._fd, self._directory
+            if fd is None or directory is None or _held.get(self._key) is not self:
+                return
+            path = directory / LOCK_FILE
+            try:
+                mine = os.fstat(fd)
+                there: os.stat_result | None = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                there = None
+            except OSError:  # the directory itself is gone or unreadable: nothing to re-lock
+                return
+            if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                return
+            what = "deleted" if there is None else "replaced"
+            try:
+                new_fd = _lock_file(directory)
+            except RunLockedError as exc:
+                self._report_lost(path, what, there, exc)
+                return
+            if new_fd is None:
+                return
+            _record_holder(new_fd, self.holder)
+            self._fd = new_fd
+            self.relocked += 1
+            self._lost_file = None
+        _unlock(fd)
+        _close(fd)
+        logger.warning("ml-dash: the lock file %s of the running run %s was %s while the run held it; "
+                       "locked again (a second writer is refused again)", path, self.holder.get("prefix"), what)
+
+    def _report_lost(self, path: Path, what: str, there: os.stat_result | None, exc: RunLockedError) -> None:
+        """Another writer holds the file now at the lock's path (registry lock held): say so once per file."""
+        key = (there.st_dev, there.st_ino) if there is not None else (0, 0)
+        if key == self._lost_file:
+            return  # said already; retried each pass, so the lock comes back once the other one ends
+        self._lost_file = key
+        self.lost_to_another += 1
+        if exc.holder:
+            logger.error("ml-dash: TWO WRITERS NOW WRITE run %s (%s): its lock file %s was %s while this "
+                         "process (pid %d) held it, and another writer locked the new file: %s. Their rows "
+                         "interleave and indices repeat; stop one of them.", self.holder.get("prefix"),
+                         self._directory, path, what, os.getpid(), _describe(exc.holder))
+        else:
+            logger.error("ml-dash: run %s (%s) is no longer protected from a second writer: its lock file %s "
+                         "was %s while this process (pid %d) held it, and the file now there cannot be locked: "
+                         "%s", self.holder.get("prefix"), self._directory, path, what, os.getpid(), exc)
+
+    def stats(self) -> dict[str, int]:
+        """``relocked`` (lock file deleted or replaced, and locked again) and ``lost_to_another`` (another
+        writer held the new file: two writers)."""
+        return {"relocked": self.relocked, "lost_to_another": self.lost_to_another}
+
 
 def is_held(directory: Path) -> bool | None:
     """Whether a writer holds ``directory`` now, asked without taking the lock (a writer starting at
@@ -156,12 +223,15 @@ def is_held(directory: Path) -> bool | None:
     if not _ofd:
         return None
     try:
-        fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        # not following a symlink, not waiting on a FIFO planted at the path (`ml-dash ls` would hang)
+        fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return False
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False  # not a lock file ml-dash made: no writer can hold it
         answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock_struct(fcntl.F_WRLCK))
     except OSError:
         return None
@@ -178,10 +248,20 @@ def _lock_file(directory: Path) -> int | None:
     """Open and lock the lock file (registry lock held); RunLockedError naming the other holder."""
     if fcntl is None:
         return None
+    path = directory / LOCK_FILE
     with _fork_guard:
-        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            # O_NOFOLLOW: a symlink planted at the path would have us truncate and write its target;
+            # O_NONBLOCK: opening a FIFO planted there must not hang (regular files ignore it). 0600: an
+            # account that can read a run could otherwise hold a read lock on the file and keep it from starting.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise _open_failure(path, exc) from exc
         _lock_fds.add(fd)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunLockedError(f"cannot lock run directory {directory}: its lock file {path} is not a regular "
+                                 "file. Remove it (ml-dash creates the file itself) and start again.")
         _try_lock(fd)
     except OSError as exc:
         if exc.errno not in _HELD_ERRNOS:  # not "held": no working locks here (ENOLCK on some NFS)
@@ -194,6 +274,17 @@ def _lock_file(directory: Path) -> int | None:
         _close(fd)
         raise
     return fd
+
+
+def _open_failure(path: Path, exc: OSError) -> Exception:
+    """The error for a lock file that cannot be opened: a symlink or directory at its path is refused
+    by name; anything else (a full disk, no permission) keeps its errno and gains the path."""
+    if exc.errno in (errno.ELOOP, errno.EISDIR) or (exc.errno == errno.ENXIO and path.is_fifo()):
+        kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+        return RunLockedError(f"cannot lock run directory {path.parent}: its lock file {path} is {kind}, which "
+                              "ml-dash refuses to open (it would write through it). Remove it and start again.")
+    return OSError(exc.errno, f"cannot open the lock file of run directory {path.parent}: "
+                              f"{exc.strerror or exc}", str(path))
 
 
 def _try_lock(fd: int) -> None:
@@ -270,14 +361,37 @@ def _refusal_message(directory: Path, holder: dict[str, Any]) -> str:
     if holder.get("pid") == os.getpid() and holder.get("hostname") == socket.gethostname():
         # the kernel refused this very process: the same directory reached by another path (a bind mount)
         return _in_process_message(directory, holder)
+    if not _may_be_alive(holder):
+        return (f"run directory {directory} is locked, but not by the writer its lock file names "
+                f"({_describe(holder)}, which has ended): another process holds a lock on {directory / LOCK_FILE} "
+                "(another account that can read it, a backup or sync tool; `fuser -v` or `lsof` on the file "
+                "names it). Stop that process, or log this run under another prefix or local_path.")
     return (f"run directory {directory} is held by another process: {_describe(holder)}. One process writes a "
             "run at a time. Wait for it to end (or stop it), or log this run under another prefix or "
             "local_path; to add to that run later, start it again once the holder has ended.")
 
 
+def _may_be_alive(holder: dict[str, Any]) -> bool:
+    """False only when the recorded holder surely has ended: a process of this host that no longer
+    exists. A holder on another host, or one we may not signal, may be alive."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # no record (not written yet, or a full disk): nothing to say it has ended
+    if holder.get("hostname") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another account
+        return True
+    return True
+
+
 def _in_process_message(directory: Path, holder: dict[str, Any]) -> str:
     return (f"run directory {directory} is already being written by another Experiment of this process "
-            f"({_describe(holder)}). Log through that Experiment, or end it first (exp.run.complete()).")
+            f"({_describe(holder)}). Log through that Experiment, or end it first (exp.run.complete()); it "
+            "is referenced while any of its handles is (exp.metrics(...), exp.logs, exp.params, exp.files).")
 
 
 def _no_locks_message(directory: Path, exc: OSError) -> str:

@@ -14,6 +14,7 @@ upload, release the lock; one deadline bounds all of it.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -196,6 +197,12 @@ class RunSession:
                            os.getpid(), what, self.prefix)
 
     def stats(self) -> dict[str, Any]:
+        stats = self._stream_stats()
+        if self._lock is not None:
+            stats["lock"] = self._lock.stats()
+        return stats
+
+    def _stream_stats(self) -> dict[str, Any]:
         writer = self.writer
         if writer is None:
             return collect_stats(None, None)
@@ -219,17 +226,22 @@ class RunSession:
                                 "create a new Experiment to continue it")
         lifecycle.install_sigterm()
         try:
-            lock = RunLock.acquire(self.directory, self.prefix)
-        except RunLockedError:
-            if not _end_orphan(self.directory):
+            try:
+                lock = RunLock.acquire(self.directory, self.prefix)
+            except RunLockedError:
+                if not _end_orphan(self.directory):
+                    raise
+                lock = RunLock.acquire(self.directory, self.prefix)
+            try:
+                self._open()
+            except BaseException:
+                lock.release()
                 raise
-            lock = RunLock.acquire(self.directory, self.prefix)
-        try:
-            self._open()
-        except BaseException:
-            lock.release()
-            raise
+        except OSError as exc:  # a full disk, no permission: say which run and what failed, keep the errno
+            raise _start_failure(self.prefix, self.directory, exc) from exc
         self._lock = lock
+        assert self.writer is not None
+        self.writer.on_durable.append(_lock_verifier(lock))  # a deleted or replaced lock file is locked again
         _running[_key(self.directory)] = self
 
     def _open(self) -> None:
@@ -281,7 +293,10 @@ class RunSession:
         if self.upload is not None:  # first: if it cannot start, nothing is registered yet
             self.upload.start(agent, writer)
         self.status = RunStatus.RUNNING
-        for callback in self._on_start:
+        # dropped once called: they hold the Experiment's handles, which hold the Experiment, and this
+        # session stays reachable from _running: kept, they would keep every Experiment referenced
+        callbacks, self._on_start = self._on_start, []
+        for callback in callbacks:
             callback()
         agent.register(writer)
         lifecycle.on_shutdown(self)
@@ -303,10 +318,15 @@ class RunSession:
         self._document.update(status=status.value, ended_at=utc_iso(), status_reason=reason)
         writer.set_document(layout.EXPERIMENT, dict(self._document))
         close = Deadline(self.options.close_timeout_s if timeout_s is None else timeout_s)
+        remaining = close.remaining()
+        writer.close_deadline = None if remaining is None else time.monotonic() + remaining
         self._release.expect(2, self._release_lock)
         writer.on_closed.append(self._release.done)
         try:
             done = agent.close_run(writer, close.remaining())
+            if done and writer.unwritten_documents:
+                done = False
+                _warn_unwritten(self.prefix, status, writer.unwritten_documents)
             if not done:
                 logger.warning("ml-dash: %s ended %s but its events are still being written after %.1f s; "
                                "they keep going in the background until the process exits", self.prefix, status,
@@ -405,6 +425,35 @@ def _end_orphan(directory: Path) -> bool:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_running.clear)  # the parent's runs are not the child's to end
+
+
+def _warn_unwritten(prefix: str, status: RunStatus, paths: list[Path]) -> None:
+    """Say once, at the run's end, which documents are not on disk as the run left them."""
+    names = ", ".join(str(p) for p in paths)
+    end = (f" (so on disk the run still says RUNNING, not {status}; with no writer left, `ml-dash ls` shows "
+           "it CRASHED)") if any(p.name == layout.EXPERIMENT for p in paths) else ""
+    logger.warning("ml-dash: run %s ended %s, but these could not be written to disk before the close deadline "
+                   "(disk full?): %s%s. They are not recorded; the rows and files written before are.", prefix,
+                   status, names, end)
+
+
+def _start_failure(prefix: str, directory: Path, exc: OSError) -> OSError:
+    """The start's OSError with the run and the failing path named (the errno is kept for callers)."""
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc.strerror) else ""
+    full = " (the disk or the quota is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    return OSError(exc.errno, f"cannot start run {prefix!r} in {directory}: {exc.strerror or exc}{where}{full}; "
+                              "nothing was started and the directory is not locked")
+
+
+def _lock_verifier(lock: RunLock) -> Callable[[], None]:
+    """A durable-pass hook that checks the lock file is still the one held (see RunLock.verify)."""
+    def verify() -> None:
+        try:
+            lock.verify()
+        except Exception:  # a check must never stop the writes of the run
+            logger.debug("ml-dash: could not check the lock file of a run", exc_info=True)
+
+    return verify
 
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:

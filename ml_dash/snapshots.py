@@ -22,7 +22,10 @@ the problem at the call, never a file dropped later on the agent.
 
 from __future__ import annotations
 
+import contextlib
+import copy as copymod
 import itertools
+import logging
 import os
 import pickle
 import shutil
@@ -36,6 +39,7 @@ from .agent.tensors import wait_for_event
 from .agent.values import check_json, utf8_size
 
 Writer = Callable[[Path], None]
+logger = logging.getLogger("ml_dash")
 
 
 def _write_bytes(data: bytes) -> Writer:
@@ -68,16 +72,21 @@ def json_writer(obj: Any) -> Writer:
         raise TypeError(f"the object to save as JSON is not JSON-serialisable: {exc}") from None
 
 
-#: What pickle raises for an object it cannot carry (a lambda or a local function: AttributeError or
-#: PicklingError by Python version; a lock, a generator, an object whose __reduce__ refuses: TypeError).
-_PICKLING_ERRORS = (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
+def _not_picklable(what: str, exc: Exception) -> TypeError:
+    """The TypeError for a value that cannot be pickled, naming the original failure (chained to it).
+    Pickling runs the object's own code (``__getstate__``, ``__reduce__``), so anything can come out of
+    it: a lambda (PicklingError/AttributeError), a lock or generator (TypeError), a multiprocessing Queue
+    or Lock (RuntimeError), a DataLoader iterator (NotImplementedError), a ``__reduce__`` raising
+    KeyError, a structure too deep (RecursionError). The caller gets one kind of error for all of them."""
+    return TypeError(f"the object to save {what} cannot be pickled: {type(exc).__name__}: {exc}")
 
 
 def pickle_writer(obj: Any) -> Writer:
     try:
-        return _write_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-    except _PICKLING_ERRORS as exc:
-        raise TypeError(f"the object to save as a pickle cannot be pickled: {exc}") from None
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # whatever the object's own code raises (see _not_picklable)
+        raise _not_picklable("as a pickle", exc) from exc
+    return _write_bytes(data)
 
 
 class FileCopy:
@@ -145,7 +154,10 @@ def torch_writer(obj: Any) -> Writer:
 
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
-    snapshot, events = _snapshot_tree(obj)
+    try:
+        snapshot, events = _snapshot_tree(obj)
+    except RecursionError as exc:  # a structure nested deeper than Python recurses (torch.save could not either)
+        raise _not_picklable("with torch.save", exc) from exc
     _check_torch_picklable(snapshot)
 
     def write(path: Path) -> None:
@@ -176,8 +188,8 @@ def _check_torch_picklable(snapshot: Any) -> None:
 
     try:
         TensorsApart(_Discard(), protocol=torch.serialization.DEFAULT_PROTOCOL).dump(snapshot)
-    except _PICKLING_ERRORS as exc:
-        raise TypeError(f"the object to save with torch.save cannot be pickled: {exc}") from None
+    except Exception as exc:  # whatever the object's own code raises (see _not_picklable)
+        raise _not_picklable("with torch.save", exc) from exc
 
 
 def _snapshot_tree(obj: Any) -> tuple[Any, list]:
@@ -189,15 +201,66 @@ def _snapshot_tree(obj: Any) -> tuple[Any, list]:
         if isinstance(value, torch.Tensor):
             return _snapshot_tensor(value, events)
         if isinstance(value, dict):
-            out = type(value)((k, copy(v)) for k, v in value.items())
+            out = _rebuilt_dict(value, [(k, copy(v)) for k, v in value.items()])
             if hasattr(value, "_metadata"):  # keeps load_state_dict's version info
                 out._metadata = value._metadata  # type: ignore[attr-defined]
             return out
-        if isinstance(value, (list, tuple)):
-            return type(value)(copy(v) for v in value)
+        if isinstance(value, list):
+            return _rebuilt_list(value, [copy(v) for v in value])
+        if isinstance(value, tuple):
+            return _rebuilt_tuple(value, [copy(v) for v in value])
         return value
 
     return copy(obj), events
+
+
+# Containers are rebuilt around their copied tensors as what they were: torch.save keeps a defaultdict
+# (with its default_factory), an OrderedDict, a namedtuple, a subclass with attributes. ``type(value)(items)``
+# is wrong for several (defaultdict takes the factory first, a namedtuple its fields one by one), so a
+# shallow copy, which carries the type and its state the way pickle would, is emptied and refilled.
+# What cannot be rebuilt so is saved as its base type, and said.
+
+def _rebuilt_dict(value: dict, items: list) -> dict:
+    if type(value) is dict:
+        return dict(items)
+    try:
+        out = copymod.copy(value)
+        out.clear()
+        out.update(items)
+        return out
+    except Exception:  # noqa: BLE001  # a subclass whose copy or update refuses: its base type keeps the data
+        _note_plain(value, "dict")
+        return dict(items)
+
+
+def _rebuilt_list(value: list, items: list) -> list:
+    if type(value) is list:
+        return items
+    try:
+        out = copymod.copy(value)
+        out[:] = items
+        return out
+    except Exception:  # noqa: BLE001  # as for dicts
+        _note_plain(value, "list")
+        return items
+
+
+def _rebuilt_tuple(value: tuple, items: list) -> tuple:
+    if type(value) is tuple:
+        return tuple(items)
+    if hasattr(type(value), "_fields"):  # a namedtuple: its fields one by one
+        with contextlib.suppress(Exception):  # a namedtuple subclass with another constructor: tried below
+            return type(value)(*items)
+    try:
+        return type(value)(items)  # a structseq (torch.return_types), most other subclasses
+    except Exception:  # noqa: BLE001  # as for dicts
+        _note_plain(value, "tuple")
+        return tuple(items)
+
+
+def _note_plain(value: Any, base: str) -> None:
+    logger.warning("ml-dash: save_torch: a %s.%s in the saved object could not be rebuilt around its copied "
+                   "tensors; it is saved as a plain %s", type(value).__module__, type(value).__qualname__, base)
 
 
 def _snapshot_tensor(tensor: Any, events: list) -> Any:

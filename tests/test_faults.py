@@ -10,7 +10,7 @@ from ml_dash.agent.jsonlines import ReadReport, iter_records
 from ml_dash.agent.rundir import whole_lines
 from ml_dash.metrics import read_metric_rows
 
-from .conftest import python_script, read_jsonl
+from .conftest import python_script, read_json, read_jsonl
 
 pytestmark = pytest.mark.usefixtures("logger_impl")
 
@@ -184,3 +184,46 @@ def test_row13_writer_resumes_after_a_torn_tail_on_a_new_line(workdir: Path) -> 
     rows = read_metric_rows(data, report=report)
     assert [(r["index"], r["data"]["step"]) for r in rows] == [(0, 0), (1, 1), (2, 2), (3, 3)]
     assert report.skipped_lines == 1 and not report.torn_tail
+
+
+END_ON_A_FULL_DISK = """
+    import json, logging, resource, signal, sys
+    from ml_dash import Experiment
+    space_returns = {space_returns!r}
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    class FreeSpaceOnTheWarning(logging.Handler):
+        # someone frees space once the run says it cannot write experiment.json at its end
+        def emit(self, record):
+            if space_returns and "could not write" in record.getMessage():
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    logging.basicConfig(level=logging.WARNING)  # warnings to stderr
+    logging.getLogger("ml_dash").addHandler(FreeSpaceOnTheWarning())
+    exp = Experiment(prefix="a/b/c", close_timeout_s=3)
+    exp.run.start()
+    exp.metrics("train").log(step=0)
+    exp.flush()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # the disk fills: no file can grow
+    print("complete", exp.run.complete(), exp.status.value, flush=True)
+"""
+
+
+@pytest.mark.parametrize("space_returns", [False, True])
+def test_row7_the_end_of_a_run_on_a_full_disk_is_retried_then_reported_not_claimed(
+        tmp_path: Path, space_returns: bool) -> None:
+    """experiment.json with the end status cannot be written on a full disk. The close retries it until its
+    deadline (space freed meanwhile lets it through); if it never can, complete() returns False and one
+    warning says what is not on disk, instead of True over a run that `ml-dash ls` shows CRASHED."""
+    result = python_script(END_ON_A_FULL_DISK.format(space_returns=space_returns), tmp_path)
+    on_disk = read_json(tmp_path / ".dash/a/b/c/experiment.json")["status"]
+    if space_returns:
+        assert "complete True COMPLETED" in result.stdout, result.stdout + result.stderr
+        assert on_disk == "COMPLETED"
+    else:
+        assert "complete False COMPLETED" in result.stdout, result.stdout + result.stderr
+        assert on_disk == "RUNNING"
+        assert "could not be written to disk before the close deadline" in result.stderr
+        assert "experiment.json" in result.stderr and "shows it CRASHED" in result.stderr
+        assert "retried on the next pass" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import tempfile
@@ -266,3 +267,119 @@ def test_text_with_a_lone_surrogate_is_a_value_error_naming_it(exp: Experiment) 
         exp.files("x").save_text("caf\udce9", to="s.txt")
     with pytest.raises(ValueError, match="the text to save holds the lone surrogate"):
         exp.files("x").save("caf\udce9", "s.txt")
+
+
+class _GetstateRaises:
+    def __getstate__(self) -> dict:
+        raise RuntimeError("no pickling me")
+
+
+class _ReduceRaisesKeyError:
+    def __reduce__(self) -> tuple:
+        raise KeyError("k")
+
+
+class _NotImplementedState:
+    def __getstate__(self) -> dict:
+        raise NotImplementedError("cannot be pickled")
+
+
+def _deep_list(depth: int) -> list:
+    top: list = []
+    current = top
+    for _ in range(depth):
+        current.append([])
+        current = current[0]
+    return top
+
+
+def _foreign_failures() -> dict[str, object]:
+    import multiprocessing
+
+    return {
+        "getstate_runtime_error": _GetstateRaises(),
+        "reduce_key_error": {"x": _ReduceRaisesKeyError()},
+        "not_implemented": _NotImplementedState(),
+        "mp_queue_in_dict": {"q": multiprocessing.get_context("spawn").Queue()},
+        "mp_lock_in_dict": {"l": multiprocessing.get_context("spawn").Lock()},
+        "dataloader_iterator": {"it": iter(torch.utils.data.DataLoader(list(range(4)), num_workers=1))},
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_foreign_failures()))
+@pytest.mark.parametrize("saver", ["save_pkl", "save_torch"])
+def test_every_failure_to_serialise_at_the_call_is_a_type_error_naming_the_original(
+        exp: Experiment, case: str, saver: str) -> None:
+    """Pickling runs the object's own code: whatever it raises (RuntimeError, KeyError, NotImplementedError
+    from multiprocessing objects and DataLoader iterators) reaches the caller as one TypeError, chained."""
+    value = _foreign_failures()[case]
+    with pytest.raises(TypeError, match="cannot be pickled: [A-Za-z]+Error") as refused:
+        getattr(exp.files("x"), saver)(value, to="v.bin")
+    assert refused.value.__cause__ is not None
+    assert type(refused.value.__cause__).__name__ in str(refused.value)
+    exp.files("x").save_pkl({"kept": 1}, to="good.pkl")  # the next save is unaffected
+    exp.flush()
+    assert sorted(p.name for p in (exp.directory / "files/x").iterdir()) == ["good.pkl"]
+    assert exp.stats()["streams"]["files"]["dropped"] == {}
+
+
+@pytest.mark.parametrize("saver", ["save_pkl", "save_torch"])
+def test_a_structure_too_deep_to_pickle_is_a_type_error(exp: Experiment, saver: str) -> None:
+    with pytest.raises(TypeError, match="RecursionError"):
+        getattr(exp.files("x"), saver)({"x": _deep_list(100_000)}, to="deep.bin")
+
+
+_Point = collections.namedtuple("_Point", "x y")
+
+
+class _TaggedDict(dict):
+    def __init__(self, tag: str, *args: object) -> None:
+        super().__init__(*args)
+        self.tag = tag
+
+
+def test_save_torch_rebuilds_defaultdicts_namedtuples_and_subclasses_as_they_were(exp: Experiment) -> None:
+    """The snapshot rebuilds containers around copied tensors: as their own type, with their state (a
+    defaultdict's factory, a namedtuple's fields, a subclass's attributes), the way torch.save keeps them."""
+    history = collections.defaultdict(list, a=[torch.ones(1)])
+    checkpoint = {
+        "history": history,
+        "point": _Point(torch.zeros(2), 3),
+        "ordered": collections.OrderedDict([("w", torch.ones(2))]),
+        "tagged": _TaggedDict("t", {"w": torch.ones(1)}),
+        "max": torch.max(torch.tensor([[1.0, 2.0]]), dim=1),
+    }
+    exp.files("x").save_torch(checkpoint, to="ckpt.pt")
+    exp.flush()
+    loaded = torch.load(exp.directory / "files/x/ckpt.pt", weights_only=False)
+    assert isinstance(loaded["history"], collections.defaultdict) and loaded["history"].default_factory is list
+    assert torch.equal(loaded["history"]["a"][0], torch.ones(1))
+    assert isinstance(loaded["point"], _Point) and loaded["point"].y == 3 and torch.equal(loaded["point"].x, torch.zeros(2))
+    assert type(loaded["ordered"]) is collections.OrderedDict and list(loaded["ordered"]) == ["w"]
+    assert type(loaded["tagged"]) is _TaggedDict and loaded["tagged"].tag == "t"
+    assert torch.equal(loaded["tagged"]["w"], torch.ones(1))
+    assert type(loaded["max"]) is type(checkpoint["max"]) and torch.equal(loaded["max"].values, checkpoint["max"].values)
+
+
+def test_a_symlink_planted_at_a_temporary_name_is_not_written_through(tmp_path: Path) -> None:
+    """Documents and saved files are written to predictable temporary names (pid, thread) before their
+    rename: a symlink planted at one by anyone who can write the run directory must not have the write
+    go to its target."""
+    import os
+
+    from ml_dash.agent.atomic import FileJob, place_file, write_document
+    from ml_dash.snapshots import bytes_writer
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    document = tmp_path / "run/experiment.json"
+    document.parent.mkdir()
+    os.symlink(victim, document.with_name(f".experiment.json.{os.getpid()}.{threading.get_ident()}.tmp"))
+    write_document(document, b'{"status": "RUNNING"}')
+    saved = tmp_path / "run/files/model.bin"
+    saved.parent.mkdir()
+    os.symlink(victim, saved.with_name(f".model.bin.{os.getpid()}.partial"))
+    place_file(FileJob(dest=saved, write=bytes_writer(b"weights"), entry={}))
+    assert victim.read_text() == "precious\n"
+    assert document.read_bytes() == b'{"status": "RUNNING"}' and saved.read_bytes() == b"weights"
+    assert sorted(p.name for p in document.parent.iterdir()) == ["experiment.json", "files"]

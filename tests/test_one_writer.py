@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -468,3 +469,225 @@ def test_row16_a_start_that_fails_on_a_full_disk_leaves_the_directory_free(workd
     """, workdir)
     assert "start failed" in result.stdout and "started again" in result.stdout, result.stdout + result.stderr
     assert "second writer wrote" in python_script(SECOND_WRITER, workdir).stdout
+
+
+# -- the lock file itself: deleted, replaced, planted, read-locked by another account ------------------
+
+HOLDER_UNTIL_STDIN = """
+    import json, logging, sys
+    from ml_dash import Experiment
+    logging.basicConfig(level=logging.WARNING, format="LOG %(levelname)s %(message)s", stream=sys.stdout)
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    for i in range(100):
+        exp.metrics("train").log(step=i)
+    exp.flush()
+    print("holding", flush=True)
+    sys.stdin.readline()  # the test's go-ahead to go on and end
+    for i in range(100, 200):
+        exp.metrics("train").log(step=i)
+    print("completed", exp.run.complete(), flush=True)
+    print("stats", json.dumps(exp.stats()["lock"]), flush=True)
+"""
+
+
+def _start_with_stdin(code: str, cwd: Path) -> subprocess.Popen:
+    """Like start_script, with a stdin to tell the child when to go on."""
+    prologue = "import faulthandler; faulthandler.dump_traceback_later(110, exit=True)\n"
+    return subprocess.Popen([sys.executable, "-c", prologue + textwrap.dedent(code)], cwd=cwd,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _tar_backup_restored(directory: Path) -> None:
+    """A backup of the run restored into its directory while it runs (GNU tar replaces each file)."""
+    backup = directory.parent / "backup.tar"
+    subprocess.run(["tar", "cf", str(backup), "-C", str(directory), "."], check=True)
+    subprocess.run(["tar", "xf", str(backup), "-C", str(directory)], check=True)
+
+
+def _renamed_over(directory: Path) -> None:
+    copy = directory.parent / "lock-copy"
+    shutil.copy(directory / ".ml-dash.lock", copy)
+    os.replace(copy, directory / ".ml-dash.lock")
+
+
+LOCK_FILE_FATES: dict[str, Callable[[Path], None]] = {
+    "deleted": lambda d: os.unlink(d / ".ml-dash.lock"),
+    "replaced": _renamed_over,
+    "restored_by_tar": _tar_backup_restored,
+}
+
+
+@pytest.mark.parametrize("fate", sorted(LOCK_FILE_FATES))
+def test_row16_a_lock_file_deleted_or_replaced_under_a_live_run_is_locked_again(workdir: Path, fate: str) -> None:
+    """The holder locked the old inode: the file now at the path is new and unlocked. The holder notices on
+    its next durable pass (about a second), locks it again and says so; a second writer and `ml-dash sync`
+    started after that are refused, and the run is never marked CRASHED while it runs."""
+    holder = _start_with_stdin(HOLDER_UNTIL_STDIN, workdir)
+    directory = workdir / ".dash/a/b/c"
+    try:
+        _wait_for(holder, "holding")
+        before = os.stat(directory / ".ml-dash.lock").st_ino
+        LOCK_FILE_FATES[fate](directory)
+        if fate != "deleted":
+            assert os.stat(directory / ".ml-dash.lock").st_ino != before  # the case under test: a new inode
+        _wait_for(holder, "LOG WARNING ml-dash: the lock file")  # the holder's "locked again"
+        assert is_held(directory)
+        second = python_script(SECOND_WRITER, workdir)
+        assert f"refused, held by {holder.pid}" in second.stdout, second.stdout + second.stderr
+        sync = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(directory), "--remote",
+                               "http://127.0.0.1:9", "--timeout", "3"], cwd=workdir, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "ML_DASH_API_KEY": "k"})
+        assert "still being written" in sync.stdout, sync.stdout + sync.stderr
+        assert read_json(directory / "experiment.json")["status"] == "RUNNING"
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        _wait_for(holder, "completed True")
+        stats = json.loads(holder.stdout.readline().split(" ", 1)[1])
+        assert stats == {"relocked": 1, "lost_to_another": 0}
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    assert read_json(directory / "experiment.json")["status"] == "COMPLETED"
+    indices = [r["index"] for r in read_jsonl(directory / "metrics/train/data.jsonl")]
+    assert indices == list(range(len(indices)))  # one writer: no index twice
+    if fate != "restored_by_tar":  # tar replaced data.jsonl too: the holder appends to the file it opened
+        assert len(indices) == 200
+
+
+def test_row16_a_second_writer_that_won_the_replaced_lock_file_is_reported_loudly(workdir: Path) -> None:
+    """If a second writer locks the new file before the holder looks again, both write: the holder says so
+    as an error naming the other writer, and counts it."""
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    try:
+        os.unlink(exp.directory / ".ml-dash.lock")
+        other = _start_with_stdin("""
+            import sys
+            from pathlib import Path
+            from ml_dash.runlock import RunLock
+            lock = RunLock.acquire(Path(".dash/a/b/c"), "a/b/c")
+            print("holding", flush=True)
+            sys.stdin.readline()
+        """, workdir)
+        try:
+            _wait_for(other, "holding")
+            with _captured_errors() as errors:
+                exp.flush()  # a durable pass: the holder looks at its lock file
+            assert exp.stats()["lock"] == {"relocked": 0, "lost_to_another": 1}
+            assert any("TWO WRITERS" in e and f"pid {other.pid}" in e for e in errors), errors
+        finally:
+            other.kill()
+            other.communicate(timeout=30)
+        exp.flush()  # the other one has ended: the file is locked again
+        assert exp.stats()["lock"] == {"relocked": 1, "lost_to_another": 1}
+    finally:
+        exp.run.complete()
+
+
+class _captured_errors:
+    def __enter__(self) -> list[str]:
+        import logging
+
+        self.messages: list[str] = []
+        self.handler = logging.Handler(logging.ERROR)
+        self.handler.emit = lambda record: self.messages.append(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("ml_dash").addHandler(self.handler)
+        return self.messages
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.getLogger("ml_dash").removeHandler(self.handler)
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory", "fifo"])
+def test_row16_a_lock_path_that_is_not_a_regular_file_is_refused_by_name(workdir: Path, planted: str) -> None:
+    """A symlink planted at .ml-dash.lock must not have the run truncate and write its target; a directory
+    or FIFO there is refused with an error naming the path, not a raw IsADirectoryError or a hang."""
+    directory = workdir / ".dash/a/b/c"
+    directory.mkdir(parents=True)
+    victim = workdir / "victim.txt"
+    victim.write_text("precious\n")
+    lock = directory / ".ml-dash.lock"
+    if planted == "symlink":
+        os.symlink(victim, lock)
+    elif planted == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(RunLockedError, match=r"lock file .*\.ml-dash\.lock is") as refused:
+        Experiment(prefix="a/b/c").run.start()
+    assert str(directory) in str(refused.value) and "Remove it" in str(refused.value)
+    assert victim.read_text() == "precious\n"
+    assert not is_held(directory)
+
+
+def test_row16_the_lock_file_is_private_and_a_foreign_lock_is_not_blamed_on_a_dead_holder(workdir: Path) -> None:
+    """New lock files are 0600 (another account cannot open them to hold a lock). If something else holds a
+    lock on the file (an older 0644 file, a backup tool), the refusal says the recorded holder has ended
+    instead of naming its dead pid as the holder."""
+    fcntl = pytest.importorskip("fcntl")
+    with Experiment(prefix="a/b/c").run as run:
+        lock = run._session.directory / ".ml-dash.lock"
+        assert (os.stat(lock).st_mode & 0o777) == 0o600
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = json.loads(lock.read_text())
+    lock.write_text(json.dumps({**record, "pid": int(dead.stdout)}))
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH) if not hasattr(fcntl, "F_OFD_SETLK") else fcntl.fcntl(
+            fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 0, 0))
+        with pytest.raises(RunLockedError) as refused:
+            Experiment(prefix="a/b/c").run.start()
+    finally:
+        os.close(fd)
+    message = str(refused.value)
+    assert "not by the writer its lock file names" in message and "which has ended" in message, message
+    assert "held by another process" not in message
+
+
+def test_row16_a_start_that_fails_on_a_full_disk_names_the_run_and_what_failed(workdir: Path) -> None:
+    result = python_script("""
+        import resource, signal
+        from ml_dash import Experiment
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # no file can grow
+        try:
+            Experiment(prefix="a/b/c").run.start()
+        except OSError as exc:
+            print("errno", exc.errno, "message:", exc)
+    """, workdir)
+    assert "errno 27 message: [Errno 27] cannot start run 'a/b/c' in " in result.stdout, result.stdout + result.stderr
+    assert ".dash/a/b/c" in result.stdout and "full" in result.stdout and "not locked" in result.stdout
+
+
+@pytest.mark.parametrize("impl", ["native", "python"])
+@pytest.mark.parametrize("handle", ["metrics", "logs", "params", "files"])
+def test_row16_a_live_handle_keeps_its_experiment_referenced(workdir: Path, impl: str, handle: str) -> None:
+    """A training loop's `train = exp.metrics("train")` (or exp.logs, exp.params, a files scope) outliving
+    `exp` keeps the run referenced: a new Experiment on the directory is refused instead of ending the run
+    under the handle, and the handle keeps logging."""
+    result = python_script(f"""
+        import gc
+        from ml_dash import Experiment, RunLockedError
+        exp = Experiment(prefix="a/b/c")
+        exp.run.start()
+        kept = {{"metrics": exp.metrics("train"), "logs": exp.logs, "params": exp.params,
+                 "files": exp.files("f")}}[{handle!r}]
+        train = None if {handle!r} != "metrics" else kept
+        del exp
+        gc.collect()
+        try:
+            Experiment(prefix="a/b/c").run.start()
+            print("second started")
+        except RunLockedError as exc:
+            print("refused:", exc)
+        {{"metrics": lambda: kept.log(step=1), "logs": lambda: kept.info("still here"),
+          "params": lambda: kept.set(a=1), "files": lambda: kept.save_text("x", to="x.txt")}}[{handle!r}]()
+        print("handle still logs")
+    """, workdir, env={"ML_DASH_PURE_PYTHON": "1"} if impl == "python" else None)
+    assert "refused:" in result.stdout and "handle still logs" in result.stdout, result.stdout + result.stderr
+    assert "exp.metrics(...)" in result.stdout
