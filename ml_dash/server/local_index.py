@@ -29,7 +29,7 @@ from typing import Any
 
 from ..agent import layout
 from ..agent.jsonlines import DecodeError, loads, read_json, restore_metric_row
-from ..agent.wire import metric_blocks
+from ..agent.wire import LIMITS, metric_blocks
 from ..naming import validate_prefix
 from ..reading import find_runs, written_here
 from ..runlock import is_held
@@ -172,7 +172,9 @@ class LocalIndex:
                 await self._store_one(directory, run, piece.stream, payload)
             if piece.payloads and not alone:
                 count = _payload_rows(piece.payloads[0])
-                if together and rows + count > BATCH_ROWS:
+                # a batch within the server's own limits (rows, and streams a request may name: past those,
+                # build_batch refuses it and every stream would be stored alone, a transaction each)
+                if together and (rows + count > BATCH_ROWS or len(together) >= LIMITS.max_streams):
                     await self._store_together(directory, run, together)
                     together, rows = {}, 0
                 together[piece.stream] = piece.payloads[0]
