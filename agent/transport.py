@@ -26,8 +26,11 @@ from .wire import CONTENT_TYPE
 
 logger = logging.getLogger("ml_dash.agent")
 
-#: A reply is a small JSON object; a server sending more is cut off here, not read into memory.
-MAX_REPLY_BYTES = 1 << 20
+#: The longest reply read; a server sending more is cut off here, not read into memory. An ingest reply and
+#: the run's document list every stream of the run with its count: a run may hold 100,000 metrics named
+#: with up to 128 characters, about 15 MB of JSON (1 MiB, the cap before, stopped the upload of a run of
+#: 9,000 long-named metrics with "HTTP 200 without an acknowledgement").
+MAX_REPLY_BYTES = 32 << 20
 
 
 class Transport(Protocol):

@@ -78,3 +78,39 @@ def test_streams_past_the_runs_metric_limit_are_held_back_and_the_others_go_on(
     finally:
         proxy.close()
         srv.stop()
+
+
+def test_a_run_whose_acknowledgement_lists_thousands_of_long_names_keeps_uploading(tmp_path: Path) -> None:
+    """Every ingest reply names every stream of the run with its count: 10,000 metrics of 120 characters
+    make a reply of about 1.4 MB, which the SDK must read (it stopped at 1 MiB: 'HTTP 200 without an
+    acknowledgement')."""
+    import asyncio
+
+    from ml_dash.agent.transport import HttpTransport
+    from ml_dash.agent.wire import encode_body, metric_blocks
+
+    srv = Server(tmp_path / "data")
+    try:
+        key = srv.key("alice")
+        identity = {"run_id": "r", "writer_id": "w"}
+        row = [{"data": {"v": 1.0, "_ts": 1000.0}, "createdAt": "2026-11-26T00:00:00.000000Z"}]
+        names = [f"metrics/{'n' * 110}{i:06d}" for i in range(10_000)]
+        for first in range(0, len(names), LIMITS.max_streams):
+            streams = {name: {"start": 0, "blocks": metric_blocks(row)} for name in names[first:first + LIMITS.max_streams]}
+            status, _ = srv.ingest("alice/p/wide", {"v": 2, "identity": identity, "streams": streams}, key)
+            assert status == 200
+
+        async def one_more_row() -> tuple[int, dict]:
+            transport = HttpTransport(srv.url, {"Authorization": f"Bearer {key}"})
+            try:
+                body = encode_body({"v": 2, "identity": identity,
+                                    "streams": {names[0]: {"start": 1, "blocks": metric_blocks(row)}}})
+                outcome = await transport.post_events("alice/p/wide", body, 30.0, None)
+                return outcome.status, outcome.body or {}
+            finally:
+                await transport.close()
+
+        status, reply = asyncio.run(one_more_row())
+        assert status == 200 and len(reply.get("acked", {})) == 10_000 and reply["acked"][names[0]] == 2, status
+    finally:
+        srv.stop()
