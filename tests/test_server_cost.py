@@ -258,3 +258,18 @@ def test_a_limit_flag_out_of_its_range_is_one_line_naming_it(tmp_path: Path, fla
     out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "server", "--data", str(tmp_path), flag, "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.startswith(f"ml-dash server: {flag} 0 must be within"), out.stderr
+
+
+def test_a_file_upload_declaring_more_than_the_server_takes_is_refused_before_its_body(server: Server) -> None:
+    """A file PUT whose Content-Length is past the per-file limit gets 413 at once (it was read until the
+    body went silent, then 408)."""
+    import socket
+
+    key = server.key("alice")
+    head = (f"PUT /api/v1/runs/alice/p/r/files/big.bin HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {10**15}\r\nX-Content-SHA256: {'0' * 64}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as conn:
+        conn.sendall(head.encode() + b"x" * 1024)
+        reply = conn.recv(65536).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 413"), reply[:200]
+    assert "at most" in reply

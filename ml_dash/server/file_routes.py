@@ -33,6 +33,10 @@ async def put_file(request: web.Request) -> web.Response:
     if not isinstance(entry, dict):
         raise BadRequest("X-File-Entry must be a JSON object")
     config = request.app[CONFIG]
+    if request.content_length is not None and request.content_length > config.max_file_bytes:
+        # refused before a byte of it is read (or a slot of the body budget held), as ingest refuses
+        raise PayloadTooLarge(f"a file of {request.content_length} bytes; this server takes at most "
+                              f"{config.max_file_bytes} bytes a file")
     # streamed to disk a piece at a time: the piece is what the upload holds of the body budget
     async with request.app[GATE].bodies.reserve(FILE_PIECE_BYTES, who):
         try:
