@@ -7,6 +7,7 @@ The 20,000-metric test is the slow one of this file (about a minute and a half h
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -61,7 +62,10 @@ def _index_passes(root: Path, passes: list[Any], monkeypatch: pytest.MonkeyPatch
         finally:
             await storage.close()
 
-    asyncio.run(main())
+    # on a thread of its own: a browser test of this module (Playwright's sync API) may have left an
+    # event loop running on this one, and asyncio.run refuses to start under a running loop
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, main()).result()
     return reads
 
 
