@@ -100,14 +100,16 @@ class ServerReads:
     def pages(self, path: str, field: str, key: str, start: int = 0,
               limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
         """The rows under ``field`` of ``path``'s pages from index ``start`` on, ``limit`` rows at most,
-        as the server sends them (a missing run has none). Each page starts after the last row's ``key``:
+        as the server sends them (a missing run has none), following ``next`` past pages the server
+        cut short by their size. Each page starts after the last row's ``key``:
         a stream may skip indices (rows set aside by their client), so counting rows would repeat some."""
         taken = 0
         for _ in range(MAX_PAGES):  # bounded: a server that pages forever ends here
             size = self.page_rows if limit is None else min(self.page_rows, limit - taken)
             if size <= 0:
                 return
-            page = (self._get(path, start=start, limit=size) or {}).get(field, [])
+            body = self._get(path, start=start, limit=size) or {}
+            page = body.get(field, [])
             if not isinstance(page, list):
                 raise MLDashError(f"{self.remote} answered {path} without a list of {field}")
             page = [row for row in page if isinstance(row, dict) and isinstance(row.get(key), int) and row[key] >= start]
@@ -115,6 +117,12 @@ class ServerReads:
                 yield page
                 start = page[-1][key] + 1
             taken += len(page)
+            # a page cut short by the server's size budget says where the rest starts: a short page
+            # with ``next`` is not the end
+            cut = body.get("next")
+            if isinstance(cut, int) and not isinstance(cut, bool) and cut >= start and page:
+                start = cut
+                continue
             if len(page) < size:
                 return
         raise MLDashError(f"{self.remote} sent more than {MAX_PAGES} pages of {path}")

@@ -68,16 +68,21 @@ class Server:
 
     def metric_rows(self, prefix: str, metric: str = "train", headers: dict[str, str] | None = None,
                     key: str | None = None) -> list[dict[str, Any]]:
-        """Every stored row of a metric, page by page (pages of 100,000 rows, the server's cap; bounded)."""
+        """Every stored row of a metric, page by page (pages of 100,000 rows, the server's cap, or fewer
+        with ``next`` when wide rows pass its value budget; bounded)."""
         rows: list[dict[str, Any]] = []
+        start = 0
         for _ in range(1000):
-            start = rows[-1]["index"] + 1 if rows else 0
             status, body = self.request("GET", f"/api/v1/experiments/{prefix}/metrics/{metric}?start={start}"
                                                "&limit=100000", headers=headers, key=key)
             page = body.get("rows", []) if status == 200 else []
             rows += page
+            if page and "next" in body:  # cut short by the server's page budget: the rest from there
+                start = body["next"]
+                continue
             if len(page) < 100_000:
                 return rows
+            start = rows[-1]["index"] + 1
         raise AssertionError("too many pages")
 
     def stop(self) -> int:

@@ -31,7 +31,7 @@ def test_a_search_finds_exactly_the_lines_holding_it_with_and_without_fts(search
     results = []
     for full_text in (True, False):
         db, made = _db(full_text)
-        found = sqlite_logs.read(db, made, 1, 0, 10_000, None, search, False)
+        found, _ = sqlite_logs.read(db, made, 1, 0, 10_000, None, search, False)
         results.append([(r["sequenceNumber"], r["message"]) for r in found])
     expected = [(i, m) for i, m in enumerate(MESSAGES * 50) if search.lower() in m.lower()]
     if any(ord(c) > 127 for c in search):  # LIKE folds only ASCII case; the trigram index folds Unicode
@@ -45,7 +45,7 @@ def test_a_search_finds_exactly_the_lines_holding_it_with_and_without_fts(search
 def test_level_tail_and_start_combine_with_a_search() -> None:
     for full_text in (True, False):
         db, made = _db(full_text)
-        found = sqlite_logs.read(db, made, 2, 100, 3, "warn", "plain", True)
+        found, _ = sqlite_logs.read(db, made, 2, 100, 3, "warn", "plain", True)
         expected = [i for i, m in enumerate(MESSAGES * 50) if i >= 100 and i % 3 == 0 and m == "plain"][-3:]
         assert [r["sequenceNumber"] for r in found] == expected
-        assert sqlite_logs.read(db, made, 2, 0, 5, None, None, True)[-1]["sequenceNumber"] == len(MESSAGES) * 50 - 1
+        assert sqlite_logs.read(db, made, 2, 0, 5, None, None, True)[0][-1]["sequenceNumber"] == len(MESSAGES) * 50 - 1

@@ -160,7 +160,7 @@ def test_a_page_from_any_index_holds_the_rows_from_there() -> None:
     assert max(db.execute("SELECT count FROM metric_chunks").fetchone()) <= sqlite_metrics.CHUNK_ROWS
     for start in [0, 1, 4095, 4096, 4097, stored - 1, *rng.sample(range(stored), 20)]:
         limit = rng.choice([1, 10, 1000, 5000])
-        page = sqlite_metrics.page(db, 1, "train", start, limit)
+        page, _ = sqlite_metrics.page(db, 1, "train", start, limit)
         assert [r["index"] for r in page] == list(range(start, min(stored, start + limit)))
         assert [r["data"]["step"] for r in page] == [r["index"] for r in page]
 
@@ -171,7 +171,7 @@ def test_a_set_aside_range_leaves_a_hole_that_pages_and_buckets_skip() -> None:
     db = _db()
     sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(0, metric_blocks(rows[:5000])))
     sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(6000, metric_blocks(rows[6000:])))  # 5000..5999 a void
-    assert [r["index"] for r in sqlite_metrics.page(db, 1, "train", 5500, 3)] == [6000, 6001, 6002]
+    assert [r["index"] for r in sqlite_metrics.page(db, 1, "train", 5500, 3)[0]] == [6000, 6001, 6002]
     _width, buckets = sqlite_metrics.buckets(db, 1, "train", 0, 10_000, 10_000, 10)
     assert sum(b["count"] for b in buckets) == 9000
     kept = rows[:5000] + [{"data": {}, "createdAt": ""}] * 1000 + rows[6000:]  # a hole counts nothing
@@ -211,7 +211,7 @@ def test_row25_a_page_decodes_at_most_two_chunks_wherever_it_starts(monkeypatch:
     monkeypatch.setattr(sqlite_metrics.msgpack, "unpackb", counting_unpackb)
     for start in [0, 4095, 100_000, 199_000, *rng.sample(range(199_000), 20)]:
         decoded.clear()
-        assert len(sqlite_metrics.page(db, 1, "train", start, 1000)) == 1000
+        assert len(sqlite_metrics.page(db, 1, "train", start, 1000)[0]) == 1000
         assert len(decoded) <= 2 and sum(decoded) <= 2 * sqlite_metrics.CHUNK_ROWS
     decoded.clear()
     sqlite_metrics.buckets(db, 1, "train", 0, 200_000, 200_000, 1000)

@@ -266,10 +266,10 @@ async def get_logs(request: web.Request) -> web.Response:
     search = request.query.get("q") or None
     if search is not None and len(search) > MAX_SEARCH_CHARS:
         raise BadRequest(f"q is at most {MAX_SEARCH_CHARS} characters")
-    rows = await request.app[STORAGE].log_rows(
+    rows, cut = await request.app[STORAGE].log_rows(
         exp["id"], int_query(request, "start", 0, 0, 2**62), int_query(request, "limit", 1000, 1, MAX_READ_ROWS), wanted,
         search, request.query.get("tail") == "1")
-    return json_response({"logs": rows})
+    return json_response({"logs": rows, **page_next(cut)})
 
 
 async def get_metric(request: web.Request) -> web.Response:
@@ -287,8 +287,14 @@ async def get_metric(request: web.Request) -> web.Response:
         width = fixed_width(request, start, end, buckets)
         width, found = await storage.metric_buckets(exp["id"], metric, start, end, buckets, width)
         return json_response({"metric": metric, "width": width, "buckets": found})
-    rows = await storage.metric_rows(exp["id"], metric, start, int_query(request, "limit", 1000, 1, MAX_READ_ROWS))
-    return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows]})
+    rows, cut = await storage.metric_rows(exp["id"], metric, start, int_query(request, "limit", 1000, 1, MAX_READ_ROWS))
+    return json_response({"metric": metric, "rows": [mark_non_finite_metric_row(r) for r in rows], **page_next(cut)})
+
+
+def page_next(cut: int | None) -> dict[str, int]:
+    """``next``, only on a page cut short by its size budget: the index to ask the rest from (a full or
+    final page carries none, so an older reader that stops at a short page sees no change for those)."""
+    return {} if cut is None else {"next": cut}
 
 
 def fixed_width(request: web.Request, start: int, end: int | None, buckets: int) -> int | None:

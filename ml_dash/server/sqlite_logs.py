@@ -56,9 +56,17 @@ def store(db: sqlite3.Connection, exp_id: int, rows: list[LogEntry]) -> None:
     db.executemany("INSERT INTO log_text (rowid, message) VALUES (?, ?)", texts)
 
 
+# A page's budget in stored bytes (message and metadata), besides its ``limit`` in lines: lines may be
+# up to 1 MiB each, and 100,000 of them would otherwise be decoded into one reply.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+
+
 def read(db: sqlite3.Connection, full_text: bool, exp_id: int, start: int, limit: int, level: str | None,
-         search: str | None, tail: bool) -> list[dict[str, Any]]:
-    """Lines from ``start`` (with ``tail``: the last ``limit`` of them) of ``level``, holding ``search``."""
+         search: str | None, tail: bool, max_bytes: int = MAX_PAGE_BYTES) -> tuple[list[dict[str, Any]], int | None]:
+    """(lines, next): lines from ``start`` (with ``tail``: the last ``limit`` of them) of ``level``,
+    holding ``search``, no more than ``max_bytes`` of stored records in all (at least one line).
+    ``next`` is the index of the first line left out by that byte budget (None when the page is full
+    or the run ends; with ``tail`` the newest lines are kept and ``next`` is None)."""
     order = "DESC" if tail else "ASC"
     if not search:
         sql = "SELECT idx, record FROM log_rows WHERE exp_id = ? AND idx >= ?"
@@ -66,11 +74,11 @@ def read(db: sqlite3.Connection, full_text: bool, exp_id: int, start: int, limit
         if level is not None:
             sql += " AND level = ?"
             args.append(level)
-        rows = db.execute(sql + f" ORDER BY idx {order} LIMIT ?", (*args, limit)).fetchall()
+        cursor = db.execute(sql + f" ORDER BY idx {order} LIMIT ?", (*args, limit))
     else:
         low, high = _rowid(exp_id, start), _rowid(exp_id, 0)
         if low is None or high is None:
-            return []
+            return [], None
         if full_text and len(search) >= 3:  # a phrase of trigrams: the index finds the substring
             match, text_args = "log_text MATCH ?", ['"' + search.replace('"', '""') + '"']
         else:  # a scan of the messages (LIKE's wildcards escaped: the search is a literal)
@@ -81,11 +89,19 @@ def read(db: sqlite3.Connection, full_text: bool, exp_id: int, start: int, limit
         if level is not None:
             sql += " AND r.level = ?"
             args.append(level)
-        rows = db.execute(sql + f" ORDER BY t.rowid {order} LIMIT ?", (*args, limit)).fetchall()
+        cursor = db.execute(sql + f" ORDER BY t.rowid {order} LIMIT ?", (*args, limit))
+    rows: list[tuple[int, bytes]] = []
+    taken, cut = 0, None
+    for idx, record in cursor:  # row by row: the budget stops the read, not only the reply
+        if rows and taken + len(record) > max_bytes:
+            cut = None if tail else idx
+            break
+        rows.append((idx, record))
+        taken += len(record)
     if tail:
         rows.reverse()
     # the stored index wins over anything of the same name in the record (older servers kept it)
-    return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows]
+    return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows], cut
 
 
 def index_existing(db: sqlite3.Connection) -> None:

@@ -101,18 +101,34 @@ def latest(db: sqlite3.Connection, exp_ids: list[int]) -> dict[int, dict[str, di
     return out
 
 
-def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` rows from index ``start``: from the chunk holding ``start`` (found through the
-    primary key, not by a scan) onwards, and of each chunk only the page's rows become dicts."""
+# A page's budget in values (fields summed over its rows), besides its ``limit`` in rows: a page of
+# 100,000 rows of 50 fields would otherwise build ~5M Python objects (~900 MiB across server and
+# workers). 500,000 values keep a page in the tens of MB and still let 100,000 rows of up to 4 fields
+# through in one page.
+MAX_PAGE_VALUES = 500_000
+
+
+def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,
+         max_values: int = MAX_PAGE_VALUES) -> tuple[list[dict[str, Any]], int | None]:
+    """(rows, next): up to ``limit`` rows from index ``start``, and no more than ``max_values`` field
+    values in all (at least one row); ``next`` is the index of the first row left out by that value
+    budget (None when the page is full or the series ends). From the chunk holding ``start`` (found
+    through the primary key, not by a scan) onwards, and of each chunk only the page's rows become dicts."""
     out: list[dict[str, Any]] = []
+    values = 0
     for first, count, blocks in _chunks_from(db, exp_id, metric, start):
         if first + count <= start:  # the chunk before a set-aside range
             continue
         skip = max(0, start - first)
-        out.extend(metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))))
+        for row in metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))):
+            width = max(1, len(row.get("data") or ()))  # rows may differ in width: counted as read
+            if out and values + width > max_values:
+                return out, row["index"]
+            out.append(row)
+            values += width
         if len(out) >= limit:
             break
-    return out
+    return out, None
 
 
 def _chunks_from(db: sqlite3.Connection, exp_id: int, metric: str, start: int,

@@ -78,10 +78,11 @@ class Storage(Protocol):
     async def all_owners(self) -> list[dict[str, Any]]: ...
     async def projects(self, owner: str) -> list[dict[str, Any]]: ...
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
-    async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]: ...
+    async def metric_rows(self, exp_id: int, metric: str, start: int,
+                          limit: int) -> tuple[list[dict[str, Any]], int | None]: ...
     async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
-                       search: str | None = None, tail: bool = False) -> list[dict[str, Any]]: ...
+                       search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]: ...
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]: ...
     async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
@@ -317,7 +318,9 @@ class SQLiteStorage:
         exp["streams"] = {stream: stored for stream, stored in counts}
         return exp
 
-    async def metric_rows(self, exp_id: int, metric: str, start: int, limit: int) -> list[dict[str, Any]]:
+    async def metric_rows(self, exp_id: int, metric: str, start: int,
+                          limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """(rows, next): a page, bounded in rows and in values (``next``: where a cut page goes on)."""
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
 
@@ -344,8 +347,8 @@ class SQLiteStorage:
         return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets, width)
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
-                       search: str | None = None, tail: bool = False) -> list[dict[str, Any]]:
-        """Lines from index ``start`` (with ``tail``: the last ``limit`` of them), of ``level`` only,
+                       search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+        """(lines, next): lines from index ``start`` (with ``tail``: the last ``limit`` of them), of ``level`` only,
         and holding ``search`` in their message (case-insensitive), over the whole run."""
         return await self._read(sqlite_logs.read, self._full_text, exp_id, start, limit, level, search, tail)
 

@@ -28,16 +28,22 @@ function emptySeries(raw) {
 
 /** The raw points of ``field`` over indices [start, end). */
 async function fetchRows(prefix, metric, field, start, end) {
-  const out = await sharedGet(`${metricPath(prefix, metric)}?start=${start}&limit=${Math.max(1, end - start)}`);
   const s = emptySeries(true);
-  for (const row of out.rows) {
-    // a page skips set-aside indices and fills its limit past ``end``: those rows are the next read's
-    if (row.index >= end) break;
-    if (!(field in row.data)) continue;
-    const v = num(row.data[field]);
-    s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
-    s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
-    s.ys.push(v); s.lo.push(v); s.hi.push(v);
+  // a page of wide rows is cut short by the server's value budget and says where the rest starts
+  // (``next``); bounded, as the range is at most RAW_LIMIT rows
+  for (let from = start, pages = 0; from < end && pages < 1000; pages++) {
+    const out = await sharedGet(`${metricPath(prefix, metric)}?start=${from}&limit=${Math.max(1, end - from)}`);
+    for (const row of out.rows) {
+      // a page skips set-aside indices and fills its limit past ``end``: those rows are the next read's
+      if (row.index >= end) break;
+      if (!(field in row.data)) continue;
+      const v = num(row.data[field]);
+      s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
+      s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
+      s.ys.push(v); s.lo.push(v); s.hi.push(v);
+    }
+    if (typeof out.next !== "number" || out.next <= from) break;
+    from = out.next;
   }
   s.upto = end;
   return s;
