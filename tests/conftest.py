@@ -19,6 +19,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
+from .sites import site  # noqa: F401  (a UI test against a real server and against ml-dash ui)
 
 # Hypothesis: in CI the same examples every run (a fixed seed) and no example database; elsewhere its
 # database lives in the user's cache, never in the tree.

@@ -6,9 +6,11 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -94,6 +96,25 @@ class Server:
         return self.proc.returncode
 
 
+
+
+def recv_until_closed(conn: socket.socket, limit_s: float) -> tuple[bytes, bool]:
+    """What a raw connection receives until the server closes it (True; a reset counts) or ``limit_s``
+    passes (False): for tests that speak HTTP by hand (slow heads, silent bodies)."""
+    got = b""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        conn.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            break
+        except OSError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += chunk
+    return got, False
 
 
 class LocalUi(Server):

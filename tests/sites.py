@@ -4,8 +4,11 @@ browser tests of the issue's rows take a ``site`` and run against both."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ml_dash import Experiment
 
@@ -81,3 +84,12 @@ class LocalSite:
 
 
 Site = ServerSite | LocalSite
+
+
+@pytest.fixture(params=["server", "local"])
+def site(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Site]:
+    """Each test of a row runs against a real server and against ``ml-dash ui`` on local runs."""
+    chosen: Site = ServerSite(request.getfixturevalue("server")) if request.param == "server" else LocalSite(
+        workdir / ".dash")
+    yield chosen
+    chosen.stop()

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +27,7 @@ from ml_dash.server.storage import SQLiteStorage
 from .browser import Tab
 from .conftest import python_script
 from .server_process import LocalUi, Server
-from .sites import LocalSite, ServerSite, Site
+from .sites import Site
 from .waiting import wait_for
 
 
@@ -101,14 +100,6 @@ def test_finding_runs_does_not_walk_into_a_runs_own_folders(workdir: Path, monke
 
 
 # -- the web UI: a page of charts at a time ---------------------------------------------------------------
-@pytest.fixture(params=["server", "local"])
-def site(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Site]:
-    chosen: Site = ServerSite(request.getfixturevalue("server")) if request.param == "server" else LocalSite(
-        workdir / ".dash")
-    yield chosen
-    chosen.stop()
-
-
 def _metrics_drawn(page: Any) -> set[str]:
     return set(page.evaluate("() => [...document.querySelectorAll('figure.chart')].map((f) => f.dataset.metric)"))
 

@@ -18,7 +18,7 @@ import zstandard
 
 from ml_dash.agent.wire import encode_body, metric_blocks
 
-from .server_process import Server
+from .server_process import Server, recv_until_closed
 
 
 def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -365,26 +365,6 @@ def test_row27_a_request_the_parser_refuses_is_answered_and_logged_without_its_b
     assert secret not in srv.stderr + srv.stdout and "SSSS" not in srv.stderr
 
 
-def _recv_until_closed(conn, limit_s: float) -> tuple[bytes, bool]:
-    """Read until the server closes the connection (True) or ``limit_s`` passes (False)."""
-    import time
-
-    got = b""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        conn.settimeout(max(0.05, end - time.monotonic()))
-        try:
-            chunk = conn.recv(65536)
-        except TimeoutError:
-            break
-        except ConnectionResetError:
-            return got, True
-        if not chunk:
-            return got, True
-        got += chunk
-    return got, False
-
-
 def test_row27_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_gets_408(tmp_path) -> None:
     import socket
     import time
@@ -417,7 +397,7 @@ def test_row27_a_request_head_that_trickles_in_is_cut_off_and_a_stalled_body_get
         staller = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         staller.sendall(b"POST /api/v1/runs/alice/p/r/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-ML-Dash-User: alice\r\n"
                         b"Content-Encoding: identity\r\nContent-Length: 1000\r\n\r\n" + b"\x80" * 10)
-        reply, closed = _recv_until_closed(staller, 15)
+        reply, closed = recv_until_closed(staller, 15)
         staller.close()
         assert reply.split(b"\r\n", 1)[0].endswith(b"408 Request Timeout"), reply[:200]
         assert closed and b"no part of the request body arrived" in reply

@@ -31,7 +31,7 @@ from ml_dash.agent.wire import encode_body, metric_blocks
 from ml_dash.server.protocol import QuietAppRunner
 
 from .fault_proxy import FaultProxy
-from .server_process import Server, direct
+from .server_process import Server, direct, recv_until_closed
 from .slow_link import Body, MiB, Reply, http_head, in_pieces, send_slowly
 from .waiting import wait_for
 
@@ -218,23 +218,6 @@ def test_a_trickling_head_is_still_closed_on_a_new_and_on_a_kept_alive_connectio
         server.stop()
 
 
-def _reply_until_closed(conn: socket.socket, limit_s: float) -> bytes:
-    got = b""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        conn.settimeout(max(0.05, end - time.monotonic()))
-        try:
-            chunk = conn.recv(65536)
-        except TimeoutError:
-            break
-        except OSError:
-            return got
-        if not chunk:
-            return got
-        got += chunk
-    return got
-
-
 def test_a_body_that_goes_silent_gets_408_on_every_route_that_reads_one(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", "--allow-user-name", "--body-timeout-s", "1")
     routes = [("PUT", "/api/v1/runs/alice/p/r/files/x.bin", {"X-Content-SHA256": "0" * 64}),
@@ -244,7 +227,7 @@ def test_a_body_that_goes_silent_gets_408_on_every_route_that_reads_one(tmp_path
         for method, path, headers in routes:
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
                 conn.sendall(http_head(method, path, {**USER, **headers}, 1000) + b"{" * 10)
-                reply = _reply_until_closed(conn, 15)
+                reply, _ = recv_until_closed(conn, 15)
             assert reply.startswith(b"HTTP/1.1 408 Request Timeout"), (path, reply[:300])
             assert b"no part of the request body arrived for 1 s" in reply, path
     finally:
@@ -260,7 +243,7 @@ def test_a_sign_in_body_that_arrives_in_pieces_is_read_to_its_end(tmp_path: Path
             conn.sendall(http_head("POST", "/api/v1/session", {"Content-Type": "application/json"}, len(body)) + body[:5])
             time.sleep(0.3)
             conn.sendall(body[5:])
-            reply = _reply_until_closed(conn, 15)
+            reply, _ = recv_until_closed(conn, 15)
         assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:300]
         assert reply.endswith(b'{"owner":"alice"}') and b"Set-Cookie: " in reply
     finally:

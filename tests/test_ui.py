@@ -7,31 +7,19 @@ from __future__ import annotations
 import http.client
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-import pytest
 
 from ml_dash import Experiment
 from ml_dash.agent.wire import metric_blocks
 
 from .browser import Tab, follow_a_live_run, wait_for_chart, wait_for_status
 from .server_process import Server
-from .sites import LocalSite, ServerSite, Site
+from .sites import ServerSite, Site
 
 XSS = '<img src=x onerror="window.__xss=1">'
 SCRIPT = "<script>window.__xss=2</script>"
-
-
-@pytest.fixture(params=["server", "local"])
-def site(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Site]:
-    """Each test of a row runs against a real server and against ``ml-dash ui`` on local runs."""
-    chosen: Site = ServerSite(request.getfixturevalue("server")) if request.param == "server" else LocalSite(
-        workdir / ".dash")
-    yield chosen
-    chosen.stop()
 
 
 def _run(site: Site, prefix: str, rows: int = 2000, **fields: Any) -> Experiment:
