@@ -1,15 +1,45 @@
 """The ml-dash agent: buffers events from any thread and writes them from one asyncio loop.
 
 It knows nothing of experiments: it moves typed events for named streams of a
-run directory. Installed as ``ml_dash.agent``.
+run directory. Installed as ``ml_dash.agent`` (pyproject's package-dir maps
+``agent/`` there); ``agent/upload/`` is the upload client.
+
+The names below load on first use, so that importing one engine module (the
+server's worker pool, say) does not start the whole engine's imports.
 """
 
-from .atomic import FileJob, file_entry, write_document
-from .jsonlines import ReadReport, iter_records, restore_metric_row
-from .rundir import RunWriter, utc_iso
-from .runtime import Agent
-from .stats import DROP_REASONS, StreamCounters
-from .streams import DocumentSlot, RowStream, Seal, SizedRow, StreamClosedError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..format.atomic import FileJob, file_entry, write_document
+    from ..format.jsonlines import ReadReport, iter_records, restore_metric_row
+    from ..format.vocabulary import utc_iso
+    from .rundir import RunWriter
+    from .runtime import Agent
+    from .stats import DROP_REASONS, StreamCounters
+    from .streams import DocumentSlot, RowStream, Seal, SizedRow, StreamClosedError
+
+_HOMES = {
+    "FileJob": "..format.atomic", "file_entry": "..format.atomic", "write_document": "..format.atomic",
+    "ReadReport": "..format.jsonlines", "iter_records": "..format.jsonlines",
+    "restore_metric_row": "..format.jsonlines",
+    "RunWriter": ".rundir", "utc_iso": "..format.vocabulary", "Agent": ".runtime",
+    "DROP_REASONS": ".stats", "StreamCounters": ".stats",
+    "DocumentSlot": ".streams", "RowStream": ".streams", "Seal": ".streams", "SizedRow": ".streams",
+    "StreamClosedError": ".streams",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DROP_REASONS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from .jsonlines import DecodeError, last_record, loads
+from ..format.jsonlines import DecodeError, last_record, loads
 
 #: The longest line a probe reads whole; a longer one is skipped over in pieces.
 PROBE_LINE_BYTES = 1 << 20

@@ -23,7 +23,7 @@ fsync that runs beside the writes, a duplicate of each open file being synced
 (so an eviction meanwhile cannot close a descriptor under the fsync), plus one
 per thread reopening a file to fsync it: ``2 * capacity + threads``.
 
-Torn tails (agent/jsonlines.py): the first open of a file by this writer ends
+Torn tails (ml_dash/format/jsonlines.py): the first open of a file by this writer ends
 a crash's half line with a newline; a reopen after eviction does not look, as
 this writer left the file ending in a complete line (or cut it back to one).
 
@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .jsonlines import ends_torn
+from ..format.jsonlines import ends_torn
 
 logger = logging.getLogger("ml_dash.agent")
 

@@ -28,16 +28,16 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .atomic import FileJob, place_file, write_documents
+from ..format.atomic import FileJob, place_file, write_documents
+from ..format.jsonlines import dumps, last_record
+from ..format.layout import METRIC_PREFIX
+from ..format.vocabulary import utc_iso
 from .final_documents import retry_unwritten
 from .handles import StreamFiles
-from .jsonlines import dumps, last_record
-from .layout import METRIC_PREFIX
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream, Seal, StreamClosedError, Write
 from .tensors import TensorRead, is_tensor
@@ -79,12 +79,6 @@ def whole_lines(blobs: list[bytes], done: int) -> tuple[int, int]:
             break
         done -= len(blob)
     return lines, kept_bytes
-
-
-def utc_iso(ts: float | None = None) -> str:
-    """ISO-8601 UTC with microseconds and a trailing Z, the shape upstream writes."""
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class RunWriter:

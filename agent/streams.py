@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .jsonlines import ChunkEncoder
+from ..format.jsonlines import ChunkEncoder
 from .stats import StreamCounters
 
 if TYPE_CHECKING:

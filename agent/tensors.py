@@ -41,7 +41,7 @@ class TensorRead:
     are stacked, copied into pinned host memory with ``non_blocking=True`` and
     followed by an event; the agent polls :meth:`ready` and reads the host copy
     once the event has passed. Tensors are read in order with the work queued
-    on the stream the caller logged them on (see agent/values.py: capture_tensor).
+    on the stream the caller logged them on (see ml_dash/format/values.py: capture_tensor).
     """
 
     def __init__(self, values: list[Any]) -> None:

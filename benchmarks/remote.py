@@ -114,7 +114,7 @@ def child_memory(root: str, url: str, seconds: float, label: str) -> dict:
 def wire_sizes(root: str, rows: int = 50_000) -> dict:
     import msgpack
 
-    from ml_dash.agent.wire import encode_body, metric_blocks
+    from ml_dash.format.wire import encode_body, metric_blocks
 
     path = Path(root) / ".dash/alice/bench/sync/metrics/train/data.jsonl"
     with open(path, "rb") as f:

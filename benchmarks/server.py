@@ -53,7 +53,7 @@ def result_of(proc: subprocess.Popen, timeout_s: float = 1800) -> dict[str, Any]
 
 # -- bodies ---------------------------------------------------------------------------------------
 def body(run: str, start: int, rows: int) -> bytes:
-    from ml_dash.agent.wire import columns_block, encode_body
+    from ml_dash.format.wire import columns_block, encode_body
 
     steps = list(range(start, start + rows))
     rng = random.Random(start)

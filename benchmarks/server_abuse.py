@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from ml_dash.agent.wire import encode_body
+from ml_dash.format.wire import encode_body
 
 TARGETS = {"rss_mib": 768.0, "health_max_s": 0.5}
 STAMP = "2026-12-01T00:00:00Z"

@@ -53,7 +53,7 @@ def _identity(run: str) -> dict[str, str]:
 
 
 def _series_block(start: int, n: int, rng: random.Random, fields: tuple[str, ...] = ("loss",)) -> dict[str, Any]:
-    from ml_dash.agent.wire import columns_block
+    from ml_dash.format.wire import columns_block
 
     steps = list(range(start, start + n))
     cols = [steps] + [[1.0 / (1 + s) + rng.random() * 0.01 for s in steps] for _ in fields]
@@ -62,7 +62,7 @@ def _series_block(start: int, n: int, rng: random.Random, fields: tuple[str, ...
 
 def _bodies() -> list[tuple[str, bytes]]:
     """(run, body) for every fixture but the run table's (made in :func:`_table_bodies`)."""
-    from ml_dash.agent.wire import columns_block, encode_body
+    from ml_dash.format.wire import columns_block, encode_body
 
     rng = random.Random(1)
     out = []
@@ -91,7 +91,7 @@ def _bodies() -> list[tuple[str, bytes]]:
 
 
 def _table_bodies(runs: int) -> list[tuple[str, bytes]]:
-    from ml_dash.agent.wire import columns_block, encode_body
+    from ml_dash.format.wire import columns_block, encode_body
 
     rng = random.Random(2)
     out = []

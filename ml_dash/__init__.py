@@ -8,8 +8,9 @@
         exp.metrics("train").log(loss=0.5, step=0)
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     ConfigurationError,
     MLDashError,
@@ -17,8 +18,25 @@ from .errors import (
     RunLockedError,
     RunStateError,
 )
-from .experiment import Experiment
-from .run import RunStatus
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .run import RunStatus
+
+# Experiment and RunStatus load the SDK (the agent, the run's machinery); a process that only needs a
+# contract (the server, an ingest worker, ``ml_dash.format``) imports ``ml_dash`` without paying for it.
+_LAZY = {"Experiment": ".experiment", "RunStatus": ".run"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigurationError",

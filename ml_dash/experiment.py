@@ -8,17 +8,18 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .agent.jsonlines import encode_checked
-from .agent.values import MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_text
-from .config import resolve
-from .files import Files, check_tags
+from ._run.config import resolve
+from ._run.resume import Resume
+from ._run.session import RunOptions, RunSession
+from .files import Files
+from .format.jsonlines import encode_checked
+from .format.naming import validate_prefix
+from .format.values import MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_text
+from .format.vocabulary import check_tags
 from .logs import Logs
 from .metrics import Metrics
-from .naming import validate_prefix
 from .params import Params
-from .resume import Resume
 from .run import Run, RunStatus
-from .session import RunOptions, RunSession
 
 
 class Experiment:
@@ -28,14 +29,14 @@ class Experiment:
         prefix: ``"owner/project/name"``.
         local_path: the experiment's own directory when it ends with the prefix
             (``.dash/owner/project/name``), else a root the prefix is appended to;
-            default ``.dash/<prefix>`` (see ml_dash/config.py).
+            default ``.dash/<prefix>`` (see ml_dash/_run/config.py).
         remote, api_key, user_name: remote mode: the run directory is written as in
             local mode and uploaded to the ml-dash server at ``remote`` as it grows.
         description, tags, metadata: recorded in ``experiment.json`` (and on the server).
         resume: ``None`` (continue this directory's run; refuse a server-side run of the
             prefix from another directory), ``True``/``"allow"`` (continue the prefix's
             run here or on the server), ``"must"`` (the same, raising when there is none),
-            ``False``/``"never"`` (raise when the prefix holds a run); see ml_dash/resume.py.
+            ``False``/``"never"`` (raise when the prefix holds a run); see ml_dash/_run/resume.py.
         dash_root, dash_url, readme: the public ml-dash package's spellings
             (``dash_root`` is a root directory the prefix is appended to).
         close_timeout_s: the longest ending the run waits for buffered events

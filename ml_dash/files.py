@@ -15,12 +15,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .agent import FileJob, file_entry
-from .agent.jsonlines import encode_checked, read_json
-from .agent.layout import FILES_DIR, FILES_METADATA
-from .agent.values import MAX_DOCUMENT_BYTES, MAX_NAME_CHARS, MAX_TEXT_BYTES, check_text
-from .naming import clean_relative_path, safe_join
-from .snapshots import (
+from ._run.snapshots import (
     FileCopy,
     _guess_type,
     bytes_writer,
@@ -31,9 +26,15 @@ from .snapshots import (
     torch_writer,
     writer_for,
 )
+from .agent import FileJob, file_entry
+from .format.jsonlines import encode_checked, read_json
+from .format.layout import FILES_DIR, FILES_METADATA
+from .format.naming import clean_relative_path, safe_join
+from .format.values import MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_text
+from .format.vocabulary import check_tags
 
 if TYPE_CHECKING:
-    from .session import RunSession
+    from ._run.session import RunSession
 
 
 class FileScope:
@@ -150,19 +151,6 @@ def check_entry_fields(**fields: Any) -> dict[str, Any]:
             raise TypeError(f"file metadata must be a dict, not {type(fields['metadata']).__name__}")
         encode_checked("file metadata", fields["metadata"], MAX_DOCUMENT_BYTES)
         checked["metadata"] = copy.deepcopy(fields["metadata"])  # as it was at the call
-    return checked
-
-
-def check_tags(tags: Any) -> list[str]:
-    """A list of at most 256 tags of 1 to 256 characters."""
-    if not isinstance(tags, (list, tuple)):
-        raise TypeError(f"tags must be a list of str, not {type(tags).__name__}")
-    if len(tags) > 256:
-        raise ValueError(f"{len(tags)} tags; at most 256")
-    checked = [check_text("a tag", tag, MAX_NAME_CHARS * 4) for tag in tags]
-    for tag in checked:
-        if not tag or len(tag) > MAX_NAME_CHARS:
-            raise ValueError(f"tag {tag[:40]!r} must be 1 to {MAX_NAME_CHARS} characters long")
     return checked
 
 

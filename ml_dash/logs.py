@@ -14,17 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .agent import StreamClosedError, utc_iso
-from .agent.jsonlines import ReadReport, encode_checked, iter_records
-from .agent.layout import LOGS_FILE
-from .agent.values import MAX_ROW_BYTES, check_text
+from .agent import StreamClosedError
 from .errors import RunStateError
+from .format.jsonlines import ReadReport, encode_checked, iter_records
+from .format.layout import LOGS_FILE
+from .format.values import MAX_ROW_BYTES, check_text
+from .format.vocabulary import normalise_level, utc_iso
 
 if TYPE_CHECKING:
-    from .session import RunSession
+    from ._run.session import RunSession
 
-LEVELS = ("debug", "info", "warn", "error", "fatal")
-_LEVEL_ALIASES = {"warning": "warn", "critical": "fatal"}
 #: Estimated memory of one buffered log line with a short message (a line is counted at its
 #: own size past this: its message and metadata bytes added).
 LOG_ROW_BYTES = 512
@@ -36,15 +35,6 @@ def build_log_row(index: int, ts: float, payload: tuple, created_at: str) -> dic
     if metadata is not None:
         row["metadata"] = metadata
     return row
-
-
-def normalise_level(level: object) -> str:
-    if not isinstance(level, str):
-        raise TypeError(f"log level must be a str, not {type(level).__name__}")
-    name = _LEVEL_ALIASES.get(level.lower(), level.lower())
-    if name not in LEVELS:
-        raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
-    return name
 
 
 class Logs:

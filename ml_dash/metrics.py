@@ -5,7 +5,7 @@ loop. It checks that the row is plain (a ``type()`` lookup per field: floats,
 bools, None, 64-bit ints, short ASCII strings, short ASCII names, at most 32
 fields), appends the fields dict (with the logging time as ``_ts``) to the
 stream's queue and compares one length: the agent does the rest. Any other
-row is checked against the value domain (agent/values.py) first: refused with
+row is checked against the value domain (ml_dash/format/values.py) first: refused with
 a TypeError/ValueError naming the field, or accepted, converted (numpy values)
 and, when big, counted at its own size against the memory bound. ``_ts`` is
 reserved. Rows land in ``metrics/<name>/data.jsonl`` as
@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from .agent import RowStream, SizedRow, StreamClosedError, restore_metric_row
 from .agent.backlog import offset_of_index
-from .agent.jsonlines import ReadReport, iter_records
-from .agent.layout import METRIC_KEY, METRICS_DIR
 from .agent.streams import metric_row_bytes
 from .agent.tensors import is_tensor
-from .agent.values import (
+from .errors import RunStateError
+from .format.jsonlines import ReadReport, iter_records
+from .format.layout import METRIC_KEY, METRICS_DIR
+from .format.naming import validate_metric_name
+from .format.values import (
     INT_MAX,
     INT_MIN,
     MAX_NAME_CHARS,
@@ -39,11 +41,9 @@ from .agent.values import (
     metric_value,
     utf8_size,
 )
-from .errors import RunStateError
-from .naming import validate_metric_name
 
 if TYPE_CHECKING:
-    from .session import RunSession
+    from ._run.session import RunSession
 
 #: Name of the stream that ``exp.metrics.log(...)`` (no name) writes to.
 DEFAULT_METRIC = "default"

@@ -3,7 +3,7 @@
 ``set(model={"lr": 1e-3})`` stores ``{"model.lr": 0.001}``; ``get(flatten=False)``
 rebuilds the nesting. The document is ``parameters.json`` in the upstream shape
 ``{"version": 2, "data": {...}, "createdAt": iso, "updatedAt": iso}``. Values are
-checked at the call (agent/values.py: nested at most 32 deep, at most 1 MiB as
+checked at the call (ml_dash/format/values.py: nested at most 32 deep, at most 1 MiB as
 JSON in all).
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from .agent import utc_iso
-from .agent.jsonlines import encode_checked, read_json
-from .agent.layout import PARAMS
-from .agent.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, check_json, utf8_size
+from .format.jsonlines import encode_checked, read_json
+from .format.layout import PARAMS
+from .format.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, check_json, utf8_size
+from .format.vocabulary import utc_iso
 
 if TYPE_CHECKING:
-    from .session import RunSession
+    from ._run.session import RunSession
 
 
 def flatten(values: dict[str, Any], parent: str = "") -> dict[str, Any]:

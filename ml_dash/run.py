@@ -8,34 +8,16 @@ cancels it; both flush first.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING, Literal
 
-from .agent.values import reason_text
+from .format.values import reason_text
+from .format.vocabulary import RunStatus
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._run.session import RunSession
     from .experiment import Experiment
-    from .session import RunSession
-
-
-class RunStatus(str, Enum):
-    """Recorded as ``status`` in ``experiment.json``."""
-
-    CREATED = "CREATED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    CRASHED = "CRASHED"  # shown for a RUNNING run whose process is gone (never set by a running SDK)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Every status a run may show, in the order of a run's life.
-STATUSES = tuple(status.value for status in RunStatus)
 
 
 class Run:

@@ -3,7 +3,7 @@
 Per stream: ``accepted == written + dropped + pending`` (this process's events,
 ``dropped`` by reason), ``waits`` (calls that waited on a full buffer), and in
 remote mode ``acknowledged`` (rows the server stored), ``set_aside`` (rows it
-will never get, kept on disk, see agent/rejects.py) and ``pending_upload``;
+will never get, kept on disk, see agent/upload/rejects.py) and ``pending_upload``;
 those three cover the whole stream file, earlier processes' rows included.
 """
 

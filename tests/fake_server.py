@@ -1,6 +1,6 @@
 """A fake transport for the uploader's status branches: a small in-memory server and a script of faults.
 
-The uploader sees it through the Transport seam (agent/transport.py). Each
+The uploader sees it through the Transport seam (agent/upload/transport.py). Each
 request first takes the next scripted reply, if any (a status, Retry-After,
 a body, or a callable deciding from the request, which stays first while it
 answers None); once the script is used up
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from ml_dash.agent.upload.retry import Outcome
 
-from ml_dash.agent.retry import Outcome
-from ml_dash.agent.wire import block_rows, decode_body, metric_rows
+from ml_dash.format.wire import block_rows, decode_body, metric_rows
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ml_dash.agent.wire import encode_body
+from ml_dash.format.wire import encode_body
 
 #: Every process this module started, so that none outlives its test (conftest.py kills the rest).
 STARTED: list[subprocess.Popen] = []

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ml_dash.server.admission import RETRY_AFTER_S, BodyBudget
 from ml_dash.server.errors import Unavailable
+from ml_dash.server.http.admission import RETRY_AFTER_S, BodyBudget
 
 MiB = 1 << 20
 

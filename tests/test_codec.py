@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ml_dash.agent.jsonlines import (
+from ml_dash.format.jsonlines import (
     encode_metric_chunk,
     last_record,
     read_json,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ml_dash import ConfigurationError, Experiment
-from ml_dash.config import resolve
+from ml_dash._run.config import resolve
 
 from .conftest import read_json
 

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from ml_dash.agent.streams import memory_bound_mb
 
 from ml_dash import Experiment
-from ml_dash.agent.cursor import UploadCursor
-from ml_dash.agent.streams import memory_bound_mb
+from ml_dash.format.cursor import UploadCursor
 
 from .conftest import local_run, python_script
 from .fault_proxy import FaultProxy

@@ -367,8 +367,8 @@ def test_a_symlink_planted_at_a_temporary_name_is_not_written_through(tmp_path: 
     go to its target."""
     import os
 
-    from ml_dash.agent.atomic import FileJob, place_file, write_document
-    from ml_dash.snapshots import bytes_writer
+    from ml_dash._run.snapshots import bytes_writer
+    from ml_dash.format.atomic import FileJob, place_file, write_document
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from ml_dash.agent.upload.rejects import set_aside_counts
+from ml_dash.agent.upload.retry import Outcome
 
 from ml_dash import Experiment, RunLockedError
-from ml_dash.agent.cursor import UploadCursor
-from ml_dash.agent.rejects import set_aside_counts
-from ml_dash.agent.retry import Outcome
-from ml_dash.agent.wire import BodyError, decode_body, metric_blocks
-from ml_dash.server.hosts import host_name, is_loopback
+from ml_dash.format.cursor import UploadCursor
+from ml_dash.format.wire import BodyError, decode_body, metric_blocks
+from ml_dash.server.http.hosts import host_name, is_loopback
 
 from .conftest import python_script
 from .fake_server import FakeTransport, Request

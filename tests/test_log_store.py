@@ -7,7 +7,7 @@ import sqlite3
 import msgpack
 import pytest
 
-from ml_dash.server import sqlite_logs
+from ml_dash.server.storage.sqlite import logs as sqlite_logs
 
 MESSAGES = ['loss 0.5 at 100%', "a_b c", 'quote "x" here', "back\\slash", "ÉTÉ été", "plain", "10_000 rows", "ab"]
 

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from ml_dash import Experiment
-from ml_dash.reading import find_runs
+from ml_dash._run.reading import find_runs
 from ml_dash.server import local_index
 from ml_dash.server.local_index import LocalIndex
-from ml_dash.server.storage import SQLiteStorage
+from ml_dash.server.storage.sqlite.store import SQLiteStorage
 
 from .browser import Tab
 from .conftest import python_script

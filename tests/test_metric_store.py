@@ -11,9 +11,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from ml_dash.agent.wire import metric_blocks
-from ml_dash.server import sqlite_metrics
-from ml_dash.server.buckets import SUMMARY_WIDTHS, plan
+from ml_dash.format.wire import metric_blocks
+from ml_dash.server.storage.buckets import SUMMARY_WIDTHS, plan
+from ml_dash.server.storage.chunks import CHUNK_ROWS, prepare_rows
+from ml_dash.server.storage.sqlite import metrics as sqlite_metrics
 
 
 def _db() -> sqlite3.Connection:
@@ -38,7 +39,7 @@ def _store(db: sqlite3.Connection, rows: list[dict[str, Any]], start: int, sizes
     for size in sizes:
         batch = rows[position - start:position - start + size]
         if batch:
-            sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(position, metric_blocks(batch)))
+            sqlite_metrics.store_rows(db, 1, "train", prepare_rows(position, metric_blocks(batch)))
         position += size
 
 
@@ -120,7 +121,7 @@ def test_a_live_chart_extends_its_buckets_with_the_last_one_and_the_new_ones() -
     width, held = 1024, []
     stored = 0
     for size in [500, 3000, 64, 1, 20_000, 9000, 17_435]:
-        sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(stored, metric_blocks(rows[stored:stored + size])))
+        sqlite_metrics.store_rows(db, 1, "train", prepare_rows(stored, metric_blocks(rows[stored:stored + size])))
         stored += size
         since = held[-1]["first"] // width * width if held else 0
         _w, new = sqlite_metrics.buckets(db, 1, "train", since, stored, stored, 100, width)
@@ -157,7 +158,7 @@ def test_a_page_from_any_index_holds_the_rows_from_there() -> None:
     db = _db()
     _store(db, rows, 0, [rng.choice([5, 900, 4096, 9000]) for _ in range(40)])
     stored = db.execute("SELECT SUM(count) FROM metric_chunks").fetchone()[0]
-    assert max(db.execute("SELECT count FROM metric_chunks").fetchone()) <= sqlite_metrics.CHUNK_ROWS
+    assert max(db.execute("SELECT count FROM metric_chunks").fetchone()) <= CHUNK_ROWS
     for start in [0, 1, 4095, 4096, 4097, stored - 1, *rng.sample(range(stored), 20)]:
         limit = rng.choice([1, 10, 1000, 5000])
         page, _ = sqlite_metrics.page(db, 1, "train", start, limit)
@@ -169,8 +170,8 @@ def test_a_set_aside_range_leaves_a_hole_that_pages_and_buckets_skip() -> None:
     rng = random.Random(13)
     rows = [_row(i, rng) for i in range(10_000)]
     db = _db()
-    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(0, metric_blocks(rows[:5000])))
-    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(6000, metric_blocks(rows[6000:])))  # 5000..5999 a void
+    sqlite_metrics.store_rows(db, 1, "train", prepare_rows(0, metric_blocks(rows[:5000])))
+    sqlite_metrics.store_rows(db, 1, "train", prepare_rows(6000, metric_blocks(rows[6000:])))  # 5000..5999 a void
     assert [r["index"] for r in sqlite_metrics.page(db, 1, "train", 5500, 3)[0]] == [6000, 6001, 6002]
     _width, buckets = sqlite_metrics.buckets(db, 1, "train", 0, 10_000, 10_000, 10)
     assert sum(b["count"] for b in buckets) == 9000
@@ -212,7 +213,7 @@ def test_row25_a_page_decodes_at_most_two_chunks_wherever_it_starts(monkeypatch:
     for start in [0, 4095, 100_000, 199_000, *rng.sample(range(199_000), 20)]:
         decoded.clear()
         assert len(sqlite_metrics.page(db, 1, "train", start, 1000)[0]) == 1000
-        assert len(decoded) <= 2 and sum(decoded) <= 2 * sqlite_metrics.CHUNK_ROWS
+        assert len(decoded) <= 2 and sum(decoded) <= 2 * CHUNK_ROWS
     decoded.clear()
     sqlite_metrics.buckets(db, 1, "train", 0, 200_000, 200_000, 1000)
     assert decoded == []
@@ -221,9 +222,9 @@ def test_row25_a_page_decodes_at_most_two_chunks_wherever_it_starts(monkeypatch:
 def test_latest_keeps_each_fields_last_value_across_batches_and_blocks() -> None:
     db = _db()
     rows = [{"data": {"loss": 0.9, "acc": 0.1}, "createdAt": "t"}, {"data": {"loss": 0.8}, "createdAt": "t"}]
-    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(0, metric_blocks(rows)))
+    sqlite_metrics.store_rows(db, 1, "train", prepare_rows(0, metric_blocks(rows)))
     later = [{"data": {"loss": 0.5, "lr": 1e-3}, "createdAt": "t"}]
-    sqlite_metrics.store_rows(db, 1, "train", sqlite_metrics.prepare_rows(2, metric_blocks(later)))
-    sqlite_metrics.store_rows(db, 2, "eval", sqlite_metrics.prepare_rows(0, metric_blocks(rows[:1])))
+    sqlite_metrics.store_rows(db, 1, "train", prepare_rows(2, metric_blocks(later)))
+    sqlite_metrics.store_rows(db, 2, "eval", prepare_rows(0, metric_blocks(rows[:1])))
     assert sqlite_metrics.latest(db, [1, 2, 3]) == {1: {"train": {"loss": 0.5, "acc": 0.1, "lr": 1e-3}},
                                                    2: {"eval": {"loss": 0.9, "acc": 0.1}}}

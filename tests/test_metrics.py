@@ -196,8 +196,8 @@ def test_local_reads_stream_the_file_and_start_where_the_index_is(tmp_path, monk
     and returns what a whole-file read returns."""
     import json
 
-    from ml_dash.agent import jsonlines
-    from ml_dash.agent.jsonlines import ReadReport
+    from ml_dash.format import jsonlines
+    from ml_dash.format.jsonlines import ReadReport
     from ml_dash.metrics import read_metric_rows
 
     monkeypatch.setattr(jsonlines, "READ_BLOCK_BYTES", 37)  # far shorter than a line

@@ -26,12 +26,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
 from ml_dash.agent.deadline import Deadline
-from ml_dash.agent.rejects import set_aside_counts
-from ml_dash.agent.retry import Outcome
-from ml_dash.agent.uploader import RunUploader
-from ml_dash.agent.wire import encode_body, metric_blocks
+from ml_dash.agent.upload.rejects import set_aside_counts
+from ml_dash.agent.upload.retry import Outcome
+from ml_dash.agent.upload.uploader import RunUploader
+
+from ml_dash.format.wire import encode_body, metric_blocks
 from ml_dash.server.app import create_app
 from ml_dash.server.config import ServerConfig
 

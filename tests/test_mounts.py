@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ml_dash import Experiment, RunLockedError, runlock
-from ml_dash.mounts import Mount, lock_caveat, mount_of, mount_of_directory, parse_mountinfo
+from ml_dash import Experiment, RunLockedError
+from ml_dash._run import runlock
+from ml_dash._run.mounts import Mount, lock_caveat, mount_of, mount_of_directory, parse_mountinfo
 
 MOUNTINFO = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro
@@ -94,7 +95,7 @@ def test_row16_sync_says_why_it_cannot_lock_a_run_rather_than_naming_a_writer(
     import asyncio
     import io
 
-    from ml_dash.sync import SyncOptions, sync_paths
+    from ml_dash.remote.sync import SyncOptions, sync_paths
 
     with Experiment(prefix="a/b/c").run:
         pass

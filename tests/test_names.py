@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ml_dash import Experiment
-from ml_dash.naming import is_identity, validate_metric_name, validate_prefix
+from ml_dash.format.naming import is_identity, validate_metric_name, validate_prefix
 
 from .server_process import Server
 

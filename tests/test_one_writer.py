@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ml_dash import Experiment, RunLockedError
-from ml_dash.runlock import is_held
+from ml_dash._run.runlock import is_held
 
 from .conftest import python_script, read_json, read_jsonl, start_script
 
@@ -207,7 +207,7 @@ def test_row16_the_kernel_lock_is_the_parents_alone_a_child_living_on_does_not_k
     of it: the child closes its copies at the fork, so a data-loader worker that outlives a killed trainer
     does not keep the run locked. The flock fallback (macOS, old kernels) gives the same guarantees: a
     second writer is refused after the holder copied its directory, and starts once the holder is killed."""
-    prelude = "import ml_dash.runlock as runlock; runlock._ofd = False\n" if lock == "flock" else ""
+    prelude = "import ml_dash._run.runlock as runlock; runlock._ofd = False\n" if lock == "flock" else ""
     trainer = start_script(prelude + """
 import os, shutil, time
 from ml_dash import Experiment
@@ -525,7 +525,7 @@ def test_row16_a_second_writer_that_won_the_replaced_lock_file_is_reported_loudl
         other = _start_with_stdin("""
             import sys
             from pathlib import Path
-            from ml_dash.runlock import RunLock
+            from ml_dash._run.runlock import RunLock
             lock = RunLock.acquire(Path(".dash/a/b/c"), "a/b/c")
             print("holding", flush=True)
             sys.stdin.readline()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ml_dash.agent.wire import metric_blocks
-from ml_dash.server_reads import ServerReads
+from ml_dash.format.wire import metric_blocks
+from ml_dash.remote.reads import ServerReads
 
 from .server_process import Server
 

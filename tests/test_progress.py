@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from ml_dash.progress import ProgressBar
+from ml_dash.cli.progress import ProgressBar
 
 
 def test_the_bar_fills_with_the_rows_sent_and_clamps_at_the_total() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ml_dash import Experiment
-from ml_dash.agent.wire import LIMITS
+from ml_dash.format.wire import LIMITS
 
 from .fault_proxy import FaultProxy
 from .server_process import Server
@@ -86,8 +86,9 @@ def test_a_run_whose_acknowledgement_lists_thousands_of_long_names_keeps_uploadi
     acknowledgement')."""
     import asyncio
 
-    from ml_dash.agent.transport import HttpTransport
-    from ml_dash.agent.wire import encode_body, metric_blocks
+    from ml_dash.agent.upload.transport import HttpTransport
+
+    from ml_dash.format.wire import encode_body, metric_blocks
 
     srv = Server(tmp_path / "data")
     try:

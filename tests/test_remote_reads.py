@@ -80,8 +80,8 @@ def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, se
 
 
 def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir: Path, server: Server) -> None:
-    from ml_dash.agent.wire import encode_body, metric_blocks
-    from ml_dash.server_reads import ServerReads
+    from ml_dash.format.wire import encode_body, metric_blocks
+    from ml_dash.remote.reads import ServerReads
 
     key = server.key("alice")
     identity = {"run_id": "r", "writer_id": "w"}
@@ -160,7 +160,7 @@ def test_row25_reads_of_a_huge_series_while_clients_ingest_all_answer_and_every_
     import random
     import threading
 
-    from ml_dash.agent.wire import columns_block, encode_body
+    from ml_dash.format.wire import columns_block, encode_body
 
     key = server.key("alice")
     headers = {"Content-Encoding": "zstd"}

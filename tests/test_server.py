@@ -16,7 +16,7 @@ import msgpack
 import pytest
 import zstandard
 
-from ml_dash.agent.wire import encode_body, metric_blocks
+from ml_dash.format.wire import encode_body, metric_blocks
 
 from .server_process import Server, recv_until_closed
 

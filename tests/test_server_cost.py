@@ -24,7 +24,7 @@ import psutil
 import pytest
 import zstandard
 
-from ml_dash.agent.wire import LIMITS, encode_body
+from ml_dash.format.wire import LIMITS, encode_body
 
 from .server_process import Server
 

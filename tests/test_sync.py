@@ -134,8 +134,8 @@ def test_server_down_then_up(workdir: Path, tmp_path: Path, stable_url: FaultPro
 
 
 def test_pull_writes_the_local_layout_and_the_local_readers_read_it(workdir: Path, server: Server, tmp_path: Path) -> None:
+    from ml_dash._run.reading import summarise
     from ml_dash.metrics import read_metric_rows
-    from ml_dash.reading import summarise
 
     key = server.key("alice")
     _local_run("alice/proj/run-1", 300)
@@ -236,7 +236,7 @@ def test_row29_pull_from_a_server_that_names_paths_outside_the_run_writes_nothin
 
 def test_a_pulled_run_ending_in_rows_set_aside_continues_after_them_and_syncs(workdir: Path, server: Server,
                                                                             tmp_path: Path) -> None:
-    from ml_dash.agent.wire import encode_body, metric_blocks
+    from ml_dash.format.wire import encode_body, metric_blocks
 
     key = server.key("alice")
     blocks = metric_blocks([{"data": {"step": i}, "createdAt": "c"} for i in range(9)])

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ml_dash import Experiment
-from ml_dash.agent.wire import metric_blocks
+from ml_dash.format.wire import metric_blocks
 
 from .browser import Tab, follow_a_live_run, wait_for_chart, wait_for_status
 from .server_process import Server

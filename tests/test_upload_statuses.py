@@ -11,14 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.upload.live_upload import LiveUpload
+from ml_dash.agent.upload.rejects import set_aside_counts
+from ml_dash.agent.upload.retry import Outcome
+from ml_dash.agent.upload.uploader import RunUploader, UploadReport
 
 from ml_dash import Experiment
-from ml_dash.agent.cursor import StreamCursor, UploadCursor
-from ml_dash.agent.deadline import Deadline
-from ml_dash.agent.live_upload import LiveUpload
-from ml_dash.agent.rejects import set_aside_counts
-from ml_dash.agent.retry import Outcome
-from ml_dash.agent.uploader import RunUploader, UploadReport
+from ml_dash.format.cursor import StreamCursor, UploadCursor
 
 from .fake_server import FakeClock, FakeTransport, Request
 
@@ -184,7 +184,7 @@ def test_row13_damaged_lines_that_leave_a_gap_are_set_aside_and_the_rows_after_t
 
 def test_row18_a_line_longer_than_the_read_limit_is_set_aside_instead_of_blocking_the_stream(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ml_dash.agent import pending
+    from ml_dash.agent.upload import pending
 
     exp = Experiment(prefix="a/b/c")
     with exp.run:
@@ -378,8 +378,8 @@ def test_a_request_that_cannot_be_made_is_not_retried(workdir: Path) -> None:
 
 
 def test_a_batch_names_at_most_max_streams_and_the_next_starts_after_its_last(workdir: Path) -> None:
-    from ml_dash.agent.batches import BatchBuilder
-    from ml_dash.agent.pending import MemoryChunks
+    from ml_dash.agent.upload.batches import BatchBuilder
+    from ml_dash.agent.upload.pending import MemoryChunks
 
     exp = Experiment(prefix="a/b/wide")
     with exp.run:

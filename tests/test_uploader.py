@@ -8,15 +8,15 @@ from pathlib import Path
 
 import msgpack
 import msgspec
+from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.upload.metric_lines import uniform_block
+from ml_dash.agent.upload.pending import MemoryChunks, end_of_line, read_stream
+from ml_dash.agent.upload.transport import HttpTransport
+from ml_dash.agent.upload.uploader import RunUploader
 
 from ml_dash import Experiment
-from ml_dash.agent.deadline import Deadline
-from ml_dash.agent.jsonlines import ReadReport, iter_records, restore_metric_row
-from ml_dash.agent.metric_lines import uniform_block
-from ml_dash.agent.pending import MemoryChunks, end_of_line, read_stream
-from ml_dash.agent.transport import HttpTransport
-from ml_dash.agent.uploader import RunUploader
-from ml_dash.agent.wire import decode_body, metric_blocks, metric_rows
+from ml_dash.format.jsonlines import ReadReport, iter_records, restore_metric_row
+from ml_dash.format.wire import decode_body, metric_blocks, metric_rows
 
 from .fake_server import FakeTransport
 
@@ -210,7 +210,7 @@ def test_memory_keeps_nothing_while_the_server_is_failing() -> None:
 
 
 def test_a_read_in_small_pieces_gives_the_rows_of_one_read(workdir: Path, monkeypatch) -> None:
-    from ml_dash.agent import pending
+    from ml_dash.agent.upload import pending
 
     exp = _run(workdir, 500, loss=0.5)
     path = _data(exp)
@@ -224,7 +224,7 @@ def test_a_read_in_small_pieces_gives_the_rows_of_one_read(workdir: Path, monkey
 
 
 def test_the_piecewise_read_stops_before_rows_it_cannot_take_fast(workdir: Path, monkeypatch) -> None:
-    from ml_dash.agent import pending
+    from ml_dash.agent.upload import pending
 
     exp = Experiment(prefix="a/b/c")
     with exp.run:
@@ -269,7 +269,7 @@ def test_a_pass_over_a_run_of_many_streams_reads_only_the_streams_that_grew(work
     """A run of thousands of metrics (issue 14): an upload pass costs a stat per stream, and a read only for
     a stream with rows past its cursor (it opened and read every stream's file, twice, on every pass)."""
     import ml_dash.agent.uploader as uploader_module
-    from ml_dash.agent import batches
+    from ml_dash.agent.upload import batches
 
     exp = Experiment(prefix="a/b/c")
     with exp.run:

@@ -1,6 +1,6 @@
 """Fault matrix row 18: a value is refused at the call, or delivered everywhere; a bad one costs only itself.
 
-The domain is agent/values.py's: 64-bit ints, strings UTF-8 can carry, one-element real tensors,
+The domain is ml_dash/format/values.py's: 64-bit ints, strings UTF-8 can carry, one-element real tensors,
 rows of at most 1 MiB, parameters nested at most 32 deep.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ml_dash import Experiment, RunStatus
-from ml_dash.agent.values import INT_MAX, INT_MIN, MAX_ROW_BYTES
+from ml_dash.format.values import INT_MAX, INT_MIN, MAX_ROW_BYTES
 
 from .conftest import read_json, read_jsonl
 
@@ -226,8 +226,9 @@ def test_row18_a_bug_in_one_runs_upload_does_not_stop_the_sync_of_the_next(workd
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from ml_dash.agent.uploader import RunUploader
-    from ml_dash.sync import SyncOptions, sync_paths
+    from ml_dash.agent.upload.uploader import RunUploader
+
+    from ml_dash.remote.sync import SyncOptions, sync_paths
 
     for name in ("one", "two"):
         with Experiment(prefix=f"alice/p/{name}").run as exp:

@@ -9,7 +9,7 @@ import math
 import msgpack
 import pytest
 
-from ml_dash.agent.wire import (
+from ml_dash.format.wire import (
     LIMITS,
     BodyError,
     BodyLimits,
@@ -93,7 +93,7 @@ def test_columnar_zstd_is_a_fraction_of_json() -> None:
 
 
 def test_trimming_blocks_drops_exactly_the_first_rows() -> None:
-    from ml_dash.agent.wire import trim_blocks
+    from ml_dash.format.wire import trim_blocks
 
     rows = [{"data": {"a": i} if i < 3 else {"b": i}, "createdAt": "x" if i < 2 else "y"} for i in range(6)]
     blocks = metric_blocks(rows)
@@ -103,7 +103,7 @@ def test_trimming_blocks_drops_exactly_the_first_rows() -> None:
 
 
 def test_trim_blocks_takes_any_slice_of_any_blocks_as_the_rows_would_be() -> None:
-    from ml_dash.agent.wire import metric_blocks, metric_rows, trim_blocks
+    from ml_dash.format.wire import metric_blocks, metric_rows, trim_blocks
 
     rows = [{"index": i, "data": {"step": i, **({"extra": i} if i % 7 == 0 else {})},
              "createdAt": f"t{i // 3}"} for i in range(40)]

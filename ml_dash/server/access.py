@@ -13,17 +13,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ..agent.credentials import USER_HEADER
-from ..naming import validate_metric_name, validate_prefix
+from ..format.credentials import USER_HEADER
+from ..format.naming import validate_metric_name, validate_prefix
 from . import sessions
-from .admission import IngestGate
 from .auth import parse_token
-from .blobs import LocalBlobStore
+from .blobs.fs import LocalBlobStore
 from .config import ServerConfig
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized
+from .http.admission import IngestGate
+from .ingest.prepare import Preparer
 from .local_index import LocalIndex
-from .prepare import Preparer
-from .storage import Storage
+from .storage.sqlite.store import Storage
 
 STORAGE = web.AppKey("storage", Storage)
 BLOBS = web.AppKey("blobs", LocalBlobStore)

@@ -36,11 +36,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
-from ..agent.jsonlines import mark_non_finite_metric_row
-from ..logs import normalise_level
-from ..naming import validate_prefix
-from ..run import STATUSES
+from .._version import __version__
+from ..format.jsonlines import mark_non_finite_metric_row
+from ..format.naming import validate_prefix
+from ..format.vocabulary import STATUSES, normalise_level
 from . import sessions, ui
 from .access import (
     BLOBS,
@@ -58,10 +57,7 @@ from .access import (
     readable_owner,
     run_prefix,
 )
-from .admission import IngestGate
-from .blobs import LocalBlobStore
-from .bodies import declared_size, read_body
-from .buckets import SUMMARY_WIDTHS
+from .blobs.fs import LocalBlobStore
 from .config import ServerConfig
 from .errors import (
     BadRequest,
@@ -72,18 +68,21 @@ from .errors import (
     error_middleware,
     json_response,
 )
-from .etags import conditional_json
-from .file_routes import get_file, list_files, put_file
-from .hosts import ALLOWED_HOSTS, host_middleware
-from .ingest import ingest_reply
+from .http.admission import IngestGate
+from .http.bodies import declared_size, read_body
+from .http.etags import conditional_json
+from .http.hosts import ALLOWED_HOSTS, host_middleware
+from .http.request_text import text_middleware
+from .http.timing import timing_middleware
+from .http.ui_token import UI_TOKEN, token_middleware
+from .ingest.decode import ingest_reply
+from .ingest.prepare import Preparer
 from .local_index import LocalIndex
-from .prepare import Preparer
-from .records import ConflictError, GapError, StreamLimitError
-from .request_text import text_middleware
-from .storage import SQLiteStorage, Storage
-from .timing import timing_middleware
+from .routes.files import get_file, list_files, put_file
+from .storage.buckets import SUMMARY_WIDTHS
+from .storage.records import ConflictError, GapError, StreamLimitError
+from .storage.sqlite.store import SQLiteStorage, Storage
 from .ui import security_headers
-from .ui_token import UI_TOKEN, token_middleware
 
 logger = logging.getLogger("ml_dash.server")
 

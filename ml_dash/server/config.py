@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..agent.wire import BodyLimits
+from ..format.wire import BodyLimits
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..agent.jsonlines import dumps
+from ..format.jsonlines import dumps
 
 logger = logging.getLogger("ml_dash.server")
 

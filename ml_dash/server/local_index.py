@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..agent import layout
-from ..agent.jsonlines import DecodeError, loads, read_json, restore_metric_row
-from ..agent.wire import LIMITS, metric_blocks
-from ..naming import validate_prefix
-from ..reading import find_runs, written_here
-from ..runlock import is_held
+from .._run.reading import find_runs, written_here
+from .._run.runlock import is_held
+from ..format import layout
+from ..format.jsonlines import DecodeError, loads, read_json, restore_metric_row
+from ..format.naming import validate_prefix
+from ..format.wire import LIMITS, metric_blocks
 from .errors import RequestError
-from .ingest import build_batch
-from .records import ConflictError, GapError, IngestBatch
-from .storage import SQLiteStorage
+from .ingest.decode import build_batch
+from .storage.records import ConflictError, GapError, IngestBatch
+from .storage.sqlite.store import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
 

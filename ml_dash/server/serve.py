@@ -16,9 +16,9 @@ from aiohttp import web
 from .app import create_app
 from .auth import new_key
 from .config import ServerConfig
-from .hosts import is_loopback
-from .protocol import QuietAppRunner
-from .storage import SQLiteStorage
+from .http.hosts import is_loopback
+from .http.protocol import QuietAppRunner
+from .storage.sqlite.store import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
 T = TypeVar("T")

@@ -20,12 +20,12 @@ import time
 
 from aiohttp import web
 
-from ..agent.jsonlines import DecodeError, loads
-from ..naming import validate_prefix
+from ..format.jsonlines import DecodeError, loads
+from ..format.naming import validate_prefix
 from .auth import parse_token
-from .bodies import read_body
 from .errors import BadRequest, PayloadTooLarge, Unauthorized, json_response
-from .storage import Storage
+from .http.bodies import read_body
+from .storage.sqlite.store import Storage
 
 COOKIE = "ml_dash_session"
 SESSION_S = 7 * 24 * 3600  # a week, as a browser session of a tracker is expected to last

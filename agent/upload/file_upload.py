@@ -1,0 +1,85 @@
+"""Saved files of a run on their way to the server: streamed PUTs, marked sent only after a 2xx.
+
+The server checks each file's sha256 and stores identical content once. A
+file it refuses (a 4xx: too large, checksum mismatch) stays unsent and is
+reported; the live upload does not offer that content again in this process,
+and ``ml-dash sync`` tries again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ml_dash.format.cursor import UploadCursor
+from ml_dash.format.jsonlines import dumps, read_json
+from ml_dash.format.layout import FILES_DIR, FILES_METADATA
+
+from ..deadline import Deadline
+from .retry import STOPS, send_with_retries
+
+if TYPE_CHECKING:
+    from .uploader import RunUploader, UploadReport
+
+ENTRY_FIELDS = ("filename", "description", "tags", "contentType", "metadata")
+
+
+class FileUpload:
+    """The files part of one run's upload."""
+
+    def __init__(self, uploader: RunUploader) -> None:
+        self.uploader = uploader
+        self.refused: set[tuple[str, str]] = set()  # (path, sha256) refused in this process
+
+    def pending(self, cursor: UploadCursor, refused_too: bool = False) -> list[tuple[str, str, Path, dict[str, Any]]]:
+        """(path, sha256, local file, entry) of every saved file the server has not acknowledged (but
+        those it refused in this process, unless ``refused_too``). Blocking."""
+        files_root = self.uploader.directory / FILES_DIR
+        document = read_json(files_root / FILES_METADATA)
+        entries = document.get("files") if isinstance(document, dict) else None
+        pending = []
+        root = files_root.resolve()
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            path, sha256 = entry.get("path"), entry.get("checksum")
+            if not isinstance(path, str) or not isinstance(sha256, str) or cursor.files.get(path) == sha256:
+                continue
+            if (path, sha256) in self.refused and not refused_too:
+                continue
+            local = (files_root / path).resolve()
+            if root in local.parents and local.is_file():  # a tampered entry cannot point outside files/
+                pending.append((path, sha256, local, entry))
+        return pending
+
+    async def upload(self, cursor: UploadCursor, deadline: Deadline, report: UploadReport, single_attempt: bool) -> None:
+        uploader = self.uploader
+        for path, sha256, local, entry in await uploader.blocking(self.pending, cursor):
+            if deadline.expired:
+                report.out_of_time = True
+                return
+            headers = {"X-Content-SHA256": sha256, "Content-Type": "application/octet-stream",
+                       "X-File-Entry": dumps({k: entry.get(k) for k in ENTRY_FIELDS}).decode()}
+
+            async def put(timeout_s: float | None, path: str = path, local: Path = local,
+                          headers: dict[str, str] = headers) -> Any:
+                # a big file takes as long as the link needs: the request timeout bounds each wait,
+                # a deadline that cuts transfers (the end of the run, sync --timeout) the whole
+                return await uploader.transport.put_file(uploader.prefix, path, local, headers,
+                                                         timeout_s or uploader.request_timeout_s, deadline.transfer_s())
+
+            outcome = await send_with_retries(put, deadline, uploader.request_timeout_s, uploader.pass_sleep, single_attempt)
+            report.requests += 1
+            if outcome.ok:
+                cursor.files[path] = sha256
+                await uploader.blocking(cursor.save)
+                report.sent_files += 1
+            elif outcome.status in STOPS:
+                report.stopped, report.reason = STOPS[outcome.status], outcome.reason
+                return
+            elif not outcome.retryable:  # permanent for this content: reported, not marked sent
+                self.refused.add((path, sha256))
+                report.refused_files.append((path, outcome.reason))
+            else:
+                report.unreachable, report.reason = True, outcome.reason
+                return

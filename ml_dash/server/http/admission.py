@@ -1,0 +1,123 @@
+"""What request bodies may hold of the server at once, and who waits when they would hold more.
+
+Two bounds, both taken before the work they bound:
+
+* **Body memory**: a request reserves the bytes its body will occupy (its ``Content-Length``; the
+  largest body allowed when it sends none) before its first byte is read, and gives them back when it
+  is answered. A request that finds no room waits in a queue of bounded length, for a bounded time;
+  past either bound it is answered 503 with ``Retry-After`` (which clients honour), its body unread.
+  A caller (a key) holds at most :data:`CALLER_SHARE` of the budget, so one key cannot take all of it.
+* **Work**: bodies being decoded or stored at once (one per ingest worker and two more, whose batches
+  wait for the database): what a decoded batch holds in memory is bounded by their number, not by how
+  many small bodies arrived.
+
+A body not yet read costs the server nothing but its connection: its bytes wait in the kernel and the
+client's TCP window, not in the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from ..errors import Unavailable
+
+#: The most of the body budget one caller may hold at once.
+CALLER_SHARE = 0.5
+#: What a refused request is told to wait before it tries again.
+RETRY_AFTER_S = 2
+
+
+@dataclass(slots=True)
+class _Waiter:
+    size: int
+    holder: str
+    granted: asyncio.Future[None]
+
+
+class BodyBudget:
+    """Bytes of request bodies held at once: at most ``capacity`` in all, ``capacity * CALLER_SHARE``
+    per holder; waiters are admitted in arrival order as room appears (one that does not fit yet lets
+    those behind it that do go first)."""
+
+    def __init__(self, capacity: int, queue: int, wait_s: float) -> None:
+        self.capacity = capacity
+        self.per_holder = int(capacity * CALLER_SHARE)
+        self.queue = queue
+        self.wait_s = wait_s
+        self.used = 0
+        self._held: dict[str, int] = {}
+        self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @asynccontextmanager
+    async def reserve(self, size: int, holder: str) -> AsyncIterator[None]:
+        """Hold ``size`` bytes (at most a holder's share) for the block; Unavailable (503) when there is
+        no room within the queue's bounds."""
+        size = min(size, self.per_holder)
+        await self._acquire(size, holder)
+        try:
+            yield
+        finally:
+            self._release(size, holder)
+
+    async def _acquire(self, size: int, holder: str) -> None:
+        if self._fits(size, holder):
+            self._take(size, holder)
+            return
+        if len(self._waiters) >= self.queue:
+            raise Unavailable(f"the server is busy: {len(self._waiters)} requests wait for room for their bodies",
+                              retry_after_s=RETRY_AFTER_S)
+        waiter = _Waiter(size, holder, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.granted), self.wait_s)
+        except asyncio.TimeoutError:
+            if not waiter.granted.done():
+                self._forget(waiter)
+                raise Unavailable(f"the server is busy: no room for this request's body within {self.wait_s:g} s",
+                                  retry_after_s=RETRY_AFTER_S) from None
+        except asyncio.CancelledError:  # the client went away while it waited
+            if waiter.granted.done():
+                self._release(size, holder)
+            else:
+                self._forget(waiter)
+            raise
+
+    def _forget(self, waiter: _Waiter) -> None:
+        self._waiters.remove(waiter)
+        waiter.granted.cancel()
+
+    def _fits(self, size: int, holder: str) -> bool:
+        return self.used + size <= self.capacity and self._held.get(holder, 0) + size <= self.per_holder
+
+    def _take(self, size: int, holder: str) -> None:
+        self.used += size
+        self._held[holder] = self._held.get(holder, 0) + size
+
+    def _release(self, size: int, holder: str) -> None:
+        self.used -= size
+        left = self._held[holder] - size
+        if left:
+            self._held[holder] = left
+        else:
+            del self._held[holder]
+        for waiter in list(self._waiters):
+            if self._fits(waiter.size, waiter.holder):
+                self._waiters.remove(waiter)
+                self._take(waiter.size, waiter.holder)
+                waiter.granted.set_result(None)
+
+
+class IngestGate:
+    """The two bounds of the module docstring, for the routes that take bodies."""
+
+    def __init__(self, body_bytes: int, queue: int, wait_s: float, slots: int) -> None:
+        self.bodies = BodyBudget(body_bytes, queue, wait_s)
+        self.work = asyncio.Semaphore(slots)

@@ -1,0 +1,1 @@
+"""ml_dash.server.storage."""

@@ -1,0 +1,166 @@
+"""Metric rows in SQLite: chunks small enough that a page costs the page, and summaries for charts.
+
+Rows are stored as *chunks*: one SQLite row per range of at most :data:`CHUNK_ROWS` indices (split at
+multiples of it), holding the columnar blocks of the wire format, so a million rows cost a few
+hundred inserts and a page of 1,000 rows decodes at most two small chunks, wherever it starts.
+
+Next to them, per aligned window of each of :data:`~.buckets.SUMMARY_WIDTHS` indices, a *summary*
+(min, max, first and last per numeric field, first and last index, row count; buckets.py). Rows only
+ever append to a stream, so a window is summarised once its rows arrive, and the one window a batch
+continues is merged with what it held. Downsampling a whole series then reads summaries, not rows.
+
+The chunks and summaries are cut where a request body is decoded (``..chunks.prepare_rows``, the same
+for every backend); every function here runs inside the caller's transaction, on the database's thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+
+from ml_dash.format.wire import metric_rows, pack, trim_blocks
+
+from ..buckets import Buckets, aligned_summary, merge_into, plan
+from ..chunks import prepare_rows
+from ..records import MetricRows
+
+#: Rows per stored chunk: decoding one takes well under a millisecond.
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS metric_chunks (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
+    blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_latest (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, last_idx INTEGER NOT NULL, latest BLOB NOT NULL,
+    PRIMARY KEY (exp_id, metric)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_summaries (
+    exp_id INTEGER NOT NULL, metric TEXT NOT NULL, width INTEGER NOT NULL, window INTEGER NOT NULL,
+    summary BLOB NOT NULL, PRIMARY KEY (exp_id, metric, width, window)) WITHOUT ROWID;
+"""
+
+
+def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRows) -> None:
+    """Append prepared rows: their chunks, and their summaries merged into the one window per width
+    that earlier rows began (rows only ever append, so no other window holds anything yet)."""
+    db.executemany("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
+                   [(exp_id, metric, first, count, blob) for first, count, blob in rows.chunks])
+    if rows.latest:
+        held = db.execute("SELECT latest FROM metric_latest WHERE exp_id=? AND metric=?", (exp_id, metric)).fetchone()
+        latest = {**msgpack.unpackb(held[0]), **rows.latest} if held else rows.latest
+        db.execute("INSERT OR REPLACE INTO metric_latest (exp_id, metric, last_idx, latest) VALUES (?, ?, ?, ?)",
+                   (exp_id, metric, rows.start + rows.count - 1, pack(latest)))
+    for width, parts in rows.summaries.items():
+        if rows.start % width and parts:
+            held = db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                              "AND window=?", (exp_id, metric, width, parts[0][0])).fetchone()
+            if held is not None:
+                merged = msgpack.unpackb(held[0])
+                merge_into(merged, msgpack.unpackb(parts[0][1]))
+                parts = [(parts[0][0], pack(merged)), *parts[1:]]
+        db.executemany("INSERT OR REPLACE INTO metric_summaries (exp_id, metric, width, window, summary) "
+                       "VALUES (?, ?, ?, ?, ?)", [(exp_id, metric, width, window, blob) for window, blob in parts])
+
+
+def latest(db: sqlite3.Connection, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Per run of ``exp_ids``: per metric, each field's latest value."""
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for first in range(0, len(exp_ids), 500):  # SQLite caps the parameters of one statement
+        ids = exp_ids[first:first + 500]
+        for exp_id, metric, blob in db.execute("SELECT exp_id, metric, latest FROM metric_latest WHERE exp_id IN "
+                                               f"({','.join('?' * len(ids))})", ids):
+            out.setdefault(exp_id, {})[metric] = msgpack.unpackb(blob)
+    return out
+
+
+# A page's budget in values (fields summed over its rows), besides its ``limit`` in rows: a page of
+# 100,000 rows of 50 fields would otherwise build ~5M Python objects (~900 MiB across server and
+# workers). 500,000 values keep a page in the tens of MB and still let 100,000 rows of up to 4 fields
+# through in one page.
+MAX_PAGE_VALUES = 500_000
+
+
+def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,
+         max_values: int = MAX_PAGE_VALUES) -> tuple[list[dict[str, Any]], int | None]:
+    """(rows, next): up to ``limit`` rows from index ``start``, and no more than ``max_values`` field
+    values in all (at least one row); ``next`` is the index of the first row left out by that value
+    budget (None when the page is full or the series ends). From the chunk holding ``start`` (found
+    through the primary key, not by a scan) onwards, and of each chunk only the page's rows become dicts."""
+    out: list[dict[str, Any]] = []
+    values = 0
+    for first, count, blocks in _chunks_from(db, exp_id, metric, start):
+        if first + count <= start:  # the chunk before a set-aside range
+            continue
+        skip = max(0, start - first)
+        for row in metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))):
+            width = max(1, len(row.get("data") or ()))  # rows may differ in width: counted as read
+            if out and values + width > max_values:
+                return out, row["index"]
+            out.append(row)
+            values += width
+        if len(out) >= limit:
+            break
+    return out, None
+
+
+def _chunks_from(db: sqlite3.Connection, exp_id: int, metric: str, start: int,
+                 end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+    floor = db.execute("SELECT MAX(first_idx) FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx <= ?",
+                       (exp_id, metric, start)).fetchone()[0]
+    sql = "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx >= ?"
+    args: list[Any] = [exp_id, metric, floor if floor is not None else start]
+    if end is not None:
+        sql += " AND first_idx < ?"
+        args.append(end)
+    return db.execute(sql + " ORDER BY first_idx", args)  # a cursor: chunks are read as they are needed
+
+
+def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int,
+            wanted: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(the bucket width, the buckets) over ``start:end`` (``end`` <= ``stored``, the stream's row
+    count): at most ``wanted`` of them, or with ``width``, buckets of that many indices aligned to its
+    multiples (a live chart extends the buckets it holds with the same width)."""
+    fixed = width is not None
+    if width is None:
+        width, summary = plan(start, end, wanted)
+    else:
+        summary = aligned_summary(width)
+    if summary is None:  # a short range or a width no summary divides: from its rows
+        acc = Buckets(start, end, width, origin=0 if fixed else start)
+        _add_rows(db, acc, exp_id, metric, start, end)
+        return width, acc.result()
+    acc = Buckets(start, end, width, origin=0)
+    head_end = min(end, -(-start // summary) * summary)
+    # the last window is summarised up to the stored rows, so a range to the end needs no rows
+    tail_start = end if end == stored else max(head_end, end // summary * summary)
+    if start < head_end:
+        _add_rows(db, acc, exp_id, metric, start, head_end)
+    if head_end < tail_start:
+        for (blob,) in db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                                  "AND window >= ? AND window < ? ORDER BY window",
+                                  (exp_id, metric, summary, head_end // summary, -(-tail_start // summary))):
+            acc.add(msgpack.unpackb(blob))
+    if tail_start < end:
+        _add_rows(db, acc, exp_id, metric, tail_start, end)
+    return width, acc.result()
+
+
+def _add_rows(db: sqlite3.Connection, acc: Buckets, exp_id: int, metric: str, start: int, end: int) -> None:
+    for first, _count, blocks in _chunks_from(db, exp_id, metric, start, end):
+        acc.add_blocks(first, msgpack.unpackb(blocks), start, end)
+
+
+def rebuild(db: sqlite3.Connection) -> None:
+    """Re-store every metric of a database written before chunks were split and summarised (schema
+    version 3), one old chunk at a time in index order, so memory stays bounded by one old chunk."""
+    db.execute("DELETE FROM metric_summaries")
+    db.execute("DELETE FROM metric_latest")
+    for exp_id, metric, first in db.execute("SELECT exp_id, metric, first_idx FROM metric_chunks "
+                                            "ORDER BY exp_id, metric, first_idx").fetchall():
+        blob = db.execute("SELECT blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx=?",
+                          (exp_id, metric, first)).fetchone()[0]
+        # the old chunk goes first: its pieces start at its own first index
+        db.execute("DELETE FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx=?", (exp_id, metric, first))
+        store_rows(db, exp_id, metric, prepare_rows(first, msgpack.unpackb(blob)))
