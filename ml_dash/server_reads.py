@@ -31,6 +31,9 @@ from .errors import MLDashError
 
 PAGE_ROWS = 50_000  # the server's largest page
 MAX_PAGES = 1_000_000
+#: Pages of a run's streams: 1,000 streams a page from an ml-dash server, which holds at most 100,000 a run
+#: by default; a server that names more is refused here rather than followed for ever.
+MAX_STREAM_PAGES = 1_000
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a page of 50,000 rows is a few MB; a server sending more is refused
 MAX_ERROR_BYTES = 64 * 1024
 #: No proxies from the environment: the uploader (aiohttp) ignores them too, so reads and writes
@@ -102,7 +105,7 @@ class ServerReads:
             return None
         streams, latest = doc.get("streams"), doc.get("latest")
         after = doc.pop("streams_next", None)
-        for _ in range(MAX_PAGES):  # bounded: a server that pages forever ends here
+        for _ in range(MAX_STREAM_PAGES + 1):  # bounded: a server that pages forever ends here
             if not isinstance(after, str) or not isinstance(streams, dict):
                 return doc
             page = self._get("/streams", after=after) or {}
@@ -114,7 +117,7 @@ class ServerReads:
                 latest.update(values)
             cut = page.get("next")
             after = cut if isinstance(cut, str) and cut > after else None  # names only grow: never a loop
-        raise MLDashError(f"{self.remote} sent more than {MAX_PAGES} pages of the streams of {self.prefix}")
+        raise MLDashError(f"{self.remote} sent more than {MAX_STREAM_PAGES} pages of the streams of {self.prefix}")
 
     def pages(self, path: str, field: str, key: str, start: int = 0,
               limit: int | None = None) -> Iterator[list[dict[str, Any]]]:

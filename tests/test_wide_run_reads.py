@@ -180,3 +180,25 @@ def test_the_web_ui_shows_a_wide_run_in_its_table_and_every_metric_on_its_page(
     page.wait_for_function(f"() => [...document.querySelectorAll('figure.chart')].some((f) => f.dataset.metric === "
                            f"'{_name(WIDE - 1)}')")
     assert tab.errors == []
+
+
+def test_a_server_whose_stream_pages_never_end_or_are_malformed_is_not_followed_for_ever() -> None:
+    from ml_dash.errors import MLDashError
+
+    from .evil_server import EvilServer
+
+    doc = {"run_id": "r", "streams": {"metrics/a": 1}, "latest": {}, "streams_next": "metrics/a"}
+    looping = EvilServer({"/api/v1/experiments/alice/p/r": doc,
+                          "/api/v1/experiments/alice/p/r/streams": {"streams": {"metrics/b": 2}, "next": "metrics/a"}})
+    try:
+        got = ServerReads(looping.url, "alice/p/r", None, "alice", timeout_s=10).experiment()
+        assert got is not None and got["streams"] == {"metrics/a": 1, "metrics/b": 2}  # a next going back: the end
+        assert len(looping.requests) == 2
+    finally:
+        looping.close()
+    broken = EvilServer({"/api/v1/experiments/alice/p/r": doc, "/api/v1/experiments/alice/p/r/streams": {"streams": []}})
+    try:
+        with pytest.raises(MLDashError, match="without a map of streams"):
+            ServerReads(broken.url, "alice/p/r", None, "alice", timeout_s=10).experiment()
+    finally:
+        broken.close()
