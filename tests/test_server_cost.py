@@ -50,7 +50,7 @@ def _post(srv: Server, run: str, raw: bytes, encoding: str = "zstd") -> tuple[in
 
 
 def _streams_of(srv: Server, run: str) -> dict[str, int]:
-    status, exp = srv.request("GET", f"/api/v1/experiments/alice/p/{run}", headers=USER)
+    status, exp = srv.document(f"alice/p/{run}", headers=USER)  # every page of the run's streams
     return exp["streams"] if status == 200 else {}
 
 

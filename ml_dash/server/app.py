@@ -10,8 +10,9 @@ Routes (JSON unless noted)::
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
-    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1
-    GET  /api/v1/experiments/{owner}/{project}/{name}
+    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1&latest_metrics=
+    GET  /api/v1/experiments/{owner}/{project}/{name}           the run, and its first 1,000 streams
+    GET  /api/v1/experiments/{owner}/{project}/{name}/streams?after=&limit=&q=   the next ones
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
     GET  /api/v1/compare/metrics/{metric}?runs=o/p/n,...&buckets=&fields=   one metric of many runs, bucketed
@@ -38,7 +39,7 @@ from aiohttp import web
 
 from .._version import __version__
 from ..format.jsonlines import mark_non_finite_metric_row
-from ..format.naming import validate_prefix
+from ..format.naming import MAX_SEGMENT_CHARS, validate_metric_name, validate_prefix
 from ..format.vocabulary import STATUSES, normalise_level
 from . import sessions, ui
 from .access import (
@@ -80,6 +81,7 @@ from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
 from .storage.buckets import SUMMARY_WIDTHS
+from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
 from .storage.records import ConflictError, GapError, StreamLimitError
 from .storage.sqlite.store import SQLiteStorage, Storage
 from .ui import security_headers
@@ -88,6 +90,7 @@ logger = logging.getLogger("ml_dash.server")
 
 MAX_READ_ROWS = 100_000
 MAX_SEARCH_CHARS = 200
+MAX_STREAM_NAME_CHARS = len("metrics/") + MAX_SEGMENT_CHARS
 
 
 def create_app(config: ServerConfig, storage: Storage | None = None, local_root: Path | None = None) -> web.Application:
@@ -145,6 +148,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     app.router.add_get(base + "/projects", list_projects)
     app.router.add_get(base + "/experiments", list_experiments)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/streams", get_streams)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
     app.router.add_get(base + "/compare/metrics/{metric}", compare_metric)
@@ -240,17 +244,50 @@ async def list_experiments(request: web.Request) -> web.Response:
         owner, request.query.get("project"), status, request.query.get("tag"),
         int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
         silent_since)
-    if request.query.get("latest") == "1":  # each run's latest metric values, for the run table
-        latest = await request.app[STORAGE].latest_metrics([e["id"] for e in rows])
-        rows = [{**e, "latest": latest.get(e["id"], {})} for e in rows]
+    named = latest_names(request)
+    if request.query.get("latest") == "1" or named:  # latest metric values, for the run table (bounded)
+        latest = await request.app[STORAGE].list_latest([e["id"] for e in rows], named)
+        rows = [{**e, **latest_part(*latest.get(e["id"], ({}, False)))} for e in rows]
     return json_response({"experiments": [public_view(request, e) for e in rows]})
 
 
+def latest_names(request: web.Request) -> list[str]:
+    """``latest_metrics=a,b``: the metrics whose latest values the run list must carry (checked names)."""
+    names = list(dict.fromkeys(n for n in request.query.get("latest_metrics", "").split(",") if n))
+    if len(names) > MAX_NAMED_METRICS:
+        raise BadRequest(f"latest_metrics names at most {MAX_NAMED_METRICS} metrics")
+    try:
+        return [validate_metric_name(n) for n in names]
+    except ValueError as exc:
+        raise BadRequest(f"latest_metrics: {exc}") from None
+
+
+def latest_part(latest: dict[str, dict[str, Any]], more: bool) -> dict[str, Any]:
+    return {"latest": latest, "latest_more": True} if more else {"latest": latest}
+
+
 async def get_experiment(request: web.Request) -> web.Response:
-    """One run, with its stream sizes and each metric field's latest value."""
+    """One run, with the first page of its streams (sizes, and each metric field's latest value) and
+    ``streams_next`` where more follow (``.../streams?after=``)."""
     exp = await experiment_of(request)
-    latest = await request.app[STORAGE].latest_metrics([exp["id"]])
-    return conditional_json(request, {**public_view(request, exp), "latest": latest.get(exp["id"], {})})
+    streams, latest, cut = await request.app[STORAGE].stream_page(exp["id"], "", STREAM_PAGE)
+    doc = {**public_view(request, exp), "streams": streams, "latest": latest}
+    if cut is not None:
+        doc["streams_next"] = cut
+    return conditional_json(request, doc)
+
+
+async def get_streams(request: web.Request) -> web.Response:
+    """A page of the run's streams after the name ``after`` (``limit`` at most 1,000; ``q``: metrics whose
+    name holds it), with their metrics' latest values, and ``next`` where more follow."""
+    exp = await experiment_of(request)
+    after = request.query.get("after", "")
+    search = request.query.get("q") or None
+    if len(after) > MAX_STREAM_NAME_CHARS or (search is not None and len(search) > MAX_SEARCH_CHARS):
+        raise BadRequest(f"after is at most {MAX_STREAM_NAME_CHARS} characters, q at most {MAX_SEARCH_CHARS}")
+    streams, latest, cut = await request.app[STORAGE].stream_page(
+        exp["id"], after, int_query(request, "limit", STREAM_PAGE, 1, STREAM_PAGE), search)
+    return conditional_json(request, {"streams": streams, "latest": latest, **({} if cut is None else {"next": cut})})
 
 
 async def get_logs(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 // Comparing runs: their metrics overlaid (each run's line and min/max band), their params side by
 // side with the differences marked, a param-vs-metric scatter and parallel coordinates.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, num, runPath, sharedGet } from "./api.js";
+import { num, sharedGet, wholeRun } from "./api.js";
 import { setState } from "./state.js";
 import { axes, seriesOfBuckets } from "./chart.js";
 import { MAX_COMPARED, StatusBadge, valueOf } from "./runs.js";
@@ -168,7 +168,7 @@ export function Compare({ prefixes, state }) {
       setError(`${prefixes.length} runs in the URL: compare at most ${MAX_COMPARED} at once`);
       return;
     }
-    Promise.all(prefixes.map((p) => api(runPath(p)))).then(setRuns).catch((e) => setError(e.message));
+    Promise.all(prefixes.map((p) => wholeRun(p))).then(setRuns).catch((e) => setError(e.message));
   }, [prefixes.join(",")]);
   const fields = useMemo(() => {
     const out = new Set();

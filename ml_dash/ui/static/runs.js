@@ -16,12 +16,27 @@ export function StatusBadge({ status }) {
   return html`<span class=${"badge badge-" + known.toLowerCase()}>${status}</span>`;
 }
 
+const MAX_NAMED_METRICS = 32;  // the server's cap on latest_metrics=
+const METRIC_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-:@ ]*$/;  // as the server checks it (ml_dash/format/naming.py)
+
+/** The metrics whose latest values the table needs besides the first few of each run (all the server
+ * sends unasked, see the README): those of its metric columns, its sort and its conditions. */
+export function wantedMetrics(state) {
+  const keys = [...(state.cols ? state.cols.split(",") : []), state.sort || ""]
+    .filter((c) => c.startsWith("metric:")).map((c) => c.slice(7));
+  for (const c of parseConditions(state.where)) if (c.key.includes("/")) keys.push(c.key);
+  const names = keys.map((k) => k.slice(0, k.lastIndexOf("/"))).filter((m) => METRIC_NAME.test(m));
+  return [...new Set(names)].sort().slice(0, MAX_NAMED_METRICS).join(",");
+}
+
 /** The project's runs, page by page; ``onPage`` sees the list so far after each page, so the first
- * rows are painted while the rest load. */
-async function loadRuns(owner, project, onPage, cancelled) {
+ * rows are painted while the rest load. Each run's ``latest`` holds its first few metrics and the
+ * ``wanted`` ones (a comma-separated list). */
+async function loadRuns(owner, project, wanted, onPage, cancelled) {
   let runs = [];
   for (let page = 0; page < MAX_PAGES && !cancelled(); page++) {
     const query = new URLSearchParams({ owner, project, limit: String(PAGE), offset: String(page * PAGE), latest: "1" });
+    if (wanted) query.set("latest_metrics", wanted);
     const out = await api("/api/v1/experiments?" + query.toString());
     runs = runs.concat(out.experiments);
     if (!cancelled()) onPage(runs, out.experiments.length === PAGE);
@@ -142,13 +157,17 @@ export function RunList({ owner, project, state }) {
   const [scroll, setScroll] = useState(0);
   const [cursor, setCursor] = useState(0);
   const box = useRef(null);
+  const wanted = wantedMetrics(state);
+  const shownFor = useRef(null);
   useEffect(() => {
     let stop = false;
-    setRuns(null);
-    loadRuns(owner, project, (list, pending) => { setRuns(list); setMore(pending); }, () => stop)
+    // another project starts empty; more wanted metrics keep the rows shown until their values arrive
+    if (shownFor.current !== owner + "/" + project) setRuns(null);
+    shownFor.current = owner + "/" + project;
+    loadRuns(owner, project, wanted, (list, pending) => { setRuns(list); setMore(pending); }, () => stop)
       .catch((e) => setError(e.message));
     return () => { stop = true; };
-  }, [owner, project]);
+  }, [owner, project, wanted]);
   const matching = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
     state.where, state.sort, state.desc, state.group]);
   const folded = useMemo(() => folds(state), [state.fold]);

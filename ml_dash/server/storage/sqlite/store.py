@@ -28,6 +28,7 @@ from ml_dash.format.layout import metric_stream
 from ..records import GapError, IngestBatch
 from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
+from . import streams as sqlite_streams
 from .ingest import ingest, stored_counts, upsert_experiment
 
 SCHEMA = """
@@ -82,7 +83,10 @@ class Storage(Protocol):
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int,
                           limit: int) -> tuple[list[dict[str, Any]], int | None]: ...
-    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]: ...
+    async def list_latest(self, exp_ids: list[int],
+                          named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]: ...
+    async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None
+                          ) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]: ...
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
@@ -311,14 +315,19 @@ class SQLiteStorage:
         return [{"project": p, "experiments": n, "last_seen": t} for p, n, t in rows]
 
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None:
+        """The run's row, without its streams (a run may hold 100,000: :meth:`stream_page` reads them)."""
         row = await self._fetchone(f"SELECT {_EXP_COLUMNS} FROM experiments WHERE owner=? AND project=? AND name=?",
                                    (owner, project, name))
-        if row is None:
-            return None
-        exp = _experiment_dict(row)
-        counts = await self._fetchall("SELECT stream, stored FROM stream_counts WHERE exp_id = ?", (exp["id"],))
-        exp["streams"] = {stream: stored for stream, stored in counts}
-        return exp
+        return None if row is None else _experiment_dict(row)
+
+    async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None
+                          ) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]:
+        """(stream -> stored rows, metric -> field -> latest value, next): a page of the run's streams
+        after the name ``after`` (server/sqlite_streams.py), with its metrics' latest values."""
+        def read(db: sqlite3.Connection) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]:
+            streams, cut = sqlite_streams.stream_page(db, exp_id, after, limit, contains)
+            return streams, sqlite_streams.page_latest(db, exp_id, streams), cut
+        return await self._read(read)
 
     async def metric_rows(self, exp_id: int, metric: str, start: int,
                           limit: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -326,9 +335,11 @@ class SQLiteStorage:
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
 
-    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
-        """Per run: per metric, each field's latest value (the run table's metric columns)."""
-        return await self._read(sqlite_metrics.latest, exp_ids)
+    async def list_latest(self, exp_ids: list[int],
+                          named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
+        """Per run: a bounded part of each metric field's latest value, and whether any was left out (the
+        run table's metric columns; server/sqlite_streams.py says which)."""
+        return await self._read(sqlite_streams.list_latest, exp_ids, named)
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
