@@ -4,11 +4,16 @@ static files hold no copy of them."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ml_dash.run import STATUSES
 from ml_dash.server import read_limits
 
 from .server_process import Server
 from .sites import Site
+
+STATIC = Path(read_limits.__file__).resolve().parent.parent / "ui" / "static"
 
 
 def test_the_limits_endpoint_gives_the_caps_the_server_enforces(site: Site) -> None:
@@ -40,3 +45,32 @@ def test_the_limits_endpoint_gives_the_caps_the_server_enforces(site: Site) -> N
 def test_the_limits_are_read_under_the_read_apis_rule(server: Server) -> None:
     assert server.request("GET", "/api/v1/limits")[0] == 401
     assert server.request("GET", "/api/v1/limits", key=server.key("bob"))[0] == 200
+
+
+def _code(path: Path) -> str:
+    """A script without its comments (a comment may say "100,000 rows"; code may not hold it)."""
+    text = path.read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
+    return re.sub(r"(?m)(^|[^:\"'`\\])//.*$", r"\1", text)
+
+
+def test_the_ui_holds_no_copy_of_the_servers_limits() -> None:
+    """No constant of the UI's scripts holds a cap's value or has an old copy's name, and no line holds
+    the statuses as a list (one status named in a test of a run's state is no copy)."""
+    scripts = sorted(STATIC.glob("*.js"))
+    assert {p.name for p in scripts} >= {"chart.js", "runs.js", "compare.js", "series.js", "limits.js"}
+    caps = read_limits.limits()
+    numbers = {v for v in caps.values() if isinstance(v, int)}
+    found = []
+    for path in scripts:
+        code = _code(path)
+        for m in re.finditer(r"\b([A-Z][A-Z0-9_]*)\s*=\s*(\d[\d_]*(?:e\d+)?)\b", code):
+            if float(m.group(2).replace("_", "")) in numbers:
+                found.append(f"{path.name}: {m.group(0)}")
+        for name in ("RAW_LIMIT", "MAX_BUCKETS", "MAX_COMPARED", "STATUSES"):  # the copies there were
+            if re.search(rf"\b(const|let|var)\s+{name}\b", code):
+                found.append(f"{path.name}: {name}")
+        for line in code.splitlines():  # the statuses as a list: two or more of them on one line
+            if len({s for s in caps["statuses"] if re.search(rf"[\"'`]{s}[\"'`]", line)}) >= 2:
+                found.append(f"{path.name}: {line.strip()}")
+    assert found == [], f"the UI holds copies of the server's limits (read them from limits.js): {found}"
