@@ -88,7 +88,7 @@ CASES: list[tuple[str, str, list[Any], Any]] = [
     ("series_points.js", "joinSeries", [_series([1, 2]), 0, _series([5]), 6], _series([5], upto=6)),
 ]
 
-#: Each scenario of tests/ui_modules/series_scenarios.mjs and the lines it must give.
+#: Each read scripted in tests/ui_modules/series_scenarios.mjs and the lines it must give.
 SCENARIOS: dict[str, list[str]] = {
     "few points: raw rows": [
         "get /m?start=0&limit=10", "raw 0..9 n=10 upto=10", "ys 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
@@ -111,28 +111,45 @@ SCENARIOS: dict[str, list[str]] = {
         "get /m?buckets=100&start=0&end=1000", "get /m?buckets=10000&width=10&start=990&end=1025",
         "buckets 0..1024 n=103 upto=1025 width=10", "last 990,1000,1010,1020"],
     "buckets past two a pixel: null, nothing asked": ["get /m?buckets=100&start=0&end=1000", "null"],
-    "live: read whole, then only the new rows": [
-        "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=5", "draw raw 0..14 n=15 upto=15"],
-    "one extension at a time, then the rows that came meanwhile": [
-        "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=2", "draw raw 0..11 n=12 upto=12",
-        "get /m?start=12&limit=2", "draw raw 0..13 n=14 upto=14"],
-    "rows arriving before the first read's reply wait for it": [
-        "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=2", "draw raw 0..11 n=12 upto=12"],
-    "a new view's rows wait for its own read, not the old view's series": [
-        "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10",
-        "get /m?start=10&limit=2", "draw raw 0..11 n=12 upto=12"],
-    "an older view's reply is dropped": [
-        "get /m?start=0&limit=10", "get /m?start=2&limit=6", "draw raw 2..7 n=6 upto=8"],
-    "an extension begun before a new view is dropped": [
-        "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=2", "get /m?start=0&limit=12",
-        "draw raw 0..11 n=12 upto=12"],
-    "a zoomed view does not follow the run": ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "waiting 0"],
-    "grown past what fits as held: read whole, as buckets": [
-        "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?buckets=10&start=0&end=50",
-        "draw buckets 0..49 n=10 upto=50 width=5"],
-    "a failed read is said; an older view's failure is not": [
-        "get /m?start=0&limit=10", "get /m?start=0&limit=11", "fail server said no"],
-    "closed: nothing drawn": ["get /m?start=0&limit=10"],
+}
+
+#: A SeriesFollower driven by steps (tests/ui_modules/series_scenarios.mjs, ``follow``) and the lines
+#: it must give: what it asked the server, what it drew or said failed.
+FOLLOWING: dict[str, tuple[list[list[Any]], list[str]]] = {
+    "live: read whole, then only the new rows": (
+        [["show", 0, 10, True], ["rows", 0, 10], ["grow", 15], ["rows", 10, 15], ["grow", 15], ["settle"]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=5", "draw raw 0..14 n=15 upto=15"]),
+    "one extension at a time, then the rows that came meanwhile": (
+        [["show", 0, 10, True], ["rows", 0, 10], ["grow", 12], ["grow", 14], ["rows", 10, 12], ["rows", 12, 14]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=2", "draw raw 0..11 n=12 upto=12",
+         "get /m?start=12&limit=2", "draw raw 0..13 n=14 upto=14"]),
+    "rows arriving before the first read's reply wait for it": (
+        [["show", 0, 10, True], ["grow", 12], ["rows", 0, 10], ["rows", 10, 12]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=2", "draw raw 0..11 n=12 upto=12"]),
+    "a new view's rows wait for its own read, not the old view's series": (  # redrawn (smoothing): read whole again
+        [["show", 0, 10, True], ["rows", 0, 10], ["show", 0, 10, True], ["grow", 12], ["rows", 0, 10], ["rows", 10, 12]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10",
+         "get /m?start=10&limit=2", "draw raw 0..11 n=12 upto=12"]),
+    "an older view's reply is dropped": (  # zoomed before the first read came back
+        [["show", 0, 10, True], ["show", 2, 8, False], ["rowsAt", 1, 2, 8], ["rows", 0, 10]],
+        ["get /m?start=0&limit=10", "get /m?start=2&limit=6", "draw raw 2..7 n=6 upto=8"]),
+    "an extension begun before a new view is dropped": (
+        [["show", 0, 10, True], ["rows", 0, 10], ["grow", 12], ["show", 0, 12, True], ["rows", 10, 12], ["rows", 0, 12]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?start=10&limit=2", "get /m?start=0&limit=12",
+         "draw raw 0..11 n=12 upto=12"]),
+    "a zoomed view does not follow the run": (
+        [["show", 0, 10, False], ["rows", 0, 10], ["grow", 20], ["settle"], ["waiting"]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "waiting 0"]),
+    "grown past what fits as held: read whole, as buckets": (
+        [["pixels", 10], ["show", 0, 10, True], ["rows", 0, 10], ["grow", 50], ["buckets", 0, 50, 5]],
+        ["get /m?start=0&limit=10", "draw raw 0..9 n=10 upto=10", "get /m?buckets=10&start=0&end=50",
+         "draw buckets 0..49 n=10 upto=50 width=5"]),
+    "a failed read is said; an older view's failure is not": (
+        [["show", 0, 10, True], ["show", 0, 11, True], ["refuse", "old view gone"], ["refuse", "server said no"]],
+        ["get /m?start=0&limit=10", "get /m?start=0&limit=11", "fail server said no"]),
+    "closed: nothing drawn": (
+        [["show", 0, 10, True], ["close"], ["rows", 0, 10], ["grow", 20], ["settle"]],
+        ["get /m?start=0&limit=10"]),
 }
 
 EVALUATE_CASES = """async (cases) => {
@@ -172,5 +189,9 @@ def test_the_ui_modules_give_every_case_its_expected_result_in_chromium(server: 
     lines = page.evaluate("async (names) => (await import('/test/series_scenarios.mjs')).run(names)", list(SCENARIOS))
     wrong += [f"{name}:\n  expected {expected}\n  got      {lines[name]}" for name, expected in SCENARIOS.items()
               if lines[name] != expected]
+    for name, (steps, expected) in FOLLOWING.items():
+        got = page.evaluate("async (steps) => (await import('/test/series_scenarios.mjs')).follow(steps)", steps)
+        if got != expected:
+            wrong.append(f"{name}:\n  expected {expected}\n  got      {got}")
     assert len(results) == len(CASES) and wrong == [], "\n".join(wrong)
     assert tab.errors == []

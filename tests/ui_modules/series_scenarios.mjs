@@ -1,6 +1,7 @@
 // Scenarios of the chart's series logic (ml_dash/ui/static/series.js) over a fake ``get``: each
-// returns what happened as lines ("get <path>", "draw ...", "fail ..."), which
-// tests/test_ui_modules.py compares with the lines it expects. Served to the page by the test at
+// says what happened as lines ("get <path>", "draw ...", "fail ..."), which tests/test_ui_modules.py
+// compares with the lines it expects. The reads are scripted here; a SeriesFollower is driven by
+// steps from the test's table (``follow``). Served to the page by the test at
 // /test/series_scenarios.mjs; the modules under test come from the real server at /ui/.
 import { SeriesFollower, extendSeries, fetchSeries } from "/ui/series.js";
 
@@ -53,10 +54,6 @@ function said(s) {
     + (s.raw ? "" : ` width=${s.width}`);
 }
 
-function follower(log, pixels = 100) {
-  return new SeriesFollower({ pixels: () => pixels, draw: (s) => log.push(`draw ${said(s)}`),
-    fail: (e) => log.push(`fail ${e.message}`) });
-}
 
 const LIMITS = { max_read_rows: 100000, max_buckets: 10000, max_compared_runs: 50, max_compared_buckets: 200000 };
 const source = (server, limits = LIMITS) => ({ get: server.get, path: PATH, limits });
@@ -112,87 +109,6 @@ export const scenarios = {
     const s = await fetchSeries(source(quickServer(log, () => bucketsOf(0, 1000, 10))), "loss", 0, 1000, 100);
     log.push(said(await extendSeries(source(quickServer(log, () => bucketsOf(990, 3000, 10))), s, "loss", 0, 3000, 100)));
   },
-  // -- following a view -------------------------------------------------------------------------
-  async "live: read whole, then only the new rows"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    await server.answer(rowsOf(0, 10));
-    f.grow(15);
-    await server.answer(rowsOf(10, 15));
-    f.grow(15);  // nothing new: nothing asked
-    await settle();
-  },
-  async "one extension at a time, then the rows that came meanwhile"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    await server.answer(rowsOf(0, 10));
-    f.grow(12);
-    f.grow(14);  // an extension is under way: asked after it
-    await server.answer(rowsOf(10, 12));
-    await server.answer(rowsOf(12, 14));
-  },
-  async "rows arriving before the first read's reply wait for it"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    f.grow(12);
-    await server.answer(rowsOf(0, 10));
-    await server.answer(rowsOf(10, 12));
-  },
-  async "a new view's rows wait for its own read, not the old view's series"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    await server.answer(rowsOf(0, 10));
-    f.show(source(server), "loss", 0, 10, true);  // drawn differently: read whole again
-    f.grow(12);
-    await server.answer(rowsOf(0, 10));
-    await server.answer(rowsOf(10, 12));
-  },
-  async "an older view's reply is dropped"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    f.show(source(server), "loss", 2, 8, false);  // zoomed meanwhile
-    await server.answerAt(1, rowsOf(2, 8));
-    await server.answer(rowsOf(0, 10));
-  },
-  async "an extension begun before a new view is dropped"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    await server.answer(rowsOf(0, 10));
-    f.grow(12);
-    f.show(source(server), "loss", 0, 12, true);  // drawn differently (smoothing): read whole again
-    await server.answer(rowsOf(10, 12));
-    await server.answer(rowsOf(0, 12));
-  },
-  async "a zoomed view does not follow the run"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, false);
-    await server.answer(rowsOf(0, 10));
-    f.grow(20);
-    await settle();
-    log.push(`waiting ${server.waiting}`);
-  },
-  async "grown past what fits as held: read whole, as buckets"(log) {
-    const server = heldServer(log), f = follower(log, 10);
-    f.show(source(server), "loss", 0, 10, true);
-    await server.answer(rowsOf(0, 10));
-    f.grow(50);
-    await server.answer(bucketsOf(0, 50, 5));
-  },
-  async "a failed read is said; an older view's failure is not"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    f.show(source(server), "loss", 0, 11, true);
-    await server.refuse("old view gone");
-    await server.refuse("server said no");
-  },
-  async "closed: nothing drawn"(log) {
-    const server = heldServer(log), f = follower(log);
-    f.show(source(server), "loss", 0, 10, true);
-    f.close();
-    await server.answer(rowsOf(0, 10));
-    f.grow(20);
-    await settle();
-  },
 };
 
 /** Each named scenario's lines (or the error it threw, as a line). */
@@ -209,4 +125,37 @@ export async function run(names) {
     out[name] = log;
   }
   return out;
+}
+
+/** What a SeriesFollower did under ``steps`` (the test's table): ["show", start, end, live],
+ * ["grow", rows], ["close"], ["pixels", n]; the held server's answers to the oldest request waiting
+ * (["rows", from, to], ["buckets", from, to, width], ["refuse", message]) or to the i-th
+ * (["rowsAt", i, from, to]); ["settle"]; ["waiting"] (how many requests wait, as a line). */
+export async function follow(steps) {
+  const log = [];
+  const server = heldServer(log);
+  let pixels = 100;
+  const f = new SeriesFollower({ pixels: () => pixels, draw: (s) => log.push(`draw ${said(s)}`),
+    fail: (e) => log.push(`fail ${e.message}`) });
+  const act = {
+    show: (start, end, live) => f.show(source(server), "loss", start, end, live),
+    grow: (rows) => f.grow(rows),
+    close: () => f.close(),
+    pixels: (n) => { pixels = n; },
+    rows: (from, to) => server.answer(rowsOf(from, to)),
+    rowsAt: (i, from, to) => server.answerAt(i, rowsOf(from, to)),
+    buckets: (from, to, width) => server.answer(bucketsOf(from, to, width)),
+    refuse: (message) => server.refuse(message),
+    settle,
+    waiting: () => log.push(`waiting ${server.waiting}`),
+  };
+  try {
+    for (const [name, ...args] of steps) {
+      if (!act[name]) throw new Error(`no step ${name}`);
+      await act[name](...args);
+    }
+  } catch (e) {
+    log.push(`threw ${e}`);
+  }
+  return log;
 }
