@@ -8,6 +8,7 @@ Routes (JSON unless noted)::
                   in ``Authorization: token`` (server/ui_token.py)
     POST|GET|DELETE /api/v1/session                             browser sessions (server/sessions.py)
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
+    GET  /api/v1/limits                                         the read API's caps, for the UI (server/routes/limits.py)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
     GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1&latest_metrics=
@@ -80,6 +81,7 @@ from .ingest.decode import ingest_reply
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
+from .routes.limits import MAX_BUCKETS, MAX_COMPARED_BUCKETS, MAX_COMPARED_RUNS, MAX_READ_ROWS, get_limits
 from .storage.buckets import SUMMARY_WIDTHS
 from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
 from .storage.records import ConflictError, GapError, StreamLimitError
@@ -88,7 +90,6 @@ from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
 
-MAX_READ_ROWS = 100_000
 MAX_SEARCH_CHARS = 200
 MAX_STREAM_NAME_CHARS = len("metrics/") + MAX_SEGMENT_CHARS
 
@@ -144,6 +145,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     if not config.read_only:
         app.router.add_post(base + "/runs/{owner}/{project}/{name}/events", ingest)
         app.router.add_put(base + "/runs/{owner}/{project}/{name}/files/{path:.+}", put_file)
+    app.router.add_get(base + "/limits", get_limits)
     app.router.add_get(base + "/owners", list_owners)
     app.router.add_get(base + "/projects", list_projects)
     app.router.add_get(base + "/experiments", list_experiments)
@@ -314,7 +316,7 @@ async def get_metric(request: web.Request) -> web.Response:
     exp = await experiment_of(request)
     metric = metric_of(request)
     start = int_query(request, "start", 0, 0, 2**62)
-    buckets = int_query(request, "buckets", 0, 0, 10_000)
+    buckets = int_query(request, "buckets", 0, 0, MAX_BUCKETS)
     storage = request.app[STORAGE]
     if buckets:
         end = int_query(request, "end", -1, start, 2**62) if "end" in request.query else None
@@ -352,12 +354,6 @@ def fixed_width(request: web.Request, start: int, end: int | None, buckets: int)
     return width
 
 
-MAX_COMPARED_RUNS = 50
-#: Buckets of all the runs of one comparison: 50 runs at 4,000 buckets (a chart 4,000 pixels wide).
-#: Each is its own, so the product, not either number, is what a request costs.
-MAX_COMPARED_BUCKETS = 200_000
-
-
 async def compare_metric(request: web.Request) -> web.Response:
     """One metric of several runs (``?runs=owner/project/name,...``) in buckets, in one call: the
     UI's overlay of many runs, which would otherwise cost a request per run."""
@@ -365,7 +361,7 @@ async def compare_metric(request: web.Request) -> web.Response:
     prefixes = [p for p in request.query.get("runs", "").split(",") if p]
     if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
         raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")
-    buckets = int_query(request, "buckets", 1000, 1, 10_000)
+    buckets = int_query(request, "buckets", 1000, 1, MAX_BUCKETS)
     runs = len(dict.fromkeys(prefixes))
     if runs * buckets > MAX_COMPARED_BUCKETS:
         raise BadRequest(f"{runs} runs of {buckets} buckets: at most {MAX_COMPARED_BUCKETS} buckets in all; ask for fewer")
