@@ -58,9 +58,9 @@ from .access import (
     readable_owner,
     run_prefix,
 )
-from .admission import IngestGate
+from .admission import BODY_STEP_BYTES, IngestGate
 from .blobs import LocalBlobStore
-from .bodies import declared_size, read_body
+from .bodies import declared_size, read_held_body
 from .buckets import SUMMARY_WIDTHS
 from .config import ServerConfig
 from .errors import (
@@ -191,8 +191,9 @@ async def delete_session(request: web.Request) -> web.Response:
 
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
-    """Bounded before any work (server/admission.py): the body's bytes are reserved before it is read,
-    and it is decoded and stored while holding one of a few work slots."""
+    """Bounded before any work (server/admission.py): the body holds of the body budget what has arrived
+    and a step ahead, the first step taken before it is read, and it is decoded and stored while holding
+    one of a few work slots."""
     owner, project, name = run_prefix(request)
     who = await caller(request)
     if who != owner:
@@ -200,8 +201,9 @@ async def ingest(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     limit = config.body_limits.max_compressed_bytes
     gate = request.app[GATE]
-    async with gate.bodies.reserve(declared_size(request, limit), who):
-        raw = await read_body(request, limit, config.body_idle_timeout_s)
+    first_step = min(declared_size(request, limit), BODY_STEP_BYTES)
+    async with gate.bodies.hold(first_step, who) as hold:
+        raw = await read_held_body(request, limit, hold, config.body_idle_timeout_s, config.body_min_bytes_per_s)
         async with gate.work:
             batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
             try:

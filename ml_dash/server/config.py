@@ -23,12 +23,15 @@ class ServerConfig:
     # processes that decode ingest bodies (server/prepare.py); 0 decodes on the event loop's process
     ingest_workers: int = 2
     # What ingest may cost the server at once (server/admission.py, README "What a request may cost"):
-    # request bodies held in memory (their bytes on the wire), reserved before they are read; a caller
-    # (a key) holds at most half of it
+    # request bodies held in memory (their bytes on the wire), held as they arrive and a step ahead; a
+    # caller (a key) holds at most half of it
     body_memory_bytes: int = 64 * 1024 * 1024
     # a request that finds no room waits in a queue this long at most, for this long at most; then 503
     body_queue: int = 64
     body_wait_s: float = 5.0
+    # an ingest body holding more than its first step of that memory arrives at least this fast on
+    # average, with body_idle_timeout_s of slack (server/bodies.py Pace), or gets 408; 0: no bound
+    body_min_bytes_per_s: int = 64 * 1024
     # memory an ingest worker may take beyond what it holds at start (Linux): a body that decodes to
     # more is a 413
     worker_memory_bytes: int = 192 * 1024 * 1024
