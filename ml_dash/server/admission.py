@@ -163,7 +163,7 @@ class BodyHold:
             return
         if not self.budget._fits(more, self.holder):
             raise Unavailable(f"the server is busy: no room to hold more than {self.held} bytes of this request's "
-                              "body; send it again later", retry_after_s=RETRY_AFTER_S)
+                              "body", retry_after_s=RETRY_AFTER_S)
         self.budget._take(more, self.holder)
         self.held = size
 
