@@ -5,7 +5,7 @@ Routes (JSON unless noted)::
     GET  /health
     GET  /, /ui/{file}                                          the web UI (server/ui.py)
                   on ``ml-dash ui``, every route but these and /health needs its token
-                  in ``Authorization: token`` (server/ui_token.py)
+                  in ``Authorization: token`` (server/http/ui_token.py)
     POST|GET|DELETE /api/v1/session                             browser sessions (server/sessions.py)
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
     GET  /api/v1/limits                                         the read API's caps, for the UI (server/routes/limits.py)
@@ -70,8 +70,8 @@ from .errors import (
     error_middleware,
     json_response,
 )
-from .http.admission import IngestGate
-from .http.bodies import declared_size, read_body
+from .http.admission import BODY_STEP_BYTES, IngestGate
+from .http.bodies import declared_size, read_held_body
 from .http.etags import conditional_json
 from .http.hosts import ALLOWED_HOSTS, host_middleware
 from .http.request_text import text_middleware
@@ -196,8 +196,9 @@ async def delete_session(request: web.Request) -> web.Response:
 
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
-    """Bounded before any work (server/admission.py): the body's bytes are reserved before it is read,
-    and it is decoded and stored while holding one of a few work slots."""
+    """Bounded before any work (server/http/admission.py): the body holds of the body budget what has arrived
+    and a step ahead, the first step taken before it is read, and it is decoded and stored while holding
+    one of a few work slots."""
     owner, project, name = run_prefix(request)
     who = await caller(request)
     if who != owner:
@@ -205,8 +206,9 @@ async def ingest(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     limit = config.body_limits.max_compressed_bytes
     gate = request.app[GATE]
-    async with gate.bodies.reserve(declared_size(request, limit), who):
-        raw = await read_body(request, limit, config.body_idle_timeout_s)
+    first_step = min(declared_size(request, limit), BODY_STEP_BYTES)
+    async with gate.bodies.hold(first_step, who) as hold:
+        raw = await read_held_body(request, limit, hold, config.body_idle_timeout_s, config.body_min_bytes_per_s)
         async with gate.work:
             batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
             try:

@@ -51,7 +51,7 @@ class RequestError(Exception):
         self.details = details
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # raised in a worker process (server/prepare.py), it crosses back pickled, details and all
+        # raised in a worker process (server/ingest/prepare.py), it crosses back pickled, details and all
         return _rebuild, (type(self), self.message, self.details)
 
 

@@ -49,7 +49,7 @@ LogEntry = tuple[int, bytes, "str | None", str]
 class MetricRows:
     """A batch's rows of one metric, ready to store: chunks split at multiples of ``CHUNK_ROWS``
     (sqlite_metrics.py) and, per summary width, this batch's part of every window it touches, each
-    packed as msgpack. Built where the body is decoded (server/prepare.py), so the database's
+    packed as msgpack. Built where the body is decoded (server/ingest/prepare.py), so the database's
     thread only writes bytes."""
 
     start: int

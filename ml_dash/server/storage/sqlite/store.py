@@ -4,7 +4,7 @@ Every event identity (run, stream, index) is stored at most once, and
 ``ingest`` returns only after its transaction is committed with
 ``synchronous=FULL``, so a 2xx reply means the data is durable. Rows under
 stored indices are acknowledged again only when the same writer sent them
-(server/sqlite_ingest.py). Metric rows are stored as chunks, one SQLite row
+(server/storage/sqlite/ingest.py). Metric rows are stored as chunks, one SQLite row
 per acknowledged range holding the columnar blocks of the wire format, so a
 million rows cost a few dozen inserts instead of a million. Log lines, which
 are few, are stored one per row. SQLite runs on one dedicated thread: the
@@ -323,7 +323,7 @@ class SQLiteStorage:
     async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None
                           ) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]:
         """(stream -> stored rows, metric -> field -> latest value, next): a page of the run's streams
-        after the name ``after`` (server/sqlite_streams.py), with its metrics' latest values."""
+        after the name ``after`` (server/storage/sqlite/streams.py), with its metrics' latest values."""
         def read(db: sqlite3.Connection) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]:
             streams, cut = sqlite_streams.stream_page(db, exp_id, after, limit, contains)
             return streams, sqlite_streams.page_latest(db, exp_id, streams), cut
@@ -338,7 +338,7 @@ class SQLiteStorage:
     async def list_latest(self, exp_ids: list[int],
                           named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
         """Per run: a bounded part of each metric field's latest value, and whether any was left out (the
-        run table's metric columns; server/sqlite_streams.py says which)."""
+        run table's metric columns; server/storage/sqlite/streams.py says which)."""
         return await self._read(sqlite_streams.list_latest, exp_ids, named)
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
