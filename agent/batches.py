@@ -24,7 +24,7 @@ from .jsonlines import read_json
 from .layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
 from .pending import BATCH_BYTES, MemoryChunks, PendingStream, Void, read_stream
 from .segments import segments_of, writer_at
-from .wire import LIMITS, WIRE_VERSION, wire_body
+from .wire import LIMITS, NAMED_REPLY, WIRE_VERSION, wire_body
 
 #: Rows per request while the server is failing or has not answered yet: each retry would read
 #: and hold a full batch only to fail again.
@@ -139,7 +139,8 @@ class BatchBuilder:
                 budget -= stream.count if stream.void is None else 0
                 budget_bytes -= stream.size
         documents, params_version = self.documents(sent_params)
-        body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **documents, "streams": {}}
+        body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **NAMED_REPLY, **documents,
+                                "streams": {}}
         for stream in streams:
             payload: dict[str, Any] = {"start": stream.start + cursor.base(stream.name)}
             if stream.writer is not None and stream.writer != body["identity"].get("writer_id"):

@@ -207,7 +207,7 @@ async def ingest(request: web.Request) -> web.Response:
             try:
                 acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
             except GapError as exc:
-                raise Conflict(str(exc), acked=exc.counts) from None
+                raise Conflict(str(exc), **exc.reply.fields()) from None
             except ConflictError as exc:
                 raise Conflict(str(exc), conflict=exc.details) from None
             except StreamLimitError as exc:

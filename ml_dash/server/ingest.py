@@ -2,10 +2,12 @@
 
 The body is decompressed with a cap, checked field by field (every problem a
 400 naming it), and stored in one transaction that answers only once
-committed. The reply carries every stream's stored count; a batch past the
-stored rows gets 409 with those counts, and rows from another run or another
-writer under stored indices get 409 with ``conflict``: the server never
-acknowledges rows it did not store.
+committed. The reply carries the stored counts of the request's streams and
+the run's totals (agent/wire.py, "Replies": never every stream of the run,
+except for an older client on a small run); a batch past the stored rows gets
+409 with the same, and rows from another run or another writer under stored
+indices get 409 with ``conflict``: the server never acknowledges rows it did
+not store.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 from ..agent.jsonlines import dumps
 from ..agent.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ..agent.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_json, check_text
-from ..agent.wire import LIMITS, BodyError, decode_body
+from ..agent.wire import LIMITS, NAMED_REPLY, BodyError, decode_body
 from ..files import check_tags
 from ..logs import normalise_level
 from ..naming import is_identity, validate_metric_name
@@ -30,7 +32,7 @@ from .errors import (
     UnsupportedEncoding,
     json_response,
 )
-from .records import IngestBatch
+from .records import Acknowledgement, IngestBatch
 from .sqlite_metrics import prepare_rows
 
 _BODY_ERRORS: dict[int, type[RequestError]] = {413: PayloadTooLarge, 415: UnsupportedEncoding}
@@ -89,6 +91,7 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
         if not is_identity(value):
             raise BadRequest(f"identity.{key} must be 1 to 64 letters, digits, '-' or '_'")
     batch.run_id, batch.writer_id = identity["run_id"], identity["writer_id"]
+    batch.named_reply = body.get("reply") == NAMED_REPLY["reply"]
     run = body.get("run")
     if run is not None:
         if not isinstance(run, dict):
@@ -213,5 +216,5 @@ def _level(row: dict[str, Any], stream: str, index: int) -> str | None:
         raise BadRequest(str(exc), stream=stream, index=index) from None
 
 
-def ingest_reply(acked: dict[str, int]) -> web.Response:
-    return json_response({"acked": acked})
+def ingest_reply(acknowledgement: Acknowledgement) -> web.Response:
+    return json_response(acknowledgement.fields())
