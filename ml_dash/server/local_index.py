@@ -32,7 +32,7 @@ from ..agent.jsonlines import DecodeError, loads, read_json, restore_metric_row
 from ..agent.wire import LIMITS, metric_blocks
 from ..naming import validate_prefix
 from ..reading import find_runs, written_here
-from ..runlock import is_held
+from ..runlock import writer_alive
 from .errors import RequestError
 from .ingest import build_batch
 from .records import ConflictError, GapError, IngestBatch
@@ -218,7 +218,7 @@ class LocalIndex:
         head: dict[str, Any] = {}
         doc = self._changed(directory / layout.EXPERIMENT, run)
         if isinstance(doc, dict):
-            if doc.get("status") == "RUNNING" and written_here(doc) and is_held(directory) is False:
+            if doc.get("status") == "RUNNING" and written_here(doc) and writer_alive(directory, doc) is False:
                 doc = {**doc, "status": "CRASHED"}  # no writer holds it: its process is gone
             run.status = doc.get("status") if isinstance(doc.get("status"), str) else None
             head["run"] = {k: doc[k] for k in layout.RUN_FIELDS if k in doc}
