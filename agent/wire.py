@@ -44,13 +44,16 @@ server holds less than it acknowledged (a server that lost its data): it then
 asks for every count once (``GET /api/v1/experiments/{prefix}``).
 
 Older clients did not send ``reply`` and took a stream missing from ``acked``
-for "0 stored"; for them the server still lists every stream of a run of at
-most ``BodyLimits.max_streams`` streams (a reply no larger than a request's
-worth). Past that they get the named streams too, take the others for unstored
-and send them again from the start: the server acknowledges that resend without
-storing anything twice (identity rule above), so nothing is lost or duplicated,
-at the price of the traffic. Older servers (no ``run_rows`` in the reply) list
-every stream, and this client reads such a reply as it did.
+for "0 stored": they would rewind it and send it again, back and forth between
+batches, and one whose rewind of a short stream found the end of its file (a
+bug of theirs, agent/backlog.py) sent its next row under an index the server
+took for a resend, never storing it. So for them the server lists every stream
+of a run of at most ``BodyLimits.max_streams`` streams (a reply no larger than
+a request's worth), and refuses whole, with 426 and a reason, a body that would
+leave a run with more: such a client stops that upload and keeps its rows on
+disk, pending, until an upgraded one sends them. Older servers (no
+``run_rows`` in the reply) list every stream, and this client reads such a
+reply as it did.
 
 Bodies are compressed with zstd (``Content-Encoding: zstd``); gzip and
 identity are accepted. :func:`decode_body` caps the decompressed size, and

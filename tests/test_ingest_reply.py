@@ -42,16 +42,16 @@ def test_a_one_stream_batch_on_a_run_of_20000_streams_is_answered_with_that_stre
         status, reply = srv.ingest("alice/p/wide", _body({names[7]: 1}, **NAMED_REPLY), key)
         assert status == 200 and reply == {"acked": {names[7]: 2}, "run_streams": 20_000, "run_rows": 20_001}, \
             (status, len(reply.get("acked", {})))
-        # an older SDK (no "reply": "named") gets the named streams too on a run past a request's worth of them
+        # an older SDK (no "reply": "named") would read the missing streams as none stored and rewind them:
+        # refused whole, with the reason, on a run past a request's worth of streams; nothing of it stored
         status, reply = srv.ingest("alice/p/wide", _body({names[8]: 1}), key)
-        assert status == 200 and reply == {"acked": {names[8]: 2}, "run_streams": 20_000, "run_rows": 20_002}, \
-            (status, len(reply.get("acked", {})))
+        assert status == 426 and "upgrade it" in reply["error"] and "acked" not in reply, (status, reply)
         # a resend (nothing stored again) and a batch past the stored rows (409): the request's streams only
         status, reply = srv.ingest("alice/p/wide", _body({names[7]: 1}, **NAMED_REPLY), key)
-        assert status == 200 and reply["acked"] == {names[7]: 2} and reply["run_rows"] == 20_002
+        assert status == 200 and reply["acked"] == {names[7]: 2} and reply["run_rows"] == 20_001
         status, reply = srv.ingest("alice/p/wide", _body({names[9]: 5, names[10]: 1}, **NAMED_REPLY), key)
         assert status == 409 and reply["acked"] == {names[9]: 1, names[10]: 1}, (status, len(reply.get("acked", {})))
-        assert (reply["run_streams"], reply["run_rows"]) == (20_000, 20_002)  # rolled back: nothing of it stored
+        assert (reply["run_streams"], reply["run_rows"]) == (20_000, 20_001)  # rolled back: nothing of it stored
     finally:
         srv.stop()
 
@@ -70,6 +70,12 @@ def test_a_small_run_still_lists_every_stream_to_an_older_sdk_and_only_the_named
         assert status == 200 and reply == {"acked": {names[1]: 2}, "run_streams": 3, "run_rows": 5}
         status, reply = srv.ingest("alice/p/small", _body({"metrics/new": 3}), key)  # a gap in a new stream
         assert status == 409 and reply["acked"] == {**dict.fromkeys(names, 2), names[2]: 1, "metrics/new": 0}
+        # a body of an older SDK that would take the run past 1,000 streams: refused, nothing stored
+        wider = dict.fromkeys((f"metrics/w{i:04d}" for i in range(LIMITS.max_streams - 3 + 1)), 0)
+        status, reply = srv.ingest("alice/p/small", _body(wider), key)
+        assert status == 426 and "upgrade it" in reply["error"], (status, reply)
+        status, reply = srv.ingest("alice/p/small", _body(dict.fromkeys(list(wider)[:-1], 0)), key)  # 1,000: taken
+        assert status == 200 and len(reply["acked"]) == LIMITS.max_streams and reply["run_streams"] == 1_000
         status, reply = srv.ingest("alice/p/none", _body({"metrics/new": 3}, **NAMED_REPLY), key)  # no such run
         assert status == 409 and reply == {"error": reply["error"], "acked": {"metrics/new": 0}, "run_streams": 0,
                                            "run_rows": 0}

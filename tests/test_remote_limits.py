@@ -83,7 +83,7 @@ def test_streams_past_the_runs_metric_limit_are_held_back_and_the_others_go_on(
 def test_a_run_of_thousands_of_long_names_is_acknowledged_in_a_reply_of_the_request_s_size(tmp_path: Path) -> None:
     """An ingest reply listed every stream of the run: 10,000 metrics of 120 characters made a reply of about
     1.4 MB for one row (the SDK stopped reading at 1 MiB: 'HTTP 200 without an acknowledgement'; it reads
-    32 MiB now). It names the request's streams, even for an older SDK's body, which does not ask for it."""
+    32 MiB now). It names the request's streams."""
     import asyncio
 
     from ml_dash.agent.transport import HttpTransport
@@ -97,13 +97,14 @@ def test_a_run_of_thousands_of_long_names_is_acknowledged_in_a_reply_of_the_requ
         names = [f"metrics/{'n' * 110}{i:06d}" for i in range(10_000)]
         for first in range(0, len(names), LIMITS.max_streams):
             streams = {name: {"start": 0, "blocks": metric_blocks(row)} for name in names[first:first + LIMITS.max_streams]}
-            status, _ = srv.ingest("alice/p/wide", {"v": 2, "identity": identity, "streams": streams}, key)
+            status, _ = srv.ingest("alice/p/wide", {"v": 2, "identity": identity, "reply": "named", "streams": streams},
+                                   key)
             assert status == 200
 
         async def one_more_row() -> tuple[int, dict]:
             transport = HttpTransport(srv.url, {"Authorization": f"Bearer {key}"})
             try:
-                body = encode_body({"v": 2, "identity": identity,
+                body = encode_body({"v": 2, "identity": identity, "reply": "named",
                                     "streams": {names[0]: {"start": 1, "blocks": metric_blocks(row)}}})
                 outcome = await transport.post_events("alice/p/wide", body, 30.0, None)
                 return outcome.status, outcome.body or {}

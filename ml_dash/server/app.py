@@ -69,6 +69,7 @@ from .errors import (
     Forbidden,
     Unauthorized,
     Unprocessable,
+    UpgradeRequired,
     error_middleware,
     json_response,
 )
@@ -78,7 +79,7 @@ from .hosts import ALLOWED_HOSTS, host_middleware
 from .ingest import ingest_reply
 from .local_index import LocalIndex
 from .prepare import Preparer
-from .records import ConflictError, GapError, StreamLimitError
+from .records import ConflictError, GapError, StreamLimitError, UnnamedReplyError
 from .request_text import text_middleware
 from .storage import SQLiteStorage, Storage
 from .timing import timing_middleware
@@ -212,6 +213,8 @@ async def ingest(request: web.Request) -> web.Response:
                 raise Conflict(str(exc), conflict=exc.details) from None
             except StreamLimitError as exc:
                 raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
+            except UnnamedReplyError as exc:
+                raise UpgradeRequired(str(exc)) from None
     return ingest_reply(acked)
 
 

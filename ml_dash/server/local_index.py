@@ -29,7 +29,7 @@ from typing import Any
 
 from ..agent import layout
 from ..agent.jsonlines import DecodeError, loads, read_json, restore_metric_row
-from ..agent.wire import LIMITS, metric_blocks
+from ..agent.wire import LIMITS, NAMED_REPLY, metric_blocks
 from ..naming import validate_prefix
 from ..reading import find_runs, written_here
 from ..runlock import writer_alive
@@ -239,7 +239,7 @@ class LocalIndex:
         return read_json(path)
 
     def _batch(self, run: _Run, body: dict[str, Any]) -> IngestBatch:
-        body = {**body, "identity": {"run_id": run.run_id, "writer_id": WRITER}}
+        body = {**body, "identity": {"run_id": run.run_id, "writer_id": WRITER}, **NAMED_REPLY}
         return build_batch(run.owner, run.project, run.name, body, max_events=10 * BATCH_ROWS)
 
     def _new_files(self, directory: Path, run: _Run) -> list[tuple[dict[str, Any], Path]]:

@@ -38,6 +38,16 @@ class Acknowledgement:
         return {"acked": self.acked, "run_streams": self.run_streams, "run_rows": self.run_rows}
 
 
+class UnnamedReplyError(Exception):
+    """A body without ``"reply": "named"`` (an older SDK) for a run of more streams than a reply lists whole:
+    that SDK reads a stream missing from a reply as "none stored", so nothing of it is stored."""
+
+    def __init__(self, streams: int, limit: int) -> None:
+        super().__init__(f"this run holds {streams} streams; a reply lists the streams of its request only, which "
+                         f"the ml-dash that sent this body (without \"reply\": \"named\") reads as losing the "
+                         f"others: upgrade it to upload runs of more than {limit} streams (its rows stay on its disk)")
+
+
 class ConflictError(Exception):
     """Rows under stored indices from another run or another writer: never acknowledged."""
 

@@ -37,11 +37,13 @@ from .records import (
     LogEntry,
     MetricRows,
     StreamLimitError,
+    UnnamedReplyError,
 )
 from .sqlite_metrics import prepare_rows, store_rows
 
 #: An older client (no ``"reply": "named"``) reads a stream missing from a reply as "none stored": it gets every
-#: stream of a run of at most this many (a request's worth), the named ones past that (agent/wire.py).
+#: stream of a run of at most this many (a request's worth); a body of it that would leave the run with more
+#: is refused whole (:class:`UnnamedReplyError`, 426), since it would rewind and resend the rest (agent/wire.py).
 FULL_REPLY_STREAMS = LIMITS.max_streams
 
 
@@ -61,6 +63,10 @@ def ingest(db: sqlite3.Connection, batch: IngestBatch, max_metrics: int | None =
                           void_reason=reason or "set aside")
             if new is not None:
                 _set_stored(db, exp_id, stream, *new)
+        if not batch.named_reply:
+            streams = db.execute("SELECT stream_count FROM experiments WHERE id = ?", (exp_id,)).fetchone()[0]
+            if streams > FULL_REPLY_STREAMS:
+                raise UnnamedReplyError(streams, FULL_REPLY_STREAMS)
         acked = acknowledgement(db, exp_id, batch)
         db.execute("COMMIT")
     except BaseException:
