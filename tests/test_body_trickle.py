@@ -15,10 +15,10 @@ import random
 from pathlib import Path
 
 import pytest
+
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.retry import Outcome, send_with_retries
 from ml_dash.agent.upload.transport import HttpTransport
-
 from ml_dash.format.wire import encode_body, metric_blocks
 
 from .server_process import Server

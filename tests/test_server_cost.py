@@ -36,7 +36,7 @@ SERVER_MEMORY_BOUND = 768 << 20
 
 
 def _body(run: str, streams: dict[str, Any]) -> dict[str, Any]:
-    return {"v": 2, "identity": {"run_id": run, "writer_id": run}, "streams": streams}
+    return {"v": 2, "identity": {"run_id": run, "writer_id": run}, "reply": "named", "streams": streams}
 
 
 def _one_row_streams(first: int, count: int) -> dict[str, Any]:

@@ -67,6 +67,7 @@ from .errors import (
     Forbidden,
     Unauthorized,
     Unprocessable,
+    UpgradeRequired,
     error_middleware,
     json_response,
 )
@@ -84,7 +85,7 @@ from .routes.files import get_file, list_files, put_file
 from .routes.limits import MAX_BUCKETS, MAX_COMPARED_BUCKETS, MAX_COMPARED_RUNS, MAX_READ_ROWS, get_limits
 from .storage.buckets import SUMMARY_WIDTHS
 from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
-from .storage.records import ConflictError, GapError, StreamLimitError
+from .storage.records import ConflictError, GapError, StreamLimitError, UnnamedReplyError
 from .storage.sqlite.store import SQLiteStorage, Storage
 from .ui import security_headers
 
@@ -214,11 +215,13 @@ async def ingest(request: web.Request) -> web.Response:
             try:
                 acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
             except GapError as exc:
-                raise Conflict(str(exc), acked=exc.counts) from None
+                raise Conflict(str(exc), **exc.reply.fields()) from None
             except ConflictError as exc:
                 raise Conflict(str(exc), conflict=exc.details) from None
             except StreamLimitError as exc:
                 raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
+            except UnnamedReplyError as exc:
+                raise UpgradeRequired(str(exc)) from None
     return ingest_reply(acked)
 
 

@@ -10,6 +10,7 @@
     ├── Conflict              409   ``acked`` (a batch past the stored rows) or ``conflict`` (another run)
     ├── PayloadTooLarge       413
     ├── UnsupportedEncoding   415
+    ├── UpgradeRequired       426   an older SDK's body that a reply could not answer safely
     └── Unprocessable         422   well-formed, but past a limit of what it writes to (``streams``: a
                                     run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
@@ -93,6 +94,10 @@ class UnsupportedEncoding(RequestError):
 
 class Unprocessable(RequestError):
     status = 422
+
+
+class UpgradeRequired(RequestError):
+    status = 426
 
 
 class StorageFull(Exception):
