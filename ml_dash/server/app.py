@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,9 @@ from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
 from .storage.buckets import SUMMARY_WIDTHS
-from .storage.records import ConflictError, GapError, StreamLimitError
-from .storage.sqlite.store import SQLiteStorage, Storage
+from .storage.errors import ConflictError, GapError, StreamLimitError
+from .storage.protocol import Storage
+from .storage.sqlite.store import SQLiteStorage
 from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
@@ -236,7 +237,7 @@ async def list_experiments(request: web.Request) -> web.Response:
         raise BadRequest(f"status={status!r} is not one of {', '.join(STATUSES)}")
     # the filter matches what the list shows: a RUNNING run silent past the timeout shows as CRASHED
     silent_since = time.time() - request.app[CONFIG].crashed_after_s
-    rows = await request.app[STORAGE].list_experiments(
+    rows: Sequence[Mapping[str, Any]] = await request.app[STORAGE].list_experiments(
         owner, request.query.get("project"), status, request.query.get("tag"),
         int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
         silent_since)

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -18,6 +18,7 @@ from .auth import new_key
 from .config import ServerConfig
 from .http.hosts import is_loopback
 from .http.protocol import QuietAppRunner
+from .storage.protocol import KeyRow
 from .storage.sqlite.store import SQLiteStorage
 
 logger = logging.getLogger("ml_dash.server")
@@ -82,7 +83,7 @@ async def revoke_key(config: ServerConfig, key_id: str) -> bool:
     return await _with_storage(config, lambda storage: storage.revoke_key(key_id))
 
 
-async def list_keys(config: ServerConfig, owner: str) -> list[dict[str, Any]]:
+async def list_keys(config: ServerConfig, owner: str) -> list[KeyRow]:
     return await _with_storage(config, lambda storage: storage.keys(owner))
 
 

@@ -1,4 +1,4 @@
-"""What the handlers and a storage backend exchange: a validated batch, and the three refusals of ingest."""
+"""What the handlers and a storage backend exchange: a validated batch (the refusals of ingest are in errors.py)."""
 
 from __future__ import annotations
 
@@ -9,36 +9,11 @@ import msgpack
 
 from ml_dash.format.layout import RUN_FIELDS
 
+from .errors import ConflictError, GapError, StreamLimitError  # where they were; storage/errors.py holds them
+
+__all__ = ["RUN_COLUMNS", "ConflictError", "GapError", "IngestBatch", "LogEntry", "MetricRows", "StreamLimitError"]
+
 RUN_COLUMNS = RUN_FIELDS  # experiment.json's run fields are the experiments table's columns
-
-
-class GapError(Exception):
-    """A batch starts past what is stored: the client must resend from ``acked``."""
-
-    def __init__(self, stream: str, acked: int) -> None:
-        super().__init__(f"stream {stream!r} has {acked} rows stored; a batch must start at or before that")
-        self.stream = stream
-        self.acked = acked
-        self.counts: dict[str, int] = {stream: acked}  # every stream of the run, filled in by the storage
-
-
-class ConflictError(Exception):
-    """Rows under stored indices from another run or another writer: never acknowledged."""
-
-    def __init__(self, message: str, details: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class StreamLimitError(Exception):
-    """New metric streams past what one run may hold: nothing of the batch is stored. ``streams`` are the
-    batch's new streams that do not fit (those before them would)."""
-
-    def __init__(self, streams: list[str], limit: int, held: int) -> None:
-        super().__init__(f"a run holds at most {limit} metrics; this one holds {held}, and {len(streams)} more "
-                         f"of this request do not fit ({streams[0]}{', ...' if len(streams) > 1 else ''})")
-        self.streams = streams
-        self.limit = limit
 
 
 #: A log line as stored: (index, the record as msgpack, its level, its message as text for search).

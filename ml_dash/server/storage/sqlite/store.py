@@ -1,4 +1,4 @@
-"""Server-side storage: the interface the handlers use, and the embedded SQLite implementation.
+"""The embedded SQLite implementation of :class:`~..protocol.Storage` (the protocol states the obligations).
 
 Every event identity (run, stream, index) is stored at most once, and
 ``ingest`` returns only after its transaction is committed with
@@ -8,8 +8,9 @@ stored indices are acknowledged again only when the same writer sent them
 per acknowledged range holding the columnar blocks of the wire format, so a
 million rows cost a few dozen inserts instead of a million. Log lines, which
 are few, are stored one per row. SQLite runs on one dedicated thread: the
-handlers await it. PostgreSQL can implement the same :class:`Storage`
-protocol later.
+handlers await it. Every failure of the driver that means "no space" or "locked too long" leaves as
+:class:`~..errors.StorageFull` or :class:`~..errors.StorageBusy` (:func:`_mapped`), so nothing above
+this package reads sqlite3's exceptions.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, cast
 
 from ml_dash.agent.pool import WorkerPool
 from ml_dash.format.jsonlines import dumps, loads
 from ml_dash.format.layout import metric_stream
 
-from ..records import GapError, IngestBatch
+from ..errors import GapError, StorageBusy, StorageError, StorageFull
+from ..protocol import ExperimentRow, FileRow, KeyRow, LatestMetrics, OwnerRow, ProjectRow
+from ..records import IngestBatch
 from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
 from .ingest import ingest, stored_counts, upsert_experiment
@@ -56,42 +59,31 @@ CREATE TABLE IF NOT EXISTS stream_writers (
 SCHEMA_VERSION = 3
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
+#: How long a write waits for the database's write lock, held by another process (another server, or
+#: ``ml-dash keys``) on the same file, before it gives up with StorageBusy.
+LOCK_WAIT_S = 30.0
+#: SQLite's primary result codes that mean the disk is full: SQLITE_FULL, and SQLITE_IOERR, which a
+#: write past the file size limit (EFBIG) or onto a full disk (ENOSPC) returns.
+_FULL_CODES = {13, 10}
+_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 
-class Storage(Protocol):
-    """What the server needs from a metadata store."""
 
-    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
-        """Store ``batch`` in one transaction (GapError, ConflictError, or StreamLimitError when it would
-        start more than ``max_metrics`` metric streams in its run); every stream's stored count."""
-        ...
+def _mapped(exc: sqlite3.Error) -> StorageError | None:
+    """The storage error a driver error means, by its result code (never by its message), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    if code & 0xFF in _FULL_CODES:
+        return StorageFull(f"the database's disk is full ({getattr(exc, 'sqlite_errorname', code)})")
+    if code & 0xFF in _BUSY_CODES:
+        return StorageBusy(f"the database was locked by another writer for over {LOCK_WAIT_S:.0f} s")
+    return None
 
-    async def key_owner(self, key_id: str, secret_sha256: str) -> str | None: ...
-    async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None: ...
-    async def revoke_key(self, key_id: str) -> bool: ...
-    async def keys(self, owner: str) -> list[dict[str, Any]]: ...
-    async def can_read(self, reader: str, owner: str) -> bool: ...
-    async def add_session(self, token_sha256: str, owner: str, expires_at: float, key_id: str | None) -> None: ...
-    async def session_owner(self, token_sha256: str) -> str | None: ...
-    async def drop_session(self, token_sha256: str) -> None: ...
-    async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
-                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[dict[str, Any]]: ...
-    async def owners(self, reader: str) -> list[dict[str, Any]]: ...
-    async def all_owners(self) -> list[dict[str, Any]]: ...
-    async def projects(self, owner: str) -> list[dict[str, Any]]: ...
-    async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
-    async def metric_rows(self, exp_id: int, metric: str, start: int,
-                          limit: int) -> tuple[list[dict[str, Any]], int | None]: ...
-    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]: ...
-    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
-                       search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]: ...
-    async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
-                             buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]: ...
-    async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
-                       entry: dict[str, Any]) -> None: ...
-    async def files(self, exp_id: int) -> list[dict[str, Any]]: ...
-    async def close(self) -> None: ...
 
+def _raise_mapped(exc: sqlite3.Error) -> None:
+    mapped = _mapped(exc)
+    if mapped is not None:
+        raise mapped from exc
 
 class SQLiteStorage:
     """The embedded default: one SQLite file in the data directory, WAL, fsync on commit.
@@ -111,11 +103,15 @@ class SQLiteStorage:
         self._full_text = False  # whether log search has an FTS5 index (sqlite_logs.py)
 
     async def open(self) -> None:
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except (OSError, sqlite3.Error) as exc:  # not a database, no permission: a StorageError that says so
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StorageError(f"cannot open the database {self.path}: {reason}") from exc
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_S)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA + sqlite_metrics.SCHEMA + sqlite_logs.SCHEMA)
@@ -134,11 +130,19 @@ class SQLiteStorage:
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` on the writer's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            _raise_mapped(exc)
+            raise
 
     async def _read(self, fn: Any, *args: Any) -> Any:
         """``fn(connection, *args)`` on a reader's thread, with that thread's read-only connection."""
-        return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._reader(), *args))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._reader(), *args))
+        except sqlite3.Error as exc:
+            _raise_mapped(exc)
+            raise
 
     def _reader(self) -> sqlite3.Connection:
         db = getattr(self._reader_local, "db", None)
@@ -185,7 +189,7 @@ class SQLiteStorage:
                 db.execute("ROLLBACK")
             raise
 
-    async def files(self, exp_id: int) -> list[dict[str, Any]]:
+    async def files(self, exp_id: int) -> list[FileRow]:
         rows = await self._fetchall("SELECT path, sha256, size, entry FROM files WHERE exp_id = ? ORDER BY path", (exp_id,))
         return [{**loads(entry), "path": path, "checksum": sha, "sizeBytes": size} for path, sha, size, entry in rows]
 
@@ -206,7 +210,7 @@ class SQLiteStorage:
             return True
         return await self._fetchone("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)) is not None
 
-    async def keys(self, owner: str) -> list[dict[str, Any]]:
+    async def keys(self, owner: str) -> list[KeyRow]:
         """``owner``'s keys: id, created and revoked times (never the secret or its hash)."""
         rows = await self._fetchall("SELECT key_id, created_at, revoked_at FROM api_keys WHERE owner = ? "
                                     "ORDER BY created_at", (owner,))
@@ -260,7 +264,7 @@ class SQLiteStorage:
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[dict[str, Any]]:
+                               silent_since: float | None = None) -> list[ExperimentRow]:
         """Runs by owner, project, status, tag and name prefix. With ``silent_since``, a RUNNING run last
         seen before it counts as CRASHED (as it is shown)."""
         where: list[str] = []
@@ -291,7 +295,7 @@ class SQLiteStorage:
         sql += " ORDER BY owner, project, name LIMIT ? OFFSET ?"
         return [_experiment_dict(r) for r in await self._fetchall(sql, (*args, limit, offset))]
 
-    async def owners(self, reader: str) -> list[dict[str, Any]]:
+    async def owners(self, reader: str) -> list[OwnerRow]:
         """The owners ``reader`` may read (itself and who granted it), with their run counts."""
         rows = await self._fetchall(
             "SELECT o.owner, (SELECT COUNT(*) FROM experiments e WHERE e.owner = o.owner) FROM "
@@ -299,18 +303,18 @@ class SQLiteStorage:
             (reader, reader))
         return [{"owner": owner, "experiments": count} for owner, count in rows]
 
-    async def all_owners(self) -> list[dict[str, Any]]:
+    async def all_owners(self) -> list[OwnerRow]:
         """Every owner with runs, with their run counts (``ml-dash ui``, where anyone may read)."""
         rows = await self._fetchall("SELECT owner, COUNT(*) FROM experiments GROUP BY owner ORDER BY owner", ())
         return [{"owner": owner, "experiments": count} for owner, count in rows]
 
-    async def projects(self, owner: str) -> list[dict[str, Any]]:
+    async def projects(self, owner: str) -> list[ProjectRow]:
         """``owner``'s projects with their run counts and latest activity (unix seconds)."""
         rows = await self._fetchall("SELECT project, COUNT(*), MAX(last_seen) FROM experiments WHERE owner = ? "
                                     "GROUP BY project ORDER BY project", (owner,))
         return [{"project": p, "experiments": n, "last_seen": t} for p, n, t in rows]
 
-    async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None:
+    async def experiment(self, owner: str, project: str, name: str) -> ExperimentRow | None:
         row = await self._fetchone(f"SELECT {_EXP_COLUMNS} FROM experiments WHERE owner=? AND project=? AND name=?",
                                    (owner, project, name))
         if row is None:
@@ -326,7 +330,7 @@ class SQLiteStorage:
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
 
-    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    async def latest_metrics(self, exp_ids: list[int]) -> LatestMetrics:
         """Per run: per metric, each field's latest value (the run table's metric columns)."""
         return await self._read(sqlite_metrics.latest, exp_ids)
 
@@ -359,14 +363,14 @@ _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, 
                 "created_at, started_at, ended_at, last_seen, params, run_id, hostname")
 
 
-def _experiment_dict(row: tuple) -> dict[str, Any]:
+def _experiment_dict(row: tuple) -> ExperimentRow:
     keys = [c.strip() for c in _EXP_COLUMNS.split(",")]
     exp = dict(zip(keys, row))
     exp["tags"] = loads(exp["tags"]) if exp["tags"] else []
     exp["metadata"] = loads(exp["metadata"]) if exp["metadata"] else None
     exp["params"] = loads(exp["params"]) if exp["params"] else {}
     exp["prefix"] = f"{exp['owner']}/{exp['project']}/{exp['name']}"
-    return exp
+    return cast(ExperimentRow, exp)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
