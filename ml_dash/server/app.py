@@ -57,7 +57,7 @@ from .access import (
     readable_owner,
     run_prefix,
 )
-from .blobs.fs import LocalBlobStore
+from .blobs.factory import open_blobs
 from .config import ServerConfig
 from .errors import (
     BadRequest,
@@ -81,8 +81,8 @@ from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
 from .storage.buckets import SUMMARY_WIDTHS
 from .storage.errors import ConflictError, GapError, StreamLimitError
+from .storage.factory import open_storage
 from .storage.protocol import Storage
-from .storage.sqlite.store import SQLiteStorage
 from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
@@ -92,9 +92,11 @@ MAX_SEARCH_CHARS = 200
 
 
 def create_app(config: ServerConfig, storage: Storage | None = None, local_root: Path | None = None) -> web.Application:
-    """Build the application; storage defaults to SQLite under ``config.data_dir``. With
-    ``local_root`` (``ml-dash ui``), that database is a private index of the run directories under
-    it (server/local_index.py), brought up to date before each read.
+    """Build the application over ``storage`` (opened; the app closes it at shutdown), by default the
+    one ``config.storage_url`` names, opened at start (SQLite under ``config.data_dir`` unless
+    told otherwise), and the blob store ``config.blob_url`` names. With ``local_root``
+    (``ml-dash ui``), that database is a private index of the run directories under it
+    (server/local_index.py), brought up to date before each read.
 
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
@@ -113,14 +115,11 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     if config.ui_token is not None:
         app[UI_TOKEN] = config.ui_token
 
-    async def open_storage(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
-        store = storage or SQLiteStorage(config.database)
-        if isinstance(store, SQLiteStorage):
-            await store.open()
+    async def open_stores(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
+        store = storage or await open_storage(config.storage_url)
         app[STORAGE] = store
-        app[BLOBS] = LocalBlobStore(config.blob_dir)
+        app[BLOBS] = await open_blobs(config.blob_url)
         if local_root is not None:
-            assert isinstance(store, SQLiteStorage)
             app[LOCAL_INDEX] = LocalIndex(local_root, store)
             await app[LOCAL_INDEX].refresh(force=True)
         preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
@@ -131,7 +130,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
             preparer.close()
             await store.close()
 
-    app.cleanup_ctx.append(open_storage)
+    app.cleanup_ctx.append(open_stores)
     app.router.add_get("/health", health)
     ui.add_routes(app)
     base = "/api/v1"

@@ -35,8 +35,9 @@ from ..format.naming import validate_prefix
 from ..format.wire import LIMITS, metric_blocks
 from .errors import RequestError
 from .ingest.decode import build_batch
-from .storage.records import ConflictError, GapError, IngestBatch
-from .storage.sqlite.store import SQLiteStorage
+from .storage.errors import ConflictError, GapError
+from .storage.protocol import Storage
+from .storage.records import IngestBatch
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -83,9 +84,10 @@ class _Run:
 
 
 class LocalIndex:
-    """Keeps ``storage`` (a private database) up to date with the runs under ``root``."""
+    """Keeps ``storage`` (a private database, any backend: it is written through ``ingest`` and
+    ``put_file`` only) up to date with the runs under ``root``."""
 
-    def __init__(self, root: Path, storage: SQLiteStorage) -> None:
+    def __init__(self, root: Path, storage: Storage) -> None:
         self.root = Path(root)
         self.storage = storage
         self._runs: dict[Path, _Run] = {}

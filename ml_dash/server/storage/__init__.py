@@ -20,12 +20,14 @@ if TYPE_CHECKING:
         StorageURLError,
         StreamLimitError,
     )
+    from .factory import open_storage
     from .protocol import ExperimentRow, KeyRow, OwnerRow, ProjectRow, Storage
 
 _HOMES = {
     **dict.fromkeys(("Storage", "ExperimentRow", "KeyRow", "OwnerRow", "ProjectRow"), ".protocol"),
     **dict.fromkeys(("StorageError", "StorageFull", "StorageBusy", "StorageURLError", "GapError", "ConflictError",
                      "StreamLimitError"), ".errors"),
+    "open_storage": ".factory",
 }
 
 
@@ -38,4 +40,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ConflictError", "ExperimentRow", "GapError", "KeyRow", "OwnerRow", "ProjectRow", "Storage", "StorageBusy",
-           "StorageError", "StorageFull", "StorageURLError", "StreamLimitError"]
+           "StorageError", "StorageFull", "StorageURLError", "StreamLimitError", "open_storage"]
