@@ -18,7 +18,7 @@ from ..format.credentials import USER_HEADER
 from ..format.naming import validate_metric_name, validate_prefix
 from . import sessions
 from .auth import parse_token
-from .blobs.fs import LocalBlobStore
+from .blobs.protocol import BlobStore
 from .config import ServerConfig
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized
 from .http.admission import IngestGate
@@ -27,7 +27,7 @@ from .local_index import LocalIndex
 from .storage.protocol import ExperimentRow, Storage
 
 STORAGE = web.AppKey("storage", Storage)
-BLOBS = web.AppKey("blobs", LocalBlobStore)
+BLOBS = web.AppKey("blobs", BlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
 PREPARER = web.AppKey("preparer", Preparer)
 LOCAL_INDEX = web.AppKey("local_index", LocalIndex)

@@ -103,11 +103,11 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     """
     # the token is checked before anything else reads the request, and before the local index is
     # refreshed: a request without it costs nothing and learns nothing
-    middlewares = [timing_middleware, security_headers, host_middleware, token_middleware, text_middleware,
-                   error_middleware]
+    middlewares = [timing_middleware, host_middleware, token_middleware, text_middleware, error_middleware]
     if local_root is not None:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
+    app.on_response_prepare.append(security_headers)
     app[CONFIG] = config
     app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots)
     if config.allowed_hosts is not None:
@@ -118,16 +118,19 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     async def open_stores(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
         store = storage or await open_storage(config.storage_url)
         app[STORAGE] = store
-        app[BLOBS] = await open_blobs(config.blob_url)
-        if local_root is not None:
+        if local_root is not None:  # the files are served from the run directories, not stored
             app[LOCAL_INDEX] = LocalIndex(local_root, store)
+            app[BLOBS] = app[LOCAL_INDEX].blobs
             await app[LOCAL_INDEX].refresh(force=True)
+        else:
+            app[BLOBS] = await open_blobs(config.blob_url)
         preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
         try:
             await preparer.start()
             yield
         finally:
             preparer.close()
+            await app[BLOBS].close()
             await store.close()
 
     app.cleanup_ctx.append(open_stores)

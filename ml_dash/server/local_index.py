@@ -33,6 +33,7 @@ from ..format import layout
 from ..format.jsonlines import DecodeError, loads, read_json, restore_metric_row
 from ..format.naming import validate_prefix
 from ..format.wire import LIMITS, metric_blocks
+from .blobs.paths import PathBlobs
 from .errors import RequestError
 from .ingest.decode import build_batch
 from .storage.errors import ConflictError, GapError
@@ -92,6 +93,8 @@ class LocalIndex:
         self.storage = storage
         self._runs: dict[Path, _Run] = {}
         self._files: dict[str, Path] = {}  # sha256 -> a local file with that content
+        #: the files' content, read from the run directories (the file route serves it like a server's)
+        self.blobs = PathBlobs(self._files.get)
         self._skipped: dict[Path, str] = {}
         self._lock = asyncio.Lock()
         self._last = float("-inf")
@@ -102,9 +105,6 @@ class LocalIndex:
         if self._skipped.get(directory) != reason:
             self._skipped[directory] = reason
             logger.warning("ml-dash ui: skipping %s: %s", directory, reason)
-
-    def file_path(self, sha256: str) -> Path | None:
-        return self._files.get(sha256)
 
     async def refresh(self, force: bool = False) -> None:
         """Index what is new, unless a pass ran less than REFRESH_S ago (concurrent callers share one)."""

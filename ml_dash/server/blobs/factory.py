@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from ..storage.errors import StorageURLError
 from ..storage.factory import scheme_of, shown
 from .fs import LocalBlobStore
+from .protocol import BlobStore
 
 SUPPORTED = ("file:///ABSOLUTE/DIR", "a plain directory path")
 
@@ -31,7 +32,7 @@ def blob_dir(url: str) -> Path | None:
     return Path(unquote(parts.path))
 
 
-async def open_blobs(url: str) -> LocalBlobStore:
+async def open_blobs(url: str) -> BlobStore:
     """The blob store ``url`` names, ready (its directories created): the caller closes it.
     :class:`StorageURLError` for an unknown scheme (naming it and the supported ones) or a bad URL."""
     directory = blob_dir(url)
