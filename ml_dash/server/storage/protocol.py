@@ -67,7 +67,7 @@ class ProjectRow(TypedDict):
 
 #: A metric row as read: ``{"index", "data": {field: value}, "createdAt"}`` (ml_dash.format.wire).
 MetricRow = dict[str, Any]
-#: A log line as read: the record the client sent, with its ``index``.
+#: A log line as read: the record the client sent, with its index as ``sequenceNumber``.
 LogRow = dict[str, Any]
 #: A bucket of a downsampled series: ``{"first", "last", "count", "fields": {field: {"min", "max",
 #: "first", "last"}}}`` (storage/buckets.py).
