@@ -7,16 +7,20 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from .server_process import Server, direct
+from ml_dash import Experiment
+
+from .server_process import LocalUi, Server, direct
 
 CONTENT = os.urandom(3 * 1024 * 1024 + 17)  # more than one piece of a blob read (256 KiB)
 SHA = hashlib.sha256(CONTENT).hexdigest()
 FILE = "/api/v1/experiments/alice/p/r/files/weights.bin"
 
 
-def _get(server: Server, key: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(server.url + FILE, method=method, headers={"Authorization": f"Bearer {key}", **headers})
+def _get(server: Server, key: str, method: str = "GET", path: str = FILE, auth: str = "Bearer",
+         **headers: str) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(server.url + path, method=method, headers={"Authorization": f"{auth} {key}", **headers})
     try:
         with direct.open(req, timeout=30) as resp:
             return resp.status, dict(resp.headers), resp.read()
@@ -67,3 +71,19 @@ def test_a_file_whose_content_is_gone_from_the_store_is_a_404_naming_it(server: 
     blob.unlink()
     status, _, body = _get(server, key)
     assert status == 404 and b"weights.bin" in body
+
+
+def test_ml_dash_ui_streams_a_local_runs_file_from_its_directory_with_ranges(workdir: Path) -> None:
+    exp = Experiment(prefix="alice/local/run")
+    with exp.run:
+        exp.files("data").save(CONTENT, "weights.bin")
+    ui = LocalUi(workdir / ".dash")
+    try:
+        assert ui.token is not None
+        path = "/api/v1/experiments/alice/local/run/files/data/weights.bin"
+        status, headers, body = _get(ui, ui.token, path=path, auth="token")
+        assert (status, body, headers["ETag"]) == (200, CONTENT, f'"{SHA}"')
+        status, _, body = _get(ui, ui.token, path=path, auth="token", Range="bytes=1000-1999")
+        assert (status, body) == (206, CONTENT[1000:2000])
+    finally:
+        ui.stop()

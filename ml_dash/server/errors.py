@@ -33,9 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from ..format.jsonlines import dumps
-from .storage.errors import StorageBusy, StorageFull
-
-__all__ = ["StorageFull"]  # raised by the storage (storage/errors.py), answered here
+from .storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
 
 logger = logging.getLogger("ml_dash.server")
 
