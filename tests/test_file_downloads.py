@@ -13,7 +13,7 @@ from ml_dash import Experiment
 
 from .server_process import LocalUi, Server, direct
 
-CONTENT = os.urandom(3 * 1024 * 1024 + 17)  # more than one piece of a blob read (256 KiB)
+CONTENT = os.urandom(3 * 1024 * 1024 + 17)  # more than one piece of a blob read (1 MiB)
 SHA = hashlib.sha256(CONTENT).hexdigest()
 FILE = "/api/v1/experiments/alice/p/r/files/weights.bin"
 

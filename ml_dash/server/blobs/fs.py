@@ -25,8 +25,10 @@ from .errors import BlobNotFound, BlobTooLarge, DigestMismatch, InvalidDigest
 from .protocol import BlobReader
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-#: A read of a blob hands out pieces of at most this many bytes (one thread hop each).
-READ_PIECE_BYTES = 256 * 1024
+#: A read of a blob hands out pieces of at most this many bytes (one thread hop each): at 1 MiB a
+#: download streams as fast as sendfile did (128 MiB: 1,528 vs 1,426 MiB/s on loopback; at 256 KiB,
+#: 895), and a download in flight holds one piece (aiohttp's write waits for the socket to drain).
+READ_PIECE_BYTES = 1024 * 1024
 #: OS errors that mean "no space": the write succeeds once space returns.
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
