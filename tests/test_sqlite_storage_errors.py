@@ -81,3 +81,38 @@ def test_a_write_lock_held_past_the_wait_is_storage_busy_and_stores_nothing(tmp_
             await storage.close()
 
     asyncio.run(main())
+
+
+def test_a_server_whose_database_another_process_holds_answers_503_with_retry_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from ml_dash.format.wire import encode_body
+    from ml_dash.server.app import create_app
+    from ml_dash.server.config import ServerConfig
+
+    monkeypatch.setattr(sqlite_store, "LOCK_WAIT_S", 0.2)
+    config = ServerConfig(data_dir=tmp_path, allow_user_name=True, ingest_workers=0)
+    body = encode_body({"v": 2, "identity": {"run_id": "r1", "writer_id": "w1"},
+                        "streams": {"metrics/x": {"start": 0, "blocks": metric_blocks([{"data": {"x": 1}, "createdAt": "2026-12-01T00:00:00Z"}])}}})
+
+    async def main() -> tuple[int, str | None, int]:
+        server = TestServer(create_app(config), host="127.0.0.1")
+        await server.start_server(auto_decompress=False)
+        client = TestClient(server)
+        try:
+            other = sqlite3.connect(config.database, isolation_level=None)  # another server process's writer
+            other.execute("BEGIN IMMEDIATE")
+            try:
+                reply = await client.post("/api/v1/runs/alice/p/r/events", data=body, headers={
+                    "X-ML-Dash-User": "alice", "Content-Encoding": "zstd", "Content-Type": "application/octet-stream"})
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            again = await client.post("/api/v1/runs/alice/p/r/events", data=body, headers={
+                "X-ML-Dash-User": "alice", "Content-Encoding": "zstd", "Content-Type": "application/octet-stream"})
+            return reply.status, reply.headers.get("Retry-After"), again.status
+        finally:
+            await client.close()
+
+    assert asyncio.run(main()) == (503, "1", 200)
