@@ -184,7 +184,8 @@ def test_an_ingest_worker_imports_only_the_contracts_and_the_decoder() -> None:
     ours = [m for m in loaded if m.startswith("ml_dash")]
     assert "ml_dash.format.wire" in ours
     assert [m for m in ours if not m.startswith(("ml_dash.format", "ml_dash.server.ingest", "ml_dash.server.errors",
-                                                 "ml_dash.server.storage.records", "ml_dash.server.storage.chunks",
+                                                 "ml_dash.server.storage.records", "ml_dash.server.storage.errors",
+                                                 "ml_dash.server.storage.chunks", "ml_dash.server.storage.replies",
                                                  "ml_dash.server.storage.buckets"))
             and m not in ("ml_dash", "ml_dash._version", "ml_dash._lazy", "ml_dash.errors", "ml_dash.server",
                           "ml_dash.server.storage")] == []

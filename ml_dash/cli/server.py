@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -26,6 +25,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                "printed)")
     server.add_argument("--data", default="ml-dash-data", help="directory for the database and blobs "
                                                                "(created if missing; default ./ml-dash-data)")
+    server.add_argument("--db", metavar="URL",
+                        help="the metadata database instead of the one under --data: sqlite:///ABSOLUTE/PATH or a "
+                             "file path")
+    server.add_argument("--blobs", metavar="URL",
+                        help="where uploaded files' content lives instead of --data/blobs: file:///ABSOLUTE/DIR or "
+                             "a directory path")
     server.add_argument("--allow-user-name", action="store_true",
                         help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
     server.add_argument("--crashed-after-s", type=float, default=120.0,
@@ -79,6 +84,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     keys.add_argument("--owner", help="with create, list and grant: whose keys or runs")
     keys.add_argument("--member", help="with grant: who may read --owner's runs")
     keys.add_argument("--data", default="ml-dash-data", help="the server's data directory (default ./ml-dash-data)")
+    keys.add_argument("--db", metavar="URL", help="the server's database, when it was started with --db")
     keys.set_defaults(handler=run_keys)
 
 
@@ -99,7 +105,9 @@ def run_server(args: argparse.Namespace) -> int:
                                  ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
-        config = ServerConfig(_data_dir(args.data, create=True), allow_user_name=args.allow_user_name,
+        _check_urls(args.db, args.blobs, create=True)
+        config = ServerConfig(_data_dir(args.data, create=True, own_db=args.db is None), db=args.db,
+                              blobs=args.blobs, allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               body_memory_bytes=args.body_memory_mb << 20,
@@ -113,9 +121,11 @@ def run_server(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"ml-dash server: --port {args.port} must be within 0..65535", file=sys.stderr)
         return 2
+    from ..server.storage.errors import StorageError
+
     try:
         asyncio.run(serve(config, args.host, args.port))
-    except (OSError, sqlite3.Error) as exc:  # the address is in use or cannot be bound; the database is unusable
+    except (OSError, StorageError) as exc:  # the address is in use or cannot be bound; the database is unusable
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"ml-dash server: cannot serve on {args.host}:{args.port} with data in {config.data_dir}: {reason}",
               file=sys.stderr)
@@ -215,12 +225,19 @@ def run_keys(args: argparse.Namespace) -> int:
             if not args.member:
                 raise ValueError("keys grant needs --member")
             validate_prefix(f"{args.member}/p/n")
-        # only `create` may start a new data directory: a typo elsewhere must not make an empty one
-        config = ServerConfig(_data_dir(args.data, create=args.action == "create"))
+        # only `create` may start a new data directory or database: a typo elsewhere must not make an empty one
+        _check_urls(args.db, None, create=args.action == "create")
+        config = ServerConfig(_data_dir(args.data, create=args.action == "create", own_db=args.db is None), db=args.db)
     except (ValueError, ArgumentError) as exc:
         print(f"ml-dash keys: {exc}", file=sys.stderr)
         return 2
-    return _KEY_ACTIONS[args.action](config, args)
+    from ..server.storage.errors import StorageError
+
+    try:
+        return _KEY_ACTIONS[args.action](config, args)
+    except StorageError as exc:
+        print(f"ml-dash keys: {exc}", file=sys.stderr)
+        return 1
 
 
 def _allowed_hosts(bind: str, named: list[str]) -> frozenset[str] | None:
@@ -235,12 +252,36 @@ def _allowed_hosts(bind: str, named: list[str]) -> frozenset[str] | None:
     return names or None
 
 
-def _data_dir(raw: str, create: bool) -> Path:
+def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:
+    """--db and --blobs name a supported backend (the error names the scheme and the supported ones);
+    unless ``create``, a SQLite --db must be an existing file."""
+    from ..server.blobs.factory import SUPPORTED as BLOB_SUPPORTED
+    from ..server.blobs.factory import blob_dir
+    from ..server.storage.errors import StorageURLError
+    from ..server.storage.factory import SUPPORTED, scheme_of, shown, sqlite_path
+
+    for flag, url, parse, supported in (("--db", db, sqlite_path, SUPPORTED), ("--blobs", blobs, blob_dir, BLOB_SUPPORTED)):
+        if url is None:
+            continue
+        try:
+            where = parse(url)
+        except StorageURLError as exc:
+            raise ArgumentError(f"{flag} {exc}") from None
+        if where is None:
+            raise ArgumentError(f"{flag}: unsupported URL scheme {scheme_of(url)!r} in {shown(url)}; supported: "
+                                f"{', '.join(supported)}")
+        if flag == "--db" and not create and not where.is_file():
+            raise ArgumentError(f"--db {shown(url)}: no database there")
+
+
+def _data_dir(raw: str, create: bool, own_db: bool = True) -> Path:
+    """The --data directory (created when ``create``); unless ``create``, it must hold the database
+    when it is the server's (``own_db``: no --db)."""
     path = Path(raw)
     if path.exists() and not path.is_dir():
         raise ArgumentError(f"--data {raw}: not a directory")
     database = ServerConfig(path).database
-    if not create and not database.is_file():
+    if own_db and not create and not database.is_file():
         raise ArgumentError(f"--data {raw}: no ml-dash database there ({database.name}); `ml-dash server --data "
                            f"{raw}` or `ml-dash keys create --data {raw}` makes one")
     if create:

@@ -9,6 +9,7 @@ session (a cookie, read-only); on ``ml-dash ui`` (open reads) whoever got past i
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,16 +18,16 @@ from ..format.credentials import USER_HEADER
 from ..format.naming import validate_metric_name, validate_prefix
 from . import sessions
 from .auth import parse_token
-from .blobs.fs import LocalBlobStore
+from .blobs.protocol import BlobStore
 from .config import ServerConfig
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized
 from .http.admission import IngestGate
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
-from .storage.sqlite.store import Storage
+from .storage.protocol import ExperimentRow, Storage
 
 STORAGE = web.AppKey("storage", Storage)
-BLOBS = web.AppKey("blobs", LocalBlobStore)
+BLOBS = web.AppKey("blobs", BlobStore)
 CONFIG = web.AppKey("config", ServerConfig)
 PREPARER = web.AppKey("preparer", Preparer)
 LOCAL_INDEX = web.AppKey("local_index", LocalIndex)
@@ -112,7 +113,7 @@ async def readable_owner(request: web.Request) -> str:
     return owner
 
 
-async def experiment_of(request: web.Request) -> dict[str, Any]:
+async def experiment_of(request: web.Request) -> ExperimentRow:
     owner, project, name = run_prefix(request)
     await require_read(request, owner)
     exp = await request.app[STORAGE].experiment(owner, project, name)
@@ -121,7 +122,7 @@ async def experiment_of(request: web.Request) -> dict[str, Any]:
     return exp
 
 
-def public_view(request: web.Request, exp: dict[str, Any]) -> dict[str, Any]:
+def public_view(request: web.Request, exp: Mapping[str, Any]) -> dict[str, Any]:
     """The experiment as clients see it: a silent RUNNING run past the timeout shows as CRASHED."""
     out = dict(exp)
     if out["status"] == "RUNNING" and time.time() - out["last_seen"] > request.app[CONFIG].crashed_after_s:

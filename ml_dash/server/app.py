@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from .access import (
     readable_owner,
     run_prefix,
 )
-from .blobs.fs import LocalBlobStore
+from .blobs.factory import open_blobs
 from .config import ServerConfig
 from .errors import (
     BadRequest,
@@ -84,9 +84,10 @@ from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
 from .routes.limits import MAX_BUCKETS, MAX_COMPARED_BUCKETS, MAX_COMPARED_RUNS, MAX_READ_ROWS, get_limits
 from .storage.buckets import SUMMARY_WIDTHS
+from .storage.errors import ConflictError, GapError, StreamLimitError, UnnamedReplyError
+from .storage.factory import open_storage
 from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
-from .storage.records import ConflictError, GapError, StreamLimitError, UnnamedReplyError
-from .storage.sqlite.store import SQLiteStorage, Storage
+from .storage.protocol import Storage
 from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
@@ -96,20 +97,22 @@ MAX_STREAM_NAME_CHARS = len("metrics/") + MAX_SEGMENT_CHARS
 
 
 def create_app(config: ServerConfig, storage: Storage | None = None, local_root: Path | None = None) -> web.Application:
-    """Build the application; storage defaults to SQLite under ``config.data_dir``. With
-    ``local_root`` (``ml-dash ui``), that database is a private index of the run directories under
-    it (server/local_index.py), brought up to date before each read.
+    """Build the application over ``storage`` (opened; the app closes it at shutdown), by default the
+    one ``config.storage_url`` names, opened at start (SQLite under ``config.data_dir`` unless
+    told otherwise), and the blob store ``config.blob_url`` names. With ``local_root``
+    (``ml-dash ui``), that database is a private index of the run directories under it
+    (server/local_index.py), brought up to date before each read.
 
     Serve it with ``auto_decompress=False`` (as :func:`ml_dash.server.serve.serve` does):
     ingest decompresses bodies itself, with a cap.
     """
     # the token is checked before anything else reads the request, and before the local index is
     # refreshed: a request without it costs nothing and learns nothing
-    middlewares = [timing_middleware, security_headers, host_middleware, token_middleware, text_middleware,
-                   error_middleware]
+    middlewares = [timing_middleware, host_middleware, token_middleware, text_middleware, error_middleware]
     if local_root is not None:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
+    app.on_response_prepare.append(security_headers)
     app[CONFIG] = config
     app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots)
     if config.allowed_hosts is not None:
@@ -117,25 +120,25 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     if config.ui_token is not None:
         app[UI_TOKEN] = config.ui_token
 
-    async def open_storage(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
-        store = storage or SQLiteStorage(config.database)
-        if isinstance(store, SQLiteStorage):
-            await store.open()
+    async def open_stores(app: web.Application):  # cleanup_ctx: opened at start, closed at shutdown
+        store = storage or await open_storage(config.storage_url)
         app[STORAGE] = store
-        app[BLOBS] = LocalBlobStore(config.blob_dir)
-        if local_root is not None:
-            assert isinstance(store, SQLiteStorage)
+        if local_root is not None:  # the files are served from the run directories, not stored
             app[LOCAL_INDEX] = LocalIndex(local_root, store)
+            app[BLOBS] = app[LOCAL_INDEX].blobs
             await app[LOCAL_INDEX].refresh(force=True)
+        else:
+            app[BLOBS] = await open_blobs(config.blob_url)
         preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
         try:
             await preparer.start()
             yield
         finally:
             preparer.close()
+            await app[BLOBS].close()
             await store.close()
 
-    app.cleanup_ctx.append(open_storage)
+    app.cleanup_ctx.append(open_stores)
     app.router.add_get("/health", health)
     ui.add_routes(app)
     base = "/api/v1"
@@ -247,7 +250,7 @@ async def list_experiments(request: web.Request) -> web.Response:
         raise BadRequest(f"status={status!r} is not one of {', '.join(STATUSES)}")
     # the filter matches what the list shows: a RUNNING run silent past the timeout shows as CRASHED
     silent_since = time.time() - request.app[CONFIG].crashed_after_s
-    rows = await request.app[STORAGE].list_experiments(
+    rows: Sequence[Mapping[str, Any]] = await request.app[STORAGE].list_experiments(
         owner, request.query.get("project"), status, request.query.get("tag"),
         int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
         silent_since)

@@ -47,6 +47,10 @@ class ServerConfig:
     # ``ml-dash ui``: every request but /health must carry this token (server/http/ui_token.py); None asks
     # for none. Kept out of repr: a config printed in a log must not carry it
     ui_token: str | None = field(default=None, repr=False)
+    # where the metadata and the files' content live (storage/factory.py, blobs/factory.py): URLs, or
+    # None for SQLite and a directory under data_dir. Kept out of repr: a database URL may hold a password
+    db: str | None = field(default=None, repr=False)
+    blobs: str | None = field(default=None, repr=False)
 
     @property
     def ingest_slots(self) -> int:
@@ -61,4 +65,14 @@ class ServerConfig:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def storage_url(self) -> str:
+        """The metadata store to open (``open_storage``): ``db``, else the SQLite file under ``data_dir``."""
+        return self.db if self.db is not None else str(self.database)
+
+    @property
+    def blob_url(self) -> str:
+        """The blob store to open (``open_blobs``): ``blobs``, else the directory under ``data_dir``."""
+        return self.blobs if self.blobs is not None else str(self.blob_dir)
 

@@ -14,6 +14,7 @@
     └── Unprocessable         422   well-formed, but past a limit of what it writes to (``streams``: a
                                     run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
+    StorageBusy                     503   another server process held the database's write lock too long
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
 
@@ -27,13 +28,13 @@ from __future__ import annotations
 
 import errno
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from ..format.jsonlines import dumps
+from .storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -100,10 +101,6 @@ class UpgradeRequired(RequestError):
     status = 426
 
 
-class StorageFull(Exception):
-    """The server's disk (database or blobs) is full; nothing of the request was stored."""
-
-
 class Unavailable(Exception):
     """The server cannot handle the request just now (nothing of it was stored); the client retries
     after ``retry_after_s``."""
@@ -114,10 +111,8 @@ class Unavailable(Exception):
 
 
 def is_no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` means the disk is full (SQLite says so in words; the OS by errno)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        return "full" in text or "disk i/o" in text
+    """Whether ``exc`` is an OS error meaning the disk is full. The storage and the blob store raise
+    :class:`StorageFull` themselves; this catches a full disk met anywhere else (a temporary file)."""
     return isinstance(exc, OSError) and exc.errno in _NO_SPACE
 
 
@@ -142,9 +137,9 @@ async def error_middleware(request: web.Request,
         return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
     except StorageFull as exc:
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
-    except Unavailable as exc:
+    except (Unavailable, StorageBusy) as exc:
         response = json_response({"error": f"{exc}; retry later"}, 503)
-        response.headers["Retry-After"] = str(exc.retry_after_s)
+        response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response
     except Exception as exc:
         if is_no_space(exc):

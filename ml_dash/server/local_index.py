@@ -33,10 +33,12 @@ from ..format import layout
 from ..format.jsonlines import DecodeError, loads, read_json, restore_metric_row
 from ..format.naming import validate_prefix
 from ..format.wire import LIMITS, NAMED_REPLY, metric_blocks
+from .blobs.paths import PathBlobs
 from .errors import RequestError
 from .ingest.decode import build_batch
-from .storage.records import ConflictError, GapError, IngestBatch
-from .storage.sqlite.store import SQLiteStorage
+from .storage.errors import ConflictError, GapError
+from .storage.protocol import Storage
+from .storage.records import IngestBatch
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -83,13 +85,16 @@ class _Run:
 
 
 class LocalIndex:
-    """Keeps ``storage`` (a private database) up to date with the runs under ``root``."""
+    """Keeps ``storage`` (a private database, any backend: it is written through ``ingest`` and
+    ``put_file`` only) up to date with the runs under ``root``."""
 
-    def __init__(self, root: Path, storage: SQLiteStorage) -> None:
+    def __init__(self, root: Path, storage: Storage) -> None:
         self.root = Path(root)
         self.storage = storage
         self._runs: dict[Path, _Run] = {}
         self._files: dict[str, Path] = {}  # sha256 -> a local file with that content
+        #: the files' content, read from the run directories (the file route serves it like a server's)
+        self.blobs = PathBlobs(self._files.get)
         self._skipped: dict[Path, str] = {}
         self._lock = asyncio.Lock()
         self._last = float("-inf")
@@ -100,9 +105,6 @@ class LocalIndex:
         if self._skipped.get(directory) != reason:
             self._skipped[directory] = reason
             logger.warning("ml-dash ui: skipping %s: %s", directory, reason)
-
-    def file_path(self, sha256: str) -> Path | None:
-        return self._files.get(sha256)
 
     async def refresh(self, force: bool = False) -> None:
         """Index what is new, unless a pass ran less than REFRESH_S ago (concurrent callers share one)."""

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -18,7 +18,8 @@ from .auth import new_key
 from .config import ServerConfig
 from .http.hosts import is_loopback
 from .http.protocol import QuietAppRunner
-from .storage.sqlite.store import SQLiteStorage
+from .storage.factory import open_storage
+from .storage.protocol import KeyRow, Storage
 
 logger = logging.getLogger("ml_dash.server")
 T = TypeVar("T")
@@ -60,10 +61,10 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     print(f"{label} stopped", flush=True)
 
 
-async def _with_storage(config: ServerConfig, action: Callable[[SQLiteStorage], Awaitable[T]]) -> T:
-    """Open the server's database (the server itself may be running: SQLite in WAL mode), act, close."""
-    storage = SQLiteStorage(config.database)
-    await storage.open()
+async def _with_storage(config: ServerConfig, action: Callable[[Storage], Awaitable[T]]) -> T:
+    """Open the server's storage (the server itself may be running: every backend allows several
+    processes on one database), act, close."""
+    storage = await open_storage(config.storage_url)
     try:
         return await action(storage)
     finally:
@@ -82,7 +83,7 @@ async def revoke_key(config: ServerConfig, key_id: str) -> bool:
     return await _with_storage(config, lambda storage: storage.revoke_key(key_id))
 
 
-async def list_keys(config: ServerConfig, owner: str) -> list[dict[str, Any]]:
+async def list_keys(config: ServerConfig, owner: str) -> list[KeyRow]:
     return await _with_storage(config, lambda storage: storage.keys(owner))
 
 

@@ -25,7 +25,7 @@ from ..format.naming import validate_prefix
 from .auth import parse_token
 from .errors import BadRequest, PayloadTooLarge, Unauthorized, json_response
 from .http.bodies import read_body
-from .storage.sqlite.store import Storage
+from .storage.protocol import Storage
 
 COOKIE = "ml_dash_session"
 SESSION_S = 7 * 24 * 3600  # a week, as a browser session of a tracker is expected to last

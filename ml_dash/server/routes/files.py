@@ -4,6 +4,7 @@ run as part of the UI."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from aiohttp import web
 
@@ -11,11 +12,12 @@ from ml_dash.format.jsonlines import DecodeError, loads
 from ml_dash.format.naming import clean_relative_path
 
 from .. import ui
-from ..access import BLOBS, CONFIG, GATE, LOCAL_INDEX, STORAGE, caller, experiment_of, run_prefix
-from ..blobs.fs import BlobError
+from ..access import BLOBS, CONFIG, GATE, STORAGE, caller, experiment_of, run_prefix
+from ..blobs.errors import BlobNotFound, BlobTooLarge, DigestMismatch, InvalidDigest
 from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, json_response
 from ..http.admission import BodyHold
 from ..http.bodies import body_chunks
+from ..http.ranges import RangeNotSatisfiable, byte_range
 
 #: A file upload is read and written this much at a time.
 FILE_PIECE_BYTES = 1 << 20
@@ -45,9 +47,11 @@ async def put_file(request: web.Request) -> web.Response:
     async with request.app[GATE].bodies.hold(0, who) as hold:
         pieces = _held_pieces(body_chunks(request, FILE_PIECE_BYTES, config.body_idle_timeout_s), hold)
         try:
-            size = await request.app[BLOBS].put_stream(pieces, declared, config.max_file_bytes)
-        except BlobError as exc:
-            raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
+            size = await request.app[BLOBS].put(pieces, declared, config.max_file_bytes)
+        except BlobTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from None
+        except (InvalidDigest, DigestMismatch) as exc:
+            raise BadRequest(str(exc)) from None
     await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
     return json_response({"path": path, "sha256": declared, "sizeBytes": size})
 
@@ -91,20 +95,42 @@ async def list_files(request: web.Request) -> web.Response:
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
+    """A file's content, streamed from the blob store: one byte range with ``Range`` (206; 416 past
+    the end), 304 for ``If-None-Match`` of its ETag (the sha256: content-addressed, it never changes)."""
     exp = await experiment_of(request)
     path = _file_path(request)
-    for entry in await request.app[STORAGE].files(exp["id"]):
-        if entry["path"] == path:
-            try:
-                # a stored file never runs as part of the UI: sandboxed, never sniffed, downloaded
-                # unless the UI asks to preview a kind it shows as text or as an image
-                preview = request.query.get("preview") == "1" and _preview_type(path)
-                headers = {"Content-Security-Policy": ui.FILE_CSP,
-                           "Content-Type": preview or "application/octet-stream",
-                           "Content-Disposition": "inline" if preview else "attachment"}
-                local = request.app.get(LOCAL_INDEX)
-                where = local.file_path(entry["checksum"]) if local is not None else None
-                return web.FileResponse(where or request.app[BLOBS].path(entry["checksum"]), headers=headers)
-            except BlobError as exc:
-                raise BadRequest(str(exc)) from None
-    raise NotFound(f"no file {path!r} in {exp['prefix']}")
+    entry = next((e for e in await request.app[STORAGE].files(exp["id"]) if e["path"] == path), None)
+    if entry is None:
+        raise NotFound(f"no file {path!r} in {exp['prefix']}")
+    blobs, sha256 = request.app[BLOBS], entry["checksum"]
+    try:
+        size = await blobs.size(sha256)
+    except InvalidDigest as exc:
+        raise BadRequest(str(exc)) from None
+    except BlobNotFound:
+        raise NotFound(f"the content of {path!r} in {exp['prefix']} is not on this server") from None
+    etag = f'"{sha256}"'
+    # a stored file never runs as part of the UI: sandboxed, never sniffed, downloaded unless the UI
+    # asks to preview a kind it shows as text or as an image
+    preview = request.query.get("preview") == "1" and _preview_type(path)
+    headers = {"Content-Security-Policy": ui.FILE_CSP, "Content-Type": preview or "application/octet-stream",
+               "Content-Disposition": "inline" if preview else "attachment", "ETag": etag, "Accept-Ranges": "bytes"}
+    if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
+        return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
+    try:
+        span = byte_range(request.headers.get("Range"), size, request.headers.get("If-Range"), etag)
+    except RangeNotSatisfiable:
+        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = span or (0, size)
+    response = web.StreamResponse(status=206 if span else 200, headers=headers)
+    if span:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response.content_length = end - start
+    pieces = await blobs.open_range(sha256, start, end)  # BlobNotFound here, before the reply starts
+    async with aclosing(pieces):
+        await response.prepare(request)
+        if request.method != "HEAD":
+            async for piece in pieces:
+                await response.write(piece)
+    await response.write_eof()
+    return response

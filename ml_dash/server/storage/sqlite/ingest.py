@@ -12,6 +12,9 @@ and whether the range is a *void* (rows the client set aside). A batch from
 
 The run's row keeps ``stream_count`` and ``stored_rows`` (the sum of ``stored``) up to date, so a
 reply says what the run holds in two numbers however many streams it has (ml_dash/format/wire.py, "Replies").
+The rule is ``..exactly_once.settle`` (plain Python, the same for every backend); this module reads
+its inputs and writes what it decides, inside the transaction (``BEGIN IMMEDIATE``: SQLite's write
+lock, so ingest of a run is serialised across every process on the database file).
 
 A run holds at most ``max_metrics`` metric streams: a batch that would start more is refused whole
 (:class:`StreamLimitError`, naming the streams that do not fit). Everything of one request commits
@@ -29,17 +32,10 @@ from ml_dash.format.layout import LOG_STREAM, metric_stream
 from ml_dash.format.wire import LIMITS, trim_blocks
 
 from ..chunks import prepare_rows
-from ..records import (
-    RUN_COLUMNS,
-    Acknowledgement,
-    ConflictError,
-    GapError,
-    IngestBatch,
-    LogEntry,
-    MetricRows,
-    StreamLimitError,
-    UnnamedReplyError,
-)
+from ..errors import ConflictError, StreamLimitError, UnnamedReplyError
+from ..exactly_once import Outcome, Settled, settle
+from ..records import RUN_COLUMNS, IngestBatch, LogEntry, MetricRows
+from ..replies import Acknowledgement
 from . import logs as sqlite_logs
 from .metrics import store_rows
 
@@ -162,31 +158,27 @@ def _set_stored(db: sqlite3.Connection, exp_id: int, stream: str, first: int, en
 
 def _settle(db: sqlite3.Connection, exp_id: int, stream: str, start: int, end: int, writer: str | None,
             void_reason: str | None = None) -> tuple[int, int] | None:
-    """Check rows ``start .. end-1`` of ``writer`` against what is settled; record the new part. Returns
-    the new range (from the stored count to ``end``), or None when all of it was settled already."""
+    """Decide rows ``start .. end-1`` of ``writer`` by the exactly-once rule (``..exactly_once.settle``)
+    and record what it says. Returns the new range (from the stored count to ``end``), or None when
+    all of it was settled already; raises GapError or ConflictError for a refused batch."""
     stored = _stored(db, exp_id, stream)
-    if start > stored:
-        raise GapError(stream, stored)
-    if start < stored:
-        others = db.execute("SELECT first_idx, end_idx, writer FROM stream_writers WHERE exp_id=? AND stream=? "
-                            "AND end_idx > ? AND first_idx < ? AND writer IS NOT NULL AND writer != ? LIMIT 1",
-                            (exp_id, stream, start, min(end, stored), writer or "")).fetchone()
-        if others is not None:
-            raise ConflictError(
-                f"rows {max(start, others[0])}..{min(end, others[1]) - 1} of {stream} were stored from another "
-                "directory (another writer of the run); these are different rows under the same indices",
-                {"kind": "writer", "stream": stream, "first": others[0], "end": others[1]})
-    if end <= stored:
+    # the ranges the rule looks at: those under the batch's stored indices, and the last one
+    ranges = [Settled(*row) for row in db.execute(
+        "SELECT first_idx, end_idx, writer, void_reason FROM stream_writers WHERE exp_id=? AND stream=? "
+        "AND end_idx > ? AND first_idx < ? UNION SELECT * FROM (SELECT first_idx, end_idx, writer, void_reason "
+        "FROM stream_writers WHERE exp_id=? AND stream=? ORDER BY first_idx DESC LIMIT 1)",
+        (exp_id, stream, start, min(end, stored), exp_id, stream))]
+    decision = settle(stored, ranges, start, end, writer, void_reason)
+    decision.raise_refusal(stream, start, end)
+    if decision.outcome is Outcome.REACK:
         return None
-    last = db.execute("SELECT first_idx, end_idx, writer, void_reason FROM stream_writers WHERE exp_id=? AND stream=? "
-                      "ORDER BY first_idx DESC LIMIT 1", (exp_id, stream)).fetchone()
-    if last is not None and last[1] == stored and last[2] == writer and last[3] is None and void_reason is None:
+    if decision.extends is not None:
         db.execute("UPDATE stream_writers SET end_idx = ? WHERE exp_id=? AND stream=? AND first_idx=?",
-                   (end, exp_id, stream, last[0]))
+                   (decision.new_end, exp_id, stream, decision.extends.first))
     else:
         db.execute("INSERT INTO stream_writers (exp_id, stream, first_idx, end_idx, writer, void_reason) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", (exp_id, stream, stored, end, writer, void_reason))
-    return stored, end
+                   "VALUES (?, ?, ?, ?, ?, ?)", (exp_id, stream, decision.new_first, decision.new_end, writer, void_reason))
+    return decision.new_first, decision.new_end
 
 
 def _store_metric(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRows, writer: str | None) -> None:

@@ -10,7 +10,9 @@ ever append to a stream, so a window is summarised once its rows arrive, and the
 continues is merged with what it held. Downsampling a whole series then reads summaries, not rows.
 
 The chunks and summaries are cut where a request body is decoded (``..chunks.prepare_rows``, the same
-for every backend); every function here runs inside the caller's transaction, on the database's thread.
+for every backend), and read only through :class:`SQLiteChunks`, this backend's
+``..chunk_reads.ChunkSource`` (pages and buckets are computed there, for every backend); every
+function here runs inside the caller's transaction, on the database's thread.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 
 import msgpack
 
-from ml_dash.format.wire import metric_rows, pack, trim_blocks
+from ml_dash.format.wire import pack
 
-from ..buckets import Buckets, aligned_summary, merge_into, plan
+from .. import chunk_reads
+from ..buckets import merge_into
+from ..chunk_reads import MAX_PAGE_VALUES
 from ..chunks import prepare_rows
 from ..records import MetricRows
 
@@ -75,81 +79,41 @@ def latest(db: sqlite3.Connection, exp_ids: list[int]) -> dict[int, dict[str, di
     return out
 
 
-# A page's budget in values (fields summed over its rows), besides its ``limit`` in rows: a page of
-# 100,000 rows of 50 fields would otherwise build ~5M Python objects (~900 MiB across server and
-# workers). 500,000 values keep a page in the tens of MB and still let 100,000 rows of up to 4 fields
-# through in one page.
-MAX_PAGE_VALUES = 500_000
+class SQLiteChunks:
+    """The one place metric chunks and summaries are read from SQLite (``..chunk_reads.ChunkSource``):
+    pages and buckets read through it, so a backend that keeps chunks elsewhere replaces this class
+    and no reader changes."""
+
+    def __init__(self, db: sqlite3.Connection, exp_id: int, metric: str) -> None:
+        self.db, self.exp_id, self.metric = db, exp_id, metric
+
+    def chunks(self, start: int, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+        floor = self.db.execute("SELECT MAX(first_idx) FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx <= ?",
+                                (self.exp_id, self.metric, start)).fetchone()[0]
+        sql = "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx >= ?"
+        args: list[Any] = [self.exp_id, self.metric, floor if floor is not None else start]
+        if end is not None:
+            sql += " AND first_idx < ?"
+            args.append(end)
+        return self.db.execute(sql + " ORDER BY first_idx", args)  # a cursor: chunks are read as they are needed
+
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[bytes]:
+        for (blob,) in self.db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                                       "AND window >= ? AND window < ? ORDER BY window",
+                                       (self.exp_id, self.metric, width, first_window, end_window)):
+            yield blob
 
 
 def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,
          max_values: int = MAX_PAGE_VALUES) -> tuple[list[dict[str, Any]], int | None]:
-    """(rows, next): up to ``limit`` rows from index ``start``, and no more than ``max_values`` field
-    values in all (at least one row); ``next`` is the index of the first row left out by that value
-    budget (None when the page is full or the series ends). From the chunk holding ``start`` (found
-    through the primary key, not by a scan) onwards, and of each chunk only the page's rows become dicts."""
-    out: list[dict[str, Any]] = []
-    values = 0
-    for first, count, blocks in _chunks_from(db, exp_id, metric, start):
-        if first + count <= start:  # the chunk before a set-aside range
-            continue
-        skip = max(0, start - first)
-        for row in metric_rows(first + skip, trim_blocks(msgpack.unpackb(blocks), skip, limit - len(out))):
-            width = max(1, len(row.get("data") or ()))  # rows may differ in width: counted as read
-            if out and values + width > max_values:
-                return out, row["index"]
-            out.append(row)
-            values += width
-        if len(out) >= limit:
-            break
-    return out, None
-
-
-def _chunks_from(db: sqlite3.Connection, exp_id: int, metric: str, start: int,
-                 end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
-    floor = db.execute("SELECT MAX(first_idx) FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx <= ?",
-                       (exp_id, metric, start)).fetchone()[0]
-    sql = "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx >= ?"
-    args: list[Any] = [exp_id, metric, floor if floor is not None else start]
-    if end is not None:
-        sql += " AND first_idx < ?"
-        args.append(end)
-    return db.execute(sql + " ORDER BY first_idx", args)  # a cursor: chunks are read as they are needed
+    """A page of rows (``..chunk_reads.page``), on the caller's connection."""
+    return chunk_reads.page(SQLiteChunks(db, exp_id, metric), start, limit, max_values)
 
 
 def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int,
             wanted: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """(the bucket width, the buckets) over ``start:end`` (``end`` <= ``stored``, the stream's row
-    count): at most ``wanted`` of them, or with ``width``, buckets of that many indices aligned to its
-    multiples (a live chart extends the buckets it holds with the same width)."""
-    fixed = width is not None
-    if width is None:
-        width, summary = plan(start, end, wanted)
-    else:
-        summary = aligned_summary(width)
-    if summary is None:  # a short range or a width no summary divides: from its rows
-        acc = Buckets(start, end, width, origin=0 if fixed else start)
-        _add_rows(db, acc, exp_id, metric, start, end)
-        return width, acc.result()
-    acc = Buckets(start, end, width, origin=0)
-    head_end = min(end, -(-start // summary) * summary)
-    # the last window is summarised up to the stored rows, so a range to the end needs no rows
-    tail_start = end if end == stored else max(head_end, end // summary * summary)
-    if start < head_end:
-        _add_rows(db, acc, exp_id, metric, start, head_end)
-    if head_end < tail_start:
-        for (blob,) in db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
-                                  "AND window >= ? AND window < ? ORDER BY window",
-                                  (exp_id, metric, summary, head_end // summary, -(-tail_start // summary))):
-            acc.add(msgpack.unpackb(blob))
-    if tail_start < end:
-        _add_rows(db, acc, exp_id, metric, tail_start, end)
-    return width, acc.result()
-
-
-def _add_rows(db: sqlite3.Connection, acc: Buckets, exp_id: int, metric: str, start: int, end: int) -> None:
-    for first, _count, blocks in _chunks_from(db, exp_id, metric, start, end):
-        acc.add_blocks(first, msgpack.unpackb(blocks), start, end)
+    """Buckets over ``start:end`` (``..chunk_reads.buckets``), on the caller's connection."""
+    return chunk_reads.buckets(SQLiteChunks(db, exp_id, metric), start, end, stored, wanted, width)
 
 
 def rebuild(db: sqlite3.Connection) -> None:

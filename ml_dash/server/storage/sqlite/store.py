@@ -1,4 +1,4 @@
-"""Server-side storage: the interface the handlers use, and the embedded SQLite implementation.
+"""The embedded SQLite implementation of :class:`~..protocol.Storage` (the protocol states the obligations).
 
 Every event identity (run, stream, index) is stored at most once, and
 ``ingest`` returns only after its transaction is committed with
@@ -8,8 +8,9 @@ stored indices are acknowledged again only when the same writer sent them
 per acknowledged range holding the columnar blocks of the wire format, so a
 million rows cost a few dozen inserts instead of a million. Log lines, which
 are few, are stored one per row. SQLite runs on one dedicated thread: the
-handlers await it. PostgreSQL can implement the same :class:`Storage`
-protocol later.
+handlers await it. Every failure of the driver that means "no space" or "locked too long" leaves as
+:class:`~..errors.StorageFull` or :class:`~..errors.StorageBusy` (:func:`_mapped`), so nothing above
+this package reads sqlite3's exceptions.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, cast
 
 from ml_dash.agent.pool import WorkerPool
 from ml_dash.format.jsonlines import dumps, loads
 from ml_dash.format.layout import metric_stream
 
-from ..records import Acknowledgement, GapError, IngestBatch
+from ..errors import GapError, StorageBusy, StorageError, StorageFull
+from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
+from ..records import IngestBatch
+from ..replies import Acknowledgement
 from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
 from . import streams as sqlite_streams
@@ -58,46 +62,31 @@ CREATE TABLE IF NOT EXISTS stream_writers (
 SCHEMA_VERSION = 4
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
+#: How long a write waits for the database's write lock, held by another process (another server, or
+#: ``ml-dash keys``) on the same file, before it gives up with StorageBusy.
+LOCK_WAIT_S = 30.0
+#: SQLite's primary result codes that mean the disk is full: SQLITE_FULL, and SQLITE_IOERR, which a
+#: write past the file size limit (EFBIG) or onto a full disk (ENOSPC) returns.
+_FULL_CODES = {13, 10}
+_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 
-class Storage(Protocol):
-    """What the server needs from a metadata store."""
 
-    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> Acknowledgement:
-        """Store ``batch`` in one transaction (GapError, ConflictError, or StreamLimitError when it would
-        start more than ``max_metrics`` metric streams in its run); the stored counts of its streams and
-        the run's totals, at a cost that follows the request, not the run."""
-        ...
+def _mapped(exc: sqlite3.Error) -> StorageError | None:
+    """The storage error a driver error means, by its result code (never by its message), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    if code & 0xFF in _FULL_CODES:
+        return StorageFull(f"the database's disk is full ({getattr(exc, 'sqlite_errorname', code)})")
+    if code & 0xFF in _BUSY_CODES:
+        return StorageBusy(f"the database was locked by another writer for over {LOCK_WAIT_S:.0f} s")
+    return None
 
-    async def key_owner(self, key_id: str, secret_sha256: str) -> str | None: ...
-    async def add_key(self, key_id: str, owner: str, secret_sha256: str) -> None: ...
-    async def revoke_key(self, key_id: str) -> bool: ...
-    async def keys(self, owner: str) -> list[dict[str, Any]]: ...
-    async def can_read(self, reader: str, owner: str) -> bool: ...
-    async def add_session(self, token_sha256: str, owner: str, expires_at: float, key_id: str | None) -> None: ...
-    async def session_owner(self, token_sha256: str) -> str | None: ...
-    async def drop_session(self, token_sha256: str) -> None: ...
-    async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
-                               tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[dict[str, Any]]: ...
-    async def owners(self, reader: str) -> list[dict[str, Any]]: ...
-    async def all_owners(self) -> list[dict[str, Any]]: ...
-    async def projects(self, owner: str) -> list[dict[str, Any]]: ...
-    async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
-    async def metric_rows(self, exp_id: int, metric: str, start: int,
-                          limit: int) -> tuple[list[dict[str, Any]], int | None]: ...
-    async def list_latest(self, exp_ids: list[int],
-                          named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]: ...
-    async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None
-                          ) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]: ...
-    async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
-                       search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]: ...
-    async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
-                             buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]: ...
-    async def put_file(self, owner: str, project: str, name: str, path: str, sha256: str, size: int,
-                       entry: dict[str, Any]) -> None: ...
-    async def files(self, exp_id: int) -> list[dict[str, Any]]: ...
-    async def close(self) -> None: ...
 
+def _raise_mapped(exc: sqlite3.Error) -> None:
+    mapped = _mapped(exc)
+    if mapped is not None:
+        raise mapped from exc
 
 class SQLiteStorage:
     """The embedded default: one SQLite file in the data directory, WAL, fsync on commit.
@@ -117,11 +106,15 @@ class SQLiteStorage:
         self._full_text = False  # whether log search has an FTS5 index (sqlite_logs.py)
 
     async def open(self) -> None:
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except (OSError, sqlite3.Error) as exc:  # not a database, no permission: a StorageError that says so
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StorageError(f"cannot open the database {self.path}: {reason}") from exc
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_S)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA + sqlite_metrics.SCHEMA + sqlite_logs.SCHEMA)
@@ -140,11 +133,19 @@ class SQLiteStorage:
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` on the writer's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            _raise_mapped(exc)
+            raise
 
     async def _read(self, fn: Any, *args: Any) -> Any:
         """``fn(connection, *args)`` on a reader's thread, with that thread's read-only connection."""
-        return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._reader(), *args))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(self._reader(), *args))
+        except sqlite3.Error as exc:
+            _raise_mapped(exc)
+            raise
 
     def _reader(self) -> sqlite3.Connection:
         db = getattr(self._reader_local, "db", None)
@@ -190,7 +191,7 @@ class SQLiteStorage:
                 db.execute("ROLLBACK")
             raise
 
-    async def files(self, exp_id: int) -> list[dict[str, Any]]:
+    async def files(self, exp_id: int) -> list[FileRow]:
         rows = await self._fetchall("SELECT path, sha256, size, entry FROM files WHERE exp_id = ? ORDER BY path", (exp_id,))
         return [{**loads(entry), "path": path, "checksum": sha, "sizeBytes": size} for path, sha, size, entry in rows]
 
@@ -211,7 +212,7 @@ class SQLiteStorage:
             return True
         return await self._fetchone("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)) is not None
 
-    async def keys(self, owner: str) -> list[dict[str, Any]]:
+    async def keys(self, owner: str) -> list[KeyRow]:
         """``owner``'s keys: id, created and revoked times (never the secret or its hash)."""
         rows = await self._fetchall("SELECT key_id, created_at, revoked_at FROM api_keys WHERE owner = ? "
                                     "ORDER BY created_at", (owner,))
@@ -265,7 +266,7 @@ class SQLiteStorage:
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[dict[str, Any]]:
+                               silent_since: float | None = None) -> list[ExperimentRow]:
         """Runs by owner, project, status, tag and name prefix. With ``silent_since``, a RUNNING run last
         seen before it counts as CRASHED (as it is shown)."""
         where: list[str] = []
@@ -296,7 +297,7 @@ class SQLiteStorage:
         sql += " ORDER BY owner, project, name LIMIT ? OFFSET ?"
         return [_experiment_dict(r) for r in await self._fetchall(sql, (*args, limit, offset))]
 
-    async def owners(self, reader: str) -> list[dict[str, Any]]:
+    async def owners(self, reader: str) -> list[OwnerRow]:
         """The owners ``reader`` may read (itself and who granted it), with their run counts."""
         rows = await self._fetchall(
             "SELECT o.owner, (SELECT COUNT(*) FROM experiments e WHERE e.owner = o.owner) FROM "
@@ -304,18 +305,18 @@ class SQLiteStorage:
             (reader, reader))
         return [{"owner": owner, "experiments": count} for owner, count in rows]
 
-    async def all_owners(self) -> list[dict[str, Any]]:
+    async def all_owners(self) -> list[OwnerRow]:
         """Every owner with runs, with their run counts (``ml-dash ui``, where anyone may read)."""
         rows = await self._fetchall("SELECT owner, COUNT(*) FROM experiments GROUP BY owner ORDER BY owner", ())
         return [{"owner": owner, "experiments": count} for owner, count in rows]
 
-    async def projects(self, owner: str) -> list[dict[str, Any]]:
+    async def projects(self, owner: str) -> list[ProjectRow]:
         """``owner``'s projects with their run counts and latest activity (unix seconds)."""
         rows = await self._fetchall("SELECT project, COUNT(*), MAX(last_seen) FROM experiments WHERE owner = ? "
                                     "GROUP BY project ORDER BY project", (owner,))
         return [{"project": p, "experiments": n, "last_seen": t} for p, n, t in rows]
 
-    async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None:
+    async def experiment(self, owner: str, project: str, name: str) -> ExperimentRow | None:
         """The run's row, without its streams (a run may hold 100,000: :meth:`stream_page` reads them)."""
         row = await self._fetchone(f"SELECT {_EXP_COLUMNS} FROM experiments WHERE owner=? AND project=? AND name=?",
                                    (owner, project, name))
@@ -371,14 +372,14 @@ _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, 
                 "created_at, started_at, ended_at, last_seen, params, run_id, hostname")
 
 
-def _experiment_dict(row: tuple) -> dict[str, Any]:
+def _experiment_dict(row: tuple) -> ExperimentRow:
     keys = [c.strip() for c in _EXP_COLUMNS.split(",")]
     exp = dict(zip(keys, row))
     exp["tags"] = loads(exp["tags"]) if exp["tags"] else []
     exp["metadata"] = loads(exp["metadata"]) if exp["metadata"] else None
     exp["params"] = loads(exp["params"]) if exp["params"] else {}
     exp["prefix"] = f"{exp['owner']}/{exp['project']}/{exp['name']}"
-    return exp
+    return cast(ExperimentRow, exp)
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -1,0 +1,45 @@
+"""A blob store by URL: ``open_blobs("file:///srv/ml-dash/blobs")``.
+
+Supported (:data:`SUPPORTED`): ``file:///ABSOLUTE/DIR`` and a plain directory path. A blob backend
+plugs in here as one more scheme (the next: ``s3://``); the routes use only the blob store's methods.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..storage.errors import StorageURLError
+from ..storage.factory import scheme_of, shown
+from .fs import LocalBlobStore
+from .protocol import BlobStore
+
+SUPPORTED = ("file:///ABSOLUTE/DIR", "a plain directory path")
+
+
+def blob_dir(url: str) -> Path | None:
+    """The directory a ``file:`` URL (or a plain path) names; None for another scheme."""
+    scheme = scheme_of(url)
+    if scheme is None:
+        if not url.strip():
+            raise StorageURLError("an empty blob location; give a directory path or file:///ABSOLUTE/DIR")
+        return Path(url)
+    if scheme != "file":
+        return None
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment or not parts.path.startswith("/"):
+        raise StorageURLError(f"{shown(url)}: a blob directory URL is file:///ABSOLUTE/DIR (no host, no options)")
+    return Path(unquote(parts.path))
+
+
+async def open_blobs(url: str) -> BlobStore:
+    """The blob store ``url`` names, ready (its directories created): the caller closes it.
+    :class:`StorageURLError` for an unknown scheme (naming it and the supported ones) or a bad URL."""
+    directory = blob_dir(url)
+    if directory is None:
+        raise StorageURLError(f"unsupported blob URL scheme {scheme_of(url)!r} in {shown(url)}; "
+                              f"supported: {', '.join(SUPPORTED)}")
+    try:
+        return LocalBlobStore(directory)
+    except OSError as exc:
+        raise StorageURLError(f"cannot use {directory} for blobs: {exc.strerror or exc}") from exc
