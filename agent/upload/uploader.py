@@ -107,7 +107,7 @@ class RunUploader:
         # run that starts with the server down keeps nothing in memory and sends small probes
         self.memory = MemoryChunks(memory_bytes, suspended=True)
         self.builder = BatchBuilder(self.directory, self.memory, executor, batch_bytes)
-        self.files = FileUpload(self)
+        self.files = FileUpload(self.directory, prefix, transport, self.blocking, request_timeout_s)
         self.cursor: UploadCursor | None = None
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
@@ -219,7 +219,7 @@ class RunUploader:
             if following is not None:  # its thread runs to the end anyway; wait, then drop it
                 await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None and not report.unreachable:
-            await self.files.upload(cursor, deadline, report, single_attempt)
+            await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep)
         report.held_back = dict(self.held_back)
         await self._measure(report)
         return report

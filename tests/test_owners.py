@@ -1,0 +1,75 @@
+"""No part holds the object that owns it (issue 15, point 2).
+
+A part is given what it needs (a memory budget, settings, a clock, callbacks), never its owner: a
+stream that holds the agent can reach every run, pool and setting of the process, and a test of the
+stream needs a whole agent. These checks read the source (AST), so they hold for code paths no test
+runs: the part's module must not name its owner's class at all (no import, no annotation, no
+attribute typed with it), nor reach into the owner's private state.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+AGENT = Path(__file__).resolve().parent.parent / "agent"
+
+#: part (source file under agent/) -> the classes of the objects that own it
+OWNERS = {
+    "streams.py": ("Agent", "RunWriter"),
+    "budget.py": ("Agent",),
+    "rundir.py": ("Agent",),
+    "final_documents.py": ("RunWriter",),
+    "lifecycle.py": ("Agent",),
+    "upload/file_upload.py": ("RunUploader",),
+}
+
+
+def _names(tree: ast.AST) -> set[str]:
+    """Every name a module uses: identifiers, attributes, imported names, string annotations."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.alias):
+            found.add(node.asname or node.name.rsplit(".", 1)[-1])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
+            found.add(node.value)  # "Agent" as a quoted annotation
+    return found
+
+
+@pytest.mark.parametrize("part, owners", sorted(OWNERS.items()))
+def test_a_part_never_names_the_class_that_owns_it(part: str, owners: tuple[str, ...]) -> None:
+    used = _names(ast.parse((AGENT / part).read_text()))
+    assert sorted(used & set(owners)) == []
+
+
+@pytest.mark.parametrize("part", sorted(OWNERS))
+def test_a_part_never_reaches_into_the_agents_singleton(part: str) -> None:
+    # lifecycle once reset Agent._instance itself; the agent now registers a reset hook
+    assert "_instance" not in _names(ast.parse((AGENT / part).read_text()))
+
+
+def test_the_check_sees_an_owner_however_it_is_named() -> None:
+    source = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .runtime import Agent\n"
+              "class S:\n    def __init__(self, owner: 'Agent') -> None:\n        self.owner = owner\n")
+    assert "Agent" in _names(ast.parse(source))
+    assert "_instance" in _names(ast.parse("from .runtime import Agent as A\nA._instance = None\n"))
+
+
+def test_a_stream_works_with_a_budget_alone() -> None:
+    """The point of the budget: a stream is built and bounded without any agent (here a budget whose
+    capacity is already spent and which never waits: the row is dropped and counted)."""
+    from ml_dash.agent.budget import BufferBudget
+    from ml_dash.agent.streams import RowStream
+
+    wakes: list[int] = []
+    budget = BufferBudget(1024, 0.0, buffered_bytes=lambda: 4096, wake=lambda: wakes.append(1))
+    stream = RowStream(budget, "metrics/x", Path("unused"), "index", lambda rows, start, at: b"", 100, 1)
+    stream.queue.append({"v": 1})
+    stream.on_threshold(stream.queue[-1])
+    assert len(stream.queue) == 0 and stream.counters.dropped == {"buffer_full": 1} and wakes == [1]
