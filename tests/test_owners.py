@@ -1,4 +1,4 @@
-"""No part holds the object that owns it (issue 15, point 2).
+"""No part holds the object that owns it, and outcomes are enums, not strings (issue 15, point 2).
 
 A part is given what it needs (a memory budget, settings, a clock, callbacks), never its owner: a
 stream that holds the agent can reach every run, pool and setting of the process, and a test of the
@@ -73,3 +73,42 @@ def test_a_stream_works_with_a_budget_alone() -> None:
     stream.queue.append({"v": 1})
     stream.on_threshold(stream.queue[-1])
     assert len(stream.queue) == 0 and stream.counters.dropped == {"buffer_full": 1} and wakes == [1]
+
+
+def _function(tree: ast.Module, cls: str, name: str) -> ast.AsyncFunctionDef | ast.FunctionDef:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == name:
+                    return item
+    raise AssertionError(f"{cls}.{name} not found")
+
+
+def test_the_uploaders_next_step_is_an_enum_everywhere_it_is_made() -> None:
+    from ml_dash.agent.upload.uploader import NextStep
+
+    dispatch = _function(ast.parse((AGENT / "upload/uploader.py").read_text()), "RunUploader", "_dispatch")
+    assert ast.unparse(dispatch.returns) == "NextStep"  # type: ignore[arg-type]
+    made = {ast.unparse(node.value) for node in ast.walk(dispatch) if isinstance(node, ast.Return)}
+    assert made and all("NextStep." in value for value in made), made
+    assert {step.name for step in NextStep} == {"CONTINUE", "REBUILD", "STOP"}
+
+
+def test_why_an_upload_stopped_is_an_enum_that_still_reads_as_its_word() -> None:
+    from ml_dash.agent.upload.retry import STOPS, StopReason
+    from ml_dash.agent.upload.uploader import UploadReport
+
+    assert UploadReport.__annotations__["stopped"] == "StopReason | None"
+    assert set(STOPS.values()) <= set(StopReason)
+    assert StopReason.CONFLICT == "conflict" and f"{StopReason.AUTH}" == "auth"  # messages and JSON unchanged
+
+
+def test_no_one_compares_a_stop_reason_with_a_string() -> None:
+    root = AGENT.parent
+    wrong = []
+    for path in [*AGENT.rglob("*.py"), *(root / "ml_dash").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "stopped"
+                    and any(isinstance(c, ast.Constant) and isinstance(c.value, str) for c in node.comparators)):
+                wrong.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert wrong == []
