@@ -60,8 +60,7 @@ class Agent:
         self._upload_pool: WorkerPool | None = None
         self._sync_pool: WorkerPool | None = None
         #: the memory every stream shares; streams get this, never the agent (agent/budget.py)
-        self.budget = BufferBudget(self.max_buffer_bytes, self.max_block_s, self.buffered_bytes, self.wake)
-        self._wake_pending = False
+        self.budget = BufferBudget(self.max_buffer_bytes, self.max_block_s, self.buffered_bytes, self._request_drain)
         self._stopping = False
         self._reported_failures: set = set()
         self._loop = asyncio.new_event_loop()
@@ -110,7 +109,7 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
             self._wake_event.clear()
-            self._wake_pending = False
+            self.budget.drain_started()
             await self.flush_runs()
 
     async def flush_runs(self, durable: bool = False) -> None:
@@ -125,9 +124,12 @@ class Agent:
 
     # -- any thread --------------------------------------------------------
     def wake(self) -> None:
-        """Ask the flusher to run now (at most one pending request)."""
-        if not self._wake_pending and self._wake_event is not None:
-            self._wake_pending = True
+        """Ask the flusher to run now (at most one pending request: the budget keeps the flag)."""
+        self.budget.wake()
+
+    def _request_drain(self) -> None:
+        """The budget's way to start the flusher, from any thread."""
+        if self._wake_event is not None:
             self._loop.call_soon_threadsafe(self._wake_event.set)
 
     def buffered_bytes(self) -> int:

@@ -68,11 +68,24 @@ def test_a_stream_works_with_a_budget_alone() -> None:
     from ml_dash.agent.streams import RowStream
 
     wakes: list[int] = []
-    budget = BufferBudget(1024, 0.0, buffered_bytes=lambda: 4096, wake=lambda: wakes.append(1))
+    budget = BufferBudget(1024, 0.0, buffered_bytes=lambda: 4096, request_drain=lambda: wakes.append(1))
     stream = RowStream(budget, "metrics/x", Path("unused"), "index", lambda rows, start, at: b"", 100, 1)
     stream.queue.append({"v": 1})
     stream.on_threshold(stream.queue[-1])
     assert len(stream.queue) == 0 and stream.counters.dropped == {"buffer_full": 1} and wakes == [1]
+
+
+def test_the_budget_asks_its_owner_for_one_drain_at_a_time() -> None:
+    from ml_dash.agent.budget import BufferBudget
+
+    requests: list[int] = []
+    budget = BufferBudget(1024, 0.0, buffered_bytes=lambda: 0, request_drain=lambda: requests.append(1))
+    budget.wake()
+    budget.wake()  # a second stream crossing its threshold before the drain started: no second request
+    assert requests == [1]
+    budget.drain_started()
+    budget.wake()
+    assert requests == [1, 1]
 
 
 def _function(tree: ast.Module, cls: str, name: str) -> ast.AsyncFunctionDef | ast.FunctionDef:
