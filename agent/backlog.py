@@ -45,7 +45,9 @@ def offset_of_index(path: Path, key: str, index: int) -> int:
         while lo < hi:  # the smallest position from which the first record reaches ``index``
             mid = (lo + hi) // 2
             found = _first_record_from(f, mid, key)
-            if found is not None and found[1] >= index:
+            # no record from there on counts as reaching it: else a probe inside the last line (always, in a
+            # file of one line) went right of the row sought, and a rewind to it found the end of the file
+            if found is None or found[1] >= index:
                 hi = mid
             else:
                 lo = mid + 1

@@ -7,6 +7,9 @@ thread, and a sampler of the server's memory (the server process and its ingest 
 * streams   one small body (about 80 KiB compressed) that creates 100,000 metric streams in one run
 * nils      four bodies of about 2 KiB, each declaring 60 columns of 1,000,000 nils
 * big       24 concurrent bodies of about 28 MiB (incompressible random floats, valid msgpack)
+* trickle       (alone) two more keys each send two chunked bodies a byte every 0.5 s, never silent for
+                the body timeout, while a third key posts a 2 MiB body every second for --trickle-s
+* trickle-fast  (alone) the same, but each trickling body first sends 16 MiB less 512 KiB at once
 
 Printed: peak RSS of the server (with its workers), the slowest /health answer, how many requests
 got an HTTP status (and which), how many were cut without one, and the tracebacks in the server's
@@ -14,7 +17,7 @@ log. Targets (README, "Limits on what a request may cost"): RSS < 768 MiB, /heal
 request answered, no traceback.
 
 Usage:  python benchmarks/server_abuse.py [--server-src DIR] [--big-mib 28] [--big-bodies 24]
-        [--attacks streams,nils,big] [--json PATH]
+        [--attacks streams,nils,big | trickle | trickle-fast] [--trickle-s 60] [--json PATH]
         --server-src runs the server from another checkout (e.g. an export of an older commit), to
         compare before and after on the same machine.
 """
@@ -145,10 +148,10 @@ def probe(url: str, done: Any, slowest: Any, failures: Any, probes: Any) -> None
 
 
 async def post(session: aiohttp.ClientSession, url: str, key: str, run: str, payload: bytes,
-               outcomes: Counter) -> None:
+               outcomes: Counter, owner: str = "mallory") -> None:
     headers = {"Authorization": f"Bearer {key}", "Content-Encoding": "zstd"}
     try:
-        async with session.post(f"{url}/api/v1/runs/mallory/abuse/{run}/events", data=payload, headers=headers) as resp:
+        async with session.post(f"{url}/api/v1/runs/{owner}/abuse/{run}/events", data=payload, headers=headers) as resp:
             await resp.read()
             retry = " Retry-After" if resp.status == 503 and "Retry-After" in resp.headers else ""
             outcomes[f"{resp.status}{retry}"] += 1
@@ -172,6 +175,66 @@ def bodies(which: set[str], big_mib: float, big_bodies: int) -> list[tuple[str, 
     return out
 
 
+def create_key(data: Path, owner: str, source: Path | None) -> str:
+    env = dict(os.environ, **({"PYTHONPATH": str(source), "PYTHONDONTWRITEBYTECODE": "1"} if source else {}))
+    return subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "create", "--owner", owner, "--data", str(data)],
+                          env=env, cwd=str(source) if source else None, capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip().splitlines()[-1]
+
+
+async def _trickle_one(url: str, key: str, owner: str, run: str, first_bytes: int, until: float) -> str:
+    """A chunked ingest body: ``first_bytes`` at once, then a byte every 0.5 s until ``until`` or an answer;
+    its status line (or how it ended without one)."""
+    host, port = url.split("//")[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (f"POST /api/v1/runs/{owner}/t/{run}/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Encoding: zstd\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    writer.write(head + (f"{first_bytes:x}\r\n".encode() + bytes(first_bytes) + b"\r\n" if first_bytes else b""))
+    try:
+        await writer.drain()
+        status = asyncio.ensure_future(reader.readline())
+        while time.monotonic() < until and not status.done():
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.wait([status], timeout=0.5)
+        if status.done():
+            return status.result().decode().split(" ", 2)[1] if status.result() else "closed"
+        status.cancel()
+        return "still held at the end"
+    except OSError as exc:
+        return f"no answer ({type(exc).__name__})"
+    finally:
+        writer.close()
+
+
+async def trickle_attack(url: str, keys: dict[str, str], victim_key: str, first_bytes: int, seconds: float
+                         ) -> dict[str, Counter]:
+    """Two keys trickling two bodies each while a third posts a valid 2 MiB body every second."""
+    until = time.monotonic() + seconds
+    # they trickle past the victim's last try: one let go as that try began would let it in
+    tricklers = [asyncio.ensure_future(_trickle_one(url, key, owner, f"t{k}", first_bytes, until + 10.0))
+                 for owner, key in keys.items() for k in range(2)]
+    await asyncio.sleep(1.0)  # the trickling bodies are read first
+    payload = big_body(2.0)  # more than the 1 MiB that 4 bodies of 16 MiB less 512 KiB leave
+    victim: Counter = Counter()
+    first_accepted: list[float] = []
+    began = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        k = 0
+        while time.monotonic() < until:
+            outcome: Counter = Counter()
+            await post(session, url, victim_key, f"victim-{k}", payload, outcome, owner="victim")
+            victim.update(outcome)
+            if "200" in outcome and not first_accepted:
+                first_accepted.append(time.monotonic() - began)
+            k += 1
+            await asyncio.sleep(1.0)
+    ends = Counter(await asyncio.gather(*tricklers))
+    accepted = f"first after {first_accepted[0]:.1f} s" if first_accepted else f"none in {seconds:.0f} s"
+    return {"victim (2 MiB bodies)": victim, "victim accepted": Counter({accepted: 1}),
+            "trickling bodies": Counter({f"{k}": n for k, n in ends.items()})}
+
+
 async def attack(url: str, key: str, requests: list[tuple[str, str, bytes]]) -> dict[str, Counter]:
     results: dict[str, Counter] = {name: Counter() for name, _, _ in requests}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600),
@@ -186,12 +249,15 @@ def main() -> int:
     ap.add_argument("--attacks", default="streams,nils,big")
     ap.add_argument("--big-mib", type=float, default=28.0, help="size of each big body (MiB on the wire)")
     ap.add_argument("--big-bodies", type=int, default=24)
+    ap.add_argument("--trickle-s", type=float, default=60.0, help="how long the trickle attacks last")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--log", type=Path, help="keep the server's log (stderr) here")
     ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                     help="pass ARG to `ml-dash server` (repeatable), e.g. --server-arg=--ingest-workers=4")
     args = ap.parse_args()
-    requests = bodies(set(args.attacks.split(",")), args.big_mib, args.big_bodies)
+    which = set(args.attacks.split(","))
+    trickle = {"trickle": 0, "trickle-fast": 16 * 2**20 - 512 * 1024}.get(args.attacks)
+    requests = bodies(which, args.big_mib, args.big_bodies)
     spawn = multiprocessing.get_context("spawn")
     done, slowest, failures, probes = spawn.Event(), spawn.Value("d", 0.0), spawn.Value("i", 0), spawn.Value("i", 0)
     with tempfile.TemporaryDirectory(prefix="ml-dash-abuse-") as tmp:
@@ -205,7 +271,12 @@ def main() -> int:
             time.sleep(2.0)
             idle = sampler.peak
             began = time.monotonic()
-            outcomes = asyncio.run(attack(url, key, requests))
+            if trickle is None:
+                outcomes = asyncio.run(attack(url, key, requests))
+            else:
+                keys = {owner: create_key(Path(tmp) / "data", owner, args.server_src) for owner in ("mallory", "trudy")}
+                victim = create_key(Path(tmp) / "data", "victim", args.server_src)
+                outcomes = asyncio.run(trickle_attack(url, keys, victim, trickle, args.trickle_s))
             seconds = time.monotonic() - began
             time.sleep(1.0)
             sampler.sample()
@@ -219,7 +290,8 @@ def main() -> int:
         if args.log:
             args.log.write_text(log.read_text())
     prober_result = {"slowest": slowest.value, "failures": failures.value, "probes": probes.value}
-    answered = sum(n for c in outcomes.values() for k, n in c.items() if not k.startswith("no answer"))
+    answered = sum(n for c in outcomes.values() for k, n in c.items()
+                   if not k.startswith(("no answer", "first after", "none in", "still held")))
     total = sum(sum(c.values()) for c in outcomes.values())
     result = {"rss_mib": sampler.peak / 2**20, "hwm_sum_mib": sum(sampler.peaks.values()) / 2**20,
               "idle_rss_mib": idle / 2**20, "health_max_s": prober_result["slowest"],

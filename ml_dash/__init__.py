@@ -8,8 +8,9 @@
         exp.metrics("train").log(loss=0.5, step=0)
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_attributes
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -28,14 +29,7 @@ if TYPE_CHECKING:
 _LAZY = {"Experiment": ".experiment", "RunStatus": ".run"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

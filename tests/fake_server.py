@@ -5,7 +5,9 @@ request first takes the next scripted reply, if any (a status, Retry-After,
 a body, or a callable deciding from the request, which stays first while it
 answers None); once the script is used up
 it is answered the way the real server answers: rows stored once per index,
-409 with the counts for a batch past them, every stream's count in a 2xx.
+409 with the counts for a batch past them, the counts of the request's streams and
+the run's totals in a 2xx (every stream's count for a body without ``"reply": "named"``, as the server
+answers an older client on a small run).
 Time is a fake clock that only moves when the uploader sleeps.
 """
 
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from ml_dash.agent.upload.retry import Outcome
 
+from ml_dash.agent.upload.retry import Outcome
 from ml_dash.format.wire import block_rows, decode_body, metric_rows
 
 
@@ -138,7 +140,7 @@ class FakeTransport:
             return Outcome(409, body={"error": "another run", "conflict": {"kind": "run", "run_id": self.run_id}})
         for stream, payload in body.get("streams", {}).items():
             if payload["start"] > self.stored.get(stream, 0):
-                return Outcome(409, body={"error": "gap", "acked": dict(self.stored)})
+                return Outcome(409, body={"error": "gap", **self._acknowledgement(body)})
         self.run_id = identity.get("run_id")
         for stream, payload in body.get("streams", {}).items():
             start = payload["start"]
@@ -154,4 +156,12 @@ class FakeTransport:
                     if index >= settled:
                         kept[index] = data
             self.stored[stream] = max(self.stored.get(stream, 0), end)
-        return Outcome(200, body={"acked": dict(self.stored)})
+        return Outcome(200, body=self._acknowledgement(body))
+
+    def _acknowledgement(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A reply's counts (ml_dash/format/wire.py, "Replies")."""
+        if body.get("reply") == "named":
+            acked = {stream: self.stored.get(stream, 0) for stream in body.get("streams", {})}
+        else:
+            acked = dict(self.stored)
+        return {"acked": acked, "run_streams": len(self.stored), "run_rows": sum(self.stored.values())}

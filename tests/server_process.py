@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from ml_dash.format.wire import encode_body
 
@@ -86,6 +86,23 @@ class Server:
                 return rows
             start = rows[-1]["index"] + 1
         raise AssertionError("too many pages")
+
+    def document(self, prefix: str, headers: dict[str, str] | None = None,
+                 key: str | None = None) -> tuple[int, Any]:
+        """(status, the run's document with every stream): its first page of streams, and the rest after
+        ``streams_next`` page by page (``.../streams?after=``), merged in (bounded)."""
+        status, doc = self.request("GET", f"/api/v1/experiments/{prefix}", headers=headers, key=key)
+        after = doc.pop("streams_next", None) if status == 200 else None
+        for _ in range(10_000):
+            if after is None:
+                return status, doc
+            page_status, page = self.request("GET", f"/api/v1/experiments/{prefix}/streams?after={quote(after)}",
+                                             headers=headers, key=key)
+            assert page_status == 200, page
+            doc["streams"].update(page["streams"])
+            doc["latest"].update(page["latest"])
+            after = page.get("next")
+        raise AssertionError("too many pages of streams")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The body budget of server/admission.py: what waits, what is refused with 503, what is given back."""
+"""The body budget of server/http/admission.py: what waits, what is refused with 503, what is given back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from ml_dash.server.errors import Unavailable
-from ml_dash.server.http.admission import RETRY_AFTER_S, BodyBudget
+from ml_dash.server.http.admission import BODY_STEP_BYTES, RETRY_AFTER_S, BodyBudget
+from ml_dash.server.http.bodies import Pace
 
 MiB = 1 << 20
 
@@ -106,3 +107,63 @@ def test_a_client_gone_while_waiting_leaves_nothing_reserved() -> None:
         assert budget.used == 0 and budget.waiting == 0
 
     asyncio.run(main())
+
+
+def test_a_hold_grows_as_its_body_arrives_and_is_refused_without_waiting_when_there_is_no_room() -> None:
+    async def main() -> None:
+        budget = BodyBudget(32 * MiB, queue=4, wait_s=5.0)
+        async with budget.reserve(16 * MiB, "bob"), budget.reserve(12 * MiB, "carol"):
+            with pytest.raises(Unavailable) as refused:
+                async with budget.hold(BODY_STEP_BYTES, "alice") as hold:
+                    assert budget.used == 28 * MiB + BODY_STEP_BYTES  # a step, not the body's 16 MiB
+                    hold.cover(4 * MiB)
+                    hold.cover(2 * MiB)  # never shrinks while the body is read
+                    assert hold.held == 4 * MiB and budget.used == 32 * MiB
+                    hold.cover(4 * MiB + BODY_STEP_BYTES)  # no room: 503 at once, not a wait
+            assert refused.value.retry_after_s == RETRY_AFTER_S and budget.waiting == 0
+            assert budget.used == 28 * MiB  # what the refused body held is given back
+        assert budget.used == 0
+
+    asyncio.run(main())
+
+
+def test_a_piece_at_a_time_holds_nothing_between_pieces() -> None:
+    async def main() -> None:
+        budget = BodyBudget(16 * MiB, queue=4, wait_s=5.0)
+        async with budget.hold(0, "alice") as hold:
+            assert budget.used == 0
+            await hold.take(MiB)
+            assert budget.used == MiB
+            hold.drop()
+            assert budget.used == 0 and hold.held == 0
+            await hold.take(MiB)  # still held at the block's end: given back there
+        assert budget.used == 0
+
+    asyncio.run(main())
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_body_past_its_first_step_keeps_its_pace_and_banks_at_most_the_slack() -> None:
+    clock = _Clock()
+    steady = Pace(64 * 1024, bank_s=30.0, clock=clock)
+    burst = Pace(64 * 1024, bank_s=30.0, clock=clock)
+    small = Pace(64 * 1024, bank_s=30.0, clock=clock)
+    burst.arrived(16 * MiB)  # at once: worth 256 s at the pace, but only 30 s are banked
+    small.arrived(1000)
+    for _ in range(1000):  # 1,000 s at exactly the pace
+        clock.now += 1.0
+        steady.arrived(64 * 1024)
+        small.arrived(1)
+    left = steady.seconds_left()
+    assert left is not None and left > 0  # never behind, however long
+    burst_left = burst.seconds_left()
+    assert burst_left is not None and burst_left <= 0  # behind since 30 s after its burst
+    assert small.seconds_left() is None  # under a step: only silence bounds it
+    assert Pace(0, bank_s=30.0, clock=clock).seconds_left() is None  # 0: no pace kept

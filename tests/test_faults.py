@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ml_dash.agent.rundir import whole_lines
 
+from ml_dash.agent.rundir import whole_lines
 from ml_dash.format.jsonlines import ReadReport, iter_records
 from ml_dash.metrics import read_metric_rows
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from ml_dash.agent.streams import memory_bound_mb
 
 from ml_dash import Experiment
+from ml_dash.agent.streams import memory_bound_mb
 from ml_dash.format.cursor import UploadCursor
 
 from .conftest import local_run, python_script

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from ml_dash.agent.upload.rejects import set_aside_counts
-from ml_dash.agent.upload.retry import Outcome
 
 from ml_dash import Experiment, RunLockedError
+from ml_dash.agent.upload.rejects import set_aside_counts
+from ml_dash.agent.upload.retry import Outcome
 from ml_dash.format.cursor import UploadCursor
 from ml_dash.format.wire import BodyError, decode_body, metric_blocks
 from ml_dash.server.http.hosts import host_name, is_loopback

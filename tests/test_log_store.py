@@ -1,4 +1,4 @@
-"""The server's log store (server/sqlite_logs.py): search with and without FTS5 gives the same lines."""
+"""The server's log store (server/storage/sqlite/logs.py): search with and without FTS5 gives the same lines."""
 
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ def test_a_run_of_20000_metrics_is_written_synced_and_served_by_the_server_and_b
         sync = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", str(run_dir), "--remote", server.url,
                                "--api-key-file", str(tmp_path / "key")], capture_output=True, text=True, timeout=600)
         assert sync.returncode == 0 and f"{names * rows}/{names * rows} rows" in sync.stdout, sync.stdout + sync.stderr
-        status, doc = server.request("GET", "/api/v1/experiments/alice/p/wide", key=key)
+        status, doc = server.document("alice/p/wide", key=key)
         assert status == 200 and doc["status"] == "COMPLETED"
         assert sum(1 for s in doc["streams"] if s.startswith("metrics/")) == names
         status, page = server.request("GET", f"/api/v1/experiments/alice/p/wide/metrics/layer{names - 1}?limit=10",
@@ -178,7 +178,7 @@ def test_a_run_of_20000_metrics_is_written_synced_and_served_by_the_server_and_b
     ui = LocalUi(tmp_path / ".dash")
     try:
         def indexed() -> bool:  # each read lets the index's pass go on
-            status, doc = ui.request("GET", "/api/v1/experiments/alice/p/wide")
+            status, doc = ui.document("alice/p/wide")
             return status == 200 and sum(n for s, n in doc["streams"].items() if s.startswith("metrics/")) == names * rows
 
         wait_for(indexed, "ml-dash ui indexing the 20,000 metrics")

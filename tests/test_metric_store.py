@@ -1,4 +1,4 @@
-"""The server's metric store (server/sqlite_metrics.py) against brute force over the same rows:
+"""The server's metric store (server/storage/sqlite/metrics.py) against brute force over the same rows:
 pages from any index, and buckets from stored summaries, for batches of any size and alignment."""
 
 from __future__ import annotations

@@ -26,11 +26,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.rejects import set_aside_counts
 from ml_dash.agent.upload.retry import Outcome
 from ml_dash.agent.upload.uploader import RunUploader
-
 from ml_dash.format.wire import encode_body, metric_blocks
 from ml_dash.server.app import create_app
 from ml_dash.server.config import ServerConfig
@@ -131,20 +131,28 @@ class ExactlyOnce(RuleBasedStateMachine):
             stored = len(self.model.by_stream[stream])
             start = data.draw(st.integers(0, stored + 2), label=f"{stream} start")
             sends[stream] = (start, data.draw(st.integers(1, 12), label="count"), data.draw(st.booleans(), label="void"))
-        self.send(writer, other_run, sends)
+        self.send(writer, other_run, sends, data.draw(st.booleans(), label="named reply"))
 
-    def send(self, writer: str, other_run: bool, sends: dict[str, tuple[int, int, bool]]) -> None:
+    def send(self, writer: str, other_run: bool, sends: dict[str, tuple[int, int, bool]], named: bool = True) -> None:
+        """``named``: as this SDK asks (the reply names the request's streams), else as an older one (every
+        stream of this small run)."""
         run_id = "run-2" if other_run else "run-1"
         expected = self.model.outcome(run_id, writer, sends)
-        body = {"v": 2, "identity": {"run_id": run_id, "writer_id": writer},
+        body = {"v": 2, "identity": {"run_id": run_id, "writer_id": writer}, **({"reply": "named"} if named else {}),
                 "streams": {s: _payload(writer, *spec) for s, spec in sends.items()}}
         status, reply = self._post(body)
+        held = {s: len(v) for s, v in self.model.by_stream.items() if v}
         if expected == "ok":
             assert status == 200, (status, reply, sends)
             self.model.apply(run_id, writer, sends)
-            assert reply["acked"] == {s: len(v) for s, v in self.model.by_stream.items() if v}, reply
+            held = {s: len(v) for s, v in self.model.by_stream.items() if v}
+            assert reply["acked"] == ({s: held[s] for s in sends} if named else held), reply
+            assert (reply["run_streams"], reply["run_rows"]) == (len(held), sum(held.values())), reply
         elif expected == "gap":
             assert status == 409 and "acked" in reply and "conflict" not in reply, (status, reply)
+            assert reply["acked"] == ({s: held.get(s, 0) for s in sends} if named else
+                                      {**held, **{s: held.get(s, 0) for s in sends}}), reply
+            assert (reply["run_streams"], reply["run_rows"]) == (len(held), sum(held.values())), reply
         elif expected in ("writer", "run"):
             assert status == 409 and reply["conflict"]["kind"] == expected, (status, reply)
         else:

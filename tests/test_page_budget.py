@@ -64,7 +64,7 @@ def test_a_log_page_of_large_lines_is_cut_by_its_bytes_and_followed(server: Serv
         rows = [{"timestamp": "t", "level": "info", "message": f"{start + i}:{line}"} for i in range(1)]
         body = {"v": 2, "identity": {"run_id": "r", "writer_id": "w"}, "streams": {"logs": {"start": start, "rows": rows}}}
         reply = server.ingest("alice/p/wide", body, key)
-        assert reply == (200, {"acked": {"logs": start + 1}}), reply[1].get("error")
+        assert (reply[0], reply[1].get("acked")) == (200, {"logs": start + 1}), reply[1].get("error")
     status, page = server.request("GET", f"{RUN}/logs?start=0&limit=100000", key=key)
     assert status == 200 and 0 < len(page["logs"]) < 32
     assert page["next"] == page["logs"][-1]["sequenceNumber"] + 1

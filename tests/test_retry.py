@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 
 import pytest
+
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.retry import MAX_RETRY_AFTER_S, Outcome, parse_retry_after, send_with_retries
 

@@ -36,7 +36,7 @@ SERVER_MEMORY_BOUND = 768 << 20
 
 
 def _body(run: str, streams: dict[str, Any]) -> dict[str, Any]:
-    return {"v": 2, "identity": {"run_id": run, "writer_id": run}, "streams": streams}
+    return {"v": 2, "identity": {"run_id": run, "writer_id": run}, "reply": "named", "streams": streams}
 
 
 def _one_row_streams(first: int, count: int) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _post(srv: Server, run: str, raw: bytes, encoding: str = "zstd") -> tuple[in
 
 
 def _streams_of(srv: Server, run: str) -> dict[str, int]:
-    status, exp = srv.request("GET", f"/api/v1/experiments/alice/p/{run}", headers=USER)
+    status, exp = srv.document(f"alice/p/{run}", headers=USER)  # every page of the run's streams
     return exp["streams"] if status == 200 else {}
 
 

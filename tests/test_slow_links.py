@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from ml_dash import Experiment
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.retry import Outcome, send_with_retries
 from ml_dash.agent.upload.transport import HttpTransport
-
-from ml_dash import Experiment
 from ml_dash.format.wire import encode_body, metric_blocks
 from ml_dash.server.http.protocol import QuietAppRunner
 

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
+
+from ml_dash import Experiment
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.live_upload import LiveUpload
 from ml_dash.agent.upload.rejects import set_aside_counts
 from ml_dash.agent.upload.retry import Outcome
 from ml_dash.agent.upload.uploader import RunUploader, UploadReport
-
-from ml_dash import Experiment
 from ml_dash.format.cursor import StreamCursor, UploadCursor
 
 from .fake_server import FakeClock, FakeTransport, Request

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import msgpack
 import msgspec
+
+from ml_dash import Experiment
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.metric_lines import uniform_block
 from ml_dash.agent.upload.pending import MemoryChunks, end_of_line, read_stream
 from ml_dash.agent.upload.transport import HttpTransport
 from ml_dash.agent.upload.uploader import RunUploader
-
-from ml_dash import Experiment
 from ml_dash.format.jsonlines import ReadReport, iter_records, restore_metric_row
 from ml_dash.format.wire import decode_body, metric_blocks, metric_rows
 

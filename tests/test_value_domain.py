@@ -227,7 +227,6 @@ def test_row18_a_bug_in_one_runs_upload_does_not_stop_the_sync_of_the_next(workd
     import io
 
     from ml_dash.agent.upload.uploader import RunUploader
-
     from ml_dash.remote.sync import SyncOptions, sync_paths
 
     for name in ("one", "two"):

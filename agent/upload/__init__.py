@@ -1,1 +1,1 @@
-"""ml_dash.agent.upload."""
+"""The upload client: what is on disk and not yet acknowledged goes to the server in batches, with retry."""

@@ -22,7 +22,7 @@ from ml_dash.format.cursor import StreamCursor, UploadCursor
 from ml_dash.format.jsonlines import read_json
 from ml_dash.format.layout import EXPERIMENT, PARAMS, RUN_FIELDS, discover_streams, identity_key
 from ml_dash.format.segments import segments_of, writer_at
-from ml_dash.format.wire import LIMITS, WIRE_VERSION, wire_body
+from ml_dash.format.wire import LIMITS, NAMED_REPLY, WIRE_VERSION, wire_body
 
 from ..backlog import file_size, offset_of_index
 from .pending import BATCH_BYTES, MemoryChunks, PendingStream, Void, read_stream
@@ -140,7 +140,8 @@ class BatchBuilder:
                 budget -= stream.count if stream.void is None else 0
                 budget_bytes -= stream.size
         documents, params_version = self.documents(sent_params)
-        body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **documents, "streams": {}}
+        body: dict[str, Any] = {"v": WIRE_VERSION, "identity": self.identity_of(cursor), **NAMED_REPLY, **documents,
+                                "streams": {}}
         for stream in streams:
             payload: dict[str, Any] = {"start": stream.start + cursor.base(stream.name)}
             if stream.writer is not None and stream.writer != body["identity"].get("writer_id"):

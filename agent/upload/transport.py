@@ -25,6 +25,9 @@ from ml_dash.format.wire import CONTENT_TYPE
 from .retry import Outcome, parse_retry_after
 from .stall import Stalled, StallGuard
 
+#: Pages of a run's streams :meth:`HttpTransport.get_run` follows (1,000 streams each: 1,000,000 streams).
+MAX_STREAM_PAGES = 1_000
+
 logger = logging.getLogger("ml_dash.agent")
 
 #: The longest reply read; a server sending more is cut off here, not read into memory. An ingest reply and
@@ -90,9 +93,28 @@ class HttpTransport:
                                        headers={**self.headers, **headers})
 
     async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
-        """GET the run's summary (its run id and stream counts)."""
+        """GET the run's summary: its run id and every stream's count.
+
+        A run's document carries its first page of streams and ``streams_next``; the rest is read page by
+        page (``/streams?after=``) and merged in. Seeing one page would not do: a recount after a loss, or
+        an adoption on resume, would take every stream past it for empty and send its rows again. At most
+        :data:`MAX_STREAM_PAGES` pages, each after a later name than the one before (never a loop)."""
         url = f"{self.remote}/api/v1/experiments/{prefix}"
-        return await self._request("GET", url, timeout_s, timeout_s, headers=self.headers)
+        outcome = await self._request("GET", url, timeout_s, timeout_s, headers=self.headers)
+        streams = outcome.body.get("streams") if outcome.ok and outcome.body is not None else None
+        after = outcome.body.pop("streams_next", None) if isinstance(streams, dict) and outcome.body else None
+        for _ in range(MAX_STREAM_PAGES):
+            if not isinstance(after, str) or not isinstance(streams, dict):
+                return outcome
+            query = urllib.parse.urlencode({"after": after})
+            page = await self._request("GET", f"{url}/streams?{query}", timeout_s, timeout_s, headers=self.headers)
+            more = page.body.get("streams") if page.ok and page.body is not None else None
+            if not isinstance(more, dict):  # a failed page fails the whole read: a retry starts it again
+                return page if not page.ok else Outcome(-1, error=f"{url}/streams answered without a map of streams")
+            streams.update(more)
+            cut = (page.body or {}).get("next")
+            after = cut if isinstance(cut, str) and cut > after else None
+        return Outcome(-1, error=f"{url} has more than {MAX_STREAM_PAGES} pages of streams")
 
     async def _request(self, method: str, url: str, idle_s: float, total_s: float | None,
                        body: bytes | BinaryIO | None = None, headers: dict[str, str] | None = None) -> Outcome:

@@ -3,8 +3,12 @@
 The local files are the record: each pass sends the complete lines past each
 stream's cursor (agent/upload/batches.py) with the run's documents, and moves the
 cursor (ml_dash/format/cursor.py) only when the server has acknowledged. Every reply
-carries the server's counts, and they win: a stream whose server holds less
-than the cursor says (a server that lost its data) is sent again from there.
+carries the server's counts of the streams it was sent (ml_dash/format/wire.py,
+"Replies"), and they win: a stream whose server holds less than the cursor
+says (a server that lost its data) is sent again from there. A stream a reply
+does not name is left as it is; when the run's stored rows (``run_rows``) are
+fewer than the cursor's, the uploader asks for every count once and rewinds
+the streams the server lacks.
 
 One request per run is in flight at a time; while it is, the next batch is
 read, encoded and compressed on a worker thread. Statuses are handled as the
@@ -35,9 +39,9 @@ from typing import Any
 
 from ml_dash.format.cursor import StreamCursor, UploadCursor
 from ml_dash.format.layout import discover_streams, identity_key, stream_path
-from ml_dash.format.wire import stream_counts
+from ml_dash.format.vocabulary import utc_iso
+from ml_dash.format.wire import Acknowledged, acknowledged, stream_counts
 
-from ...format.vocabulary import utc_iso
 from ..backlog import file_size, offset_of_index, rows_on_disk
 from ..deadline import Deadline
 from .batches import PROBE_ROWS, Batch, BatchBuilder
@@ -121,6 +125,9 @@ class RunUploader:
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
         self.pass_sleep = sleep  # the current pass's retry wait
+        self.pass_deadline: Deadline | None = None  # and its deadline and attempts, for the requests between batches
+        self.pass_single_attempt = False
+        self.counted_more = False  # every count was asked for once because the server held more than the cursor
         self.held_back: dict[str, str] = {}  # streams the server refused to start, and its words
         self.held_back_until = 0.0  # (clock) when they are offered again
 
@@ -183,6 +190,7 @@ class RunUploader:
         ``sleep``: the retry wait for this pass (default: the uploader's)."""
         report = UploadReport()
         self.pass_sleep = sleep or self.sleep
+        self.pass_deadline, self.pass_single_attempt = deadline, single_attempt
         self.builder.without_documents = False  # documents refused in an earlier pass are tried again
         if self.held_back and self.clock() >= self.held_back_until:  # streams refused a while ago: once more
             self.held_back.clear()
@@ -265,17 +273,17 @@ class RunUploader:
         if outcome.ok:
             self.memory.resume()
             self.failing_since = None
-            whole = await self._advance(batch, body["acked"], report)
-            if report.stopped:
+            whole = await self._advance(batch, acknowledged(body), report)
+            if report.stopped or report.unreachable:
                 return NextStep.STOP
             return NextStep.CONTINUE if whole else NextStep.REBUILD
         if status == 409 and isinstance(body.get("conflict"), dict):
             report.stopped, report.reason, report.conflict = StopReason.CONFLICT, outcome.reason, body["conflict"]
             return NextStep.STOP
         if status == 409 and isinstance(body.get("acked"), dict):  # the batch starts past the server's rows
-            await self._reconcile(body["acked"], report)
+            await self._reconcile(acknowledged(body), report)
             await self._save()
-            return NextStep.STOP if report.stopped else NextStep.REBUILD
+            return NextStep.STOP if report.stopped or report.unreachable else NextStep.REBUILD
         if status in STOPS:
             report.stopped, report.reason = STOPS[status], outcome.reason
             return NextStep.STOP
@@ -336,7 +344,7 @@ class RunUploader:
                     return pending.name, local
         return None
 
-    async def _advance(self, batch: Batch, acked: dict[str, Any], report: UploadReport) -> bool:
+    async def _advance(self, batch: Batch, acked: Acknowledged, report: UploadReport) -> bool:
         """The server stored ``batch``: move the cursors, record what was set aside, reconcile with the
         server's counts; True when every stream can go on from where the batch ended."""
         cursor = self.cursor
@@ -365,16 +373,49 @@ class RunUploader:
         await self._save()
         return whole
 
-    async def _reconcile(self, acked: dict[str, Any], report: UploadReport) -> bool:
+    async def _reconcile(self, acked: Acknowledged, report: UploadReport) -> bool:
         """The server's counts win: a stream whose server holds fewer rows than the cursor says is sent
-        again from there. False when a stream was rewound."""
+        again from there. A reply names the streams of its request; when the run's rows say the server
+        lost some of the others (or holds more), every count is asked for. False when a stream was rewound."""
+        cursor = self.cursor
+        assert cursor is not None
+        whole = await self._rewind(acked, report)
+        if report.stopped or acked.complete or acked.run_rows is None:
+            return whole
+        expected = await self.blocking(cursor.server_rows)
+        # fewer: the server lost rows, asked every time; more: another directory's rows (or a lost cursor),
+        # asked once, for the report (every reply would say so again)
+        if acked.run_rows == expected or (acked.run_rows > expected and self.counted_more):
+            return whole
+        self.counted_more = self.counted_more or acked.run_rows > expected
+        counts = await self._recount(report)
+        return counts is not None and await self._rewind(counts, report) and whole
+
+    async def _recount(self, report: UploadReport) -> Acknowledged | None:
+        """Every stream's count (``GET`` of the run: once per loss seen, never per batch); None when the
+        server did not answer, said in ``report``."""
+        deadline = self.pass_deadline or Deadline(self.request_timeout_s)
+        outcome = await send_with_retries(lambda t: self.transport.get_run(self.prefix, t or self.request_timeout_s),
+                                          deadline, self.request_timeout_s, self.pass_sleep, self.pass_single_attempt)
+        report.requests += 1
+        if outcome.ok or outcome.status == 404:  # 404: the server has no such run any more
+            return Acknowledged(stream_counts(outcome.body or {}), True, None)
+        if outcome.status in STOPS or outcome.status < 0:
+            report.stopped, report.reason = STOPS.get(outcome.status, StopReason.INVALID), outcome.reason
+        else:
+            report.unreachable, report.reason = True, outcome.reason
+            report.unreachable_since = time.time()
+        return None
+
+    async def _rewind(self, acked: Acknowledged, report: UploadReport) -> bool:
+        """Rewind each stream whose server holds fewer rows than the cursor says (of a complete reply, a
+        stream it does not name holds none); False when one was."""
         cursor = self.cursor
         assert cursor is not None
         whole = True
-        named = {name: stored for name, stored in acked.items() if isinstance(name, str) and isinstance(stored, int)
-                 and not isinstance(stored, bool) and stored >= 0}
-        for name in set(named) | set(cursor.streams):
-            stored = named.get(name, 0)  # a stream the server does not list: it holds none of it
+        named = acked.counts
+        for name in set(named) | (set(cursor.streams) if acked.complete else set()):
+            stored = named.get(name, 0)
             local = stored - cursor.base(name)
             at = cursor.streams.get(name)
             if local < 0:  # this directory continues after rows the server no longer holds

@@ -1,1 +1,1 @@
-"""ml_dash._run."""
+"""One run's machinery behind the SDK's facades: session, config, resume, the one-writer lock, snapshots."""

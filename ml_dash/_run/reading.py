@@ -10,7 +10,7 @@ from typing import Any
 
 from ..format import layout
 from ..format.jsonlines import ReadReport, iter_records, read_json
-from .runlock import is_held
+from .runlock import writer_alive
 
 
 @dataclass(slots=True)
@@ -105,7 +105,7 @@ def summarise(directory: Path) -> RunSummary:
     doc = read_json(directory / layout.EXPERIMENT)
     doc = doc if isinstance(doc, dict) else {}
     status = str(doc.get("status", "UNKNOWN"))
-    if status == "RUNNING" and written_here(doc) and is_held(directory) is False:
+    if status == "RUNNING" and written_here(doc) and writer_alive(directory, doc) is False:
         status = "CRASHED"  # no writer holds it: its process is gone
     summary = RunSummary(directory, str(doc.get("prefix", directory.name)), status)
     report = ReadReport()

@@ -22,6 +22,16 @@ A process forked by C code that skips Python's fork hooks and never execs keeps
 the copy until it exits; releasing unlocks explicitly, so the parent can still
 let go of a run.
 
+A holder checks its lock file on each durable pass (about every second) and
+locks the file at the path again when it was deleted or replaced. Until it
+does, nothing is locked: so whoever concludes "no writer is left" from "not
+locked" (``ml-dash ls`` and the local UI showing a RUNNING run as CRASHED,
+``ml-dash sync`` marking it so, a second writer starting) asks
+:func:`writer_alive`, or :meth:`RunLock.acquire` waits, for up to
+:data:`RELOCK_WAIT_S` when the file is missing or has just changed and the
+writer the run names may be alive. A writer of this host that has ended is
+known at once (its pid is gone), so a crashed run is still said promptly.
+
 Holders write who they are (pid, host, since when, prefix) into the file, so a
 refused writer can say who holds it. An in-process registry refuses a second
 writer inside the process (two ``Experiment`` objects on one directory) before
@@ -41,12 +51,13 @@ import stat
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunLockedError
-from ..format.jsonlines import dumps, loads
-from ..format.layout import LOCK_FILE
+from ..format.jsonlines import dumps, loads, read_json
+from ..format.layout import EXPERIMENT, LOCK_FILE
 from ..format.vocabulary import utc_iso
 from .mounts import Mount, lock_caveat, mount_of_directory
 
@@ -66,6 +77,10 @@ _ofd = fcntl is not None and sys.platform.startswith("linux") and struct.calcsiz
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: errnos of "someone else holds it"; anything else means the file system has no working locks
 _HELD_ERRNOS = frozenset({errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK})
+#: How long a lock file missing or changed moments ago is watched for its holder to lock it again: the holder
+#: does so on its next durable pass (``ML_DASH_FSYNC_INTERVAL_S``, 1 s by default), a loaded machine later.
+RELOCK_WAIT_S = 3.0
+_RELOCK_POLL_S = 0.05
 
 _registry_lock = threading.Lock()
 _held: dict[str, RunLock] = {}
@@ -129,6 +144,7 @@ class RunLock:
         key = os.path.realpath(directory)
         holder = {"pid": os.getpid(), "hostname": socket.gethostname(), "since": utc_iso(), "prefix": prefix,
                   "purpose": purpose}
+        _await_relock(directory)  # else, in that window, the run's living writer would be refused its own run
         with _registry_lock:
             mine = _held.get(key)
             if mine is not None:
@@ -238,6 +254,49 @@ def is_held(directory: Path) -> bool | None:
     finally:
         os.close(fd)  # a lock belongs to its open file description: closing this one drops none
     return struct.unpack(_FLOCK_LAYOUT, answer)[0] != fcntl.F_UNLCK
+
+
+def writer_alive(directory: Path, recorded: dict[str, Any]) -> bool | None:
+    """Whether a writer still holds ``directory``, as :func:`is_held` says, except that a lock file deleted or
+    replaced moments ago is watched for up to :data:`RELOCK_WAIT_S` while the writer ``recorded`` (the pid and
+    hostname of the run's experiment.json) may be alive: its holder locks the new file within a second. False
+    at once for a writer of this host whose process has ended. None when it cannot tell."""
+    held = is_held(directory)
+    if held is not False or not _in_relock_window(directory, recorded):
+        return held
+    deadline = time.monotonic() + RELOCK_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(_RELOCK_POLL_S)
+        held = is_held(directory)
+        if held is not False or not _may_be_alive(recorded):
+            return held
+    return False
+
+
+def _in_relock_window(directory: Path, recorded: dict[str, Any]) -> bool:
+    """Whether a living holder may be about to lock the file again: the file is missing or changed less than
+    :data:`RELOCK_WAIT_S` ago (a rename or a restore sets its ctime), and the recorded writer may be alive
+    (another process than this one, which its registry answers for)."""
+    if recorded.get("pid") == os.getpid() and recorded.get("hostname") == socket.gethostname():
+        return False
+    if not _may_be_alive(recorded):
+        return False
+    try:
+        changed = os.stat(directory / LOCK_FILE, follow_symlinks=False).st_ctime
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return time.time() - changed < RELOCK_WAIT_S
+
+
+def _await_relock(directory: Path) -> None:
+    """Before locking: when the run says RUNNING and its lock file is in the window, wait for the holder to
+    lock it again (the lock call then names it), so that neither a second writer nor ``ml-dash sync`` takes
+    a living run for a crashed one."""
+    doc = read_json(directory / EXPERIMENT)
+    if isinstance(doc, dict) and doc.get("status") == "RUNNING" and isinstance(doc.get("pid"), int):
+        writer_alive(directory, doc)
 
 
 def _flock_struct(kind: int) -> bytes:

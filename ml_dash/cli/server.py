@@ -45,6 +45,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--body-memory-mb", type=int, default=64, metavar="MB",
                         help="request bodies the server holds in memory at once (default 64; a key holds at most "
                              "half); a request that finds no room waits up to 5 s, then gets 503 with Retry-After")
+    server.add_argument("--body-min-rate-kb", type=int, default=64, metavar="KB",
+                        help="the slowest, in KiB/s on average, that an ingest body holding more than 256 KiB of "
+                             "that memory may arrive, with --body-timeout-s of slack; slower gets 408 (default 64; "
+                             "0: no such bound)")
     server.add_argument("--worker-memory-mb", type=int, default=192, metavar="MB",
                         help="memory an ingest worker may use to decode one body, beyond its own (default 192; "
                              "Linux); a body that needs more gets 413")
@@ -91,6 +95,7 @@ def run_server(args: argparse.Namespace) -> int:
         smallest = 2 * LIMITS.max_compressed_bytes >> 20
         for flag, value, low in (("--body-memory-mb", args.body_memory_mb, smallest),
                                  ("--worker-memory-mb", args.worker_memory_mb, 64),
+                                 ("--body-min-rate-kb", args.body_min_rate_kb, 0),
                                  ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
@@ -98,6 +103,7 @@ def run_server(args: argparse.Namespace) -> int:
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               body_memory_bytes=args.body_memory_mb << 20,
+                              body_min_bytes_per_s=args.body_min_rate_kb << 10,
                               worker_memory_bytes=args.worker_memory_mb << 20,
                               max_metrics_per_run=args.max_metrics_per_run,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host))
@@ -179,7 +185,7 @@ class _UiAnnouncement:
             print(f"warning: --no-auth: every account on this machine can read the runs under {self.root} "
                   f"through {base}/", file=sys.stderr, flush=True)
             return
-        url = f"{base}/#token={self.token}"  # a fragment: never sent to a server (server/ui_token.py)
+        url = f"{base}/#token={self.token}"  # a fragment: never sent to a server (server/http/ui_token.py)
         try:
             self.url_file = write_url_file(int(base.rsplit(":", 1)[1]), url)
             where = f"; it is also in {self.url_file}"

@@ -20,8 +20,10 @@ adopted ``run_id``. experiment.json keeps the same under ``adopted`` (per
 server), so a lost cursor file does not lose it. ``"adopt": "pending"`` means the adoption waits for the
 first answer of the server (the run was resumed while it was unreachable).
 
-The server's counts win over this file: every reply carries them, and the
-uploader rewinds a stream whose server holds less than recorded here.
+The server's counts win over this file: every reply carries those of the
+streams it was sent and the run's stored rows, and the uploader rewinds a
+stream whose server holds less than recorded here (all of them, after asking
+for every count, when the run's rows are fewer than :meth:`UploadCursor.server_rows`).
 Loading and saving are blocking: the uploader does both on a worker thread.
 """
 
@@ -113,6 +115,12 @@ class UploadCursor:
             return _count((self.adopt.get("base") or {}).get(stream))
         return 0
 
+    def server_rows(self) -> int:
+        """The fewest rows the server holds of the run by this entry (the adopted base of each stream and
+        its acknowledged rows): an ingest reply's ``run_rows`` below it means the server lost some."""
+        base = _dict(self.adopt.get("base")) if isinstance(self.adopt, dict) else {}
+        return sum(_count(n) for n in base.values()) + sum(at.acked for at in self.streams.values())
+
     def adopt_run(self, run_id: str, base: dict[str, int]) -> None:
         """Continue the server's run ``run_id``: local rows of each stream follow its ``base`` rows."""
         self.adopt = {"run_id": run_id, "base": {s: n for s, n in base.items() if isinstance(n, int) and n > 0}}
@@ -131,7 +139,7 @@ def acknowledged_rows(directory: Path, prefix: str) -> dict[str, int]:
 
 def _entries(document: Any) -> dict[str, dict[str, Any]]:
     """server -> prefix -> entry. Another version (or a damaged file) reads as empty: the upload
-    then starts from row 0 and the server's counts, which every reply carries, set it right."""
+    then starts from row 0, and the server acknowledges what it holds again without storing it twice."""
     if not isinstance(document, dict) or document.get("version") != VERSION:
         return {}
     servers = document.get("servers")

@@ -31,10 +31,29 @@ A *void* (``"void": n``) tells the server that rows ``start .. start+n-1`` are
 set aside by the client (kept on its disk, counted there): the server records
 the range, so the stream stays contiguous and later rows are stored.
 
-Replies: 2xx ``{"acked": {stream: rows stored}}`` with *every* stream of the
-run, so a client can tell when the server holds less than it thinks; 409
-``{"acked": ...}`` for a batch that starts past the stored rows; 409
-``{"conflict": {...}}``; 4xx ``{"error", "stream"?, "index"?}``.
+Replies: 2xx ``{"acked": {stream: rows stored}, "run_streams": n, "run_rows": n}``;
+409 with the same fields for a batch that starts past the stored rows; 409
+``{"conflict": {...}}``; 4xx ``{"error", "stream"?, "index"?}``. A body with
+``"reply": "named"`` (this client sends it always) gets in ``acked`` the streams
+it names, and only those: a reply costs what its request does, never what the
+run holds (a run may hold 100,000 streams; a reply listing them took 0.14 s of
+the server and several MB for each small batch). A stream a reply does not name
+is unchanged, never "0 stored". ``run_streams`` and ``run_rows`` (the run's
+streams, and its stored rows summed over them) let the client see that the
+server holds less than it acknowledged (a server that lost its data): it then
+asks for every count once (``GET /api/v1/experiments/{prefix}``).
+
+Older clients did not send ``reply`` and took a stream missing from ``acked``
+for "0 stored": they would rewind it and send it again, back and forth between
+batches, and one whose rewind of a short stream found the end of its file (a
+bug of theirs, agent/backlog.py) sent its next row under an index the server
+took for a resend, never storing it. So for them the server lists every stream
+of a run of at most ``BodyLimits.max_streams`` streams (a reply no larger than
+a request's worth), and refuses whole, with 426 and a reason, a body that would
+leave a run with more: such a client stops that upload and keeps its rows on
+disk, pending, until an upgraded one sends them. Older servers (no
+``run_rows`` in the reply) list every stream, and this client reads such a
+reply as it did.
 
 Bodies are compressed with zstd (``Content-Encoding: zstd``); gzip and
 identity are accepted. :func:`decode_body` caps the decompressed size, and
@@ -75,13 +94,42 @@ class BodyError(ValueError):
         self.status = status
 
 
+#: What a body says to ask for a reply that names only its own streams (see "Replies").
+NAMED_REPLY = {"reply": "named"}
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """An ingest reply as the client reads it: the stored count of each stream it names; whether it names
+    every stream of the run (an older server's reply, without ``run_rows``); and the run's stored rows."""
+
+    counts: dict[str, int]
+    complete: bool
+    run_rows: int | None
+
+
+def acknowledged(reply: dict[str, Any]) -> Acknowledged:
+    """The counts of an ingest reply (2xx or 409); anything malformed in it (a hostile or broken server)
+    is left out."""
+    acked = reply.get("acked")
+    counts = {k: v for k, v in acked.items() if isinstance(k, str) and _is_count(v)} if isinstance(acked, dict) else {}
+    run_rows = reply.get("run_rows")
+    if not _is_count(run_rows):
+        return Acknowledged(counts, True, None)
+    return Acknowledged(counts, False, run_rows)
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
 def stream_counts(reply: dict[str, Any] | None) -> dict[str, int]:
     """The rows a server reply says it stores per stream (``{"streams": {name: count}}``); anything
     else in it (a hostile or broken server) is left out."""
     streams = reply.get("streams") if isinstance(reply, dict) else None
     if not isinstance(streams, dict):
         return {}
-    return {k: v for k, v in streams.items() if isinstance(k, str) and type(v) is int and v >= 0}
+    return {k: v for k, v in streams.items() if isinstance(k, str) and _is_count(v)}
 
 
 def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -31,6 +31,9 @@ from ..format.layout import LOG_KEY, METRIC_KEY
 
 PAGE_ROWS = 50_000  # the server's largest page
 MAX_PAGES = 1_000_000
+#: Pages of a run's streams: 1,000 streams a page from an ml-dash server, which holds at most 100,000 a run
+#: by default; a server that names more is refused here rather than followed for ever.
+MAX_STREAM_PAGES = 1_000
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a page of 50,000 rows is a few MB; a server sending more is refused
 MAX_ERROR_BYTES = 64 * 1024
 #: No proxies from the environment: the uploader (aiohttp) ignores them too, so reads and writes
@@ -94,8 +97,27 @@ class ServerReads:
                                                f"{self.timeout_s:g} s")
 
     def experiment(self) -> dict[str, Any] | None:
-        """The run's summary (params, status, stream sizes), or None when the server has no such run."""
-        return self._get()
+        """The run's summary (params, status, every stream's size, each metric field's latest value), or None
+        when the server has no such run. A run's document carries its first page of streams and, past
+        them, ``streams_next``: the rest is read page by page (``/streams?after=``) and merged in."""
+        doc = self._get()
+        if doc is None:
+            return None
+        streams, latest = doc.get("streams"), doc.get("latest")
+        after = doc.pop("streams_next", None)
+        for _ in range(MAX_STREAM_PAGES + 1):  # bounded: a server that pages forever ends here
+            if not isinstance(after, str) or not isinstance(streams, dict):
+                return doc
+            page = self._get("/streams", after=after) or {}
+            more, values = page.get("streams"), page.get("latest")
+            if not isinstance(more, dict):
+                raise MLDashError(f"{self.remote} answered the streams of {self.prefix} without a map of streams")
+            streams.update(more)
+            if isinstance(latest, dict) and isinstance(values, dict):
+                latest.update(values)
+            cut = page.get("next")
+            after = cut if isinstance(cut, str) and cut > after else None  # names only grow: never a loop
+        raise MLDashError(f"{self.remote} sent more than {MAX_STREAM_PAGES} pages of the streams of {self.prefix}")
 
     def pages(self, path: str, field: str, key: str, start: int = 0,
               limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -138,7 +160,7 @@ class ServerReads:
         return lines if level is None else [line for line in lines if line.get("level") == level]
 
     def params(self) -> dict[str, Any]:
-        return dict((self.experiment() or {}).get("params") or {})
+        return dict((self._get() or {}).get("params") or {})  # the document alone: no stream pages
 
     def files(self) -> list[dict[str, Any]]:
         """The run's file entries (those that are objects)."""

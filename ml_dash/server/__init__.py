@@ -6,8 +6,9 @@ imports ``ml_dash.server.ingest`` without the application and its routes.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .app import create_app
@@ -16,12 +17,7 @@ if TYPE_CHECKING:
 _HOMES = {"create_app": ".app", "ServerConfig": ".config"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _HOMES)
 
 
 __all__ = ["ServerConfig", "create_app"]

@@ -3,7 +3,7 @@
 A request acts as the owner of its API key (``Authorization: Bearer``), as the user it names on a
 development server (``X-ML-Dash-User`` with --allow-user-name), or as the owner of its browser
 session (a cookie, read-only); on ``ml-dash ui`` (open reads) whoever got past its token
-(server/ui_token.py; anyone with ``--no-auth``) reads everything.
+(server/http/ui_token.py; anyone with ``--no-auth``) reads everything.
 """
 
 from __future__ import annotations

@@ -5,13 +5,15 @@ Routes (JSON unless noted)::
     GET  /health
     GET  /, /ui/{file}                                          the web UI (server/ui.py)
                   on ``ml-dash ui``, every route but these and /health needs its token
-                  in ``Authorization: token`` (server/ui_token.py)
+                  in ``Authorization: token`` (server/http/ui_token.py)
     POST|GET|DELETE /api/v1/session                             browser sessions (server/sessions.py)
     POST /api/v1/runs/{owner}/{project}/{name}/events          bulk ingest (msgpack, zstd/gzip)
+    GET  /api/v1/limits                                         the read API's caps, for the UI (server/routes/limits.py)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
-    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1
-    GET  /api/v1/experiments/{owner}/{project}/{name}
+    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1&latest_metrics=
+    GET  /api/v1/experiments/{owner}/{project}/{name}           the run, and its first 1,000 streams
+    GET  /api/v1/experiments/{owner}/{project}/{name}/streams?after=&limit=&q=   the next ones
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
     GET  /api/v1/compare/metrics/{metric}?runs=o/p/n,...&buckets=&fields=   one metric of many runs, bucketed
@@ -38,7 +40,7 @@ from aiohttp import web
 
 from .._version import __version__
 from ..format.jsonlines import mark_non_finite_metric_row
-from ..format.naming import validate_prefix
+from ..format.naming import MAX_SEGMENT_CHARS, validate_metric_name, validate_prefix
 from ..format.vocabulary import STATUSES, normalise_level
 from . import sessions, ui
 from .access import (
@@ -65,11 +67,12 @@ from .errors import (
     Forbidden,
     Unauthorized,
     Unprocessable,
+    UpgradeRequired,
     error_middleware,
     json_response,
 )
-from .http.admission import IngestGate
-from .http.bodies import declared_size, read_body
+from .http.admission import BODY_STEP_BYTES, IngestGate
+from .http.bodies import declared_size, read_held_body
 from .http.etags import conditional_json
 from .http.hosts import ALLOWED_HOSTS, host_middleware
 from .http.request_text import text_middleware
@@ -79,15 +82,17 @@ from .ingest.decode import ingest_reply
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
+from .routes.limits import MAX_BUCKETS, MAX_COMPARED_BUCKETS, MAX_COMPARED_RUNS, MAX_READ_ROWS, get_limits
 from .storage.buckets import SUMMARY_WIDTHS
-from .storage.records import ConflictError, GapError, StreamLimitError
+from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
+from .storage.records import ConflictError, GapError, StreamLimitError, UnnamedReplyError
 from .storage.sqlite.store import SQLiteStorage, Storage
 from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
 
-MAX_READ_ROWS = 100_000
 MAX_SEARCH_CHARS = 200
+MAX_STREAM_NAME_CHARS = len("metrics/") + MAX_SEGMENT_CHARS
 
 
 def create_app(config: ServerConfig, storage: Storage | None = None, local_root: Path | None = None) -> web.Application:
@@ -141,10 +146,12 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     if not config.read_only:
         app.router.add_post(base + "/runs/{owner}/{project}/{name}/events", ingest)
         app.router.add_put(base + "/runs/{owner}/{project}/{name}/files/{path:.+}", put_file)
+    app.router.add_get(base + "/limits", get_limits)
     app.router.add_get(base + "/owners", list_owners)
     app.router.add_get(base + "/projects", list_projects)
     app.router.add_get(base + "/experiments", list_experiments)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}", get_experiment)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/streams", get_streams)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
     app.router.add_get(base + "/compare/metrics/{metric}", compare_metric)
@@ -190,8 +197,9 @@ async def delete_session(request: web.Request) -> web.Response:
 
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
-    """Bounded before any work (server/admission.py): the body's bytes are reserved before it is read,
-    and it is decoded and stored while holding one of a few work slots."""
+    """Bounded before any work (server/http/admission.py): the body holds of the body budget what has arrived
+    and a step ahead, the first step taken before it is read, and it is decoded and stored while holding
+    one of a few work slots."""
     owner, project, name = run_prefix(request)
     who = await caller(request)
     if who != owner:
@@ -199,18 +207,21 @@ async def ingest(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     limit = config.body_limits.max_compressed_bytes
     gate = request.app[GATE]
-    async with gate.bodies.reserve(declared_size(request, limit), who):
-        raw = await read_body(request, limit, config.body_idle_timeout_s)
+    first_step = min(declared_size(request, limit), BODY_STEP_BYTES)
+    async with gate.bodies.hold(first_step, who) as hold:
+        raw = await read_held_body(request, limit, hold, config.body_idle_timeout_s, config.body_min_bytes_per_s)
         async with gate.work:
             batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)
             try:
                 acked = await request.app[STORAGE].ingest(batch, config.max_metrics_per_run)
             except GapError as exc:
-                raise Conflict(str(exc), acked=exc.counts) from None
+                raise Conflict(str(exc), **exc.reply.fields()) from None
             except ConflictError as exc:
                 raise Conflict(str(exc), conflict=exc.details) from None
             except StreamLimitError as exc:
                 raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
+            except UnnamedReplyError as exc:
+                raise UpgradeRequired(str(exc)) from None
     return ingest_reply(acked)
 
 
@@ -240,17 +251,50 @@ async def list_experiments(request: web.Request) -> web.Response:
         owner, request.query.get("project"), status, request.query.get("tag"),
         int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
         silent_since)
-    if request.query.get("latest") == "1":  # each run's latest metric values, for the run table
-        latest = await request.app[STORAGE].latest_metrics([e["id"] for e in rows])
-        rows = [{**e, "latest": latest.get(e["id"], {})} for e in rows]
+    named = latest_names(request)
+    if request.query.get("latest") == "1" or named:  # latest metric values, for the run table (bounded)
+        latest = await request.app[STORAGE].list_latest([e["id"] for e in rows], named)
+        rows = [{**e, **latest_part(*latest.get(e["id"], ({}, False)))} for e in rows]
     return json_response({"experiments": [public_view(request, e) for e in rows]})
 
 
+def latest_names(request: web.Request) -> list[str]:
+    """``latest_metrics=a,b``: the metrics whose latest values the run list must carry (checked names)."""
+    names = list(dict.fromkeys(n for n in request.query.get("latest_metrics", "").split(",") if n))
+    if len(names) > MAX_NAMED_METRICS:
+        raise BadRequest(f"latest_metrics names at most {MAX_NAMED_METRICS} metrics")
+    try:
+        return [validate_metric_name(n) for n in names]
+    except ValueError as exc:
+        raise BadRequest(f"latest_metrics: {exc}") from None
+
+
+def latest_part(latest: dict[str, dict[str, Any]], more: bool) -> dict[str, Any]:
+    return {"latest": latest, "latest_more": True} if more else {"latest": latest}
+
+
 async def get_experiment(request: web.Request) -> web.Response:
-    """One run, with its stream sizes and each metric field's latest value."""
+    """One run, with the first page of its streams (sizes, and each metric field's latest value) and
+    ``streams_next`` where more follow (``.../streams?after=``)."""
     exp = await experiment_of(request)
-    latest = await request.app[STORAGE].latest_metrics([exp["id"]])
-    return conditional_json(request, {**public_view(request, exp), "latest": latest.get(exp["id"], {})})
+    streams, latest, cut = await request.app[STORAGE].stream_page(exp["id"], "", STREAM_PAGE)
+    doc = {**public_view(request, exp), "streams": streams, "latest": latest}
+    if cut is not None:
+        doc["streams_next"] = cut
+    return conditional_json(request, doc)
+
+
+async def get_streams(request: web.Request) -> web.Response:
+    """A page of the run's streams after the name ``after`` (``limit`` at most 1,000; ``q``: metrics whose
+    name holds it), with their metrics' latest values, and ``next`` where more follow."""
+    exp = await experiment_of(request)
+    after = request.query.get("after", "")
+    search = request.query.get("q") or None
+    if len(after) > MAX_STREAM_NAME_CHARS or (search is not None and len(search) > MAX_SEARCH_CHARS):
+        raise BadRequest(f"after is at most {MAX_STREAM_NAME_CHARS} characters, q at most {MAX_SEARCH_CHARS}")
+    streams, latest, cut = await request.app[STORAGE].stream_page(
+        exp["id"], after, int_query(request, "limit", STREAM_PAGE, 1, STREAM_PAGE), search)
+    return conditional_json(request, {"streams": streams, "latest": latest, **({} if cut is None else {"next": cut})})
 
 
 async def get_logs(request: web.Request) -> web.Response:
@@ -277,7 +321,7 @@ async def get_metric(request: web.Request) -> web.Response:
     exp = await experiment_of(request)
     metric = metric_of(request)
     start = int_query(request, "start", 0, 0, 2**62)
-    buckets = int_query(request, "buckets", 0, 0, 10_000)
+    buckets = int_query(request, "buckets", 0, 0, MAX_BUCKETS)
     storage = request.app[STORAGE]
     if buckets:
         end = int_query(request, "end", -1, start, 2**62) if "end" in request.query else None
@@ -315,12 +359,6 @@ def fixed_width(request: web.Request, start: int, end: int | None, buckets: int)
     return width
 
 
-MAX_COMPARED_RUNS = 50
-#: Buckets of all the runs of one comparison: 50 runs at 4,000 buckets (a chart 4,000 pixels wide).
-#: Each is its own, so the product, not either number, is what a request costs.
-MAX_COMPARED_BUCKETS = 200_000
-
-
 async def compare_metric(request: web.Request) -> web.Response:
     """One metric of several runs (``?runs=owner/project/name,...``) in buckets, in one call: the
     UI's overlay of many runs, which would otherwise cost a request per run."""
@@ -328,7 +366,7 @@ async def compare_metric(request: web.Request) -> web.Response:
     prefixes = [p for p in request.query.get("runs", "").split(",") if p]
     if not 1 <= len(prefixes) <= MAX_COMPARED_RUNS:
         raise BadRequest(f"runs= names 1 to {MAX_COMPARED_RUNS} runs, comma-separated")
-    buckets = int_query(request, "buckets", 1000, 1, 10_000)
+    buckets = int_query(request, "buckets", 1000, 1, MAX_BUCKETS)
     runs = len(dict.fromkeys(prefixes))
     if runs * buckets > MAX_COMPARED_BUCKETS:
         raise BadRequest(f"{runs} runs of {buckets} buckets: at most {MAX_COMPARED_BUCKETS} buckets in all; ask for fewer")

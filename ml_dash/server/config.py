@@ -20,15 +20,18 @@ class ServerConfig:
     max_file_bytes: int = 64 * 1024 * 1024 * 1024  # 64 GiB per uploaded file
     head_timeout_s: float = 10.0  # a request head must be complete this long after its first byte
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
-    # processes that decode ingest bodies (server/prepare.py); 0 decodes on the event loop's process
+    # processes that decode ingest bodies (server/ingest/prepare.py); 0 decodes on the event loop's process
     ingest_workers: int = 2
-    # What ingest may cost the server at once (server/admission.py, README "What a request may cost"):
-    # request bodies held in memory (their bytes on the wire), reserved before they are read; a caller
-    # (a key) holds at most half of it
+    # What ingest may cost the server at once (server/http/admission.py, README "What a request may cost"):
+    # request bodies held in memory (their bytes on the wire), held as they arrive and a step ahead; a
+    # caller (a key) holds at most half of it
     body_memory_bytes: int = 64 * 1024 * 1024
     # a request that finds no room waits in a queue this long at most, for this long at most; then 503
     body_queue: int = 64
     body_wait_s: float = 5.0
+    # an ingest body holding more than its first step of that memory arrives at least this fast on
+    # average, with body_idle_timeout_s of slack (server/http/bodies.py Pace), or gets 408; 0: no bound
+    body_min_bytes_per_s: int = 64 * 1024
     # memory an ingest worker may take beyond what it holds at start (Linux): a body that decodes to
     # more is a 413
     worker_memory_bytes: int = 192 * 1024 * 1024
@@ -41,7 +44,7 @@ class ServerConfig:
     # ``ml-dash ui``: reads need no credentials and may read every owner; no route writes
     open_reads: bool = False
     read_only: bool = False
-    # ``ml-dash ui``: every request but /health must carry this token (server/ui_token.py); None asks
+    # ``ml-dash ui``: every request but /health must carry this token (server/http/ui_token.py); None asks
     # for none. Kept out of repr: a config printed in a log must not carry it
     ui_token: str | None = field(default=None, repr=False)
 

@@ -10,6 +10,7 @@
     ├── Conflict              409   ``acked`` (a batch past the stored rows) or ``conflict`` (another run)
     ├── PayloadTooLarge       413
     ├── UnsupportedEncoding   415
+    ├── UpgradeRequired       426   an older SDK's body that a reply could not answer safely
     └── Unprocessable         422   well-formed, but past a limit of what it writes to (``streams``: a
                                     run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
@@ -51,7 +52,7 @@ class RequestError(Exception):
         self.details = details
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # raised in a worker process (server/prepare.py), it crosses back pickled, details and all
+        # raised in a worker process (server/ingest/prepare.py), it crosses back pickled, details and all
         return _rebuild, (type(self), self.message, self.details)
 
 
@@ -93,6 +94,10 @@ class UnsupportedEncoding(RequestError):
 
 class Unprocessable(RequestError):
     status = 422
+
+
+class UpgradeRequired(RequestError):
+    status = 426
 
 
 class StorageFull(Exception):

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from .._run.reading import find_runs, written_here
-from .._run.runlock import is_held
+from .._run.runlock import writer_alive
 from ..format import layout
 from ..format.jsonlines import DecodeError, loads, read_json, restore_metric_row
 from ..format.naming import validate_prefix
-from ..format.wire import LIMITS, metric_blocks
+from ..format.wire import LIMITS, NAMED_REPLY, metric_blocks
 from .errors import RequestError
 from .ingest.decode import build_batch
 from .storage.records import ConflictError, GapError, IngestBatch
@@ -218,7 +218,7 @@ class LocalIndex:
         head: dict[str, Any] = {}
         doc = self._changed(directory / layout.EXPERIMENT, run)
         if isinstance(doc, dict):
-            if doc.get("status") == "RUNNING" and written_here(doc) and is_held(directory) is False:
+            if doc.get("status") == "RUNNING" and written_here(doc) and writer_alive(directory, doc) is False:
                 doc = {**doc, "status": "CRASHED"}  # no writer holds it: its process is gone
             run.status = doc.get("status") if isinstance(doc.get("status"), str) else None
             head["run"] = {k: doc[k] for k in layout.RUN_FIELDS if k in doc}
@@ -239,7 +239,7 @@ class LocalIndex:
         return read_json(path)
 
     def _batch(self, run: _Run, body: dict[str, Any]) -> IngestBatch:
-        body = {**body, "identity": {"run_id": run.run_id, "writer_id": WRITER}}
+        body = {**body, "identity": {"run_id": run.run_id, "writer_id": WRITER}, **NAMED_REPLY}
         return build_batch(run.owner, run.project, run.name, body, max_events=10 * BATCH_ROWS)
 
     def _new_files(self, directory: Path, run: _Run) -> list[tuple[dict[str, Any], Path]]:

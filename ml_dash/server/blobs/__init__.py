@@ -1,1 +1,1 @@
-"""ml_dash.server.blobs."""
+"""Where the server keeps uploaded files (fs.py: a blob directory)."""

@@ -1,1 +1,1 @@
-"""ml_dash.server.http."""
+"""HTTP plumbing of the server: middlewares (hosts, timing, text, the UI token), bodies, admission, etags."""

@@ -2,17 +2,24 @@
 
 Two bounds, both taken before the work they bound:
 
-* **Body memory**: a request reserves the bytes its body will occupy (its ``Content-Length``; the
-  largest body allowed when it sends none) before its first byte is read, and gives them back when it
-  is answered. A request that finds no room waits in a queue of bounded length, for a bounded time;
-  past either bound it is answered 503 with ``Retry-After`` (which clients honour), its body unread.
+* **Body memory**: a request holds of the budget the bytes of its body that have arrived, and one
+  step (:data:`BODY_STEP_BYTES`) ahead of them, never more than its ``Content-Length`` (the largest
+  body allowed when it sends none); it gives them back when it is answered. Its first step is taken
+  before a byte is read: a request that finds no room for it waits in a queue of bounded length, for
+  a bounded time; past either bound it is answered 503 with ``Retry-After`` (which clients honour),
+  its body unread. Each further step is taken as the body reaches it, without waiting (a request
+  waiting for room while it holds some could wait for another that waits for it): a body that finds
+  no room is answered 503 with ``Retry-After`` and gives back what it held. So a body that trickles
+  holds only what it has sent, not the 16 MiB it may grow to (two keys each trickling a chunked body
+  once took the whole budget, and every other client got 503 for as long as they trickled); the
+  pace a body holding more than a step must keep is server/http/bodies.py's.
   A caller (a key) holds at most :data:`CALLER_SHARE` of the budget, so one key cannot take all of it.
 * **Work**: bodies being decoded or stored at once (one per ingest worker and two more, whose batches
   wait for the database): what a decoded batch holds in memory is bounded by their number, not by how
   many small bodies arrived.
 
 A body not yet read costs the server nothing but its connection: its bytes wait in the kernel and the
-client's TCP window, not in the server's memory.
+client's TCP window (and aiohttp's buffer of a connection, under 1 MiB), not in the server's memory.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from ..errors import Unavailable
 CALLER_SHARE = 0.5
 #: What a refused request is told to wait before it tries again.
 RETRY_AFTER_S = 2
+#: What a body holds of the budget ahead of the bytes that have arrived: the unit it grows by.
+BODY_STEP_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -60,12 +69,19 @@ class BodyBudget:
     async def reserve(self, size: int, holder: str) -> AsyncIterator[None]:
         """Hold ``size`` bytes (at most a holder's share) for the block; Unavailable (503) when there is
         no room within the queue's bounds."""
-        size = min(size, self.per_holder)
-        await self._acquire(size, holder)
-        try:
+        async with self.hold(size, holder):
             yield
+
+    @asynccontextmanager
+    async def hold(self, first: int, holder: str) -> AsyncIterator[BodyHold]:
+        """A :class:`BodyHold` of ``first`` bytes (waited for as :meth:`reserve` waits), which may grow
+        and shrink within the block; whatever it holds at the end is given back."""
+        held = BodyHold(self, holder)
+        await held.take(first)
+        try:
+            yield held
         finally:
-            self._release(size, holder)
+            held.drop()
 
     async def _acquire(self, size: int, holder: str) -> None:
         if self._fits(size, holder):
@@ -98,10 +114,14 @@ class BodyBudget:
         return self.used + size <= self.capacity and self._held.get(holder, 0) + size <= self.per_holder
 
     def _take(self, size: int, holder: str) -> None:
+        if not size:
+            return
         self.used += size
         self._held[holder] = self._held.get(holder, 0) + size
 
     def _release(self, size: int, holder: str) -> None:
+        if not size:
+            return
         self.used -= size
         left = self._held[holder] - size
         if left:
@@ -113,6 +133,44 @@ class BodyBudget:
                 self._waiters.remove(waiter)
                 self._take(waiter.size, waiter.holder)
                 waiter.granted.set_result(None)
+
+
+class BodyHold:
+    """What one request holds of a :class:`BodyBudget` now: it grows as its body arrives
+    (:meth:`cover`), or is taken a piece at a time and given back between pieces (:meth:`take`,
+    :meth:`drop`)."""
+
+    def __init__(self, budget: BodyBudget, holder: str) -> None:
+        self.budget = budget
+        self.holder = holder
+        self.held = 0
+
+    async def take(self, size: int) -> None:
+        """Hold ``size`` bytes, waiting in the budget's queue for room (Unavailable past its bounds).
+        Only from holding nothing: a request that waits while it holds bytes could wait for one that
+        waits for those."""
+        assert self.held == 0, "take() waits; a request holding bytes grows with cover()"
+        size = min(size, self.budget.per_holder)
+        await self.budget._acquire(size, self.holder)
+        self.held = size
+
+    def cover(self, size: int) -> None:
+        """Hold at least ``size`` bytes (at most a holder's share), now or never: Unavailable (503 with
+        Retry-After) when the budget or the holder's share has no room for the rest."""
+        size = min(size, self.budget.per_holder)
+        more = size - self.held
+        if more <= 0:
+            return
+        if not self.budget._fits(more, self.holder):
+            raise Unavailable(f"the server is busy: no room to hold more than {self.held} bytes of this request's "
+                              "body", retry_after_s=RETRY_AFTER_S)
+        self.budget._take(more, self.holder)
+        self.held = size
+
+    def drop(self) -> None:
+        """Give back everything held."""
+        held, self.held = self.held, 0
+        self.budget._release(held, self.holder)
 
 
 class IngestGate:

@@ -13,7 +13,7 @@ it starts on a byte that begins a head (none of the latest request's body is sti
 stops when the parser has the whole head. A body is never on it, however long it takes (a 48 MiB
 upload over a 3 MiB/s link was cut at 10 s when body bytes that arrived before the handler started
 were taken for a new head); the handlers bound a body by the silence between its pieces
-(server/bodies.py), and idle connections between requests close after aiohttp's keep-alive timeout.
+(server/http/bodies.py), and idle connections between requests close after aiohttp's keep-alive timeout.
 """
 
 from __future__ import annotations

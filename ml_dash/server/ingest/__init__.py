@@ -1,1 +1,1 @@
-"""ml_dash.server.ingest."""
+"""Ingest requests: decoding and checking a body (decode.py) and the worker processes that do it (prepare.py)."""

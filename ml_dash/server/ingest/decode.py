@@ -2,10 +2,12 @@
 
 The body is decompressed with a cap, checked field by field (every problem a
 400 naming it), and stored in one transaction that answers only once
-committed. The reply carries every stream's stored count; a batch past the
-stored rows gets 409 with those counts, and rows from another run or another
-writer under stored indices get 409 with ``conflict``: the server never
-acknowledges rows it did not store.
+committed. The reply carries the stored counts of the request's streams and
+the run's totals (ml_dash/format/wire.py, "Replies": never every stream of the run,
+except for an older client on a small run); a batch past the stored rows gets
+409 with the same, and rows from another run or another writer under stored
+indices get 409 with ``conflict``: the server never acknowledges rows it did
+not store.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from ml_dash.format.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ml_dash.format.naming import is_identity, validate_metric_name
 from ml_dash.format.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_json, check_text
 from ml_dash.format.vocabulary import STATUSES, check_tags, normalise_level
-from ml_dash.format.wire import LIMITS, BodyError, decode_body
+from ml_dash.format.wire import LIMITS, NAMED_REPLY, BodyError, decode_body
 
 from ..errors import BadRequest, PayloadTooLarge, RequestError, UnsupportedEncoding, json_response
 from ..storage.chunks import prepare_rows
-from ..storage.records import IngestBatch
+from ..storage.records import Acknowledgement, IngestBatch
 
 _BODY_ERRORS: dict[int, type[RequestError]] = {413: PayloadTooLarge, 415: UnsupportedEncoding}
 MAX_VOID_REASON_CHARS = 200
@@ -82,6 +84,7 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
         if not is_identity(value):
             raise BadRequest(f"identity.{key} must be 1 to 64 letters, digits, '-' or '_'")
     batch.run_id, batch.writer_id = identity["run_id"], identity["writer_id"]
+    batch.named_reply = body.get("reply") == NAMED_REPLY["reply"]
     run = body.get("run")
     if run is not None:
         if not isinstance(run, dict):
@@ -206,5 +209,5 @@ def _level(row: dict[str, Any], stream: str, index: int) -> str | None:
         raise BadRequest(str(exc), stream=stream, index=index) from None
 
 
-def ingest_reply(acked: dict[str, int]) -> web.Response:
-    return json_response({"acked": acked})
+def ingest_reply(acknowledgement: Acknowledgement) -> web.Response:
+    return json_response(acknowledgement.fields())

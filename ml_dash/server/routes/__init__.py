@@ -1,1 +1,1 @@
-"""ml_dash.server.routes."""
+"""Route handlers kept apart from app.py."""

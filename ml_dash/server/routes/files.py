@@ -3,6 +3,8 @@ run as part of the UI."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from ml_dash.format.jsonlines import DecodeError, loads
@@ -12,6 +14,7 @@ from .. import ui
 from ..access import BLOBS, CONFIG, GATE, LOCAL_INDEX, STORAGE, caller, experiment_of, run_prefix
 from ..blobs.fs import BlobError
 from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, json_response
+from ..http.admission import BodyHold
 from ..http.bodies import body_chunks
 
 #: A file upload is read and written this much at a time.
@@ -38,15 +41,27 @@ async def put_file(request: web.Request) -> web.Response:
         # refused before a byte of it is read (or a slot of the body budget held), as ingest refuses
         raise PayloadTooLarge(f"a file of {request.content_length} bytes; this server takes at most "
                               f"{config.max_file_bytes} bytes a file")
-    # streamed to disk a piece at a time: the piece is what the upload holds of the body budget
-    async with request.app[GATE].bodies.reserve(FILE_PIECE_BYTES, who):
+    # streamed to disk a piece at a time: the piece in hand is what the upload holds of the body budget
+    async with request.app[GATE].bodies.hold(0, who) as hold:
+        pieces = _held_pieces(body_chunks(request, FILE_PIECE_BYTES, config.body_idle_timeout_s), hold)
         try:
-            size = await request.app[BLOBS].put_stream(body_chunks(request, FILE_PIECE_BYTES, config.body_idle_timeout_s),
-                                                       declared, config.max_file_bytes)
+            size = await request.app[BLOBS].put_stream(pieces, declared, config.max_file_bytes)
         except BlobError as exc:
             raise (PayloadTooLarge if exc.status == 413 else BadRequest)(str(exc)) from None
     await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
     return json_response({"path": path, "sha256": declared, "sizeBytes": size})
+
+
+async def _held_pieces(chunks: AsyncIterator[bytes], hold: BodyHold) -> AsyncIterator[bytes]:
+    """Each piece holds its bytes of the body budget while it is written, and nothing while the next is
+    awaited: an upload that trickles holds nothing (one reserved its piece for its whole life, so that
+    a few dozen trickling uploads took a key's share). A piece waits for room as a body's first step
+    does; it holds nothing meanwhile, so no one waits on it. What is still held when the upload ends
+    early is given back by the hold's block."""
+    async for chunk in chunks:
+        await hold.take(len(chunk))
+        yield chunk
+        hold.drop()
 
 
 _PREVIEW_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",

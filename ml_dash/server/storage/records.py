@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from ml_dash.format.layout import RUN_FIELDS
+from ml_dash.format.layout import LOG_STREAM, RUN_FIELDS, metric_stream
 
 RUN_COLUMNS = RUN_FIELDS  # experiment.json's run fields are the experiments table's columns
 
@@ -19,7 +19,33 @@ class GapError(Exception):
         super().__init__(f"stream {stream!r} has {acked} rows stored; a batch must start at or before that")
         self.stream = stream
         self.acked = acked
-        self.counts: dict[str, int] = {stream: acked}  # every stream of the run, filled in by the storage
+        #: what the 409 says: the counts of the request's streams, filled in by the storage after rolling back
+        self.reply = Acknowledgement({stream: acked}, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """What an ingest reply says (ml_dash/format/wire.py, "Replies"): the stored count of each stream it names
+    (those of the request; every stream of a small run for a client that did not ask for named counts),
+    and the run's totals, which let a client see that the server holds less than it acknowledged."""
+
+    acked: dict[str, int]
+    run_streams: int
+    run_rows: int
+
+    def fields(self) -> dict[str, Any]:
+        """The reply's JSON fields."""
+        return {"acked": self.acked, "run_streams": self.run_streams, "run_rows": self.run_rows}
+
+
+class UnnamedReplyError(Exception):
+    """A body without ``"reply": "named"`` (an older SDK) for a run of more streams than a reply lists whole:
+    that SDK reads a stream missing from a reply as "none stored", so nothing of it is stored."""
+
+    def __init__(self, streams: int, limit: int) -> None:
+        super().__init__(f"this run holds {streams} streams; a reply lists the streams of its request only, which "
+                         f"the ml-dash that sent this body (without \"reply\": \"named\") reads as losing the "
+                         f"others: upgrade it to upload runs of more than {limit} streams (its rows stay on its disk)")
 
 
 class ConflictError(Exception):
@@ -49,7 +75,7 @@ LogEntry = tuple[int, bytes, "str | None", str]
 class MetricRows:
     """A batch's rows of one metric, ready to store: chunks split at multiples of ``CHUNK_ROWS``
     (sqlite_metrics.py) and, per summary width, this batch's part of every window it touches, each
-    packed as msgpack. Built where the body is decoded (server/prepare.py), so the database's
+    packed as msgpack. Built where the body is decoded (server/ingest/prepare.py), so the database's
     thread only writes bytes."""
 
     start: int
@@ -78,6 +104,12 @@ class IngestBatch:
     run_id: str | None = None  # None only for a file upload, which names no run identity
     writer_id: str | None = None
     writers: dict[str, str] = field(default_factory=dict)  # stream -> its rows' writer, when not writer_id
+    named_reply: bool = False  # the client asked for the counts of this request's streams only
+
+    def streams(self) -> list[str]:
+        """The streams the request names (rows or voids), each once."""
+        names = [metric_stream(m) for m in self.metrics] + ([LOG_STREAM] if self.logs is not None else [])
+        return list(dict.fromkeys(names + list(self.voids)))
 
     def writer_of(self, stream: str) -> str | None:
         return self.writers.get(stream, self.writer_id)

@@ -81,6 +81,33 @@ export function runPath(prefix, tail = "") {
   return "/api/v1/experiments/" + prefix.split("/").map(encodeURIComponent).join("/") + tail;
 }
 
+const MAX_STREAM_PAGES = 200;  // 200,000 streams: twice the most a run may hold on the server
+
+/** A run's streams past its document's first page (the document's ``streams_next``), page by page
+ * (``.../streams?after=``, 1,000 a page): ``{streams, latest}``, merged over the pages. */
+export async function restOfStreams(prefix, after) {
+  const streams = {}, latest = {};
+  for (let page = 0; after && page < MAX_STREAM_PAGES; page++) {
+    const out = await api(runPath(prefix, "/streams?" + new URLSearchParams({ after }).toString()));
+    Object.assign(streams, out.streams);
+    Object.assign(latest, out.latest || {});
+    after = out.next;
+  }
+  return { streams, latest };
+}
+
+/** The run's document with ``rest`` (from restOfStreams) merged in: every stream and latest value. */
+export function withStreams(doc, rest) {
+  if (!doc || !rest || !doc.streams_next) return doc;
+  return { ...doc, streams: { ...rest.streams, ...doc.streams }, latest: { ...rest.latest, ...doc.latest } };
+}
+
+/** A run's whole document: the first page of streams and, where it says more follow, the rest. */
+export async function wholeRun(prefix) {
+  const doc = await api(runPath(prefix));
+  return doc.streams_next ? withStreams(doc, await restOfStreams(prefix, doc.streams_next)) : doc;
+}
+
 /** A number from the JSON the server writes (non-finite floats come as their names). */
 export function num(value) {
   return typeof value === "number" ? value : null;

@@ -3,6 +3,7 @@
 import "./token.js";  // first: it takes ml-dash ui's token off the address bar before anything reads it
 import { html, render, useEffect, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
+import { loadLimits } from "./limits.js";
 import { go, useUrlState } from "./state.js";
 import { RunList } from "./runs.js";
 import { RunPage } from "./run.js";
@@ -93,6 +94,10 @@ function App() {
       setWho(null);
     });
   }, []);
+  const [caps, setCaps] = useState(null);  // the server's limits (limits.js): read once signed in, before any view
+  useEffect(() => {
+    if (who && !caps) loadLimits().then(setCaps, (e) => setCaps(e.status === 401 ? null : { error: e.message }));  // 401: signed out again
+  }, [who]);
   useEffect(() => installKeys(), []);
   useEffect(() => {  // a session that ended elsewhere (signed out in another tab, its key revoked)
     const ended = () => setWho((w) => (w === "local" ? w : null));
@@ -102,6 +107,8 @@ function App() {
   if (who === undefined) return html`<p class="muted">Loading…</p>`;
   if (locked) return html`<${Locked} reason=${locked} />`;
   if (who === null) return html`<${SignIn} onSignedIn=${setWho} />`;
+  if (!caps) return html`<p class="muted">Loading…</p>`;
+  if (caps.error) return html`<p class="error" role="alert">${caps.error}</p>`;
   const signOut = async () => {
     await api("/api/v1/session", { method: "DELETE" }).catch(() => null);
     setWho(null);

@@ -1,93 +1,15 @@
 // One chart per metric field, drawn by uPlot from the server's buckets: a min/max band so that no
 // spike is ever hidden, the line through each bucket's last value, optional smoothing (EMA or running
 // mean) drawn over it, log scale, and zoom and pan that ask the server again for the visible range
-// (raw rows once the range holds at most two points per pixel).
+// (raw rows once the range holds at most two points per pixel). What it reads and when is series.js's;
+// the smoothing, the zoom's arithmetic and the points' shape are plain modules beside it.
 import { html, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { num, runPath, sharedGet } from "./api.js";
+import { runPath, sharedGet } from "./api.js";
 import { setState } from "./state.js";
-
-const RAW_LIMIT = 100000;  // the server's page cap
-const MAX_BUCKETS = 10000;  // the server's cap on buckets in one reply
-
-/** Points of ``field`` over indices [start, end): buckets, or rows when they are few enough. Each
- * point keeps the index range it stands for (``firsts``/``lasts``) and its step and wall time. */
-export async function fetchSeries(prefix, metric, field, start, end, pixels) {
-  const span = end - start;
-  if (span <= Math.max(2 * pixels, 1) && span <= RAW_LIMIT) return fetchRows(prefix, metric, field, start, end);
-  const out = await sharedGet(`${metricPath(prefix, metric)}?buckets=${Math.max(1, Math.floor(pixels))}&start=${start}&end=${end}`);
-  return { ...seriesOfBuckets(out.buckets, field), width: out.width, upto: end };
-}
-
-function metricPath(prefix, metric) {
-  return runPath(prefix, "/metrics/" + encodeURIComponent(metric));
-}
-
-function emptySeries(raw) {
-  return { idx: [], firsts: [], lasts: [], steps: [], times: [], lo: [], hi: [], ys: [], raw, width: null, upto: 0 };
-}
-
-/** The raw points of ``field`` over indices [start, end). */
-async function fetchRows(prefix, metric, field, start, end) {
-  const s = emptySeries(true);
-  // a page of wide rows is cut short by the server's value budget and says where the rest starts
-  // (``next``); bounded, as the range is at most RAW_LIMIT rows
-  for (let from = start, pages = 0; from < end && pages < 1000; pages++) {
-    const out = await sharedGet(`${metricPath(prefix, metric)}?start=${from}&limit=${Math.max(1, end - from)}`);
-    for (const row of out.rows) {
-      // a page skips set-aside indices and fills its limit past ``end``: those rows are the next read's
-      if (row.index >= end) break;
-      if (!(field in row.data)) continue;
-      const v = num(row.data[field]);
-      s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
-      s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
-      s.ys.push(v); s.lo.push(v); s.hi.push(v);
-    }
-    if (typeof out.next !== "number" || out.next <= from) break;
-    from = out.next;
-  }
-  s.upto = end;
-  return s;
-}
-
-/** ``s`` (over [start, s.upto)) extended to [start, end) with only the new points: the new rows, or
- * the last bucket again and the new ones at the width ``s`` holds. Null when the extended series
- * would no longer fit ``pixels`` as it is (past two points or two buckets a pixel; a fresh read holds
- * one bucket a pixel at most, so a series grows to twice or four times its length in between): the
- * caller fetches it whole. */
-export async function extendSeries(s, prefix, metric, field, start, end, pixels) {
-  if (s.raw) {
-    if (end - start > Math.max(2 * pixels, 1) || end - start > RAW_LIMIT) return null;
-    return joinSeries(s, s.idx.length, await fetchRows(prefix, metric, field, s.upto, end), end);
-  }
-  const held = s.firsts.length;
-  const since = held ? Math.max(start, Math.floor(s.firsts[held - 1] / s.width) * s.width) : start;
-  const more = (end - since) / s.width;
-  if (more + held > 2 * pixels || more >= MAX_BUCKETS) return null;
-  // shared: the charts of every field of the metric ask for the same buckets
-  const out = await sharedGet(`${metricPath(prefix, metric)}?buckets=${MAX_BUCKETS}&width=${s.width}&start=${since}&end=${end}`);
-  const keep = s.firsts.findIndex((first) => first >= since);
-  return joinSeries(s, keep < 0 ? held : keep, seriesOfBuckets(out.buckets, field), end);
-}
-
-function joinSeries(s, keep, more, upto) {
-  const out = { ...s, upto };
-  for (const k of ["idx", "firsts", "lasts", "steps", "times", "lo", "hi", "ys"]) out[k] = s[k].slice(0, keep).concat(more[k]);
-  return out;
-}
-
-/** A series (as :func:`fetchSeries` returns it) from the server's buckets of one metric. */
-export function seriesOfBuckets(buckets, field) {
-  const s = emptySeries(false);
-  for (const b of buckets) {
-    const f = b.fields[field];
-    if (!f) continue;
-    s.idx.push(b.last); s.firsts.push(b.first); s.lasts.push(b.last);
-    s.steps.push(b.fields.step ? num(b.fields.step.last) : null);
-    s.times.push(b.fields._ts ? num(b.fields._ts.last) : null);
-    s.lo.push(num(f.min)); s.hi.push(num(f.max)); s.ys.push(num(f.last));
-  }
-  return s;
-}
+import { limits } from "./limits.js";
+import { useSeries } from "./series.js";
+import { ema, runningMean } from "./smoothing.js";
+import { panRange, selectionRange, zoomRange } from "./zoom.js";
 
 export const X_AXES = ["index", "step", "wall", "relative"];
 
@@ -122,41 +44,6 @@ function download(name, blob) {
 
 function csvCell(v) {
   return v === null || v === undefined ? "" : String(v);
-}
-
-/** Running mean of the last ``n`` points up to each point. */
-export function runningMean(ys, n) {
-  const out = [];
-  let sum = 0, count = 0;
-  const recent = [];
-  for (const y of ys) {
-    if (y === null || !Number.isFinite(y)) { out.push(null); continue; }
-    recent.push(y); sum += y; count++;
-    if (recent.length > n) { sum -= recent.shift(); count--; }
-    out.push(sum / count);
-  }
-  return out;
-}
-
-/** Exponential moving average (TensorBoard's debiased form) of ``ys`` with weight ``w`` in [0, 1). */
-export function ema(ys, w) {
-  const out = [];
-  let last = 0, count = 0;
-  for (const y of ys) {
-    if (y === null || !Number.isFinite(y)) { out.push(null); continue; }
-    last = last * w + (1 - w) * y;
-    count++;
-    out.push(last / (1 - Math.pow(w, count)));
-  }
-  return out;
-}
-
-/** A zoom from the URL ("start:end", indices, end past start), or null for none or one that is not. */
-export function zoomRange(text) {
-  const m = /^(\d{1,15}):(\d{1,15})$/.exec(text || "");
-  if (!m) return null;
-  const [a, b] = [Number(m[1]), Number(m[2])];
-  return b > a ? [a, b] : null;
 }
 
 export function Chart({ prefix, metric, field, rows, state }) {
@@ -205,19 +92,9 @@ export function Chart({ prefix, metric, field, rows, state }) {
       cursor: { drag: { x: true, y: false } },
       hooks: { setSelect: [(u) => {
         if (u.select.width < 2) return;
-        // the selection in x, back to an index range: directly on the index axis, else from the
-        // point holding its left edge to the one holding its right edge
-        const { xs: shown, firsts, lasts } = series.current;
         const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
-        let range;
-        if (shownAxis === "index") range = [Math.max(0, Math.floor(lo)), Math.ceil(hi) + 1];
-        else {
-          const a = shown.findIndex((v) => v >= lo);
-          let b = shown.findIndex((v) => v > hi);
-          if (a < 0) return;
-          if (b < 0) b = shown.length - 1;
-          range = [firsts[a], lasts[b] + 1];
-        }
+        const range = selectionRange(shownAxis, lo, hi, series.current);
+        if (range === null) return;
         setState({ [zoomKey]: `${range[0]}:${range[1]}` });
       }] },
     };
@@ -229,42 +106,16 @@ export function Chart({ prefix, metric, field, rows, state }) {
   };
 
   // the whole visible range: on opening, zooming, and any change of how it is drawn; a zoomed range
-  // is asked for again only while the series grows inside it
+  // is read again only while the series grows inside it; a live one follows the run's new points
   const zoomedEnd = live ? -1 : Math.min(end, rows);
-  const extending = useRef(false);
-  const generation = useRef(0);  // one more for each whole fetch: an extension begun before it is dropped
-  // the latest render's view and functions, for catch-ups an earlier render began (its own draw would
-  // draw its own options)
-  const latest = useRef(null);
-  // a live run: only the new points, appended (or the whole range when they no longer fit as held),
-  // and again while more arrived meanwhile
-  const catchUp = () => {
-    const s = series.current;
-    const { rows: target, live: following, start: from } = latest.current;
-    if (!following || !s || target <= s.upto || extending.current) return;
-    extending.current = true;
-    const begun = generation.current;
-    extendSeries(s, prefix, metric, field, from, target, pixels())
-      .then((t) => t || fetchSeries(prefix, metric, field, from, target, pixels()))
-      .then((t) => { if (generation.current === begun) latest.current.draw(t); })  // only draws change the series
-      .catch((e) => setInfo(e.message))
-      .finally(() => { extending.current = false; if (series.current !== s) latest.current.catchUp(); });
-  };
-  latest.current = { rows, live, start, draw, catchUp };
-  useEffect(() => {
-    let cancelled = false;
-    generation.current += 1;
-    fetchSeries(prefix, metric, field, start, Math.min(end, rows), pixels())
-      .then((s) => { if (!cancelled) { draw(s); latest.current.catchUp(); } })
-      .catch((e) => setInfo(e.message));
-    return () => { cancelled = true; };
-  }, [prefix, metric, field, start, zoomedEnd, smooth, smoothing, logScale, xAxis]);
-  useEffect(catchUp, [rows]);
+  const source = { get: sharedGet, path: runPath(prefix, "/metrics/" + encodeURIComponent(metric)), limits: limits() };
+  useSeries(source, field, { start, end, live, rows },
+    [prefix, metric, field, start, zoomedEnd, smooth, smoothing, logScale, xAxis],
+    { draw, pixels, fail: (e) => setInfo(e.message) });
   useEffect(() => () => { if (plot.current) plot.current.destroy(); }, []);
   const pan = (direction) => {  // by half the visible range, within the series
-    const span = end - start;
-    const a = Math.max(0, Math.min(rows - span, start + direction * Math.ceil(span / 2)));
-    setState({ [zoomKey]: `${a}:${a + span}` });
+    const [a, b] = panRange([start, end], rows, direction);
+    setState({ [zoomKey]: `${a}:${b}` });
   };
   const png = () => {
     if (!plot.current) return;

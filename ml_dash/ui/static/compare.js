@@ -1,10 +1,12 @@
 // Comparing runs: their metrics overlaid (each run's line and min/max band), their params side by
 // side with the differences marked, a param-vs-metric scatter and parallel coordinates.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, num, runPath, sharedGet } from "./api.js";
+import { num, sharedGet, wholeRun } from "./api.js";
 import { setState } from "./state.js";
-import { axes, seriesOfBuckets } from "./chart.js";
-import { MAX_COMPARED, StatusBadge, valueOf } from "./runs.js";
+import { axes } from "./chart.js";
+import { limits } from "./limits.js";
+import { StatusBadge, valueOf } from "./runs.js";
+import { seriesOfBuckets } from "./series_points.js";
 import { ShowMore, ShownBar, useShown } from "./shown.js";
 
 const COLORS = ["#285ac8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700", "#0b7285", "#5c940d",
@@ -20,7 +22,10 @@ function OverlayChart({ runs, metric, field, charted, state }) {
     let cancelled = false;
     const width = Math.max(300, box.current.clientWidth || 700);
     // every run's buckets in one request, shared by the charts of the metric's fields
-    const query = new URLSearchParams({ runs: runs.map((r) => r.prefix).join(","), buckets: String(Math.floor(width)),
+    // a bucket a pixel, within the server's caps: per run, and over all the runs of the request
+    const { max_buckets: maxBuckets, max_compared_buckets: maxAll } = limits();
+    const buckets = Math.max(1, Math.min(Math.floor(width), maxBuckets, Math.floor(maxAll / runs.length)));
+    const query = new URLSearchParams({ runs: runs.map((r) => r.prefix).join(","), buckets: String(buckets),
       fields: charted.join(",") });
     sharedGet(`/api/v1/compare/metrics/${encodeURIComponent(metric)}?${query.toString()}`)
       .then((out) => runs.map((r) => seriesOfBuckets(out.runs[r.prefix] || [], field)))
@@ -164,11 +169,12 @@ export function Compare({ prefixes, state }) {
   const [runs, setRuns] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
-    if (prefixes.length > MAX_COMPARED) {
-      setError(`${prefixes.length} runs in the URL: compare at most ${MAX_COMPARED} at once`);
+    const most = limits().max_compared_runs;
+    if (prefixes.length > most) {
+      setError(`${prefixes.length} runs in the URL: compare at most ${most} at once`);
       return;
     }
-    Promise.all(prefixes.map((p) => api(runPath(p)))).then(setRuns).catch((e) => setError(e.message));
+    Promise.all(prefixes.map((p) => wholeRun(p))).then(setRuns).catch((e) => setError(e.message));
   }, [prefixes.join(",")]);
   const fields = useMemo(() => {
     const out = new Set();

@@ -3,26 +3,40 @@
 // A RUNNING run is polled every second, so new points, lines and the status show within 2 s: its
 // document by ETag (a 304 while nothing changed), then only the new points and the new lines.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, fetchBlob, revalidatedGet, runPath } from "./api.js";
+import { api, fetchBlob, restOfStreams, revalidatedGet, runPath, withStreams } from "./api.js";
 import { setState } from "./state.js";
 import { Chart, X_AXES } from "./chart.js";
 import { StatusBadge } from "./runs.js";
 import { ShowMore, ShownBar, useShown } from "./shown.js";
 
 const LIVE_MS = 1000;
+const REST_MS = 30000;
 const LOG_TAIL = 1000;
 const HIDDEN_FIELDS = new Set(["_ts"]);
 
+/** The run's document, polled while it runs. A run of more than 1,000 streams has the rest after its
+ * first page (``streams_next``): read page by page when the page opens and, while the run is live, again
+ * at most every REST_MS when the document changed; the first page (the log and the first metrics) stays
+ * live every second. */
 function useRun(prefix) {
-  const [exp, setExp] = useState(null);
+  const [doc, setDoc] = useState(null);
+  const [rest, setRest] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
-    let timer = null, stopped = false;
+    let timer = null, stopped = false, last = null, restAt = 0;
+    setRest(null);
     const load = async () => {
       try {
         const e = await revalidatedGet(runPath(prefix));
         if (stopped) return;
-        setExp(e);  // the same object after a 304: nothing re-renders
+        setDoc(e);  // the same object after a 304: nothing re-renders
+        if (e.streams_next && (!restAt || (e !== last && Date.now() - restAt > REST_MS))) {
+          restAt = Date.now();
+          const more = await restOfStreams(prefix, e.streams_next);
+          if (stopped) return;
+          setRest(more);
+        }
+        last = e;
         if (e.status === "RUNNING") timer = setTimeout(load, LIVE_MS);
       } catch (err) {
         if (!stopped) setError(err.message);
@@ -31,6 +45,7 @@ function useRun(prefix) {
     load();
     return () => { stopped = true; clearTimeout(timer); };
   }, [prefix]);
+  const exp = useMemo(() => withStreams(doc, rest), [doc, rest]);
   return [exp, error];
 }
 

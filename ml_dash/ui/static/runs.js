@@ -4,46 +4,44 @@
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
 import { go, setState } from "./state.js";
+import { parseConditions, unparsedConditions } from "./conditions.js";
+import { limits } from "./limits.js";
 
 const ROW_PX = 28;
 const PAGE = 1000;
 const MAX_PAGES = 100;  // 100,000 runs at most in one list
-export const STATUSES = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED"];
-export const MAX_COMPARED = 50;  // the server's compare route takes at most this many runs
 
 export function StatusBadge({ status }) {
-  const known = STATUSES.includes(status) ? status : "UNKNOWN";
+  const known = limits().statuses.includes(status) ? status : "UNKNOWN";
   return html`<span class=${"badge badge-" + known.toLowerCase()}>${status}</span>`;
 }
 
+const MAX_NAMED_METRICS = 32;  // the server's cap on latest_metrics=
+const METRIC_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-:@ ]*$/;  // as the server checks it (ml_dash/format/naming.py)
+
+/** The metrics whose latest values the table needs besides the first few of each run (all the server
+ * sends unasked, see the README): those of its metric columns, its sort and its conditions. */
+export function wantedMetrics(state) {
+  const keys = [...(state.cols ? state.cols.split(",") : []), state.sort || ""]
+    .filter((c) => c.startsWith("metric:")).map((c) => c.slice(7));
+  for (const c of parseConditions(state.where)) if (c.key.includes("/")) keys.push(c.key);
+  const names = keys.map((k) => k.slice(0, k.lastIndexOf("/"))).filter((m) => METRIC_NAME.test(m));
+  return [...new Set(names)].sort().slice(0, MAX_NAMED_METRICS).join(",");
+}
+
 /** The project's runs, page by page; ``onPage`` sees the list so far after each page, so the first
- * rows are painted while the rest load. */
-async function loadRuns(owner, project, onPage, cancelled) {
+ * rows are painted while the rest load. Each run's ``latest`` holds its first few metrics and the
+ * ``wanted`` ones (a comma-separated list). */
+async function loadRuns(owner, project, wanted, onPage, cancelled) {
   let runs = [];
   for (let page = 0; page < MAX_PAGES && !cancelled(); page++) {
     const query = new URLSearchParams({ owner, project, limit: String(PAGE), offset: String(page * PAGE), latest: "1" });
+    if (wanted) query.set("latest_metrics", wanted);
     const out = await api("/api/v1/experiments?" + query.toString());
     runs = runs.concat(out.experiments);
     if (!cancelled()) onPage(runs, out.experiments.length === PAGE);
     if (out.experiments.length < PAGE) break;
   }
-}
-
-const CONDITION = /^([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.+)$/;
-
-/** Conditions "key op value" separated by commas: lr<0.01, model.depth>=8, optimizer=adam. */
-export function parseConditions(text) {
-  const out = [];
-  for (const part of (text || "").split(",")) {
-    const m = part.trim().match(CONDITION);
-    if (m) out.push({ key: m[1].trim(), op: m[2], value: m[3].trim() });
-  }
-  return out;
-}
-
-/** The parts of ``text`` that are no condition (said beside the box, not silently ignored). */
-export function unparsedConditions(text) {
-  return (text || "").split(",").map((p) => p.trim()).filter((p) => p && !CONDITION.test(p));
 }
 
 /** A run's value for a column or condition key: "param:lr", "metric:train/loss", a field of the run;
@@ -142,13 +140,17 @@ export function RunList({ owner, project, state }) {
   const [scroll, setScroll] = useState(0);
   const [cursor, setCursor] = useState(0);
   const box = useRef(null);
+  const wanted = wantedMetrics(state);
+  const shownFor = useRef(null);
   useEffect(() => {
     let stop = false;
-    setRuns(null);
-    loadRuns(owner, project, (list, pending) => { setRuns(list); setMore(pending); }, () => stop)
+    // another project starts empty; more wanted metrics keep the rows shown until their values arrive
+    if (shownFor.current !== owner + "/" + project) setRuns(null);
+    shownFor.current = owner + "/" + project;
+    loadRuns(owner, project, wanted, (list, pending) => { setRuns(list); setMore(pending); }, () => stop)
       .catch((e) => setError(e.message));
     return () => { stop = true; };
-  }, [owner, project]);
+  }, [owner, project, wanted]);
   const matching = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
     state.where, state.sort, state.desc, state.group]);
   const folded = useMemo(() => folds(state), [state.fold]);
@@ -187,6 +189,7 @@ export function RunList({ owner, project, state }) {
   if (!runs) return html`<p class="muted">Loading runs…</p>`;
   const columns = ["name", "status", "created_at", "tags", ...(state.cols ? state.cols.split(",") : [])];
   const selected = new Set(state.sel ? state.sel.split(",") : []);
+  const maxCompared = limits().max_compared_runs;  // what the server's compare route takes
   const toggle = (prefix) => {
     const next = new Set(selected);
     if (next.has(prefix)) next.delete(prefix); else next.add(prefix);
@@ -212,7 +215,7 @@ export function RunList({ owner, project, state }) {
         onInput=${(e) => setState({ q: e.target.value }, { replace: true })} />
       <select value=${state.status || ""} onChange=${(e) => setState({ status: e.target.value })}>
         <option value="">any status</option>
-        ${STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}
+        ${limits().statuses.map((s) => html`<option value=${s}>${s}</option>`)}
       </select>
       <input placeholder="tag" value=${state.tag || ""} onInput=${(e) => setState({ tag: e.target.value }, { replace: true })} />
       <input class="wide" placeholder="lr < 0.01, train/loss < 0.5" value=${state.where || ""}
@@ -226,9 +229,9 @@ export function RunList({ owner, project, state }) {
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
       <span class="muted count">${matching.length} of ${runs.length}${more ? "+" : ""} runs</span>
-      ${selected.size >= 2 && (selected.size <= MAX_COMPARED
+      ${selected.size >= 2 && (selected.size <= maxCompared
         ? html`<button class="compare-button" onClick=${() => go({ compare: [...selected].join(",") })}>Compare ${selected.size}</button>`
-        : html`<span class="error">${selected.size} runs ticked: compare at most ${MAX_COMPARED} at once</span>`)}
+        : html`<span class="error">${selected.size} runs ticked: compare at most ${maxCompared} at once</span>`)}
     </div>
     <div class="table" role="table">
       <div class="row head" role="row"><span class="c-select"></span>${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}

@@ -1,4 +1,4 @@
-// ``ml-dash ui``'s token (server/ui_token.py): the printed URL carries it in its fragment
+// ``ml-dash ui``'s token (server/http/ui_token.py): the printed URL carries it in its fragment
 // (``/#token=...``), which no server ever receives. At start this module moves it to localStorage,
 // which the browser keeps per origin (scheme, host and port): a page served by another port of the
 // same host, another account's included, cannot read it. A cookie would not do: cookies are kept per

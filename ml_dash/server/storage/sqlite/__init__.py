@@ -1,1 +1,1 @@
-"""ml_dash.server.storage.sqlite.store.sqlite."""
+"""The embedded SQLite backend of the server's storage (store.py, with ingest, metrics, logs, streams)."""

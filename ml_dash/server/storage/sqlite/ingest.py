@@ -10,6 +10,9 @@ and whether the range is a *void* (rows the client set aside). A batch from
   nothing is stored again), else :class:`ConflictError` (409 ``conflict``);
 * the rest is appended, and the writer's range extended.
 
+The run's row keeps ``stream_count`` and ``stored_rows`` (the sum of ``stored``) up to date, so a
+reply says what the run holds in two numbers however many streams it has (ml_dash/format/wire.py, "Replies").
+
 A run holds at most ``max_metrics`` metric streams: a batch that would start more is refused whole
 (:class:`StreamLimitError`, naming the streams that do not fit). Everything of one request commits
 together or not at all.
@@ -23,16 +26,31 @@ from typing import Any
 
 from ml_dash.format.jsonlines import dumps, loads
 from ml_dash.format.layout import LOG_STREAM, metric_stream
-from ml_dash.format.wire import trim_blocks
+from ml_dash.format.wire import LIMITS, trim_blocks
 
 from ..chunks import prepare_rows
-from ..records import RUN_COLUMNS, ConflictError, GapError, IngestBatch, LogEntry, MetricRows, StreamLimitError
+from ..records import (
+    RUN_COLUMNS,
+    Acknowledgement,
+    ConflictError,
+    GapError,
+    IngestBatch,
+    LogEntry,
+    MetricRows,
+    StreamLimitError,
+    UnnamedReplyError,
+)
 from . import logs as sqlite_logs
 from .metrics import store_rows
 
+#: An older client (no ``"reply": "named"``) reads a stream missing from a reply as "none stored": it gets every
+#: stream of a run of at most this many (a request's worth); a body of it that would leave the run with more
+#: is refused whole (:class:`UnnamedReplyError`, 426), since it would rewind and resend the rest (ml_dash/format/wire.py).
+FULL_REPLY_STREAMS = LIMITS.max_streams
 
-def ingest(db: sqlite3.Connection, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
-    """Store ``batch`` in one transaction; the stored counts of every stream of the run."""
+
+def ingest(db: sqlite3.Connection, batch: IngestBatch, max_metrics: int | None = None) -> Acknowledgement:
+    """Store ``batch`` in one transaction; what the reply says (the counts of its streams, the run's totals)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         exp_id = upsert_experiment(db, batch)
@@ -46,8 +64,12 @@ def ingest(db: sqlite3.Connection, batch: IngestBatch, max_metrics: int | None =
             new = _settle(db, exp_id, stream, start, start + count, batch.writer_of(stream),
                           void_reason=reason or "set aside")
             if new is not None:
-                _set_stored(db, exp_id, stream, new[1])
-        acked = stored_counts(db, exp_id)
+                _set_stored(db, exp_id, stream, *new)
+        if not batch.named_reply:
+            streams = db.execute("SELECT stream_count FROM experiments WHERE id = ?", (exp_id,)).fetchone()[0]
+            if streams > FULL_REPLY_STREAMS:
+                raise UnnamedReplyError(streams, FULL_REPLY_STREAMS)
+        acked = acknowledgement(db, exp_id, batch)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:  # a failed COMMIT (disk full) has rolled back already
@@ -105,6 +127,20 @@ def _check_new_metrics(db: sqlite3.Connection, exp_id: int, batch: IngestBatch, 
         raise StreamLimitError(new[max(0, limit - held):], limit, held)
 
 
+def acknowledgement(db: sqlite3.Connection, exp_id: int | None, batch: IngestBatch) -> Acknowledgement:
+    """The counts of ``batch``'s streams (every stream, for an older client on a small run) and the run's
+    totals: a key lookup per stream of the request, never a scan of the run (``exp_id`` None: no such run)."""
+    if exp_id is None:
+        return Acknowledgement(dict.fromkeys(batch.streams(), 0), 0, 0)
+    streams, rows = db.execute("SELECT stream_count, stored_rows FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+    if not batch.named_reply and streams <= FULL_REPLY_STREAMS:
+        acked = stored_counts(db, exp_id)
+        acked.update((stream, 0) for stream in batch.streams() if stream not in acked)
+    else:
+        acked = {stream: _stored(db, exp_id, stream) for stream in batch.streams()}
+    return Acknowledgement(acked, streams, rows)
+
+
 def stored_counts(db: sqlite3.Connection, exp_id: int) -> dict[str, int]:
     return {stream: stored for stream, stored in
             db.execute("SELECT stream, stored FROM stream_counts WHERE exp_id = ?", (exp_id,))}
@@ -115,9 +151,13 @@ def _stored(db: sqlite3.Connection, exp_id: int, stream: str) -> int:
     return found[0] if found else 0
 
 
-def _set_stored(db: sqlite3.Connection, exp_id: int, stream: str, stored: int) -> None:
+def _set_stored(db: sqlite3.Connection, exp_id: int, stream: str, first: int, end: int) -> None:
+    """Rows ``first .. end-1`` of ``stream`` are settled now (``first``: what was stored before)."""
     db.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES (?, ?, ?) "
-               "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, stored))
+               "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", (exp_id, stream, end))
+    # a stream_counts row exists only once something is settled (stored >= 1): first == 0 is a new stream
+    db.execute("UPDATE experiments SET stream_count = stream_count + ?, stored_rows = stored_rows + ? WHERE id = ?",
+               (int(first == 0), end - first, exp_id))
 
 
 def _settle(db: sqlite3.Connection, exp_id: int, stream: str, start: int, end: int, writer: str | None,
@@ -159,7 +199,7 @@ def _store_metric(db: sqlite3.Connection, exp_id: int, metric: str, rows: Metric
     if first != rows.start:  # a resend that overlaps the stored rows: only the rest is new
         rows = prepare_rows(first, trim_blocks(rows.blocks(), first - rows.start))
     store_rows(db, exp_id, metric, rows)
-    _set_stored(db, exp_id, stream, end)
+    _set_stored(db, exp_id, stream, first, end)
 
 
 def _store_logs(db: sqlite3.Connection, exp_id: int, start: int, rows: list[LogEntry], writer: str | None) -> None:
@@ -168,4 +208,4 @@ def _store_logs(db: sqlite3.Connection, exp_id: int, start: int, rows: list[LogE
         return
     first, end = new
     sqlite_logs.store(db, exp_id, [row for row in rows if row[0] >= first])
-    _set_stored(db, exp_id, LOG_STREAM, end)
+    _set_stored(db, exp_id, LOG_STREAM, first, end)

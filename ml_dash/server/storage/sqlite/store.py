@@ -4,7 +4,7 @@ Every event identity (run, stream, index) is stored at most once, and
 ``ingest`` returns only after its transaction is committed with
 ``synchronous=FULL``, so a 2xx reply means the data is durable. Rows under
 stored indices are acknowledged again only when the same writer sent them
-(server/sqlite_ingest.py). Metric rows are stored as chunks, one SQLite row
+(server/storage/sqlite/ingest.py). Metric rows are stored as chunks, one SQLite row
 per acknowledged range holding the columnar blocks of the wire format, so a
 million rows cost a few dozen inserts instead of a million. Log lines, which
 are few, are stored one per row. SQLite runs on one dedicated thread: the
@@ -25,10 +25,11 @@ from ml_dash.agent.pool import WorkerPool
 from ml_dash.format.jsonlines import dumps, loads
 from ml_dash.format.layout import metric_stream
 
-from ..records import GapError, IngestBatch
+from ..records import Acknowledgement, GapError, IngestBatch
 from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
-from .ingest import ingest, stored_counts, upsert_experiment
+from . import streams as sqlite_streams
+from .ingest import acknowledgement, ingest, upsert_experiment
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY, owner TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
     description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
-    params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, UNIQUE (owner, project, name));
+    params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, stream_count INTEGER NOT NULL DEFAULT 0,
+    stored_rows INTEGER NOT NULL DEFAULT 0, UNIQUE (owner, project, name));
 CREATE TABLE IF NOT EXISTS stream_counts (
     exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
@@ -53,16 +55,17 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 
 class Storage(Protocol):
     """What the server needs from a metadata store."""
 
-    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
+    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> Acknowledgement:
         """Store ``batch`` in one transaction (GapError, ConflictError, or StreamLimitError when it would
-        start more than ``max_metrics`` metric streams in its run); every stream's stored count."""
+        start more than ``max_metrics`` metric streams in its run); the stored counts of its streams and
+        the run's totals, at a cost that follows the request, not the run."""
         ...
 
     async def key_owner(self, key_id: str, secret_sha256: str) -> str | None: ...
@@ -82,7 +85,10 @@ class Storage(Protocol):
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None: ...
     async def metric_rows(self, exp_id: int, metric: str, start: int,
                           limit: int) -> tuple[list[dict[str, Any]], int | None]: ...
-    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]: ...
+    async def list_latest(self, exp_ids: list[int],
+                          named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]: ...
+    async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None
+                          ) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]: ...
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]: ...
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
@@ -150,19 +156,18 @@ class SQLiteStorage:
         return db
 
     # -- ingest ------------------------------------------------------------
-    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> dict[str, int]:
+    async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> Acknowledgement:
         return await self._run(self._ingest, batch, max_metrics)
 
-    def _ingest(self, batch: IngestBatch, max_metrics: int | None) -> dict[str, int]:
+    def _ingest(self, batch: IngestBatch, max_metrics: int | None) -> Acknowledgement:
         db = self._db
         assert db is not None
         try:
             return ingest(db, batch, max_metrics)
-        except GapError as exc:  # rolled back: tell the client every count it has to go by
+        except GapError as exc:  # rolled back: tell the client the counts of its streams to go by
             row = db.execute("SELECT id FROM experiments WHERE owner=? AND project=? AND name=?",
                              (batch.owner, batch.project, batch.name)).fetchone()
-            exc.counts = stored_counts(db, row[0]) if row else {}
-            exc.counts.setdefault(exc.stream, exc.acked)
+            exc.reply = acknowledgement(db, row[0] if row else None, batch)
             raise
 
     # -- files -------------------------------------------------------------
@@ -311,14 +316,19 @@ class SQLiteStorage:
         return [{"project": p, "experiments": n, "last_seen": t} for p, n, t in rows]
 
     async def experiment(self, owner: str, project: str, name: str) -> dict[str, Any] | None:
+        """The run's row, without its streams (a run may hold 100,000: :meth:`stream_page` reads them)."""
         row = await self._fetchone(f"SELECT {_EXP_COLUMNS} FROM experiments WHERE owner=? AND project=? AND name=?",
                                    (owner, project, name))
-        if row is None:
-            return None
-        exp = _experiment_dict(row)
-        counts = await self._fetchall("SELECT stream, stored FROM stream_counts WHERE exp_id = ?", (exp["id"],))
-        exp["streams"] = {stream: stored for stream, stored in counts}
-        return exp
+        return None if row is None else _experiment_dict(row)
+
+    async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None
+                          ) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]:
+        """(stream -> stored rows, metric -> field -> latest value, next): a page of the run's streams
+        after the name ``after`` (server/storage/sqlite/streams.py), with its metrics' latest values."""
+        def read(db: sqlite3.Connection) -> tuple[dict[str, int], dict[str, dict[str, Any]], str | None]:
+            streams, cut = sqlite_streams.stream_page(db, exp_id, after, limit, contains)
+            return streams, sqlite_streams.page_latest(db, exp_id, streams), cut
+        return await self._read(read)
 
     async def metric_rows(self, exp_id: int, metric: str, start: int,
                           limit: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -326,9 +336,11 @@ class SQLiteStorage:
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
 
-    async def latest_metrics(self, exp_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
-        """Per run: per metric, each field's latest value (the run table's metric columns)."""
-        return await self._read(sqlite_metrics.latest, exp_ids)
+    async def list_latest(self, exp_ids: list[int],
+                          named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
+        """Per run: a bounded part of each metric field's latest value, and whether any was left out (the
+        run table's metric columns; server/storage/sqlite/streams.py says which)."""
+        return await self._read(sqlite_streams.list_latest, exp_ids, named)
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
@@ -380,6 +392,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     each metric's latest values, so that pages, downsampling and the run table of older runs are as
     fast as of new ones; and it keeps each log line's message as text, so that a search covers the
     whole run.
+
+    Version 4 keeps each run's stream count and stored rows on its row (sqlite_ingest.py), so that an
+    ingest reply costs what its request does.
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -392,12 +407,22 @@ def _migrate(db: sqlite3.Connection) -> None:
         if version < 3:
             sqlite_metrics.rebuild(db)
             sqlite_logs.index_existing(db)
+        if version < 4:
+            _count_streams(db, columns)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _count_streams(db: sqlite3.Connection, columns: set[str]) -> None:
+    for column in ("stream_count", "stored_rows"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE experiments ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    db.execute("UPDATE experiments SET (stream_count, stored_rows) = (SELECT COUNT(*), COALESCE(SUM(stored), 0) "
+               "FROM stream_counts c WHERE c.exp_id = experiments.id)")
 
 
 def _identify_runs(db: sqlite3.Connection, columns: set[str]) -> None:
