@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ml_dash.agent.handles import StreamFiles
 from ml_dash.agent.pool import IO_WORKERS, SYNC_THREADS
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ml_dash.agent.streams import memory_bound_mb
 
 from .conftest import python_script
