@@ -116,12 +116,38 @@ def test_why_an_upload_stopped_is_an_enum_that_still_reads_as_its_word() -> None
     assert StopReason.CONFLICT == "conflict" and f"{StopReason.AUTH}" == "auth"  # messages and JSON unchanged
 
 
-def test_no_one_compares_a_stop_reason_with_a_string() -> None:
+def _assigned_to_stopped(node: ast.AST) -> list[ast.expr]:
+    """The values an assignment gives to ``<x>.stopped`` (alone, or in a tuple assignment)."""
+    if not isinstance(node, ast.Assign):
+        return []
+    values = []
+    for target in node.targets:
+        if isinstance(target, ast.Attribute) and target.attr == "stopped":
+            values.append(node.value)
+        elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+            values += [v for t, v in zip(target.elts, node.value.elts) if isinstance(t, ast.Attribute)
+                       and t.attr == "stopped"]
+    return values
+
+
+def _has_string(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(node))
+
+
+def test_no_one_sets_or_compares_a_stop_reason_as_a_string() -> None:
     root = AGENT.parent
     wrong = []
     for path in [*AGENT.rglob("*.py"), *(root / "ml_dash").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "stopped"
-                    and any(isinstance(c, ast.Constant) and isinstance(c.value, str) for c in node.comparators)):
+            compared = (isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute)
+                        and node.left.attr == "stopped" and any(_has_string(c) for c in node.comparators))
+            if compared or any(_has_string(value) for value in _assigned_to_stopped(node)):
                 wrong.append(f"{path.relative_to(root)}:{node.lineno}")
     assert wrong == []
+
+
+def test_the_stop_reason_check_sees_a_string_however_it_is_set() -> None:
+    for source in ('r.stopped = "lost"', 'r.stopped, r.reason = "invalid", why',
+                   'r.stopped, r.reason = STOPS.get(s, "invalid"), why'):
+        assert any(_has_string(v) for v in _assigned_to_stopped(ast.parse(source).body[0])), source
+    assert not _assigned_to_stopped(ast.parse('r.reason = "x"').body[0])
