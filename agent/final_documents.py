@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .rundir import RunWriter
 
 #: Used when the close has no deadline (``close_timeout_s=None`` is not allowed today; a bound anyway).
 DEFAULT_RETRY_S = 10.0
@@ -27,20 +24,21 @@ FIRST_DELAY_S = 0.05
 MAX_DELAY_S = 1.0
 
 
-async def retry_unwritten(writer: RunWriter) -> list[Path]:
-    """Write the writer's dirty documents again until they are written or the close deadline
-    (``writer.close_deadline``, monotonic) is near; returns the paths still unwritten."""
-    deadline = writer.close_deadline
+async def retry_unwritten(unwritten: Callable[[], list[Path]], write_all: Callable[[], Awaitable[None]],
+                          deadline: float | None, clock: Callable[[], float] = time.monotonic) -> list[Path]:
+    """Call ``write_all()`` (the writer's own pass over every document, with its error handling) again
+    until ``unwritten()`` is empty or ``deadline`` (on ``clock``, the writer's monotonic clock) is near;
+    returns the paths still unwritten."""
     if deadline is None:
-        deadline = time.monotonic() + DEFAULT_RETRY_S
+        deadline = clock() + DEFAULT_RETRY_S
     delay = FIRST_DELAY_S
     while True:
-        unwritten = [slot.path for slot in writer.documents.values() if slot.dirty]
-        if not unwritten:
+        paths = unwritten()
+        if not paths:
             return []
-        left = deadline - MARGIN_S - time.monotonic()
+        left = deadline - MARGIN_S - clock()
         if left <= 0:
-            return unwritten
+            return paths
         await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, MAX_DELAY_S)
-        await writer._write_documents(final=True)  # the writer's own pass (every document), with its error handling
+        await write_all()

@@ -2,7 +2,10 @@
 
 Whoever owns runs (the SDK) registers a *closer* with :func:`on_shutdown`; at
 shutdown each closer is called with a reason (``"exit"``, ``"exception"`` or
-``"sigterm"``) and a deadline, then the agent writes whatever is left.
+``"sigterm"``) and a deadline, then the agent writes whatever is left. The
+agent registers itself as hooks (:func:`install`: how to flush, how long exit
+may take, what to reset in a forked child), so this module never reaches into
+the agent's class.
 
 * ``atexit``: runs after non-daemon threads are joined; the agent thread and
   its worker pool are daemons and still serve it.
@@ -27,16 +30,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from .runtime import Agent
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 logger = logging.getLogger("ml_dash.agent")
 
 
 class Closer(Protocol):
     def shutdown(self, reason: str, deadline: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHooks:
+    """What the process hooks need of the engine that writes the runs (the agent), registered by it."""
+
+    pid: int  # the process the engine runs in: a forked child's copy has no thread behind it
+    exit_timeout_s: float  # how long the end of the process may take (ML_DASH_EXIT_TIMEOUT_S)
+    flush: Callable[[float], object]  # write (and fsync) everything buffered, within the seconds given
+    reset_in_child: Callable[[], None]  # after fork, in the child: stop using the parent's engine
+
+
+#: The running engine's hooks (None until an agent starts, and again in a forked child).
+_engine: EngineHooks | None = None
 
 
 # Strong references: a running run must be ended at exit even when its Experiment is no longer
@@ -65,19 +80,17 @@ def shutdown(reason: str, timeout_s: float | None = None) -> None:
     if _shutdown_done:
         return
     _shutdown_done = True
-    from .runtime import Agent
-
-    agent = Agent._instance
+    engine = _engine
     if timeout_s is None:  # checked when the agent started; 10 s when it never did
-        timeout_s = agent.settings.exit_timeout_s if agent is not None else 10.0
+        timeout_s = engine.exit_timeout_s if engine is not None else 10.0
     deadline = time.monotonic() + timeout_s
     for closer in list(_closers):
         try:
             closer.shutdown(reason, deadline)
         except Exception:
             logger.exception("ml-dash: error while closing a run at %s", reason)
-    if agent is not None and agent.pid == os.getpid():
-        agent.flush(None, max(0.0, deadline - time.monotonic()))
+    if engine is not None and engine.pid == os.getpid():
+        engine.flush(max(0.0, deadline - time.monotonic()))
 
 
 def _at_exit() -> None:
@@ -143,21 +156,19 @@ def interrupted() -> bool:
 
 
 def _after_fork_in_child() -> None:
-    global _installed_for_pid, _shutdown_done
-    from .runtime import Agent
-
-    agent = Agent._instance
-    if agent is not None:
-        agent.forget_after_fork()
-    Agent._instance = None
+    global _engine, _installed_for_pid, _shutdown_done
+    engine, _engine = _engine, None
+    if engine is not None:
+        engine.reset_in_child()
     _closers.clear()
     _installed_for_pid = None  # the handlers themselves are inherited: SIGTERM stays installed
     _shutdown_done = False
 
 
-def install(agent: Agent) -> None:
-    """Install the hooks once per process (called when the agent starts)."""
-    global _installed_for_pid, _fork_hook_installed
+def install(engine: EngineHooks) -> None:
+    """Register the engine that just started (the agent) and install the hooks once per process."""
+    global _engine, _installed_for_pid, _fork_hook_installed
+    _engine = engine
     if _installed_for_pid != os.getpid():
         _installed_for_pid = os.getpid()
         atexit.register(_at_exit)

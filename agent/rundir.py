@@ -30,20 +30,18 @@ from collections import deque
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..format.atomic import FileJob, place_file, write_documents
 from ..format.jsonlines import dumps, last_record
 from ..format.layout import METRIC_PREFIX
 from ..format.vocabulary import utc_iso
+from .budget import BufferBudget
 from .final_documents import retry_unwritten
-from .handles import StreamFiles
+from .handles import FanOut, RunBlocking, StreamFiles
 from .stats import StreamCounters
 from .streams import DocumentSlot, RowStream, Seal, StreamClosedError, Write
 from .tensors import TensorRead, is_tensor
-
-if TYPE_CHECKING:
-    from .runtime import Agent
 
 logger = logging.getLogger("ml_dash.agent")
 
@@ -82,11 +80,23 @@ def whole_lines(blobs: list[bytes], done: int) -> tuple[int, int]:
 
 
 class RunWriter:
-    """The agent's side of one run: its streams, documents and pending files."""
+    """The agent's side of one run: its streams, documents and pending files.
 
-    def __init__(self, agent: Agent, directory: Path) -> None:
-        self.agent = agent
+    It is given what it uses of the agent, not the agent (issue 15, no back-pointers): the shared
+    memory ``budget`` (its capacity sizes a write; each write frees space in it), ``run_blocking`` and
+    ``fan_out`` (the agent's worker threads), two settings, and a monotonic ``clock`` (when an fsync is
+    due, how long a tensor read may take). ``Agent.new_writer`` wires them.
+    """
+
+    def __init__(self, directory: Path, budget: BufferBudget, *, run_blocking: RunBlocking, fan_out: FanOut,
+                 fsync_interval_s: float, max_open_files: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = directory
+        self.budget = budget
+        self.run_blocking = run_blocking
+        self.fan_out = fan_out
+        self.fsync_interval_s = fsync_interval_s
+        self.clock = clock
         self.streams: dict[str, RowStream] = {}
         self.documents: dict[str, DocumentSlot] = {}
         self.file_jobs: deque[FileJob] = deque()
@@ -101,10 +111,9 @@ class RunWriter:
         self.seal = Seal()  # shared by every stream: the run's end
         self.fsync: Callable[[int], None] = os.fsync
         #: the stream files open now, a few at most (agent/handles.py: descriptors are the user's)
-        self.stream_files = StreamFiles(agent.max_open_files, agent.run_blocking, agent.fan_out,
-                                        lambda fd: self.fsync(fd))
+        self.stream_files = StreamFiles(max_open_files, run_blocking, fan_out, lambda fd: self.fsync(fd))
         self._lock: asyncio.Lock | None = None
-        self._last_fsync = time.monotonic()
+        self._last_fsync = clock()
         self._fsync_task: asyncio.Future | None = None  # a periodic fsync running beside the writes
         self._reported: set[str] = set()
         self._document_passes = 0
@@ -163,7 +172,7 @@ class RunWriter:
             if self.closed:
                 return
             await self._write_queued()
-            due = time.monotonic() - self._last_fsync >= self.agent.fsync_interval_s
+            due = self.clock() - self._last_fsync >= self.fsync_interval_s
             # a periodic fsync runs beside the next writes (a slow disk must not hold them up); one
             # that was asked for is waited for
             await self._finish_pass(durable or due, wait=durable)
@@ -199,7 +208,9 @@ class RunWriter:
                 # documents the last pass could not write (a full disk; no descriptor left, which closing the
                 # stream files just gave back) are tried again until the close deadline: the run's end must
                 # be on disk, or said not to be
-                self.unwritten_documents = await retry_unwritten(self)
+                self.unwritten_documents = await retry_unwritten(
+                    self._unwritten_documents, lambda: self._write_documents(final=True), self.close_deadline,
+                    self.clock)
 
     def _seal(self) -> tuple[list[tuple[RowStream, list[Write]]], list[FileJob]]:
         """Seal the run and take everything still queued (rows of every stream, files)."""
@@ -247,12 +258,12 @@ class RunWriter:
         return max(write.rows, 1)
 
     def _sized_limit(self) -> int:
-        return max(1, min(WRITE_SIZED_BYTES, self.agent.max_buffer_bytes // 16))
+        return max(1, min(WRITE_SIZED_BYTES, self.budget.capacity_bytes // 16))
 
     def _write_rows_limit(self) -> int:
         """Rows per write: :data:`WRITE_ROWS`, fewer under a small buffer budget (a write's encoding
         needs about 1 KiB of transient memory per row: the line, the encoder's buffers)."""
-        return max(CHUNK_ROWS, min(WRITE_ROWS, self.agent.max_buffer_bytes // 1024))
+        return max(CHUNK_ROWS, min(WRITE_ROWS, self.budget.capacity_bytes // 1024))
 
     async def _write_chunks(self, stream: RowStream, write: Write) -> None:
         """Encode taken events and append them with one write. Each ends up written or counted as
@@ -281,7 +292,7 @@ class RunWriter:
                 logger.exception("ml-dash agent failed writing %s (further failures are counted only)", stream.path)
         finally:
             stream.written(write)
-            self.agent.space_freed()  # a caller may be waiting on a full buffer
+            self.budget.space_freed()  # a caller may be waiting on a full buffer
 
     def _encode(self, stream: RowStream, items: list, start: int, created_at: str) -> tuple[list, bytes]:
         try:
@@ -369,11 +380,11 @@ class RunWriter:
         return items
 
     async def _read_tensors(self, tensors: list) -> list:
-        read = await self.agent.run_blocking(TensorRead, tensors)
-        deadline = time.monotonic() + TENSOR_READ_TIMEOUT_S
+        read = await self.run_blocking(TensorRead, tensors)
+        deadline = self.clock() + TENSOR_READ_TIMEOUT_S
         delay = 0.0005
         while not read.ready():
-            if time.monotonic() > deadline:
+            if self.clock() > deadline:
                 raise TimeoutError(f"tensors not on the host after {TENSOR_READ_TIMEOUT_S} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.01)
@@ -393,7 +404,7 @@ class RunWriter:
 
     async def _place(self, job: FileJob) -> None:
         try:
-            result = await self.agent.run_blocking(place_file, job)
+            result = await self.run_blocking(place_file, job)
         except Exception as exc:  # noqa: BLE001  # the flusher must outlive a bad file: counted
             job.discarded()
             self.file_counters.drop(1, "disk_error", "files")
@@ -423,9 +434,12 @@ class RunWriter:
         if not encoded:
             return
         # each document costs an fsync: many go out on several threads at once
-        errors = await self.agent.fan_out(write_documents, [(slot.path, payload) for slot, _, payload in encoded])
+        errors = await self.fan_out(write_documents, [(slot.path, payload) for slot, _, payload in encoded])
         for (slot, version, _), error in zip(encoded, errors):
             self._document_written(slot, version, error)
+
+    def _unwritten_documents(self) -> list[Path]:
+        return [slot.path for slot in self.documents.values() if slot.dirty]
 
     def _encode_document(self, slot: DocumentSlot) -> tuple[DocumentSlot, int, bytes] | None:
         version = slot.version
@@ -460,5 +474,5 @@ class RunWriter:
         await self._fsync_handles()
 
     async def _fsync_handles(self) -> None:
-        self._last_fsync = time.monotonic()
+        self._last_fsync = self.clock()
         await self.stream_files.sync()

@@ -18,13 +18,14 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from . import lifecycle
+from .budget import BufferBudget
 from .pool import FAN_OUT_MIN_ITEMS, IO_WORKERS, SYNC_THREADS, WorkerPool, map_chunks
 from .rundir import RunWriter
 from .settings import AgentSettings
-from .streams import SpaceSignal
 
 logger = logging.getLogger("ml_dash.agent")
 T = TypeVar("T")
@@ -58,8 +59,8 @@ class Agent:
         self.pool = WorkerPool(IO_WORKERS, "ml-dash-io")
         self._upload_pool: WorkerPool | None = None
         self._sync_pool: WorkerPool | None = None
-        self._space = SpaceSignal()
-        self._wake_pending = False
+        #: the memory every stream shares; streams get this, never the agent (agent/budget.py)
+        self.budget = BufferBudget(self.max_buffer_bytes, self.max_block_s, self.buffered_bytes, self._request_drain)
         self._stopping = False
         self._reported_failures: set = set()
         self._loop = asyncio.new_event_loop()
@@ -78,9 +79,19 @@ class Agent:
             return agent
         with cls._instance_lock:
             if cls._instance is None or cls._instance.pid != os.getpid():
-                cls._instance = Agent()
-                lifecycle.install(cls._instance)
+                agent = cls._instance = Agent()
+                lifecycle.install(lifecycle.EngineHooks(agent.pid, agent.settings.exit_timeout_s,
+                                                        lambda timeout_s: agent.flush(None, timeout_s),
+                                                        cls._reset_in_child))
             return cls._instance
+
+    @classmethod
+    def _reset_in_child(cls) -> None:
+        """After fork, in the child: the parent's agent thread does not exist here. Its runs are switched
+        off (the parent writes them) and the next :meth:`instance` starts a fresh agent."""
+        agent, cls._instance = cls._instance, None
+        if agent is not None:
+            agent.forget_after_fork()
 
     # -- loop thread -------------------------------------------------------
     def _run_loop(self, started: threading.Event) -> None:
@@ -98,7 +109,7 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
             self._wake_event.clear()
-            self._wake_pending = False
+            self.budget.drain_started()
             await self.flush_runs()
 
     async def flush_runs(self, durable: bool = False) -> None:
@@ -109,13 +120,16 @@ class Agent:
                 if run.directory not in self._reported_failures:
                     self._reported_failures.add(run.directory)
                     logger.exception("ml-dash agent failed to flush %s (further failures are not logged)", run.directory)
-            self._space.notify()
+            self.budget.space_freed()
 
     # -- any thread --------------------------------------------------------
     def wake(self) -> None:
-        """Ask the flusher to run now (at most one pending request)."""
-        if not self._wake_pending and self._wake_event is not None:
-            self._wake_pending = True
+        """Ask the flusher to run now (at most one pending request: the budget keeps the flag)."""
+        self.budget.wake()
+
+    def _request_drain(self) -> None:
+        """The budget's way to start the flusher, from any thread."""
+        if self._wake_event is not None:
             self._loop.call_soon_threadsafe(self._wake_event.set)
 
     def buffered_bytes(self) -> int:
@@ -125,14 +139,6 @@ class Agent:
             for stream in list(run.streams.values()):
                 total += stream.buffered_bytes()
         return total
-
-    def wait_for_space(self, timeout_s: float) -> None:
-        self.wake()
-        self._space.wait(timeout_s)
-
-    def space_freed(self) -> None:
-        """Called by the agent after each write: wakes callers waiting on a full buffer."""
-        self._space.notify()
 
     def call(self, coro_factory: Callable[[], Coroutine[Any, Any, T]], timeout_s: float | None) -> T:
         """Run a coroutine on the agent's loop and wait for it, at most ``timeout_s``."""
@@ -163,6 +169,12 @@ class Agent:
             if self._upload_pool is None:
                 self._upload_pool = WorkerPool(1, "ml-dash-upload")
             return self._upload_pool
+
+    def new_writer(self, directory: Path) -> RunWriter:
+        """A writer for the run in ``directory``, given what it needs of this agent (its pools, the
+        budget, the settings) rather than the agent itself; :meth:`register` it to have it flushed."""
+        return RunWriter(directory, self.budget, run_blocking=self.run_blocking, fan_out=self.fan_out,
+                         fsync_interval_s=self.fsync_interval_s, max_open_files=self.max_open_files)
 
     def register(self, run: RunWriter) -> None:
         self.runs[id(run)] = run

@@ -48,13 +48,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..format.jsonlines import ChunkEncoder
+from .budget import BufferBudget
 from .stats import StreamCounters
-
-if TYPE_CHECKING:
-    from .runtime import Agent
 
 logger = logging.getLogger("ml_dash.agent")
 
@@ -119,7 +117,7 @@ class RowStream:
         "_full_after_close",
         "_sized_lock",
         "_warned_fork",
-        "agent",
+        "budget",
         "counters",
         "drained",
         "encode",
@@ -143,9 +141,11 @@ class RowStream:
         "wake_every",
     )
 
-    def __init__(self, agent: Agent, name: str, path: Path, first_key: str, encode: ChunkEncoder,
+    def __init__(self, budget: BufferBudget, name: str, path: Path, first_key: str, encode: ChunkEncoder,
                  row_bytes: int, wake_every: int, size_rows: bool = False) -> None:
-        self.agent = agent
+        # the agent's memory budget, shared by every stream, not the agent: a stream may wake the agent
+        # and wait for room, nothing more (agent/budget.py)
+        self.budget = budget
         self.name = name
         self.path = path
         self.first_key = first_key  # the identity key every record starts with
@@ -187,8 +187,7 @@ class RowStream:
             return
         if self.size_rows and type(row) is dict:
             self.row_bytes = metric_row_bytes(len(row))
-        agent = self.agent
-        agent.wake()
+        self.budget.wake()
         if not self._wait_for_room(0):
             self._start_dropping()
             self._drop_last()
@@ -211,21 +210,21 @@ class RowStream:
     def _wait_for_room(self, extra: int) -> bool:
         """Whether the agent's buffer has room for ``extra`` more bytes, waiting up to ``max_block_s``
         (not at all while dropping, which lasts until the buffer is below half the budget)."""
-        agent = self.agent
-        budget = agent.max_buffer_bytes
+        budget = self.budget
+        capacity = budget.capacity_bytes
         if self.state == "dropping":
-            if agent.buffered_bytes() + extra > budget // 2:
+            if budget.buffered_bytes() + extra > capacity // 2:
                 return False
             self._transition("open")
-        if agent.buffered_bytes() + extra <= budget:
+        if budget.buffered_bytes() + extra <= capacity:
             return True
         self.waits += 1
-        deadline = time.monotonic() + agent.max_block_s
-        while agent.buffered_bytes() + extra > budget:
+        deadline = time.monotonic() + budget.max_block_s
+        while budget.buffered_bytes() + extra > capacity:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            agent.wait_for_space(min(remaining, 0.05))
+            budget.wait_for_space(min(remaining, 0.05))
         return True
 
     def _start_dropping(self) -> None:
@@ -269,7 +268,7 @@ class RowStream:
             self._rearm()
             return
         self._drop_last()
-        self.agent.wake()
+        self.budget.wake()
 
     def _drop_last(self) -> None:
         """Drop the newest buffered row, counted. (Not necessarily this call's own row when other
@@ -293,7 +292,7 @@ class RowStream:
         # meanwhile, as in an open stream: a bounded wait, then counted drops without waiting until
         # the buffer is below half the budget.
         if self._full_after_close:
-            self._full_after_close = self.agent.buffered_bytes() > self.agent.max_buffer_bytes // 2
+            self._full_after_close = self.budget.buffered_bytes() > self.budget.capacity_bytes // 2
         if not self._full_after_close and self._wait_for_room(0):
             return
         self._full_after_close = True
@@ -441,16 +440,3 @@ class DocumentSlot:
     def dirty(self) -> bool:
         return self.written_version != self.version
 
-
-class SpaceSignal:
-    """Lets a caller blocked on a full buffer wait for the agent's next drain."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def wait(self, timeout_s: float) -> None:
-        self._event.clear()
-        self._event.wait(timeout_s)
-
-    def notify(self) -> None:
-        self._event.set()

@@ -8,6 +8,7 @@ and ``ml-dash sync`` tries again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,24 +18,35 @@ from ml_dash.format.layout import FILES_DIR, FILES_METADATA
 
 from ..deadline import Deadline
 from .retry import STOPS, send_with_retries
+from .transport import Transport
 
 if TYPE_CHECKING:
-    from .uploader import RunUploader, UploadReport
+    from .uploader import UploadReport
 
 ENTRY_FIELDS = ("filename", "description", "tags", "contentType", "metadata")
 
 
 class FileUpload:
-    """The files part of one run's upload."""
+    """The files part of one run's upload.
 
-    def __init__(self, uploader: RunUploader) -> None:
-        self.uploader = uploader
+    Given what it uses, not the uploader that owns it (issue 15, no back-pointers): the run directory,
+    the run's ``prefix`` on the server, the ``transport``, ``blocking`` (runs a file read or a cursor
+    save off the event loop) and the request timeout; the retry wait comes with each pass.
+    """
+
+    def __init__(self, directory: Path, prefix: str, transport: Transport,
+                 blocking: Callable[..., Awaitable[Any]], request_timeout_s: float) -> None:
+        self.directory = directory
+        self.prefix = prefix
+        self.transport = transport
+        self.blocking = blocking
+        self.request_timeout_s = request_timeout_s
         self.refused: set[tuple[str, str]] = set()  # (path, sha256) refused in this process
 
     def pending(self, cursor: UploadCursor, refused_too: bool = False) -> list[tuple[str, str, Path, dict[str, Any]]]:
         """(path, sha256, local file, entry) of every saved file the server has not acknowledged (but
         those it refused in this process, unless ``refused_too``). Blocking."""
-        files_root = self.uploader.directory / FILES_DIR
+        files_root = self.directory / FILES_DIR
         document = read_json(files_root / FILES_METADATA)
         entries = document.get("files") if isinstance(document, dict) else None
         pending = []
@@ -52,9 +64,10 @@ class FileUpload:
                 pending.append((path, sha256, local, entry))
         return pending
 
-    async def upload(self, cursor: UploadCursor, deadline: Deadline, report: UploadReport, single_attempt: bool) -> None:
-        uploader = self.uploader
-        for path, sha256, local, entry in await uploader.blocking(self.pending, cursor):
+    async def upload(self, cursor: UploadCursor, deadline: Deadline, report: UploadReport, single_attempt: bool,
+                     sleep: Callable[[float], Awaitable[Any]]) -> None:
+        """PUT every pending file, marking each sent only after a 2xx; ``sleep`` is the pass's retry wait."""
+        for path, sha256, local, entry in await self.blocking(self.pending, cursor):
             if deadline.expired:
                 report.out_of_time = True
                 return
@@ -65,14 +78,14 @@ class FileUpload:
                           headers: dict[str, str] = headers) -> Any:
                 # a big file takes as long as the link needs: the request timeout bounds each wait,
                 # a deadline that cuts transfers (the end of the run, sync --timeout) the whole
-                return await uploader.transport.put_file(uploader.prefix, path, local, headers,
-                                                         timeout_s or uploader.request_timeout_s, deadline.transfer_s())
+                return await self.transport.put_file(self.prefix, path, local, headers,
+                                                     timeout_s or self.request_timeout_s, deadline.transfer_s())
 
-            outcome = await send_with_retries(put, deadline, uploader.request_timeout_s, uploader.pass_sleep, single_attempt)
+            outcome = await send_with_retries(put, deadline, self.request_timeout_s, sleep, single_attempt)
             report.requests += 1
             if outcome.ok:
                 cursor.files[path] = sha256
-                await uploader.blocking(cursor.save)
+                await self.blocking(cursor.save)
                 report.sent_files += 1
             elif outcome.status in STOPS:
                 report.stopped, report.reason = STOPS[outcome.status], outcome.reason

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from enum import Enum
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
@@ -35,8 +36,26 @@ RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 507})
 #: A Retry-After shorter than this is read as "no advice" (delta-seconds are whole seconds; 1e-9 from a
 #: confused server would otherwise be a hot loop): the backoff schedule waits instead.
 MIN_RETRY_AFTER_S = 1.0
+
+
+class StopReason(str, Enum):
+    """Why an upload stopped where no retry helps (``UploadReport.stopped``); a ``str``, so a report
+    prints and compares as the word it always was."""
+
+    AUTH = "auth"  # the server refused the credentials (401)
+    FORBIDDEN = "forbidden"  # the key may not write there (403: another owner's runs)
+    CONFLICT = "conflict"  # another run (or another copy of this one) holds the prefix or the indices
+    REJECTED = "rejected"  # a 4xx naming no row the upload can set aside
+    LOST = "lost"  # the server holds fewer rows than this directory continues after
+    STUCK = "stuck"  # the same rows asked for again and again without progress
+    INVALID = "invalid"  # the request cannot be made, or the answer is not an ml-dash server's
+
+    def __str__(self) -> str:
+        return self.value
+
+
 #: What an upload says when the server refuses the credentials: 401 bad key, 403 not that owner's runs.
-STOPS = {401: "auth", 403: "forbidden"}
+STOPS = {401: StopReason.AUTH, 403: StopReason.FORBIDDEN}
 MAX_RETRY_AFTER_S = 300.0
 
 

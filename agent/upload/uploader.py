@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from .batches import PROBE_ROWS, Batch, BatchBuilder
 from .file_upload import FileUpload
 from .pending import BATCH_BYTES, MEMORY_BYTES, MemoryChunks, Void
 from .rejects import set_aside, set_aside_counts
-from .retry import STOPS, Outcome, send_with_retries
+from .retry import STOPS, Outcome, StopReason, send_with_retries
 from .transport import Transport
 
 logger = logging.getLogger("ml_dash.agent")
@@ -63,6 +64,14 @@ MAX_SAME_BATCH = 3
 HOLD_BACK_S = 60.0
 
 
+class NextStep(Enum):
+    """What a pass does after one batch's final outcome (:meth:`RunUploader._dispatch`)."""
+
+    CONTINUE = "continue"  # go on after this batch: the one built while it was in flight is still right
+    REBUILD = "rebuild"  # build the next batch again from the cursor (rewound, held back, set aside, halved)
+    STOP = "stop"  # end the pass: the report says why
+
+
 @dataclass(slots=True)
 class UploadReport:
     """What one upload pass did, and why it stopped early if it did."""
@@ -74,7 +83,7 @@ class UploadReport:
     pending_files: int = 0
     refused_files: list[tuple[str, str]] = field(default_factory=list)  # (path, the server's reason)
     requests: int = 0
-    stopped: str | None = None  # auth | forbidden | conflict | rejected | lost | stuck | invalid: no retry helps
+    stopped: StopReason | None = None  # why no retry helps
     reason: str | None = None  # the server's or the network's words for ``stopped`` or ``unreachable``
     unreachable: bool = False  # the deadline passed while requests were failing
     out_of_time: bool = False  # the deadline passed between successful requests
@@ -111,7 +120,7 @@ class RunUploader:
         # run that starts with the server down keeps nothing in memory and sends small probes
         self.memory = MemoryChunks(memory_bytes, suspended=True)
         self.builder = BatchBuilder(self.directory, self.memory, executor, batch_bytes)
-        self.files = FileUpload(self)
+        self.files = FileUpload(self.directory, prefix, transport, self.blocking, request_timeout_s)
         self.cursor: UploadCursor | None = None
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
@@ -209,17 +218,18 @@ class RunUploader:
                 if progress is not None and outcome.ok:
                     progress(report.sent_rows)
                 shape = tuple((s.name, s.start, s.count) for s in batch.streams)
-                same = same + 1 if action == "rebuild" and shape == last_shape else int(action == "rebuild")
+                rebuilt = action is NextStep.REBUILD
+                same = same + 1 if rebuilt and shape == last_shape else int(rebuilt)
                 last_shape = shape
                 if same >= MAX_SAME_BATCH:
-                    report.stopped = "stuck"
+                    report.stopped = StopReason.STUCK
                     report.reason = f"the server answered {outcome.reason} {same} times to the same rows"
                     break
-                if action == "stop" or (action == "next" and not batch.streams):
+                if action is NextStep.STOP or (action is NextStep.CONTINUE and not batch.streams):
                     break
                 if following is not None:
                     prepared, following = await following, None
-                    if action == "next":  # it starts where this batch ended: still the right next batch
+                    if action is NextStep.CONTINUE:  # it starts where this batch ended: still the right next batch
                         batch = prepared
                         continue
                 batch = await self._next({}, cursor.documents.get("params"))
@@ -227,7 +237,7 @@ class RunUploader:
             if following is not None:  # its thread runs to the end anyway; wait, then drop it
                 await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None and not report.unreachable:
-            await self.files.upload(cursor, deadline, report, single_attempt)
+            await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep)
         report.held_back = dict(self.held_back)
         await self._measure(report)
         return report
@@ -249,57 +259,57 @@ class RunUploader:
 
         return await send_with_retries(attempt, deadline, self.request_timeout_s, self.pass_sleep, single_attempt)
 
-    async def _dispatch(self, batch: Batch, outcome: Outcome, report: UploadReport) -> str:
-        """Act on one final outcome: "next" (continue after this batch), "rebuild" (from the cursor), "stop"."""
+    async def _dispatch(self, batch: Batch, outcome: Outcome, report: UploadReport) -> NextStep:
+        """Act on one final outcome; say what the pass does next."""
         body = outcome.body or {}
         status = outcome.status
         if outcome.ok and not isinstance(body.get("acked"), dict):  # not an ml-dash server's answer
-            report.stopped = "invalid"
+            report.stopped = StopReason.INVALID
             report.reason = f"HTTP {status} without an acknowledgement (is {self.remote} an ml-dash server?)"
-            return "stop"
+            return NextStep.STOP
         if status < 0:
-            report.stopped, report.reason = "invalid", outcome.reason
-            return "stop"
+            report.stopped, report.reason = StopReason.INVALID, outcome.reason
+            return NextStep.STOP
         if outcome.ok:
             self.memory.resume()
             self.failing_since = None
             whole = await self._advance(batch, acknowledged(body), report)
             if report.stopped or report.unreachable:
-                return "stop"
-            return "next" if whole else "rebuild"
+                return NextStep.STOP
+            return NextStep.CONTINUE if whole else NextStep.REBUILD
         if status == 409 and isinstance(body.get("conflict"), dict):
-            report.stopped, report.reason, report.conflict = "conflict", outcome.reason, body["conflict"]
-            return "stop"
+            report.stopped, report.reason, report.conflict = StopReason.CONFLICT, outcome.reason, body["conflict"]
+            return NextStep.STOP
         if status == 409 and isinstance(body.get("acked"), dict):  # the batch starts past the server's rows
             await self._reconcile(acknowledged(body), report)
             await self._save()
-            return "stop" if report.stopped or report.unreachable else "rebuild"
+            return NextStep.STOP if report.stopped or report.unreachable else NextStep.REBUILD
         if status in STOPS:
             report.stopped, report.reason = STOPS[status], outcome.reason
-            return "stop"
+            return NextStep.STOP
         if 400 <= status < 500 and self._hold_back(batch, body, outcome.reason):
-            return "rebuild"
+            return NextStep.REBUILD
         if 400 <= status < 500 and batch.documents and not self.builder.without_documents and (
                 status != 413 or batch.rows <= 1) and self._refused_row(batch, body, status, named_only=True) is None:
             # maybe the documents, not the rows: the same rows go again without them before anything is
             # set aside or stopped (documents that stay refused are said, and tried again next pass)
             self.builder.without_documents = True
             report.refused_documents = outcome.reason
-            return "rebuild"
+            return NextStep.REBUILD
         if status == 413 and batch.rows > 1:
             self.max_rows = max(1, min(self.max_rows, batch.rows) // 2)
-            return "rebuild"
+            return NextStep.REBUILD
         if 400 <= status < 500:
             refused = self._refused_row(batch, body, status)
             if refused is not None:
                 stream, index = refused
                 self.builder.refused[stream] = (index, Void("rejected", outcome.reason, 0, 0, status))
-                return "rebuild"
-            report.stopped, report.reason = "rejected", outcome.reason
-            return "stop"
+                return NextStep.REBUILD
+            report.stopped, report.reason = StopReason.REJECTED, outcome.reason
+            return NextStep.STOP
         report.unreachable, report.reason = True, outcome.reason  # still failing when the deadline came
         report.unreachable_since = self.failing_since
-        return "stop"
+        return NextStep.STOP
 
     def _hold_back(self, batch: Batch, body: dict[str, Any], reason: str) -> bool:
         """Hold back the batch's streams the server refused to start (``streams`` of its 4xx); False if it
@@ -391,7 +401,7 @@ class RunUploader:
         if outcome.ok or outcome.status == 404:  # 404: the server has no such run any more
             return Acknowledged(stream_counts(outcome.body or {}), True, None)
         if outcome.status in STOPS or outcome.status < 0:
-            report.stopped, report.reason = STOPS.get(outcome.status, "invalid"), outcome.reason
+            report.stopped, report.reason = STOPS.get(outcome.status, StopReason.INVALID), outcome.reason
         else:
             report.unreachable, report.reason = True, outcome.reason
             report.unreachable_since = time.time()
@@ -409,7 +419,7 @@ class RunUploader:
             local = stored - cursor.base(name)
             at = cursor.streams.get(name)
             if local < 0:  # this directory continues after rows the server no longer holds
-                report.stopped = "lost"
+                report.stopped = StopReason.LOST
                 report.reason = (f"{self.remote} holds {stored} rows of {name}, fewer than the {cursor.base(name)} "
                                  "this directory continues after")
                 return False
@@ -442,7 +452,7 @@ class RunUploader:
         elif outcome.status == 404 or outcome.ok:
             cursor.adopt = None  # nothing to continue: this directory starts the run
         elif outcome.status in STOPS or outcome.status < 0:
-            report.stopped, report.reason = STOPS.get(outcome.status, "invalid"), outcome.reason
+            report.stopped, report.reason = STOPS.get(outcome.status, StopReason.INVALID), outcome.reason
             return False
         else:
             report.unreachable, report.reason = True, outcome.reason

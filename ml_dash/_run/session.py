@@ -123,14 +123,14 @@ class RunSession:
         if writer is None or self.status is not RunStatus.RUNNING:
             return self._dormant_stream(stream_name, self._metric_stream_args(name))
         if not self.in_owning_process():  # a forked child: the parent writes this run
-            stream = RowStream(self._agent(), stream_name, *self._metric_stream_args(name))
+            stream = RowStream(self._agent().budget, stream_name, *self._metric_stream_args(name))
             stream.forget()
             return stream
         existing = writer.streams.get(stream_name)
         if existing is not None:
             stream = existing
         else:
-            stream = writer.add_stream(RowStream(self._agent(), stream_name, *self._metric_stream_args(name)))
+            stream = writer.add_stream(RowStream(self._agent().budget, stream_name, *self._metric_stream_args(name)))
             if stream.state == "open":
                 slot = writer.document(f"{layout.METRICS_DIR}/{name}/{layout.METRIC_METADATA}",
                                        read_json(layout.metric_metadata_path(self.directory, name)), derived=True)
@@ -253,7 +253,7 @@ class RunSession:
             self.upload = RemoteRun(self.directory, self.prefix, self.remote, self.credentials)
             identity["run_id"] = self.upload.reconcile_at_start(self.options.resume, previous, identity["run_id"])
         self.agent = agent = Agent.instance()
-        self.writer = writer = RunWriter(agent, self.directory)
+        self.writer = writer = agent.new_writer(self.directory)
         # rows a server acknowledged that the files lack (an OS crash, a pulled run ending in set-aside
         # rows) are never numbered again, in local mode too
         floor = acknowledged_rows(self.directory, self.prefix)
@@ -280,7 +280,7 @@ class RunSession:
             self._document["adopted"] = adopted
         write_document(self.directory / layout.EXPERIMENT, dumps(self._document))
         writer.document(layout.EXPERIMENT, dict(self._document)).written_version = 1
-        self.log_stream = writer.add_stream(RowStream(agent, layout.LOG_STREAM, *self._log_stream_args()))
+        self.log_stream = writer.add_stream(RowStream(agent.budget, layout.LOG_STREAM, *self._log_stream_args()))
         if self.upload is not None:  # first: if it cannot start, nothing is registered yet
             self.upload.start(agent, writer)
         self.status = RunStatus.RUNNING

@@ -21,6 +21,7 @@ from ..agent.deadline import Deadline
 from ..agent.settings import UploadSettings
 from ..agent.upload.live_upload import LiveUpload
 from ..agent.upload.pending import BATCH_BYTES, MEMORY_BYTES
+from ..agent.upload.retry import StopReason
 from ..agent.upload.transport import HttpTransport
 from ..agent.upload.uploader import RunUploader, UploadReport
 from ..errors import MLDashError
@@ -165,7 +166,7 @@ class RemoteRun:
         command = sync_command(self.directory, self.remote, *self.credentials)
         lines = [(f"{pending} event(s) of {self.prefix} are not on {self.remote} yet ({why}); "
                   f"they are safe in {self.directory}. Send them with:"), f"    {command}"]
-        if report is not None and report.stopped == "conflict":
+        if report is not None and report.stopped is StopReason.CONFLICT:
             owner, project, _ = self.prefix.split("/")
             lines = [lines[0].replace("Send them with:", "Send them under a new name, or after the server's rows:"),
                      f"    {command} --prefix {owner}/{project}/<new-name>", f"    {command} --resume"]
@@ -181,22 +182,22 @@ def sync_command(directory: Path, remote: str, api_key: str | None, user_name: s
 
 def explain(report: UploadReport, unreachable_since: float | None = None) -> str:
     """Why an upload left rows behind, in the words a user can act on."""
-    if report.stopped == "auth":
+    if report.stopped is StopReason.AUTH:
         return f"the server refused the credentials: {report.reason}"
-    if report.stopped == "forbidden":
+    if report.stopped is StopReason.FORBIDDEN:
         return f"the key may not write there (owner mismatch): {report.reason}"
-    if report.stopped == "conflict" and (report.conflict or {}).get("kind") == "writer":
+    if report.stopped is StopReason.CONFLICT and (report.conflict or {}).get("kind") == "writer":
         return (f"the server holds other rows of this run under the same indices (another copy of the run "
                 f"directory wrote them): {report.reason}")
-    if report.stopped == "conflict":
+    if report.stopped is StopReason.CONFLICT:
         return f"the server holds another run under this prefix: {report.reason}"
-    if report.stopped == "rejected":
+    if report.stopped is StopReason.REJECTED:
         return f"the server rejected the upload: {report.reason}"
-    if report.stopped == "invalid":
+    if report.stopped is StopReason.INVALID:
         return f"the request cannot be sent as it is: {report.reason}"
-    if report.stopped == "lost":
+    if report.stopped is StopReason.LOST:
         return f"the server lost rows this run continues after ({report.reason}); send it under a new name (--prefix)"
-    if report.stopped == "stuck":
+    if report.stopped is StopReason.STUCK:
         return f"the upload made no progress: {report.reason}"
     if report.unreachable:
         since = ""

@@ -20,6 +20,7 @@ from .._run.reading import find_runs, written_here
 from .._run.runlock import RunLock
 from ..agent.deadline import Deadline
 from ..agent.settings import UploadSettings
+from ..agent.upload.retry import StopReason
 from ..agent.upload.transport import HttpTransport
 from ..agent.upload.uploader import RunUploader, UploadReport
 from ..cli.progress import ProgressBar
@@ -129,7 +130,7 @@ async def _sync_run(directory: Path, label: str, options: SyncOptions, settings:
         finally:
             bar.close()
         print(f"{label} {prefix}: {summary(report, before, directory)}", file=out)
-        if report.stopped == "conflict":
+        if report.stopped is StopReason.CONFLICT:
             print(_conflict_hint(directory, own, options), file=out)
         return report.complete
     finally:
