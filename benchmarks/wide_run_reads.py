@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from server_abuse import STAMP, probe, start_server  # the script's folder is on sys.path
 
-from ml_dash.format.wire import encode_body
+from ml_dash.format.wire import NAMED_REPLY, encode_body
 
 PREFIX = "mallory/wide/run"
 STREAMS_PER_REQUEST = 1_000  # the server's cap on streams one request names
@@ -54,7 +54,7 @@ def build_run(url: str, key: str, streams: int) -> float:
     block = {"keys": ["loss", "acc"], "cols": [[0.5], [0.9]], "created": [[STAMP, 1]]}
     for first in range(0, streams, STREAMS_PER_REQUEST):
         names = range(first, min(streams, first + STREAMS_PER_REQUEST))
-        body = {"v": 2, "identity": {"run_id": "wide", "writer_id": "wide"},
+        body = {"v": 2, "identity": {"run_id": "wide", "writer_id": "wide"}, **NAMED_REPLY,  # older servers ignore it
                 "streams": {f"metrics/layer{i:06d}": {"start": 0, "blocks": [block]} for i in names}}
         request = urllib.request.Request(f"{url}/api/v1/runs/{PREFIX}/events", data=encode_body(body), method="POST",
                                          headers={"Authorization": f"Bearer {key}", "Content-Encoding": "zstd"})

@@ -48,7 +48,7 @@ def wide_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         await storage.open()
         try:
             row = prepare_rows(0, metric_blocks([{"data": LATEST, "createdAt": "2026-12-01T00:00:00Z"}]))
-            await storage.ingest(IngestBatch("alice", "p", "wide", run_id="w", writer_id="w",
+            await storage.ingest(IngestBatch("alice", "p", "wide", run_id="w", writer_id="w", named_reply=True,
                                              metrics={_name(i): row for i in range(WIDE)}))
             await storage.ingest(IngestBatch("alice", "p", "small", run_id="s", writer_id="s",
                                              metrics={m: row for m in ("eval", "train", "system")}))
