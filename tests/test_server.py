@@ -694,3 +694,21 @@ def test_a_nul_in_a_path_or_query_is_a_400_before_any_handler(server: Server) ->
         assert status == 400, (path, status, body)
         assert b"holds a NUL character" in body, (path, body)
     assert server.request("GET", "/api/v1/experiments/alice/p/nul/logs?q=step", key=key)[0] == 200  # without the NUL
+
+
+def test_a_sigterm_as_soon_as_the_server_says_it_listens_stops_it_cleanly(tmp_path: Path) -> None:
+    """The signal handlers are in place before the server announces itself: a supervisor (or a test) that
+    sends SIGTERM the moment it reads the URL gets a clean stop ("stopped", exit 0, `ml-dash ui`'s URL
+    file removed), not a death by the default action. The SIGTERM here comes from inside the announcement,
+    the earliest moment anyone could send it."""
+    script = (
+        "import asyncio, os, signal\n"
+        "from pathlib import Path\n"
+        "from ml_dash.server.config import ServerConfig\n"
+        "from ml_dash.server.serve import serve\n"
+        f"config = ServerConfig(Path({str(tmp_path / 'data')!r}))\n"
+        "asyncio.run(serve(config, '127.0.0.1', 0, on_listening=lambda url: os.kill(os.getpid(), signal.SIGTERM)))\n"
+        "print('returned')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert "ml-dash server stopped" in out.stdout and "returned" in out.stdout

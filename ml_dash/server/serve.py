@@ -33,6 +33,12 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     the URL once it is bound (the port is known only then)."""
     if config.allow_user_name and not is_loopback(host):
         print(f"warning: --allow-user-name on {host} lets anyone on the network write as any user", file=sys.stderr)
+    # The handlers first: a SIGTERM that comes as soon as the server says it listens (a supervisor, a test
+    # that read the URL) must stop it cleanly, with its URL file removed, not kill it by the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
     # aiohttp's own decompression would inflate without limit
     runner = QuietAppRunner(create_app(config, local_root=local_root), shutdown_timeout=shutdown_timeout_s, access_log=None,
@@ -52,10 +58,6 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     print(f"{label} listening on http://{host}:{bound_port} ({where})", flush=True)
     if on_listening is not None:
         on_listening(f"http://{host}:{bound_port}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
     print(f"{label} stopped", flush=True)
