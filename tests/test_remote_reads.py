@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -110,11 +111,20 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
     rng = random.Random(7)
     n = 300_000
     spikes = set(rng.sample(range(n), 25))
-    with Experiment(prefix="alice/proj/long").run as exp:
-        train = exp.metrics("train")
-        for i in range(n):
-            loss = 1e6 if i in spikes else (float("nan") if i % 9973 == 0 else 0.5)
-            train.log(step=i, loss=loss, note="x" if i % 2 else None)
+    # logged in a process of its own whose calls wait for the agent instead of dropping (a loaded machine
+    # starves the agent: a drop would shift every later index, and this row is about the reads)
+    logger = ("from ml_dash import Experiment\n"
+              f"spikes = set({sorted(spikes)!r})\n"
+              "with Experiment(prefix='alice/proj/long').run as exp:\n"
+              "    train = exp.metrics('train')\n"
+              f"    for i in range({n}):\n"
+              "        loss = 1e6 if i in spikes else (float('nan') if i % 9973 == 0 else 0.5)\n"
+              "        train.log(step=i, loss=loss, note='x' if i % 2 else None)\n"
+              f"    assert exp.stats()['streams']['metrics/train']['written'] == {n}, exp.stats()\n")
+    logged = subprocess.run([sys.executable, "-c", logger],
+                            cwd=workdir, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ML_DASH_MAX_BLOCK_S": "60"})
+    assert logged.returncode == 0, logged.stderr
     key = server.key("alice")
     synced = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url,
                              "--api-key", key], cwd=workdir, capture_output=True, text=True, timeout=120)
