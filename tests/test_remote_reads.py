@@ -120,7 +120,7 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
               f"    for i in range({n}):\n"
               "        loss = 1e6 if i in spikes else (float('nan') if i % 9973 == 0 else 0.5)\n"
               "        train.log(step=i, loss=loss, note='x' if i % 2 else None)\n"
-              f"    assert exp.stats()['streams']['metrics/train']['written'] == {n}, exp.stats()\n")
+              f"assert exp.stats()['streams']['metrics/train']['written'] == {n}, exp.stats()\n")  # after the end
     logged = subprocess.run([sys.executable, "-c", logger],
                             cwd=workdir, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ML_DASH_MAX_BLOCK_S": "60"})
