@@ -95,6 +95,17 @@ def server(tmp_path: Path):
 
 
 @pytest.fixture
+def app_server(tmp_path: Path):
+    """The server's app in this process (tests/app_server.py), for tests of a handler's logic: the same
+    client as ``server``, started in milliseconds; stopped afterwards."""
+    from .app_server import AppServer
+
+    srv = AppServer(tmp_path / "server-data")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 def dead_url() -> Iterator[str]:
     """A loopback URL where connections are refused: a port held bound (never listening) for the test,
     so no other process can take it meanwhile (a port freed and reused would race)."""

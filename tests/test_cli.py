@@ -123,19 +123,19 @@ def test_bad_arguments_get_one_line_errors_not_tracebacks(workdir: Path) -> None
     assert revoke.returncode == 2 and "not-a-real-secret" not in revoke.stderr  # a mistyped secret is not echoed
 
 
-def test_a_port_in_use_is_a_clear_error(workdir: Path, server) -> None:
-    out = _cli("server", "--port", str(server.port), "--data", "other", cwd=workdir)
+def test_a_port_in_use_is_a_clear_error(workdir: Path, app_server) -> None:
+    out = _cli("server", "--port", str(app_server.port), "--data", "other", cwd=workdir)
     assert out.returncode == 1 and "address already in use" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_sync_and_pull_take_the_server_and_the_key_from_the_environment_or_a_key_file(workdir: Path, server) -> None:
-    key = server.key("alice")
+def test_sync_and_pull_take_the_server_and_the_key_from_the_environment_or_a_key_file(workdir: Path, app_server) -> None:
+    key = app_server.key("alice")
     _make_run(workdir)
-    env = {"ML_DASH_API_URL": server.url, "ML_DASH_API_KEY": key}
+    env = {"ML_DASH_API_URL": app_server.url, "ML_DASH_API_KEY": key}
     synced = _cli("sync", cwd=workdir, env=env)
     assert synced.returncode == 0 and "6/6 rows and 1 files sent" in synced.stdout, synced.stdout + synced.stderr
     (workdir / "key.txt").write_text(key + "\n")
-    pulled = _cli("pull", "alice/proj/run-1", "--remote", server.url, "--api-key-file", "key.txt", "--to", "back",
+    pulled = _cli("pull", "alice/proj/run-1", "--remote", app_server.url, "--api-key-file", "key.txt", "--to", "back",
                   cwd=workdir)
     assert pulled.returncode == 0, pulled.stderr
     assert len((workdir / "back/alice/proj/run-1/metrics/train/data.jsonl").read_text().splitlines()) == 5
