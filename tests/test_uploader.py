@@ -268,7 +268,7 @@ def test_the_http_transport_reads_retry_after_and_the_servers_words(workdir: Pat
 def test_a_pass_over_a_run_of_many_streams_reads_only_the_streams_that_grew(workdir: Path, monkeypatch) -> None:
     """A run of thousands of metrics (issue 14): an upload pass costs a stat per stream, and a read only for
     a stream with rows past its cursor (it opened and read every stream's file, twice, on every pass)."""
-    import ml_dash.agent.uploader as uploader_module
+    import ml_dash.agent.upload.uploader as uploader_module
     from ml_dash.agent.upload import batches
 
     exp = Experiment(prefix="a/b/c")
