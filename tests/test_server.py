@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import zstandard
 
 from ml_dash.format.wire import encode_body, metric_blocks
 
+from . import server_process
 from .app_server import AppServer
 from .server_process import Server, recv_until_closed
 
@@ -428,40 +430,53 @@ def test_row28_a_loopback_server_answers_only_loopback_host_names_unless_told(tm
         named.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real ``ml-dash server`` for this module's tests of refused bodies (rows 24 and 26): each is
+    refused and stores nothing, so they need no fresh process of their own; each checks that nothing was
+    stored, or that the server still answers, after its refusal."""
+    srv = Server(tmp_path_factory.mktemp("refusals") / "server-data")
+    server_process.STARTED.remove(srv.proc)  # it outlives each test (conftest stops every other server)
+    try:
+        yield srv
+    finally:
+        assert srv.stop() == 0  # and the refusals left it able to exit cleanly
+
+
 @pytest.mark.parametrize("run", [{"status": None}, {"status": {"a": 1}}, {"status": "DONE"}, {"description": [1]},
                                  {"created_at": 2**64 - 1}, {"tags": "x"}, {"tags": [1]}, {"metadata": [1]},
                                  {"status_reason": "x" * 70_000}, {"hostname": 5}])
-def test_row26_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(server: Server, run: dict) -> None:
-    key = server.key("alice")
+def test_row26_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(shared_server: Server, run: dict) -> None:
+    key = shared_server.key("alice")
     raw = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}, "run": run})  # uncompressed: 70,000 x's
-    status, body = server.ingest("alice/p/typed", {}, key, raw=raw, encoding="identity")  # are no bomb
+    status, body = shared_server.ingest("alice/p/typed", {}, key, raw=raw, encoding="identity")  # are no bomb
     (field,) = run
     assert status == 400 and body["error"].startswith(f"run.{field}: "), body
-    assert server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored
+    assert shared_server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored
 
 
 def _raw_body(extra: dict) -> bytes:
     return zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, **extra}))
 
 
-def test_row24_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(server: Server) -> None:
-    key = server.key("alice")
+def test_row24_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(shared_server: Server) -> None:
+    key = shared_server.key("alice")
     head = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}})
     declared = head[:1].replace(b"\x83", b"\x84") + head[1:] + msgpack.packb("x") + b"\xdd" + (2_000_000).to_bytes(4, "big")
     declared += b"\xc0" * 2_000_000  # an array of 2,000,000 nils: 2 MB that would take 16 MB decoded
-    status, body = server.ingest("alice/p/bomb", {}, key, raw=declared, encoding="identity")
+    status, body = shared_server.ingest("alice/p/bomb", {}, key, raw=declared, encoding="identity")
     assert status == 400 and "max_array_len" in body["error"], body
     nils = zstandard.ZstdCompressor(level=1).compress(b"\xc0" * (70 << 20))  # 70 MiB of nils in a few KB
-    status, body = server.ingest("alice/p/bomb", {}, key, raw=nils)
+    status, body = shared_server.ingest("alice/p/bomb", {}, key, raw=nils)
     assert status == 413 and "decompressed body exceeds" in body["error"], body
-    assert server.request("GET", "/health")[0] == 200
+    assert shared_server.request("GET", "/health")[0] == 200
 
 
 @pytest.mark.parametrize("where", ["params", "metadata", "log row", "metric value"])
-def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_500(server: Server, where: str) -> None:
+def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_500(shared_server: Server, where: str) -> None:
     """msgpack decodes 500 levels; the server re-encodes params and rows as JSON, which failed at ~1000
     (a RecursionError: a 500 the client retried until its deadline). The SDK's own bound holds."""
-    key = server.key("alice")
+    key = shared_server.key("alice")
     deep = "DEEP"  # replaced below by 1,000 nested maps (msgpack's packer stops at 511)
     block = {"keys": ["loss"], "cols": [[0.5, deep]], "created": [["2026-01-01T00:00:00Z", 2]]}
     extra = {"params": {"params": {"p": deep}},
@@ -470,12 +485,12 @@ def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_50
              "metric value": {"streams": {"metrics/train": {"start": 0, "blocks": [block]}}}}[where]
     packed = msgpack.packb({"v": 2, "identity": IDENTITY, **extra})
     packed = packed.replace(msgpack.packb(deep), b"\x81\xa1a" * 1000 + b"\x01")
-    status, body = server.ingest("alice/p/deep", {}, key, raw=zstandard.ZstdCompressor().compress(packed))
+    status, body = shared_server.ingest("alice/p/deep", {}, key, raw=zstandard.ZstdCompressor().compress(packed))
     assert status == 400, body
     assert ("nested deeper than" in body["error"]) if where != "metric value" else ("a metric value is" in body["error"])
     if where in ("log row", "metric value"):  # a row-level refusal: the client sets that one row aside
         assert body["index"] == (0 if where == "log row" else 1), body
-    assert server.request("GET", "/health")[0] == 200
+    assert shared_server.request("GET", "/health")[0] == 200
 
 
 def test_row24_bombs_arriving_together_all_get_a_4xx_while_health_and_ingest_go_on(server: Server) -> None:
@@ -513,20 +528,20 @@ def test_row24_bombs_arriving_together_all_get_a_4xx_while_health_and_ingest_go_
     assert probes and set(probes) == {200}
 
 
-def test_row24_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
-    key = server.key("alice")
+def test_row24_a_block_without_columns_cannot_declare_rows(shared_server: Server) -> None:
+    key = shared_server.key("alice")
     block = {"keys": [], "cols": [], "created": [["2026-01-01T00:00:00Z", 999_999]]}
-    status, body = server.ingest("alice/p/empty", {}, key,
+    status, body = shared_server.ingest("alice/p/empty", {}, key,
                                  raw=_raw_body({"streams": {"metrics/train": {"start": 0, "blocks": [block]}}}))
     assert status == 400 and "malformed block" in body["error"], body
-    assert server.request("GET", "/api/v1/experiments/alice/p/empty", key=key)[0] == 404
+    assert shared_server.request("GET", "/api/v1/experiments/alice/p/empty", key=key)[0] == 404
 
 
 @pytest.mark.parametrize("level", [5, ["info"], "loud"])
-def test_row26_a_log_level_the_sdk_would_refuse_is_a_400(server: Server, level: object) -> None:
-    key = server.key("alice")
+def test_row26_a_log_level_the_sdk_would_refuse_is_a_400(shared_server: Server, level: object) -> None:
+    key = shared_server.key("alice")
     row = {"message": "m", "level": level, "timestamp": "2026-01-01T00:00:00Z"}
-    status, body = server.ingest("alice/p/lv", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": [row]}}}))
+    status, body = shared_server.ingest("alice/p/lv", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": [row]}}}))
     assert status == 400 and body.get("stream") == "logs" and body.get("index") == 0, body
 
 
