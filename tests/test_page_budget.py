@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from ml_dash.format.wire import metric_blocks
 from ml_dash.remote.reads import ServerReads
 
@@ -30,6 +32,7 @@ def _load_wide_run(server: Server, key: str) -> None:
         assert server.ingest("alice/p/wide", body, key)[0] == 200
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_a_page_of_wide_rows_is_cut_by_its_values_and_next_leads_to_every_row_once(app_server: AppServer) -> None:
     key = app_server.key("alice")
     _load_wide_run(app_server, key)

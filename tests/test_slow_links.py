@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.retry import Outcome, send_with_retries
@@ -139,6 +140,7 @@ def test_body_bytes_that_come_before_the_handler_starts_never_start_the_head_clo
     assert not closed and written.startswith(b"HTTP/1.1 200 OK") and written.endswith(b"30 bytes"), written
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_slow_file_uploads_are_stored_however_long_their_bodies_take(tmp_path: Path) -> None:
     """48 MiB at 3 MiB/s and 256 MiB at 8 MiB/s (16 s and 32 s, at the same time) against the default
     limits: the head must be whole within 10 s, the body never silent for 30 s."""
@@ -316,6 +318,7 @@ def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_p
     assert outcome.status == 400 and "zstd" in outcome.reason, outcome
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_a_checkpoint_and_metric_rows_cross_a_slow_link(workdir: Path, server: Server, monkeypatch: Any) -> None:
     """A 64 MiB checkpoint at 2 MiB/s takes 32 s: longer than the request timeout (10 s here) and than a
     live upload pass (30 s). It crosses in one request, as do the metric rows, while the run goes on."""
