@@ -404,7 +404,7 @@ def test_the_ui_says_what_failed_instead_of_waiting_or_showing_nothing(workdir: 
     assert "enter an API key" in page.locator(".sign-in .error").inner_text()
     page.fill("input[name=user]", "alice")  # a user name, on a server that takes keys only
     page.click("button[type=submit]")
-    page.wait_for_function("() => document.querySelector('.sign-in .error').textContent.includes('API keys only')")
+    page.wait_for_function("() => document.querySelector('.sign-in .error')?.textContent.includes('API keys only')")  # absent while redrawn
     site.open(tab)
     page.goto(app_server.url + "/?owner=bob")  # not alice's to read: said, not "Loading…" for ever
     page.locator("main .error", has_text="may not read").wait_for()
