@@ -38,6 +38,7 @@ def _steps(server: Server, prefix: str) -> list[int]:
     return [r["data"]["step"] for r in server.metric_rows(prefix, headers=USER)]
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_row8_a_full_server_disk_is_a_507_never_a_2xx_and_the_rows_get_in_once_space_returns(
         workdir: Path, tmp_path: Path) -> None:
     srv = Server(tmp_path / "srv", "--allow-user-name")

@@ -167,6 +167,7 @@ def _ingest_body(rows: int, seed: int) -> bytes:
                         "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(data)}}})
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_concurrent_slow_ingest_bodies_each_get_their_answer(tmp_path: Path) -> None:
     """Twelve valid ingest bodies at once, each arriving for longer than the head may take: every one is
     answered and stored (they were closed without a status when their head clock ran on)."""
@@ -297,6 +298,7 @@ def test_an_upload_to_a_server_that_stopped_reading_times_out(tmp_path: Path) ->
         assert outcome.reason == "nothing of the request body was taken for 1 s", outcome
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_path: Path) -> None:
     """12 MiB at 1 MiB/s with a 6 s request timeout: the body keeps moving, so the server's answer comes
     back (a 400 here: the bytes are no zstd body; what matters is that the server read them all)."""
