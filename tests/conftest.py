@@ -19,6 +19,12 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
+from .rings import (  # noqa: F401  (the rings: every test unit, integration or browser, by rule; README "Set-up")
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_runtest_protocol,
+)
 from .sites import site  # noqa: F401  (a UI test against a real server and against ml-dash ui)
 
 # Hypothesis: in CI the same examples every run (a fixed seed) and no example database; elsewhere its
@@ -27,6 +33,8 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 settings.register_profile("dev", database=DirectoryBasedExampleDatabase(
     os.path.join(os.path.expanduser("~"), ".cache", "ml-dash", "hypothesis")))
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
 
 ENV_VARS = [
     "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN",
@@ -82,6 +90,17 @@ def server(tmp_path: Path):
     from .server_process import Server
 
     srv = Server(tmp_path / "server-data")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def app_server(tmp_path: Path):
+    """The server's app in this process (tests/app_server.py), for tests of a handler's logic: the same
+    client as ``server``, started in milliseconds; stopped afterwards."""
+    from .app_server import AppServer
+
+    srv = AppServer(tmp_path / "server-data")
     yield srv
     srv.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -46,9 +47,10 @@ class Server:
         self.port = int(self.url.rsplit(":", 1)[1])
 
     def key(self, owner: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "create", "--owner", owner,
-                              "--data", str(self.data)], capture_output=True, text=True, timeout=60, check=True)
-        return out.stdout.strip().splitlines()[-1]
+        """A new API key of ``owner``: what ``ml-dash keys create`` does (its own function, on its own
+        connection to the database, as that command's process would), without starting an interpreter
+        for it (a second or more per key on a loaded machine). tests/test_server.py runs the command."""
+        return create_key(self.data, owner)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 key: str | None = None) -> tuple[int, Any]:
@@ -113,6 +115,22 @@ class Server:
         return self.proc.returncode
 
 
+
+
+def create_key(data: Path, owner: str) -> str:
+    """``ml-dash keys create --owner OWNER --data DATA``'s key, made in this process: in a thread of its own,
+    whose event loop cannot clash with one running in the caller's (Playwright's, in the UI tests)."""
+    from ml_dash.server.config import ServerConfig
+    from ml_dash.server.serve import create_key as create
+
+    made: list[str] = []
+    worker = threading.Thread(target=lambda: made.append(asyncio.run(create(ServerConfig(Path(data)), owner))),
+                              name="create-key")
+    worker.start()
+    worker.join(timeout=60)
+    if not made:
+        raise RuntimeError(f"no key was made for {owner} in {data}")
+    return made[0]
 
 
 def recv_until_closed(conn: socket.socket, limit_s: float) -> tuple[bytes, bool]:

@@ -89,7 +89,8 @@ Site = ServerSite | LocalSite
 @pytest.fixture(params=["server", "local"])
 def site(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Site]:
     """Each test of a row runs against a real server and against ``ml-dash ui`` on local runs."""
-    chosen: Site = ServerSite(request.getfixturevalue("server")) if request.param == "server" else LocalSite(
+    # the server's app in this process (tests/app_server.py): these tests are about the pages, not the process
+    chosen: Site = ServerSite(request.getfixturevalue("app_server")) if request.param == "server" else LocalSite(
         workdir / ".dash")
     yield chosen
     chosen.stop()

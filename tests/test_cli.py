@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ml_dash import Experiment
 
 
@@ -102,6 +104,7 @@ def test_keys_commands_refuse_a_data_directory_that_holds_no_database_and_create
     assert _cli("keys", "list", "--owner", "alice", "--data", "data", cwd=workdir).returncode == 0
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_bad_arguments_get_one_line_errors_not_tracebacks(workdir: Path) -> None:
     cases = [
         (("keys", "create", "--owner", "bad owner", "--data", "d"), "segment 'bad owner'"),
@@ -123,19 +126,19 @@ def test_bad_arguments_get_one_line_errors_not_tracebacks(workdir: Path) -> None
     assert revoke.returncode == 2 and "not-a-real-secret" not in revoke.stderr  # a mistyped secret is not echoed
 
 
-def test_a_port_in_use_is_a_clear_error(workdir: Path, server) -> None:
-    out = _cli("server", "--port", str(server.port), "--data", "other", cwd=workdir)
+def test_a_port_in_use_is_a_clear_error(workdir: Path, app_server) -> None:
+    out = _cli("server", "--port", str(app_server.port), "--data", "other", cwd=workdir)
     assert out.returncode == 1 and "address already in use" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_sync_and_pull_take_the_server_and_the_key_from_the_environment_or_a_key_file(workdir: Path, server) -> None:
-    key = server.key("alice")
+def test_sync_and_pull_take_the_server_and_the_key_from_the_environment_or_a_key_file(workdir: Path, app_server) -> None:
+    key = app_server.key("alice")
     _make_run(workdir)
-    env = {"ML_DASH_API_URL": server.url, "ML_DASH_API_KEY": key}
+    env = {"ML_DASH_API_URL": app_server.url, "ML_DASH_API_KEY": key}
     synced = _cli("sync", cwd=workdir, env=env)
     assert synced.returncode == 0 and "6/6 rows and 1 files sent" in synced.stdout, synced.stdout + synced.stderr
     (workdir / "key.txt").write_text(key + "\n")
-    pulled = _cli("pull", "alice/proj/run-1", "--remote", server.url, "--api-key-file", "key.txt", "--to", "back",
+    pulled = _cli("pull", "alice/proj/run-1", "--remote", app_server.url, "--api-key-file", "key.txt", "--to", "back",
                   cwd=workdir)
     assert pulled.returncode == 0, pulled.stderr
     assert len((workdir / "back/alice/proj/run-1/metrics/train/data.jsonl").read_text().splitlines()) == 5

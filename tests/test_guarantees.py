@@ -23,6 +23,7 @@ from ml_dash.format.cursor import UploadCursor
 from ml_dash.format.wire import BodyError, decode_body, metric_blocks
 from ml_dash.server.http.hosts import host_name, is_loopback
 
+from .app_server import AppServer
 from .conftest import python_script
 from .fake_server import FakeTransport, Request
 from .server_process import Server
@@ -261,11 +262,11 @@ def test_arrays_of_at_most_1000000_items_are_decoded_and_larger_ones_refused() -
         decode_body(body(1_000_001), "identity")
 
 
-def test_a_server_refuses_a_body_holding_a_200000_entry_map(server: Server) -> None:
-    key = server.key("alice")
-    status, reply = server.ingest("alice/p/r", {}, key, raw=_body_with_map(200_000), encoding="identity")
+def test_a_server_refuses_a_body_holding_a_200000_entry_map(app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    status, reply = app_server.ingest("alice/p/r", {}, key, raw=_body_with_map(200_000), encoding="identity")
     assert status == 400, reply
-    assert server.ingest("alice/p/r", _batch(0, 3, "w"), key)[0] == 200
+    assert app_server.ingest("alice/p/r", _batch(0, 3, "w"), key)[0] == 200
 
 
 # -- a loopback server answers only loopback names, however its address is spelled -----------------------

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ml_dash import Experiment, RunStateError
 
 from .conftest import read_json, read_jsonl
+from .optional import torch, torch_case
 
 pytestmark = pytest.mark.usefixtures("logger_impl")
 
@@ -103,7 +103,7 @@ def test_metric_name_must_be_a_string(exp: Experiment) -> None:
 @pytest.mark.parametrize("value, problem", [(object(), "unsupported type object"), ([1, 2], "unsupported type list"),
                                             ({"a": 1}, "unsupported type dict"),
                                             (np.zeros(3), "numpy ndarray of dtype float64 and shape"),
-                                            (torch.zeros(3), "tensor of shape")])
+                                            torch_case(lambda: torch.zeros(3), "tensor of shape")])
 def test_unsupported_values_fail_at_the_call_and_lose_nothing(exp: Experiment, value: object, problem: str) -> None:
     exp.metrics("train").log(loss=1.0)
     with pytest.raises(TypeError, match=problem):

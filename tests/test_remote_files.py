@@ -8,10 +8,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from torch import nn
-
 from ml_dash import Experiment
 
+from .app_server import AppServer
+from .optional import nn
 from .server_process import Server, direct
 
 
@@ -21,29 +21,29 @@ def _download(server: Server, path: str, key: str) -> bytes:
         return resp.read()
 
 
-def test_saved_and_uploaded_files_reach_the_server(workdir: Path, server: Server) -> None:
-    key = server.key("alice")
+def test_saved_and_uploaded_files_reach_the_server(workdir: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
     (workdir / "model.pth").write_bytes(b"weights" * 1000)
-    exp = Experiment(prefix="alice/proj/run", remote=server.url, api_key=key)
+    exp = Experiment(prefix="alice/proj/run", remote=app_server.url, api_key=key)
     with exp.run:
         exp.files("models").save(nn.Linear(3, 3), "net.pth")
         exp.files("model.pth", prefix="/models")
-    _status, listing = server.request("GET", "/api/v1/experiments/alice/proj/run/files", key=key)
+    _status, listing = app_server.request("GET", "/api/v1/experiments/alice/proj/run/files", key=key)
     files = {f["path"]: f for f in listing["files"]}
     assert set(files) == {"models/net.pth", "models/model.pth"}
     for path, entry in files.items():
         local = (exp.directory / "files" / path).read_bytes()
         assert entry["checksum"] == hashlib.sha256(local).hexdigest() and entry["sizeBytes"] == len(local)
-        assert _download(server, f"/api/v1/experiments/alice/proj/run/files/{path}", key) == local
+        assert _download(app_server, f"/api/v1/experiments/alice/proj/run/files/{path}", key) == local
 
 
-def test_identical_content_is_stored_once(workdir: Path, server: Server) -> None:
-    key = server.key("alice")
+def test_identical_content_is_stored_once(workdir: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
     for name in ("a", "b"):
-        exp = Experiment(prefix=f"alice/proj/{name}", remote=server.url, api_key=key)
+        exp = Experiment(prefix=f"alice/proj/{name}", remote=app_server.url, api_key=key)
         with exp.run:
             exp.files("data").save(b"same bytes" * 100, "blob.bin")
-    blobs = [p for p in (server.data / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"]
+    blobs = [p for p in (app_server.data / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"]
     assert len(blobs) == 1
 
 
@@ -62,12 +62,12 @@ def test_row11_put_rejects_a_wrong_checksum_traversal_and_other_owners(server: S
     assert not any(p.name == "escape.bin" for p in server.data.parent.rglob("*"))
 
 
-def test_sync_uploads_files_once(workdir: Path, server: Server) -> None:
-    key = server.key("alice")
+def test_sync_uploads_files_once(workdir: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
     exp = Experiment(prefix="alice/proj/local")
     with exp.run:
         exp.files("m").save(b"abc", "x.bin")
-    run = lambda: subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", server.url,
+    run = lambda: subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash", "--remote", app_server.url,
                                   "--api-key", key], cwd=workdir, capture_output=True, text=True, timeout=120)
     first, second = run(), run()
     assert first.returncode == 0 and "1 files sent" in first.stdout

@@ -12,6 +12,7 @@ import pytest
 from ml_dash import Experiment
 from ml_dash.errors import MLDashError
 
+from .app_server import AppServer
 from .server_process import Server
 
 
@@ -30,10 +31,10 @@ def _written_elsewhere(tmp_path: Path, server: Server, key: str) -> Experiment:
     return exp
 
 
-def test_a_run_written_elsewhere_reads_the_same_from_the_server(workdir: Path, tmp_path: Path, server: Server) -> None:
-    key = server.key("alice")
-    original = _written_elsewhere(tmp_path, server, key)
-    reader = Experiment(prefix="alice/proj/elsewhere", remote=server.url, api_key=key)  # never started here
+def test_a_run_written_elsewhere_reads_the_same_from_the_server(workdir: Path, tmp_path: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    original = _written_elsewhere(tmp_path, app_server, key)
+    reader = Experiment(prefix="alice/proj/elsewhere", remote=app_server.url, api_key=key)  # never started here
     assert not reader.directory.exists()
 
     rows = reader.metrics("train").read(limit=None)
@@ -56,35 +57,35 @@ def test_a_run_written_elsewhere_reads_the_same_from_the_server(workdir: Path, t
         reader.files("models").download("missing.txt", tmp_path)
 
 
-def test_a_run_the_server_does_not_have_reads_empty(workdir: Path, server: Server) -> None:
-    reader = Experiment(prefix="alice/proj/never", remote=server.url, api_key=server.key("alice"))
+def test_a_run_the_server_does_not_have_reads_empty(workdir: Path, app_server: AppServer) -> None:
+    reader = Experiment(prefix="alice/proj/never", remote=app_server.url, api_key=app_server.key("alice"))
     assert reader.metrics("train").read() == [] and reader.logs.read() == []
     assert reader.params.get() == {} and reader.files.list() == []
 
 
-def test_refused_or_unreachable_reads_fail_naming_the_server_and_the_reason(workdir: Path, server: Server,
+def test_refused_or_unreachable_reads_fail_naming_the_server_and_the_reason(workdir: Path, app_server: AppServer,
                                                                            dead_url: str) -> None:
-    wrong = Experiment(prefix="alice/proj/x", remote=server.url, api_key="mld_000000000000_wrong")
-    with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from {server.url}: HTTP 401"):
+    wrong = Experiment(prefix="alice/proj/x", remote=app_server.url, api_key="mld_000000000000_wrong")
+    with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from {app_server.url}: HTTP 401"):
         wrong.metrics("train").read()
     down = Experiment(prefix="alice/proj/x", remote=dead_url, api_key="mld_000000000000_wrong")
     with pytest.raises(MLDashError, match=rf"cannot read alice/proj/x from {dead_url}"):
         down.logs.read()
 
 
-def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, server: Server) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/proj/mine", remote=server.url, api_key=key)
+def test_a_run_started_in_this_process_reads_its_own_directory(workdir: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    exp = Experiment(prefix="alice/proj/mine", remote=app_server.url, api_key=key)
     with exp.run:
         exp.metrics("train").log(step=1)
         assert exp.metrics("train").read()[0]["data"]["step"] == 1  # buffered rows too, before any upload
 
 
-def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir: Path, server: Server) -> None:
+def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir: Path, app_server: AppServer) -> None:
     from ml_dash.format.wire import encode_body, metric_blocks
     from ml_dash.remote.reads import ServerReads
 
-    key = server.key("alice")
+    key = app_server.key("alice")
     identity = {"run_id": "r", "writer_id": "w"}
 
     def rows(start: int, n: int) -> dict:
@@ -93,16 +94,17 @@ def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir
 
     for streams in ({"metrics/train": rows(0, 1200)}, {"metrics/train": {"start": 1200, "void": 3, "reason": "x"}},
                     {"metrics/train": rows(1203, 1300)}):
-        status, _ = server.request("POST", "/api/v1/runs/alice/p/paged/events",
+        status, _ = app_server.request("POST", "/api/v1/runs/alice/p/paged/events",
                                    encode_body({"v": 2, "identity": identity, "streams": streams}),
                                    {"Content-Encoding": "zstd"}, key)
         assert status == 200
-    reads = ServerReads(server.url, "alice/p/paged", key, None, page_rows=500)
+    reads = ServerReads(app_server.url, "alice/p/paged", key, None, page_rows=500)
     steps = [r["data"]["step"] for r in reads.metric_rows("train", 0, None)]
     assert steps == list(range(1200)) + list(range(1203, 2503))  # six pages, nothing twice, nothing missing
     assert [r["index"] for r in reads.metric_rows("train", 1190, 20)] == list(range(1190, 1200)) + list(range(1203, 1213))
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir: Path, server: Server) -> None:
     import random
     import subprocess
@@ -163,6 +165,7 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
         assert status == 400 and problem in refused["error"], (query, refused)
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_row25_reads_of_a_huge_series_while_clients_ingest_all_answer_and_every_row_gets_in(server: Server) -> None:
     """Readers loop over pages at random offsets and whole-series buckets of a 300,000-row series
     while four runs ingest: every read answers correctly, /health keeps answering, and every writer's

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import zstandard
 
 from ml_dash.format.wire import encode_body, metric_blocks
 
+from . import server_process
+from .app_server import AppServer
 from .server_process import Server, recv_until_closed
 
 
@@ -42,14 +45,16 @@ def _acked(reply: tuple[int, Any]) -> tuple[int, Any]:
     return reply[0], reply[1].get("acked") if isinstance(reply[1], dict) else reply[1]
 
 
-def test_health(server: Server) -> None:
-    assert server.request("GET", "/health") == (200, {"status": "ok", "version": pytest.importorskip("ml_dash").__version__})
+def test_health(app_server: AppServer) -> None:
+    assert app_server.request("GET", "/health") == (200, {"status": "ok", "version": pytest.importorskip("ml_dash").__version__})
 
 
-def test_keys_are_printed_once_and_stored_hashed(server: Server) -> None:
-    token = server.key("alice")
+def test_keys_are_printed_once_and_stored_hashed(app_server: AppServer) -> None:
+    created = _keys_cli(app_server, "create", "--owner", "alice")  # the command itself (Server.key skips it)
+    assert created.returncode == 0 and "shown once" in created.stdout, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("mld_")
-    db = sqlite3.connect(server.data / "ml-dash.sqlite3")
+    db = sqlite3.connect(app_server.data / "ml-dash.sqlite3")
     stored = db.execute("SELECT key_id, owner, secret_sha256 FROM api_keys").fetchall()
     assert len(stored) == 1 and stored[0][1] == "alice"
     assert token.split("_", 2)[2] not in repr(stored)  # the secret itself is nowhere in the database
@@ -60,106 +65,106 @@ def _keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_revoked_key_is_refused_by_the_running_server_and_listed_as_revoked(server: Server) -> None:
-    first, second = server.key("alice"), server.key("alice")
-    assert server.ingest("alice/p/r", _batch(0, 1), first)[0] == 200
+def test_a_revoked_key_is_refused_by_the_running_server_and_listed_as_revoked(app_server: AppServer) -> None:
+    first, second = app_server.key("alice"), app_server.key("alice")
+    assert app_server.ingest("alice/p/r", _batch(0, 1), first)[0] == 200
     first_id = first.split("_")[1]
-    revoked = _keys_cli(server, "revoke", first)  # the whole key works as well as its id
+    revoked = _keys_cli(app_server, "revoke", first)  # the whole key works as well as its id
     assert revoked.returncode == 0 and first_id in revoked.stdout
     assert first.split("_", 2)[2] not in revoked.stdout + revoked.stderr  # the secret is never echoed
-    status, _reply = server.ingest("alice/p/r", _batch(1, 1), first)
+    status, _reply = app_server.ingest("alice/p/r", _batch(1, 1), first)
     assert status == 401
-    assert server.ingest("alice/p/r", _batch(1, 1), second)[0] == 200  # other keys keep working
-    listed = _keys_cli(server, "list", "--owner", "alice").stdout.splitlines()[1:]
+    assert app_server.ingest("alice/p/r", _batch(1, 1), second)[0] == 200  # other keys keep working
+    listed = _keys_cli(app_server, "list", "--owner", "alice").stdout.splitlines()[1:]
     assert [line.split()[0] for line in listed] == [first_id, second.split("_")[1]]
     assert listed[0].split()[2] != "-" and listed[1].split()[2] == "-"  # revoked at / not revoked
-    assert _keys_cli(server, "revoke", "0123456789ab").returncode == 1  # no such key
-    bad = _keys_cli(server, "revoke", "../etc")
+    assert _keys_cli(app_server, "revoke", "0123456789ab").returncode == 1  # no such key
+    bad = _keys_cli(app_server, "revoke", "../etc")
     assert bad.returncode == 2 and "neither a key id" in bad.stderr
 
 
-def test_ingest_then_read_back_everything(server: Server) -> None:
-    key = server.key("alice")
+def test_ingest_then_read_back_everything(app_server: AppServer) -> None:
+    key = app_server.key("alice")
     body = _batch(0, 100, run={"status": "RUNNING", "description": "d", "tags": ["t"]}, params={"lr": 0.1})
     body["streams"]["logs"] = {"start": 0, "rows": [{"timestamp": "x", "level": "info", "message": "hello"}]}
-    assert _acked(server.ingest("alice/proj/run-1", body, key)) == (200, {"metrics/train": 100, "logs": 1})
-    status, exp = server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
+    assert _acked(app_server.ingest("alice/proj/run-1", body, key)) == (200, {"metrics/train": 100, "logs": 1})
+    status, exp = app_server.request("GET", "/api/v1/experiments/alice/proj/run-1", key=key)
     assert status == 200 and exp["params"] == {"lr": 0.1} and exp["tags"] == ["t"] and exp["status"] == "RUNNING"
     assert exp["streams"] == {"metrics/train": 100, "logs": 1}
-    status, metric = server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?start=10&limit=5", key=key)
+    status, metric = app_server.request("GET", "/api/v1/experiments/alice/proj/run-1/metrics/train?start=10&limit=5", key=key)
     assert [r["index"] for r in metric["rows"]] == [10, 11, 12, 13, 14]
     assert metric["rows"][0]["data"] == {"loss": 1.0 / 11, "step": 10, "_ts": 1010.0}
-    status, logs = server.request("GET", "/api/v1/experiments/alice/proj/run-1/logs", key=key)
+    status, logs = app_server.request("GET", "/api/v1/experiments/alice/proj/run-1/logs", key=key)
     assert logs["logs"] == [{"sequenceNumber": 0, "timestamp": "x", "level": "info", "message": "hello"}]
-    status, listing = server.request("GET", "/api/v1/experiments?owner=alice&tag=t", key=key)
+    status, listing = app_server.request("GET", "/api/v1/experiments?owner=alice&tag=t", key=key)
     assert [e["prefix"] for e in listing["experiments"]] == ["alice/proj/run-1"]
 
 
-def test_a_resent_batch_is_stored_once_and_an_overlap_only_adds_the_new_rows(server: Server) -> None:
-    key = server.key("alice")
-    assert server.ingest("alice/p/r", _batch(0, 50), key)[0] == 200
-    assert _acked(server.ingest("alice/p/r", _batch(0, 50), key)) == (200, {"metrics/train": 50})
-    assert _acked(server.ingest("alice/p/r", _batch(25, 50), key)) == (200, {"metrics/train": 75})
-    _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?limit=1000", key=key)
+def test_a_resent_batch_is_stored_once_and_an_overlap_only_adds_the_new_rows(app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    assert app_server.ingest("alice/p/r", _batch(0, 50), key)[0] == 200
+    assert _acked(app_server.ingest("alice/p/r", _batch(0, 50), key)) == (200, {"metrics/train": 50})
+    assert _acked(app_server.ingest("alice/p/r", _batch(25, 50), key)) == (200, {"metrics/train": 75})
+    _, metric = app_server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?limit=1000", key=key)
     assert [r["index"] for r in metric["rows"]] == list(range(75))
     assert [r["data"]["step"] for r in metric["rows"]] == list(range(75))
 
 
-def test_a_batch_past_the_stored_rows_is_refused_with_the_cursor(server: Server) -> None:
-    key = server.key("alice")
-    server.ingest("alice/p/r", _batch(0, 10), key)
-    status, reply = server.ingest("alice/p/r", _batch(20, 5), key)
+def test_a_batch_past_the_stored_rows_is_refused_with_the_cursor(app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    app_server.ingest("alice/p/r", _batch(0, 10), key)
+    status, reply = app_server.ingest("alice/p/r", _batch(20, 5), key)
     assert status == 409 and reply["acked"] == {"metrics/train": 10}
 
 
-def test_non_finite_values_round_trip_as_marked_json(server: Server) -> None:
-    key = server.key("alice")
+def test_non_finite_values_round_trip_as_marked_json(app_server: AppServer) -> None:
+    key = app_server.key("alice")
     rows = [{"data": {"loss": math.nan, "hi": math.inf, "_ts": 1.0}, "createdAt": None}]
     body = _body({"metrics/m": {"start": 0, "blocks": metric_blocks(rows)}})
-    assert server.ingest("alice/p/r", body, key)[0] == 200
-    _, metric = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/m", key=key)
+    assert app_server.ingest("alice/p/r", body, key)[0] == 200
+    _, metric = app_server.request("GET", "/api/v1/experiments/alice/p/r/metrics/m", key=key)
     assert metric["rows"][0]["data"] == {"loss": "NaN", "hi": "Infinity", "_ts": 1.0}
     assert metric["rows"][0]["nonFinite"] == ["hi", "loss"]
 
 
-def test_downsampling_keeps_min_and_max_per_bucket(server: Server) -> None:
-    key = server.key("alice")
-    server.ingest("alice/p/r", _batch(0, 100), key)
-    _, out = server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?buckets=4&limit=100", key=key)
+def test_downsampling_keeps_min_and_max_per_bucket(app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    app_server.ingest("alice/p/r", _batch(0, 100), key)
+    _, out = app_server.request("GET", "/api/v1/experiments/alice/p/r/metrics/train?buckets=4&limit=100", key=key)
     buckets = out["buckets"]
     assert len(buckets) == 4 and buckets[0]["first"] == 0 and buckets[-1]["last"] == 99
     assert buckets[0]["fields"]["step"] == {"min": 0, "max": 24, "first": 0, "last": 24}
     assert buckets[0]["fields"]["loss"]["max"] == 1.0
 
 
-def test_authentication_and_owner_prefixes(server: Server) -> None:
-    alice, bob = server.key("alice"), server.key("bob")
-    assert server.ingest("alice/p/r", _batch(0, 1), None)[0] == 401
-    assert server.ingest("alice/p/r", _batch(0, 1), "mld_000000000000_wrong")[0] == 401
-    assert server.ingest("alice/p/r", _batch(0, 1), bob)[0] == 403
-    assert server.ingest("alice/p/r", _batch(0, 1), alice)[0] == 200
-    assert server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 403
+def test_authentication_and_owner_prefixes(app_server: AppServer) -> None:
+    alice, bob = app_server.key("alice"), app_server.key("bob")
+    assert app_server.ingest("alice/p/r", _batch(0, 1), None)[0] == 401
+    assert app_server.ingest("alice/p/r", _batch(0, 1), "mld_000000000000_wrong")[0] == 401
+    assert app_server.ingest("alice/p/r", _batch(0, 1), bob)[0] == 403
+    assert app_server.ingest("alice/p/r", _batch(0, 1), alice)[0] == 200
+    assert app_server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 403
     subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "grant", "--owner", "alice", "--member", "bob",
-                    "--data", str(server.data)], check=True, capture_output=True, timeout=60)
-    assert server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 200
-    assert server.ingest("alice/p/r", _batch(1, 1), bob)[0] == 403  # a read grant is not a write grant
+                    "--data", str(app_server.data)], check=True, capture_output=True, timeout=60)
+    assert app_server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 200
+    assert app_server.ingest("alice/p/r", _batch(1, 1), bob)[0] == 403  # a read grant is not a write grant
 
 
-def test_owners_projects_and_a_name_prefix_list_what_the_caller_may_read(server: Server) -> None:
-    alice, bob = server.key("alice"), server.key("bob")
+def test_owners_projects_and_a_name_prefix_list_what_the_caller_may_read(app_server: AppServer) -> None:
+    alice, bob = app_server.key("alice"), app_server.key("bob")
     for prefix in ("alice/p1/run-1", "alice/p1/run-2", "alice/p1/runx", "alice/p1/run_a", "alice/p2/run-1"):
-        assert server.ingest(prefix, _batch(0, 1), alice)[0] == 200
-    assert server.ingest("bob/mine/r", _batch(0, 1), bob)[0] == 200
-    assert server.request("GET", "/api/v1/projects?owner=alice", key=bob)[0] == 403
-    _keys_cli(server, "grant", "--owner", "alice", "--member", "bob")
-    assert server.request("GET", "/api/v1/owners", key=bob)[1]["owners"] == [
+        assert app_server.ingest(prefix, _batch(0, 1), alice)[0] == 200
+    assert app_server.ingest("bob/mine/r", _batch(0, 1), bob)[0] == 200
+    assert app_server.request("GET", "/api/v1/projects?owner=alice", key=bob)[0] == 403
+    _keys_cli(app_server, "grant", "--owner", "alice", "--member", "bob")
+    assert app_server.request("GET", "/api/v1/owners", key=bob)[1]["owners"] == [
         {"owner": "alice", "experiments": 5}, {"owner": "bob", "experiments": 1}]
-    assert server.request("GET", "/api/v1/owners", key=alice)[1]["owners"] == [{"owner": "alice", "experiments": 5}]
-    status, projects = server.request("GET", "/api/v1/projects?owner=alice", key=bob)
+    assert app_server.request("GET", "/api/v1/owners", key=alice)[1]["owners"] == [{"owner": "alice", "experiments": 5}]
+    status, projects = app_server.request("GET", "/api/v1/projects?owner=alice", key=bob)
     assert status == 200 and [(p["project"], p["experiments"]) for p in projects["projects"]] == [("p1", 4), ("p2", 1)]
 
     def names(query: str) -> list[str]:
-        status, body = server.request("GET", f"/api/v1/experiments?owner=alice&{query}", key=bob)
+        status, body = app_server.request("GET", f"/api/v1/experiments?owner=alice&{query}", key=bob)
         assert status == 200
         return [f"{e['project']}/{e['name']}" for e in body["experiments"]]
 
@@ -168,9 +173,9 @@ def test_owners_projects_and_a_name_prefix_list_what_the_caller_may_read(server:
     assert names("prefix=%25") == []  # so is "%"
 
 
-def test_user_name_is_accepted_only_in_development_mode(server: Server, tmp_path: Path) -> None:
+def test_user_name_is_accepted_only_in_development_mode(app_server: AppServer, tmp_path: Path) -> None:
     headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
-    assert server.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 401
+    assert app_server.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 401
     dev = Server(tmp_path / "dev", "--allow-user-name")
     try:
         assert dev.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 1)), headers)[0] == 200
@@ -214,25 +219,25 @@ def test_row9_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     assert srv.stop() == 0
 
 
-def test_every_reply_carries_the_count_of_every_stream_of_the_run(server: Server) -> None:
-    key = server.key("alice")
+def test_every_reply_carries_the_count_of_every_stream_of_the_run(app_server: AppServer) -> None:
+    key = app_server.key("alice")
     logs = {"logs": {"start": 0, "rows": [{"timestamp": "t", "level": "info", "message": "m"}]}}
-    assert _acked(server.ingest("alice/p/r", _body(logs), key)) == (200, {"logs": 1})
-    assert _acked(server.ingest("alice/p/r", _batch(0, 5), key)) == (200, {"logs": 1, "metrics/train": 5})
-    status, reply = server.ingest("alice/p/r", _batch(9, 5), key)
+    assert _acked(app_server.ingest("alice/p/r", _body(logs), key)) == (200, {"logs": 1})
+    assert _acked(app_server.ingest("alice/p/r", _batch(0, 5), key)) == (200, {"logs": 1, "metrics/train": 5})
+    status, reply = app_server.ingest("alice/p/r", _batch(9, 5), key)
     assert status == 409 and reply["acked"] == {"logs": 1, "metrics/train": 5}
 
 
-def test_a_run_document_carries_an_etag_and_an_unchanged_one_is_a_304_without_a_body(server: Server) -> None:
+def test_a_run_document_carries_an_etag_and_an_unchanged_one_is_a_304_without_a_body(app_server: AppServer) -> None:
     import urllib.error
     import urllib.request
 
-    key = server.key("alice")
-    assert server.ingest("alice/p/etag", _batch(0, 10), key)[0] == 200
+    key = app_server.key("alice")
+    assert app_server.ingest("alice/p/etag", _batch(0, 10), key)[0] == 200
 
     def get(held: str | None = None) -> tuple[int, str, bytes, str]:
         headers = {"Authorization": f"Bearer {key}", **({"If-None-Match": held} if held else {})}
-        request = urllib.request.Request(server.url + "/api/v1/experiments/alice/p/etag", headers=headers)
+        request = urllib.request.Request(app_server.url + "/api/v1/experiments/alice/p/etag", headers=headers)
         try:
             with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
                 return resp.status, resp.headers["ETag"], resp.read(), resp.headers["Cache-Control"]
@@ -244,7 +249,7 @@ def test_a_run_document_carries_an_etag_and_an_unchanged_one_is_a_304_without_a_
     assert cache == "no-store"  # a run's document is kept out of caches; the UI revalidates by itself
     assert get(tag)[:3] == (304, tag, b"")
     assert get('"other", ' + tag)[0] == 304
-    assert server.ingest("alice/p/etag", _batch(10, 5), key)[0] == 200
+    assert app_server.ingest("alice/p/etag", _batch(10, 5), key)[0] == 200
     status, changed, body, _ = get(tag)
     assert status == 200 and changed != tag and b'"metrics/train":15' in body.replace(b" ", b"")
 
@@ -430,40 +435,53 @@ def test_row28_a_loopback_server_answers_only_loopback_host_names_unless_told(tm
         named.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real ``ml-dash server`` for this module's tests of refused bodies (rows 24 and 26): each is
+    refused and stores nothing, so they need no fresh process of their own; each checks that nothing was
+    stored, or that the server still answers, after its refusal."""
+    srv = Server(tmp_path_factory.mktemp("refusals") / "server-data")
+    server_process.STARTED.remove(srv.proc)  # it outlives each test (conftest stops every other server)
+    try:
+        yield srv
+    finally:
+        assert srv.stop() == 0  # and the refusals left it able to exit cleanly
+
+
 @pytest.mark.parametrize("run", [{"status": None}, {"status": {"a": 1}}, {"status": "DONE"}, {"description": [1]},
                                  {"created_at": 2**64 - 1}, {"tags": "x"}, {"tags": [1]}, {"metadata": [1]},
                                  {"status_reason": "x" * 70_000}, {"hostname": 5}])
-def test_row26_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(server: Server, run: dict) -> None:
-    key = server.key("alice")
+def test_row26_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(shared_server: Server, run: dict) -> None:
+    key = shared_server.key("alice")
     raw = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}, "run": run})  # uncompressed: 70,000 x's
-    status, body = server.ingest("alice/p/typed", {}, key, raw=raw, encoding="identity")  # are no bomb
+    status, body = shared_server.ingest("alice/p/typed", {}, key, raw=raw, encoding="identity")  # are no bomb
     (field,) = run
     assert status == 400 and body["error"].startswith(f"run.{field}: "), body
-    assert server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored
+    assert shared_server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored
 
 
 def _raw_body(extra: dict) -> bytes:
     return zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, **extra}))
 
 
-def test_row24_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(server: Server) -> None:
-    key = server.key("alice")
+def test_row24_decoding_bombs_get_a_4xx_at_once_and_the_server_stays_responsive(shared_server: Server) -> None:
+    key = shared_server.key("alice")
     head = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}})
     declared = head[:1].replace(b"\x83", b"\x84") + head[1:] + msgpack.packb("x") + b"\xdd" + (2_000_000).to_bytes(4, "big")
     declared += b"\xc0" * 2_000_000  # an array of 2,000,000 nils: 2 MB that would take 16 MB decoded
-    status, body = server.ingest("alice/p/bomb", {}, key, raw=declared, encoding="identity")
+    status, body = shared_server.ingest("alice/p/bomb", {}, key, raw=declared, encoding="identity")
     assert status == 400 and "max_array_len" in body["error"], body
     nils = zstandard.ZstdCompressor(level=1).compress(b"\xc0" * (70 << 20))  # 70 MiB of nils in a few KB
-    status, body = server.ingest("alice/p/bomb", {}, key, raw=nils)
+    status, body = shared_server.ingest("alice/p/bomb", {}, key, raw=nils)
     assert status == 413 and "decompressed body exceeds" in body["error"], body
-    assert server.request("GET", "/health")[0] == 200
+    assert shared_server.request("GET", "/health")[0] == 200
 
 
 @pytest.mark.parametrize("where", ["params", "metadata", "log row", "metric value"])
-def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_500(server: Server, where: str) -> None:
+def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_500(shared_server: Server, where: str) -> None:
     """msgpack decodes 500 levels; the server re-encodes params and rows as JSON, which failed at ~1000
     (a RecursionError: a 500 the client retried until its deadline). The SDK's own bound holds."""
-    key = server.key("alice")
+    key = shared_server.key("alice")
     deep = "DEEP"  # replaced below by 1,000 nested maps (msgpack's packer stops at 511)
     block = {"keys": ["loss"], "cols": [[0.5, deep]], "created": [["2026-01-01T00:00:00Z", 2]]}
     extra = {"params": {"params": {"p": deep}},
@@ -472,12 +490,12 @@ def test_row24_values_nested_past_the_sdk_limit_are_a_400_naming_them_never_a_50
              "metric value": {"streams": {"metrics/train": {"start": 0, "blocks": [block]}}}}[where]
     packed = msgpack.packb({"v": 2, "identity": IDENTITY, **extra})
     packed = packed.replace(msgpack.packb(deep), b"\x81\xa1a" * 1000 + b"\x01")
-    status, body = server.ingest("alice/p/deep", {}, key, raw=zstandard.ZstdCompressor().compress(packed))
+    status, body = shared_server.ingest("alice/p/deep", {}, key, raw=zstandard.ZstdCompressor().compress(packed))
     assert status == 400, body
     assert ("nested deeper than" in body["error"]) if where != "metric value" else ("a metric value is" in body["error"])
     if where in ("log row", "metric value"):  # a row-level refusal: the client sets that one row aside
         assert body["index"] == (0 if where == "log row" else 1), body
-    assert server.request("GET", "/health")[0] == 200
+    assert shared_server.request("GET", "/health")[0] == 200
 
 
 def test_row24_bombs_arriving_together_all_get_a_4xx_while_health_and_ingest_go_on(server: Server) -> None:
@@ -515,28 +533,28 @@ def test_row24_bombs_arriving_together_all_get_a_4xx_while_health_and_ingest_go_
     assert probes and set(probes) == {200}
 
 
-def test_row24_a_block_without_columns_cannot_declare_rows(server: Server) -> None:
-    key = server.key("alice")
+def test_row24_a_block_without_columns_cannot_declare_rows(shared_server: Server) -> None:
+    key = shared_server.key("alice")
     block = {"keys": [], "cols": [], "created": [["2026-01-01T00:00:00Z", 999_999]]}
-    status, body = server.ingest("alice/p/empty", {}, key,
+    status, body = shared_server.ingest("alice/p/empty", {}, key,
                                  raw=_raw_body({"streams": {"metrics/train": {"start": 0, "blocks": [block]}}}))
     assert status == 400 and "malformed block" in body["error"], body
-    assert server.request("GET", "/api/v1/experiments/alice/p/empty", key=key)[0] == 404
+    assert shared_server.request("GET", "/api/v1/experiments/alice/p/empty", key=key)[0] == 404
 
 
 @pytest.mark.parametrize("level", [5, ["info"], "loud"])
-def test_row26_a_log_level_the_sdk_would_refuse_is_a_400(server: Server, level: object) -> None:
-    key = server.key("alice")
+def test_row26_a_log_level_the_sdk_would_refuse_is_a_400(shared_server: Server, level: object) -> None:
+    key = shared_server.key("alice")
     row = {"message": "m", "level": level, "timestamp": "2026-01-01T00:00:00Z"}
-    status, body = server.ingest("alice/p/lv", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": [row]}}}))
+    status, body = shared_server.ingest("alice/p/lv", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": [row]}}}))
     assert status == 400 and body.get("stream") == "logs" and body.get("index") == 0, body
 
 
-def test_a_client_sent_sequence_number_never_replaces_the_stored_index(server: Server) -> None:
-    key = server.key("alice")
+def test_a_client_sent_sequence_number_never_replaces_the_stored_index(app_server: AppServer) -> None:
+    key = app_server.key("alice")
     rows = [{"message": f"m{i}", "level": "info", "sequenceNumber": 77} for i in range(3)]
-    assert server.ingest("alice/p/seq", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": rows}}}))[0] == 200
-    _, body = server.request("GET", "/api/v1/experiments/alice/p/seq/logs", key=key)
+    assert app_server.ingest("alice/p/seq", {}, key, raw=_raw_body({"streams": {"logs": {"start": 0, "rows": rows}}}))[0] == 200
+    _, body = app_server.request("GET", "/api/v1/experiments/alice/p/seq/logs", key=key)
     assert [r["sequenceNumber"] for r in body["logs"]] == [0, 1, 2]
 
 
@@ -625,20 +643,20 @@ def test_a_database_of_schema_2_gets_searchable_log_messages(tmp_path: Path) -> 
     assert version == 4
 
 
-def test_the_compare_endpoint_buckets_many_runs_in_one_call_and_honours_read_rights(server: Server) -> None:
-    alice, bob = server.key("alice"), server.key("bob")
-    assert server.ingest("alice/p/a", _batch(0, 100), alice)[0] == 200
-    assert server.ingest("alice/p/b", _batch(0, 50, {"run_id": "r2", "writer_id": "w2"}), alice)[0] == 200
-    status, out = server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a,alice/p/b,alice/p/none&buckets=10",
+def test_the_compare_endpoint_buckets_many_runs_in_one_call_and_honours_read_rights(app_server: AppServer) -> None:
+    alice, bob = app_server.key("alice"), app_server.key("bob")
+    assert app_server.ingest("alice/p/a", _batch(0, 100), alice)[0] == 200
+    assert app_server.ingest("alice/p/b", _batch(0, 50, {"run_id": "r2", "writer_id": "w2"}), alice)[0] == 200
+    status, out = app_server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a,alice/p/b,alice/p/none&buckets=10",
                                  key=alice)
     assert status == 200 and [sum(b["count"] for b in out["runs"][p]) for p in ("alice/p/a", "alice/p/b")] == [100, 50]
     assert out["runs"]["alice/p/none"] == []
-    _, only = server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a&buckets=10&fields=loss", key=alice)
+    _, only = app_server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a&buckets=10&fields=loss", key=alice)
     assert {k for b in only["runs"]["alice/p/a"] for k in b["fields"]} == {"loss"}
-    assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a", key=bob)[0] == 403
-    assert server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a/extra", key=alice)[0] == 400
+    assert app_server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a", key=bob)[0] == 403
+    assert app_server.request("GET", "/api/v1/compare/metrics/train?runs=alice/p/a/extra", key=alice)[0] == 400
     many = ",".join(f"alice/p/r{k}" for k in range(51))
-    assert server.request("GET", f"/api/v1/compare/metrics/train?runs={many}", key=alice)[0] == 400
+    assert app_server.request("GET", f"/api/v1/compare/metrics/train?runs={many}", key=alice)[0] == 400
 
 
 def test_x_forwarded_proto_marks_a_session_secure_only_from_a_proxy_on_this_machine() -> None:
@@ -661,12 +679,12 @@ def test_x_forwarded_proto_marks_a_session_secure_only_from_a_proxy_on_this_mach
     assert not over_https(request("127.0.0.1", "http")) and not over_https(request("127.0.0.1", None))
 
 
-def test_a_host_header_whose_port_is_no_port_is_answered_not_a_500(server: Server) -> None:
+def test_a_host_header_whose_port_is_no_port_is_answered_not_a_500(app_server: AppServer) -> None:
     import http.client
 
     for host in ("127.0.0.1:abc", "127.0.0.1:99999", "localhost:-1"):
         for path in ("/api/v1/session", "/api/v1/experiments/alice/p/r"):
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", app_server.port, timeout=30)
             conn.putrequest("GET", path, skip_host=True)
             conn.putheader("Host", host)
             conn.endheaders()
@@ -675,25 +693,25 @@ def test_a_host_header_whose_port_is_no_port_is_answered_not_a_500(server: Serve
             assert status in ({200, 401} if path.endswith("session") else {401}), (host, path, status)  # never a 500
 
 
-def test_a_nul_in_a_path_or_query_is_a_400_before_any_handler(server: Server) -> None:
+def test_a_nul_in_a_path_or_query_is_a_400_before_any_handler(app_server: AppServer) -> None:
     """SQLite ends a statement's text at a NUL and file systems refuse one in a name: a log search and a
     UI path holding one were 500s. Every route is refused the same way, without quoting the request."""
     import http.client
 
-    key = server.key("alice")
-    assert server.ingest("alice/p/nul", _batch(0, 3), key)[0] == 200
+    key = app_server.key("alice")
+    assert app_server.ingest("alice/p/nul", _batch(0, 3), key)[0] == 200
     for path in ("/api/v1/experiments/alice/p/nul/logs?q=step%00", "/api/v1/experiments/alice/p/nul/logs?q=%00",
                  "/api/v1/experiments/alice/p/nul/metrics/train?start=0%00", "/ui/app.js%00.html",
                  "/api/v1/experiments/alice/p/nul%00",
                  "/api/v1/experiments/alice/p/nul/logs?q%00=x"):
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", app_server.port, timeout=30)
         conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
         response = conn.getresponse()
         status, body = response.status, response.read()
         conn.close()
         assert status == 400, (path, status, body)
         assert b"holds a NUL character" in body, (path, body)
-    assert server.request("GET", "/api/v1/experiments/alice/p/nul/logs?q=step", key=key)[0] == 200  # without the NUL
+    assert app_server.request("GET", "/api/v1/experiments/alice/p/nul/logs?q=step", key=key)[0] == 200  # without the NUL
 
 
 def test_a_sigterm_as_soon_as_the_server_says_it_listens_stops_it_cleanly(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ def test_one_small_body_naming_100000_streams_is_a_413_naming_the_limit(dev_serv
     assert dev_server.request("GET", "/api/v1/experiments/alice/p/wide", headers=USER)[0] == 404  # nothing stored
 
 
+@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
 def test_a_run_takes_100000_metrics_over_many_requests_and_refuses_the_next_by_name(dev_server: Server) -> None:
     for first in range(0, 100_000, LIMITS.max_streams):  # the server's defaults
         status, reply = _post(dev_server, "wide", encode_body(_body("wide", _one_row_streams(first, LIMITS.max_streams))))

@@ -6,9 +6,10 @@ import threading
 from typing import ClassVar
 
 import pytest
-import torch
 
 from ml_dash import Experiment
+
+torch = pytest.importorskip("torch", reason="every test here is about torch tensors: torch is not installed")
 
 #: Operations that read a tensor's value (on a CUDA device: wait for the GPU).
 pytestmark = pytest.mark.usefixtures("logger_impl")

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from ml_dash import Experiment
 from ml_dash.format.wire import metric_blocks
 
+from .app_server import AppServer
 from .browser import Tab, follow_a_live_run, wait_for_chart, wait_for_status
 from .server_process import Server
 from .sites import ServerSite, Site
@@ -391,28 +392,28 @@ def test_a_live_run_asks_only_for_its_new_points_and_lines_and_draws_what_the_se
     wait_for_status(page, "COMPLETED")
 
 
-def test_the_ui_says_what_failed_instead_of_waiting_or_showing_nothing(workdir: Path, server: Server, tab: Tab) -> None:
-    bob = ServerSite(server, "bob")
+def test_the_ui_says_what_failed_instead_of_waiting_or_showing_nothing(workdir: Path, app_server: AppServer, tab: Tab) -> None:
+    bob = ServerSite(app_server, "bob")
     with bob.experiment("bob/secret/run").run as exp:
         exp.metrics("train").log(loss=1.0)
-    site = ServerSite(server)
+    site = ServerSite(app_server)
     _run(site, "alice/p/run", rows=10)
     page = tab.page
-    page.goto(server.url + "/")
+    page.goto(app_server.url + "/")
     page.click("button[type=submit]")  # nothing entered
     assert "enter an API key" in page.locator(".sign-in .error").inner_text()
     page.fill("input[name=user]", "alice")  # a user name, on a server that takes keys only
     page.click("button[type=submit]")
-    page.wait_for_function("() => document.querySelector('.sign-in .error').textContent.includes('API keys only')")
+    page.wait_for_function("() => document.querySelector('.sign-in .error')?.textContent.includes('API keys only')")  # absent while redrawn
     site.open(tab)
-    page.goto(server.url + "/?owner=bob")  # not alice's to read: said, not "Loading…" for ever
+    page.goto(app_server.url + "/?owner=bob")  # not alice's to read: said, not "Loading…" for ever
     page.locator("main .error", has_text="may not read").wait_for()
-    page.goto(server.url + "/?run=alice/p/run&lq=" + "x" * 201)  # a search the server refuses
+    page.goto(app_server.url + "/?run=alice/p/run&lq=" + "x" * 201)  # a search the server refuses
     page.locator(".logs .error", has_text="at most 200 characters").wait_for()
     many = ",".join(f"alice/p/r{k}" for k in range(51))
-    page.goto(server.url + "/?compare=" + many)
+    page.goto(app_server.url + "/?compare=" + many)
     page.locator("main .error", has_text="compare at most 50").wait_for()
-    page.goto(server.url + "/?owner=alice")
+    page.goto(app_server.url + "/?owner=alice")
     page.get_by_role("link", name="p", exact=True).wait_for()
     assert page.evaluate("() => fetch('/api/v1/session', {method: 'DELETE'}).then((r) => r.status)") == 200  # elsewhere
     page.get_by_role("link", name="p", exact=True).click()  # the next read meets the 401: back to signing in
@@ -509,43 +510,43 @@ def _until(page: Any, predicate: Any) -> None:
     raise AssertionError("not within 15 s")
 
 
-def test_a_live_raw_chart_over_set_aside_rows_holds_each_row_once(server: Server, tab: Tab) -> None:
+def test_a_live_raw_chart_over_set_aside_rows_holds_each_row_once(app_server: AppServer, tab: Tab) -> None:
     """A page of rows skips set-aside indices and fills its limit past the end asked for: those rows
     belong to the next read, not to this one (else they come twice)."""
-    key = server.key("alice")
-    _ingest(server, key, "alice/live/holes", 0, 10, status="RUNNING")
+    key = app_server.key("alice")
+    _ingest(app_server, key, "alice/live/holes", 0, 10, status="RUNNING")
     void = {"v": 2, "identity": {"run_id": "live-run", "writer_id": "w"},
             "streams": {"metrics/train": {"start": 10, "void": 5, "reason": "unencodable"}}}
-    assert server.ingest("alice/live/holes", void, key)[0] == 200
-    _ingest(server, key, "alice/live/holes", 15, 20)
-    ServerSite(server).open(tab)
+    assert app_server.ingest("alice/live/holes", void, key)[0] == 200
+    _ingest(app_server, key, "alice/live/holes", 15, 20)
+    ServerSite(app_server).open(tab)
     page = tab.page
     held = _held(page, "/metrics/train?start=0&limit=20")
-    page.goto(server.url + "/?run=alice/live/holes")
+    page.goto(app_server.url + "/?run=alice/live/holes")
     _until(page, lambda: held)
-    _ingest(server, key, "alice/live/holes", 20, 30)  # there by the time the page's read is answered
+    _ingest(app_server, key, "alice/live/holes", 20, 30)  # there by the time the page's read is answered
     held[0].continue_()
     wait_for_chart(page, "loss", "indices 0–29")
     xs = page.evaluate("() => document.querySelector('figure.chart[data-field=loss]').__uplot.data[0]")
     assert xs == [*range(10), *range(15, 30)]
 
 
-def test_a_live_chart_keeps_options_chosen_while_new_points_were_on_their_way(server: Server, tab: Tab) -> None:
+def test_a_live_chart_keeps_options_chosen_while_new_points_were_on_their_way(app_server: AppServer, tab: Tab) -> None:
     """New points asked for before the smoothing changed arrive after the chart was drawn with it:
     they are dropped, and the chart stays drawn as the URL says."""
-    key = server.key("alice")
-    _ingest(server, key, "alice/live/options", 0, 100, status="RUNNING")
-    ServerSite(server).open(tab)
+    key = app_server.key("alice")
+    _ingest(app_server, key, "alice/live/options", 0, 100, status="RUNNING")
+    ServerSite(app_server).open(tab)
     page = tab.page
     held = _held(page, "/metrics/train?start=100&")
-    page.goto(server.url + "/?run=alice/live/options")
+    page.goto(app_server.url + "/?run=alice/live/options")
     wait_for_chart(page, "loss", "indices 0–99")
-    _ingest(server, key, "alice/live/options", 100, 200)
+    _ingest(app_server, key, "alice/live/options", 100, 200)
     _until(page, lambda: held)  # the new points are on their way
     page.locator("input[name=smooth]").fill("0.9")
     labels = "() => document.querySelector('figure.chart[data-field=loss]').__uplot.series.map((s) => s.label)"
     page.wait_for_function(f"() => ({labels})().includes('EMA')")
-    _ingest(server, key, "alice/live/options", 200, 300, status="COMPLETED")
+    _ingest(app_server, key, "alice/live/options", 200, 300, status="COMPLETED")
     wait_for_status(page, "COMPLETED")  # the page knows of 300 rows; the held read still has to answer
     held[0].continue_()
     wait_for_chart(page, "loss", "indices 0–299")
@@ -567,36 +568,36 @@ def _raw(server: Server, method: str, path: str, headers: dict[str, str], body: 
     return response.status, dict(response.getheaders()), decoded
 
 
-def test_a_session_may_only_read_ends_with_sign_out_and_with_its_key(server: Server) -> None:
-    key = server.key("alice")
-    status, headers, body = _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
+def test_a_session_may_only_read_ends_with_sign_out_and_with_its_key(app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    status, headers, body = _raw(app_server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
                                  json.dumps({"api_key": key}).encode())
     assert status == 200 and body == {"owner": "alice"}
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and key not in cookie
     assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
     # behind a TLS-terminating proxy on this machine (the peer is loopback here): Secure
-    behind = _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json", "X-Forwarded-Proto": "https"},
+    behind = _raw(app_server, "POST", "/api/v1/session", {"Content-Type": "application/json", "X-Forwarded-Proto": "https"},
                   json.dumps({"api_key": key}).encode())[1]["Set-Cookie"]
     assert "Secure" in behind.split(";", 1)[1]
     session = {"Cookie": cookie.split(";", 1)[0]}
-    assert _raw(server, "GET", "/api/v1/session", session)[2] == {"owner": "alice"}
-    assert _raw(server, "GET", "/api/v1/owners", session)[0] == 200
-    status, _, body = _raw(server, "POST", "/api/v1/runs/alice/p/r/events", {**session, "Content-Encoding": "zstd"}, b"x")
+    assert _raw(app_server, "GET", "/api/v1/session", session)[2] == {"owner": "alice"}
+    assert _raw(app_server, "GET", "/api/v1/owners", session)[0] == 200
+    status, _, body = _raw(app_server, "POST", "/api/v1/runs/alice/p/r/events", {**session, "Content-Encoding": "zstd"}, b"x")
     assert status == 403 and "only read" in body["error"]
-    assert _raw(server, "DELETE", "/api/v1/session", session)[0] == 200
-    assert _raw(server, "GET", "/api/v1/owners", session)[0] == 401
+    assert _raw(app_server, "DELETE", "/api/v1/session", session)[0] == 200
+    assert _raw(app_server, "GET", "/api/v1/owners", session)[0] == 401
     # a session opened with a key ends when the key is revoked
-    cookie = _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
+    cookie = _raw(app_server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
                   json.dumps({"api_key": key}).encode())[1]["Set-Cookie"]
     session = {"Cookie": cookie.split(";", 1)[0]}
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "revoke", key, "--data", str(server.data)],
+    subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "revoke", key, "--data", str(app_server.data)],
                    check=True, capture_output=True, timeout=60)
-    assert _raw(server, "GET", "/api/v1/owners", session)[0] == 401
-    assert _raw(server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
+    assert _raw(app_server, "GET", "/api/v1/owners", session)[0] == 401
+    assert _raw(app_server, "POST", "/api/v1/session", {"Content-Type": "application/json"},
                 json.dumps({"api_key": "mld_000000000000_nope"}).encode())[0] == 401
 
 
@@ -619,28 +620,28 @@ def test_two_servers_on_one_machine_keep_their_own_sessions(tmp_path: Path, tab:
             srv.stop()
 
 
-def test_every_response_has_a_strict_csp_and_the_page_has_no_inline_script(server: Server) -> None:
-    status, headers, page = _raw(server, "GET", "/", {})
+def test_every_response_has_a_strict_csp_and_the_page_has_no_inline_script(app_server: AppServer) -> None:
+    status, headers, page = _raw(app_server, "GET", "/", {})
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert headers["X-Content-Type-Options"] == "nosniff"
     text = page.decode()
     assert "<script>" not in text and "onload" not in text and "style=" not in text
-    assert _raw(server, "GET", "/health", {})[1]["Content-Security-Policy"] == csp
+    assert _raw(app_server, "GET", "/health", {})[1]["Content-Security-Policy"] == csp
     for bad in ("/ui/../server/app.py", "/ui/%2e%2e/server/app.py", "/ui/vendor/../../__init__.py", "/ui/nothing.js"):
-        assert _raw(server, "GET", bad, {})[0] == 404, bad
+        assert _raw(app_server, "GET", bad, {})[0] == 404, bad
 
 
-def test_a_stored_file_is_sandboxed_and_downloaded_never_run(workdir: Path, server: Server) -> None:
-    key = server.key("alice")
-    exp = Experiment(prefix="alice/files/run", remote=server.url, api_key=key)
+def test_a_stored_file_is_sandboxed_and_downloaded_never_run(workdir: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    exp = Experiment(prefix="alice/files/run", remote=app_server.url, api_key=key)
     with exp.run:
         exp.files("f").save_text(SCRIPT, to="page.html")
     auth = {"Authorization": f"Bearer {key}"}
-    status, headers, body = _raw(server, "GET", "/api/v1/experiments/alice/files/run/files/f/page.html", auth)
+    status, headers, body = _raw(app_server, "GET", "/api/v1/experiments/alice/files/run/files/f/page.html", auth)
     assert status == 200 and body == SCRIPT.encode()
     assert headers["Content-Type"] == "application/octet-stream" and headers["Content-Disposition"] == "attachment"
     assert headers["Content-Security-Policy"].startswith("sandbox")
-    status, headers, _ = _raw(server, "GET", "/api/v1/experiments/alice/files/run/files/f/page.html?preview=1", auth)
+    status, headers, _ = _raw(app_server, "GET", "/api/v1/experiments/alice/files/run/files/f/page.html?preview=1", auth)
     assert headers["Content-Type"].startswith("text/plain") and headers["Content-Security-Policy"].startswith("sandbox")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ml_dash import Experiment, RunStatus
 from ml_dash.format.values import INT_MAX, INT_MIN, MAX_ROW_BYTES
 
 from .conftest import read_json, read_jsonl
+from .optional import torch, torch_case
 
 pytestmark = pytest.mark.usefixtures("logger_impl")
 
@@ -40,14 +40,14 @@ SURROGATE = "caf\udcff.png"  # what os.fsdecode makes of b"caf\xff.png"
     ({"z": np.complex64(1)}, TypeError, "dtype complex64"),
     ({"z": np.uint64(2**64 - 1)}, ValueError, "does not fit in 64 bits"),
     ({"z": np.array([1.0, 2.0])}, TypeError, "shape"),
-    ({"t": torch.tensor([1.0, 2.0])}, TypeError, "tensor of shape"),
-    ({"t": torch.tensor(1 + 2j)}, TypeError, "complex tensor"),
-    ({"t": torch.tensor(3, dtype=torch.uint64)}, TypeError, "dtype torch.uint64"),
-    ({"t": torch.tensor([1.0]).to_sparse()}, TypeError, "sparse"),
-    ({"t": torch.empty(1, device="meta")}, TypeError, "meta"),
-    ({"t": torch.zeros((), dtype=torch.float4_e2m1fn_x2)}, TypeError, "dtype torch.float4_e2m1fn_x2"),
-    ({"t": torch.zeros((), dtype=torch.int4)}, TypeError, "dtype torch.int4"),
-    ({"t": torch.zeros((), dtype=torch.bits8)}, TypeError, "dtype torch.bits8"),
+    torch_case(lambda: {"t": torch.tensor([1.0, 2.0])}, TypeError, "tensor of shape"),
+    torch_case(lambda: {"t": torch.tensor(1 + 2j)}, TypeError, "complex tensor"),
+    torch_case(lambda: {"t": torch.tensor(3, dtype=torch.uint64)}, TypeError, "dtype torch.uint64"),
+    torch_case(lambda: {"t": torch.tensor([1.0]).to_sparse()}, TypeError, "sparse"),
+    torch_case(lambda: {"t": torch.empty(1, device="meta")}, TypeError, "meta"),
+    torch_case(lambda: {"t": torch.zeros((), dtype=torch.float4_e2m1fn_x2)}, TypeError, "dtype torch.float4_e2m1fn_x2"),
+    torch_case(lambda: {"t": torch.zeros((), dtype=torch.int4)}, TypeError, "dtype torch.int4"),
+    torch_case(lambda: {"t": torch.zeros((), dtype=torch.bits8)}, TypeError, "dtype torch.bits8"),
 ])
 def test_row18_values_outside_the_domain_are_refused_at_the_call(exp: Experiment, fields: dict, error: type,
                                                                  words: str) -> None:
@@ -144,9 +144,10 @@ def test_row18_numpy_parameters_keep_long_doubles_and_non_finite_values_inside_a
 
 EDGES = {"lo": INT_MIN, "hi": INT_MAX, "nan": math.nan, "inf": -math.inf, "unicode": "naïve – 東京 🚀",
          "long": "L" * 100_000, "none": None, "flag": True, "np_f16": np.float16(0.5), "np_u32": np.uint32(7),
-         "np_str": np.str_("numpy text"),
-         "t_bf16": torch.tensor(1.5, dtype=torch.bfloat16), "t_int": torch.tensor(-3),
-         "t_f8": torch.tensor(0.5).to(torch.float8_e4m3fn), "t_u32": torch.tensor(7, dtype=torch.uint32)}
+         "np_str": np.str_("numpy text")}
+if torch is not None:  # the tests using EDGES use torch: without it they are skipped (tests/optional.py)
+    EDGES |= {"t_bf16": torch.tensor(1.5, dtype=torch.bfloat16), "t_int": torch.tensor(-3),
+              "t_f8": torch.tensor(0.5).to(torch.float8_e4m3fn), "t_u32": torch.tensor(7, dtype=torch.uint32)}
 
 
 def _expected(value: object) -> object:
