@@ -20,13 +20,10 @@ from typing import BinaryIO, Protocol
 
 import aiohttp
 
-from ml_dash.format.wire import CONTENT_TYPE
+from ml_dash.format.wire import CONTENT_TYPE, MAX_STREAM_PAGES, stream_page
 
 from .retry import Outcome, parse_retry_after
 from .stall import Stalled, StallGuard
-
-#: Pages of a run's streams :meth:`HttpTransport.get_run` follows (1,000 streams each: 1,000,000 streams).
-MAX_STREAM_PAGES = 1_000
 
 logger = logging.getLogger("ml_dash.agent")
 
@@ -101,19 +98,22 @@ class HttpTransport:
         :data:`MAX_STREAM_PAGES` pages, each after a later name than the one before (never a loop)."""
         url = f"{self.remote}/api/v1/experiments/{prefix}"
         outcome = await self._request("GET", url, timeout_s, timeout_s, headers=self.headers)
-        streams = outcome.body.get("streams") if outcome.ok and outcome.body is not None else None
-        after = outcome.body.pop("streams_next", None) if isinstance(streams, dict) and outcome.body else None
-        for _ in range(MAX_STREAM_PAGES):
-            if not isinstance(after, str) or not isinstance(streams, dict):
+        if not outcome.ok or outcome.body is None or not isinstance(outcome.body.get("streams"), dict):
+            return outcome
+        streams, _, after = stream_page("", outcome.body)
+        outcome.body.pop("streams_next", None)
+        for _ in range(MAX_STREAM_PAGES + 1):
+            if after is None:
                 return outcome
             query = urllib.parse.urlencode({"after": after})
             page = await self._request("GET", f"{url}/streams?{query}", timeout_s, timeout_s, headers=self.headers)
-            more = page.body.get("streams") if page.ok and page.body is not None else None
-            if not isinstance(more, dict):  # a failed page fails the whole read: a retry starts it again
-                return page if not page.ok else Outcome(-1, error=f"{url}/streams answered without a map of streams")
+            if not page.ok:  # a failed page fails the whole read: a retry starts it again
+                return page
+            try:
+                more, _, after = stream_page(after, page.body)
+            except TypeError:
+                return Outcome(-1, error=f"{url}/streams answered without a map of streams")
             streams.update(more)
-            cut = (page.body or {}).get("next")
-            after = cut if isinstance(cut, str) and cut > after else None
         return Outcome(-1, error=f"{url} has more than {MAX_STREAM_PAGES} pages of streams")
 
     async def _request(self, method: str, url: str, idle_s: float, total_s: float | None,

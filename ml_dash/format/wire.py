@@ -132,6 +132,22 @@ def stream_counts(reply: dict[str, Any] | None) -> dict[str, int]:
     return {k: v for k, v in streams.items() if isinstance(k, str) and _is_count(v)}
 
 
+#: Pages of a run's streams a reader follows (1,000 streams each: ten times what a run may hold).
+MAX_STREAM_PAGES = 1_000
+
+
+def stream_page(after: str, page: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """One page of a run's streams (``GET .../streams?after=``, or the run document's first page):
+    (stream -> stored rows, metric -> latest values, the name to ask the next page after). The next name
+    is None at the end and whenever it does not come after ``after`` (names only grow: a server that pages
+    backwards or in place is not followed round a loop). TypeError for a page without a map of streams."""
+    page = page if isinstance(page, dict) else {}
+    streams, latest, cut = page.get("streams"), page.get("latest"), page.get("next", page.get("streams_next"))
+    if not isinstance(streams, dict):
+        raise TypeError("a page of streams without a map of streams")
+    return streams, latest if isinstance(latest, dict) else {}, cut if isinstance(cut, str) and cut > after else None
+
+
 def metric_blocks(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Columnar blocks from metric records ``{"data": {...}, "createdAt": ...}`` in index order."""
     rows = list(rows)

@@ -28,12 +28,12 @@ from ..errors import MLDashError
 from ..format.credentials import credential_headers
 from ..format.jsonlines import restore_metric_row
 from ..format.layout import LOG_KEY, METRIC_KEY
+from ..format.wire import MAX_STREAM_PAGES, stream_page
 
 PAGE_ROWS = 50_000  # the server's largest page
 MAX_PAGES = 1_000_000
 #: Pages of a run's streams: 1,000 streams a page from an ml-dash server, which holds at most 100,000 a run
 #: by default; a server that names more is refused here rather than followed for ever.
-MAX_STREAM_PAGES = 1_000
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a page of 50,000 rows is a few MB; a server sending more is refused
 MAX_ERROR_BYTES = 64 * 1024
 #: No proxies from the environment: the uploader (aiohttp) ignores them too, so reads and writes
@@ -87,7 +87,7 @@ class ServerReads:
                 raise MLDashError(f"{self.remote} answered {path or 'the run'} with more than {MAX_JSON_BYTES:,} bytes")
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except TypeError:
                 raise MLDashError(f"{self.remote} answered {path or 'the run'} with something that is not JSON") from None
             if not isinstance(body, dict):
                 raise MLDashError(f"{self.remote} answered {path or 'the run'} with JSON that is not an object")
@@ -101,22 +101,22 @@ class ServerReads:
         when the server has no such run. A run's document carries its first page of streams and, past
         them, ``streams_next``: the rest is read page by page (``/streams?after=``) and merged in."""
         doc = self._get()
-        if doc is None:
-            return None
-        streams, latest = doc.get("streams"), doc.get("latest")
-        after = doc.pop("streams_next", None)
+        if doc is None or not isinstance(doc.get("streams"), dict):
+            return doc
+        streams, _, after = stream_page("", doc)
+        doc.pop("streams_next", None)
+        latest = doc.get("latest")
         for _ in range(MAX_STREAM_PAGES + 1):  # bounded: a server that pages forever ends here
-            if not isinstance(after, str) or not isinstance(streams, dict):
+            if after is None:
                 return doc
-            page = self._get("/streams", after=after) or {}
-            more, values = page.get("streams"), page.get("latest")
-            if not isinstance(more, dict):
-                raise MLDashError(f"{self.remote} answered the streams of {self.prefix} without a map of streams")
+            try:
+                more, values, after = stream_page(after, self._get("/streams", after=after))
+            except TypeError:
+                raise MLDashError(f"{self.remote} answered the streams of {self.prefix} without a map of streams") \
+                    from None
             streams.update(more)
-            if isinstance(latest, dict) and isinstance(values, dict):
+            if isinstance(latest, dict):
                 latest.update(values)
-            cut = page.get("next")
-            after = cut if isinstance(cut, str) and cut > after else None  # names only grow: never a loop
         raise MLDashError(f"{self.remote} sent more than {MAX_STREAM_PAGES} pages of the streams of {self.prefix}")
 
     def pages(self, path: str, field: str, key: str, start: int = 0,
