@@ -7,10 +7,9 @@ plugs in here as one more scheme (the next: ``s3://``); the routes use only the 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from ..storage.errors import StorageURLError
-from ..storage.factory import scheme_of, shown
+from ..storage.factory import local_path, scheme_of, shown
 from .fs import LocalBlobStore
 from .protocol import BlobStore
 
@@ -19,17 +18,7 @@ SUPPORTED = ("file:///ABSOLUTE/DIR", "a plain directory path")
 
 def blob_dir(url: str) -> Path | None:
     """The directory a ``file:`` URL (or a plain path) names; None for another scheme."""
-    scheme = scheme_of(url)
-    if scheme is None:
-        if not url.strip():
-            raise StorageURLError("an empty blob location; give a directory path or file:///ABSOLUTE/DIR")
-        return Path(url)
-    if scheme != "file":
-        return None
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment or not parts.path.startswith("/"):
-        raise StorageURLError(f"{shown(url)}: a blob directory URL is file:///ABSOLUTE/DIR (no host, no options)")
-    return Path(unquote(parts.path))
+    return local_path(url, "file", "blob", "file:///ABSOLUTE/DIR (no host, no options)", hosts=("", "localhost"))
 
 
 async def open_blobs(url: str) -> BlobStore:

@@ -34,21 +34,28 @@ def scheme_of(url: str) -> str | None:
     return url.split("://", 1)[0].lower()
 
 
+def local_path(url: str, scheme: str, what: str, form: str, hosts: tuple[str, ...] = ("",)) -> Path | None:
+    """The path a ``scheme:///ABSOLUTE/PATH`` URL (or a plain path) names; None for another scheme. A URL
+    of ``scheme`` that names no absolute path (a host outside ``hosts``, options, a bare ``/``) is a
+    :class:`StorageURLError` saying the ``form`` expected; ``what`` names the location in the error."""
+    found = scheme_of(url)
+    if found is None:
+        if not url.strip():
+            raise StorageURLError(f"an empty {what} location; give a path or {scheme}:///ABSOLUTE/PATH")
+        return Path(url)
+    if found != scheme:
+        return None
+    parts = urlsplit(url)
+    if parts.netloc not in hosts or parts.query or parts.fragment or not parts.path.startswith("/") or parts.path == "/":
+        raise StorageURLError(f"{shown(url)}: a {what} URL is {form}")
+    return Path(unquote(parts.path))
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file a SQLite URL (or a plain path) names; None for another scheme. A URL that is
     SQLite's but names no absolute file is a :class:`StorageURLError`."""
-    scheme = scheme_of(url)
-    if scheme is None:
-        if not url.strip():
-            raise StorageURLError("an empty storage location; give a file path or sqlite:///ABSOLUTE/PATH")
-        return Path(url)
-    if scheme != "sqlite":
-        return None
-    parts = urlsplit(url)
-    if parts.netloc or parts.query or parts.fragment or not parts.path.startswith("/") or parts.path == "/":
-        raise StorageURLError(f"{shown(url)}: a SQLite URL is sqlite:///ABSOLUTE/PATH (three slashes, then the "
-                              "absolute path of the database file; no host, no options)")
-    return Path(unquote(parts.path))
+    return local_path(url, "sqlite", "storage", "sqlite:///ABSOLUTE/PATH (three slashes, then the absolute path "
+                      "of the database file; no host, no options)")
 
 
 def storage_for(url: str) -> Storage:
