@@ -66,7 +66,7 @@ def test_two_keys_trickling_bodies_from_their_first_byte_leave_room_for_others(t
         statuses = [_ingests(srv, "alice", f"a{k}") for k in range(3)]  # while they trickle
         assert statuses == [200, 200, 200], statuses
         trickle.stop_dripping()  # silent now: the body timeout answers each
-        wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses())
+        wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses)
         assert set(trickle.statuses()) == {408}, trickle.statuses()
     finally:
         trickle.close()
@@ -99,13 +99,21 @@ def test_bodies_that_send_nearly_16_mib_and_then_trickle_are_cut_and_the_sdk_get
             for k in range(2):
                 trickle.open(_ingest_head(owner, f"fast{k}"), first=chunk(bytes(16 * MiB - 512 * 1024)),
                              drip=chunk(b"x"))
+        # probe only once the server has read them: a probe read alongside a body still arriving may take the
+        # room that body needs, and then the body, not the probe, is refused (and holds nothing after)
+        wait_for(lambda: trickle.unread() == 0, "the server has read the four bodies", trickle.unread)
         # 400 once read whole; 503 while there is no room for it. 3 MiB: more than the 2 MiB the four bodies
         # leave whether or not each also holds its 256 KiB step ahead (a 2 MiB probe fitted exactly when a
         # loaded machine had them hold just what they sent)
         garbage = random.Random(0).randbytes(3 * MiB)
-        wait_for(lambda: srv.request("POST", "/api/v1/runs/dave/p/probe/events", garbage,
-                                     {"X-ML-Dash-User": "dave", "Content-Encoding": "zstd"})[0] == 503,
-                 "the trickling bodies hold the budget", trickle.statuses())
+        probes: list[int] = []
+
+        def probe_refused() -> bool:
+            probes.append(srv.request("POST", "/api/v1/runs/dave/p/probe/events", garbage,
+                                      {"X-ML-Dash-User": "dave", "Content-Encoding": "zstd"})[0])
+            return probes[-1] == 503
+
+        wait_for(probe_refused, "the trickling bodies hold the budget", lambda: (probes, trickle.statuses()))
         outcomes: list[Outcome] = []
 
         async def sdk_sends() -> Outcome:
@@ -126,7 +134,7 @@ def test_bodies_that_send_nearly_16_mib_and_then_trickle_are_cut_and_the_sdk_get
         assert refused and all(o.retry_after_s for o in refused), outcomes  # refused part-way, told when to retry
         assert {o.status for o in outcomes} <= {200, 503}, outcomes
         assert len(srv.metric_rows("alice/p/after", headers={"X-ML-Dash-User": "alice"})) == 32_000
-        wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses())
+        wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses)
         # cut for its pace (408), or found no room to grow when another's first step came first (503)
         assert set(trickle.statuses()) <= {408, 503} and 408 in trickle.statuses(), trickle.statuses()
         assert all(b"slower than 65536 bytes/s" in conn.reply for conn in trickle.conns if conn.status == 408)
@@ -149,7 +157,7 @@ def test_trickling_file_uploads_hold_nothing_of_the_budget(tmp_path: Path) -> No
         statuses = [_ingests(srv, "alice", f"a{k}") for k in range(3)]
         assert statuses == [200, 200, 200], statuses
         trickle.stop_dripping()
-        wait_for(trickle.all_answered, "every trickling upload answered", trickle.statuses())
+        wait_for(trickle.all_answered, "every trickling upload answered", trickle.statuses)
         assert set(trickle.statuses()) == {408}, trickle.statuses()
     finally:
         trickle.close()

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def chunk(data: bytes) -> bytes:
@@ -53,6 +54,19 @@ class Trickler:
         conn = _Conn(sock, drip)
         self.conns.append(conn)
         return conn
+
+    def unread(self) -> int:
+        """Bytes sent on these connections that the server has not read yet: the receive queues of the
+        server's ends, from the kernel (``/proc/net/tcp``). A client's ``sendall`` returns once its bytes
+        are in the kernel's buffers (several MiB on loopback), not once the server has them."""
+        ends = {(self.port, conn.sock.getsockname()[1]) for conn in self.conns if not conn.closed}
+        unread = 0
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) in ends:
+                unread += int(queues.split(":")[1], 16)
+        return unread
 
     def statuses(self) -> list[int | None]:
         return [conn.status for conn in self.conns]

@@ -43,13 +43,13 @@ def agent_state() -> str:
 
 
 def wait_for(predicate: Callable[[], Any], what: str, *context: Any, timeout_s: float = PATIENCE_S) -> None:
-    """Until ``predicate()`` holds; else fail naming ``what``, ``context`` (a proxy's counts, say) and
-    the agent's state."""
+    """Until ``predicate()`` holds; else fail naming ``what``, ``context`` (a proxy's counts, say; a callable
+    is asked at the end) and the agent's state."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
     if not predicate():
-        details = "\n".join(str(c) for c in context)
+        details = "\n".join(str(c() if callable(c) else c) for c in context)  # a callable: what it says now
         raise AssertionError(f"{what}: not within {timeout_s:g} s\n{details}\n{agent_state()}")
