@@ -25,6 +25,7 @@ from .rings import (  # noqa: F401  (the rings: every test unit, integration or 
     pytest_runtest_makereport,
     pytest_runtest_protocol,
 )
+from .services.postgres import postgres_cluster, postgres_url  # noqa: F401  (PostgreSQL, tests/services)
 from .sites import site  # noqa: F401  (a UI test against a real server and against ml-dash ui)
 
 # Hypothesis: in CI the same examples every run (a fixed seed) and no example database; elsewhere its
@@ -37,7 +38,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 ENV_VARS = [
-    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN",
+    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN", "ML_DASH_DB",
     "DREAMLAKE_LOCAL_PATH", "DREAMLAKE_API_URL", "DREAMLAKE_API_KEY",
 ]
 

@@ -15,6 +15,7 @@
                                     run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
     StorageBusy                     503   another server process held the database's write lock too long
+    StorageUnavailable              503   the database server cannot be reached just now (Retry-After)
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
 
@@ -34,7 +35,11 @@ from typing import Any
 from aiohttp import web
 
 from ..format.jsonlines import dumps
-from .storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
+from .storage.errors import (  # raised by the storage (storage/errors.py), answered here
+    StorageBusy,
+    StorageFull,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -137,7 +142,7 @@ async def error_middleware(request: web.Request,
         return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
     except StorageFull as exc:
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
-    except (Unavailable, StorageBusy) as exc:
+    except (Unavailable, StorageBusy, StorageUnavailable) as exc:
         response = json_response({"error": f"{exc}; retry later"}, 503)
         response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response
