@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing.util
+import os
 import sys
 import threading
 import types
@@ -34,7 +35,9 @@ RINGS = ("unit", "integration", "browser")
 #: Fixtures that drive the browser, and fixtures that start real processes (their closure counts:
 #: ``tab`` brings ``browser``; ``site`` brings ``server``).
 BROWSER_FIXTURES = frozenset({"browser", "tab"})
-PROCESS_FIXTURES = frozenset({"server", "site", "postgres_cluster", "postgres_url"})
+PROCESS_FIXTURES = frozenset({"server", "site", "postgres_cluster", "postgres_url"}
+                             # with ML_DASH_TEST_DB (conftest.py), the in-process app's database is a service
+                             | ({"app_server"} if os.environ.get("ML_DASH_TEST_DB") else set()))
 #: Names whose use in a test's code (or a helper it calls) starts a process.
 PROCESS_NAMES = frozenset({"Server", "LocalUi", "python_script", "start_script", "subprocess", "Popen",
                            "multiprocessing", "ProcessPoolExecutor", "fork", "forkpty", "posix_spawn", "execv",

@@ -61,8 +61,9 @@ def test_keys_are_printed_once_and_stored_hashed(app_server: AppServer) -> None:
 
 
 def _keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
+    db = getattr(server, "db", None)  # a server on another database (ML_DASH_TEST_DB): ML_DASH_DB names it
     return subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", *args, "--data", str(server.data)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **({"ML_DASH_DB": db} if db else {})})
 
 
 def test_a_revoked_key_is_refused_by_the_running_server_and_listed_as_revoked(app_server: AppServer) -> None:
@@ -144,8 +145,7 @@ def test_authentication_and_owner_prefixes(app_server: AppServer) -> None:
     assert app_server.ingest("alice/p/r", _batch(0, 1), bob)[0] == 403
     assert app_server.ingest("alice/p/r", _batch(0, 1), alice)[0] == 200
     assert app_server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 403
-    subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "grant", "--owner", "alice", "--member", "bob",
-                    "--data", str(app_server.data)], check=True, capture_output=True, timeout=60)
+    assert _keys_cli(app_server, "grant", "--owner", "alice", "--member", "bob").returncode == 0
     assert app_server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 200
     assert app_server.ingest("alice/p/r", _batch(1, 1), bob)[0] == 403  # a read grant is not a write grant
 
