@@ -33,6 +33,8 @@ from . import service_missing
 PG_BIN = Path(os.environ.get("ML_DASH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 #: initdb, start and stop each finish in about a second on our machines; this bounds a hang
 START_TIMEOUT_S = 60
+#: The one role that logs in with a password over TCP (every other role is trusted): :meth:`password_url`.
+PASSWORD_ROLE = "ml_dash_password"
 
 
 class PostgresCluster:
@@ -42,6 +44,7 @@ class PostgresCluster:
         self.root, self.port, self.user = root, port, user
         self.data = root / "data"
         self._names = itertools.count()
+        self._options = ""
 
     @property
     def admin_url(self) -> str:
@@ -68,6 +71,8 @@ class PostgresCluster:
                     shutil.chown(root / sub, user, user)
             _run(user, PG_BIN / "initdb", "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
                  "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
+            hba = root / "data" / "pg_hba.conf"  # one role must give its password (the wrong-password tests)
+            hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
             last: Exception | None = None
             for _ in range(5):  # a port picked free may be taken before the server binds it: pick again
                 port = _free_port()
@@ -77,7 +82,9 @@ class PostgresCluster:
                 try:
                     _run(user, PG_BIN / "pg_ctl", "-w", "-t", str(START_TIMEOUT_S), "-D", str(root / "data"),
                          "-l", str(root / "log" / "server.log"), "-o", options, "start")
-                    return cls(root, port, user)
+                    cluster = cls(root, port, user)
+                    cluster._options = options
+                    return cluster
                 except subprocess.CalledProcessError as exc:
                     last = RuntimeError(exc.stderr.decode(errors="replace").strip() or str(exc))
             raise RuntimeError(f"PostgreSQL did not start: {last}; its log: {_tail(root / 'log' / 'server.log')}")
@@ -97,6 +104,22 @@ class PostgresCluster:
                 except ProcessLookupError:
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def password_url(self, database: str, password: str) -> str:
+        """A URL that logs in as :data:`PASSWORD_ROLE` (whose password is ``right``) with ``password``."""
+        self.admin(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PASSWORD_ROLE}') THEN "
+                   f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD 'right'; END IF; END $$")
+        return f"postgresql://{PASSWORD_ROLE}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def restart(self, stop_only: bool = False) -> None:
+        """Stop the server (fast: connections are cut), and start it again on the same port unless ``stop_only``."""
+        _run(self.user, PG_BIN / "pg_ctl", "-w", "-t", str(START_TIMEOUT_S), "-D", str(self.data), "-m", "fast", "stop")
+        if not stop_only:
+            self.start_again()
+
+    def start_again(self) -> None:
+        _run(self.user, PG_BIN / "pg_ctl", "-w", "-t", str(START_TIMEOUT_S), "-D", str(self.data),
+             "-l", str(self.root / "log" / "server.log"), "-o", self._options, "start")
 
     def new_database(self) -> str:
         """The URL of a new, empty database (named ``t<worker><n>``)."""

@@ -15,6 +15,7 @@ Connections: a pool of at most ``pool_size`` per instance (the URL's ``pool_size
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import random
 import time
@@ -253,7 +254,9 @@ class PostgresStorage:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY owner, project, name LIMIT {arg(limit)} OFFSET {arg(offset)}"
         found = [_experiment_dict(r) for r in await self._fetch(sql, *args)]
-        if tag is not None and "\x00" in tag:  # the query copy reads NUL as U+FFFD: match the exact tags
+        if tag is not None and ("\x00" in tag or "\ufffd" in tag):
+            # the query copy reads NUL as U+FFFD: keep the runs whose exact tags hold it (such a page may
+            # come short of ``limit``; tags with NUL or U+FFFD are rare enough)
             found = [e for e in found if tag in e["tags"]]
         return found
 
@@ -412,6 +415,8 @@ def _reason(exc: BaseException) -> str:
     """What went wrong, in one line, without anything secret (asyncpg's messages carry no password)."""
     if isinstance(exc, asyncio.TimeoutError):
         return f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+        return "connection refused (is PostgreSQL running and listening there?)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return " ".join(str(exc).split()) or type(exc).__name__
