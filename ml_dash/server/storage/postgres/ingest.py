@@ -199,8 +199,11 @@ async def _store_metric(conn: Conn, exp_id: int, metric: str, rows: MetricRows, 
 async def store_rows(conn: Conn, exp_id: int, metric: str, rows: MetricRows) -> None:
     """Append prepared rows: their chunks, the metric's latest values, and their summaries merged into
     the one window per width that earlier rows began (rows only ever append)."""
-    await conn.executemany("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES ($1, $2, $3, $4, $5)",
-                           [(exp_id, metric, first, count, blob) for first, count, blob in rows.chunks])
+    # one statement per table, its rows as arrays (unnest): a batch of 100,000 rows is ~25 chunks and
+    # ~1,700 summaries, which as one statement each cost 4x less than as a pipelined statement per row
+    await conn.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) SELECT $1, $2, * FROM "
+                       "unnest($3::bigint[], $4::integer[], $5::bytea[])", exp_id, metric,
+                       [c[0] for c in rows.chunks], [c[1] for c in rows.chunks], [c[2] for c in rows.chunks])
     if rows.latest:
         held = await conn.fetchval("SELECT latest FROM metric_latest WHERE exp_id = $1 AND metric = $2", exp_id, metric)
         latest = {**msgpack.unpackb(held), **rows.latest} if held is not None else rows.latest
@@ -214,7 +217,9 @@ async def store_rows(conn: Conn, exp_id: int, metric: str, rows: MetricRows) -> 
                                  "AND (width, win) IN (SELECT * FROM unnest($3::integer[], $4::bigint[]))",
                                  exp_id, metric, [w for w, _ in continued], [n for _, n in continued])
         held_windows = {(r[0], r[1]): r[2] for r in found}
-    records = []
+    widths: list[int] = []
+    windows: list[int] = []
+    blobs: list[bytes] = []
     for width, parts in rows.summaries.items():
         for position, (window, blob) in enumerate(parts):
             held_blob = held_windows.get((width, window)) if position == 0 else None
@@ -222,9 +227,14 @@ async def store_rows(conn: Conn, exp_id: int, metric: str, rows: MetricRows) -> 
                 summary = msgpack.unpackb(held_blob)
                 merge_into(summary, msgpack.unpackb(blob))
                 blob = pack(summary)
-            records.append((exp_id, metric, width, window, blob))
-    await conn.executemany("INSERT INTO metric_summaries (exp_id, metric, width, win, summary) VALUES ($1, $2, $3, $4, $5) "
-                           "ON CONFLICT (exp_id, metric, width, win) DO UPDATE SET summary = excluded.summary", records)
+            widths.append(width)
+            windows.append(window)
+            blobs.append(blob)
+    if blobs:
+        await conn.execute("INSERT INTO metric_summaries (exp_id, metric, width, win, summary) SELECT $1, $2, * FROM "
+                           "unnest($3::integer[], $4::bigint[], $5::bytea[]) "
+                           "ON CONFLICT (exp_id, metric, width, win) DO UPDATE SET summary = excluded.summary",
+                           exp_id, metric, widths, windows, blobs)
 
 
 async def _store_logs(conn: Conn, exp_id: int, start: int, rows: list[LogEntry], writer: str | None,
