@@ -44,6 +44,7 @@ class Server:
         if "listening on" not in line:
             self.proc.kill()
             raise RuntimeError(f"ml-dash {command[0]} did not start: {line!r} {self.proc.stderr.read()}")
+        self.banner = line  # "ml-dash server listening on URL (where its data is)"
         self.url = line.split()[4]
         self.port = int(self.url.rsplit(":", 1)[1])
 

@@ -22,6 +22,7 @@ from ml_dash.server.storage.postgres.schema import SCHEMA_VERSION
 from ml_dash.server.storage.records import IngestBatch
 
 from .app_server import AppServer
+from .server_process import Server
 from .services.postgres import PASSWORD_ROLE, PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -272,6 +273,13 @@ def test_the_commands_refuse_a_database_they_cannot_use_in_one_line_exit_2_witho
     postgres_cluster.admin(f'ALTER DATABASE "{database}" OWNER TO {PASSWORD_ROLE}')
     right = postgres_cluster.password_url(database, "right")  # the same role with its password: works
     assert _cli("keys", "list", "--owner", "alice", "--data", str(tmp_path / "d"), env={"ML_DASH_DB": right}).returncode == 0
+    server = Server(tmp_path / "d", "--db", right)
+    try:
+        assert server.request("GET", "/health")[0] == 200
+    finally:
+        server.stop()
+    banner = f"{server.url} (database {right.replace(':right@', ':***@')}, files in"
+    assert banner in server.banner and "right@" not in server.banner + server.stdout + server.stderr, server.banner
 
 
 def test_ml_dash_db_names_the_database_of_server_and_keys(postgres_url: str, tmp_path: Path) -> None:
