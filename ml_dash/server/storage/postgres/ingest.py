@@ -8,14 +8,17 @@ other; requests for different runs never wait on each other. Each transaction lo
 rows of that run only: one global order, so two ingests cannot deadlock each other (a deadlock or a
 serialisation failure met anyway is retried whole by the caller, store.py).
 
-The rest mirrors sqlite/ingest.py: per stream :func:`~..exactly_once.settle` decides, this module
+The rest follows sqlite/ingest.py: per stream :func:`~..exactly_once.settle` decides, this module
 reads its inputs and writes what it decides; the run's ``stream_count`` and ``stored_rows`` keep a
-reply's cost that of its request.
+reply's cost that of its request. Unlike SQLite's function calls, each statement here is a round trip
+to the server, so the inputs of every stream of a request are read in one statement per table and the
+writes go as arrays (``unnest``): about 26 statements a request, whether it holds one stream or 1,000.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -26,7 +29,7 @@ from ml_dash.format.wire import LIMITS, pack, trim_blocks
 from ..buckets import merge_into
 from ..chunks import prepare_rows
 from ..errors import ConflictError, StreamLimitError, UnnamedReplyError
-from ..exactly_once import Outcome, Settled, settle
+from ..exactly_once import Decision, Outcome, Settled, settle
 from ..records import IngestBatch, LogEntry, MetricRows
 from ..replies import Acknowledgement
 from . import documents
@@ -37,36 +40,57 @@ FULL_REPLY_STREAMS = LIMITS.max_streams
 Conn = Any  # an asyncpg connection inside a transaction
 
 
-class _Totals:
-    """The run's ``stream_count`` and ``stored_rows`` changes of one transaction, written once at its end."""
+@dataclass(slots=True)
+class _Ask:
+    """One stream of a request: indices ``start .. end-1`` of ``writer``, a void when ``void_reason`` is set;
+    the metric's prepared rows or the log lines when it holds rows."""
 
-    def __init__(self) -> None:
-        self.streams = 0
-        self.rows = 0
-
-    def settled(self, first: int, end: int) -> None:
-        self.streams += int(first == 0)  # a stream_counts row exists once something is settled
-        self.rows += end - first
+    stream: str
+    start: int
+    end: int
+    writer: str | None
+    void_reason: str | None = None
+    metric: str | None = None
+    rows: MetricRows | None = None
+    lines: list[LogEntry] | None = None
 
 
 async def ingest(conn: Conn, batch: IngestBatch, max_metrics: int | None) -> Acknowledgement:
-    """Store ``batch`` inside the caller's transaction; what the reply says."""
+    """Store ``batch`` inside the caller's transaction; what the reply says.
+
+    Set-based: the counts and ranges of every stream of the request are read in one statement each,
+    each stream is decided by the rule in Python, and what the decisions say is written with one
+    statement per table (arrays through ``unnest``), so a request of 1,000 streams costs about as
+    many round trips to the database as a request of one."""
     exp_id = await upsert_experiment(conn, batch)
     if max_metrics is not None:
         await _check_new_metrics(conn, exp_id, batch, max_metrics)
-    totals = _Totals()
-    for metric, rows in batch.metrics.items():
-        await _store_metric(conn, exp_id, metric, rows, batch.writer_of(metric_stream(metric)), totals)
+    asks = [_Ask(metric_stream(metric), rows.start, rows.start + rows.count, batch.writer_of(metric_stream(metric)),
+                 metric=metric, rows=rows) for metric, rows in batch.metrics.items()]
     if batch.logs is not None:
-        await _store_logs(conn, exp_id, *batch.logs, batch.writer_of(LOG_STREAM), totals)
-    for stream, (start, count, reason) in batch.voids.items():
-        new = await _settle(conn, exp_id, stream, start, start + count, batch.writer_of(stream),
-                            void_reason=reason or "set aside")
-        if new is not None:
-            await _set_stored(conn, exp_id, stream, *new, totals)
+        start, lines = batch.logs
+        asks.append(_Ask(LOG_STREAM, start, start + len(lines), batch.writer_of(LOG_STREAM), lines=lines))
+    asks += [_Ask(stream, start, start + count, batch.writer_of(stream), void_reason=reason or "set aside")
+             for stream, (start, count, reason) in batch.voids.items()]
+    decided = await _settle_all(conn, exp_id, asks)
+    await _record(conn, exp_id, decided)
+    metrics: list[tuple[str, MetricRows]] = []
+    for ask, decision in decided:
+        if decision.outcome is not Outcome.STORE:
+            continue
+        if ask.rows is not None and ask.metric is not None:
+            rows = ask.rows
+            if decision.new_first != rows.start:  # a resend that overlaps the stored rows: only the rest is new
+                rows = prepare_rows(decision.new_first, trim_blocks(rows.blocks(), decision.new_first - rows.start))
+            metrics.append((ask.metric, rows))
+        elif ask.lines is not None:
+            await _store_logs(conn, exp_id, [line for line in ask.lines if line[0] >= decision.new_first])
+    if metrics:
+        await store_metrics(conn, exp_id, metrics)
+    new_streams = sum(1 for _, d in decided if d.stored == 0)  # a stream_counts row exists once something is settled
+    new_rows = sum(d.new_end - d.new_first for _, d in decided)
     streams = await conn.fetchval("UPDATE experiments SET stream_count = stream_count + $2, stored_rows = "
-                                  "stored_rows + $3 WHERE id = $1 RETURNING stream_count",
-                                  exp_id, totals.streams, totals.rows)
+                                  "stored_rows + $3 WHERE id = $1 RETURNING stream_count", exp_id, new_streams, new_rows)
     if not batch.named_reply and streams > FULL_REPLY_STREAMS:
         raise UnnamedReplyError(streams, FULL_REPLY_STREAMS)
     return await acknowledgement(conn, exp_id, batch)
@@ -150,101 +174,111 @@ async def acknowledgement(conn: Conn, exp_id: int | None, batch: IngestBatch) ->
     return Acknowledgement(acked, streams, rows)
 
 
-async def _set_stored(conn: Conn, exp_id: int, stream: str, first: int, end: int, totals: _Totals) -> None:
-    """Rows ``first .. end-1`` of ``stream`` are settled now (``first``: what was stored before)."""
-    await conn.execute("INSERT INTO stream_counts (exp_id, stream, stored) VALUES ($1, $2, $3) "
-                       "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored", exp_id, stream, end)
-    totals.settled(first, end)
+_RANGES = """
+SELECT w.stream, w.first_idx, w.end_idx, w.writer, w.void_reason
+  FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS q(stream, lo, hi)
+  JOIN stream_writers w ON w.exp_id = $1 AND w.stream = q.stream COLLATE "C" AND w.end_idx > q.lo AND w.first_idx < q.hi
+UNION
+SELECT last.* FROM unnest($2::text[]) AS q(stream) CROSS JOIN LATERAL (
+  SELECT stream, first_idx, end_idx, writer, void_reason FROM stream_writers
+   WHERE exp_id = $1 AND stream = q.stream COLLATE "C" ORDER BY first_idx DESC LIMIT 1) AS last"""
 
 
-_RANGES = ("SELECT first_idx, end_idx, writer, void_reason FROM stream_writers WHERE exp_id = $1 AND stream = $2 "
-           "AND end_idx > $3 AND first_idx < $4 UNION (SELECT first_idx, end_idx, writer, void_reason "
-           "FROM stream_writers WHERE exp_id = $1 AND stream = $2 ORDER BY first_idx DESC LIMIT 1)")
+async def _settle_all(conn: Conn, exp_id: int, asks: list[_Ask]) -> list[tuple[_Ask, Decision]]:
+    """Each stream of the request decided by the exactly-once rule (``..exactly_once.settle``) from its
+    stored count and the ranges it needs (those under the batch's stored indices, and the last), read
+    for every stream at once. Those that settle something new, with their decisions; the first refusal
+    (in the request's order: metrics, logs, voids) raises GapError or ConflictError."""
+    if not asks:
+        return []
+    names = [a.stream for a in asks]
+    stored = {r[0]: r[1] for r in await conn.fetch(
+        "SELECT stream, stored FROM stream_counts WHERE exp_id = $1 AND stream = ANY($2::text[])", exp_id, names)}
+    ranges: dict[str, list[Settled]] = {}
+    for stream, first, end, writer, void_reason in await conn.fetch(
+            _RANGES, exp_id, names, [a.start for a in asks], [min(a.end, stored.get(a.stream, 0)) for a in asks]):
+        ranges.setdefault(stream, []).append(Settled(first, end, writer, void_reason))
+    decided = []
+    for ask in asks:
+        decision = settle(stored.get(ask.stream, 0), ranges.get(ask.stream, []), ask.start, ask.end, ask.writer,
+                          ask.void_reason)
+        decision.raise_refusal(ask.stream, ask.start, ask.end)
+        if decision.outcome is not Outcome.REACK:
+            decided.append((ask, decision))
+    return decided
 
 
-async def _settle(conn: Conn, exp_id: int, stream: str, start: int, end: int, writer: str | None,
-                  void_reason: str | None = None) -> tuple[int, int] | None:
-    """Decide rows ``start .. end-1`` of ``writer`` by the exactly-once rule and record what it says: the
-    new range, or None when all of it was settled already; GapError or ConflictError for a refusal."""
-    stored = await conn.fetchval("SELECT stored FROM stream_counts WHERE exp_id = $1 AND stream = $2",
-                                 exp_id, stream) or 0
-    ranges = [Settled(*row) for row in await conn.fetch(_RANGES, exp_id, stream, start, min(end, stored))]
-    decision = settle(stored, ranges, start, end, writer, void_reason)
-    decision.raise_refusal(stream, start, end)
-    if decision.outcome is Outcome.REACK:
-        return None
-    if decision.extends is not None:
-        await conn.execute("UPDATE stream_writers SET end_idx = $4 WHERE exp_id = $1 AND stream = $2 AND first_idx = $3",
-                           exp_id, stream, decision.extends.first, decision.new_end)
-    else:
+async def _record(conn: Conn, exp_id: int, decided: list[tuple[_Ask, Decision]]) -> None:
+    """What the decisions settle: writers' ranges extended or added, and the streams' stored counts."""
+    if not decided:
+        return
+    extended = [(a.stream, d.extends.first, d.new_end) for a, d in decided if d.extends is not None]
+    added = [(a, d) for a, d in decided if d.extends is None]
+    if extended:
+        await conn.execute("UPDATE stream_writers w SET end_idx = q.e FROM unnest($2::text[], $3::bigint[], $4::bigint[]) "
+                           "AS q(stream, f, e) WHERE w.exp_id = $1 AND w.stream = q.stream COLLATE \"C\" AND w.first_idx = q.f",
+                           exp_id, *map(list, zip(*extended)))
+    if added:
         await conn.execute("INSERT INTO stream_writers (exp_id, stream, first_idx, end_idx, writer, void_reason) "
-                           "VALUES ($1, $2, $3, $4, $5, $6)", exp_id, stream, decision.new_first, decision.new_end,
-                           writer, documents.text_copy(void_reason))
-    return decision.new_first, decision.new_end
+                           "SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])",
+                           exp_id, [a.stream for a, _ in added], [d.new_first for _, d in added],
+                           [d.new_end for _, d in added], [a.writer for a, _ in added],
+                           [documents.text_copy(a.void_reason) for a, _ in added])
+    await conn.execute("INSERT INTO stream_counts (exp_id, stream, stored) SELECT $1, * FROM unnest($2::text[], $3::bigint[]) "
+                       "ON CONFLICT (exp_id, stream) DO UPDATE SET stored = excluded.stored",
+                       exp_id, [a.stream for a, _ in decided], [d.new_end for _, d in decided])
 
 
-async def _store_metric(conn: Conn, exp_id: int, metric: str, rows: MetricRows, writer: str | None,
-                        totals: _Totals) -> None:
-    stream = metric_stream(metric)
-    new = await _settle(conn, exp_id, stream, rows.start, rows.start + rows.count, writer)
-    if new is None:
-        return
-    first, end = new
-    if first != rows.start:  # a resend that overlaps the stored rows: only the rest is new
-        rows = prepare_rows(first, trim_blocks(rows.blocks(), first - rows.start))
-    await store_rows(conn, exp_id, metric, rows)
-    await _set_stored(conn, exp_id, stream, first, end, totals)
-
-
-async def store_rows(conn: Conn, exp_id: int, metric: str, rows: MetricRows) -> None:
-    """Append prepared rows: their chunks, the metric's latest values, and their summaries merged into
-    the one window per width that earlier rows began (rows only ever append)."""
-    # one statement per table, its rows as arrays (unnest): a batch of 100,000 rows is ~25 chunks and
-    # ~1,700 summaries, which as one statement each cost 4x less than as a pipelined statement per row
-    await conn.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) SELECT $1, $2, * FROM "
-                       "unnest($3::bigint[], $4::integer[], $5::bytea[])", exp_id, metric,
-                       [c[0] for c in rows.chunks], [c[1] for c in rows.chunks], [c[2] for c in rows.chunks])
-    if rows.latest:
-        held = await conn.fetchval("SELECT latest FROM metric_latest WHERE exp_id = $1 AND metric = $2", exp_id, metric)
-        latest = {**msgpack.unpackb(held), **rows.latest} if held is not None else rows.latest
-        await conn.execute("INSERT INTO metric_latest (exp_id, metric, last_idx, latest) VALUES ($1, $2, $3, $4) "
-                           "ON CONFLICT (exp_id, metric) DO UPDATE SET last_idx = excluded.last_idx, latest = excluded.latest",
-                           exp_id, metric, rows.start + rows.count - 1, pack(latest))
-    continued = [(width, parts[0][0]) for width, parts in rows.summaries.items() if rows.start % width and parts]
-    held_windows: dict[tuple[int, int], bytes] = {}
-    if continued:  # one lookup for the window each width continues
-        found = await conn.fetch("SELECT width, win, summary FROM metric_summaries WHERE exp_id = $1 AND metric = $2 "
-                                 "AND (width, win) IN (SELECT * FROM unnest($3::integer[], $4::bigint[]))",
-                                 exp_id, metric, [w for w, _ in continued], [n for _, n in continued])
-        held_windows = {(r[0], r[1]): r[2] for r in found}
-    widths: list[int] = []
-    windows: list[int] = []
-    blobs: list[bytes] = []
-    for width, parts in rows.summaries.items():
-        for position, (window, blob) in enumerate(parts):
-            held_blob = held_windows.get((width, window)) if position == 0 else None
-            if held_blob is not None:
-                summary = msgpack.unpackb(held_blob)
-                merge_into(summary, msgpack.unpackb(blob))
-                blob = pack(summary)
-            widths.append(width)
-            windows.append(window)
-            blobs.append(blob)
-    if blobs:
-        await conn.execute("INSERT INTO metric_summaries (exp_id, metric, width, win, summary) SELECT $1, $2, * FROM "
-                           "unnest($3::integer[], $4::bigint[], $5::bytea[]) "
+async def store_metrics(conn: Conn, exp_id: int, metrics: list[tuple[str, MetricRows]]) -> None:
+    """Append prepared rows of several metrics: their chunks, each metric's latest values, and their
+    summaries merged into the one window per width that earlier rows began (rows only ever append, so
+    no later window holds anything yet). One statement per table, the rows as arrays (``unnest``): a
+    batch of 100,000 rows is ~25 chunks and ~1,700 summaries, and a request may hold 1,000 metrics."""
+    chunks = [(metric, first, count, blob) for metric, rows in metrics for first, count, blob in rows.chunks]
+    if chunks:
+        await conn.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) SELECT $1, * FROM "
+                           "unnest($2::text[], $3::bigint[], $4::integer[], $5::bytea[])", exp_id, *map(list, zip(*chunks)))
+    with_latest = [(metric, rows) for metric, rows in metrics if rows.latest]
+    if with_latest:
+        held = {r[0]: r[1] for r in await conn.fetch(
+            "SELECT metric, latest FROM metric_latest WHERE exp_id = $1 AND metric = ANY($2::text[])",
+            exp_id, [m for m, _ in with_latest])}
+        latest = [(metric, rows.start + rows.count - 1,
+                   pack({**msgpack.unpackb(held[metric]), **rows.latest} if metric in held else rows.latest))
+                  for metric, rows in with_latest]
+        await conn.execute("INSERT INTO metric_latest (exp_id, metric, last_idx, latest) SELECT $1, * FROM "
+                           "unnest($2::text[], $3::bigint[], $4::bytea[]) ON CONFLICT (exp_id, metric) DO UPDATE "
+                           "SET last_idx = excluded.last_idx, latest = excluded.latest", exp_id, *map(list, zip(*latest)))
+    continued = [(metric, width, parts[0][0]) for metric, rows in metrics for width, parts in rows.summaries.items()
+                 if rows.start % width and parts]
+    held_windows: dict[tuple[str, int, int], bytes] = {}
+    if continued:  # one lookup for the window each width of each metric continues
+        held_windows = {(r[0], r[1], r[2]): r[3] for r in await conn.fetch(
+            "SELECT s.metric, s.width, s.win, s.summary FROM unnest($2::text[], $3::integer[], $4::bigint[]) "
+            "AS q(metric, width, win) JOIN metric_summaries s ON s.exp_id = $1 AND s.metric = q.metric COLLATE \"C\" "
+            "AND s.width = q.width AND s.win = q.win", exp_id, *map(list, zip(*continued)))}
+    summaries: list[tuple[str, int, int, bytes]] = []
+    for metric, rows in metrics:
+        for width, parts in rows.summaries.items():
+            for position, (window, blob) in enumerate(parts):
+                held_blob = held_windows.get((metric, width, window)) if position == 0 else None
+                if held_blob is not None:
+                    summary = msgpack.unpackb(held_blob)
+                    merge_into(summary, msgpack.unpackb(blob))
+                    blob = pack(summary)
+                summaries.append((metric, width, window, blob))
+    if summaries:
+        await conn.execute("INSERT INTO metric_summaries (exp_id, metric, width, win, summary) SELECT $1, * FROM "
+                           "unnest($2::text[], $3::integer[], $4::bigint[], $5::bytea[]) "
                            "ON CONFLICT (exp_id, metric, width, win) DO UPDATE SET summary = excluded.summary",
-                           exp_id, metric, widths, windows, blobs)
+                           exp_id, *map(list, zip(*summaries)))
 
 
-async def _store_logs(conn: Conn, exp_id: int, start: int, rows: list[LogEntry], writer: str | None,
-                      totals: _Totals) -> None:
-    new = await _settle(conn, exp_id, LOG_STREAM, start, start + len(rows), writer)
-    if new is None:
+async def _store_logs(conn: Conn, exp_id: int, lines: list[LogEntry]) -> None:
+    """Append log lines (settled as new), their messages as text for the trigram index."""
+    if not lines:
         return
-    first, end = new
-    await conn.executemany("INSERT INTO log_rows (exp_id, idx, record, level, message) VALUES ($1, $2, $3, $4, $5) "
-                           "ON CONFLICT (exp_id, idx) DO NOTHING",
-                           [(exp_id, idx, blob, level, documents.text_copy(message) or "")
-                            for idx, blob, level, message in rows if idx >= first])
-    await _set_stored(conn, exp_id, LOG_STREAM, first, end, totals)
+    await conn.execute("INSERT INTO log_rows (exp_id, idx, record, level, message) SELECT $1, * FROM "
+                       "unnest($2::bigint[], $3::bytea[], $4::text[], $5::text[]) ON CONFLICT (exp_id, idx) DO NOTHING",
+                       exp_id, [line[0] for line in lines], [line[1] for line in lines], [line[2] for line in lines],
+                       [documents.text_copy(line[3]) or "" for line in lines])
