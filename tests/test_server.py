@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -54,10 +55,26 @@ def test_keys_are_printed_once_and_stored_hashed(app_server: AppServer) -> None:
     assert created.returncode == 0 and "shown once" in created.stdout, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("mld_")
-    db = sqlite3.connect(app_server.data / "ml-dash.sqlite3")
-    stored = db.execute("SELECT key_id, owner, secret_sha256 FROM api_keys").fetchall()
+    stored = _stored_keys(app_server)
     assert len(stored) == 1 and stored[0][1] == "alice"
     assert token.split("_", 2)[2] not in repr(stored)  # the secret itself is nowhere in the database
+
+
+def _stored_keys(server: Server) -> list[tuple[Any, ...]]:
+    """The api_keys rows as the server's database holds them (its SQLite file, or PostgreSQL's table)."""
+    query = "SELECT key_id, owner, secret_sha256 FROM api_keys"
+    if getattr(server, "db", None) is None:
+        return sqlite3.connect(server.data / "ml-dash.sqlite3").execute(query).fetchall()
+    import asyncpg
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(server.db)
+        try:
+            return [tuple(r) for r in await conn.fetch(query)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
 def _keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess:

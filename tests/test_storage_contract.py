@@ -326,6 +326,21 @@ def test_buckets_cover_the_series_with_each_buckets_true_extremes(storage_url: s
     run_with(storage_url, body)
 
 
+def test_the_run_lists_latest_values_are_the_first_metrics_by_name_and_those_asked_for(storage_url: str) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.ingest(batch({f"metrics/m{i:02d}": rows(0, 3, tag=i) for i in range(20)}))
+        await storage.ingest(batch({"metrics/x": rows(0, 1)}, prefix=("alice", "proj", "small")))
+        wide, small = await exp_id(storage), await exp_id(storage, ("alice", "proj", "small"))
+        latest = await storage.list_latest([wide, small, 10**9], ["m19", "nosuch"])
+        assert set(latest) == {wide, small}  # a run without metrics is absent
+        fields, more = latest[wide]
+        assert list(fields) == ["m19", *(f"m{i:02d}" for i in range(16))] and more is True
+        assert fields["m19"] == {"step": 2, "loss": 21.0} and fields["m00"]["loss"] == 2.0
+        assert latest[small] == ({"x": {"step": 0, "loss": 0.0}}, False)
+
+    run_with(storage_url, body)
+
+
 def test_log_pages_filter_by_level_and_search_the_whole_run(storage_url: str) -> None:
     async def body(storage: Storage) -> None:
         messages = [("error" if i % 100 == 7 else "info", f"step {i} {'Needle' if i == 4321 else 'hay'}")

@@ -43,9 +43,10 @@ def mapped(exc: BaseException) -> StorageError | None:
         if state in _UNAVAILABLE or state.startswith("08"):
             return StorageUnavailable(f"the database is not reachable just now ({state}: {type(exc).__name__})")
         return None
+    if isinstance(exc, asyncio.TimeoutError):  # before OSError: TimeoutError is one
+        return StorageBusy("no database connection within the wait (every pooled one in use, or the database "
+                           "slow to accept a new one)")
     if isinstance(exc, (asyncpg.InterfaceError, OSError, ConnectionError)):
         # a closed or broken connection, a refused or reset TCP connection
         return StorageUnavailable(f"the database is not reachable just now ({type(exc).__name__})")
-    if isinstance(exc, asyncio.TimeoutError):
-        return StorageBusy("no database connection was free in time (every pooled one was in use)")
     return None

@@ -37,7 +37,6 @@ from ..pages import (
     MAX_LIST_VALUES,
     MAX_LOG_PAGE_BYTES,
     MAX_NAMED_METRICS,
-    STREAM_PAGE,
     like_literal,
     within_budget,
 )
@@ -301,22 +300,28 @@ class PostgresStorage:
         named = named[:MAX_NAMED_METRICS]
 
         async def read(conn: Any) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
+            # two statements for the whole page of runs (a round trip each), key lookups and short ranges
+            by_run: dict[int, list[tuple[str, bytes]]] = {}
+            if named:
+                for exp_id, metric, blob in await conn.fetch(
+                        "SELECT exp_id, metric, latest FROM metric_latest WHERE exp_id = ANY($1::bigint[]) AND "
+                        "metric = ANY($2::text[]) ORDER BY exp_id, metric", exp_ids, named):
+                    by_run.setdefault(exp_id, []).append((metric, blob))
+            first: dict[int, list[tuple[str, bytes]]] = {}
+            for exp_id, metric, blob in await conn.fetch(
+                    "SELECT q.id, l.metric, l.latest FROM unnest($1::bigint[]) AS q(id) CROSS JOIN LATERAL "
+                    "(SELECT metric, latest FROM metric_latest WHERE exp_id = q.id ORDER BY metric LIMIT $2) AS l "
+                    "ORDER BY q.id, l.metric", exp_ids, LIST_LATEST_METRICS + 1):
+                first.setdefault(exp_id, []).append((metric, blob))
             out: dict[int, tuple[dict[str, dict[str, Any]], bool]] = {}
             for exp_id in exp_ids:
-                rows: list[tuple[str, bytes]] = []
-                if named:
-                    rows += [tuple(r) for r in await conn.fetch(
-                        "SELECT metric, latest FROM metric_latest WHERE exp_id = $1 AND metric = ANY($2::text[])",
-                        exp_id, named)]
-                first = [tuple(r) for r in await conn.fetch(
-                    "SELECT metric, latest FROM metric_latest WHERE exp_id = $1 ORDER BY metric LIMIT $2",
-                    exp_id, LIST_LATEST_METRICS + 1)]
-                more = len(first) > LIST_LATEST_METRICS
-                latest, cut = within_budget(rows + first[:LIST_LATEST_METRICS], MAX_LIST_VALUES)
+                leading = first.get(exp_id, [])
+                more = len(leading) > LIST_LATEST_METRICS
+                latest, cut = within_budget(by_run.get(exp_id, []) + leading[:LIST_LATEST_METRICS], MAX_LIST_VALUES)
                 if latest:
                     out[exp_id] = (latest, more or cut)
             return out
-        return await self._read(read)
+        return await self._read(read, snapshot=True)
 
     async def metric_rows(self, exp_id: int, metric: str, start: int,
                           limit: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -378,7 +383,7 @@ async def _stream_page(conn: Any, exp_id: int, after: str, limit: int,
     :data:`FILTER_SCAN` streams examined."""
     sql = "SELECT stream, stored FROM stream_counts WHERE exp_id = $1 AND stream > $2 ORDER BY stream LIMIT $3"
     if contains is None:
-        rows = [tuple(r) for r in await conn.fetch(sql, exp_id, after, min(limit, STREAM_PAGE * 100) + 1)]
+        rows = [tuple(r) for r in await conn.fetch(sql, exp_id, after, limit + 1)]
         if len(rows) > limit:
             return dict(rows[:limit]), rows[limit - 1][0]
         return dict(rows), None
