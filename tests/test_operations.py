@@ -9,39 +9,18 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ml_dash.format.wire import encode_body
 
-from .server_process import Server, direct
+from .metrics_page import get, sample
+from .server_process import Server
 
 TOKEN = "s3cret-metrics-token-0123456789"
 
 
 def _get(srv: Server, path: str, token: str | None = None) -> tuple[int, str, str]:
-    """(status, content type, body text) of a GET, with ``Authorization: Bearer token`` when given."""
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    req = urllib.request.Request(srv.url + path, headers=headers)
-    try:
-        with direct.open(req, timeout=30) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read().decode()
-
-
-def _sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the sample ``name{labels}`` in a Prometheus text page (labels: all of them, any order)."""
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, label_text = head.partition("{")
-        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if part) if label_text else {}
-        if metric == name and {k: v.strip('"') for k, v in found.items()} == labels:
-            return float(value)
-    return None
+    return get(srv.url + path, token)
 
 
 def _rows_body(run: str, rows: int) -> bytes:
@@ -89,17 +68,17 @@ def test_metrics_are_the_operators_only_and_count_rows_and_refusals(tmp_path: Pa
             assert _get(srv, f"/no/such/path-{k}")[0] == 404
         status, content_type, text = _get(srv, "/metrics", TOKEN)
         assert status == 200 and content_type.startswith("text/plain"), (status, content_type)
-        assert _sample(text, "ml_dash_ingest_rows_total") == 1234
-        assert (_sample(text, "ml_dash_ingest_bytes_total") or 0) > 0
-        assert _sample(text, "ml_dash_rejections_total", reason="Forbidden") == 1
-        assert _sample(text, "ml_dash_rejections_total", reason="HTTPNotFound") == 40
-        assert _sample(text, "ml_dash_requests_total", method="GET", route="unmatched", status="404") == 40
+        assert sample(text, "ml_dash_ingest_rows_total") == 1234
+        assert (sample(text, "ml_dash_ingest_bytes_total") or 0) > 0
+        assert sample(text, "ml_dash_rejections_total", reason="Forbidden") == 1
+        assert sample(text, "ml_dash_rejections_total", reason="HTTPNotFound") == 40
+        assert sample(text, "ml_dash_requests_total", method="GET", route="unmatched", status="404") == 40
         assert "path-1" not in text
         route = "/api/v1/runs/{owner}/{project}/{name}/events"
-        assert _sample(text, "ml_dash_requests_total", method="POST", route=route, status="200") == 1
-        assert _sample(text, "ml_dash_request_seconds_count", route=route) == 2
-        assert _sample(text, "ml_dash_body_budget_capacity_bytes") == 64 * 1024 * 1024
-        assert _sample(text, "ml_dash_body_budget_used_bytes") == 0  # every body given back
+        assert sample(text, "ml_dash_requests_total", method="POST", route=route, status="200") == 1
+        assert sample(text, "ml_dash_request_seconds_count", route=route) == 2
+        assert sample(text, "ml_dash_body_budget_capacity_bytes") == 64 * 1024 * 1024
+        assert sample(text, "ml_dash_body_budget_used_bytes") == 0  # every body given back
     finally:
         srv.stop()
     assert TOKEN not in srv.stdout + srv.stderr
