@@ -153,7 +153,9 @@ def test_row_postgres_stopped_mid_run_is_a_503_with_retry_after_and_nothing_is_l
                 assert "retry later" in reply["error"] and "password" not in reply["error"]
             status, _reply, _ = _read_with_headers(server, user)
             assert status == 503
+            assert server.request("GET", "/ready") == (503, {"status": "unready", "failing": ["database"]})
             cluster.start_again()
+            assert server.request("GET", "/ready")[0] == 200
             status, reply = _ingest(server, 10, 10, user)
             assert status == 200 and reply["acked"] == {"metrics/loss": 20}, reply
             status, reply = _ingest(server, 10, 10, user)  # a resend of what was acknowledged: once

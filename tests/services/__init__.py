@@ -1,26 +1,28 @@
-"""Real services the tests run against (PostgreSQL here; S3 and haproxy beside it), each started by the
-tests themselves on 127.0.0.1 with explicit ports, one per test session (per xdist worker).
+"""Real services the tests start for themselves (PostgreSQL, SeaweedFS's S3, haproxy), each on
+127.0.0.1 with explicit free ports, stopped by the PID it started.
 
-The one rule they share (:func:`service_missing`): a service that cannot be started is a failure in CI
-(``CI`` set, as ``.ci/run`` sets it), so that a broken image never passes by skipping; on a developer's
-machine it is a skip that says what is missing.
-"""
+A service that is not installed skips its tests on a developer's machine; where
+``ML_DASH_REQUIRE_SERVICES=1`` (``.ci/run`` sets it) it fails them instead, so CI never passes by
+skipping what it was meant to run."""
 
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+import socket
 
 import pytest
 
 
-def required() -> bool:
-    """Whether a missing service fails the tests (in CI) rather than skipping them."""
-    return bool(os.environ.get("CI"))
+def missing(service: str, how: str) -> None:
+    """Skip (or, where services are required, fail) the calling test: ``service`` is not here."""
+    message = f"{service} is not installed here ({how})"
+    if os.environ.get("ML_DASH_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + "; ML_DASH_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(message)
 
 
-def service_missing(service: str, reason: str) -> NoReturn:
-    """Fail (in CI) or skip (elsewhere) the test that needs ``service``, saying why it is not there."""
-    if required():
-        pytest.fail(f"{service} is required in CI (CI is set) but is not usable here: {reason}", pytrace=False)
-    pytest.skip(f"{service} is not usable here: {reason}")
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (a service given it binds it explicitly)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -8,7 +8,7 @@ TEMPLATE template0`` and dropped at its end; the cluster is stopped with ``pg_ct
 session's end, or killed by its postmaster's pid if that fails.
 
 Binaries: ``/usr/lib/postgresql/15/bin`` (Debian's ``postgresql-15``), or ``ML_DASH_PG_BIN``. Missing
-binaries fail the tests in CI and skip them elsewhere (``tests/services/__init__.py``).
+binaries skip the tests, or fail them where ``ML_DASH_REQUIRE_SERVICES=1`` (``tests/services/__init__.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from . import service_missing
+from . import free_port, missing
 
 PG_BIN = Path(os.environ.get("ML_DASH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 #: initdb, start and stop each finish in about a second on our machines; this bounds a hang
@@ -76,7 +75,7 @@ class PostgresCluster:
             hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
             last: Exception | None = None
             for _ in range(5):  # a port picked free may be taken before the server binds it: pick again
-                port = _free_port()
+                port = free_port()
                 options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root / 'socket'} -c max_connections=200"
                 if not durable:
                     options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -182,12 +181,6 @@ def _run(user: str | None, *command: Any) -> None:
                    user=user, cwd="/")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _postmaster_pid(data: Path) -> int | None:
     try:
         return int((data / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -208,12 +201,12 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         import asyncpg  # noqa: F401
     except ImportError:
-        service_missing("PostgreSQL", "asyncpg is not installed (pip install -e '.[dev]')")
+        missing("PostgreSQL", "asyncpg is not installed (pip install -e '.[dev]')")
     try:
         cluster = PostgresCluster.start()
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", None)
-        service_missing("PostgreSQL 15", f"{exc}{': ' + detail.decode(errors='replace') if detail else ''}")
+        missing("PostgreSQL 15", f"{exc}{': ' + detail.decode(errors='replace') if detail else ''}")
     try:
         yield cluster
     finally:

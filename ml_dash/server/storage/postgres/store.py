@@ -100,6 +100,10 @@ class PostgresStorage:
                 pool.terminate()
         self._readers.shutdown(wait=True)
 
+    async def ping(self) -> None:
+        """One ``SELECT 1`` on a pooled connection (``/ready``): a lost database raises StorageUnavailable."""
+        await self._read(lambda conn: conn.fetchval("SELECT 1"))
+
     # -- running statements ----------------------------------------------------------------------------
     def _pool_or_fail(self) -> asyncpg.Pool:
         if self._pool is None:
