@@ -187,7 +187,7 @@ def test_an_old_database_is_rebuilt_into_split_chunks_and_summaries() -> None:
     rng = random.Random(17)
     rows = [_row(i, rng) for i in range(20_000)]
     db = _db()
-    db.execute("INSERT INTO metric_chunks VALUES (1, 'train', 0, 20000, ?)", (msgpack.packb(metric_blocks(rows)),))
+    db.execute("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (1, 'train', 0, 20000, ?)", (msgpack.packb(metric_blocks(rows)),))
     sqlite_metrics.rebuild(db)
     assert db.execute("SELECT COUNT(*), MAX(count), SUM(count) FROM metric_chunks").fetchone() == (5, 4096, 20_000)
     _width, buckets = sqlite_metrics.buckets(db, 1, "train", 0, 20_000, 20_000, 20)

@@ -65,6 +65,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="serve GET /metrics (Prometheus' format) to requests carrying the token this file "
                              "holds (Authorization: Bearer TOKEN); ML_DASH_METRICS_TOKEN gives it instead. "
                              "Without either, there is no /metrics")
+    server.add_argument("--archive-after", default="30d", metavar="DURATION",
+                        help="move metric chunks stored longer ago than this from the database to the blob store, in "
+                             "the background (a number and a unit: 12h, 30d, 2w; default 30d; 'off': never). Reads "
+                             "return the same rows either way")
+    server.add_argument("--archive-every", default="10m", metavar="DURATION",
+                        help="how often the background archiver looks for old chunks (default 10m)")
     server.set_defaults(handler=run_server)
     ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
                         description="Serve the web UI and the read API over the runs under DIR, on this machine "
@@ -112,6 +118,7 @@ def run_server(args: argparse.Namespace) -> int:
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
         _check_urls(args.db, args.blobs, create=True)
+        archive_after_s, archive_every_s = _archive_settings(args.archive_after, args.archive_every)
         config = ServerConfig(_data_dir(args.data, create=True, own_db=args.db is None), db=args.db,
                               blobs=args.blobs, allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
@@ -121,7 +128,8 @@ def run_server(args: argparse.Namespace) -> int:
                               worker_memory_bytes=args.worker_memory_mb << 20,
                               max_metrics_per_run=args.max_metrics_per_run,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host),
-                              metrics_token_sha256=_metrics_token_sha256(args.metrics_token_file))
+                              metrics_token_sha256=_metrics_token_sha256(args.metrics_token_file),
+                              archive_after_s=archive_after_s, archive_every_s=archive_every_s)
     except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)
         return 2
@@ -141,6 +149,20 @@ def run_server(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _archive_settings(after: str, every: str) -> tuple[float | None, float]:
+    """(--archive-after in seconds, or None for 'off'; --archive-every in seconds)."""
+    from .archive import parse_duration
+
+    try:
+        after_s = None if after.strip().lower() in ("off", "never") else parse_duration(after, "--archive-after")
+        every_s = parse_duration(every, "--archive-every")
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    if every_s < 1:
+        raise ArgumentError(f"--archive-every {every!r} must be at least 1s")
+    return after_s, every_s
 
 
 def run_ui(args: argparse.Namespace) -> int:

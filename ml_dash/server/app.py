@@ -58,6 +58,7 @@ from .access import (
     readable_owner,
     run_prefix,
 )
+from .archiver import Archiver
 from .blobs.factory import open_blobs
 from .config import ServerConfig
 from .errors import (
@@ -131,11 +132,17 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
             await app[LOCAL_INDEX].refresh(force=True)
         else:
             app[BLOBS] = await open_blobs(config.blob_url)
+            store.read_archive_from(app[BLOBS])
         preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
+        archiver = Archiver(config, store, app[BLOBS]) if local_root is None and not config.read_only else None
         try:
             await preparer.start()
+            if archiver is not None:
+                archiver.start()
             yield
         finally:
+            if archiver is not None:
+                await archiver.stop()
             preparer.close()
             await app[BLOBS].close()
             await store.close()

@@ -51,6 +51,10 @@ class ServerConfig:
     # None for SQLite and a directory under data_dir. Kept out of repr: a database URL may hold a password
     db: str | None = field(default=None, repr=False)
     blobs: str | None = field(default=None, repr=False)
+    # archival (storage/archive.py): metric chunks stored longer ago than this move to the blob store, a
+    # bounded pass every archive_every_s; None: no archiving by this server (``ml-dash server`` says 30 days)
+    archive_after_s: float | None = None
+    archive_every_s: float = 600.0
     # the sha256 of the token ``/metrics`` asks for (routes/operations.py); None: no /metrics route
     metrics_token_sha256: str | None = field(default=None, repr=False)
 

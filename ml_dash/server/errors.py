@@ -16,6 +16,8 @@
     StorageFull                     507   the server's disk is full: transient, the client retries
     StorageBusy                     503   another server process held the database's write lock too long
     StorageUnavailable              503   the database server cannot be reached just now (Retry-After)
+    ArchiveUnreadable               500   archived rows' object is missing or damaged: the reply names the
+                                          rows and the object (an operator restores it), never other rows
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
 
@@ -36,6 +38,7 @@ from aiohttp import web
 
 from ..format.jsonlines import dumps
 from .storage.errors import (  # raised by the storage (storage/errors.py), answered here
+    ArchiveUnreadable,
     StorageBusy,
     StorageFull,
     StorageUnavailable,
@@ -147,7 +150,7 @@ async def error_middleware(request: web.Request,
 
 
 #: The errors answered as what they are; anything else is a bug (500).
-_ANSWERED = (RequestError, StorageFull, Unavailable, StorageBusy, StorageUnavailable)
+_ANSWERED = (RequestError, StorageFull, Unavailable, StorageBusy, StorageUnavailable, ArchiveUnreadable)
 
 
 def _answer(request: web.Request, exc: Exception) -> web.Response:
@@ -164,5 +167,8 @@ def _answer(request: web.Request, exc: Exception) -> web.Response:
         return response
     if is_no_space(exc):
         return json_response({"error": "the server's disk is full; retry later"}, 507)
+    if isinstance(exc, ArchiveUnreadable):  # not a bug, and nothing secret: what an operator must restore
+        logger.error("%s %s: %s", request.method, request.path, exc)
+        return json_response({"error": f"stored rows cannot be read: {exc}"}, 500)
     logger.exception("internal error in %s %s", request.method, request.path, exc_info=exc)
     return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)

@@ -11,6 +11,8 @@ storage reads a driver's exceptions (their types or their messages).
     ├── StorageUnavailable  the database server cannot be reached just now (connection lost, restarting):
     │                     retry (HTTP 503 with Retry-After); a write whose commit was cut off may or may
     │                     not be stored, which a resend settles (exactly once: a re-ack)
+    ├── ArchiveUnreadable  an archived metric chunk's object is missing, damaged or unreachable: the
+    │                     read fails naming the rows and the object, never answers other rows (HTTP 500)
     ├── StorageOpenError  at open: the database named cannot be used as given (unreachable, refused
     │                     login, no such database); a configuration error (the commands exit 2)
     └── StorageURLError   a storage or blob URL names no supported backend, or a bad location
@@ -52,6 +54,11 @@ class StorageUnavailable(StorageError):
     stored; one cut off during its commit may be, and its resend is then acknowledged again."""
 
     retry_after_s = 2
+
+
+class ArchiveUnreadable(StorageError):
+    """Rows archived to the blob store (archive.py) could not be read back: the object is missing,
+    damaged or unreachable. The message names the rows and the object (no secret): an operator's cue."""
 
 
 class StorageOpenError(StorageError):

@@ -16,10 +16,14 @@ Common to all of them:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from .records import IngestBatch
 from .replies import Acknowledgement
+
+if TYPE_CHECKING:
+    from ..blobs.protocol import BlobStore
+    from .archive import ArchiveTier
 
 
 class ExperimentRow(TypedDict):
@@ -100,6 +104,16 @@ class Storage(Protocol):
     async def ping(self) -> None:
         """Return once the store answers a query now, or raise (a :mod:`.errors` class or the driver's
         own): what ``/ready`` asks before a load balancer sends this instance requests."""
+        ...
+
+    # -- archive (archive.py) ----------------------------------------------------------------------
+    def read_archive_from(self, blobs: BlobStore) -> None:
+        """Read metric chunks archived to ``blobs`` from now on (the server calls it once it opened both).
+        Until then, a read that meets an archived chunk raises :class:`~.errors.ArchiveUnreadable`."""
+        ...
+
+    def archive_tier(self) -> ArchiveTier:
+        """This backend's tables for archival (``archive.archive_pass`` runs over them)."""
         ...
 
     # -- ingest ----------------------------------------------------------------------------------

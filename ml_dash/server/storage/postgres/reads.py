@@ -14,6 +14,9 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+from ..archive_reads import ArchivedChunk, ArchiveFetcher, merged
+from .archive import BOTH_TIERS, FLOOR, chunk_of
+
 #: Chunks fetched by the first query of a read; each next query fetches twice as many, up to the last.
 FIRST_FETCH, LAST_FETCH = 4, 64
 #: A hung query must not hold a reader thread for ever (the connection's own timeouts end it sooner).
@@ -22,25 +25,27 @@ QUERY_WAIT_S = 600.0
 
 class PgChunks:
     """One metric's chunks and summaries of one run (``..chunk_reads.ChunkSource``), read on a worker
-    thread through ``conn``, which belongs to the coroutine awaiting that thread on ``loop``."""
+    thread through ``conn``, which belongs to the coroutine awaiting that thread on ``loop``. Chunks come
+    from both tiers (``..archive_reads``): archived ones are fetched through ``fetcher``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any, exp_id: int, metric: str) -> None:
-        self.loop, self.conn, self.exp_id, self.metric = loop, conn, exp_id, metric
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any, exp_id: int, metric: str,
+                 fetcher: ArchiveFetcher | None = None) -> None:
+        self.loop, self.conn, self.exp_id, self.metric, self.fetcher = loop, conn, exp_id, metric, fetcher
 
     def _fetch(self, sql: str, *args: Any) -> list[Any]:
         return asyncio.run_coroutine_threadsafe(self.conn.fetch(sql, *args), self.loop).result(QUERY_WAIT_S)
 
     def chunks(self, start: int, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
-        floor = self._fetch("SELECT MAX(first_idx) FROM metric_chunks WHERE exp_id = $1 AND metric = $2 "
-                            "AND first_idx <= $3", self.exp_id, self.metric, start)[0][0]
+        return merged(self._both_tiers(start, end), (), self.fetcher)
+
+    def _both_tiers(self, start: int, end: int | None) -> Iterator[tuple[int, int, bytes | ArchivedChunk]]:
+        floor = self._fetch(FLOOR, self.exp_id, self.metric, start)[0][0]
         position = floor if floor is not None else start
         stop = end if end is not None else 2**62
         batch = FIRST_FETCH
         while True:
-            rows = self._fetch("SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id = $1 AND metric = $2 "
-                               "AND first_idx >= $3 AND first_idx < $4 ORDER BY first_idx LIMIT $5",
-                               self.exp_id, self.metric, position, stop, batch)
-            yield from ((first, count, blocks) for first, count, blocks in rows)
+            rows = self._fetch(BOTH_TIERS, self.exp_id, self.metric, position, stop, batch)
+            yield from map(chunk_of, rows)
             if len(rows) < batch:
                 return
             position = rows[-1][0] + 1

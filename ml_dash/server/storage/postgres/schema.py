@@ -87,6 +87,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # a search for any substring (ILIKE) of 3 characters or more is an index lookup
         "CREATE INDEX log_rows_by_text ON log_rows USING gin (message gin_trgm_ops)",
     ]),
+    (2, "archival: each chunk's storing time, the archive's index and its objects (archive.py)", [
+        # now() is stable: existing chunks take the migration's time without a rewrite of the table, and
+        # ingest's inserts (which leave the column out) their transaction's time
+        "ALTER TABLE metric_chunks ADD COLUMN stored_at double precision NOT NULL DEFAULT extract(epoch FROM now())",
+        "CREATE INDEX metric_chunks_by_age ON metric_chunks (stored_at)",
+        """CREATE TABLE metric_archive (
+            exp_id bigint NOT NULL, metric text COLLATE "C" NOT NULL, first_idx bigint NOT NULL,
+            count integer NOT NULL, object text NOT NULL, frame_offset bigint NOT NULL, frame_length integer NOT NULL,
+            PRIMARY KEY (exp_id, metric, first_idx))""",
+        "CREATE INDEX metric_archive_by_object ON metric_archive (object)",
+        """CREATE TABLE archive_objects (
+            sha256 text PRIMARY KEY, state text NOT NULL, noted_at double precision NOT NULL)""",
+        "CREATE INDEX archive_objects_by_state ON archive_objects (state, noted_at)",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -20,7 +20,7 @@ import hmac
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 import msgpack
@@ -30,6 +30,8 @@ from ml_dash.format.jsonlines import dumps, loads
 from ml_dash.format.layout import metric_name, metric_stream
 
 from .. import chunk_reads
+from ..archive import ArchiveTier
+from ..archive_reads import ArchiveFetcher
 from ..errors import GapError, StorageError, StorageOpenError
 from ..pages import (
     FILTER_SCAN,
@@ -44,9 +46,13 @@ from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
 from ..records import IngestBatch
 from ..replies import Acknowledgement
 from . import documents, schema
+from .archive import PgArchive
 from .failures import RETRIED, mapped
 from .ingest import acknowledgement, ingest, upsert_experiment
 from .reads import PgChunks
+
+if TYPE_CHECKING:
+    from ...blobs.protocol import BlobStore
 
 T = TypeVar("T")
 
@@ -72,6 +78,7 @@ class PostgresStorage:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._readers = WorkerPool(READ_THREADS, "ml-dash-pg-read")
+        self._blobs: BlobStore | None = None  # where archived chunks are read from (..archive)
 
     # -- life ----------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -103,6 +110,16 @@ class PostgresStorage:
     async def ping(self) -> None:
         """One ``SELECT 1`` on a pooled connection (``/ready``): a lost database raises StorageUnavailable."""
         await self._read(lambda conn: conn.fetchval("SELECT 1"))
+
+    # -- archive (..archive) ---------------------------------------------------------------------------
+    def read_archive_from(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+
+    def archive_tier(self) -> ArchiveTier:
+        return PgArchive(self._write, self._read)
+
+    def _fetcher(self, loop: asyncio.AbstractEventLoop, exp_id: int, metric: str) -> ArchiveFetcher:
+        return ArchiveFetcher(loop, self._blobs, f"metric {metric!r} of run {exp_id}")
 
     # -- running statements ----------------------------------------------------------------------------
     def _pool_or_fail(self) -> asyncpg.Pool:
@@ -332,7 +349,7 @@ class PostgresStorage:
         loop = asyncio.get_running_loop()
 
         async def read(conn: Any) -> tuple[list[dict[str, Any]], int | None]:
-            source = PgChunks(loop, conn, exp_id, metric)
+            source = PgChunks(loop, conn, exp_id, metric, self._fetcher(loop, exp_id, metric))
             return await loop.run_in_executor(self._readers, chunk_reads.page, source, start, limit)
         return await self._read(read, snapshot=True)
 
@@ -346,7 +363,7 @@ class PostgresStorage:
             stop = stored if end is None else min(end, stored)
             if stop <= start:
                 return width or 1, []
-            source = PgChunks(loop, conn, exp_id, metric)
+            source = PgChunks(loop, conn, exp_id, metric, self._fetcher(loop, exp_id, metric))
             return await loop.run_in_executor(self._readers, chunk_reads.buckets, source, start, stop, stored,
                                               buckets, width)
         return await self._read(read, snapshot=True)  # the stored count and the summaries of one moment

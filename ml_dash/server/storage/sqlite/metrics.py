@@ -18,6 +18,7 @@ function here runs inside the caller's transaction, on the database's thread.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,31 +27,34 @@ import msgpack
 from ml_dash.format.wire import pack
 
 from .. import chunk_reads
+from ..archive_reads import ArchiveFetcher, merged
 from ..buckets import merge_into
 from ..chunk_reads import MAX_PAGE_VALUES
 from ..chunks import prepare_rows
 from ..records import MetricRows
+from . import archive as sqlite_archive
 
 #: Rows per stored chunk: decoding one takes well under a millisecond.
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_chunks (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
-    blocks BLOB NOT NULL, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
+    blocks BLOB NOT NULL, stored_at REAL NOT NULL DEFAULT 0, PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_latest (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, last_idx INTEGER NOT NULL, latest BLOB NOT NULL,
     PRIMARY KEY (exp_id, metric)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metric_summaries (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, width INTEGER NOT NULL, window INTEGER NOT NULL,
     summary BLOB NOT NULL, PRIMARY KEY (exp_id, metric, width, window)) WITHOUT ROWID;
-"""
+""" + sqlite_archive.SCHEMA  # the archived chunks: sqlite/archive.py
 
 
 def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRows) -> None:
     """Append prepared rows: their chunks, and their summaries merged into the one window per width
     that earlier rows began (rows only ever append, so no other window holds anything yet)."""
-    db.executemany("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks) VALUES (?, ?, ?, ?, ?)",
-                   [(exp_id, metric, first, count, blob) for first, count, blob in rows.chunks])
+    now = time.time()  # the archive's age of these chunks (sqlite/archive.py)
+    db.executemany("INSERT INTO metric_chunks (exp_id, metric, first_idx, count, blocks, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
+                   [(exp_id, metric, first, count, blob, now) for first, count, blob in rows.chunks])
     if rows.latest:
         held = db.execute("SELECT latest FROM metric_latest WHERE exp_id=? AND metric=?", (exp_id, metric)).fetchone()
         latest = {**msgpack.unpackb(held[0]), **rows.latest} if held else rows.latest
@@ -81,21 +85,22 @@ def latest(db: sqlite3.Connection, exp_ids: list[int]) -> dict[int, dict[str, di
 
 class SQLiteChunks:
     """The one place metric chunks and summaries are read from SQLite (``..chunk_reads.ChunkSource``):
-    pages and buckets read through it, so a backend that keeps chunks elsewhere replaces this class
-    and no reader changes."""
+    pages and buckets read through it. Chunks come from both tiers (``..archive_reads``): the rows of
+    ``metric_chunks``, and those archived to the blob store, fetched through ``fetcher``."""
 
-    def __init__(self, db: sqlite3.Connection, exp_id: int, metric: str) -> None:
-        self.db, self.exp_id, self.metric = db, exp_id, metric
+    def __init__(self, db: sqlite3.Connection, exp_id: int, metric: str, fetcher: ArchiveFetcher | None = None) -> None:
+        self.db, self.exp_id, self.metric, self.fetcher = db, exp_id, metric, fetcher
 
     def chunks(self, start: int, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
-        floor = self.db.execute("SELECT MAX(first_idx) FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx <= ?",
-                                (self.exp_id, self.metric, start)).fetchone()[0]
+        found = sqlite_archive.floor(self.db, self.exp_id, self.metric, start)
+        first = found if found is not None else start
         sql = "SELECT first_idx, count, blocks FROM metric_chunks WHERE exp_id=? AND metric=? AND first_idx >= ?"
-        args: list[Any] = [self.exp_id, self.metric, floor if floor is not None else start]
+        args: list[Any] = [self.exp_id, self.metric, first]
         if end is not None:
             sql += " AND first_idx < ?"
             args.append(end)
-        return self.db.execute(sql + " ORDER BY first_idx", args)  # a cursor: chunks are read as they are needed
+        stored = self.db.execute(sql + " ORDER BY first_idx", args)  # cursors: chunks are read as they are needed
+        return merged(stored, sqlite_archive.archived(self.db, self.exp_id, self.metric, first, end), self.fetcher)
 
     def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[bytes]:
         for (blob,) in self.db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
@@ -105,15 +110,15 @@ class SQLiteChunks:
 
 
 def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,
-         max_values: int = MAX_PAGE_VALUES) -> tuple[list[dict[str, Any]], int | None]:
+         max_values: int = MAX_PAGE_VALUES, fetcher: ArchiveFetcher | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """A page of rows (``..chunk_reads.page``), on the caller's connection."""
-    return chunk_reads.page(SQLiteChunks(db, exp_id, metric), start, limit, max_values)
+    return chunk_reads.page(SQLiteChunks(db, exp_id, metric, fetcher), start, limit, max_values)
 
 
-def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int,
-            wanted: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int, wanted: int,
+            width: int | None = None, fetcher: ArchiveFetcher | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Buckets over ``start:end`` (``..chunk_reads.buckets``), on the caller's connection."""
-    return chunk_reads.buckets(SQLiteChunks(db, exp_id, metric), start, end, stored, wanted, width)
+    return chunk_reads.buckets(SQLiteChunks(db, exp_id, metric, fetcher), start, end, stored, wanted, width)
 
 
 def rebuild(db: sqlite3.Connection) -> None:

@@ -20,20 +20,27 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ml_dash.agent.pool import WorkerPool
 from ml_dash.format.jsonlines import dumps, loads
 from ml_dash.format.layout import metric_stream
 
+from ..archive import ArchiveTier
+from ..archive_reads import ArchiveFetcher
+from ..chunk_reads import MAX_PAGE_VALUES
 from ..errors import GapError, StorageBusy, StorageError, StorageFull
 from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
 from ..records import IngestBatch
 from ..replies import Acknowledgement
+from . import archive as sqlite_archive
 from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
 from . import streams as sqlite_streams
 from .ingest import acknowledgement, ingest, upsert_experiment
+
+if TYPE_CHECKING:
+    from ...blobs.protocol import BlobStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -59,7 +66,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 #: How long a write waits for the database's write lock, held by another process (another server, or
@@ -104,6 +111,7 @@ class SQLiteStorage:
         self._reader_dbs: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = None
         self._full_text = False  # whether log search has an FTS5 index (sqlite_logs.py)
+        self._blobs: BlobStore | None = None  # where archived chunks are read from (..archive)
 
     async def open(self) -> None:
         try:
@@ -133,6 +141,20 @@ class SQLiteStorage:
 
     async def ping(self) -> None:
         await self._fetchone("SELECT 1", ())
+
+    # -- archive (..archive) -------------------------------------------------
+    def read_archive_from(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+
+    def archive_tier(self) -> ArchiveTier:
+        return sqlite_archive.SQLiteArchive(self._with_writer, self._read)
+
+    async def _with_writer(self, fn: Any, *args: Any) -> Any:
+        """``fn(the writer's connection, *args)`` on the writer's thread."""
+        return await self._run(lambda: fn(self._db, *args))
+
+    def _fetcher(self, exp_id: int, metric: str) -> ArchiveFetcher:
+        return ArchiveFetcher(asyncio.get_running_loop(), self._blobs, f"metric {metric!r} of run {exp_id}")
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` on the writer's thread."""
@@ -338,7 +360,8 @@ class SQLiteStorage:
                           limit: int) -> tuple[list[dict[str, Any]], int | None]:
         """(rows, next): a page, bounded in rows and in values (``next``: where a cut page goes on)."""
         # on the database's thread, the decoding too: the event loop only awaits the page
-        return await self._read(sqlite_metrics.page, exp_id, metric, start, limit)
+        return await self._read(sqlite_metrics.page, exp_id, metric, start, limit, MAX_PAGE_VALUES,
+                                self._fetcher(exp_id, metric))
 
     async def list_latest(self, exp_ids: list[int],
                           named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
@@ -348,11 +371,12 @@ class SQLiteStorage:
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None,
                              buckets: int, width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
-        return await self._read(self._metric_buckets, exp_id, metric, start, end, buckets, width)
+        return await self._read(self._metric_buckets, exp_id, metric, start, end, buckets, width,
+                                self._fetcher(exp_id, metric))
 
     @staticmethod
     def _metric_buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int | None,
-                        buckets: int, width: int | None) -> tuple[int, list[dict[str, Any]]]:
+                        buckets: int, width: int | None, fetcher: ArchiveFetcher) -> tuple[int, list[dict[str, Any]]]:
         """(width, buckets): between about ``buckets / 2`` and ``buckets`` buckets over indices
         ``start:end`` (``end`` None: the whole series), or buckets of ``width`` indices, from the
         stored summaries (sqlite_metrics.py)."""
@@ -362,7 +386,7 @@ class SQLiteStorage:
         end = stored if end is None else min(end, stored)
         if end <= start:
             return width or 1, []
-        return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets, width)
+        return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets, width, fetcher)
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]:
@@ -399,6 +423,9 @@ def _migrate(db: sqlite3.Connection) -> None:
 
     Version 4 keeps each run's stream count and stored rows on its row (sqlite_ingest.py), so that an
     ingest reply costs what its request does.
+
+    Version 5 keeps each metric chunk's storing time, by which old chunks are archived (sqlite/archive.py);
+    it comes first, since version 3's rebuild stores chunks with it.
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -406,6 +433,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(experiments)")}
     db.execute("BEGIN IMMEDIATE")
     try:
+        if version < 5:
+            sqlite_archive.add_stored_at(db)
         if version < 2:
             _identify_runs(db, columns)
         if version < 3:

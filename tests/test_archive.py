@@ -1,0 +1,266 @@
+"""Archival (server/storage/archive.py): old metric chunks move to the blob store and every read answers
+exactly what it answered before, on every storage backend with every blob store (the contract suite's
+STORAGE_URLS x BLOB_URLS: S3 joins as one more entry there); two archivers at once archive each chunk
+once; a kill -9 of a pass at any step loses and repeats nothing, and the next pass finishes; a missing
+object fails a read clearly, never with other rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ml_dash.server.blobs import BlobStore, open_blobs
+from ml_dash.server.storage import Storage, open_storage
+from ml_dash.server.storage.archive import ArchivePolicy, ArchiveTier, ChunkKey, archive_all, collect_garbage
+from ml_dash.server.storage.archive_objects import Frame, StoredChunk
+from ml_dash.server.storage.errors import ArchiveUnreadable
+
+from .test_storage_contract import BLOB_URLS, SERVICE_BACKENDS, STORAGE_URLS, batch, exp_id, rows
+
+pytestmark = pytest.mark.timeout(300)
+
+TOTAL = 30_000  # rows of "loss": about eight windows of CHUNK_ROWS, stored in batches of many sizes
+WIDE = 5_000  # rows of "wide" (3 fields)
+WORKER = Path(__file__).with_name("archive_worker.py")
+
+
+@pytest.fixture(params=[pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
+                        for name in sorted(STORAGE_URLS)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return STORAGE_URLS[request.param](request, tmp_path)
+
+
+@pytest.fixture(params=sorted(BLOB_URLS))
+def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return BLOB_URLS[request.param](tmp_path)
+
+
+class Stores:
+    """A storage and a blob store opened as a server opens them (archived chunks read through the blobs)."""
+
+    def __init__(self, storage: Storage, blobs: BlobStore) -> None:
+        self.storage, self.blobs = storage, blobs
+        self.tier: ArchiveTier = storage.archive_tier()
+
+
+def run_with(storage_url: str, blob_url: str, body: Callable[[Stores], Awaitable[None]]) -> None:
+    async def main() -> None:
+        storage = await open_storage(storage_url)
+        blobs = await open_blobs(blob_url)
+        storage.read_archive_from(blobs)
+        try:
+            await body(Stores(storage, blobs))
+        finally:
+            await blobs.close()
+            await storage.close()
+
+    asyncio.run(main())
+
+
+async def ingest_run(storage: Storage, pause_after: int | None = None) -> float | None:
+    """"loss" in batches of random sizes (chunks of many sizes, several per window) and "wide"; with
+    ``pause_after``, the time between that batch and the next (a policy's edge between the two tiers)."""
+    rng = random.Random(17)
+    position, number, edge = 0, 0, None
+    while position < TOTAL:
+        size = min(TOTAL - position, rng.choice([1, 7, 300, 2000, 4096, 5000]))
+        streams = {"metrics/loss": rows(position, size, tag=0.5)}
+        if number == 0:
+            streams["metrics/wide"] = rows(0, WIDE, fields=3)
+        await storage.ingest(batch(streams))
+        position += size
+        number += 1
+        if number == pause_after:
+            await asyncio.sleep(0.05)
+            edge = time.time()
+            await asyncio.sleep(0.05)
+    return edge
+
+
+async def reads(storage: Storage) -> dict[str, Any]:
+    """Every kind of read of the run: pages anywhere, the whole series page by page, buckets of the whole
+    series at several widths and of ranges, and the stream counts (what a resumed upload goes by)."""
+    eid = await exp_id(storage)
+    out: dict[str, Any] = {"streams": (await storage.stream_page(eid, "", 1000))}
+    for metric, total in (("loss", TOTAL), ("wide", WIDE)):
+        for start, limit in ((0, 1000), (1, 5), (4090, 20), (4095, 3000), (total - 7, 100), (total // 2, 1000),
+                             (12_345, 4096), (total, 10)):
+            out[f"{metric} page {start}+{limit}"] = await storage.metric_rows(eid, metric, start, limit)
+        every, start = [], 0
+        for _ in range(100):  # bounded
+            page, cut = await storage.metric_rows(eid, metric, start, 1000)
+            every += page
+            if cut is None and len(page) < 1000:
+                break
+            start = cut if cut is not None else page[-1]["index"] + 1
+        assert [r["index"] for r in every] == list(range(total))
+        out[f"{metric} all"] = every
+        for start_b, end, wanted, width in ((0, None, 7, None), (0, None, 100, None), (0, None, 1000, None),
+                                            (0, None, 10, 64), (0, None, 10, 1024), (333, 17_777, 50, None),
+                                            (5, 60, 100, None), (1000, None, 1000, None), (4000, 4200, 1000, None)):
+            out[f"{metric} buckets {start_b}:{end}/{wanted}/{width}"] = await storage.metric_buckets(
+                eid, metric, start_b, end, wanted, width)
+    return out
+
+
+async def in_database(stores: Stores) -> list[ChunkKey]:
+    return await stores.tier.candidates(time.time() + 3600, 10**6)
+
+
+def test_reads_are_identical_before_and_after_archiving_part_then_all(storage_url: str, blob_url: str) -> None:
+    async def body(stores: Stores) -> None:
+        edge = await ingest_run(stores.storage, pause_after=4)
+        assert edge is not None
+        before = await reads(stores.storage)
+        held = await in_database(stores)
+        # the chunks stored before the edge move; the later ones stay: reads cross the two tiers
+        part = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, object_bytes=32 * 1024, clock=lambda: edge))
+        assert 0 < part.chunks < len(held) and part.objects > 1 and part.rows < TOTAL + WIDE
+        assert len(await in_database(stores)) == len(held) - part.chunks
+        assert await reads(stores.storage) == before
+        rest = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: time.time() + 1))
+        assert part.rows + rest.rows == TOTAL + WIDE and await in_database(stores) == []
+        assert await reads(stores.storage) == before
+        # a resumed upload: the resend of archived rows is acknowledged with the same counts, stored once
+        eid = await exp_id(stores.storage)
+        ack = await stores.storage.ingest(batch({"metrics/loss": rows(0, 500, tag=0.5)}))
+        assert ack.acked["metrics/loss"] == TOTAL and ack.run_rows == TOTAL + WIDE
+        assert await reads(stores.storage) == before
+        # rows go on appending after the archived ones
+        await stores.storage.ingest(batch({"metrics/loss": rows(TOTAL, 10, tag=0.5)}))
+        page, _ = await stores.storage.metric_rows(eid, "loss", TOTAL - 5, 100)
+        assert [r["index"] for r in page] == list(range(TOTAL - 5, TOTAL + 10))
+
+    run_with(storage_url, blob_url, body)
+
+
+class Gate:
+    """Holds each archiver after it read its chunks until both have: both pack the same chunks."""
+
+    def __init__(self, tier: ArchiveTier, both_read: asyncio.Barrier) -> None:
+        self.tier, self.both_read, self.waited = tier, both_read, False
+
+    async def candidates(self, stored_before: float, limit: int) -> list[ChunkKey]:
+        return await self.tier.candidates(stored_before, limit)
+
+    async def stored_chunks(self, exp_id: int, keys: list[ChunkKey]) -> list[StoredChunk]:
+        found = await self.tier.stored_chunks(exp_id, keys)
+        if not self.waited:
+            self.waited = True
+            await asyncio.wait_for(self.both_read.wait(), 60)
+        return found
+
+    async def note_object(self, sha256: str, noted_at: float) -> None:
+        await self.tier.note_object(sha256, noted_at)
+
+    async def commit_object(self, sha256: str, exp_id: int, frames: list[Frame]) -> bool:
+        return await self.tier.commit_object(sha256, exp_id, frames)
+
+    async def doom_orphans(self, noted_before: float, limit: int) -> list[str]:
+        return await self.tier.doom_orphans(noted_before, limit)
+
+    async def file_named(self, sha256: str) -> bool:
+        return await self.tier.file_named(sha256)
+
+    async def forget_object(self, sha256: str) -> None:
+        await self.tier.forget_object(sha256)
+
+    async def live_objects(self, limit: int) -> list[str]:
+        return await self.tier.live_objects(limit)
+
+
+def test_two_archivers_at_once_archive_each_chunk_once(storage_url: str, blob_url: str) -> None:
+    async def body(stores: Stores) -> None:
+        await ingest_run(stores.storage)
+        before = await reads(stores.storage)
+        held = len(await in_database(stores))
+        other = await open_storage(storage_url)  # a second server instance (its own connections) on the database
+        try:
+            both_read = asyncio.Barrier(2)
+            policy = ArchivePolicy(0.0, clock=lambda: time.time() + 1)
+            one, two = await asyncio.gather(
+                archive_all(Gate(stores.tier, both_read), stores.blobs, policy),
+                archive_all(Gate(other.archive_tier(), both_read), stores.blobs, policy))
+        finally:
+            await other.close()
+        assert one.chunks + two.chunks == held and one.rows + two.rows == TOTAL + WIDE
+        assert one.raced + two.raced >= min(one.chunks, two.chunks) and one.raced + two.raced > 0
+        assert await in_database(stores) == []
+        assert await reads(stores.storage) == before
+
+    run_with(storage_url, blob_url, body)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("point", ["noted", "stored", "committed"])
+def test_a_kill_9_of_a_pass_at_any_step_loses_and_repeats_nothing(storage_url: str, blob_url: str,
+                                                                  point: str) -> None:
+    async def prepare(stores: Stores) -> None:
+        await ingest_run(stores.storage)
+        found["before"] = await reads(stores.storage)
+        found["held"] = len(await in_database(stores))
+
+    found: dict[str, Any] = {}
+    run_with(storage_url, blob_url, prepare)
+    worker = subprocess.Popen([sys.executable, str(WORKER), storage_url, blob_url, point, "3"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert worker.stdout is not None
+        said = worker.stdout.readline()  # the worker stands still once it said where
+        assert said.strip() == f"at {point}", said + (worker.stderr.read() if worker.poll() is not None else "")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+
+    async def check(stores: Stores) -> None:
+        assert await reads(stores.storage) == found["before"]  # the killed pass changed no answer
+        left = len(await in_database(stores))
+        assert 0 < left < found["held"]  # some objects moved before the kill, not all
+        rest = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: time.time() + 1))
+        assert rest.chunks == left and await in_database(stores) == []
+        # the killed pass's object (noted, maybe stored, never committed) is collected; nothing else is
+        collected = await collect_garbage(stores.tier, stores.blobs, time.time(), grace_s=0.0)
+        assert collected == (1 if point == "stored" else 0)
+        assert await collect_garbage(stores.tier, stores.blobs, time.time(), grace_s=0.0) == 0
+        assert await reads(stores.storage) == found["before"]
+
+    run_with(storage_url, blob_url, check)
+
+
+def test_an_archived_chunks_missing_object_fails_the_read_clearly(storage_url: str, blob_url: str) -> None:
+    async def body(stores: Stores) -> None:
+        edge = await ingest_run(stores.storage, pause_after=2)
+        assert edge is not None
+        held = await in_database(stores)
+        report = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: edge))
+        assert report.objects == 1 and report.chunks < len(held)
+        eid = await exp_id(stores.storage)
+        first, _ = await stores.storage.metric_rows(eid, "loss", 0, 10)
+        assert [r["index"] for r in first] == list(range(10))
+        objects = {str(sha) for sha in await _archived_objects(stores)}
+        for sha in objects:
+            assert await stores.blobs.delete(sha)
+        with pytest.raises(ArchiveUnreadable) as refused:
+            await stores.storage.metric_rows(eid, "loss", 0, 10)
+        assert "does not hold" in str(refused.value) and any(sha in str(refused.value) for sha in objects)
+        with pytest.raises(ArchiveUnreadable):
+            await stores.storage.metric_buckets(eid, "loss", 0, 100, 10)
+        page, _ = await stores.storage.metric_rows(eid, "loss", TOTAL - 10, 10)  # the database's rows still read
+        assert [r["index"] for r in page] == list(range(TOTAL - 10, TOTAL))
+
+    run_with(storage_url, blob_url, body)
+
+
+async def _archived_objects(stores: Stores) -> list[str]:
+    return await stores.tier.live_objects(1000)
