@@ -1,0 +1,141 @@
+"""Archival benchmark (issue 17): a run of N rows, 90% of it archived to a blob directory, on SQLite and
+on PostgreSQL, in one run on this machine.
+
+* archive     seconds and rows/s of archiving the oldest 90% of the run's chunks (one ``archive_all``)
+* db bytes    the metric chunks' bytes in the database before and after (the summaries stay)
+* page        a 1,000-row page at random places of the archived range and of the database's range: median
+              and p95 milliseconds over 40 pages each, through the Storage API (as a request's handler)
+* buckets     1,000 min/max buckets of the whole series: median milliseconds over 10 reads
+
+PostgreSQL runs as a cluster of its own (tests/services/postgres.py) with fsync on, as in production.
+
+Usage:  python benchmarks/archive.py [--rows 2000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests/services/postgres.py starts the cluster; benchmarks/storage.py cuts batches
+
+ARCHIVED = 0.9
+PAGES, BUCKET_READS = 40, 10
+
+
+async def measure(url: str, blob_dir: Path, prepared: list[Any], rows: int) -> dict[str, float]:
+    from ml_dash.server.blobs import open_blobs
+    from ml_dash.server.storage import open_storage
+    from ml_dash.server.storage.archive import ArchivePolicy, archive_all
+
+    storage = await open_storage(url)
+    blobs = await open_blobs(str(blob_dir))
+    storage.read_archive_from(blobs)
+    out: dict[str, float] = {}
+    try:
+        edge_batch = int(len(prepared) * ARCHIVED)
+        for number, batch in enumerate(prepared):
+            if number == edge_batch:
+                await asyncio.sleep(0.05)
+                edge = time.time()
+                await asyncio.sleep(0.05)
+            await storage.ingest(batch)
+        exp = await storage.experiment("bench", "storage", "run")
+        assert exp is not None
+        eid = exp["id"]
+        out["db_bytes_before"] = await chunk_bytes(storage)
+        began = time.perf_counter()
+        report = await archive_all(storage.archive_tier(), blobs, ArchivePolicy(0.0, clock=lambda: edge))
+        out["archive_s"] = time.perf_counter() - began
+        out["archived_rows"] = report.rows
+        out["objects"] = report.objects
+        out["object_bytes"] = report.object_bytes
+        out["db_bytes_after"] = await chunk_bytes(storage)
+        split = report.rows
+        rng = random.Random(7)
+        for name, low, high in (("archived", 0, split - 1000), ("database", split, rows - 1000)):
+            took = []
+            for _ in range(PAGES):
+                start = rng.randrange(low, high)
+                began = time.perf_counter()
+                page, _ = await storage.metric_rows(eid, "train", start, 1000)
+                took.append(time.perf_counter() - began)
+                assert len(page) == 1000 and page[0]["index"] == start
+            out[f"page_{name}_median_ms"] = statistics.median(took) * 1000
+            out[f"page_{name}_p95_ms"] = sorted(took)[int(len(took) * 0.95)] * 1000
+        took = []
+        for _ in range(BUCKET_READS):
+            began = time.perf_counter()
+            _width, found = await storage.metric_buckets(eid, "train", 0, None, 1000)
+            took.append(time.perf_counter() - began)
+            assert sum(b["count"] for b in found) == rows
+        out["buckets_median_ms"] = statistics.median(took) * 1000
+    finally:
+        await blobs.close()
+        await storage.close()
+    return out
+
+
+async def chunk_bytes(storage: Any) -> float:
+    """The metric chunks' bytes in the database (their blocks, as stored before any page compression)."""
+    from ml_dash.server.storage.archive import ArchiveTier
+
+    tier: ArchiveTier = storage.archive_tier()
+    return float(sum(key.size for key in await tier.candidates(time.time() + 3600, 10**7)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    args = parser.parse_args()
+
+    from benchmarks.storage import batches
+    from tests.services.postgres import PostgresCluster
+
+    work = Path(tempfile.mkdtemp(prefix="ml-dash-bench-archive-"))
+    cluster = PostgresCluster.start(durable=True)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        prepared = batches(args.rows)
+        for name, url in (("SQLite", f"sqlite://{work / 'bench.sqlite3'}"), ("PostgreSQL", cluster.new_database())):
+            results[name] = asyncio.run(measure(url, work / f"blobs-{name}", prepared, args.rows))
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"{args.rows:,} rows (step + 2 floats), {ARCHIVED:.0%} archived to a blob directory")
+    print(f"{'':34}{'SQLite':>14}{'PostgreSQL':>14}")
+    lines = [("archive, s", "archive_s", "{:.2f}"), ("archive, rows/s", None, "{:,.0f}"),
+             ("objects", "objects", "{:.0f}"), ("object MiB", None, "{:.1f}"),
+             ("chunk MiB in db before", "db_bytes_before", "{:.1f}"), ("chunk MiB in db after", "db_bytes_after", "{:.1f}"),
+             ("1,000-row page archived, ms (median)", "page_archived_median_ms", "{:.1f}"),
+             ("1,000-row page archived, ms (p95)", "page_archived_p95_ms", "{:.1f}"),
+             ("1,000-row page database, ms (median)", "page_database_median_ms", "{:.1f}"),
+             ("1,000-row page database, ms (p95)", "page_database_p95_ms", "{:.1f}"),
+             ("1,000 buckets whole series, ms", "buckets_median_ms", "{:.1f}")]
+    for label, key, form in lines:
+        cells = []
+        for name in ("SQLite", "PostgreSQL"):
+            got = results[name]
+            if label == "archive, rows/s":
+                value = got["archived_rows"] / got["archive_s"]
+            elif label == "object MiB":
+                value = got["object_bytes"] / 2**20
+            else:
+                value = got[key] / (2**20 if "MiB" in label else 1)  # type: ignore[index]
+            cells.append(form.format(value))
+        print(f"{label:34}{cells[0]:>14}{cells[1]:>14}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
