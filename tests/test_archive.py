@@ -22,11 +22,20 @@ import pytest
 
 from ml_dash.server.blobs import BlobStore, open_blobs
 from ml_dash.server.storage import Storage, open_storage
-from ml_dash.server.storage.archive import ArchivePolicy, ArchiveTier, ChunkKey, archive_all, collect_garbage
+from ml_dash.server.storage.archive import (
+    ORPHAN_GRACE_S,
+    ArchivePolicy,
+    ArchiveTier,
+    ChunkKey,
+    archive_all,
+    collect_garbage,
+    run_in_background,
+)
 from ml_dash.server.storage.archive_objects import Frame, StoredChunk
-from ml_dash.server.storage.errors import ArchiveUnreadable
+from ml_dash.server.storage.errors import ArchiveUnreadable, StorageUnavailable
 
 from .test_storage_contract import BLOB_URLS, SERVICE_BACKENDS, STORAGE_URLS, batch, exp_id, rows
+from .waiting import PATIENCE_S
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -230,9 +239,10 @@ def test_a_kill_9_of_a_pass_at_any_step_loses_and_repeats_nothing(storage_url: s
         rest = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: time.time() + 1))
         assert rest.chunks == left and await in_database(stores) == []
         # the killed pass's object (noted, maybe stored, never committed) is collected; nothing else is
-        collected = await collect_garbage(stores.tier, stores.blobs, time.time(), grace_s=0.0)
-        assert collected == (1 if point == "stored" else 0)
-        assert await collect_garbage(stores.tier, stores.blobs, time.time(), grace_s=0.0) == 0
+        assert await collect_garbage(stores.tier, stores.blobs, time.time()) == 0  # young: never collected
+        later = time.time() + ORPHAN_GRACE_S + 60  # a collection past the grace period
+        assert await collect_garbage(stores.tier, stores.blobs, later) == (1 if point == "stored" else 0)
+        assert await collect_garbage(stores.tier, stores.blobs, later) == 0
         assert await reads(stores.storage) == found["before"]
 
     run_with(storage_url, blob_url, check)
@@ -264,3 +274,93 @@ def test_an_archived_chunks_missing_object_fails_the_read_clearly(storage_url: s
 
 async def _archived_objects(stores: Stores) -> list[str]:
     return await stores.tier.live_objects(1000)
+
+
+class Unreachable:
+    """The blob store of the test behind a switch: while ``down``, every call fails as a lost
+    connection does (the seam where a bucket cannot be made unreachable for real here)."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs, self.down, self.refused = blobs, True, 0
+
+    def _check(self) -> None:
+        if self.down:
+            self.refused += 1
+            raise ConnectionRefusedError("the blob store is unreachable")
+
+    async def put(self, chunks: Any, sha256: str, max_bytes: int) -> int:
+        self._check()
+        return await self.blobs.put(chunks, sha256, max_bytes)
+
+    async def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> Any:
+        self._check()
+        return await self.blobs.open_range(sha256, start, end)
+
+    async def size(self, sha256: str) -> int:
+        self._check()
+        return await self.blobs.size(sha256)
+
+    async def exists(self, sha256: str) -> bool:
+        self._check()
+        return await self.blobs.exists(sha256)
+
+    async def delete(self, sha256: str) -> bool:
+        self._check()
+        return await self.blobs.delete(sha256)
+
+    async def ping(self) -> None:
+        self._check()
+
+    async def close(self) -> None:
+        pass
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not await predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_an_unreachable_blob_store_moves_nothing_and_the_background_archiver_waits_it_out(
+        storage_url: str, blob_url: str) -> None:
+    async def body(stores: Stores) -> None:
+        edge = await ingest_run(stores.storage, pause_after=3)
+        assert edge is not None
+        before = await reads(stores.storage)
+        held = len(await in_database(stores))
+        flaky = Unreachable(stores.blobs)
+        with pytest.raises(ConnectionRefusedError):
+            await archive_all(stores.tier, flaky, ArchivePolicy(0.0, clock=lambda: edge))
+        assert len(await in_database(stores)) == held and await reads(stores.storage) == before
+        stores.storage.read_archive_from(flaky)
+        flaky.down = False
+        await archive_all(stores.tier, flaky, ArchivePolicy(0.0, clock=lambda: edge))  # a part archived
+        flaky.down = True
+        eid = await exp_id(stores.storage)
+        with pytest.raises(StorageUnavailable):  # 503 with Retry-After: a read of archived rows waits it out
+            await stores.storage.metric_rows(eid, "loss", 0, 10)
+        page, _ = await stores.storage.metric_rows(eid, "loss", TOTAL - 10, 10)  # the database's rows read on
+        assert len(page) == 10
+        # the server's archiver: a failed pass is logged, and the next ones finish once the store is back
+        stop = asyncio.Event()
+        archiver = asyncio.create_task(run_in_background(
+            stores.tier, flaky, ArchivePolicy(0.0, clock=lambda: time.time() + 1), 0.05, stop))
+        refused = flaky.refused
+        await until(lambda: _true(flaky.refused >= refused + 2), "two refused passes")
+        assert not archiver.done()
+        flaky.down = False
+        await until(lambda: _empty(stores), "the archiver to move every chunk")
+        stop.set()
+        await asyncio.wait_for(archiver, PATIENCE_S)
+        assert await reads(stores.storage) == before
+
+    run_with(storage_url, blob_url, body)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _empty(stores: Stores) -> bool:
+    return await in_database(stores) == []

@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from ml_dash.format.wire import metric_blocks
 from ml_dash.server.storage import open_storage
 
-from .server_process import Server
+from .server_process import Server, direct
 from .test_storage_contract import batch
 from .waiting import wait_for
 
@@ -43,11 +44,14 @@ def reads(server: Server, key: str) -> list[Any]:
     for query in ("buckets=100", "buckets=1000", "start=4000&limit=1000", "start=19990&limit=50",
                   "start=1000&end=9000&buckets=50"):
         out.append(server.request("GET", f"/api/v1/experiments/{PREFIX}/metrics/train?{query}", key=key))
+    out.append(server.request("GET", f"/api/v1/compare/metrics/train?runs={PREFIX}&buckets=300", key=key))
     return out
 
 
 def test_the_server_archives_in_the_background_and_answers_the_same_reads(tmp_path: Path) -> None:
-    server = Server(tmp_path, "--archive-after", "1s", "--archive-every", "1s")
+    token = tmp_path / "metrics-token"
+    token.write_text("t" * 32)
+    server = Server(tmp_path, "--archive-after", "1s", "--archive-every", "1s", "--metrics-token-file", str(token))
     try:
         key = server.key("alice")
         for start in range(0, ROWS, 5000):
@@ -56,6 +60,10 @@ def test_the_server_archives_in_the_background_and_answers_the_same_reads(tmp_pa
         assert len(before[0]) == ROWS and all(status == 200 for status, _ in before[1:])
         wait_for(lambda: chunks_in_database(tmp_path) == 0, "the background archiver to move every chunk")
         assert reads(server, key) == before
+        scraped = direct.open(urllib.request.Request(server.url + "/metrics", headers={
+            "Authorization": "Bearer " + "t" * 32}), timeout=30).read().decode()
+        assert f"ml_dash_archived_rows_total {float(ROWS)}" in scraped
+        assert 'ml_dash_archive_passes_total{outcome="done"}' in scraped
         objects = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file() and len(p.name) == 64]
         assert objects
         for found in objects:  # the archive's objects lost (a bucket emptied by mistake)

@@ -134,7 +134,8 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
             app[BLOBS] = await open_blobs(config.blob_url)
             store.read_archive_from(app[BLOBS])
         preparer = app[PREPARER] = Preparer(config, config.ingest_workers)
-        archiver = Archiver(config, store, app[BLOBS]) if local_root is None and not config.read_only else None
+        archiver = Archiver(config, store, app[BLOBS], app[INSTRUMENTS].archived) \
+            if local_root is None and not config.read_only else None
         try:
             await preparer.start()
             if archiver is not None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 
 from .blobs.protocol import BlobStore
 from .config import ServerConfig
-from .storage.archive import ArchivePolicy, run_in_background
+from .storage.archive import ArchivePolicy, PassReport, run_in_background
 from .storage.protocol import Storage
 
 #: How long stopping waits for a pass to notice before it is cancelled.
@@ -24,8 +25,9 @@ STOP_WAIT_S = 2.0
 class Archiver:
     """Runs passes while the server runs, when ``config.archive_after_s`` is set."""
 
-    def __init__(self, config: ServerConfig, storage: Storage, blobs: BlobStore) -> None:
-        self._config, self._storage, self._blobs = config, storage, blobs
+    def __init__(self, config: ServerConfig, storage: Storage, blobs: BlobStore,
+                 on_pass: Callable[[PassReport | None], None] | None = None) -> None:
+        self._config, self._storage, self._blobs, self._on_pass = config, storage, blobs, on_pass
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -39,7 +41,7 @@ class Archiver:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop.wait(), random.uniform(0, min(every, 60.0)))
         await run_in_background(self._storage.archive_tier(), self._blobs, ArchivePolicy(older_than_s), every,
-                                self._stop)
+                                self._stop, self._on_pass)
 
     async def stop(self) -> None:
         if self._task is None:

@@ -13,6 +13,9 @@ What is counted:
   of the ingest requests that were stored;
 * ``ml_dash_rejections_total{reason}``: requests answered with an error, by its class (``PayloadTooLarge``,
   ``Unavailable``, ``StorageFull``, ``HTTPNotFound`` ... and ``InternalError`` for a bug);
+* ``ml_dash_archived_rows_total``, ``ml_dash_archived_chunks_total``, ``ml_dash_archive_objects_total``,
+  ``ml_dash_archive_object_bytes_total``: what this instance's archiver moved (storage/archive.py), and
+  ``ml_dash_archive_passes_total{outcome}`` (``done``, ``failed``: the database or the blob store unreachable);
 * gauges read when scraped: the body budget's bytes held and capacity, requests waiting for room,
   ingest work slots in use;
 * the process's CPU, memory and open files (prometheus-client's process collector, on Linux).
@@ -29,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..errors import REJECTION
+from ..storage.archive import PassReport
 from .admission import IngestGate
 
 #: Reply times a request may take, in seconds: from a page read (milliseconds) to a large body (seconds).
@@ -70,6 +74,15 @@ class Instruments:
         self.ingest_rows = Counter("ml_dash_ingest_rows", "Rows of stored ingest requests", registry=self.registry)
         self.ingest_bytes = Counter("ml_dash_ingest_bytes", "Body bytes (as sent) of stored ingest requests",
                                     registry=self.registry)
+        self.archived_rows = Counter("ml_dash_archived_rows", "Metric rows this instance archived", registry=self.registry)
+        self.archived_chunks = Counter("ml_dash_archived_chunks", "Database chunks this instance archived",
+                                       registry=self.registry)
+        self.archive_objects = Counter("ml_dash_archive_objects", "Archive objects this instance wrote",
+                                       registry=self.registry)
+        self.archive_bytes = Counter("ml_dash_archive_object_bytes", "Bytes of the archive objects this instance wrote",
+                                     registry=self.registry)
+        self.archive_passes = Counter("ml_dash_archive_passes", "Archival passes, by outcome", ["outcome"],
+                                      registry=self.registry)
         self.registry.register(_GateCollector(gate, slots))
         if process:
             ProcessCollector(registry=self.registry)
@@ -77,6 +90,15 @@ class Instruments:
     def ingested(self, rows: int, body_bytes: int) -> None:
         self.ingest_rows.inc(rows)
         self.ingest_bytes.inc(body_bytes)
+
+    def archived(self, report: PassReport | None) -> None:
+        """An archival pass's outcome (None: it failed)."""
+        self.archive_passes.labels("failed" if report is None else "done").inc()
+        if report is not None:
+            self.archived_rows.inc(report.rows)
+            self.archived_chunks.inc(report.chunks)
+            self.archive_objects.inc(report.objects)
+            self.archive_bytes.inc(report.object_bytes)
 
 
 INSTRUMENTS = web.AppKey("instruments", Instruments)

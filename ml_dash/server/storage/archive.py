@@ -257,10 +257,11 @@ async def _is_archive_object(blobs: BlobStore, sha256: str) -> bool:
 
 
 async def run_in_background(tier: ArchiveTier, blobs: BlobStore, policy: ArchivePolicy, every_s: float,
-                            stop: asyncio.Event, on_pass: Callable[[PassReport], None] | None = None) -> None:
+                            stop: asyncio.Event, on_pass: Callable[[PassReport | None], None] | None = None) -> None:
     """``ml-dash server``'s archiver: a bounded pass every ``every_s`` (at once again while a pass finds
     more than its bound), until ``stop``. A failed pass (the database or the bucket unreachable) is
-    logged and tried again at the next one: ingest and reads never wait for it."""
+    logged and tried again at the next one: ingest and reads never wait for it. ``on_pass`` is told
+    each pass's report (None for a failed one)."""
     while not stop.is_set():
         delay = every_s
         try:
@@ -272,6 +273,8 @@ async def run_in_background(tier: ArchiveTier, blobs: BlobStore, policy: Archive
             if not report.complete:
                 delay = 0.0
         except Exception as exc:  # noqa: BLE001 - the archiver must outlive any one failure
+            if on_pass is not None:
+                on_pass(None)
             logger.warning("archive pass failed (%s: %s); next try in %.0f s", type(exc).__name__, exc, every_s)
         try:
             await asyncio.wait_for(stop.wait(), delay)

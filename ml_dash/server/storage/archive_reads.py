@@ -21,7 +21,7 @@ import zstandard
 
 from ..blobs.errors import BlobError, BlobNotFound
 from .archive_objects import decode_frame
-from .errors import ArchiveUnreadable
+from .errors import ArchiveUnreadable, StorageUnavailable
 
 if TYPE_CHECKING:
     from ..blobs.protocol import BlobStore
@@ -50,7 +50,8 @@ class ArchiveFetcher:
 
     def chunk(self, ref: ArchivedChunk) -> bytes:
         """The chunk's msgpack blocks; :class:`ArchiveUnreadable` (naming the rows and the object) when the
-        object is missing, damaged or unreachable: never other rows in their place."""
+        object is missing or damaged, :class:`StorageUnavailable` (503, retried) when the store cannot be
+        read just now: never other rows in their place."""
         rows = f"rows {ref.first}..{ref.first + ref.count - 1} of {self.what}"
         if self.blobs is None:
             raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, and this server has no blob store")
@@ -59,9 +60,9 @@ class ArchiveFetcher:
         except BlobNotFound:
             raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, which the blob store does not "
                                     "hold (restore it, or the database, from a backup)") from None
-        except (BlobError, OSError, TimeoutError) as exc:
-            raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, which could not be read: "
-                                    f"{type(exc).__name__}") from exc
+        except (BlobError, OSError, TimeoutError) as exc:  # the store unreachable or slow: a retry may succeed
+            raise StorageUnavailable(f"{rows} are archived in the blob store, which could not be read just now "
+                                     f"({type(exc).__name__})") from exc
         if len(frame) != ref.length:
             raise ArchiveUnreadable(f"{rows}: object {ref.object} is shorter than its index says")
         try:
