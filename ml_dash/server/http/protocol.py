@@ -9,8 +9,9 @@ the log keeps one line without the request's bytes.
 aiohttp has no limit on the time a request head may take: a client sending one byte every few
 seconds holds its connection (and its memory) for ever. Here the head must be complete within
 ``head_timeout_s`` of its first byte, or the connection is closed. The clock covers the head only:
-it starts on a byte that begins a head (none of the latest request's body is still to come) and
-stops when the parser has the whole head. A body is never on it, however long it takes (a 48 MiB
+it starts on a byte that begins a head (none of the latest request's body is still to come), also one
+that arrives in the same segment as the end of the request before it (a pipelined head once waited
+for the keep-alive timeout there), and stops when the parser has the whole head. A body is never on it, however long it takes (a 48 MiB
 upload over a 3 MiB/s link was cut at 10 s when body bytes that arrived before the handler started
 were taken for a new head); the handlers bound a body by the silence between its pieces
 (server/http/bodies.py), and idle connections between requests close after aiohttp's keep-alive timeout.
@@ -40,16 +41,35 @@ class QuietRequestHandler(RequestHandler):
         self._latest_body: StreamReader | None = None  # the body of the latest request whose head was parsed
 
     def data_received(self, data: bytes) -> None:
-        count = self._request_count
-        # Whether these bytes are a head is the parser's state, not the handler's: body bytes also
-        # arrive before the handler task has started and after it has returned.
-        head_bytes = self._latest_body is None or self._latest_body.is_eof()
+        # Whether the connection is in a head is the parser's state, which it does not show: after these
+        # bytes it is in one when their last byte neither completed a message (a head without a body, or
+        # a body's last byte) nor went into a body. So the last byte is fed on its own, and what it did
+        # is seen. Judging by the state before the bytes instead missed a head that begins in the
+        # segment that ends the previous request (a body's end, or a whole GET): it had no clock, and
+        # waited for the keep-alive timeout (75 s), not the head timeout.
+        if len(data) > 1:
+            self._feed(data[:-1])
+            data = data[-1:]
+        completed = self._feed(data)
+        if self._latest_body is not None and not self._latest_body.is_eof():
+            return  # in a body: no clock (body bytes also arrive before the handler starts, and after it returns)
+        # b"": aiohttp parsing bytes it held back (pipelined requests past its queue); what followed the
+        # message they completed is not known, so a head is taken to have begun (an idle connection then
+        # closes at the head timeout rather than the keep-alive one, and nothing is lost)
+        in_head = not completed if data else completed
+        if in_head and self._head_timer is None:
+            self._head_timer = self._loop.call_later(self.head_timeout_s, self._head_too_slow, self._request_count)
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse ``data``; whether it completed a message (a head, or the body of the latest one)."""
+        count, body = self._request_count, self._latest_body
+        body_was_done = body is None or body.is_eof()
         super().data_received(data)
         if self._request_count != count:  # a head was completed: its clock stops; its body has none
             self._stop_head_clock()
             self._latest_body = self._messages[-1][1] if self._messages else None
-        elif head_bytes and self._head_timer is None and data:
-            self._head_timer = self._loop.call_later(self.head_timeout_s, self._head_too_slow, count)
+            return True
+        return not body_was_done and body is not None and body.is_eof()
 
     def _head_too_slow(self, count: int) -> None:
         self._head_timer = None
