@@ -29,6 +29,9 @@ class ServerConfig:
     # a request that finds no room waits in a queue this long at most, for this long at most; then 503
     body_queue: int = 64
     body_wait_s: float = 5.0
+    # request bodies (ingest and file uploads) one caller (a key's owner) may have under way at once; one
+    # more gets 429 with Retry-After. An SDK run has one at a time: 64 runs of one user at once
+    max_bodies_per_key: int = 64
     # an ingest body holding more than its first step of that memory arrives at least this fast on
     # average, with body_idle_timeout_s of slack (server/http/bodies.py Pace), or gets 408; 0: no bound
     body_min_bytes_per_s: int = 64 * 1024
