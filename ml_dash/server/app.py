@@ -24,8 +24,9 @@ Routes (JSON unless noted)::
 Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
 401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
 stored rows or rows of another run, 413 too large, 415 encoding, 422 a run's metrics past its
-limit), 5xx only for transient ones (500 a bug, 503 an ingest worker died or no room for the
-body in time, 507 the disk is full).
+limit, and 429 a key with as many bodies under way as it may, which clients retry after its
+Retry-After), 5xx only for transient ones (500 a bug, 503 an ingest worker died, no room for the
+body in time or as many connections as the server holds, 507 the disk is full).
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ class ServerConfig:
     # metric streams one run may hold (the log is one more)
     max_metrics_per_run: int = 100_000
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
+    # connections held at once (server/http/connections.py); None: what the process's descriptor limit
+    # leaves room for, at most 4,096
+    max_connections: int | None = None
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None

@@ -28,6 +28,8 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
+from .connections import RefusalLog, refusal
+
 logger = logging.getLogger("ml_dash.server")
 
 
@@ -39,6 +41,28 @@ class QuietRequestHandler(RequestHandler):
         self.head_timeout_s = 10.0
         self._head_timer: asyncio.TimerHandle | None = None
         self._latest_body: StreamReader | None = None  # the body of the latest request whose head was parsed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        manager = self._manager
+        if isinstance(manager, QuietServer) and not manager.make_room():
+            self._manager = None  # never served: connection_lost has nothing to undo
+            manager.refusals.note(manager.max_connections)
+            # answered before its request is read; a client whose request had already arrived may see a reset
+            # instead (closing unread bytes does that): either is retried
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal(manager.max_connections))
+            transport.close()
+            return
+        if isinstance(manager, QuietServer):
+            manager.open_connections += 1
+        super().connection_made(transport)
+
+    def owes_nothing(self) -> bool:
+        """Whether closing this connection loses nobody anything: no request in hand or queued (an idle
+        keep-alive connection, one that never sent a byte, or one whose head is still arriving: a legitimate
+        head arrives whole in a moment, so the oldest of those is a slow one)."""
+        waiting = self._waiter is not None and not self._waiter.done()
+        return self.transport is not None and waiting and not self._messages
 
     def data_received(self, data: bytes) -> None:
         # Whether the connection is in a head is the parser's state, which it does not show: after these
@@ -88,6 +112,8 @@ class QuietRequestHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_head_clock()
+        if isinstance(self._manager, QuietServer):  # None for a connection refused at once: never counted
+            self._manager.open_connections -= 1
         super().connection_lost(exc)
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
@@ -104,22 +130,43 @@ class QuietRequestHandler(RequestHandler):
 
 class QuietServer(web.Server):
     head_timeout_s = 10.0
+    max_connections = 0  # 0: no limit (server/http/connections.py)
+    # connections whose descriptor is open (aiohttp's own list keeps a closed one until its task ends)
+    open_connections = 0
+    refusals: RefusalLog
 
     def __call__(self) -> RequestHandler:
         handler = QuietRequestHandler(self, loop=self._loop, **self._kwargs)
         handler.head_timeout_s = self.head_timeout_s
         return handler
 
+    def make_room(self) -> bool:
+        """Whether a new connection may be served: under the limit, or in the place of the oldest
+        connection that is owed nothing, closed for it."""
+        if not self.max_connections or self.open_connections < self.max_connections:
+            return True
+        for handler in self._connections:  # oldest first
+            if isinstance(handler, QuietRequestHandler) and handler.owes_nothing():
+                handler.force_close()
+                return True
+        return False
+
 
 class QuietAppRunner(web.AppRunner):
-    """An :class:`aiohttp.web.AppRunner` whose connections use :class:`QuietRequestHandler`."""
+    """An :class:`aiohttp.web.AppRunner` whose connections use :class:`QuietRequestHandler`, at most
+    ``max_connections`` of them (0: no limit; server/http/connections.py)."""
 
-    def __init__(self, app: web.Application, *, head_timeout_s: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, *, head_timeout_s: float = 10.0, max_connections: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.head_timeout_s = head_timeout_s
+        self.max_connections = max_connections
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = QuietServer  # same state; only the handler it makes per connection differs
-        server.head_timeout_s = self.head_timeout_s  # type: ignore[attr-defined]
+        assert isinstance(server, QuietServer)
+        server.head_timeout_s = self.head_timeout_s
+        server.max_connections = self.max_connections
+        server.refusals = RefusalLog()
         return server
