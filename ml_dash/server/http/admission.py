@@ -187,8 +187,10 @@ class CallerBodies:
         self.per_caller = per_caller
         self._under_way: dict[str, int] = {}
 
-    def count(self, caller: str) -> int:
-        return self._under_way.get(caller, 0)
+    @property
+    def total(self) -> int:
+        """Bodies under way, every caller's."""
+        return sum(self._under_way.values())
 
     @asynccontextmanager
     async def admit(self, caller: str) -> AsyncIterator[None]:
