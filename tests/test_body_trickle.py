@@ -106,7 +106,8 @@ def test_two_keys_opening_many_small_trickling_bodies_leave_room_for_a_third_and
 
 def test_file_uploads_and_ingest_bodies_count_alike_against_a_keys_limit(tmp_path: Path) -> None:
     """--max-bodies-per-key 4: two ingest bodies and two file uploads of one key under way; its next body,
-    of either kind, is refused 429 naming the limit; another key's is not."""
+    of either kind, is refused 429 naming the limit; another key's is not; the key's SDK waits as told
+    and gets in once its bodies are answered."""
     srv = Server(tmp_path / "data", "--allow-user-name", "--body-timeout-s", "3", "--max-bodies-per-key", "4")
     trickle = Trickler(srv.port)
     try:
@@ -123,7 +124,23 @@ def test_file_uploads_and_ingest_bodies_count_alike_against_a_keys_limit(tmp_pat
             assert b'bob has 4 request bodies under way, the most one key may have at once (4' in conn.reply
             assert b'"limit":4}' in conn.reply, conn.reply
         assert _ingests(srv, "alice", "a") == 200
-        trickle.stop_dripping()
+        trickle.stop_dripping()  # silent now: answered 408 in 3 s, and bob's bodies are under his limit again
+        outcomes: list[Outcome] = []
+
+        async def sdk_sends() -> Outcome:  # bob's SDK meanwhile: told 429 and when to retry, it waits and gets in
+            transport = HttpTransport(srv.url, {"X-ML-Dash-User": "bob"})
+
+            async def attempt(timeout_s: float | None) -> Outcome:
+                outcomes.append(await transport.post_events("bob/p/sdk", _rows_body("sdk", 10), timeout_s or 30.0, None))
+                return outcomes[-1]
+
+            try:
+                return await send_with_retries(attempt, Deadline(PATIENCE_S), 30.0)
+            finally:
+                await transport.close()
+
+        assert asyncio.run(sdk_sends()).status == 200, outcomes
+        assert outcomes[0].status == 429 and outcomes[0].retry_after_s == 2, outcomes
         wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses)
         assert sorted(trickle.statuses()) == [408] * 4 + [429] * 2, trickle.statuses()
     finally:
