@@ -29,8 +29,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="the metadata database instead of the one under --data: sqlite:///ABSOLUTE/PATH or a "
                              "file path")
     server.add_argument("--blobs", metavar="URL",
-                        help="where uploaded files' content lives instead of --data/blobs: file:///ABSOLUTE/DIR or "
-                             "a directory path")
+                        help="where uploaded files' content lives instead of --data/blobs: file:///ABSOLUTE/DIR, "
+                             "a directory path, or s3://BUCKET/PREFIX (endpoint, region and credentials from "
+                             "AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                             "AWS_PROFILE); default: ML_DASH_BLOBS when set")
     server.add_argument("--allow-user-name", action="store_true",
                         help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
     server.add_argument("--crashed-after-s", type=float, default=120.0,
@@ -105,9 +107,10 @@ def run_server(args: argparse.Namespace) -> int:
                                  ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
-        _check_urls(args.db, args.blobs, create=True)
+        blobs = args.blobs if args.blobs is not None else os.environ.get("ML_DASH_BLOBS") or None
+        _check_urls(args.db, blobs, create=True)
         config = ServerConfig(_data_dir(args.data, create=True, own_db=args.db is None), db=args.db,
-                              blobs=args.blobs, allow_user_name=args.allow_user_name,
+                              blobs=blobs, allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               body_memory_bytes=args.body_memory_mb << 20,
@@ -121,10 +124,17 @@ def run_server(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"ml-dash server: --port {args.port} must be within 0..65535", file=sys.stderr)
         return 2
+    from ..server.blobs.errors import BlobConfigError, BlobUnavailable
     from ..server.storage.errors import StorageError
 
     try:
         asyncio.run(serve(config, args.host, args.port))
+    except BlobConfigError as exc:  # credentials or bucket refused: no retry helps
+        print(f"ml-dash server: --blobs: {exc}", file=sys.stderr)
+        return 2
+    except BlobUnavailable as exc:
+        print(f"ml-dash server: --blobs: {exc}", file=sys.stderr)
+        return 1
     except (OSError, StorageError) as exc:  # the address is in use or cannot be bound; the database is unusable
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"ml-dash server: cannot serve on {args.host}:{args.port} with data in {config.data_dir}: {reason}",
@@ -256,11 +266,11 @@ def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:
     """--db and --blobs name a supported backend (the error names the scheme and the supported ones);
     unless ``create``, a SQLite --db must be an existing file."""
     from ..server.blobs.factory import SUPPORTED as BLOB_SUPPORTED
-    from ..server.blobs.factory import blob_dir
+    from ..server.blobs.factory import blob_location
     from ..server.storage.errors import StorageURLError
     from ..server.storage.factory import SUPPORTED, scheme_of, shown, sqlite_path
 
-    for flag, url, parse, supported in (("--db", db, sqlite_path, SUPPORTED), ("--blobs", blobs, blob_dir, BLOB_SUPPORTED)):
+    for flag, url, parse, supported in (("--db", db, sqlite_path, SUPPORTED), ("--blobs", blobs, blob_location, BLOB_SUPPORTED)):
         if url is None:
             continue
         try:
@@ -270,7 +280,7 @@ def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:
         if where is None:
             raise ArgumentError(f"{flag}: unsupported URL scheme {scheme_of(url)!r} in {shown(url)}; supported: "
                                 f"{', '.join(supported)}")
-        if flag == "--db" and not create and not where.is_file():
+        if flag == "--db" and not create and isinstance(where, Path) and not where.is_file():
             raise ArgumentError(f"--db {shown(url)}: no database there")
 
 
