@@ -141,7 +141,7 @@ def start(weed: str, root: Path, rng: random.Random) -> tuple[subprocess.Popen, 
     ports = _free_ports(len(_PORTS) * 2 + 1, rng)
     with open(root / "weed.log", "ab") as log:
         proc = subprocess.Popen(_command(weed, root, ports), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL)
     service = S3Service(f"http://127.0.0.1:{ports[3]}", access_key, secret_key, BUCKET, proc.pid)
     try:
         asyncio.run(_probe(service, proc))
