@@ -30,8 +30,8 @@ direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class Server:
     """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
 
-    def __init__(self, data: Path, *extra: str, port: int = 0) -> None:
-        self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra)
+    def __init__(self, data: Path, *extra: str, port: int = 0, env: dict[str, str] | None = None) -> None:
+        self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra, env=env)
 
     def _start(self, data: Path, *command: str, env: dict[str, str] | None = None) -> None:
         """Run ``ml-dash COMMAND...`` and wait for the line that gives its URL."""
