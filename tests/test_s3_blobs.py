@@ -92,6 +92,36 @@ def test_an_upload_is_invisible_under_its_content_key_until_verified(s3: S3Servi
     _with_store(store, body)
 
 
+def test_no_multipart_upload_is_left_behind_by_a_refused_broken_or_concurrent_put(s3: S3Service) -> None:
+    """An upload that does not end in its object is aborted at once (not left for the stale sweep), and
+    of two concurrent puts of one content the one that completes second gives its upload back too."""
+    from ml_dash.server.blobs import DigestMismatch
+
+    data = os.urandom(18 * MiB)
+    sha = hashlib.sha256(data).hexdigest()
+
+    async def broken() -> AsyncIterator[bytes]:
+        async for piece in _pieces(data[:10 * MiB]):
+            yield piece
+        raise ConnectionResetError("the client went away")
+
+    async def body(blobs: S3BlobStore) -> None:
+        async with s3.client() as client:
+            with pytest.raises(DigestMismatch):
+                await blobs.put(_pieces(data), "e" * 64, 10**9)
+            with pytest.raises(ConnectionResetError):
+                await blobs.put(broken(), sha, 10**9)
+            assert await asyncio.gather(*(blobs.put(_pieces(data), sha, 10**9) for _ in range(2))) == [len(data)] * 2
+            assert await _uploads(client, s3.bucket, blobs.keys) == []
+            assert await _read_all(blobs, sha) == data
+
+    _with_store(_store(s3), body)
+
+
+async def _read_all(blobs: S3BlobStore, sha: str) -> bytes:
+    return b"".join([piece async for piece in await blobs.open_range(sha)])
+
+
 def test_uploads_of_killed_servers_are_aborted_once_stale(s3: S3Service) -> None:
     """An uncompleted upload is what a server killed mid-upload leaves: the sweep aborts it once it is
     older than the limit, never a younger one; a store starts a sweep when it opens."""
