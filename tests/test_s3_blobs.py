@@ -203,7 +203,7 @@ def test_an_unreachable_endpoint_is_unavailable_at_open_and_mid_run(s3: S3Servic
         async def body(blobs: S3BlobStore) -> None:
             await blobs.put(_pieces(data), sha, 10**9)
             proxy.mode = "down"
-            for operation in (blobs.size(sha), blobs.exists(sha), blobs.open_range(sha),
+            for operation in (blobs.ping(), blobs.size(sha), blobs.exists(sha), blobs.open_range(sha),
                               blobs.put(_pieces(data), "cd" * 32, 10**9), blobs.delete(sha)):
                 with pytest.raises(BlobUnavailable):
                     await operation

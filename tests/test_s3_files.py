@@ -161,6 +161,7 @@ def test_with_the_bucket_unreachable_files_wait_and_metrics_go_on(tmp_path: Path
             direct.open(req, timeout=60)
         assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "5"
         assert "object store" in refused.value.read().decode()
+        assert server.request("GET", "/ready") == (503, {"status": "unready", "failing": ["blobs"]})
         exp = Experiment(prefix="alice/p/run", remote=server.url, api_key=key)
         with exp.run:
             exp.files("ckpt").save(b"checkpoint", "c.bin")
@@ -171,6 +172,7 @@ def test_with_the_bucket_unreachable_files_wait_and_metrics_go_on(tmp_path: Path
             proxy.mode = "pass"
             wait_for(lambda: server.request("GET", "/api/v1/experiments/alice/p/run/files", key=key)[1]["files"],
                      "the file stored once the bucket is back")
+        assert server.request("GET", "/ready")[0] == 200
         files = server.request("GET", "/api/v1/experiments/alice/p/run/files", key=key)[1]["files"]
         assert [(f["path"], f["checksum"]) for f in files] == [("ckpt/c.bin", sha)]
         assert _get(server, "/api/v1/experiments/alice/p/run/files/ckpt/c.bin", key)[1] == b"checkpoint"

