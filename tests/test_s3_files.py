@@ -179,3 +179,22 @@ def test_with_the_bucket_unreachable_files_wait_and_metrics_go_on(tmp_path: Path
         assert server.stop() == 0
     finally:
         proxy.close()
+
+
+def test_a_server_on_postgresql_and_s3_writes_nothing_to_its_local_disk(tmp_path: Path, workdir: Path,
+                                                                         s3_service: S3Service,
+                                                                         postgres_url: str) -> None:
+    """Issue 17's promise for the scaled-out form: with --db postgresql://... and --blobs s3://... the
+    server keeps nothing of its own (any instance may answer any request)."""
+    data, url = tmp_path / "data", s3_service.fresh_url()
+    server = Server(data, "--db", postgres_url, "--blobs", url, env={**os.environ, **s3_service.env()})
+    key = server.key("alice")
+    exp = Experiment(prefix="alice/p/run", remote=server.url, api_key=key)
+    with exp.run:
+        exp.files("ckpt").save(b"weights", "w.bin")
+        exp.metrics("train").log(step=0, loss=1.0)
+        exp.log("hello")
+    assert len(server.metric_rows("alice/p/run", key=key)) == 1
+    assert _object_there(s3_service, _key_of(url, hashlib.sha256(b"weights").hexdigest()))
+    assert server.stop() == 0
+    assert not data.exists()  # not even an empty --data directory

@@ -114,7 +114,9 @@ def run_server(args: argparse.Namespace) -> int:
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
         _check_urls(args.db, args.blobs, create=True)
-        config = ServerConfig(_data_dir(args.data, create=True, own_db=args.db is None), db=args.db,
+        # with both --db and --blobs nothing goes under --data: it is not even created
+        local = args.db is None or args.blobs is None
+        config = ServerConfig(_data_dir(args.data, create=local, own_db=args.db is None), db=args.db,
                               blobs=args.blobs, allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
