@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -176,6 +177,35 @@ def test_with_the_bucket_unreachable_files_wait_and_metrics_go_on(tmp_path: Path
         files = server.request("GET", "/api/v1/experiments/alice/p/run/files", key=key)[1]["files"]
         assert [(f["path"], f["checksum"]) for f in files] == [("ckpt/c.bin", sha)]
         assert _get(server, "/api/v1/experiments/alice/p/run/files/ckpt/c.bin", key)[1] == b"checkpoint"
+        assert server.stop() == 0
+    finally:
+        proxy.close()
+
+
+@pytest.mark.slow  # about 30 s: every S3 answer waits 2 s
+def test_with_a_slow_s3_files_still_arrive_and_metrics_do_not_wait_for_them(tmp_path: Path, workdir: Path,
+                                                                            s3_service: S3Service) -> None:
+    proxy = FaultProxy(int(s3_service.endpoint.rsplit(":", 1)[1]))
+    try:
+        url = s3_service.fresh_url()
+        server = _server(tmp_path / "data", s3_service, url, AWS_ENDPOINT_URL=proxy.url)
+        key = server.key("alice")
+        proxy.set(mode="latency", latency_s=2.0)
+        data = os.urandom(3 * MiB)
+        sha = hashlib.sha256(data).hexdigest()
+        answers: list[tuple[int, Any]] = []
+        upload = threading.Thread(target=lambda: answers.append(server.request(
+            "PUT", "/api/v1/runs/alice/p/raw/files/slow.bin", data, {"X-Content-SHA256": sha}, key)))
+        upload.start()
+        wait_for(lambda: proxy.requests > 0, "the upload reached the slow S3")
+        exp = Experiment(prefix="alice/p/run", remote=server.url, api_key=key)
+        with exp.run:
+            for step in range(20):
+                exp.metrics("train").log(step=step, loss=1.0)
+        assert len(server.metric_rows("alice/p/run", key=key)) == 20  # stored whatever S3 is doing
+        upload.join(timeout=120)
+        assert answers == [(200, {"path": "slow.bin", "sha256": sha, "sizeBytes": len(data)})]
+        assert _get(server, "/api/v1/experiments/alice/p/raw/files/slow.bin", key)[1] == data
         assert server.stop() == 0
     finally:
         proxy.close()
