@@ -92,6 +92,8 @@ class UploadReport:
     unreachable_since: float | None = None  # wall time of the first failure of the current outage
     server_has_more: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (server, this directory)
     held_back: dict[str, str] = field(default_factory=dict)  # stream -> why the server refused to start it
+    held_back_rows: int = 0  # of pending_rows, those of the held-back streams
+    stream_limit: int | None = None  # the server's limit of metric streams a run, where a refusal named it
 
     @property
     def complete(self) -> bool:
@@ -130,6 +132,7 @@ class RunUploader:
         self.counted_more = False  # every count was asked for once because the server held more than the cursor
         self.held_back: dict[str, str] = {}  # streams the server refused to start, and its words
         self.held_back_until = 0.0  # (clock) when they are offered again
+        self.stream_limit: int | None = None  # the metric streams a run may hold, as the server's refusal said
 
     # -- the agent's side -------------------------------------------------------
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> None:
@@ -238,7 +241,7 @@ class RunUploader:
                 await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None and not report.unreachable:
             await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep)
-        report.held_back = dict(self.held_back)
+        report.held_back, report.stream_limit = dict(self.held_back), self.stream_limit if self.held_back else None
         await self._measure(report)
         return report
 
@@ -321,6 +324,9 @@ class RunUploader:
             return False
         if not self.held_back:
             self.held_back_until = self.clock() + HOLD_BACK_S
+        limit = body.get("limit")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+            self.stream_limit = limit
         for name in refused:
             self.held_back[name] = reason
         self.builder.held_back.update(refused)
@@ -476,7 +482,10 @@ class RunUploader:
                 if name not in report.server_has_more and at.offset and file_size(path) == at.offset:
                     continue  # the file ends where the acknowledged rows do: nothing pending (a stat, not a read)
                 on_disk = rows_on_disk(path, identity_key(name))
-                report.pending_rows += max(0, on_disk - cursor.at(name).acked)
+                pending = max(0, on_disk - cursor.at(name).acked)
+                report.pending_rows += pending
+                if name in report.held_back:
+                    report.held_back_rows += pending
                 if name in report.server_has_more:
                     server = report.server_has_more[name][0]
                     if server > on_disk:

@@ -53,6 +53,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--body-memory-mb", type=int, default=64, metavar="MB",
                         help="request bodies the server holds in memory at once (default 64; a key holds at most "
                              "half); a request that finds no room waits up to 5 s, then gets 503 with Retry-After")
+    server.add_argument("--max-bodies-per-key", type=int, default=64, metavar="N",
+                        help="request bodies (ingest and file uploads) one key's owner may have under way at once "
+                             "(default 64; an SDK run sends one at a time); one more gets 429 with Retry-After")
+    server.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help="connections held at once (default: what the open-file limit leaves room for, at most "
+                             "4096); past it the oldest idle one is closed, or the new one gets 503 with Retry-After")
     server.add_argument("--body-min-rate-kb", type=int, default=64, metavar="KB",
                         help="the slowest, in KiB/s on average, that an ingest body holding more than 256 KiB of "
                              "that memory may arrive, with --body-timeout-s of slack; slower gets 408 (default 64; "
@@ -110,6 +116,8 @@ def run_server(args: argparse.Namespace) -> int:
         for flag, value, low in (("--body-memory-mb", args.body_memory_mb, smallest),
                                  ("--worker-memory-mb", args.worker_memory_mb, 64),
                                  ("--body-min-rate-kb", args.body_min_rate_kb, 0),
+                                 ("--max-bodies-per-key", args.max_bodies_per_key, 1),
+                                 ("--max-connections", 16 if args.max_connections is None else args.max_connections, 16),
                                  ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
@@ -122,6 +130,7 @@ def run_server(args: argparse.Namespace) -> int:
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               body_memory_bytes=args.body_memory_mb << 20,
                               body_min_bytes_per_s=args.body_min_rate_kb << 10,
+                              max_bodies_per_key=args.max_bodies_per_key, max_connections=args.max_connections,
                               worker_memory_bytes=args.worker_memory_mb << 20,
                               max_metrics_per_run=args.max_metrics_per_run,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host),

@@ -47,8 +47,10 @@ async def put_file(request: web.Request) -> web.Response:
         # refused before a byte of it is read (or a slot of the body budget held), as ingest refuses
         raise PayloadTooLarge(f"a file of {request.content_length} bytes; this server takes at most "
                               f"{config.max_file_bytes} bytes a file")
-    # streamed to disk a piece at a time: the piece in hand is what the upload holds of the body budget
-    async with request.app[GATE].bodies.hold(0, who) as hold:
+    # one of the caller's bodies under way; streamed to disk a piece at a time: the piece in hand is what
+    # the upload holds of the body budget
+    gate = request.app[GATE]
+    async with gate.callers.admit(who), gate.bodies.hold(0, who) as hold:
         pieces = _held_pieces(body_chunks(request, FILE_PIECE_BYTES, config.body_idle_timeout_s), hold)
         try:
             size = await request.app[BLOBS].put(pieces, declared, config.max_file_bytes)
