@@ -30,11 +30,13 @@ direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class Server:
     """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
 
-    def __init__(self, data: Path, *extra: str, port: int = 0, open_files: int | None = None) -> None:
-        """``open_files``: the server process's limit of open files (soft and hard), where a test needs one."""
+    def __init__(self, data: Path, *extra: str, port: int = 0, open_files: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``open_files``: the server process's limit of open files (soft and hard), where a test needs one;
+        ``env``: the server's environment (``AWS_*`` for an S3 blob store), else this process's."""
         self.db = extra[extra.index("--db") + 1] if "--db" in extra else None  # keys go to that database
         self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra,
-                    open_files=open_files)
+                    open_files=open_files, env=env)
 
     def _start(self, data: Path, *command: str, env: dict[str, str] | None = None,
                open_files: int | None = None) -> None:
