@@ -143,8 +143,7 @@ def test_ml_dash_blobs_names_the_store_when_blobs_is_not_given(tmp_path: Path, s
     assert _object_there(s3_service, _key_of(url, sha))
     assert server.stop() == 0
 
-
-@pytest.mark.slow  # 40 s: the SDK's pass retries the file for up to 30 s before its next metrics go
+@pytest.mark.slow  # about 20 s on a loaded machine: the server's S3 retries, then the file's Retry-After
 def test_with_the_bucket_unreachable_files_wait_and_metrics_go_on(tmp_path: Path, workdir: Path,
                                                                   s3_service: S3Service) -> None:
     """The file upload is answered 503 with Retry-After (nothing stored), which the SDK waits out;

@@ -94,6 +94,7 @@ class UploadReport:
     held_back: dict[str, str] = field(default_factory=dict)  # stream -> why the server refused to start it
     held_back_rows: int = 0  # of pending_rows, those of the held-back streams
     stream_limit: int | None = None  # the server's limit of metric streams a run, where a refusal named it
+    files_waiting: str | None = None  # files the server could not store now wait for a later pass (its words)
 
     @property
     def complete(self) -> bool:
@@ -122,7 +123,7 @@ class RunUploader:
         # run that starts with the server down keeps nothing in memory and sends small probes
         self.memory = MemoryChunks(memory_bytes, suspended=True)
         self.builder = BatchBuilder(self.directory, self.memory, executor, batch_bytes)
-        self.files = FileUpload(self.directory, prefix, transport, self.blocking, request_timeout_s)
+        self.files = FileUpload(self.directory, prefix, transport, self.blocking, request_timeout_s, clock)
         self.cursor: UploadCursor | None = None
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
@@ -186,11 +187,13 @@ class RunUploader:
     # -- one pass -----------------------------------------------------------------
     async def upload(self, deadline: Deadline, progress: Callable[[int], None] | None = None,
                      single_attempt: bool = False,
-                     sleep: Callable[[float], Awaitable[Any]] | None = None) -> UploadReport:
+                     sleep: Callable[[float], Awaitable[Any]] | None = None, background: bool = False) -> UploadReport:
         """Send everything pending now; stop early when the server refuses, or when ``deadline`` passes.
         ``progress`` is called with the rows sent so far after each acknowledged batch;
         ``single_attempt``: one try per request, no retries (the end of a run whose server is away);
-        ``sleep``: the retry wait for this pass (default: the uploader's)."""
+        ``sleep``: the retry wait for this pass (default: the uploader's); ``background``: a pass of a
+        live run, in which a file the server cannot store now waits for a later pass instead of
+        holding back the next rows (file_upload.py)."""
         report = UploadReport()
         self.pass_sleep = sleep or self.sleep
         self.pass_deadline, self.pass_single_attempt = deadline, single_attempt
@@ -240,7 +243,7 @@ class RunUploader:
             if following is not None:  # its thread runs to the end anyway; wait, then drop it
                 await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None and not report.unreachable:
-            await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep)
+            await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep, patient=not background)
         report.held_back, report.stream_limit = dict(self.held_back), self.stream_limit if self.held_back else None
         await self._measure(report)
         return report
