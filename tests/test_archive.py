@@ -1,6 +1,6 @@
 """Archival (server/storage/archive.py): old metric chunks move to the blob store and every read answers
 exactly what it answered before, on every storage backend with every blob store (the contract suite's
-STORAGE_URLS x BLOB_URLS: S3 joins as one more entry there); two archivers at once archive each chunk
+``storage_url`` x ``blob_url``: SQLite and PostgreSQL, a directory and S3); two archivers at once archive each chunk
 once; a kill -9 of a pass at any step loses and repeats nothing, and the next pass finishes; a missing
 object fails a read clearly, never with other rows.
 """
@@ -44,15 +44,22 @@ WIDE = 5_000  # rows of "wide" (3 fields)
 WORKER = Path(__file__).with_name("archive_worker.py")
 
 
-@pytest.fixture(params=[pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
-                        for name in sorted(STORAGE_URLS)])
+def _backends(names: dict[str, Any]) -> list[Any]:
+    return [pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
+            for name in sorted(names)]
+
+
+@pytest.fixture(params=_backends(STORAGE_URLS))
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return STORAGE_URLS[request.param](request, tmp_path)
 
 
-@pytest.fixture(params=sorted(BLOB_URLS))
-def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BLOB_URLS[request.param](tmp_path)
+@pytest.fixture(params=_backends(BLOB_URLS))
+def blob_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "s3":  # the store finds its endpoint and credentials the AWS way (as the contract's)
+        for name, value in request.getfixturevalue("s3_service").env().items():
+            monkeypatch.setenv(name, value)
+    return BLOB_URLS[request.param](request, tmp_path)
 
 
 class Stores:

@@ -48,6 +48,7 @@ def run_archive(args: argparse.Namespace) -> int:
     except (ValueError, ArgumentError) as exc:
         print(f"ml-dash archive: {exc}", file=sys.stderr)
         return 2
+    from ..server.blobs.errors import BlobConfigError, BlobError
     from ..server.storage.errors import StorageError, StorageOpenError
 
     try:
@@ -55,7 +56,10 @@ def run_archive(args: argparse.Namespace) -> int:
     except StorageOpenError as exc:
         print(f"ml-dash archive: --db: {exc}", file=sys.stderr)
         return 2
-    except (StorageError, OSError) as exc:
+    except BlobConfigError as exc:  # credentials or bucket refused: a setting to fix
+        print(f"ml-dash archive: --blobs: {exc}", file=sys.stderr)
+        return 2
+    except (StorageError, BlobError, OSError) as exc:  # unreachable now: nothing half-done, run it again
         print(f"ml-dash archive: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(report)

@@ -55,12 +55,17 @@ class ArchiveFetcher:
         rows = f"rows {ref.first}..{ref.first + ref.count - 1} of {self.what}"
         if self.blobs is None:
             raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, and this server has no blob store")
+        fetching = asyncio.run_coroutine_threadsafe(self._fetch(self.blobs, ref), self.loop)
         try:
-            frame = asyncio.run_coroutine_threadsafe(self._fetch(self.blobs, ref), self.loop).result(FETCH_WAIT_S)
+            frame = fetching.result(FETCH_WAIT_S)
+        except TimeoutError as exc:  # the fetch is abandoned, not left running on the loop
+            fetching.cancel()
+            raise StorageUnavailable(f"{rows} are archived in the blob store, which did not answer within "
+                                     f"{FETCH_WAIT_S:.0f} s") from exc
         except BlobNotFound:
             raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, which the blob store does not "
                                     "hold (restore it, or the database, from a backup)") from None
-        except (BlobError, OSError, TimeoutError) as exc:  # the store unreachable or slow: a retry may succeed
+        except (BlobError, OSError) as exc:  # the store unreachable: a retry may succeed
             raise StorageUnavailable(f"{rows} are archived in the blob store, which could not be read just now "
                                      f"({type(exc).__name__})") from exc
         if len(frame) != ref.length:
