@@ -1,5 +1,5 @@
-"""Archival benchmark (issue 17): a run of N rows, 90% of it archived to a blob directory, on SQLite and
-on PostgreSQL, in one run on this machine.
+"""Archival benchmark (issue 17): a run of N rows, 90% of it archived, on SQLite + a blob directory,
+PostgreSQL + a blob directory and PostgreSQL + S3 (SeaweedFS), in one run on this machine.
 
 * archive     seconds and rows/s of archiving the oldest 90% of the run's chunks (one ``archive_all``)
 * db bytes    the metric chunks' bytes in the database before and after (the summaries stay)
@@ -7,7 +7,8 @@ on PostgreSQL, in one run on this machine.
               and p95 milliseconds over 40 pages each, through the Storage API (as a request's handler)
 * buckets     1,000 min/max buckets of the whole series: median milliseconds over 10 reads
 
-PostgreSQL runs as a cluster of its own (tests/services/postgres.py) with fsync on, as in production.
+PostgreSQL runs as a cluster of its own (tests/services/postgres.py) with fsync on, as in production;
+S3 is SeaweedFS's ``weed mini`` on loopback (tests/services/s3.py), skipped where ``weed`` is missing.
 
 Usage:  python benchmarks/archive.py [--rows 2000000]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import statistics
@@ -32,13 +34,13 @@ ARCHIVED = 0.9
 PAGES, BUCKET_READS = 40, 10
 
 
-async def measure(url: str, blob_dir: Path, prepared: list[Any], rows: int) -> dict[str, float]:
+async def measure(url: str, blob_url: str, prepared: list[Any], rows: int) -> dict[str, float]:
     from ml_dash.server.blobs import open_blobs
     from ml_dash.server.storage import open_storage
     from ml_dash.server.storage.archive import ArchivePolicy, archive_all
 
     storage = await open_storage(url)
-    blobs = await open_blobs(str(blob_dir))
+    blobs = await open_blobs(blob_url)
     storage.read_archive_from(blobs)
     out: dict[str, float] = {}
     try:
@@ -99,21 +101,34 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchmarks.storage import batches
+    from tests.services import s3
     from tests.services.postgres import PostgresCluster
 
     work = Path(tempfile.mkdtemp(prefix="ml-dash-bench-archive-"))
     cluster = PostgresCluster.start(durable=True)
+    weed = s3.weed_binary()
+    s3_proc = None
     results: dict[str, dict[str, float]] = {}
     try:
         prepared = batches(args.rows)
-        for name, url in (("SQLite", f"sqlite://{work / 'bench.sqlite3'}"), ("PostgreSQL", cluster.new_database())):
-            results[name] = asyncio.run(measure(url, work / f"blobs-{name}", prepared, args.rows))
+        setups = [("SQLite+dir", f"sqlite://{work / 'bench.sqlite3'}", f"file://{work / 'blobs-sqlite'}"),
+                  ("PG+dir", cluster.new_database(), f"file://{work / 'blobs-pg'}")]
+        if weed is not None:
+            (work / "s3").mkdir()
+            s3_proc, service = s3.start(weed, work / "s3", random.Random())
+            os.environ.update(service.env())
+            setups.append(("PG+S3", cluster.new_database(), service.fresh_url()))
+        for name, url, blob_url in setups:
+            results[name] = asyncio.run(measure(url, blob_url, prepared, args.rows))
     finally:
+        if s3_proc is not None:
+            s3.stop(s3_proc)
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{args.rows:,} rows (step + 2 floats), {ARCHIVED:.0%} archived to a blob directory")
-    print(f"{'':34}{'SQLite':>14}{'PostgreSQL':>14}")
+    names = list(results)
+    print(f"{args.rows:,} rows (step + 2 floats), {ARCHIVED:.0%} archived")
+    print(f"{'':38}" + "".join(f"{name:>14}" for name in names))
     lines = [("archive, s", "archive_s", "{:.2f}"), ("archive, rows/s", None, "{:,.0f}"),
              ("objects", "objects", "{:.0f}"), ("object MiB", None, "{:.1f}"),
              ("chunk MiB in db before", "db_bytes_before", "{:.1f}"), ("chunk MiB in db after", "db_bytes_after", "{:.1f}"),
@@ -124,7 +139,7 @@ def main() -> int:
              ("1,000 buckets whole series, ms", "buckets_median_ms", "{:.1f}")]
     for label, key, form in lines:
         cells = []
-        for name in ("SQLite", "PostgreSQL"):
+        for name in names:
             got = results[name]
             if label == "archive, rows/s":
                 value = got["archived_rows"] / got["archive_s"]
@@ -133,7 +148,7 @@ def main() -> int:
             else:
                 value = got[key] / (2**20 if "MiB" in label else 1)  # type: ignore[index]
             cells.append(form.format(value))
-        print(f"{label:34}{cells[0]:>14}{cells[1]:>14}")
+        print(f"{label:38}" + "".join(f"{cell:>14}" for cell in cells))
     return 0
 
 
