@@ -371,3 +371,28 @@ async def _true(value: bool) -> bool:
 
 async def _empty(stores: Stores) -> bool:
     return await in_database(stores) == []
+
+
+class AlwaysBeaten(Gate):
+    """An archiver whose every commit finds its chunks taken (as if another always won), counting its passes."""
+
+    def __init__(self, tier: ArchiveTier) -> None:
+        super().__init__(tier, asyncio.Barrier(1))
+        self.passes = 0
+
+    async def candidates(self, stored_before: float, limit: int) -> list[ChunkKey]:
+        self.passes += 1
+        return await self.tier.candidates(stored_before, limit)
+
+    async def commit_object(self, sha256: str, exp_id: int, frames: list[Frame]) -> bool:
+        return False
+
+
+def test_a_pass_that_moves_nothing_ends_the_run_of_passes(tmp_path: Path) -> None:
+    async def body(stores: Stores) -> None:
+        await ingest_run(stores.storage)
+        beaten = AlwaysBeaten(stores.tier)
+        report = await archive_all(beaten, stores.blobs, ArchivePolicy(0.0, max_chunks=4, clock=lambda: time.time() + 1))
+        assert report.chunks == 0 and report.raced > 0 and beaten.passes == 1  # not 100,000 passes over the same chunks
+
+    run_with(f"sqlite://{tmp_path / 'db.sqlite3'}", f"file://{tmp_path / 'blobs'}", body)

@@ -656,8 +656,10 @@ def test_a_database_of_schema_2_gets_searchable_log_messages(tmp_path: Path) -> 
         assert status == 200 and [r["message"] for r in out["logs"]] == ["an old needle"]
     finally:
         srv.stop()
+    from ml_dash.server.storage.sqlite.store import SCHEMA_VERSION
+
     version = sqlite3.connect(data / "ml-dash.sqlite3").execute("PRAGMA user_version").fetchone()[0]
-    assert version == 4
+    assert version == SCHEMA_VERSION  # migrated to the current schema (5: chunks' storing time, archival)
 
 
 def test_the_compare_endpoint_buckets_many_runs_in_one_call_and_honours_read_rights(app_server: AppServer) -> None:

@@ -182,7 +182,7 @@ async def archive_all(tier: ArchiveTier, blobs: BlobStore, policy: ArchivePolicy
     for _ in range(max_passes):
         report = await archive_pass(tier, blobs, policy)
         total.add(report)
-        if report.complete:
+        if report.complete or not report.chunks:  # done, or stuck (nothing moved): never a busy loop
             break
     return total
 
@@ -270,7 +270,7 @@ async def run_in_background(tier: ArchiveTier, blobs: BlobStore, policy: Archive
                 on_pass(report)
             if report.chunks or report.collected:
                 logger.info("archive pass: %s", report.line())
-            if not report.complete:
+            if not report.complete and report.chunks:  # more to move, and this pass moved some
                 delay = 0.0
         except Exception as exc:  # noqa: BLE001 - the archiver must outlive any one failure
             if on_pass is not None:
