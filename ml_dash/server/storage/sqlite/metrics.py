@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgpack
@@ -111,14 +112,31 @@ class SQLiteChunks:
 
 def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,
          max_values: int = MAX_PAGE_VALUES, fetcher: ArchiveFetcher | None = None) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of rows (``..chunk_reads.page``), on the caller's connection."""
-    return chunk_reads.page(SQLiteChunks(db, exp_id, metric, fetcher), start, limit, max_values)
+    """A page of rows (``..chunk_reads.page``), on the caller's connection, in one snapshot."""
+    with snapshot(db):
+        return chunk_reads.page(SQLiteChunks(db, exp_id, metric, fetcher), start, limit, max_values)
 
 
 def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int, wanted: int,
             width: int | None = None, fetcher: ArchiveFetcher | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """Buckets over ``start:end`` (``..chunk_reads.buckets``), on the caller's connection."""
-    return chunk_reads.buckets(SQLiteChunks(db, exp_id, metric, fetcher), start, end, stored, wanted, width)
+    """Buckets over ``start:end`` (``..chunk_reads.buckets``), on the caller's connection, in one snapshot."""
+    with snapshot(db):
+        return chunk_reads.buckets(SQLiteChunks(db, exp_id, metric, fetcher), start, end, stored, wanted, width)
+
+
+@contextmanager
+def snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """The statements inside see one state of the database (a read transaction, unless the caller holds
+    one): an archive pass that commits between a read's queries (the chunk holding ``start``, then the
+    chunks of both tiers) would otherwise show a chunk in neither tier, or in both."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")  # a read transaction: nothing to keep or undo
 
 
 def rebuild(db: sqlite3.Connection) -> None:

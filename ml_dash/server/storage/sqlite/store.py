@@ -380,13 +380,14 @@ class SQLiteStorage:
         """(width, buckets): between about ``buckets / 2`` and ``buckets`` buckets over indices
         ``start:end`` (``end`` None: the whole series), or buckets of ``width`` indices, from the
         stored summaries (sqlite_metrics.py)."""
-        found = db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
-                           (exp_id, metric_stream(metric))).fetchone()
-        stored = found[0] if found else 0
-        end = stored if end is None else min(end, stored)
-        if end <= start:
-            return width or 1, []
-        return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets, width, fetcher)
+        with sqlite_metrics.snapshot(db):  # the stored count and the summaries of one moment
+            found = db.execute("SELECT stored FROM stream_counts WHERE exp_id = ? AND stream = ?",
+                               (exp_id, metric_stream(metric))).fetchone()
+            stored = found[0] if found else 0
+            end = stored if end is None else min(end, stored)
+            if end <= start:
+                return width or 1, []
+            return sqlite_metrics.buckets(db, exp_id, metric, start, end, stored, buckets, width, fetcher)
 
     async def log_rows(self, exp_id: int, start: int, limit: int, level: str | None,
                        search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]:
