@@ -50,6 +50,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,27 @@ async def storage_ingest(url: str, prepared: list[Any]) -> float:
         return took
     finally:
         await storage.close()
+
+
+def database_bytes(cluster: Any, url: str) -> tuple[int, int]:
+    """(the database's size on disk, the cluster's write-ahead log position) in bytes."""
+    name = url.rsplit("/", 1)[1]
+    row = cluster.admin(f"SELECT pg_database_size('{name}') AS size, "
+                        "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal")[0]
+    return int(row["size"]), int(row["wal"])
+
+
+def with_bytes(cluster: Any, db: str, case: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``case()``'s result, with the PostgreSQL database's growth and the WAL written per row stored when
+    ``db`` is one (nothing else writes to the cluster meanwhile)."""
+    if not db.startswith("postgresql://"):
+        return case()
+    before = database_bytes(cluster, db)
+    out = case()
+    after = database_bytes(cluster, db)
+    out["bytes_per_row"] = (after[0] - before[0]) / out["rows"]
+    out["wal_bytes_per_row"] = (after[1] - before[1]) / out["rows"]
+    return out
 
 
 def local_run(where: Path, rows: int) -> Path:
@@ -152,6 +175,8 @@ def sync_to(db: str, run_dir: Path, data: Path) -> float:
 
 
 # -- remote SDK runs at once ----------------------------------------------------------------------
+#: Rows in a body of a live run logging 100 rows/s: its uploader sends what was written every 0.5 s.
+SMALL_BODY_ROWS = 50
 #: The ingest route, as the server's /metrics labels it.
 INGEST_ROUTE = "/api/v1/runs/{owner}/{project}/{name}/events"
 
@@ -276,10 +301,16 @@ def latency(scraped: dict[str, Any]) -> dict[str, Any]:
             "statuses": scraped["statuses"], "rows_stored": scraped["rows_stored"]}
 
 
-def instances_case(dbs: list[str], work: Path, label: str, runs: int, rows: int, token_file: Path,
-                   token: str, balanced: bool) -> dict[str, Any]:
-    """Start one instance per URL of ``dbs`` (behind haproxy when ``balanced``), drive ``runs`` runs of
-    ``rows`` rows through them, scrape each instance, stop everything."""
+def instances_case(cluster: Any, dbs: list[str], work: Path, label: str, drive: Callable[[str], dict[str, Any]],
+                   token_file: Path, token: str, balanced: bool) -> dict[str, Any]:
+    """Start one instance per URL of ``dbs`` (behind haproxy when ``balanced``), ``drive`` the load through
+    them (given the URL to send to), scrape each instance, stop everything; on PostgreSQL, what the
+    database grew by and the WAL written, per row."""
+    return with_bytes(cluster, dbs[0], partial(_instances, dbs, work, label, drive, token_file, token, balanced))
+
+
+def _instances(dbs: list[str], work: Path, label: str, drive: Callable[[str], dict[str, Any]], token_file: Path,
+               token: str, balanced: bool) -> dict[str, Any]:
     servers: list[tuple[subprocess.Popen, str]] = []
     proxy = None
     try:
@@ -293,7 +324,7 @@ def instances_case(dbs: list[str], work: Path, label: str, runs: int, rows: int,
             proxy = Haproxy(work / f"data-{label}-0", [int(u.rsplit(":", 1)[1]) for _, u in servers])
             url = proxy.url
             _wait_ready(url)
-        out = remote_runs(url, runs, rows, work, label)
+        out = drive(url)
         out["latency"] = latency(merged([scrape(u, token) for _, u in servers]))
         out["instances"] = len(servers)
         return out
@@ -302,6 +333,21 @@ def instances_case(dbs: list[str], work: Path, label: str, runs: int, rows: int,
             proxy.stop()
         for server, _ in servers:
             stop(server)
+
+
+def small_bodies(url: str, runs: int, rows: int, batch: int) -> dict[str, Any]:
+    """``runs`` runs at once, each ``rows`` rows in bodies of ``batch`` rows, from one client process
+    (benchmarks/server.py's writer: bodies encoded before the clock starts, each run's requests one after
+    another): what a live run sends, a body every 0.5 s, with many runs, costs the server per request."""
+    names = ",".join(f"small-{k}" for k in range(runs))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "server.py"), "--child", "write", url, names,
+                           str(rows), str(batch)], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the writer failed: {done.stderr[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    requests = runs * -(-rows // batch)
+    return {"runs": runs, "rows": out["rows"], "seconds": out["seconds"], "rows_s": out["rows_s"],
+            "requests": requests, "requests_s": requests / out["seconds"], "runs_not_acknowledged": 0}
 
 
 def _wait_ready(url: str, within_s: float = 30) -> None:
@@ -393,6 +439,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=20, help="remote runs at once (default 20)")
     parser.add_argument("--run-rows", type=int, default=100_000, help="rows of each of those runs (default 100,000)")
+    parser.add_argument("--small-rows", type=int, default=5000,
+                        help="rows of each run sent in bodies of 50 rows, as live runs at 100 rows/s send them "
+                             "(default 5,000; 0: not measured)")
     parser.add_argument("--mlflow-calls", type=int, default=2000, help="log_metrics calls to MLflow (it is slow)")
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 20 runs x 10,000, 200 MLflow calls")
     parser.add_argument("--skip-sync", action="store_true", help="no ml-dash sync figure")
@@ -406,7 +455,7 @@ def main() -> int:
         child_run(*args.child_run)
         return 0
     if args.quick:
-        args.rows, args.run_rows, args.mlflow_calls = 100_000, 10_000, 200
+        args.rows, args.run_rows, args.small_rows, args.mlflow_calls = 100_000, 10_000, 500, 200
     mlflow = None if args.skip_mlflow else mlflow_python(args.mlflow_python)
     if not args.skip_mlflow and mlflow is None:
         print("MLflow skipped: no benchmarks/.peer-venv-mlflow (python -m venv benchmarks/.peer-venv-mlflow && "
@@ -424,7 +473,12 @@ def main() -> int:
         prepared = batches(args.rows)
         results["prepare_s"] = time.perf_counter() - began
         for name, url in (("sqlite", f"sqlite://{work / 'api.sqlite3'}"), ("postgresql", cluster.new_database())):
+            before = database_bytes(cluster, url) if name == "postgresql" else None
             results[f"storage_{name}_s"] = asyncio.run(storage_ingest(url, prepared))
+            if before is not None:  # what a row costs the database and its write-ahead log (for docs/scaling.md)
+                after = database_bytes(cluster, url)
+                results["postgresql_bytes_per_row"] = (after[0] - before[0]) / args.rows
+                results["postgresql_wal_bytes_per_row"] = (after[1] - before[1]) / args.rows
         del prepared
         if not args.skip_sync:
             run_dir = local_run(work / "local", args.rows)
@@ -437,11 +491,16 @@ def main() -> int:
             for name, db in (("sqlite", f"sqlite://{work / 'live.sqlite3'}"), ("postgresql", cluster.new_database())):
                 results[f"live_{name}_rows_s"] = live_run(db, work, name, args.rows)
             shared = cluster.new_database()
-            for label, dbs, balanced in (("sqlite", [f"sqlite://{work / 'runs.sqlite3'}"], False),
-                                         ("postgresql", [cluster.new_database()], False),
-                                         ("postgresql-x2", [shared, shared], True)):
-                results[f"runs_{label}"] = instances_case(dbs, work, label, args.runs, args.run_rows, token_file,
-                                                          token, balanced)
+            setups = (("sqlite", [f"sqlite://{work / 'runs.sqlite3'}"], False),
+                      ("postgresql", [cluster.new_database()], False), ("postgresql-x2", [shared, shared], True))
+            for label, dbs, balanced in setups:
+                drive = partial(remote_runs, runs=args.runs, rows=args.run_rows, work=work, label=label)
+                results[f"runs_{label}"] = instances_case(cluster, dbs, work, label, drive, token_file, token, balanced)
+            if args.small_rows:
+                drive = partial(small_bodies, runs=args.runs, rows=args.small_rows, batch=SMALL_BODY_ROWS)
+                for label, dbs, balanced in setups:  # the same databases: these runs are new ones
+                    results[f"small_{label}"] = instances_case(cluster, dbs, work, f"small-{label}", drive, token_file,
+                                                               token, balanced)
         if mlflow is not None:
             results["mlflow"] = mlflow_on_postgres(mlflow, cluster, work, args.mlflow_calls)
     finally:
@@ -466,6 +525,9 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
         label = f"{what} of {rows:,} rows"
         print(f"{label:44}{lite:>14.2f} s{pg:>14.2f} s{'':18}{pg / lite:>12.2f}x")
         print(f"{'':44}{rows / lite:>12,.0f} r/s{rows / pg:>12,.0f} r/s")
+    if "postgresql_bytes_per_row" in results:
+        print(f"{'  PostgreSQL: database / WAL bytes per row':44}{'':16}"
+              f"{results['postgresql_bytes_per_row']:>8.1f} / {results['postgresql_wal_bytes_per_row']:.1f}")
     lite_live, pg_live = results.get("live_sqlite_rows_s"), results.get("live_postgresql_rows_s")
     if lite_live is not None and pg_live is not None:
         print(f"{f'live: 1 remote run of {rows:,} rows':44}{lite_live:>12,.0f} r/s{pg_live:>12,.0f} r/s{'':18}"
@@ -484,12 +546,26 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"{'  ingest requests within 250 ms':44}" + "".join(f"{c['latency']['within_250ms']:>16.1%}" for c in cases))
         print(f"{'  replies by status':44}" + "".join(
             f"{' '.join(f'{s}:{n:.0f}' for s, n in sorted(c['latency']['statuses'].items())):>16}" for c in cases))
+        print(f"{'  PostgreSQL: database / WAL bytes per row':44}{'':16}"
+              + "".join(f"{c['bytes_per_row']:>8.1f} / {c['wal_bytes_per_row']:<6.1f}" for c in cases[1:]))
         print(f"{'  runs closed with rows not acknowledged':44}"
               + "".join(f"{c['runs_not_acknowledged']:>16}" for c in cases))
         balanced = cases[2]
         print(f"targets (PG x2 + haproxy): aggregate >= SQLite's: "
               f"{'met' if balanced['rows_s'] >= one['rows_s'] else 'NOT met'}; ingest p99 < 250 ms: "
               f"{'met' if balanced['latency']['p99_ms'] < 250 else 'NOT met'}")
+    small = [results.get(f"small_{label}") for label in ("sqlite", "postgresql", "postgresql-x2")]
+    if all(small):
+        head = f"{small[0]['runs']} runs x {args.small_rows:,} rows, bodies of {SMALL_BODY_ROWS}"
+        print(f"{head:44}" + "".join(f"{c['requests_s']:>10,.0f} req/s" + ("  " if k == 2 else "")
+                                     for k, c in enumerate(small)) + f"{small[2]['requests_s'] / small[0]['requests_s']:>12.2f}x")
+        print(f"{'':44}" + "".join(f"{c['rows_s']:>12,.0f} r/s" for c in small))
+        print(f"{'  PostgreSQL: database / WAL bytes per row':44}{'':16}"
+              + "".join(f"{c['bytes_per_row']:>8.1f} / {c['wal_bytes_per_row']:<6.1f}" for c in small[1:]))
+        for key, label in (("p50_ms", "  small request p50 (server histogram)"),
+                           ("p99_ms", "  small request p99 (server histogram)")):
+            print(f"{label:44}" + "".join(f"{c['latency'][key]:>13,.1f} ms" + ("  " if k == 2 else "")
+                                         for k, c in enumerate(small)))
     if "mlflow" in results and pg_live is not None:
         for mode in ("sync", "async"):
             m = results["mlflow"][mode]
