@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import given, settings
+from hypothesis import given, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -314,5 +314,101 @@ def test_the_uploader_stores_every_row_once_or_sets_it_aside_whatever_the_server
         assert sum(set_aside_counts(directory).get(TRAIN, {}).values()) == len(bad_rows), script
         lines = (directory / "metrics/train/data.jsonl").read_text().splitlines()
         assert [json.loads(line)["index"] for line in lines] == list(range(ROWS))  # nothing on disk touched
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- the buffer's byte bound under random row sizes and a slow disk ------------------------------------------
+# README "Memory": a row that holds strings longer than 64 characters is counted at its own size, checked
+# before it is appended; rows the agent has taken but not yet written count too; past the budget a call
+# waits at most ML_DASH_MAX_BLOCK_S, then its row is dropped and counted as buffer_full.
+
+MIB = 1_048_576
+
+
+class SlowDisk:
+    """The disk seam: agent/handles.py's ``_write_all`` (the write syscalls, on the agent's I/O thread)
+    takes the next of ``delays`` seconds before each append, as a slow or busy disk would."""
+
+    def __init__(self, delays: list[float]) -> None:
+        from ml_dash.agent import handles
+
+        self.real = handles._write_all
+        self.delays = delays
+        self.calls = 0
+
+    def __call__(self, fd: int, blobs: list[bytes]) -> None:
+        import time
+
+        time.sleep(self.delays[self.calls % len(self.delays)])
+        self.calls += 1
+        self.real(fd, blobs)
+
+
+class HeldRows:
+    """The reference model: the rows accepted and neither written nor dropped, oldest first, each with
+    its size by the README's counting (its strings' UTF-8 bytes; 16 per other value), and the peak
+    of the big rows (strings past 64 characters) among them: the bytes the budget bounds exactly."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[int, int, bool]] = []  # (step, size, big) of rows accepted and not dropped
+        self.dropped = 0
+        self.peak_big = 0
+
+    def accepted(self, step: int, text: str, dropped: bool) -> None:
+        if dropped:
+            self.dropped += 1
+        else:
+            self.kept.append((step, len(text.encode()) + len("text") + len("step") + 16, len(text) > 64))
+
+    def written(self, count: int) -> None:
+        """Rows are written in the order they were accepted: the first ``count`` kept rows are on disk."""
+        held = self.kept[count:]
+        self.peak_big = max(self.peak_big, sum(size for _, size, big in held if big))
+
+
+@settings(max_examples=20, deadline=None)
+@given(texts=st.lists(st.one_of(st.integers(0, 64), st.integers(65, 400_000), st.integers(20_000, 120_000)),
+                      min_size=10, max_size=40),
+       delays=st.lists(st.sampled_from([0.0, 0.002, 0.01, 0.03]), min_size=1, max_size=4),
+       budget_mib=st.sampled_from([0.25, 0.5, 1.0]), max_block_s=st.sampled_from([0.0, 0.005, 0.05]))
+def test_the_buffer_holds_at_most_its_budget_whatever_the_row_sizes_and_disk_delays(
+        texts: list[int], delays: list[float], budget_mib: float, max_block_s: float) -> None:
+    """Rows of random sizes logged into a run whose disk takes random delays per write; after every call
+    the model learns whether the row was dropped (the buffer_full count moved: one thread logs, so a drop
+    is its own row) and how many rows are written (in order): the big rows held never exceed the budget,
+    and at the end every accepted row is on disk in order or counted as dropped for buffer_full."""
+    from ml_dash import Experiment
+    from ml_dash.agent import handles
+    from ml_dash.agent.runtime import Agent
+
+    work = Path(tempfile.mkdtemp(prefix="ml-dash-model-buffer-"))
+    budget = Agent.instance().budget
+    model = HeldRows()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(handles, "_write_all", SlowDisk(delays))
+            patch.setattr(budget, "capacity_bytes", int(budget_mib * MIB))
+            patch.setattr(budget, "max_block_s", max_block_s)
+            exp = Experiment(prefix="a/b/c", local_path=str(work / "a" / "b" / "c"))
+            with exp.run:
+                train = exp.metrics("train")
+                for step, length in enumerate(texts):
+                    text = chr(ord("a") + step % 26) * length
+                    before = exp.stats()["streams"].get("metrics/train", {}).get("dropped", {}).get("buffer_full", 0)
+                    train.log(step=step, text=text)
+                    stats = exp.stats()["streams"]["metrics/train"]
+                    model.accepted(step, text, stats["dropped"].get("buffer_full", 0) > before)
+                    model.written(stats["written"])
+                    assert model.peak_big <= budget_mib * MIB, (model.peak_big, budget_mib, texts, delays)
+        target(model.peak_big / (budget_mib * MIB))  # towards examples that fill the buffer
+        stats = exp.stats()["streams"]["metrics/train"]
+        assert stats["accepted"] == len(texts) and stats["pending"] == 0, stats
+        assert stats["dropped"] == ({"buffer_full": model.dropped} if model.dropped else {}), stats
+        assert stats["written"] == len(model.kept), stats
+        lines = [json.loads(line) for line in (exp.directory / "metrics/train/data.jsonl").read_text().splitlines()]
+        assert [r["data"]["step"] for r in lines] == [step for step, _, _ in model.kept]  # each once, in order
+        assert [r["index"] for r in lines] == list(range(len(model.kept)))
+        assert all(len(r["data"]["text"]) == texts[r["data"]["step"]] for r in lines)
     finally:
         shutil.rmtree(work, ignore_errors=True)
