@@ -9,9 +9,11 @@ where the survivors' diffs are. Slow (minutes per module on 2 cores): not part o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,13 +31,19 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="modules.toml entries (default: all)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ml-dash-mutation",
                         help="where the sessions and survivors' diffs go (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each module's session in --out where it stopped (its killed mutants stand, its "
+                             "survivors are tried again) "
+                             "instead of starting it afresh; refused for a module changed since that session")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop each module's mutants after this long (the session can be resumed)")
     args = parser.parse_args()
     table = tomllib.loads((HERE / "modules.toml").read_text())
     unknown = set(args.names) - set(table)
     if unknown:
         parser.error(f"unknown module entries {sorted(unknown)}; known: {sorted(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [check(name, table[name], args.out) for name in (args.names or list(table))]
+    rows = [check(name, table[name], args.out, args.resume, args.minutes) for name in (args.names or list(table))]
     print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6}  survivors")
     for name, counts, survivors in rows:
         print(f"{name:<16} {counts['total']:>8} {counts['killed']:>7} {counts['survived']:>9} {counts['other']:>6}"
@@ -43,7 +51,8 @@ def main() -> int:
     return 0
 
 
-def check(name: str, entry: dict[str, str], out: Path) -> tuple[str, dict[str, int], Path]:
+def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
+          minutes: float | None = None) -> tuple[str, dict[str, int], Path]:
     clone = Path(tempfile.mkdtemp(prefix=f"ml-dash-mutation-{name}-"))
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
@@ -57,11 +66,26 @@ def check(name: str, entry: dict[str, str], out: Path) -> tuple[str, dict[str, i
             f"test-command = {json.dumps(_test_command(entry['tests']))}\n"
             "[cosmic-ray.distributor]\nname = \"local\"\n")
         session = out / f"{name}.sqlite"
-        session.unlink(missing_ok=True)
+        # a session's mutants are places in the module as it was: it resumes only over the same text
+        digest = hashlib.sha256((clone / entry["module"]).read_bytes()).hexdigest()
+        stamp = out / f"{name}.module-sha256"
+        if resume and session.exists() and stamp.exists() and stamp.read_text() != digest:
+            raise SystemExit(f"{name}: {entry['module']} changed since its session in {out}; run without --resume")
         env = {**os.environ, "PYTHONPATH": str(clone)}  # the clone's ml_dash, in the tests and their subprocesses
-        for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
-            subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *step], cwd=clone, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+        if resume and session.exists():  # its survivors are tried again: tests may have been added since
+            with sqlite3.connect(session) as db:
+                db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        else:
+            session.unlink(missing_ok=True)
+            stamp.write_text(digest)
+            subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "init", str(config), str(session)], cwd=clone,
+                           env=env, check=True, stdout=subprocess.DEVNULL)
+        try:
+            subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config), str(session)], cwd=clone,
+                           env=env, check=True, stdout=subprocess.DEVNULL,
+                           timeout=None if minutes is None else minutes * 60)
+        except subprocess.TimeoutExpired:
+            print(f"{name}: stopped after {minutes} minutes; --resume continues it", file=sys.stderr)
         report = subprocess.run(["cr-report", "--show-diff", str(session)], capture_output=True, text=True,
                                 check=True).stdout
         survivors = out / f"{name}-survivors.txt"
@@ -90,10 +114,12 @@ def _survivor_blocks(report: str) -> list[str]:
 
 
 def _counts(report: str) -> dict[str, int]:
+    """Mutants made, killed, survived, and other (not run yet: a stopped session; or timed out)."""
     killed = report.count("TestOutcome.KILLED")
     survived = report.count("TestOutcome.SURVIVED")
-    total = report.count("[job-id]")
-    return {"total": total, "killed": killed, "survived": survived, "other": total - killed - survived}
+    made = next((int(line.split(":")[1]) for line in report.splitlines() if line.startswith("total jobs:")),
+                report.count("[job-id]"))
+    return {"total": made, "killed": killed, "survived": survived, "other": made - killed - survived}
 
 
 if __name__ == "__main__":
