@@ -384,7 +384,8 @@ def test_parameters_and_metadata_nest_at_most_32_deep(exp: Experiment, workdir: 
     line's or a run's, is one dict that may be 32 deep counting itself (the server checks the same)."""
     exp.params.set(deep=_nested(32), big=I64_MAX, small=I64_MIN, nan=math.nan, t=(1, 2),
                    u64=np.array([0, I64_MAX], dtype=np.uint64), empty=np.array([], dtype=np.uint64))
-    got = exp.params.get()
+    exp.flush()
+    got = read_json(exp.directory / "parameters.json")["data"]
     assert (got["big"], got["small"], got["u64"], got["empty"]) == (I64_MAX, I64_MIN, [0, I64_MAX], [])
     exp.log("x", deep=_nested(31))
     Experiment(prefix="a/b/meta", metadata={"deep": _nested(31)})
