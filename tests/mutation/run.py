@@ -66,12 +66,17 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
             f"test-command = {json.dumps(_test_command(entry['tests']))}\n"
             "[cosmic-ray.distributor]\nname = \"local\"\n")
         session = out / f"{name}.sqlite"
+        env = {**os.environ, "PYTHONPATH": str(clone)}  # the clone's ml_dash, in the tests and their subprocesses
         # a session's mutants are places in the module as it was: it resumes only over the same text
         digest = hashlib.sha256((clone / entry["module"]).read_bytes()).hexdigest()
         stamp = out / f"{name}.module-sha256"
         if resume and session.exists() and stamp.exists() and stamp.read_text() != digest:
             raise SystemExit(f"{name}: {entry['module']} changed since its session in {out}; run without --resume")
-        env = {**os.environ, "PYTHONPATH": str(clone)}  # the clone's ml_dash, in the tests and their subprocesses
+        # the tests must pass on the module as it is: else every mutant would count as killed
+        baseline = subprocess.run(_test_command(entry["tests"]), shell=True, cwd=clone, env=env,
+                                  capture_output=True, text=True)
+        if baseline.returncode != 0:
+            raise SystemExit(f"{name}: its tests fail without any mutant:\n{baseline.stdout[-3000:]}")
         if resume and session.exists():  # its survivors are tried again: tests may have been added since
             with sqlite3.connect(session) as db:
                 db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
