@@ -20,6 +20,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from ml_dash.agent.deadline import Deadline
 from ml_dash.agent.upload.rejects import set_aside_counts
-from ml_dash.agent.upload.retry import Outcome
+from ml_dash.agent.upload.retry import Outcome, parse_retry_after
 from ml_dash.agent.upload.uploader import RunUploader
 from ml_dash.format.wire import encode_body, metric_blocks
 from ml_dash.server.app import create_app
@@ -249,14 +250,28 @@ class PickyServer(FakeTransport):
         self.voids[TRAIN] = [v for v in self.voids.get(TRAIN, []) if v[0] + v[1] <= kept]
 
 
+#: Retry-After as servers write it: delta-seconds (whole, zero, huge, negative, fractional), HTTP dates
+#: ahead of and behind the client's clock (``{ahead}``: seconds from now), and values that mean nothing
+RETRY_AFTER = {"ra-seconds": "3", "ra-zero": "0", "ra-huge": "10000", "ra-negative": "-5", "ra-fraction": "0.000000001",
+               "ra-date-ahead": "{ahead:7}", "ra-date-behind": "{ahead:-30}", "ra-garbage": "soon", "ra-nan": "nan",
+               "ra-empty": ""}
+
+
+def _retry_after(header: str, clock: FakeClock) -> float | None:
+    """The header read by the client's one parser (agent/upload/retry.py), as the transport reads it."""
+    if header.startswith("{ahead:"):
+        header = formatdate(clock.now + float(header[7:-1]), usegmt=True)
+    return parse_retry_after(header, now=clock)
+
+
 def _reply(kind: str, server: PickyServer) -> Any:
     """One scripted reply of the status table (a callable sees the request it answers)."""
-    retry_after = {"ra-seconds": 3.0, "ra-past": 0.0, "ra-huge": 10_000.0}
-    if kind in retry_after:
-        return Outcome(503, retry_after_s=retry_after[kind])
+    if kind in RETRY_AFTER:
+        status = 429 if kind.endswith(("zero", "garbage", "empty")) else 503
+        return lambda request: Outcome(status, retry_after_s=_retry_after(RETRY_AFTER[kind], server.clock))
     if kind == "ra-none":
         return Outcome(429)
-    if kind in ("500", "502", "504"):
+    if kind in ("408", "500", "502", "504", "507"):
         return Outcome(int(kind))
     if kind in ("401", "403"):
         return Outcome(int(kind), body={"error": "no"})
@@ -281,8 +296,8 @@ def _reply(kind: str, server: PickyServer) -> Any:
     return {"reset-after": after_commit, "413": too_large, "lose-tail": lost_tail}[kind]
 
 
-KINDS = ["ok", "ra-seconds", "ra-past", "ra-huge", "ra-none", "500", "502", "504", "401", "403", "reset-before",
-         "reset-after", "413", "lose-tail"]
+KINDS = ["ok", *RETRY_AFTER, "ra-none", "408", "500", "502", "504", "507", "401", "403", "reset-before", "reset-after",
+         "413", "lose-tail"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -301,9 +316,12 @@ def test_the_uploader_stores_every_row_once_or_sets_it_aside_whatever_the_server
         for _ in range(len(script) + 2):  # 401/403 and the end of a deadline stop a pass; the next goes on
             uploader = RunUploader(directory, "a/b/c", server, batch_rows=batch_rows, clock=clock, sleep=clock.sleep)
             report = asyncio.run(uploader.upload(Deadline(3600.0, clock)))
+            status = uploader.stream_status({TRAIN: ROWS})[TRAIN]  # what exp.stats() says in remote mode
+            assert sum(status.values()) == ROWS and status["pending_upload"] == report.pending_rows, (script, status)
             if report.complete:
                 break
         assert report is not None and report.complete, (script, report)
+        assert status == {"acknowledged": ROWS - len(bad_rows), "set_aside": len(bad_rows), "pending_upload": 0}
         data = server.rows.get(TRAIN, {})
         voids = {i for start, count, _ in server.voids.get(TRAIN, []) for i in range(start, start + count)}
         assert voids == bad_rows and not (set(data) & voids), (script, sorted(voids))
