@@ -422,3 +422,20 @@ def test_a_metric_name_is_at_most_128_characters(exp: Experiment, name: str, kep
     else:
         with pytest.raises(ValueError, match="128"):
             exp.metrics(name).log(v=1)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps", "xpu", "xla", "meta"])
+def test_a_one_element_tensor_is_in_the_domain_on_every_device_but_meta(device: str) -> None:
+    """The check reads only a tensor's metadata, so tensors that merely claim a device (torch's fake
+    tensors: no such hardware here) show what it does on each: only ``meta`` holds no value to log."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ml_dash.format.values import check_tensor
+
+    with FakeTensorMode():
+        tensor = torch.ones((), device=device)
+    if device == "meta":
+        with pytest.raises(TypeError, match="log a dense one-element tensor"):
+            check_tensor("metric field 'v'", tensor)
+    else:
+        assert check_tensor("metric field 'v'", tensor) is tensor
