@@ -164,6 +164,13 @@ class ExactlyOnce(RuleBasedStateMachine):
         else:
             assert status == 409, (status, reply)
 
+    @rule(writer=st.sampled_from(WRITERS), stream=st.sampled_from(STREAMS), count=st.integers(1, 5),
+          void=st.booleans())
+    def continue_at_the_end(self, writer: str, stream: str, count: int, void: bool) -> None:
+        """New rows right after what is stored, by any writer: the ranges of several writers alternate, so
+        a later send can cover another writer's range that is not the last one."""
+        self.send(writer, False, {stream: (len(self.model.by_stream[stream]), count, void)})
+
     @rule(writer=st.sampled_from(WRITERS), stream=st.sampled_from(STREAMS), data=st.data())
     def resend_own_rows(self, writer: str, stream: str, data: st.DataObject) -> None:
         """A writer resends from anywhere in what it settled itself: acknowledged, nothing stored again."""
