@@ -439,3 +439,17 @@ def test_a_one_element_tensor_is_in_the_domain_on_every_device_but_meta(device: 
             check_tensor("metric field 'v'", tensor)
     else:
         assert check_tensor("metric field 'v'", tensor) is tensor
+
+
+@pytest.mark.parametrize("neighbour", [None, True, 1.5, MyFloat(1.5), np.float64(1.5), np.bool_(True), "text"],
+                         ids=repr)
+def test_every_value_of_a_parameter_or_metadata_is_checked_whatever_is_beside_it(exp: Experiment,
+                                                                                   neighbour: object) -> None:
+    """A value that needs no check (None, a bool, a float of any class) must not end the check of the
+    values beside it: the one past 64 bits is refused wherever it sits."""
+    for value in ([I64_MAX + 1, neighbour], [neighbour, I64_MAX + 1], {"a": I64_MAX + 1, "b": neighbour}):
+        with pytest.raises(ValueError, match="does not fit in 64 bits"):
+            exp.params.set(mixed=value)
+        with pytest.raises(ValueError, match="does not fit in 64 bits"):
+            exp.log("x", mixed=value)
+    assert exp.params.get() == {}
