@@ -41,6 +41,7 @@ SURROGATE = "caf\udcff.png"  # what os.fsdecode makes of b"caf\xff.png"
     ({"z": np.uint64(2**64 - 1)}, ValueError, "does not fit in 64 bits"),
     ({"z": np.array([1.0, 2.0])}, TypeError, "shape"),
     torch_case(lambda: {"t": torch.tensor([1.0, 2.0])}, TypeError, "tensor of shape"),
+    torch_case(lambda: {"t": torch.tensor([])}, TypeError, "tensor of shape"),
     torch_case(lambda: {"t": torch.tensor(1 + 2j)}, TypeError, "complex tensor"),
     torch_case(lambda: {"t": torch.tensor(3, dtype=torch.uint64)}, TypeError, "dtype torch.uint64"),
     torch_case(lambda: {"t": torch.tensor([1.0]).to_sparse()}, TypeError, "sparse"),
@@ -412,6 +413,10 @@ def test_a_description_is_at_most_64_kib_and_a_reason_is_cut_there(workdir: Path
     exp.run.fail("r" * 65_537)
     reason = read_json(exp.directory / "experiment.json")["status_reason"]
     assert len(reason.encode()) == 65_536 and reason.endswith("...")
+    whole = Experiment(prefix="a/b/e")
+    whole.run.start()
+    whole.run.fail("r" * 65_536)
+    assert read_json(whole.directory / "experiment.json")["status_reason"] == "r" * 65_536  # kept whole
 
 
 @pytest.mark.parametrize("name, kept", [("m" * 128, True), ("m" * 129, False)])
@@ -453,3 +458,18 @@ def test_every_value_of_a_parameter_or_metadata_is_checked_whatever_is_beside_it
         with pytest.raises(ValueError, match="does not fit in 64 bits"):
             exp.log("x", mixed=value)
     assert exp.params.get() == {}
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "xla"])
+def test_a_tensor_on_an_accelerator_is_copied_at_the_call_never_read(device: str) -> None:
+    """A tensor off the CPU is copied on its device at the call and read later by the agent: reading it
+    here would wait for the device. Fake tensors (no such hardware here) have no value to read at all,
+    so a read at the call fails."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ml_dash.format.values import capture_tensor
+
+    with FakeTensorMode():
+        tensor = torch.full((), 2.5, device=device)
+        copy, size = capture_tensor("metric field 'v'", tensor)
+    assert isinstance(copy, torch.Tensor) and copy is not tensor and copy.device.type == device and size == 16
