@@ -9,6 +9,7 @@ where the survivors' diffs are. Slow (minutes per module on 2 cores): not part o
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -44,10 +45,10 @@ def main() -> int:
         parser.error(f"unknown module entries {sorted(unknown)}; known: {sorted(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [check(name, table[name], args.out, args.resume, args.minutes) for name in (args.names or list(table))]
-    print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6}  survivors")
+    print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'annotations':>12}  survivors")
     for name, counts, survivors in rows:
         print(f"{name:<16} {counts['total']:>8} {counts['killed']:>7} {counts['survived']:>9} {counts['other']:>6}"
-              f"  {survivors}")
+              f" {counts['annotations']:>12}  {survivors}")
     return 0
 
 
@@ -85,6 +86,7 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
             stamp.write_text(digest)
             subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "init", str(config), str(session)], cwd=clone,
                            env=env, check=True, stdout=subprocess.DEVNULL)
+        skipped = _skip_annotations(session, clone / entry["module"])
         try:
             subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config), str(session)], cwd=clone,
                            env=env, check=True, stdout=subprocess.DEVNULL,
@@ -95,7 +97,7 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
                                 check=True).stdout
         survivors = out / f"{name}-survivors.txt"
         survivors.write_text("\n".join(_survivor_blocks(report)))
-        return name, _counts(report), survivors
+        return name, {**_counts(session), "annotations": skipped}, survivors
     finally:
         shutil.rmtree(clone, ignore_errors=True)
 
@@ -118,13 +120,52 @@ def _survivor_blocks(report: str) -> list[str]:
     return ["[job-id]" + b for b in blocks if "TestOutcome.SURVIVED" in b]
 
 
-def _counts(report: str) -> dict[str, int]:
-    """Mutants made, killed, survived, and other (not run yet: a stopped session; or timed out)."""
-    killed = report.count("TestOutcome.KILLED")
-    survived = report.count("TestOutcome.SURVIVED")
-    made = next((int(line.split(":")[1]) for line in report.splitlines() if line.startswith("total jobs:")),
-                report.count("[job-id]"))
+def _counts(session: Path) -> dict[str, int]:
+    """Mutants made, killed, survived, and other (not run yet: a stopped session; timed out; skipped)."""
+    with sqlite3.connect(session) as db:
+        made = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0]
+        outcomes = dict(db.execute("SELECT test_outcome, COUNT(*) FROM work_results GROUP BY test_outcome").fetchall())
+    killed, survived = outcomes.get("KILLED", 0), outcomes.get("SURVIVED", 0)
     return {"total": made, "killed": killed, "survived": survived, "other": made - killed - survived}
+
+
+def _skip_annotations(session: Path, module: Path) -> int:
+    """Mark the pending mutants inside type annotations skipped, and return how many there are in all.
+    In a module that has ``from __future__ import annotations`` nothing evaluates them, so such a mutant
+    (``str | None`` made ``str * None``: eleven per annotation) is equivalent by construction."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    tree = ast.parse(module.read_text())
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body):
+        return 0
+    spans = [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0))
+             for a in _annotations(tree)]
+    inside = []
+    with use_db(str(session)) as db:
+        for item in db.pending_work_items:
+            if any(start <= tuple(m.start_pos) < end for m in item.mutations for start, end in spans):
+                inside.append(item.job_id)
+        if inside:
+            db.set_multiple_results(inside, WorkResult(output="inside an annotation (never evaluated)",
+                                                       worker_outcome=WorkerOutcome.SKIPPED))
+        return sum(1 for item in db.completed_work_items
+                   if item[1].output == "inside an annotation (never evaluated)")
+
+
+def _annotations(tree: ast.AST) -> list[ast.expr]:
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            found += [a.annotation for a in every if a is not None and a.annotation is not None]
+            if node.returns is not None:
+                found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+    return found
 
 
 if __name__ == "__main__":
