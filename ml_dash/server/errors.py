@@ -15,6 +15,7 @@
                                     run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
     StorageBusy                     503   another server process held the database's write lock too long
+    StorageUnavailable              503   the database server cannot be reached just now (Retry-After)
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
 
@@ -34,9 +35,17 @@ from typing import Any
 from aiohttp import web
 
 from ..format.jsonlines import dumps
-from .storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
+from .storage.errors import (  # raised by the storage (storage/errors.py), answered here
+    StorageBusy,
+    StorageFull,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger("ml_dash.server")
+
+#: Where :func:`error_middleware` leaves the class of the error a request was answered with (counted
+#: by server/http/instruments.py: a bounded label, unlike the message).
+REJECTION = web.RequestKey("ml_dash_rejection", str)
 
 #: OS errors that mean "no space": the write will succeed once space returns.
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -123,27 +132,37 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours."""
+    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours;
+    the error's class is left in ``request[REJECTION]`` (``InternalError`` for a bug)."""
     try:
         return await handler(request)
-    except RequestError as exc:
+    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
+        if exc.status < 400:
+            raise
+        request[REJECTION] = type(exc).__name__
+        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
+    except Exception as exc:  # noqa: BLE001 - every error gets a reply; _answer logs a bug's traceback
+        request[REJECTION] = type(exc).__name__ if isinstance(exc, _ANSWERED) or is_no_space(exc) else "InternalError"
+        return _answer(request, exc)
+
+
+#: The errors answered as what they are; anything else is a bug (500).
+_ANSWERED = (RequestError, StorageFull, Unavailable, StorageBusy, StorageUnavailable)
+
+
+def _answer(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, RequestError):
         response = json_response({"error": exc.message, **exc.details}, exc.status)
         if isinstance(exc, RequestTimeout):  # the rest of the body is not coming: do not linger for it
             response.force_close()
         return response
-    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
-        if exc.status < 400:
-            raise
-        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
-    except StorageFull as exc:
+    if isinstance(exc, StorageFull):
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
-    except (Unavailable, StorageBusy) as exc:
+    if isinstance(exc, (Unavailable, StorageBusy, StorageUnavailable)):
         response = json_response({"error": f"{exc}; retry later"}, 503)
         response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response
-    except Exception as exc:
-        if is_no_space(exc):
-            return json_response({"error": "the server's disk is full; retry later"}, 507)
-        logger.exception("internal error in %s %s", request.method, request.path)
-        return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)
-
+    if is_no_space(exc):
+        return json_response({"error": "the server's disk is full; retry later"}, 507)
+    logger.exception("internal error in %s %s", request.method, request.path, exc_info=exc)
+    return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)
