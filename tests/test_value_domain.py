@@ -373,11 +373,25 @@ def test_a_log_message_is_at_most_1_mib_of_utf8(exp: Experiment) -> None:
     assert [len(r["message"].encode()) for r in exp.logs.read()] == [ONE_MIB, ONE_MIB]
 
 
-def _nested(depth: int, leaf: object = 1) -> object:
+def _nested(depth: int, leaf: object = 1, shape: str = "mixed") -> object:
+    """``depth`` levels of lists and dicts around ``leaf``: alternating (``mixed``, a list innermost), or
+    all ``lists``, or all ``dicts``."""
     value = leaf
     for i in range(depth):
-        value = {"k": value} if i % 2 else [value]
+        as_dict = {"mixed": i % 2 == 1, "lists": False, "dicts": True}[shape]
+        value = {"k": value} if as_dict else [value]
     return value
+
+
+@pytest.mark.parametrize("shape", ["lists", "dicts", "mixed"])
+def test_metadata_nested_33_deep_is_refused_whatever_it_is_made_of(workdir: Path, shape: str) -> None:
+    """Every level counts, a list's as a dict's, whichever level it sits at."""
+    for depth in (33, 34):
+        with pytest.raises(ValueError, match="nested deeper than 32 levels"):
+            Experiment(prefix="a/b/meta", metadata={"deep": _nested(depth - 1, shape=shape)})
+        with pytest.raises(ValueError, match="nested deeper than 32 levels"):
+            Experiment(prefix="a/b/meta", metadata={"deep": [_nested(depth - 2, shape=shape)]})
+    Experiment(prefix="a/b/meta", metadata={"deep": _nested(31, shape=shape)})
 
 
 def test_parameters_and_metadata_nest_at_most_32_deep(exp: Experiment, workdir: Path) -> None:
