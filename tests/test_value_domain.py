@@ -292,7 +292,7 @@ OUTSIDE_EDGES = [
     ("ok" + "\udc80", ValueError, "lone surrogate"),
     (np.complex128(1), TypeError, "dtype complex128"), (np.datetime64("2026-01-01"), TypeError, "dtype datetime64"),
     (np.array(["text"]), TypeError, "dtype <U4"), (np.array([1, 2]), TypeError, "shape"),
-    (np.zeros((1, 2)), TypeError, "shape"), (b"bytes", TypeError, "unsupported type bytes"),
+    (np.zeros((1, 2)), TypeError, "shape"), (np.array([]), TypeError, "shape"), (b"bytes", TypeError, "unsupported type bytes"),
     ([1.0], TypeError, "unsupported type list"), ({"a": 1}, TypeError, "unsupported type dict"),
 ]
 
