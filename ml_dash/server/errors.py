@@ -18,6 +18,8 @@
     StorageUnavailable              503   the database server cannot be reached just now (Retry-After)
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
+    └── TooManyRequests             429   the caller has as many bodies being read as one caller may
+                                          (``limit``); transient like 503, with ``Retry-After``
 
 Anything else raised by a handler is a server bug: a 500 whose body says so
 (the traceback goes to the server's log, never to the client), which clients
@@ -114,9 +116,19 @@ class Unavailable(Exception):
     """The server cannot handle the request just now (nothing of it was stored); the client retries
     after ``retry_after_s``."""
 
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1, **details: Any) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.details = details
+
+
+class TooManyRequests(Unavailable):
+    """The caller has as many requests of a kind under way as one caller may (``limit``): the server is
+    fine, this caller waits (429; the client retries after ``retry_after_s``)."""
+
+    status = 429
 
 
 def is_no_space(exc: BaseException) -> bool:
@@ -159,7 +171,8 @@ def _answer(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StorageFull):
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
     if isinstance(exc, (Unavailable, StorageBusy, StorageUnavailable)):
-        response = json_response({"error": f"{exc}; retry later"}, 503)
+        details = exc.details if isinstance(exc, Unavailable) else {}
+        response = json_response({"error": f"{exc}; retry later", **details}, getattr(exc, "status", 503))
         response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response
     if is_no_space(exc):
