@@ -8,8 +8,9 @@ the integration ring.
 
 Storage: exactly once under concurrent ingest of one run from two storages on one database (as two
 server processes), gaps, resends, conflicts, voids, the metric limit, pages, buckets, log search,
-keys, grants, sessions, file records. Blobs: put verified or refused (small and past a part, also when the stream breaks off), ranges, size,
-exists, delete.
+keys, grants, sessions, file records; and tests/test_models.py's model of the exactly-once rule (random
+writers, resends, voids and restarts through the real app) on each backend. Blobs: put verified or
+refused (small and past a part, also when the stream breaks off), ranges, size, exists, delete.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.stateful import run_state_machine_as_test
 
 from ml_dash.format.wire import metric_blocks
 from ml_dash.server.blobs import (
@@ -37,6 +39,8 @@ from ml_dash.server.blobs import (
 from ml_dash.server.ingest.decode import build_batch
 from ml_dash.server.storage import ConflictError, GapError, Storage, StreamLimitError, open_storage
 from ml_dash.server.storage.records import IngestBatch
+
+from .test_models import EXACTLY_ONCE_SETTINGS, ExactlyOnce
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -169,6 +173,12 @@ def test_ingest_creates_the_run_and_answers_every_streams_count(storage_url: str
         assert latest[exp["id"]][0]["loss"]["loss"] == 9.0 and latest[exp["id"]][1] is False
 
     run_with(storage_url, body)
+
+
+def test_the_exactly_once_rule_holds_against_its_model_over_random_writers_resends_voids_and_restarts(
+        storage_url: str) -> None:
+    """tests/test_models.py's state machine: the real app over this backend, each example a run of its own."""
+    run_state_machine_as_test(lambda: ExactlyOnce(storage_url), settings=EXACTLY_ONCE_SETTINGS)
 
 
 def test_a_gap_is_refused_whole_with_every_streams_count(storage_url: str) -> None:

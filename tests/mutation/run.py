@@ -9,9 +9,12 @@ where the survivors' diffs are. Slow (minutes per module on 2 cores): not part o
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,21 +32,28 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="modules.toml entries (default: all)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ml-dash-mutation",
                         help="where the sessions and survivors' diffs go (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each module's session in --out where it stopped (its killed mutants stand, its "
+                             "survivors are tried again) "
+                             "instead of starting it afresh; refused for a module changed since that session")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop each module's mutants after this long (the session can be resumed)")
     args = parser.parse_args()
     table = tomllib.loads((HERE / "modules.toml").read_text())
     unknown = set(args.names) - set(table)
     if unknown:
         parser.error(f"unknown module entries {sorted(unknown)}; known: {sorted(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [check(name, table[name], args.out) for name in (args.names or list(table))]
-    print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6}  survivors")
+    rows = [check(name, table[name], args.out, args.resume, args.minutes) for name in (args.names or list(table))]
+    print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'annotations':>12}  survivors")
     for name, counts, survivors in rows:
         print(f"{name:<16} {counts['total']:>8} {counts['killed']:>7} {counts['survived']:>9} {counts['other']:>6}"
-              f"  {survivors}")
+              f" {counts['annotations']:>12}  {survivors}")
     return 0
 
 
-def check(name: str, entry: dict[str, str], out: Path) -> tuple[str, dict[str, int], Path]:
+def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
+          minutes: float | None = None) -> tuple[str, dict[str, int], Path]:
     clone = Path(tempfile.mkdtemp(prefix=f"ml-dash-mutation-{name}-"))
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
@@ -57,16 +67,37 @@ def check(name: str, entry: dict[str, str], out: Path) -> tuple[str, dict[str, i
             f"test-command = {json.dumps(_test_command(entry['tests']))}\n"
             "[cosmic-ray.distributor]\nname = \"local\"\n")
         session = out / f"{name}.sqlite"
-        session.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(clone)}  # the clone's ml_dash, in the tests and their subprocesses
-        for step in (["init", str(config), str(session)], ["exec", str(config), str(session)]):
-            subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *step], cwd=clone, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+        # a session's mutants are places in the module as it was: it resumes only over the same text
+        digest = hashlib.sha256((clone / entry["module"]).read_bytes()).hexdigest()
+        stamp = out / f"{name}.module-sha256"
+        if resume and session.exists() and stamp.exists() and stamp.read_text() != digest:
+            raise SystemExit(f"{name}: {entry['module']} changed since its session in {out}; run without --resume")
+        # the tests must pass on the module as it is: else every mutant would count as killed
+        baseline = subprocess.run(_test_command(entry["tests"]), shell=True, cwd=clone, env=env,
+                                  capture_output=True, text=True)
+        if baseline.returncode != 0:
+            raise SystemExit(f"{name}: its tests fail without any mutant:\n{baseline.stdout[-3000:]}")
+        if resume and session.exists():  # its survivors are tried again: tests may have been added since
+            with sqlite3.connect(session) as db:
+                db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        else:
+            session.unlink(missing_ok=True)
+            stamp.write_text(digest)
+            subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "init", str(config), str(session)], cwd=clone,
+                           env=env, check=True, stdout=subprocess.DEVNULL)
+        skipped = _skip_annotations(session, clone / entry["module"])
+        try:
+            subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config), str(session)], cwd=clone,
+                           env=env, check=True, stdout=subprocess.DEVNULL,
+                           timeout=None if minutes is None else minutes * 60)
+        except subprocess.TimeoutExpired:
+            print(f"{name}: stopped after {minutes} minutes; --resume continues it", file=sys.stderr)
         report = subprocess.run(["cr-report", "--show-diff", str(session)], capture_output=True, text=True,
                                 check=True).stdout
         survivors = out / f"{name}-survivors.txt"
         survivors.write_text("\n".join(_survivor_blocks(report)))
-        return name, _counts(report), survivors
+        return name, {**_counts(session), "annotations": skipped}, survivors
     finally:
         shutil.rmtree(clone, ignore_errors=True)
 
@@ -89,11 +120,52 @@ def _survivor_blocks(report: str) -> list[str]:
     return ["[job-id]" + b for b in blocks if "TestOutcome.SURVIVED" in b]
 
 
-def _counts(report: str) -> dict[str, int]:
-    killed = report.count("TestOutcome.KILLED")
-    survived = report.count("TestOutcome.SURVIVED")
-    total = report.count("[job-id]")
-    return {"total": total, "killed": killed, "survived": survived, "other": total - killed - survived}
+def _counts(session: Path) -> dict[str, int]:
+    """Mutants made, killed, survived, and other (not run yet: a stopped session; timed out; skipped)."""
+    with sqlite3.connect(session) as db:
+        made = db.execute("SELECT COUNT(*) FROM work_items").fetchone()[0]
+        outcomes = dict(db.execute("SELECT test_outcome, COUNT(*) FROM work_results GROUP BY test_outcome").fetchall())
+    killed, survived = outcomes.get("KILLED", 0), outcomes.get("SURVIVED", 0)
+    return {"total": made, "killed": killed, "survived": survived, "other": made - killed - survived}
+
+
+def _skip_annotations(session: Path, module: Path) -> int:
+    """Mark the pending mutants inside type annotations skipped, and return how many there are in all.
+    In a module that has ``from __future__ import annotations`` nothing evaluates them, so such a mutant
+    (``str | None`` made ``str * None``: eleven per annotation) is equivalent by construction."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    tree = ast.parse(module.read_text())
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body):
+        return 0
+    spans = [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0))
+             for a in _annotations(tree)]
+    inside = []
+    with use_db(str(session)) as db:
+        for item in db.pending_work_items:
+            if any(start <= tuple(m.start_pos) < end for m in item.mutations for start, end in spans):
+                inside.append(item.job_id)
+        if inside:
+            db.set_multiple_results(inside, WorkResult(output="inside an annotation (never evaluated)",
+                                                       worker_outcome=WorkerOutcome.SKIPPED))
+        return sum(1 for item in db.completed_work_items
+                   if item[1].output == "inside an annotation (never evaluated)")
+
+
+def _annotations(tree: ast.AST) -> list[ast.expr]:
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            found += [a.annotation for a in every if a is not None and a.annotation is not None]
+            if node.returns is not None:
+                found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+    return found
 
 
 if __name__ == "__main__":
