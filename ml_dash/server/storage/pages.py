@@ -8,6 +8,8 @@ from typing import Any
 
 import msgpack
 
+from ml_dash.format.layout import metric_name
+
 #: Streams per page of the run document and of ``.../streams`` (its ``limit`` at most).
 STREAM_PAGE = 1_000
 #: Streams ``.../streams?q=`` examines per request: a filter that matches few names ends its page there,
@@ -46,3 +48,55 @@ def within_budget(rows: list[tuple[str, bytes]], budget: int) -> tuple[dict[str,
 def like_literal(text: str) -> str:
     """``text`` as a literal inside a LIKE pattern with ESCAPE '\\' (PostgreSQL's default): its wildcards escaped."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def key_page(rows: list[tuple[str, int]], limit: int) -> tuple[dict[str, int], str | None]:
+    """(stream -> stored rows, next) from up to ``limit + 1`` (stream, stored) rows in name order: the
+    first ``limit``, and the name to ask the rest after when there were more."""
+    if len(rows) > limit:
+        return dict(rows[:limit]), rows[limit - 1][0]
+    return dict(rows), None
+
+
+def filtered_page(scanned: list[tuple[str, int]], contains: str, limit: int,
+                  after: str) -> tuple[dict[str, int], str | None]:
+    """(stream -> stored rows, next) of the metric streams among ``scanned`` (up to :data:`FILTER_SCAN` + 1
+    rows in name order from after ``after``) whose metric name holds ``contains`` (case-insensitive), at
+    most ``limit`` of them; ``next`` is where to go on (None when the scan reached the end)."""
+    wanted = contains.lower()
+    found: dict[str, int] = {}
+    last = after
+    for stream, stored in scanned[:FILTER_SCAN]:
+        metric = metric_name(stream)
+        if metric is not None and wanted in metric.lower():
+            if len(found) == limit:
+                return found, last
+            found[stream] = stored
+        last = stream
+    return found, (last if len(scanned) > FILTER_SCAN else None)
+
+
+class LogBudget:
+    """A page of log records cut by their stored bytes (at least one record): feed records in read
+    order with :meth:`take` until it says stop; :meth:`page` gives the reply's records and ``next``."""
+
+    def __init__(self, max_bytes: int, tail: bool) -> None:
+        self.max_bytes = max_bytes
+        self.tail = tail
+        self.rows: list[tuple[int, bytes]] = []
+        self.taken = 0
+        self.cut: int | None = None
+
+    def take(self, idx: int, record: bytes) -> bool:
+        """Keep the record if it fits; False (stop reading) when it does not."""
+        if self.rows and self.taken + len(record) > self.max_bytes:
+            self.cut = None if self.tail else idx
+            return False
+        self.rows.append((idx, record))
+        self.taken += len(record)
+        return True
+
+    def page(self) -> tuple[list[dict[str, Any]], int | None]:
+        rows = self.rows[::-1] if self.tail else self.rows
+        # the stored index wins over anything of the same name in the record (older servers kept it)
+        return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows], self.cut

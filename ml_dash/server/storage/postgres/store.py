@@ -39,6 +39,9 @@ from ..pages import (
     MAX_LIST_VALUES,
     MAX_LOG_PAGE_BYTES,
     MAX_NAMED_METRICS,
+    LogBudget,
+    filtered_page,
+    key_page,
     like_literal,
     within_budget,
 )
@@ -384,17 +387,11 @@ class PostgresStorage:
         sql += f" ORDER BY idx {'DESC' if tail else 'ASC'} LIMIT ${len(args)}"
 
         async def read(conn: Any) -> tuple[list[dict[str, Any]], int | None]:
-            rows: list[tuple[int, bytes]] = []
-            taken, cut = 0, None
+            budget = LogBudget(max_bytes, tail)
             async for idx, record in conn.cursor(sql, *args, prefetch=100):  # the budget stops the read
-                if rows and taken + len(record) > max_bytes:
-                    cut = None if tail else idx
+                if not budget.take(idx, record):
                     break
-                rows.append((idx, record))
-                taken += len(record)
-            if tail:
-                rows.reverse()
-            return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows], cut
+            return budget.page()
         return await self._read(read, snapshot=True)  # a cursor lives in a transaction
 
 
@@ -404,22 +401,9 @@ async def _stream_page(conn: Any, exp_id: int, after: str, limit: int,
     :data:`FILTER_SCAN` streams examined."""
     sql = "SELECT stream, stored FROM stream_counts WHERE exp_id = $1 AND stream > $2 ORDER BY stream LIMIT $3"
     if contains is None:
-        rows = [tuple(r) for r in await conn.fetch(sql, exp_id, after, limit + 1)]
-        if len(rows) > limit:
-            return dict(rows[:limit]), rows[limit - 1][0]
-        return dict(rows), None
-    wanted = contains.lower()
-    found: dict[str, int] = {}
-    last = after
-    scanned = await conn.fetch(sql, exp_id, after, FILTER_SCAN + 1)
-    for stream, stored in scanned[:FILTER_SCAN]:
-        metric = metric_name(stream)
-        if metric is not None and wanted in metric.lower():
-            if len(found) == limit:
-                return found, last
-            found[stream] = stored
-        last = stream
-    return found, (last if len(scanned) > FILTER_SCAN else None)
+        return key_page([tuple(r) for r in await conn.fetch(sql, exp_id, after, limit + 1)], limit)
+    scanned = [tuple(r) for r in await conn.fetch(sql, exp_id, after, FILTER_SCAN + 1)]
+    return filtered_page(scanned, contains, limit, after)
 
 
 _EXP_COLUMNS = "id, owner, project, name, doc, status, last_seen, run_id"

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from ..pages import MAX_LOG_PAGE_BYTES, like_literal
+from ..pages import MAX_LOG_PAGE_BYTES, LogBudget, like_literal
 from ..records import LogEntry
 
 _RUN_SPAN = 1 << 40
@@ -89,18 +89,11 @@ def read(db: sqlite3.Connection, full_text: bool, exp_id: int, start: int, limit
             sql += " AND r.level = ?"
             args.append(level)
         cursor = db.execute(sql + f" ORDER BY t.rowid {order} LIMIT ?", (*args, limit))
-    rows: list[tuple[int, bytes]] = []
-    taken, cut = 0, None
+    budget = LogBudget(max_bytes, tail)
     for idx, record in cursor:  # row by row: the budget stops the read, not only the reply
-        if rows and taken + len(record) > max_bytes:
-            cut = None if tail else idx
+        if not budget.take(idx, record):
             break
-        rows.append((idx, record))
-        taken += len(record)
-    if tail:
-        rows.reverse()
-    # the stored index wins over anything of the same name in the record (older servers kept it)
-    return [{**msgpack.unpackb(record), "sequenceNumber": idx} for idx, record in rows], cut
+    return budget.page()
 
 
 def index_existing(db: sqlite3.Connection) -> None:

@@ -24,7 +24,16 @@ import msgpack
 
 from ml_dash.format.layout import metric_name
 
-from ..pages import FILTER_SCAN, LIST_LATEST_METRICS, MAX_LIST_VALUES, MAX_NAMED_METRICS, STREAM_PAGE, within_budget
+from ..pages import (
+    FILTER_SCAN,
+    LIST_LATEST_METRICS,
+    MAX_LIST_VALUES,
+    MAX_NAMED_METRICS,
+    STREAM_PAGE,
+    filtered_page,
+    key_page,
+    within_budget,
+)
 
 
 def stream_page(db: sqlite3.Connection, exp_id: int, after: str, limit: int = STREAM_PAGE,
@@ -32,25 +41,10 @@ def stream_page(db: sqlite3.Connection, exp_id: int, after: str, limit: int = ST
     """(stream -> stored rows, next): up to ``limit`` streams named after ``after``, in name order, and the
     name to ask the rest after (None at the end). With ``contains``, only metric streams whose metric
     name holds it (case-insensitive); such a page examines at most :data:`FILTER_SCAN` streams."""
+    sql = "SELECT stream, stored FROM stream_counts WHERE exp_id = ? AND stream > ? ORDER BY stream LIMIT ?"
     if contains is None:
-        rows = db.execute("SELECT stream, stored FROM stream_counts WHERE exp_id = ? AND stream > ? "
-                          "ORDER BY stream LIMIT ?", (exp_id, after, limit + 1)).fetchall()
-        if len(rows) > limit:
-            return dict(rows[:limit]), rows[limit - 1][0]
-        return dict(rows), None
-    wanted = contains.lower()
-    found: dict[str, int] = {}
-    last = after
-    scanned = db.execute("SELECT stream, stored FROM stream_counts WHERE exp_id = ? AND stream > ? "
-                         "ORDER BY stream LIMIT ?", (exp_id, after, FILTER_SCAN + 1)).fetchall()
-    for stream, stored in scanned[:FILTER_SCAN]:
-        metric = metric_name(stream)
-        if metric is not None and wanted in metric.lower():
-            if len(found) == limit:
-                return found, last
-            found[stream] = stored
-        last = stream
-    return found, (last if len(scanned) > FILTER_SCAN else None)
+        return key_page(db.execute(sql, (exp_id, after, limit + 1)).fetchall(), limit)
+    return filtered_page(db.execute(sql, (exp_id, after, FILTER_SCAN + 1)).fetchall(), contains, limit, after)
 
 
 def page_latest(db: sqlite3.Connection, exp_id: int, streams: dict[str, int]) -> dict[str, dict[str, Any]]:
