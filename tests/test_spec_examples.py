@@ -39,12 +39,20 @@ def test_local_example_produces_the_specified_layout(workdir: Path) -> None:
     assert read_json(root / "experiment.json")["status"] == "COMPLETED"
 
 
-def test_remote_examples_against_a_local_server(workdir: Path, tmp_path: Path) -> None:
-    """The specification's two remote examples, with the server's URL pointed at 127.0.0.1."""
+@pytest.mark.parametrize("stores", ["embedded", "postgresql+s3"])
+def test_remote_examples_against_a_local_server(workdir: Path, tmp_path: Path, stores: str,
+                                                request: pytest.FixtureRequest) -> None:
+    """The specification's two remote examples, with the server's URL pointed at 127.0.0.1: on the
+    embedded default (SQLite and a blob directory), and unchanged on PostgreSQL and S3."""
     from .server_process import Server
 
     (workdir / "model.pth").write_bytes(b"weights")
-    dev = Server(tmp_path / "dev-server", "--allow-user-name")
+    if stores == "embedded":
+        dev = Server(tmp_path / "dev-server", "--allow-user-name")
+    else:
+        s3 = request.getfixturevalue("s3_service")
+        dev = Server(tmp_path / "dev-server", "--allow-user-name", "--db", request.getfixturevalue("postgres_url"),
+                     "--blobs", s3.fresh_url(), env={**os.environ, **s3.env()})
     try:
         # With username (simpler for development)
         exp = Experiment(
