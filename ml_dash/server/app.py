@@ -68,17 +68,15 @@ from .errors import (
     Unauthorized,
     Unprocessable,
     UpgradeRequired,
-    error_middleware,
-    json_response,
 )
 from .http.admission import BODY_STEP_BYTES, IngestGate
+from .http.answers import error_middleware, json_response
 from .http.bodies import declared_size, read_held_body
 from .http.etags import conditional_json
 from .http.hosts import ALLOWED_HOSTS, host_middleware
 from .http.request_text import text_middleware
 from .http.timing import timing_middleware
 from .http.ui_token import UI_TOKEN, token_middleware
-from .ingest.decode import ingest_reply
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes.files import get_file, list_files, put_file
@@ -225,7 +223,7 @@ async def ingest(request: web.Request) -> web.Response:
                 raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
             except UnnamedReplyError as exc:
                 raise UpgradeRequired(str(exc)) from None
-    return ingest_reply(acked)
+    return json_response(acked.fields())
 
 
 # -- reads ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The server's one error tree, mapped to HTTP once (in :func:`error_middleware`).
+"""The server's one error tree, mapped to HTTP once (in http/answers.py's :func:`error_middleware`).
 
 ::
 
@@ -22,21 +22,15 @@ Anything else raised by a handler is a server bug: a 500 whose body says so
 (the traceback goes to the server's log, never to the client), which clients
 retry. Never the other way round: a built-in ``ValueError`` from a bug must not
 look like the client's fault, so handlers raise these classes explicitly.
+
+This module imports no aiohttp (the mapping lives in http/answers.py): the ingest workers raise these
+classes, and a worker that imported aiohttp would spend most of its start on it.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
-
-from aiohttp import web
-
-from ..format.jsonlines import dumps
-from .storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
-
-logger = logging.getLogger("ml_dash.server")
 
 #: OS errors that mean "no space": the write will succeed once space returns.
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -114,36 +108,3 @@ def is_no_space(exc: BaseException) -> bool:
     """Whether ``exc`` is an OS error meaning the disk is full. The storage and the blob store raise
     :class:`StorageFull` themselves; this catches a full disk met anywhere else (a temporary file)."""
     return isinstance(exc, OSError) and exc.errno in _NO_SPACE
-
-
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(body=dumps(payload), status=status, content_type="application/json")
-
-
-@web.middleware
-async def error_middleware(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours."""
-    try:
-        return await handler(request)
-    except RequestError as exc:
-        response = json_response({"error": exc.message, **exc.details}, exc.status)
-        if isinstance(exc, RequestTimeout):  # the rest of the body is not coming: do not linger for it
-            response.force_close()
-        return response
-    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
-        if exc.status < 400:
-            raise
-        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
-    except StorageFull as exc:
-        return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
-    except (Unavailable, StorageBusy) as exc:
-        response = json_response({"error": f"{exc}; retry later"}, 503)
-        response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
-        return response
-    except Exception as exc:
-        if is_no_space(exc):
-            return json_response({"error": "the server's disk is full; retry later"}, 507)
-        logger.exception("internal error in %s %s", request.method, request.path)
-        return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)
-

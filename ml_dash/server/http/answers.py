@@ -1,0 +1,53 @@
+"""The server's error tree (server/errors.py) mapped to HTTP once: every error leaves as JSON.
+
+Apart from the tree so that what raises those errors without answering HTTP (an ingest worker, which
+imports the errors and the decoder at its start) does not import aiohttp: a second or so of each
+worker's start on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ...format.jsonlines import dumps
+from ..errors import RequestError, RequestTimeout, Unavailable, is_no_space
+from ..storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
+
+logger = logging.getLogger("ml_dash.server")
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(payload), status=status, content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        response = json_response({"error": exc.message, **exc.details}, exc.status)
+        if isinstance(exc, RequestTimeout):  # the rest of the body is not coming: do not linger for it
+            response.force_close()
+        return response
+    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
+        if exc.status < 400:
+            raise
+        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
+    except StorageFull as exc:
+        return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
+    except (Unavailable, StorageBusy) as exc:
+        response = json_response({"error": f"{exc}; retry later"}, 503)
+        response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
+        return response
+    except Exception as exc:
+        if is_no_space(exc):
+            return json_response({"error": "the server's disk is full; retry later"}, 507)
+        logger.exception("internal error in %s %s", request.method, request.path)
+        return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)
+
