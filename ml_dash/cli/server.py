@@ -60,6 +60,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--max-metrics-per-run", type=int, default=100_000, metavar="N",
                         help="metric streams one run may hold (default 100,000); a request that would start more "
                              "gets 422 naming them")
+    server.add_argument("--metrics-token-file", metavar="PATH",
+                        help="serve GET /metrics (Prometheus' format) to requests carrying the token this file "
+                             "holds (Authorization: Bearer TOKEN); ML_DASH_METRICS_TOKEN gives it instead. "
+                             "Without either, there is no /metrics")
     server.set_defaults(handler=run_server)
     ui = sub.add_parser("ui", help="the web UI over local runs (a .dash directory), read-only, on 127.0.0.1",
                         description="Serve the web UI and the read API over the runs under DIR, on this machine "
@@ -114,7 +118,8 @@ def run_server(args: argparse.Namespace) -> int:
                               body_min_bytes_per_s=args.body_min_rate_kb << 10,
                               worker_memory_bytes=args.worker_memory_mb << 20,
                               max_metrics_per_run=args.max_metrics_per_run,
-                              allowed_hosts=_allowed_hosts(args.host, args.allowed_host))
+                              allowed_hosts=_allowed_hosts(args.host, args.allowed_host),
+                              metrics_token_sha256=_metrics_token_sha256(args.metrics_token_file))
     except ArgumentError as exc:
         print(f"ml-dash server: {exc}", file=sys.stderr)
         return 2
@@ -250,6 +255,32 @@ def _allowed_hosts(bind: str, named: list[str]) -> frozenset[str] | None:
     if is_loopback(bind):
         return LOOPBACK_HOSTS | names
     return names or None
+
+
+#: The shortest metrics token taken: a guessable one would open the server's counters to anyone.
+MIN_METRICS_TOKEN_CHARS = 16
+
+
+def _metrics_token_sha256(path: str | None) -> str | None:
+    """The sha256 of the metrics token (--metrics-token-file, else ML_DASH_METRICS_TOKEN); None: neither.
+    The token itself is never kept, printed or logged."""
+    from ..server.routes.operations import metrics_token_sha256
+
+    if path is not None:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArgumentError(f"--metrics-token-file {path}: cannot read it ({type(exc).__name__})") from None
+        source = f"--metrics-token-file {path}"
+    else:
+        token = os.environ.get("ML_DASH_METRICS_TOKEN", "").strip()
+        source = "ML_DASH_METRICS_TOKEN"
+        if not token:
+            return None
+    if len(token) < MIN_METRICS_TOKEN_CHARS or any(c.isspace() or not c.isprintable() for c in token):
+        raise ArgumentError(f"{source}: the metrics token must be at least {MIN_METRICS_TOKEN_CHARS} printable "
+                            "characters without spaces")
+    return metrics_token_sha256(token)
 
 
 def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:

@@ -2,7 +2,7 @@
 
 Routes (JSON unless noted)::
 
-    GET  /health
+    GET  /health, /ready, /metrics                               alive; stores reachable; Prometheus (routes/operations.py)
     GET  /, /ui/{file}                                          the web UI (server/ui.py)
                   on ``ml-dash ui``, every route but these and /health needs its token
                   in ``Authorization: token`` (server/http/ui_token.py)
@@ -38,7 +38,6 @@ from typing import Any
 
 from aiohttp import web
 
-from .._version import __version__
 from ..format.jsonlines import mark_non_finite_metric_row
 from ..format.naming import MAX_SEGMENT_CHARS, validate_metric_name, validate_prefix
 from ..format.vocabulary import STATUSES, normalise_level
@@ -74,11 +73,13 @@ from .http.answers import error_middleware, json_response
 from .http.bodies import declared_size, read_held_body
 from .http.etags import conditional_json
 from .http.hosts import ALLOWED_HOSTS, host_middleware
+from .http.instruments import INSTRUMENTS, Instruments, instrument_middleware
 from .http.request_text import text_middleware
 from .http.timing import timing_middleware
 from .http.ui_token import UI_TOKEN, token_middleware
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
+from .routes import operations
 from .routes.files import get_file, list_files, put_file
 from .routes.limits import MAX_BUCKETS, MAX_COMPARED_BUCKETS, MAX_COMPARED_RUNS, MAX_READ_ROWS, get_limits
 from .storage.buckets import SUMMARY_WIDTHS
@@ -106,13 +107,14 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     """
     # the token is checked before anything else reads the request, and before the local index is
     # refreshed: a request without it costs nothing and learns nothing
-    middlewares = [timing_middleware, host_middleware, token_middleware, text_middleware, error_middleware]
+    middlewares = [instrument_middleware, timing_middleware, host_middleware, token_middleware, text_middleware, error_middleware]
     if local_root is not None:
         middlewares.append(refresh_local_index)
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
     app.on_response_prepare.append(security_headers)
     app[CONFIG] = config
     app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots)
+    app[INSTRUMENTS] = Instruments(app[GATE], config.ingest_slots)
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
     if config.ui_token is not None:
@@ -137,7 +139,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
             await store.close()
 
     app.cleanup_ctx.append(open_stores)
-    app.router.add_get("/health", health)
+    operations.add_routes(app, with_metrics=config.metrics_token_sha256 is not None)
     ui.add_routes(app)
     base = "/api/v1"
     app.router.add_get(base + "/session", get_session)
@@ -159,10 +161,6 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files", list_files)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files/{path:.+}", get_file)
     return app
-
-
-async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "version": __version__})
 
 
 @web.middleware
@@ -223,6 +221,7 @@ async def ingest(request: web.Request) -> web.Response:
                 raise Unprocessable(str(exc), streams=exc.streams, limit=exc.limit) from None
             except UnnamedReplyError as exc:
                 raise UpgradeRequired(str(exc)) from None
+    request.app[INSTRUMENTS].ingested(batch.rows(), len(raw))
     return json_response(acked.fields())
 
 

@@ -51,6 +51,8 @@ class ServerConfig:
     # None for SQLite and a directory under data_dir. Kept out of repr: a database URL may hold a password
     db: str | None = field(default=None, repr=False)
     blobs: str | None = field(default=None, repr=False)
+    # the sha256 of the token ``/metrics`` asks for (routes/operations.py); None: no /metrics route
+    metrics_token_sha256: str | None = field(default=None, repr=False)
 
     @property
     def ingest_slots(self) -> int:

@@ -110,6 +110,12 @@ class LocalBlobStore:
             return False
         return True
 
+    async def ping(self) -> None:
+        """The directory where uploads are written is there and writable (a lost mount is not)."""
+        staging = self.root / "tmp"
+        if not await asyncio.to_thread(os.access, staging, os.W_OK | os.X_OK):
+            raise OSError(f"the blob directory's {staging} is missing or not writable")
+
     async def close(self) -> None:
         """Nothing to release: every file is closed when its read or write ends."""
 

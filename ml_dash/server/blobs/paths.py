@@ -45,5 +45,8 @@ class PathBlobs:
     async def delete(self, sha256: str) -> bool:
         raise ReadOnlyBlobs("this store serves the files of local runs and never deletes one")
 
+    async def ping(self) -> None:
+        """Always ready: the files are the run directories' own, read when asked."""
+
     async def close(self) -> None:
         """Nothing to release."""

@@ -51,6 +51,10 @@ class BlobStore(Protocol):
         caller makes sure no file record names it any more: blobs are shared by content."""
         ...
 
+    async def ping(self) -> None:
+        """Return once the store is reachable and writable now, or raise: what ``/ready`` asks."""
+        ...
+
     async def close(self) -> None:
         """Release connections and threads; nothing is called after it."""
         ...

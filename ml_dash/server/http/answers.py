@@ -19,6 +19,10 @@ from ..storage.errors import StorageBusy, StorageFull  # raised by the storage (
 
 logger = logging.getLogger("ml_dash.server")
 
+#: Where :func:`error_middleware` leaves the class of the error a request was answered with (counted
+#: by server/http/instruments.py: a bounded label, unlike the message).
+REJECTION = web.RequestKey("ml_dash_rejection", str)
+
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
     return web.Response(body=dumps(payload), status=status, content_type="application/json")
@@ -27,27 +31,37 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours."""
+    """Every error leaves as JSON ``{"error": ..., **details}``: 4xx for the client's, 5xx for ours;
+    the error's class is left in ``request[REJECTION]`` (``InternalError`` for a bug)."""
     try:
         return await handler(request)
-    except RequestError as exc:
+    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
+        if exc.status < 400:
+            raise
+        request[REJECTION] = type(exc).__name__
+        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
+    except Exception as exc:  # noqa: BLE001 - every error gets a reply; _answer logs a bug's traceback
+        request[REJECTION] = type(exc).__name__ if isinstance(exc, _ANSWERED) or is_no_space(exc) else "InternalError"
+        return _answer(request, exc)
+
+
+#: The errors answered as what they are; anything else is a bug (500).
+_ANSWERED = (RequestError, StorageFull, Unavailable, StorageBusy)
+
+
+def _answer(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, RequestError):
         response = json_response({"error": exc.message, **exc.details}, exc.status)
         if isinstance(exc, RequestTimeout):  # the rest of the body is not coming: do not linger for it
             response.force_close()
         return response
-    except web.HTTPException as exc:  # aiohttp's own: no route, method not allowed, body too large
-        if exc.status < 400:
-            raise
-        return json_response({"error": exc.reason if exc.text is None else exc.text}, exc.status)
-    except StorageFull as exc:
+    if isinstance(exc, StorageFull):
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
-    except (Unavailable, StorageBusy) as exc:
+    if isinstance(exc, (Unavailable, StorageBusy)):
         response = json_response({"error": f"{exc}; retry later"}, 503)
         response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response
-    except Exception as exc:
-        if is_no_space(exc):
-            return json_response({"error": "the server's disk is full; retry later"}, 507)
-        logger.exception("internal error in %s %s", request.method, request.path)
-        return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)
-
+    if is_no_space(exc):
+        return json_response({"error": "the server's disk is full; retry later"}, 507)
+    logger.exception("internal error in %s %s", request.method, request.path, exc_info=exc)
+    return json_response({"error": "internal server error (a bug; the server's log has the details)"}, 500)

@@ -97,6 +97,11 @@ class Storage(Protocol):
         called after it."""
         ...
 
+    async def ping(self) -> None:
+        """Return once the store answers a query now, or raise (a :mod:`.errors` class or the driver's
+        own): what ``/ready`` asks before a load balancer sends this instance requests."""
+        ...
+
     # -- ingest ----------------------------------------------------------------------------------
     async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> Acknowledgement:
         """Store ``batch`` atomically: the run's row (created on first sight; its run fields and params

@@ -67,5 +67,10 @@ class IngestBatch:
         names = [metric_stream(m) for m in self.metrics] + ([LOG_STREAM] if self.logs is not None else [])
         return list(dict.fromkeys(names + list(self.voids)))
 
+    def rows(self) -> int:
+        """The metric and log rows the request carries (voids are not rows)."""
+        metric_rows = sum(rows for metric in self.metrics.values() for _, rows, _ in metric.chunks)
+        return metric_rows + (len(self.logs[1]) if self.logs is not None else 0)
+
     def writer_of(self, stream: str) -> str | None:
         return self.writers.get(stream, self.writer_id)

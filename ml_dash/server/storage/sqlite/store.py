@@ -131,6 +131,9 @@ class SQLiteStorage:
             self._db = None
         self._pool.shutdown(wait=True)
 
+    async def ping(self) -> None:
+        await self._fetchone("SELECT 1", ())
+
     async def _run(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` on the writer's thread."""
         try:
