@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from .order import run_order
 from .rings import RINGS, rings_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,15 @@ def test_every_test_of_this_session_is_in_exactly_one_ring(request: pytest.Fixtu
         assert by_id[starts_pytest] == ["integration"]
     if "tests/test_codec.py::test_metric_chunk_lines_have_the_upstream_shape" in by_id:  # not deselected
         assert by_id["tests/test_codec.py::test_metric_chunk_lines_have_the_upstream_shape"] == ["unit"]
+
+
+def test_the_long_tests_run_first_and_xdist_hands_them_out_one_at_a_time(request: pytest.FixtureRequest) -> None:
+    """tests/order.py: slow, then integration and browser, then unit (the workers of -n end together)."""
+    ranks = [run_order(item) for item in request.session.items]
+    assert ranks == sorted(ranks)
+    assert run_order(request.node) == 2
+    if request.config.pluginmanager.hasplugin("xdist") and "--maxschedchunk" not in request.config.invocation_params.args:
+        assert request.config.option.maxschedchunk == 1
 
 
 def test_a_test_marked_with_two_rings_stops_the_run_naming_it(tmp_path: Path) -> None:
