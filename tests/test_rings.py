@@ -5,13 +5,16 @@ tests that need it are skipped, with the reason."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 
+from .made_once import made_once
 from .order import run_order
 from .rings import RINGS, rings_of
 
@@ -112,3 +115,26 @@ def test_without_torch_every_module_collects_and_the_torch_tests_are_skipped_wit
     for needing in ("test_files.py:", "test_metrics.py:", "test_value_domain.py:", "test_spec_examples.py:",
                     "test_remote_files.py:"):
         assert needing in out.stdout, needing  # each module's torch tests are among the skipped
+
+
+def test_data_made_once_per_run_is_made_once_and_each_caller_gets_a_copy_of_its_own(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/made_once.py, as two xdist workers of one run use it (the worker's name is what it reads)."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    made: list[Path] = []
+
+    def make(directory: Path) -> None:
+        made.append(directory)
+        (directory / "data").write_text("made")
+
+    name = f"check-{uuid.uuid4().hex}"  # outside xdist the shared directory is every run's: a name of its own
+    try:
+        first = made_once(tmp_path_factory, name, make)
+        (first / "data").write_text("changed by its tests")
+        second = made_once(tmp_path_factory, name, make)
+        assert len(made) == 1 and first != second
+        assert (second / "data").read_text() == "made" and sorted(p.name for p in second.iterdir()) == ["data"]
+    finally:
+        for directory in made:  # the shared one: not left in every run's directory
+            shutil.rmtree(directory, ignore_errors=True)
+            Path(f"{directory}.lock").unlink(missing_ok=True)
