@@ -29,6 +29,7 @@ class AppServer(Server):
 
     def __init__(self, data: Path, **config: Any) -> None:  # not super().__init__ (a process): the client is shared
         self.data = data
+        self.db = config.get("db")  # keys go to that database (Server.key)
         self.config = ServerConfig(**{"data_dir": data, "allowed_hosts": LOOPBACK_HOSTS, **config, "ingest_workers": 0})
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()

@@ -25,6 +25,7 @@ from .rings import (  # noqa: F401  (the rings: every test unit, integration or 
     pytest_runtest_makereport,
     pytest_runtest_protocol,
 )
+from .services.postgres import postgres_cluster, postgres_url  # noqa: F401  (PostgreSQL, tests/services)
 from .sites import site  # noqa: F401  (a UI test against a real server and against ml-dash ui)
 
 # Hypothesis: in CI the same examples every run (a fixed seed) and no example database; elsewhere its
@@ -42,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 ENV_VARS = [
-    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN",
+    "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN", "ML_DASH_DB",
     "DREAMLAKE_LOCAL_PATH", "DREAMLAKE_API_URL", "DREAMLAKE_API_KEY",
 ]
 
@@ -90,22 +91,30 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def server(tmp_path: Path):
-    """A real ml-dash server process on 127.0.0.1 (port 0) taking API keys, stopped afterwards."""
+def server(tmp_path: Path, request: pytest.FixtureRequest):
+    """A real ml-dash server process on 127.0.0.1 (port 0) taking API keys, stopped afterwards. With
+    ``ML_DASH_TEST_DB=postgresql`` its metadata is in a fresh PostgreSQL database (tests/services/postgres.py):
+    the tests that take this fixture then run against that backend."""
     from .server_process import Server
 
-    srv = Server(tmp_path / "server-data")
+    extra: list[str] = []
+    if os.environ.get("ML_DASH_TEST_DB") == "postgresql":
+        extra = ["--db", request.getfixturevalue("postgres_url")]
+    srv = Server(tmp_path / "server-data", *extra)
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def app_server(tmp_path: Path):
+def app_server(tmp_path: Path, request: pytest.FixtureRequest):
     """The server's app in this process (tests/app_server.py), for tests of a handler's logic: the same
-    client as ``server``, started in milliseconds; stopped afterwards."""
+    client as ``server``, started in milliseconds; stopped afterwards. ``ML_DASH_TEST_DB`` as for ``server``."""
     from .app_server import AppServer
 
-    srv = AppServer(tmp_path / "server-data")
+    config: dict[str, Any] = {}
+    if os.environ.get("ML_DASH_TEST_DB") == "postgresql":
+        config["db"] = request.getfixturevalue("postgres_url")
+    srv = AppServer(tmp_path / "server-data", **config)
     yield srv
     srv.stop()
 

@@ -31,6 +31,7 @@ class Server:
     """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
 
     def __init__(self, data: Path, *extra: str, port: int = 0) -> None:
+        self.db = extra[extra.index("--db") + 1] if "--db" in extra else None  # keys go to that database
         self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra)
 
     def _start(self, data: Path, *command: str, env: dict[str, str] | None = None) -> None:
@@ -43,6 +44,7 @@ class Server:
         if "listening on" not in line:
             self.proc.kill()
             raise RuntimeError(f"ml-dash {command[0]} did not start: {line!r} {self.proc.stderr.read()}")
+        self.banner = line  # "ml-dash server listening on URL (where its data is)"
         self.url = line.split()[4]
         self.port = int(self.url.rsplit(":", 1)[1])
 
@@ -50,7 +52,7 @@ class Server:
         """A new API key of ``owner``: what ``ml-dash keys create`` does (its own function, on its own
         connection to the database, as that command's process would), without starting an interpreter
         for it (a second or more per key on a loaded machine). tests/test_server.py runs the command."""
-        return create_key(self.data, owner)
+        return create_key(self.data, owner, getattr(self, "db", None))
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 key: str | None = None) -> tuple[int, Any]:
@@ -117,14 +119,14 @@ class Server:
 
 
 
-def create_key(data: Path, owner: str) -> str:
-    """``ml-dash keys create --owner OWNER --data DATA``'s key, made in this process: in a thread of its own,
-    whose event loop cannot clash with one running in the caller's (Playwright's, in the UI tests)."""
+def create_key(data: Path, owner: str, db: str | None = None) -> str:
+    """``ml-dash keys create --owner OWNER --data DATA [--db DB]``'s key, made in this process: in a thread of
+    its own, whose event loop cannot clash with one running in the caller's (Playwright's, in the UI tests)."""
     from ml_dash.server.config import ServerConfig
     from ml_dash.server.serve import create_key as create
 
     made: list[str] = []
-    worker = threading.Thread(target=lambda: made.append(asyncio.run(create(ServerConfig(Path(data)), owner))),
+    worker = threading.Thread(target=lambda: made.append(asyncio.run(create(ServerConfig(Path(data), db=db), owner))),
                               name="create-key")
     worker.start()
     worker.join(timeout=60)

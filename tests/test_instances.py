@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ml_dash import Experiment
 
 from .metrics_page import get, sample
@@ -19,6 +21,13 @@ from .services.haproxy import Haproxy
 from .waiting import wait_for
 
 TOKEN = "operator-token-0123456789abcdef"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> list[str]:
+    """The instances' metadata store, as their extra arguments: SQLite under their shared --data, or one
+    PostgreSQL database (tests/services/postgres.py)."""
+    return [] if request.param == "sqlite" else ["--db", request.getfixturevalue("postgres_url")]
 
 
 def _local_rows(directory: Path, metric: str) -> list[dict[str, Any]]:
@@ -37,9 +46,10 @@ def _reads(srv: Server, prefix: str, key: str) -> dict[str, Any]:
             "eval": srv.metric_rows(prefix, "eval", key=key), "logs": logs, "files": files}
 
 
-def test_a_kill_9_of_one_instance_mid_upload_the_run_finishes_through_the_other(workdir: Path, tmp_path: Path) -> None:
+def test_a_kill_9_of_one_instance_mid_upload_the_run_finishes_through_the_other(workdir: Path, tmp_path: Path,
+                                                                              store: list[str]) -> None:
     data = tmp_path / "srv"
-    first, second = Server(data), Server(data)  # one database and one blob directory, two processes
+    first, second = Server(data, *store), Server(data, *store)  # one database and one blob directory, two processes
     balancer = Haproxy(tmp_path, [first.port, second.port])
     restarted: Server | None = None
     try:
@@ -64,7 +74,7 @@ def test_a_kill_9_of_one_instance_mid_upload_the_run_finishes_through_the_other(
         stored = second.metric_rows("alice/multi/r1", "train", key=key)
         assert [r["index"] for r in stored] == list(range(200_000))  # no gap, no duplicate
         assert [r["data"] for r in stored] == [r["data"] for r in local]
-        restarted = Server(data)  # the killed instance, back on the same store
+        restarted = Server(data, *store)  # the killed instance, back on the same store
         through_restarted = _reads(restarted, "alice/multi/r1", key)
         through_second = _reads(second, "alice/multi/r1", key)
         assert through_restarted == through_second
@@ -86,13 +96,13 @@ def _stored(srv: Server, key: str) -> int:
     return int(document["streams"].get("metrics/train", 0)) if status == 200 else 0
 
 
-def test_a_session_signed_in_through_one_instance_is_honoured_by_the_other(tmp_path: Path) -> None:
+def test_a_session_signed_in_through_one_instance_is_honoured_by_the_other(tmp_path: Path, store: list[str]) -> None:
     """Through the balancer (the browser's Host, so one cookie name): round robin sends the sign-in to
     one instance and the next requests to each in turn; every one knows the session."""
     data = tmp_path / "srv"
     token_file = tmp_path / "metrics-token"
     token_file.write_text(TOKEN)
-    first, second = (Server(data, "--metrics-token-file", str(token_file)) for _ in range(2))
+    first, second = (Server(data, "--metrics-token-file", str(token_file), *store) for _ in range(2))
     balancer = Haproxy(tmp_path, [first.port, second.port])
     try:
         key = first.key("alice")

@@ -3,7 +3,8 @@
 * The server's exactly-once rule: random interleavings of writers of one run (and of another run),
   resends from any offset, overlaps, gaps, voids, two streams in one request and restarts, against
   a model of which writer settled which index. The app runs in this process on a real loopback
-  socket over a real SQLite file (the handler and storage code the server process runs).
+  socket over a real SQLite file, and again over a real PostgreSQL database (the handler and storage
+  code the server process runs).
 * The uploader against a scripted server: random sequences of every reply the status table names;
   at the end the server holds each row exactly once, and every row is stored or set aside.
 
@@ -82,18 +83,23 @@ def _payload(writer: str, start: int, count: int, void: bool) -> dict[str, Any]:
 
 
 class ExactlyOnce(RuleBasedStateMachine):
-    """The real app (handlers + SQLite storage) against :class:`Settled`."""
+    """The real app (handlers + SQLite storage, or the storage :attr:`databases` gives) against :class:`Settled`."""
+
+    #: (a new database's URL, dropping it) per example, for a backend other than SQLite under the example's
+    #: directory (None); set by the test class of that backend
+    databases: Any = None
 
     def __init__(self) -> None:
         super().__init__()
         self.data = Path(tempfile.mkdtemp(prefix="ml-dash-model-"))
+        self.db = self.databases.new_database() if self.databases is not None else None
         self.loop = asyncio.new_event_loop()
         self.model = Settled()
         self.client: TestClient | None = None
         self._start()
 
     def _start(self) -> None:
-        config = ServerConfig(data_dir=self.data, allow_user_name=True, ingest_workers=0)
+        config = ServerConfig(data_dir=self.data, allow_user_name=True, ingest_workers=0, db=self.db)
 
         async def start() -> TestClient:  # the client's cookie jar wants a running loop
             server = TestServer(create_app(config), host="127.0.0.1")
@@ -193,10 +199,30 @@ class ExactlyOnce(RuleBasedStateMachine):
         finally:
             self.loop.close()
             shutil.rmtree(self.data, ignore_errors=True)
+            if self.db is not None:
+                self.databases.drop_database(self.db)
 
 
 TestExactlyOnce = ExactlyOnce.TestCase
 TestExactlyOnce.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+class ExactlyOncePostgres(ExactlyOnce):
+    """The same model over PostgreSQL: a fresh database of the session's cluster per example."""
+
+
+@pytest.fixture
+def postgres_for_the_model(postgres_cluster: Any) -> Iterator[None]:
+    ExactlyOncePostgres.databases = postgres_cluster
+    yield
+    ExactlyOncePostgres.databases = None
+
+
+@pytest.mark.integration  # the PostgreSQL cluster is a process (tests/services/postgres.py)
+@pytest.mark.usefixtures("postgres_for_the_model")
+class TestExactlyOncePostgres(ExactlyOncePostgres.TestCase):  # type: ignore[name-defined]
+    # fewer examples than SQLite's: each costs a new database and its schema (about 0.5 s here)
+    settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
 
 
 # -- the uploader against a scripted server -------------------------------------------------------------

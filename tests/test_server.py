@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -54,15 +55,32 @@ def test_keys_are_printed_once_and_stored_hashed(app_server: AppServer) -> None:
     assert created.returncode == 0 and "shown once" in created.stdout, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("mld_")
-    db = sqlite3.connect(app_server.data / "ml-dash.sqlite3")
-    stored = db.execute("SELECT key_id, owner, secret_sha256 FROM api_keys").fetchall()
+    stored = _stored_keys(app_server)
     assert len(stored) == 1 and stored[0][1] == "alice"
     assert token.split("_", 2)[2] not in repr(stored)  # the secret itself is nowhere in the database
 
 
+def _stored_keys(server: Server) -> list[tuple[Any, ...]]:
+    """The api_keys rows as the server's database holds them (its SQLite file, or PostgreSQL's table)."""
+    query = "SELECT key_id, owner, secret_sha256 FROM api_keys"
+    if getattr(server, "db", None) is None:
+        return sqlite3.connect(server.data / "ml-dash.sqlite3").execute(query).fetchall()
+    import asyncpg
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(server.db)
+        try:
+            return [tuple(r) for r in await conn.fetch(query)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
 def _keys_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
+    db = getattr(server, "db", None)  # a server on another database (ML_DASH_TEST_DB): ML_DASH_DB names it
     return subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", *args, "--data", str(server.data)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **({"ML_DASH_DB": db} if db else {})})
 
 
 def test_a_revoked_key_is_refused_by_the_running_server_and_listed_as_revoked(app_server: AppServer) -> None:
@@ -144,8 +162,7 @@ def test_authentication_and_owner_prefixes(app_server: AppServer) -> None:
     assert app_server.ingest("alice/p/r", _batch(0, 1), bob)[0] == 403
     assert app_server.ingest("alice/p/r", _batch(0, 1), alice)[0] == 200
     assert app_server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 403
-    subprocess.run([sys.executable, "-m", "ml_dash.cli", "keys", "grant", "--owner", "alice", "--member", "bob",
-                    "--data", str(app_server.data)], check=True, capture_output=True, timeout=60)
+    assert _keys_cli(app_server, "grant", "--owner", "alice", "--member", "bob").returncode == 0
     assert app_server.request("GET", "/api/v1/experiments/alice/p/r", key=bob)[0] == 200
     assert app_server.ingest("alice/p/r", _batch(1, 1), bob)[0] == 403  # a read grant is not a write grant
 

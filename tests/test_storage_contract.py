@@ -1,6 +1,8 @@
 """The contract every storage backend and every blob store passes (server/storage/protocol.py,
-server/blobs/protocol.py), written against the protocols only: a backend is added by adding its URL
-to STORAGE_URLS or BLOB_URLS (the next: ``postgresql://`` and ``s3://``).
+server/blobs/protocol.py), written against the protocols only: a backend is added by adding one entry
+to STORAGE_URLS or BLOB_URLS (the next: ``s3://``): how to get the URL of a fresh, empty store for a test.
+PostgreSQL's comes from the session's cluster (tests/services/postgres.py): where it cannot run, its
+cases skip, or fail in CI.
 
 Storage: exactly once under concurrent ingest of one run from two storages on one database (as two
 server processes), gaps, resends, conflicts, voids, the metric limit, pages, buckets, log search,
@@ -35,9 +37,11 @@ from ml_dash.server.storage.records import IngestBatch
 
 pytestmark = pytest.mark.timeout(300)
 
-#: name -> the URL of a fresh, empty store under a test's directory
-STORAGE_URLS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite://{tmp / 'contract.sqlite3'}",
+#: name -> the URL of a fresh, empty store for a test (given the test's request, for the fixtures of a
+#: service, and its directory)
+STORAGE_URLS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, tmp: f"sqlite://{tmp / 'contract.sqlite3'}",
+    "postgresql": lambda request, tmp: request.getfixturevalue("postgres_url"),
 }
 BLOB_URLS: dict[str, Callable[[Path], str]] = {
     "file": lambda tmp: f"file://{tmp / 'blobs'}",
@@ -46,9 +50,14 @@ RUN = ("alice", "proj", "run")
 LOSS = "metrics/loss"
 
 
-@pytest.fixture(params=sorted(STORAGE_URLS))
+#: the backends whose store is a service the tests start (a process): their cases are integration tests
+SERVICE_BACKENDS = {"postgresql"}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
+                        for name in sorted(STORAGE_URLS)])
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return STORAGE_URLS[request.param](tmp_path)
+    return STORAGE_URLS[request.param](request, tmp_path)
 
 
 @pytest.fixture(params=sorted(BLOB_URLS))
@@ -313,6 +322,21 @@ def test_buckets_cover_the_series_with_each_buckets_true_extremes(storage_url: s
                 assert (b["fields"]["v"]["min"], b["fields"]["v"]["max"]) == (min(values), max(values))
                 assert (b["fields"]["v"]["first"], b["fields"]["v"]["last"]) == (values[0], values[-1])
         assert (await storage.metric_buckets(eid, "v", total, None, 10))[1] == []
+
+    run_with(storage_url, body)
+
+
+def test_the_run_lists_latest_values_are_the_first_metrics_by_name_and_those_asked_for(storage_url: str) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.ingest(batch({f"metrics/m{i:02d}": rows(0, 3, tag=i) for i in range(20)}))
+        await storage.ingest(batch({"metrics/x": rows(0, 1)}, prefix=("alice", "proj", "small")))
+        wide, small = await exp_id(storage), await exp_id(storage, ("alice", "proj", "small"))
+        latest = await storage.list_latest([wide, small, 10**9], ["m19", "nosuch"])
+        assert set(latest) == {wide, small}  # a run without metrics is absent
+        fields, more = latest[wide]
+        assert list(fields) == ["m19", *(f"m{i:02d}" for i in range(16))] and more is True
+        assert fields["m19"] == {"step": 2, "loss": 21.0} and fields["m00"]["loss"] == 2.0
+        assert latest[small] == ({"x": {"step": 0, "loss": 0.0}}, False)
 
     run_with(storage_url, body)
 

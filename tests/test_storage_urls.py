@@ -38,7 +38,7 @@ def test_a_sqlite_url_and_a_plain_path_open_the_same_database(tmp_path: Path, fo
 
 
 @pytest.mark.parametrize("url, named", [
-    ("postgresql://ml:s3cret@db.example/ml", "'postgresql'"),
+    ("mysql://ml:s3cret@db.example/ml", "'mysql'"),
     ("s3://bucket/prefix", "'s3'"),
     ("sqlite://relative.db", "sqlite:///ABSOLUTE/PATH"),
     ("sqlite:///data.db?mode=ro", "no host, no options"),
@@ -50,6 +50,16 @@ def test_an_unsupported_or_malformed_storage_url_is_refused_naming_it_and_what_i
     message = str(caught.value)
     assert named in message and "sqlite:///ABSOLUTE/PATH" in message
     assert "s3cret" not in message  # a password in a URL is never repeated
+
+
+@pytest.mark.parametrize("url", ["postgresql://ml:s3cret@db.example/", "postgresql:///ml", "postgres://ml@db/a/b",
+                                 "postgresql://ml@db/ml?pool_size=0", "postgresql://ml:s3cret@db:99999/ml"])
+def test_a_malformed_postgresql_url_is_refused_naming_its_form_without_its_password(url: str) -> None:
+    with pytest.raises(StorageURLError) as caught:
+        asyncio.run(open_storage(url))
+    message = str(caught.value)
+    assert "postgresql://USER@HOST:PORT/DATABASE" in message or "pool_size" in message
+    assert "s3cret" not in message
 
 
 @pytest.mark.parametrize("url, named", [("s3://bucket/blobs", "'s3'"), ("file://host/dir", "no host")])
@@ -79,8 +89,8 @@ def test_server_and_keys_take_db_and_blobs_urls_outside_the_data_directory(tmp_p
 
 
 def test_the_commands_refuse_an_unknown_scheme_and_a_missing_database_without_creating_one(tmp_path: Path) -> None:
-    served = _cli("server", "--data", str(tmp_path / "d"), "--db", "postgresql://ml:s3cret@db/ml", "--port", "0")
-    assert served.returncode == 2 and "'postgresql'" in served.stderr and "s3cret" not in served.stderr
+    served = _cli("server", "--data", str(tmp_path / "d"), "--db", "mysql://ml:s3cret@db/ml", "--port", "0")
+    assert served.returncode == 2 and "'mysql'" in served.stderr and "s3cret" not in served.stderr
     blobs = _cli("server", "--data", str(tmp_path / "d"), "--blobs", "s3://bucket", "--port", "0")
     assert blobs.returncode == 2 and "--blobs" in blobs.stderr and "'s3'" in blobs.stderr
     missing = tmp_path / "nowhere.sqlite3"

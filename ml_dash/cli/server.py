@@ -25,9 +25,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                                "printed)")
     server.add_argument("--data", default="ml-dash-data", help="directory for the database and blobs "
                                                                "(created if missing; default ./ml-dash-data)")
-    server.add_argument("--db", metavar="URL",
-                        help="the metadata database instead of the one under --data: sqlite:///ABSOLUTE/PATH or a "
-                             "file path")
+    server.add_argument("--db", metavar="URL", default=os.environ.get("ML_DASH_DB") or None,
+                        help="the metadata database instead of the one under --data: sqlite:///ABSOLUTE/PATH, a "
+                             "file path, or postgresql://USER@HOST:PORT/DATABASE (default: $ML_DASH_DB; a password "
+                             "is best given by PGPASSWORD or ~/.pgpass, never printed)")
     server.add_argument("--blobs", metavar="URL",
                         help="where uploaded files' content lives instead of --data/blobs: file:///ABSOLUTE/DIR or "
                              "a directory path")
@@ -88,7 +89,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     keys.add_argument("--owner", help="with create, list and grant: whose keys or runs")
     keys.add_argument("--member", help="with grant: who may read --owner's runs")
     keys.add_argument("--data", default="ml-dash-data", help="the server's data directory (default ./ml-dash-data)")
-    keys.add_argument("--db", metavar="URL", help="the server's database, when it was started with --db")
+    keys.add_argument("--db", metavar="URL", default=os.environ.get("ML_DASH_DB") or None,
+                      help="the server's database, when it was started with --db (default: $ML_DASH_DB)")
     keys.set_defaults(handler=run_keys)
 
 
@@ -126,10 +128,13 @@ def run_server(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"ml-dash server: --port {args.port} must be within 0..65535", file=sys.stderr)
         return 2
-    from ..server.storage.errors import StorageError
+    from ..server.storage.errors import StorageError, StorageOpenError
 
     try:
         asyncio.run(serve(config, args.host, args.port))
+    except StorageOpenError as exc:  # --db names a database that cannot be used as given: a setting to fix
+        print(f"ml-dash server: --db: {exc}", file=sys.stderr)
+        return 2
     except (OSError, StorageError) as exc:  # the address is in use or cannot be bound; the database is unusable
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         print(f"ml-dash server: cannot serve on {args.host}:{args.port} with data in {config.data_dir}: {reason}",
@@ -236,10 +241,13 @@ def run_keys(args: argparse.Namespace) -> int:
     except (ValueError, ArgumentError) as exc:
         print(f"ml-dash keys: {exc}", file=sys.stderr)
         return 2
-    from ..server.storage.errors import StorageError
+    from ..server.storage.errors import StorageError, StorageOpenError
 
     try:
         return _KEY_ACTIONS[args.action](config, args)
+    except StorageOpenError as exc:
+        print(f"ml-dash keys: --db: {exc}", file=sys.stderr)
+        return 2
     except StorageError as exc:
         print(f"ml-dash keys: {exc}", file=sys.stderr)
         return 1
@@ -285,16 +293,19 @@ def _metrics_token_sha256(path: str | None) -> str | None:
 
 def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:
     """--db and --blobs name a supported backend (the error names the scheme and the supported ones);
-    unless ``create``, a SQLite --db must be an existing file."""
+    unless ``create``, a SQLite --db must be an existing file. A PostgreSQL --db is checked for its form
+    here, and reached when the storage opens (an unreachable one or a refused login: exit 2 there)."""
     from ..server.blobs.factory import SUPPORTED as BLOB_SUPPORTED
     from ..server.blobs.factory import blob_dir
     from ..server.storage.errors import StorageURLError
-    from ..server.storage.factory import SUPPORTED, scheme_of, shown, sqlite_path
+    from ..server.storage.factory import SUPPORTED, postgres_target, scheme_of, shown, sqlite_path
 
     for flag, url, parse, supported in (("--db", db, sqlite_path, SUPPORTED), ("--blobs", blobs, blob_dir, BLOB_SUPPORTED)):
         if url is None:
             continue
         try:
+            if flag == "--db" and postgres_target(url) is not None:
+                continue
             where = parse(url)
         except StorageURLError as exc:
             raise ArgumentError(f"{flag} {exc}") from None
@@ -354,7 +365,9 @@ def _revoke(config: ServerConfig, args: argparse.Namespace) -> int:
               file=sys.stderr)  # not echoed: it may be a mistyped secret
         return 2
     if not asyncio.run(revoke_key(config, key_id)):
-        print(f"ml-dash keys: no key {key_id} in {config.database}", file=sys.stderr)
+        from ..server.storage.factory import shown
+
+        print(f"ml-dash keys: no key {key_id} in {shown(config.storage_url)}", file=sys.stderr)
         return 1
     print(f"key {key_id} revoked; the server refuses it from the next request on")
     return 0

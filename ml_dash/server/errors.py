@@ -15,6 +15,7 @@
                                     run's metrics that do not fit; the client holds those streams back)
     StorageFull                     507   the server's disk is full: transient, the client retries
     StorageBusy                     503   another server process held the database's write lock too long
+    StorageUnavailable              503   the database server cannot be reached just now (Retry-After)
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
 

@@ -18,7 +18,7 @@ from .auth import new_key
 from .config import ServerConfig
 from .http.hosts import is_loopback
 from .http.protocol import QuietAppRunner
-from .storage.factory import open_storage
+from .storage.factory import open_storage, shown
 from .storage.protocol import KeyRow, Storage
 
 logger = logging.getLogger("ml_dash.server")
@@ -48,7 +48,12 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound_port = runner.addresses[0][1]
-    where = f"runs in {local_root}" if local_root is not None else f"data in {config.data_dir}"
+    if local_root is not None:
+        where = f"runs in {local_root}"
+    elif config.db is not None or config.blobs is not None:  # named as they may be printed: no password
+        where = f"database {shown(config.storage_url)}, files in {shown(config.blob_url)}"
+    else:
+        where = f"data in {config.data_dir}"
     print(f"{label} listening on http://{host}:{bound_port} ({where})", flush=True)
     if on_listening is not None:
         on_listening(f"http://{host}:{bound_port}")

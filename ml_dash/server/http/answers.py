@@ -15,7 +15,11 @@ from aiohttp import web
 
 from ...format.jsonlines import dumps
 from ..errors import RequestError, RequestTimeout, Unavailable, is_no_space
-from ..storage.errors import StorageBusy, StorageFull  # raised by the storage (storage/errors.py), answered here
+from ..storage.errors import (  # raised by the storage (storage/errors.py), answered here
+    StorageBusy,
+    StorageFull,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger("ml_dash.server")
 
@@ -46,7 +50,7 @@ async def error_middleware(request: web.Request,
 
 
 #: The errors answered as what they are; anything else is a bug (500).
-_ANSWERED = (RequestError, StorageFull, Unavailable, StorageBusy)
+_ANSWERED = (RequestError, StorageFull, Unavailable, StorageBusy, StorageUnavailable)
 
 
 def _answer(request: web.Request, exc: Exception) -> web.Response:
@@ -57,7 +61,7 @@ def _answer(request: web.Request, exc: Exception) -> web.Response:
         return response
     if isinstance(exc, StorageFull):
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
-    if isinstance(exc, (Unavailable, StorageBusy)):
+    if isinstance(exc, (Unavailable, StorageBusy, StorageUnavailable)):
         response = json_response({"error": f"{exc}; retry later"}, 503)
         response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response

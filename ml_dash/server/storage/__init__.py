@@ -18,6 +18,8 @@ if TYPE_CHECKING:
         StorageBusy,
         StorageError,
         StorageFull,
+        StorageOpenError,
+        StorageUnavailable,
         StorageURLError,
         StreamLimitError,
         UnnamedReplyError,
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     **dict.fromkeys(("Storage", "ExperimentRow", "KeyRow", "OwnerRow", "ProjectRow"), ".protocol"),
-    **dict.fromkeys(("StorageError", "StorageFull", "StorageBusy", "StorageURLError", "GapError", "ConflictError",
+    **dict.fromkeys(("StorageError", "StorageFull", "StorageBusy", "StorageUnavailable", "StorageOpenError", "StorageURLError", "GapError", "ConflictError",
                      "StreamLimitError", "UnnamedReplyError"), ".errors"),
     "Acknowledgement": ".replies",
     "open_storage": ".factory",
@@ -38,6 +40,22 @@ _HOMES = {
 __getattr__ = lazy_attributes(__name__, _HOMES)
 
 
-__all__ = ["Acknowledgement", "ConflictError", "ExperimentRow", "GapError", "KeyRow", "OwnerRow", "ProjectRow", "Storage", "StorageBusy",
-           "StorageError", "StorageFull", "StorageURLError", "StreamLimitError", "UnnamedReplyError",
-           "open_storage"]
+__all__ = [
+    "Acknowledgement",
+    "ConflictError",
+    "ExperimentRow",
+    "GapError",
+    "KeyRow",
+    "OwnerRow",
+    "ProjectRow",
+    "Storage",
+    "StorageBusy",
+    "StorageError",
+    "StorageFull",
+    "StorageOpenError",
+    "StorageURLError",
+    "StorageUnavailable",
+    "StreamLimitError",
+    "UnnamedReplyError",
+    "open_storage",
+]

@@ -8,6 +8,11 @@ storage reads a driver's exceptions (their types or their messages).
     │                     transient, a retry succeeds once space returns (HTTP 507)
     ├── StorageBusy       the backend's write lock was not free in time (another server process on
     │                     the same database held it): nothing was stored; retry (HTTP 503)
+    ├── StorageUnavailable  the database server cannot be reached just now (connection lost, restarting):
+    │                     retry (HTTP 503 with Retry-After); a write whose commit was cut off may or may
+    │                     not be stored, which a resend settles (exactly once: a re-ack)
+    ├── StorageOpenError  at open: the database named cannot be used as given (unreachable, refused
+    │                     login, no such database); a configuration error (the commands exit 2)
     └── StorageURLError   a storage or blob URL names no supported backend, or a bad location
 
     the three refusals of ingest (the request is wrong for what is stored; never retried as it is):
@@ -39,6 +44,19 @@ class StorageFull(StorageError):
 class StorageBusy(StorageError):
     """Another writer (another server process on the same database) held the write lock past the
     backend's wait: nothing was stored; the same request succeeds later."""
+
+
+class StorageUnavailable(StorageError):
+    """The database server could not be reached (the connection was lost, it is restarting or refuses
+    connections): retry after ``retry_after_s``. Nothing of an operation that failed before its commit is
+    stored; one cut off during its commit may be, and its resend is then acknowledged again."""
+
+    retry_after_s = 2
+
+
+class StorageOpenError(StorageError):
+    """At open: the database a URL names cannot be used as given (unreachable, a refused login, no such
+    database). The message names it with any password hidden."""
 
 
 class StorageURLError(StorageError, ValueError):

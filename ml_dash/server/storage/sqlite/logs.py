@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from ..pages import MAX_LOG_PAGE_BYTES, like_literal
 from ..records import LogEntry
 
 _RUN_SPAN = 1 << 40
@@ -56,9 +57,7 @@ def store(db: sqlite3.Connection, exp_id: int, rows: list[LogEntry]) -> None:
     db.executemany("INSERT INTO log_text (rowid, message) VALUES (?, ?)", texts)
 
 
-# A page's budget in stored bytes (message and metadata), besides its ``limit`` in lines: lines may be
-# up to 1 MiB each, and 100,000 of them would otherwise be decoded into one reply.
-MAX_PAGE_BYTES = 8 * 1024 * 1024
+MAX_PAGE_BYTES = MAX_LOG_PAGE_BYTES  # a page's budget in stored bytes (pages.py)
 
 
 def read(db: sqlite3.Connection, full_text: bool, exp_id: int, start: int, limit: int, level: str | None,
@@ -112,8 +111,3 @@ def index_existing(db: sqlite3.Connection) -> None:
             message = msgpack.unpackb(record).get("message")
             db.execute("INSERT OR REPLACE INTO log_text (rowid, message) VALUES (?, ?)",
                        (rowid, message if isinstance(message, str) else str(message)))
-
-
-def like_literal(text: str) -> str:
-    """``text`` as a literal inside a LIKE pattern with ESCAPE '\\': its wildcards escaped."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -24,7 +24,7 @@ import msgpack
 
 from ml_dash.format.layout import metric_name
 
-from ..pages import FILTER_SCAN, LIST_LATEST_METRICS, MAX_LIST_VALUES, MAX_NAMED_METRICS, STREAM_PAGE
+from ..pages import FILTER_SCAN, LIST_LATEST_METRICS, MAX_LIST_VALUES, MAX_NAMED_METRICS, STREAM_PAGE, within_budget
 
 
 def stream_page(db: sqlite3.Connection, exp_id: int, after: str, limit: int = STREAM_PAGE,
@@ -79,27 +79,7 @@ def list_latest(db: sqlite3.Connection, exp_ids: list[int],
         first = db.execute("SELECT metric, latest FROM metric_latest WHERE exp_id = ? ORDER BY metric LIMIT ?",
                            (exp_id, LIST_LATEST_METRICS + 1)).fetchall()
         more = len(first) > LIST_LATEST_METRICS
-        latest, cut = _within_budget(rows + first[:LIST_LATEST_METRICS], MAX_LIST_VALUES)
+        latest, cut = within_budget(rows + first[:LIST_LATEST_METRICS], MAX_LIST_VALUES)
         if latest:
             out[exp_id] = (latest, more or cut)
     return out
-
-
-def _within_budget(rows: list[tuple[str, bytes]], budget: int) -> tuple[dict[str, dict[str, Any]], bool]:
-    """The metrics of ``rows`` (the first of a name wins) with at most ``budget`` field values in all, and
-    whether any field was left out."""
-    latest: dict[str, dict[str, Any]] = {}
-    cut = False
-    for metric, blob in rows:
-        if metric in latest:
-            continue
-        if budget <= 0:
-            return latest, True
-        fields = msgpack.unpackb(blob)
-        if len(fields) > budget:
-            fields = dict(list(fields.items())[:budget])
-            cut = True
-        latest[metric] = fields
-        budget -= len(fields)
-    return latest, cut
-

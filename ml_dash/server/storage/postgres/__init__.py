@@ -1,0 +1,1 @@
+"""The PostgreSQL storage backend (asyncpg): ``postgresql://USER@HOST:PORT/DATABASE`` (store.py)."""
