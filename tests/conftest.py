@@ -26,6 +26,7 @@ from .rings import (  # noqa: F401  (the rings: every test unit, integration or 
     pytest_runtest_protocol,
 )
 from .services.postgres import postgres_cluster, postgres_url  # noqa: F401  (PostgreSQL, tests/services)
+from .services.s3 import s3_service  # noqa: F401  (SeaweedFS's S3, one per session: tests/services/s3.py)
 from .sites import site  # noqa: F401  (a UI test against a real server and against ml-dash ui)
 
 # Hypothesis: in CI the same examples every run (a fixed seed) and no example database; elsewhere its

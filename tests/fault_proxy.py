@@ -125,7 +125,7 @@ class FaultProxy:
                 if mode != "pass":
                     self.faults += 1
                 if mode in ("reset_before", "down", "status"):  # the whole request arrives; none goes on
-                    await _forward(reader, None, _content_length(head), None)
+                    await _forward(reader, None, _content_length(await _continue(head, writer)), None)
                 if mode in ("reset_before", "down"):
                     _reset(writer)
                     return
@@ -137,9 +137,10 @@ class FaultProxy:
                     await writer.drain()
                     writer.close()
                     return
+                head = await _continue(head, writer)
                 up_writer.write(head)
                 await _forward(reader, up_writer, _content_length(head), self.upload_bytes_per_s)
-                response = await _read_message(up_reader)
+                response = await _read_message(up_reader, body=not head.startswith(b"HEAD "))
                 if response is None:
                     _reset(writer)
                     return
@@ -158,12 +159,26 @@ class FaultProxy:
                 up_writer.close()
 
 
-async def _read_message(reader: asyncio.StreamReader) -> bytes | None:
-    """One HTTP/1.1 message with a Content-Length body (all this project's traffic), or None at EOF."""
+async def _continue(head: bytes, writer: asyncio.StreamWriter) -> bytes:
+    """A request that waits for ``100 Continue`` before its body (botocore's PutObject and UploadPart)
+    gets it from the proxy, which forwards the head without the ``Expect``: the proxy reads a request
+    whole before it forwards the answer, so the upstream's own interim answer would stall both."""
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(b"expect:")]
+    if len(kept) == len(lines):
+        return head
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await writer.drain()
+    return b"\r\n".join(kept)
+
+
+async def _read_message(reader: asyncio.StreamReader, body: bool = True) -> bytes | None:
+    """One HTTP/1.1 message with a Content-Length body (all this project's traffic), or None at EOF. An
+    answer to HEAD (``body`` False) has none, whatever its Content-Length says (S3's HEAD Object)."""
     head = await _read_head(reader)
     if head is None:
         return None
-    length = _content_length(head)
+    length = _content_length(head) if body else 0
     body = await asyncio.wait_for(reader.readexactly(length), 120) if length else b""
     return head + body
 

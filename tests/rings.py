@@ -3,7 +3,7 @@
 * ``browser``: it drives the real Chromium (the ``browser``/``tab`` fixtures of tests/browser.py);
 * ``integration``: it starts real processes: an ``ml-dash server`` or ``ml-dash ui`` (the ``server`` and
   ``site`` fixtures, :class:`~tests.server_process.Server`, :class:`~tests.server_process.LocalUi`), a
-  service (``postgres_cluster``, ``postgres_url``: tests/services), a fresh interpreter (``python_script``, ``start_script``), any ``subprocess`` or ``multiprocessing``;
+  service (``postgres_cluster``, ``postgres_url``, ``s3_service``: tests/services), a fresh interpreter (``python_script``, ``start_script``), any ``subprocess`` or ``multiprocessing``;
 * ``unit``: everything else: in this process, on loopback at most (an in-process aiohttp app, the
   fault proxy's thread, a fake transport).
 
@@ -35,7 +35,7 @@ RINGS = ("unit", "integration", "browser")
 #: Fixtures that drive the browser, and fixtures that start real processes (their closure counts:
 #: ``tab`` brings ``browser``; ``site`` brings ``server``).
 BROWSER_FIXTURES = frozenset({"browser", "tab"})
-PROCESS_FIXTURES = frozenset({"server", "site", "postgres_cluster", "postgres_url"}
+PROCESS_FIXTURES = frozenset({"server", "site", "postgres_cluster", "postgres_url", "s3_service"}
                              # with ML_DASH_TEST_DB (conftest.py), the in-process app's database is a service
                              | ({"app_server"} if os.environ.get("ML_DASH_TEST_DB") else set()))
 #: Names whose use in a test's code (or a helper it calls) starts a process.

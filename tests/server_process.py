@@ -30,15 +30,26 @@ direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class Server:
     """A running ``ml-dash server`` subprocess and a small HTTP client for it."""
 
-    def __init__(self, data: Path, *extra: str, port: int = 0) -> None:
+    def __init__(self, data: Path, *extra: str, port: int = 0, open_files: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``open_files``: the server process's limit of open files (soft and hard), where a test needs one;
+        ``env``: the server's environment (``AWS_*`` for an S3 blob store), else this process's."""
         self.db = extra[extra.index("--db") + 1] if "--db" in extra else None  # keys go to that database
-        self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra)
+        self._start(data, "server", "--host", "127.0.0.1", "--port", str(port), "--data", str(data), *extra,
+                    open_files=open_files, env=env)
 
-    def _start(self, data: Path, *command: str, env: dict[str, str] | None = None) -> None:
+    def _start(self, data: Path, *command: str, env: dict[str, str] | None = None,
+               open_files: int | None = None) -> None:
         """Run ``ml-dash COMMAND...`` and wait for the line that gives its URL."""
         self.data = data
-        self.proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", *command], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        launch = [sys.executable, "-m", "ml_dash.cli"]
+        if open_files is not None:  # set in the child before it becomes the command (no preexec_fn: threads)
+            limited = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, "
+                       f"({open_files}, {open_files})); os.execv(sys.executable, [sys.executable, '-m', 'ml_dash.cli', "
+                       "*sys.argv[1:]])")
+            launch = [sys.executable, "-c", limited]
+        self.proc = subprocess.Popen([*launch, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
         STARTED.append(self.proc)
         line = self.proc.stdout.readline()
         if "listening on" not in line:

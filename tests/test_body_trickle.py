@@ -74,6 +74,81 @@ def test_two_keys_trickling_bodies_from_their_first_byte_leave_room_for_others(t
     assert "Traceback" not in srv.stderr, srv.stderr[-3000:]
 
 
+def test_two_keys_opening_many_small_trickling_bodies_leave_room_for_a_third_and_are_told_their_limit(
+        tmp_path: Path) -> None:
+    """A body under its first step holds that step (256 KiB) and keeps no pace: 128 such bodies of one key
+    held its half of the budget, and two keys all of it (the third key's ingest got 503). A key has at most
+    64 bodies under way now; one more gets 429 with Retry-After, naming the limit."""
+    srv = _server(tmp_path)
+    trickle = Trickler(srv.port)
+    per_key = 130  # more than the 128 that filled a key's half
+    try:
+        for owner in ("bob", "carol"):
+            for k in range(per_key):
+                trickle.open(_ingest_head(owner, f"s{k}"), first=chunk(b"x"), drip=chunk(b"x"))
+        # every head read (the bodies admitted, or refused) before the third key comes: else it could come first
+        wait_for(lambda: trickle.unread() == 0, "the server has read every head", trickle.unread)
+        statuses = [_ingests(srv, "alice", f"a{k}") for k in range(3)]
+        assert statuses == [200, 200, 200], statuses
+        wait_for(lambda: sum(conn.status == 429 for conn in trickle.conns) == 2 * (per_key - 64),
+                 "each key's bodies past 64 refused with 429", trickle.statuses)
+        over = [conn for conn in trickle.conns if conn.status == 429]
+        assert all(b"Retry-After: 2" in conn.reply and b"the most one key may have at once (64" in conn.reply
+                   for conn in over), over[0].reply
+        trickle.stop_dripping()  # silent now: the body timeout answers the others
+        wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses)
+        assert set(trickle.statuses()) == {408, 429}, trickle.statuses()
+    finally:
+        trickle.close()
+        srv.stop()
+    assert "Traceback" not in srv.stderr, srv.stderr[-3000:]
+
+
+def test_file_uploads_and_ingest_bodies_count_alike_against_a_keys_limit(tmp_path: Path) -> None:
+    """--max-bodies-per-key 4: two ingest bodies and two file uploads of one key under way; its next body,
+    of either kind, is refused 429 naming the limit; another key's is not; the key's SDK waits as told
+    and gets in once its bodies are answered."""
+    srv = Server(tmp_path / "data", "--allow-user-name", "--body-timeout-s", "3", "--max-bodies-per-key", "4")
+    trickle = Trickler(srv.port)
+    try:
+        for k in range(2):
+            trickle.open(_ingest_head("bob", f"t{k}"), first=chunk(b"x"), drip=chunk(b"x"))
+            trickle.open(_file_head("bob", f"f{k}.bin"), first=b"x")
+        wait_for(lambda: trickle.unread() == 0, "the server has read every head", trickle.unread)
+        refused = [trickle.open(_file_head("bob", "more.bin"), first=b"x"),
+                   trickle.open(_ingest_head("bob", "more"), first=chunk(b"x"), drip=chunk(b"x"))]
+        wait_for(lambda: all(conn.status for conn in refused), "the fifth and sixth answered",
+                 lambda: [conn.reply[:200] for conn in refused])
+        for conn in refused:
+            assert conn.status == 429 and b"Retry-After: 2" in conn.reply, conn.reply
+            assert b'bob has 4 request bodies under way, the most one key may have at once (4' in conn.reply
+            assert b'"limit":4}' in conn.reply, conn.reply
+        assert _ingests(srv, "alice", "a") == 200
+        trickle.stop_dripping()  # silent now: answered 408 in 3 s, and bob's bodies are under his limit again
+        outcomes: list[Outcome] = []
+
+        async def sdk_sends() -> Outcome:  # bob's SDK meanwhile: told 429 and when to retry, it waits and gets in
+            transport = HttpTransport(srv.url, {"X-ML-Dash-User": "bob"})
+
+            async def attempt(timeout_s: float | None) -> Outcome:
+                outcomes.append(await transport.post_events("bob/p/sdk", _rows_body("sdk", 10), timeout_s or 30.0, None))
+                return outcomes[-1]
+
+            try:
+                return await send_with_retries(attempt, Deadline(PATIENCE_S), 30.0)
+            finally:
+                await transport.close()
+
+        assert asyncio.run(sdk_sends()).status == 200, outcomes
+        assert outcomes[0].status == 429 and outcomes[0].retry_after_s == 2, outcomes
+        wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses)
+        assert sorted(trickle.statuses()) == [408] * 4 + [429] * 2, trickle.statuses()
+    finally:
+        trickle.close()
+        srv.stop()
+    assert "Traceback" not in srv.stderr, srv.stderr[-3000:]
+
+
 def _rows_body(run: str, rows: int) -> bytes:
     """A valid ingest body of ``rows`` rows of random values (about 100 bytes a row once compressed)."""
     rng = random.Random(run)

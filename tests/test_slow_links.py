@@ -221,6 +221,41 @@ def test_a_trickling_head_is_still_closed_on_a_new_and_on_a_kept_alive_connectio
         server.stop()
 
 
+def _pipelined_requests() -> dict[str, tuple[bytes, bytes]]:
+    """Requests that a client may send before a pipelined one, each as (what is sent first, its end):
+    a body with a Content-Length, a chunked body, and a GET (a head without a body)."""
+    body = _ingest_body(10, seed=7)
+    ingest = {**USER, "Content-Encoding": "zstd", "Content-Type": "application/octet-stream"}
+    sized = http_head("POST", "/api/v1/runs/alice/p/piped/events", ingest, len(body)).replace(b"Connection: close\r\n", b"")
+    chunked = (b"POST /api/v1/runs/alice/p/piped-chunked/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-ML-Dash-User: alice\r\n"
+               b"Content-Encoding: zstd\r\nTransfer-Encoding: chunked\r\n\r\n")
+    return {"a sized body": (sized + body[:-10], body[-10:]),
+            "a chunked body": (chunked + f"{len(body):x}\r\n".encode() + body + b"\r\n", b"0\r\n\r\n"),
+            "a GET": (b"GET /health HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n\r\n")}
+
+
+@pytest.mark.parametrize("before", list(_pipelined_requests()))
+def test_a_pipelined_head_that_begins_in_the_segment_ending_the_request_before_it_is_timed(
+        tmp_path: Path, before: str) -> None:
+    """The end of a request and the first bytes of the next head in one send, then silence: the request
+    is answered and the connection closed at the head timeout (1 s). It waited for the keep-alive
+    timeout (75 s) when the head's bytes came with the end of the request before it. (The 30 s bound
+    tells the two timeouts apart on a loaded machine; it measures no speed.)"""
+    server = Server(tmp_path / "data", "--allow-user-name", "--head-timeout-s", "1")
+    first, end = _pipelined_requests()[before]
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(first)
+            time.sleep(0.2)  # its own segment, most likely; arriving with the rest is the same case
+            conn.sendall(end + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aa")
+            reply, closed = recv_until_closed(conn, 30)
+        assert reply.startswith(b"HTTP/1.1 200 OK"), reply[:300]
+        assert closed, f"after {before}, a pipelined head that stalled kept its connection: {reply[:300]!r}"
+    finally:
+        server.stop()
+    assert "Traceback" not in server.stderr, server.stderr[-3000:]
+
+
 def test_a_body_that_goes_silent_gets_408_on_every_route_that_reads_one(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", "--allow-user-name", "--body-timeout-s", "1")
     routes = [("PUT", "/api/v1/runs/alice/p/r/files/x.bin", {"X-Content-SHA256": "0" * 64}),

@@ -1,12 +1,15 @@
 """The contract every storage backend and every blob store passes (server/storage/protocol.py,
 server/blobs/protocol.py), written against the protocols only: a backend is added by adding one entry
-to STORAGE_URLS or BLOB_URLS (the next: ``s3://``): how to get the URL of a fresh, empty store for a test.
-PostgreSQL's comes from the session's cluster (tests/services/postgres.py): where it cannot run, its
-cases skip, or fail in CI.
+to STORAGE_URLS or BLOB_URLS: how to get the URL of a fresh, empty store for a test. PostgreSQL's comes
+from the session's cluster (tests/services/postgres.py), S3's is a key prefix of its own in the
+session's SeaweedFS bucket (tests/services/s3.py): where a service cannot run, its cases skip, or fail
+in CI. A backend whose service is a process of its own is in SERVICE_BACKENDS, which puts its cases in
+the integration ring.
 
 Storage: exactly once under concurrent ingest of one run from two storages on one database (as two
 server processes), gaps, resends, conflicts, voids, the metric limit, pages, buckets, log search,
-keys, grants, sessions, file records. Blobs: put verified or refused, ranges, size, exists, delete.
+keys, grants, sessions, file records. Blobs: put verified or refused (small and past a part, also when the stream breaks off), ranges, size,
+exists, delete.
 """
 
 from __future__ import annotations
@@ -43,26 +46,36 @@ STORAGE_URLS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
     "sqlite": lambda request, tmp: f"sqlite://{tmp / 'contract.sqlite3'}",
     "postgresql": lambda request, tmp: request.getfixturevalue("postgres_url"),
 }
-BLOB_URLS: dict[str, Callable[[Path], str]] = {
-    "file": lambda tmp: f"file://{tmp / 'blobs'}",
+#: name -> the URL of a fresh, empty blob store (a directory of the test's; a key prefix of its own in
+#: the session's bucket)
+BLOB_URLS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "file": lambda request, tmp: f"file://{tmp / 'blobs'}",
+    "s3": lambda request, tmp: request.getfixturevalue("s3_service").fresh_url(),
 }
 RUN = ("alice", "proj", "run")
 LOSS = "metrics/loss"
 
 
 #: the backends whose store is a service the tests start (a process): their cases are integration tests
-SERVICE_BACKENDS = {"postgresql"}
+SERVICE_BACKENDS = {"postgresql", "s3"}
 
 
-@pytest.fixture(params=[pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
-                        for name in sorted(STORAGE_URLS)])
+def _backends(names: dict[str, Any]) -> list[Any]:
+    return [pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
+            for name in sorted(names)]
+
+
+@pytest.fixture(params=_backends(STORAGE_URLS))
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return STORAGE_URLS[request.param](request, tmp_path)
 
 
-@pytest.fixture(params=sorted(BLOB_URLS))
-def blob_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BLOB_URLS[request.param](tmp_path)
+@pytest.fixture(params=_backends(BLOB_URLS))
+def blob_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "s3":  # the store finds its endpoint and credentials the AWS way
+        for name, value in request.getfixturevalue("s3_service").env().items():
+            monkeypatch.setenv(name, value)
+    return BLOB_URLS[request.param](request, tmp_path)
 
 
 @asynccontextmanager
@@ -503,6 +516,7 @@ def test_a_blob_is_read_whole_or_by_range_and_deleted(blob_url: str) -> None:
         assert await _read(blobs, sha, 300_000) == data[300_000:]
         assert await _read(blobs, sha, 699_990, 10**9) == data[699_990:]  # an end past the size: to the end
         assert await _read(blobs, sha, 700_001) == b""
+        await blobs.ping()  # reachable: /ready's question
         reader = await blobs.open_range(sha)
         assert len(await reader.__anext__()) > 0
         await reader.aclose()  # left early: released
@@ -515,5 +529,47 @@ def test_a_blob_is_read_whole_or_by_range_and_deleted(blob_url: str) -> None:
         assert await blobs.delete(sha) is False
         with pytest.raises(BlobNotFound):
             await blobs.open_range(sha)
+
+    _with_blobs(blob_url, body)
+
+
+def test_a_blob_past_one_part_is_stored_whole_and_read_across_its_parts(blob_url: str) -> None:
+    """20 MiB: an S3 store sends it in parts (8 MiB each); every store gives back exactly its bytes."""
+    data = os.urandom(20 * 1024 * 1024 + 7)
+    sha = hashlib.sha256(data).hexdigest()
+
+    async def body(blobs: BlobStore) -> None:
+        with pytest.raises(DigestMismatch):
+            await blobs.put(_stream(data, 1 << 20), "1" * 64, 10**9)
+        assert not await blobs.exists("1" * 64)
+        assert await blobs.put(_stream(data, 1 << 20), sha, 10**9) == len(data)
+        assert await blobs.size(sha) == len(data)
+        across = (8 * 1024 * 1024 - 3, 16 * 1024 * 1024 + 5)
+        assert await _read(blobs, sha, *across) == data[across[0]:across[1]]
+        assert hashlib.sha256(await _read(blobs, sha)).hexdigest() == sha
+        assert await blobs.put(_stream(data, 1 << 20), sha, 10**9) == len(data)  # again: nothing changes
+
+    _with_blobs(blob_url, body)
+
+
+@pytest.mark.parametrize("size", [300_000, 12 * 1024 * 1024], ids=["small", "past-a-part"])
+def test_a_put_whose_stream_breaks_off_leaves_nothing(blob_url: str, size: int) -> None:
+    """The client went away mid-upload: nothing under its name, and the same content stores later."""
+    data = os.urandom(size)
+    sha = hashlib.sha256(data).hexdigest()
+
+    async def broken() -> AsyncIterator[bytes]:
+        async for piece in _stream(data[:size - 1000], 1 << 20):
+            yield piece
+        raise ConnectionResetError("the client went away")
+
+    async def body(blobs: BlobStore) -> None:
+        with pytest.raises(ConnectionResetError):
+            await blobs.put(broken(), sha, 10**9)
+        assert not await blobs.exists(sha)
+        with pytest.raises(BlobNotFound):
+            await blobs.open_range(sha)
+        assert await blobs.put(_stream(data), sha, 10**9) == size
+        assert await _read(blobs, sha) == data
 
     _with_blobs(blob_url, body)

@@ -62,11 +62,14 @@ def test_a_malformed_postgresql_url_is_refused_naming_its_form_without_its_passw
     assert "s3cret" not in message
 
 
-@pytest.mark.parametrize("url, named", [("s3://bucket/blobs", "'s3'"), ("file://host/dir", "no host")])
+@pytest.mark.parametrize("url, named", [("gs://bucket/blobs", "'gs'"), ("file://host/dir", "no host"),
+                                        ("s3://AKIA:s3cret@bucket/blobs", "no credentials")])
 def test_an_unsupported_blob_url_is_refused_naming_it(url: str, named: str) -> None:
     with pytest.raises(StorageURLError) as caught:
         asyncio.run(open_blobs(url))
-    assert named in str(caught.value) and "file:///ABSOLUTE/DIR" in str(caught.value)
+    assert named in str(caught.value) and ("file:///ABSOLUTE/DIR" in str(caught.value) or "s3://BUCKET" in
+                                           str(caught.value))
+    assert "s3cret" not in str(caught.value)
 
 
 def test_server_and_keys_take_db_and_blobs_urls_outside_the_data_directory(tmp_path: Path) -> None:
@@ -91,8 +94,10 @@ def test_server_and_keys_take_db_and_blobs_urls_outside_the_data_directory(tmp_p
 def test_the_commands_refuse_an_unknown_scheme_and_a_missing_database_without_creating_one(tmp_path: Path) -> None:
     served = _cli("server", "--data", str(tmp_path / "d"), "--db", "mysql://ml:s3cret@db/ml", "--port", "0")
     assert served.returncode == 2 and "'mysql'" in served.stderr and "s3cret" not in served.stderr
-    blobs = _cli("server", "--data", str(tmp_path / "d"), "--blobs", "s3://bucket", "--port", "0")
-    assert blobs.returncode == 2 and "--blobs" in blobs.stderr and "'s3'" in blobs.stderr
+    blobs = _cli("server", "--data", str(tmp_path / "d"), "--blobs", "gs://bucket", "--port", "0")
+    assert blobs.returncode == 2 and "--blobs" in blobs.stderr and "'gs'" in blobs.stderr and "s3://" in blobs.stderr
+    keyed = _cli("server", "--data", str(tmp_path / "d"), "--blobs", "s3://AKIA:s3cret@bucket/p", "--port", "0")
+    assert keyed.returncode == 2 and "AWS_" in keyed.stderr and "s3cret" not in keyed.stderr
     missing = tmp_path / "nowhere.sqlite3"
     listed = _cli("keys", "list", "--owner", "alice", "--data", str(tmp_path / "d"), "--db", f"sqlite://{missing}")
     assert listed.returncode == 2 and "no database there" in listed.stderr and not missing.exists()

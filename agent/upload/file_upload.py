@@ -4,10 +4,17 @@ The server checks each file's sha256 and stores identical content once. A
 file it refuses (a 4xx: too large, checksum mismatch) stays unsent and is
 reported; the live upload does not offer that content again in this process,
 and ``ml-dash sync`` tries again.
+
+A file never holds back a run's metrics: in a background pass (``patient=False``) a file the server
+cannot take now (503 or 507 with the server answering: its object store is away, say) gets one attempt
+and waits out its ``Retry-After`` (at least :data:`FILE_RETRY_S`) before the next pass offers it again,
+while the rows go on in every pass. The last pass of a run and ``ml-dash sync`` retry within their
+deadline, as for rows.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +31,10 @@ if TYPE_CHECKING:
     from .uploader import UploadReport
 
 ENTRY_FIELDS = ("filename", "description", "tags", "contentType", "metadata")
+#: The least a background pass waits before offering again a file the server could not take.
+FILE_RETRY_S = 5.0
+#: Answers that mean the server is there but cannot store a file now (its object store or disk).
+STORE_AWAY = (503, 507)
 
 
 class FileUpload:
@@ -35,13 +46,16 @@ class FileUpload:
     """
 
     def __init__(self, directory: Path, prefix: str, transport: Transport,
-                 blocking: Callable[..., Awaitable[Any]], request_timeout_s: float) -> None:
+                 blocking: Callable[..., Awaitable[Any]], request_timeout_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = directory
         self.prefix = prefix
         self.transport = transport
         self.blocking = blocking
         self.request_timeout_s = request_timeout_s
+        self.clock = clock
         self.refused: set[tuple[str, str]] = set()  # (path, sha256) refused in this process
+        self.waiting: dict[tuple[str, str], float] = {}  # (path, sha256) -> (clock) when a background pass tries again
 
     def pending(self, cursor: UploadCursor, refused_too: bool = False) -> list[tuple[str, str, Path, dict[str, Any]]]:
         """(path, sha256, local file, entry) of every saved file the server has not acknowledged (but
@@ -65,12 +79,18 @@ class FileUpload:
         return pending
 
     async def upload(self, cursor: UploadCursor, deadline: Deadline, report: UploadReport, single_attempt: bool,
-                     sleep: Callable[[float], Awaitable[Any]]) -> None:
-        """PUT every pending file, marking each sent only after a 2xx; ``sleep`` is the pass's retry wait."""
+                     sleep: Callable[[float], Awaitable[Any]], patient: bool = True) -> None:
+        """PUT every pending file, marking each sent only after a 2xx; ``sleep`` is the pass's retry wait.
+        Not ``patient`` (a background pass): one attempt for a file the server cannot store now, which
+        then waits (module docstring) while later passes send rows."""
+        now = self.clock()
         for path, sha256, local, entry in await self.blocking(self.pending, cursor):
             if deadline.expired:
                 report.out_of_time = True
                 return
+            if not patient and self.waiting.get((path, sha256), now) > now:
+                report.files_waiting = report.files_waiting or "waiting to try again"
+                continue
             headers = {"X-Content-SHA256": sha256, "Content-Type": "application/octet-stream",
                        "X-File-Entry": dumps({k: entry.get(k) for k in ENTRY_FIELDS}).decode()}
 
@@ -81,8 +101,14 @@ class FileUpload:
                 return await self.transport.put_file(self.prefix, path, local, headers,
                                                      timeout_s or self.request_timeout_s, deadline.transfer_s())
 
-            outcome = await send_with_retries(put, deadline, self.request_timeout_s, sleep, single_attempt)
+            outcome = await send_with_retries(put, deadline, self.request_timeout_s, sleep, single_attempt,
+                                              stop_on=None if patient else STORE_AWAY)
             report.requests += 1
+            if not patient and outcome.status in STORE_AWAY:  # the server is there; its store is not, for now
+                self.waiting[(path, sha256)] = self.clock() + max(outcome.retry_after_s or 0.0, FILE_RETRY_S)
+                report.files_waiting = outcome.reason
+                continue
+            self.waiting.pop((path, sha256), None)
             if outcome.ok:
                 cursor.files[path] = sha256
                 await self.blocking(cursor.save)

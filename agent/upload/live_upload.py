@@ -95,7 +95,8 @@ class LiveUpload:
             deadline = Deadline(PASS_DEADLINE_S, self.clock, cancelled=self._stop.is_set if background else None,
                                 cuts_transfers=False)
         report = await self.uploader.upload(deadline, single_attempt=single_attempt,
-                                            sleep=self._wait_unless_stopped if background else None)
+                                            sleep=self._wait_unless_stopped if background else None,
+                                            background=background)
         self._last_request = self.clock()
         self.last_report = report
         self._note(report)
@@ -116,6 +117,10 @@ class LiveUpload:
                        "upload retries in the background", self.uploader.prefix, self.uploader.remote, report.reason)
         elif report.requests:
             self.state, self.unreachable_since, self._paused_until = "ok", None, None
+        if report.files_waiting is not None and report.requests:
+            self._warn("files waiting", "%s cannot store the files of %s now (%s); they wait and are tried again, "
+                       "while the metrics and logs go on", self.uploader.remote, self.uploader.prefix,
+                       report.files_waiting)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         if self._warned != kind:

@@ -125,12 +125,13 @@ class WaitRetryAfterOrJitter(wait_base):
 
 async def send_with_retries(attempt: Callable[[float | None], Awaitable[Outcome]], deadline: Deadline,
                             request_timeout_s: float, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                            single_attempt: bool = False, base_s: float = 0.2, cap_s: float = 30.0) -> Outcome:
+                            single_attempt: bool = False, base_s: float = 0.2, cap_s: float = 30.0,
+                            stop_on: tuple[int, ...] | None = None) -> Outcome:
     """Call ``attempt(timeout_s)`` until its Outcome is not retryable or ``deadline`` passes; the last
     Outcome is returned either way. ``timeout_s`` bounds each wait of the attempt (connecting, each part
     of its body, the answer): the request timeout, or the time left when that is less and the deadline
     cuts transfers; waits between attempts are cut to the time left too. ``single_attempt``: one try,
-    no retries."""
+    no retries; ``stop_on``: statuses returned at once, retryable or not (the caller waits its own way)."""
     wait = WaitRetryAfterOrJitter(base_s, cap_s)
     last: list[Outcome] = []
 
@@ -146,7 +147,7 @@ async def send_with_retries(attempt: Callable[[float | None], Awaitable[Outcome]
         return outcome
 
     retrying = AsyncRetrying(
-        retry=retry_if_result(lambda outcome: outcome.retryable),
+        retry=retry_if_result(lambda outcome: outcome.retryable and outcome.status not in (stop_on or ())),
         wait=lambda state: deadline.bound(wait(state)),
         stop=lambda state: single_attempt or deadline.expired,
         sleep=sleep,

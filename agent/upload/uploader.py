@@ -92,6 +92,9 @@ class UploadReport:
     unreachable_since: float | None = None  # wall time of the first failure of the current outage
     server_has_more: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (server, this directory)
     held_back: dict[str, str] = field(default_factory=dict)  # stream -> why the server refused to start it
+    held_back_rows: int = 0  # of pending_rows, those of the held-back streams
+    stream_limit: int | None = None  # the server's limit of metric streams a run, where a refusal named it
+    files_waiting: str | None = None  # files the server could not store now wait for a later pass (its words)
 
     @property
     def complete(self) -> bool:
@@ -120,7 +123,7 @@ class RunUploader:
         # run that starts with the server down keeps nothing in memory and sends small probes
         self.memory = MemoryChunks(memory_bytes, suspended=True)
         self.builder = BatchBuilder(self.directory, self.memory, executor, batch_bytes)
-        self.files = FileUpload(self.directory, prefix, transport, self.blocking, request_timeout_s)
+        self.files = FileUpload(self.directory, prefix, transport, self.blocking, request_timeout_s, clock)
         self.cursor: UploadCursor | None = None
         self.set_aside: dict[str, int] = {}  # stream -> rows set aside for this server and prefix
         self.failing_since: float | None = None  # wall time of the first failed request in a row
@@ -130,6 +133,7 @@ class RunUploader:
         self.counted_more = False  # every count was asked for once because the server held more than the cursor
         self.held_back: dict[str, str] = {}  # streams the server refused to start, and its words
         self.held_back_until = 0.0  # (clock) when they are offered again
+        self.stream_limit: int | None = None  # the metric streams a run may hold, as the server's refusal said
 
     # -- the agent's side -------------------------------------------------------
     def offer(self, stream: str, start: int, fields: list[dict[str, Any]], created_at: str, end_offset: int) -> None:
@@ -183,11 +187,13 @@ class RunUploader:
     # -- one pass -----------------------------------------------------------------
     async def upload(self, deadline: Deadline, progress: Callable[[int], None] | None = None,
                      single_attempt: bool = False,
-                     sleep: Callable[[float], Awaitable[Any]] | None = None) -> UploadReport:
+                     sleep: Callable[[float], Awaitable[Any]] | None = None, background: bool = False) -> UploadReport:
         """Send everything pending now; stop early when the server refuses, or when ``deadline`` passes.
         ``progress`` is called with the rows sent so far after each acknowledged batch;
         ``single_attempt``: one try per request, no retries (the end of a run whose server is away);
-        ``sleep``: the retry wait for this pass (default: the uploader's)."""
+        ``sleep``: the retry wait for this pass (default: the uploader's); ``background``: a pass of a
+        live run, in which a file the server cannot store now waits for a later pass instead of
+        holding back the next rows (file_upload.py)."""
         report = UploadReport()
         self.pass_sleep = sleep or self.sleep
         self.pass_deadline, self.pass_single_attempt = deadline, single_attempt
@@ -237,8 +243,8 @@ class RunUploader:
             if following is not None:  # its thread runs to the end anyway; wait, then drop it
                 await asyncio.gather(following, return_exceptions=True)
         if report.stopped is None and not report.unreachable:
-            await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep)
-        report.held_back = dict(self.held_back)
+            await self.files.upload(cursor, deadline, report, single_attempt, self.pass_sleep, patient=not background)
+        report.held_back, report.stream_limit = dict(self.held_back), self.stream_limit if self.held_back else None
         await self._measure(report)
         return report
 
@@ -321,6 +327,9 @@ class RunUploader:
             return False
         if not self.held_back:
             self.held_back_until = self.clock() + HOLD_BACK_S
+        limit = body.get("limit")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+            self.stream_limit = limit
         for name in refused:
             self.held_back[name] = reason
         self.builder.held_back.update(refused)
@@ -476,7 +485,10 @@ class RunUploader:
                 if name not in report.server_has_more and at.offset and file_size(path) == at.offset:
                     continue  # the file ends where the acknowledged rows do: nothing pending (a stat, not a read)
                 on_disk = rows_on_disk(path, identity_key(name))
-                report.pending_rows += max(0, on_disk - cursor.at(name).acked)
+                pending = max(0, on_disk - cursor.at(name).acked)
+                report.pending_rows += pending
+                if name in report.held_back:
+                    report.held_back_rows += pending
                 if name in report.server_has_more:
                     server = report.server_has_more[name][0]
                     if server > on_disk:

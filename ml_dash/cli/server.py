@@ -29,9 +29,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="the metadata database instead of the one under --data: sqlite:///ABSOLUTE/PATH, a "
                              "file path, or postgresql://USER@HOST:PORT/DATABASE (default: $ML_DASH_DB; a password "
                              "is best given by PGPASSWORD or ~/.pgpass, never printed)")
-    server.add_argument("--blobs", metavar="URL",
-                        help="where uploaded files' content lives instead of --data/blobs: file:///ABSOLUTE/DIR or "
-                             "a directory path")
+    server.add_argument("--blobs", metavar="URL", default=os.environ.get("ML_DASH_BLOBS") or None,
+                        help="where uploaded files' content lives instead of --data/blobs: file:///ABSOLUTE/DIR, "
+                             "a directory path, or s3://BUCKET/PREFIX (endpoint, region and credentials from "
+                             "AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                             "AWS_PROFILE; default: $ML_DASH_BLOBS)")
     server.add_argument("--allow-user-name", action="store_true",
                         help="development mode: accept X-ML-Dash-User without a key (warns off loopback)")
     server.add_argument("--crashed-after-s", type=float, default=120.0,
@@ -51,6 +53,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--body-memory-mb", type=int, default=64, metavar="MB",
                         help="request bodies the server holds in memory at once (default 64; a key holds at most "
                              "half); a request that finds no room waits up to 5 s, then gets 503 with Retry-After")
+    server.add_argument("--max-bodies-per-key", type=int, default=64, metavar="N",
+                        help="request bodies (ingest and file uploads) one key's owner may have under way at once "
+                             "(default 64; an SDK run sends one at a time); one more gets 429 with Retry-After")
+    server.add_argument("--max-connections", type=int, default=None, metavar="N",
+                        help="connections held at once (default: what the open-file limit leaves room for, at most "
+                             "4096); past it the oldest idle one is closed, or the new one gets 503 with Retry-After")
     server.add_argument("--body-min-rate-kb", type=int, default=64, metavar="KB",
                         help="the slowest, in KiB/s on average, that an ingest body holding more than 256 KiB of "
                              "that memory may arrive, with --body-timeout-s of slack; slower gets 408 (default 64; "
@@ -108,16 +116,21 @@ def run_server(args: argparse.Namespace) -> int:
         for flag, value, low in (("--body-memory-mb", args.body_memory_mb, smallest),
                                  ("--worker-memory-mb", args.worker_memory_mb, 64),
                                  ("--body-min-rate-kb", args.body_min_rate_kb, 0),
+                                 ("--max-bodies-per-key", args.max_bodies_per_key, 1),
+                                 ("--max-connections", 16 if args.max_connections is None else args.max_connections, 16),
                                  ("--max-metrics-per-run", args.max_metrics_per_run, 1)):
             if not low <= value <= 1 << 30:
                 raise ArgumentError(f"{flag} {value} must be within {low}..{1 << 30}")
         _check_urls(args.db, args.blobs, create=True)
-        config = ServerConfig(_data_dir(args.data, create=True, own_db=args.db is None), db=args.db,
+        # with both --db and --blobs nothing goes under --data: it is not even created
+        local = args.db is None or args.blobs is None
+        config = ServerConfig(_data_dir(args.data, create=local, own_db=args.db is None), db=args.db,
                               blobs=args.blobs, allow_user_name=args.allow_user_name,
                               crashed_after_s=args.crashed_after_s, head_timeout_s=args.head_timeout_s,
                               body_idle_timeout_s=args.body_timeout_s, ingest_workers=args.ingest_workers,
                               body_memory_bytes=args.body_memory_mb << 20,
                               body_min_bytes_per_s=args.body_min_rate_kb << 10,
+                              max_bodies_per_key=args.max_bodies_per_key, max_connections=args.max_connections,
                               worker_memory_bytes=args.worker_memory_mb << 20,
                               max_metrics_per_run=args.max_metrics_per_run,
                               allowed_hosts=_allowed_hosts(args.host, args.allowed_host),
@@ -128,12 +141,16 @@ def run_server(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         print(f"ml-dash server: --port {args.port} must be within 0..65535", file=sys.stderr)
         return 2
+    from ..server.blobs.errors import BlobConfigError, BlobUnavailable
     from ..server.storage.errors import StorageError, StorageOpenError
 
     try:
         asyncio.run(serve(config, args.host, args.port))
     except StorageOpenError as exc:  # --db names a database that cannot be used as given: a setting to fix
         print(f"ml-dash server: --db: {exc}", file=sys.stderr)
+        return 2
+    except (BlobConfigError, BlobUnavailable) as exc:  # credentials or bucket refused, or no endpoint there
+        print(f"ml-dash server: --blobs: {exc}", file=sys.stderr)
         return 2
     except (OSError, StorageError) as exc:  # the address is in use or cannot be bound; the database is unusable
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -296,11 +313,11 @@ def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:
     unless ``create``, a SQLite --db must be an existing file. A PostgreSQL --db is checked for its form
     here, and reached when the storage opens (an unreachable one or a refused login: exit 2 there)."""
     from ..server.blobs.factory import SUPPORTED as BLOB_SUPPORTED
-    from ..server.blobs.factory import blob_dir
+    from ..server.blobs.factory import blob_location
     from ..server.storage.errors import StorageURLError
     from ..server.storage.factory import SUPPORTED, postgres_target, scheme_of, shown, sqlite_path
 
-    for flag, url, parse, supported in (("--db", db, sqlite_path, SUPPORTED), ("--blobs", blobs, blob_dir, BLOB_SUPPORTED)):
+    for flag, url, parse, supported in (("--db", db, sqlite_path, SUPPORTED), ("--blobs", blobs, blob_location, BLOB_SUPPORTED)):
         if url is None:
             continue
         try:
@@ -312,7 +329,7 @@ def _check_urls(db: str | None, blobs: str | None, create: bool) -> None:
         if where is None:
             raise ArgumentError(f"{flag}: unsupported URL scheme {scheme_of(url)!r} in {shown(url)}; supported: "
                                 f"{', '.join(supported)}")
-        if flag == "--db" and not create and not where.is_file():
+        if flag == "--db" and not create and isinstance(where, Path) and not where.is_file():
             raise ArgumentError(f"--db {shown(url)}: no database there")
 
 

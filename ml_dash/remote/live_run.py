@@ -9,7 +9,6 @@ when rows are left, says how many, why, and the command that sends them.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from ..agent.deadline import Deadline
 from ..agent.settings import UploadSettings
 from ..agent.upload.live_upload import LiveUpload
 from ..agent.upload.pending import BATCH_BYTES, MEMORY_BYTES
-from ..agent.upload.retry import StopReason
 from ..agent.upload.transport import HttpTransport
 from ..agent.upload.uploader import RunUploader, UploadReport
 from ..errors import MLDashError
@@ -30,6 +28,7 @@ from ..format.cursor import PENDING, StreamCursor, UploadCursor
 from ..format.layout import discover_streams, identity_key
 from ..format.wire import stream_counts
 from .reads import ServerReads
+from .unsent import sync_command, unsent_message
 
 logger = logging.getLogger("ml_dash")
 
@@ -161,59 +160,5 @@ class RemoteRun:
         return False
 
     def unsent_message(self, report: UploadReport | None, live: LiveUpload) -> str:
-        pending = "some" if report is None else f"{report.pending_rows + report.pending_files}"
-        why = "the upload did not end in time" if report is None else explain(report, live.unreachable_since)
         command = sync_command(self.directory, self.remote, *self.credentials)
-        lines = [(f"{pending} event(s) of {self.prefix} are not on {self.remote} yet ({why}); "
-                  f"they are safe in {self.directory}. Send them with:"), f"    {command}"]
-        if report is not None and report.stopped is StopReason.CONFLICT:
-            owner, project, _ = self.prefix.split("/")
-            lines = [lines[0].replace("Send them with:", "Send them under a new name, or after the server's rows:"),
-                     f"    {command} --prefix {owner}/{project}/<new-name>", f"    {command} --resume"]
-        return "\n".join(lines)
-
-
-
-def sync_command(directory: Path, remote: str, api_key: str | None, user_name: str | None) -> str:
-    """The ``ml-dash sync`` command that sends a directory's pending rows (never the key itself)."""
-    who = "--api-key <your key>" if api_key else f"--user-name {user_name}"
-    return f"ml-dash sync {directory} --remote {remote} {who}"
-
-
-def explain(report: UploadReport, unreachable_since: float | None = None) -> str:
-    """Why an upload left rows behind, in the words a user can act on."""
-    if report.stopped is StopReason.AUTH:
-        return f"the server refused the credentials: {report.reason}"
-    if report.stopped is StopReason.FORBIDDEN:
-        return f"the key may not write there (owner mismatch): {report.reason}"
-    if report.stopped is StopReason.CONFLICT and (report.conflict or {}).get("kind") == "writer":
-        return (f"the server holds other rows of this run under the same indices (another copy of the run "
-                f"directory wrote them): {report.reason}")
-    if report.stopped is StopReason.CONFLICT:
-        return f"the server holds another run under this prefix: {report.reason}"
-    if report.stopped is StopReason.REJECTED:
-        return f"the server rejected the upload: {report.reason}"
-    if report.stopped is StopReason.INVALID:
-        return f"the request cannot be sent as it is: {report.reason}"
-    if report.stopped is StopReason.LOST:
-        return f"the server lost rows this run continues after ({report.reason}); send it under a new name (--prefix)"
-    if report.stopped is StopReason.STUCK:
-        return f"the upload made no progress: {report.reason}"
-    if report.unreachable:
-        since = ""
-        if unreachable_since is not None:
-            since = " since " + datetime.datetime.fromtimestamp(unreachable_since, datetime.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%SZ")
-        return f"the server is unreachable{since}: {report.reason}"
-    if report.refused_documents:
-        return f"the server refused the run's fields or parameters (its rows went without them): {report.refused_documents}"
-    if report.refused_files:
-        path, reason = report.refused_files[0]
-        return f"the server refused {len(report.refused_files)} file(s), {path}: {reason}"
-    if report.held_back:
-        stream, reason = next(iter(report.held_back.items()))
-        return (f"the server refused to start {len(report.held_back)} stream(s), {stream}; their rows stay on disk "
-                f"and are offered again later: {reason}")
-    if report.out_of_time:
-        return "the deadline passed while sending"
-    return "not acknowledged yet"
+        return unsent_message(report, self.prefix, self.remote, self.directory, command, live.unreachable_since)

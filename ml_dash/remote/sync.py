@@ -20,7 +20,6 @@ from .._run.reading import find_runs, written_here
 from .._run.runlock import RunLock
 from ..agent.deadline import Deadline
 from ..agent.settings import UploadSettings
-from ..agent.upload.retry import StopReason
 from ..agent.upload.transport import HttpTransport
 from ..agent.upload.uploader import RunUploader, UploadReport
 from ..cli.progress import ProgressBar
@@ -32,7 +31,7 @@ from ..format.jsonlines import dumps, read_json
 from ..format.layout import EXPERIMENT, REJECTED_DIR
 from ..format.naming import validate_prefix
 from ..format.vocabulary import utc_iso
-from .live_run import explain, sync_command
+from .unsent import Remedy, causes, remedies, sync_command
 
 logger = logging.getLogger("ml_dash")
 
@@ -130,8 +129,8 @@ async def _sync_run(directory: Path, label: str, options: SyncOptions, settings:
         finally:
             bar.close()
         print(f"{label} {prefix}: {summary(report, before, directory)}", file=out)
-        if report.stopped is StopReason.CONFLICT:
-            print(_conflict_hint(directory, own, options), file=out)
+        for line in _remedies(report, directory, prefix, options):
+            print(f"    {line}", file=out)
         return report.complete
     finally:
         lock.release()
@@ -151,11 +150,17 @@ def summary(report: UploadReport, before: int, directory: Path) -> str:
     state = f"{report.pending_rows} rows and {report.pending_files} files still pending"
     for stream, (server, local) in report.server_has_more.items():
         line += f"; the server holds more rows of {stream} than this directory ({server} against {local})"
-    return f"{line}: {state}: {explain(report, report.unreachable_since)}"
+    why = "; ".join(cause.why for cause in causes(report, report.unreachable_since))
+    return f"{line}: {state}: {why}"
 
 
-def _conflict_hint(directory: Path, own: str, options: SyncOptions) -> str:
-    owner, project, _ = own.split("/")
-    base = sync_command(directory, options.remote, options.api_key, options.user_name)
-    return (f"    send this run under a new name:     {base} --prefix {owner}/{project}/<new-name>\n"
-            f"    or after the server's run's rows:  {base} --resume")
+def _remedies(report: UploadReport, directory: Path, prefix: str, options: SyncOptions) -> list[str]:
+    """What sends the rows this sync left, where that is more than running it again later (a new name, a
+    fixed cause, a raised limit: remote/unsent.py); nothing when it is done."""
+    if report.complete:
+        return []
+    found = causes(report, report.unreachable_since)
+    if all(cause.remedy is Remedy.RESEND for cause in found):
+        return []
+    command = sync_command(directory, options.remote, options.api_key, options.user_name)
+    return remedies(found, command, prefix, report.stream_limit)

@@ -24,8 +24,9 @@ Routes (JSON unless noted)::
 Status codes (server/errors.py): 4xx for every permanent error (400 malformed,
 401 no or bad key, 403 another owner's prefix, 404, 409 a batch past the
 stored rows or rows of another run, 413 too large, 415 encoding, 422 a run's metrics past its
-limit), 5xx only for transient ones (500 a bug, 503 an ingest worker died or no room for the
-body in time, 507 the disk is full).
+limit, and 429 a key with as many bodies under way as it may, which clients retry after its
+Retry-After), 5xx only for transient ones (500 a bug, 503 an ingest worker died, no room for the
+body in time or as many connections as the server holds, 507 the disk is full).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     app = web.Application(client_max_size=config.body_limits.max_compressed_bytes, middlewares=middlewares)
     app.on_response_prepare.append(security_headers)
     app[CONFIG] = config
-    app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots)
+    app[GATE] = IngestGate(config.body_memory_bytes, config.body_queue, config.body_wait_s, config.ingest_slots,
+                           config.max_bodies_per_key)
     app[INSTRUMENTS] = Instruments(app[GATE], config.ingest_slots)
     if config.allowed_hosts is not None:
         app[ALLOWED_HOSTS] = config.allowed_hosts
@@ -196,9 +198,9 @@ async def delete_session(request: web.Request) -> web.Response:
 
 # -- ingest --------------------------------------------------------------------
 async def ingest(request: web.Request) -> web.Response:
-    """Bounded before any work (server/http/admission.py): the body holds of the body budget what has arrived
-    and a step ahead, the first step taken before it is read, and it is decoded and stored while holding
-    one of a few work slots."""
+    """Bounded before any work (server/http/admission.py): one of the caller's bodies under way; the body
+    holds of the body budget what has arrived and a step ahead, the first step taken before it is read;
+    and it is decoded and stored while holding one of a few work slots."""
     owner, project, name = run_prefix(request)
     who = await caller(request)
     if who != owner:
@@ -207,7 +209,7 @@ async def ingest(request: web.Request) -> web.Response:
     limit = config.body_limits.max_compressed_bytes
     gate = request.app[GATE]
     first_step = min(declared_size(request, limit), BODY_STEP_BYTES)
-    async with gate.bodies.hold(first_step, who) as hold:
+    async with gate.callers.admit(who), gate.bodies.hold(first_step, who) as hold:
         raw = await read_held_body(request, limit, hold, config.body_idle_timeout_s, config.body_min_bytes_per_s)
         async with gate.work:
             batch = await request.app[PREPARER].batch(raw, request.headers.get("Content-Encoding"), owner, project, name)

@@ -29,6 +29,9 @@ class ServerConfig:
     # a request that finds no room waits in a queue this long at most, for this long at most; then 503
     body_queue: int = 64
     body_wait_s: float = 5.0
+    # request bodies (ingest and file uploads) one caller (a key's owner) may have under way at once; one
+    # more gets 429 with Retry-After. An SDK run has one at a time: 64 runs of one user at once
+    max_bodies_per_key: int = 64
     # an ingest body holding more than its first step of that memory arrives at least this fast on
     # average, with body_idle_timeout_s of slack (server/http/bodies.py Pace), or gets 408; 0: no bound
     body_min_bytes_per_s: int = 64 * 1024
@@ -38,6 +41,9 @@ class ServerConfig:
     # metric streams one run may hold (the log is one more)
     max_metrics_per_run: int = 100_000
     keepalive_timeout_s: float = 75.0  # an idle connection between requests is closed after this
+    # connections held at once (server/http/connections.py); None: what the process's descriptor limit
+    # leaves room for, at most 4,096
+    max_connections: int | None = None
     # Host header names answered (lower case, no port); None answers any. A server bound to loopback
     # answers only loopback names unless told otherwise, so a web page cannot reach it by DNS rebinding.
     allowed_hosts: frozenset[str] | None = None

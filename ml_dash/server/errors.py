@@ -18,6 +18,8 @@
     StorageUnavailable              503   the database server cannot be reached just now (Retry-After)
     Unavailable                     503   a part of the server is restarting (a decode worker died), or it
                                           is busy (no room for a body within the queue's bounds)
+    └── TooManyRequests             429   the caller has as many bodies being read as one caller may
+                                          (``limit``); transient like 503, with ``Retry-After``
 
 Anything else raised by a handler is a server bug: a 500 whose body says so
 (the traceback goes to the server's log, never to the client), which clients
@@ -100,9 +102,19 @@ class Unavailable(Exception):
     """The server cannot handle the request just now (nothing of it was stored); the client retries
     after ``retry_after_s``."""
 
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1, **details: Any) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.details = details
+
+
+class TooManyRequests(Unavailable):
+    """The caller has as many requests of a kind under way as one caller may (``limit``): the server is
+    fine, this caller waits (429; the client retries after ``retry_after_s``)."""
+
+    status = 429
 
 
 def is_no_space(exc: BaseException) -> bool:

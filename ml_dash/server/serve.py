@@ -16,6 +16,7 @@ from aiohttp import web
 from .app import create_app
 from .auth import new_key
 from .config import ServerConfig
+from .http.connections import default_max_connections, raise_descriptor_limit
 from .http.hosts import is_loopback
 from .http.protocol import QuietAppRunner
 from .storage.factory import open_storage, shown
@@ -39,7 +40,9 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = app_runner(config, shutdown_timeout_s, local_root)
+    descriptors = raise_descriptor_limit()  # every connection holds one, and the server's files more
+    max_connections = config.max_connections or default_max_connections(descriptors)
+    runner = app_runner(config, shutdown_timeout_s, local_root, max_connections)
     await runner.setup()
     # Everything alive now lives as long as the server: frozen, the cyclic collector stops walking it
     # on every full collection (which held a 3 ms page for 20-25 ms in one call of about twelve).
@@ -62,15 +65,17 @@ async def serve(config: ServerConfig, host: str, port: int, shutdown_timeout_s: 
     print(f"{label} stopped", flush=True)
 
 
-def app_runner(config: ServerConfig, shutdown_timeout_s: float = 10.0, local_root: Path | None = None) -> QuietAppRunner:
-    """The app and the connection settings ``serve`` runs it with (also what the tests run in-process)."""
+def app_runner(config: ServerConfig, shutdown_timeout_s: float = 10.0, local_root: Path | None = None,
+               max_connections: int = 0) -> QuietAppRunner:
+    """The app and the connection settings ``serve`` runs it with (also what the tests run in-process);
+    ``max_connections`` 0: no limit."""
     # auto_decompress=False: the ingest handler decompresses with a cap (a zip bomb gets 413);
     # aiohttp's own decompression would inflate without limit
     return QuietAppRunner(create_app(config, local_root=local_root), shutdown_timeout=shutdown_timeout_s, access_log=None,
                           auto_decompress=False, keepalive_timeout=config.keepalive_timeout_s,
                           # after an early answer (408, 413), drain the unread body for 2 s, not 10
                           lingering_time=2.0,
-                          head_timeout_s=config.head_timeout_s)
+                          head_timeout_s=config.head_timeout_s, max_connections=max_connections)
 
 
 async def _with_storage(config: ServerConfig, action: Callable[[Storage], Awaitable[T]]) -> T:

@@ -74,8 +74,10 @@ async def sign_in(request: web.Request, storage: Storage, allow_user_name: bool,
         raise too_long
     if request.content_type != "application/json":
         raise BadRequest("sign in with a JSON body: {\"api_key\": ...}")
-    try:  # to its end (one read returns what has arrived), and a body that goes silent gets its 408
-        raw = await read_body(request, MAX_SIGN_IN_BYTES, body_idle_timeout_s)
+    # to its end (one read returns what has arrived); a body that goes silent gets its 408, and so does one that
+    # trickles for twice that long (no key yet: nothing else bounds how long it holds its connection)
+    try:
+        raw = await read_body(request, MAX_SIGN_IN_BYTES, body_idle_timeout_s, whole_within_s=2 * body_idle_timeout_s)
     except PayloadTooLarge:
         raise too_long from None
     try:

@@ -8,13 +8,23 @@ from typing import TYPE_CHECKING
 from ..._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from .errors import BlobError, BlobNotFound, BlobTooLarge, DigestMismatch, InvalidDigest, ReadOnlyBlobs
+    from .errors import (
+        BlobConfigError,
+        BlobError,
+        BlobNotFound,
+        BlobTooLarge,
+        BlobUnavailable,
+        DigestMismatch,
+        InvalidDigest,
+        ReadOnlyBlobs,
+    )
     from .factory import open_blobs
     from .protocol import BlobReader, BlobStore
 
 _HOMES = {
     **dict.fromkeys(("BlobStore", "BlobReader"), ".protocol"),
-    **dict.fromkeys(("BlobError", "BlobNotFound", "BlobTooLarge", "DigestMismatch", "InvalidDigest", "ReadOnlyBlobs"),
+    **dict.fromkeys(("BlobConfigError", "BlobError", "BlobNotFound", "BlobTooLarge", "BlobUnavailable", "DigestMismatch",
+                    "InvalidDigest", "ReadOnlyBlobs"),
                     ".errors"),
     "open_blobs": ".factory",
 }
@@ -23,5 +33,5 @@ _HOMES = {
 __getattr__ = lazy_attributes(__name__, _HOMES)
 
 
-__all__ = ["BlobError", "BlobNotFound", "BlobReader", "BlobStore", "BlobTooLarge", "DigestMismatch", "InvalidDigest",
-           "ReadOnlyBlobs", "open_blobs"]
+__all__ = ["BlobConfigError", "BlobError", "BlobNotFound", "BlobReader", "BlobStore", "BlobTooLarge", "BlobUnavailable",
+           "DigestMismatch", "InvalidDigest", "ReadOnlyBlobs", "open_blobs"]

@@ -3,9 +3,12 @@
 A blob is named by the sha256 of its content (64 lowercase hex digits), so identical content is
 stored once and a name never changes meaning. Every method is a coroutine that never blocks the event
 loop, and nothing is ever whole in memory: content comes in as an async stream of pieces and goes out
-as one. A backend raises the classes of :mod:`.errors` (no HTTP statuses: the routes map them) and
-:class:`~..storage.errors.StorageFull` when it runs out of space. Backends: ``fs.LocalBlobStore``
-(``file:///DIR``, blobs/factory.py); ``paths.PathBlobs`` serves ``ml-dash ui``'s run files.
+as one. A backend raises the classes of :mod:`.errors` (no HTTP statuses: the routes map them; a
+store it cannot reach or that refuses it just now is :class:`~.errors.BlobUnavailable`, answered 503
+and retried, never :class:`~.errors.BlobNotFound`) and :class:`~..storage.errors.StorageFull` when it
+runs out of space. Backends: ``fs.LocalBlobStore`` (``file:///DIR``), ``s3.S3BlobStore``
+(``s3://BUCKET/PREFIX``), both by URL in blobs/factory.py; ``paths.PathBlobs`` serves ``ml-dash ui``'s
+run files.
 The contract tests (tests/test_storage_contract.py) hold each backend to what is written here.
 """
 

@@ -14,6 +14,13 @@ Two bounds, both taken before the work they bound:
   once took the whole budget, and every other client got 503 for as long as they trickled); the
   pace a body holding more than a step must keep is server/http/bodies.py's.
   A caller (a key) holds at most :data:`CALLER_SHARE` of the budget, so one key cannot take all of it.
+* **Bodies per caller**: a caller has at most ``max_bodies_per_key`` request bodies (ingest and file
+  uploads alike) under way at once, counted from before the first step is waited for until the request
+  is answered; one more is answered 429 with ``Retry-After`` (which clients honour) and names the limit.
+  Bytes alone did not bound a caller: a body under its first step holds that step (256 KiB) whatever
+  it has sent, and keeps no pace there (bodies.py), so about 128 connections of one key, each trickling
+  a fresh small body, held the key's half of the budget, and two keys all of it. Counted, a key holds
+  at most ``max_bodies_per_key`` steps that way (64: 16 MiB of the 64), and other keys get in.
 * **Work**: bodies being decoded or stored at once (one per ingest worker and two more, whose batches
   wait for the database): what a decoded batch holds in memory is bounded by their number, not by how
   many small bodies arrived.
@@ -30,7 +37,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from ..errors import Unavailable
+from ..errors import TooManyRequests, Unavailable
 
 #: The most of the body budget one caller may hold at once.
 CALLER_SHARE = 0.5
@@ -173,9 +180,43 @@ class BodyHold:
         self.budget._release(held, self.holder)
 
 
-class IngestGate:
-    """The two bounds of the module docstring, for the routes that take bodies."""
+class CallerBodies:
+    """Request bodies each caller has under way at once: at most ``per_caller``."""
 
-    def __init__(self, body_bytes: int, queue: int, wait_s: float, slots: int) -> None:
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._under_way: dict[str, int] = {}
+
+    @property
+    def total(self) -> int:
+        """Bodies under way, every caller's."""
+        return sum(self._under_way.values())
+
+    @asynccontextmanager
+    async def admit(self, caller: str) -> AsyncIterator[None]:
+        """One more body of ``caller`` for the block; TooManyRequests (429 with Retry-After, naming the
+        limit) when it has ``per_caller`` already. Nothing waits here: a caller at its limit has that
+        many connections open already, and a queue would only hold one more."""
+        under_way = self._under_way.get(caller, 0)
+        if under_way >= self.per_caller:
+            raise TooManyRequests(f"{caller} has {under_way} request bodies under way, the most one key may have at "
+                                  f"once ({self.per_caller}, the server's --max-bodies-per-key)",
+                                  retry_after_s=RETRY_AFTER_S, limit=self.per_caller)
+        self._under_way[caller] = under_way + 1
+        try:
+            yield
+        finally:
+            left = self._under_way[caller] - 1
+            if left:
+                self._under_way[caller] = left
+            else:
+                del self._under_way[caller]
+
+
+class IngestGate:
+    """The bounds of the module docstring, for the routes that take bodies."""
+
+    def __init__(self, body_bytes: int, queue: int, wait_s: float, slots: int, bodies_per_caller: int) -> None:
+        self.callers = CallerBodies(bodies_per_caller)
         self.bodies = BodyBudget(body_bytes, queue, wait_s)
         self.work = asyncio.Semaphore(slots)

@@ -62,7 +62,8 @@ def _answer(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StorageFull):
         return json_response({"error": f"the server's disk is full; retry later ({exc})"}, 507)
     if isinstance(exc, (Unavailable, StorageBusy, StorageUnavailable)):
-        response = json_response({"error": f"{exc}; retry later"}, 503)
+        details = exc.details if isinstance(exc, Unavailable) else {}
+        response = json_response({"error": f"{exc}; retry later", **details}, getattr(exc, "status", 503))
         response.headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
         return response
     if is_no_space(exc):

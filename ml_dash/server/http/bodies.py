@@ -66,11 +66,35 @@ def declared_size(request: web.Request, max_bytes: int) -> int:
     return length
 
 
-async def read_body(request: web.Request, max_bytes: int, idle_timeout_s: float) -> bytes:
-    """The whole body, at most ``max_bytes`` (413 beyond)."""
+class WholeWithin:
+    """A body that must arrive whole within ``seconds`` of its first read, kept as a :class:`Pace` is (one
+    deadline checked between reads: a ``wait_for`` around the whole read could lose its cancellation to a
+    read finishing at that moment, and then wait for as long as the body trickled)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._due = clock() + seconds
+
+    def arrived(self, size: int) -> None:
+        pass
+
+    def seconds_left(self) -> float:
+        return self._due - self.clock()
+
+    def behind(self) -> RequestTimeout:
+        return RequestTimeout(f"the request body did not arrive whole within {self.seconds:g} s")
+
+
+async def read_body(request: web.Request, max_bytes: int, idle_timeout_s: float,
+                    whole_within_s: float | None = None) -> bytes:
+    """The whole body, at most ``max_bytes`` (413 beyond); with ``whole_within_s``, all of it within that
+    long (408 past it). For a small body read before the server knows its caller (a sign-in): it holds
+    no budget, so no pace bounds it, and a byte every few seconds held its connection for a day."""
+    deadline = None if whole_within_s is None else WholeWithin(whole_within_s)
     parts: list[bytes] = []
     size = 0
-    async for chunk in body_chunks(request, 1 << 20, idle_timeout_s):
+    async for chunk in body_chunks(request, 1 << 20, idle_timeout_s, deadline):
         size += len(chunk)
         if size > max_bytes:
             raise PayloadTooLarge(f"request body over {max_bytes} bytes")
@@ -98,9 +122,9 @@ async def read_held_body(request: web.Request, max_bytes: int, hold: BodyHold, i
 
 
 async def body_chunks(request: web.Request, size: int, idle_timeout_s: float,
-                      pace: Pace | None = None) -> AsyncIterator[bytes]:
+                      pace: Pace | WholeWithin | None = None) -> AsyncIterator[bytes]:
     """The body in pieces of up to ``size`` bytes, each awaited at most ``idle_timeout_s`` (and, with
-    ``pace``, no longer than the body may take to keep it)."""
+    ``pace``, no longer than the body may take to keep it, or to arrive whole)."""
     while True:
         left = pace.seconds_left() if pace is not None else None
         if left is not None and left <= 0:

@@ -14,7 +14,7 @@ What is counted:
 * ``ml_dash_rejections_total{reason}``: requests answered with an error, by its class (``PayloadTooLarge``,
   ``Unavailable``, ``StorageFull``, ``HTTPNotFound`` ... and ``InternalError`` for a bug);
 * gauges read when scraped: the body budget's bytes held and capacity, requests waiting for room,
-  ingest work slots in use;
+  request bodies under way (each key has at most ``--max-bodies-per-key``), ingest work slots in use;
 * the process's CPU, memory and open files (prometheus-client's process collector, on Linux).
 """
 
@@ -50,6 +50,8 @@ class _GateCollector(Collector):
                                 value=bodies.capacity)
         yield GaugeMetricFamily("ml_dash_body_waiters", "Requests waiting for room for their bodies",
                                 value=bodies.waiting)
+        yield GaugeMetricFamily("ml_dash_bodies_under_way", "Request bodies (ingest, file uploads) under way now",
+                                value=self.gate.callers.total)
         # a Semaphore's free count is private; what is in use is the bound less it
         free = getattr(self.gate.work, "_value", self.slots)
         yield GaugeMetricFamily("ml_dash_ingest_slots_busy", "Ingest bodies being decoded or stored now",

@@ -3,6 +3,8 @@ run as part of the UI."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -13,12 +15,14 @@ from ml_dash.format.naming import clean_relative_path
 
 from .. import ui
 from ..access import BLOBS, CONFIG, GATE, STORAGE, caller, experiment_of, run_prefix
-from ..blobs.errors import BlobNotFound, BlobTooLarge, DigestMismatch, InvalidDigest
-from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from ..blobs.errors import BlobNotFound, BlobTooLarge, BlobUnavailable, DigestMismatch, InvalidDigest
+from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unavailable
 from ..http.admission import BodyHold
 from ..http.answers import json_response
 from ..http.bodies import body_chunks
 from ..http.ranges import RangeNotSatisfiable, byte_range
+
+logger = logging.getLogger("ml_dash.server")
 
 #: A file upload is read and written this much at a time.
 FILE_PIECE_BYTES = 1 << 20
@@ -44,8 +48,10 @@ async def put_file(request: web.Request) -> web.Response:
         # refused before a byte of it is read (or a slot of the body budget held), as ingest refuses
         raise PayloadTooLarge(f"a file of {request.content_length} bytes; this server takes at most "
                               f"{config.max_file_bytes} bytes a file")
-    # streamed to disk a piece at a time: the piece in hand is what the upload holds of the body budget
-    async with request.app[GATE].bodies.hold(0, who) as hold:
+    # one of the caller's bodies under way; streamed to disk a piece at a time: the piece in hand is what
+    # the upload holds of the body budget
+    gate = request.app[GATE]
+    async with gate.callers.admit(who), gate.bodies.hold(0, who) as hold:
         pieces = _held_pieces(body_chunks(request, FILE_PIECE_BYTES, config.body_idle_timeout_s), hold)
         try:
             size = await request.app[BLOBS].put(pieces, declared, config.max_file_bytes)
@@ -53,8 +59,23 @@ async def put_file(request: web.Request) -> web.Response:
             raise PayloadTooLarge(str(exc)) from None
         except (InvalidDigest, DigestMismatch) as exc:
             raise BadRequest(str(exc)) from None
+        except BlobUnavailable as exc:  # nothing stored; the client waits as told and sends it again
+            _note_unavailable(exc)
+            raise Unavailable(str(exc), retry_after_s=exc.retry_after_s) from None
     await request.app[STORAGE].put_file(owner, project, name, path, declared, size, entry)
     return json_response({"path": path, "sha256": declared, "sizeBytes": size})
+
+
+_last_unavailable_note = [0.0]
+
+
+def _note_unavailable(exc: BlobUnavailable) -> None:
+    """The operator learns the blob store is failing (the clients only retry): a warning at most once a
+    minute, naming the failure (no credential is ever in it)."""
+    now = time.monotonic()
+    if now - _last_unavailable_note[0] >= 60:
+        _last_unavailable_note[0] = now
+        logger.warning("file requests get 503: %s", exc)
 
 
 async def _held_pieces(chunks: AsyncIterator[bytes], hold: BodyHold) -> AsyncIterator[bytes]:
@@ -110,6 +131,9 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         raise BadRequest(str(exc)) from None
     except BlobNotFound:
         raise NotFound(f"the content of {path!r} in {exp['prefix']} is not on this server") from None
+    except BlobUnavailable as exc:
+        _note_unavailable(exc)
+        raise Unavailable(str(exc), retry_after_s=exc.retry_after_s) from None
     etag = f'"{sha256}"'
     # a stored file never runs as part of the UI: sandboxed, never sniffed, downloaded unless the UI
     # asks to preview a kind it shows as text or as an image
@@ -127,7 +151,11 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     if span:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     response.content_length = end - start
-    pieces = await blobs.open_range(sha256, start, end)  # BlobNotFound here, before the reply starts
+    try:
+        pieces = await blobs.open_range(sha256, start, end)  # BlobNotFound here, before the reply starts
+    except BlobUnavailable as exc:
+        _note_unavailable(exc)
+        raise Unavailable(str(exc), retry_after_s=exc.retry_after_s) from None
     async with aclosing(pieces):
         await response.prepare(request)
         if request.method != "HEAD":
