@@ -17,11 +17,11 @@ import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from . import order, rings
 from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
 from .rings import (  # noqa: F401  (the rings: every test unit, integration or browser, by rule; README "Set-up")
     pytest_collection_modifyitems,
-    pytest_configure,
     pytest_runtest_makereport,
     pytest_runtest_protocol,
 )
@@ -36,6 +36,11 @@ settings.register_profile("dev", database=DirectoryBasedExampleDatabase(
     os.path.join(os.path.expanduser("~"), ".cache", "ml-dash", "hypothesis")))
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    rings.pytest_configure(config)
+    config.pluginmanager.register(order, "ml-dash-run-order")  # the long tests first (tests/order.py)
 
 
 ENV_VARS = [

@@ -180,10 +180,12 @@ def test_importing_the_server_loads_no_sdk_no_agent_runtime_no_torch() -> None:
 
 
 def test_an_ingest_worker_imports_only_the_contracts_and_the_decoder() -> None:
-    loaded = _loaded_by("import ml_dash.server.ingest.decode")
+    loaded = _loaded_by("import ml_dash.server.ingest.prepare")  # what a worker's start unpickles
     ours = [m for m in loaded if m.startswith("ml_dash")]
-    assert "ml_dash.format.wire" in ours
+    assert "ml_dash.format.wire" in ours and "ml_dash.server.ingest.decode" in ours
+    assert [m for m in loaded if m.split(".")[0] == "aiohttp"] == []  # HTTP is the server's: most of a worker's start
     assert [m for m in ours if not m.startswith(("ml_dash.format", "ml_dash.server.ingest", "ml_dash.server.errors",
+                                                 "ml_dash.server.config",  # the ServerConfig a worker is given
                                                  "ml_dash.server.storage.records", "ml_dash.server.storage.errors",
                                                  "ml_dash.server.storage.chunks", "ml_dash.server.storage.replies",
                                                  "ml_dash.server.storage.buckets"))

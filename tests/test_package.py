@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .made_once import made_once
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -25,14 +27,17 @@ def _modules_in_tree() -> set[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    out = tmp_path_factory.mktemp("wheel")
+    """The wheel of this tree, built once per test run (tests/made_once.py)."""
+    (built,) = made_once(tmp_path_factory, "wheel", _build_wheel).glob("ml_dash-*.whl")
+    return zipfile.ZipFile(built)
+
+
+def _build_wheel(out: Path) -> None:
     # no build isolation: setuptools comes from the dev extras, so nothing is fetched from the network
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                              "--no-cache-dir", "-q", "-w", str(out), str(REPO)],
                             capture_output=True, text=True, timeout=300, env={**os.environ, "PIP_NO_INDEX": "1"})
     assert result.returncode == 0, result.stderr
-    (built,) = out.glob("ml_dash-*.whl")
-    return zipfile.ZipFile(built)
 
 
 def test_row30_the_wheel_holds_every_module_of_the_tree(wheel: zipfile.ZipFile) -> None:

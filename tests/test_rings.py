@@ -5,13 +5,17 @@ tests that need it are skipped, with the reason."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 
+from .made_once import made_once
+from .order import run_order
 from .rings import RINGS, rings_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +45,15 @@ def test_every_test_of_this_session_is_in_exactly_one_ring(request: pytest.Fixtu
         assert by_id[starts_pytest] == ["integration"]
     if "tests/test_codec.py::test_metric_chunk_lines_have_the_upstream_shape" in by_id:  # not deselected
         assert by_id["tests/test_codec.py::test_metric_chunk_lines_have_the_upstream_shape"] == ["unit"]
+
+
+def test_the_long_tests_run_first_and_xdist_hands_them_out_one_at_a_time(request: pytest.FixtureRequest) -> None:
+    """tests/order.py: slow, then integration and browser, then unit (the workers of -n end together)."""
+    ranks = [run_order(item) for item in request.session.items]
+    assert ranks == sorted(ranks)
+    assert run_order(request.node) == 2
+    if request.config.pluginmanager.hasplugin("xdist") and "--maxschedchunk" not in request.config.invocation_params.args:
+        assert request.config.option.maxschedchunk == 1
 
 
 def test_a_test_marked_with_two_rings_stops_the_run_naming_it(tmp_path: Path) -> None:
@@ -90,7 +103,9 @@ def test_without_torch_every_module_collects_and_the_torch_tests_are_skipped_wit
     check = subprocess.run([sys.executable, "-c", "import torch"], env={**os.environ, **blocked},
                            capture_output=True, text=True, timeout=60)
     assert "ModuleNotFoundError" in check.stderr or "ImportError" in check.stderr  # the shim works
-    out = _pytest("-q", "-rs", "-m", "needs_torch", env=blocked)
+    # --assert=plain: what is checked is collection and skipping, and rewriting every module's asserts was
+    # most of this test's time (where bytecode is not cached, PYTHONDONTWRITEBYTECODE)
+    out = _pytest("-q", "-rs", "--assert=plain", "-m", "needs_torch", env=blocked)
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-3000:]  # 2 would be an error of collection
     summary = out.stdout.strip().splitlines()[-1]
     assert "passed" not in summary and "failed" not in summary and "error" not in summary, summary
@@ -100,3 +115,26 @@ def test_without_torch_every_module_collects_and_the_torch_tests_are_skipped_wit
     for needing in ("test_files.py:", "test_metrics.py:", "test_value_domain.py:", "test_spec_examples.py:",
                     "test_remote_files.py:"):
         assert needing in out.stdout, needing  # each module's torch tests are among the skipped
+
+
+def test_data_made_once_per_run_is_made_once_and_each_caller_gets_a_copy_of_its_own(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/made_once.py, as two xdist workers of one run use it (the worker's name is what it reads)."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    made: list[Path] = []
+
+    def make(directory: Path) -> None:
+        made.append(directory)
+        (directory / "data").write_text("made")
+
+    name = f"check-{uuid.uuid4().hex}"  # outside xdist the shared directory is every run's: a name of its own
+    try:
+        first = made_once(tmp_path_factory, name, make)
+        (first / "data").write_text("changed by its tests")
+        second = made_once(tmp_path_factory, name, make)
+        assert len(made) == 1 and first != second
+        assert (second / "data").read_text() == "made" and sorted(p.name for p in second.iterdir()) == ["data"]
+    finally:
+        for directory in made:  # the shared one: not left in every run's directory
+            shutil.rmtree(directory, ignore_errors=True)
+            Path(f"{directory}.lock").unlink(missing_ok=True)

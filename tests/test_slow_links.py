@@ -261,14 +261,18 @@ def test_a_body_that_goes_silent_gets_408_on_every_route_that_reads_one(tmp_path
     routes = [("PUT", "/api/v1/runs/alice/p/r/files/x.bin", {"X-Content-SHA256": "0" * 64}),
               ("POST", "/api/v1/runs/alice/p/r/events", {"Content-Encoding": "zstd"}),
               ("POST", "/api/v1/session", {"Content-Type": "application/json"})]
+    conns = []
     try:
-        for method, path, headers in routes:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-                conn.sendall(http_head(method, path, {**USER, **headers}, 1000) + b"{" * 10)
-                reply, _ = recv_until_closed(conn, 15)
+        for method, path, headers in routes:  # all at once: the three silences run out together
+            conns.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            conns[-1].sendall(http_head(method, path, {**USER, **headers}, 1000) + b"{" * 10)
+        for conn, (_, path, _) in zip(conns, routes):
+            reply, _ = recv_until_closed(conn, 15)
             assert reply.startswith(b"HTTP/1.1 408 Request Timeout"), (path, reply[:300])
             assert b"no part of the request body arrived for 1 s" in reply, path
     finally:
+        for conn in conns:
+            conn.close()
         server.stop()
 
 

@@ -25,6 +25,7 @@ from ml_dash.server.storage.records import IngestBatch
 from ml_dash.server.storage.sqlite.store import SQLiteStorage
 
 from .browser import Tab
+from .made_once import made_once
 from .server_process import Server, direct
 from .sites import ServerSite
 
@@ -40,9 +41,11 @@ def _name(i: int) -> str:
 def wide_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A server's data directory holding alice/p/wide (100,000 metrics of one row each) and alice/p/small
     (three metrics), built through the storage API in one batch (the server takes 1,000 new streams a
-    request; a storage has no such cap), in a few seconds."""
-    data = tmp_path_factory.mktemp("wide-run")
+    request; a storage has no such cap), in a few seconds, once per test run (tests/made_once.py)."""
+    return made_once(tmp_path_factory, "wide-run", _build_wide_data)
 
+
+def _build_wide_data(data: Path) -> None:
     async def build() -> None:
         storage = SQLiteStorage(ServerConfig(data_dir=data).database)
         await storage.open()
@@ -58,7 +61,6 @@ def wide_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # on a thread of its own: a browser test (Playwright's sync API) may have left an event loop running here
     with concurrent.futures.ThreadPoolExecutor(1) as thread:
         thread.submit(asyncio.run, build()).result()
-    return data
 
 
 @pytest.fixture

@@ -69,10 +69,9 @@ from .errors import (
     Unauthorized,
     Unprocessable,
     UpgradeRequired,
-    error_middleware,
-    json_response,
 )
 from .http.admission import BODY_STEP_BYTES, IngestGate
+from .http.answers import error_middleware, json_response
 from .http.bodies import declared_size, read_held_body
 from .http.etags import conditional_json
 from .http.hosts import ALLOWED_HOSTS, host_middleware
@@ -80,7 +79,6 @@ from .http.instruments import INSTRUMENTS, Instruments, instrument_middleware
 from .http.request_text import text_middleware
 from .http.timing import timing_middleware
 from .http.ui_token import UI_TOKEN, token_middleware
-from .ingest.decode import ingest_reply
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes import operations
@@ -234,7 +232,7 @@ async def ingest(request: web.Request) -> web.Response:
             except UnnamedReplyError as exc:
                 raise UpgradeRequired(str(exc)) from None
     request.app[INSTRUMENTS].ingested(batch.rows(), len(raw))
-    return ingest_reply(acked)
+    return json_response(acked.fields())
 
 
 # -- reads ---------------------------------------------------------------------

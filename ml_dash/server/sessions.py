@@ -23,7 +23,8 @@ from aiohttp import web
 from ..format.jsonlines import DecodeError, loads
 from ..format.naming import validate_prefix
 from .auth import parse_token
-from .errors import BadRequest, PayloadTooLarge, Unauthorized, json_response
+from .errors import BadRequest, PayloadTooLarge, Unauthorized
+from .http.answers import json_response
 from .http.bodies import read_body
 from .storage.protocol import Storage
 

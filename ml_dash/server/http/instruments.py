@@ -31,9 +31,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..errors import REJECTION
 from ..storage.archive import PassReport
 from .admission import IngestGate
+from .answers import REJECTION
 
 #: Reply times a request may take, in seconds: from a page read (milliseconds) to a large body (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..errors import json_response
+from .answers import json_response
 
 
 @web.middleware

@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..errors import json_response
+from .answers import json_response
 
 #: The UI's token (absent: no token is asked, as on ``ml-dash server`` or ``ml-dash ui --no-auth``).
 UI_TOKEN = web.AppKey("ui_token", str)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
-from aiohttp import web
 
 from ml_dash.format.jsonlines import dumps
 from ml_dash.format.layout import LOG_STREAM, RUN_FIELDS, metric_name
@@ -24,9 +23,9 @@ from ml_dash.format.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES,
 from ml_dash.format.vocabulary import STATUSES, check_tags, normalise_level
 from ml_dash.format.wire import LIMITS, NAMED_REPLY, BodyError, decode_body
 
-from ..errors import BadRequest, PayloadTooLarge, RequestError, UnsupportedEncoding, json_response
+from ..errors import BadRequest, PayloadTooLarge, RequestError, UnsupportedEncoding
 from ..storage.chunks import prepare_rows
-from ..storage.records import Acknowledgement, IngestBatch
+from ..storage.records import IngestBatch
 
 _BODY_ERRORS: dict[int, type[RequestError]] = {413: PayloadTooLarge, 415: UnsupportedEncoding}
 MAX_VOID_REASON_CHARS = 200
@@ -207,7 +206,3 @@ def _level(row: dict[str, Any], stream: str, index: int) -> str | None:
         return normalise_level(level)
     except ValueError as exc:
         raise BadRequest(str(exc), stream=stream, index=index) from None
-
-
-def ingest_reply(acknowledgement: Acknowledgement) -> web.Response:
-    return json_response(acknowledgement.fields())

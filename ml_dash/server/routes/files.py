@@ -16,8 +16,9 @@ from ml_dash.format.naming import clean_relative_path
 from .. import ui
 from ..access import BLOBS, CONFIG, GATE, STORAGE, caller, experiment_of, run_prefix
 from ..blobs.errors import BlobNotFound, BlobTooLarge, BlobUnavailable, DigestMismatch, InvalidDigest
-from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unavailable, json_response
+from ..errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unavailable
 from ..http.admission import BodyHold
+from ..http.answers import json_response
 from ..http.bodies import body_chunks
 from ..http.ranges import RangeNotSatisfiable, byte_range
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from ml_dash.format.vocabulary import STATUSES
 
 from ..access import caller
-from ..errors import json_response
+from ..http.answers import json_response
 
 #: Rows (or log lines) in one page of a read: ``limit=`` at most this.
 MAX_READ_ROWS = 100_000

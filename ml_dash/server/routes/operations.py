@@ -25,7 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..._version import __version__
 from ..access import BLOBS, CONFIG, STORAGE
-from ..errors import Unauthorized, json_response
+from ..errors import Unauthorized
+from ..http.answers import json_response
 from ..http.instruments import INSTRUMENTS
 
 logger = logging.getLogger("ml_dash.server")
