@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from . import free_port, missing
+from . import free_port, missing, reaper
 
 PG_BIN = Path(os.environ.get("ML_DASH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 #: initdb, start and stop each finish in about a second on our machines; this bounds a hang
@@ -84,6 +84,7 @@ class PostgresCluster:
                          "-l", str(root / "log" / "server.log"), "-o", options, "start")
                     cluster = cls(root, port, user)
                     cluster._options = options
+                    reaper.start(str(root / "data" / "postmaster.pid"), root)  # if this process dies unstopped
                     return cluster
                 except subprocess.CalledProcessError as exc:
                     last = RuntimeError(exc.stderr.decode(errors="replace").strip() or str(exc))

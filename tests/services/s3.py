@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from . import missing
+from . import missing, reaper
 
 BUCKET = "ml-dash-tests"
 REGION = "us-east-1"
@@ -143,6 +143,7 @@ def start(weed: str, root: Path, rng: random.Random) -> tuple[subprocess.Popen, 
         proc = subprocess.Popen(_command(weed, root, ports), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
     service = S3Service(f"http://127.0.0.1:{ports[3]}", access_key, secret_key, BUCKET, proc.pid)
+    reaper.start(str(proc.pid), root / "data")  # kills weed if this process dies without stopping it
     try:
         asyncio.run(_probe(service, proc))
     except BaseException:
