@@ -18,6 +18,7 @@ from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from . import order, rings
+from .backends import blob_url, storage_url  # noqa: F401  (every backend, for the backend tests: tests/backends.py)
 from .browser import browser, tab  # noqa: F401  (the UI tests' fixtures)
 from .fault_proxy import FaultProxy
 from .rings import (  # noqa: F401  (the rings: every test unit, integration or browser, by rule; README "Set-up")

@@ -35,7 +35,7 @@ from ml_dash.server.storage.archive import (
 from ml_dash.server.storage.archive_objects import Frame, StoredChunk, build_object
 from ml_dash.server.storage.errors import ArchiveUnreadable, StorageUnavailable
 
-from .test_storage_contract import BLOB_URLS, SERVICE_BACKENDS, STORAGE_URLS, batch, exp_id, rows
+from .test_storage_contract import batch, exp_id, rows
 from .waiting import PATIENCE_S
 
 pytestmark = pytest.mark.timeout(300)
@@ -43,24 +43,6 @@ pytestmark = pytest.mark.timeout(300)
 TOTAL = 30_000  # rows of "loss": about eight windows of CHUNK_ROWS, stored in batches of many sizes
 WIDE = 5_000  # rows of "wide" (3 fields)
 WORKER = Path(__file__).with_name("archive_worker.py")
-
-
-def _backends(names: dict[str, Any]) -> list[Any]:
-    return [pytest.param(name, marks=[pytest.mark.integration] if name in SERVICE_BACKENDS else [])
-            for name in sorted(names)]
-
-
-@pytest.fixture(params=_backends(STORAGE_URLS))
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return STORAGE_URLS[request.param](request, tmp_path)
-
-
-@pytest.fixture(params=_backends(BLOB_URLS))
-def blob_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "s3":  # the store finds its endpoint and credentials the AWS way (as the contract's)
-        for name, value in request.getfixturevalue("s3_service").env().items():
-            monkeypatch.setenv(name, value)
-    return BLOB_URLS[request.param](request, tmp_path)
 
 
 class Stores:
