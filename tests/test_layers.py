@@ -150,6 +150,10 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     # the engine moves events for named streams: no experiments, no commands, no server
     ("ml_dash.agent", ("ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
                        "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params", "ml_dash.run")),
+    # capture (system metrics, console, provenance) writes through the SDK's faces, given to it by the
+    # Experiment: it never imports the Experiment, the engine's streams, the remote side or the server
+    ("ml_dash.capture", ("ml_dash.experiment", "ml_dash.agent.streams", "ml_dash.agent.rundir", "ml_dash.agent.upload",
+                         "ml_dash.remote", "ml_dash.server", "ml_dash.cli")),
     # the server: contracts and its own storage, never the SDK or the engine's runtime
     ("ml_dash.server", ("ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
                         "ml_dash.run", "ml_dash._run.session", "ml_dash.agent.runtime", "ml_dash.agent.rundir",
@@ -177,6 +181,14 @@ def test_importing_the_server_loads_no_sdk_no_agent_runtime_no_torch() -> None:
     assert "ml_dash.server.app" in loaded
     assert [m for m in loaded if m in ("torch", "numpy", "ml_dash.experiment", "ml_dash._run.session",
                                        "ml_dash.agent.runtime", "ml_dash.agent.rundir", "ml_dash.metrics")] == []
+
+
+def test_creating_an_experiment_imports_no_psutil_no_nvml_and_starts_no_thread() -> None:
+    """Capture's libraries load on its own thread when a run starts, never at import or creation."""
+    loaded = _loaded_by("import threading\nfrom ml_dash import Experiment\nExperiment('a/b/c')\n"
+                        "assert threading.active_count() == 1, threading.enumerate()")
+    assert "ml_dash.capture" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("psutil", "pynvml", "torch")] == []
 
 
 def test_an_ingest_worker_imports_only_the_contracts_and_the_decoder() -> None:
