@@ -45,20 +45,24 @@ class SystemSampler:
         self._failed: set[str] = set()
         self.warned = False
         self._last: dict[str, tuple[float, Any]] = {}
-        # CPU percentages are over the time since the previous call: this call sets the start
-        self._process.cpu_percent(None)
-        psutil.cpu_percent(None)
-        self._counters("disk", psutil.disk_io_counters)
-        self._counters("net", psutil.net_io_counters)
+        # CPU percentages and I/O rates are over the time since the previous reading: these set the start
+        self._run_parts({"process": lambda: self._process.cpu_percent(None), "cpu": lambda: psutil.cpu_percent(None),
+                         "disk": lambda: self._counters("disk", psutil.disk_io_counters),
+                         "network": lambda: self._counters("net", psutil.net_io_counters)})
 
     def sample(self) -> dict[str, float]:
+        return self._run_parts({"process": self._process_part, "memory": self._memory_part, "cpu": self._cpu_part,
+                                "disk": self._disk_part, "network": self._network_part, "gpu": self._gpu_part})
+
+    def _run_parts(self, parts: dict[str, Callable[[], Any]]) -> dict[str, float]:
         fields: dict[str, float] = {}
-        for name, part in (("process", self._process_part), ("memory", self._memory_part), ("cpu", self._cpu_part),
-                           ("disk", self._disk_part), ("network", self._network_part), ("gpu", self._gpu_part)):
+        for name, part in parts.items():
             if name in self._failed:
                 continue
             try:
-                fields.update(part())
+                got = part()
+                if isinstance(got, dict):
+                    fields.update(got)
             except Exception as exc:  # noqa: BLE001 - that part is left out from now on, said once
                 self._failed.add(name)
                 self._warn(name, exc)
