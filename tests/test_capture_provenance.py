@@ -79,6 +79,16 @@ def test_a_dirty_tree_is_recorded_with_its_diff_and_no_credentials_or_environmen
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.integration  # runs git
+def test_untracked_files_alone_leave_the_tree_clean(workdir: Path) -> None:
+    _git(workdir, "init", "-q", "-b", "main")
+    _git(workdir, "commit", "-q", "--allow-empty", "-m", "first")
+    (workdir / ".dash").mkdir()
+    (workdir / ".dash/run.json").write_text("{}")  # the run's own directory, not ignored
+    fields, diff = git_state(workdir)  # type: ignore[misc]
+    assert (fields["dirty"], fields["untracked_files"], diff) == (False, 1, None)
+
+
 def test_outside_a_repository_or_without_git_the_rest_is_recorded_silently(workdir: Path, capture_on: None) -> None:
     out = python_script(RUN, workdir)
     assert out.returncode == 0 and "ml-dash" not in out.stderr, out.stderr

@@ -29,7 +29,8 @@ def git_state(cwd: Path, timeout_s: float = GIT_TIMEOUT_S, max_diff_bytes: int =
     """``(fields, diff)`` of the repository holding ``cwd``, or None when there is none (or no git).
 
     ``fields``: ``root``, ``commit``, ``branch`` (None when detached), ``remote`` (``origin``'s URL, or
-    the first remote's, credentials stripped), ``dirty``, ``untracked_files``, and with a diff
+    the first remote's, credentials stripped), ``dirty`` (a tracked file changed, staged or not),
+    ``untracked_files`` (their count), and with a diff
     ``diff_bytes`` and ``diff_truncated``. ``diff``: ``git diff HEAD`` (staged and unstaged changes of
     tracked files; untracked files are counted, not included), None when the tree is clean.
     """
@@ -46,9 +47,11 @@ def git_state(cwd: Path, timeout_s: float = GIT_TIMEOUT_S, max_diff_bytes: int =
     diff = None
     if status is not None:
         entries = status.decode(errors="replace").splitlines()
-        fields["dirty"] = bool(entries)
+        # dirty as ``git describe --dirty`` says it: tracked files changed. Untracked files are counted
+        # apart: the run's own .dash/ is one whenever the repository does not ignore it
+        fields["dirty"] = any(not e.startswith("??") for e in entries)
         fields["untracked_files"] = sum(1 for e in entries if e.startswith("??"))
-        if any(not e.startswith("??") for e in entries):
+        if fields["dirty"]:
             diff, truncated = _diff(cwd, timeout_s, max_diff_bytes, fields["commit"] is not None)
             if diff is not None:
                 fields["diff_bytes"], fields["diff_truncated"] = len(diff), truncated
