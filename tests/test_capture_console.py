@@ -19,6 +19,7 @@ from ml_dash.capture import console
 from ml_dash.capture.lines import LineAssembler, final_state
 
 from .conftest import python_script
+from .waiting import wait_for
 
 
 def _console_lines(run_dir: Path) -> list[dict[str, Any]]:
@@ -161,6 +162,22 @@ def test_pytest_capsys_sees_what_it_saw_and_the_run_keeps_it(workdir: Path, capt
     assert capsys.readouterr() == ("capsys token-S1\n", "to stderr token-S2\n")
     assert _texts(exp.directory) == ["capsys token-S1", "to stderr token-S2"]
     assert "write" not in vars(sys.stdout)
+
+
+def test_lines_reach_the_run_while_it_runs_after_quiet_spells(workdir: Path, capture_on: None) -> None:
+    """The drainer sleeps while nothing is written and wakes on the next write (no line waits for the end)."""
+    exp = Experiment("a/b/live", system_metrics=False, provenance=False)
+    with exp.run:
+        for k in range(3):
+            writers = [threading.Thread(target=lambda k=k, t=t: sys.stdout.write(f"burst {k} from {t}\n"))
+                       for t in range(4)]
+            for w in writers:
+                w.start()
+            for w in writers:
+                w.join()
+            wait_for(lambda k=k: len([r for r in exp.logs.read() if r["message"].startswith(f"burst {k} ")]) == 4,
+                     f"burst {k} in the run's log while it runs")
+            wait_for(lambda: not console.hub().queue, "the queue drained")
 
 
 def test_lines_written_from_other_threads_are_kept(workdir: Path, capture_on: None) -> None:

@@ -14,7 +14,7 @@ the original ``write`` first and then appends the text to an in-memory queue. So
 
 The training thread only appends to a ``deque`` (no lock, no I/O, no encoding). A drainer thread
 (``ml-dash-console``, every 0.1 s) assembles lines (lines.py: progress bars collapse to their final
-state) and hands them to every run capturing the console. Memory is bounded: at most
+state) and hands them to every run capturing the console; it sleeps while nothing is written. Memory is bounded: at most
 ``MAX_QUEUED_CHARS`` wait in the queue (writes past it are dropped and counted: a drainer that cannot
 keep up never grows memory) and each run keeps at most ``RUN_LIMIT_BYTES`` (then lines are dropped
 and counted, and the run's log says so once, at its end).
@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._ticker import Ticker
+from ..agent.lifecycle import start_thread_without_signals
 from .lines import LineAssembler
 
 logger = logging.getLogger("ml_dash.capture")
@@ -70,7 +70,7 @@ class _Hub:
         self._assemblers = {source: LineAssembler() for source in SOURCES}
         self._patches: list[_Patch] = []
         self._lock = threading.Lock()  # subscriptions and drains
-        self._drainer: Ticker | None = None
+        self._drainer: _Drainer | None = None
 
     # -- runs subscribe and leave ------------------------------------------------------------------
     def subscribe(self, sink: LineSink) -> None:
@@ -87,7 +87,7 @@ class _Hub:
                         self._patches.append(patch)
             self.listening = not self.broken
             if self._drainer is None:
-                self._drainer = Ticker("ml-dash-console", DRAIN_INTERVAL_S, self.drain, self._fail)
+                self._drainer = _Drainer(self)
                 self._drainer.start()
 
     def leave(self, sink: LineSink) -> list[tuple[str, str]]:
@@ -158,6 +158,35 @@ class _Hub:
         self.drop_lock = threading.Lock()
 
 
+class _Drainer:
+    """The thread that drains the hub: it sleeps until a write arrives (an idle run costs no wake-ups),
+    then waits ``DRAIN_INTERVAL_S`` for more to come and drains them at once."""
+
+    def __init__(self, hub: _Hub) -> None:
+        self.wake = threading.Event()  # set by the first write after the drainer last looked
+        self._hub = hub
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ml-dash-console", daemon=True)
+
+    def start(self) -> None:
+        start_thread_without_signals(self._thread)
+
+    def stop(self, timeout_s: float) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        hub = self._hub
+        while not self._stop.is_set():
+            self.wake.wait()
+            if self._stop.wait(DRAIN_INTERVAL_S):
+                return
+            self.wake.clear()
+            hub.drain()  # a write after the clear set the flag again: the next turn takes it
+
+
 class _Patch:
     """The tee on one stream object: its ``write`` attribute, set on the object itself."""
 
@@ -200,8 +229,12 @@ def _make_tee(hub: _Hub, write: Callable[[Any], Any], source: str) -> Callable[[
         written = write(text)  # first, and as before: its result and its exceptions are the caller's
         if hub.listening and isinstance(text, str) and text:
             if hub.enqueued_chars - hub.drained_chars < queue_chars:
-                hub.queue.append((source, text))
+                queue = hub.queue
+                queue.append((source, text))
                 hub.enqueued_chars += len(text)
+                drainer = hub._drainer
+                if drainer is not None and not drainer.wake.is_set():  # a flag read; set once a drain
+                    drainer.wake.set()
             else:
                 with hub.drop_lock:
                     hub.dropped_writes += 1
