@@ -84,7 +84,10 @@ class RunCapture:
         joined = self._ticker.stop(STOP_TIMEOUT_S) if self._ticker is not None else True
         sampler = self._sampler
         if joined and sampler is not None:
-            self._sample()  # a last row: a run shorter than the interval has one too
+            try:
+                self._sample()  # a last row: a run shorter than the interval has one too
+            except Exception as exc:  # noqa: BLE001 - one warning, never the script's exception
+                _warn("system metrics", exc)
         with self._lock:
             self._ended = True
         if joined and sampler is not None:
@@ -109,8 +112,8 @@ class RunCapture:
             gpus = _describe(reader)
             if self.settings.system_interval_s > 0:
                 self._sampler = open_sampler(self._sinks.directory, reader)
-            elif reader is not None:
-                reader.close()
+            if self._sampler is None and reader is not None:
+                reader.close()  # named for the provenance; nothing samples it
         if self.settings.provenance:
             self._record_provenance(gpus)
 
