@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import ml_dash.wandb as wandb
+import ml_dash.wandb as wandb  # noqa: PLR0402  (the line W&B users write)
 from ml_dash import Experiment
 from ml_dash.errors import RunConflictError, RunStateError
 from ml_dash.wandb._history import History

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import RunStateError
-from . import _exit, _files
 from ._config import Config
+from ._exit import ExitState, forget, on_exit
+from ._files import Saves
 from ._history import History
 from ._keys import STEP_FIELD, flatten_row, metric_of, split_key
 from ._settings import InitSettings
@@ -49,14 +50,14 @@ class Run:
         self.summary = Summary(self._store_summary if recording else None, summary)
         self._history = History(self._commit, start_step)
         self._splits: dict[str, tuple[str, str]] = {}
-        self._saves = _files.Saves()
+        self._saves = Saves()
         self._started_at = time.time()
         self._finished = False
         self._on_finish = on_finish
         self._scratch: str | None = None
         self.url = url
         if recording:
-            _exit.on_exit(self._end_at_exit)
+            on_exit(self._end_at_exit)
 
     # -- what W&B users read -------------------------------------------------
     @property
@@ -244,7 +245,7 @@ class Run:
         if self._finished:
             return
         self._finished = True
-        _exit.forget(self._end_at_exit)
+        forget(self._end_at_exit)
         experiment = self._experiment
         try:
             if experiment is not None and experiment.status.value == "RUNNING":
@@ -265,7 +266,7 @@ class Run:
             document["_step"] = self._history.last_committed
         return document
 
-    def _end_at_exit(self, state: _exit.ExitState) -> None:
+    def _end_at_exit(self, state: ExitState) -> None:
         exc = state.exception
         if isinstance(exc, KeyboardInterrupt):
             self._end("cancel", "KeyboardInterrupt")
