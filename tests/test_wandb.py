@@ -436,3 +436,29 @@ def test_the_experiment_behind_a_run_reads_back_like_any_other(workdir: Path) ->
     reader = Experiment(prefix="a/p/r")
     assert reader.directory == run.experiment.directory  # type: ignore[union-attr]
     assert json.loads((reader.directory / "parameters.json").read_text())["data"] == {"lr": 1}
+
+
+def test_log_from_several_threads_commits_every_row_once_at_its_own_step(workdir: Path) -> None:
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows: races show up at once
+    run = wandb.init(project="p", name="r", mode="offline")
+
+    def worker(n: int) -> None:
+        for i in range(2000):
+            wandb.log({f"w{n}/i": i})
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    wandb.finish()
+    steps = sorted(row["_step"] for n in range(4) for row in rows(run, f"w{n}"))
+    assert steps == list(range(8000))
+    assert all([r["i"] for r in rows(run, f"w{n}")] == list(range(2000)) for n in range(4))

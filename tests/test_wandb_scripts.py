@@ -6,6 +6,7 @@ Then the run is read back: its params, metric rows, summary and status; and how 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from ml_dash import Experiment
 
-from .conftest import python_script, read_json, read_jsonl
+from .conftest import python_script, read_json, read_jsonl, start_script
 from .server_process import Server
 
 #: The typical W&B script: config at init, a loop logging "train/..." and "epoch", an evaluation logged in
@@ -138,3 +139,32 @@ wandb.summary["best"] = 1.0
     assert (document["status"], document["status_reason"]) == (status, reason)
     assert _data(read_jsonl(directory / "metrics" / "train" / "data.jsonl")) == [{"loss": 1.0, "_step": 0}]
     assert read_json(directory / "files" / "wandb-summary.json")["best"] == 1.0
+
+
+def test_sigterm_ends_the_run_cancelled_with_its_pending_row_and_summary_then_dies_by_the_signal(
+        tmp_path: Path) -> None:
+    proc = start_script("""
+        import time
+        import ml_dash.wandb as wandb
+        wandb.init(project="p", name="r", mode="offline")
+        wandb.log({"train/loss": 1.0})
+        wandb.log({"train/loss": 0.5}, commit=False)
+        wandb.summary["best"] = 0.5
+        print("logged", flush=True)
+        for _ in range(600):  # short sleeps: see start_script in conftest.py
+            time.sleep(0.1)
+    """, tmp_path)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "logged"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err
+    (directory,) = [p.parent for p in (tmp_path / ".dash").glob("*/p/r/experiment.json")]
+    document = read_json(directory / "experiment.json")
+    assert (document["status"], document["status_reason"]) == ("CANCELLED", "SIGTERM")
+    assert _data(read_jsonl(directory / "metrics" / "train" / "data.jsonl")) == [{"loss": 1.0, "_step": 0},
+                                                                                 {"loss": 0.5, "_step": 1}]
+    assert read_json(directory / "files" / "wandb-summary.json")["best"] == 0.5

@@ -10,21 +10,26 @@ returning, ``sys.exit()``/``(0)``  COMPLETED
 ``sys.exit(n)``, ``n`` not 0       FAILED, "exit code n"
 an uncaught exception              FAILED, "Type: message"
 an uncaught KeyboardInterrupt      CANCELLED
-SIGTERM                            CANCELLED (by ml-dash's own handler: the pending
-                                   uncommitted row and the summary file are not written;
-                                   explicit summary values are, as rows)
+SIGTERM                            CANCELLED, "SIGTERM"
 =================================  ===================================
 
-Our ``atexit`` handler must run before ml-dash's own (which would end the run COMPLETED without the
-pending row and the summary file): ``atexit`` runs handlers last-registered first, so
-:func:`install` re-registers ours at every ``wandb.init``, after the run has started the engine.
+In every case the pending row (``commit=False``) is committed and the summary file written first.
+
+Our handlers must run before ml-dash's own (which would end the run without the pending row and the
+summary file): ``atexit`` runs handlers last-registered first, so :func:`install` re-registers ours
+at every ``wandb.init``, after the run has started the engine; our SIGTERM handler wraps the one
+ml-dash installed when the run started, and hands the signal on to it. A SIGTERM the process ignores
+stays ignored. A forked child forgets its parent's runs (the parent ends them).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +42,7 @@ class ExitState:
     def __init__(self) -> None:
         self.exit_code: int | None = None
         self.exception: BaseException | None = None
+        self.terminated = False  # SIGTERM
 
 
 state = ExitState()
@@ -62,8 +68,32 @@ def install() -> None:
         _hooked = True
         sys.exit = _exit_chain(sys.exit)
         sys.excepthook = _excepthook_chain(sys.excepthook)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_finishers.clear)
     atexit.unregister(_at_exit)
     atexit.register(_at_exit)
+    _install_sigterm()
+
+
+def _install_sigterm() -> None:
+    """Wrap the SIGTERM handler in place (Python sets handlers only from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_IGN, None) or getattr(previous, "ml_dash_wandb", False):
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        state.terminated = True
+        _at_exit()
+        if callable(previous):
+            previous(signum, frame)
+        else:  # SIG_DFL: die of the signal, as the process would have
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    on_sigterm.ml_dash_wandb = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _exit_chain(previous: Callable[..., Any]) -> Callable[..., Any]:

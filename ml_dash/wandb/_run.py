@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,9 @@ class Run:
         self.config = Config(self._store_params if recording else None, config)
         self.summary = Summary(self._store_summary if recording else None, summary)
         self._history = History(self._commit, start_step)
+        # wandb.log from several threads (a logging callback beside the loop); re-entrant, because the
+        # SIGTERM handler ends the run on the main thread, possibly in the middle of a log() there
+        self._lock = threading.RLock()
         self._splits: dict[str, tuple[str, str]] = {}
         self._saves = Saves()
         self._started_at = time.time()
@@ -148,7 +152,8 @@ class Run:
             for key, value in row.items():
                 self._split(key)
                 row[key] = metric_of("wandb.log()", key, value)
-        self._history.log(row, step, commit)
+        with self._lock:
+            self._history.log(row, step, commit)
 
     def save(self, glob_str: str | os.PathLike, base_path: str | os.PathLike | None = None,
              policy: str = "live") -> list[str]:
@@ -250,7 +255,8 @@ class Run:
         try:
             if experiment is not None and experiment.status.value == "RUNNING":
                 try:
-                    self._history.flush()
+                    with self._lock:
+                        self._history.flush()
                     self._saves.at_end(experiment, Path(self.dir))
                     experiment.files("").save_json(self._summary_file(), to=SUMMARY_FILE)
                 finally:
@@ -268,7 +274,9 @@ class Run:
 
     def _end_at_exit(self, state: ExitState) -> None:
         exc = state.exception
-        if isinstance(exc, KeyboardInterrupt):
+        if state.terminated:
+            self._end("cancel", "SIGTERM")
+        elif isinstance(exc, KeyboardInterrupt):
             self._end("cancel", "KeyboardInterrupt")
         elif exc is not None:
             self._end("fail", exc)
