@@ -114,7 +114,7 @@ def test_nested_dicts_join_with_dots_as_wandb_joins_them() -> None:
 # -- a run in this process ----------------------------------------------------------------------------
 def test_a_committed_row_lands_as_one_row_per_stream_with_the_same_step(workdir: Path) -> None:
     run = wandb.init(entity="alice", project="p", name="r", mode="offline")
-    wandb.log({"train/loss": 0.5, "epoch": 0})
+    wandb.log({"train/loss": 0.5, "epoch": 0, "train/grad/norm": 2.0, "train/_fields": 1})
     wandb.log({"val/acc": 0.1}, commit=False)
     wandb.log({"val/loss": 0.2, "train/loss": 0.4})
     wandb.log({"train/loss": 0.3}, step=10)
@@ -122,7 +122,8 @@ def test_a_committed_row_lands_as_one_row_per_stream_with_the_same_step(workdir:
     wandb.log({"train/loss": 0.2})  # no step: merged into step 10's row, which it commits (W&B's rule)
     wandb.log({"train/loss": 0.1})
     wandb.finish()
-    assert rows(run, "train") == [{"loss": 0.5, "_step": 0}, {"loss": 0.4, "_step": 1}, {"loss": 0.2, "_step": 10},
+    assert rows(run, "train") == [{"loss": 0.5, "grad/norm": 2.0, "_fields": 1, "_step": 0}, {"loss": 0.4, "_step": 1},
+                                  {"loss": 0.2, "_step": 10},
                                   {"loss": 0.1, "_step": 11}]
     assert rows(run, "val") == [{"acc": 0.1, "loss": 0.2, "_step": 1}]
     assert rows(run, DEFAULT_STREAM) == [{"epoch": 0, "_step": 0}, {"epoch": 1, "_step": 10}]
@@ -139,7 +140,9 @@ def test_finish_commits_the_pending_row(workdir: Path) -> None:
 def test_numpy_values_and_strings_are_recorded(workdir: Path) -> None:
     numpy = pytest.importorskip("numpy")
     run = wandb.init(project="p", name="r", mode="offline")
-    wandb.log({"loss": numpy.float32(0.5), "n": numpy.int64(3), "phase": "warmup", "ok": True, "none": None})
+    row = {"loss": numpy.float32(0.5), "n": numpy.int64(3), "phase": "warmup", "ok": True, "none": None}
+    wandb.log(row)
+    assert type(row["loss"]) is numpy.float32  # the caller's dict is left as it was
     wandb.finish()
     assert rows(run, DEFAULT_STREAM) == [{"loss": 0.5, "n": 3, "phase": "warmup", "ok": True, "none": None, "_step": 0}]
 

@@ -55,6 +55,11 @@ def flatten_row(call: str, row: Any) -> dict[str, Any]:
     """The row with nested dicts joined by ``.`` (W&B's way); TypeError for a row that is not a dict."""
     if not isinstance(row, dict):
         raise TypeError(f"{call} takes a dict of key -> value, not {type(row).__name__}")
+    for value in row.values():
+        if value.__class__ is dict:
+            break
+    else:  # nothing nested (the usual row): a copy, so that the caller's dict is never changed
+        return dict(row) if all(key.__class__ is str for key in row) else _refuse_keys(call, row)
     flat: dict[str, Any] = {}
     pending: list[tuple[str, dict[str, Any], int]] = [("", row, 0)]
     while pending:  # iterative, bounded: a deep dict must not hit the recursion limit
@@ -70,6 +75,11 @@ def flatten_row(call: str, row: Any) -> dict[str, Any]:
             else:
                 flat[full] = value
     return flat
+
+
+def _refuse_keys(call: str, row: dict[Any, Any]) -> dict[str, Any]:
+    key = next(k for k in row if not isinstance(k, str))
+    raise TypeError(f"{call}: keys must be str, got {key!r}")
 
 
 def metric_of(call: str, key: str, value: Any) -> Any:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 #: The folder of the run directory whose files are saved with the run when it finishes (W&B's run.dir).
 RUN_FILES_DIR = "wandb-files"
 _SPLIT_CACHE_KEYS = 10_000  # distinct keys whose (stream, field) split is remembered
+#: Values a metric holds as they are (an int only within 64 bits: ints go through the check)
+_PLAIN = frozenset({float, bool, str, type(None)})
 
 
 class Run:
@@ -149,9 +151,12 @@ class Run:
         self._require_open("wandb.log()")
         row = flatten_row("wandb.log()", data)
         if self._experiment is not None:  # disabled: nothing is recorded, so nothing is checked
+            splits = self._splits
             for key, value in row.items():
-                self._split(key)
-                row[key] = metric_of("wandb.log()", key, value)
+                if key not in splits:
+                    self._split(key)
+                if value.__class__ not in _PLAIN:
+                    row[key] = metric_of("wandb.log()", key, value)
         with self._lock:
             self._history.log(row, step, commit)
 
@@ -229,13 +234,16 @@ class Run:
     def _commit(self, step: int, row: dict[str, Any]) -> None:
         if self._experiment is not None:
             streams: dict[str, dict[str, Any]] = {}
+            splits = self._splits
             for key, value in row.items():
-                stream, field = self._split(key)
-                streams.setdefault(stream, {})[field] = value
+                stream, field = splits.get(key) or self._split(key)
+                fields = streams.get(stream)
+                if fields is None:
+                    fields = streams[stream] = {STEP_FIELD: step}
+                fields[field] = value
             metrics = self._experiment.metrics
             for stream, fields in streams.items():
-                fields[STEP_FIELD] = step
-                metrics(stream).log(fields)
+                metrics(stream).log(**fields)  # keywords: the SDK's fast path (a positional dict is merged first)
         self.summary.logged(row)
 
     def _store_params(self, changes: dict[str, Any]) -> None:
