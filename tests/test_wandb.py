@@ -465,3 +465,18 @@ def test_log_from_several_threads_commits_every_row_once_at_its_own_step(workdir
     steps = sorted(row["_step"] for n in range(4) for row in rows(run, f"w{n}"))
     assert steps == list(range(8000))
     assert all([r["i"] for r in rows(run, f"w{n}")] == list(range(2000)) for n in range(4))
+
+
+def test_one_element_tensors_are_recorded_and_bigger_ones_raise_naming_the_type(workdir: Path) -> None:
+    import torch
+
+    run = wandb.init(project="p", name="r", mode="offline")
+    loss = torch.tensor(0.5)
+    wandb.log({"train/loss": loss})
+    loss.fill_(9.0)  # taken at the call, as exp.metrics takes it
+    with pytest.raises(NotImplementedError, match=r"'train/w' is a torch.Tensor"):
+        wandb.log({"train/w": torch.zeros(3)})
+    wandb.summary["best"] = torch.tensor(0.25)
+    assert wandb.summary["best"] == 0.25
+    wandb.finish()
+    assert rows(run, "train") == [{"loss": 0.5, "_step": 0}]
