@@ -480,3 +480,57 @@ def test_one_element_tensors_are_recorded_and_bigger_ones_raise_naming_the_type(
     assert wandb.summary["best"] == 0.25
     wandb.finish()
     assert rows(run, "train") == [{"loss": 0.5, "_step": 0}]
+
+
+# -- online ---------------------------------------------------------------------------------------------------
+def _end_without_waiting_for_the_upload(run: wandb.Run) -> None:
+    """A server that is down or refuses the key: end the run at once (its rows stay on disk for ml-dash sync)."""
+    assert run.experiment is not None
+    run.experiment.run.complete(timeout_s=0.1)
+    run.finish()
+
+
+def test_online_the_default_entity_is_the_api_keys_owner(workdir: Path, app_server: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_DASH_API_URL", app_server.url)
+    monkeypatch.setenv("ML_DASH_API_KEY", app_server.key("alice"))
+    run = wandb.init(project="p", name="r")
+    assert run.mode == "online" and run.path == "alice/p/r" and run.url == f"{app_server.url}/?run=alice/p/r"
+    wandb.log({"train/loss": 0.5})
+    wandb.finish()
+    status, remote = app_server.request("GET", "/api/v1/experiments/alice/p/r", key=app_server.key("alice"))
+    assert status == 200 and remote["status"] == "COMPLETED"
+
+
+def test_online_a_key_the_server_refuses_leaves_the_login_name_and_says_how_to_name_the_entity(
+        workdir: Path, app_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "bob")
+    monkeypatch.setenv("ML_DASH_API_URL", app_server.url)
+    monkeypatch.setenv("ML_DASH_API_KEY", "not-a-key")
+    with caplog.at_level(logging.WARNING, logger="ml_dash"):
+        run = wandb.init(project="p", name="r")
+    assert run.entity == "bob" and "entity=" in caplog.text and "ML_DASH_USER_NAME" in caplog.text
+    _end_without_waiting_for_the_upload(run)
+
+
+def test_online_with_the_server_down_the_run_starts_under_the_login_name_with_a_warning(
+        workdir: Path, dead_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "bob")
+    monkeypatch.setenv("ML_DASH_API_URL", dead_url)
+    monkeypatch.setenv("ML_DASH_API_KEY", "k")
+    with caplog.at_level(logging.WARNING, logger="ml_dash"):
+        run = wandb.init(project="p", name="r", settings=wandb.Settings(start_method="thread"))
+    assert run.entity == "bob" and "could not learn" in caplog.text
+    _end_without_waiting_for_the_upload(run)
+
+
+def test_an_entity_given_is_never_asked_of_the_server(workdir: Path, dead_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("ML_DASH_API_URL", dead_url)
+    monkeypatch.setenv("ML_DASH_API_KEY", "k")
+    monkeypatch.setenv("ML_DASH_USER_NAME", "carol")
+    with caplog.at_level(logging.WARNING, logger="ml_dash"):
+        run = wandb.init(project="p", name="r")
+    assert run.entity == "carol" and "could not learn" not in caplog.text
+    _end_without_waiting_for_the_upload(run)

@@ -26,6 +26,7 @@ from .._run.config import ENV_API_KEY, ENV_API_URL, env_value
 from ..errors import MLDashError, RunStateError
 from . import _unsupported
 from ._config import Config, as_mapping
+from ._owner import key_owner
 from ._run import Run
 from ._settings import resolve
 from ._start import start
@@ -103,8 +104,10 @@ def init(*, entity: str | None = None, project: str | None = None, name: str | N
     if run is not None and policy == "finish_previous":
         run.finish()
     server = _login["host"] or env_value(ENV_API_URL)
+    api_key = _login["key"] or env_value(ENV_API_KEY)
     resolved = resolve(mode=mode, entity=entity, project=project, name=name, run_id=id, dir=dir, resume=resume,
-                       tags=tags, notes=notes, group=group, job_type=job_type, server_configured=bool(server))
+                       tags=tags, notes=notes, group=group, job_type=job_type, server_configured=bool(server),
+                       server_owner=lambda: key_owner(server, api_key) if server else None)
     values = _filtered(as_mapping("wandb.init(config=...)", config), config_exclude_keys, config_include_keys)
     started = start(resolved, server=server, api_key=_login["key"], config=values, on_finish=_finished)
     _activate(started)

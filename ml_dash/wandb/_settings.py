@@ -9,7 +9,8 @@ argument        environment          default
 ``mode``        ``WANDB_MODE``       ``"online"`` when a server is configured (``ML_DASH_API_URL`` or
                                      ``wandb.login(host=)``), else ``"offline"``; ``WANDB_DISABLED=true``
                                      means ``"disabled"``. ``"dryrun"`` is ``"offline"``, ``"run"`` ``"online"``
-``entity``      ``WANDB_ENTITY``     ``ML_DASH_USER_NAME``, else the login name (``getpass``), else ``local``
+``entity``      ``WANDB_ENTITY``     ``ML_DASH_USER_NAME``; online, the API key's owner (_owner.py); else
+                                     the login name (``getpass``), else ``local``
 ``project``     ``WANDB_PROJECT``    ``uncategorized`` (W&B's default)
 ``name``        ``WANDB_NAME``       the ``id``, else a W&B-style ``adjective-noun-N``
 ``id``          ``WANDB_RUN_ID``     the name
@@ -32,6 +33,7 @@ import getpass
 import os
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,9 +77,15 @@ class InitSettings:
 
 def resolve(*, mode: str | None, entity: str | None, project: str | None, name: str | None, run_id: str | None,
             dir: str | os.PathLike | None, resume: Any, tags: Any, notes: str | None, group: str | None,
-            job_type: str | None, server_configured: bool) -> InitSettings:
-    """Merge ``wandb.init``'s arguments with W&B's environment variables (the table above)."""
+            job_type: str | None, server_configured: bool,
+            server_owner: Callable[[], str | None] = lambda: None) -> InitSettings:
+    """Merge ``wandb.init``'s arguments with W&B's environment variables (the table above);
+    ``server_owner`` is asked for the entity online when nothing names it."""
     env = os.environ.get
+    resolved_mode = _mode(mode, server_configured)
+    entity = entity or env("WANDB_ENTITY") or env("ML_DASH_USER_NAME") or None
+    if entity is None and resolved_mode == "online":
+        entity = server_owner()
     run_id = run_id or env("WANDB_RUN_ID") or None
     name = name or env("WANDB_NAME") or None
     given = name or run_id
@@ -86,8 +94,8 @@ def resolve(*, mode: str | None, entity: str | None, project: str | None, name: 
         raise ConfigurationError(f"wandb.init(resume={resume!r}) needs the run to continue: pass id= or name=")
     directory = dir if dir is not None else env("WANDB_DIR")
     return InitSettings(
-        mode=_mode(mode, server_configured),
-        entity=entity or env("WANDB_ENTITY") or default_entity(),
+        mode=resolved_mode,
+        entity=entity or default_entity(),
         project=project or env("WANDB_PROJECT") or DEFAULT_PROJECT,
         name=given or generated_name(),
         name_given=given is not None,
@@ -130,10 +138,7 @@ def _tags(tags: Any) -> list[str]:
 
 
 def default_entity() -> str:
-    """``ML_DASH_USER_NAME``, else the login name made a valid prefix part, else ``local``."""
-    found = os.environ.get("ML_DASH_USER_NAME")
-    if found:
-        return found
+    """The login name made a valid prefix part, else ``local``."""
     try:
         user = getpass.getuser()
     except (OSError, KeyError):  # no login name (a container with an unknown uid)
