@@ -534,3 +534,16 @@ def test_an_entity_given_is_never_asked_of_the_server(workdir: Path, dead_url: s
         run = wandb.init(project="p", name="r")
     assert run.entity == "carol" and "could not learn" not in caplog.text
     _end_without_waiting_for_the_upload(run)
+
+
+def test_a_drawn_name_never_continues_a_run_even_with_resume_true(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml_dash.wandb import _settings, _start
+
+    drawn = iter(["calm-sea-1", "calm-sea-1", "calm-sea-1", "bold-sky-2"])
+    monkeypatch.setattr(_settings, "generated_name", lambda: next(drawn))
+    monkeypatch.setattr(_start, "generated_name", lambda: next(drawn))
+    first = wandb.init(project="p", mode="offline")
+    wandb.log({"loss": 1.0})
+    wandb.finish()
+    second = wandb.init(project="p", mode="offline", resume=True)  # W&B's "auto": nothing of this directory to resume
+    assert first.name == "calm-sea-1" and second.name == "bold-sky-2" and second.step == 0

@@ -53,7 +53,9 @@ def start(settings: InitSettings, *, server: str | None, api_key: str | None, co
 
 def _started(settings: InitSettings, server: str | None, api_key: str | None) -> tuple[Experiment, InitSettings]:
     """A running Experiment; a taken name is numbered (or drawn again) unless the run is to be continued."""
-    renames = settings.resume is None and settings.id is None
+    # a drawn name never continues a run (a collision is someone else's run); a given name without resume
+    # or id is a new run, as in W&B, so a taken one is numbered
+    renames = not settings.name_given or (settings.resume is None and settings.id is None)
     attempts = MAX_NAME_ATTEMPTS if renames else 1
     for attempt in range(attempts):
         name = numbered(settings.name, attempt) if settings.name_given else (generated_name() if attempt else
