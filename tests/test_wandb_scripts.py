@@ -6,7 +6,10 @@ Then the run is read back: its params, metric rows, summary and status; and how 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,18 @@ def _check_the_training_run(params: dict[str, Any], train: list[dict[str, Any]],
     assert summary["val/acc"] == 0.5 + 0.1 * 2 and summary["epoch"] == 2
 
 
+def _check_on_the_server(server: Server, key: str, tmp_path: Path) -> None:
+    """The script's run, read from the server by an Experiment never started here."""
+    reader = Experiment(prefix="alice/mnist/baseline", remote=server.url, api_key=key,
+                        local_path=tmp_path / "elsewhere")
+    summary_file = reader.files("").download("wandb-summary.json", tmp_path / "summary.json")
+    _check_the_training_run(
+        reader.params.get(), _data(reader.metrics("train").read(limit=None)),
+        _data(reader.metrics("val").read(limit=None)), _data(reader.metrics("default").read(limit=None)),
+        _data(reader.metrics("summary").read(limit=None)), json.loads(summary_file.read_text()))
+    assert reader.files("").download("model.txt", tmp_path / "model.txt").read_text() == "weights"
+
+
 def test_a_wandb_training_script_runs_offline_and_reads_back(tmp_path: Path) -> None:
     done = python_script(TRAINING_SCRIPT, cwd=tmp_path, env={"WANDB_MODE": "offline"})
     assert done.returncode == 0, done.stderr
@@ -92,14 +107,20 @@ def test_a_wandb_training_script_runs_online_against_a_real_server_and_reads_bac
     status, remote = server.request("GET", "/api/v1/experiments/alice/mnist/baseline", key=key)
     assert status == 200 and remote["status"] == "COMPLETED" and remote["tags"] == ["cnn"]
 
-    reader = Experiment(prefix="alice/mnist/baseline", remote=server.url, api_key=key,
-                        local_path=tmp_path / "elsewhere")  # never started: every read goes to the server
-    summary_file = reader.files("").download("wandb-summary.json", tmp_path / "summary.json")
-    _check_the_training_run(
-        reader.params.get(), _data(reader.metrics("train").read(limit=None)),
-        _data(reader.metrics("val").read(limit=None)), _data(reader.metrics("default").read(limit=None)),
-        _data(reader.metrics("summary").read(limit=None)), json.loads(summary_file.read_text()))
-    assert reader.files("").download("model.txt", tmp_path / "model.txt").read_text() == "weights"
+    _check_on_the_server(server, key, tmp_path)
+
+
+def test_an_offline_wandb_run_is_uploaded_later_by_ml_dash_sync_as_wandb_sync_would(tmp_path: Path,
+                                                                                     server: Server) -> None:
+    done = python_script(TRAINING_SCRIPT, cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    assert done.returncode == 0, done.stderr
+    key = server.key("alice")
+    synced = subprocess.run([sys.executable, "-m", "ml_dash.cli", "sync", ".dash"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "ML_DASH_API_URL": server.url,
+                                                         "ML_DASH_API_KEY": key})
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert server.request("GET", "/api/v1/experiments/alice/mnist/baseline", key=key)[1]["status"] == "COMPLETED"
+    _check_on_the_server(server, key, tmp_path)
 
 
 def test_an_exception_escaping_the_script_ends_the_run_failed_with_what_was_logged(tmp_path: Path) -> None:
