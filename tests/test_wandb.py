@@ -135,6 +135,7 @@ def test_finish_commits_the_pending_row(workdir: Path) -> None:
     run.finish()
     assert rows(run, "train") == [{"loss": 1.0, "_step": 0}]
     assert wandb.run is None
+    assert run.experiment is not None and not (run.experiment.directory / "wandb-files").exists()  # made when asked
 
 
 def test_numpy_values_and_strings_are_recorded(workdir: Path) -> None:

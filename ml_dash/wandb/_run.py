@@ -15,7 +15,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import RunStateError
@@ -265,7 +264,7 @@ class Run:
                 try:
                     with self._lock:
                         self._history.flush()
-                    self._saves.at_end(experiment, Path(self.dir))
+                    self._saves.at_end(experiment, experiment.directory / RUN_FILES_DIR)
                     experiment.files("").save_json(self._summary_file(), to=SUMMARY_FILE)
                 finally:
                     getattr(experiment.run, how)(*(() if how == "complete" else (reason,)))
