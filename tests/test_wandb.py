@@ -548,3 +548,16 @@ def test_a_drawn_name_never_continues_a_run_even_with_resume_true(workdir: Path,
     wandb.finish()
     second = wandb.init(project="p", mode="offline", resume=True)  # W&B's "auto": nothing of this directory to resume
     assert first.name == "calm-sea-1" and second.name == "bold-sky-2" and second.step == 0
+
+
+def test_require_and_setup_do_nothing_and_teardown_finishes(workdir: Path) -> None:
+    wandb.require("core")
+    wandb.setup()
+    run = wandb.init(project="p", name="r", mode="offline")
+    wandb.teardown()
+    assert wandb.run is None and run.experiment is not None and run.experiment.status.value == "COMPLETED"
+
+
+def test_an_unknown_attribute_says_the_api_does_not_provide_it() -> None:
+    with pytest.raises(AttributeError, match="does not provide it"):
+        wandb.no_such_call  # noqa: B018

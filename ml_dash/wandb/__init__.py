@@ -141,6 +141,19 @@ def login(key: str | None = None, host: str | None = None, relogin: bool | None 
     return bool((_login["host"] or env_value(ENV_API_URL)) and (_login["key"] or env_value(ENV_API_KEY)))
 
 
+def require(*features: str, **ignored: Any) -> None:
+    """``wandb.require(...)`` switches W&B's own experimental features: nothing to switch here."""
+
+
+def setup(*args: Any, **kwargs: Any) -> None:
+    """``wandb.setup()`` starts W&B's service process: ml-dash needs none."""
+
+
+def teardown(exit_code: int | None = None) -> None:
+    """``wandb.teardown()``: finish the current run."""
+    finish(exit_code=exit_code)
+
+
 class Settings:
     """``wandb.Settings(...)``: accepted so that ``init(settings=...)`` works; it changes nothing."""
 
@@ -214,6 +227,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Api", "Artifact", "Audio", "Config", "Error", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D",
     "Plotly", "Run", "Settings", "Summary", "Table", "Video", "agent", "alert", "config", "controller",
-    "define_metric", "finish", "init", "link_model", "log", "log_artifact", "log_model", "login", "plot", "run",
-    "save", "summary", "sweep", "unwatch", "use_artifact", "use_model", "watch",
+    "define_metric", "finish", "init", "link_model", "log", "log_artifact", "log_model", "login", "plot", "require",
+    "run", "save", "setup", "summary", "sweep", "teardown", "unwatch", "use_artifact", "use_model", "watch",
 ]
