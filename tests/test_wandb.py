@@ -204,8 +204,8 @@ def test_init_options_ml_dash_does_not_carry_raise_when_set(workdir: Path, optio
 
 # -- disabled mode ---------------------------------------------------------------------------------------
 def test_disabled_mode_records_nothing_and_every_call_works(workdir: Path) -> None:
-    run = wandb.init(project="p", config={"lr": 0.1}, mode="disabled")
-    assert wandb.config.lr == 0.1 and run.disabled
+    run = wandb.init(project="p", config={"lr": 0.1, "out": Path("x")}, mode="disabled")
+    assert wandb.config.lr == 0.1 and wandb.config.out == "x" and run.disabled
     wandb.config.update({"batch": 32})
     wandb.log({"train/loss": 0.5, "hist": [1, 2, 3]})
     wandb.summary["best"] = 0.5

@@ -35,7 +35,9 @@ def start(settings: InitSettings, *, server: str | None, api_key: str | None, co
           on_finish: Callable[[Run], None]) -> Run:
     """Start the run ``settings`` describe (its Experiment running) and return it."""
     if settings.mode == "disabled":
-        return Run(settings, None, config=config, on_finish=on_finish)
+        disabled = Run(settings, None, on_finish=on_finish)
+        disabled.config.update(config)  # made JSON-friendly, as a recorded run's config is
+        return disabled
     if settings.mode == "online" and not server:
         raise ConfigurationError("wandb.init(mode='online') needs an ml-dash server: set ML_DASH_API_URL (and "
                                  "ML_DASH_API_KEY), or call wandb.login(host=..., key=...), or use mode='offline'")
