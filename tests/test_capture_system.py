@@ -152,6 +152,24 @@ def test_a_sampler_failure_is_one_warning_the_part_is_left_out_and_the_run_goes_
     assert exp.status.value == "COMPLETED"
 
 
+@pytest.mark.integration  # the provenance asks `uname -p` (platform.platform())
+def test_a_sampler_that_cannot_start_is_one_warning_and_the_provenance_is_still_recorded(
+        workdir: Path, capture_on: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import psutil
+
+    def no_proc(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(psutil, "Process", no_proc)
+    monkeypatch.setattr("ml_dash.capture.provenance.git_state", lambda cwd: None)  # no git process in a unit test
+    exp = Experiment("a/b/nostart", system_metrics=0.05, console=False)
+    with exp.run:
+        wait_for(lambda: exp.stats()["capture"]["provenance"]["recorded"], "the provenance")
+    assert _system_rows(exp.directory) == [] and exp.status.value == "COMPLETED"
+    warnings = _capture_warnings(caplog)
+    assert len(warnings) == 1 and "system metrics" in warnings[0] and "no /proc here" in warnings[0], warnings
+
+
 def test_absent_gpus_cost_nothing_and_say_nothing(workdir: Path, capture_on: None, monkeypatch: pytest.MonkeyPatch,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: the import raises ImportError

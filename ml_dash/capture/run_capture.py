@@ -111,7 +111,10 @@ class RunCapture:
             reader = open_gpus()
             gpus = _describe(reader)
             if self.settings.system_interval_s > 0:
-                self._sampler = open_sampler(self._sinks.directory, reader)
+                try:
+                    self._sampler = open_sampler(self._sinks.directory, reader)
+                except Exception as exc:  # noqa: BLE001 - one warning; the provenance is still recorded
+                    _warn("system metrics", exc)
             if self._sampler is None and reader is not None:
                 reader.close()  # named for the provenance; nothing samples it
         if self.settings.provenance:
