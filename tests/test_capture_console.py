@@ -153,6 +153,36 @@ def test_a_redirect_takes_its_text_and_capture_resumes_when_it_ends(workdir: Pat
     assert _texts(workdir / ".dash/a/b/redirect", "stdout") == ["restored token-R2"]
 
 
+def test_a_forked_child_prints_through_and_neither_process_hangs(workdir: Path, capture_on: None) -> None:
+    """A data-loader worker forked while the drainer holds its lock: the child's tee passes through (the
+    parent's runs are not the child's); the parent keeps capturing."""
+    out = python_script("""
+        import os, sys, threading
+        from ml_dash import Experiment
+        exp = Experiment("a/b/fork", system_metrics=False, provenance=False)
+        with exp.run:
+            stop = threading.Event()
+            def chatter():
+                while not stop.is_set():
+                    print("parent chatter")
+            talker = threading.Thread(target=chatter)
+            talker.start()
+            for k in range(20):
+                pid = os.fork()
+                if pid == 0:
+                    print(f"child {k} token-F1", flush=True)
+                    os._exit(0)
+                assert os.waitpid(pid, 0)[1] == 0
+            stop.set()
+            talker.join()
+            print("parent token-F2")
+    """, workdir, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert all(f"child {k} token-F1" in out.stdout for k in range(20))
+    kept = _texts(workdir / ".dash/a/b/fork", "stdout")
+    assert kept[-1] == "parent token-F2" and not any("token-F1" in line for line in kept)
+
+
 def test_pytest_capsys_sees_what_it_saw_and_the_run_keeps_it(workdir: Path, capture_on: None,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     exp = Experiment("a/b/capsys", system_metrics=False, provenance=False)
