@@ -1,6 +1,6 @@
 """Each numeric field of a metric, summarised for ``ml-dash show``: its last value and its best, each at its step.
 
-"Best" follows one documented rule (README, docs/cli): the minimum for a field whose name says lower is
+"Best" follows one documented rule (docs/cli.md): the minimum for a field whose name says lower is
 better (``loss``, ``error``/``err``, ``perplexity``/``ppl``, ``mse``, ``mae``, ``rmse``, ``wer``, ``cer``,
 ``regret``), the maximum for any other (accuracy, reward, F1...). Both extremes are kept, so the line
 shows the other one too, and a field the rule reads wrongly (``lr``) is still read right by a person.
