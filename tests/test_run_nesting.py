@@ -57,3 +57,13 @@ def test_continuing_a_run_in_its_own_directory_is_not_nesting(workdir: Path) -> 
     run = _first_run()
     _first_run(local_path=run)  # the same prefix and directory: the run continues
     assert json.loads((run / "experiment.json").read_text())["status"] == "COMPLETED"
+
+
+def test_a_pull_into_a_run_directory_is_refused_before_asking_the_server(workdir: Path, dead_url: str) -> None:
+    from ml_dash.remote.pull import pull
+
+    _first_run("alice/p/run-1")
+    with pytest.raises(ConfigurationError) as refused:
+        pull("alice/p/run-2", dead_url, "some-key", None, workdir / ".dash/alice/p/run-1")
+    assert "inside the directory of the run 'alice/p/run-1'" in str(refused.value)
+    assert "--to .dash " in str(refused.value) and "local_path" not in str(refused.value)

@@ -14,6 +14,7 @@ is not mistaken for one.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from ..errors import ConfigurationError
@@ -34,15 +35,17 @@ def enclosing_run(directory: Path) -> tuple[Path, str] | None:
     return None
 
 
-def check_not_inside_a_run(directory: Path, prefix: str) -> None:
-    """ConfigurationError when the run ``prefix`` would be written inside another run's directory."""
+def check_not_inside_a_run(directory: Path, prefix: str, option: str = "local_path") -> None:
+    """ConfigurationError when the run ``prefix`` would be written inside another run's directory; the message
+    names the value of ``option`` (``local_path``, or ``ml-dash pull``'s ``--to``) to write instead."""
     found = enclosing_run(directory)
     if found is None:
         return
     run_dir, other = found
     root = run_dir.parents[len(other.split("/")) - 1]
     where = os.path.relpath(root) if root.is_relative_to(Path.cwd()) else str(root)
+    instead = (f"{option}={where!r}" if option == "local_path" else f"{option} {shlex.quote(where)}")
+    default = ", or leave local_path out (runs go to .dash/<prefix>)" if option == "local_path" else ""
     raise ConfigurationError(
         f"{directory} lies inside the directory of the run {other!r} ({run_dir}), where no reader would find "
-        f"it. Give the runs' root instead: local_path={where!r} (the run then goes to {root / prefix}), or "
-        "leave local_path out (runs go to .dash/<prefix>)")
+        f"it. Give the runs' root instead: {instead} (the run then goes to {root / prefix}){default}")
