@@ -62,3 +62,13 @@ def test_a_remote_run_names_its_page_on_the_server(tmp_path: Path, server) -> No
     assert out.returncode == 0, out.stderr
     assert (f"ml-dash: logging alice/my-project/first-run to {server.url}/?run=alice/my-project/first-run "
             "(a copy in .dash/alice/my-project/first-run)") in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("stderr", ["None", "closed"])
+def test_a_run_starts_without_a_usable_stderr(tmp_path: Path, stderr: str) -> None:
+    lose = "sys.stderr = None" if stderr == "None" else "sys.stderr.close()"
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{lose}\n" + SCRIPT.format(args="")], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "ML_DASH_QUIET"})
+    assert out.returncode == 0 and out.stdout == "script done\n", out.stderr
+    assert (tmp_path / ".dash/alice/my-project/first-run/metrics/train/data.jsonl").is_file()

@@ -51,7 +51,10 @@ def where_line(prefix: str, directory: Path, remote: str | None) -> str:
 
 def announce(prefix: str, directory: Path, remote: str | None) -> None:
     """Print :func:`where_line` on stderr; a closed or broken stderr never stops a run."""
+    stream = sys.stderr
+    if stream is None:  # pythonw; and print(file=None) would write to stdout, which is the script's
+        return
     try:
-        print(where_line(prefix, directory, remote), file=sys.stderr, flush=True)
-    except (OSError, ValueError, AttributeError):  # stderr closed, or None (pythonw)
+        print(where_line(prefix, directory, remote), file=stream, flush=True)
+    except (OSError, ValueError):  # stderr closed
         pass
