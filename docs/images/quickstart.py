@@ -11,6 +11,7 @@ code draw the same picture.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import secrets
@@ -77,6 +78,9 @@ def screenshot(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("quickstart-run.png")
+    parser = argparse.ArgumentParser(description="Make the README's screenshot from its quick start.")
+    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).with_name("quickstart-run.png"),
+                        help="where to write the PNG (default: docs/images/quickstart-run.png)")
+    target = parser.parse_args().out
     screenshot(target)
     print(target)
