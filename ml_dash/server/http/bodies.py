@@ -120,6 +120,10 @@ async def read_held_body(request: web.Request, max_bytes: int, hold: BodyHold, i
     return b"".join(parts)
 
 
+#: The share of the body timeout a wait cut by the pace must have lasted for the body to be told it was silent.
+_SILENCE_SHARE = 0.9
+
+
 async def body_chunks(request: web.Request, size: int, idle_timeout_s: float,
                       pace: Pace | WholeWithin | None = None) -> AsyncIterator[bytes]:
     """The body in pieces of up to ``size`` bytes, each awaited at most ``idle_timeout_s`` (and, with
@@ -133,7 +137,9 @@ async def body_chunks(request: web.Request, size: int, idle_timeout_s: float,
         try:
             chunk = await asyncio.wait_for(request.content.read(size), wait_s)
         except asyncio.TimeoutError:
-            if wait_s < idle_timeout_s:
+            # A body silent for (nearly) the whole body timeout is told so, though its pace, kept from its
+            # first byte with the same slack, ran out a moment first: silence is what it has to fix
+            if wait_s < idle_timeout_s * _SILENCE_SHARE:
                 assert pace is not None
                 raise pace.behind() from None
             raise RequestTimeout(f"no part of the request body arrived for {idle_timeout_s:g} s") from None
