@@ -34,9 +34,20 @@ _METADATA_DIR = re.compile(r"^ml[-_.]dash(-[^-]+)?\.(dist-info|egg-info)$", re.I
 _METADATA_FILES = {"dist-info": "METADATA", "egg-info": "PKG-INFO"}
 
 
+#: How our metadata's Summary begins (pyproject's description): our releases before the epoch carry it too.
+OUR_SUMMARY = "Experiment tracker whose logging never blocks training"
+
+
 def installed_version(path: list[str] | None = None) -> str | None:
     """The version of the first ``ml-dash`` distribution installed in a ``site-packages`` folder of ``path``
     (default ``sys.path``), None if none."""
+    found = installed(path)
+    return found[0] if found is not None else None
+
+
+def installed(path: list[str] | None = None) -> tuple[str, str] | None:
+    """(version, summary) of the first ``ml-dash`` distribution installed in a ``site-packages`` folder of
+    ``path`` (default ``sys.path``), None if none."""
     for entry in sys.path if path is None else path:
         if os.path.basename(os.path.normpath(entry or ".")) not in ("site-packages", "dist-packages"):
             continue
@@ -48,23 +59,26 @@ def installed_version(path: list[str] | None = None) -> str | None:
             match = _METADATA_DIR.match(name)
             if match is None:
                 continue
-            version = _read_version(os.path.join(entry, name, _METADATA_FILES[match.group(2).lower()]))
-            if version is not None:
-                return version
+            headers = _read_headers(os.path.join(entry, name, _METADATA_FILES[match.group(2).lower()]))
+            if "Version" in headers:
+                return headers["Version"], headers.get("Summary", "")
     return None
 
 
-def _read_version(metadata: str) -> str | None:
+def _read_headers(metadata: str) -> dict[str, str]:
+    """The Version and Summary headers of a METADATA / PKG-INFO file ({} when it cannot be read)."""
+    headers: dict[str, str] = {}
     try:
         with open(metadata, encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("Version:"):
-                    return line.split(":", 1)[1].strip()
                 if not line.strip():  # the headers end at the first blank line
                     break
+                key, _, value = line.partition(":")
+                if key in ("Version", "Summary"):
+                    headers[key] = value.strip()
     except OSError:
         pass
-    return None
+    return headers
 
 
 def conflict_message(installed: str) -> str:
@@ -79,9 +93,9 @@ def conflict_message(installed: str) -> str:
 
 def check_distribution(path: list[str] | None = None) -> str | None:
     """Warn (RuntimeWarning) when the installed ``ml-dash`` is not ours; the message, or None when all is well."""
-    installed = installed_version(path)
-    if installed is None or installed.startswith(EPOCH):
-        return None  # not installed (a checkout on the path), or ours
-    message = conflict_message(installed)
+    found = installed(path)
+    if found is None or found[0].startswith(EPOCH) or found[1].startswith(OUR_SUMMARY):
+        return None  # not installed (a checkout on the path), or ours (a release from before the epoch, too)
+    message = conflict_message(found[0])
     warnings.warn(message, RuntimeWarning, stacklevel=3)
     return message

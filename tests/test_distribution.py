@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import ml_dash
-from ml_dash._version import EPOCH, check_distribution, installed_version
+from ml_dash._version import EPOCH, OUR_SUMMARY, check_distribution, installed_version
 
 UPSTREAM = "0.11.0"
 
@@ -82,3 +82,14 @@ def test_ours_and_no_installation_are_quiet(tmp_path: Path) -> None:
     (ours / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ml-dash\nVersion: {ml_dash.__version__}\n")
     assert check_distribution([str(ours.parent)]) is None
     assert check_distribution([str(tmp_path / "nothing" / "site-packages")]) is None
+
+
+def test_our_own_release_from_before_the_epoch_is_not_taken_for_upstreams(tmp_path: Path) -> None:
+    old = tmp_path / "site-packages" / "ml_dash-0.1.0.dist-info"
+    old.mkdir(parents=True)
+    (old / "METADATA").write_text("Metadata-Version: 2.4\nName: ml-dash\nVersion: 0.1.0\nSummary: Experiment tracker "
+                                  "whose logging never blocks training: an asynchronous buffered agent\n\nbody\n")
+    assert installed_version([str(old.parent)]) == "0.1.0"
+    assert check_distribution([str(old.parent)]) is None
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert f'description = "{OUR_SUMMARY}' in pyproject  # what our METADATA's Summary says
