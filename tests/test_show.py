@@ -81,3 +81,11 @@ def test_nan_is_never_best_but_may_be_the_last_value() -> None:
     summary = folded.fields["loss"]
     assert math.isnan(summary.last) and summary.low == 0.5
     assert describe("loss", summary, None).startswith("loss  last nan at index 2  best (min) 0.5 at index 1")
+
+
+def test_show_takes_a_runs_prefix_under_dash_as_the_run_printed_it(workdir: Path) -> None:
+    exp = Experiment(prefix="alice/proj/by-name")
+    with exp.run:
+        exp.metrics("train").log(loss=0.5, step=3)
+    out = _show(Path("alice/proj/by-name"))
+    assert out.startswith("alice/proj/by-name  [COMPLETED]") and "loss  last 0.5 at step 3" in out, out

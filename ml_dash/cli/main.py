@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ls.set_defaults(handler=_ls)
     show = sub.add_parser("show", help="summarise one run directory: times, status reason, each metric's last and "
                                        "best values, logs, files, parameters")
-    show.add_argument("run", help="a run directory, e.g. .dash/alice/project/run")
+    show.add_argument("run", help="a run directory, e.g. .dash/alice/project/run, or a run's prefix under .dash "
+                                   "(alice/project/run)")
     show.set_defaults(handler=cli_show.show)
     check = sub.add_parser("check", help="read every file of the runs under ROOT; exit 1 on damage or "
                                          "duplicate/missing indices")

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .._run.announce import DEFAULT_ROOT
 from .._run.metric_summary import describe
 from .._run.reading import RunSummary, summarise
 
@@ -59,8 +60,11 @@ def times_line(summary: RunSummary, now: float | None = None) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
-    """Print the summary of the run directory ``args.run``; 2 when it is no run directory."""
+    """Print the summary of the run directory ``args.run`` (or of the run ``args.run`` names under ``.dash``);
+    2 when it is no run."""
     run = Path(args.run)
+    if not (run / "experiment.json").is_file() and (Path(DEFAULT_ROOT) / args.run / "experiment.json").is_file():
+        run = Path(DEFAULT_ROOT) / args.run  # a prefix, as the run printed it: owner/project/name under .dash
     if not (run / "experiment.json").is_file():
         if not run.is_dir():
             print(f"ml-dash show: {args.run}: no such directory", file=sys.stderr)
