@@ -1,5 +1,5 @@
 """Bodies that trickle hold of a real server's body budget (server/http/admission.py) only what they have
-sent, and not for ever (README "What one request and one key may cost"): two keys each trickling
+sent, and not for ever (docs/server.md "What one request and one key may cost"): two keys each trickling
 bodies, whether from their first byte, after sending nearly 16 MiB at once, or as file uploads, do
 not stop a third client's ingest; every trickling request is answered; no traceback.
 
