@@ -3,12 +3,11 @@ ml_dash/integrations): through the SDK's reading API for metric rows, and the ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ml_dash.format import layout
 from ml_dash.metrics import read_metric_rows
@@ -38,9 +37,9 @@ def saved_files(directory: Path) -> dict[str, dict[str, Any]]:
     return {entry["path"]: entry for entry in entries}
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
-    """torch on one thread for the test: a tiny model's ops on a loaded 2-core machine run 8 times slower
+    """torch on one thread meanwhile: a tiny model's ops on a loaded 2-core machine run 8 times slower
     with torch's default thread pool (12 s against 1.5 s for the same 8 steps), the threads waiting on
     each other."""
     import torch

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import python_script
-from .integration_runs import one_torch_thread, params_of, rows_of, run_document  # noqa: F401  (a fixture)
+from .integration_runs import one_torch_thread, params_of, rows_of, run_document
 
 # the backend the tests choose; and importing keras runs `uname -p` (platform.processor()): a process
 pytestmark = [pytest.mark.needs_torch, pytest.mark.integration]
@@ -32,15 +33,16 @@ FIT = textwrap.dedent("""
 
 
 @pytest.fixture
-def keras_fit(workdir: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread: None) -> dict[str, Any]:
-    """The names of :data:`FIT`, run in this process with ``KERAS_BACKEND=torch``."""
+def keras_fit(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The names of :data:`FIT`, run in this process with ``KERAS_BACKEND=torch`` (torch on one thread)."""
     monkeypatch.setenv("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")
     if keras.backend.backend() != "torch":
         pytest.skip(f"keras was imported with the {keras.backend.backend()} backend before this test")
     names: dict[str, Any] = {}
-    exec(FIT, names)
-    return names
+    with one_torch_thread():
+        exec(FIT, names)  # noqa: S102 - our own script: the same fit in this process and in a fresh one
+        yield names
 
 
 def test_a_fit_records_optimizer_and_model_params_epochs_and_every_nth_batch(keras_fit: dict[str, Any]) -> None:

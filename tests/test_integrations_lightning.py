@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .integration_runs import one_torch_thread, params_of, rows_of, run_document, saved_files  # noqa: F401
+from .integration_runs import one_torch_thread, params_of, rows_of, run_document, saved_files
+
+pytestmark = pytest.mark.needs_torch  # every test imports Lightning, which imports torch
 
 PREFIX = "alice/mnist/run-1"
 RUN = Path(".dash") / PREFIX
@@ -18,11 +21,12 @@ PACKAGES = ["pytorch_lightning", "lightning.pytorch"]
 
 
 @pytest.fixture(params=PACKAGES)
-def pl(request: pytest.FixtureRequest, workdir: Path, one_torch_thread: None) -> Any:
+def pl(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Any]:
     """Each Lightning package in turn (the logger's base is the one imported first: the other package's
-    Trainer uses it as well)."""
+    Trainer uses it as well); torch on one thread."""
     pytest.importorskip(request.param.split(".")[0])
-    return importlib.import_module(request.param)
+    with one_torch_thread():
+        yield importlib.import_module(request.param)
 
 
 def tiny_module(pl: Any, fail_at_step: int | None = None) -> Any:

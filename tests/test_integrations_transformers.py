@@ -3,6 +3,7 @@ a BERT of 778 parameters built in code, 16 examples, 8 steps; nothing downloaded
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from ml_dash import Experiment
 
-from .integration_runs import one_torch_thread, params_of, rows_of, run_document  # noqa: F401  (a fixture)
+from .integration_runs import one_torch_thread, params_of, rows_of, run_document
 from .server_process import Server
 
 PREFIX = "alice/glue/run-1"
@@ -18,11 +19,13 @@ RUN = Path(".dash") / PREFIX
 
 
 @pytest.fixture
-def hf(workdir: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread: None) -> Any:
-    """The transformers module, imported offline (nothing may be fetched from the Hub)."""
+def hf(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The transformers module, imported offline (nothing may be fetched from the Hub); torch on one thread."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    return pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers")
+    with one_torch_thread():
+        yield transformers
 
 
 def tiny_trainer(hf: Any, callback: Any, fail_at_step: int | None = None, **args: Any) -> Any:
