@@ -94,9 +94,8 @@ class RunBinding:
         """One row of ``stream``: the scalar ``fields`` with ``context`` (``step``, ``epoch``) added."""
         if not self.running:
             return
-        skipped = Tally()
-        row = metric_fields(fields, skipped)
-        if skipped:
+        row, skipped = metric_fields(fields)
+        if skipped is not None:
             self.dropped.merge(skipped)
             self.note(f"fields of metric {stream!r} not recorded: {skipped.summary()} (and later ones like them, "
                       "counted in .dropped)", once=f"fields:{stream}:{sorted(skipped.counts)}")
@@ -104,7 +103,7 @@ class RunBinding:
             return
         row.update((key, value) for key, value in context.items() if value is not None)
         try:
-            self._experiment.metrics(stream).log(row)
+            self._experiment.metrics(stream).log(**row)  # keywords: the C hot path's plain call
         except (TypeError, ValueError) as exc:  # a value the SDK refuses: that row is lost, and said so
             self.dropped.add(f"skipped: {_first_clause(exc)}", stream)
             self.note(f"a row of metric {stream!r} was not recorded: {exc}", once=f"row:{stream}")

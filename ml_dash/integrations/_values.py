@@ -175,18 +175,22 @@ def _describe(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
-def metric_fields(fields: Mapping[str, Any], tally: Tally) -> dict[str, Any]:
-    """The fields of ``fields`` a metric row keeps; the others counted in ``tally``."""
+def metric_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], Tally | None]:
+    """The fields of ``fields`` a metric row keeps, and the others counted (None when there are none:
+    this runs at every logging step, and nothing is made for the usual row of numbers)."""
     row: dict[str, Any] = {}
+    skipped: Tally | None = None
     for key, value in fields.items():
         name = str(key)
-        if not name or len(name) > MAX_NAME_CHARS or name == "_ts":
-            tally.add("skipped: not a metric field name", name[:80])
-        elif _is_metric_value(value):
+        if 0 < len(name) <= MAX_NAME_CHARS and name != "_ts" and _is_metric_value(value):
             row[name] = value
+            continue
+        skipped = skipped if skipped is not None else Tally()
+        if _is_metric_value(value):
+            skipped.add("skipped: not a metric field name", name[:80])
         else:
-            tally.add("skipped: not a scalar", name)
-    return row
+            skipped.add("skipped: not a scalar", name)
+    return row, skipped
 
 
 def _is_metric_value(value: Any) -> bool:

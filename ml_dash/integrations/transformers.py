@@ -36,6 +36,7 @@ from . import RunBinding
 
 #: The Trainer's metric prefixes and the streams they go to (anything else is training).
 _STREAM_OF_PREFIX = {"eval_": "eval", "test_": "test"}
+_PREFIX_CHARS = 5  # both prefixes' length: one slice and one dict look-up per key (this runs every logging step)
 _TRAIN_STREAM = "train"
 _FRAMES_TO_TRAINER = 8  # our on_init_end <- CallbackHandler.call_event <- .on_init_end <- Trainer.__init__
 
@@ -115,16 +116,20 @@ def _rows_by_stream(logs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{"eval_loss": .3, "epoch": 1}`` -> ``{"eval": {"loss": .3, "epoch": 1}}``; ``epoch`` joins every row."""
     rows: dict[str, dict[str, Any]] = {}
     for key, value in logs.items():
-        stream, field = _TRAIN_STREAM, key
-        for prefix, named in _STREAM_OF_PREFIX.items():
-            if key.startswith(prefix) and len(key) > len(prefix):
-                stream, field = named, key[len(prefix):]
-                break
-        if key != "epoch":
-            rows.setdefault(stream, {})[field] = value
+        stream = _STREAM_OF_PREFIX.get(key[:_PREFIX_CHARS]) if len(key) > _PREFIX_CHARS else None
+        if stream is not None:
+            key = key[_PREFIX_CHARS:]
+        elif key == "epoch":
+            continue
+        else:
+            stream = _TRAIN_STREAM
+        row = rows.get(stream)
+        if row is None:
+            row = rows[stream] = {}
+        row[key] = value
     if "epoch" in logs:
-        for fields in rows.values():
-            fields.setdefault("epoch", logs["epoch"])
+        for row in rows.values():
+            row.setdefault("epoch", logs["epoch"])
     return rows
 
 
