@@ -83,10 +83,12 @@ def test_a_fit_that_raises_ends_the_run_failed_when_the_script_dies_of_it(workdi
     assert [row["step"] for row in rows_of(workdir / RUN, "batch")] == [1, 2, 3]
 
 
-def test_log_every_n_batches_must_be_a_count(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_arguments_fail_when_the_callback_is_built(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
     pytest.importorskip("keras")
     from ml_dash.integrations.keras import MLDashCallback
 
     with pytest.raises(ValueError, match="log_every_n_batches=-1 must be an int >= 0"):
         MLDashCallback(prefix=PREFIX, log_every_n_batches=-1)
+    with pytest.raises(ValueError, match="prefix"):
+        MLDashCallback(prefix="keras-run")

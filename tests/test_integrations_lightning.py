@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,19 @@ def test_hyperparameters_from_a_namespace_are_flattened(workdir: Path) -> None:
     assert logger.dropped == {"stringified": 1}
 
 
-def test_log_model_takes_only_its_three_values(workdir: Path) -> None:
+def test_wrong_arguments_fail_when_the_logger_is_built(workdir: Path) -> None:
     pytest.importorskip("lightning_utilities")
     from ml_dash.integrations.lightning import MLDashLogger
 
     with pytest.raises(ValueError, match="log_model='best'"):
         MLDashLogger(prefix=PREFIX, log_model="best")
+    with pytest.raises(ValueError, match="prefix"):
+        MLDashLogger(prefix="mnist-run")
+
+
+def test_the_logger_pickles_for_spawned_workers(workdir: Path) -> None:
+    pytest.importorskip("lightning_utilities")
+    from ml_dash.integrations.lightning import MLDashLogger
+
+    copy = pickle.loads(pickle.dumps(MLDashLogger(prefix=PREFIX, log_model="all")))  # as ddp_spawn does
+    assert (copy.name, copy.version, copy._log_model) == ("mnist", "run-1", "all")

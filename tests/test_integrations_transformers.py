@@ -125,3 +125,10 @@ def test_a_remote_run_lands_on_the_server(hf: Any, server: Server, tmp_path: Pat
     assert reader.params.get()["learning_rate"] == 1e-3
     status, document = server.document(PREFIX, key=key)
     assert status == 200 and document["status"] == "COMPLETED"
+
+
+def test_a_wrong_prefix_fails_when_the_callback_is_built(hf: Any) -> None:
+    from ml_dash.integrations.transformers import MLDashCallback
+
+    with pytest.raises(ValueError, match="prefix"):
+        MLDashCallback(prefix="glue-run")

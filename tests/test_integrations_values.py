@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import enum
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,13 @@ def test_a_file_that_cannot_be_saved_is_said_not_raised(workdir: Path, tmp_path:
 
     assert list(saved_files(RUN)) == ["checkpoints/epoch_3-step_40.ckpt"]
     assert dict(binding.dropped.counts) == {"skipped: file not saved": 1}
+
+
+def test_a_binding_pickles_to_its_prefix_and_arguments_for_another_process(workdir: Path) -> None:
+    binding = RunBinding(PREFIX, {"tags": ["spawned"]})
+    binding.start()
+    copy = pickle.loads(pickle.dumps(binding))  # what Lightning's ddp_spawn does to a logger
+    binding.end(binding.experiment.status.COMPLETED)
+
+    assert copy.experiment.prefix == PREFIX and copy.experiment.tags == ["spawned"]
+    assert copy.experiment.status.value == "CREATED" and not copy.running

@@ -50,6 +50,14 @@ class RunBinding:
         self.dropped = Tally()
         self._warned: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy in another process needs (Lightning's ``ddp_spawn`` pickles the logger to each
+        worker): the prefix and the keyword arguments; that process starts its own Experiment."""
+        return {"prefix": self._prefix, "experiment_kwargs": self._kwargs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["prefix"], state["experiment_kwargs"])  # type: ignore[misc]
+
     @property
     def experiment(self) -> Experiment:
         """The current Experiment (created, running or ended)."""
