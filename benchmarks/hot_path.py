@@ -10,7 +10,7 @@ What is measured (by ``_scenario.py``, one scenario per process):
                    close time, peak RSS above the post-import baseline, rows written to disk.
 * ``import``     - wall time of ``import ml_dash`` in a cold interpreter.
 * ``bigrows``    - 300 rows each holding a distinct 900,000-character string (270 MB through the
-                   64 MiB buffer): peak RSS, against the memory bound the README states.
+                   64 MiB buffer): peak RSS, against the memory bound docs/guarantees.md states.
 
 Why subprocesses: every scenario runs in a FRESH interpreter with a fresh temporary
 ``dash_root`` so that one scenario's heap, GC generations, background threads and page
@@ -48,7 +48,7 @@ PEER_VENV = HERE / ".peer-venv"
 PEER_PYTHON = PEER_VENV / "bin" / "python"
 PEER_SPEC = "ml-dash==0.11.0"
 
-#: README "Memory": 1.5 x ML_DASH_MAX_BUFFER_MB (64) + 32 MB in local mode (agent/streams.py memory_bound_mb).
+#: docs/guarantees.md "Memory": 1.5 x ML_DASH_MAX_BUFFER_MB (64) + 32 MB in local mode (agent/streams.py memory_bound_mb).
 MEMORY_BOUND_MB = 1.5 * 64 + 32
 BIG_ROWS = 300
 

@@ -8,6 +8,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ._run import announce
 from ._run.config import resolve
 from ._run.resume import Resume
 from ._run.session import RunOptions, RunSession
@@ -43,6 +44,8 @@ class Experiment:
             to be written; what is left keeps being written in the background.
         upload_timeout_s: remote mode: the longest ending the run waits for the
             upload; what is left stays on disk for ``ml-dash sync``.
+        quiet: print nothing when the run starts; by default a run says once, on
+            stderr, where it goes and how to view it (``ML_DASH_QUIET=1`` silences it too).
 
     Use ``with exp.run:`` (or ``exp.run.start()`` ... ``exp.run.complete()``).
     """
@@ -64,6 +67,7 @@ class Experiment:
         readme: str | None = None,
         close_timeout_s: float = 10.0,
         upload_timeout_s: float = 30.0,
+        quiet: bool | None = None,
     ) -> None:
         self.owner, self.project, self.name = validate_prefix(prefix)
         self.prefix = prefix
@@ -79,6 +83,7 @@ class Experiment:
             close_timeout_s=_seconds("close_timeout_s", close_timeout_s),
             upload_timeout_s=_seconds("upload_timeout_s", upload_timeout_s),
             resume=Resume.parse(resume),
+            quiet=announce.quiet(quiet),
         )
         self._session = session = RunSession(prefix, self.directory, options, config.remote,
                                              (config.api_key, config.user_name))

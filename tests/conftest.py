@@ -44,6 +44,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(order, "ml-dash-run-order")  # the long tests first (tests/order.py)
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say pytest-randomly's seed at the end, where a failure is read: its own header line is
+    hidden by ``-q``, which the README's test command passes."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.pluginmanager.has_plugin("randomly"):
+        terminalreporter.write_line(f"random order seed: {seed} (replay this order with --randomly-seed={seed})")
+
+
+# A run says on stderr where it goes (ml_dash/_run/announce.py): thousands of runs in the suite would bury
+# its output in those lines, so the tests' processes, and the subprocesses they start, run quiet. The
+# tests of that line unset it.
+os.environ["ML_DASH_QUIET"] = "1"
+
+
 ENV_VARS = [
     "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN", "ML_DASH_DB",
     "DREAMLAKE_LOCAL_PATH", "DREAMLAKE_API_URL", "DREAMLAKE_API_KEY",

@@ -210,3 +210,42 @@ def test_importing_the_sdk_and_the_integrations_package_loads_no_framework() -> 
     loaded = _loaded_by("import ml_dash, ml_dash.integrations\nfrom ml_dash import Experiment\nExperiment")
     assert "ml_dash.integrations" in loaded and "ml_dash.experiment" in loaded
     assert [m for m in loaded if m.split(".")[0] in FRAMEWORKS] == []
+
+
+#: What the framework integrations (adapters, decision 12) import of ours: the public SDK and the contracts.
+INTEGRATIONS_MAY_IMPORT = ("ml_dash", "ml_dash.errors", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.run")
+
+
+def test_the_integrations_sit_on_the_public_sdk() -> None:
+    graph = import_graph()
+    adapter = {m for m in graph if m == "ml_dash.integrations" or m.startswith("ml_dash.integrations.")}
+    assert "ml_dash.integrations.transformers" in adapter  # the graph sees the package
+    wrong = sorted(f"{module} -> {target}" for module in adapter for target in graph[module]
+                   if target not in adapter and target not in INTEGRATIONS_MAY_IMPORT
+                   and not target.startswith("ml_dash.format"))
+    assert wrong == []
+
+
+#: What the W&B-shaped API (an adapter, decision 12) may import directly: the public SDK, the contracts, and
+#: the one home of the configuration's names (``ENV_API_URL``: which server ``mode="online"`` means).
+WANDB_MAY_IMPORT = ("ml_dash", "ml_dash.errors", "ml_dash.experiment", "ml_dash.metrics", "ml_dash._run",
+                    "ml_dash._run.config")
+
+
+def test_the_wandb_api_sits_on_the_public_sdk_and_nothing_below_depends_on_it() -> None:
+    graph = import_graph()
+    adapter = {m for m in graph if m == "ml_dash.wandb" or m.startswith("ml_dash.wandb.")}
+    assert "ml_dash.wandb._run" in adapter  # the graph sees the package
+    wrong = sorted(f"{module} -> {target}" for module in adapter for target in graph[module]
+                   if target not in adapter and target not in WANDB_MAY_IMPORT and not target.startswith("ml_dash.format"))
+    assert wrong == []
+    below = sorted(f"{module} -> {target}" for module in graph if module not in adapter
+                   for target in graph[module] if target in adapter)
+    assert below == []
+
+
+def test_importing_the_wandb_api_loads_no_numpy_torch_pandas_nor_http() -> None:
+    loaded = _loaded_by("import ml_dash.wandb")
+    assert "ml_dash.experiment" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("torch", "numpy", "pandas", "aiohttp", "wandb")
+            or m.startswith(("ml_dash.server", "ml_dash.remote"))] == []

@@ -44,6 +44,8 @@ from ..logs import LOG_ROW_BYTES, build_log_row
 from ..metrics import metric_metadata
 from ..run import RunStatus
 from ..stats import collect_stats
+from .announce import announce
+from .nesting import check_not_inside_a_run
 from .resume import Resume, check_local
 from .runlock import RunLock
 
@@ -70,6 +72,8 @@ class RunOptions:
     close_timeout_s: float = 10.0
     upload_timeout_s: float = 30.0
     resume: Resume = Resume.AUTO
+    #: Print nothing at the start (the line saying where the run goes: announce.py).
+    quiet: bool = False
 
 
 class RunSession:
@@ -215,6 +219,7 @@ class RunSession:
         if self.status is not RunStatus.CREATED:
             raise RunStateError(f"experiment {self.prefix!r} has ended ({self.status}); "
                                 "create a new Experiment to continue it")
+        check_not_inside_a_run(self.directory, self.prefix)
         lifecycle.install_sigterm()
         try:
             try:
@@ -234,6 +239,8 @@ class RunSession:
         assert self.writer is not None
         self.writer.on_durable.append(_lock_verifier(lock))  # a deleted or replaced lock file is locked again
         _running[_key(self.directory)] = self
+        if not self.options.quiet:
+            announce(self.prefix, self.directory, self.remote)
 
     def _open(self) -> None:
         previous = read_json(self.directory / layout.EXPERIMENT)
