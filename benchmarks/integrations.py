@@ -9,7 +9,9 @@ Two figures, in one process on CPU (nothing downloaded):
                  per training, in the ``Trainer`` figure below;
 * ``Trainer``  - a tiny BERT trained for S steps with ``logging_steps=1`` (every step a logging
                  step), with and without the callback, alternated R times (the fastest of each kept):
-                 the difference per step, against the Trainer's own time per step.
+                 the difference per step, against the Trainer's own time per step. A wall-clock A/B:
+                 on a loaded machine its sign is noise (-31% to +9% seen at a load of 9 to 12 on 2
+                 cores), and the ``on_log`` figure is the one to read.
 
 Usage::
 
@@ -25,6 +27,7 @@ import time
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ML_DASH_QUIET", "1")  # no start line per run in the table
 
 
 def on_log_cost(n: int) -> tuple[float, float]:
