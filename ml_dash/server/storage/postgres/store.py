@@ -52,10 +52,12 @@ from . import documents, schema
 from .archive import PgArchive
 from .failures import RETRIED, mapped
 from .ingest import acknowledgement, ingest, upsert_experiment
+from .migration import PgMigrationTarget
 from .reads import PgChunks
 
 if TYPE_CHECKING:
     from ...blobs.protocol import BlobStore
+    from ...migrate.target import MigrationTarget
 
 T = TypeVar("T")
 
@@ -120,6 +122,9 @@ class PostgresStorage:
 
     def archive_tier(self) -> ArchiveTier:
         return PgArchive(self._write, self._read)
+
+    def migration_target(self) -> MigrationTarget:
+        return PgMigrationTarget(self._write, self._read, lambda: self._pool_or_fail().acquire(timeout=LOCK_WAIT_S))
 
     def _fetcher(self, loop: asyncio.AbstractEventLoop, exp_id: int, metric: str) -> ArchiveFetcher:
         return ArchiveFetcher(loop, self._blobs, f"metric {metric!r} of run {exp_id}")

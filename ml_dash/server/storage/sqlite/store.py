@@ -38,9 +38,11 @@ from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
 from . import streams as sqlite_streams
 from .ingest import acknowledgement, ingest, upsert_experiment
+from .migration import SQLiteMigrationTarget
 
 if TYPE_CHECKING:
     from ...blobs.protocol import BlobStore
+    from ...migrate.target import MigrationTarget
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -148,6 +150,9 @@ class SQLiteStorage:
 
     def archive_tier(self) -> ArchiveTier:
         return sqlite_archive.SQLiteArchive(self._with_writer, self._read)
+
+    def migration_target(self) -> MigrationTarget:
+        return SQLiteMigrationTarget(self._with_writer)
 
     async def _with_writer(self, fn: Any, *args: Any) -> Any:
         """``fn(the writer's connection, *args)`` on the writer's thread."""
