@@ -1,5 +1,5 @@
 """Archival from the command line: ``ml-dash server --archive-after`` archives in the background and serves
-the same rows; ``ml-dash archive`` runs a pass and says what it moved; bad durations exit 2 naming the
+the same rows; ``ml-dash archive`` runs a pass and says what it moved (metric rows and log lines); bad durations exit 2 naming the
 flag; a missing archived object is answered with a clear error, never other rows (real processes)."""
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from ml_dash.format.wire import metric_blocks
 from ml_dash.server.storage import open_storage
 
 from .server_process import Server, direct
-from .test_storage_contract import batch
+from .test_storage_contract import batch, lines
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PREFIX = "alice/proj/run"
 ROWS = 20_000
+LINES = 1500
 
 
 def body(start: int, count: int) -> dict[str, Any]:
@@ -81,6 +82,8 @@ def test_ml_dash_archive_moves_old_chunks_once_and_says_what_it_moved(tmp_path: 
             for start in range(0, ROWS, 5000):
                 await storage.ingest(batch({"metrics/train": body(start, 5000)["streams"]["metrics/train"]},
                                            prefix=("alice", "proj", "run")))
+            await storage.ingest(batch({"logs": lines(0, [("INFO", f"line {k}") for k in range(LINES)])},
+                                       prefix=("alice", "proj", "run")))
         finally:
             await storage.close()
 
@@ -93,7 +96,8 @@ def test_ml_dash_archive_moves_old_chunks_once_and_says_what_it_moved(tmp_path: 
     young = archive("--older-than", "1h")
     assert young.returncode == 0 and young.stdout.startswith("archived 0 chunks"), young
     done = archive("--older-than", "0s")
-    assert done.returncode == 0 and f"({ROWS:,} rows" in done.stdout and "into 1 objects" in done.stdout, done
+    assert done.returncode == 0 and f"({ROWS:,} rows) and {LINES:,} log lines" in done.stdout, done
+    assert "into 2 objects" in done.stdout, done  # one of metric chunks, one of log lines
     assert chunks_in_database(tmp_path) == 0
     again = archive("--older-than", "0s")
     assert again.returncode == 0 and again.stdout.startswith("archived 0 chunks"), again

@@ -59,7 +59,7 @@ def prefix(i: int) -> tuple[str, str, str]:
 
 
 async def _build(data: Path) -> dict[str, str]:
-    """A deployment of RUNS runs (metrics part archived, logs, params, tags, files), keys, a grant, a session."""
+    """A deployment of RUNS runs (metrics and logs part archived, params, tags, files), keys, a grant, a session."""
     keys = {owner: await create_key(ServerConfig(data), owner) for owner in ("alice", "bob")}
     storage = await open_storage(str(data / "ml-dash.sqlite3"))
     blobs = await open_blobs(str(data / "blobs"))
@@ -78,8 +78,11 @@ async def _build(data: Path) -> dict[str, str]:
             sha = hashlib.sha256(content).hexdigest()
             await blobs.put(_once(content), sha, len(content))
             await storage.put_file(*run, "outputs/model.txt", sha, len(content), {"path": "outputs/model.txt"})
-        await archive_all(storage.archive_tier(), blobs, ArchivePolicy(0.0))  # the first 2000 rows of each run
+        # the first 2000 rows and LINES lines of each run; the rest stay in the database
+        await archive_all(storage.archive_tier(), blobs, ArchivePolicy(0.0))
         for i in range(RUNS):
+            messages = [("WARNING", f"late line {k} needle") for k in range(LINES, LINES + 30)]
+            await storage.ingest(batch({"logs": lines(LINES, messages)}, run_id=f"id-{i}", prefix=prefix(i)))
             await storage.ingest(batch({"metrics/loss": rows(2000, ROWS - 2000, tag=i), "metrics/wide": rows(0, 500, fields=3)},
                                        run_id=f"id-{i}", prefix=prefix(i), run={"status": "COMPLETED"}))
     finally:
@@ -163,7 +166,7 @@ def test_a_migration_copies_everything_and_every_read_is_identical_with_the_same
     data, keys, before = source
     done = migrate(data, target)
     assert done.returncode == 0, done
-    assert f"copied {RUNS} runs" in done.stdout and f"{RUNS} archived chunks" in done.stdout, done.stdout
+    assert f"copied {RUNS} runs" in done.stdout and f"{RUNS} archived metric chunks, {RUNS} archived log frames" in done.stdout, done.stdout
     assert "keys: 2 copied" in done.stdout and "grants: 1 copied" in done.stdout and "sessions: 1 copied" in done.stdout
     server = served(tmp_path, target)
     try:

@@ -56,6 +56,7 @@ class MigrationReport:
     log_lines: int = 0
     files: int = 0
     archived_chunks: int = 0
+    archived_log_frames: int = 0
     blobs_copied: int = 0
     blob_bytes: int = 0
     blobs_present: int = 0
@@ -73,7 +74,8 @@ class MigrationReport:
         """The summary the command prints."""
         head = ("nothing to copy: the target already holds everything of the source" if self.copied_nothing()
                 else f"copied {self.runs_copied:,} runs ({self.rows:,} rows in {self.streams:,} streams, "
-                     f"{self.log_lines:,} log lines, {self.files:,} files, {self.archived_chunks:,} archived chunks)")
+                     f"{self.log_lines:,} log lines, {self.files:,} files, {self.archived_chunks:,} archived metric chunks, "
+                     f"{self.archived_log_frames:,} archived log frames)")
         return [head,
                 f"runs: {self.runs_copied:,} copied, {self.runs_skipped:,} already in the target (skipped)",
                 f"blobs: {self.blobs_copied:,} copied ({self.blob_bytes:,} bytes), {self.blobs_present:,} already there",
@@ -153,6 +155,7 @@ async def _copy_run(source: SQLiteSource, source_blobs: BlobStore, target: Migra
     report.log_lines += counts["log_rows"]
     report.files += counts["files"]
     report.archived_chunks += counts["metric_archive"]
+    report.archived_log_frames += counts["log_archive"]
 
 
 async def _copy_table(source: SQLiteSource, writer: RunWriter, exp_id: int, new_id: int, table: RunTable) -> int:

@@ -105,9 +105,11 @@ class SQLiteSource:
                 for idx, record, level, message in rows]
 
     async def blob_names(self, exp_id: int) -> AsyncIterator[list[str]]:
-        """The blobs the run's rows name (its files' content, its archive objects), a batch at a time."""
+        """The blobs the run's rows name (its files' content, its metric and log archive objects), a batch at
+        a time (an object may come twice: once per table naming it)."""
         for sql in ("SELECT DISTINCT sha256 FROM files WHERE exp_id = ? AND sha256 > ? ORDER BY sha256 LIMIT ?",
-                    "SELECT DISTINCT object FROM metric_archive WHERE exp_id = ? AND object > ? ORDER BY object LIMIT ?"):
+                    "SELECT DISTINCT object FROM metric_archive WHERE exp_id = ? AND object > ? ORDER BY object LIMIT ?",
+                    "SELECT DISTINCT object FROM log_archive WHERE exp_id = ? AND object > ? ORDER BY object LIMIT ?"):
             after = ""
             while True:
                 names = [r[0] for r in await self._call(self._all, sql, (exp_id, after, BATCH))]
