@@ -38,7 +38,7 @@ RUN_TABLES: tuple[RunTable, ...] = (
     RunTable("metric_archive", ("metric", "first_idx", "count", "object", "frame_offset", "frame_length"),
              ("metric", "first_idx"), 2000),
     # the message is the text search reads (SQLite's log_text, PostgreSQL's message column)
-    RunTable("log_rows", ("idx", "record", "level", "message"), ("idx",), 1000),
+    RunTable("log_rows", ("idx", "record", "level", "message", "stored_at"), ("idx",), 1000),
     RunTable("log_archive", ("first_idx", "last_idx", "count", "object", "frame_offset", "frame_length"),
              ("first_idx",), 2000),
     RunTable("files", ("path", "sha256", "size", "entry"), ("path",), 1000),

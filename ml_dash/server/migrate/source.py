@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ml_dash.format.jsonlines import loads
 
 from ..storage.records import RUN_COLUMNS
+from ..storage.sqlite.logs import message_of
 from .records import KeyRecord, ObjectRecord, Row, RunRecord, RunTable, SessionRecord
 
 T = TypeVar("T")
@@ -98,11 +99,11 @@ class SQLiteSource:
     def _log_batch(self, exp_id: int, table: RunTable, after: tuple | None) -> list[Row]:
         # the message as search reads it: log_text's (by its rowid), else the record's own
         start = -1 if after is None else after[0]
-        rows = self._all("SELECT r.idx, r.record, r.level, t.message FROM log_rows r LEFT JOIN log_text t ON "
-                         "t.rowid = ? + r.idx WHERE r.exp_id = ? AND r.idx > ? ORDER BY r.idx LIMIT ?",
+        rows = self._all("SELECT r.idx, r.record, r.level, t.message, r.stored_at FROM log_rows r LEFT JOIN log_text t "
+                         "ON t.rowid = ? + r.idx WHERE r.exp_id = ? AND r.idx > ? ORDER BY r.idx LIMIT ?",
                          (exp_id * _RUN_SPAN, exp_id, start, table.batch))
-        return [(idx, record, level, message if message is not None else _message(record))
-                for idx, record, level, message in rows]
+        return [(idx, record, level, message if message is not None else message_of(record), stored_at)
+                for idx, record, level, message, stored_at in rows]
 
     async def blob_names(self, exp_id: int) -> AsyncIterator[list[str]]:
         """The blobs the run's rows name (its files' content, its metric and log archive objects), a batch at
@@ -164,10 +165,3 @@ def _run_record(row: tuple) -> RunRecord:
     return RunRecord(owner, project, name, fields, loads(params_text) if params_text else {}, run_id, last_seen,
                      stream_count, stored_rows)
 
-
-def _message(record: bytes) -> str:
-    """A line's message as ingest takes it (server/ingest/decode.py), for a line log_text lacks."""
-    import msgpack
-
-    message = msgpack.unpackb(record).get("message")
-    return message if isinstance(message, str) else str(message)

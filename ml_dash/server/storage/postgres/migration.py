@@ -107,8 +107,8 @@ class _RunWriter:
         columns = ["exp_id", *(_COLUMN_NAMES.get(c, c) for c in table.columns)]
         records: list[tuple[Any, ...]] = [(exp_id, *row) for row in rows]
         if table.name == "log_rows":
-            records = [(exp_id, idx, record, level, documents.text_copy(message) or "")
-                       for idx, record, level, message in rows]
+            records = [(exp_id, idx, record, level, documents.text_copy(message) or "", stored_at)
+                       for idx, record, level, message, stored_at in rows]
         elif table.name == "stream_writers":  # as ingest writes them (postgres/ingest.py)
             records = [(exp_id, stream, first, end, writer, documents.text_copy(reason))
                        for stream, first, end, writer, reason in rows]

@@ -54,9 +54,10 @@ def _rowid(exp_id: int, idx: int) -> int | None:
     return exp_id * _RUN_SPAN + idx if exp_id < _MAX_RUN and 0 <= idx < _RUN_SPAN else None
 
 
-def store(db: sqlite3.Connection, exp_id: int, rows: list[LogEntry]) -> None:
-    """Append lines (already settled as new by the caller) with their messages to the text index."""
-    now = time.time()  # the age log archival goes by (..log_archive)
+def store(db: sqlite3.Connection, exp_id: int, rows: list[LogEntry], stored_at: float | None = None) -> None:
+    """Append lines (already settled as new by the caller) with their messages to the text index, stored
+    now (or at ``stored_at``: a migration keeps the time)."""
+    now = time.time() if stored_at is None else stored_at  # the age log archival goes by (..log_archive)
     db.executemany("INSERT OR IGNORE INTO log_rows (exp_id, idx, record, level, stored_at) VALUES (?, ?, ?, ?, ?)",
                    [(exp_id, idx, blob, level, now) for idx, blob, level, _message in rows])
     texts = [(rowid, message) for idx, _blob, _level, message in rows if (rowid := _rowid(exp_id, idx)) is not None]

@@ -109,8 +109,9 @@ class _RunWriter:
     async def put_rows(self, exp_id: int, table: RunTable, rows: list[Row]) -> None:
         columns = ", ".join(f'"{c}"' for c in ("exp_id", *table.columns))
         if table.name == "log_rows":
-            def put_logs(db: sqlite3.Connection) -> None:
-                sqlite_logs.store(db, exp_id, [(idx, record, level, message) for idx, record, level, message in rows])
+            def put_logs(db: sqlite3.Connection) -> None:  # with their storing time: the archive's age goes on
+                for stored_at in sorted({row[4] for row in rows}):
+                    sqlite_logs.store(db, exp_id, [row[:4] for row in rows if row[4] == stored_at], stored_at)
             await self._write(put_logs)
             return
         sql = f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join('?' * (len(table.columns) + 1))})"
