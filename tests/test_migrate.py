@@ -271,3 +271,28 @@ def test_a_migration_onto_its_own_source_is_refused(tmp_path: Path,
     data, _keys, _before = source
     done = migrate(data, Target(f"sqlite://{data / 'ml-dash.sqlite3'}", f"file://{tmp_path / 'elsewhere'}", dict(os.environ)))
     assert done.returncode == 2 and "the source's own database" in done.stderr, done
+
+
+def test_a_blob_the_source_lacks_stops_the_migration_naming_it_and_the_runs_before_stay_whole(
+        tmp_path: Path, source: tuple[Path, dict[str, str], dict[str, Any]]) -> None:
+    data, _keys, _before = source
+    target = Target(f"sqlite://{tmp_path / 'target.sqlite3'}", f"file://{tmp_path / 'target-blobs'}", dict(os.environ))
+    content = b"file of run 9\n" * 100  # run-09's file (see _build): its blob lost from the source's directory
+    sha = hashlib.sha256(content).hexdigest()
+    lost = [p for p in (data / "blobs").rglob(sha + "*") if p.is_file()]
+    assert len(lost) == 1
+    lost[0].unlink()
+    stopped = migrate(data, target)
+    assert stopped.returncode == 1 and sha in stopped.stderr and "alice/proj0/run-09" in stopped.stderr, stopped
+    assert "run it again" in stopped.stderr
+    copied = [line for line in stopped.stdout.splitlines() if line.startswith("[")]
+    assert copied and all("run-09" not in line for line in copied)
+
+    async def listed() -> list[str]:
+        storage = await open_storage(target.db)
+        try:
+            return [e["prefix"] for e in await storage.list_experiments(None, None, None, None, 100, 0)]
+        finally:
+            await storage.close()
+
+    assert sorted(asyncio.run(listed())) == sorted(line.split(" copied ", 1)[1].split(":", 1)[0] for line in copied)
