@@ -191,3 +191,28 @@ def test_an_ingest_worker_imports_only_the_contracts_and_the_decoder() -> None:
                                                  "ml_dash.server.storage.buckets"))
             and m not in ("ml_dash", "ml_dash._version", "ml_dash._lazy", "ml_dash.errors", "ml_dash.server",
                           "ml_dash.server.storage")] == []
+
+
+#: What the W&B-shaped API (an adapter, decision 12) may import directly: the public SDK, the contracts, and
+#: the one home of the configuration's names (``ENV_API_URL``: which server ``mode="online"`` means).
+WANDB_MAY_IMPORT = ("ml_dash", "ml_dash.errors", "ml_dash.experiment", "ml_dash.metrics", "ml_dash._run",
+                    "ml_dash._run.config")
+
+
+def test_the_wandb_api_sits_on_the_public_sdk_and_nothing_below_depends_on_it() -> None:
+    graph = import_graph()
+    adapter = {m for m in graph if m == "ml_dash.wandb" or m.startswith("ml_dash.wandb.")}
+    assert "ml_dash.wandb._run" in adapter  # the graph sees the package
+    wrong = sorted(f"{module} -> {target}" for module in adapter for target in graph[module]
+                   if target not in adapter and target not in WANDB_MAY_IMPORT and not target.startswith("ml_dash.format"))
+    assert wrong == []
+    below = sorted(f"{module} -> {target}" for module in graph if module not in adapter
+                   for target in graph[module] if target in adapter)
+    assert below == []
+
+
+def test_importing_the_wandb_api_loads_no_numpy_torch_pandas_nor_http() -> None:
+    loaded = _loaded_by("import ml_dash.wandb")
+    assert "ml_dash.experiment" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("torch", "numpy", "pandas", "aiohttp", "wandb")
+            or m.startswith(("ml_dash.server", "ml_dash.remote"))] == []
