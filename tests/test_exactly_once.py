@@ -53,6 +53,25 @@ def test_a_refusal_raises_what_the_client_is_told() -> None:
     settle(20, HELD, 20, 30, A).raise_refusal("metrics/loss", 20, 30)  # nothing to refuse
 
 
+def test_a_conflict_names_the_indices_of_the_other_writers_it_covers_first_and_last() -> None:
+    # rows 5..11 of A over B's void 10..14: the message names the overlap, 10 to 11 inclusive
+    with pytest.raises(ConflictError) as conflict:
+        settle(20, HELD, 5, 12, A).raise_refusal("metrics/loss", 5, 12)
+    assert str(conflict.value).startswith("rows 10..11 of metrics/loss were stored from another directory")
+    # a batch past the other range's end: the overlap ends at that range's last index
+    with pytest.raises(ConflictError) as conflict:
+        settle(20, HELD, 12, 20, A).raise_refusal("metrics/loss", 12, 20)
+    assert str(conflict.value).startswith("rows 12..14 of metrics/loss")
+
+
+@pytest.mark.parametrize("start, end, writer", [(25, 30, A), (5, 12, A), (2, 8, A)])  # a gap, a conflict, a re-ack
+def test_a_decision_that_stores_nothing_names_no_new_rows(start: int, end: int, writer: str) -> None:
+    # a backend may sum new_end - new_first over every decision of a request (the stored-rows count)
+    decision = settle(20, HELD, start, end, writer)
+    assert decision.outcome not in (Outcome.STORE, Outcome.VOID)
+    assert decision.new_end - decision.new_first == 0 and decision.new_stored == 20 and decision.extends is None
+
+
 def _apply(ranges: list[Settled], decision: Decision, writer: str | None, void: str | None) -> list[Settled]:
     if decision.outcome not in (Outcome.STORE, Outcome.VOID):
         return ranges
