@@ -72,6 +72,15 @@ def test_a_decision_that_stores_nothing_names_no_new_rows(start: int, end: int, 
     assert decision.new_end - decision.new_first == 0 and decision.new_stored == 20 and decision.extends is None
 
 
+def test_a_writer_read_back_from_the_database_is_the_same_writer() -> None:
+    # the stored range's writer and the batch's are equal strings, never the same object: the range grows
+    # (one range per writer's run of rows, not one per batch)
+    read_back = [Settled(0, 10, A.encode().decode())]  # decode() makes a new str object
+    decision = settle(10, read_back, 10, 20, A.encode().decode())
+    assert decision.outcome is Outcome.STORE and decision.extends == read_back[0]
+    assert settle(10, read_back, 5, 20, A.encode().decode()).outcome is Outcome.STORE  # no conflict
+
+
 def _apply(ranges: list[Settled], decision: Decision, writer: str | None, void: str | None) -> list[Settled]:
     if decision.outcome not in (Outcome.STORE, Outcome.VOID):
         return ranges
