@@ -72,13 +72,17 @@ def test_a_decision_that_stores_nothing_names_no_new_rows(start: int, end: int, 
     assert decision.new_end - decision.new_first == 0 and decision.new_stored == 20 and decision.extends is None
 
 
-def test_a_writer_read_back_from_the_database_is_the_same_writer() -> None:
-    # the stored range's writer and the batch's are equal strings, never the same object: the range grows
-    # (one range per writer's run of rows, not one per batch)
-    read_back = [Settled(0, 10, A.encode().decode())]  # decode() makes a new str object
-    decision = settle(10, read_back, 10, 20, A.encode().decode())
+def test_a_range_read_back_from_the_database_is_extended_by_its_writer() -> None:
+    # the stored range's writer and end and the batch's are equal values, never the same objects (a
+    # str decoded, an int past CPython's cached small ones): the range grows, one range per writer's
+    # run of rows, not one per batch
+    def fresh(n: int) -> int:
+        return int(str(n))
+
+    read_back = [Settled(0, fresh(1000), A.encode().decode())]  # decode() makes a new str object
+    decision = settle(fresh(1000), read_back, fresh(1000), fresh(1010), A.encode().decode())
     assert decision.outcome is Outcome.STORE and decision.extends == read_back[0]
-    assert settle(10, read_back, 5, 20, A.encode().decode()).outcome is Outcome.STORE  # no conflict
+    assert settle(fresh(1000), read_back, 500, 1010, A.encode().decode()).outcome is Outcome.STORE  # no conflict
 
 
 def _apply(ranges: list[Settled], decision: Decision, writer: str | None, void: str | None) -> list[Settled]:
