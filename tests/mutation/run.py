@@ -58,6 +58,7 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         _copy_extension(clone)
+        _map_package_dirs(clone)
         config = clone / "cosmic-ray.toml"
         config.write_text(
             "[cosmic-ray]\n"
@@ -73,6 +74,7 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
         stamp = out / f"{name}.module-sha256"
         if resume and session.exists() and stamp.exists() and stamp.read_text() != digest:
             raise SystemExit(f"{name}: {entry['module']} changed since its session in {out}; run without --resume")
+        _check_imported_from(clone, entry["module"], env)
         # the tests must pass on the module as it is: else every mutant would count as killed
         baseline = subprocess.run(_test_command(entry["tests"]), shell=True, cwd=clone, env=env,
                                   capture_output=True, text=True)
@@ -113,6 +115,45 @@ def _copy_extension(clone: Path) -> None:
 
     for built in Path(ml_dash.__file__).parent.glob("_fastlog*.so"):
         shutil.copy2(built, clone / "ml_dash" / built.name)
+
+
+def _map_package_dirs(clone: Path) -> None:
+    """Link each package pyproject.toml installs from another folder (``ml_dash.agent`` from agent/) into
+    the clone's package tree. The editable install maps ``ml_dash.agent`` to *this* checkout's agent/ (an
+    import hook after the path): without the link the tests import the unmutated agent/ of the working
+    tree, and every mutant of agent/ survives."""
+    mapping = tomllib.loads((clone / "pyproject.toml").read_text()).get("tool", {}).get("setuptools", {}).get(
+        "package-dir", {})
+    for package, folder in mapping.items():
+        if not package:  # "" = "src" style: the whole tree, nothing to link
+            continue
+        link = clone.joinpath(*package.split("."))
+        if not link.exists():
+            link.symlink_to(os.path.relpath(clone / folder, link.parent), target_is_directory=True)
+
+
+def _check_imported_from(clone: Path, module: str, env: dict[str, str]) -> None:
+    """Refuse to run when the module the tests import is not the clone's file that cosmic-ray mutates."""
+    dotted = _dotted_name(clone, module)
+    origin = subprocess.run([sys.executable, "-c", f"import importlib.util as u; print(u.find_spec({dotted!r}).origin)"],
+                            cwd=clone, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    if Path(origin).resolve() != (clone / module).resolve():
+        raise SystemExit(f"{module}: the tests would import {dotted} from {origin}, not from the mutated clone")
+
+
+def _dotted_name(clone: Path, module: str) -> str:
+    """The import name of ``module`` (a path in the repository), with pyproject.toml's package-dir mapping."""
+    mapping = tomllib.loads((clone / "pyproject.toml").read_text()).get("tool", {}).get("setuptools", {}).get(
+        "package-dir", {})
+    parts = list(Path(module).with_suffix("").parts)
+    for package, folder in mapping.items():
+        folder_parts = list(Path(folder).parts)
+        if package and parts[:len(folder_parts)] == folder_parts:
+            parts = package.split(".") + parts[len(folder_parts):]
+            break
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def _survivor_blocks(report: str) -> list[str]:
