@@ -35,6 +35,9 @@ def _run(script: list[Outcome], deadline_s: float | None = None) -> tuple[Outcom
     timeouts: list[float] = []
 
     async def send(timeout_s: float | None) -> Outcome:
+        # bounded: a policy that retries without end must fail here, not hang the suite (the fake clock
+        # makes every wait free)
+        assert calls["n"] < 10_000, "retried 10,000 times"
         timeouts.append(timeout_s)
         outcome = script[min(calls["n"], len(script) - 1)]
         calls["n"] += 1

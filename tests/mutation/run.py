@@ -105,8 +105,10 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
 
 
 def _test_command(tests: str) -> str:
-    """pytest over the entry's tests: stop at the first failure, in file order, no cache in the clone."""
-    return f"{sys.executable} -m pytest -x -q -p no:randomly -p no:cacheprovider {tests}"
+    """pytest over the entry's tests: stop at the first failure, in file order, no cache in the clone, at
+    most a minute a test."""
+    # --timeout: a mutant that makes a loop endless fails its test in a minute, not cosmic-ray's five
+    return f"{sys.executable} -m pytest -x -q -p no:randomly -p no:cacheprovider --timeout=60 {tests}"
 
 
 def _copy_extension(clone: Path) -> None:
