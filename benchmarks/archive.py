@@ -59,7 +59,7 @@ async def measure(url: str, blob_url: str, prepared: list[Any], rows: int) -> di
         assert exp is not None
         eid = exp["id"]
         out["db_bytes_before"] = await chunk_bytes(storage)
-        out["vacuumed_before"] = await metric_table_bytes(url)
+        out["vacuumed_before"], out["summaries_before"] = await metric_table_bytes(url)
         began = time.perf_counter()
         report = await archive_all(storage.archive_tier(), blobs, ArchivePolicy(0.0, clock=lambda: edge))
         out["archive_s"] = time.perf_counter() - began
@@ -67,7 +67,7 @@ async def measure(url: str, blob_url: str, prepared: list[Any], rows: int) -> di
         out["objects"] = report.objects
         out["object_bytes"] = report.object_bytes
         out["db_bytes_after"] = await chunk_bytes(storage)
-        out["vacuumed_after"] = await metric_table_bytes(url)
+        out["vacuumed_after"], out["summaries_after"] = await metric_table_bytes(url)
         split = report.rows
         rng = random.Random(7)
         for name, low, high in (("archived", 0, split - 1000), ("database", split, rows - 1000)):
@@ -104,8 +104,9 @@ async def chunk_bytes(storage: Any) -> float:
 METRIC_TABLES = ("metric_chunks", "metric_summaries", "metric_latest", "metric_archive")
 
 
-async def metric_table_bytes(url: str) -> float:
-    """The metric tables' bytes in the database after VACUUM (with their indexes, and TOAST on PostgreSQL)."""
+async def metric_table_bytes(url: str) -> tuple[float, float]:
+    """The metric tables' bytes in the database after VACUUM (with their indexes, and TOAST on PostgreSQL),
+    and of those the summaries' (``metric_summaries``)."""
     if url.startswith("sqlite://"):
         return await asyncio.to_thread(_sqlite_table_bytes, Path(url.removeprefix("sqlite://")))
     import asyncpg
@@ -113,22 +114,23 @@ async def metric_table_bytes(url: str) -> float:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(f"VACUUM FULL {', '.join(METRIC_TABLES)}")
-        return float(await conn.fetchval("SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest($1::text[]) t",
-                                         list(METRIC_TABLES)))
+        sizes = {t: await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", t) for t in METRIC_TABLES}
+        return float(sum(sizes.values())), float(sizes["metric_summaries"])
     finally:
         await conn.close()
 
 
-def _sqlite_table_bytes(path: Path) -> float:
+def _sqlite_table_bytes(path: Path) -> tuple[float, float]:
     import sqlite3
 
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("VACUUM")
-        names = [row[0] for row in db.execute(
-            f"SELECT name FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(METRIC_TABLES))})", METRIC_TABLES)]
-        return float(db.execute(f"SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ({', '.join('?' * len(names))})",
-                                names).fetchone()[0])
+        names = db.execute(f"SELECT name, tbl_name FROM sqlite_master WHERE tbl_name IN "
+                           f"({', '.join('?' * len(METRIC_TABLES))})", METRIC_TABLES).fetchall()
+        sizes = {name: float(db.execute("SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name = ?", (name,)).fetchone()[0])
+                 for name, _table in names}
+        return sum(sizes.values()), sum(size for (name, table), size in zip(names, sizes.values()) if table == "metric_summaries")
     finally:
         db.close()
 
@@ -174,6 +176,8 @@ def main() -> int:
              ("metric MiB in db, VACUUMed, before", "vacuumed_before", "{:.1f}"),
              ("metric MiB in db, VACUUMed, after", "vacuumed_after", "{:.1f}"),
              ("  after as % of before (bound: 20%)", None, "{:.1f}%"),
+             ("  summaries, MiB (all widths, after)", "summaries_after", "{:.1f}"),
+             ("  summaries, % of before", None, "{:.1f}%"),
              ("1,000-row page archived, ms (median)", "page_archived_median_ms", "{:.1f}"),
              ("1,000-row page archived, ms (p95)", "page_archived_p95_ms", "{:.1f}"),
              ("1,000-row page database, ms (median)", "page_database_median_ms", "{:.1f}"),
@@ -187,6 +191,8 @@ def main() -> int:
                 value = 100 * got["archived_rows"] / args.rows
             elif label == "archive, rows/s":
                 value = got["archived_rows"] / got["archive_s"]
+            elif label.startswith("  summaries, %"):
+                value = 100 * got["summaries_after"] / got["vacuumed_before"]
             elif label.startswith("  after as %"):
                 value = 100 * got["vacuumed_after"] / got["vacuumed_before"]
             elif label == "object MiB":
