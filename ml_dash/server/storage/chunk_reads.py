@@ -17,6 +17,7 @@ import msgpack
 from ml_dash.format.wire import metric_rows, trim_blocks
 
 from .buckets import Buckets, aligned_summary, plan
+from .chunks import unpack_summary
 
 
 class ChunkSource(Protocol):
@@ -86,7 +87,7 @@ def buckets(source: ChunkSource, start: int, end: int, stored: int, wanted: int,
         _add_rows(source, acc, start, head_end)
     if head_end < tail_start:
         for blob in source.summaries(summary, head_end // summary, -(-tail_start // summary)):
-            acc.add(msgpack.unpackb(blob))
+            acc.add(unpack_summary(blob))
     if tail_start < end:
         _add_rows(source, acc, tail_start, end)
     return width, acc.result()

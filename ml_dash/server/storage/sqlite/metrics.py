@@ -31,7 +31,7 @@ from .. import chunk_reads
 from ..archive_reads import ArchiveFetcher, merged
 from ..buckets import merge_into
 from ..chunk_reads import MAX_PAGE_VALUES
-from ..chunks import prepare_rows
+from ..chunks import pack_summary, prepare_rows, unpack_summary
 from ..records import MetricRows
 from . import archive as sqlite_archive
 
@@ -66,9 +66,9 @@ def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRow
             held = db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
                               "AND window=?", (exp_id, metric, width, parts[0][0])).fetchone()
             if held is not None:
-                merged = msgpack.unpackb(held[0])
-                merge_into(merged, msgpack.unpackb(parts[0][1]))
-                parts = [(parts[0][0], pack(merged)), *parts[1:]]
+                merged = unpack_summary(held[0])
+                merge_into(merged, unpack_summary(parts[0][1]))
+                parts = [(parts[0][0], pack_summary(merged)), *parts[1:]]
         db.executemany("INSERT OR REPLACE INTO metric_summaries (exp_id, metric, width, window, summary) "
                        "VALUES (?, ?, ?, ?, ?)", [(exp_id, metric, width, window, blob) for window, blob in parts])
 
