@@ -29,9 +29,11 @@ class ChunkSource(Protocol):
         Read lazily: a reader that stops early reads no further chunk."""
         ...
 
-    def summaries(self, width: int, first_window: int, end_window: int) -> Iterable[bytes]:
-        """The msgpack summaries (buckets.py) of the stored windows ``first_window .. end_window-1``
-        of ``width`` indices, in window order."""
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterable[tuple[int, bytes]]:
+        """(window, stored summary: chunks.py) of the stored windows ``first_window .. end_window-1`` of
+        ``width`` indices, in window order, from wherever the backend keeps them (the finest of archived
+        windows: in the archive's index rows, archive.py). A window with none has no rows, or lost its
+        summary: :func:`buckets` reads its rows, so a bucket never leaves rows out."""
         ...
 
 
@@ -86,11 +88,23 @@ def buckets(source: ChunkSource, start: int, end: int, stored: int, wanted: int,
     if start < head_end:
         _add_rows(source, acc, start, head_end)
     if head_end < tail_start:
-        for blob in source.summaries(summary, head_end // summary, -(-tail_start // summary)):
-            acc.add(unpack_summary(blob))
+        _add_summaries(source, acc, summary, head_end // summary, -(-tail_start // summary))
     if tail_start < end:
         _add_rows(source, acc, tail_start, end)
     return width, acc.result()
+
+
+def _add_summaries(source: ChunkSource, acc: Buckets, width: int, first_window: int, end_window: int) -> None:
+    """The summaries of windows ``first_window .. end_window-1``; a window without one from its rows (none,
+    in a range set aside; or those a summary should have held)."""
+    expected = first_window
+    for window, blob in source.summaries(width, first_window, end_window):
+        if window > expected:
+            _add_rows(source, acc, expected * width, window * width)
+        acc.add(unpack_summary(blob))
+        expected = window + 1
+    if expected < end_window:
+        _add_rows(source, acc, expected * width, end_window * width)
 
 
 def _add_rows(source: ChunkSource, acc: Buckets, start: int, end: int) -> None:

@@ -28,8 +28,8 @@ import msgpack
 from ml_dash.format.wire import pack
 
 from .. import chunk_reads
-from ..archive_reads import ArchiveFetcher, merged
-from ..buckets import merge_into
+from ..archive_reads import ArchiveFetcher, merged, with_archived_summaries
+from ..buckets import SUMMARY_WIDTHS, merge_into
 from ..chunk_reads import MAX_PAGE_VALUES
 from ..chunks import pack_summary, prepare_rows, unpack_summary
 from ..records import MetricRows
@@ -103,11 +103,14 @@ class SQLiteChunks:
         stored = self.db.execute(sql + " ORDER BY first_idx", args)  # cursors: chunks are read as they are needed
         return merged(stored, sqlite_archive.archived(self.db, self.exp_id, self.metric, first, end), self.fetcher)
 
-    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[bytes]:
-        for (blob,) in self.db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
-                                       "AND window >= ? AND window < ? ORDER BY window",
-                                       (self.exp_id, self.metric, width, first_window, end_window)):
-            yield blob
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[tuple[int, bytes]]:
+        stored = self.db.execute("SELECT window, summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                                 "AND window >= ? AND window < ? ORDER BY window",
+                                 (self.exp_id, self.metric, width, first_window, end_window))
+        if width != SUMMARY_WIDTHS[0]:  # only the finest move into the archive's index rows
+            return iter(stored)
+        bundles = sqlite_archive.summary_bundles(self.db, self.exp_id, self.metric, first_window * width, end_window * width)
+        return with_archived_summaries(stored, bundles, first_window, end_window)
 
 
 def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,

@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 #: How long a write waits for the database's write lock, held by another process (another server, or
@@ -436,6 +436,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     it comes first, since version 3's rebuild stores chunks with it.
 
     Version 6 keeps each log line's storing time, by which old lines are archived (..log_archive).
+
+    Version 7 keeps the finest summaries of an archived frame's windows in its index row (..archive_objects).
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -447,6 +449,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             sqlite_archive.add_stored_at(db)
         if version < 6:
             sqlite_archive.add_log_stored_at(db)
+        if version < 7:
+            sqlite_archive.add_archived_summaries(db)
         if version < 2:
             _identify_runs(db, columns)
         if version < 3:
