@@ -151,19 +151,17 @@ async def _commit(conn: Any, sha256: str, exp_id: int, frames: list[Frame]) -> N
 
 async def _take_summaries(conn: Any, exp_id: int, frames: list[Frame]) -> list[bytes | None]:
     """Each frame's finest summaries out of ``metric_summaries``, bundled for its index row."""
-    windows = [f.summarised_windows() for f in frames]
+    windows = [(f.metric, range(*f.summarised_windows())) for f in frames]
+    # every window named, joined on equality: a join on each frame's range of windows was planned as a
+    # hash join on the metric alone, filtering frames x summaries (1.4 s per 500 frames, measured)
     taken = await conn.fetch(
-        "DELETE FROM metric_summaries s USING unnest($3::text[], $4::bigint[], $5::bigint[]) AS w(metric, first_win, end_win) "
-        "WHERE s.exp_id = $1 AND s.metric = w.metric AND s.width = $2 AND s.win >= w.first_win AND s.win < w.end_win "
+        "DELETE FROM metric_summaries s USING unnest($3::text[], $4::bigint[]) AS w(metric, win) "
+        "WHERE s.exp_id = $1 AND s.metric = w.metric AND s.width = $2 AND s.win = w.win "
         "RETURNING s.metric, s.win, s.summary",
-        exp_id, SUMMARY_WIDTHS[0], [f.metric for f in frames], [w[0] for w in windows], [w[1] for w in windows])
-    by_metric: dict[str, list[tuple[int, bytes]]] = {}
-    for metric, window, summary in taken:
-        by_metric.setdefault(metric, []).append((window, summary))
-    for held in by_metric.values():
-        held.sort()
-    return [bundle_summaries([(w, s) for w, s in by_metric.get(f.metric, ()) if first <= w < end])
-            for f, (first, end) in zip(frames, windows)]
+        exp_id, SUMMARY_WIDTHS[0], [metric for metric, span in windows for _ in span],
+        [window for _, span in windows for window in span])
+    held = {(metric, window): summary for metric, window, summary in taken}
+    return [bundle_summaries([(w, held[(metric, w)]) for w in span if (metric, w) in held]) for metric, span in windows]
 
 
 async def _commit_lines(conn: Any, sha256: str, exp_id: int, frames: list[LogFrame]) -> None:
