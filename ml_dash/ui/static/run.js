@@ -5,14 +5,15 @@
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api, fetchBlob, restOfStreams, revalidatedGet, runPath, withStreams } from "./api.js";
 import { setState } from "./state.js";
-import { Chart, X_AXES } from "./chart.js";
+import { Chart } from "./chart.js";
+import { ChartControls } from "./controls.js";
+import { chartedFields, stepFieldOf } from "./xaxis.js";
 import { StatusBadge } from "./runs.js";
 import { ShowMore, ShownBar, useShown } from "./shown.js";
 
 const LIVE_MS = 1000;
 const REST_MS = 30000;
 const LOG_TAIL = 1000;
-const HIDDEN_FIELDS = new Set(["_ts"]);
 
 /** The run's document, polled while it runs. A run of more than 1,000 streams has the rest after its
  * first page (``streams_next``): read page by page when the page opens and, while the run is live, again
@@ -65,13 +66,14 @@ function MetricCharts({ prefix, metric, rows, state }) {
   useEffect(() => {
     api(runPath(prefix, "/metrics/" + encodeURIComponent(metric) + "?buckets=1")).then((out) => {
       const names = new Set();
-      for (const b of out.buckets) for (const k of Object.keys(b.fields)) if (!HIDDEN_FIELDS.has(k)) names.add(k);
-      setFields([...names].sort());
+      for (const b of out.buckets) for (const k of Object.keys(b.fields)) names.add(k);
+      // the step field (xaxis.js) is the charts' x, no chart of its own
+      setFields({ charted: chartedFields([...names]), step: stepFieldOf([...names]) || "step" });
     });
   }, [prefix, metric, rows > 0]);
   if (!fields) return null;
-  return html`${fields.map((f) => html`<${Chart} key=${metric + "/" + f} prefix=${prefix} metric=${metric}
-    field=${f} rows=${rows} state=${state} />`)}`;
+  return html`${fields.charted.map((f) => html`<${Chart} key=${metric + "/" + f} prefix=${prefix} metric=${metric}
+    field=${f} rows=${rows} state=${state} stepField=${fields.step} />`)}`;
 }
 
 const LINE_PX = 18;
@@ -233,16 +235,7 @@ export function RunPage({ prefix, state }) {
       ${exp.status_reason && html`<dt>reason</dt><dd>${exp.status_reason}</dd>`}
     </dl>
     ${exp.description && html`<p class="description">${exp.description}</p>`}
-    <div class="toolbar">
-      <label>smoothing <input type="range" name="smooth" min="0" max="0.99" step="0.01" value=${state.smooth || 0}
-        onInput=${(e) => setState({ smooth: e.target.value === "0" ? null : e.target.value }, { replace: true })} /></label>
-      <select name="sm" value=${state.sm || "ema"} onChange=${(e) => setState({ sm: e.target.value === "ema" ? null : e.target.value })}>
-        <option value="ema">EMA</option><option value="mean">running mean</option></select>
-      <label><input type="checkbox" checked=${state.log === "1"} onChange=${(e) => setState({ log: e.target.checked ? "1" : null })} /> log scale</label>
-      <label>x <select name="x" value=${state.x || "index"} onChange=${(e) => setState({ x: e.target.value === "index" ? null : e.target.value })}>
-        ${X_AXES.map((x) => html`<option value=${x}>${x === "wall" ? "wall time" : x === "relative" ? "relative time" : x}</option>`)}
-      </select></label>
-    </div>
+    <${ChartControls} state=${state} />
     <${Charts} prefix=${prefix} metrics=${metrics} state=${state} />
     <${Params} params=${exp.params} state=${state} />
     <${Logs} prefix=${prefix} count=${(exp.streams || {}).logs || 0} state=${state} />
