@@ -111,6 +111,21 @@ async def all_rows(storage: Storage, metric: str = "loss", prefix: tuple[str, st
     raise AssertionError("more pages than expected")
 
 
+def test_a_run_list_in_recent_order_has_the_run_last_written_to_first(storage_url: str) -> None:
+    async def body(storage: Storage) -> None:
+        for name in ("b-first", "a-second", "c-third"):  # written in this order, named out of it
+            await storage.ingest(batch({LOSS: rows(0, 1)}, run_id=name, prefix=("alice", "p" + name[0], name)))
+            await asyncio.sleep(0.01)  # last_seen: a later write is a later time
+        await storage.ingest(batch({LOSS: rows(1, 2)}, run_id="b-first", prefix=("alice", "pb", "b-first")))
+        by_name = await storage.list_experiments("alice", None, None, None, 10, 0)
+        recent = await storage.list_experiments("alice", None, None, None, 10, 0, order="recent")
+        assert [e["name"] for e in by_name] == ["a-second", "b-first", "c-third"]
+        assert [e["name"] for e in recent] == ["b-first", "c-third", "a-second"]
+        assert [e["name"] for e in await storage.list_experiments("alice", None, None, None, 1, 1, order="recent")] == ["c-third"]
+
+    run_with(storage_url, body)
+
+
 # -- ingest: exactly once -------------------------------------------------------------------------
 def test_ingest_creates_the_run_and_answers_every_streams_count(storage_url: str) -> None:
     async def body(storage: Storage) -> None:

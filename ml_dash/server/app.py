@@ -11,7 +11,7 @@ Routes (JSON unless noted)::
     GET  /api/v1/limits                                         the read API's caps, for the UI (server/routes/limits.py)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
-    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1&latest_metrics=
+    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&order=&latest=1&latest_metrics=
     GET  /api/v1/experiments/{owner}/{project}/{name}           the run, and its first 1,000 streams
     GET  /api/v1/experiments/{owner}/{project}/{name}/streams?after=&limit=&q=   the next ones
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
@@ -88,7 +88,7 @@ from .storage.buckets import SUMMARY_WIDTHS
 from .storage.errors import ConflictError, GapError, StreamLimitError, UnnamedReplyError
 from .storage.factory import open_storage
 from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
-from .storage.protocol import Storage
+from .storage.protocol import LIST_ORDERS, Storage
 from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
@@ -260,12 +260,20 @@ async def list_experiments(request: web.Request) -> web.Response:
     rows: Sequence[Mapping[str, Any]] = await request.app[STORAGE].list_experiments(
         owner, request.query.get("project"), status, request.query.get("tag"),
         int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
-        silent_since)
+        silent_since, list_order(request))
     named = latest_names(request)
     if request.query.get("latest") == "1" or named:  # latest metric values, for the run table (bounded)
         latest = await request.app[STORAGE].list_latest([e["id"] for e in rows], named)
         rows = [{**e, **latest_part(*latest.get(e["id"], ({}, False)))} for e in rows]
     return json_response({"experiments": [public_view(request, e) for e in rows]})
+
+
+def list_order(request: web.Request) -> str:
+    """``order=``: ``name`` (the default) or ``recent`` (the runs last written to first)."""
+    order = request.query.get("order", "name")
+    if order not in LIST_ORDERS:
+        raise BadRequest(f"order={order!r} is not one of {', '.join(LIST_ORDERS)}")
+    return order
 
 
 def latest_names(request: web.Request) -> list[str]:

@@ -79,6 +79,10 @@ Bucket = dict[str, Any]
 #: A file as listed: the client's entry (file metadata) with ``path``, ``checksum`` (sha256 hex) and
 #: ``sizeBytes`` set by the server.
 FileRow = dict[str, Any]
+#: The orders of a run list (``list_experiments(order=)``, the API's ``order=``), as SQL: by name, or
+#: the runs last written to first (a start page's "recent runs"); the id breaks ties, so pages never overlap.
+LIST_ORDERS = {"name": "owner, project, name", "recent": "last_seen DESC, id DESC"}
+
 #: Per run id: per metric: each field's latest value.
 LatestMetrics = dict[int, dict[str, dict[str, Any]]]
 
@@ -197,9 +201,10 @@ class Storage(Protocol):
     # -- reads -----------------------------------------------------------------------------------
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[ExperimentRow]:
+                               silent_since: float | None = None, order: str = "name") -> list[ExperimentRow]:
         """Runs filtered by owner, project, status, tag (one of its tags) and a plain prefix of the name
-        (no wildcards), ordered by owner, project, name; ``limit`` of them from ``offset``. With
+        (no wildcards), ordered by owner, project, name (``order="recent"``: the last written to first, see
+        LIST_ORDERS); ``limit`` of them from ``offset``. With
         ``silent_since`` (unix seconds), a RUNNING run last seen before it counts as CRASHED for the
         status filter (as it is shown)."""
         ...

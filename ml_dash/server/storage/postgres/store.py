@@ -45,7 +45,7 @@ from ..pages import (
     like_literal,
     within_budget,
 )
-from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
+from ..protocol import LIST_ORDERS, ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
 from ..records import IngestBatch
 from ..replies import Acknowledgement
 from . import documents, schema
@@ -250,7 +250,7 @@ class PostgresStorage:
     # -- reads ---------------------------------------------------------------------------------------
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[ExperimentRow]:
+                               silent_since: float | None = None, order: str = "name") -> list[ExperimentRow]:
         where: list[str] = []
         args: list[Any] = []
 
@@ -275,7 +275,7 @@ class PostgresStorage:
         sql = f"SELECT {_EXP_COLUMNS} FROM experiments"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY owner, project, name LIMIT {arg(limit)} OFFSET {arg(offset)}"
+        sql += f" ORDER BY {LIST_ORDERS[order]} LIMIT {arg(limit)} OFFSET {arg(offset)}"
         found = [_experiment_dict(r) for r in await self._fetch(sql, *args)]
         if tag is not None and ("\x00" in tag or "\ufffd" in tag):
             # the query copy reads NUL as U+FFFD: keep the runs whose exact tags hold it (such a page may
