@@ -40,6 +40,7 @@ def test_step_is_the_x_axis_not_a_chart_and_one_runs_charts_share_x_and_cursor(s
     shared = _uplot(page, train, "[u.scales.x.min, u.scales.x.max]")
     assert shared[0] < 99 and shared[1] == 2999 and _uplot(page, val, "[u.scales.x.min, u.scales.x.max]") == shared
     assert _uplot(page, val, "Array.from(u.data[0])")[:2] == [99, 199]
+    page.locator(train).scroll_into_view_if_needed()
     box = page.locator(train + " .u-over").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # hover one chart ...
     page.wait_for_function(f"() => document.querySelector({val!r}).__uplot.cursor.left > 0")  # ... all follow
@@ -49,4 +50,82 @@ def test_step_is_the_x_axis_not_a_chart_and_one_runs_charts_share_x_and_cursor(s
     page.locator("[data-run]").first.wait_for()
     picker = page.locator("select.columns option").all_inner_texts()
     assert any("train/loss" in o for o in picker) and not any("step" in o for o in picker)
+    assert tab.errors == []
+
+
+def _drag(page: Any, selector: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag over the plot area of the uPlot at ``selector``, between fractions of its size."""
+    page.locator(selector).scroll_into_view_if_needed()
+    box = page.locator(selector + " .u-over").bounding_box()
+    at = lambda f: (box["x"] + f[0] * box["width"], box["y"] + f[1] * box["height"])  # noqa: E731
+    page.mouse.move(*at(start))
+    page.mouse.down()
+    page.mouse.move(*at(((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)))
+    page.mouse.move(*at(end))
+    page.mouse.up()
+
+
+def test_compare_many_runs_with_the_run_pages_controls_colours_folded_legends_and_real_scatter_and_parallel(
+        site: Site, tab: Tab) -> None:
+    lrs = [10.0 ** -k for k in range(6)]
+    for k in range(12):
+        exp = site.experiment(f"alice/sweep/run-{k:02d}")
+        with exp.run:
+            exp.params.set(lr=lrs[k % 6], depth=8, seed=k)  # depth: the same in every run
+            for step in range(0, 300, 3):
+                exp.metrics("train").log(step=step, loss=(k + 1) / (step + 1) + (step % 7) * 0.01)
+            exp.metrics("val").log(step=297, acc=0.5 + k / 100)
+    site.open(tab)
+    page = tab.page
+    prefixes = ",".join(f"alice/sweep/run-{k:02d}" for k in range(12))
+    page.goto(site.url + "/?compare=" + prefixes)
+    overlay = "figure.overlay[data-metric=train][data-field=loss]"
+    page.locator(overlay + " canvas").first.wait_for()
+    assert page.locator("figure.overlay[data-field=step]").count() == 0
+    assert _uplot(page, overlay, "u.series[0].label") == "step"  # the x axis as on the run page
+    assert _uplot(page, overlay, "Array.from(u.data[0]).slice(0, 3)") == [0, 3, 6]
+    strokes = _uplot(page, overlay, "u.series.filter((s, i) => i % 3 === 1).map((s, i) => s.stroke(u, 1 + 3 * i))")
+    assert len(strokes) == 12 and len(set(strokes)) == 12  # twelve runs, twelve colours
+    raw = _uplot(page, overlay, "Array.from(u.data[1])")
+    page.locator("input[name=smooth]").fill("0.9")  # smoothing, as on the run page
+    page.wait_for_function(f"(raw) => JSON.stringify(Array.from(document.querySelector({overlay!r}).__uplot.data[1]))"
+                           " !== JSON.stringify(raw)", arg=raw)
+    # twelve runs: the legends fold (closed) instead of pushing the charts away
+    assert page.locator("details.runs-legend").count() == 1 and not page.locator("details.runs-legend").get_attribute("open")
+    assert page.locator(overlay + " details.legend-fold .u-legend").count() == 1
+    # the scatter: lr (log-spaced) on a log axis, readable ticks, no constant or step column offered
+    scatter = ".scatter .plot-box"
+    page.locator(scatter + " canvas").wait_for()
+    offered = page.locator("select[name=sx] option").all_inner_texts()
+    assert "lr" in offered and "seed" in offered and "depth" not in offered and not any("step" in o for o in offered)
+    page.select_option("select[name=sx]", "param:lr")
+    page.select_option("select[name=sy]", "metric:val/acc")
+    page.wait_for_function(f"() => document.querySelector({scatter!r}).__uplot.scales.x.distr === 3")
+    ticks = _uplot(page, scatter, "u.axes[0]._values")
+    assert ticks and all(len(t) <= 6 for t in ticks if t), ticks  # 0.001, 1e-5: never 17 digits
+    assert "0.001" in ticks or "0.01" in ticks, ticks
+    # hover names the run under the cursor
+    spot = _uplot(page, scatter, "[u.valToPos(1, 'x'), u.valToPos(0.5 + 6 / 100, 'y')]")  # run-06: lr 1
+    page.locator(scatter).scroll_into_view_if_needed()
+    over = page.locator(scatter + " .u-over").bounding_box()
+    page.mouse.move(over["x"] + spot[0], over["y"] + spot[1])
+    page.locator(".scatter .tip", has_text="run-06").wait_for()
+    # brushing the top right corner (lr near 1, acc high) keeps those runs in the params table
+    _drag(page, scatter, (0.88, 0.02), (0.98, 0.6))
+    page.locator(".picked").wait_for()
+    kept = page.locator(".diff thead th").all_inner_texts()[1:]
+    assert kept and set(kept) <= {"run-06", "run-00"} and "run-06" in kept, kept
+    page.get_by_role("button", name="show all").click()
+    assert len(page.locator(".diff thead th").all_inner_texts()) == 13
+    # parallel coordinates: an axis per varying column (no depth, no step), coloured by a metric, brushing
+    parallel = ".parallel .plot-box"
+    names = _uplot(page, parallel, "u.axes[0]._values")
+    assert names == ["lr", "seed", "train/loss", "val/acc"], names
+    page.select_option("select[name=pc]", "metric:val/acc")
+    page.wait_for_function(f"() => {{ const u = document.querySelector({parallel!r}).__uplot;"
+                           " return u.series[1].stroke(u, 1).startsWith('rgb('); }")
+    _drag(page, parallel, (0.9, 0.02), (0.98, 0.3))  # the top of val/acc: the best runs
+    page.locator(".picked").wait_for()
+    kept = page.locator(".diff thead th").all_inner_texts()[1:]
+    assert 0 < len(kept) < 12 and "run-11" in kept, kept
     assert tab.errors == []
