@@ -129,3 +129,74 @@ def test_compare_many_runs_with_the_run_pages_controls_colours_folded_legends_an
     kept = page.locator(".diff thead th").all_inner_texts()[1:]
     assert 0 < len(kept) < 12 and "run-11" in kept, kept
     assert tab.errors == []
+
+
+XSS = '<img src=x onerror="window.__xss=1">'
+
+
+def test_the_log_level_filter_means_this_level_and_above_and_each_lines_metadata_is_shown(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/logs/run")
+    with exp.run:
+        for level in ("debug", "info", "warn", "error", "fatal", "info"):
+            exp.log(f"{level} line", level=level, metadata={"epoch": 3, "note": XSS} if level == "error" else None)
+    site.open(tab)
+    page = tab.page
+    page.goto(site.url + "/?run=alice/logs/run")
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 6")
+    shown = lambda: [li.split(" line")[0].split()[-1] for li in page.locator(".log-lines li").all_inner_texts()]  # noqa: E731
+    for level, expected in (("warn", ["warn", "error", "fatal"]), ("info", ["info", "warn", "error", "fatal", "info"]),
+                            ("fatal", ["fatal"])):
+        page.select_option(".logs select", level)
+        page.wait_for_function("(n) => document.querySelectorAll('.log-lines li').length === n", arg=len(expected))
+        assert shown() == expected, (level, shown())
+    page.select_option(".logs select", "error")
+    page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 2")
+    meta = page.locator(".log-lines li", has_text="error line").locator(".log-meta").inner_text()
+    assert '"epoch":3' in meta and XSS.replace('"', '\\"') in meta  # shown, as text (JSON)
+    assert page.evaluate("window.__xss") is None
+    assert tab.errors == []
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real PNG of ``width`` x ``height`` grey pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_file_previews_fit_the_kind_of_file(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/files/run")
+    with exp.run:
+        exp.files("ckpt").save_blob(b"PK\x03\x04\x00\x00" + bytes(range(256)) * 8, to="model.pth")
+        exp.files("data").save_blob(bytes([0xFF, 0xFE, 0x80, 0x81]) * 100, to="weights.dat")  # no known kind: sniffed
+        exp.files("cfg").save_json({"model": {"depth": 8, "widths": [64, 128, 256]},
+                                     "optimizer": {"name": "adam", "lr": 0.001, "betas": [0.9, 0.999]},
+                                     "notes": "x" * 90}, to="config.json")
+        exp.files("img").save_blob(_png(2400, 60), to="wide.png")
+    site.open(tab)
+    page = tab.page
+    page.goto(site.url + "/?run=alice/files/run")
+
+    def preview(path: str) -> Any:
+        page.locator(".files tr", has_text=path).get_by_role("button", name="preview").click()
+        page.locator(".preview h4", has_text=path).wait_for()
+        return page.locator(".preview")
+
+    for path in ("ckpt/model.pth", "data/weights.dat"):
+        shown = preview(path)
+        assert shown.locator("pre").count() == 0 and "binary file" in shown.inner_text()  # no mojibake
+    text = preview("cfg/config.json").locator("pre").inner_text()
+    assert '"model": {"depth":8,"widths":[64,128,256]}' in text  # compact: short members on one line
+    assert len(text.splitlines()) == 5, text
+    img = preview("img/wide.png").locator("img")
+    img.wait_for()
+    page.wait_for_function("() => document.querySelector('.preview img').complete")
+    panel = page.locator(".preview").bounding_box()
+    assert img.bounding_box()["width"] <= panel["width"] + 1  # scaled to the panel, not 2,400 px wide
+    assert tab.errors == []

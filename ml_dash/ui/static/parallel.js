@@ -13,9 +13,29 @@ import { colorsOf, offset, showTip } from "./scatter.js";
 const TICKS = 5;
 const CHAR_PX = 7;  // an axis label is cut to the room between axes (its whole name on hover)
 
-/** The value at ``t`` in [0, 1] of an axis over [lo, hi] (log: in decades). */
-function valueAt(t, lo, hi, log) {
-  return log ? Math.pow(10, Math.log10(lo) + t * (Math.log10(hi) - Math.log10(lo))) : lo + t * (hi - lo);
+/** Tick values of an axis over [lo, hi]: round numbers (1, 2 or 5 times a power of ten) about
+ * ``TICKS`` of them, or on a log axis its powers of ten (its ends where it spans less than a decade). */
+export function niceTicks(lo, hi, log) {
+  if (!(hi > lo)) return [lo];
+  if (log) {
+    const out = [];
+    for (let p = Math.ceil(Math.log10(lo) - 1e-9); p <= Math.floor(Math.log10(hi) + 1e-9) && out.length < 40; p++) out.push(Math.pow(10, p));
+    const step = Math.ceil(out.length / TICKS);
+    const kept = out.filter((_, i) => i % step === 0);
+    return kept.length >= 2 ? kept : [lo, hi];
+  }
+  const raw = (hi - lo) / (TICKS - 1);
+  const power = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9 && out.length < 20; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+/** Where ``v`` lies in [0, 1] on an axis over [lo, hi] (log: in decades). */
+function positionOf(v, lo, hi, log) {
+  if (hi === lo) return 0.5;
+  return log ? (Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo)) : (v - lo) / (hi - lo);
 }
 
 /** A label cut to ``chars`` characters ("learning_r…"). */
@@ -58,11 +78,11 @@ export function Parallel({ runs, columns, colorBy, picked, onPick }) {
         ctx.beginPath(); ctx.moveTo(px, u.bbox.top); ctx.lineTo(px, u.bbox.top + u.bbox.height); ctx.stroke();
         ctx.fillStyle = css.getPropertyValue("--fg").trim() || "#222";
         ctx.textAlign = a === columns.length - 1 ? "right" : "left";
-        for (let k = 0; k < TICKS; k++) {
-          const t = k / (TICKS - 1);
-          const py = u.bbox.top + u.valToPos(t, "y") * ratio;
-          const [lo, hi] = ranges[a];
-          ctx.fillText(formatAxisValue(valueAt(t, lo, hi, logs[a])), px + (a === columns.length - 1 ? -4 : 4) * ratio, py);
+        const [lo, hi] = ranges[a];
+        for (const v of niceTicks(lo, hi, logs[a])) {
+          const py = u.bbox.top + u.valToPos(positionOf(v, lo, hi, logs[a]), "y") * ratio;
+          ctx.fillRect(px - 3 * ratio, py, 6 * ratio, ratio);  // the tick
+          ctx.fillText(formatAxisValue(v), px + (a === columns.length - 1 ? -5 : 5) * ratio, py);
         }
         const b = brushes[c];
         if (b) {
