@@ -11,6 +11,7 @@ from typing import Any
 
 from .browser import Tab
 from .sites import Site
+from .waiting import wait_for
 
 
 def _uplot(page: Any, selector: str, expression: str) -> Any:
@@ -171,7 +172,7 @@ def _png(width: int, height: int) -> bytes:
 
 
 def test_file_previews_fit_the_kind_of_file(site: Site, tab: Tab) -> None:
-    exp = site.experiment("alice/files/run")
+    exp = site.experiment("alice/previews/run")
     with exp.run:
         exp.files("ckpt").save_blob(b"PK\x03\x04\x00\x00" + bytes(range(256)) * 8, to="model.pth")
         exp.files("data").save_blob(bytes([0xFF, 0xFE, 0x80, 0x81]) * 100, to="weights.dat")  # no known kind: sniffed
@@ -181,7 +182,7 @@ def test_file_previews_fit_the_kind_of_file(site: Site, tab: Tab) -> None:
         exp.files("img").save_blob(_png(2400, 60), to="wide.png")
     site.open(tab)
     page = tab.page
-    page.goto(site.url + "/?run=alice/files/run")
+    page.goto(site.url + "/?run=alice/previews/run")
 
     def preview(path: str) -> Any:
         page.locator(".files tr", has_text=path).get_by_role("button", name="preview").click()
@@ -199,4 +200,92 @@ def test_file_previews_fit_the_kind_of_file(site: Site, tab: Tab) -> None:
     page.wait_for_function("() => document.querySelector('.preview img').complete")
     panel = page.locator(".preview").bounding_box()
     assert img.bounding_box()["width"] <= panel["width"] + 1  # scaled to the panel, not 2,400 px wide
+    assert tab.errors == []
+
+
+def test_a_lone_project_opens_on_its_run_list_and_the_start_page_shows_recent_runs(site: Site, tab: Tab) -> None:
+    for name in ("older", "newer"):
+        exp = site.experiment(f"alice/only/{name}")
+        with exp.run:
+            exp.metrics("train").log(step=0, loss=1.0)
+    site.open(tab)
+    page = tab.page
+    page.locator("[data-run='alice/only/newer']").wait_for()  # one owner, one project: its runs at once
+    query = page.evaluate("() => Object.fromEntries(new URLSearchParams(location.search))")
+    assert query == {"owner": "alice", "project": "only"}
+    exp = site.experiment("alice/other/latest")  # another project: the start page lists it first
+    with exp.run:
+        exp.metrics("train").log(step=0, loss=1.0)
+    # ml-dash ui indexes what is new at most once a second, before a read: until it has this run
+    wait_for(lambda: site.request("GET", "/api/v1/experiments/alice/other/latest")[0] == 200, "the new run indexed")
+    page.locator(".crumbs a", has_text="ml-dash").click()
+    page.locator("[data-recent]").first.wait_for()
+    assert [r.get_attribute("data-recent") for r in page.locator("[data-recent]").all()] == [
+        "alice/other/latest", "alice/only/newer", "alice/only/older"]
+    assert page.get_by_role("heading", name="Owners").count() == 1  # the owners are still there
+    page.locator("[data-recent='alice/only/older'] a").first.click()
+    page.locator("article.run h2", has_text="older").wait_for()
+    assert tab.errors == []
+
+
+def test_the_run_list_is_newest_first_with_durations_readable_numbers_relative_times_and_fills_the_window(
+        site: Site, tab: Tab) -> None:
+    for k, (lr, loss) in enumerate([(0.001, 0.0010000000000000002), (0.01, 1234567.0), (0.1, 1e-9)]):
+        exp = site.experiment(f"alice/table/run-{k}")
+        with exp.run:
+            exp.params.set(lr=lr)
+            exp.metrics("train").log(step=0, loss=loss)
+    site.open(tab)
+    page = tab.page
+    page.goto(site.url + "/?owner=alice&project=table")
+    page.locator("[data-run]").first.wait_for()
+    order = [r.get_attribute("data-run") for r in page.locator("[data-run]").all()]
+    assert order == ["alice/table/run-2", "alice/table/run-1", "alice/table/run-0"]  # newest first
+    headers = page.locator(".row.head span[role=columnheader]").all_inner_texts()
+    assert "duration" in headers and "created ▼" in headers
+    page.select_option("select.columns", "param:lr")
+    page.select_option("select.columns", "metric:train/loss")
+    cells = lambda run: page.locator(f"[data-run='{run}'] [role=cell]").all_inner_texts()  # noqa: E731
+    page.wait_for_function("() => document.querySelectorAll('[data-run] [role=cell]').length === 3 * 7")
+    assert cells("alice/table/run-0")[-2:] == ["0.001", "0.001"]  # not 0.0010000 nor 0.0010000000000000002
+    assert cells("alice/table/run-1")[-1] == "1,234,567"
+    assert cells("alice/table/run-2")[-1] == "1e-9"
+    created = page.locator("[data-run='alice/table/run-0'] .c-created_at span")
+    assert "ago" in created.inner_text() or "now" in created.inner_text()  # relative ...
+    assert created.get_attribute("title")[:2] == "20"  # ... the exact time on hover
+    assert cells("alice/table/run-0")[3].endswith(" s")  # its duration
+    table = page.locator(".table .body").bounding_box()
+    assert table["y"] + table["height"] > 900 - 40  # the table reaches the window's bottom
+    page.set_viewport_size({"width": 1280, "height": 1400})
+    page.wait_for_function("() => document.querySelector('.table .body').getBoundingClientRect().bottom > 1400 - 40")
+    assert tab.errors == []
+
+
+def test_the_run_page_and_the_run_list_fit_a_phone(site: Site, tab: Tab) -> None:
+    exp = site.experiment("alice/phone/a-run-with-a-rather-long-name-that-goes-on", tags=["baseline"],
+                          description="a" * 300)
+    with exp.run:
+        exp.params.set(lr=0.001, optimizer={"name": "adam", "betas": [0.9, 0.999]}, note="n" * 200)
+        for i in range(500):
+            exp.metrics("train").log(step=i, loss=1.0 / (i + 1), acc=i / 500)
+        exp.log("x" * 400, level="info")
+        exp.files("cfg").save_text("y" * 50, to="a/very/long/path/to/a/config/file/that/goes/on/and/on.json")
+    site.open(tab)
+    page = tab.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(site.url + "/?run=alice/phone/a-run-with-a-rather-long-name-that-goes-on")
+    page.locator("figure.chart[data-field=acc] canvas").first.wait_for()
+    page.locator(".log-lines li").first.wait_for()
+    page.locator(".files td").first.wait_for()
+    wide = "() => document.documentElement.scrollWidth"
+    assert page.evaluate(wide) <= 390  # nothing overflows the screen
+    for chart in page.locator("figure.chart").all():
+        box = chart.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # each chart whole on the screen
+    page.goto(site.url + "/?owner=alice&project=phone")
+    page.locator("[data-run]").first.wait_for()
+    assert page.evaluate(wide) <= 390
+    row = page.locator("[data-run] .c-name").bounding_box()
+    assert row["width"] > 120  # the name keeps room; the status shows beside it
+    assert page.locator("[data-run] .badge").is_visible()
     assert tab.errors == []

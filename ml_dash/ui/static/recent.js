@@ -5,16 +5,23 @@ import { html, useEffect, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
 import { go, setState } from "./state.js";
 import { StatusBadge } from "./runs.js";
-import { exactTime, formatDuration, relativeTime, runSeconds } from "./format.js";
+import { exactTime, formatDuration, relativeTime, runSeconds, secondsOf } from "./format.js";
 
 const RECENT = 20;
+const ASKED = 100;  // per owner: the server's last written to, of which the RECENT last active are shown
 const MAX_OWNERS = 50;  // the recent runs of the first 50 owners: one request each
 
-/** The ``RECENT`` runs last written to of ``owners`` (each owner's newest first, from the server), merged. */
+/** When a run was last active: its end, else its last write. (``ml-dash ui`` indexes the runs it finds
+ * together, so the last write it knows of an ended run is when it read it, not when the run wrote.) */
+export function lastActive(run) {
+  return secondsOf(run.ended_at) ?? run.last_seen;
+}
+
+/** The ``RECENT`` runs last active of ``owners`` (each owner's last written to, from the server), merged. */
 async function recentRuns(owners) {
   const lists = await Promise.all(owners.slice(0, MAX_OWNERS).map((o) => api("/api/v1/experiments?" + new URLSearchParams(
-    { owner: o.owner, order: "recent", limit: String(RECENT) }).toString()).then((out) => out.experiments)));
-  return lists.flat().sort((a, b) => b.last_seen - a.last_seen).slice(0, RECENT);
+    { owner: o.owner, order: "recent", limit: String(ASKED) }).toString()).then((out) => out.experiments)));
+  return lists.flat().sort((a, b) => lastActive(b) - lastActive(a)).slice(0, RECENT);
 }
 
 function RecentRuns({ runs }) {
@@ -25,7 +32,7 @@ function RecentRuns({ runs }) {
       <td><a href="#" onClick=${(e) => { e.preventDefault(); go({ run: r.prefix }); }}>${r.name}</a></td>
       <td><a href="#" onClick=${(e) => { e.preventDefault(); go({ owner: r.owner, project: r.project }); }}>${r.owner + "/" + r.project}</a></td>
       <td><${StatusBadge} status=${r.status} /></td>
-      <td title=${exactTime(new Date(r.last_seen * 1000).toISOString())}>${relativeTime(new Date(r.last_seen * 1000).toISOString(), now)}</td>
+      <td title=${exactTime(new Date(lastActive(r) * 1000).toISOString())}>${relativeTime(new Date(lastActive(r) * 1000).toISOString(), now)}</td>
       <td>${formatDuration(runSeconds(r))}</td></tr>`)}</tbody></table>`;
 }
 
