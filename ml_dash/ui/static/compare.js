@@ -67,8 +67,8 @@ function OverlayChart({ runs, metric, field, charted, stepField, state }) {
         // many runs: the legend folds below the chart (open on demand) instead of pushing it away
         const legendBox = box.current.parentElement.querySelector(".legend-fold");
         const options = { width, height: 260, series, bands, axes: axes(), scales: { x: { time: axis === "wall" },
-          y: state.log === "1" ? { distr: 3 } : {} }, legend: { live: true,
-          mount: runs.length > FOLD_PAST ? (u, el) => legendBox.appendChild(el) : undefined } };
+          y: state.log === "1" ? { distr: 3 } : {} }, legend: { live: true } };
+        if (runs.length > FOLD_PAST && legendBox) options.legend.mount = (u, el) => legendBox.appendChild(el);
         if (plot.current) plot.current.destroy();
         box.current.textContent = "";
         if (legendBox) legendBox.querySelectorAll(".u-legend").forEach((el) => el.remove());
