@@ -9,7 +9,7 @@ const IMAGE = /\.(png|jpe?g|gif|webp|svg)$/i;
 /** Kinds known to be binary: no preview is fetched for them. */
 const BINARY = /\.(pth?|pt|ckpt|bin|safetensors|npy|npz|pkl|pickle|h5|hdf5|onnx|tflite|pb|zip|gz|tgz|bz2|xz|zst|tar|7z|so|dll|exe|whl|parquet|arrow|feather|mp4|mp3|wav|pdf)$/i;
 const SNIFF_BYTES = 8192;
-const PREVIEW_CHARS = 200000;
+const PREVIEW_CHARS = 256000;  // a text preview shows its first 256,000 characters
 const ONE_LINE = 80;  // JSON shorter than this stays on one line
 
 /** Whether ``bytes`` (a file's start) are binary: a NUL byte, or not UTF-8. */

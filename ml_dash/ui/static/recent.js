@@ -9,7 +9,7 @@ import { exactTime, formatDuration, relativeTime, runSeconds, secondsOf } from "
 
 const RECENT = 20;
 const ASKED = 100;  // per owner: the server's last written to, of which the RECENT last active are shown
-const MAX_OWNERS = 50;  // the recent runs of the first 50 owners: one request each
+const MAX_OWNERS = 40;  // the recent runs of the first 40 owners: one request each
 
 /** When a run was last active: its end, else its last write. (``ml-dash ui`` indexes the runs it finds
  * together, so the last write it knows of an ended run is when it read it, not when the run wrote.) */
