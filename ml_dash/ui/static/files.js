@@ -12,8 +12,9 @@ const SNIFF_BYTES = 8192;
 const PREVIEW_CHARS = 256000;  // a text preview shows its first 256,000 characters
 const ONE_LINE = 80;  // JSON shorter than this stays on one line
 
-/** Whether ``bytes`` (a file's start) are binary: a NUL byte, or not UTF-8. */
-export function looksBinary(bytes) {
+/** Whether ``start`` (a file's first bytes) is binary: a NUL byte, or not UTF-8. */
+export function looksBinary(start) {
+  const bytes = start instanceof Uint8Array ? start : Uint8Array.from(start);
   if (bytes.includes(0)) return true;
   try {
     // a multi-byte character cut at the sniffed end is no sign of binary: decode in stream mode
