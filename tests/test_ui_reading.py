@@ -234,7 +234,8 @@ def test_the_run_list_is_newest_first_with_durations_readable_numbers_relative_t
         exp = site.experiment(f"alice/table/run-{k}")
         with exp.run:
             exp.params.set(lr=lr)
-            exp.metrics("train").log(step=0, loss=loss)
+            exp.metrics("train").log(step=0, loss=5.0 + k)
+            exp.metrics("train").log(step=1, loss=loss)
     site.open(tab)
     page = tab.page
     page.goto(site.url + "/?owner=alice&project=table")
@@ -250,6 +251,17 @@ def test_the_run_list_is_newest_first_with_durations_readable_numbers_relative_t
     assert cells("alice/table/run-0")[-2:] == ["0.001", "0.001"]  # not 0.0010000 nor 0.0010000000000000002
     assert cells("alice/table/run-1")[-1] == "1,234,567"
     assert cells("alice/table/run-2")[-1] == "1e-9"
+    # the best values beside the latest: each run's min and max of the field over the whole run
+    offered = page.locator("select.columns option").all_inner_texts()
+    assert {"train/loss (latest)", "train/loss (min)", "train/loss (max)"} <= set(offered), offered
+    page.select_option("select.columns", "min:train/loss")
+    page.select_option("select.columns", "max:train/loss")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-run=\"alice/table/run-1\"] [role=cell]')]"
+                           ".map((c) => c.textContent).slice(-2).join('|') === '6|1,234,567'")
+    assert cells("alice/table/run-0")[-2:] == ["0.001", "5"] and cells("alice/table/run-2")[-2:] == ["1e-9", "7"]
+    page.locator(".row.head span", has_text="train/loss (max)").click()  # sorted by the best values
+    page.wait_for_function("() => [...document.querySelectorAll('[data-run]')].map((r) => r.dataset.run.slice(-1)).join('')"
+                           " === '021'")
     created = page.locator("[data-run='alice/table/run-0'] .c-created_at span")
     assert "ago" in created.inner_text() or "now" in created.inner_text()  # relative ...
     assert created.get_attribute("title")[:2] == "20"  # ... the exact time on hover

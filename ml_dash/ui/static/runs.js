@@ -9,6 +9,7 @@ import { parseConditions, unparsedConditions } from "./conditions.js";
 import { limits } from "./limits.js";
 import { exactTime, formatDuration, formatValue, relativeTime, runSeconds } from "./format.js";
 import { stepFieldOf } from "./xaxis.js";
+import { extremeColumn, extremeOf, useExtremes } from "./extremes.js";
 
 const ROW_PX = 28;
 const PAGE = 1000;
@@ -60,6 +61,8 @@ export function valueOf(run, column) {
     return fields ? fields[name.slice(cut + 1)] : undefined;
   }
   if (column === "duration") return runSeconds(run);
+  const extreme = extremeColumn(column);  // "min:train/loss", "max:val/acc": over the whole run
+  if (extreme) return extremeOf(run, extreme);
   return run[column];
 }
 
@@ -171,8 +174,9 @@ export function RunList({ owner, project, state }) {
       .catch((e) => setError(e.message));
     return () => { stop = true; };
   }, [owner, project, wanted]);
+  const [extremesRead, setExtremesRead] = useState(0);  // min/max values arrived: sort and draw again
   const matching = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
-    state.where, state.sort, state.desc, state.group]);
+    state.where, state.sort, state.desc, state.group, extremesRead]);
   const folded = useMemo(() => folds(state), [state.fold]);
   const items = useMemo(() => groupRows(matching, state.group, folded), [matching, state.group, folded]);
   const shown = useMemo(() => (state.group ? items.filter((x) => x.run).map((x) => x.run) : matching), [items]);
@@ -209,6 +213,11 @@ export function RunList({ owner, project, state }) {
     window.addEventListener("resize", fit);
     return () => window.removeEventListener("resize", fit);
   }, [runs !== null]);
+  // min/max columns: read for the rows in view, or for every run while the list is sorted by one
+  const inView = items.slice(Math.max(0, Math.floor(scroll / ROW_PX) - 10), Math.floor(scroll / ROW_PX) + Math.ceil(height / ROW_PX) + 20)
+    .filter((x) => x.run).map((x) => x.run);
+  useExtremes(extremeColumn(sortOf(state)[0]) ? runs || [] : inView, [...(state.cols ? state.cols.split(",") : []), state.sort || ""],
+    () => setExtremesRead((n) => n + 1));
   useEffect(() => {  // j/k: the cursor's row stays in view
     const b = box.current;
     const at = items.findIndex((x) => x.run === current) * ROW_PX;
@@ -256,7 +265,8 @@ export function RunList({ owner, project, state }) {
         + "(key op value; op: < <= > >= = !=): " + unparsedConditions(state.where).join(", ")}</span>`}
       <select class="columns" onChange=${addColumn}><option value="">+ column</option>
         ${paramKeys.map((k) => html`<option value=${"param:" + k}>${k}</option>`)}
-        ${metricKeys.map((k) => html`<option value=${"metric:" + k}>${k} (latest)</option>`)}</select>
+        ${metricKeys.map((k) => html`<option value=${"metric:" + k}>${k} (latest)</option><option value=${"min:" + k}>${k} (min)</option>
+          <option value=${"max:" + k}>${k} (max)</option>`)}</select>
       <select value=${state.group || ""} onChange=${(e) => setState({ group: e.target.value })}>
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
@@ -267,7 +277,7 @@ export function RunList({ owner, project, state }) {
     </div>
     <div class="table" role="table">
       <div class="row head" role="row"><span class="c-select"></span>${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
-        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : COLUMN_NAMES[c] || c}${sorted === c ? (desc ? " ▼" : " ▲") : ""}</span>`)}</div>
+        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : extremeColumn(c) ? `${c.slice(4)} (${c.slice(0, 3)})` : COLUMN_NAMES[c] || c}${sorted === c ? (desc ? " ▼" : " ▲") : ""}</span>`)}</div>
       <div class="body" ref=${box} style=${{ height: height + "px" }} onScroll=${(e) => setScroll(e.target.scrollTop)}>
         <div style=${{ height: items.length * ROW_PX + "px", position: "relative" }}>
           ${visible.map(({ run: r, header, count }, i) => (r === undefined ? html`<div key=${"group:" + header}
