@@ -58,7 +58,7 @@ def _drag(page: Any, selector: str, start: tuple[float, float], end: tuple[float
     """A mouse drag over the plot area of the uPlot at ``selector``, between fractions of its size."""
     page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(selector + " .u-over").bounding_box()
-    at = lambda f: (box["x"] + f[0] * box["width"], box["y"] + f[1] * box["height"])  # noqa: E731
+    at = lambda f: (box["x"] + f[0] * box["width"], box["y"] + f[1] * box["height"])
     page.mouse.move(*at(start))
     page.mouse.down()
     page.mouse.move(*at(((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)))
@@ -144,7 +144,7 @@ def test_the_log_level_filter_means_this_level_and_above_and_each_lines_metadata
     page = tab.page
     page.goto(site.url + "/?run=alice/logs/run")
     page.wait_for_function("() => document.querySelectorAll('.log-lines li').length === 6")
-    shown = lambda: [li.split(" line")[0].split()[-1] for li in page.locator(".log-lines li").all_inner_texts()]  # noqa: E731
+    shown = lambda: [li.split(" line")[0].split()[-1] for li in page.locator(".log-lines li").all_inner_texts()]
     for level, expected in (("warn", ["warn", "error", "fatal"]), ("info", ["info", "warn", "error", "fatal", "info"]),
                             ("fatal", ["fatal"])):
         page.select_option(".logs select", level)
@@ -246,7 +246,7 @@ def test_the_run_list_is_newest_first_with_durations_readable_numbers_relative_t
     assert "duration" in headers and "created ▼" in headers
     page.select_option("select.columns", "param:lr")
     page.select_option("select.columns", "metric:train/loss")
-    cells = lambda run: page.locator(f"[data-run='{run}'] [role=cell]").all_inner_texts()  # noqa: E731
+    cells = lambda run: page.locator(f"[data-run='{run}'] [role=cell]").all_inner_texts()
     page.wait_for_function("() => document.querySelectorAll('[data-run] [role=cell]').length === 3 * 7")
     assert cells("alice/table/run-0")[-2:] == ["0.001", "0.001"]  # not 0.0010000 nor 0.0010000000000000002
     assert cells("alice/table/run-1")[-1] == "1,234,567"
