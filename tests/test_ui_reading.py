@@ -13,6 +13,8 @@ from .browser import Tab
 from .sites import Site
 from .waiting import wait_for
 
+XSS = '<img src=x onerror="window.__xss=1">'
+
 
 def _uplot(page: Any, selector: str, expression: str) -> Any:
     """``expression`` of the uPlot of the chart at ``selector`` (``u`` in it)."""
@@ -72,7 +74,8 @@ def test_compare_many_runs_with_the_run_pages_controls_colours_folded_legends_an
     for k in range(12):
         exp = site.experiment(f"alice/sweep/run-{k:02d}")
         with exp.run:
-            exp.params.set(lr=lrs[k % 6], depth=8, seed=k)  # depth: the same in every run
+            # depth: the same in every run; a key that is markup: text wherever it shows
+            exp.params.set(lr=lrs[k % 6], depth=8, seed=k, **{"k" + XSS: k % 3})
             for step in range(0, 300, 3):
                 exp.metrics("train").log(step=step, loss=(k + 1) / (step + 1) + (step % 7) * 0.01)
             exp.metrics("val").log(step=297, acc=0.5 + k / 100)
@@ -121,7 +124,8 @@ def test_compare_many_runs_with_the_run_pages_controls_colours_folded_legends_an
     # parallel coordinates: an axis per varying column (no depth, no step), coloured by a metric, brushing
     parallel = ".parallel .plot-box"
     names = _uplot(page, parallel, "u.axes[0]._values")
-    assert names == ["lr", "seed", "train/loss", "val/acc"], names
+    assert names[0].startswith("k<img") and names[1:] == ["lr", "seed", "train/loss", "val/acc"], names
+    assert "k" + XSS in offered  # an option's text, as written
     page.select_option("select[name=pc]", "metric:val/acc")
     page.wait_for_function(f"() => {{ const u = document.querySelector({parallel!r}).__uplot;"
                            " return u.series[1].stroke(u, 1).startsWith('rgb('); }")
@@ -129,10 +133,9 @@ def test_compare_many_runs_with_the_run_pages_controls_colours_folded_legends_an
     page.locator(".picked").wait_for()
     kept = page.locator(".diff thead th").all_inner_texts()[1:]
     assert 0 < len(kept) < 12 and "run-11" in kept, kept
+    assert page.evaluate("window.__xss") is None and page.locator("img[src=x]").count() == 0
     assert tab.errors == []
 
-
-XSS = '<img src=x onerror="window.__xss=1">'
 
 
 def test_the_log_level_filter_means_this_level_and_above_and_each_lines_metadata_is_shown(site: Site, tab: Tab) -> None:
