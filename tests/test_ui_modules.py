@@ -142,6 +142,7 @@ CASES: list[tuple[str, str, list[Any], Any]] = [
     ("logs.js", "metadataText", [{"sequenceNumber": 1, "message": "m", "metadata": {"epoch": 3}, "rank": 0}],
      '{"epoch":3,"rank":0}'),
     ("logs.js", "metadataText", [{"sequenceNumber": 1, "message": "m", "level": "info"}], ""),
+    ("logs.js", "metadataText", [{"sequenceNumber": 1, "message": "m", "metadata": {"source": "stdout"}}], ""),  # its own span
     ("files.js", "looksBinary", [[104, 105, 0, 1]], True),
     ("files.js", "looksBinary", [[0xFF, 0xFE, 0x80]], True),
     ("files.js", "looksBinary", [list("héllo".encode())], False),

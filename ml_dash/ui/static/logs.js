@@ -16,11 +16,18 @@ export function levelsFrom(level) {
   return at <= 0 ? null : LEVELS.slice(at);
 }
 
-/** A line's metadata (and any other field it carries) as compact JSON, or "" without any. */
+/** A captured console line's source ("stdout", "stderr": its metadata's ``source``), or "". */
+export function sourceOf(line) {
+  return line.metadata && typeof line.metadata === "object" && line.metadata.source ? String(line.metadata.source) : "";
+}
+
+/** A line's metadata (and any other field it carries) as compact JSON, or "" without any; the console's
+ * ``source`` is shown on its own (sourceOf). */
 export function metadataText(line) {
   const extra = {};
   for (const [k, v] of Object.entries(line)) if (!LINE_KEYS.has(k)) extra[k] = v;
   const meta = line.metadata && typeof line.metadata === "object" ? { ...line.metadata, ...extra } : extra;
+  if (sourceOf(line)) delete meta.source;
   return Object.keys(meta).length ? JSON.stringify(meta) : "";
 }
 
@@ -40,7 +47,7 @@ const LINES_SHOWN = 24;
 
 /** A line whole, for its hover (a long one is cut in the list). */
 function lineText(l) {
-  return [l.timestamp || "", l.level || "", String(l.message ?? ""), metadataText(l)].filter(Boolean).join(" ");
+  return [l.timestamp || "", l.level || "", sourceOf(l), String(l.message ?? ""), metadataText(l)].filter(Boolean).join(" ");
 }
 
 /** The lines, of which only those in view are in the page (a thousand rows of DOM cost 250 ms);
@@ -63,7 +70,8 @@ function LogLines({ lines }) {
     <ol class="log-lines" style=${{ height: lines.length * LINE_PX + "px" }}>${shown.map((l, i) => html`<li
       key=${l.sequenceNumber} style=${{ top: (Math.max(0, first) + i) * LINE_PX + "px" }}
       class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
-      title=${lineText(l)}><span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b> ${String(l.message ?? "")}
+      title=${lineText(l)}><span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b>${sourceOf(l)
+        ? html` <span class="muted source">${sourceOf(l)}</span>` : ""} ${String(l.message ?? "")}
       ${metadataText(l) && html` <span class="log-meta">${metadataText(l)}</span>`}</li>`)}</ol>
   </div>`;
 }

@@ -12,6 +12,8 @@ import { Files } from "./files.js";
 import { chartedFields, stepFieldOf } from "./xaxis.js";
 import { StatusBadge } from "./runs.js";
 import { ShowMore, ShownBar, useShown } from "./shown.js";
+import { SYSTEM_METRIC, SystemSection } from "./system.js";
+import { ProvenanceSection } from "./provenance.js";
 
 const LIVE_MS = 1000;
 const REST_MS = 30000;
@@ -90,7 +92,7 @@ function Charts({ prefix, metrics, state }) {
 export function RunPage({ prefix, state }) {
   const [exp, error] = useRun(prefix);
   const metrics = useMemo(() => Object.fromEntries(Object.entries(exp ? exp.streams || {} : {})
-    .filter(([s]) => s.startsWith("metrics/")).map(([s, n]) => [s.slice(8), n])), [exp]);
+    .filter(([s]) => s.startsWith("metrics/") && s !== "metrics/" + SYSTEM_METRIC).map(([s, n]) => [s.slice(8), n])), [exp]);
   if (error) return html`<p class="error">${error}</p>`;
   if (!exp) return html`<p class="muted">Loading…</p>`;
   return html`<article class="run">
@@ -102,8 +104,10 @@ export function RunPage({ prefix, state }) {
       ${exp.status_reason && html`<dt>reason</dt><dd>${exp.status_reason}</dd>`}
     </dl>
     ${exp.description && html`<p class="description">${exp.description}</p>`}
+    <${ProvenanceSection} exp=${exp} />
     <${ChartControls} state=${state} />
     <${Charts} prefix=${prefix} metrics=${metrics} state=${state} />
+    <${SystemSection} prefix=${prefix} exp=${exp} state=${state} />
     <${Params} params=${exp.params} state=${state} />
     <${Logs} prefix=${prefix} count=${(exp.streams || {}).logs || 0} state=${state} />
     <${Files} prefix=${prefix} />
