@@ -177,7 +177,7 @@ def measure(url: str, repeats: int, runs: int, shots: Path) -> dict[str, Any]:
             page.fill("[data-search]", "")
             page.wait_for_function(f"() => document.querySelector('.count').textContent.startsWith('{runs} of')")
             before = page.evaluate(first_run)
-            sorts.append(_timed(lambda: page.locator(".row.head span", has_text="created_at").click(),
+            sorts.append(_timed(lambda: page.locator(".row.head span", has_text="created").click(),
                                 f"() => ({first_run})() !== {json.dumps(before)} || location.search.includes('sort')",
                                 page))
             columns.append(_timed(lambda k=k: page.select_option(".toolbar select >> nth=1", f"param:p{k:02d}"),

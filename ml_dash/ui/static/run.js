@@ -105,7 +105,7 @@ export function RunPage({ prefix, state }) {
     </dl>
     ${exp.description && html`<p class="description">${exp.description}</p>`}
     <${ProvenanceSection} exp=${exp} />
-    <${ChartControls} state=${state} />
+    ${Object.keys(metrics).length > 0 && html`<${ChartControls} state=${state} />`}
     <${Charts} prefix=${prefix} metrics=${metrics} state=${state} />
     <${SystemSection} prefix=${prefix} exp=${exp} state=${state} />
     <${Params} params=${exp.params} state=${state} />
