@@ -226,6 +226,8 @@ def test_a_lone_project_opens_on_its_run_list_and_the_start_page_shows_recent_ru
     assert [r.get_attribute("data-recent") for r in page.locator("[data-recent]").all()] == [
         "alice/other/latest", "alice/only/newer", "alice/only/older"]
     assert page.get_by_role("heading", name="Owners").count() == 1  # the owners are still there
+    status, body = site.request("GET", "/api/v1/experiments?owner=alice&order=sideways")
+    assert status == 400 and "order='sideways' is not one of name, recent" in body["error"]  # said, not ignored
     page.locator("[data-recent='alice/only/older'] a").first.click()
     page.locator("article.run h2", has_text="older").wait_for()
     assert tab.errors == []
