@@ -145,15 +145,19 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 @pytest.mark.parametrize("package, may_not_reach", [
     # the contracts stand alone
-    ("ml_dash.format", ("ml_dash.agent", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli",
+    ("ml_dash.format", ("ml_dash.analysis", "ml_dash.agent", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli",
                         "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params")),
     # the engine moves events for named streams: no experiments, no commands, no server
-    ("ml_dash.agent", ("ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
+    ("ml_dash.agent", ("ml_dash.analysis", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
                        "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params", "ml_dash.run")),
     # the server: contracts and its own storage, never the SDK or the engine's runtime
-    ("ml_dash.server", ("ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
+    ("ml_dash.server", ("ml_dash.analysis", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
                         "ml_dash.run", "ml_dash._run.session", "ml_dash.agent.runtime", "ml_dash.agent.rundir",
                         "ml_dash.agent.streams", "ml_dash.agent.upload", "ml_dash.remote", "ml_dash.cli")),
+    # the DataFrame functions (issue 18): adapters over the run layout and the read API, never the server's
+    # code, the engine or the SDK's writers
+    ("ml_dash.analysis", ("ml_dash.server", "ml_dash.agent", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs",
+                          "ml_dash.files", "ml_dash.params", "ml_dash._run.session", "ml_dash.cli")),
 ])
 def test_a_layer_does_not_import_the_layers_above_it(package: str, may_not_reach: tuple[str, ...]) -> None:
     graph = import_graph()
@@ -177,6 +181,13 @@ def test_importing_the_server_loads_no_sdk_no_agent_runtime_no_torch() -> None:
     assert "ml_dash.server.app" in loaded
     assert [m for m in loaded if m in ("torch", "numpy", "ml_dash.experiment", "ml_dash._run.session",
                                        "ml_dash.agent.runtime", "ml_dash.agent.rundir", "ml_dash.metrics")] == []
+
+
+def test_the_analysis_functions_load_pandas_and_pyarrow_only_when_called() -> None:
+    loaded = _loaded_by("import ml_dash.analysis, ml_dash.analysis._search, ml_dash.analysis._history, "
+                        "ml_dash.analysis._export, ml_dash.cli.export")
+    assert "ml_dash.analysis._search" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("pandas", "pyarrow", "numpy")] == []
 
 
 def test_an_ingest_worker_imports_only_the_contracts_and_the_decoder() -> None:
