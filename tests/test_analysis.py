@@ -264,3 +264,27 @@ def test_a_columnar_reply_cut_short_or_malformed_is_an_error_not_a_shorter_serie
             list(ColumnsReader("train").feed(header("train") + bad))
     with pytest.raises(ColumnsError, match="no version 1 header"):
         list(ColumnsReader("train").feed(pack(json.loads('{"v": 9}'))))
+
+
+def test_a_server_answering_what_is_not_json_is_an_error_naming_it() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Html(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b"<html>a proxy")
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(MLDashError, match="not JSON"):
+            ml_dash.search_runs(f"http://127.0.0.1:{site.server_address[1]}", project=PROJECT, api_key="k")
+    finally:
+        site.shutdown()
+        site.server_close()
