@@ -170,6 +170,7 @@ def test_a_servers_filter_is_evaluated_by_the_server(tmp_path: Path, server: Ser
     monkeypatch.setenv("ML_DASH_API_KEY", key)  # the key from the environment
     picked = ml_dash.search_runs(server.url, project=PROJECT, filter="opt != sgd", order_by="-params.lr")
     assert list(picked["name"]) == ["run-1", "run-2"]
+    assert len(ml_dash.search_runs(server.url, project=PROJECT, filter="a/b/c < 1, lr > 0")) == 0  # no such metric
     with pytest.raises(ConditionError, match="not a condition"):
         ml_dash.search_runs(server.url, project=PROJECT, filter="lr")
 

@@ -43,7 +43,7 @@ def run_records(source: ServerSource, owner: str, project: str, where: str | Non
     """The project's runs (matching ``where``, evaluated by the server), each with its params and every
     metric's latest values (``latest``)."""
     reads = _reads(source, f"{owner}/{project}")
-    named = metric_streams(parse_conditions(where))[:32]  # their latest values come with the list
+    named = [m for m in metric_streams(parse_conditions(where)) if _is_metric_name(m)]  # come with the list
     offset = 0
     for _ in range(MAX_LIST_PAGES):  # bounded: a server that pages for ever ends here
         query: dict[str, Any] = {"owner": owner, "project": project, "limit": LIST_PAGE, "offset": offset, "latest": "1"}
@@ -65,6 +65,14 @@ def run_records(source: ServerSource, owner: str, project: str, where: str | Non
         else:
             return
     raise MLDashError(f"{source.url} sent more than {MAX_LIST_PAGES} pages of runs of {owner}/{project}")
+
+
+def _is_metric_name(name: str) -> bool:
+    try:
+        validate_metric_name(name)
+    except ValueError:
+        return False  # "a/b/c < 1" names no metric: the condition reads a param, or nothing
+    return True
 
 
 def _checked_run(source: ServerSource, owner: str, project: str, run: Any) -> dict[str, Any]:
