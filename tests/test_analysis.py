@@ -108,6 +108,16 @@ def test_history_of_a_local_stream_is_every_row_in_columns(tmp_path: Path) -> No
     assert evals["epoch"].iloc[0] == 0 and pd.isna(evals["epoch"].iloc[1]) and evals["note"].iloc[1] == "last"
 
 
+def test_history_of_a_field_that_is_only_ever_non_finite_gives_floats(tmp_path: Path) -> None:
+    exp = Experiment(prefix=f"{PROJECT}/diverged", local_path=tmp_path / PROJECT / "diverged")
+    with exp.run:
+        for step in range(3):
+            exp.metrics("train").log(loss=math.nan, peak=math.inf, step=step)
+    train = ml_dash.history(tmp_path, f"{PROJECT}/diverged", "train")
+    assert train["loss"].isna().all() and str(train["loss"].dtype) == "float64"  # not the text "NaN"
+    assert list(train["peak"]) == [math.inf] * 3
+
+
 def test_history_of_a_damaged_file_keeps_every_intact_row_and_warns_of_the_rest(tmp_path: Path) -> None:
     make_runs(tmp_path)
     data = tmp_path / PROJECT / "run-0" / "metrics" / "train" / "data.jsonl"

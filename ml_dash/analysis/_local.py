@@ -14,7 +14,7 @@ from typing import Any
 from .._run.reading import written_here
 from .._run.runlock import writer_alive
 from ..format import layout
-from ..format.jsonlines import DecodeError, ReadReport, iter_records, loads, read_json, restore_metric_row
+from ..format.jsonlines import DecodeError, ReadReport, ends_torn, iter_records, loads, read_json, restore_metric_row
 from ..format.naming import validate_metric_name, validate_prefix
 from ._columns import assemble, chunks_from_rows, frame_from_chunks
 from ._deps import pyarrow_module
@@ -105,19 +105,21 @@ def _arrow_history(pd: ModuleType, path: Path) -> Any | None:
     non-finite floats (written as names, restored row by row)."""
     pa_json = pyarrow_module("pyarrow.json", "ml_dash.history")
     pa = pyarrow_module("pyarrow", "ml_dash.history")
-    raw = path.read_bytes()
-    complete = raw.rfind(b"\n") + 1
-    if complete == 0:
+    if path.stat().st_size == 0:
         return assemble(pd, pd.Index([], dtype="int64"), {}, None)
-    if b'"nonFinite"' in raw:
-        return None
+    if ends_torn(path):  # the complete lines only: a copy of them
+        raw = path.read_bytes()
+        source: Any = pa.BufferReader(pa.py_buffer(raw).slice(0, raw.rfind(b"\n") + 1))
+    else:  # Arrow reads the file itself, on its own threads
+        source = str(path)
     try:
-        table = pa_json.read_json(pa.BufferReader(pa.py_buffer(raw).slice(0, complete)),
-                                  read_options=pa_json.ReadOptions(block_size=8 << 20))
+        table = pa_json.read_json(source, read_options=pa_json.ReadOptions(block_size=8 << 20))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
     names = set(table.column_names)
-    if not {"index", "data"} <= names or not pa.types.is_struct(table.schema.field("data").type):
+    # a row holding non-finite floats names them in "nonFinite" (the floats are written as names: the file
+    # stays JSON); such a file is read row by row, where they are restored
+    if "nonFinite" in names or not {"index", "data"} <= names or not pa.types.is_struct(table.schema.field("data").type):
         return None
     index = table.column("index")
     if not pa.types.is_integer(index.type) or index.null_count:
