@@ -219,6 +219,10 @@ def test_export_writes_the_run_table_and_a_parquet_per_run_and_stream(tmp_path: 
                           "--parquet", str(tmp_path / "from-local")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "3 runs, 6 streams, 906 rows" in out.stdout
+    for bad in (["--project", "alice"], ["--project", PROJECT, "--filter", "lr"]):  # one line, status 2
+        out = subprocess.run([sys.executable, "-m", "ml_dash.cli", "export", str(tmp_path / "local"), *bad, "--parquet",
+                              str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stderr.startswith("ml-dash export: ")
     summary = export_parquet(server.url, PROJECT, tmp_path / "from-server", filter="lr < 0.05", api_key=key)
     assert (summary.runs, summary.streams, summary.rows) == (2, 4, 604)
     for root in ("from-local", "from-server"):

@@ -25,13 +25,16 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..analysis import export_parquet
-    from ..errors import MLDashError
+    from ..analysis import ConditionError, export_parquet
+    from ..errors import ConfigurationError, MLDashError
 
     try:
         api_key = _key(args.api_key_file)
         summary = export_parquet(args.source, args.project, Path(args.parquet), filter=args.filter, api_key=api_key)
-    except (MLDashError, ImportError, ValueError, OSError) as exc:  # bad arguments, a bad server, a full disk
+    except (ConfigurationError, ConditionError) as exc:  # the arguments: 2, as the other commands
+        print(f"ml-dash export: {exc}", file=sys.stderr)
+        return 2
+    except (MLDashError, ImportError, ValueError, OSError) as exc:  # a bad server, a missing extra, a full disk
         print(f"ml-dash export: {exc}", file=sys.stderr)
         return 1
     print(f"{args.parquet}: {summary.runs} runs, {summary.streams} streams, {summary.rows} rows")
@@ -39,10 +42,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _key(path: str | None) -> str | None:
+    from ..errors import ConfigurationError
+
     if path is None:
         return None
     try:
         return Path(path).read_text().splitlines()[0].strip()
     except (OSError, UnicodeDecodeError, IndexError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "no key on its first line"
-        raise ValueError(f"--api-key-file {path}: {reason}") from None
+        raise ConfigurationError(f"--api-key-file {path}: {reason}") from None
