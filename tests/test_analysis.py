@@ -303,3 +303,63 @@ def test_a_server_answering_what_is_not_json_is_an_error_naming_it() -> None:
     finally:
         site.shutdown()
         site.server_close()
+
+
+def test_a_read_that_fails_after_the_reply_began_ends_it_with_an_error_the_reader_raises(
+        tmp_path: Path, app_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seam: the storage fails its second call (an archived chunk lost, a store gone), after the first
+    slice of the series was sent with the status line. Made real, it needs a lost object holding later rows
+    than the database's, which archival (oldest first) never leaves."""
+    from ml_dash.server.storage.errors import ArchiveUnreadable
+    from ml_dash.server.storage.sqlite.store import SQLiteStorage
+
+    if app_server.db is not None:
+        pytest.skip("the seam is SQLite's storage")
+    key = app_server.key("alice")
+    exp = Experiment(prefix=f"{PROJECT}/long", remote=app_server.url, api_key=key, local_path=tmp_path / "run")
+    with exp.run:
+        for step in range(10_000):
+            exp.metrics("train").log(step=step)
+    real = SQLiteStorage.metric_chunks
+    calls: list[int] = []
+
+    async def second_call_fails(self: Any, exp_id: int, metric: str, start: int, end: int | None,
+                                max_bytes: int) -> Any:
+        calls.append(start)
+        if len(calls) > 1:
+            raise ArchiveUnreadable(f"rows {start}.. are archived in object x, which the blob store does not hold")
+        return await real(self, exp_id, metric, start, end, 1)  # one chunk a call
+
+    monkeypatch.setattr(SQLiteStorage, "metric_chunks", second_call_fails)
+    with pytest.raises(MLDashError, match="failed reading 'train': stored rows cannot be read: rows 4096"):
+        ml_dash.history(app_server.url, f"{PROJECT}/long", "train", api_key=key)
+    assert calls == [0, 4096]
+
+
+@pytest.mark.parametrize("tail", [b"5\r\nab", b"zz\r\nabc\r\n"], ids=["cut mid-chunk", "garbage chunk size"])
+def test_a_columnar_reply_that_breaks_off_in_transport_is_an_error_naming_it(tail: bytes) -> None:
+    import socket
+    import threading
+
+    from ml_dash.format.columns import header
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    head = header("train")
+
+    def answer() -> None:
+        for _ in range(2):  # the run list is not asked: one request for the columns (and none after)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: " + CONTENT_TYPE.encode() +
+                             b"\r\nTransfer-Encoding: chunked\r\n\r\n" + f"{len(head):x}\r\n".encode() + head + b"\r\n" + tail)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        with pytest.raises(MLDashError, match="the reply broke off"):
+            ml_dash.history(f"http://127.0.0.1:{listener.getsockname()[1]}", f"{PROJECT}/run", "train", api_key="k")
+    finally:
+        listener.close()

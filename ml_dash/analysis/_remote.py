@@ -9,6 +9,7 @@ never a shorter series.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -141,8 +142,9 @@ def _column_chunks(reads: ServerReads, metric: str) -> list[Chunk] | None:
             cut = reader.close()
         except ColumnsError as exc:
             raise MLDashError(f"{reads.remote}: {exc}") from None
-        except OSError as exc:  # reset, timeout mid-body
-            raise MLDashError(f"cannot read {metric!r} of {reads.prefix} from {reads.remote}: {exc}") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # reset, timeout, a broken chunked body
+            raise MLDashError(f"cannot read {metric!r} of {reads.prefix} from {reads.remote}: the reply broke off "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
         if cut is None:
             return chunks
         start = cut
