@@ -9,8 +9,11 @@ What is measured (by ``_scenario.py``, one scenario per process):
 * ``throughput`` - N untimed calls, then ``run.complete()``: end-to-end rows/s (loop + drain),
                    close time, peak RSS above the post-import baseline, rows written to disk.
 * ``import``     - wall time of ``import ml_dash`` in a cold interpreter.
+* capture        - (benchmarks/capture.py) a ``print()`` with the console captured against console off,
+                   and the sampler's CPU at the default interval. The scenarios above run with capture
+                   as users get it: console, system metrics and provenance on.
 * ``bigrows``    - 300 rows each holding a distinct 900,000-character string (270 MB through the
-                   64 MiB buffer): peak RSS, against the memory bound the README states.
+                   64 MiB buffer): peak RSS, against the memory bound docs/guarantees.md states.
 
 Why subprocesses: every scenario runs in a FRESH interpreter with a fresh temporary
 ``dash_root`` so that one scenario's heap, GC generations, background threads and page
@@ -48,7 +51,7 @@ PEER_VENV = HERE / ".peer-venv"
 PEER_PYTHON = PEER_VENV / "bin" / "python"
 PEER_SPEC = "ml-dash==0.11.0"
 
-#: README "Memory": 1.5 x ML_DASH_MAX_BUFFER_MB (64) + 32 MB in local mode (agent/streams.py memory_bound_mb).
+#: docs/guarantees.md "Memory": 1.5 x ML_DASH_MAX_BUFFER_MB (64) + 32 MB in local mode (agent/streams.py memory_bound_mb).
 MEMORY_BOUND_MB = 1.5 * 64 + 32
 BIG_ROWS = 300
 
@@ -120,7 +123,10 @@ def setup_peers() -> bool:
 
 # Imports are timed as installed: with bytecode caches (pip compiles a wheel at install; an editable
 # install writes them on first import), so a shell that sets PYTHONDONTWRITEBYTECODE is not obeyed here.
-SCENARIO_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# Capture (docs/capture.md) runs as a user gets it: console, system metrics (every 10 s) and provenance
+# on, whatever the calling shell or test suite set.
+SCENARIO_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
+                and k not in ("ML_DASH_CONSOLE", "ML_DASH_SYSTEM_METRICS_INTERVAL_S", "ML_DASH_PROVENANCE")}
 
 
 def run_scenario(python: Path | str, mode: str, n: int, timeout_s: float) -> dict[str, Any]:
@@ -284,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="fresh-process runs per scenario (median)")
     ap.add_argument("--json", metavar="PATH", help="dump machine info, medians and raw runs here")
     ap.add_argument("--no-peer", action="store_true", help="skip the upstream comparison")
+    ap.add_argument("--no-capture", action="store_true", help="skip capture's costs (benchmarks/capture.py)")
     args = ap.parse_args(argv)
 
     if args.setup_peers:
@@ -311,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(peer)
 
     verdicts = print_report(info, rows, args.n, args.repeats)
+    if not args.no_capture:  # what capture adds beside the hot path: a print(), the sampler's CPU
+        from capture import measure, print_table
+
+        print()
+        print_table(measure())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         payload = {"machine": info, "n": args.n, "repeats": args.repeats,

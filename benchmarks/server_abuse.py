@@ -13,7 +13,7 @@ thread, and a sampler of the server's memory (the server process and its ingest 
 
 Printed: peak RSS of the server (with its workers), the slowest /health answer, how many requests
 got an HTTP status (and which), how many were cut without one, and the tracebacks in the server's
-log. Targets (README, "Limits on what a request may cost"): RSS < 768 MiB, /health <= 0.5 s, every
+log. Targets (docs/server.md, "What one request and one key may cost"): RSS < 768 MiB, /health <= 0.5 s, every
 request answered, no traceback.
 
 Usage:  python benchmarks/server_abuse.py [--server-src DIR] [--big-mib 28] [--big-bodies 24]

@@ -11,7 +11,7 @@
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_attributes
-from ._version import __version__
+from ._version import __version__, check_distribution
 from .errors import (
     ConfigurationError,
     MLDashError,
@@ -32,6 +32,10 @@ _LAZY = {"Experiment": ".experiment", "RunStatus": ".run", "search_runs": ".anal
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
+
+# PyPI's `ml-dash` is another project that installs this package's name too (ml_dash/_version.py): say so
+# at once when the environment's `ml-dash` is that one and this one is imported from a checkout over it.
+check_distribution()
 
 
 __all__ = [

@@ -8,9 +8,11 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ._run import announce
 from ._run.config import resolve
 from ._run.resume import Resume
 from ._run.session import RunOptions, RunSession
+from .capture import CaptureSettings, attach
 from .files import Files
 from .format.jsonlines import encode_checked
 from .format.naming import validate_prefix
@@ -43,6 +45,13 @@ class Experiment:
             to be written; what is left keeps being written in the background.
         upload_timeout_s: remote mode: the longest ending the run waits for the
             upload; what is left stays on disk for ``ml-dash sync``.
+        quiet: print nothing when the run starts; by default a run says once, on
+            stderr, where it goes and how to view it (``ML_DASH_QUIET=1`` silences it too).
+        system_metrics, console, provenance: what the run records without being asked (all on by
+            default; None reads ``ML_DASH_SYSTEM_METRICS_INTERVAL_S``, ``ML_DASH_CONSOLE``,
+            ``ML_DASH_PROVENANCE``): the metric ``system`` (``system_metrics`` may be the seconds
+            between samples), stdout and stderr as log lines, and where the run came from (git,
+            command, platform, packages) in its metadata; see docs/capture.md.
 
     Use ``with exp.run:`` (or ``exp.run.start()`` ... ``exp.run.complete()``).
     """
@@ -64,6 +73,10 @@ class Experiment:
         readme: str | None = None,
         close_timeout_s: float = 10.0,
         upload_timeout_s: float = 30.0,
+        quiet: bool | None = None,
+        system_metrics: bool | float | None = None,
+        console: bool | None = None,
+        provenance: bool | None = None,
     ) -> None:
         self.owner, self.project, self.name = validate_prefix(prefix)
         self.prefix = prefix
@@ -79,6 +92,7 @@ class Experiment:
             close_timeout_s=_seconds("close_timeout_s", close_timeout_s),
             upload_timeout_s=_seconds("upload_timeout_s", upload_timeout_s),
             resume=Resume.parse(resume),
+            quiet=announce.quiet(quiet),
         )
         self._session = session = RunSession(prefix, self.directory, options, config.remote,
                                              (config.api_key, config.user_name))
@@ -88,6 +102,7 @@ class Experiment:
         self.params = Params(session)
         self.logs = Logs(session)
         self.files = Files(session)
+        self._capture = attach(session, CaptureSettings.resolve(system_metrics, console, provenance), self)
 
     @property
     def description(self) -> str | None:
@@ -116,8 +131,12 @@ class Experiment:
     def stats(self) -> dict[str, Any]:
         """Per stream: ``accepted``, ``written``, ``dropped`` (by reason) and ``pending``, with
         ``accepted == written + dropped + pending`` always; ``waits`` (calls that waited on a full
-        buffer); in remote mode also ``acknowledged``, ``set_aside`` and ``pending_upload``."""
-        return self._session.stats()
+        buffer); in remote mode also ``acknowledged``, ``set_aside`` and ``pending_upload``; with
+        ``capture``, what the console capture kept and dropped and how many system rows were taken."""
+        stats = self._session.stats()
+        if self._capture is not None:
+            stats["capture"] = self._capture.stats()
+        return stats
 
     def __repr__(self) -> str:
         return f"<Experiment {self.prefix!r} {self.status} at {self.directory}>"

@@ -46,11 +46,11 @@ class Run:
 
     def fail(self, reason: str | BaseException | None = None, timeout_s: float | None = None) -> bool:
         """End the run FAILED, recording ``reason`` (a str, or an exception as ``"Type: message"``)."""
-        return self._session.finish(RunStatus.FAILED, reason_text(reason), timeout_s)
+        return self._session.finish(RunStatus.FAILED, reason_text(reason), timeout_s, _error(reason))
 
     def cancel(self, reason: str | BaseException | None = None, timeout_s: float | None = None) -> bool:
         """End the run CANCELLED, recording ``reason``."""
-        return self._session.finish(RunStatus.CANCELLED, reason_text(reason), timeout_s)
+        return self._session.finish(RunStatus.CANCELLED, reason_text(reason), timeout_s, _error(reason))
 
     def __enter__(self) -> Experiment:
         return self.start()
@@ -67,3 +67,8 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run of {self._session.prefix!r}: {self.status}>"
+
+
+def _error(reason: str | BaseException | None) -> BaseException | None:
+    """The exception that ends a run, when it is one (its traceback is kept with the console)."""
+    return reason if isinstance(reason, BaseException) else None

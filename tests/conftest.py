@@ -44,6 +44,35 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(order, "ml-dash-run-order")  # the long tests first (tests/order.py)
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say pytest-randomly's seed at the end, where a failure is read: its own header line is
+    hidden by ``-q``, which the README's test command passes."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.pluginmanager.has_plugin("randomly"):
+        terminalreporter.write_line(f"random order seed: {seed} (replay this order with --randomly-seed={seed})")
+
+
+# A run says on stderr where it goes (ml_dash/_run/announce.py): thousands of runs in the suite would bury
+# its output in those lines, so the tests' processes, and the subprocesses they start, run quiet. The
+# tests of that line unset it.
+os.environ["ML_DASH_QUIET"] = "1"
+
+
+# Capture (docs/capture.md) is on by default for users. The suite's runs are about other things and assert
+# their streams, files and metadata exactly, so it is off here (subprocesses inherit this);
+# tests/test_capture_*.py turn it on with the ``capture_on`` fixture.
+CAPTURE_OFF = {"ML_DASH_CONSOLE": "0", "ML_DASH_SYSTEM_METRICS_INTERVAL_S": "0", "ML_DASH_PROVENANCE": "0"}
+for _name, _value in CAPTURE_OFF.items():
+    os.environ.setdefault(_name, _value)
+
+
+@pytest.fixture
+def capture_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capture as a user gets it: every switch at its default (this process and its subprocesses)."""
+    for name in CAPTURE_OFF:
+        monkeypatch.delenv(name, raising=False)
+
+
 ENV_VARS = [
     "ML_DASH_LOCAL_PATH", "ML_DASH_API_URL", "ML_DASH_API_KEY", "ML_DASH_USER_NAME", "ML_DASH_UI_TOKEN", "ML_DASH_DB",
     "DREAMLAKE_LOCAL_PATH", "DREAMLAKE_API_URL", "DREAMLAKE_API_KEY",

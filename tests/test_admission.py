@@ -150,7 +150,7 @@ class _Clock:
         return self.now
 
 
-def test_a_body_past_its_first_step_keeps_its_pace_and_banks_at_most_the_slack() -> None:
+def test_a_body_keeps_its_pace_from_its_first_byte_and_banks_at_most_the_slack() -> None:
     clock = _Clock()
     steady = Pace(64 * 1024, bank_s=30.0, clock=clock)
     burst = Pace(64 * 1024, bank_s=30.0, clock=clock)
@@ -165,5 +165,6 @@ def test_a_body_past_its_first_step_keeps_its_pace_and_banks_at_most_the_slack()
     assert left is not None and left > 0  # never behind, however long
     burst_left = burst.seconds_left()
     assert burst_left is not None and burst_left <= 0  # behind since 30 s after its burst
-    assert small.seconds_left() is None  # under a step: only silence bounds it
+    small_left = small.seconds_left()
+    assert small_left is not None and small_left <= 0  # under a step too: a byte a second is behind
     assert Pace(0, bank_s=30.0, clock=clock).seconds_left() is None  # 0: no pace kept

@@ -1,5 +1,5 @@
 """Bodies that trickle hold of a real server's body budget (server/http/admission.py) only what they have
-sent, and not for ever (README "What one request and one key may cost"): two keys each trickling
+sent, and not for ever (docs/server.md "What one request and one key may cost"): two keys each trickling
 bodies, whether from their first byte, after sending nearly 16 MiB at once, or as file uploads, do
 not stop a third client's ingest; every trickling request is answered; no traceback.
 
@@ -98,6 +98,28 @@ def test_two_keys_opening_many_small_trickling_bodies_leave_room_for_a_third_and
         trickle.stop_dripping()  # silent now: the body timeout answers the others
         wait_for(trickle.all_answered, "every trickling request answered", trickle.statuses)
         assert set(trickle.statuses()) == {408, 429}, trickle.statuses()
+    finally:
+        trickle.close()
+        srv.stop()
+    assert "Traceback" not in srv.stderr, srv.stderr[-3000:]
+
+
+def test_bodies_trickling_from_their_first_byte_are_cut_for_their_pace_while_they_still_drip(
+        tmp_path: Path) -> None:
+    """Four keys each at their limit of 64 bodies, each body sending a byte every 0.5 s from its first,
+    held 4 x 64 x 256 KiB: the whole 64 MiB, for as long as they dripped (a body kept its pace only past
+    its first step). A body keeps its pace (64 KiB/s, the body timeout's 3 s of slack) from its first byte
+    now: each is answered 408 naming the pace while it still drips, and a fifth key's ingest gets in."""
+    srv = _server(tmp_path)
+    trickle = Trickler(srv.port)
+    try:
+        for owner in ("bob", "carol", "dave", "erin"):
+            for k in range(64):
+                trickle.open(_ingest_head(owner, f"d{k}"), first=chunk(b"x"), drip=chunk(b"x"))
+        wait_for(trickle.all_answered, "every dripping body answered while it drips", trickle.statuses)
+        assert set(trickle.statuses()) == {408}, trickle.statuses()
+        assert all(b"slower than 65536 bytes/s" in conn.reply for conn in trickle.conns), trickle.conns[0].reply
+        assert _ingests(srv, "alice", "after") == 200
     finally:
         trickle.close()
         srv.stop()

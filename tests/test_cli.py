@@ -104,7 +104,7 @@ def test_keys_commands_refuse_a_data_directory_that_holds_no_database_and_create
     assert _cli("keys", "list", "--owner", "alice", "--data", "data", cwd=workdir).returncode == 0
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_bad_arguments_get_one_line_errors_not_tracebacks(workdir: Path) -> None:
     cases = [
         (("keys", "create", "--owner", "bad owner", "--data", "d"), "segment 'bad owner'"),

@@ -90,7 +90,7 @@ def test_row1_server_down_at_start_then_up_drains_in_order(workdir: Path, server
     assert _assert_identical(server, "alice/f/r1", exp.directory) == 20_000
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 @pytest.mark.parametrize("mode", ["reset_before", "reset_after"])
 def test_row2_half_the_connections_reset_nothing_missing_nothing_twice(workdir: Path, server: Server,
                                                                       proxy: FaultProxy, mode: str) -> None:
@@ -147,7 +147,7 @@ def test_row4_slow_server_and_short_client_timeouts_store_each_row_once(workdir:
     assert _assert_identical(server, "alice/f/r4", directory) == 5000
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row5_kill_9_of_the_training_process_then_sync(workdir: Path, server: Server) -> None:
     rng = random.Random(5)
     for trial in range(20):
@@ -181,7 +181,7 @@ def test_row5_kill_9_of_the_training_process_then_sync(workdir: Path, server: Se
         assert remote["status"] == "CRASHED"  # sync saw the process gone
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row6_kill_9_of_the_server_during_ingest_then_restart(workdir: Path, tmp_path: Path,
                                                               stable_url: FaultProxy) -> None:
     data = tmp_path / "srv"

@@ -38,7 +38,7 @@ def _steps(server: Server, prefix: str) -> list[int]:
     return [r["data"]["step"] for r in server.metric_rows(prefix, headers=USER)]
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row8_a_full_server_disk_is_a_507_never_a_2xx_and_the_rows_get_in_once_space_returns(
         workdir: Path, tmp_path: Path) -> None:
     srv = Server(tmp_path / "srv", "--allow-user-name")
@@ -92,7 +92,7 @@ def test_row21_a_server_that_lost_its_data_gets_everything_again_from_sync_and_f
         fresh.stop()
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_loop_nothing(
         workdir: Path, tmp_path: Path, dead_url: str) -> None:
     directory = local_run("alice/backlog/run", 1)
@@ -126,7 +126,7 @@ def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_lo
     assert stats["pending_upload"] >= rows  # the backlog waits on disk
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row15_a_producer_ten_times_faster_than_the_uploader_for_a_minute(workdir: Path, tmp_path: Path) -> None:
     srv = Server(tmp_path / "srv", "--allow-user-name")
     proxy = FaultProxy(int(srv.url.rsplit(":", 1)[1]))

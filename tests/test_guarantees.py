@@ -1,7 +1,7 @@
-"""The README's guarantees, each tested against its own statement rather than the code's constants.
+"""The guarantees of docs/guarantees.md and docs/api.md, each tested against its own statement rather than the code's constants.
 
 Each test here was written against a plausible bug that the rest of the suite let pass (issue 16):
-bounds are the README's literal numbers, not the constants the code imports; the same directory is
+bounds are those pages' literal numbers, not the constants the code imports; the same directory is
 reached through other spellings; the fsync at the end is observed per file; the buffer's bound is
 measured by what was accepted and not yet written, not by the buffer's own accounting.
 """
@@ -57,7 +57,7 @@ def test_one_writer_holds_for_every_spelling_of_the_directory_in_one_process(wor
     assert [json.loads(r)["index"] for r in rows] == [0]
 
 
-# -- the value domain at the README's literal edges -----------------------------------------------------
+# -- the value domain at docs/api.md's literal edges -----------------------------------------------------
 
 INSIDE = [2**63 - 1, -(2**63), 0, -1]
 OUTSIDE = [2**63, -(2**63) - 1, 2**64, 2**64 - 1]
@@ -237,7 +237,7 @@ def test_rows_of_another_writer_are_refused_even_when_a_later_range_is_the_sende
     assert server.ingest("alice/p/r", _batch(20, 10, "writer-a"), key)[0] == 200  # its own resend: fine
 
 
-# -- the wire decoder's limits, as the README states them --------------------------------------------------
+# -- the wire decoder's limits, as docs/server.md states them --------------------------------------------------
 
 
 def _body_with_map(entries: int) -> bytes:

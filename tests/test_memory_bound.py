@@ -90,7 +90,7 @@ def test_row20_the_end_of_a_run_encodes_no_more_at_once_than_a_periodic_write(tm
     assert peak <= memory_bound_mb(128, remote=False), (peak, stats)
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 @pytest.mark.parametrize("kind", ["big", "small"])
 def test_row20_remote_peak_memory_stays_within_the_stated_bound(tmp_path: Path, kind: str, dead_url: str) -> None:
     from .server_process import Server

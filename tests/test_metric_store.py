@@ -101,7 +101,7 @@ def test_buckets_of_a_fixed_width_are_aligned_to_it_and_equal_brute_force(seed: 
         assert buckets[-1]["last"] == end - 1 and buckets == _expected(rows, 0, buckets)
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_every_width_the_server_plans_is_one_a_live_chart_may_ask_for_again() -> None:
     """The widths plan() chooses are below 64 or multiples of the widest summary not above them: the
     rule fixed_width() holds ``width=`` to, so a live chart can always extend what it was given."""

@@ -350,7 +350,7 @@ def test_the_uploader_stores_every_row_once_or_sets_it_aside_whatever_the_server
 
 
 # -- the buffer's byte bound under random row sizes and a slow disk ------------------------------------------
-# README "Memory": a row that holds strings longer than 64 characters is counted at its own size, checked
+# docs/guarantees.md "Memory": a row that holds strings longer than 64 characters is counted at its own size, checked
 # before it is appended; rows the agent has taken but not yet written count too; past the budget a call
 # waits at most ML_DASH_MAX_BLOCK_S, then its row is dropped and counted as buffer_full.
 
@@ -378,7 +378,7 @@ class SlowDisk:
 
 class HeldRows:
     """The reference model: the rows accepted and neither written nor dropped, oldest first, each with
-    its size by the README's counting (its strings' UTF-8 bytes; 16 per other value), and the peak
+    its size by docs/guarantees.md's counting (its strings' UTF-8 bytes; 16 per other value), and the peak
     of the big rows (strings past 64 characters) among them: the bytes the budget bounds exactly."""
 
     def __init__(self) -> None:

@@ -32,7 +32,7 @@ def _load_wide_run(server: Server, key: str) -> None:
         assert server.ingest("alice/p/wide", body, key)[0] == 200
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_page_of_wide_rows_is_cut_by_its_values_and_next_leads_to_every_row_once(app_server: AppServer) -> None:
     key = app_server.key("alice")
     _load_wide_run(app_server, key)

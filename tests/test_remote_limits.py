@@ -27,7 +27,7 @@ def _streams(srv: Server, prefix: str) -> dict[str, int]:
     return exp["streams"] if status == 200 else {}
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_run_of_5000_metrics_is_delivered_whole_without_a_refused_request(workdir: Path, tmp_path: Path) -> None:
     # written first, then sent: every batch could hold all 5,000 streams (a live run's writer is
     # slower than its uploader, which then never sees more than a few hundred new streams at once)
@@ -52,7 +52,7 @@ def test_a_run_of_5000_metrics_is_delivered_whole_without_a_refused_request(work
         srv.stop()
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_streams_past_the_runs_metric_limit_are_held_back_and_the_others_go_on(
         workdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     srv = Server(tmp_path / "data", "--allow-user-name", "--max-metrics-per-run", "50")

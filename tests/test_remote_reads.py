@@ -104,7 +104,7 @@ def test_reads_follow_every_page_and_skip_the_indices_a_client_set_aside(workdir
     assert [r["index"] for r in reads.metric_rows("train", 1190, 20)] == list(range(1190, 1200)) + list(range(1203, 1213))
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir: Path, server: Server) -> None:
     import random
     import subprocess
@@ -165,7 +165,7 @@ def test_row25_one_call_downsamples_a_whole_series_and_keeps_every_spike(workdir
         assert status == 400 and problem in refused["error"], (query, refused)
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row25_reads_of_a_huge_series_while_clients_ingest_all_answer_and_every_row_gets_in(server: Server) -> None:
     """Readers loop over pages at random offsets and whole-series buckets of a 300,000-row series
     while four runs ingest: every read answers correctly, /health keeps answering, and every writer's

@@ -1,4 +1,4 @@
-"""What one valid key may make a real ``ml-dash server`` process spend (README "What one request and
+"""What one valid key may make a real ``ml-dash server`` process spend (docs/server.md "What one request and
 one key may cost"), against a server on 127.0.0.1, for each attack of issue 14 (point 4):
 
 * 100,000 streams in one small body;
@@ -31,7 +31,7 @@ from .server_process import Server
 pytestmark = pytest.mark.timeout(900)
 STAMP = "2026-12-01T00:00:00Z"
 USER = {"X-ML-Dash-User": "alice"}
-#: The README's bound on the server's memory (the process and its ingest workers) under any requests.
+#: docs/server.md's bound on the server's memory (the process and its ingest workers) under any requests.
 SERVER_MEMORY_BOUND = 768 << 20
 
 
@@ -69,7 +69,7 @@ def test_one_small_body_naming_100000_streams_is_a_413_naming_the_limit(dev_serv
     assert dev_server.request("GET", "/api/v1/experiments/alice/p/wide", headers=USER)[0] == 404  # nothing stored
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_run_takes_100000_metrics_over_many_requests_and_refuses_the_next_by_name(dev_server: Server) -> None:
     for first in range(0, 100_000, LIMITS.max_streams):  # the server's defaults
         status, reply = _post(dev_server, "wide", encode_body(_body("wide", _one_row_streams(first, LIMITS.max_streams))))

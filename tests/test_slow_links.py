@@ -140,7 +140,7 @@ def test_body_bytes_that_come_before_the_handler_starts_never_start_the_head_clo
     assert not closed and written.startswith(b"HTTP/1.1 200 OK") and written.endswith(b"30 bytes"), written
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_slow_file_uploads_are_stored_however_long_their_bodies_take(tmp_path: Path) -> None:
     """48 MiB at 3 MiB/s and 256 MiB at 8 MiB/s (16 s and 32 s, at the same time) against the default
     limits: the head must be whole within 10 s, the body never silent for 30 s."""
@@ -167,7 +167,7 @@ def _ingest_body(rows: int, seed: int) -> bytes:
                         "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(data)}}})
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_concurrent_slow_ingest_bodies_each_get_their_answer(tmp_path: Path) -> None:
     """Twelve valid ingest bodies at once, each arriving for longer than the head may take: every one is
     answered and stored (they were closed without a status when their head clock ran on)."""
@@ -337,7 +337,7 @@ def test_an_upload_to_a_server_that_stopped_reading_times_out(tmp_path: Path) ->
         assert outcome.reason == "nothing of the request body was taken for 1 s", outcome
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_path: Path) -> None:
     """12 MiB at 1 MiB/s with a 6 s request timeout: the body keeps moving, so the server's answer comes
     back (a 400 here: the bytes are no zstd body; what matters is that the server read them all)."""
@@ -359,7 +359,7 @@ def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_p
     assert outcome.status == 400 and "zstd" in outcome.reason, outcome
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_checkpoint_and_metric_rows_cross_a_slow_link(workdir: Path, server: Server, monkeypatch: Any) -> None:
     """A 64 MiB checkpoint at 2 MiB/s takes 32 s: longer than the request timeout (10 s here) and than a
     live upload pass (30 s). It crosses in one request, as do the metric rows, while the run goes on."""

@@ -249,8 +249,8 @@ def test_row18_a_bug_in_one_runs_upload_does_not_stop_the_sync_of_the_next(workd
 
 
 # -- the value domain at its literal edges -------------------------------------------------------------------
-# Every kind of README's table ("The value domain"), just inside and just outside each bound, with the bounds
-# written out here as the README states them (never the code's constants: a moved constant must fail here).
+# Every kind of docs/api.md's table ("What a value may be"), just inside and just outside each bound, with the bounds
+# written out here as docs/api.md states them (never the code's constants: a moved constant must fail here).
 # The module's logger_impl fixture runs each case on the C hot path and on the pure-Python one.
 
 I64_MIN, I64_MAX = -9223372036854775808, 9223372036854775807  # −2⁶³ … 2⁶³−1

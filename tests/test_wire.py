@@ -71,7 +71,7 @@ def test_a_body_may_decompress_to_at_most_max_inflation_times_its_wire_size_past
     assert decode_body(gzip.compress(floor), "gzip")["v"] == 2
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (README "Set-up")
+@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_rows_that_compress_past_the_bound_go_uncompressed_and_others_in_zstd() -> None:
     def body(fields: int) -> dict:
         datas = [{**{f"z{k}": 0 for k in range(fields)}, "_ts": 1795663131.888 + i * 0.001} for i in range(5000)]

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..format import layout
 from ..format.jsonlines import ReadReport, iter_records, read_json
+from .metric_summary import MetricSummary
 from .runlock import writer_alive
 
 
@@ -25,6 +26,10 @@ class RunSummary:
     files: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The run document (experiment.json) as read: times, status reason.
+    document: dict[str, Any] = field(default_factory=dict)
+    #: Per metric, its fields' last and best values (only when summarise was asked for values).
+    values: dict[str, MetricSummary] = field(default_factory=dict)
 
 
 #: The folders of a run directory that hold no runs: never walked into (a run of 20,000 metrics has
@@ -81,13 +86,15 @@ class IndexCheck:
         return found
 
 
-def _count_rows(path: Path, stream: str, report: ReadReport) -> int:
+def _count_rows(path: Path, stream: str, report: ReadReport, values: MetricSummary | None = None) -> int:
     check = IndexCheck(stream)
     key = layout.identity_key(stream)
     rows = 0
     for record in iter_records(path, report):
         rows += 1
         check.see(record.get(key))
+        if values is not None:
+            values.see(record)
     report.problems.extend(check.problems(path))
     return rows
 
@@ -98,24 +105,27 @@ def written_here(doc: dict[str, Any]) -> bool:
     return isinstance(doc.get("pid"), int)
 
 
-def summarise(directory: Path) -> RunSummary:
+def summarise(directory: Path, values: bool = False) -> RunSummary:
     """Read every file of a run, tolerating damage; damaged lines, and indices that repeat or skip,
-    are listed in ``problems``."""
+    are listed in ``problems``. With ``values``, each metric's fields are summarised too (``ml-dash show``)."""
     directory = Path(directory)
     doc = read_json(directory / layout.EXPERIMENT)
     doc = doc if isinstance(doc, dict) else {}
     status = str(doc.get("status", "UNKNOWN"))
     if status == "RUNNING" and written_here(doc) and writer_alive(directory, doc) is False:
         status = "CRASHED"  # no writer holds it: its process is gone
-    summary = RunSummary(directory, str(doc.get("prefix", directory.name)), status)
+    summary = RunSummary(directory, str(doc.get("prefix", directory.name)), status, document=doc)
     report = ReadReport()
     for stream, path in layout.discover_streams(directory):
-        rows = _count_rows(path, stream, report)
         metric = layout.metric_name(stream)
+        folded = MetricSummary() if values and metric is not None else None
+        rows = _count_rows(path, stream, report, folded)
         if metric is None:
             summary.log_lines = rows
         else:
             summary.metrics[metric] = rows
+            if folded is not None:
+                summary.values[metric] = folded
     params = read_json(directory / layout.PARAMS)
     if isinstance(params, dict) and isinstance(params.get("data"), dict):
         summary.params = params["data"]

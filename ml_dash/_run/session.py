@@ -37,13 +37,16 @@ from ..files import read_files_metadata
 from ..format import layout
 from ..format.atomic import remove_leftovers
 from ..format.cursor import acknowledged_rows
-from ..format.jsonlines import dumps, encode_metric_chunk, read_json, row_chunk_encoder
+from ..format.jsonlines import dumps, encode_checked, encode_metric_chunk, read_json, row_chunk_encoder
 from ..format.segments import segments_of
+from ..format.values import MAX_DOCUMENT_BYTES
 from ..format.vocabulary import utc_iso
 from ..logs import LOG_ROW_BYTES, build_log_row
 from ..metrics import metric_metadata
 from ..run import RunStatus
 from ..stats import collect_stats
+from .announce import announce
+from .nesting import check_not_inside_a_run
 from .resume import Resume, check_local
 from .runlock import RunLock
 
@@ -70,6 +73,8 @@ class RunOptions:
     close_timeout_s: float = 10.0
     upload_timeout_s: float = 30.0
     resume: Resume = Resume.AUTO
+    #: Print nothing at the start (the line saying where the run goes: announce.py).
+    quiet: bool = False
 
 
 class RunSession:
@@ -92,6 +97,7 @@ class RunSession:
         self._pid = os.getpid()
         self._document: dict[str, Any] = {}
         self._on_start: list[Callable[[], None]] = []
+        self._on_end: list[Callable[[BaseException | None], None]] = []
         self._release = _ReleaseWhenDone()
         self._forked_warned: set[str] = set()
         #: The Experiment this session belongs to, weakly: when it is gone, nobody can end the run but
@@ -102,6 +108,29 @@ class RunSession:
     def on_start(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the run has started (to bind streams obtained before)."""
         self._on_start.append(callback)
+
+    def on_end(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(error)`` when the run ends, before its streams close (what it logs is kept):
+        ``error`` is the exception that failed the run, when there is one (capture's console keeps its
+        traceback). Never called in a forked child, whose parent ends the run."""
+        self._on_end.append(callback)
+
+    def add_metadata(self, key: str, value: Any) -> None:
+        """Set ``key`` of the run's metadata while it runs (capture's provenance); experiment.json is
+        rewritten by the agent and uploaded with the next batch. A key the script gave is kept, not replaced."""
+        self.require_running()
+        assert self.writer is not None
+        metadata = dict(self._document.get("metadata") or {})
+        if key in metadata:
+            logger.debug("ml-dash: the metadata of %s has its own %r; ml-dash's is not recorded", self.prefix, key)
+            return
+        encode_checked(f"metadata {key!r}", value, MAX_DOCUMENT_BYTES)
+        metadata[key] = value
+        self._document["metadata"] = metadata
+        try:
+            self.writer.set_document(layout.EXPERIMENT, dict(self._document))
+        except StreamClosedError:
+            raise RunStateError(self.not_running_message()) from None
 
     @property
     def running(self) -> bool:
@@ -215,6 +244,7 @@ class RunSession:
         if self.status is not RunStatus.CREATED:
             raise RunStateError(f"experiment {self.prefix!r} has ended ({self.status}); "
                                 "create a new Experiment to continue it")
+        check_not_inside_a_run(self.directory, self.prefix)
         lifecycle.install_sigterm()
         try:
             try:
@@ -234,6 +264,8 @@ class RunSession:
         assert self.writer is not None
         self.writer.on_durable.append(_lock_verifier(lock))  # a deleted or replaced lock file is locked again
         _running[_key(self.directory)] = self
+        if not self.options.quiet:
+            announce(self.prefix, self.directory, self.remote)
 
     def _open(self) -> None:
         previous = read_json(self.directory / layout.EXPERIMENT)
@@ -292,10 +324,13 @@ class RunSession:
         agent.register(writer)
         lifecycle.on_shutdown(self)
 
-    def finish(self, status: RunStatus, reason: str | None, timeout_s: float | None) -> bool:
+    def finish(self, status: RunStatus, reason: str | None, timeout_s: float | None,
+               error: BaseException | None = None) -> bool:
         """End the run ``status``: every call that returned is written; False if the deadline passed first."""
         if self.status is not RunStatus.RUNNING:
             raise RunStateError(self.not_running_message())
+        if self.in_owning_process():
+            self._run_end_callbacks(error)
         writer, agent = self.writer, self.agent
         assert writer is not None and agent is not None
         self.status = status
@@ -328,6 +363,14 @@ class RunSession:
         finally:
             self._release.done()  # the lock goes when the writer has closed too (now, or when it does)
         return done
+
+    def _run_end_callbacks(self, error: BaseException | None) -> None:
+        callbacks, self._on_end = self._on_end, []  # once: a callback that ends the run must not loop
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception:  # capture must never stop a run from ending
+                logger.warning("ml-dash: an end-of-run callback of %s failed", self.prefix, exc_info=True)
 
     def shutdown(self, reason: str, deadline: float) -> None:
         """Called at interpreter exit or SIGTERM for a run that was never ended."""

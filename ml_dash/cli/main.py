@@ -1,7 +1,7 @@
 """The ``ml-dash`` command line.
 
     ml-dash ls [ROOT]          runs under ROOT (default .dash) with status and sizes
-    ml-dash show RUN_DIR       one run: metrics, logs, files, parameters
+    ml-dash show RUN_DIR       one run: times, status reason, each metric's last and best values, logs, files
     ml-dash check [ROOT]       read every file; exit 1 if a line is damaged or an index repeats or is missing
     ml-dash server [--host 127.0.0.1] [--port 8080] [--data DIR] [--allow-user-name]
     ml-dash keys create --owner NAME --data DIR      the new key is the last line printed
@@ -20,7 +20,6 @@ given (a key in an argument is visible to `ps` and in the shell's history: prefe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -44,24 +43,6 @@ def _ls(args: argparse.Namespace) -> int:
         s = summarise(directory)
         rows = sum(s.metrics.values())
         print(f"{s.prefix:40s} {s.status:10s} {len(s.metrics):3d} metrics {rows:9d} rows {s.log_lines:7d} logs {s.files:4d} files")
-    return 0
-
-
-def _show(args: argparse.Namespace) -> int:
-    if not (Path(args.run) / "experiment.json").is_file():
-        if not Path(args.run).is_dir():
-            return _missing("show", args.run)
-        print(f"ml-dash show: {args.run}: not a run directory (no experiment.json)", file=sys.stderr)
-        return 2
-    s = summarise(Path(args.run))
-    print(f"{s.prefix}  [{s.status}]  {s.directory}")
-    for name, rows in s.metrics.items():
-        print(f"  metric {name}: {rows} rows")
-    print(f"  logs: {s.log_lines} lines; files: {s.files}")
-    if s.params:
-        print("  params: " + json.dumps(s.params, sort_keys=True))
-    for problem in s.problems:
-        print(f"  damaged: {problem}")
     return 0
 
 
@@ -160,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import archive as cli_archive
     from . import export as cli_export
     from . import server as cli_server
+    from . import show as cli_show
 
     parser = argparse.ArgumentParser(
         prog="ml-dash", description="Inspect local ml-dash runs, run the server, manage its keys, and move runs "
@@ -169,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("ls", help="list the runs under ROOT with status and sizes")
     ls.add_argument("root", nargs="?", default=".dash", help="a .dash directory (default .dash)")
     ls.set_defaults(handler=_ls)
-    show = sub.add_parser("show", help="summarise one run directory: metrics, logs, files, parameters")
-    show.add_argument("run", help="a run directory, e.g. .dash/alice/project/run")
-    show.set_defaults(handler=_show)
+    show = sub.add_parser("show", help="summarise one run directory: times, status reason, each metric's last and "
+                                       "best values, logs, files, parameters")
+    show.add_argument("run", help="a run directory, e.g. .dash/alice/project/run, or a run's prefix under .dash "
+                                   "(alice/project/run)")
+    show.set_defaults(handler=cli_show.show)
     check = sub.add_parser("check", help="read every file of the runs under ROOT; exit 1 on damage or "
                                          "duplicate/missing indices")
     check.add_argument("root", nargs="?", default=".dash", help="a .dash directory (default .dash)")

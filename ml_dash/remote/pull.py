@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .._run.nesting import check_not_inside_a_run
 from ..errors import MLDashError
 from ..format import layout
 from ..format.atomic import write_document
@@ -37,12 +38,13 @@ class PullError(MLDashError):
 def pull(prefix: str, remote: str, api_key: str | None, user_name: str | None, target: Path) -> dict[str, int]:
     """Download ``prefix`` into ``target/<prefix>``; returns rows and files written per stream."""
     validate_prefix(prefix)
+    directory = Path(target) / prefix
+    check_not_inside_a_run(directory, prefix, "--to")  # a --to inside a run would hide the pulled run from every reader
     server = ServerReads(remote, prefix, api_key, user_name, timeout_s=60.0)
     exp = server.experiment()
     if exp is None:
         raise PullError(f"{server.remote} has no run {prefix}")
     streams = _checked_streams(server, exp)
-    directory = Path(target) / prefix
     if directory.exists() and any(directory.iterdir()):
         what = "a run" if (directory / layout.EXPERIMENT).exists() else "files"
         raise PullError(f"{directory} already holds {what}; pull into another directory (--to) so that nothing "

@@ -22,7 +22,7 @@ class ServerConfig:
     body_idle_timeout_s: float = 30.0  # the longest wait for the next piece of a request body
     # processes that decode ingest bodies (server/ingest/prepare.py); 0 decodes on the event loop's process
     ingest_workers: int = 2
-    # What ingest may cost the server at once (server/http/admission.py, README "What a request may cost"):
+    # What ingest may cost the server at once (server/http/admission.py, docs/server.md "What one request and one key may cost"):
     # request bodies held in memory (their bytes on the wire), held as they arrive and a step ahead; a
     # caller (a key) holds at most half of it
     body_memory_bytes: int = 64 * 1024 * 1024

@@ -18,9 +18,12 @@ Two bounds, both taken before the work they bound:
   uploads alike) under way at once, counted from before the first step is waited for until the request
   is answered; one more is answered 429 with ``Retry-After`` (which clients honour) and names the limit.
   Bytes alone did not bound a caller: a body under its first step holds that step (256 KiB) whatever
-  it has sent, and keeps no pace there (bodies.py), so about 128 connections of one key, each trickling
-  a fresh small body, held the key's half of the budget, and two keys all of it. Counted, a key holds
-  at most ``max_bodies_per_key`` steps that way (64: 16 MiB of the 64), and other keys get in.
+  it has sent, so about 128 connections of one key, each trickling a fresh small body, held the key's
+  half of the budget, and two keys all of it. Counted, a key holds at most ``max_bodies_per_key`` steps
+  that way (64: 16 MiB of the 64), and other keys get in. Four keys together still hold all 64 MiB that
+  way, but only for the body timeout's slack: a body keeps its pace from its first byte (bodies.py), so
+  keeping the budget full takes opening 256 fresh bodies every 30 s, and the bodies queued behind them
+  get in as each is cut.
 * **Work**: bodies being decoded or stored at once (one per ingest worker and two more, whose batches
   wait for the database): what a decoded batch holds in memory is bounded by their number, not by how
   many small bodies arrived.

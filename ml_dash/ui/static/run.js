@@ -8,6 +8,8 @@ import { setState } from "./state.js";
 import { Chart, X_AXES } from "./chart.js";
 import { StatusBadge } from "./runs.js";
 import { ShowMore, ShownBar, useShown } from "./shown.js";
+import { SYSTEM_METRIC, SystemSection } from "./system.js";
+import { ProvenanceSection } from "./provenance.js";
 
 const LIVE_MS = 1000;
 const REST_MS = 30000;
@@ -97,7 +99,8 @@ function LogLines({ lines }) {
     <ol class="log-lines" style=${{ height: lines.length * LINE_PX + "px" }}>${shown.map((l, i) => html`<li
       key=${l.sequenceNumber} style=${{ top: (Math.max(0, first) + i) * LINE_PX + "px" }}
       class=${"log-" + String(l.level || "info").replace(/[^a-z]/g, "")}>
-      <span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b> ${String(l.message ?? "")}</li>`)}</ol>
+      <span class="muted">${l.timestamp || ""}</span> <b>${l.level || ""}</b>${l.metadata && l.metadata.source
+        ? html` <span class="muted source">${String(l.metadata.source)}</span>` : ""} ${String(l.message ?? "")}</li>`)}</ol>
   </div>`;
 }
 
@@ -221,7 +224,7 @@ function Charts({ prefix, metrics, state }) {
 export function RunPage({ prefix, state }) {
   const [exp, error] = useRun(prefix);
   const metrics = useMemo(() => Object.fromEntries(Object.entries(exp ? exp.streams || {} : {})
-    .filter(([s]) => s.startsWith("metrics/")).map(([s, n]) => [s.slice(8), n])), [exp]);
+    .filter(([s]) => s.startsWith("metrics/") && s !== "metrics/" + SYSTEM_METRIC).map(([s, n]) => [s.slice(8), n])), [exp]);
   if (error) return html`<p class="error">${error}</p>`;
   if (!exp) return html`<p class="muted">Loading…</p>`;
   return html`<article class="run">
@@ -243,7 +246,9 @@ export function RunPage({ prefix, state }) {
         ${X_AXES.map((x) => html`<option value=${x}>${x === "wall" ? "wall time" : x === "relative" ? "relative time" : x}</option>`)}
       </select></label>
     </div>
+    <${ProvenanceSection} exp=${exp} />
     <${Charts} prefix=${prefix} metrics=${metrics} state=${state} />
+    <${SystemSection} prefix=${prefix} exp=${exp} state=${state} />
     <${Params} params=${exp.params} state=${state} />
     <${Logs} prefix=${prefix} count=${(exp.streams || {}).logs || 0} state=${state} />
     <${Files} prefix=${prefix} />
