@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ml-dash`` command."""
     from . import archive as cli_archive
     from . import export as cli_export
+    from . import migrate as cli_migrate
     from . import server as cli_server
     from . import show as cli_show
 
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(handler=_check)
     cli_server.add_commands(sub)
     cli_archive.add_command(sub)
+    cli_migrate.add_command(sub)
     sync = sub.add_parser("sync", help="upload local runs (or interrupted remote ones) to a server, exactly once")
     sync.add_argument("paths", nargs="*", default=[".dash"], help="run directories or .dash roots (default .dash)")
     add_remote_arguments(sync)

@@ -23,6 +23,7 @@ from .replies import Acknowledgement
 
 if TYPE_CHECKING:
     from ..blobs.protocol import BlobStore
+    from ..migrate.target import MigrationTarget
     from .archive import ArchiveTier
 
 
@@ -114,6 +115,10 @@ class Storage(Protocol):
 
     def archive_tier(self) -> ArchiveTier:
         """This backend's tables for archival (``archive.archive_pass`` runs over them)."""
+        ...
+
+    def migration_target(self) -> MigrationTarget:
+        """This backend as the target of ``ml-dash migrate`` (``..migrate.target`` states the obligations)."""
         ...
 
     # -- ingest ----------------------------------------------------------------------------------
