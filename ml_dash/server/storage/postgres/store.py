@@ -362,6 +362,15 @@ class PostgresStorage:
             return await loop.run_in_executor(self._readers, chunk_reads.page, source, start, limit)
         return await self._read(read, snapshot=True)
 
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        loop = asyncio.get_running_loop()
+
+        async def read(conn: Any) -> tuple[list[tuple[int, int, bytes]], int | None]:
+            source = PgChunks(loop, conn, exp_id, metric, self._fetcher(loop, exp_id, metric))
+            return await loop.run_in_executor(self._readers, chunk_reads.chunk_range, source, start, end, max_bytes)
+        return await self._read(read, snapshot=True)
+
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None, buckets: int,
                              width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
         loop = asyncio.get_running_loop()

@@ -368,6 +368,11 @@ class SQLiteStorage:
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit, MAX_PAGE_VALUES,
                                 self._fetcher(exp_id, metric))
 
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        return await self._read(sqlite_metrics.chunk_range, exp_id, metric, start, end, max_bytes,
+                                self._fetcher(exp_id, metric))
+
     async def list_latest(self, exp_ids: list[int],
                           named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
         """Per run: a bounded part of each metric field's latest value, and whether any was left out (the
