@@ -3,6 +3,10 @@ PostgreSQL + a blob directory and PostgreSQL + S3 (SeaweedFS), in one run on thi
 
 * archive     seconds and rows/s of archiving the oldest 90% of the run's chunks (one ``archive_all``)
 * db bytes    the metric chunks' bytes in the database before and after (the summaries stay)
+* after VACUUM  every byte the database gives the metric tables (chunks, summaries, latest values, the
+              archive's index; their indexes and TOAST), each side VACUUMed (PostgreSQL: ``VACUUM FULL``,
+              which returns the space; SQLite: ``VACUUM``, counted with ``dbstat``), after archival as a
+              share of before: the issue's bound is 20%
 * page        a 1,000-row page at random places of the archived range and of the database's range: median
               and p95 milliseconds over 40 pages each, through the Storage API (as a request's handler)
 * buckets     1,000 min/max buckets of the whole series: median milliseconds over 10 reads
@@ -55,6 +59,7 @@ async def measure(url: str, blob_url: str, prepared: list[Any], rows: int) -> di
         assert exp is not None
         eid = exp["id"]
         out["db_bytes_before"] = await chunk_bytes(storage)
+        out["vacuumed_before"] = await metric_table_bytes(url)
         began = time.perf_counter()
         report = await archive_all(storage.archive_tier(), blobs, ArchivePolicy(0.0, clock=lambda: edge))
         out["archive_s"] = time.perf_counter() - began
@@ -62,6 +67,7 @@ async def measure(url: str, blob_url: str, prepared: list[Any], rows: int) -> di
         out["objects"] = report.objects
         out["object_bytes"] = report.object_bytes
         out["db_bytes_after"] = await chunk_bytes(storage)
+        out["vacuumed_after"] = await metric_table_bytes(url)
         split = report.rows
         rng = random.Random(7)
         for name, low, high in (("archived", 0, split - 1000), ("database", split, rows - 1000)):
@@ -93,6 +99,38 @@ async def chunk_bytes(storage: Any) -> float:
 
     tier: ArchiveTier = storage.archive_tier()
     return float(sum(key.size for key in await tier.candidates(time.time() + 3600, 10**7)))
+
+
+METRIC_TABLES = ("metric_chunks", "metric_summaries", "metric_latest", "metric_archive")
+
+
+async def metric_table_bytes(url: str) -> float:
+    """The metric tables' bytes in the database after VACUUM (with their indexes, and TOAST on PostgreSQL)."""
+    if url.startswith("sqlite://"):
+        return await asyncio.to_thread(_sqlite_table_bytes, Path(url.removeprefix("sqlite://")))
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"VACUUM FULL {', '.join(METRIC_TABLES)}")
+        return float(await conn.fetchval("SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest($1::text[]) t",
+                                         list(METRIC_TABLES)))
+    finally:
+        await conn.close()
+
+
+def _sqlite_table_bytes(path: Path) -> float:
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("VACUUM")
+        names = [row[0] for row in db.execute(
+            f"SELECT name FROM sqlite_master WHERE tbl_name IN ({', '.join('?' * len(METRIC_TABLES))})", METRIC_TABLES)]
+        return float(db.execute(f"SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ({', '.join('?' * len(names))})",
+                                names).fetchone()[0])
+    finally:
+        db.close()
 
 
 def main() -> int:
@@ -129,9 +167,13 @@ def main() -> int:
     names = list(results)
     print(f"{args.rows:,} rows (step + 2 floats), {ARCHIVED:.0%} archived")
     print(f"{'':38}" + "".join(f"{name:>14}" for name in names))
-    lines = [("archive, s", "archive_s", "{:.2f}"), ("archive, rows/s", None, "{:,.0f}"),
+    lines = [("rows archived, % (edge at a batch)", None, "{:.0f}%"),
+             ("archive, s", "archive_s", "{:.2f}"), ("archive, rows/s", None, "{:,.0f}"),
              ("objects", "objects", "{:.0f}"), ("object MiB", None, "{:.1f}"),
              ("chunk MiB in db before", "db_bytes_before", "{:.1f}"), ("chunk MiB in db after", "db_bytes_after", "{:.1f}"),
+             ("metric MiB in db, VACUUMed, before", "vacuumed_before", "{:.1f}"),
+             ("metric MiB in db, VACUUMed, after", "vacuumed_after", "{:.1f}"),
+             ("  after as % of before (bound: 20%)", None, "{:.1f}%"),
              ("1,000-row page archived, ms (median)", "page_archived_median_ms", "{:.1f}"),
              ("1,000-row page archived, ms (p95)", "page_archived_p95_ms", "{:.1f}"),
              ("1,000-row page database, ms (median)", "page_database_median_ms", "{:.1f}"),
@@ -141,8 +183,12 @@ def main() -> int:
         cells = []
         for name in names:
             got = results[name]
-            if label == "archive, rows/s":
+            if label.startswith("rows archived"):  # batches of BATCH_ROWS: a small run cannot cut at 90%
+                value = 100 * got["archived_rows"] / args.rows
+            elif label == "archive, rows/s":
                 value = got["archived_rows"] / got["archive_s"]
+            elif label.startswith("  after as %"):
+                value = 100 * got["vacuumed_after"] / got["vacuumed_before"]
             elif label == "object MiB":
                 value = got["object_bytes"] / 2**20
             else:

@@ -5,7 +5,8 @@
 runs archival of every chunk (``older_than`` 0, objects of :data:`OBJECT_BYTES`, so a pass writes many)
 on the real storage and blob store, and the ``NTH`` time it reaches ``POINT`` prints ``at POINT`` and
 sleeps (the test kills it then). Points: ``noted`` (an object noted, not yet stored), ``stored`` (an
-object stored, its chunks not yet moved), ``committed`` (an object's chunks moved, the next not yet).
+object stored, its chunks not yet moved), ``committed`` (an object's chunks moved, the next not yet);
+``log-stored`` and ``log-committed``: the same steps of an object of log lines.
 Only the pause is added to the real steps (tests/test_archive.py).
 """
 
@@ -19,6 +20,7 @@ from ml_dash.server.blobs.factory import open_blobs
 from ml_dash.server.storage.archive import ArchivePolicy, ArchiveTier, ChunkKey, archive_all
 from ml_dash.server.storage.archive_objects import Frame, StoredChunk
 from ml_dash.server.storage.factory import open_storage
+from ml_dash.server.storage.log_archive import Line, LogFrame, LogKey
 
 OBJECT_BYTES = 64 * 1024
 PAUSE_S = 120.0
@@ -63,6 +65,18 @@ class Pausing:
         self._reached("stored")
         moved = await self.tier.commit_object(sha256, exp_id, frames)
         self._reached("committed")
+        return moved
+
+    async def log_candidates(self, stored_before: float, limit: int) -> list[LogKey]:
+        return await self.tier.log_candidates(stored_before, limit)
+
+    async def stored_lines(self, exp_id: int, first: int, last: int) -> list[Line]:
+        return await self.tier.stored_lines(exp_id, first, last)
+
+    async def commit_log_object(self, sha256: str, exp_id: int, frames: list[LogFrame]) -> bool:
+        self._reached("log-stored")
+        moved = await self.tier.commit_log_object(sha256, exp_id, frames)
+        self._reached("log-committed")
         return moved
 
 

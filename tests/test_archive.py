@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
+from ml_dash.format.wire import metric_rows
 from ml_dash.server.blobs import BlobStore, open_blobs
 from ml_dash.server.storage import Storage, open_storage
 from ml_dash.server.storage.archive import (
@@ -34,12 +36,15 @@ from ml_dash.server.storage.archive import (
 )
 from ml_dash.server.storage.archive_objects import Frame, StoredChunk, build_object
 from ml_dash.server.storage.errors import ArchiveUnreadable, StorageUnavailable
+from ml_dash.server.storage.log_archive import Line, LogFrame, LogKey
 
-from .test_storage_contract import batch, exp_id, rows
+from .test_storage_contract import batch, exp_id, lines, rows
 from .waiting import PATIENCE_S
 
 pytestmark = pytest.mark.timeout(300)
 
+LOG_BATCH, LOG_BATCHES = 400, 6  # log lines: 2,400, the first batches before a policy's edge
+LEVELS = ("info", "error", "warning")
 TOTAL = 30_000  # rows of "loss": about eight windows of CHUNK_ROWS, stored in batches of many sizes
 WIDE = 5_000  # rows of "wide" (3 fields)
 WORKER = Path(__file__).with_name("archive_worker.py")
@@ -77,6 +82,9 @@ async def ingest_run(storage: Storage, pause_after: int | None = None) -> float 
         streams = {"metrics/loss": rows(position, size, tag=0.5)}
         if number == 0:
             streams["metrics/wide"] = rows(0, WIDE, fields=3)
+        if number < LOG_BATCHES:  # log lines too, in batches of many sizes (frames of many sizes)
+            said = [f"line {number * LOG_BATCH + k} {'Needle' if k % 13 == 0 else 'hay'}" for k in range(LOG_BATCH)]
+            streams["logs"] = lines(number * LOG_BATCH, [(LEVELS[k % 3], said[k]) for k in range(LOG_BATCH)])
         await storage.ingest(batch(streams))
         position += size
         number += 1
@@ -89,9 +97,17 @@ async def ingest_run(storage: Storage, pause_after: int | None = None) -> float 
 
 async def reads(storage: Storage) -> dict[str, Any]:
     """Every kind of read of the run: pages anywhere, the whole series page by page, buckets of the whole
-    series at several widths and of ranges, and the stream counts (what a resumed upload goes by)."""
+    series at several widths and of ranges, the stream counts (what a resumed upload goes by), and log
+    pages anywhere, by level, searched, tails."""
     eid = await exp_id(storage)
     out: dict[str, Any] = {"streams": (await storage.stream_page(eid, "", 1000))}
+    for start, limit, level, search, tail in ((0, 1000, None, None, False), (0, 5000, None, None, False),
+                                              (390, 30, None, None, False), (1, 7, "error", None, False),
+                                              (0, 100, None, "needle", False), (700, 50, "info", "NEEDLE", False),
+                                              (0, 9, None, None, True), (0, 5, "warning", None, True),
+                                              (0, 4, None, "line 1", True), (2399, 10, None, None, False)):
+        out[f"logs {start}+{limit} {level} {search} {tail}"] = await storage.log_rows(eid, start, limit, level, search, tail)
+    assert len(out["logs 0+5000 None None False"][0]) == LOG_BATCH * LOG_BATCHES
     for metric, total in (("loss", TOTAL), ("wide", WIDE)):
         for start, limit in ((0, 1000), (1, 5), (4090, 20), (4095, 3000), (total - 7, 100), (total // 2, 1000),
                              (12_345, 4096), (total, 10)):
@@ -105,6 +121,10 @@ async def reads(storage: Storage) -> dict[str, Any]:
             start = cut if cut is not None else page[-1]["index"] + 1
         assert [r["index"] for r in every] == list(range(total))
         out[f"{metric} all"] = every
+        for start, end in ((0, None), (4090, 4110), (total - 7, None), (12_345, 20_000)):  # the columnar read's
+            chunks, cut = await storage.metric_chunks(eid, metric, start, end, 1 << 30)
+            assert cut is None
+            out[f"{metric} chunks {start}:{end}"] = [r for f, _, b in chunks for r in metric_rows(f, msgpack.unpackb(b))]
         for start_b, end, wanted, width in ((0, None, 7, None), (0, None, 100, None), (0, None, 1000, None),
                                             (0, None, 10, 64), (0, None, 10, 1024), (333, 17_777, 50, None),
                                             (5, 60, 100, None), (1000, None, 1000, None), (4000, 4200, 1000, None)):
@@ -117,6 +137,10 @@ async def in_database(stores: Stores) -> list[ChunkKey]:
     return await stores.tier.candidates(time.time() + 3600, 10**6)
 
 
+async def lines_in_database(stores: Stores) -> int:
+    return len(await stores.tier.log_candidates(time.time() + 3600, 10**6))
+
+
 def test_reads_are_identical_before_and_after_archiving_part_then_all(storage_url: str, blob_url: str) -> None:
     async def body(stores: Stores) -> None:
         edge = await ingest_run(stores.storage, pause_after=4)
@@ -126,15 +150,17 @@ def test_reads_are_identical_before_and_after_archiving_part_then_all(storage_ur
         # the chunks stored before the edge move; the later ones stay: reads cross the two tiers
         part = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, object_bytes=32 * 1024, clock=lambda: edge))
         assert 0 < part.chunks < len(held) and part.objects > 1 and part.rows < TOTAL + WIDE
+        assert part.log_lines == 4 * LOG_BATCH  # the lines stored before the edge; the later ones stay
         assert len(await in_database(stores)) == len(held) - part.chunks
         assert await reads(stores.storage) == before
         rest = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: time.time() + 1))
         assert part.rows + rest.rows == TOTAL + WIDE and await in_database(stores) == []
+        assert part.log_lines + rest.log_lines == LOG_BATCH * LOG_BATCHES and await lines_in_database(stores) == 0
         assert await reads(stores.storage) == before
         # a resumed upload: the resend of archived rows is acknowledged with the same counts, stored once
         eid = await exp_id(stores.storage)
         ack = await stores.storage.ingest(batch({"metrics/loss": rows(0, 500, tag=0.5)}))
-        assert ack.acked["metrics/loss"] == TOTAL and ack.run_rows == TOTAL + WIDE
+        assert ack.acked["metrics/loss"] == TOTAL and ack.run_rows == TOTAL + WIDE + LOG_BATCH * LOG_BATCHES
         assert await reads(stores.storage) == before
         # rows go on appending after the archived ones
         await stores.storage.ingest(batch({"metrics/loss": rows(TOTAL, 10, tag=0.5)}))
@@ -178,6 +204,15 @@ class Gate:
     async def live_objects(self, limit: int) -> list[str]:
         return await self.tier.live_objects(limit)
 
+    async def log_candidates(self, stored_before: float, limit: int) -> list[LogKey]:
+        return await self.tier.log_candidates(stored_before, limit)
+
+    async def stored_lines(self, exp_id: int, first: int, last: int) -> list[Line]:
+        return await self.tier.stored_lines(exp_id, first, last)
+
+    async def commit_log_object(self, sha256: str, exp_id: int, frames: list[LogFrame]) -> bool:
+        return await self.tier.commit_log_object(sha256, exp_id, frames)
+
 
 def test_two_archivers_at_once_archive_each_chunk_once(storage_url: str, blob_url: str) -> None:
     async def body(stores: Stores) -> None:
@@ -194,6 +229,7 @@ def test_two_archivers_at_once_archive_each_chunk_once(storage_url: str, blob_ur
         finally:
             await other.close()
         assert one.chunks + two.chunks == held and one.rows + two.rows == TOTAL + WIDE
+        assert one.log_lines + two.log_lines == LOG_BATCH * LOG_BATCHES and await lines_in_database(stores) == 0
         assert one.raced + two.raced >= min(one.chunks, two.chunks) and one.raced + two.raced > 0
         assert await in_database(stores) == []
         assert await reads(stores.storage) == before
@@ -238,13 +274,47 @@ def test_a_kill_9_of_a_pass_at_any_step_loses_and_repeats_nothing(storage_url: s
     run_with(storage_url, blob_url, check)
 
 
+@pytest.mark.parametrize("point", ["log-stored", "log-committed"])
+def test_a_kill_9_of_a_pass_archiving_log_lines_loses_and_repeats_nothing(storage_url: str, blob_url: str,
+                                                                         point: str) -> None:
+    async def prepare(stores: Stores) -> None:
+        await ingest_run(stores.storage)
+        found["before"] = await reads(stores.storage)
+
+    found: dict[str, Any] = {}
+    run_with(storage_url, blob_url, prepare)
+    worker = subprocess.Popen([sys.executable, str(WORKER), storage_url, blob_url, point, "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert worker.stdout is not None
+        said = worker.stdout.readline()  # the worker stands still once it said where
+        assert said.strip() == f"at {point}", said + (worker.stderr.read() if worker.poll() is not None else "")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+
+    async def check(stores: Stores) -> None:
+        assert await reads(stores.storage) == found["before"]  # the killed pass changed no answer
+        left = await lines_in_database(stores)
+        moved = LOG_BATCH * LOG_BATCHES - left
+        assert 0 < left and (moved > 0) == (point == "log-committed")  # the first object's lines moved, or none
+        rest = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: time.time() + 1))
+        assert rest.log_lines == left and await lines_in_database(stores) == 0
+        later = time.time() + ORPHAN_GRACE_S + 60  # the killed pass's stored, never committed object is collected
+        assert await collect_garbage(stores.tier, stores.blobs, later) == (1 if point == "log-stored" else 0)
+        assert await reads(stores.storage) == found["before"]
+
+    run_with(storage_url, blob_url, check)
+
+
 def test_an_archived_chunks_missing_object_fails_the_read_clearly(storage_url: str, blob_url: str) -> None:
     async def body(stores: Stores) -> None:
         edge = await ingest_run(stores.storage, pause_after=2)
         assert edge is not None
         held = await in_database(stores)
         report = await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: edge))
-        assert report.objects == 1 and report.chunks < len(held)
+        assert report.objects == 2 and report.chunks < len(held)  # one of metric chunks, one of log lines
+        assert report.log_lines == 2 * LOG_BATCH
         eid = await exp_id(stores.storage)
         first, _ = await stores.storage.metric_rows(eid, "loss", 0, 10)
         assert [r["index"] for r in first] == list(range(10))
@@ -258,6 +328,13 @@ def test_an_archived_chunks_missing_object_fails_the_read_clearly(storage_url: s
             await stores.storage.metric_buckets(eid, "loss", 0, 100, 10)
         page, _ = await stores.storage.metric_rows(eid, "loss", TOTAL - 10, 10)  # the database's rows still read
         assert [r["index"] for r in page] == list(range(TOTAL - 10, TOTAL))
+        with pytest.raises(ArchiveUnreadable) as refused:  # so with log lines: never a page with lines missing
+            await stores.storage.log_rows(eid, 0, 10, None)
+        assert "the logs of run" in str(refused.value) and "does not hold" in str(refused.value)
+        with pytest.raises(ArchiveUnreadable):
+            await stores.storage.log_rows(eid, 0, 10, None, "needle")
+        tail, _ = await stores.storage.log_rows(eid, 0, 5, None, tail=True)  # reached from the database alone
+        assert [r["sequenceNumber"] for r in tail] == list(range(LOG_BATCH * LOG_BATCHES - 5, LOG_BATCH * LOG_BATCHES))
 
     run_with(storage_url, blob_url, body)
 
@@ -370,13 +447,16 @@ class AlwaysBeaten(Gate):
     async def commit_object(self, sha256: str, exp_id: int, frames: list[Frame]) -> bool:
         return False
 
+    async def commit_log_object(self, sha256: str, exp_id: int, frames: list[LogFrame]) -> bool:
+        return False
+
 
 def test_a_pass_that_moves_nothing_ends_the_run_of_passes(tmp_path: Path) -> None:
     async def body(stores: Stores) -> None:
         await ingest_run(stores.storage)
         beaten = AlwaysBeaten(stores.tier)
         report = await archive_all(beaten, stores.blobs, ArchivePolicy(0.0, max_chunks=4, clock=lambda: time.time() + 1))
-        assert report.chunks == 0 and report.raced > 0 and beaten.passes == 1  # not 100,000 passes over the same chunks
+        assert report.chunks == report.log_lines == 0 and report.raced > 0 and beaten.passes == 1  # not 100,000 passes
 
     run_with(f"sqlite://{tmp_path / 'db.sqlite3'}", f"file://{tmp_path / 'blobs'}", body)
 

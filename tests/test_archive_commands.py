@@ -1,5 +1,5 @@
 """Archival from the command line: ``ml-dash server --archive-after`` archives in the background and serves
-the same rows; ``ml-dash archive`` runs a pass and says what it moved; bad durations exit 2 naming the
+the same rows; ``ml-dash archive`` runs a pass and says what it moved (metric rows and log lines); bad durations exit 2 naming the
 flag; a missing archived object is answered with a clear error, never other rows (real processes)."""
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from ml_dash.format.wire import metric_blocks
 from ml_dash.server.storage import open_storage
 
 from .server_process import Server, direct
-from .test_storage_contract import batch
+from .test_storage_contract import batch, lines
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PREFIX = "alice/proj/run"
 ROWS = 20_000
+LINES = 1500
 
 
 def body(start: int, count: int) -> dict[str, Any]:
@@ -39,12 +40,19 @@ def chunks_in_database(data: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM metric_chunks").fetchone()[0])
 
 
+def lines_in_database(data: Path) -> int:
+    with sqlite3.connect(f"file:{data / 'ml-dash.sqlite3'}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT COUNT(*) FROM log_rows").fetchone()[0])
+
+
 def reads(server: Server, key: str) -> list[Any]:
     out: list[Any] = [server.metric_rows(PREFIX, "train", key=key)]
     for query in ("buckets=100", "buckets=1000", "start=4000&limit=1000", "start=19990&limit=50",
                   "start=1000&end=9000&buckets=50"):
         out.append(server.request("GET", f"/api/v1/experiments/{PREFIX}/metrics/train?{query}", key=key))
     out.append(server.request("GET", f"/api/v1/compare/metrics/train?runs={PREFIX}&buckets=300", key=key))
+    for query in ("", "?start=700&limit=50", "?q=line%2012", "?tail=1&limit=9", "?level=info&limit=3000"):
+        out.append(server.request("GET", f"/api/v1/experiments/{PREFIX}/logs{query}", key=key))
     return out
 
 
@@ -56,13 +64,18 @@ def test_the_server_archives_in_the_background_and_answers_the_same_reads(tmp_pa
         key = server.key("alice")
         for start in range(0, ROWS, 5000):
             assert server.ingest(PREFIX, body(start, 5000), key)[0] == 200
+        said = {"v": 2, "identity": {"run_id": "run1", "writer_id": "w1"},
+                "streams": {"logs": lines(0, [("INFO", f"line {k}") for k in range(LINES)])}}
+        assert server.ingest(PREFIX, said, key)[0] == 200
         before = reads(server, key)
         assert len(before[0]) == ROWS and all(status == 200 for status, _ in before[1:])
-        wait_for(lambda: chunks_in_database(tmp_path) == 0, "the background archiver to move every chunk")
+        wait_for(lambda: chunks_in_database(tmp_path) == lines_in_database(tmp_path) == 0,
+                 "the background archiver to move every chunk and log line")
         assert reads(server, key) == before
         scraped = direct.open(urllib.request.Request(server.url + "/metrics", headers={
             "Authorization": "Bearer " + "t" * 32}), timeout=30).read().decode()
         assert f"ml_dash_archived_rows_total {float(ROWS)}" in scraped
+        assert f"ml_dash_archived_log_lines_total {float(LINES)}" in scraped
         assert 'ml_dash_archive_passes_total{outcome="done"}' in scraped
         objects = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file() and len(p.name) == 64]
         assert objects
@@ -81,6 +94,8 @@ def test_ml_dash_archive_moves_old_chunks_once_and_says_what_it_moved(tmp_path: 
             for start in range(0, ROWS, 5000):
                 await storage.ingest(batch({"metrics/train": body(start, 5000)["streams"]["metrics/train"]},
                                            prefix=("alice", "proj", "run")))
+            await storage.ingest(batch({"logs": lines(0, [("INFO", f"line {k}") for k in range(LINES)])},
+                                       prefix=("alice", "proj", "run")))
         finally:
             await storage.close()
 
@@ -93,7 +108,8 @@ def test_ml_dash_archive_moves_old_chunks_once_and_says_what_it_moved(tmp_path: 
     young = archive("--older-than", "1h")
     assert young.returncode == 0 and young.stdout.startswith("archived 0 chunks"), young
     done = archive("--older-than", "0s")
-    assert done.returncode == 0 and f"({ROWS:,} rows" in done.stdout and "into 1 objects" in done.stdout, done
+    assert done.returncode == 0 and f"({ROWS:,} rows) and {LINES:,} log lines" in done.stdout, done
+    assert "into 2 objects" in done.stdout, done  # one of metric chunks, one of log lines
     assert chunks_in_database(tmp_path) == 0
     again = archive("--older-than", "0s")
     assert again.returncode == 0 and again.stdout.startswith("archived 0 chunks"), again

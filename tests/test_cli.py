@@ -147,7 +147,7 @@ def test_sync_and_pull_take_the_server_and_the_key_from_the_environment_or_a_key
 
 def test_the_top_level_help_names_every_command_and_every_argument_has_help(workdir: Path) -> None:
     top = _cli("--help", cwd=workdir).stdout
-    commands = ["ls", "show", "check", "server", "keys", "sync", "pull"]
+    commands = ["ls", "show", "check", "server", "keys", "archive", "migrate", "sync", "pull"]
     for command in commands:
         assert f"    {command} " in top, command
         text = _cli(command, "--help", cwd=workdir).stdout

@@ -3,6 +3,8 @@
 - ``ml_dash.format`` holds the contracts: it imports nothing of the SDK, the engine or the server.
 - The server (and its ingest workers) loads neither the SDK facades nor the agent's runtime nor torch.
 - The agent (the engine) knows nothing of experiments, the CLI or the server.
+- The framework integrations (``ml_dash.integrations``) sit above the SDK: nothing below imports them, and
+  neither ``import ml_dash`` nor ``import ml_dash.integrations`` loads a framework (each module imports its own).
 - No module-level import cycle anywhere: the graph of module-level imports (``if TYPE_CHECKING``
   blocks and imports inside functions left out) has no strongly connected component of two or more.
 """
@@ -143,21 +145,33 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+#: The SDK and everything under it: the integrations are adapters above them (ARCHITECTURE.md decision 12).
+BELOW_THE_INTEGRATIONS = ("ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
+                          "ml_dash.run", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.format",
+                          "ml_dash.agent", "ml_dash.server", "ml_dash.errors", "ml_dash._lazy")
+
+
 @pytest.mark.parametrize("package, may_not_reach", [
     # the contracts stand alone
-    ("ml_dash.format", ("ml_dash.agent", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli",
+    ("ml_dash.format", ("ml_dash.analysis", "ml_dash.agent", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli",
                         "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params")),
     # the engine moves events for named streams: no experiments, no commands, no server
-    ("ml_dash.agent", ("ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
+    ("ml_dash.agent", ("ml_dash.analysis", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
                        "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params", "ml_dash.run")),
     # capture (system metrics, console, provenance) writes through the SDK's faces, given to it by the
     # Experiment: it never imports the Experiment, the engine's streams, the remote side or the server
     ("ml_dash.capture", ("ml_dash.experiment", "ml_dash.agent.streams", "ml_dash.agent.rundir", "ml_dash.agent.upload",
                          "ml_dash.remote", "ml_dash.server", "ml_dash.cli")),
     # the server: contracts and its own storage, never the SDK or the engine's runtime
-    ("ml_dash.server", ("ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
+    ("ml_dash.server", ("ml_dash.analysis", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
                         "ml_dash.run", "ml_dash._run.session", "ml_dash.agent.runtime", "ml_dash.agent.rundir",
                         "ml_dash.agent.streams", "ml_dash.agent.upload", "ml_dash.remote", "ml_dash.cli")),
+    # the DataFrame functions (issue 18): adapters over the run layout and the read API, never the server's
+    # code, the engine or the SDK's writers
+    ("ml_dash.analysis", ("ml_dash.server", "ml_dash.agent", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs",
+                          "ml_dash.files", "ml_dash.params", "ml_dash._run.session", "ml_dash.cli", "ml_dash.capture")),
+    # the SDK and all below it never import the framework integrations
+    *[(package, ("ml_dash.integrations",)) for package in BELOW_THE_INTEGRATIONS],
 ])
 def test_a_layer_does_not_import_the_layers_above_it(package: str, may_not_reach: tuple[str, ...]) -> None:
     graph = import_graph()
@@ -183,6 +197,13 @@ def test_importing_the_server_loads_no_sdk_no_agent_runtime_no_torch() -> None:
                                        "ml_dash.agent.runtime", "ml_dash.agent.rundir", "ml_dash.metrics")] == []
 
 
+def test_the_analysis_functions_load_pandas_and_pyarrow_only_when_called() -> None:
+    loaded = _loaded_by("import ml_dash.analysis, ml_dash.analysis._search, ml_dash.analysis._history, "
+                        "ml_dash.analysis._export, ml_dash.cli.export")
+    assert "ml_dash.analysis._search" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("pandas", "pyarrow", "numpy")] == []
+
+
 def test_creating_an_experiment_imports_no_psutil_no_nvml_and_starts_no_thread() -> None:
     """Capture's libraries load on its own thread when a run starts, never at import or creation."""
     loaded = _loaded_by("import threading\nfrom ml_dash import Experiment\nExperiment('a/b/c')\n"
@@ -203,6 +224,29 @@ def test_an_ingest_worker_imports_only_the_contracts_and_the_decoder() -> None:
                                                  "ml_dash.server.storage.buckets"))
             and m not in ("ml_dash", "ml_dash._version", "ml_dash._lazy", "ml_dash.errors", "ml_dash.server",
                           "ml_dash.server.storage")] == []
+
+
+FRAMEWORKS = ("torch", "transformers", "accelerate", "lightning", "pytorch_lightning", "lightning_fabric", "keras")
+
+
+def test_importing_the_sdk_and_the_integrations_package_loads_no_framework() -> None:
+    loaded = _loaded_by("import ml_dash, ml_dash.integrations\nfrom ml_dash import Experiment\nExperiment")
+    assert "ml_dash.integrations" in loaded and "ml_dash.experiment" in loaded
+    assert [m for m in loaded if m.split(".")[0] in FRAMEWORKS] == []
+
+
+#: What the framework integrations (adapters, decision 12) import of ours: the public SDK and the contracts.
+INTEGRATIONS_MAY_IMPORT = ("ml_dash", "ml_dash.errors", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.run")
+
+
+def test_the_integrations_sit_on_the_public_sdk() -> None:
+    graph = import_graph()
+    adapter = {m for m in graph if m == "ml_dash.integrations" or m.startswith("ml_dash.integrations.")}
+    assert "ml_dash.integrations.transformers" in adapter  # the graph sees the package
+    wrong = sorted(f"{module} -> {target}" for module in adapter for target in graph[module]
+                   if target not in adapter and target not in INTEGRATIONS_MAY_IMPORT
+                   and not target.startswith("ml_dash.format"))
+    assert wrong == []
 
 
 #: What the W&B-shaped API (an adapter, decision 12) may import directly: the public SDK, the contracts, and

@@ -13,7 +13,8 @@ What is counted:
   of the ingest requests that were stored;
 * ``ml_dash_rejections_total{reason}``: requests answered with an error, by its class (``PayloadTooLarge``,
   ``Unavailable``, ``StorageFull``, ``HTTPNotFound`` ... and ``InternalError`` for a bug);
-* ``ml_dash_archived_rows_total``, ``ml_dash_archived_chunks_total``, ``ml_dash_archive_objects_total``,
+* ``ml_dash_archived_rows_total``, ``ml_dash_archived_chunks_total``, ``ml_dash_archived_log_lines_total``,
+  ``ml_dash_archive_objects_total``,
   ``ml_dash_archive_object_bytes_total``: what this instance's archiver moved (storage/archive.py), and
   ``ml_dash_archive_passes_total{outcome}`` (``done``, ``failed``: the database or the blob store unreachable);
 * gauges read when scraped: the body budget's bytes held and capacity, requests waiting for room,
@@ -79,6 +80,8 @@ class Instruments:
         self.archived_rows = Counter("ml_dash_archived_rows", "Metric rows this instance archived", registry=self.registry)
         self.archived_chunks = Counter("ml_dash_archived_chunks", "Database chunks this instance archived",
                                        registry=self.registry)
+        self.archived_log_lines = Counter("ml_dash_archived_log_lines", "Log lines this instance archived",
+                                          registry=self.registry)
         self.archive_objects = Counter("ml_dash_archive_objects", "Archive objects this instance wrote",
                                        registry=self.registry)
         self.archive_bytes = Counter("ml_dash_archive_object_bytes", "Bytes of the archive objects this instance wrote",
@@ -99,6 +102,7 @@ class Instruments:
         if report is not None:
             self.archived_rows.inc(report.rows)
             self.archived_chunks.inc(report.chunks)
+            self.archived_log_lines.inc(report.log_lines)
             self.archive_objects.inc(report.objects)
             self.archive_bytes.inc(report.object_bytes)
 

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .archive_objects import MAGIC, Frame, StoredChunk, build_object
+from .log_archive import LogArchiveTier, archive_logs
 
 if TYPE_CHECKING:
     from ..blobs.protocol import BlobStore
@@ -83,8 +84,9 @@ class ChunkKey:
     size: int
 
 
-class ArchiveTier(Protocol):
-    """A backend's tables for archival; every method is one transaction (or one read)."""
+class ArchiveTier(LogArchiveTier, Protocol):
+    """A backend's tables for archival (its log lines': log_archive.py); every method is one transaction
+    (or one read)."""
 
     async def candidates(self, stored_before: float, limit: int) -> list[ChunkKey]:
         """Up to ``limit`` database chunks stored before ``stored_before`` (unix seconds), oldest first."""
@@ -125,11 +127,13 @@ class ArchiveTier(Protocol):
 
 @dataclass(slots=True)
 class PassReport:
-    """What a pass moved: database chunks archived, their rows and bytes, the objects that hold them
-    (and their bytes), chunks another archiver took first, and orphaned objects collected."""
+    """What a pass moved: database chunks archived, their rows, log lines archived, their database bytes,
+    the objects that hold them (and their bytes), chunks (or lines) another archiver took first, and
+    orphaned objects collected."""
 
     chunks: int = 0
     rows: int = 0
+    log_lines: int = 0
     db_bytes: int = 0
     objects: int = 0
     object_bytes: int = 0
@@ -139,13 +143,13 @@ class PassReport:
     complete: bool = True  # False: the pass stopped at its limit with more to move
 
     def add(self, other: PassReport) -> None:
-        for name in ("chunks", "rows", "db_bytes", "objects", "object_bytes", "raced", "collected", "seconds"):
+        for name in ("chunks", "rows", "log_lines", "db_bytes", "objects", "object_bytes", "raced", "collected", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.complete = other.complete
 
     def line(self) -> str:
-        return (f"archived {self.chunks:,} chunks ({self.rows:,} rows, {self.db_bytes:,} bytes of the database) "
-                f"into {self.objects:,} objects ({self.object_bytes:,} bytes) in {self.seconds:.1f} s; "
+        return (f"archived {self.chunks:,} chunks ({self.rows:,} rows) and {self.log_lines:,} log lines "
+                f"({self.db_bytes:,} bytes of the database) into {self.objects:,} objects ({self.object_bytes:,} bytes) in {self.seconds:.1f} s; "
                 f"{self.raced:,} chunks left to another archiver; {self.collected:,} orphaned objects removed")
 
 
@@ -160,7 +164,8 @@ class ArchivePolicy:
 
 
 async def archive_pass(tier: ArchiveTier, blobs: BlobStore, policy: ArchivePolicy) -> PassReport:
-    """One bounded pass: orphans collected, then up to ``policy.max_chunks`` old chunks archived."""
+    """One bounded pass: orphans collected, then up to ``policy.max_chunks`` old chunks archived, then up to
+    ``log_archive.PASS_LINES`` old log lines."""
     started = time.monotonic()
     report = PassReport(collected=await collect_garbage(tier, blobs, policy.clock()))
     keys = await tier.candidates(policy.clock() - policy.older_than_s, policy.max_chunks)
@@ -172,6 +177,8 @@ async def archive_pass(tier: ArchiveTier, blobs: BlobStore, policy: ArchivePolic
         run_keys.sort(key=lambda k: (k.metric, k.first))
         for group in _object_groups(run_keys, policy.object_bytes):
             await _archive_group(tier, blobs, exp_id, group, policy, report)
+    logs_done = await archive_logs(tier, blobs, policy, report)
+    report.complete = report.complete and logs_done
     report.seconds = time.monotonic() - started
     return report
 
@@ -182,7 +189,7 @@ async def archive_all(tier: ArchiveTier, blobs: BlobStore, policy: ArchivePolicy
     for _ in range(max_passes):
         report = await archive_pass(tier, blobs, policy)
         total.add(report)
-        if report.complete or not report.chunks:  # done, or stuck (nothing moved): never a busy loop
+        if report.complete or not (report.chunks or report.log_lines):  # done, or stuck: never a busy loop
             break
     return total
 
@@ -268,9 +275,9 @@ async def run_in_background(tier: ArchiveTier, blobs: BlobStore, policy: Archive
             report = await archive_pass(tier, blobs, policy)
             if on_pass is not None:
                 on_pass(report)
-            if report.chunks or report.collected:
+            if report.chunks or report.log_lines or report.collected:
                 logger.info("archive pass: %s", report.line())
-            if not report.complete and report.chunks:  # more to move, and this pass moved some
+            if not report.complete and (report.chunks or report.log_lines):  # more to move, and this pass moved some
                 delay = 0.0
         except Exception as exc:  # noqa: BLE001 - the archiver must outlive any one failure
             if on_pass is not None:

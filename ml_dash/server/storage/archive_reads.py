@@ -68,6 +68,28 @@ class ArchiveFetcher:
         except (BlobError, OSError) as exc:  # the store unreachable: a retry may succeed
             raise StorageUnavailable(f"{rows} are archived in the blob store, which could not be read just now "
                                      f"({type(exc).__name__})") from exc
+        return self._decoded(ref, frame, rows)
+
+    async def chunk_async(self, ref: ArchivedChunk) -> bytes:
+        """As :meth:`chunk`, for a reader on the event loop itself (PostgreSQL's log pages)."""
+        rows = f"rows {ref.first}..{ref.first + ref.count - 1} of {self.what}"
+        if self.blobs is None:
+            raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, and this server has no blob store")
+        try:
+            frame = await asyncio.wait_for(self._fetch(self.blobs, ref), FETCH_WAIT_S)
+        except asyncio.TimeoutError as exc:
+            raise StorageUnavailable(f"{rows} are archived in the blob store, which did not answer within "
+                                     f"{FETCH_WAIT_S:.0f} s") from exc
+        except BlobNotFound:
+            raise ArchiveUnreadable(f"{rows} are archived in object {ref.object}, which the blob store does not "
+                                    "hold (restore it, or the database, from a backup)") from None
+        except (BlobError, OSError) as exc:
+            raise StorageUnavailable(f"{rows} are archived in the blob store, which could not be read just now "
+                                     f"({type(exc).__name__})") from exc
+        return self._decoded(ref, frame, rows)
+
+    @staticmethod
+    def _decoded(ref: ArchivedChunk, frame: bytes, rows: str) -> bytes:
         if len(frame) != ref.length:
             raise ArchiveUnreadable(f"{rows}: object {ref.object} is shorter than its index says")
         try:

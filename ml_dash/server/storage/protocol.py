@@ -23,6 +23,7 @@ from .replies import Acknowledgement
 
 if TYPE_CHECKING:
     from ..blobs.protocol import BlobStore
+    from ..migrate.target import MigrationTarget
     from .archive import ArchiveTier
 
 
@@ -118,6 +119,10 @@ class Storage(Protocol):
 
     def archive_tier(self) -> ArchiveTier:
         """This backend's tables for archival (``archive.archive_pass`` runs over them)."""
+        ...
+
+    def migration_target(self) -> MigrationTarget:
+        """This backend as the target of ``ml-dash migrate`` (``..migrate.target`` states the obligations)."""
         ...
 
     # -- ingest ----------------------------------------------------------------------------------
@@ -231,6 +236,17 @@ class Storage(Protocol):
         (indices of voids are absent), and at most a budget of field values in all (at least one row);
         ``next`` is the index a page cut by that budget goes on from, None when the page is full or
         the series ends. Reads what was committed; never waits for a write."""
+        ...
+
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        """(chunks, next): the stored rows of ``metric`` with indices in ``start:end`` (``end`` None: to the
+        stored end) as ``(first index, rows, msgpack blocks)`` in index order, each chunk's blocks in the
+        wire format's columnar shape (``chunks.py``), the first and last cut to the range; about
+        ``max_bytes`` of blocks at most (at least one chunk); ``next`` is the index to go on from when that
+        budget ended the call, None when the range is done. Chunks of both tiers (archived ones fetched as
+        :meth:`metric_rows` fetches them), read in one snapshot. The columnar read
+        (``.../metrics/{metric}/columns``); ``chunk_reads.chunk_range`` does it over a ``ChunkSource``."""
         ...
 
     async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from ..archive import ChunkKey
 from ..archive_objects import Frame, StoredChunk
 from ..archive_reads import ArchivedChunk
+from ..log_archive import Line, LogFrame, LogKey
 
 T = TypeVar("T")
 #: ``fn(conn)`` in one transaction (retried after a deadlock), or on a pooled connection
@@ -91,6 +92,25 @@ class PgArchive:
         await self._write(lambda conn: conn.execute("DELETE FROM archive_objects WHERE sha256 = $1 AND state = 'doomed'",
                                                     sha256))
 
+    async def log_candidates(self, stored_before: float, limit: int) -> list[LogKey]:
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT exp_id, idx, octet_length(record) FROM log_rows WHERE stored_at < $1 ORDER BY stored_at LIMIT $2",
+            stored_before, limit))
+        return sorted((LogKey(*row) for row in rows), key=lambda k: (k.exp_id, k.idx))
+
+    async def stored_lines(self, exp_id: int, first: int, last: int) -> list[Line]:
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT idx, record, level, message FROM log_rows WHERE exp_id = $1 AND idx BETWEEN $2 AND $3 ORDER BY idx",
+            exp_id, first, last))
+        return [tuple(row) for row in rows]
+
+    async def commit_log_object(self, sha256: str, exp_id: int, frames: list[LogFrame]) -> bool:
+        try:
+            await self._write(lambda conn: _commit_lines(conn, sha256, exp_id, frames))
+        except _Moved:
+            return False
+        return True
+
     async def live_objects(self, limit: int) -> list[str]:
         rows = await self._read(lambda conn: conn.fetch("SELECT sha256 FROM archive_objects WHERE state = 'live' "
                                                         "ORDER BY sha256 LIMIT $1", limit))
@@ -118,5 +138,25 @@ async def _commit(conn: Any, sha256: str, exp_id: int, frames: list[Frame]) -> N
         "SELECT $1, metric, first_idx, count, $2, frame_offset, frame_length FROM unnest($3::text[], $4::bigint[], "
         "$5::integer[], $6::bigint[], $7::integer[]) AS f(metric, first_idx, count, frame_offset, frame_length)",
         exp_id, sha256, [f.metric for f in frames], [f.first for f in frames], [f.count for f in frames],
+        [f.offset for f in frames], [f.length for f in frames])
+    await conn.execute("UPDATE archive_objects SET state = 'live' WHERE sha256 = $1", sha256)
+
+
+async def _commit_lines(conn: Any, sha256: str, exp_id: int, frames: list[LogFrame]) -> None:
+    state = await conn.fetchval("SELECT state FROM archive_objects WHERE sha256 = $1 FOR UPDATE", sha256)
+    if state is None or state == "doomed":
+        raise _Moved
+    deleted = await conn.fetch(
+        "WITH gone AS (DELETE FROM log_rows r USING unnest($2::bigint[], $3::bigint[]) AS f(first_idx, last_idx) "
+        "WHERE r.exp_id = $1 AND r.idx BETWEEN f.first_idx AND f.last_idx RETURNING f.first_idx) "
+        "SELECT first_idx, count(*) FROM gone GROUP BY first_idx", exp_id,
+        [f.first for f in frames], [f.last for f in frames])
+    if {row[0]: row[1] for row in deleted} != {f.first: f.count for f in frames}:  # another archiver moved some
+        raise _Moved
+    await conn.execute(
+        "INSERT INTO log_archive (exp_id, first_idx, last_idx, count, object, frame_offset, frame_length) "
+        "SELECT $1, first_idx, last_idx, count, $2, frame_offset, frame_length FROM unnest($3::bigint[], $4::bigint[], "
+        "$5::integer[], $6::bigint[], $7::integer[]) AS f(first_idx, last_idx, count, frame_offset, frame_length)",
+        exp_id, sha256, [f.first for f in frames], [f.last for f in frames], [f.count for f in frames],
         [f.offset for f in frames], [f.length for f in frames])
     await conn.execute("UPDATE archive_objects SET state = 'live' WHERE sha256 = $1", sha256)

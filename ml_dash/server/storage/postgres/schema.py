@@ -101,6 +101,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             sha256 text PRIMARY KEY, state text NOT NULL, noted_at double precision NOT NULL)""",
         "CREATE INDEX archive_objects_by_state ON archive_objects (state, noted_at)",
     ]),
+    (3, "log archival: each log line's storing time and the log archive's index (..log_archive)", [
+        "ALTER TABLE log_rows ADD COLUMN stored_at double precision NOT NULL DEFAULT extract(epoch FROM now())",
+        "CREATE INDEX log_rows_by_age ON log_rows (stored_at)",
+        """CREATE TABLE log_archive (
+            exp_id bigint NOT NULL, first_idx bigint NOT NULL, last_idx bigint NOT NULL, count integer NOT NULL,
+            object text NOT NULL, frame_offset bigint NOT NULL, frame_length integer NOT NULL,
+            PRIMARY KEY (exp_id, first_idx))""",
+        "CREATE INDEX log_archive_by_object ON log_archive (object)",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

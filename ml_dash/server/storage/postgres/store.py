@@ -33,6 +33,7 @@ from .. import chunk_reads
 from ..archive import ArchiveTier
 from ..archive_reads import ArchiveFetcher
 from ..errors import GapError, StorageError, StorageOpenError
+from ..log_archive import ArchivedLines, archived_lines_async, merged_page_async
 from ..pages import (
     FILTER_SCAN,
     LIST_LATEST_METRICS,
@@ -52,10 +53,12 @@ from . import documents, schema
 from .archive import PgArchive
 from .failures import RETRIED, mapped
 from .ingest import acknowledgement, ingest, upsert_experiment
+from .migration import PgMigrationTarget
 from .reads import PgChunks
 
 if TYPE_CHECKING:
     from ...blobs.protocol import BlobStore
+    from ...migrate.target import MigrationTarget
 
 T = TypeVar("T")
 
@@ -120,6 +123,9 @@ class PostgresStorage:
 
     def archive_tier(self) -> ArchiveTier:
         return PgArchive(self._write, self._read)
+
+    def migration_target(self) -> MigrationTarget:
+        return PgMigrationTarget(self._write, self._read, lambda: self._pool_or_fail().acquire(timeout=LOCK_WAIT_S))
 
     def _fetcher(self, loop: asyncio.AbstractEventLoop, exp_id: int, metric: str) -> ArchiveFetcher:
         return ArchiveFetcher(loop, self._blobs, f"metric {metric!r} of run {exp_id}")
@@ -356,6 +362,15 @@ class PostgresStorage:
             return await loop.run_in_executor(self._readers, chunk_reads.page, source, start, limit)
         return await self._read(read, snapshot=True)
 
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        loop = asyncio.get_running_loop()
+
+        async def read(conn: Any) -> tuple[list[tuple[int, int, bytes]], int | None]:
+            source = PgChunks(loop, conn, exp_id, metric, self._fetcher(loop, exp_id, metric))
+            return await loop.run_in_executor(self._readers, chunk_reads.chunk_range, source, start, end, max_bytes)
+        return await self._read(read, snapshot=True)
+
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None, buckets: int,
                              width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
         loop = asyncio.get_running_loop()
@@ -387,8 +402,16 @@ class PostgresStorage:
         sql += f" ORDER BY idx {'DESC' if tail else 'ASC'} LIMIT ${len(args)}"
 
         async def read(conn: Any) -> tuple[list[dict[str, Any]], int | None]:
+            frames = [ArchivedLines(*row) for row in await conn.fetch(
+                "SELECT first_idx, last_idx, object, frame_offset, frame_length FROM log_archive WHERE exp_id = $1 "
+                f"AND last_idx >= $2 ORDER BY first_idx {'DESC' if tail else 'ASC'}", exp_id, start)]
+            stored = ((idx, record) async for idx, record in conn.cursor(sql, *args, prefetch=100))
+            if frames:  # both tiers (..log_archive), in this one snapshot
+                fetcher = ArchiveFetcher(asyncio.get_running_loop(), self._blobs, f"the logs of run {exp_id}")
+                return await merged_page_async(stored, archived_lines_async(frames, fetcher, start, level, search, tail),
+                                               limit, tail, max_bytes)
             budget = LogBudget(max_bytes, tail)
-            async for idx, record in conn.cursor(sql, *args, prefetch=100):  # the budget stops the read
+            async for idx, record in stored:  # the budget stops the read
                 if not budget.take(idx, record):
                     break
             return budget.page()

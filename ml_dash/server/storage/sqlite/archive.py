@@ -16,6 +16,8 @@ from typing import Any
 from ..archive import ChunkKey
 from ..archive_objects import Frame, StoredChunk
 from ..archive_reads import ArchivedChunk
+from ..log_archive import ArchivedLines, Line, LogFrame, LogKey
+from . import logs as sqlite_logs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_archive (
@@ -23,6 +25,11 @@ CREATE TABLE IF NOT EXISTS metric_archive (
     object TEXT NOT NULL, frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
     PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS metric_archive_by_object ON metric_archive (object);
+CREATE TABLE IF NOT EXISTS log_archive (
+    exp_id INTEGER NOT NULL, first_idx INTEGER NOT NULL, last_idx INTEGER NOT NULL, count INTEGER NOT NULL,
+    object TEXT NOT NULL, frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
+    PRIMARY KEY (exp_id, first_idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS log_archive_by_object ON log_archive (object);
 CREATE TABLE IF NOT EXISTS archive_objects (
     sha256 TEXT PRIMARY KEY, state TEXT NOT NULL, noted_at REAL NOT NULL) WITHOUT ROWID;
 """
@@ -36,6 +43,25 @@ def add_stored_at(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE metric_chunks ADD COLUMN stored_at REAL NOT NULL DEFAULT 0")
         db.execute("UPDATE metric_chunks SET stored_at = ?", (time.time(),))
     db.execute("CREATE INDEX IF NOT EXISTS metric_chunks_by_age ON metric_chunks (stored_at)")
+
+
+def add_log_stored_at(db: sqlite3.Connection) -> None:
+    """Schema version 6: each log line's storing time, the age log archival goes by (..log_archive);
+    lines stored before it count from now, as chunks did in version 5."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(log_rows)")}
+    if "stored_at" not in columns:
+        db.execute("ALTER TABLE log_rows ADD COLUMN stored_at REAL NOT NULL DEFAULT 0")
+        db.execute("UPDATE log_rows SET stored_at = ?", (time.time(),))
+    db.execute("CREATE INDEX IF NOT EXISTS log_rows_by_age ON log_rows (stored_at)")
+
+
+def archived_lines(db: sqlite3.Connection, exp_id: int, start: int, tail: bool) -> list[ArchivedLines] | None:
+    """The run's archived log frames holding lines from ``start`` on (descending for ``tail``); None when
+    there are none (a read of the database alone)."""
+    rows = db.execute("SELECT first_idx, last_idx, object, frame_offset, frame_length FROM log_archive WHERE "
+                      f"exp_id = ? AND last_idx >= ? ORDER BY first_idx {'DESC' if tail else 'ASC'}",
+                      (exp_id, start)).fetchall()
+    return [ArchivedLines(*row) for row in rows] or None
 
 
 def archived(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int | None) -> Any:
@@ -109,6 +135,24 @@ class SQLiteArchive:
         await self._write(lambda db: db.execute("DELETE FROM archive_objects WHERE sha256 = ? AND state = 'doomed'",
                                                 (sha256,)))
 
+    async def log_candidates(self, stored_before: float, limit: int) -> list[LogKey]:
+        def find(db: sqlite3.Connection) -> list[LogKey]:
+            # the age index; then (run, index) order, which objects and frames follow
+            return sorted((LogKey(*row) for row in db.execute(
+                "SELECT exp_id, idx, length(record) FROM log_rows WHERE stored_at < ? ORDER BY stored_at LIMIT ?",
+                (stored_before, limit))), key=lambda k: (k.exp_id, k.idx))
+        return await self._read(find)
+
+    async def stored_lines(self, exp_id: int, first: int, last: int) -> list[Line]:
+        return await self._read(sqlite_logs.lines_between, exp_id, first, last)
+
+    async def commit_log_object(self, sha256: str, exp_id: int, frames: list[LogFrame]) -> bool:
+        try:
+            await self._write(_in_transaction, _commit_lines, sha256, exp_id, frames)
+        except _Moved:
+            return False
+        return True
+
     async def live_objects(self, limit: int) -> list[str]:
         rows = await self._read(lambda db: db.execute("SELECT sha256 FROM archive_objects WHERE state = 'live' "
                                                       "ORDER BY sha256 LIMIT ?", (limit,)).fetchall())
@@ -143,4 +187,20 @@ def _commit(db: sqlite3.Connection, sha256: str, exp_id: int, frames: list[Frame
     db.executemany("INSERT INTO metric_archive (exp_id, metric, first_idx, count, object, frame_offset, frame_length) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                    [(exp_id, f.metric, f.first, f.count, sha256, f.offset, f.length) for f in frames])
+    db.execute("UPDATE archive_objects SET state = 'live' WHERE sha256 = ?", (sha256,))
+
+
+def _commit_lines(db: sqlite3.Connection, sha256: str, exp_id: int, frames: list[LogFrame]) -> None:
+    state = db.execute("SELECT state FROM archive_objects WHERE sha256 = ?", (sha256,)).fetchone()
+    if state is None or state[0] == "doomed":
+        raise _Moved
+    for frame in frames:
+        deleted = db.execute("DELETE FROM log_rows WHERE exp_id = ? AND idx BETWEEN ? AND ?",
+                             (exp_id, frame.first, frame.last)).rowcount
+        if deleted != frame.count:  # another archiver moved some first: this object moves nothing
+            raise _Moved
+        sqlite_logs.forget_text(db, exp_id, frame.first, frame.last)
+    db.executemany("INSERT INTO log_archive (exp_id, first_idx, last_idx, count, object, frame_offset, frame_length) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [(exp_id, f.first, f.last, f.count, sha256, f.offset, f.length) for f in frames])
     db.execute("UPDATE archive_objects SET state = 'live' WHERE sha256 = ?", (sha256,))

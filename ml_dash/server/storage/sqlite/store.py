@@ -38,9 +38,11 @@ from . import logs as sqlite_logs
 from . import metrics as sqlite_metrics
 from . import streams as sqlite_streams
 from .ingest import acknowledgement, ingest, upsert_experiment
+from .migration import SQLiteMigrationTarget
 
 if TYPE_CHECKING:
     from ...blobs.protocol import BlobStore
+    from ...migrate.target import MigrationTarget
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -66,7 +68,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 #: How long a write waits for the database's write lock, held by another process (another server, or
@@ -148,6 +150,9 @@ class SQLiteStorage:
 
     def archive_tier(self) -> ArchiveTier:
         return sqlite_archive.SQLiteArchive(self._with_writer, self._read)
+
+    def migration_target(self) -> MigrationTarget:
+        return SQLiteMigrationTarget(self._with_writer)
 
     async def _with_writer(self, fn: Any, *args: Any) -> Any:
         """``fn(the writer's connection, *args)`` on the writer's thread."""
@@ -363,6 +368,11 @@ class SQLiteStorage:
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit, MAX_PAGE_VALUES,
                                 self._fetcher(exp_id, metric))
 
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        return await self._read(sqlite_metrics.chunk_range, exp_id, metric, start, end, max_bytes,
+                                self._fetcher(exp_id, metric))
+
     async def list_latest(self, exp_ids: list[int],
                           named: list[str]) -> dict[int, tuple[dict[str, dict[str, Any]], bool]]:
         """Per run: a bounded part of each metric field's latest value, and whether any was left out (the
@@ -393,7 +403,9 @@ class SQLiteStorage:
                        search: str | None = None, tail: bool = False) -> tuple[list[dict[str, Any]], int | None]:
         """(lines, next): lines from index ``start`` (with ``tail``: the last ``limit`` of them), of ``level`` only,
         and holding ``search`` in their message (case-insensitive), over the whole run."""
-        return await self._read(sqlite_logs.read, self._full_text, exp_id, start, limit, level, search, tail)
+        fetcher = ArchiveFetcher(asyncio.get_running_loop(), self._blobs, f"the logs of run {exp_id}")
+        return await self._read(sqlite_logs.read, self._full_text, exp_id, start, limit, level, search, tail,
+                                sqlite_logs.MAX_PAGE_BYTES, fetcher)
 
 
 _EXP_COLUMNS = ("id, owner, project, name, description, tags, metadata, status, status_reason, "
@@ -427,6 +439,8 @@ def _migrate(db: sqlite3.Connection) -> None:
 
     Version 5 keeps each metric chunk's storing time, by which old chunks are archived (sqlite/archive.py);
     it comes first, since version 3's rebuild stores chunks with it.
+
+    Version 6 keeps each log line's storing time, by which old lines are archived (..log_archive).
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -436,6 +450,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     try:
         if version < 5:
             sqlite_archive.add_stored_at(db)
+        if version < 6:
+            sqlite_archive.add_log_stored_at(db)
         if version < 2:
             _identify_runs(db, columns)
         if version < 3:
