@@ -115,6 +115,7 @@ CASES: list[tuple[str, str, list[Any], Any]] = [
     # the step is the x axis, no chart (xaxis.js)
     ("xaxis.js", "stepFieldOf", [["loss", "epoch", "global_step"]], "global_step"),
     ("xaxis.js", "stepFieldOf", [["loss"]], None),
+    ("xaxis.js", "stepFieldOf", [["loss", "epoch", "_step"]], "_step"),  # a W&B-shaped run's rows (ml_dash.wandb)
     ("xaxis.js", "chartedFields", [["step", "loss", "_ts", "acc"]], ["acc", "loss"]),
     ("xaxis.js", "chartedFields", [["step", "epoch", "loss"]], ["epoch", "loss"]),
     ("xaxis.js", "chartedFields", [["step", "_ts"]], ["step"]),  # steps alone: still shown

@@ -4,7 +4,7 @@
 // series of 3,000 rows and a val series of 30 line up, and one hover cursor moves on all of them.
 
 /** The fields that count training progress, in the order one is chosen as a metric's x. */
-export const STEP_FIELDS = ["step", "global_step", "epoch"];
+export const STEP_FIELDS = ["step", "global_step", "_step", "epoch"];  // _step: ml_dash.wandb's (W&B's) step
 
 /** The chart x axes; ``step`` (the metric's step field, see :func:`stepFieldOf`) comes first: the default. */
 export const X_AXES = ["step", "index", "wall", "relative"];
