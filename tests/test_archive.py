@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
+from ml_dash.format.wire import metric_rows
 from ml_dash.server.blobs import BlobStore, open_blobs
 from ml_dash.server.storage import Storage, open_storage
 from ml_dash.server.storage.archive import (
@@ -119,6 +121,10 @@ async def reads(storage: Storage) -> dict[str, Any]:
             start = cut if cut is not None else page[-1]["index"] + 1
         assert [r["index"] for r in every] == list(range(total))
         out[f"{metric} all"] = every
+        for start, end in ((0, None), (4090, 4110), (total - 7, None), (12_345, 20_000)):  # the columnar read's
+            chunks, cut = await storage.metric_chunks(eid, metric, start, end, 1 << 30)
+            assert cut is None
+            out[f"{metric} chunks {start}:{end}"] = [r for f, _, b in chunks for r in metric_rows(f, msgpack.unpackb(b))]
         for start_b, end, wanted, width in ((0, None, 7, None), (0, None, 100, None), (0, None, 1000, None),
                                             (0, None, 10, 64), (0, None, 10, 1024), (333, 17_777, 50, None),
                                             (5, 60, 100, None), (1000, None, 1000, None), (4000, 4200, 1000, None)):

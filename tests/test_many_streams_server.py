@@ -186,3 +186,19 @@ def test_a_run_of_20000_metrics_is_written_synced_and_served_by_the_server_and_b
         assert status == 200 and [r["data"]["step"] for r in page["rows"]] == list(range(rows))
     finally:
         ui.stop()
+
+
+def test_an_owner_project_or_run_named_files_is_found_and_a_run_saved_as_a_file_is_not(workdir: Path) -> None:
+    """Every folder named ``files`` was skipped, so ``alice/files/run`` (and ``files/p/r``, ``alice/p/files``)
+    never showed in ``ml-dash ui`` or ``ml-dash ls``; a run's own ``files`` folder stays unwalked: an
+    ``experiment.json`` saved there as a file is no run."""
+    runs = []
+    for prefix in ("alice/files/run", "files/p/r", "alice/p/files"):
+        exp = Experiment(prefix=prefix, local_path=".dash")
+        with exp.run:
+            exp.metrics("train").log(loss=1.0)
+        runs.append(exp.directory)
+    saver = Experiment(prefix="alice/p/saver", local_path=".dash")
+    with saver.run:
+        saver.files("backup").save((runs[0] / "experiment.json").read_bytes(), "experiment.json")
+    assert sorted(find_runs(workdir / ".dash")) == sorted([*runs, saver.directory])

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from ml_dash.format.wire import metric_rows, trim_blocks
+from ml_dash.format.wire import metric_rows, pack, trim_blocks
 
 from .buckets import Buckets, aligned_summary, plan
 from .chunks import unpack_summary
@@ -64,6 +64,34 @@ def page(source: ChunkSource, start: int, limit: int,
             values += width
         if len(out) >= limit:
             break
+    return out, None
+
+
+#: What one :func:`chunk_range` call returns at most, in stored bytes (the columnar read streams a series
+#: call by call: memory stays this, whatever the series).
+MAX_RANGE_BYTES = 4 * 1024 * 1024
+
+
+def chunk_range(source: ChunkSource, start: int, end: int | None,
+                max_bytes: int = MAX_RANGE_BYTES) -> tuple[list[tuple[int, int, bytes]], int | None]:
+    """(chunks, next): the stored chunks of indices ``start:end`` (None: to the end) as they are stored,
+    but for the first and last, cut to the range; at most ``max_bytes`` of them (at least one chunk).
+    ``next`` is the index to go on from when the budget ended the call, None when the range is done.
+    Only the cut chunks are decoded: the columnar read sends the others as they are."""
+    out: list[tuple[int, int, bytes]] = []
+    size = 0
+    for first, count, blob in source.chunks(start, end):
+        stop = first + count if end is None else min(first + count, end)
+        if stop <= start:  # the chunk before a set-aside range
+            continue
+        if out and size + len(blob) > max_bytes:
+            return out, max(first, start)
+        if first < start or stop < first + count:
+            skip = max(0, start - first)
+            blob = pack(trim_blocks(msgpack.unpackb(blob), skip, stop - first - skip))
+            first, count = first + skip, stop - first - skip
+        out.append((first, count, blob))
+        size += len(blob)
     return out, None
 
 

@@ -120,6 +120,13 @@ def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: in
         return chunk_reads.page(SQLiteChunks(db, exp_id, metric, fetcher), start, limit, max_values)
 
 
+def chunk_range(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int | None, max_bytes: int,
+                fetcher: ArchiveFetcher | None = None) -> tuple[list[tuple[int, int, bytes]], int | None]:
+    """Stored chunks of a range (``..chunk_reads.chunk_range``), on the caller's connection, in one snapshot."""
+    with snapshot(db):
+        return chunk_reads.chunk_range(SQLiteChunks(db, exp_id, metric, fetcher), start, end, max_bytes)
+
+
 def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int, wanted: int,
             width: int | None = None, fetcher: ArchiveFetcher | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Buckets over ``start:end`` (``..chunk_reads.buckets``), on the caller's connection, in one snapshot."""

@@ -30,7 +30,7 @@ from ..archive import ArchiveTier
 from ..archive_reads import ArchiveFetcher
 from ..chunk_reads import MAX_PAGE_VALUES
 from ..errors import GapError, StorageBusy, StorageError, StorageFull
-from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
+from ..protocol import LIST_ORDERS, ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
 from ..records import IngestBatch
 from ..replies import Acknowledgement
 from . import archive as sqlite_archive
@@ -296,7 +296,7 @@ class SQLiteStorage:
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[ExperimentRow]:
+                               silent_since: float | None = None, order: str = "name") -> list[ExperimentRow]:
         """Runs by owner, project, status, tag and name prefix. With ``silent_since``, a RUNNING run last
         seen before it counts as CRASHED (as it is shown)."""
         where: list[str] = []
@@ -324,7 +324,7 @@ class SQLiteStorage:
         sql = f"SELECT {_EXP_COLUMNS} FROM experiments"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY owner, project, name LIMIT ? OFFSET ?"
+        sql += f" ORDER BY {LIST_ORDERS[order]} LIMIT ? OFFSET ?"
         return [_experiment_dict(r) for r in await self._fetchall(sql, (*args, limit, offset))]
 
     async def owners(self, reader: str) -> list[OwnerRow]:
@@ -366,6 +366,11 @@ class SQLiteStorage:
         """(rows, next): a page, bounded in rows and in values (``next``: where a cut page goes on)."""
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit, MAX_PAGE_VALUES,
+                                self._fetcher(exp_id, metric))
+
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        return await self._read(sqlite_metrics.chunk_range, exp_id, metric, start, end, max_bytes,
                                 self._fetcher(exp_id, metric))
 
     async def list_latest(self, exp_ids: list[int],
