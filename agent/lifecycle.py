@@ -133,13 +133,25 @@ def start_thread_without_signals(thread: threading.Thread) -> None:
 
 def _excepthook_chain(previous: Callable[..., Any]) -> Callable[..., Any]:
     def hook(exc_type: type, exc: BaseException, tb: Any) -> None:
-        global _uncaught
+        global _uncaught, _uncaught_exception
         _uncaught = not issubclass(exc_type, KeyboardInterrupt)
         if issubclass(exc_type, KeyboardInterrupt):
             _mark_interrupted()
+        elif isinstance(exc, BaseException):
+            _uncaught_exception = exc
         previous(exc_type, exc, tb)
 
     return hook
+
+
+#: The exception that is ending the process, kept so that a run left open records it as its reason
+#: ("ValueError: loss is nan") and its console keeps the traceback, not just "uncaught exception"
+_uncaught_exception: BaseException | None = None
+
+
+def uncaught_exception() -> BaseException | None:
+    """The exception the process is ending with (seen by ``sys.excepthook``), if any."""
+    return _uncaught_exception
 
 
 _interrupted = False

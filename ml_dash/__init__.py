@@ -21,12 +21,14 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .analysis import history, search_runs
     from .experiment import Experiment
     from .run import RunStatus
 
 # Experiment and RunStatus load the SDK (the agent, the run's machinery); a process that only needs a
 # contract (the server, an ingest worker, ``ml_dash.format``) imports ``ml_dash`` without paying for it.
-_LAZY = {"Experiment": ".experiment", "RunStatus": ".run"}
+# search_runs and history (ml_dash/analysis) import pandas and pyarrow when called, never at import.
+_LAZY = {"Experiment": ".experiment", "RunStatus": ".run", "search_runs": ".analysis", "history": ".analysis"}
 
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
@@ -45,4 +47,6 @@ __all__ = [
     "RunStateError",
     "RunStatus",
     "__version__",
+    "history",
+    "search_runs",
 ]

@@ -15,6 +15,12 @@ from ml_dash import Experiment
 from .server_process import LocalUi, Server
 
 
+def wait_for_start_page(page: Any) -> None:
+    """Until the start page shows: its owners, or the run list it opens instead when the site holds one
+    owner's one project."""
+    page.locator("h2:text-is('Owners'), section.runs").first.wait_for()
+
+
 class ServerSite:
     """Runs upload to the server as ``owner`` (alice); the page signs in with their key."""
 
@@ -31,7 +37,7 @@ class ServerSite:
         tab.page.goto(self.url + "/")
         tab.page.fill("input[name=api_key]", self.key)
         tab.page.click("button[type=submit]")
-        tab.page.get_by_role("heading", name="Owners").wait_for()
+        wait_for_start_page(tab.page)
 
     def request(self, method: str, path: str) -> tuple[int, Any]:
         return self.server.request(method, path, key=self.key)
@@ -61,7 +67,7 @@ class LocalSite:
         self.url  # noqa: B018  # started if it is not yet
         assert self._ui is not None
         tab.page.goto(self._ui.open_url)
-        tab.page.get_by_role("heading", name="Owners").wait_for()
+        wait_for_start_page(tab.page)
 
     @property
     def token(self) -> str:

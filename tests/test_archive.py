@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
+from ml_dash.format.wire import metric_rows
 from ml_dash.server.blobs import BlobStore, open_blobs
 from ml_dash.server.storage import Storage, open_storage
 from ml_dash.server.storage.archive import (
@@ -119,6 +121,10 @@ async def reads(storage: Storage) -> dict[str, Any]:
             start = cut if cut is not None else page[-1]["index"] + 1
         assert [r["index"] for r in every] == list(range(total))
         out[f"{metric} all"] = every
+        for start, end in ((0, None), (4090, 4110), (total - 7, None), (12_345, 20_000)):  # the columnar read's
+            chunks, cut = await storage.metric_chunks(eid, metric, start, end, 1 << 30)
+            assert cut is None
+            out[f"{metric} chunks {start}:{end}"] = [r for f, _, b in chunks for r in metric_rows(f, msgpack.unpackb(b))]
         for start_b, end, wanted, width in ((0, None, 7, None), (0, None, 100, None), (0, None, 1000, None),
                                             (0, None, 10, 64), (0, None, 10, 1024), (333, 17_777, 50, None),
                                             (5, 60, 100, None), (1000, None, 1000, None), (4000, 4200, 1000, None)):
@@ -162,6 +168,54 @@ def test_reads_are_identical_before_and_after_archiving_part_then_all(storage_ur
         assert [r["index"] for r in page] == list(range(TOTAL - 5, TOTAL + 10))
 
     run_with(storage_url, blob_url, body)
+
+
+#: Ranges whose 100 buckets are made of width-64 summaries alone (aligned to 64 at both ends).
+ZOOMS = (("loss", 0, 12_800), ("loss", 4096, 13_696), ("wide", 0, 4480))
+
+
+def test_archival_moves_the_finest_summaries_into_the_index_rows_and_zoomed_buckets_never_read_the_blobs(
+        storage_url: str, blob_url: str) -> None:
+    """The width-64 summaries were most of what archival left in the database (14-18% of the metric bytes
+    before it, a row each): those of windows wholly archived move into their frame's index row, one row
+    per 4,096 rows. Reads are the same, and the buckets of a zoomed chart still come from the database
+    alone: with every archived object gone they answer as before (a page of those rows fails)."""
+    async def body(stores: Stores) -> None:
+        await ingest_run(stores.storage)
+        before = await reads(stores.storage)
+        eid = await exp_id(stores.storage)
+        zoomed = [await stores.storage.metric_buckets(eid, metric, start, end, 100) for metric, start, end in ZOOMS]
+        assert await finest_summaries(storage_url) == -(-TOTAL // 64) + -(-WIDE // 64)
+        await archive_all(stores.tier, stores.blobs, ArchivePolicy(0.0, clock=lambda: time.time() + 1))
+        assert await finest_summaries(storage_url) == 2  # the last window of each series, not a whole one
+        assert await reads(stores.storage) == before
+        for sha256 in await stores.tier.live_objects(1000):
+            await stores.blobs.delete(sha256)
+        assert [await stores.storage.metric_buckets(eid, metric, start, end, 100) for metric, start, end in ZOOMS] == zoomed
+        with pytest.raises(ArchiveUnreadable):
+            await stores.storage.metric_rows(eid, "loss", 0, 10)
+
+    run_with(storage_url, blob_url, body)
+
+
+async def finest_summaries(storage_url: str) -> int:
+    """The width-64 summaries the database holds, counted in its own table."""
+    sql = "SELECT count(*) FROM metric_summaries WHERE width = 64"
+    if storage_url.startswith("sqlite://"):
+        import sqlite3
+
+        db = sqlite3.connect(storage_url.removeprefix("sqlite://"))
+        try:
+            return int(db.execute(sql).fetchone()[0])
+        finally:
+            db.close()
+    import asyncpg
+
+    conn = await asyncpg.connect(storage_url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
 
 
 class Gate:

@@ -108,6 +108,10 @@ def test_an_uncaught_exception_outside_a_with_block_is_kept_from_stderr(workdir:
     stderr_lines = _texts(workdir / ".dash/a/b/uncaught", "stderr")
     assert stderr_lines[0] == "Traceback (most recent call last):"
     assert stderr_lines[-1] == "KeyError: 'uncaught token-X1'"
+    # kept once (from stderr, as Python printed it), and the run's reason is the exception, not "uncaught"
+    assert _texts(workdir / ".dash/a/b/uncaught", "traceback") == []
+    document = json.loads((workdir / ".dash/a/b/uncaught/experiment.json").read_text())
+    assert (document["status"], document["status_reason"]) == ("FAILED", "KeyError: 'uncaught token-X1'")
 
 
 def test_a_closed_stdout_raises_as_before_and_capture_goes_on(workdir: Path, capture_on: None) -> None:

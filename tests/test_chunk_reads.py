@@ -30,8 +30,8 @@ class MemoryChunks:
         floor = max((f for f in firsts if f <= start), default=start)
         return (self.chunks_by_first[f] for f in firsts if f >= floor and (end is None or f < end))
 
-    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[bytes]:
-        return (self.windows[(width, w)] for w in range(first_window, end_window) if (width, w) in self.windows)
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[tuple[int, bytes]]:
+        return ((w, self.windows[(width, w)]) for w in range(first_window, end_window) if (width, w) in self.windows)
 
 
 def _same(a: Any, b: Any) -> bool:

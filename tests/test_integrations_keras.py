@@ -79,7 +79,7 @@ def test_a_fit_that_raises_ends_the_run_failed_when_the_script_dies_of_it(workdi
 
     assert done.returncode == 1 and "FloatingPointError: loss diverged at batch 2" in done.stderr
     document = run_document(workdir / RUN)
-    assert document["status"] == "FAILED" and document["status_reason"] == "uncaught exception"
+    assert document["status"] == "FAILED" and document["status_reason"] == "FloatingPointError: loss diverged at batch 2"
     assert [row["step"] for row in rows_of(workdir / RUN, "batch")] == [1, 2, 3]
 
 

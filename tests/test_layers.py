@@ -153,19 +153,23 @@ BELOW_THE_INTEGRATIONS = ("ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs
 
 @pytest.mark.parametrize("package, may_not_reach", [
     # the contracts stand alone
-    ("ml_dash.format", ("ml_dash.agent", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli",
+    ("ml_dash.format", ("ml_dash.analysis", "ml_dash.agent", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli",
                         "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params")),
     # the engine moves events for named streams: no experiments, no commands, no server
-    ("ml_dash.agent", ("ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
+    ("ml_dash.agent", ("ml_dash.analysis", "ml_dash.server", "ml_dash._run", "ml_dash.remote", "ml_dash.cli", "ml_dash.experiment",
                        "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params", "ml_dash.run")),
     # capture (system metrics, console, provenance) writes through the SDK's faces, given to it by the
     # Experiment: it never imports the Experiment, the engine's streams, the remote side or the server
     ("ml_dash.capture", ("ml_dash.experiment", "ml_dash.agent.streams", "ml_dash.agent.rundir", "ml_dash.agent.upload",
                          "ml_dash.remote", "ml_dash.server", "ml_dash.cli")),
     # the server: contracts and its own storage, never the SDK or the engine's runtime
-    ("ml_dash.server", ("ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
+    ("ml_dash.server", ("ml_dash.analysis", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs", "ml_dash.files", "ml_dash.params",
                         "ml_dash.run", "ml_dash._run.session", "ml_dash.agent.runtime", "ml_dash.agent.rundir",
                         "ml_dash.agent.streams", "ml_dash.agent.upload", "ml_dash.remote", "ml_dash.cli")),
+    # the DataFrame functions (issue 18): adapters over the run layout and the read API, never the server's
+    # code, the engine or the SDK's writers
+    ("ml_dash.analysis", ("ml_dash.server", "ml_dash.agent", "ml_dash.experiment", "ml_dash.metrics", "ml_dash.logs",
+                          "ml_dash.files", "ml_dash.params", "ml_dash._run.session", "ml_dash.cli", "ml_dash.capture")),
     # the SDK and all below it never import the framework integrations
     *[(package, ("ml_dash.integrations",)) for package in BELOW_THE_INTEGRATIONS],
 ])
@@ -191,6 +195,13 @@ def test_importing_the_server_loads_no_sdk_no_agent_runtime_no_torch() -> None:
     assert "ml_dash.server.app" in loaded
     assert [m for m in loaded if m in ("torch", "numpy", "ml_dash.experiment", "ml_dash._run.session",
                                        "ml_dash.agent.runtime", "ml_dash.agent.rundir", "ml_dash.metrics")] == []
+
+
+def test_the_analysis_functions_load_pandas_and_pyarrow_only_when_called() -> None:
+    loaded = _loaded_by("import ml_dash.analysis, ml_dash.analysis._search, ml_dash.analysis._history, "
+                        "ml_dash.analysis._export, ml_dash.cli.export")
+    assert "ml_dash.analysis._search" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("pandas", "pyarrow", "numpy")] == []
 
 
 def test_creating_an_experiment_imports_no_psutil_no_nvml_and_starts_no_thread() -> None:

@@ -112,7 +112,8 @@ def test_a_run_of_many_metrics_shows_a_page_of_charts_at_a_time_behind_a_filter(
     site.open(tab)
     page = tab.page
     page.goto(site.url + "/?run=alice/p/wide")
-    page.wait_for_function("() => document.querySelectorAll('figure.chart canvas').length === 2 * 24")
+    # one chart a metric: its step is the x axis, not a chart of its own (xaxis.js)
+    page.wait_for_function("() => document.querySelectorAll('figure.chart canvas').length === 24")
     assert len(_metrics_drawn(page)) == 24
     asked = {urlsplit(u).path.rsplit("/", 1)[-1] for u in tab.requests if "/metrics/" in urlsplit(u).path}
     assert len(asked) == 24, sorted(asked)  # one metric's charts share their reads; no read of the others
@@ -186,3 +187,19 @@ def test_a_run_of_20000_metrics_is_written_synced_and_served_by_the_server_and_b
         assert status == 200 and [r["data"]["step"] for r in page["rows"]] == list(range(rows))
     finally:
         ui.stop()
+
+
+def test_an_owner_project_or_run_named_files_is_found_and_a_run_saved_as_a_file_is_not(workdir: Path) -> None:
+    """Every folder named ``files`` was skipped, so ``alice/files/run`` (and ``files/p/r``, ``alice/p/files``)
+    never showed in ``ml-dash ui`` or ``ml-dash ls``; a run's own ``files`` folder stays unwalked: an
+    ``experiment.json`` saved there as a file is no run."""
+    runs = []
+    for prefix in ("alice/files/run", "files/p/r", "alice/p/files"):
+        exp = Experiment(prefix=prefix, local_path=".dash")
+        with exp.run:
+            exp.metrics("train").log(loss=1.0)
+        runs.append(exp.directory)
+    saver = Experiment(prefix="alice/p/saver", local_path=".dash")
+    with saver.run:
+        saver.files("backup").save((runs[0] / "experiment.json").read_bytes(), "experiment.json")
+    assert sorted(find_runs(workdir / ".dash")) == sorted([*runs, saver.directory])

@@ -82,7 +82,7 @@ def test_uncaught_exception_flushes_and_marks_failed(tmp_path: Path) -> None:
     assert result.returncode == 1 and "boom" in result.stderr
     assert len(_rows(tmp_path)) == 5000
     doc = read_json(tmp_path / RUN_DIR / "experiment.json")
-    assert doc["status"] == "FAILED" and doc["status_reason"] == "uncaught exception"
+    assert doc["status"] == "FAILED" and doc["status_reason"] == "RuntimeError: boom"  # the exception, not just "uncaught"
 
 
 def test_uncaught_keyboard_interrupt_marks_cancelled(tmp_path: Path) -> None:

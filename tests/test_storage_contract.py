@@ -8,7 +8,7 @@ the integration ring.
 
 Storage: exactly once under concurrent ingest of one run from two storages on one database (as two
 server processes), gaps, resends, conflicts, voids, the metric limit, pages, buckets, log search,
-keys, grants, sessions, file records; and tests/test_models.py's model of the exactly-once rule (random
+keys, grants, sessions, file records, the columnar read's chunks; and tests/test_models.py's model of the exactly-once rule (random
 writers, resends, voids and restarts through the real app) on each backend. Blobs: put verified or
 refused (small and past a part, also when the stream breaks off), ranges, size, exists, delete.
 """
@@ -23,10 +23,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
-from ml_dash.format.wire import metric_blocks
+from ml_dash.format.wire import metric_blocks, metric_rows
 from ml_dash.server.blobs import (
     BlobNotFound,
     BlobStore,
@@ -109,6 +110,21 @@ async def all_rows(storage: Storage, metric: str = "loss", prefix: tuple[str, st
             return found
         start = cut if cut is not None else page[-1]["index"] + 1
     raise AssertionError("more pages than expected")
+
+
+def test_a_run_list_in_recent_order_has_the_run_last_written_to_first(storage_url: str) -> None:
+    async def body(storage: Storage) -> None:
+        for name in ("b-first", "a-second", "c-third"):  # written in this order, named out of it
+            await storage.ingest(batch({LOSS: rows(0, 1)}, run_id=name, prefix=("alice", "p" + name[0], name)))
+            await asyncio.sleep(0.01)  # last_seen: a later write is a later time
+        await storage.ingest(batch({LOSS: rows(1, 2)}, run_id="b-first", prefix=("alice", "pb", "b-first")))
+        by_name = await storage.list_experiments("alice", None, None, None, 10, 0)
+        recent = await storage.list_experiments("alice", None, None, None, 10, 0, order="recent")
+        assert [e["name"] for e in by_name] == ["a-second", "b-first", "c-third"]
+        assert [e["name"] for e in recent] == ["b-first", "c-third", "a-second"]
+        assert [e["name"] for e in await storage.list_experiments("alice", None, None, None, 1, 1, order="recent")] == ["c-third"]
+
+    run_with(storage_url, body)
 
 
 # -- ingest: exactly once -------------------------------------------------------------------------
@@ -289,6 +305,44 @@ def test_metric_pages_are_bounded_in_rows_and_values_and_say_where_to_go_on(stor
         rest, again = await storage.metric_rows(eid, "wide", cut, 600)
         assert again is None and [r["index"] for r in wide + rest] == list(range(600))
         assert await storage.metric_rows(eid, "nothing", 0, 10) == ([], None)
+
+    run_with(storage_url, body)
+
+
+async def chunk_rows(storage: Storage, eid: int, metric: str, start: int, end: int | None,
+                     max_bytes: int = 1 << 30) -> tuple[list[dict[str, Any]], list[int | None]]:
+    """The rows of a range read through ``metric_chunks`` call after call (following ``next``), and each
+    call's ``next``."""
+    found, cuts = [], []
+    for _ in range(1000):  # bounded
+        chunks, cut = await storage.metric_chunks(eid, metric, start, end, max_bytes)
+        cuts.append(cut)
+        for first, count, blob in chunks:
+            got = metric_rows(first, msgpack.unpackb(blob))
+            assert len(got) == count and got[0]["index"] == first
+            found += got
+        if cut is None:
+            return found, cuts
+        assert cut > start
+        start = cut
+    raise AssertionError("more calls than expected")
+
+
+def test_metric_chunks_are_the_stored_rows_of_a_range_cut_by_a_byte_budget(storage_url: str) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.ingest(batch({LOSS: rows(0, 10_000)}))
+        await storage.ingest(batch({LOSS: {"start": 10_000, "void": 5, "reason": "unencodable"}}))
+        await storage.ingest(batch({LOSS: rows(10_005, 100)}))
+        eid = await exp_id(storage)
+        every = await all_rows(storage)
+        assert (await chunk_rows(storage, eid, "loss", 0, None))[0] == every
+        for start, end in ((4090, 4110), (1, 2), (4095, 8193), (9990, 10_010), (10_003, 10_007), (0, 10**9)):
+            found, _ = await chunk_rows(storage, eid, "loss", start, end)
+            assert found == [r for r in every if start <= r["index"] < end], (start, end)
+        found, cuts = await chunk_rows(storage, eid, "loss", 100, None, max_bytes=1)  # a chunk a call at least
+        assert found == every[100:] and len(cuts) > 2 and cuts[-1] is None
+        assert await storage.metric_chunks(eid, "loss", 10_105, None, 1 << 20) == ([], None)
+        assert await storage.metric_chunks(eid, "nothing", 0, None, 1 << 20) == ([], None)
 
     run_with(storage_url, body)
 

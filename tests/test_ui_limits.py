@@ -74,3 +74,14 @@ def test_the_ui_holds_no_copy_of_the_servers_limits() -> None:
             if len({s for s in caps["statuses"] if re.search(rf"[\"'`]{s}[\"'`]", line)}) >= 2:
                 found.append(f"{path.name}: {line.strip()}")
     assert found == [], f"the UI holds copies of the server's limits (read them from limits.js): {found}"
+
+
+def test_the_ui_and_ml_dash_show_take_a_rows_step_from_the_same_fields_in_the_same_order() -> None:
+    """xaxis.js's STEP_FIELDS is a copy of _run/metric_summary.py's (the x axis and `ml-dash show`'s "at step"):
+    the two must agree, or a W&B-shaped run's `_step` is the x in one and a metric in the other."""
+    from ml_dash._run.metric_summary import STEP_FIELDS
+
+    text = (STATIC / "xaxis.js").read_text()
+    found = re.search(r"export const STEP_FIELDS = \[([^\]]*)\]", text)
+    assert found is not None
+    assert tuple(re.findall(r'"([^"]+)"', found.group(1))) == STEP_FIELDS

@@ -11,6 +11,7 @@ from ml_dash import Experiment
 
 from .browser import Tab
 from .server_process import LocalUi, Server
+from .sites import wait_for_start_page
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
@@ -43,8 +44,9 @@ def test_the_printed_url_signs_in_and_the_ui_shows_runs_charts_logs_and_files_an
     try:
         page = tab.page
         page.goto(ui.open_url)  # what the user clicks in the terminal
-        page.get_by_role("heading", name="Owners").wait_for()
-        assert page.url == ui.url + "/"  # the token left the address bar (and so every shared view's URL)
+        wait_for_start_page(page)
+        # the token left the address bar (and so every shared view's URL); the lone project's runs are shown
+        assert page.url in (ui.url + "/", ui.url + "/?owner=alice&project=local")
         page.get_by_role("link", name="alice", exact=True).click()
         page.get_by_role("link", name="local", exact=True).click()
         page.wait_for_function("() => document.querySelectorAll('[data-run]').length === 3")
@@ -90,8 +92,8 @@ def test_without_the_token_the_page_says_to_open_the_printed_url_and_one_click_f
                                                  body=f'<a id="go" href="{ui.open_url}">ml-dash</a>'))
         page.goto(launcher)
         page.click("#go")
-        page.get_by_role("heading", name="Owners").wait_for()
-        assert page.url == ui.url + "/"  # the token left the address bar
+        wait_for_start_page(page)
+        assert page.url in (ui.url + "/", ui.url + "/?owner=alice&project=local")  # the token left the address bar
         page.goto(launcher)  # later clicks from that site to a view's URL (no token) are let in too
         page.evaluate(f"() => {{ document.getElementById('go').href = '{ui.url}/?run=alice/local/run-0'; }}")
         page.click("#go")
@@ -159,7 +161,7 @@ def test_a_listener_on_another_port_of_the_host_gets_no_credential_of_the_ui_and
     try:
         page = tab.page
         page.goto(ui.open_url)  # signed in as a user is: one click on the printed URL
-        page.get_by_role("heading", name="Owners").wait_for()
+        wait_for_start_page(page)
         assert ui.token not in page.url
         page.goto(recorder.url + "/my-run")  # the same browser opens the other account's link
         page.get_by_text("my run").first.wait_for()
@@ -176,7 +178,7 @@ def test_a_listener_on_another_port_of_the_host_gets_no_credential_of_the_ui_and
             status, body = Server.request(ui, "GET", "/api/v1/experiments/alice/local/run-0", headers=replay)
             assert status == 401 and "open the URL" in json.dumps(body)
         page.goto(ui.url + "/")  # the UI's own origin holds the token (and its page reads with it)
-        page.get_by_role("heading", name="Owners").wait_for()
+        wait_for_start_page(page)
         assert page.evaluate("() => localStorage.getItem('ml-dash-ui-token')") == ui.token
     finally:
         recorder.stop()
@@ -277,7 +279,7 @@ def test_an_image_is_previewed_and_downloaded_through_the_token_header_from_blob
     try:
         page = tab.page
         page.goto(ui.open_url)
-        page.get_by_role("heading", name="Owners").wait_for()
+        wait_for_start_page(page)
         page.goto(ui.url + "/?run=alice/local/pictures")
         page.get_by_role("button", name="preview").click()
         # shown from a blob: URL (an <img src> of the API would go without the header and be refused)

@@ -86,6 +86,73 @@ CASES: list[tuple[str, str, list[Any], Any]] = [
     ("series_points.js", "seriesOfBuckets", [[], "loss"], _series([], raw=False)),
     ("series_points.js", "joinSeries", [_series([1, 2, 3]), 2, _series([3, 4]), 7], _series([1, 2, 3, 4], upto=7)),
     ("series_points.js", "joinSeries", [_series([1, 2]), 0, _series([5]), 6], _series([5], upto=6)),
+    ("series_points.js", "seriesOfBuckets", [[{**BUCKETS[0], "fields": {**BUCKETS[0]["fields"], "epoch": {"last": 2}}}],
+                                             "loss", "epoch"], {**_series([9], raw=False), "firsts": [0], "steps": [2],
+                                                                "times": [100.5], "lo": [1], "hi": [3], "ys": [2], "upto": 0}),
+    # numbers and times as people read them (format.js; Chromium's locale here: en-US)
+    ("format.js", "formatValue", [0.0010000000000000002], "0.001"),
+    ("format.js", "formatValue", [0.001], "0.001"),
+    ("format.js", "formatValue", [0.123456789], "0.12346"),
+    ("format.js", "formatValue", [1234567], "1,234,567"),
+    ("format.js", "formatValue", [1e-9], "1e-9"),
+    ("format.js", "formatValue", [-2.5e20], "-2.5e20"),
+    ("format.js", "formatValue", [0], "0"),
+    ("format.js", "formatValue", ["NaN"], "NaN"),
+    ("format.js", "formatValue", [{"a": [1, 2]}], '{"a":[1,2]}'),
+    ("format.js", "formatValue", [None], ""),
+    ("format.js", "formatAxisValue", [0.30000000000000004], "0.3"),
+    ("format.js", "formatAxisValue", [20000], "20,000"),
+    ("format.js", "formatDuration", [42], "42 s"),
+    ("format.js", "formatDuration", [185], "3 min 5 s"),
+    ("format.js", "formatDuration", [3725], "1 h 2 min"),
+    ("format.js", "formatDuration", [None], ""),
+    ("format.js", "runSeconds", [{"started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:01:30Z"}], 90),
+    ("format.js", "runSeconds", [{"started_at": "2026-01-01T00:00:00Z", "last_seen": 1767225610}], 10),  # live
+    ("format.js", "runSeconds", [{"created_at": None}], None),
+    ("format.js", "relativeTime", ["2026-01-01T00:00:00Z", 1767225600 + 180], "3 minutes ago"),
+    ("format.js", "relativeTime", ["2026-01-01T00:00:00Z", 1767225600 + 2 * 86400], "2 days ago"),
+    ("format.js", "relativeTime", ["not a time"], ""),
+    # the step is the x axis, no chart (xaxis.js)
+    ("xaxis.js", "stepFieldOf", [["loss", "epoch", "global_step"]], "global_step"),
+    ("xaxis.js", "stepFieldOf", [["loss"]], None),
+    ("xaxis.js", "stepFieldOf", [["loss", "epoch", "_step"]], "_step"),  # a W&B-shaped run's rows (ml_dash.wandb)
+    ("xaxis.js", "chartedFields", [["step", "loss", "_ts", "acc"]], ["acc", "loss"]),
+    ("xaxis.js", "chartedFields", [["step", "epoch", "loss"]], ["epoch", "loss"]),
+    ("xaxis.js", "chartedFields", [["step", "_ts"]], ["step"]),  # steps alone: still shown
+    ("xaxis.js", "xAxisOf", [{}], "step"),
+    ("xaxis.js", "xAxisOf", [{"x": "wall"}], "wall"),
+    ("xaxis.js", "xAxisOf", [{"x": "nonsense"}], "step"),
+    ("xaxis.js", "extentOf", [[None, 3, 1, float("inf"), 2]], [1, 3]),
+    # which columns a scatter or parallel plot draws, and how (plotcolumns.js, parallel.js)
+    ("plotcolumns.js", "isLogSpaced", [[0.1, 0.01, 0.001, None]], True),
+    ("plotcolumns.js", "isLogSpaced", [[1, 250, 500, 750, 1000]], False),
+    ("plotcolumns.js", "isLogSpaced", [[0, 0.1, 0.01]], False),  # not all positive
+    ("plotcolumns.js", "isLogSpaced", [[5, 6, 7]], False),
+    ("plotcolumns.js", "normalised", [[1, 10, 100, None], True], [0, 0.5, 1, None]),
+    ("plotcolumns.js", "normalised", [[3, 3], False], [0.5, 0.5]),
+    ("plotcolumns.js", "plottableColumns", [[{"params": {"a": 1, "b": 2, "c": "x"}}, {"params": {"a": 1, "b": 3, "c": "y"}}],
+                                            ["param:a", "param:b", "param:c"]], ["param:b"]),  # a: constant; c: no number
+    ("parallel.js", "niceTicks", [0, 11, False], [0, 5, 10]),
+    ("parallel.js", "niceTicks", [0.5, 0.61, False], [0.5, 0.55, 0.6]),
+    ("parallel.js", "niceTicks", [1e-5, 1, True], [1e-5, 1e-3, 0.1]),
+    ("parallel.js", "niceTicks", [2, 5, True], [2, 5]),  # less than a decade: its ends
+    # logs by level and above, files by kind (logs.js, files.js)
+    ("logs.js", "levelsFrom", ["warn"], ["warn", "error", "fatal"]),
+    ("logs.js", "levelsFrom", ["debug"], None),
+    ("logs.js", "levelsFrom", [""], None),
+    ("logs.js", "metadataText", [{"sequenceNumber": 1, "message": "m", "metadata": {"epoch": 3}, "rank": 0}],
+     '{"epoch":3,"rank":0}'),
+    ("logs.js", "metadataText", [{"sequenceNumber": 1, "message": "m", "level": "info"}], ""),
+    ("logs.js", "metadataText", [{"sequenceNumber": 1, "message": "m", "metadata": {"source": "stdout"}}], ""),  # its own span
+    ("files.js", "looksBinary", [[104, 105, 0, 1]], True),
+    ("files.js", "looksBinary", [[0xFF, 0xFE, 0x80]], True),
+    ("files.js", "looksBinary", [list("héllo".encode())], False),
+    ("files.js", "looksBinary", [list("é".encode())[:1]], False),  # a character cut at the sniffed end
+    ("files.js", "compactJson", [{"a": 1, "b": [1, 2]}], '{"a":1,"b":[1,2]}'),
+    ("files.js", "compactJson", [{"a": "x" * 90, "b": [1, 2]}], '{\n  "a": "' + "x" * 90 + '",\n  "b": [1,2]\n}'),
+    ("files.js", "formatBytes", [1536000], "1.54 MB"),
+    ("files.js", "formatBytes", [512], "512 B"),
+    ("palette.js", "runColor", [3], "#d62728"),
 ]
 
 #: Each read scripted in tests/ui_modules/series_scenarios.mjs and the lines it must give.

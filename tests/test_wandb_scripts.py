@@ -189,3 +189,28 @@ def test_sigterm_ends_the_run_cancelled_with_its_pending_row_and_summary_then_di
     assert _data(read_jsonl(directory / "metrics" / "train" / "data.jsonl")) == [{"loss": 1.0, "_step": 0},
                                                                                  {"loss": 0.5, "_step": 1}]
     assert read_json(directory / "files" / "wandb-summary.json")["best"] == 0.5
+
+
+SILENT_SCRIPT = """
+import ml_dash.wandb as wandb
+wandb.init(entity="alice", project="p", name="quiet")
+print("printed token-W1")
+wandb.log({"loss": 0.5})
+wandb.finish()
+"""
+
+
+@pytest.mark.parametrize("switches, start_line, console", [
+    ({}, True, True),
+    ({"WANDB_SILENT": "true", "WANDB_CONSOLE": "off"}, False, False),
+])
+def test_wandbs_silent_and_console_switches_are_honoured(tmp_path: Path, switches: dict[str, str],
+                                                         start_line: bool, console: bool) -> None:
+    """A W&B script run with WANDB_SILENT=true prints no start line, and with WANDB_CONSOLE=off keeps no console;
+    unset, ml-dash's defaults hold (the suite's own ML_DASH_QUIET / ML_DASH_CONSOLE are unset here)."""
+    env = {"ML_DASH_QUIET": "", "ML_DASH_CONSOLE": "", **switches}
+    done = python_script(SILENT_SCRIPT, tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert ("ml-dash: logging alice/p/quiet" in done.stderr) is start_line, done.stderr
+    logs = read_jsonl(tmp_path / ".dash/alice/p/quiet/logs.jsonl") if (tmp_path / ".dash/alice/p/quiet/logs.jsonl").exists() else []
+    assert any(row["message"] == "printed token-W1" for row in logs) is console, logs

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Fields that count steps, in the order a row's step is taken from; never summarised as metrics.
-STEP_FIELDS = ("step", "global_step", "epoch")
+STEP_FIELDS = ("step", "global_step", "_step", "epoch")  # _step: ml_dash.wandb's (W&B's) step
 _LOWER_IS_BETTER = re.compile(r"loss|err|perplexity|ppl|mse|mae|wer|cer|regret", re.IGNORECASE)
 
 

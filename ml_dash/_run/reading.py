@@ -39,7 +39,9 @@ _RUN_PARTS = frozenset({layout.METRICS_DIR, layout.FILES_DIR, layout.REJECTED_DI
 
 def find_runs(root: Path) -> Iterator[Path]:
     """Every directory under ``root`` (itself included) holding an ``experiment.json``, in path order; nothing
-    under a ``files`` folder, and nothing inside a run's own folders (its metrics, files, set-aside rows)."""
+    inside a run's own folders (its metrics, files, set-aside rows: a run saved as a file is no run). An
+    owner, project or run named ``files`` is found like any other (every ``files`` folder was once skipped,
+    and ``ml-dash ui`` answered "no experiment" for ``alice/files/run``)."""
     root = Path(root)
     if (root / layout.EXPERIMENT).is_file():
         yield root
@@ -49,7 +51,6 @@ def find_runs(root: Path) -> Iterator[Path]:
         if layout.EXPERIMENT in names:
             found.append(Path(top))
             folders[:] = [f for f in folders if f not in _RUN_PARTS]
-        folders[:] = [f for f in folders if f != layout.FILES_DIR]
     yield from sorted(found, key=lambda p: p / layout.EXPERIMENT)
 
 

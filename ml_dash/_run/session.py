@@ -39,7 +39,7 @@ from ..format.atomic import remove_leftovers
 from ..format.cursor import acknowledged_rows
 from ..format.jsonlines import dumps, encode_checked, encode_metric_chunk, read_json, row_chunk_encoder
 from ..format.segments import segments_of
-from ..format.values import MAX_DOCUMENT_BYTES
+from ..format.values import MAX_DOCUMENT_BYTES, reason_text
 from ..format.vocabulary import utc_iso
 from ..logs import LOG_ROW_BYTES, build_log_row
 from ..metrics import metric_metadata
@@ -378,8 +378,13 @@ class RunSession:
             return
         interrupted = lifecycle.interrupted()
         status = RunStatus.CANCELLED if interrupted else _EXIT_STATUS.get(reason, RunStatus.FAILED)
+        error = lifecycle.uncaught_exception() if reason == "exception" and not interrupted else None
         label = "KeyboardInterrupt" if interrupted else {"exit": None, "exception": "uncaught exception",
                                                           "sigterm": "SIGTERM"}.get(reason, reason)
+        if error is not None:
+            label = reason_text(error)
+        # the error is not handed to the end callbacks: Python printed its traceback before the exit hooks
+        # ran, and the console kept it from stderr already
         self.finish(status, label, max(0.0, deadline - time.monotonic()))
 
     def _release_lock(self) -> None:

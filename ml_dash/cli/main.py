@@ -10,6 +10,7 @@
     ml-dash keys grant --owner NAME --member NAME --data DIR
     ml-dash sync [PATH ...] [--remote URL] [--api-key-file F | --user-name U] [--timeout S] [--prefix P] [--resume]
     ml-dash pull PREFIX [--remote URL] [--api-key-file F | --user-name U] --to DIR
+    ml-dash export SOURCE --project OWNER/PROJECT --parquet DIR [--filter C] [--api-key-file F]   (pandas extra)
 
 The remote commands take the server and the key from ML_DASH_API_URL and ML_DASH_API_KEY when not
 given (a key in an argument is visible to `ps` and in the shell's history: prefer the variable or
@@ -138,6 +139,7 @@ def remote_credentials(args: argparse.Namespace) -> tuple[str, str | None, str |
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ml-dash`` command."""
     from . import archive as cli_archive
+    from . import export as cli_export
     from . import migrate as cli_migrate
     from . import server as cli_server
     from . import show as cli_show
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     add_remote_arguments(pull)
     pull.add_argument("--to", required=True, help="directory; the run lands in DIR/<prefix>")
     pull.set_defaults(handler=_pull)
+    cli_export.add_command(sub)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -75,8 +75,14 @@ class ServerReads:
         """One JSON object from the server, within ``timeout_s`` for all of it (urllib's timeout is per
         read: a server trickling a byte at a time would hold it for ever), and at most MAX_JSON_BYTES."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        url = f"{self.base}{path}{query}"
+        return self._get_url(f"{self.base}{path}{query}", path)
 
+    def api(self, path: str, **params: Any) -> dict[str, Any] | None:
+        """A JSON object from ``{remote}/api/v1{path}`` (None on 404), as :meth:`_get` reads the run's."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return self._get_url(f"{self.remote}/api/v1{path}{query}", path)
+
+    def _get_url(self, url: str, path: str) -> dict[str, Any] | None:
         def fetch() -> Any:
             response = self._open(url)
             if response is None:
@@ -87,7 +93,7 @@ class ServerReads:
                 raise MLDashError(f"{self.remote} answered {path or 'the run'} with more than {MAX_JSON_BYTES:,} bytes")
             try:
                 body = json.loads(raw)
-            except TypeError:
+            except (TypeError, ValueError):  # ValueError: not JSON, or not UTF-8
                 raise MLDashError(f"{self.remote} answered {path or 'the run'} with something that is not JSON") from None
             if not isinstance(body, dict):
                 raise MLDashError(f"{self.remote} answered {path or 'the run'} with JSON that is not an object")
@@ -95,6 +101,12 @@ class ServerReads:
 
         return _within(fetch, self.timeout_s, f"cannot read {self.prefix} from {self.remote}: no answer within "
                                                f"{self.timeout_s:g} s")
+
+    def open_stream(self, path: str, **params: Any) -> Any:
+        """The open response of ``{base}{path}`` for the caller to read as it arrives (each read bounded by
+        ``timeout_s``), or None on 404; MLDashError as for :meth:`_get`."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return self._open(f"{self.base}{path}{query}")
 
     def experiment(self) -> dict[str, Any] | None:
         """The run's summary (params, status, every stream's size, each metric field's latest value), or None

@@ -11,11 +11,15 @@ Routes (JSON unless noted)::
     GET  /api/v1/limits                                         the read API's caps, for the UI (server/routes/limits.py)
     GET  /api/v1/owners                                         owners the caller may read
     GET  /api/v1/projects?owner=                                that owner's projects
-    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&latest=1&latest_metrics=
+    GET  /api/v1/experiments?owner=&project=&prefix=&status=&tag=&limit=&offset=&order=&latest=1&latest_metrics=&where=
+                  where=: the UI's conditions, evaluated here (server/run_filter.py); the reply's
+                  ``next`` is the offset to go on from; order=recent: the runs last written to first
     GET  /api/v1/experiments/{owner}/{project}/{name}           the run, and its first 1,000 streams
     GET  /api/v1/experiments/{owner}/{project}/{name}/streams?after=&limit=&q=   the next ones
     GET  /api/v1/experiments/{owner}/{project}/{name}/logs?start=&limit=&level=&q=&tail=
     GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}?start=&limit=&buckets=
+    GET  /api/v1/experiments/{owner}/{project}/{name}/metrics/{metric}/columns?start=&limit=   the whole
+                  stream as its stored chunks, streamed (msgpack; format/columns.py, routes/columns.py)
     GET  /api/v1/compare/metrics/{metric}?runs=o/p/n,...&buckets=&fields=   one metric of many runs, bucketed
     PUT  /api/v1/runs/{owner}/{project}/{name}/files/{path}    streamed body, X-Content-SHA256 required
     GET  /api/v1/experiments/{owner}/{project}/{name}/files           the files' metadata
@@ -82,13 +86,15 @@ from .http.ui_token import UI_TOKEN, token_middleware
 from .ingest.prepare import Preparer
 from .local_index import LocalIndex
 from .routes import operations
+from .routes.columns import get_metric_columns
 from .routes.files import get_file, list_files, put_file
 from .routes.limits import MAX_BUCKETS, MAX_COMPARED_BUCKETS, MAX_COMPARED_RUNS, MAX_READ_ROWS, get_limits
+from .run_filter import filtered_runs, parse_where
 from .storage.buckets import SUMMARY_WIDTHS
 from .storage.errors import ConflictError, GapError, StreamLimitError, UnnamedReplyError
 from .storage.factory import open_storage
 from .storage.pages import MAX_NAMED_METRICS, STREAM_PAGE
-from .storage.protocol import Storage
+from .storage.protocol import LIST_ORDERS, ExperimentRow, Storage
 from .ui import security_headers
 
 logger = logging.getLogger("ml_dash.server")
@@ -167,6 +173,7 @@ def create_app(config: ServerConfig, storage: Storage | None = None, local_root:
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/streams", get_streams)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/logs", get_logs)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}", get_metric)
+    app.router.add_get(base + "/experiments/{owner}/{project}/{name}/metrics/{metric}/columns", get_metric_columns)
     app.router.add_get(base + "/compare/metrics/{metric}", compare_metric)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files", list_files)
     app.router.add_get(base + "/experiments/{owner}/{project}/{name}/files/{path:.+}", get_file)
@@ -257,15 +264,38 @@ async def list_experiments(request: web.Request) -> web.Response:
         raise BadRequest(f"status={status!r} is not one of {', '.join(STATUSES)}")
     # the filter matches what the list shows: a RUNNING run silent past the timeout shows as CRASHED
     silent_since = time.time() - request.app[CONFIG].crashed_after_s
-    rows: Sequence[Mapping[str, Any]] = await request.app[STORAGE].list_experiments(
-        owner, request.query.get("project"), status, request.query.get("tag"),
-        int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9), request.query.get("prefix"),
-        silent_since)
+    storage = request.app[STORAGE]
+    order = list_order(request)
+
+    def list_page(limit: int, offset: int) -> Awaitable[Sequence[ExperimentRow]]:
+        return storage.list_experiments(owner, request.query.get("project"), status, request.query.get("tag"), limit,
+                                        offset, request.query.get("prefix"), silent_since, order)
+
+    limit, offset = int_query(request, "limit", 100, 1, 1000), int_query(request, "offset", 0, 0, 10**9)
     named = latest_names(request)
+    where = request.query.get("where", "")
+    if where.strip():
+        conditions, read = parse_where(where)
+        matched, latest, cut = await filtered_runs(storage, list_page, conditions, read, limit, offset)
+        found: Sequence[Mapping[str, Any]] = matched
+        if request.query.get("latest") == "1" or named:  # what the conditions read, and what was asked for
+            if set(named) - set(read):
+                latest = await storage.list_latest([e["id"] for e in matched], named)
+            found = [{**e, **latest_part(*latest.get(e["id"], ({}, False)))} for e in matched]
+        return json_response({"experiments": [public_view(request, e) for e in found], **page_next(cut)})
+    rows: Sequence[Mapping[str, Any]] = await list_page(limit, offset)
     if request.query.get("latest") == "1" or named:  # latest metric values, for the run table (bounded)
-        latest = await request.app[STORAGE].list_latest([e["id"] for e in rows], named)
+        latest = await storage.list_latest([e["id"] for e in rows], named)
         rows = [{**e, **latest_part(*latest.get(e["id"], ({}, False)))} for e in rows]
     return json_response({"experiments": [public_view(request, e) for e in rows]})
+
+
+def list_order(request: web.Request) -> str:
+    """``order=``: ``name`` (the default) or ``recent`` (the runs last written to first)."""
+    order = request.query.get("order", "name")
+    if order not in LIST_ORDERS:
+        raise BadRequest(f"order={order!r} is not one of {', '.join(LIST_ORDERS)}")
+    return order
 
 
 def latest_names(request: web.Request) -> list[str]:

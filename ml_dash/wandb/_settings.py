@@ -109,6 +109,15 @@ def resolve(*, mode: str | None, entity: str | None, project: str | None, name: 
     )
 
 
+def capture_options() -> tuple[bool | None, bool | None]:
+    """``(quiet, console)`` for the run's ``Experiment`` from W&B's switches: ``WANDB_SILENT=true`` prints no
+    start line, ``WANDB_CONSOLE=off`` keeps no console. None where a switch is unset: then ml-dash's own
+    (``ML_DASH_QUIET``, ``ML_DASH_CONSOLE``) decide."""
+    quiet = True if os.environ.get("WANDB_SILENT", "").lower() in ("true", "1", "yes") else None
+    console = False if os.environ.get("WANDB_CONSOLE", "").lower() == "off" else None
+    return quiet, console
+
+
 def _mode(mode: str | None, server_configured: bool) -> str:
     if mode is None:
         if os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):

@@ -24,7 +24,7 @@ from ..format.layout import FILES_DIR, METRIC_DATA, METRICS_DIR, metric_metadata
 from ..metrics import read_metric_rows
 from ._keys import STEP_FIELD
 from ._run import Run
-from ._settings import InitSettings, generated_name, numbered
+from ._settings import InitSettings, capture_options, generated_name, numbered
 from ._summary import SUMMARY_FILE, SUMMARY_STREAM
 
 #: Names tried when the one asked for is taken (``name``, ``name-2``, ...) or a drawn one collides.
@@ -63,11 +63,12 @@ def _started(settings: InitSettings, server: str | None, api_key: str | None) ->
         name = numbered(settings.name, attempt) if settings.name_given else (generated_name() if attempt else
                                                                                settings.name)
         tried = replace(settings, name=name)
+        quiet, console = capture_options()
         experiment = Experiment(
             tried.prefix, dash_root=tried.dir, description=tried.notes, tags=tried.tags, metadata=tried.metadata(),
             # "" and not None: offline stays local even when ML_DASH_API_URL is set (ml_dash/_run/config.py)
             remote=server if server else "", api_key=api_key if server else None,
-            resume="never" if renames else (tried.resume or "never"))
+            resume="never" if renames else (tried.resume or "never"), quiet=quiet, console=console)
         try:
             experiment.run.start()
         except RunConflictError:

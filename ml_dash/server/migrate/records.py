@@ -35,8 +35,8 @@ RUN_TABLES: tuple[RunTable, ...] = (
     RunTable("metric_latest", ("metric", "last_idx", "latest"), ("metric",), 500),
     RunTable("metric_summaries", ("metric", "width", "window", "summary"), ("metric", "width", "window"), 500),
     RunTable("metric_chunks", ("metric", "first_idx", "count", "blocks", "stored_at"), ("metric", "first_idx"), 64),
-    RunTable("metric_archive", ("metric", "first_idx", "count", "object", "frame_offset", "frame_length"),
-             ("metric", "first_idx"), 2000),
+    RunTable("metric_archive", ("metric", "first_idx", "count", "object", "frame_offset", "frame_length", "summaries"),
+             ("metric", "first_idx"), 200),  # a row holds up to 64 summaries (~7 KB)
     # the message is the text search reads (SQLite's log_text, PostgreSQL's message column)
     RunTable("log_rows", ("idx", "record", "level", "message", "stored_at"), ("idx",), 1000),
     RunTable("log_archive", ("first_idx", "last_idx", "count", "object", "frame_offset", "frame_length"),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import zstandard
 
 from ..blobs.errors import BlobError, BlobNotFound
-from .archive_objects import decode_frame
+from .archive_objects import decode_frame, unbundle_summaries
 from .errors import ArchiveUnreadable, StorageUnavailable
 
 if TYPE_CHECKING:
@@ -110,6 +110,16 @@ class ArchiveFetcher:
         finally:
             await reader.aclose()
         return b"".join(pieces)[:ref.length]
+
+
+def with_archived_summaries(stored: Iterable[tuple[int, bytes]], bundles: Iterable[bytes], first_window: int,
+                            end_window: int) -> Iterator[tuple[int, bytes]]:
+    """The finest summaries of windows ``first_window .. end_window-1`` from both tiers, in window order:
+    ``stored`` (window, summary) rows of the database and the ``bundles`` of archived frames' index rows
+    (in index order). A window is in one or the other: archival moves it in one transaction."""
+    archived = ((window, summary) for bundle in bundles for window, summary in unbundle_summaries(bundle)
+                if first_window <= window < end_window)
+    return heapq.merge(stored, archived, key=lambda item: item[0])
 
 
 def merged(stored: Iterable[tuple[int, int, bytes | ArchivedChunk]], archived: Iterable[ArchivedChunk],

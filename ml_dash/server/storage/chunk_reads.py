@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 import msgpack
 
-from ml_dash.format.wire import metric_rows, trim_blocks
+from ml_dash.format.wire import metric_rows, pack, trim_blocks
 
 from .buckets import Buckets, aligned_summary, plan
+from .chunks import unpack_summary
 
 
 class ChunkSource(Protocol):
@@ -28,9 +29,11 @@ class ChunkSource(Protocol):
         Read lazily: a reader that stops early reads no further chunk."""
         ...
 
-    def summaries(self, width: int, first_window: int, end_window: int) -> Iterable[bytes]:
-        """The msgpack summaries (buckets.py) of the stored windows ``first_window .. end_window-1``
-        of ``width`` indices, in window order."""
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterable[tuple[int, bytes]]:
+        """(window, stored summary: chunks.py) of the stored windows ``first_window .. end_window-1`` of
+        ``width`` indices, in window order, from wherever the backend keeps them (the finest of archived
+        windows: in the archive's index rows, archive.py). A window with none has no rows, or lost its
+        summary: :func:`buckets` reads its rows, so a bucket never leaves rows out."""
         ...
 
 
@@ -64,6 +67,34 @@ def page(source: ChunkSource, start: int, limit: int,
     return out, None
 
 
+#: What one :func:`chunk_range` call returns at most, in stored bytes (the columnar read streams a series
+#: call by call: memory stays this, whatever the series).
+MAX_RANGE_BYTES = 4 * 1024 * 1024
+
+
+def chunk_range(source: ChunkSource, start: int, end: int | None,
+                max_bytes: int = MAX_RANGE_BYTES) -> tuple[list[tuple[int, int, bytes]], int | None]:
+    """(chunks, next): the stored chunks of indices ``start:end`` (None: to the end) as they are stored,
+    but for the first and last, cut to the range; at most ``max_bytes`` of them (at least one chunk).
+    ``next`` is the index to go on from when the budget ended the call, None when the range is done.
+    Only the cut chunks are decoded: the columnar read sends the others as they are."""
+    out: list[tuple[int, int, bytes]] = []
+    size = 0
+    for first, count, blob in source.chunks(start, end):
+        stop = first + count if end is None else min(first + count, end)
+        if stop <= start:  # the chunk before a set-aside range
+            continue
+        if out and size + len(blob) > max_bytes:
+            return out, max(first, start)
+        if first < start or stop < first + count:
+            skip = max(0, start - first)
+            blob = pack(trim_blocks(msgpack.unpackb(blob), skip, stop - first - skip))
+            first, count = first + skip, stop - first - skip
+        out.append((first, count, blob))
+        size += len(blob)
+    return out, None
+
+
 def buckets(source: ChunkSource, start: int, end: int, stored: int, wanted: int,
             width: int | None = None) -> tuple[int, list[dict[str, Any]]]:
     """(the bucket width, the buckets) over ``start:end`` (``end`` <= ``stored``, the stream's row
@@ -85,11 +116,23 @@ def buckets(source: ChunkSource, start: int, end: int, stored: int, wanted: int,
     if start < head_end:
         _add_rows(source, acc, start, head_end)
     if head_end < tail_start:
-        for blob in source.summaries(summary, head_end // summary, -(-tail_start // summary)):
-            acc.add(msgpack.unpackb(blob))
+        _add_summaries(source, acc, summary, head_end // summary, -(-tail_start // summary))
     if tail_start < end:
         _add_rows(source, acc, tail_start, end)
     return width, acc.result()
+
+
+def _add_summaries(source: ChunkSource, acc: Buckets, width: int, first_window: int, end_window: int) -> None:
+    """The summaries of windows ``first_window .. end_window-1``; a window without one from its rows (none,
+    in a range set aside; or those a summary should have held)."""
+    expected = first_window
+    for window, blob in source.summaries(width, first_window, end_window):
+        if window > expected:
+            _add_rows(source, acc, expected * width, window * width)
+        acc.add(unpack_summary(blob))
+        expected = window + 1
+    if expected < end_window:
+        _add_rows(source, acc, expected * width, end_window * width)
 
 
 def _add_rows(source: ChunkSource, acc: Buckets, start: int, end: int) -> None:

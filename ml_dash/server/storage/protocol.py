@@ -80,6 +80,10 @@ Bucket = dict[str, Any]
 #: A file as listed: the client's entry (file metadata) with ``path``, ``checksum`` (sha256 hex) and
 #: ``sizeBytes`` set by the server.
 FileRow = dict[str, Any]
+#: The orders of a run list (``list_experiments(order=)``, the API's ``order=``), as SQL: by name, or
+#: the runs last written to first (a start page's "recent runs"); the id breaks ties, so pages never overlap.
+LIST_ORDERS = {"name": "owner, project, name", "recent": "last_seen DESC, id DESC"}
+
 #: Per run id: per metric: each field's latest value.
 LatestMetrics = dict[int, dict[str, dict[str, Any]]]
 
@@ -202,9 +206,10 @@ class Storage(Protocol):
     # -- reads -----------------------------------------------------------------------------------
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[ExperimentRow]:
+                               silent_since: float | None = None, order: str = "name") -> list[ExperimentRow]:
         """Runs filtered by owner, project, status, tag (one of its tags) and a plain prefix of the name
-        (no wildcards), ordered by owner, project, name; ``limit`` of them from ``offset``. With
+        (no wildcards), ordered by owner, project, name (``order="recent"``: the last written to first, see
+        LIST_ORDERS); ``limit`` of them from ``offset``. With
         ``silent_since`` (unix seconds), a RUNNING run last seen before it counts as CRASHED for the
         status filter (as it is shown)."""
         ...
@@ -231,6 +236,17 @@ class Storage(Protocol):
         (indices of voids are absent), and at most a budget of field values in all (at least one row);
         ``next`` is the index a page cut by that budget goes on from, None when the page is full or
         the series ends. Reads what was committed; never waits for a write."""
+        ...
+
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        """(chunks, next): the stored rows of ``metric`` with indices in ``start:end`` (``end`` None: to the
+        stored end) as ``(first index, rows, msgpack blocks)`` in index order, each chunk's blocks in the
+        wire format's columnar shape (``chunks.py``), the first and last cut to the range; about
+        ``max_bytes`` of blocks at most (at least one chunk); ``next`` is the index to go on from when that
+        budget ended the call, None when the range is done. Chunks of both tiers (archived ones fetched as
+        :meth:`metric_rows` fetches them), read in one snapshot. The columnar read
+        (``.../metrics/{metric}/columns``); ``chunk_reads.chunk_range`` does it over a ``ChunkSource``."""
         ...
 
     async def stream_page(self, exp_id: int, after: str, limit: int, contains: str | None = None

@@ -1,14 +1,15 @@
 // The ml-dash web UI: sign in, then owners, projects, runs and a run's page. Every string from the
 // server is rendered as text (preact escapes it); nothing is ever parsed as HTML.
 import "./token.js";  // first: it takes ml-dash ui's token off the address bar before anything reads it
-import { html, render, useEffect, useState } from "./vendor/htm-preact-3.1.1.mjs";
+import { html, render, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
 import { loadLimits } from "./limits.js";
-import { go, useUrlState } from "./state.js";
+import { go, readState, useUrlState } from "./state.js";
 import { RunList } from "./runs.js";
 import { RunPage } from "./run.js";
 import { Compare } from "./compare.js";
 import { installKeys } from "./keys.js";
+import { Home } from "./recent.js";
 
 function SignIn({ onSignedIn }) {
   const [key, setKey] = useState("");
@@ -40,18 +41,6 @@ function SignIn({ onSignedIn }) {
 /** ``ml-dash ui`` refused this page for want of its token: say what to open (its words), no sign-in form. */
 function Locked({ reason }) {
   return html`<section class="sign-in"><h1>ml-dash ui</h1><p class="error" role="alert">${reason}</p></section>`;
-}
-
-function Owners() {
-  const [owners, setOwners] = useState(null);
-  const [error, setError] = useState(null);
-  useEffect(() => { api("/api/v1/owners").then((o) => setOwners(o.owners), (e) => setError(e.message)); }, []);
-  if (error) return html`<p class="error" role="alert">${error}</p>`;
-  if (!owners) return html`<p class="muted">Loading…</p>`;
-  return html`<section><h2>Owners</h2><ul class="list">
-    ${owners.map((o) => html`<li key=${o.owner}><a href="#" onClick=${(e) => { e.preventDefault(); go({ owner: o.owner }); }}
-      >${o.owner}</a> <span class="muted">${o.experiments} runs</span></li>`)}
-  </ul></section>`;
 }
 
 function Projects({ owner }) {
@@ -86,6 +75,8 @@ function Crumbs({ state }) {
 
 function App() {
   const state = useUrlState();
+  const bare = useRef(Object.keys(readState()).length === 0);  // opened on no view: the start page may skip to the runs
+  useEffect(() => { if (Object.keys(state).length) bare.current = false; }, [state]);
   const [who, setWho] = useState(undefined);  // undefined: asking; null: signed out
   const [locked, setLocked] = useState(null);  // ml-dash ui's refusal, when this page has no (right) token
   useEffect(() => {
@@ -118,7 +109,7 @@ function App() {
   else if (state.run) view = html`<${RunPage} prefix=${state.run} state=${state} />`;
   else if (state.owner && state.project) view = html`<${RunList} owner=${state.owner} project=${state.project} state=${state} />`;
   else if (state.owner) view = html`<${Projects} owner=${state.owner} />`;
-  else view = html`<${Owners} />`;
+  else view = html`<${Home} skipToRuns=${bare.current} />`;
   return html`<header class="top"><${Crumbs} state=${state} />
       <span class="who">${who === "local" ? "" : who} ${who !== "local" && html`<button class="link" onClick=${signOut}>Sign out</button>`}</span>
     </header>

@@ -10,8 +10,9 @@ import { limits } from "./limits.js";
 import { useSeries } from "./series.js";
 import { ema, runningMean } from "./smoothing.js";
 import { panRange, selectionRange, zoomRange } from "./zoom.js";
+import { X_AXES, extentOf, sharedRange, xAxisOf } from "./xaxis.js";
+import { formatAxisValue } from "./format.js";
 
-export const X_AXES = ["index", "step", "wall", "relative"];
 
 /** uPlot axes in the page's colours (light or dark, as the system is), the y axis as wide as its
  * longest tick label (100,000 is not cut to "0,000"). */
@@ -21,7 +22,9 @@ export function axes() {
   const line = css.getPropertyValue("--line").trim() || "#ddd";
   const axis = { stroke: text, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
   const size = (u, values) => (values ? Math.max(44, 16 + 8 * Math.max(...values.map((v) => String(v).length))) : 50);
-  return [{ ...axis }, { ...axis, size }];
+  // ticks as people write numbers (0.001, 1.5k): never uPlot's fixed decimals for a log or tiny scale
+  const ticks = (u, splits) => splits.map((v) => (v === null ? "" : formatAxisValue(v)));
+  return [{ ...axis }, { ...axis, size, values: ticks }];
 }
 
 /** The x values of ``s`` for the axis ``x``, or null when the series cannot have it (a missing or
@@ -32,6 +35,14 @@ export function xValues(s, x) {
   if (!source.length || source.some((v, i) => v === null || (i && v < source[i - 1]))) return null;
   if (x === "relative") return source.map((v) => v - source[0]);
   return source;
+}
+
+/** [lo, hi] widened to the range shared with the other charts of the group (when there is one). */
+function unionWith(group, lo, hi) {
+  const union = group ? group.union() : null;
+  if (!union) return [lo, hi];
+  const a = Math.min(lo, union[0]), b = Math.max(hi, union[1]);
+  return a === b ? [a - 1, b + 1] : [a, b];
 }
 
 function download(name, blob) {
@@ -46,7 +57,7 @@ function csvCell(v) {
   return v === null || v === undefined ? "" : String(v);
 }
 
-export function Chart({ prefix, metric, field, rows, state }) {
+export function Chart({ prefix, metric, field, rows, state, stepField = "step" }) {
   const box = useRef(null);
   const plot = useRef(null);
   const series = useRef(null);
@@ -59,7 +70,10 @@ export function Chart({ prefix, metric, field, rows, state }) {
   const smooth = Number(state.smooth || 0);
   const smoothing = state.sm === "mean" ? "mean" : "ema";
   const logScale = state.log === "1";
-  const xAxis = X_AXES.includes(state.x) ? state.x : "index";
+  const xAxis = xAxisOf(state);
+  const asked = X_AXES.includes(state.x);  // chosen, not the default: a fallback is worth saying
+  const chartId = useRef(Math.random()).current;
+  const group = useRef(null);  // the charts of this run on this axis: one x range, one cursor
   const pixels = () => Math.max(200, box.current.clientWidth || 600);
 
   const draw = (s) => {
@@ -73,23 +87,32 @@ export function Chart({ prefix, metric, field, rows, state }) {
       data.push(smoothing === "mean" ? runningMean(s.ys, Math.max(2, Math.round(1 / (1 - smooth))))
         : ema(s.ys, Math.min(0.999, smooth)));
     }
-    const fallback = shownAxis !== xAxis ? ` · no ordered ${xAxis} here: index` : "";
+    const fallback = shownAxis !== xAxis && asked ? ` · no ordered ${xAxis} here: index` : "";
+    const shared = live && shownAxis !== "index" ? sharedRange(`${prefix}|${shownAxis}`) : null;
+    if (group.current && group.current !== shared) group.current.leave(chartId);
+    group.current = shared;
     setInfo(`${s.raw ? "raw" : "min/max"} · ${s.idx.length} points · indices ${start}–${s.upto - 1}${fallback}`);
-    const made = JSON.stringify([shownAxis, smooth, smoothing, logScale, field]);
+    const made = JSON.stringify([shownAxis, smooth, smoothing, logScale, field, shared !== null]);
+    const extent = extentOf(xs);
+    if (shared) shared.set(chartId, extent ? extent[0] : NaN, extent ? extent[1] : NaN);
     if (plot.current && drawnWith.current === made) {  // new points only: the plot stays, as do its cursor and legend
       plot.current.setData(data);
       return;
     }
-    const lines = [{ label: shownAxis, value: shownAxis === "wall" ? (u, v) => (v === null ? "" : new Date(v * 1000).toISOString()) : undefined },
+    const xLabel = shownAxis === "step" ? stepField : shownAxis;
+    const lines = [{ label: xLabel, value: shownAxis === "wall" ? (u, v) => (v === null ? "" : new Date(v * 1000).toISOString())
+      : (u, v) => (v === null ? "" : formatAxisValue(v)) },
       { label: "max", stroke: "rgba(80,120,200,0.35)", width: 1 },
       { label: "min", stroke: "rgba(80,120,200,0.35)", width: 1 },
       { label: field, stroke: "rgb(40,90,200)", width: 1.5 }];
     if (smooth > 0) lines.push({ label: smoothing === "mean" ? "running mean" : "EMA", stroke: "rgb(230,120,30)", width: 2 });
     const options = {
       width: pixels(), height: 220, series: lines, axes: axes(), bands: [{ series: [1, 2], fill: "rgba(80,120,200,0.15)" }],
-      scales: { x: { time: shownAxis === "wall" }, y: logScale ? { distr: 3 } : {} },
+      // a shared axis spans every chart of the run (the union of their extents, group.current)
+      scales: { x: { time: shownAxis === "wall", range: shared ? (u, lo, hi) => unionWith(group.current, lo, hi) : undefined },
+        y: logScale ? { distr: 3 } : {} },
       legend: { live: true },
-      cursor: { drag: { x: true, y: false } },
+      cursor: { drag: { x: true, y: false }, sync: shared ? { key: `${prefix}|${shownAxis}` } : undefined },
       hooks: { setSelect: [(u) => {
         if (u.select.width < 2) return;
         const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
@@ -102,17 +125,23 @@ export function Chart({ prefix, metric, field, rows, state }) {
     box.current.textContent = "";
     plot.current = new window.uPlot(options, data, box.current);
     drawnWith.current = made;
+    if (shared) {
+      shared.listen(chartId, (range) => { if (plot.current && group.current === shared) plot.current.setScale("x", { min: range[0], max: range[1] }); });
+    }
     box.current.parentElement.__uplot = plot.current;  // for the browser tests and the console
   };
 
   // the whole visible range: on opening, zooming, and any change of how it is drawn; a zoomed range
   // is read again only while the series grows inside it; a live one follows the run's new points
   const zoomedEnd = live ? -1 : Math.min(end, rows);
-  const source = { get: sharedGet, path: runPath(prefix, "/metrics/" + encodeURIComponent(metric)), limits: limits() };
+  const source = { get: sharedGet, path: runPath(prefix, "/metrics/" + encodeURIComponent(metric)), limits: limits(), stepField };
   useSeries(source, field, { start, end, live, rows },
     [prefix, metric, field, start, zoomedEnd, smooth, smoothing, logScale, xAxis],
     { draw, pixels, fail: (e) => setInfo(e.message) });
-  useEffect(() => () => { if (plot.current) plot.current.destroy(); }, []);
+  useEffect(() => () => {
+    if (group.current) group.current.leave(chartId);
+    if (plot.current) plot.current.destroy();
+  }, []);
   const pan = (direction) => {  // by half the visible range, within the series
     const [a, b] = panRange([start, end], rows, direction);
     setState({ [zoomKey]: `${a}:${b}` });

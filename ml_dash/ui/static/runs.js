@@ -1,15 +1,21 @@
 // A project's runs: a virtualised table with filter (name, status, tag, param conditions such as
-// "lr < 0.01"), sort, param columns chosen by the user and grouping by a param (a header per group,
-// which folds); all of it in the URL.
+// "lr < 0.01"), sort (newest first unless another is chosen), param and metric columns chosen by the
+// user and grouping by a param (a header per group, which folds); all of it in the URL. Numbers and
+// times are shown as people read them (format.js), the table as tall as the window.
 import { html, useEffect, useMemo, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
 import { api } from "./api.js";
 import { go, setState } from "./state.js";
 import { parseConditions, unparsedConditions } from "./conditions.js";
 import { limits } from "./limits.js";
+import { exactTime, formatDuration, formatValue, relativeTime, runSeconds } from "./format.js";
+import { stepFieldOf } from "./xaxis.js";
+import { extremeColumn, extremeOf, useExtremes } from "./extremes.js";
 
 const ROW_PX = 28;
 const PAGE = 1000;
 const MAX_PAGES = 100;  // 100,000 runs at most in one list
+const DEFAULT_SORT = "created_at";  // newest first, as every tracker lists runs
+const TIME_COLUMNS = new Set(["created_at", "started_at", "ended_at"]);
 
 export function StatusBadge({ status }) {
   const known = limits().statuses.includes(status) ? status : "UNKNOWN";
@@ -54,7 +60,15 @@ export function valueOf(run, column) {
     const fields = (run.latest || {})[name.slice(0, cut)];
     return fields ? fields[name.slice(cut + 1)] : undefined;
   }
+  if (column === "duration") return runSeconds(run);
+  const extreme = extremeColumn(column);  // "min:train/loss", "max:val/acc": over the whole run
+  if (extreme) return extremeOf(run, extreme);
   return run[column];
+}
+
+/** The column the list is sorted by and whether downwards: the URL's, else the newest first. */
+export function sortOf(state) {
+  return state.sort ? [state.sort, state.desc === "1"] : [DEFAULT_SORT, true];
 }
 
 function holds(run, { key, op, value }) {
@@ -77,10 +91,19 @@ function holds(run, { key, op, value }) {
 
 function cell(run, column) {
   const v = valueOf(run, column);
-  if (v === null || v === undefined) return "";
-  if (typeof v === "number" && !Number.isInteger(v)) return v.toPrecision(5);
-  return typeof v === "object" ? JSON.stringify(v) : String(v);
+  if (column === "duration") return formatDuration(v);
+  return formatValue(v);
 }
+
+/** What a cell shows: a time relative to now with the exact one on hover, a badge, tags, or text. */
+function Cell({ run, column, now }) {
+  if (column === "status") return html`<${StatusBadge} status=${run.status} />`;
+  if (column === "tags") return (run.tags || []).map((t) => html`<span class="tag">${t}</span>`);
+  if (TIME_COLUMNS.has(column)) return html`<span title=${exactTime(run[column])}>${relativeTime(run[column], now)}</span>`;
+  return cell(run, column);
+}
+
+const COLUMN_NAMES = { created_at: "created", duration: "duration" };
 
 const collator = new Intl.Collator(undefined, { numeric: true });  // one, not one per comparison
 
@@ -96,9 +119,9 @@ export function filterRuns(runs, state) {
     && (!state.status || r.status === state.status)
     && (!state.tag || (r.tags || []).includes(state.tag))
     && conditions.every((c) => holds(r, c)));
-  const sort = state.sort || "name";
+  const [sort, desc] = sortOf(state);
   const value = (r) => valueOf(r, sort) ?? "";
-  out = out.slice().sort((a, b) => compare(value(a), value(b)) * (state.desc === "1" ? -1 : 1));
+  out = out.slice().sort((a, b) => compare(value(a), value(b)) * (desc ? -1 : 1));
   if (state.group) {
     // the collator finds "1" and "01" (or é composed and decomposed) equal; the groups split on the
     // exact value, so equal-looking values are told apart here and each group stays in one piece
@@ -151,8 +174,9 @@ export function RunList({ owner, project, state }) {
       .catch((e) => setError(e.message));
     return () => { stop = true; };
   }, [owner, project, wanted]);
+  const [extremesRead, setExtremesRead] = useState(0);  // min/max values arrived: sort and draw again
   const matching = useMemo(() => (runs ? filterRuns(runs, state) : []), [runs, state.q, state.status, state.tag,
-    state.where, state.sort, state.desc, state.group]);
+    state.where, state.sort, state.desc, state.group, extremesRead]);
   const folded = useMemo(() => folds(state), [state.fold]);
   const items = useMemo(() => groupRows(matching, state.group, folded), [matching, state.group, folded]);
   const shown = useMemo(() => (state.group ? items.filter((x) => x.run).map((x) => x.run) : matching), [items]);
@@ -165,7 +189,8 @@ export function RunList({ owner, project, state }) {
     const keys = new Set();
     for (const r of runs || []) {
       for (const [m, fields] of Object.entries(r.latest || {})) {
-        for (const f of Object.keys(fields)) if (f !== "_ts") keys.add(m + "/" + f);
+        const step = stepFieldOf(Object.keys(fields));  // the metric's x: no column of its own (xaxis.js)
+        for (const f of Object.keys(fields)) if (f !== "_ts" && f !== step) keys.add(m + "/" + f);
       }
     }
     return [...keys].sort();
@@ -178,6 +203,21 @@ export function RunList({ owner, project, state }) {
     return () => { window.removeEventListener("ml-dash:move", move); window.removeEventListener("ml-dash:open", open); };
   }, [shown, cursor]);
   const current = shown[cursor];
+  const [height, setHeight] = useState(600);
+  useEffect(() => {  // the table fills the window below its top: measured on opening and on each resize
+    const fit = () => {
+      if (!box.current) return;
+      setHeight(Math.max(5 * ROW_PX, Math.floor(window.innerHeight - box.current.getBoundingClientRect().top - 16)));
+    };
+    fit();
+    window.addEventListener("resize", fit);
+    return () => window.removeEventListener("resize", fit);
+  }, [runs !== null]);
+  // min/max columns: read for the rows in view, or for every run while the list is sorted by one
+  const inView = items.slice(Math.max(0, Math.floor(scroll / ROW_PX) - 10), Math.floor(scroll / ROW_PX) + Math.ceil(height / ROW_PX) + 20)
+    .filter((x) => x.run).map((x) => x.run);
+  useExtremes(extremeColumn(sortOf(state)[0]) ? runs || [] : inView, [...(state.cols ? state.cols.split(",") : []), state.sort || ""],
+    () => setExtremesRead((n) => n + 1));
   useEffect(() => {  // j/k: the cursor's row stays in view
     const b = box.current;
     const at = items.findIndex((x) => x.run === current) * ROW_PX;
@@ -187,7 +227,9 @@ export function RunList({ owner, project, state }) {
   }, [cursor]);
   if (error) return html`<p class="error">${error}</p>`;
   if (!runs) return html`<p class="muted">Loading runs…</p>`;
-  const columns = ["name", "status", "created_at", "tags", ...(state.cols ? state.cols.split(",") : [])];
+  const columns = ["name", "status", "created_at", "duration", "tags", ...(state.cols ? state.cols.split(",") : [])];
+  const [sorted, desc] = sortOf(state);
+  const now = Date.now() / 1000;
   const selected = new Set(state.sel ? state.sel.split(",") : []);
   const maxCompared = limits().max_compared_runs;  // what the server's compare route takes
   const toggle = (prefix) => {
@@ -195,8 +237,7 @@ export function RunList({ owner, project, state }) {
     if (next.has(prefix)) next.delete(prefix); else next.add(prefix);
     setState({ sel: [...next].join(",") }, { replace: true });
   };
-  const sortBy = (column) => setState({ sort: column, desc: state.sort === column && state.desc !== "1" ? "1" : null });
-  const height = 600;
+  const sortBy = (column) => setState({ sort: column, desc: sorted === column && !desc ? "1" : null });
   const first = Math.max(0, Math.floor(scroll / ROW_PX) - 10);
   const visible = items.slice(first, first + Math.ceil(height / ROW_PX) + 20);
   const fold = (value) => {
@@ -222,9 +263,10 @@ export function RunList({ owner, project, state }) {
         onInput=${(e) => setState({ where: e.target.value }, { replace: true })} />
       ${unparsedConditions(state.where).length > 0 && html`<span class="error not-understood">${"not a condition "
         + "(key op value; op: < <= > >= = !=): " + unparsedConditions(state.where).join(", ")}</span>`}
-      <select onChange=${addColumn}><option value="">+ column</option>
+      <select class="columns" onChange=${addColumn}><option value="">+ column</option>
         ${paramKeys.map((k) => html`<option value=${"param:" + k}>${k}</option>`)}
-        ${metricKeys.map((k) => html`<option value=${"metric:" + k}>${k} (latest)</option>`)}</select>
+        ${metricKeys.map((k) => html`<option value=${"metric:" + k}>${k} (latest)</option><option value=${"min:" + k}>${k} (min)</option>
+          <option value=${"max:" + k}>${k} (max)</option>`)}</select>
       <select value=${state.group || ""} onChange=${(e) => setState({ group: e.target.value })}>
         <option value="">no grouping</option>${paramKeys.map((k) => html`<option value=${k}>group by ${k}</option>`)}
       </select>
@@ -235,7 +277,7 @@ export function RunList({ owner, project, state }) {
     </div>
     <div class="table" role="table">
       <div class="row head" role="row"><span class="c-select"></span>${columns.map((c) => html`<span role="columnheader" class=${"c c-" + c.split(":")[0]}
-        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : c}${state.sort === c ? (state.desc === "1" ? " ▼" : " ▲") : ""}</span>`)}</div>
+        onClick=${() => sortBy(c)}>${c.startsWith("param:") ? c.slice(6) : c.startsWith("metric:") ? c.slice(7) : extremeColumn(c) ? `${c.slice(4)} (${c.slice(0, 3)})` : COLUMN_NAMES[c] || c}${sorted === c ? (desc ? " ▼" : " ▲") : ""}</span>`)}</div>
       <div class="body" ref=${box} style=${{ height: height + "px" }} onScroll=${(e) => setScroll(e.target.scrollTop)}>
         <div style=${{ height: items.length * ROW_PX + "px", position: "relative" }}>
           ${visible.map(({ run: r, header, count }, i) => (r === undefined ? html`<div key=${"group:" + header}
@@ -247,9 +289,7 @@ export function RunList({ owner, project, state }) {
             style=${{ top: (first + i) * ROW_PX + "px" }} onClick=${() => go({ run: r.prefix })}>
             <span class="c-select" onClick=${(e) => e.stopPropagation()}><input type="checkbox" aria-label=${"select " + r.name}
               checked=${selected.has(r.prefix)} onChange=${() => toggle(r.prefix)} /></span>
-            ${columns.map((c) => html`<span role="cell" class=${"c c-" + c.split(":")[0]}>${
-              c === "status" ? html`<${StatusBadge} status=${r.status} />`
-              : c === "tags" ? (r.tags || []).map((t) => html`<span class="tag">${t}</span>`) : cell(r, c)}</span>`)}
+            ${columns.map((c) => html`<span role="cell" class=${"c c-" + c.split(":")[0]}><${Cell} run=${r} column=${c} now=${now} /></span>`)}
           </div>`))}
         </div>
       </div>

@@ -2,9 +2,9 @@
 // rows once it holds at most two points per pixel, else min/max/last buckets), then, while a run is
 // live, only its new points appended (the whole range again once they no longer fit as held).
 //
-// Plain JS over a ``source`` ({ get, path, limits }: a GET of the server's JSON by path, the metric's
-// API path, the server's caps from limits.js), so that tests/test_ui_modules.py drives it in a browser
-// with a fake ``get``; ``useSeries`` is the small hook by which the chart component uses it.
+// Plain JS over a ``source`` ({ get, path, limits, stepField }: a GET of the server's JSON by path, the
+// metric's API path, the server's caps from limits.js, the field whose values are the points' steps), so that tests/test_ui_modules.py drives it in a
+// browser with a fake ``get``; ``useSeries`` is the small hook by which the chart component uses it.
 import { useEffect, useRef } from "./vendor/htm-preact-3.1.1.mjs";
 import { num } from "./api.js";
 import { emptySeries, joinSeries, seriesOfBuckets } from "./series_points.js";
@@ -15,7 +15,7 @@ export async function fetchSeries(source, field, start, end, pixels) {
   const span = end - start;
   if (span <= Math.max(2 * pixels, 1) && span <= source.limits.max_read_rows) return fetchRows(source, field, start, end);
   const out = await source.get(`${source.path}?buckets=${Math.min(source.limits.max_buckets, Math.max(1, Math.floor(pixels)))}&start=${start}&end=${end}`);
-  return { ...seriesOfBuckets(out.buckets, field), width: out.width, upto: end };
+  return { ...seriesOfBuckets(out.buckets, field, source.stepField), width: out.width, upto: end };
 }
 
 /** The raw points of ``field`` over indices [start, end). */
@@ -31,7 +31,7 @@ async function fetchRows(source, field, start, end) {
       if (!(field in row.data)) continue;
       const v = num(row.data[field]);
       s.idx.push(row.index); s.firsts.push(row.index); s.lasts.push(row.index);
-      s.steps.push(num(row.data.step)); s.times.push(num(row.data._ts));
+      s.steps.push(num(row.data[source.stepField || "step"])); s.times.push(num(row.data._ts));
       s.ys.push(v); s.lo.push(v); s.hi.push(v);
     }
     if (typeof out.next !== "number" || out.next <= from) break;
@@ -59,7 +59,7 @@ export async function extendSeries(source, s, field, start, end, pixels) {
   // shared: the charts of every field of the metric ask for the same buckets
   const out = await source.get(`${source.path}?buckets=${maxBuckets}&width=${s.width}&start=${since}&end=${end}`);
   const keep = s.firsts.findIndex((first) => first >= since);
-  return joinSeries(s, keep < 0 ? held : keep, seriesOfBuckets(out.buckets, field), end);
+  return joinSeries(s, keep < 0 ? held : keep, seriesOfBuckets(out.buckets, field, source.stepField), end);
 }
 
 /** One chart's series over its view, kept current. ``show`` reads a view whole; ``grow`` follows a

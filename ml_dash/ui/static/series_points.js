@@ -11,14 +11,14 @@ export function emptySeries(raw) {
 }
 
 /** A series from the server's buckets of one metric (``fields`` of each holding min, max, last), of
- * the buckets that hold ``field``. */
-export function seriesOfBuckets(buckets, field) {
+ * the buckets that hold ``field``; each point's step is the last value of ``stepField`` in its bucket. */
+export function seriesOfBuckets(buckets, field, stepField = "step") {
   const s = emptySeries(false);
   for (const b of buckets) {
     const f = b.fields[field];
     if (!f) continue;
     s.idx.push(b.last); s.firsts.push(b.first); s.lasts.push(b.last);
-    s.steps.push(b.fields.step ? num(b.fields.step.last) : null);
+    s.steps.push(b.fields[stepField] ? num(b.fields[stepField].last) : null);
     s.times.push(b.fields._ts ? num(b.fields._ts.last) : null);
     s.lo.push(num(f.min)); s.hi.push(num(f.max)); s.ys.push(num(f.last));
   }

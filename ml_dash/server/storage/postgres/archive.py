@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..archive import ChunkKey
-from ..archive_objects import Frame, StoredChunk
+from ..archive_objects import Frame, StoredChunk, bundle_summaries
 from ..archive_reads import ArchivedChunk
+from ..buckets import SUMMARY_WIDTHS
 from ..log_archive import Line, LogFrame, LogKey
 
 T = TypeVar("T")
@@ -29,6 +30,10 @@ UNION ALL
 SELECT first_idx, count, NULL::bytea, object, frame_offset, frame_length FROM metric_archive
  WHERE exp_id = $1 AND metric = $2 AND first_idx >= $3 AND first_idx < $4
 ORDER BY first_idx LIMIT $5"""
+#: The summary bundles of the archived frames starting in $3 < first_idx < $4 (..archive_objects).
+SUMMARY_BUNDLES = """
+SELECT summaries FROM metric_archive WHERE exp_id = $1 AND metric = $2 AND first_idx > $3 AND first_idx < $4
+ AND summaries IS NOT NULL ORDER BY first_idx"""
 #: The first index of the chunk (of either tier) holding $3, or of the last before it.
 FLOOR = """
 SELECT GREATEST(
@@ -133,13 +138,30 @@ async def _commit(conn: Any, sha256: str, exp_id: int, frames: list[Frame]) -> N
         [m for m, _, _ in sources], [f for _, f, _ in sources], [c for _, _, c in sources])
     if deleted != len(sources):  # another archiver moved some first: this object moves nothing
         raise _Moved
+    bundles = await _take_summaries(conn, exp_id, frames)
     await conn.execute(
-        "INSERT INTO metric_archive (exp_id, metric, first_idx, count, object, frame_offset, frame_length) "
-        "SELECT $1, metric, first_idx, count, $2, frame_offset, frame_length FROM unnest($3::text[], $4::bigint[], "
-        "$5::integer[], $6::bigint[], $7::integer[]) AS f(metric, first_idx, count, frame_offset, frame_length)",
+        "INSERT INTO metric_archive (exp_id, metric, first_idx, count, object, frame_offset, frame_length, summaries) "
+        "SELECT $1, metric, first_idx, count, $2, frame_offset, frame_length, summaries FROM unnest($3::text[], "
+        "$4::bigint[], $5::integer[], $6::bigint[], $7::integer[], $8::bytea[]) "
+        "AS f(metric, first_idx, count, frame_offset, frame_length, summaries)",
         exp_id, sha256, [f.metric for f in frames], [f.first for f in frames], [f.count for f in frames],
-        [f.offset for f in frames], [f.length for f in frames])
+        [f.offset for f in frames], [f.length for f in frames], bundles)
     await conn.execute("UPDATE archive_objects SET state = 'live' WHERE sha256 = $1", sha256)
+
+
+async def _take_summaries(conn: Any, exp_id: int, frames: list[Frame]) -> list[bytes | None]:
+    """Each frame's finest summaries out of ``metric_summaries``, bundled for its index row."""
+    windows = [(f.metric, range(*f.summarised_windows())) for f in frames]
+    # every window named, joined on equality: a join on each frame's range of windows was planned as a
+    # hash join on the metric alone, filtering frames x summaries (1.4 s per 500 frames, measured)
+    taken = await conn.fetch(
+        "DELETE FROM metric_summaries s USING unnest($3::text[], $4::bigint[]) AS w(metric, win) "
+        "WHERE s.exp_id = $1 AND s.metric = w.metric AND s.width = $2 AND s.win = w.win "
+        "RETURNING s.metric, s.win, s.summary",
+        exp_id, SUMMARY_WIDTHS[0], [metric for metric, span in windows for _ in span],
+        [window for _, span in windows for window in span])
+    held = {(metric, window): summary for metric, window, summary in taken}
+    return [bundle_summaries([(w, held[(metric, w)]) for w in span if (metric, w) in held]) for metric, span in windows]
 
 
 async def _commit_lines(conn: Any, sha256: str, exp_id: int, frames: list[LogFrame]) -> None:

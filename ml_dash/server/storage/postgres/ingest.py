@@ -27,7 +27,7 @@ from ml_dash.format.layout import LOG_STREAM, metric_stream
 from ml_dash.format.wire import LIMITS, pack, trim_blocks
 
 from ..buckets import merge_into
-from ..chunks import prepare_rows
+from ..chunks import pack_summary, prepare_rows, unpack_summary
 from ..errors import ConflictError, StreamLimitError, UnnamedReplyError
 from ..exactly_once import Decision, Outcome, Settled, settle
 from ..records import IngestBatch, LogEntry, MetricRows
@@ -263,9 +263,9 @@ async def store_metrics(conn: Conn, exp_id: int, metrics: list[tuple[str, Metric
             for position, (window, blob) in enumerate(parts):
                 held_blob = held_windows.get((metric, width, window)) if position == 0 else None
                 if held_blob is not None:
-                    summary = msgpack.unpackb(held_blob)
-                    merge_into(summary, msgpack.unpackb(blob))
-                    blob = pack(summary)
+                    summary = unpack_summary(held_blob)
+                    merge_into(summary, unpack_summary(blob))
+                    blob = pack_summary(summary)
                 summaries.append((metric, width, window, blob))
     if summaries:
         await conn.execute("INSERT INTO metric_summaries (exp_id, metric, width, win, summary) SELECT $1, * FROM "

@@ -14,8 +14,10 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-from ..archive_reads import ArchivedChunk, ArchiveFetcher, merged
-from .archive import BOTH_TIERS, FLOOR, chunk_of
+from ..archive_reads import ArchivedChunk, ArchiveFetcher, merged, with_archived_summaries
+from ..buckets import SUMMARY_WIDTHS
+from ..chunks import CHUNK_ROWS
+from .archive import BOTH_TIERS, FLOOR, SUMMARY_BUNDLES, chunk_of
 
 #: Chunks fetched by the first query of a read; each next query fetches twice as many, up to the last.
 FIRST_FETCH, LAST_FETCH = 4, 64
@@ -51,8 +53,12 @@ class PgChunks:
             position = rows[-1][0] + 1
             batch = min(2 * batch, LAST_FETCH)
 
-    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[bytes]:
-        rows = self._fetch("SELECT summary FROM metric_summaries WHERE exp_id = $1 AND metric = $2 AND width = $3 "
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[tuple[int, bytes]]:
+        rows = self._fetch("SELECT win, summary FROM metric_summaries WHERE exp_id = $1 AND metric = $2 AND width = $3 "
                            "AND win >= $4 AND win < $5 ORDER BY win",
                            self.exp_id, self.metric, width, first_window, end_window)
-        return (row[0] for row in rows)
+        stored = ((row[0], row[1]) for row in rows)
+        if width != SUMMARY_WIDTHS[0]:  # only the finest move into the archive's index rows
+            return stored
+        bundles = self._fetch(SUMMARY_BUNDLES, self.exp_id, self.metric, first_window * width - CHUNK_ROWS, end_window * width)
+        return with_archived_summaries(stored, (row[0] for row in bundles), first_window, end_window)

@@ -110,6 +110,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             PRIMARY KEY (exp_id, first_idx))""",
         "CREATE INDEX log_archive_by_object ON log_archive (object)",
     ]),
+    (4, "an archived frame's index row holds the finest summaries of its windows (..archive_objects)", [
+        "ALTER TABLE metric_archive ADD COLUMN summaries bytea",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

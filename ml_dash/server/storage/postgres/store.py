@@ -46,7 +46,7 @@ from ..pages import (
     like_literal,
     within_budget,
 )
-from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
+from ..protocol import LIST_ORDERS, ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
 from ..records import IngestBatch
 from ..replies import Acknowledgement
 from . import documents, schema
@@ -256,7 +256,7 @@ class PostgresStorage:
     # -- reads ---------------------------------------------------------------------------------------
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[ExperimentRow]:
+                               silent_since: float | None = None, order: str = "name") -> list[ExperimentRow]:
         where: list[str] = []
         args: list[Any] = []
 
@@ -281,7 +281,7 @@ class PostgresStorage:
         sql = f"SELECT {_EXP_COLUMNS} FROM experiments"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY owner, project, name LIMIT {arg(limit)} OFFSET {arg(offset)}"
+        sql += f" ORDER BY {LIST_ORDERS[order]} LIMIT {arg(limit)} OFFSET {arg(offset)}"
         found = [_experiment_dict(r) for r in await self._fetch(sql, *args)]
         if tag is not None and ("\x00" in tag or "\ufffd" in tag):
             # the query copy reads NUL as U+FFFD: keep the runs whose exact tags hold it (such a page may
@@ -360,6 +360,15 @@ class PostgresStorage:
         async def read(conn: Any) -> tuple[list[dict[str, Any]], int | None]:
             source = PgChunks(loop, conn, exp_id, metric, self._fetcher(loop, exp_id, metric))
             return await loop.run_in_executor(self._readers, chunk_reads.page, source, start, limit)
+        return await self._read(read, snapshot=True)
+
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        loop = asyncio.get_running_loop()
+
+        async def read(conn: Any) -> tuple[list[tuple[int, int, bytes]], int | None]:
+            source = PgChunks(loop, conn, exp_id, metric, self._fetcher(loop, exp_id, metric))
+            return await loop.run_in_executor(self._readers, chunk_reads.chunk_range, source, start, end, max_bytes)
         return await self._read(read, snapshot=True)
 
     async def metric_buckets(self, exp_id: int, metric: str, start: int, end: int | None, buckets: int,

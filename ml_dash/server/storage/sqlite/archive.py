@@ -14,15 +14,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..archive import ChunkKey
-from ..archive_objects import Frame, StoredChunk
+from ..archive_objects import Frame, StoredChunk, bundle_summaries
 from ..archive_reads import ArchivedChunk
+from ..buckets import SUMMARY_WIDTHS
+from ..chunks import CHUNK_ROWS
 from ..log_archive import ArchivedLines, Line, LogFrame, LogKey
 from . import logs as sqlite_logs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metric_archive (
     exp_id INTEGER NOT NULL, metric TEXT NOT NULL, first_idx INTEGER NOT NULL, count INTEGER NOT NULL,
-    object TEXT NOT NULL, frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
+    object TEXT NOT NULL, frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL, summaries BLOB,
     PRIMARY KEY (exp_id, metric, first_idx)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS metric_archive_by_object ON metric_archive (object);
 CREATE TABLE IF NOT EXISTS log_archive (
@@ -53,6 +55,21 @@ def add_log_stored_at(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE log_rows ADD COLUMN stored_at REAL NOT NULL DEFAULT 0")
         db.execute("UPDATE log_rows SET stored_at = ?", (time.time(),))
     db.execute("CREATE INDEX IF NOT EXISTS log_rows_by_age ON log_rows (stored_at)")
+
+
+def add_archived_summaries(db: sqlite3.Connection) -> None:
+    """Schema version 7: a frame's index row holds the finest summaries of its windows (..archive_objects)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(metric_archive)")}
+    if "summaries" not in columns:
+        db.execute("ALTER TABLE metric_archive ADD COLUMN summaries BLOB")
+
+
+def summary_bundles(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int) -> Any:
+    """A cursor of the summary bundles of the archived frames of ``metric`` holding rows in ``start:end``
+    (a frame never crosses a multiple of CHUNK_ROWS, so none starting a whole CHUNK_ROWS before ``start``)."""
+    return (row[0] for row in db.execute(
+        "SELECT summaries FROM metric_archive WHERE exp_id=? AND metric=? AND first_idx > ? AND first_idx < ? "
+        "AND summaries IS NOT NULL ORDER BY first_idx", (exp_id, metric, start - CHUNK_ROWS, end)))
 
 
 def archived_lines(db: sqlite3.Connection, exp_id: int, start: int, tail: bool) -> list[ArchivedLines] | None:
@@ -184,10 +201,20 @@ def _commit(db: sqlite3.Connection, sha256: str, exp_id: int, frames: list[Frame
                              sources).rowcount
     if deleted != len(sources):  # another archiver moved some first: this object moves nothing
         raise _Moved
-    db.executemany("INSERT INTO metric_archive (exp_id, metric, first_idx, count, object, frame_offset, frame_length) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   [(exp_id, f.metric, f.first, f.count, sha256, f.offset, f.length) for f in frames])
+    db.executemany("INSERT INTO metric_archive (exp_id, metric, first_idx, count, object, frame_offset, frame_length, "
+                   "summaries) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(exp_id, f.metric, f.first, f.count, sha256, f.offset, f.length, _take_summaries(db, exp_id, f))
+                    for f in frames])
     db.execute("UPDATE archive_objects SET state = 'live' WHERE sha256 = ?", (sha256,))
+
+
+def _take_summaries(db: sqlite3.Connection, exp_id: int, frame: Frame) -> bytes | None:
+    """The frame's finest summaries out of ``metric_summaries``, bundled for its index row."""
+    where = ("FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? AND window >= ? AND window < ?",
+             (exp_id, frame.metric, SUMMARY_WIDTHS[0], *frame.summarised_windows()))
+    held = db.execute(f"SELECT window, summary {where[0]} ORDER BY window", where[1]).fetchall()
+    db.execute(f"DELETE {where[0]}", where[1])
+    return bundle_summaries(held)
 
 
 def _commit_lines(db: sqlite3.Connection, sha256: str, exp_id: int, frames: list[LogFrame]) -> None:

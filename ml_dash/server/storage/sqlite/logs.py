@@ -98,7 +98,10 @@ def _cursor(db: sqlite3.Connection, full_text: bool, exp_id: int, start: int, li
     """The database's lines of the page, (idx, record) in read order; None when no line can match."""
     order = "DESC" if tail else "ASC"
     if not search:
-        sql = "SELECT idx, record FROM log_rows WHERE exp_id = ? AND idx >= ?"
+        # a level's lines through its index: left to itself, SQLite walks the primary key in idx order
+        # (the ORDER BY's) and, for a rare or absent level, reads the run's every line to find none
+        table = "log_rows INDEXED BY log_rows_level" if level is not None else "log_rows"
+        sql = f"SELECT idx, record FROM {table} WHERE exp_id = ? AND idx >= ?"
         args: list[Any] = [exp_id, start]
         if level is not None:
             sql += " AND level = ?"

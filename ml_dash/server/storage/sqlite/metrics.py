@@ -28,10 +28,10 @@ import msgpack
 from ml_dash.format.wire import pack
 
 from .. import chunk_reads
-from ..archive_reads import ArchiveFetcher, merged
-from ..buckets import merge_into
+from ..archive_reads import ArchiveFetcher, merged, with_archived_summaries
+from ..buckets import SUMMARY_WIDTHS, merge_into
 from ..chunk_reads import MAX_PAGE_VALUES
-from ..chunks import prepare_rows
+from ..chunks import pack_summary, prepare_rows, unpack_summary
 from ..records import MetricRows
 from . import archive as sqlite_archive
 
@@ -66,9 +66,9 @@ def store_rows(db: sqlite3.Connection, exp_id: int, metric: str, rows: MetricRow
             held = db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
                               "AND window=?", (exp_id, metric, width, parts[0][0])).fetchone()
             if held is not None:
-                merged = msgpack.unpackb(held[0])
-                merge_into(merged, msgpack.unpackb(parts[0][1]))
-                parts = [(parts[0][0], pack(merged)), *parts[1:]]
+                merged = unpack_summary(held[0])
+                merge_into(merged, unpack_summary(parts[0][1]))
+                parts = [(parts[0][0], pack_summary(merged)), *parts[1:]]
         db.executemany("INSERT OR REPLACE INTO metric_summaries (exp_id, metric, width, window, summary) "
                        "VALUES (?, ?, ?, ?, ?)", [(exp_id, metric, width, window, blob) for window, blob in parts])
 
@@ -103,11 +103,14 @@ class SQLiteChunks:
         stored = self.db.execute(sql + " ORDER BY first_idx", args)  # cursors: chunks are read as they are needed
         return merged(stored, sqlite_archive.archived(self.db, self.exp_id, self.metric, first, end), self.fetcher)
 
-    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[bytes]:
-        for (blob,) in self.db.execute("SELECT summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
-                                       "AND window >= ? AND window < ? ORDER BY window",
-                                       (self.exp_id, self.metric, width, first_window, end_window)):
-            yield blob
+    def summaries(self, width: int, first_window: int, end_window: int) -> Iterator[tuple[int, bytes]]:
+        stored = self.db.execute("SELECT window, summary FROM metric_summaries WHERE exp_id=? AND metric=? AND width=? "
+                                 "AND window >= ? AND window < ? ORDER BY window",
+                                 (self.exp_id, self.metric, width, first_window, end_window))
+        if width != SUMMARY_WIDTHS[0]:  # only the finest move into the archive's index rows
+            return iter(stored)
+        bundles = sqlite_archive.summary_bundles(self.db, self.exp_id, self.metric, first_window * width, end_window * width)
+        return with_archived_summaries(stored, bundles, first_window, end_window)
 
 
 def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: int,
@@ -115,6 +118,13 @@ def page(db: sqlite3.Connection, exp_id: int, metric: str, start: int, limit: in
     """A page of rows (``..chunk_reads.page``), on the caller's connection, in one snapshot."""
     with snapshot(db):
         return chunk_reads.page(SQLiteChunks(db, exp_id, metric, fetcher), start, limit, max_values)
+
+
+def chunk_range(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int | None, max_bytes: int,
+                fetcher: ArchiveFetcher | None = None) -> tuple[list[tuple[int, int, bytes]], int | None]:
+    """Stored chunks of a range (``..chunk_reads.chunk_range``), on the caller's connection, in one snapshot."""
+    with snapshot(db):
+        return chunk_reads.chunk_range(SQLiteChunks(db, exp_id, metric, fetcher), start, end, max_bytes)
 
 
 def buckets(db: sqlite3.Connection, exp_id: int, metric: str, start: int, end: int, stored: int, wanted: int,

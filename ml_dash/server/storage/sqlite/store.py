@@ -30,7 +30,7 @@ from ..archive import ArchiveTier
 from ..archive_reads import ArchiveFetcher
 from ..chunk_reads import MAX_PAGE_VALUES
 from ..errors import GapError, StorageBusy, StorageError, StorageFull
-from ..protocol import ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
+from ..protocol import LIST_ORDERS, ExperimentRow, FileRow, KeyRow, OwnerRow, ProjectRow
 from ..records import IngestBatch
 from ..replies import Acknowledgement
 from . import archive as sqlite_archive
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 #: How long a write waits for the database's write lock, held by another process (another server, or
@@ -296,7 +296,7 @@ class SQLiteStorage:
 
     async def list_experiments(self, owner: str | None, project: str | None, status: str | None,
                                tag: str | None, limit: int, offset: int, name_prefix: str | None = None,
-                               silent_since: float | None = None) -> list[ExperimentRow]:
+                               silent_since: float | None = None, order: str = "name") -> list[ExperimentRow]:
         """Runs by owner, project, status, tag and name prefix. With ``silent_since``, a RUNNING run last
         seen before it counts as CRASHED (as it is shown)."""
         where: list[str] = []
@@ -324,7 +324,7 @@ class SQLiteStorage:
         sql = f"SELECT {_EXP_COLUMNS} FROM experiments"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY owner, project, name LIMIT ? OFFSET ?"
+        sql += f" ORDER BY {LIST_ORDERS[order]} LIMIT ? OFFSET ?"
         return [_experiment_dict(r) for r in await self._fetchall(sql, (*args, limit, offset))]
 
     async def owners(self, reader: str) -> list[OwnerRow]:
@@ -366,6 +366,11 @@ class SQLiteStorage:
         """(rows, next): a page, bounded in rows and in values (``next``: where a cut page goes on)."""
         # on the database's thread, the decoding too: the event loop only awaits the page
         return await self._read(sqlite_metrics.page, exp_id, metric, start, limit, MAX_PAGE_VALUES,
+                                self._fetcher(exp_id, metric))
+
+    async def metric_chunks(self, exp_id: int, metric: str, start: int, end: int | None,
+                            max_bytes: int) -> tuple[list[tuple[int, int, bytes]], int | None]:
+        return await self._read(sqlite_metrics.chunk_range, exp_id, metric, start, end, max_bytes,
                                 self._fetcher(exp_id, metric))
 
     async def list_latest(self, exp_ids: list[int],
@@ -436,6 +441,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     it comes first, since version 3's rebuild stores chunks with it.
 
     Version 6 keeps each log line's storing time, by which old lines are archived (..log_archive).
+
+    Version 7 keeps the finest summaries of an archived frame's windows in its index row (..archive_objects).
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -447,6 +454,8 @@ def _migrate(db: sqlite3.Connection) -> None:
             sqlite_archive.add_stored_at(db)
         if version < 6:
             sqlite_archive.add_log_stored_at(db)
+        if version < 7:
+            sqlite_archive.add_archived_summaries(db)
         if version < 2:
             _identify_runs(db, columns)
         if version < 3:
