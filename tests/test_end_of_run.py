@@ -287,3 +287,18 @@ def test_row19_the_memory_bound_holds_between_the_end_and_the_seal(tmp_path: Pat
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["peak"] <= out["budget"] + 4096, out  # at most one row over the budget
     assert out["dropped"] > 0 and out["written"] + out["dropped"] == 3000 and out["ordered"], out
+
+
+@pytest.mark.parametrize("rows_before", [1, 2, 3, 4])
+def test_a_resumed_run_goes_on_at_the_next_index_whatever_the_last_one_was(workdir: Path, rows_before: int) -> None:
+    # the last index on disk is 0, 1, 2, 3 (even and odd): the next row takes the one after it, never
+    # one that is on disk already
+    first = Experiment(prefix="a/b/resume")
+    with first.run:
+        for i in range(rows_before):
+            first.metrics("train").log(step=i)
+    second = Experiment(prefix="a/b/resume")
+    with second.run:
+        second.metrics("train").log(step=rows_before)
+    rows = read_jsonl(first.directory / "metrics/train/data.jsonl")
+    assert [(r["index"], r["data"]["step"]) for r in rows] == [(i, i) for i in range(rows_before + 1)]
