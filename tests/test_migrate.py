@@ -161,7 +161,6 @@ def _assert_reads(before: dict[str, Any], after: dict[str, Any]) -> None:
         assert after[name] == answer, name
 
 
-
 def listed_in(db_url: str) -> list[str]:
     """The prefixes of the runs the database at ``db_url`` holds (at most 100)."""
     async def listed() -> list[str]:
