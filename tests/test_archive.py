@@ -286,6 +286,21 @@ def test_two_archivers_at_once_archive_each_chunk_once(storage_url: str, blob_ur
 
 
 @pytest.mark.integration
+
+def kill_9_at(storage_url: str, blob_url: str, point: str, nth: int) -> None:
+    """Start an archive pass in a worker process (tests/archive_worker.py), let it stand still the ``nth``
+    time it reaches ``point``, and kill -9 it there."""
+    worker = subprocess.Popen([sys.executable, str(WORKER), storage_url, blob_url, point, str(nth)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert worker.stdout is not None
+        said = worker.stdout.readline()  # the worker stands still once it said where
+        assert said.strip() == f"at {point}", said + (worker.stderr.read() if worker.poll() is not None else "")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+
+
 @pytest.mark.parametrize("point", ["noted", "stored", "committed"])
 def test_a_kill_9_of_a_pass_at_any_step_loses_and_repeats_nothing(storage_url: str, blob_url: str,
                                                                   point: str) -> None:
@@ -296,15 +311,7 @@ def test_a_kill_9_of_a_pass_at_any_step_loses_and_repeats_nothing(storage_url: s
 
     found: dict[str, Any] = {}
     run_with(storage_url, blob_url, prepare)
-    worker = subprocess.Popen([sys.executable, str(WORKER), storage_url, blob_url, point, "3"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
-    try:
-        assert worker.stdout is not None
-        said = worker.stdout.readline()  # the worker stands still once it said where
-        assert said.strip() == f"at {point}", said + (worker.stderr.read() if worker.poll() is not None else "")
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(30)
+    kill_9_at(storage_url, blob_url, point, 3)
 
     async def check(stores: Stores) -> None:
         assert await reads(stores.storage) == found["before"]  # the killed pass changed no answer
@@ -331,15 +338,7 @@ def test_a_kill_9_of_a_pass_archiving_log_lines_loses_and_repeats_nothing(storag
 
     found: dict[str, Any] = {}
     run_with(storage_url, blob_url, prepare)
-    worker = subprocess.Popen([sys.executable, str(WORKER), storage_url, blob_url, point, "1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
-    try:
-        assert worker.stdout is not None
-        said = worker.stdout.readline()  # the worker stands still once it said where
-        assert said.strip() == f"at {point}", said + (worker.stderr.read() if worker.poll() is not None else "")
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(30)
+    kill_9_at(storage_url, blob_url, point, 1)
 
     async def check(stores: Stores) -> None:
         assert await reads(stores.storage) == found["before"]  # the killed pass changed no answer

@@ -161,6 +161,17 @@ def _assert_reads(before: dict[str, Any], after: dict[str, Any]) -> None:
         assert after[name] == answer, name
 
 
+def listed_in(db_url: str) -> list[str]:
+    """The prefixes of the runs the database at ``db_url`` holds (at most 100)."""
+    async def listed() -> list[str]:
+        storage = await open_storage(db_url)
+        try:
+            return [e["prefix"] for e in await storage.list_experiments(None, None, None, None, 100, 0)]
+        finally:
+            await storage.close()
+
+    return asyncio.run(listed())
+
 def test_a_migration_copies_everything_and_every_read_is_identical_with_the_same_keys(
         tmp_path: Path, source: tuple[Path, dict[str, str], dict[str, Any]], target: Target) -> None:
     data, keys, before = source
@@ -226,14 +237,7 @@ def test_a_target_holding_another_run_under_a_name_is_refused_naming_it_and_noth
     assert "/".join(prefix(5)) in refused.stderr and "someone-else" in refused.stderr, refused.stderr
     assert refused.stderr.count("\n") == 1 and "nothing of it was copied" in refused.stderr
 
-    async def listed() -> list[str]:
-        storage = await open_storage(target.db)
-        try:
-            return [e["prefix"] for e in await storage.list_experiments(None, None, None, None, 100, 0)]
-        finally:
-            await storage.close()
-
-    assert asyncio.run(listed()) == ["/".join(prefix(5))]
+    assert listed_in(target.db) == ["/".join(prefix(5))]
 
 
 def test_a_target_holding_another_key_under_an_id_is_refused_naming_it(
@@ -288,11 +292,4 @@ def test_a_blob_the_source_lacks_stops_the_migration_naming_it_and_the_runs_befo
     copied = [line for line in stopped.stdout.splitlines() if line.startswith("[")]
     assert copied and all("run-09" not in line for line in copied)
 
-    async def listed() -> list[str]:
-        storage = await open_storage(target.db)
-        try:
-            return [e["prefix"] for e in await storage.list_experiments(None, None, None, None, 100, 0)]
-        finally:
-            await storage.close()
-
-    assert sorted(asyncio.run(listed())) == sorted(line.split(" copied ", 1)[1].split(":", 1)[0] for line in copied)
+    assert sorted(listed_in(target.db)) == sorted(line.split(" copied ", 1)[1].split(":", 1)[0] for line in copied)

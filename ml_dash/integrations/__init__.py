@@ -31,7 +31,7 @@ from ._values import Tally, metric_fields, param_values
 logger = logging.getLogger("ml_dash.integrations")
 _FILE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")  # ml_dash/format/naming.py's segment, for names we make
 
-__all__ = ["RunBinding"]
+__all__ = ["BoundToRun", "RunBinding"]
 
 
 class RunBinding:
@@ -168,3 +168,19 @@ def _file_name(name: str) -> str:
 
 def _first_clause(exc: BaseException) -> str:
     return str(exc).split(";")[0][:120]
+
+
+class BoundToRun:
+    """What every integration shows of its run, through its :class:`RunBinding` (``self._binding``)."""
+
+    _binding: RunBinding
+
+    @property
+    def experiment(self) -> Experiment:
+        """The run's :class:`~ml_dash.Experiment` (running while the training runs, on the main process)."""
+        return self._binding.experiment
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Values not recorded as given, by reason (``stringified``, ``skipped: ...``)."""
+        return dict(self._binding.dropped.counts)

@@ -20,15 +20,14 @@ from typing import Any
 
 import keras
 
-from ..experiment import Experiment
 from ..run import RunStatus
-from . import RunBinding
+from . import BoundToRun, RunBinding
 
 _EPOCH_STREAM = "epoch"
 _BATCH_STREAM = "batch"
 
 
-class MLDashCallback(keras.callbacks.Callback):
+class MLDashCallback(BoundToRun, keras.callbacks.Callback):
     """Records a Keras ``fit`` in an ml-dash run.
 
     Args:
@@ -47,15 +46,6 @@ class MLDashCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._step = 0  # batches seen in this fit
 
-    @property
-    def experiment(self) -> Experiment:
-        """The run's :class:`~ml_dash.Experiment` (running during ``fit``)."""
-        return self._binding.experiment
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        """Values not recorded as given, by reason (``stringified``, ``skipped: ...``)."""
-        return dict(self._binding.dropped.counts)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._binding.start()

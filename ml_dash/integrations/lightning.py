@@ -40,7 +40,7 @@ from ..experiment import Experiment
 from ..format.naming import validate_metric_name
 from ..metrics import DEFAULT_METRIC
 from ..run import RunStatus
-from . import RunBinding
+from . import BoundToRun, RunBinding
 
 _PACKAGES = ("lightning.pytorch", "pytorch_lightning")
 _CHECKPOINTS = "checkpoints"  # the folder of the run's files that checkpoints are copied to
@@ -65,7 +65,7 @@ _package = _lightning_package()
 _loggers = importlib.import_module(f"{_package.__name__}.loggers.logger")
 
 
-class MLDashLogger(_loggers.Logger):  # type: ignore[name-defined]  # the base is found at import
+class MLDashLogger(BoundToRun, _loggers.Logger):  # type: ignore[name-defined]  # the base is found at import
     """A Lightning logger that writes an ml-dash run.
 
     Args:
@@ -108,11 +108,6 @@ class MLDashLogger(_loggers.Logger):  # type: ignore[name-defined]  # the base i
         """The run's :class:`~ml_dash.Experiment`: started by the first use (the Trainer's set-up); after the
         run ended, that ended Experiment (logging again continues the run). A dummy off rank zero."""
         return self._binding.start(again=False)
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        """Values not recorded as given, by reason (``stringified``, ``skipped: ...``)."""
-        return dict(self._binding.dropped.counts)
 
     # -- what the Trainer calls ----------------------------------------------------------------------------
     @rank_zero_only

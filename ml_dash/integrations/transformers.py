@@ -30,9 +30,8 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from ..experiment import Experiment
 from ..run import RunStatus
-from . import RunBinding
+from . import BoundToRun, RunBinding
 
 #: The Trainer's metric prefixes and the streams they go to (anything else is training).
 _STREAM_OF_PREFIX = {"eval_": "eval", "test_": "test"}
@@ -41,7 +40,7 @@ _TRAIN_STREAM = "train"
 _FRAMES_TO_TRAINER = 8  # our on_init_end <- CallbackHandler.call_event <- .on_init_end <- Trainer.__init__
 
 
-class MLDashCallback(TrainerCallback):
+class MLDashCallback(BoundToRun, TrainerCallback):
     """Records a Hugging Face ``Trainer``'s training in an ml-dash run.
 
     Args:
@@ -54,15 +53,6 @@ class MLDashCallback(TrainerCallback):
         self._binding = RunBinding(prefix, experiment_kwargs)
         self._training = False
 
-    @property
-    def experiment(self) -> Experiment:
-        """The run's :class:`~ml_dash.Experiment` (running during training, on the main process)."""
-        return self._binding.experiment
-
-    @property
-    def dropped(self) -> dict[str, int]:
-        """Values not recorded as given, by reason (``stringified``, ``skipped: ...``)."""
-        return dict(self._binding.dropped.counts)
 
     # -- the Trainer's events ------------------------------------------------------------------------
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
