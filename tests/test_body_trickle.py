@@ -180,6 +180,7 @@ def _rows_body(run: str, rows: int) -> bytes:
                         "streams": {"metrics/train": {"start": 0, "blocks": metric_blocks(data)}}})
 
 
+@pytest.mark.slow  # about 20 s on 2 cores: left out of the fast ring (docs/development.md)
 def test_bodies_that_send_nearly_16_mib_and_then_trickle_are_cut_and_the_sdk_gets_in(tmp_path: Path) -> None:
     """Holding only what was sent is not enough alone: 4 bodies of 16 MiB less 512 KiB, sent at once and
     then a byte every 0.5 s, truly hold 62 to 63 of the 64 MiB (a 3 MiB body is refused 503 part-way
