@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -39,6 +40,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop each module's mutants after this long (the session can be resumed)")
     args = parser.parse_args()
+    if importlib.util.find_spec("cosmic_ray") is None:  # not in the dev extra: said here, not as a traceback
+        parser.error('cosmic-ray is not installed: pip install -e ".[dev,mutation]" (docs/development.md)')
     table = tomllib.loads((HERE / "modules.toml").read_text())
     unknown = set(args.names) - set(table)
     if unknown:
