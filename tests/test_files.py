@@ -385,3 +385,17 @@ def test_a_symlink_planted_at_a_temporary_name_is_not_written_through(tmp_path: 
     assert victim.read_text() == "precious\n"
     assert document.read_bytes() == b'{"status": "RUNNING"}' and saved.read_bytes() == b"weights"
     assert sorted(p.name for p in document.parent.iterdir()) == ["experiment.json", "files"]
+
+
+def test_a_resumed_run_skips_damaged_entries_of_its_files_list_and_keeps_the_rest(workdir: Path) -> None:
+    first = Experiment(prefix="a/b/files")
+    with first.run:
+        first.files("cfg").save_json({"a": 1}, to="a.json")
+    listing = first.directory / "files/.files_metadata.json"
+    document = read_json(listing)
+    document["files"] += [{"name": "no path"}, "files/cfg/a.json", 7, None]  # damaged by hand or a tool
+    listing.write_text(json.dumps(document))
+    second = Experiment(prefix="a/b/files")
+    with second.run:
+        second.files("cfg").save_json({"b": 2}, to="b.json")
+    assert sorted(e["path"] for e in read_json(listing)["files"]) == ["cfg/a.json", "cfg/b.json"]
