@@ -49,3 +49,12 @@ def test_counts_are_per_server_and_prefix(tmp_path: Path) -> None:
     assert set_aside_counts(tmp_path, SERVER, "a/b/a") == {"metrics/train": {"rejected": 1}}
     assert set_aside_counts(tmp_path, "http://127.0.0.1:0", "a/b/c") == set_aside_counts(tmp_path, "http://127.0.0.1:2", "a/b/c") == {}
     assert set_aside_counts(tmp_path) == {"metrics/train": {"rejected": 4}}
+
+
+def test_rows_whose_file_cannot_be_read_are_still_set_aside_with_no_content(tmp_path: Path) -> None:
+    void = Void("missing", "the stream's file is gone", 0, 10)
+    path = set_aside(tmp_path, tmp_path / "metrics/gone/data.jsonl", SERVER, "a/b/c", "metrics/gone", 0, 3, void,
+                     "2026-12-07T00:00:00Z")
+    record = json.loads(path.read_text())
+    assert (record["content"], record["count"], record["reason"]) == ("", 3, "missing")
+    assert set_aside_counts(tmp_path, SERVER, "a/b/c") == {"metrics/gone": {"missing": 3}}
