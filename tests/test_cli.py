@@ -155,3 +155,32 @@ def test_the_top_level_help_names_every_command_and_every_argument_has_help(work
         for line in options:  # an option line either carries its help or is continued on the next line
             follows = text.split(line, 1)[1].splitlines()[1:2]
             assert len(line.split("  ")) > 2 or (follows and follows[0].startswith(" " * 20)), (command, line)
+
+
+def test_a_mistyped_option_is_said_by_its_command_with_the_option_meant(workdir: Path) -> None:
+    for args, usage, hint in ((("ui", "--prot", "80"), "usage: ml-dash ui", "--prot (did you mean --port?)"),
+                              (("sync", "--remtoe", "http://x"), "usage: ml-dash sync", "(did you mean --remote?)"),
+                              (("ls", "a", "b"), "usage: ml-dash ls", "unrecognized arguments: b")):
+        out = _cli(*args, cwd=workdir)
+        assert out.returncode == 2 and usage in out.stderr and hint in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_ui_without_a_dash_directory_says_where_runs_are_and_how_to_name_it(workdir: Path) -> None:
+    out = _cli("ui", cwd=workdir)
+    assert out.returncode == 1 and ".dash does not exist" in out.stderr and "ml-dash ui PATH/.dash" in out.stderr
+
+
+def test_output_cut_off_by_its_reader_ends_quietly(workdir: Path) -> None:
+    # `ml-dash show RUN | head`: the reader leaves after a line; the rest (more than a pipe holds) is not
+    # written, and the command stops without a BrokenPipeError traceback, as `cat` does
+    exp = Experiment(prefix="alice/proj/wide")
+    with exp.run:
+        exp.metrics("train").log(step=0, **{f"field_{i}": float(i) for i in range(2000)})
+    proc = subprocess.Popen([sys.executable, "-m", "ml_dash.cli", "show", str(exp.directory)], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"alice/proj/wide")
+    proc.stdout.close()
+    assert proc.wait(60) == 141
+    assert b"Traceback" not in proc.stderr.read()

@@ -89,3 +89,15 @@ def test_show_takes_a_runs_prefix_under_dash_as_the_run_printed_it(workdir: Path
         exp.metrics("train").log(loss=0.5, step=3)
     out = _show(Path("alice/proj/by-name"))
     assert out.startswith("alice/proj/by-name  [COMPLETED]") and "loss  last 0.5 at step 3" in out, out
+
+
+def test_the_machines_readings_come_last_as_ranges_not_best_values(workdir: Path) -> None:
+    exp = Experiment(prefix="alice/proj/system")
+    with exp.run:
+        for i, used in enumerate([900.0, 1200.0, 1000.0]):
+            exp.metrics("system").log(mem_used_mib=used)  # what capture's sampler logs (off in the tests)
+            exp.metrics("train").log(loss=1.0 / (i + 1), step=i)
+    out = _show(exp.directory)
+    assert out.index("metric train:") < out.index("metric system:"), out
+    assert "    mem_used_mib  last 1000 at index 2  min 900 at index 0  max 1200 at index 1" in out, out
+    assert "    loss  last 0.333333 at step 2  best (min) 0.333333 at step 2  max 1 at step 0" in out, out

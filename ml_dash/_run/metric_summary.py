@@ -94,13 +94,18 @@ def format_value(value: float) -> str:
     return f"{value:.6g}"
 
 
-def describe(field: str, summary: FieldSummary, step_field: str | None) -> str:
-    """One line of ``ml-dash show`` for a field: ``loss  last 0.12 at step 99  best (min) 0.1 at step 87  max 2.3 at step 0``."""
+def describe(field: str, summary: FieldSummary, step_field: str | None, ranked: bool = True) -> str:
+    """One line of ``ml-dash show`` for a field: ``loss  last 0.12 at step 99  best (min) 0.1 at step 87  max 2.3 at step 0``;
+    unless ``ranked``, its range instead of a best (``mem_used_mib  last 1729 at index 9  min 1702 ...  max 1751 ...``:
+    a machine's readings have no better end)."""
     unit = step_field or "index"
     best_kind, best, best_at = summary.best(field)
     line = f"{field}  last {format_value(summary.last)} at {unit} {summary.last_at}"
     if best_at is None:
         return line + "  (no number that is not NaN)"
+    if not ranked:
+        return (f"{line}  min {format_value(summary.low)} at {unit} {summary.low_at}"
+                f"  max {format_value(summary.high)} at {unit} {summary.high_at}")
     other_kind, other, other_at = ("max", summary.high, summary.high_at) if best_kind == "min" else (
         "min", summary.low, summary.low_at)
     return (f"{line}  best ({best_kind}) {format_value(best)} at {unit} {best_at}"

@@ -179,6 +179,47 @@ def main(argv: list[str] | None = None) -> int:
     pull.add_argument("--to", required=True, help="directory; the run lands in DIR/<prefix>")
     pull.set_defaults(handler=_pull)
     cli_export.add_command(sub)
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # said by the command's own parser: its usage, and the option meant where one is close
+        command = _command_parser(parser, args)
+        command.error(_unrecognized(extras, command))
+    try:
+        return int(args.handler(args))
+    except BrokenPipeError:  # the reader went away (`ml-dash show RUN | head`): stop quietly, as `cat` does
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its pipe's reader left
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` were parsed for: ``ml-dash keys create``'s, not ``ml-dash``'s."""
+    chosen = parser
+    for _ in range(4):  # bounded: commands nest two deep
+        subcommands = [a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subcommands[0].dest, None) if subcommands else None
+        if name is None or name not in subcommands[0].choices:
+            return chosen
+        chosen = subcommands[0].choices[name]
+    return chosen
+
+
+def _unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    import difflib
+
+    options = [o for action in parser._actions for o in action.option_strings]
+    said = []
+    for extra in extras:
+        close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1) if extra.startswith("-") else []
+        said.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    return "unrecognized arguments: " + " ".join(said)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 

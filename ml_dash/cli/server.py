@@ -190,7 +190,10 @@ def run_ui(args: argparse.Namespace) -> int:
 
     root = Path(args.dir)
     if not root.is_dir():
-        print(f"ml-dash ui: {root} is not a directory of runs", file=sys.stderr)
+        missing = "does not exist" if not root.exists() else "is not a directory"
+        print(f"ml-dash ui: {root} {missing}: it shows the runs under a .dash directory (where "
+              "Experiment(prefix=...) writes them, in the directory the script runs in); run a script first, "
+              "or give the directory: ml-dash ui PATH/.dash", file=sys.stderr)
         return 1
     if not 0 <= args.port <= 65535:
         print(f"ml-dash ui: --port {args.port} must be within 0..65535", file=sys.stderr)

@@ -24,6 +24,7 @@ from typing import Any
 from .._run.announce import DEFAULT_ROOT
 from .._run.metric_summary import describe
 from .._run.reading import RunSummary, summarise
+from ..capture.system import SYSTEM_METRIC
 
 
 def _moment(value: Any) -> float | None:
@@ -76,11 +77,15 @@ def show(args: argparse.Namespace) -> int:
     print(f"  {times_line(s)}")
     if s.document.get("status_reason"):
         print(f"  status reason: {s.document['status_reason']}")
-    for name, rows in s.metrics.items():
+    # the run's own metrics first; the machine's readings (capture's ``system``) last, as ranges: a lower
+    # memory use is no "best"
+    for name, rows in sorted(s.metrics.items(), key=lambda item: item[0] == SYSTEM_METRIC):
         print(f"  metric {name}: {rows} rows")
         folded = s.values.get(name)
-        for field, field_summary in (folded.fields.items() if folded is not None else ()):
-            print(f"    {describe(field, field_summary, folded.step_field if folded else None)}")
+        if folded is None:
+            continue
+        for field, field_summary in folded.fields.items():
+            print(f"    {describe(field, field_summary, folded.step_field, ranked=name != SYSTEM_METRIC)}")
     print(f"  logs: {s.log_lines} lines; files: {s.files}")
     if s.params:
         print("  params: " + json.dumps(s.params, sort_keys=True))
