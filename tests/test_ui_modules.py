@@ -103,6 +103,8 @@ CASES: list[tuple[str, str, list[Any], Any]] = [
     ("format.js", "formatAxisValue", [0.30000000000000004], "0.3"),
     ("format.js", "formatAxisValue", [20000], "20,000"),
     ("format.js", "formatDuration", [42], "42 s"),
+    ("format.js", "formatDuration", [0.2], "0.2 s"),
+    ("format.js", "formatDuration", [9.96], "10 s"),
     ("format.js", "formatDuration", [185], "3 min 5 s"),
     ("format.js", "formatDuration", [3725], "1 h 2 min"),
     ("format.js", "formatDuration", [None], ""),

@@ -64,6 +64,7 @@ export function exactTime(iso) {
 /** Seconds as a duration: "42 s", "3 min 5 s", "1 h 4 min", "2 d 3 h". */
 export function formatDuration(seconds) {
   if (seconds === null || !Number.isFinite(seconds) || seconds < 0) return "";
+  if (seconds < 9.95) return `${seconds.toFixed(1)} s`;  // a short run is not "0 s" (ml-dash show says 0.2 s too)
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
