@@ -21,9 +21,7 @@ Measured:
 from __future__ import annotations
 
 import json
-import os
 import random
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,7 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-MLFLOW_PYTHON = Path(__file__).resolve().parent / ".peer-venv-mlflow" / "bin" / "python"
+from _mlflow import MLFLOW_PYTHON, start_server, stop_server  # benchmarks/_mlflow.py (the folder is on sys.path)
+
 CHROMIUM = "/usr/lib/chromium/chromium"
 SPIKES = sorted(random.Random(9).sample(range(100_000), 12))  # as in benchmarks/ui.py's "spiky/run"
 T0_MS = 1_764_547_200_000  # 2025-12-01T00:00:00Z: every fixture timestamp counts from here
@@ -123,56 +122,6 @@ def load_store(db: Path, runs: int, artifact_root: Path) -> dict[str, Any]:
 
 
 # -- the server -----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(db: Path, workdir: Path, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
-    """``mlflow server`` on a free loopback port, one worker, artifact proxying off; waits for /health.
-
-    Job execution is switched off: by default the server also starts seven huey consumer processes
-    (GenAI jobs: judges, trace rollups...) that the runs UI doesn't use, on a 2-core machine.
-    Telemetry is off too (no internet here).
-    """
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    with open(workdir / "server.log", "wb") as log:  # the child keeps its own copy of the fd
-        proc = subprocess.Popen(
-            [MLFLOW_PYTHON, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{db}", "--default-artifact-root", str(workdir / "artifacts"),
-             "--no-serve-artifacts", "--workers", "1"],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}; see {workdir / 'server.log'}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise TimeoutError(f"mlflow server not healthy after {timeout_s} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """Stop the server we started: its own process group (uvicorn and its worker), by its PID."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-
-
 # -- the browser ----------------------------------------------------------------------------------
 # Routes (hash router). ``workflowType=machine_learning`` puts the UI in its "Model training" mode:
 # MLflow 3.17.2 decides GenAI vs. model training from a global switch (the URL's workflowType,
@@ -413,7 +362,8 @@ def compare(workdir: Path, runs: int, repeats: int, shots: Path) -> dict[str, An
     r["load_s"] = time.perf_counter() - began
     print(f"mlflow store: schema {r['schema_s']:.1f} s, inserts {r['load_s']:.1f} s", file=sys.stderr)
     began = time.perf_counter()
-    server, url = start_server(db, workdir)
+    server, url = start_server(f"sqlite:///{db}", workdir, extra=("--default-artifact-root", str(workdir / "artifacts"),
+                                                                 "--no-serve-artifacts"))
     try:
         r["server_start_s"] = time.perf_counter() - began
         with urllib.request.urlopen(url + "/version", timeout=30) as resp:

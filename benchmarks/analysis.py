@@ -17,11 +17,9 @@ Each figure is the best of --repeat calls. Usage:  python benchmarks/analysis.py
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,10 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _mlflow import MLFLOW_PYTHON, run_json  # benchmarks/_mlflow.py: MLflow's server, from its own venv
+from _mlflow import start_server as start_mlflow
+from _mlflow import stop_server as stop_mlflow
 from _server import start_server  # benchmarks/_server.py: the script's folder is on sys.path
 
 HERE = Path(__file__).resolve()
-MLFLOW_PYTHON = HERE.parent / ".peer-venv-mlflow" / "bin" / "python"
 FILTER = "opt = adam, train/loss < 0.5"
 MLFLOW_FILTER = "params.opt = 'adam' and metrics.loss < 0.5"  # MLflow's params take = and != only
 
@@ -79,13 +79,7 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
 
 def mlflow_search(work: Path, runs: int, repeat: int) -> dict[str, Any]:
     """MLflow's server (SQLite) with the same runs, and its search_runs timed in MLflow's venv."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([str(MLFLOW_PYTHON), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{work}/mlflow.db", "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_mlflow(f"sqlite:///{work}/mlflow.db", work)
     script = f"""
 import json, sys, time
 import mlflow
@@ -111,20 +105,9 @@ for label, flt in (("all", ""), ("filtered", {MLFLOW_FILTER!r})):
 print(json.dumps(out))
 """
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        out = subprocess.run([str(MLFLOW_PYTHON), "-c", script], capture_output=True, text=True, timeout=1800, cwd=work)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-2000:])
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_json(["-c", script], work)
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_mlflow(server)
 
 
 def main() -> int:

@@ -31,10 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _mlflow import MLFLOW_PYTHON, run_json  # benchmarks/_mlflow.py: MLflow's server, from its own venv
+from _mlflow import start_server as start_mlflow
+from _mlflow import stop_server as stop_mlflow
 from _server import start_server  # benchmarks/_server.py: the script's folder is on sys.path
 
 HERE = Path(__file__).resolve()
-MLFLOW_PYTHON = HERE.parent / ".peer-venv-mlflow" / "bin" / "python"
 
 
 def child(mode: str, *args: str, timeout_s: float = 900) -> dict:
@@ -129,32 +131,12 @@ def wire_sizes(root: str, rows: int = 50_000) -> dict:
 
 def mlflow_compare(work: Path, n: int) -> dict:
     """MLflow's server and client, each in MLflow's venv, on a free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([str(MLFLOW_PYTHON), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{work}/mlflow.db", "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_mlflow(f"sqlite:///{work}/mlflow.db", work)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        out = {}
-        for mode in ("sync", "async"):
-            run = subprocess.run([str(MLFLOW_PYTHON), str(HERE.parent / "_mlflow_scenario.py"), url, str(n), mode],
-                                 capture_output=True, text=True, timeout=1800, cwd=work)
-            if run.returncode != 0:
-                raise RuntimeError(run.stderr[-2000:])
-            out[mode] = json.loads(run.stdout.strip().splitlines()[-1])
-        return out
+        return {mode: run_json([str(HERE.parent / "_mlflow_scenario.py"), url, str(n), mode], work)
+                for mode in ("sync", "async")}
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_mlflow(server)
 
 
 # -- orchestration ----------------------------------------------------------------------------
@@ -184,7 +166,7 @@ def main() -> int:
                                   "--user-name", "alice"], cwd=work, capture_output=True, text=True, timeout=900)
             results[label + " s"] = time.perf_counter() - t0
             assert out.returncode == 0, out.stdout + out.stderr
-        results["wire bytes/row"] = wire_sizes(str(work))
+        results["wire bytes/row"] = wire_sizes(str(work), min(50_000, args.n))  # one batch, or the whole run
         results["live"] = child("live", str(work), url, str(args.n))
         results["latency"] = child("latency", str(work), url, str(args.n))
         with socket.socket() as s:
@@ -228,7 +210,7 @@ def print_table(r: dict) -> None:
             print(f"| MLflow log_metrics, {mode} (N={m['n']:,}) | {m['mean_us']:.1f} | {m['p50_us']:.1f} | "
                   f"{m['rows_per_s']:,.0f} | {live / m['rows_per_s']:,.0f}x faster |")
         print()
-    print("| encoding of one 50,000-row batch | bytes/row | vs JSON lines |")
+    print(f"| encoding of one {min(50_000, n):,}-row batch | bytes/row | vs JSON lines |")
     print("|---|---:|---:|")
     for name, size in wire.items():
         print(f"| {name} | {size:.1f} | {size / wire['json_lines']:.1%} |")

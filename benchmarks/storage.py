@@ -58,6 +58,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests/services/postgres.py starts the cluster
 
+from _mlflow import run_json  # benchmarks/_mlflow.py: MLflow's server, from its own venv
+from _mlflow import start_server as start_mlflow
+from _mlflow import stop_server as stop_mlflow
+
 BATCH_ROWS = 100_000
 
 
@@ -381,45 +385,20 @@ def live_run(db: str, work: Path, label: str, rows: int) -> float:
 def mlflow_on_postgres(python: Path, cluster: Any, work: Path, calls: int) -> dict[str, Any]:
     """MLflow's tracking server (one worker) on a new database of ``cluster``, its client in MLflow's own
     interpreter: benchmarks/_mlflow_scenario.py, synchronous and not."""
-    from tests.services import free_port
-
     cluster.admin('CREATE DATABASE "mlflow" TEMPLATE template0')
     store = f"postgresql+psycopg2://postgres@127.0.0.1:{cluster.port}/mlflow"
-    port = free_port()
     home = work / "mlflow"
     home.mkdir()
-    log = open(home / "server.log", "w")  # noqa: SIM115 - the child holds it
-    server = subprocess.Popen([str(python), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", store, "--workers", "1"], stdout=log, stderr=log, cwd=home)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
+    began = time.perf_counter()
+    server, url = start_mlflow(store, home, python=python)  # 16-18 s here on a fresh database (its schema)
     try:
-        began = time.perf_counter()
-        deadline = time.monotonic() + 180  # 16-18 s here on a fresh database (it creates its schema)
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                import urllib.request
-
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not answer /health within 180 s")
-            time.sleep(0.5)
         out: dict[str, Any] = {"ready_s": time.perf_counter() - began}
         for mode in ("sync", "async"):
-            run = subprocess.run([str(python), str(ROOT / "benchmarks" / "_mlflow_scenario.py"), url, str(calls), mode],
-                                 capture_output=True, text=True, timeout=1800, cwd=home)
-            if run.returncode != 0:
-                raise RuntimeError(f"mlflow {mode}: {run.stderr[-2000:]}")
-            out[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+            out[mode] = run_json([str(ROOT / "benchmarks" / "_mlflow_scenario.py"), url, str(calls), mode], home,
+                                 python=python)
         return out
     finally:
-        stop(server)
+        stop_mlflow(server)
 
 
 def mlflow_python(given: Path | None) -> Path | None:

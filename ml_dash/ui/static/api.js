@@ -45,6 +45,15 @@ export async function fetchBlob(path) {
   return response.blob();
 }
 
+/** Save ``blob`` as the file ``name`` (a download the page made: a fetched file, a chart's PNG or CSV). */
+export function saveBlob(name, blob) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
 const held = new Map();  // path -> [ETag, payload] of the last answer to a revalidated GET
 
 /** ``api(path)`` for a document polled while a run is live: it sends the ETag of the last answer,

@@ -4,7 +4,7 @@
 // (raw rows once the range holds at most two points per pixel). What it reads and when is series.js's;
 // the smoothing, the zoom's arithmetic and the points' shape are plain modules beside it.
 import { html, useEffect, useRef, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { runPath, sharedGet } from "./api.js";
+import { runPath, saveBlob, sharedGet } from "./api.js";
 import { setState } from "./state.js";
 import { limits } from "./limits.js";
 import { useSeries } from "./series.js";
@@ -43,14 +43,6 @@ function unionWith(group, lo, hi) {
   if (!union) return [lo, hi];
   const a = Math.min(lo, union[0]), b = Math.max(hi, union[1]);
   return a === b ? [a - 1, b + 1] : [a, b];
-}
-
-function download(name, blob) {
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = name;
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
 function csvCell(v) {
@@ -148,7 +140,7 @@ export function Chart({ prefix, metric, field, rows, state, stepField = "step" }
   };
   const png = () => {
     if (!plot.current) return;
-    plot.current.ctx.canvas.toBlob((blob) => download(`${metric}-${field}.png`, blob), "image/png");
+    plot.current.ctx.canvas.toBlob((blob) => saveBlob(`${metric}-${field}.png`, blob), "image/png");
   };
   const csv = () => {
     const s = series.current;
@@ -157,7 +149,7 @@ export function Chart({ prefix, metric, field, rows, state, stepField = "step" }
     for (let i = 0; i < s.idx.length; i++) {
       lines.push([s.firsts[i], s.lasts[i], s.steps[i], s.times[i], s.lo[i], s.hi[i], s.ys[i]].map(csvCell).join(","));
     }
-    download(`${metric}-${field}.csv`, new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    saveBlob(`${metric}-${field}.csv`, new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
   };
   return html`<figure class="chart" data-metric=${metric} data-field=${field}>
     <figcaption>${metric} · ${field} <span class="muted">${info}</span>

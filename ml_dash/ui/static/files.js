@@ -2,7 +2,7 @@
 // scaled to the panel, JSON laid out compactly, text as text, and for a binary file (a checkpoint, an
 // array) no preview, only its size and kind: its bytes as text are mojibake.
 import { html, useEffect, useState } from "./vendor/htm-preact-3.1.1.mjs";
-import { api, fetchBlob, runPath } from "./api.js";
+import { api, fetchBlob, runPath, saveBlob } from "./api.js";
 import { formatValue } from "./format.js";
 
 const IMAGE = /\.(png|jpe?g|gif|webp|svg)$/i;
@@ -45,14 +45,6 @@ export function formatBytes(n) {
   return `${u ? formatValue(Number(v.toPrecision(3))) : v} ${units[u]}`;
 }
 
-function saveAs(name, blob) {
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = name;
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
-}
-
 // A file's download and preview are fetched (with the token's header on ``ml-dash ui``, see token.js)
 // and shown from blob: URLs: a plain link or <img src> would go without it and be refused.
 export function Files({ prefix }) {
@@ -85,7 +77,7 @@ export function Files({ prefix }) {
     event.preventDefault();
     setError(null);
     try {
-      saveAs(f.path.split("/").pop(), await fetchBlob(href(f)));
+      saveBlob(f.path.split("/").pop(), await fetchBlob(href(f)));
     } catch (err) {
       setError(err.message);
     }
