@@ -34,6 +34,7 @@ from typing import Any
 
 from ..format.atomic import FileJob, place_file, write_documents
 from ..format.jsonlines import dumps, last_record
+from ..format.latest import merge_latest
 from ..format.layout import METRIC_PREFIX
 from ..format.vocabulary import utc_iso
 from .budget import BufferBudget
@@ -283,7 +284,9 @@ class RunWriter:
                 count += len(items)
             kept = await self._append(stream, blobs, count) if count else 0
             if kept:
-                self._offer(stream, start, written_items[:kept] if kept < count else written_items, created_at)
+                written = written_items[:kept] if kept < count else written_items
+                self._note_latest(stream, written)
+                self._offer(stream, start, written, created_at)
         except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
             stream.counters.drop(unaccounted, "internal_error", stream.name)
@@ -307,6 +310,14 @@ class RunWriter:
                     continue
                 good.append(item)
             return good, stream.encode(good, start, created_at)
+
+    def _note_latest(self, stream: RowStream, items: list) -> None:
+        if stream.latest is None:
+            return
+        try:
+            merge_latest(stream.latest, items)
+        except Exception:  # noqa: BLE001  # the rows are on disk: only the run table's shortcut to them is lost
+            self._report_once(f"{stream.name}:latest", "could not keep the latest values of %s", stream.name)
 
     def _offer(self, stream: RowStream, start: int, items: list, created_at: str) -> None:
         if self.on_written is None or not stream.name.startswith(METRIC_PREFIX):

@@ -126,6 +126,7 @@ class RowStream:
         "has_tensors",
         "in_flight_bytes",
         "in_flight_sized",
+        "latest",
         "name",
         "next_index",
         "path",
@@ -142,7 +143,7 @@ class RowStream:
     )
 
     def __init__(self, budget: BufferBudget, name: str, path: Path, first_key: str, encode: ChunkEncoder,
-                 row_bytes: int, wake_every: int, size_rows: bool = False) -> None:
+                 row_bytes: int, wake_every: int, size_rows: bool = False, keep_latest: bool = False) -> None:
         # the agent's memory budget, shared by every stream, not the agent: a stream may wake the agent
         # and wait for room, nothing more (agent/budget.py)
         self.budget = budget
@@ -159,6 +160,8 @@ class RowStream:
         self.drained = 0  # events taken off the queue by the agent
         self.counters = StreamCounters()
         self.has_tensors = False
+        # each field's latest written value (metric streams; agent thread only): ml_dash/format/latest.py
+        self.latest: dict[str, Any] | None = {} if keep_latest else None
         self.state = "open"  # open | dropping | closed | forked
         self.file_size = 0
         self.seal = Seal()

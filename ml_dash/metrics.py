@@ -27,6 +27,7 @@ from .agent.streams import metric_row_bytes
 from .agent.tensors import is_tensor
 from .errors import RunStateError
 from .format.jsonlines import ReadReport, iter_records
+from .format.latest import LATEST_KEY, latest_from_document, latest_part
 from .format.layout import METRIC_KEY, METRICS_DIR
 from .format.naming import validate_metric_name
 from .format.values import (
@@ -279,8 +280,11 @@ class Metrics(dict):
         return f"<Metrics {sorted(self)} of {self._session.prefix!r}>"
 
 
-def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_iso: str) -> dict[str, Any]:
-    """The ``metrics/<name>/metadata.json`` document (upstream shape) for a metric of ``rows`` rows."""
+def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_iso: str,
+                    latest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``metrics/<name>/metadata.json`` document (upstream shape) for a metric of ``rows`` rows; with
+    ``latest`` (the values this process wrote), also each field's latest value, over those ``existing``
+    holds (a resumed run keeps the fields it logged before)."""
     base = dict(existing or {})
     base.setdefault("metricId", uuid.uuid4().hex)
     base.setdefault("name", name)
@@ -291,6 +295,8 @@ def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_i
     base["totalDataPoints"] = rows
     base["nextIndex"] = rows
     base["updatedAt"] = now_iso
+    if latest:
+        base[LATEST_KEY] = latest_part({**latest_from_document(existing), **latest})
     return base
 
 

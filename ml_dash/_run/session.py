@@ -397,7 +397,7 @@ class RunSession:
 
     def _metric_stream_args(self, name: str) -> tuple:
         path = layout.stream_path(self.directory, layout.metric_stream(name))
-        return (path, layout.METRIC_KEY, encode_metric_chunk, metric_row_bytes(6), METRIC_WAKE_EVERY, True)
+        return (path, layout.METRIC_KEY, encode_metric_chunk, metric_row_bytes(6), METRIC_WAKE_EVERY, True, True)
 
     def _log_stream_args(self) -> tuple:
         path = self.directory / layout.LOGS_FILE
@@ -497,13 +497,14 @@ def _lock_verifier(lock: RunLock) -> Callable[[], None]:
 
 def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], None]:
     """Called at each durable point: a metric whose count moved gets its metadata.json rendered when the
-    writer gets to it (a run of 20,000 metrics must not build 20,000 documents a second)."""
+    writer gets to it (a run of 20,000 metrics must not build 20,000 documents a second), with each
+    field's latest value written so far (ml_dash/format/latest.py)."""
     last: dict[str, int | None] = {"count": None}
 
     def update() -> None:
         count = stream.next_index
         if last["count"] != count:
             last["count"] = count
-            slot.set_lazy(lambda previous: metric_metadata(name, previous, count, utc_iso()))
+            slot.set_lazy(lambda previous: metric_metadata(name, previous, count, utc_iso(), stream.latest))
 
     return update

@@ -15,13 +15,15 @@ from .._run.reading import written_here
 from .._run.runlock import writer_alive
 from ..format import layout
 from ..format.jsonlines import DecodeError, ReadReport, ends_torn, iter_records, loads, read_json, restore_metric_row
+from ..format.latest import latest_from_document
 from ..format.naming import validate_metric_name, validate_prefix
 from ._columns import assemble, chunks_from_rows, frame_from_chunks
 from ._deps import pyarrow_module
 from ._errors import NotFoundError
 
 #: A stream's latest values are read from its last this many bytes (thousands of rows): the run table
-#: reads every stream of every run, and a stream's whole file may be gigabytes.
+#: reads every stream of every run, and a stream's whole file may be gigabytes. Fields not logged in
+#: them come from the stream's metadata.json, where the writer keeps each field's latest value.
 TAIL_BYTES = 256 * 1024
 
 
@@ -49,8 +51,9 @@ def _record(directory: Path, prefix: str, doc: dict[str, Any]) -> dict[str, Any]
     latest = {}
     for stream, path, _size in layout.stream_sizes(directory):
         metric = layout.metric_name(stream)
-        if metric is not None:
-            latest[metric] = tail_latest(Path(path))
+        if metric is not None:  # the tail is newer than the document (written at durable points) where both hold a field
+            kept = latest_from_document(read_json(layout.metric_metadata_path(directory, metric)))
+            latest[metric] = {**kept, **tail_latest(Path(path))}
     return {**{key: doc.get(key) for key in layout.RUN_FIELDS}, "prefix": prefix, "status": status,
             "params": params.get("data") if isinstance(params, dict) and isinstance(params.get("data"), dict) else {},
             "latest": latest}

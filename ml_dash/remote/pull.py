@@ -24,7 +24,8 @@ from ..errors import MLDashError
 from ..format import layout
 from ..format.atomic import write_document
 from ..format.cursor import StreamCursor, UploadCursor
-from ..format.jsonlines import dumps
+from ..format.jsonlines import dumps, restore_metric_row
+from ..format.latest import merge_latest
 from ..format.naming import clean_relative_path, is_identity, safe_join, validate_metric_name, validate_prefix
 from ..format.vocabulary import utc_iso
 from ..metrics import metric_metadata
@@ -96,10 +97,11 @@ def _pull_into(server: ServerReads, exp: dict[str, Any], streams: dict[str, int]
             pages = server.pages("/logs", "logs", layout.LOG_KEY, limit=stored)
         else:
             pages = server.pages(f"/metrics/{urllib.parse.quote(metric)}", "rows", layout.METRIC_KEY, limit=stored)
-        counts[stream] = _write_lines(pages, path)
+        latest: dict[str, Any] | None = {} if metric is not None else None
+        counts[stream] = _write_lines(pages, path, latest)
         if metric is not None:
             write_document(layout.metric_metadata_path(directory, metric),
-                           dumps(metric_metadata(metric, None, counts[stream], now)))
+                           dumps(metric_metadata(metric, None, counts[stream], now, latest)))
         # the server's count: rows set aside by their client leave gaps the cursor must be past
         cursor.streams[stream] = StreamCursor(stored, path.stat().st_size if path.exists() else 0)
     counts["files"] = _pull_files(server, directory, cursor)
@@ -120,14 +122,18 @@ def _experiment_document(exp: dict[str, Any], prefix: str) -> dict[str, Any]:
             "writer_id": uuid.uuid4().hex}
 
 
-def _write_lines(pages: Iterator[list[dict[str, Any]]], path: Path) -> int:
-    """Write a stream's pages as JSON lines (the server's rows are already in the file shape)."""
+def _write_lines(pages: Iterator[list[dict[str, Any]]], path: Path, latest: dict[str, Any] | None) -> int:
+    """Write a stream's pages as JSON lines (the server's rows are already in the file shape); for a
+    metric, keep each field's latest value in ``latest`` (as the agent does for the metadata.json)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with open(path, "wb") as f:
         for page in pages:
             f.write(b"".join(dumps(row) + b"\n" for row in page))
             written += len(page)
+            if latest is not None:
+                merge_latest(latest, [restore_metric_row(row)["data"] if row.get("nonFinite") else row["data"]
+                                      for row in page if isinstance(row, dict) and isinstance(row.get("data"), dict)])
     return written
 
 
