@@ -13,7 +13,7 @@ import pytest
 
 from ml_dash.capture import git as git_module
 from ml_dash.capture.git import git_state, strip_credentials
-from ml_dash.capture.provenance import redact_argv
+from ml_dash.capture.provenance import installed_packages, redact_argv
 
 from .conftest import python_script
 
@@ -164,3 +164,17 @@ def test_git_runs_without_optional_locks_or_prompts(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(git_module.subprocess, "Popen", popen)
     git_state(workdir)
     assert seen["GIT_OPTIONAL_LOCKS"] == "0" and seen["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def test_the_packages_file_names_every_installed_distribution_as_its_full_metadata_does() -> None:
+    """The headers read from the metadata's first lines give what parsing it whole gives (the first
+    distribution of each name on the path, as imports find it)."""
+    import importlib.metadata
+
+    seen: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    assert installed_packages() == [seen[k] for k in sorted(seen)]
+    assert any(p.startswith(("ml-dash==", "ml_dash==")) for p in installed_packages())
