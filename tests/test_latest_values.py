@@ -63,6 +63,11 @@ def test_the_documents_part_restores_every_value_the_stream_carries(value: Any) 
     assert type(restored["x"]) is type(value)
 
 
+def test_a_long_text_is_not_kept_in_the_document_and_a_short_one_is() -> None:
+    kept = latest_from_document({"latest": latest_part({"short": "x" * 1024, "long": "y" * 1025, "n": 1})})
+    assert kept == {"short": "x" * 1024, "n": 1}
+
+
 @pytest.mark.parametrize("document", [None, [], {}, {"latest": None}, {"latest": {"data": [1]}},
                                       {"latest": {"data": {"x": "NaN"}, "nonFinite": [["x"], 3]}},
                                       {"latest": {"data": {"x": 1}, "nonFinite": "x"}}],

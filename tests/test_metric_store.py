@@ -10,9 +10,11 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_dash.format.wire import metric_blocks, pack
-from ml_dash.server.storage.buckets import SUMMARY_WIDTHS, plan
+from ml_dash.server.storage.buckets import SUMMARY_WIDTHS, bucket_edges, plan
 from ml_dash.server.storage.chunks import CHUNK_ROWS, prepare_rows, unpack_summary
 from ml_dash.server.storage.sqlite import metrics as sqlite_metrics
 
@@ -101,7 +103,6 @@ def test_buckets_of_a_fixed_width_are_aligned_to_it_and_equal_brute_force(seed: 
         assert buckets[-1]["last"] == end - 1 and buckets == _expected(rows, 0, buckets)
 
 
-@pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_every_width_the_server_plans_is_one_a_live_chart_may_ask_for_again() -> None:
     """The widths plan() chooses are below 64 or multiples of the widest summary not above them: the
     rule fixed_width() holds ``width=`` to, so a live chart can always extend what it was given."""
@@ -111,6 +112,32 @@ def test_every_width_the_server_plans_is_one_a_live_chart_may_ask_for_again() ->
         width, _summary = plan(start, start + rng.randrange(1, 10**10), rng.choice([1, 10, 100, 1000, 5000, 10_000]))
         widest = max((w for w in SUMMARY_WIDTHS if w <= width), default=None)
         assert widest is None or width % widest == 0, width
+
+
+def _plan_by_steps(start: int, end: int, buckets: int) -> tuple[int, int | None]:
+    """plan() as first written: the width grown one summary at a time until the aligned buckets fit."""
+    exact = bucket_edges(start, end, buckets)
+    usable = [w for w in SUMMARY_WIDTHS if w <= 2 * exact]
+    if not usable:
+        return exact, None
+    summary = usable[-1]
+    width = -(-exact // summary) * summary
+    while (end - 1) // width - start // width + 1 > buckets:
+        width += summary
+    return width, summary
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 3 * 10**6), st.integers(1, 3 * 10**6), st.sampled_from([1, 2, 3, 10, 100, 1000, 5000]))
+def test_plan_chooses_the_smallest_width_that_fits_as_growing_it_step_by_step_does(start: int, length: int,
+                                                                                     buckets: int) -> None:
+    assert plan(start, start + length, buckets) == _plan_by_steps(start, start + length, buckets)
+
+
+def test_one_bucket_over_a_huge_range_is_planned_at_once() -> None:
+    """Growing the width a summary at a time took 6 s here (2^40 / 16,384 steps), on the server's loop."""
+    width, summary = plan(2**40 - 1, 2**41, 1)
+    assert (width, summary) == (2**41, 16384) and (2**41 - 1) // width == (2**40 - 1) // width
 
 
 def test_a_live_chart_extends_its_buckets_with_the_last_one_and_the_new_ones() -> None:

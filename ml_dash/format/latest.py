@@ -25,6 +25,8 @@ from .jsonlines import mark_non_finite_metric_row, restore_metric_row
 
 #: The key of the part in metadata.json.
 LATEST_KEY = "latest"
+#: Longer text values are not kept in the document.
+MAX_KEPT_TEXT_CHARS = 1024
 
 
 def merge_latest(latest: dict[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -50,8 +52,11 @@ def merge_latest(latest: dict[str, Any], rows: Sequence[Mapping[str, Any]]) -> N
 
 
 def latest_part(latest: Mapping[str, Any]) -> dict[str, Any]:
-    """``latest`` as the document stores it (non-finite floats named)."""
-    return mark_non_finite_metric_row({"data": dict(latest)})
+    """``latest`` as the document stores it (non-finite floats named), without texts over
+    :data:`MAX_KEPT_TEXT_CHARS`: a metric's text may be a MiB, and the document is rewritten about once a
+    second while the stream grows (the table reads such a field from the file's tail, as before)."""
+    kept = {k: v for k, v in latest.items() if not (isinstance(v, str) and len(v) > MAX_KEPT_TEXT_CHARS)}
+    return mark_non_finite_metric_row({"data": kept})
 
 
 def latest_from_document(document: Any) -> dict[str, Any]:

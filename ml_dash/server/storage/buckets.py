@@ -45,10 +45,24 @@ def plan(start: int, end: int, buckets: int) -> tuple[int, int | None]:
     if not usable:
         return exact, None
     summary = usable[-1]
-    width = -(-exact // summary) * summary
-    while (end - 1) // width - start // width + 1 > buckets:  # alignment can add one bucket
-        width += summary
-    return width, summary
+    return _aligned_width(start, end, buckets, summary, -(-exact // summary)), summary
+
+
+def _aligned_width(start: int, end: int, buckets: int, summary: int, k: int) -> int:
+    """The smallest width ``k' * summary`` (``k' >= k``) whose aligned buckets over ``start:end`` number at
+    most ``buckets`` (alignment can add one).
+
+    Stepping ``k`` by one took up to ``end / summary`` steps (6 s for one bucket over 2^40:2^41); this jumps:
+    while ``a = (end - 1) // width`` holds still, ``start // width`` can only fall as the width grows, so the
+    count ``a - start // width + 1`` only grows: a width that fails is followed by failing ones until ``a``
+    falls, and the next candidate is the first width where it does. A few steps in practice.
+    """
+    while True:
+        width = k * summary
+        last = (end - 1) // width
+        if last - start // width + 1 <= buckets:
+            return width
+        k = max(k + 1, (end - 1) // (last * summary) + 1)  # last >= 1 here: a single bucket would have fit
 
 
 def aligned_summary(width: int) -> int | None:
