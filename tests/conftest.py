@@ -39,6 +39,17 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent without pytest-xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker more than xdist's count of cores (tests/order.py). Here, not in order.py:
+    xdist asks before pytest_configure registers that. Its environment variable still wins."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own implementation reads it
+    from xdist.plugin import pytest_xdist_auto_num_workers as cores
+
+    return order.auto_workers(cores(config))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     rings.pytest_configure(config)
     config.pluginmanager.register(order, "ml-dash-run-order")  # the long tests first (tests/order.py)
