@@ -316,6 +316,7 @@ class RunWriter:
             return
         try:
             merge_latest(stream.latest, items)
+            stream.latest_bytes = stream.file_size
         except Exception:  # noqa: BLE001  # the rows are on disk: only the run table's shortcut to them is lost
             self._report_once(f"{stream.name}:latest", "could not keep the latest values of %s", stream.name)
 

@@ -127,6 +127,7 @@ class RowStream:
         "in_flight_bytes",
         "in_flight_sized",
         "latest",
+        "latest_bytes",
         "name",
         "next_index",
         "path",
@@ -162,6 +163,7 @@ class RowStream:
         self.has_tensors = False
         # each field's latest written value (metric streams; agent thread only): ml_dash/format/latest.py
         self.latest: dict[str, Any] | None = {} if keep_latest else None
+        self.latest_bytes = 0  # the file's size when ``latest`` was last merged (the bytes it covers)
         self.state = "open"  # open | dropping | closed | forked
         self.file_size = 0
         self.seal = Seal()

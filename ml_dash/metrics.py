@@ -281,10 +281,11 @@ class Metrics(dict):
 
 
 def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_iso: str,
-                    latest: dict[str, Any] | None = None) -> dict[str, Any]:
+                    latest: dict[str, Any] | None = None, latest_end: int = 0) -> dict[str, Any]:
     """The ``metrics/<name>/metadata.json`` document (upstream shape) for a metric of ``rows`` rows; with
-    ``latest`` (the values this process wrote), also each field's latest value, over those ``existing``
-    holds (a resumed run keeps the fields it logged before)."""
+    ``latest`` (the values this process wrote, its rows ending at byte ``latest_end`` of the file), also
+    each field's latest value, over those ``existing`` holds (a resumed run keeps the fields it logged
+    before)."""
     base = dict(existing or {})
     base.setdefault("metricId", uuid.uuid4().hex)
     base.setdefault("name", name)
@@ -295,8 +296,10 @@ def metric_metadata(name: str, existing: dict[str, Any] | None, rows: int, now_i
     base["totalDataPoints"] = rows
     base["nextIndex"] = rows
     base["updatedAt"] = now_iso
-    if latest:
-        base[LATEST_KEY] = latest_part({**latest_from_document(existing), **latest})
+    if latest:  # over the part of ``existing`` (as the writer reopened it: ml_dash/format/latest.py caught_up)
+        kept = latest_from_document(existing)
+        values = {**kept.values, **latest} if kept is not None else latest
+        base[LATEST_KEY] = latest_part(values, kept.start if kept is not None else 0, latest_end)
     return base
 
 

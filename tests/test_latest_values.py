@@ -56,27 +56,36 @@ def test_merging_chunks_gives_each_fields_last_value_as_a_row_by_row_update_does
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 0.0, -1, True, None, "text"])
 def test_the_documents_part_restores_every_value_the_stream_carries(value: Any) -> None:
-    part = json.loads(json.dumps(latest_part({"x": value, "y": 2.0}), allow_nan=False))
-    restored = latest_from_document({"latest": part})
-    assert restored["y"] == 2.0
-    assert (math.isnan(restored["x"]) if isinstance(value, float) and math.isnan(value) else restored["x"] == value)
-    assert type(restored["x"]) is type(value)
+    part = json.loads(json.dumps(latest_part({"x": value, "y": 2.0}, 0, 10), allow_nan=False))
+    kept = latest_from_document({"latest": part})
+    assert kept is not None and (kept.start, kept.end) == (0, 10) and kept.values["y"] == 2.0
+    restored = kept.values["x"]
+    assert (math.isnan(restored) if isinstance(value, float) and math.isnan(value) else restored == value)
+    assert type(restored) is type(value)
 
 
 def test_a_long_text_is_not_kept_in_the_document_and_a_short_one_is() -> None:
-    kept = latest_from_document({"latest": latest_part({"short": "x" * 1024, "long": "y" * 1025, "n": 1})})
-    assert kept == {"short": "x" * 1024, "n": 1}
+    kept = latest_from_document({"latest": latest_part({"short": "x" * 1024, "long": "y" * 1025, "n": 1}, 0, 1)})
+    assert kept is not None and kept.values == {"short": "x" * 1024, "n": 1}
 
 
-@pytest.mark.parametrize("document", [None, [], {}, {"latest": None}, {"latest": {"data": [1]}},
-                                      {"latest": {"data": {"x": "NaN"}, "nonFinite": [["x"], 3]}},
-                                      {"latest": {"data": {"x": 1}, "nonFinite": "x"}}],
-                         ids=["none", "list", "empty", "null part", "data not a map", "names not text", "names text"])
-def test_a_foreign_or_damaged_document_gives_what_it_can_and_no_error(document: Any) -> None:
-    got = latest_from_document(document)
-    assert isinstance(got, dict)
-    if isinstance(document, dict) and isinstance((document.get("latest") or {}).get("data"), dict):
-        assert got == document["latest"]["data"]  # names that are not text restore nothing
+PART = {"data": {"x": 1}, "from": 0, "to": 5}
+
+
+@pytest.mark.parametrize("document", [None, [], {}, {"latest": None}, {"latest": {**PART, "data": [1]}},
+                                      {"latest": {**PART, "from": 6}}, {"latest": {**PART, "to": True}},
+                                      {"latest": {"data": {"x": 1}}}],
+                         ids=["none", "list", "empty", "null part", "data not a map", "from past to", "to not an int",
+                              "no range (an earlier writer)"])
+def test_a_document_without_a_part_it_can_trust_gives_none(document: Any) -> None:
+    assert latest_from_document(document) is None
+
+
+def test_a_damaged_parts_values_are_kept_only_where_they_are_scalars_and_names_restore_only_text() -> None:
+    kept = latest_from_document({"latest": {**PART, "data": {"a": [1, 2], "b": {"c": 1}, "n": "NaN", "m": "NaN",
+                                                             "s": "ok"}, "nonFinite": [["a"], "n", 3, {"x": 1}]}})
+    assert kept is not None and set(kept.values) == {"n", "m", "s"}
+    assert math.isnan(kept.values["n"]) and kept.values["m"] == "NaN" and kept.values["s"] == "ok"
 
 
 # -- the run table, local -------------------------------------------------------------------------
@@ -92,15 +101,82 @@ def test_a_field_logged_only_early_in_a_long_stream_is_in_the_local_run_table(tm
     assert metadata(tmp_path, "long")["totalDataPoints"] == PAST_THE_TAIL + 1  # the upstream fields stay
 
 
-def test_the_files_tail_wins_over_a_document_that_lags_it(tmp_path: Path) -> None:
-    with Experiment(prefix=f"{PROJECT}/lag", local_path=tmp_path / PROJECT / "lag").run as exp:
-        exp.metrics("train").log(loss=1.0, early=2.0)
-    path = tmp_path / PROJECT / "lag" / "metrics" / "train" / "metadata.json"
+def append_rows(data: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows appended to a stream's file as a writer does, after its last metadata.json: a writer killed
+    before its next document, or an earlier version that kept no part."""
+    with open(data, "rb") as f:
+        start = sum(1 for _ in f)
+    with open(data, "ab") as f:
+        f.write(b"".join(json.dumps({"index": start + i, "data": row, "createdAt": "2026-12-07T00:00:00Z"}).encode()
+                         + b"\n" for i, row in enumerate(rows)))
+
+
+def test_rows_written_after_the_document_win_however_many_they_are(tmp_path: Path) -> None:
+    directory = tmp_path / PROJECT / "killed"
+    with Experiment(prefix=f"{PROJECT}/killed", local_path=directory).run as exp:
+        exp.metrics("train").log(a=1.0, early=2.0)
+    data = directory / "metrics/train/data.jsonl"
+    append_rows(data, [{"a": 2.0}] + [{"b": float(i)} for i in range(PAST_THE_TAIL)])  # a=2 is past the tail
+    assert b'"a"' not in data.read_bytes()[-256 * 1024:]
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert (row["metrics.train/a"], row["metrics.train/early"], row["metrics.train/b"]) == (2.0, 2.0, PAST_THE_TAIL - 1)
+    # resumed, the writer folds those rows into its part: the value stays right after it writes again
+    with Experiment(prefix=f"{PROJECT}/killed", local_path=directory).run as exp:
+        exp.metrics("train").log(c=3.0)
+    part = metadata(tmp_path, "killed")["latest"]
+    assert (part["from"], part["to"]) == (0, data.stat().st_size) and part["data"]["a"] == 2.0
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert (row["metrics.train/a"], row["metrics.train/c"]) == (2.0, 3.0)
+
+
+def test_a_run_resumed_from_a_version_without_the_part_keeps_what_its_tail_held(tmp_path: Path) -> None:
+    directory = tmp_path / PROJECT / "older"
+    with Experiment(prefix=f"{PROJECT}/older", local_path=directory).run as exp:
+        for step in range(PAST_THE_TAIL):
+            exp.metrics("train").log(first=float(step))
+        exp.metrics("train").log(late=5.0)
+    path = directory / "metrics/train/metadata.json"
     doc = json.loads(path.read_text())
-    doc["latest"]["data"]["loss"] = 999.0  # as if the document were written before the file's last row
+    del doc["latest"]  # as an earlier version wrote it
     path.write_text(json.dumps(doc))
-    runs = ml_dash.search_runs(tmp_path, project=PROJECT)
-    assert runs["metrics.train/loss"].tolist() == [1.0] and runs["metrics.train/early"].tolist() == [2.0]
+    with Experiment(prefix=f"{PROJECT}/older", local_path=directory).run as exp:
+        for step in range(PAST_THE_TAIL):
+            exp.metrics("train").log(loss=float(step))
+    part = metadata(tmp_path, "older")["latest"]
+    assert 0 < part["from"] < part["to"] and "late" not in part["data"]  # what it kept covers the new rows only
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert (row["metrics.train/late"], row["metrics.train/first"], row["metrics.train/loss"]) == (
+        5.0, PAST_THE_TAIL - 1.0, PAST_THE_TAIL - 1.0)  # the tail before the part, as before it existed
+
+
+def test_a_part_over_rows_the_file_no_longer_holds_is_not_trusted(tmp_path: Path) -> None:
+    directory = tmp_path / PROJECT / "cut"
+    with Experiment(prefix=f"{PROJECT}/cut", local_path=directory).run as exp:
+        exp.metrics("train").log(loss=1.0, gone=9.0)
+        exp.flush()
+        exp.metrics("train").log(loss=2.0)
+    data = directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    data.write_bytes(lines[0])  # cut back to the first row (a copy cut short, say)
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert (row["metrics.train/loss"], row["metrics.train/gone"]) == (1.0, 9.0)  # the file's, not the part's 2.0
+
+
+@pytest.mark.parametrize("damage", ["directory", "deep", "not json", "list values"])
+def test_a_damaged_metadata_document_leaves_the_table_to_the_file(tmp_path: Path, damage: str) -> None:
+    directory = tmp_path / PROJECT / "damaged"
+    with Experiment(prefix=f"{PROJECT}/damaged", local_path=directory).run as exp:
+        exp.metrics("train").log(loss=1.0)
+    path = directory / "metrics/train/metadata.json"
+    if damage == "directory":
+        path.unlink()
+        path.mkdir()
+    else:
+        path.write_text({"deep": "[" * 100_000 + "]" * 100_000, "not json": "{",
+                         "list values": json.dumps({"latest": {"data": {"loss": [1], "x": {"y": 1}}, "nonFinite": [
+                             "loss", ["x"]], "from": 0, "to": 1}})}[damage])
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert row["metrics.train/loss"] == 1.0
 
 
 def test_a_resumed_run_keeps_the_fields_it_logged_before(tmp_path: Path) -> None:

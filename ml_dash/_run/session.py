@@ -38,6 +38,7 @@ from ..format import layout
 from ..format.atomic import remove_leftovers
 from ..format.cursor import acknowledged_rows
 from ..format.jsonlines import dumps, encode_checked, encode_metric_chunk, read_json, row_chunk_encoder
+from ..format.latest import caught_up
 from ..format.segments import segments_of
 from ..format.values import MAX_DOCUMENT_BYTES, reason_text
 from ..format.vocabulary import utc_iso
@@ -161,8 +162,9 @@ class RunSession:
         else:
             stream = writer.add_stream(RowStream(self._agent().budget, stream_name, *self._metric_stream_args(name)))
             if stream.state == "open":
+                existing = read_json(layout.metric_metadata_path(self.directory, name))
                 slot = writer.document(f"{layout.METRICS_DIR}/{name}/{layout.METRIC_METADATA}",
-                                       read_json(layout.metric_metadata_path(self.directory, name)), derived=True)
+                                       caught_up(existing, stream.path), derived=True)
                 writer.on_durable.append(_metadata_updater(name, slot, stream))
         return stream
 
@@ -505,6 +507,7 @@ def _metadata_updater(name: str, slot: Any, stream: RowStream) -> Callable[[], N
         count = stream.next_index
         if last["count"] != count:
             last["count"] = count
-            slot.set_lazy(lambda previous: metric_metadata(name, previous, count, utc_iso(), stream.latest))
+            slot.set_lazy(lambda previous: metric_metadata(name, previous, count, utc_iso(), stream.latest,
+                                                           stream.latest_bytes))
 
     return update

@@ -14,17 +14,12 @@ from typing import Any
 from .._run.reading import written_here
 from .._run.runlock import writer_alive
 from ..format import layout
-from ..format.jsonlines import DecodeError, ReadReport, ends_torn, iter_records, loads, read_json, restore_metric_row
-from ..format.latest import latest_from_document
+from ..format.jsonlines import ReadReport, ends_torn, iter_records, read_json, restore_metric_row
+from ..format.latest import stream_latest
 from ..format.naming import validate_metric_name, validate_prefix
 from ._columns import assemble, chunks_from_rows, frame_from_chunks
 from ._deps import pyarrow_module
 from ._errors import NotFoundError
-
-#: A stream's latest values are read from its last this many bytes (thousands of rows): the run table
-#: reads every stream of every run, and a stream's whole file may be gigabytes. Fields not logged in
-#: them come from the stream's metadata.json, where the writer keeps each field's latest value.
-TAIL_BYTES = 256 * 1024
 
 
 def run_records(root: Path, owner: str, project: str) -> Iterator[dict[str, Any]]:
@@ -51,35 +46,20 @@ def _record(directory: Path, prefix: str, doc: dict[str, Any]) -> dict[str, Any]
     latest = {}
     for stream, path, _size in layout.stream_sizes(directory):
         metric = layout.metric_name(stream)
-        if metric is not None:  # the tail is newer than the document (written at durable points) where both hold a field
-            kept = latest_from_document(read_json(layout.metric_metadata_path(directory, metric)))
-            latest[metric] = {**kept, **tail_latest(Path(path))}
+        if metric is not None:
+            latest[metric] = stream_latest(Path(path), _metric_document(directory, metric))
     return {**{key: doc.get(key) for key in layout.RUN_FIELDS}, "prefix": prefix, "status": status,
             "params": params.get("data") if isinstance(params, dict) and isinstance(params.get("data"), dict) else {},
             "latest": latest}
 
 
-def tail_latest(path: Path, tail_bytes: int = TAIL_BYTES) -> dict[str, Any]:
-    """Each field's latest value among the rows in the file's last ``tail_bytes`` (intact lines only)."""
+def _metric_document(directory: Path, metric: str) -> Any:
+    """A metric's metadata.json, or None when it cannot be read (missing, damaged, nested past reason, a
+    directory): the table then reads the stream's file alone."""
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - tail_bytes))
-            window = f.read(tail_bytes)
-    except FileNotFoundError:
-        return {}
-    lines = window.split(b"\n")
-    if size > tail_bytes:
-        lines = lines[1:]  # the window starts mid-line
-    latest: dict[str, Any] = {}
-    for line in lines[:-1]:  # the last piece has no newline yet: torn, or empty
-        try:
-            row = loads(line)
-        except DecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("data"), dict):
-            latest.update(restore_metric_row(row)["data"])
-    return latest
+        return read_json(layout.metric_metadata_path(directory, metric))
+    except (OSError, RecursionError, ValueError):
+        return None
 
 
 def run_directory(root: Path, prefix: str) -> Path:

@@ -1,32 +1,51 @@
 """Each field's latest value of a metric stream, kept in its ``metrics/<name>/metadata.json``.
 
-The run table (``ml_dash.search_runs``, local) reads a stream's latest values from the end of its
-file; a field logged only early in a long run (a setting logged once at step 0, a test metric logged
-once at the end of an epoch long past) is not there. So the writer keeps every field's latest value as
-rows are written (on the agent's thread, never the training thread) and stores it beside the stream's
-row count at each durable point; readers merge it under the file's tail (the tail is newer when the
-document lags the file by a second).
+The run table (``ml_dash.search_runs``, local) needs every field's latest value; reading a stream's whole
+file for it is out of the question (gigabytes), and its end alone misses a field logged only early in a
+long run. So the writer keeps every field's latest value as rows are written (on the agent's thread,
+never the training thread) and stores it at each durable point with the byte range of the stream's file
+whose rows it covers::
 
-The document's part::
+    "latest": {"data": {"loss": 0.12, "acc": "NaN"}, "nonFinite": ["acc"], "from": 0, "to": 48213}
 
-    "latest": {"data": {"loss": 0.12, "acc": "NaN"}, "nonFinite": ["acc"]}
-
-``data`` as in a row of ``data.jsonl``, non-finite floats spelled as names and listed in ``nonFinite``
-(the document stays JSON). A document without ``latest`` (written by an older version, or by upstream
-ml-dash) gives nothing: the reader falls back to the tail alone.
+``data`` as in a row of ``data.jsonl`` (non-finite floats spelled as names, listed in ``nonFinite``, so
+the document stays JSON); ``from``/``to`` the bytes of the file whose rows it holds the latest values of.
+A reader takes the rows after ``to`` from the file (those written after the document, a second's worth,
+or more when the writer was killed or an older version appended), and for the rows before ``from`` (a
+run resumed from a version that kept no part) the file's last :data:`TAIL_BYTES` before it, as a run
+without a part reads its own tail. A part whose range the file does not hold (cut, or foreign) is not
+trusted.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .jsonlines import mark_non_finite_metric_row, restore_metric_row
+from .jsonlines import DecodeError, loads, mark_non_finite_metric_row, restore_metric_row
+from .values import NON_FINITE_VALUES
 
 #: The key of the part in metadata.json.
 LATEST_KEY = "latest"
-#: Longer text values are not kept in the document.
+#: Longer text values are not kept in the document (it is rewritten about once a second while the stream
+#: grows, and a metric's text may be a MiB); such a field's value comes from the file's end, when it is there.
 MAX_KEPT_TEXT_CHARS = 1024
+#: Where no part covers the rows, their latest values are read from this many bytes before where it
+#: starts (thousands of rows): a project's table reads every stream of every run.
+TAIL_BYTES = 256 * 1024
+_SCALARS = (bool, int, float, str, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class KeptLatest:
+    """A document's part: the latest values of the rows in bytes ``start:end`` of the stream's file."""
+
+    values: dict[str, Any]
+    start: int
+    end: int
 
 
 def merge_latest(latest: dict[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -51,21 +70,126 @@ def merge_latest(latest: dict[str, Any], rows: Sequence[Mapping[str, Any]]) -> N
             return
 
 
-def latest_part(latest: Mapping[str, Any]) -> dict[str, Any]:
-    """``latest`` as the document stores it (non-finite floats named), without texts over
-    :data:`MAX_KEPT_TEXT_CHARS`: a metric's text may be a MiB, and the document is rewritten about once a
-    second while the stream grows (the table reads such a field from the file's tail, as before)."""
+def latest_part(latest: Mapping[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The document's part for ``latest``, the values of the rows in bytes ``start:end``."""
     kept = {k: v for k, v in latest.items() if not (isinstance(v, str) and len(v) > MAX_KEPT_TEXT_CHARS)}
-    return mark_non_finite_metric_row({"data": kept})
+    return {**mark_non_finite_metric_row({"data": kept}), "from": start, "to": end}
 
 
-def latest_from_document(document: Any) -> dict[str, Any]:
-    """The latest values a metadata.json document holds (non-finite floats restored); {} for none or
-    for a part that is not the shape above (a damaged or foreign document is not an error here)."""
+def latest_from_document(document: Any) -> KeptLatest | None:
+    """The part a metadata.json document holds (non-finite floats restored, scalars only), or None for
+    none, or for one that is not the shape above (a damaged or foreign document is not an error here)."""
     part = document.get(LATEST_KEY) if isinstance(document, dict) else None
     if not isinstance(part, dict) or not isinstance(part.get("data"), dict):
-        return {}
+        return None
+    start, end = part.get("from"), part.get("to")
+    if not (type(start) is int and type(end) is int and 0 <= start <= end):
+        return None
     marked = part.get("nonFinite")
-    names = [key for key in marked if isinstance(key, str)] if isinstance(marked, list) else None
-    row = {"data": dict(part["data"]), "nonFinite": names}
-    return restore_metric_row(row)["data"]
+    names = {key for key in marked if isinstance(key, str)} if isinstance(marked, list) else set()
+    values = {}
+    for key, value in part["data"].items():
+        if isinstance(value, _SCALARS):
+            values[key] = NON_FINITE_VALUES[value] if key in names and value in NON_FINITE_VALUES else value
+    return KeptLatest(values, start, end)
+
+
+def latest_in_range(path: Path, start: int, end: int) -> dict[str, Any]:
+    """Each field's latest value among the rows of ``path`` in bytes ``start:end``: whole, intact lines
+    only (a line cut by ``start``, a torn last line and a damaged one are left out), read a line at a time
+    (a range may be long: the rows a killed writer appended after its last document)."""
+    latest: dict[str, Any] = {}
+    try:
+        f = open(path, "rb")  # noqa: SIM115  # closed below; a missing file has no rows
+    except FileNotFoundError:
+        return latest
+    with f:
+        if start > 0:
+            f.seek(start - 1)
+            if f.read(1) != b"\n":
+                f.readline()  # the range starts inside a line: that line is not the range's
+        while f.tell() < end:
+            line = f.readline()
+            if not line.endswith(b"\n") or f.tell() > end:
+                break  # torn (being written, or lost with its writer), or past the range
+            _merge_line(latest, line)
+    return latest
+
+
+def _merge_line(latest: dict[str, Any], line: bytes) -> None:
+    try:
+        row = loads(line)
+    except DecodeError:
+        return
+    if not isinstance(row, dict) or not isinstance(row.get("data"), dict):
+        return
+    try:
+        data = restore_metric_row(row)["data"]
+    except TypeError:  # a value that cannot be a non-finite name (a list, a map): not a row we wrote
+        return
+    latest.update(data)
+
+
+def stream_latest(path: Path, document: Any) -> dict[str, Any]:
+    """Each field's latest value of the stream whose rows are at ``path``, from its metadata ``document``'s
+    part and the file (see the module's docstring)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return {}
+    kept = latest_from_document(document)
+    if kept is None or not _holds(path, kept, size):  # no part, or one over rows the file does not hold
+        return latest_in_range(path, max(0, size - TAIL_BYTES), size)
+    out = latest_in_range(path, max(0, kept.start - TAIL_BYTES), kept.start) if kept.start else {}
+    out.update(kept.values)
+    out.update(latest_in_range(path, kept.end, size))
+    return out
+
+
+def caught_up(document: Any, path: Path) -> dict[str, Any]:
+    """A stream's metadata ``document`` as its writer reopens it (a resumed run), its part brought up to
+    the whole lines of the file at ``path``: the rows written after the part (by a writer killed before
+    its next document, or by an older version) folded in; with no part it can trust, a new one from the
+    file's end (the rows before it are read from the file's tail, as before)."""
+    end = _whole_lines_size(path)
+    kept = latest_from_document(document)
+    if kept is None or not _holds(path, kept, end):
+        part = latest_part({}, end, end)
+    else:
+        part = latest_part({**kept.values, **latest_in_range(path, kept.end, end)}, kept.start, end)
+    return {**(document if isinstance(document, dict) else {}), LATEST_KEY: part}
+
+
+def _holds(path: Path, kept: KeptLatest, size: int) -> bool:
+    """Whether the file (its first ``size`` bytes) holds the part's range: within it, and both ends at
+    the start of a line (a part from another file, or damaged, is not trusted)."""
+    if kept.end > size:
+        return False
+    try:
+        with open(path, "rb") as f:
+            for offset in {kept.start, kept.end} - {0}:
+                f.seek(offset - 1)
+                if f.read(1) != b"\n":
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def _whole_lines_size(path: Path) -> int:
+    """The size of ``path`` up to the end of its last whole line (0 when missing)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            position = size
+            while position > 0:
+                step = min(position, 64 * 1024)
+                f.seek(position - step)
+                block = f.read(step)
+                newline = block.rfind(b"\n")
+                if newline >= 0:
+                    return position - step + newline + 1
+                position -= step
+            return 0
+    except FileNotFoundError:
+        return 0

@@ -100,8 +100,9 @@ def _pull_into(server: ServerReads, exp: dict[str, Any], streams: dict[str, int]
         latest: dict[str, Any] | None = {} if metric is not None else None
         counts[stream] = _write_lines(pages, path, latest)
         if metric is not None:
+            size = path.stat().st_size if path.exists() else 0
             write_document(layout.metric_metadata_path(directory, metric),
-                           dumps(metric_metadata(metric, None, counts[stream], now, latest)))
+                           dumps(metric_metadata(metric, None, counts[stream], now, latest, size)))
         # the server's count: rows set aside by their client leave gaps the cursor must be past
         cursor.streams[stream] = StreamCursor(stored, path.stat().st_size if path.exists() else 0)
     counts["files"] = _pull_files(server, directory, cursor)
