@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from ..format.jsonlines import DecodeError, last_record, loads
+from ..format.jsonlines import DecodeError, end_of_complete_lines, last_record, loads
 
 #: The longest line a probe reads whole; a longer one is skipped over in pieces.
 PROBE_LINE_BYTES = 1 << 20
@@ -54,7 +54,7 @@ def offset_of_index(path: Path, key: str, index: int) -> int:
         found = _first_record_from(f, lo, key) if lo <= size else None
         if found is not None and found[1] >= index:
             return found[0]
-        return _end_of_complete_lines(f, size)
+        return end_of_complete_lines(f, size)
 
 
 def _first_record_from(f: BinaryIO, position: int, key: str) -> tuple[int, int] | None:
@@ -85,17 +85,3 @@ def _skip_line(f: BinaryIO) -> None:
         piece = f.readline(_SKIP_PIECE)
         if not piece or piece.endswith(b"\n"):
             return
-
-
-def _end_of_complete_lines(f: BinaryIO, size: int) -> int:
-    """The offset just past the file's last newline."""
-    position = size
-    while position > 0:
-        step = min(position, 1 << 16)
-        f.seek(position - step)
-        chunk = f.read(step)
-        newline = chunk.rfind(b"\n")
-        if newline >= 0:
-            return position - step + newline + 1
-        position -= step
-    return 0

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -252,6 +252,20 @@ def last_record(path: Path, key: str, tail_bytes: int = 1 << 16) -> dict[str, An
                 window = min(size, window * 4)
     except FileNotFoundError:
         return None
+
+
+def end_of_complete_lines(f: BinaryIO, size: int) -> int:
+    """The offset just past the last newline in the first ``size`` bytes of ``f`` (0 when none)."""
+    position = size
+    while position > 0:
+        step = min(position, 1 << 16)
+        f.seek(position - step)
+        chunk = f.read(step)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            return position - step + newline + 1
+        position -= step
+    return 0
 
 
 def ends_torn(path: Path) -> bool:

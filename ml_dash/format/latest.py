@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .jsonlines import DecodeError, loads, mark_non_finite_metric_row, restore_metric_row
+from .jsonlines import DecodeError, end_of_complete_lines, loads, mark_non_finite_metric_row, restore_metric_row
 from .values import NON_FINITE_VALUES
 
 #: The key of the part in metadata.json.
@@ -180,16 +180,6 @@ def _whole_lines_size(path: Path) -> int:
     """The size of ``path`` up to the end of its last whole line (0 when missing)."""
     try:
         with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            position = size
-            while position > 0:
-                step = min(position, 64 * 1024)
-                f.seek(position - step)
-                block = f.read(step)
-                newline = block.rfind(b"\n")
-                if newline >= 0:
-                    return position - step + newline + 1
-                position -= step
-            return 0
+            return end_of_complete_lines(f, f.seek(0, os.SEEK_END))
     except FileNotFoundError:
         return 0
