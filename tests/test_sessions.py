@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,25 @@ def test_a_key_signs_in_for_a_week_with_a_cookie_no_script_or_other_site_can_use
     assert "httponly" in attributes and attributes["samesite"] == "SameSite=Strict" and "secure" not in attributes
     _, _, forwarded = _post(app_server, json.dumps({"api_key": key}).encode(), {"X-Forwarded-Proto": "https"})
     assert "Secure" in forwarded["Set-Cookie"]  # through a TLS-terminating proxy on this machine
+
+
+@pytest.mark.skipif(bool(os.environ.get("ML_DASH_TEST_DB")), reason="reads the embedded database's file")
+def test_the_server_keeps_a_session_for_the_week_its_cookie_lasts(app_server: AppServer) -> None:
+    """The stored expiry, not only the cookie's: a stolen cookie is refused by the server after a week."""
+    before = time.time()
+    status, _reply, _headers = _post(app_server, json.dumps({"api_key": app_server.key("alice")}).encode())
+    assert status == 200
+    with sqlite3.connect(app_server.data / "ml-dash.sqlite3") as db:
+        (expires_at,) = db.execute("SELECT expires_at FROM sessions").fetchone()
+    assert before + WEEK_S <= expires_at <= time.time() + WEEK_S
+
+
+@pytest.mark.parametrize("content_type", ["application/javascript", "application/graphql", "", "text/json"])
+def test_a_sign_in_sent_as_anything_but_json_is_refused_whatever_it_holds(app_server: AppServer,
+                                                                         content_type: str) -> None:
+    status, reply, _ = _post(app_server, json.dumps({"api_key": app_server.key("alice")}).encode(),
+                             {"Content-Type": content_type})
+    assert status == 400 and "sign in with a JSON body" in _said(reply), (content_type, status, reply)
 
 
 @pytest.mark.parametrize("size", [4096, 4097])
