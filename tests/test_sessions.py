@@ -101,6 +101,26 @@ def test_a_sign_in_sent_as_anything_but_json_is_refused_whatever_it_holds(app_se
     assert status == 400 and "sign in with a JSON body" in _said(reply), (content_type, status, reply)
 
 
+def _request(srv: AppServer, method: str, cookie: str) -> tuple[int, dict[str, Any], http.client.HTTPMessage]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request(method, "/api/v1/session", headers={"Cookie": cookie})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}"), response.headers
+    finally:
+        conn.close()
+
+
+def test_signing_out_ends_the_session_on_the_server_and_says_so(app_server: AppServer) -> None:
+    _status, _reply, headers = _post(app_server, json.dumps({"api_key": app_server.key("alice")}).encode())
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert _request(app_server, "GET", cookie)[1]["owner"] == "alice"
+    status, reply, out = _request(app_server, "DELETE", cookie)
+    assert status == 200 and reply == {"signed_out": True}
+    assert out["Set-Cookie"].startswith(f"ml_dash_session_{app_server.port}=\"\"")  # the browser drops it
+    assert _request(app_server, "GET", cookie)[1]["owner"] is None  # and the server no longer knows it
+
+
 @pytest.mark.parametrize("size", [4096, 4097])
 def test_a_sign_in_body_is_at_most_4096_bytes_however_it_is_sent(app_server: AppServer, size: int) -> None:
     body = b'{"api_key": "mld_x"}'
@@ -117,6 +137,8 @@ def test_every_bad_sign_in_body_is_told_what_to_send(app_server: AppServer, dev_
     cases = [
         (app_server, b"x", {"Content-Type": "text/plain"}, 'sign in with a JSON body: {\\"api_key\\": ...}'),
         (app_server, b"[1]", {}, 'sign in with a JSON object'),
+        (app_server, b"not json", {}, 'sign in with a JSON object'),  # said to be JSON, and is not
+        (app_server, b'{"user": ""}', {}, 'sign in with an API key: {\\"api_key\\": ...}"'),  # no user name given
         (app_server, b"{}", {}, 'sign in with an API key: {\\"api_key\\": ...}"'),  # and nothing more
         (app_server, b'{"user": "alice"}', {}, "this server signs in with API keys only"),
         (dev_server, b"{}", {}, 'sign in with an API key: {\\"api_key\\": ...} or a user name: {\\"user\\": ...}'),
