@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -75,6 +76,8 @@ def test_a_key_signs_in_for_a_week_with_a_cookie_no_script_or_other_site_can_use
     assert status == 200 and reply == {"owner": "alice"}
     cookie = headers["Set-Cookie"]
     assert cookie.startswith(f"ml_dash_session_{app_server.port}=")
+    token = cookie.split(";")[0].split("=", 1)[1]
+    assert len(token) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", token)  # 256 random bits, URL-safe
     attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
     assert attributes["max-age"] == f"Max-Age={WEEK_S}" and attributes["path"] == "Path=/"
     assert "httponly" in attributes and attributes["samesite"] == "SameSite=Strict" and "secure" not in attributes

@@ -98,8 +98,10 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
                            timeout=None if minutes is None else minutes * 60)
         except subprocess.TimeoutExpired:
             print(f"{name}: stopped after {minutes} minutes; --resume continues it", file=sys.stderr)
-        report = subprocess.run(["cr-report", "--show-diff", str(session)], capture_output=True, text=True,
-                                check=True).stdout
+        # the console script beside this interpreter (cosmic-ray's own module has no __main__): it is on
+        # PATH only inside an activated environment
+        report = subprocess.run([str(Path(sys.executable).parent / "cr-report"), "--show-diff", str(session)],
+                                capture_output=True, text=True, check=True).stdout
         survivors = out / f"{name}-survivors.txt"
         survivors.write_text("\n".join(_survivor_blocks(report)))
         return name, {**_counts(session), "annotations": skipped}, survivors
