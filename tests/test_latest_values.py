@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 import ml_dash
 from ml_dash import Experiment
-from ml_dash.format.latest import latest_from_document, latest_part, merge_latest
+from ml_dash.format.latest import latest_from_document, latest_part, merge_latest, non_finite_fields, restore_non_finite
 
+from .app_server import AppServer
 from .server_process import Server
 
 pd = pytest.importorskip("pandas")
@@ -204,3 +205,29 @@ def test_a_pulled_run_has_the_fields_its_server_holds(tmp_path: Path, server: Se
     runs = ml_dash.search_runs(pulled, project=PROJECT)
     assert runs["metrics.train/early"].tolist() == [1.5] and math.isnan(runs["metrics.train/gone"].iloc[0])
     assert runs["metrics.train/loss"].tolist() == [PAST_THE_TAIL - 1.0]
+
+
+# -- the server's table: non-finite floats marked, texts spelled like them left as text ----------------
+def test_the_server_marks_which_latest_values_are_non_finite_floats() -> None:
+    latest = {"train": {"a": math.nan, "b": "NaN", "c": math.inf, "d": 1.0}, "eval": {"x": "-Infinity"}}
+    marks = non_finite_fields(latest)
+    assert marks == {"latest_non_finite": {"train": ["a", "c"]}}
+    wire = json.loads(json.dumps({"train": {"a": "NaN", "b": "NaN", "c": "Infinity", "d": 1.0}}))
+    restored = restore_non_finite(wire["train"], marks["latest_non_finite"]["train"])
+    assert math.isnan(restored["a"]) and restored["b"] == "NaN" and restored["c"] == math.inf
+    assert restore_non_finite({"x": "-Infinity"}, []) == {"x": "-Infinity"}  # marked nothing: text stays text
+    assert restore_non_finite({"x": "-Infinity"}, None) == {"x": -math.inf}  # an older server: every name a float
+    assert non_finite_fields({"train": {"d": 1.0}}) == {"latest_non_finite": {}}  # said even when empty
+
+
+def test_a_text_spelled_like_a_non_finite_float_is_text_in_the_servers_table_as_locally(
+        tmp_path: Path, app_server: AppServer) -> None:
+    key = app_server.key("alice")
+    with Experiment(prefix=f"{PROJECT}/texts", local_path=tmp_path / "local" / PROJECT / "texts",
+                    remote=app_server.url, api_key=key).run as exp:
+        exp.metrics("train").log(real=math.nan, text="NaN", inf=-math.inf, word="Infinity")
+    remote = ml_dash.search_runs(app_server.url, project=PROJECT, api_key=key).iloc[0]
+    local = ml_dash.search_runs(tmp_path / "local", project=PROJECT).iloc[0]
+    for row in (remote, local):
+        assert math.isnan(row["metrics.train/real"]) and row["metrics.train/inf"] == -math.inf
+        assert (row["metrics.train/text"], row["metrics.train/word"]) == ("NaN", "Infinity")

@@ -20,8 +20,8 @@ from ..errors import MLDashError
 from ..format import layout
 from ..format.columns import Chunk, ColumnsError, ColumnsReader
 from ..format.conditions import metric_streams, parse_conditions
+from ..format.latest import NON_FINITE_KEY, restore_non_finite
 from ..format.naming import validate_metric_name, validate_prefix
-from ..format.values import NON_FINITE_VALUES
 from ..remote.reads import ServerReads
 from ._columns import chunks_from_rows, frame_from_chunks
 from ._errors import NotFoundError
@@ -84,20 +84,25 @@ def _checked_run(source: ServerSource, owner: str, project: str, run: Any) -> di
         raise MLDashError(f"{source.url} listed a run of {owner}/{project} with a bad prefix: {exc}") from None
     if parts[:2] != (owner, project):
         raise MLDashError(f"{source.url} listed the run {prefix!r} among those of {owner}/{project}")
-    latest = run.get("latest")
+    latest, holder = run.get("latest"), run
     assert isinstance(prefix, str)  # validated above
     if run.get("latest_more") or not isinstance(latest, dict):
-        latest = (_reads(source, prefix).experiment() or {}).get("latest")
+        holder = _reads(source, prefix).experiment() or {}
+        latest = holder.get("latest")
+    marks = holder.get(NON_FINITE_KEY)
     record = {key: run.get(key) for key in layout.RUN_FIELDS}
     record.update(prefix=prefix, params=_map(run.get("params")),
-                  latest={k: _restored(_map(v)) for k, v in _map(latest).items() if isinstance(k, str)})
+                  latest={k: restore_non_finite(_map(v), _marked(marks, k)) for k, v in _map(latest).items()
+                          if isinstance(k, str)})
     return record
 
 
-def _restored(fields: dict[str, Any]) -> dict[str, Any]:
-    """Latest values with non-finite floats back as floats: the server's JSON spells them as names, unmarked
-    (unlike its rows, which list them in ``nonFinite``), so a metric's text value "NaN" reads as NaN too."""
-    return {k: NON_FINITE_VALUES.get(v, v) if isinstance(v, str) else v for k, v in fields.items()}
+def _marked(marks: Any, metric: str) -> Any:
+    """The fields of ``metric`` the server marked non-finite: [] for none; None where the server marks
+    nothing at all (an older one: every name is then read as a float)."""
+    if marks is None:
+        return None
+    return marks.get(metric, []) if isinstance(marks, dict) else []
 
 
 def _map(value: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ trusted.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -183,3 +184,28 @@ def _whole_lines_size(path: Path) -> int:
             return end_of_complete_lines(f, f.seek(0, os.SEEK_END))
     except FileNotFoundError:
         return 0
+
+
+# -- on the wire: the server's latest values in JSON ----------------------------------------------
+#: The reply key beside ``latest`` (run list, run document, stream pages): per metric, the fields whose
+#: latest value is a non-finite float, which JSON spells as a name ("NaN") like a text value.
+NON_FINITE_KEY = "latest_non_finite"
+
+
+def non_finite_fields(latest: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, list[str]]]:
+    """``{NON_FINITE_KEY: {metric: [field, ...]}}`` for the non-finite floats among ``latest`` (metric ->
+    field -> value); the key even when there are none, so that a client tells this server from an older
+    one that marks nothing."""
+    marks = {metric: sorted(k for k, v in fields.items() if isinstance(v, float) and not math.isfinite(v))
+             for metric, fields in latest.items() if isinstance(fields, Mapping)}
+    return {NON_FINITE_KEY: {metric: names for metric, names in marks.items() if names}}
+
+
+def restore_non_finite(fields: Mapping[str, Any], marked: Any) -> dict[str, Any]:
+    """A metric's latest values from a server's JSON with the fields ``marked`` non-finite back as floats; a
+    text value spelled like one ("NaN") stays text. ``marked`` None: a server that marks nothing (an older
+    one), whose names are all read as floats."""
+    if marked is None:
+        return {k: NON_FINITE_VALUES.get(v, v) if isinstance(v, str) else v for k, v in fields.items()}
+    names = {name for name in marked if isinstance(name, str)} if isinstance(marked, list) else set()
+    return {k: NON_FINITE_VALUES.get(v, v) if k in names and isinstance(v, str) else v for k, v in fields.items()}

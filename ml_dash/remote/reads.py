@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import MLDashError
 from ..format.credentials import credential_headers
 from ..format.jsonlines import restore_metric_row
+from ..format.latest import NON_FINITE_KEY
 from ..format.layout import LOG_KEY, METRIC_KEY
 from ..format.wire import MAX_STREAM_PAGES, stream_page
 
@@ -122,13 +123,17 @@ class ServerReads:
             if after is None:
                 return doc
             try:
-                more, values, after = stream_page(after, self._get("/streams", after=after))
+                page = self._get("/streams", after=after)
+                more, values, after = stream_page(after, page)
             except TypeError:
                 raise MLDashError(f"{self.remote} answered the streams of {self.prefix} without a map of streams") \
                     from None
             streams.update(more)
             if isinstance(latest, dict):
                 latest.update(values)
+                marks = page.get(NON_FINITE_KEY) if isinstance(page, dict) else None
+                if isinstance(marks, dict) and isinstance(doc.setdefault(NON_FINITE_KEY, {}), dict):
+                    doc[NON_FINITE_KEY].update(marks)
         raise MLDashError(f"{self.remote} sent more than {MAX_STREAM_PAGES} pages of the streams of {self.prefix}")
 
     def pages(self, path: str, field: str, key: str, start: int = 0,

@@ -44,6 +44,7 @@ from typing import Any
 from aiohttp import web
 
 from ..format.jsonlines import mark_non_finite_metric_row
+from ..format.latest import non_finite_fields
 from ..format.naming import MAX_SEGMENT_CHARS, validate_metric_name, validate_prefix
 from ..format.vocabulary import STATUSES, normalise_level
 from . import sessions, ui
@@ -310,7 +311,8 @@ def latest_names(request: web.Request) -> list[str]:
 
 
 def latest_part(latest: dict[str, dict[str, Any]], more: bool) -> dict[str, Any]:
-    return {"latest": latest, "latest_more": True} if more else {"latest": latest}
+    part = {"latest": latest, **non_finite_fields(latest)}
+    return {**part, "latest_more": True} if more else part
 
 
 async def get_experiment(request: web.Request) -> web.Response:
@@ -318,7 +320,7 @@ async def get_experiment(request: web.Request) -> web.Response:
     ``streams_next`` where more follow (``.../streams?after=``)."""
     exp = await experiment_of(request)
     streams, latest, cut = await request.app[STORAGE].stream_page(exp["id"], "", STREAM_PAGE)
-    doc = {**public_view(request, exp), "streams": streams, "latest": latest}
+    doc = {**public_view(request, exp), "streams": streams, "latest": latest, **non_finite_fields(latest)}
     if cut is not None:
         doc["streams_next"] = cut
     return conditional_json(request, doc)
@@ -334,7 +336,8 @@ async def get_streams(request: web.Request) -> web.Response:
         raise BadRequest(f"after is at most {MAX_STREAM_NAME_CHARS} characters, q at most {MAX_SEARCH_CHARS}")
     streams, latest, cut = await request.app[STORAGE].stream_page(
         exp["id"], after, int_query(request, "limit", STREAM_PAGE, 1, STREAM_PAGE), search)
-    return conditional_json(request, {"streams": streams, "latest": latest, **({} if cut is None else {"next": cut})})
+    return conditional_json(request, {"streams": streams, "latest": latest, **non_finite_fields(latest),
+                                      **({} if cut is None else {"next": cut})})
 
 
 async def get_logs(request: web.Request) -> web.Response:
