@@ -11,6 +11,7 @@ import pytest
 
 from ml_dash.format.wire import (
     LIMITS,
+    WIRE_VERSION,
     BodyError,
     BodyLimits,
     blocks_from_fields,
@@ -18,8 +19,10 @@ from ml_dash.format.wire import (
     encode_body,
     metric_blocks,
     metric_rows,
+    stream_page,
     wire_body,
 )
+from ml_dash.format.wire import acknowledged as read_acknowledged
 
 
 def test_blocks_round_trip_rows_with_changing_keys_and_none() -> None:
@@ -115,3 +118,33 @@ def test_trim_blocks_takes_any_slice_of_any_blocks_as_the_rows_would_be() -> Non
             got = metric_rows(skip, trim_blocks(blocks, skip, take))
             want = rows[skip:] if take is None else rows[skip:skip + take]
             assert got == want, (skip, take)
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    ({"v": WIRE_VERSION, "x": msgpack.ExtType(1, b"ab")}, "not valid msgpack"),  # no extension types at all
+    ({"v": WIRE_VERSION, 1: "x"}, "not valid msgpack"),  # map keys are text
+    ({"v": WIRE_VERSION + 1}, "unsupported wire version"),  # a newer client's body, not guessed at
+    ({"v": WIRE_VERSION - 1}, "unsupported wire version"),
+])
+def test_a_body_outside_the_wire_format_is_refused_naming_why(body: dict, said: str) -> None:
+    with pytest.raises(BodyError) as refused:
+        decode_body(msgpack.packb(body, strict_types=False), "identity")
+    assert refused.value.status == 400 and said in str(refused.value)
+
+
+def test_an_ingest_reply_is_read_for_its_counts_and_nothing_malformed_in_it() -> None:
+    reply = read_acknowledged({"acked": {"metrics/a": 3, "metrics/b": -1, "metrics/c": True, 4: 1}, "run_rows": 7})
+    assert (reply.counts, reply.complete, reply.run_rows) == ({"metrics/a": 3}, False, 7)
+    older = read_acknowledged({"acked": {"logs": 0}})  # no run_rows: it names every stream of the run
+    assert (older.counts, older.complete, older.run_rows) == ({"logs": 0}, True, None)
+    assert read_acknowledged({"acked": {}, "run_rows": -1}).run_rows is None
+
+
+def test_a_page_of_streams_is_followed_only_forwards() -> None:
+    page = {"streams": {"metrics/b": 2}, "latest": {"b": {"x": 1}}, "next": "metrics/b"}
+    assert stream_page("metrics/a", page) == ({"metrics/b": 2}, {"b": {"x": 1}}, "metrics/b")
+    assert stream_page("metrics/b", page)[2] is None  # in place: not followed round a loop
+    assert stream_page("metrics/c", page)[2] is None  # backwards
+    assert stream_page("", {"streams": {}, "streams_next": "logs"})[2] == "logs"  # the run document's first page
+    with pytest.raises(TypeError):
+        stream_page("", {"streams": [1]})
