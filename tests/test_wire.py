@@ -148,3 +148,23 @@ def test_a_page_of_streams_is_followed_only_forwards() -> None:
     assert stream_page("", {"streams": {}, "streams_next": "logs"})[2] == "logs"  # the run document's first page
     with pytest.raises(TypeError):
         stream_page("", {"streams": [1]})
+
+
+def test_the_decompression_bound_is_the_readmes_16_mib_and_256_times_past_64_kib() -> None:
+    """The literal bounds README.md states, not the constants (a changed constant must fail here)."""
+    assert LIMITS.decompressed_cap(100) == 64 * 1024  # within the floor, however well it compresses
+    assert LIMITS.decompressed_cap(1_000) == 256_000
+    assert LIMITS.decompressed_cap(65_536) == 16 * 1024 * 1024
+    assert LIMITS.decompressed_cap(10**9) == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("size", "kept"), [(1 << 20, True), ((1 << 20) + 1, False)])
+def test_a_text_of_one_mib_decodes_and_one_byte_more_is_refused(size: int, kept: bool) -> None:
+    """A metric row or a log line is at most 1 MiB (README): a string that long must reach the checks."""
+    body = msgpack.packb({"v": WIRE_VERSION, "text": "x" * size})
+    if kept:
+        assert len(decode_body(body, "identity")["text"]) == size
+    else:
+        with pytest.raises(BodyError) as refused:
+            decode_body(body, "identity")
+        assert refused.value.status == 400
