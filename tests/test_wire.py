@@ -19,7 +19,9 @@ from ml_dash.format.wire import (
     encode_body,
     metric_blocks,
     metric_rows,
+    stream_counts,
     stream_page,
+    trim_blocks,
     wire_body,
 )
 from ml_dash.format.wire import acknowledged as read_acknowledged
@@ -168,3 +170,29 @@ def test_a_text_of_one_mib_decodes_and_one_byte_more_is_refused(size: int, kept:
         with pytest.raises(BodyError) as refused:
             decode_body(body, "identity")
         assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(("raw", "encoding", "status", "said"), [
+    (msgpack.packb([1, 2]), "identity", 400, "body must be a msgpack map"),
+    (b"not zstd at all", "zstd", 400, "body is not valid zstd"),
+    (b"not gzip at all", "gzip", 400, "body is not valid gzip"),
+    (msgpack.packb({"v": 2}), "lz4", 415, "unsupported Content-Encoding"),  # sorts after identity
+    (msgpack.packb({"v": 2}), "br", 415, "unsupported Content-Encoding"),  # and before it
+])
+def test_each_bad_body_gets_its_status_and_says_what_is_wrong(raw: bytes, encoding: str, status: int,
+                                                             said: str) -> None:
+    with pytest.raises(BodyError) as refused:
+        decode_body(raw, encoding)
+    assert refused.value.status == status and said in str(refused.value)
+
+
+def test_a_reply_of_stream_counts_keeps_only_valid_counts() -> None:
+    assert stream_counts({"streams": {"logs": 0, "metrics/a": 5, "metrics/b": -1, "metrics/c": True, 3: 1}}) == {
+        "logs": 0, "metrics/a": 5}
+    assert stream_counts({"streams": [1]}) == {} and stream_counts(None) == {} and stream_counts({}) == {}
+
+
+def test_trimming_a_whole_first_block_leaves_the_others_as_they_were() -> None:
+    rows = [{"data": {"a": i} if i < 3 else {"b": i}, "createdAt": "x"} for i in range(6)]
+    blocks = metric_blocks(rows)
+    assert len(blocks) == 2 and trim_blocks(blocks, 3) == blocks[1:]  # no empty block left in its place
