@@ -196,3 +196,10 @@ def test_trimming_a_whole_first_block_leaves_the_others_as_they_were() -> None:
     rows = [{"data": {"a": i} if i < 3 else {"b": i}, "createdAt": "x"} for i in range(6)]
     blocks = metric_blocks(rows)
     assert len(blocks) == 2 and trim_blocks(blocks, 3) == blocks[1:]  # no empty block left in its place
+
+
+def test_a_single_row_makes_one_block_and_comes_back_whole() -> None:
+    rows = [{"data": {"loss": 0.5, "step": 1}, "createdAt": "x"}]
+    blocks = metric_blocks(rows)
+    assert blocks == [{"keys": ["loss", "step"], "cols": [[0.5], [1]], "created": [["x", 1]]}]
+    assert [r["data"] for r in metric_rows(7, blocks)] == [rows[0]["data"]]
