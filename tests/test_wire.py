@@ -124,6 +124,8 @@ def test_trim_blocks_takes_any_slice_of_any_blocks_as_the_rows_would_be() -> Non
 
 @pytest.mark.parametrize(("body", "said"), [
     ({"v": WIRE_VERSION, "x": msgpack.ExtType(1, b"ab")}, "not valid msgpack"),  # no extension types at all
+    ({"v": WIRE_VERSION, "x": msgpack.ExtType(1, b"a")}, "not valid msgpack"),
+    ({"v": WIRE_VERSION, "x": msgpack.ExtType(1, b"")}, "not valid msgpack"),
     ({"v": WIRE_VERSION, 1: "x"}, "not valid msgpack"),  # map keys are text
     ({"v": WIRE_VERSION + 1}, "unsupported wire version"),  # a newer client's body, not guessed at
     ({"v": WIRE_VERSION - 1}, "unsupported wire version"),
@@ -203,3 +205,13 @@ def test_a_single_row_makes_one_block_and_comes_back_whole() -> None:
     blocks = metric_blocks(rows)
     assert blocks == [{"keys": ["loss", "step"], "cols": [[0.5], [1]], "created": [["x", 1]]}]
     assert [r["data"] for r in metric_rows(7, blocks)] == [rows[0]["data"]]
+
+
+def test_a_body_of_16_mib_on_the_wire_is_read_and_one_byte_more_is_not() -> None:
+    """README: 16 MiB a body. At the bound the bytes are decoded (zeros: not a map, so 400); past it, 413."""
+    with pytest.raises(BodyError) as at_bound:
+        decode_body(b"\0" * (16 * 1024 * 1024), "identity")
+    assert at_bound.value.status == 400
+    with pytest.raises(BodyError) as past:
+        decode_body(b"\0" * (16 * 1024 * 1024 + 1), "identity")
+    assert past.value.status == 413

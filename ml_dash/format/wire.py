@@ -323,7 +323,7 @@ def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = L
         # msgpack's unpacker has a fixed nesting stack: deeper bodies raise StackError (400)
         body = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=limits.max_array_len,
                                max_map_len=limits.max_map_len, max_str_len=limits.max_str_len,
-                               max_bin_len=limits.max_str_len, max_ext_len=0)
+                               max_bin_len=limits.max_str_len, max_ext_len=0, ext_hook=_no_extensions)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
         raise BodyError(400, f"body is not valid msgpack: {exc}") from None
     if not isinstance(body, dict):
@@ -331,6 +331,11 @@ def decode_body(raw: bytes, content_encoding: str | None, limits: BodyLimits = L
     if body.get("v") != WIRE_VERSION:
         raise BodyError(400, f"unsupported wire version {body.get('v')!r}; this server speaks {WIRE_VERSION}")
     return body
+
+
+def _no_extensions(code: int, data: bytes) -> Any:
+    """msgpack's extension types are no part of the format; ``max_ext_len=0`` still lets an empty one by."""
+    raise ValueError(f"extension type {code} is not part of the wire format")
 
 
 def _unzstd(raw: bytes, limit: int, limits: BodyLimits) -> bytes:
