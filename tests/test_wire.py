@@ -8,6 +8,7 @@ import math
 
 import msgpack
 import pytest
+import zstandard
 
 from ml_dash.format.wire import (
     LIMITS,
@@ -215,3 +216,18 @@ def test_a_body_of_16_mib_on_the_wire_is_read_and_one_byte_more_is_not() -> None
     with pytest.raises(BodyError) as past:
         decode_body(b"\0" * (16 * 1024 * 1024 + 1), "identity")
     assert past.value.status == 413
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_a_compressed_body_that_inflates_to_exactly_its_cap_is_read_and_one_byte_more_is_not(encoding: str) -> None:
+    """A small body may inflate to 64 KiB (README): exactly that is read; a byte more is a 413."""
+    compress = gzip.compress if encoding == "gzip" else zstandard.ZstdCompressor().compress
+    for pad, expected in ((65_525, 65_536), (65_526, 65_537)):  # a map {"v", "pad"} of that many bytes
+        packed = msgpack.packb({"v": WIRE_VERSION, "pad": "x" * pad})
+        assert len(packed) == expected and len(compress(packed)) < 256  # within the floor's reach
+        if expected == 64 * 1024:
+            assert len(decode_body(compress(packed), encoding)["pad"]) == pad
+        else:
+            with pytest.raises(BodyError) as refused:
+                decode_body(compress(packed), encoding)
+            assert refused.value.status == 413
