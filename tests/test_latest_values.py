@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 import ml_dash
 from ml_dash import Experiment
-from ml_dash.format.latest import latest_from_document, latest_part, merge_latest, non_finite_fields, restore_non_finite
+from ml_dash.format.latest import (
+    latest_from_document,
+    latest_part,
+    merge_latest,
+    non_finite_fields,
+    restore_non_finite,
+    row_values,
+)
 
 from .app_server import AppServer
 from .server_process import Server
@@ -80,6 +87,18 @@ PART = {"data": {"x": 1}, "from": 0, "to": 5}
                               "no range (an earlier writer)"])
 def test_a_document_without_a_part_it_can_trust_gives_none(document: Any) -> None:
     assert latest_from_document(document) is None
+
+
+@pytest.mark.parametrize("row", [None, [], {"data": [1]}, {"data": {"x": "NaN"}, "nonFinite": [["x"]]},
+                                 {"data": {"x": [1]}, "nonFinite": ["x"]}])
+def test_a_record_that_is_no_metric_row_gives_no_values(row: Any) -> None:
+    """From a damaged file or a hostile server (ml-dash pull merges the rows it fetches): never a crash."""
+    assert row_values(row) is None
+
+
+def test_a_metric_rows_values_come_back_with_their_non_finite_floats() -> None:
+    values = row_values({"data": {"x": "NaN", "y": "NaN", "z": 1}, "nonFinite": ["x"]})
+    assert values is not None and math.isnan(values["x"]) and values["y"] == "NaN" and values["z"] == 1
 
 
 def test_a_damaged_parts_values_are_kept_only_where_they_are_scalars_and_names_restore_only_text() -> None:

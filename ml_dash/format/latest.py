@@ -117,18 +117,25 @@ def latest_in_range(path: Path, start: int, end: int) -> dict[str, Any]:
     return latest
 
 
+def row_values(row: Any) -> dict[str, Any] | None:
+    """A metric row's ``data`` with its non-finite floats restored (in place), or None for a record that is
+    no row we write: no map of data, or names or values that cannot be non-finite ones (a list, a map),
+    whether read from a damaged file or sent by a hostile server."""
+    if not isinstance(row, dict) or not isinstance(row.get("data"), dict):
+        return None
+    try:
+        return restore_metric_row(row)["data"]
+    except TypeError:
+        return None
+
+
 def _merge_line(latest: dict[str, Any], line: bytes) -> None:
     try:
-        row = loads(line)
+        values = row_values(loads(line))
     except DecodeError:
         return
-    if not isinstance(row, dict) or not isinstance(row.get("data"), dict):
-        return
-    try:
-        data = restore_metric_row(row)["data"]
-    except TypeError:  # a value that cannot be a non-finite name (a list, a map): not a row we wrote
-        return
-    latest.update(data)
+    if values is not None:
+        latest.update(values)
 
 
 def stream_latest(path: Path, document: Any) -> dict[str, Any]:

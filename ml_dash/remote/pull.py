@@ -24,8 +24,8 @@ from ..errors import MLDashError
 from ..format import layout
 from ..format.atomic import write_document
 from ..format.cursor import StreamCursor, UploadCursor
-from ..format.jsonlines import dumps, restore_metric_row
-from ..format.latest import merge_latest
+from ..format.jsonlines import dumps
+from ..format.latest import merge_latest, row_values
 from ..format.naming import clean_relative_path, is_identity, safe_join, validate_metric_name, validate_prefix
 from ..format.vocabulary import utc_iso
 from ..metrics import metric_metadata
@@ -133,8 +133,7 @@ def _write_lines(pages: Iterator[list[dict[str, Any]]], path: Path, latest: dict
             f.write(b"".join(dumps(row) + b"\n" for row in page))
             written += len(page)
             if latest is not None:
-                merge_latest(latest, [restore_metric_row(row)["data"] if row.get("nonFinite") else row["data"]
-                                      for row in page if isinstance(row, dict) and isinstance(row.get("data"), dict)])
+                merge_latest(latest, [values for row in page if (values := row_values(row)) is not None])
     return written
 
 
