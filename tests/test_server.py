@@ -589,6 +589,22 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process under ``pid``: the decode workers are the children of the server's fork server."""
+    found, todo = set(), [pid]
+    while todo:
+        children = _children(todo.pop())
+        found |= children
+        todo += children
+    return found
+
+
+def _decode_workers(pid: int) -> set[int]:
+    """The server's decode workers: the processes its fork server forked (multiprocessing's "forkserver")."""
+    servers = {p for p in _children(pid) if b"forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()}
+    return {worker for server in servers for worker in _children(server)}
+
+
 def _alive(pid: int) -> bool:
     try:
         return "zombie" not in (Path("/proc") / str(pid) / "status").read_text().lower()
@@ -600,23 +616,24 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
 def test_the_decode_workers_end_with_their_server_however_it_ends(tmp_path: Path, stop: str) -> None:
     srv = Server(tmp_path / "data", "--allow-user-name", "--ingest-workers", "2")
-    workers = _children(srv.proc.pid)
-    assert len(workers) >= 2  # started with the server (plus multiprocessing's resource tracker)
+    workers = _decode_workers(srv.proc.pid)
+    assert len(workers) == 2  # started with the server
+    helpers = _descendants(srv.proc.pid)  # the workers, their fork server, multiprocessing's resource tracker
     headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
     assert srv.request("POST", "/api/v1/runs/alice/p/r/events", encode_body(_batch(0, 10)), headers)[0] == 200
     srv.proc.send_signal(getattr(signal, stop))
     srv.proc.communicate(timeout=30)
-    deadline = time.monotonic() + 10  # a worker checks for its server every 0.5 s
-    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+    deadline = time.monotonic() + 10  # a worker sees its server end at once (a pidfd), the others then
+    while time.monotonic() < deadline and any(_alive(p) for p in helpers):
         time.sleep(0.1)
-    assert not any(_alive(p) for p in workers)
+    assert not any(_alive(p) for p in helpers)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_decode_worker_killed_costs_a_503_and_the_server_starts_new_ones(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data", "--allow-user-name", "--ingest-workers", "2")
     try:
-        workers = {p for p in _children(srv.proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()}
+        workers = _decode_workers(srv.proc.pid)
         assert len(workers) == 2
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
@@ -630,7 +647,7 @@ def test_a_decode_worker_killed_costs_a_503_and_the_server_starts_new_ones(tmp_p
             assert status == 503 and "retry later" in reply["error"], reply
         assert statuses[-1] == 200 and len(statuses) <= 2, statuses
         assert srv.request("GET", "/api/v1/experiments/alice/p/r", headers=headers)[1]["streams"] == {"metrics/train": 10}
-        assert {p for p in _children(srv.proc.pid) if _alive(p)} - workers  # new workers, not the dead ones
+        assert {p for p in _decode_workers(srv.proc.pid) if _alive(p)} - workers  # new workers, not the dead ones
     finally:
         srv.stop()
 
