@@ -45,7 +45,7 @@ pytestmark = pytest.mark.timeout(300)
 
 LOG_BATCH, LOG_BATCHES = 400, 6  # log lines: 2,400, the first batches before a policy's edge
 LEVELS = ("info", "error", "warning")
-TOTAL = 30_000  # rows of "loss": about eight windows of CHUNK_ROWS, stored in batches of many sizes
+TOTAL = 15_000  # rows of "loss": nearly four windows of CHUNK_ROWS, stored in batches of many sizes
 WIDE = 5_000  # rows of "wide" (3 fields)
 WORKER = Path(__file__).with_name("archive_worker.py")
 

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from ml_dash import Experiment
 from ml_dash.agent.deadline import Deadline
+from ml_dash.agent.upload import live_upload
 from ml_dash.agent.upload.retry import Outcome, send_with_retries
 from ml_dash.agent.upload.transport import HttpTransport
 from ml_dash.format.wire import encode_body, metric_blocks
@@ -339,15 +340,15 @@ def test_an_upload_to_a_server_that_stopped_reading_times_out(tmp_path: Path) ->
 
 @pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_path: Path) -> None:
-    """12 MiB at 1 MiB/s with a 6 s request timeout: the body keeps moving, so the server's answer comes
+    """8 MiB at 2 MiB/s with a 3 s request timeout: the body keeps moving, so the server's answer comes
     back (a 400 here: the bytes are no zstd body; what matters is that the server read them all)."""
     server = Server(tmp_path / "data", "--allow-user-name")
-    proxy = FaultProxy(server.port, upload_bytes_per_s=1 * MiB)
+    proxy = FaultProxy(server.port, upload_bytes_per_s=2 * MiB)
 
     async def post() -> Any:
         transport = HttpTransport(proxy.url, USER)
         try:
-            return await transport.post_events("alice/p/r", random.Random(3).randbytes(12 * MiB), 6.0, None)
+            return await transport.post_events("alice/p/r", random.Random(3).randbytes(8 * MiB), 3.0, None)
         finally:
             await transport.close()
 
@@ -361,13 +362,15 @@ def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_p
 
 @pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_checkpoint_and_metric_rows_cross_a_slow_link(workdir: Path, server: Server, monkeypatch: Any) -> None:
-    """A 64 MiB checkpoint at 2 MiB/s takes 32 s: longer than the request timeout (10 s here) and than a
-    live upload pass (30 s). It crosses in one request, as do the metric rows, while the run goes on."""
-    monkeypatch.setenv("ML_DASH_REQUEST_TIMEOUT_S", "10")
+    """A 16 MiB checkpoint at 2 MiB/s takes 8 s: four times the request timeout (2 s here, 30 s by default)
+    and twice a live upload pass (4 s here, 30 s by default). It crosses in one request, as do the metric
+    rows, while the run goes on."""
+    monkeypatch.setenv("ML_DASH_REQUEST_TIMEOUT_S", "2")
+    monkeypatch.setattr(live_upload, "PASS_DEADLINE_S", 4.0)  # the run's agent is in this process
     key = server.key("alice")
     proxy = FaultProxy(server.port, upload_bytes_per_s=2 * MiB)
-    checkpoint = random.Random(7).randbytes(64 * MiB)
-    rows = 100_000  # random values: about 100 bytes a row
+    checkpoint = random.Random(7).randbytes(16 * MiB)
+    rows = 25_000  # random values: about 100 bytes a row
     try:
         exp = Experiment(prefix="alice/proj/slow", remote=proxy.url, api_key=key)
         with exp.run:
