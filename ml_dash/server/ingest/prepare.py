@@ -58,24 +58,48 @@ def _too_big_to_decode(config: ServerConfig) -> PayloadTooLarge:
 def _worker_start(server_pid: int, memory_bytes: int) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the server shuts its workers down itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # and a server killed outright (SIGKILL, OOM) cannot: a worker whose server is gone exits by itself.
-    # Not by watching its parent: that is the fork server, which stays while any worker lives.
+    # and a server killed outright (SIGKILL, OOM) cannot: a worker whose server is gone exits by itself
     threading.Thread(target=_exit_with, args=(server_pid,), name="ml-dash-orphan-watch", daemon=True).start()
     _limit_memory(memory_bytes)  # last: what the worker holds from here on is its decoding
 
 
 def _exit_with(server_pid: int) -> None:
-    """Exit once the server process has ended (a pidfd turns readable then, reaped or not); where there
-    are no pidfds, once this process's parent has changed (the fork server exits with its last worker)."""
-    try:
-        watched = os.pidfd_open(server_pid)
-    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
-        parent = os.getppid()
-        while os.getppid() == parent:
-            time.sleep(ORPHAN_CHECK_S)
+    """Exit once the server process has ended: a pidfd turns readable then, reaped or not (a worker of
+    the fork server); without pidfds the workers are the server's own children (see _pool_context)."""
+    if _PIDFDS:
+        try:
+            select.select([os.pidfd_open(server_pid)], [], [])
+        except OSError:  # ProcessLookupError: it ended before this worker looked
+            pass
     else:
-        select.select([watched], [], [])
+        while os.getppid() == server_pid:
+            time.sleep(ORPHAN_CHECK_S)
     os._exit(0)
+
+
+def _has_pidfds() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return False
+    return True
+
+
+#: Whether this system gives a process a descriptor that says when another one ends (Linux 5.3+).
+_PIDFDS = _has_pidfds()
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Where the workers come from. Not "fork": the server has threads (SQLite's), which a forked child
+    would inherit stuck. The fork server is one clean process that imported this module once, and each
+    worker is a fork of it, not an interpreter importing everything again ("spawn": ~0.1 CPU-s a worker).
+    But a fork server stays while any worker lives, so a worker must see its server end by itself, which
+    needs a pidfd; without them, "spawn", whose workers watch their parent, the server."""
+    if not _PIDFDS:
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _limit_memory(extra_bytes: int) -> None:
@@ -106,12 +130,7 @@ class Preparer:
         self._pool = self._new_pool() if workers > 0 else None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver, not fork: the server has threads (SQLite's), which a forked child would inherit stuck.
-        # The fork server is one clean process that imported this module once; each worker is a fork of it,
-        # not an interpreter importing everything again (as "spawn" would: ~0.1 CPU-s a worker)
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return ProcessPoolExecutor(self._workers, mp_context=context,
+        return ProcessPoolExecutor(self._workers, mp_context=_pool_context(),
                                    initializer=_worker_start, initargs=(os.getpid(), self._config.worker_memory_bytes))
 
     async def start(self) -> None:
