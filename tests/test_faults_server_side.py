@@ -107,12 +107,14 @@ def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_lo
     result = python_script(f"""
         import json, time
         from ml_dash import Experiment
+        from ml_dash.agent.upload import live_upload
+        live_upload.PASS_DEADLINE_S = 4.0  # 30 s by default: three passes in the 12 s below, as in 90 s
         exp = Experiment(prefix="alice/backlog/run", remote={dead_url!r}, user_name="alice",
                          upload_timeout_s=2)
         exp.run.start()
         started = time.monotonic()
         i = {rows}
-        while time.monotonic() - started < 40:  # 100,000 rows/s for 40 s (longer than an upload pass), in steps of 1,000
+        while time.monotonic() - started < 12:  # 100,000 rows/s for 12 s (three upload passes), in steps of 1,000
             for _ in range(1000):
                 exp.metrics("train").log(step=i, loss=0.5)
                 i += 1
@@ -122,7 +124,7 @@ def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_lo
     """, workdir, timeout=240, env={"ML_DASH_MAX_BUFFER_MB": "8"})  # a stall of a fifth of a second fills 8 MiB
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout.strip().splitlines()[-1])
-    assert stats["dropped"] == {} and stats["written"] >= 3_500_000, stats  # (a wait is up to the machine's load)
+    assert stats["dropped"] == {} and stats["written"] >= 1_050_000, stats  # (a wait is up to the machine's load)
     assert stats["pending_upload"] >= rows  # the backlog waits on disk
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import ml_dash
 from ml_dash import Experiment
+from ml_dash.format import latest as latest_module
 from ml_dash.format.latest import (
     latest_from_document,
     latest_part,
@@ -147,6 +148,39 @@ def test_rows_written_after_the_document_win_however_many_they_are(tmp_path: Pat
     assert (part["from"], part["to"]) == (0, data.stat().st_size) and part["data"]["a"] == 2.0
     row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
     assert (row["metrics.train/a"], row["metrics.train/c"]) == (2.0, 3.0)
+
+
+def test_a_backlog_of_rows_past_the_document_is_read_only_at_its_end_and_no_stale_value_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16's row 22: a resumed run whose file holds megabytes past its document (a writer killed long
+    after its last document; in real life gigabytes) reads only the last 4 MiB of them at the first call,
+    on the training thread: what those rows hold, and nothing from the old part that they may have
+    replaced (a field of the unread rows shows no value, never a stale one)."""
+    directory = tmp_path / PROJECT / "backlog"
+    with Experiment(prefix=f"{PROJECT}/backlog", local_path=directory).run as exp:
+        exp.metrics("train").log(a=1.0)
+    data = directory / "metrics/train/data.jsonl"
+    append_rows(data, [{"a": 2.0}] + [{"b": float(i)} for i in range(120_000)])  # about 6 MiB, a=2 first
+    assert data.stat().st_size > 5 * 1024 * 1024
+    read: list[int] = []
+    real = latest_module.latest_in_range
+
+    def counted(path: Path, start: int, end: int) -> dict[str, Any]:
+        read.append(end - start)
+        return real(path, start, end)
+
+    monkeypatch.setattr(latest_module, "latest_in_range", counted)
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]  # the killed run's table
+    assert row["metrics.train/b"] == 119_999.0 and row.get("metrics.train/a") != 1.0
+    with Experiment(prefix=f"{PROJECT}/backlog", local_path=directory).run as exp:
+        exp.metrics("train").log(c=3.0)
+    assert read and max(read) <= 4 * 1024 * 1024, read
+    part = metadata(tmp_path, "backlog")["latest"]
+    assert 0 < part["from"] and part["to"] == data.stat().st_size and "a" not in part["data"]
+    assert data.read_bytes()[part["from"] - 1:part["from"]] == b"\n"  # it starts at a line
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert (row["metrics.train/b"], row["metrics.train/c"]) == (119_999.0, 3.0)
+    assert row.get("metrics.train/a") != 1.0
 
 
 def test_a_run_resumed_from_a_version_without_the_part_keeps_what_its_tail_held(tmp_path: Path) -> None:

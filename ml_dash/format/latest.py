@@ -37,6 +37,10 @@ MAX_KEPT_TEXT_CHARS = 1024
 #: Where no part covers the rows, their latest values are read from this many bytes before where it
 #: starts (thousands of rows): a project's table reads every stream of every run.
 TAIL_BYTES = 256 * 1024
+#: A resumed run folds the rows its document's part does not cover into the part, at its first call on the
+#: stream (the caller's thread), up to this many bytes of them; past that (a writer killed long after its
+#: last document, a backlog an older version wrote) the part starts afresh from the file's last bytes.
+CATCH_UP_BYTES = 4 * 1024 * 1024
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -148,6 +152,8 @@ def stream_latest(path: Path, document: Any) -> dict[str, Any]:
     kept = latest_from_document(document)
     if kept is None or not _holds(path, kept, size):  # no part, or one over rows the file does not hold
         return latest_in_range(path, max(0, size - TAIL_BYTES), size)
+    if size - kept.end > CATCH_UP_BYTES:  # a killed writer's long run of rows past the part: as caught_up
+        return latest_in_range(path, size - CATCH_UP_BYTES, size)
     out = latest_in_range(path, max(0, kept.start - TAIL_BYTES), kept.start) if kept.start else {}
     out.update(kept.values)
     out.update(latest_in_range(path, kept.end, size))
@@ -157,15 +163,29 @@ def stream_latest(path: Path, document: Any) -> dict[str, Any]:
 def caught_up(document: Any, path: Path) -> dict[str, Any]:
     """A stream's metadata ``document`` as its writer reopens it (a resumed run), its part brought up to
     the whole lines of the file at ``path``: the rows written after the part (by a writer killed before
-    its next document, or by an older version) folded in; with no part it can trust, a new one from the
-    file's end (the rows before it are read from the file's tail, as before)."""
+    its next document, or by an older version) folded in, or, past :data:`CATCH_UP_BYTES` of them, a new
+    part from the file's last such bytes (the first call on a stream must not read a backlog of gigabytes);
+    with no part it can trust, a new one from the file's end (the rows before it are read from the file's
+    tail, as before)."""
     end = _whole_lines_size(path)
     kept = latest_from_document(document)
     if kept is None or not _holds(path, kept, end):
         part = latest_part({}, end, end)
+    elif end - kept.end > CATCH_UP_BYTES:  # the old part's values may be stale: fields of the unread rows
+        start = _line_start_from(path, end - CATCH_UP_BYTES)
+        part = latest_part(latest_in_range(path, start, end), start, end)
     else:
         part = latest_part({**kept.values, **latest_in_range(path, kept.end, end)}, kept.start, end)
     return {**(document if isinstance(document, dict) else {}), LATEST_KEY: part}
+
+
+def _line_start_from(path: Path, offset: int) -> int:
+    """The offset of the first line of ``path`` that starts at or after ``offset``."""
+    with open(path, "rb") as f:
+        f.seek(offset - 1)
+        if f.read(1) != b"\n":
+            f.readline()
+        return f.tell()
 
 
 def _holds(path: Path, kept: KeptLatest, size: int) -> bool:
