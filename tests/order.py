@@ -11,9 +11,10 @@ nothing left to do (that tail was a minute or more of a whole run on 2 cores).
 By class, not by a file of measured durations: deterministic for a given ``--randomly-seed``, nothing to
 keep up to date, and a new test lands in the right place by its markers (tests/rings.py).
 
-``-n auto`` starts one worker more than xdist's count of cores (:func:`auto_workers`): much of a whole run
-is waiting, not computing (the ``slow`` scenarios pace a producer, throttle a link, wait out a Retry-After;
-the others wait on servers starting and on polls), and a worker that waits holds its core idle.
+``-n auto`` starts two workers per core of xdist's count (:func:`auto_workers`): more than half of a whole
+run is waiting, not computing (the ``slow`` scenarios pace a producer, throttle a link, wait out a
+Retry-After; the others wait on servers starting and on polls), and a worker that waits holds its core
+idle. Measured on 2 cores (docs/development.md): 3 workers 418 s, 4 workers 379 s, 5 workers 391 s.
 ``PYTEST_XDIST_AUTO_NUM_WORKERS`` and an explicit ``-n N`` still decide, as xdist documents.
 """
 
@@ -33,9 +34,9 @@ def run_order(item: pytest.Item) -> int:
 
 
 def auto_workers(cores: int) -> int:
-    """The workers of ``-n auto`` where xdist counts ``cores``: one more, so that while one worker waits
-    (on a server, a throttled link, a paced producer) the cores still have a test to run."""
-    return cores + 1
+    """The workers of ``-n auto`` where xdist counts ``cores``: two per core, so that while a worker waits
+    (on a server, a throttled link, a paced producer) its core still has a test to run."""
+    return 2 * cores
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -56,13 +56,13 @@ def test_the_long_tests_run_first_and_xdist_hands_them_out_one_at_a_time(request
         assert request.config.option.maxschedchunk == 1
 
 
-def test_n_auto_starts_one_worker_more_than_the_cores_unless_the_environment_says(
+def test_n_auto_starts_two_workers_per_core_unless_the_environment_says(
         request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """tests/order.py: a worker waiting on a server or a throttled link leaves its core to a third one."""
+    """tests/order.py: a worker waiting on a server or a throttled link leaves its core to another one."""
     xdist = pytest.importorskip("xdist.plugin")
     hook = request.config.hook.pytest_xdist_auto_num_workers
     monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
-    assert hook(config=request.config) == xdist.pytest_xdist_auto_num_workers(request.config) + 1
+    assert hook(config=request.config) == 2 * xdist.pytest_xdist_auto_num_workers(request.config)
     monkeypatch.setenv("PYTEST_XDIST_AUTO_NUM_WORKERS", "5")
     assert hook(config=request.config) == 5  # xdist's variable still decides
 
