@@ -116,3 +116,18 @@ def test_the_memory_bound_is_one_and_a_half_buffers_plus_the_stated_overhead() -
     assert memory_bound_mb(64, remote=True) == 96 + 128
     assert memory_bound_mb(8, remote=True) == 12 + 128
     assert memory_bound_mb(0.5, remote=False) == 0.75 + 32
+
+
+def test_a_stream_forgotten_in_a_forked_child_holds_nothing() -> None:
+    """A forked child's copy of a stream (its parent writes the run) drops what it copied: it counts no
+    bytes towards the child's budget, neither queued nor in flight."""
+    budget = BufferBudget(1 << 40, 0.0, lambda: 0, lambda: None)
+    stream = RowStream(budget, "metrics/m", Path("unused"), "index", _no_encoder, ROW_BYTES, 1 << 30)
+    stream.queue.extend([{"n": 1}, {"n": 2}])
+    big = stream.admit_sized({"n": 3}, 4000)
+    stream.queue.append(big)
+    stream.take_write(1, 2, 10_000)
+    assert stream.buffered_bytes() > 0
+    stream.forget()
+    assert (stream.buffered_bytes(), stream.in_flight_bytes, stream.in_flight_sized, stream.sized_bytes,
+            stream.sized_count, len(stream.queue)) == (0, 0, 0, 0, 0, 0)
