@@ -340,7 +340,7 @@ def test_an_upload_to_a_server_that_stopped_reading_times_out(tmp_path: Path) ->
 
 @pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_path: Path) -> None:
-    """8 MiB at 2 MiB/s with a 3 s request timeout: the body keeps moving, so the server's answer comes
+    """14 MiB at 2 MiB/s with a 5 s request timeout: the body keeps moving, so the server's answer comes
     back (a 400 here: the bytes are no zstd body; what matters is that the server read them all)."""
     server = Server(tmp_path / "data", "--allow-user-name")
     proxy = FaultProxy(server.port, upload_bytes_per_s=2 * MiB)
@@ -348,7 +348,7 @@ def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_p
     async def post() -> Any:
         transport = HttpTransport(proxy.url, USER)
         try:
-            return await transport.post_events("alice/p/r", random.Random(3).randbytes(8 * MiB), 3.0, None)
+            return await transport.post_events("alice/p/r", random.Random(3).randbytes(14 * MiB), 5.0, None)
         finally:
             await transport.close()
 
@@ -362,14 +362,16 @@ def test_a_bulk_body_that_takes_longer_than_the_request_timeout_is_not_cut(tmp_p
 
 @pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_a_checkpoint_and_metric_rows_cross_a_slow_link(workdir: Path, server: Server, monkeypatch: Any) -> None:
-    """A 16 MiB checkpoint at 2 MiB/s takes 8 s: four times the request timeout (2 s here, 30 s by default)
-    and twice a live upload pass (4 s here, 30 s by default). It crosses in one request, as do the metric
-    rows, while the run goes on."""
-    monkeypatch.setenv("ML_DASH_REQUEST_TIMEOUT_S", "2")
+    """A 32 MiB checkpoint at 4 MiB/s takes 8 s: twice the request timeout (4 s here, 30 s by default) and
+    twice a live upload pass (4 s here, 30 s by default). It crosses in one request, as do the metric
+    rows, while the run goes on. (The timeout stays above what the link's buffers hold, up to ~10 MiB
+    between the client and the proxy: those bytes reach the server after the client wrote its last, with
+    nothing moving for the client meanwhile; at 2 s, a loaded machine timed the request out.)"""
+    monkeypatch.setenv("ML_DASH_REQUEST_TIMEOUT_S", "4")
     monkeypatch.setattr(live_upload, "PASS_DEADLINE_S", 4.0)  # the run's agent is in this process
     key = server.key("alice")
-    proxy = FaultProxy(server.port, upload_bytes_per_s=2 * MiB)
-    checkpoint = random.Random(7).randbytes(16 * MiB)
+    proxy = FaultProxy(server.port, upload_bytes_per_s=4 * MiB)
+    checkpoint = random.Random(7).randbytes(32 * MiB)
     rows = 25_000  # random values: about 100 bytes a row
     try:
         exp = Experiment(prefix="alice/proj/slow", remote=proxy.url, api_key=key)
