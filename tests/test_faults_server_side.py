@@ -108,13 +108,13 @@ def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_lo
         import json, time
         from ml_dash import Experiment
         from ml_dash.agent.upload import live_upload
-        live_upload.PASS_DEADLINE_S = 4.0  # 30 s by default: three passes in the 12 s below, as in 90 s
+        live_upload.PASS_DEADLINE_S = 4.0  # 30 s by default: passes of 4 s in the 12 s below
         exp = Experiment(prefix="alice/backlog/run", remote={dead_url!r}, user_name="alice",
                          upload_timeout_s=2)
         exp.run.start()
         started = time.monotonic()
         i = {rows}
-        while time.monotonic() - started < 12:  # 100,000 rows/s for 12 s (three upload passes), in steps of 1,000
+        while time.monotonic() - started < 12:  # 100,000 rows/s for 12 s (longer than a pass), in steps of 1,000
             for _ in range(1000):
                 exp.metrics("train").log(step=i, loss=0.5)
                 i += 1
@@ -124,7 +124,9 @@ def test_row22_a_backlog_of_gigabytes_with_the_server_down_costs_the_training_lo
     """, workdir, timeout=240, env={"ML_DASH_MAX_BUFFER_MB": "8"})  # a stall of a fifth of a second fills 8 MiB
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout.strip().splitlines()[-1])
-    assert stats["dropped"] == {} and stats["written"] >= 1_050_000, stats  # (a wait is up to the machine's load)
+    # 1.2 million rows paced over 12 s: a stall of seconds is caught up (a wait is up to the machine's load),
+    # one for the whole window, as a read of the backlog on the training thread took (30 s), is not
+    assert stats["dropped"] == {} and stats["written"] >= 900_000, stats
     assert stats["pending_upload"] >= rows  # the backlog waits on disk
 
 

@@ -152,16 +152,19 @@ def test_rows_written_after_the_document_win_however_many_they_are(tmp_path: Pat
 
 def test_a_backlog_of_rows_past_the_document_is_read_only_at_its_end_and_no_stale_value_is_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 16's row 22: a resumed run whose file holds megabytes past its document (a writer killed long
-    after its last document; in real life gigabytes) reads only the last 4 MiB of them at the first call,
-    on the training thread: what those rows hold, and nothing from the old part that they may have
-    replaced (a field of the unread rows shows no value, never a stale one)."""
+    """Row 22: a resumed run whose file holds more rows past its document than a reader reads (64 MiB; 1 MiB
+    here, and 3 MiB of rows; in real life a writer killed long after its last document, gigabytes) reads
+    only the last of them, at the first call on the training thread and in the table: what those rows hold,
+    and nothing from the old part that they may have replaced (a field of the unread rows shows no value,
+    never a stale one). Before, the first call read them all: 30 s for a backlog of 2 GiB."""
+    limit = 1024 * 1024
+    monkeypatch.setattr(latest_module, "CATCH_UP_BYTES", limit)
     directory = tmp_path / PROJECT / "backlog"
     with Experiment(prefix=f"{PROJECT}/backlog", local_path=directory).run as exp:
         exp.metrics("train").log(a=1.0)
     data = directory / "metrics/train/data.jsonl"
-    append_rows(data, [{"a": 2.0}] + [{"b": float(i)} for i in range(120_000)])  # about 6 MiB, a=2 first
-    assert data.stat().st_size > 5 * 1024 * 1024
+    append_rows(data, [{"a": 2.0}] + [{"b": float(i)} for i in range(40_000)])  # about 3 MiB, a=2 first
+    assert data.stat().st_size > 2 * limit
     read: list[int] = []
     real = latest_module.latest_in_range
 
@@ -171,16 +174,53 @@ def test_a_backlog_of_rows_past_the_document_is_read_only_at_its_end_and_no_stal
 
     monkeypatch.setattr(latest_module, "latest_in_range", counted)
     row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]  # the killed run's table
-    assert row["metrics.train/b"] == 119_999.0 and row.get("metrics.train/a") != 1.0
+    assert row["metrics.train/b"] == 39_999.0 and row.get("metrics.train/a") != 1.0
     with Experiment(prefix=f"{PROJECT}/backlog", local_path=directory).run as exp:
         exp.metrics("train").log(c=3.0)
-    assert read and max(read) <= 4 * 1024 * 1024, read
+    assert read and max(read) <= limit, read
     part = metadata(tmp_path, "backlog")["latest"]
     assert 0 < part["from"] and part["to"] == data.stat().st_size and "a" not in part["data"]
     assert data.read_bytes()[part["from"] - 1:part["from"]] == b"\n"  # it starts at a line
     row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
-    assert (row["metrics.train/b"], row["metrics.train/c"]) == (119_999.0, 3.0)
+    assert (row["metrics.train/b"], row["metrics.train/c"]) == (39_999.0, 3.0)
     assert row.get("metrics.train/a") != 1.0
+
+
+def test_a_fast_live_runs_rows_between_two_documents_keep_its_early_fields_in_the_table(tmp_path: Path) -> None:
+    """A live run at 100,000 rows a second writes ~12 MiB between two documents: its table keeps a field
+    logged only early (the reader goes on from the part; only past 64 MiB does it start afresh)."""
+    directory = tmp_path / PROJECT / "fast"
+    with Experiment(prefix=f"{PROJECT}/fast", local_path=directory).run as exp:
+        exp.metrics("train").log(early=1.0)
+    data = directory / "metrics/train/data.jsonl"
+    append_rows(data, [{"b": float(i)} for i in range(150_000)])  # ~12 MiB past the document
+    assert data.stat().st_size > 10 * 1024 * 1024
+    row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]
+    assert (row["metrics.train/early"], row["metrics.train/b"]) == (1.0, 149_999.0)
+
+
+def test_the_reader_and_a_resumed_writer_agree_past_the_limit_whatever_the_torn_last_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole lines just within the limit past the part, then a torn line that takes the file's size past it:
+    the table and the part a resumed writer makes from the same file show the same values."""
+    limit = 64 * 1024
+    monkeypatch.setattr(latest_module, "CATCH_UP_BYTES", limit)
+    directory = tmp_path / PROJECT / "torn"
+    with Experiment(prefix=f"{PROJECT}/torn", local_path=directory).run as exp:
+        exp.metrics("train").log(early=1.0)
+    data = directory / "metrics/train/data.jsonl"
+    kept_end = latest_from_document(metadata(tmp_path, "torn")).end  # type: ignore[union-attr]
+    rows = 0
+    while data.stat().st_size - kept_end < limit - 200:
+        append_rows(data, [{"x": float(rows)}])
+        rows += 1
+    with open(data, "ab") as f:
+        f.write(b'{"index": 999999, "data": {"x": ' + b"9" * 400)  # torn: a writer killed mid-line
+    document = metadata(tmp_path, "torn")
+    table = latest_module.stream_latest(data, document)
+    writer = latest_from_document(latest_module.caught_up(document, data))
+    assert writer is not None and table == writer.values
+    assert (table["early"], table["x"]) == (1.0, float(rows - 1))
 
 
 def test_a_run_resumed_from_a_version_without_the_part_keeps_what_its_tail_held(tmp_path: Path) -> None:

@@ -600,9 +600,12 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _decode_workers(pid: int) -> set[int]:
-    """The server's decode workers: the processes its fork server forked (multiprocessing's "forkserver")."""
-    servers = {p for p in _children(pid) if b"forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()}
-    return {worker for server in servers for worker in _children(server)}
+    """The server's decode workers: the processes its fork server forked (multiprocessing's "forkserver"),
+    or, on a system without pidfds, its own spawned children (ml_dash/server/ingest/prepare.py)."""
+    children = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in _children(pid)}
+    servers = {p for p, cmdline in children.items() if b"forkserver" in cmdline}
+    spawned = {p for p, cmdline in children.items() if b"spawn_main" in cmdline}
+    return spawned | {worker for server in servers for worker in _children(server)}
 
 
 def _alive(pid: int) -> bool:

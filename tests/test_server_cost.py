@@ -129,7 +129,8 @@ def test_a_body_that_decodes_past_a_workers_memory_is_a_413_and_the_worker_lives
     status, reply = _post(dev_server, "strings", raw)
     assert status == 413 and "an ingest worker may use" in reply["error"], reply
     assert _post(dev_server, "fine", _short_strings(100_000, 2))[0] == 200  # the same kind of body, smaller
-    workers = psutil.Process(dev_server.proc.pid).children()
+    workers = psutil.Process(dev_server.proc.pid).children(recursive=True)  # under the fork server
+    assert len(workers) >= 3, workers  # the fork server and the two workers (and a resource tracker)
     assert all(w.memory_info().rss < 400 << 20 for w in workers), [w.memory_info().rss for w in workers]
 
 

@@ -37,10 +37,12 @@ MAX_KEPT_TEXT_CHARS = 1024
 #: Where no part covers the rows, their latest values are read from this many bytes before where it
 #: starts (thousands of rows): a project's table reads every stream of every run.
 TAIL_BYTES = 256 * 1024
-#: A resumed run folds the rows its document's part does not cover into the part, at its first call on the
-#: stream (the caller's thread), up to this many bytes of them; past that (a writer killed long after its
-#: last document, a backlog an older version wrote) the part starts afresh from the file's last bytes.
-CATCH_UP_BYTES = 4 * 1024 * 1024
+#: The rows past a document's part that a reader (the run table) and a resumed run (at its first call on the
+#: stream, on the caller's thread) read, at most: about half a second. A live run writes its document
+#: about once a second, so its rows past the part stay below this up to ~500,000 rows a second; more (a
+#: writer killed long after its last document, a backlog an older version wrote) and the part starts
+#: afresh from the file's last bytes, never read whole (a backlog of gigabytes took 30 s).
+CATCH_UP_BYTES = 64 * 1024 * 1024
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -152,8 +154,9 @@ def stream_latest(path: Path, document: Any) -> dict[str, Any]:
     kept = latest_from_document(document)
     if kept is None or not _holds(path, kept, size):  # no part, or one over rows the file does not hold
         return latest_in_range(path, max(0, size - TAIL_BYTES), size)
-    if size - kept.end > CATCH_UP_BYTES:  # a killed writer's long run of rows past the part: as caught_up
-        return latest_in_range(path, size - CATCH_UP_BYTES, size)
+    start = _fresh_start(path, kept, _whole_lines_size(path))
+    if start is not None:  # as caught_up: the part's values may be stale
+        return latest_in_range(path, start, size)
     out = latest_in_range(path, max(0, kept.start - TAIL_BYTES), kept.start) if kept.start else {}
     out.update(kept.values)
     out.update(latest_in_range(path, kept.end, size))
@@ -171,21 +174,24 @@ def caught_up(document: Any, path: Path) -> dict[str, Any]:
     kept = latest_from_document(document)
     if kept is None or not _holds(path, kept, end):
         part = latest_part({}, end, end)
-    elif end - kept.end > CATCH_UP_BYTES:  # the old part's values may be stale: fields of the unread rows
-        start = _line_start_from(path, end - CATCH_UP_BYTES)
+    elif (start := _fresh_start(path, kept, end)) is not None:  # the old part's values may be stale
         part = latest_part(latest_in_range(path, start, end), start, end)
     else:
         part = latest_part({**kept.values, **latest_in_range(path, kept.end, end)}, kept.start, end)
     return {**(document if isinstance(document, dict) else {}), LATEST_KEY: part}
 
 
-def _line_start_from(path: Path, offset: int) -> int:
-    """The offset of the first line of ``path`` that starts at or after ``offset``."""
+def _fresh_start(path: Path, kept: KeptLatest, end: int) -> int | None:
+    """Where a part starts afresh, when more than :data:`CATCH_UP_BYTES` of whole lines (up to ``end``)
+    follow ``kept``: the first line at or after ``end - CATCH_UP_BYTES``; else None (the part goes on). The
+    reader and a resumed writer both decide by this, so they show the same values."""
+    if end - kept.end <= CATCH_UP_BYTES:
+        return None
     with open(path, "rb") as f:
-        f.seek(offset - 1)
+        f.seek(end - CATCH_UP_BYTES - 1)
         if f.read(1) != b"\n":
             f.readline()
-        return f.tell()
+        return min(f.tell(), end)
 
 
 def _holds(path: Path, kept: KeptLatest, size: int) -> bool:
