@@ -131,3 +131,61 @@ def test_a_stream_forgotten_in_a_forked_child_holds_nothing() -> None:
     stream.forget()
     assert (stream.buffered_bytes(), stream.in_flight_bytes, stream.in_flight_sized, stream.sized_bytes,
             stream.sized_count, len(stream.queue)) == (0, 0, 0, 0, 0, 0)
+
+
+def _stream(capacity: int, buffered: Any, max_block_s: float = 0.0) -> RowStream:
+    budget = BufferBudget(capacity, max_block_s, buffered, lambda: None)
+    return RowStream(budget, "metrics/m", Path("unused"), "index", _no_encoder, ROW_BYTES, 1 << 30)
+
+
+def test_a_dropping_stream_takes_rows_again_only_once_the_buffer_is_at_most_half_full() -> None:
+    """docs/guarantees.md: after a wait ran out, a stream drops without waiting until the buffer is below half
+    its budget; a row of ``extra`` bytes counts with what is buffered."""
+    stream = _stream(14, lambda: 3)
+    stream._start_dropping()
+    assert stream._wait_for_room(5) is False and stream.state == "dropping"  # 3 + 5 > 14 // 2
+    stream = _stream(14, lambda: 2)
+    stream._start_dropping()
+    assert stream._wait_for_room(5) is True and stream.state == "open"  # 2 + 5 <= 7
+
+
+def test_a_caller_waiting_for_room_is_let_in_as_soon_as_the_agent_frees_it() -> None:
+    """The bounded wait ends when the rows written free room, not at its deadline with a drop."""
+    levels = iter([20, 20, 4])  # full, still full, then written out
+
+    def buffered() -> int:
+        return next(levels, 4)
+
+    stream = _stream(16, buffered, max_block_s=30.0)
+    assert stream._wait_for_room(8) is True and stream.waits == 1
+
+
+def test_a_big_row_logged_after_its_run_ended_is_refused_and_holds_nothing() -> None:
+    """A closed, sealed stream refuses a row at the call (StreamClosedError) and takes it back out of its
+    queue: a big one too, which the queue holds wrapped with its size."""
+    from ml_dash.agent.streams import StreamClosedError
+
+    stream = _stream(1 << 40, lambda: 0)
+    stream.close()
+    stream.seal.sealed = True
+    row = {"text": "x" * 100}
+    item = stream.admit_sized(row, 5000)
+    assert item is not None
+    stream.queue.append(item)
+    try:
+        stream.on_threshold(row)
+    except StreamClosedError:
+        pass
+    else:
+        raise AssertionError("a row after the end was taken")
+    assert (len(stream.queue), stream.sized_bytes, stream.sized_count, stream.buffered_bytes()) == (0, 0, 0, 0)
+
+
+def test_a_metric_rows_estimate_covers_its_measured_size() -> None:
+    """agent/streams.py: a buffered metric row measured 424 bytes at 6 fields, 736 at 11, 2,816 at 51
+    (tracemalloc, CPython 3.11): the estimate is never below them, and grows with every field."""
+    from ml_dash.agent.streams import metric_row_bytes
+
+    for fields, measured in ((6, 424), (11, 736), (51, 2816)):
+        assert measured <= metric_row_bytes(fields) <= measured * 1.5, fields
+    assert metric_row_bytes(12) - metric_row_bytes(11) >= 28  # a field's key and value, at least
