@@ -11,9 +11,11 @@ uncounted).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -22,6 +24,7 @@ from ml_dash.agent.budget import BufferBudget
 from ml_dash.agent.streams import RowStream, SizedRow, Write, memory_bound_mb
 
 ROW_BYTES = 100  # the stream's estimate of one ordinary row
+WAKE_EVERY = 1000  # rows between the hot path's calls to the slow path (never reached here: rows come in fives)
 
 
 class Accounting(RuleBasedStateMachine):
@@ -30,7 +33,7 @@ class Accounting(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         budget = BufferBudget(1 << 40, 0.0, lambda: 0, lambda: None)  # never full: the accounting alone
-        self.stream = RowStream(budget, "metrics/m", Path("unused"), "index", _no_encoder, ROW_BYTES, 1 << 30)
+        self.stream = RowStream(budget, "metrics/m", Path("unused"), "index", _no_encoder, ROW_BYTES, WAKE_EVERY)
         self.queued: list[tuple[Any, int | None]] = []
         self.unfinished: list[tuple[Write, list[tuple[Any, int | None]]]] = []
         self.count = 0
@@ -73,6 +76,8 @@ class Accounting(RuleBasedStateMachine):
         assert write.rows == len(expected)
         assert write.sized_bytes == sized
         assert write.bytes == sized + ROW_BYTES * sum(1 for _, size in expected if size is None)
+        # the hot path's next call to the slow path: a wake-up's worth of rows after what is queued now
+        assert self.stream.wake_at == len(self.queued) + WAKE_EVERY
         if expected:
             self.unfinished.append((write, expected))
 
@@ -189,3 +194,16 @@ def test_a_metric_rows_estimate_covers_its_measured_size() -> None:
     for fields, measured in ((6, 424), (11, 736), (51, 2816)):
         assert measured <= metric_row_bytes(fields) <= measured * 1.5, fields
     assert metric_row_bytes(12) - metric_row_bytes(11) >= 28  # a field's key and value, at least
+
+
+def test_a_forked_child_logging_into_its_parents_run_is_warned_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Row 23: a forked child's calls are a documented no-op that warns once, not at every call."""
+    stream = _stream(1 << 40, lambda: 0)
+    stream.forget()
+    with caplog.at_level(logging.WARNING, logger="ml_dash.agent"):
+        for n in range(3):
+            row = {"n": n}
+            stream.queue.append(row)
+            stream.on_threshold(row)
+    assert len(stream.queue) == 0
+    assert [r.message.count("no-op in a forked child") for r in caplog.records] == [1]
