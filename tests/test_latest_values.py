@@ -150,6 +150,15 @@ def test_rows_written_after_the_document_win_however_many_they_are(tmp_path: Pat
     assert (row["metrics.train/a"], row["metrics.train/c"]) == (2.0, 3.0)
 
 
+def _one_row_run(root: Path, name: str, monkeypatch: pytest.MonkeyPatch, limit: int, **values: float) -> Path:
+    """A run of one row of ``values`` under ``root`` with the catch-up limit at ``limit``: its stream's file."""
+    monkeypatch.setattr(latest_module, "CATCH_UP_BYTES", limit)
+    directory = root / PROJECT / name
+    with Experiment(prefix=f"{PROJECT}/{name}", local_path=directory).run as exp:
+        exp.metrics("train").log(**values)
+    return directory / "metrics/train/data.jsonl"
+
+
 def test_a_backlog_of_rows_past_the_document_is_read_only_at_its_end_and_no_stale_value_is_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row 22: a resumed run whose file holds more rows past its document than a reader reads (64 MiB; 1 MiB
@@ -158,11 +167,7 @@ def test_a_backlog_of_rows_past_the_document_is_read_only_at_its_end_and_no_stal
     and nothing from the old part that they may have replaced (a field of the unread rows shows no value,
     never a stale one). Before, the first call read them all: 30 s for a backlog of 2 GiB."""
     limit = 1024 * 1024
-    monkeypatch.setattr(latest_module, "CATCH_UP_BYTES", limit)
-    directory = tmp_path / PROJECT / "backlog"
-    with Experiment(prefix=f"{PROJECT}/backlog", local_path=directory).run as exp:
-        exp.metrics("train").log(a=1.0)
-    data = directory / "metrics/train/data.jsonl"
+    data = _one_row_run(tmp_path, "backlog", monkeypatch, limit, a=1.0)
     append_rows(data, [{"a": 2.0}] + [{"b": float(i)} for i in range(40_000)])  # about 3 MiB, a=2 first
     assert data.stat().st_size > 2 * limit
     read: list[int] = []
@@ -175,7 +180,7 @@ def test_a_backlog_of_rows_past_the_document_is_read_only_at_its_end_and_no_stal
     monkeypatch.setattr(latest_module, "latest_in_range", counted)
     row = ml_dash.search_runs(tmp_path, project=PROJECT).iloc[0]  # the killed run's table
     assert row["metrics.train/b"] == 39_999.0 and row.get("metrics.train/a") != 1.0
-    with Experiment(prefix=f"{PROJECT}/backlog", local_path=directory).run as exp:
+    with Experiment(prefix=f"{PROJECT}/backlog", local_path=tmp_path / PROJECT / "backlog").run as exp:
         exp.metrics("train").log(c=3.0)
     assert read and max(read) <= limit, read
     part = metadata(tmp_path, "backlog")["latest"]
@@ -204,11 +209,7 @@ def test_the_reader_and_a_resumed_writer_agree_past_the_limit_whatever_the_torn_
     """Whole lines just within the limit past the part, then a torn line that takes the file's size past it:
     the table and the part a resumed writer makes from the same file show the same values."""
     limit = 64 * 1024
-    monkeypatch.setattr(latest_module, "CATCH_UP_BYTES", limit)
-    directory = tmp_path / PROJECT / "torn"
-    with Experiment(prefix=f"{PROJECT}/torn", local_path=directory).run as exp:
-        exp.metrics("train").log(early=1.0)
-    data = directory / "metrics/train/data.jsonl"
+    data = _one_row_run(tmp_path, "torn", monkeypatch, limit, early=1.0)
     kept_end = latest_from_document(metadata(tmp_path, "torn")).end  # type: ignore[union-attr]
     rows = 0
     while data.stat().st_size - kept_end < limit - 200:
