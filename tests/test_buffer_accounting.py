@@ -207,3 +207,27 @@ def test_a_forked_child_logging_into_its_parents_run_is_warned_once(caplog: pyte
             stream.on_threshold(row)
     assert len(stream.queue) == 0
     assert [r.message.count("no-op in a forked child") for r in caplog.records] == [1]
+
+
+def test_after_the_end_and_before_the_seal_a_row_waits_as_in_an_open_stream_and_drops_only_past_half() -> None:
+    """A row logged between the run's end and the final drain is kept while the buffer has room (it is
+    not dropped for being past half the budget, as a dropping stream's would be); once the bounded wait ran
+    out, rows drop until the buffer is below half the budget again, then are kept again."""
+    level = [60]
+    stream = _stream(100, lambda: level[0])
+    stream.close()  # ended; the final drain (the seal) is still to come
+
+    def log(n: int) -> None:
+        row = {"n": n}
+        stream.queue.append(row)
+        stream.on_threshold(row)
+
+    log(0)  # 60 of 100: room
+    level[0] = 101
+    log(1)  # past the budget, no wait allowed: dropped, and from now on until below half
+    level[0] = 70
+    log(2)  # still above half: dropped without waiting
+    level[0] = 40
+    log(3)  # below half: kept again
+    assert [row["n"] for row in stream.queue] == [0, 3]
+    assert stream.counters.dropped == {"buffer_full": 2}
