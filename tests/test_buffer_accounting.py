@@ -231,3 +231,11 @@ def test_after_the_end_and_before_the_seal_a_row_waits_as_in_an_open_stream_and_
     log(3)  # below half: kept again
     assert [row["n"] for row in stream.queue] == [0, 3]
     assert stream.counters.dropped == {"buffer_full": 2}
+
+
+def test_a_drop_that_finds_the_queue_already_drained_counts_nothing_and_raises_nothing() -> None:
+    """The agent may take every row between a caller's append and its drop (another thread's row, or its
+    own, already written): the drop then finds nothing, counts nothing and the call goes on."""
+    stream = _stream(1 << 40, lambda: 0)
+    stream._drop_last()
+    assert stream.counters.dropped == {} and len(stream.queue) == 0
