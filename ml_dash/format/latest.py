@@ -238,7 +238,6 @@ def restore_non_finite(fields: Mapping[str, Any], marked: Any) -> dict[str, Any]
     """A metric's latest values from a server's JSON with the fields ``marked`` non-finite back as floats; a
     text value spelled like one ("NaN") stays text. ``marked`` None: a server that marks nothing (an older
     one), whose names are all read as floats."""
-    if marked is None:
-        return {k: NON_FINITE_VALUES.get(v, v) if isinstance(v, str) else v for k, v in fields.items()}
-    names = {name for name in marked if isinstance(name, str)} if isinstance(marked, list) else set()
-    return {k: NON_FINITE_VALUES.get(v, v) if k in names and isinstance(v, str) else v for k, v in fields.items()}
+    names = None if marked is None else {n for n in marked if isinstance(n, str)} if isinstance(marked, list) else set()
+    return {k: NON_FINITE_VALUES.get(v, v) if isinstance(v, str) and (names is None or k in names) else v
+            for k, v in fields.items()}

@@ -311,6 +311,8 @@ def latest_names(request: web.Request) -> list[str]:
 
 
 def latest_part(latest: dict[str, dict[str, Any]], more: bool) -> dict[str, Any]:
+    """A reply's latest values (run list, run document, stream pages): the values, which are non-finite
+    floats, and ``latest_more`` where some were left out."""
     part = {"latest": latest, **non_finite_fields(latest)}
     return {**part, "latest_more": True} if more else part
 
@@ -320,7 +322,7 @@ async def get_experiment(request: web.Request) -> web.Response:
     ``streams_next`` where more follow (``.../streams?after=``)."""
     exp = await experiment_of(request)
     streams, latest, cut = await request.app[STORAGE].stream_page(exp["id"], "", STREAM_PAGE)
-    doc = {**public_view(request, exp), "streams": streams, "latest": latest, **non_finite_fields(latest)}
+    doc = {**public_view(request, exp), "streams": streams, **latest_part(latest, more=False)}
     if cut is not None:
         doc["streams_next"] = cut
     return conditional_json(request, doc)
@@ -336,7 +338,7 @@ async def get_streams(request: web.Request) -> web.Response:
         raise BadRequest(f"after is at most {MAX_STREAM_NAME_CHARS} characters, q at most {MAX_SEARCH_CHARS}")
     streams, latest, cut = await request.app[STORAGE].stream_page(
         exp["id"], after, int_query(request, "limit", STREAM_PAGE, 1, STREAM_PAGE), search)
-    return conditional_json(request, {"streams": streams, "latest": latest, **non_finite_fields(latest),
+    return conditional_json(request, {"streams": streams, **latest_part(latest, more=False),
                                       **({} if cut is None else {"next": cut})})
 
 
