@@ -11,6 +11,12 @@ connection to the upstream server. Per connection, with probability ``rate``
                     committed), then reset instead of delivering it
 * ``status``        answer ``status_line`` with ``Retry-After: retry_after`` itself
 * ``latency``       forward, delaying the answer by ``latency_s``
+* ``hold``          read the request, hold it ``latency_s``, then forward it even when the client has
+                    given up on it by then (a request that sat in a queue on its way arrives late,
+                    after the ones that replaced it); its answer goes to the client if it is still there
+
+``only`` (a substring of the request line) and ``limit`` (how many requests at most) narrow which
+requests a mode may hit.
 
 Whatever the mode, ``upload_bytes_per_s`` (None: as fast as it comes) throttles
 the request bodies it forwards, as a slow link between a job and the server
@@ -46,11 +52,14 @@ class FaultProxy:
     retry_after: str | None = "1"
     latency_s: float = 0.0
     upload_bytes_per_s: float | None = None
+    only: str = ""  # fault only requests whose request line contains this
+    limit: int | None = None  # fault at most this many requests (None: no limit)
     seed: int = 1234
     connections: int = 0
     requests: int = 0  # HTTP requests, whatever connection carried them (keep-alive hides a hot loop)
     request_lines: list[str] = field(default_factory=list)  # "PUT /api/v1/... HTTP/1.1", in order
     faults: int = 0
+    held_forwarded: int = 0  # ``hold`` requests forwarded once their time was up
     statuses: list[int] = field(default_factory=list)  # of the responses passed on to the client, in order
     port: int = 0
     _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
@@ -121,7 +130,10 @@ class FaultProxy:
                     return
                 self.requests += 1
                 self.request_lines.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+                line = self.request_lines[-1]
                 mode = self.mode if self.mode != "pass" and self._rng.random() < self.rate else "pass"
+                if self.only not in line or (self.limit is not None and self.faults >= self.limit):
+                    mode = "pass"
                 if mode != "pass":
                     self.faults += 1
                 if mode in ("reset_before", "down", "status"):  # the whole request arrives; none goes on
@@ -138,9 +150,12 @@ class FaultProxy:
                     writer.close()
                     return
                 head = await _continue(head, writer)
-                up_writer.write(head)
-                await _forward(reader, up_writer, _content_length(head), self.upload_bytes_per_s)
-                response = await _read_message(up_reader, body=not head.startswith(b"HEAD "))
+                if mode == "hold":
+                    response = await self._hold(head, reader, up_reader, up_writer)
+                else:
+                    up_writer.write(head)
+                    await _forward(reader, up_writer, _content_length(head), self.upload_bytes_per_s)
+                    response = await _read_message(up_reader, body=not head.startswith(b"HEAD "))
                 if response is None:
                     _reset(writer)
                     return
@@ -157,6 +172,18 @@ class FaultProxy:
         finally:
             if up_writer is not None:
                 up_writer.close()
+
+
+    async def _hold(self, head: bytes, reader: asyncio.StreamReader, up_reader: asyncio.StreamReader,
+                    up_writer: asyncio.StreamWriter) -> bytes | None:
+        """The ``hold`` mode: the whole request read, held, then sent on, whatever the client did meanwhile."""
+        length = _content_length(head)
+        body = await asyncio.wait_for(reader.readexactly(length), 120) if length else b""
+        await asyncio.sleep(self.latency_s)
+        up_writer.write(head + body)
+        response = await _read_message(up_reader, body=not head.startswith(b"HEAD "))
+        self.held_forwarded += 1
+        return response
 
 
 async def _continue(head: bytes, writer: asyncio.StreamWriter) -> bytes:

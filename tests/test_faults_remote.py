@@ -147,6 +147,25 @@ def test_row4_slow_server_and_short_client_timeouts_store_each_row_once(workdir:
     assert _assert_identical(server, "alice/f/r4", directory) == 5000
 
 
+def test_a_request_given_up_at_the_run_end_and_stored_late_does_not_undo_the_end(workdir: Path, server: Server,
+                                                                                 proxy: FaultProxy) -> None:
+    """The run's first upload is still unanswered when it ends (a cold or busy server): the end gives it
+    up and sends everything again, and the request given up reaches the server after that. Its rows are
+    a resend; its documents (RUNNING, the params of then) must not replace the end's."""
+    proxy.set(mode="hold", latency_s=2.0, only="/events", limit=1)
+    exp = Experiment(prefix="alice/f/late", remote=proxy.url, user_name="alice")
+    with exp.run:
+        exp.params.set(lr=0.1)
+        exp.metrics("train").log(loss=1.0, step=0)
+        wait_for(lambda: proxy.faults == 1, "the first upload held on its way", lambda: proxy.request_lines)
+        exp.params.set(lr=0.2)
+        exp.metrics("train").log(loss=0.5, step=1)
+    wait_for(lambda: proxy.held_forwarded == 1, "the request given up reached the server")
+    status, doc = server.document("alice/f/late", headers=USER)
+    assert status == 200 and (doc["status"], doc["params"]) == ("COMPLETED", {"lr": 0.2}), doc
+    assert _assert_identical(server, "alice/f/late", exp.directory) == 2
+
+
 @pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)
 def test_row5_kill_9_of_the_training_process_then_sync(workdir: Path, server: Server) -> None:
     rng = random.Random(5)

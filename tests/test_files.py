@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import hashlib
 import json
 import tempfile
@@ -319,8 +320,12 @@ def test_every_failure_to_serialise_at_the_call_is_a_type_error_naming_the_origi
         getattr(exp.files("x"), saver)(value, to="v.bin")
     assert refused.value.__cause__ is not None
     assert type(refused.value.__cause__).__name__ in str(refused.value)
+    # the value is in a cycle (the error's traceback holds its frames): freed here, not by a collection
+    # that may run on the agent's thread, where a DataLoader iterator's finaliser waits seconds for its worker
+    del refused, value
+    gc.collect()
     exp.files("x").save_pkl({"kept": 1}, to="good.pkl")  # the next save is unaffected
-    exp.flush()
+    assert exp.flush()
     assert sorted(p.name for p in (exp.directory / "files/x").iterdir()) == ["good.pkl"]
     assert exp.stats()["streams"]["files"]["dropped"] == {}
 

@@ -477,6 +477,19 @@ def test_row26_wrong_typed_run_fields_are_a_400_naming_the_field_not_a_500(share
     assert shared_server.request("GET", "/api/v1/experiments/alice/p/typed", key=key)[0] == 404  # nothing stored
 
 
+@pytest.mark.parametrize("rev", [-1, 2**63, 2**64 - 1, 1.5, True, "7", None, [1]])
+def test_a_documents_stamp_that_is_not_an_int_from_0_to_2_63_minus_1_is_a_400_naming_it(shared_server: Server,
+                                                                                          rev: Any) -> None:
+    key = shared_server.key("alice")
+    raw = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}, "run": {"status": "RUNNING"}, "docs_rev": rev})
+    status, body = shared_server.ingest("alice/p/stamp", {}, key, raw=raw, encoding="identity")
+    assert status == 400 and body["error"] == "'docs_rev' must be an int from 0 to 2^63-1", body
+    assert shared_server.request("GET", "/api/v1/experiments/alice/p/stamp", key=key)[0] == 404  # nothing stored
+    edge = msgpack.packb({"v": 2, "identity": IDENTITY, "streams": {}, "run": {"status": "RUNNING"},
+                          "docs_rev": 2**63 - 1})
+    assert shared_server.ingest("alice/p/stamp-edge", {}, key, raw=edge, encoding="identity")[0] == 200
+
+
 def _raw_body(extra: dict) -> bytes:
     return zstandard.ZstdCompressor().compress(msgpack.packb({"v": 2, "identity": IDENTITY, **extra}))
 

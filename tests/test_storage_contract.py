@@ -156,6 +156,41 @@ def test_ingest_creates_the_run_and_answers_every_streams_count(storage_url: str
     run_with(storage_url, body)
 
 
+def test_a_late_older_body_stores_its_rows_but_never_undoes_newer_run_fields_or_params(storage_url: str) -> None:
+    """Bodies reach the store out of order (a request the client gave up on is stored after the one that
+    replaced it): the documents kept are those of the highest stamp of a writer, whatever the order."""
+    async def body(storage: Storage) -> None:
+        async def run_and_params() -> tuple[str, str | None, dict[str, Any]]:
+            exp = await storage.experiment(*RUN)
+            assert exp is not None
+            return exp["status"], exp["ended_at"], exp["params"]
+
+        await storage.ingest(batch({LOSS: rows(0, 5)}, run={"status": "RUNNING"}, params={"lr": 0.1}, docs_rev=10))
+        await storage.ingest(batch({LOSS: rows(0, 8)}, run={"status": "COMPLETED", "ended_at": "2026-12-07T20:00:00Z"},
+                                   params={"lr": 0.3}, docs_rev=30))
+        late = await storage.ingest(batch({LOSS: rows(5, 2)}, run={"status": "RUNNING", "ended_at": None},
+                                          params={"lr": 0.2}, docs_rev=20))
+        assert late.acked == {LOSS: 8}  # its rows: a resend, acknowledged
+        assert await run_and_params() == ("COMPLETED", "2026-12-07T20:00:00Z", {"lr": 0.3})
+        await storage.ingest(batch({LOSS: rows(8, 1)}, run={"status": "FAILED"}, docs_rev=30))  # a resend: same stamp
+        assert (await run_and_params())[0] == "FAILED"
+        # another start of the run (a resumed directory) has its own clock: applied whatever its stamp
+        await storage.ingest(batch({LOSS: rows(9, 1)}, writer="w2", run={"status": "RUNNING", "ended_at": None},
+                                   params={"lr": 0.4}, docs_rev=1))
+        assert await run_and_params() == ("RUNNING", None, {"lr": 0.4})
+        await storage.ingest(batch({}, writer="w2", run={"status": "COMPLETED"}, docs_rev=2))
+        await storage.ingest(batch({}, writer="w2", run={"status": "RUNNING"}, params={"lr": 0.5}, docs_rev=1))
+        assert await run_and_params() == ("COMPLETED", None, {"lr": 0.4})
+        # a body without a stamp (an older SDK) is applied, and the next stamped one after it too
+        await storage.ingest(batch({}, writer="w2", run={"status": "CANCELLED"}))
+        assert (await run_and_params())[0] == "CANCELLED"
+        await storage.ingest(batch({}, writer="w2", run={"status": "COMPLETED"}, docs_rev=1))
+        assert (await run_and_params())[0] == "COMPLETED"
+        assert await streams_of(storage, await exp_id(storage)) == {LOSS: 10}  # every row stored, once
+
+    run_with(storage_url, body)
+
+
 def test_the_exactly_once_rule_holds_against_its_model_over_random_writers_resends_voids_and_restarts(
         storage_url: str) -> None:
     """tests/test_models.py's state machine: the real app over this backend, each example a run of its own."""

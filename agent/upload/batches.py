@@ -13,6 +13,8 @@ after its last, so a run of thousands of metrics sends each of them in turn, nev
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,8 @@ class BatchBuilder:
         self.without_documents = False
         #: rows the server refused by index (stream -> local index, why): set aside when reached
         self.refused: dict[str, tuple[int, Void]] = {}
+        self._docs_rev = 0  # the stamp of the documents read last (ml_dash/format/wire.py "docs_rev")
+        self._docs_lock = threading.Lock()
 
     async def next(self, cursor: UploadCursor, positions: dict[str, StreamCursor], sent_params: Any,
                    budget: int) -> Batch:
@@ -187,16 +191,23 @@ class BatchBuilder:
 
     def documents(self, sent_params: Any) -> tuple[dict[str, Any], Any]:
         """experiment.json's run fields, and parameters.json's data when its version is not
-        ``sent_params``; with that version (None when the body carries no params). Blocking."""
+        ``sent_params``; with that version (None when the body carries no params). Blocking. Each read
+        is stamped (``docs_rev``, higher than any before it), by which the server keeps the newest."""
         body: dict[str, Any] = {}
         if self.without_documents:
             return body, None
-        experiment = read_json(self.directory / EXPERIMENT)
+        with self._docs_lock:  # stamped before the reads: a later stamp never carries an earlier snapshot
+            # the wall clock orders the snapshots of this process and of a later ``ml-dash sync`` of the
+            # same directory (the server compares stamps of one writer only: document_order.py)
+            self._docs_rev = stamp = max(self._docs_rev + 1, time.time_ns())
+            experiment = read_json(self.directory / EXPERIMENT)
+            params = read_json(self.directory / PARAMS)
         if isinstance(experiment, dict):
             body["run"] = {k: experiment.get(k) for k in RUN_FIELDS}
-        params = read_json(self.directory / PARAMS)
+        version = None
         if (isinstance(params, dict) and isinstance(params.get("data"), dict)
                 and params.get("updatedAt") != sent_params):
-            body["params"] = params["data"]
-            return body, params.get("updatedAt")
-        return body, None
+            body["params"], version = params["data"], params.get("updatedAt")
+        if body:
+            body["docs_rev"] = stamp
+        return body, version

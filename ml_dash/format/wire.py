@@ -8,6 +8,7 @@ Format version 2 (a msgpack map)::
              "created_at": ..., "started_at": ..., "ended_at": ..., "status_reason": ...,
              "hostname": ...},                                                               # optional
      "params": {"model.lr": 0.001, ...},                                                     # optional, latest wins
+     "docs_rev": 1796672400123456789,                            # with run or params: their snapshot's stamp
      "streams": {
         "metrics/train": {"start": 0, "blocks": [
             {"keys": ["loss", "step", "_ts"], "cols": [[0.5, 0.4], [0, 1], [1795.1, 1795.2]],
@@ -26,6 +27,13 @@ directory that wrote these rows. The server keeps, per stream, which writer
 stored which index range: a resend of the same writer's rows is acknowledged
 again without storing anything, while different rows under stored indices
 (another directory, another run) get a 409 with ``conflict``, never a 2xx.
+
+Documents: ``run`` and ``params`` are a snapshot of experiment.json and parameters.json, stamped with
+``docs_rev`` (an int below 2^63, higher for each later snapshot of one writer: the client's wall clock in
+nanoseconds, kept strictly increasing). Bodies can reach the server out of order (a request the client
+gave up on may still be stored after the one that replaced it), so the server applies a body's
+documents only when their stamp is at least that of the ones it applied last from the same writer
+(ml_dash/server/storage/document_order.py); its rows are stored either way.
 
 A *void* (``"void": n``) tells the server that rows ``start .. start+n-1`` are
 set aside by the client (kept on its disk, counted there): the server records

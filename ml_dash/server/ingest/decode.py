@@ -19,7 +19,7 @@ import msgpack
 from ml_dash.format.jsonlines import dumps
 from ml_dash.format.layout import LOG_STREAM, RUN_FIELDS, metric_name
 from ml_dash.format.naming import is_identity, validate_metric_name
-from ml_dash.format.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_json, check_text
+from ml_dash.format.values import INT_MAX, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_TEXT_BYTES, check_json, check_text
 from ml_dash.format.vocabulary import STATUSES, check_tags, normalise_level
 from ml_dash.format.wire import LIMITS, NAMED_REPLY, BodyError, decode_body
 
@@ -84,6 +84,11 @@ def build_batch(owner: str, project: str, name: str, body: dict[str, Any], max_e
             raise BadRequest(f"identity.{key} must be 1 to 64 letters, digits, '-' or '_'")
     batch.run_id, batch.writer_id = identity["run_id"], identity["writer_id"]
     batch.named_reply = body.get("reply") == NAMED_REPLY["reply"]
+    if "docs_rev" in body:
+        rev = body["docs_rev"]
+        if not _is_count(rev, 0) or rev > INT_MAX:
+            raise BadRequest("'docs_rev' must be an int from 0 to 2^63-1")
+        batch.docs_rev = rev
     run = body.get("run")
     if run is not None:
         if not isinstance(run, dict):

@@ -61,6 +61,7 @@ class IngestBatch:
     writer_id: str | None = None
     writers: dict[str, str] = field(default_factory=dict)  # stream -> its rows' writer, when not writer_id
     named_reply: bool = False  # the client asked for the counts of this request's streams only
+    docs_rev: int | None = None  # the stamp of ``run`` and ``params`` (document_order.py); None: always applied
 
     def streams(self) -> list[str]:
         """The streams the request names (rows or voids), each once."""

@@ -28,6 +28,7 @@ from ml_dash.format.wire import LIMITS, pack, trim_blocks
 
 from ..buckets import merge_into
 from ..chunks import pack_summary, prepare_rows, unpack_summary
+from ..document_order import newer
 from ..errors import ConflictError, StreamLimitError, UnnamedReplyError
 from ..exactly_once import Decision, Outcome, Settled, settle
 from ..records import IngestBatch, LogEntry, MetricRows
@@ -96,12 +97,14 @@ async def ingest(conn: Conn, batch: IngestBatch, max_metrics: int | None) -> Ack
     return await acknowledgement(conn, exp_id, batch)
 
 
-_RUN_BY_NAME = "SELECT id, doc, run_id FROM experiments WHERE owner = $1 AND project = $2 AND name = $3"
+_RUN_BY_NAME = ("SELECT id, doc, run_id, docs_writer, docs_rev FROM experiments "
+                "WHERE owner = $1 AND project = $2 AND name = $3")
 
 
 async def upsert_experiment(conn: Conn, batch: IngestBatch) -> int:
     """The run's row, locked for the transaction (created on first sight), with the batch's run fields
-    and params merged in. A run id other than the one stored is a :class:`ConflictError`."""
+    and params merged in unless it holds newer ones (..document_order). A run id other than the one
+    stored is a :class:`ConflictError`."""
     key = (batch.owner, batch.project, batch.name)
     now = time.time()
     row = await conn.fetchrow(_RUN_BY_NAME + " FOR UPDATE", *key)
@@ -121,7 +124,11 @@ async def upsert_experiment(conn: Conn, batch: IngestBatch) -> int:
     if run_id is None and batch.run_id is not None:
         values.append(batch.run_id)
         sets.append(f"run_id = ${len(values)}")
-    if batch.run or batch.params is not None:
+    # a body older than the documents held still has its rows stored: only its documents are late
+    if (batch.run or batch.params is not None) and newer(row["docs_writer"], row["docs_rev"], batch.writer_id,
+                                                         batch.docs_rev):
+        values += [batch.writer_id, batch.docs_rev]
+        sets += [f"docs_writer = ${len(values) - 1}", f"docs_rev = ${len(values)}"]
         doc = documents.merged(doc_text, batch.run, batch.params)
         values.append(documents.document_text(doc))
         sets.append(f"doc = ${len(values)}")

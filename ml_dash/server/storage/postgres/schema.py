@@ -113,6 +113,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (4, "an archived frame's index row holds the finest summaries of its windows (..archive_objects)", [
         "ALTER TABLE metric_archive ADD COLUMN summaries bytea",
     ]),
+    (5, "the writer and stamp of the documents a run applied last, which a late, older body keeps (..document_order)", [
+        "ALTER TABLE experiments ADD COLUMN docs_writer text, ADD COLUMN docs_rev bigint",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -32,6 +32,7 @@ from ml_dash.format.layout import LOG_STREAM, metric_stream
 from ml_dash.format.wire import LIMITS, trim_blocks
 
 from ..chunks import prepare_rows
+from ..document_order import newer
 from ..errors import ConflictError, StreamLimitError, UnnamedReplyError
 from ..exactly_once import Outcome, Settled, settle
 from ..records import RUN_COLUMNS, IngestBatch, LogEntry, MetricRows
@@ -75,17 +76,17 @@ def ingest(db: sqlite3.Connection, batch: IngestBatch, max_metrics: int | None =
 
 
 def upsert_experiment(db: sqlite3.Connection, batch: IngestBatch) -> int:
-    """The run's row (created on first sight), with the batch's run fields and params merged in.
-    A run id other than the one the server holds is a :class:`ConflictError`."""
+    """The run's row (created on first sight), with the batch's run fields and params merged in unless it
+    holds newer ones (..document_order). A run id other than the one the server holds is a :class:`ConflictError`."""
     now = time.time()
-    row = db.execute("SELECT id, params, run_id, hostname, created_at FROM experiments WHERE owner=? AND project=? "
-                     "AND name=?", (batch.owner, batch.project, batch.name)).fetchone()
+    row = db.execute("SELECT id, params, run_id, hostname, created_at, docs_writer, docs_rev FROM experiments "
+                     "WHERE owner=? AND project=? AND name=?", (batch.owner, batch.project, batch.name)).fetchone()
     if row is None:
         cursor = db.execute("INSERT INTO experiments (owner, project, name, last_seen, run_id) VALUES (?, ?, ?, ?, ?)",
                             (batch.owner, batch.project, batch.name, now, batch.run_id))
-        exp_id, params, run_id = int(cursor.lastrowid or 0), "{}", batch.run_id
+        exp_id, params, run_id, docs_writer, docs_rev = int(cursor.lastrowid or 0), "{}", batch.run_id, None, None
     else:
-        exp_id, params, run_id, hostname, created_at = row
+        exp_id, params, run_id, hostname, created_at, docs_writer, docs_rev = row
         if batch.run_id is not None and run_id is not None and run_id != batch.run_id:
             raise ConflictError(f"{batch.owner}/{batch.project}/{batch.name} holds another run (id {run_id}, "
                                 f"created {created_at} on {hostname}); this request is of run {batch.run_id}",
@@ -95,16 +96,20 @@ def upsert_experiment(db: sqlite3.Connection, batch: IngestBatch) -> int:
     if run_id is None and batch.run_id is not None:
         sets.append("run_id = ?")
         values.append(batch.run_id)
-    for key in RUN_COLUMNS:
-        if key in batch.run:
-            value = batch.run[key]
-            sets.append(f"{key} = ?")
-            values.append(dumps(value).decode() if key in ("tags", "metadata") else value)
-    if batch.params is not None:
-        merged = loads(params) if params else {}
-        merged.update(batch.params)
-        sets.append("params = ?")
-        values.append(dumps(merged).decode())
+    # a body older than the documents held still has its rows stored: only its documents are late
+    if (batch.run or batch.params is not None) and newer(docs_writer, docs_rev, batch.writer_id, batch.docs_rev):
+        sets += ["docs_writer = ?", "docs_rev = ?"]
+        values += [batch.writer_id, batch.docs_rev]
+        for key in RUN_COLUMNS:
+            if key in batch.run:
+                value = batch.run[key]
+                sets.append(f"{key} = ?")
+                values.append(dumps(value).decode() if key in ("tags", "metadata") else value)
+        if batch.params is not None:
+            merged = loads(params) if params else {}
+            merged.update(batch.params)
+            sets.append("params = ?")
+            values.append(dumps(merged).decode())
     db.execute(f"UPDATE experiments SET {', '.join(sets)} WHERE id = ?", (*values, exp_id))
     return int(exp_id)
 

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     description TEXT, tags TEXT NOT NULL DEFAULT '[]', metadata TEXT, status TEXT NOT NULL DEFAULT 'RUNNING',
     status_reason TEXT, created_at TEXT, started_at TEXT, ended_at TEXT, last_seen REAL NOT NULL,
     params TEXT NOT NULL DEFAULT '{}', run_id TEXT, hostname TEXT, stream_count INTEGER NOT NULL DEFAULT 0,
-    stored_rows INTEGER NOT NULL DEFAULT 0, UNIQUE (owner, project, name));
+    stored_rows INTEGER NOT NULL DEFAULT 0, docs_writer TEXT, docs_rev INTEGER, UNIQUE (owner, project, name));
 CREATE TABLE IF NOT EXISTS stream_counts (
     exp_id INTEGER NOT NULL, stream TEXT NOT NULL, stored INTEGER NOT NULL, PRIMARY KEY (exp_id, stream)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS stream_writers (
     writer TEXT, void_reason TEXT, PRIMARY KEY (exp_id, stream, first_idx)) WITHOUT ROWID;
 """
 #: ``PRAGMA user_version`` of the schema above; :func:`_migrate` brings an older database up to it.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: Threads (each with its connection) that serve reads.
 READ_THREADS = 2
 #: How long a write waits for the database's write lock, held by another process (another server, or
@@ -443,6 +443,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     Version 6 keeps each log line's storing time, by which old lines are archived (..log_archive).
 
     Version 7 keeps the finest summaries of an archived frame's windows in its index row (..archive_objects).
+
+    Version 8 keeps, per run, the writer and stamp of the documents applied last (..document_order), so
+    that a late, older body does not undo newer run fields and params.
     """
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
@@ -463,12 +466,20 @@ def _migrate(db: sqlite3.Connection) -> None:
             sqlite_logs.index_existing(db)
         if version < 4:
             _count_streams(db, columns)
+        if version < 8:
+            _stamp_documents(db, columns)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _stamp_documents(db: sqlite3.Connection, columns: set[str]) -> None:
+    for column, kind in (("docs_writer", "TEXT"), ("docs_rev", "INTEGER")):
+        if column not in columns:  # NULL: the next body's documents apply, as they did before
+            db.execute(f"ALTER TABLE experiments ADD COLUMN {column} {kind}")
 
 
 def _count_streams(db: sqlite3.Connection, columns: set[str]) -> None:
