@@ -16,9 +16,9 @@ connection to the upstream server. Per connection, with probability ``rate``
                     after the ones that replaced it); its answer goes to the client if it is still there
 
 ``only`` (a substring of the request line) and ``limit`` (how many requests at most) narrow which
-requests a mode may hit.
+requests a request-level mode may hit (``down`` refuses whole connections, before any request line).
 
-Whatever the mode, ``upload_bytes_per_s`` (None: as fast as it comes) throttles
+Whatever the mode but ``hold``, ``upload_bytes_per_s`` (None: as fast as it comes) throttles
 the request bodies it forwards, as a slow link between a job and the server
 would: streamed piece by piece at that rate (tests/slow_link.py keeps it
 precise), never held whole.
@@ -60,7 +60,7 @@ class FaultProxy:
     request_lines: list[str] = field(default_factory=list)  # "PUT /api/v1/... HTTP/1.1", in order
     faults: int = 0
     held_forwarded: int = 0  # ``hold`` requests forwarded once their time was up
-    statuses: list[int] = field(default_factory=list)  # of the responses passed on to the client, in order
+    statuses: list[int] = field(default_factory=list)  # of the responses passed on (a held one's client may be gone)
     port: int = 0
     _loop: asyncio.AbstractEventLoop = field(init=False, repr=False)
     _thread: threading.Thread = field(init=False, repr=False)

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -160,10 +161,46 @@ def test_a_request_given_up_at_the_run_end_and_stored_late_does_not_undo_the_end
         wait_for(lambda: proxy.faults == 1, "the first upload held on its way", lambda: proxy.request_lines)
         exp.params.set(lr=0.2)
         exp.metrics("train").log(loss=0.5, step=1)
+    assert proxy.held_forwarded == 0  # still held: it reaches the server after the end's request
     wait_for(lambda: proxy.held_forwarded == 1, "the request given up reached the server")
     status, doc = server.document("alice/f/late", headers=USER)
     assert status == 200 and (doc["status"], doc["params"]) == ("COMPLETED", {"lr": 0.2}), doc
     assert _assert_identical(server, "alice/f/late", exp.directory) == 2
+
+
+def test_a_sync_on_a_machine_whose_clock_is_behind_still_sends_the_runs_end(workdir: Path, server: Server) -> None:
+    """The documents' stamps come from the wall clock. A run uploading live from a machine an hour ahead is
+    killed; its directory, synced from a machine on time, must still get its end (CRASHED) to the server:
+    the sync stamps above what the server acknowledged from that directory, not below."""
+    ahead = _clock_shift(3600)
+    proc = start_script(ahead + textwrap.dedent(f"""
+        from ml_dash import Experiment
+        exp = Experiment(prefix="alice/f/clock", remote="{server.url}", user_name="alice")
+        exp.run.start()
+        exp.metrics("train").log(loss=1.0, step=0)
+        print("started", flush=True)
+        import time
+        for _ in range(600):  # until killed (short sleeps: see start_script)
+            time.sleep(0.1)
+    """), workdir)
+    assert proc.stdout.readline().startswith("started")
+    wait_for(lambda: len(_server_rows(server, "alice/f/clock")) == 1, "the live upload")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert server.document("alice/f/clock", headers=USER)[1]["status"] == "RUNNING"
+    code = (_clock_shift(0) + "import runpy, sys\n"
+            f"sys.argv = ['ml-dash', 'sync', '.dash', '--remote', {server.url!r}, '--user-name', 'alice']\n"
+            "runpy.run_module('ml_dash.cli', run_name='__main__')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert server.document("alice/f/clock", headers=USER)[1]["status"] == "CRASHED"
+
+
+def _clock_shift(offset_s: float) -> str:
+    """Python lines that make the documents' stamps of the process see a wall clock ``offset_s`` ahead."""
+    return ("import time as _t, types as _types\n"
+            "import ml_dash.agent.upload.batches as _batches\n"
+            f"_batches.time = _types.SimpleNamespace(time_ns=lambda: _t.time_ns() + {int(offset_s * 1e9)})\n")
 
 
 @pytest.mark.slow  # a long scenario: left out of the fast ring (docs/development.md)

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import Phase, given, settings, target
+from hypothesis import Phase, example, given, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -316,6 +316,9 @@ KINDS = ["ok", *RETRY_AFTER, "ra-none", "408", "500", "502", "504", "507", "401"
 @settings(max_examples=60, deadline=None)
 @given(script=st.lists(st.sampled_from(KINDS), max_size=14), batch_rows=st.sampled_from([7, 25, 1000]),
        bad_rows=st.sets(st.integers(0, ROWS - 1), max_size=3))
+# found by this test: the void of a refused row stored, its answer lost (a reset after the commit), the pass
+# stopped (401); the next process sent the row again over the void, and counted it acknowledged
+@example(script=["lose-tail", "reset-after", "401"], batch_rows=7, bad_rows={0})
 def test_the_uploader_stores_every_row_once_or_sets_it_aside_whatever_the_server_answers(
         logged_run: Path, script: list[str], batch_rows: int, bad_rows: set[int]) -> None:
     work = Path(tempfile.mkdtemp(prefix="ml-dash-model-up-"))

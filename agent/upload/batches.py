@@ -189,6 +189,14 @@ class BatchBuilder:
         adopted = cursor.adopted_run_id()
         return {**self.identity, "run_id": adopted} if adopted else dict(self.identity)
 
+    def stamp_above(self, acknowledged: Any) -> None:
+        """Stamp the next documents above ``acknowledged``, the highest stamp the server acknowledged from
+        this directory (its upload cursor): an ``ml-dash sync`` later, on a machine whose clock is behind the
+        one that ran the run, must not send documents the server would take for older ones."""
+        if isinstance(acknowledged, int) and not isinstance(acknowledged, bool):
+            with self._docs_lock:
+                self._docs_rev = max(self._docs_rev, acknowledged)
+
     def documents(self, sent_params: Any) -> tuple[dict[str, Any], Any]:
         """experiment.json's run fields, and parameters.json's data when its version is not
         ``sent_params``; with that version (None when the body carries no params). Blocking. Each read
@@ -198,7 +206,8 @@ class BatchBuilder:
             return body, None
         with self._docs_lock:  # stamped before the reads: a later stamp never carries an earlier snapshot
             # the wall clock orders the snapshots of this process and of a later ``ml-dash sync`` of the
-            # same directory (the server compares stamps of one writer only: document_order.py)
+            # same directory (the server compares stamps of one writer only: document_order.py), and never
+            # below a stamp the server acknowledged (stamp_above)
             self._docs_rev = stamp = max(self._docs_rev + 1, time.time_ns())
             experiment = read_json(self.directory / EXPERIMENT)
             params = read_json(self.directory / PARAMS)

@@ -62,6 +62,8 @@ MAX_SAME_BATCH = 3
 #: A stream the server refused to start is offered again after this long (the operator may have raised
 #: the server's limit).
 HOLD_BACK_S = 60.0
+#: The server's reason for refusing a row, as the upload cursor keeps it until the row's void is acknowledged.
+REFUSED_REASON_CHARS = 1000
 
 
 class NextStep(Enum):
@@ -150,6 +152,12 @@ class RunUploader:
             await self.blocking(self._check_offsets, self.cursor)
             await self._count_set_aside()
             await self.blocking(self.builder.identity_of, self.cursor)  # reads experiment.json once
+            self.builder.stamp_above(self.cursor.documents.get("docs_rev"))
+            # rows refused by an earlier process whose voids it did not see acknowledged: voids first
+            self.cursor.refused = {stream: refused for stream, refused in self.cursor.refused.items()
+                                   if refused[0] >= self.cursor.at(stream).acked}
+            for stream, (index, reason, status) in self.cursor.refused.items():
+                self.builder.refused[stream] = (index, Void("rejected", reason, 0, 0, status))
         return self.cursor
 
     def _check_offsets(self, cursor: UploadCursor) -> None:
@@ -310,6 +318,11 @@ class RunUploader:
             if refused is not None:
                 stream, index = refused
                 self.builder.refused[stream] = (index, Void("rejected", outcome.reason, 0, 0, status))
+                # kept until the void is acknowledged: its answer may be lost after the server stored it,
+                # and a later process must then send the void again, not the row
+                assert self.cursor is not None
+                self.cursor.refused[stream] = (index, outcome.reason[:REFUSED_REASON_CHARS], status)
+                await self._save()
                 return NextStep.REBUILD
             report.stopped, report.reason = StopReason.REJECTED, outcome.reason
             return NextStep.STOP
@@ -372,12 +385,15 @@ class RunUploader:
             refused = self.builder.refused.get(stream.name)
             if refused is not None and refused[0] < stream.start + stream.count:
                 del self.builder.refused[stream.name]
+                cursor.refused.pop(stream.name, None)  # saved with the cursor below
             logger.warning("ml-dash: %d row(s) of %s in %s set aside (%s: %s); they stay in its file, see %s",
                            stream.count, stream.name, self.prefix, stream.void.reason, stream.void.detail,
                            self.directory / ".ml-dash-rejected")
         report.sent_rows += batch.rows
         if "params" in batch.documents:
             cursor.documents["params"] = batch.params_version
+        if isinstance(batch.documents.get("docs_rev"), int):  # a later process stamps above it (batches.py)
+            cursor.documents["docs_rev"] = max(batch.documents["docs_rev"], cursor.documents.get("docs_rev") or 0)
         whole = await self._reconcile(acked, report)
         await self._save()
         return whole

@@ -4,14 +4,20 @@
 
     {"version": 2, "servers": {"http://host:port": {"alice/proj/run": {
         "streams": {"metrics/train": {"acked": 1200, "offset": 98765}},
-        "documents": {"params": "<updatedAt of the parameters.json the server has>"},
+        "documents": {"params": "<updatedAt of the parameters.json the server has>",
+                      "docs_rev": <the highest documents' stamp it acknowledged (wire.py)>},
         "files": {"models/model.pth": "<sha256 the server acknowledged>"},
+        "refused": {"metrics/train": {"index": 1207, "reason": "422 ...", "status": 422}},
         "adopt": {"run_id": "...", "base": {"metrics/train": 500, "logs": 3}}}}}}
 
 Per server and per prefix the directory is sent as (``ml-dash sync --prefix``
 sends it under another name): ``acked`` local rows of each stream are on the
 server (rows ``0 .. acked-1``, set-aside ones included) and ``offset`` is the
 byte after them in the stream's file.
+
+``refused`` holds, per stream, a row the server refused by its index and not yet set aside there (its
+void not acknowledged yet): a later process sends the void, not the row again (the void may be stored
+already, its answer lost: rows sent again over it would be acknowledged without being stored).
 
 ``adopt`` is present when this directory continues a run that another
 directory started (``resume=True``): its rows are numbered from 0 here, and
@@ -57,6 +63,7 @@ class UploadCursor:
     streams: dict[str, StreamCursor] = field(default_factory=dict)
     documents: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # stream -> (local index, reason, status)
     adopt: Any = None  # None | "pending" | {"run_id": str, "base": {stream: int}}
 
     @classmethod
@@ -69,6 +76,9 @@ class UploadCursor:
                 cursor.streams[name] = StreamCursor(_count(saved.get("acked")), _count(saved.get("offset")))
         cursor.documents = {k: v for k, v in _dict(entry.get("documents")).items() if isinstance(k, str)}
         cursor.files = {p: s for p, s in _dict(entry.get("files")).items() if isinstance(p, str) and isinstance(s, str)}
+        for name, saved in _dict(entry.get("refused")).items():
+            if isinstance(name, str) and isinstance(saved, dict) and isinstance(saved.get("reason"), str):
+                cursor.refused[name] = (_count(saved.get("index")), saved["reason"], _count(saved.get("status")))
         adopt = entry.get("adopt")
         if not entry:  # no cursor: experiment.json says which server run this directory continues, if any
             recorded = read_json(cursor.directory / EXPERIMENT)
@@ -94,6 +104,8 @@ class UploadCursor:
             "streams": {n: {"acked": c.acked, "offset": c.offset} for n, c in self.streams.items()},
             "documents": self.documents,
             "files": self.files,
+            **({"refused": {n: {"index": i, "reason": r, "status": c} for n, (i, r, c) in self.refused.items()}}
+               if self.refused else {}),
             **({"adopt": self.adopt} if self.adopt is not None else {}),
         }
         write_document(self.path, dumps({"version": VERSION, "servers": servers}))

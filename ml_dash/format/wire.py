@@ -23,14 +23,15 @@ the row's position. NaN and infinities are plain msgpack floats.
 
 Identity (version 2): ``run_id`` names the run (created with its first run
 directory, shared by every directory that continues it) and ``writer_id`` the
-directory that wrote these rows. The server keeps, per stream, which writer
+start of a directory that wrote these rows (each start of a directory has its own). The server keeps, per stream, which writer
 stored which index range: a resend of the same writer's rows is acknowledged
 again without storing anything, while different rows under stored indices
 (another directory, another run) get a 409 with ``conflict``, never a 2xx.
 
 Documents: ``run`` and ``params`` are a snapshot of experiment.json and parameters.json, stamped with
-``docs_rev`` (an int below 2^63, higher for each later snapshot of one writer: the client's wall clock in
-nanoseconds, kept strictly increasing). Bodies can reach the server out of order (a request the client
+``docs_rev`` (an int below 2^63: the client's wall clock in nanoseconds, strictly increasing in one
+process, and above the highest stamp the server acknowledged from the directory, kept in its upload
+cursor, so that a later ``ml-dash sync`` stamps above the run's own process whatever its clock). Bodies can reach the server out of order (a request the client
 gave up on may still be stored after the one that replaced it), so the server applies a body's
 documents only when their stamp is at least that of the ones it applied last from the same writer
 (ml_dash/server/storage/document_order.py); its rows are stored either way.

@@ -9,11 +9,14 @@ come, the older snapshot would undo the newer one: a run that ended COMPLETED wo
 good, and params set at the end would go back to earlier values.
 
 So a backend keeps, per run, the writer and the ``docs_rev`` of the documents it applied last, and
-applies a body's documents only when :func:`newer` says so. The rule orders snapshots of one writer
-(one start of one run directory, and the ``ml-dash sync`` of that directory, which stamps later
-snapshots with later numbers); a body of another writer (the directory resumed, a copy of it, another
-directory continuing the run) is always applied: it started after the last one ended. A body without
-``docs_rev`` (an SDK before this rule, the server's own indexer of local runs) is applied, as before.
+applies a body's documents only when :func:`newer` says so. The rule orders snapshots of one writer (one
+start of one run directory): those of one process by its clock, and those of a later ``ml-dash sync`` of
+the same directory after them, since the sync stamps above the highest stamp the server acknowledged
+from that directory (its upload cursor), whatever its own clock says. A body of another writer is
+applied: a resumed directory, a copy of it or another directory continuing the run writes after the
+last one. (Not covered: a request of an earlier writer given up on and stored after a later writer's
+documents, which needs a request delayed across the run's restart.) A body without ``docs_rev`` (an SDK
+before this rule, the server's own indexer of local runs) is applied, as before.
 """
 
 from __future__ import annotations
