@@ -397,3 +397,67 @@ def test_a_batch_names_at_most_max_streams_and_the_next_starts_after_its_last(wo
     assert first == metrics[:10]
     assert second == metrics[10:20]  # not the first ten again: every stream gets its turn
     assert third == [*metrics[20:], *metrics[:5]]
+
+
+def test_a_row_too_large_even_alone_is_set_aside_after_the_splits_and_the_rest_is_stored(workdir: Path) -> None:
+    """A 413 is a batch too large until the batch is one row: then that row is what the server cannot take
+    (RELIABILITY.md: 413 of a single event is permanent for it), set aside with the status."""
+    directory = _run(100)
+
+    def too_large_with_row_37(request: Request) -> Outcome | None:
+        payload = request.body["streams"].get(TRAIN, {})
+        start = payload.get("start", 0)
+        holds_37 = "void" not in payload and start <= 37 < start + request.rows(TRAIN)
+        return Outcome(413, body={"error": "too large"}) if holds_37 else None
+
+    transport = FakeTransport([too_large_with_row_37] * 30)
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.set_aside_rows == 1 and report.refused_documents is None, report
+    assert _stored_steps(transport) == [i for i in range(100) if i != 37]
+    assert transport.voids[TRAIN] == [(37, 1, "rejected")]
+    record = json.loads(next((directory / ".ml-dash-rejected").iterdir()).read_text())
+    assert record["first"] == 37 and record["status"] == 413
+
+
+def test_a_stream_the_server_will_not_start_waits_a_minute_while_the_others_go_on(workdir: Path) -> None:
+    """A 4xx naming streams the server will not start (422: the run's metric limit) holds those back, the
+    rest is stored; they are offered again once 60 s have passed, not before (docs/remote.md)."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+            exp.metrics("extra").log(step=i)
+    refusing = True
+
+    def no_new_metric(request: Request) -> Outcome | None:
+        if refusing and "metrics/extra" in request.body.get("streams", {}):
+            return Outcome(422, body={"error": "the run holds 1 metric, the most allowed", "limit": 1,
+                                      "streams": ["metrics/extra"]})
+        return None
+
+    transport = FakeTransport([no_new_metric] * 100)
+    report, uploader = _upload(exp.directory, transport)
+    assert _stored_steps(transport) == list(range(10)) and "metrics/extra" not in transport.stored
+    assert set(report.held_back) == {"metrics/extra"} and report.stream_limit == 1 and report.pending_rows == 10
+    def offers() -> int:
+        return sum(1 for r in transport.events() if "metrics/extra" in r.body.get("streams", {}))
+
+    sent = offers()
+    transport.clock.now += 59.9
+    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    assert offers() == sent and set(report.held_back) == {"metrics/extra"}  # not offered yet
+    refusing = False  # the operator raised the limit
+    transport.clock.now += 0.2  # 60.1 s after the refusal
+    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    assert report.complete and _stored_steps(transport, "metrics/extra") == list(range(10))
+
+
+def test_a_server_that_answers_the_same_rewind_to_the_same_rows_stops_the_pass_as_stuck(workdir: Path) -> None:
+    """A 409 rewinds to the server's count and the batch is built again; a server that keeps answering so
+    for the same rows (its count never moves) stops the pass after 3, saying so, instead of looping."""
+    directory = _run(50)
+    lying = Outcome(409, body={"acked": {TRAIN: 0}, "run_streams": 1, "run_rows": 0})
+    transport = FakeTransport([lying] * 20)
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "stuck" and "3 times to the same rows" in report.reason
+    assert len(transport.events()) == 3 and report.pending_rows == 50

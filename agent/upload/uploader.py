@@ -317,6 +317,9 @@ class RunUploader:
             refused = self._refused_row(batch, body, status)
             if refused is not None:
                 stream, index = refused
+                if self.builder.without_documents and report.refused_documents == outcome.reason:
+                    # refused the same without the documents: the row was the cause, not them
+                    self.builder.without_documents, report.refused_documents = False, None
                 self.builder.refused[stream] = (index, Void("rejected", outcome.reason, 0, 0, status))
                 # kept until the void is acknowledged: its answer may be lost after the server stored it,
                 # and a later process must then send the void again, not the row
