@@ -59,20 +59,32 @@ def _status_in_ls(cwd: Path) -> str:
     return line.split()[1]
 
 
-def test_row16_a_deleted_lock_file_of_a_living_run_never_makes_it_crashed_nor_lets_another_writer_in(
-        workdir: Path) -> None:
+def _lose(lock: Path, how: str) -> None:
+    """The holder's lock file deleted, or replaced by another file (a restore, a sync tool's rename): either
+    way the file at the path is not locked until the holder locks it again."""
+    if how == "deleted":
+        lock.unlink(missing_ok=True)
+    else:
+        other = lock.with_name("restored.tmp")
+        other.write_text("{}")
+        os.replace(other, lock)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_row16_a_deleted_or_replaced_lock_file_of_a_living_run_never_makes_it_crashed_nor_lets_another_writer_in(
+        workdir: Path, how: str) -> None:
     proc, directory = _holder(workdir)
     lock = directory / ".ml-dash.lock"
     try:
-        lock.unlink()
+        _lose(lock, how)
         assert summarise(directory).status == "RUNNING"
-        lock.unlink(missing_ok=True)
+        _lose(lock, how)
         assert _status_in_ls(workdir) == "RUNNING"
-        lock.unlink(missing_ok=True)
+        _lose(lock, how)
         out = _cli(workdir, "sync", ".dash", "--remote", "http://127.0.0.1:9", "--user-name", "alice", "--timeout", "5")
         assert f"still being written by pid {proc.pid}" in out.stdout, out.stdout + out.stderr
         assert read_json(directory / "experiment.json")["status"] == "RUNNING"  # not marked CRASHED
-        lock.unlink(missing_ok=True)
+        _lose(lock, how)
         with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
             Experiment(prefix="alice/p/live").run.start()
     finally:
