@@ -461,3 +461,69 @@ def test_a_server_that_answers_the_same_rewind_to_the_same_rows_stops_the_pass_a
     report, _ = _upload(directory, transport)
     assert report.stopped == "stuck" and "3 times to the same rows" in report.reason
     assert len(transport.events()) == 3 and report.pending_rows == 50
+
+
+def _gone(request: Request) -> Outcome | None:
+    """The count request of a run the server no longer has (deleted, or a store restored without it)."""
+    return Outcome(404, body={"error": "no such run"}) if request.kind == "run" else None
+
+
+def test_a_server_that_no_longer_has_the_run_when_asked_for_its_counts_gets_everything_again(workdir: Path) -> None:
+    directory = _run(200)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()
+    transport.script = [_gone]
+    report, _ = _upload(directory, transport)  # its reply's run rows (0) say the server lost them: a count, a 404
+    assert [r.kind for r in transport.requests].count("run") == 1 and transport.script == []
+    assert report.complete and report.sent_rows == 200 and _stored_steps(transport) == list(range(200))
+
+
+@pytest.mark.parametrize("status, stopped", [(401, "auth"), (403, "forbidden")])
+def test_refused_credentials_on_the_count_request_stop_the_upload_and_say_which(workdir: Path, status: int,
+                                                                                 stopped: str) -> None:
+    directory = _run(20)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()
+    transport.script = [lambda r: Outcome(status, body={"error": "nope"}) if r.kind == "run" else None]
+    report, _ = _upload(directory, transport)
+    assert report.stopped == stopped and "nope" in report.reason and not report.unreachable
+
+
+def test_a_resumed_directory_whose_server_has_no_such_run_starts_it(workdir: Path) -> None:
+    directory = _run(5, "a/b/c")
+    cursor = UploadCursor.load(directory, FakeTransport.remote, "a/b/c")
+    cursor.adopt = "pending"  # resumed while the server was away; the server never had the run
+    cursor.save()
+    transport = FakeTransport([_gone])
+    report, _ = _upload(directory, transport)
+    assert report.complete and _stored_steps(transport) == list(range(5)) and transport.script == []
+    assert UploadCursor.load(directory, transport.remote, "a/b/c").adopt is None
+
+
+def test_a_count_request_the_server_keeps_failing_leaves_the_rows_waiting_not_resent(workdir: Path) -> None:
+    """A 503 on the count request is the server being away, not the run being gone: nothing is rewound or
+    sent again, and the pass ends unreachable within its deadline."""
+    directory = _run(200)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.stored[TRAIN] = 120  # it lost part of the run: its replies will say so
+    sent = len(transport.events())
+    transport.script = [lambda r: Outcome(503, retry_after_s=1.0) if r.kind == "run" else None] * 1000
+    report, _ = _upload(directory, transport, deadline_s=10.0)
+    assert report.unreachable and report.stopped is None and "503" in report.reason
+    assert len(transport.events()) == sent + 1 and transport.stored[TRAIN] == 120  # its first reply, then counts
+
+
+@pytest.mark.parametrize("status, stopped", [(503, None), (401, "auth")])
+def test_a_resumed_directory_whose_server_fails_its_question_waits_to_adopt_and_sends_nothing(
+        workdir: Path, status: int, stopped: str | None) -> None:
+    directory = _run(5, "a/b/c")
+    cursor = UploadCursor.load(directory, FakeTransport.remote, "a/b/c")
+    cursor.adopt = "pending"
+    cursor.save()
+    transport = FakeTransport([lambda r: Outcome(status, retry_after_s=1.0, body={"error": "nope"})] * 1000)
+    report, _ = _upload(directory, transport, deadline_s=10.0)
+    assert report.stopped == stopped and report.unreachable == (stopped is None) and transport.events() == []
+    assert UploadCursor.load(directory, transport.remote, "a/b/c").adopt == "pending"
