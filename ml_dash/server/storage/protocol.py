@@ -128,7 +128,8 @@ class Storage(Protocol):
     # -- ingest ----------------------------------------------------------------------------------
     async def ingest(self, batch: IngestBatch, max_metrics: int | None = None) -> Acknowledgement:
         """Store ``batch`` atomically: the run's row (created on first sight; its run fields and params
-        merged in), every stream's new rows and voids, all in one transaction, or nothing.
+        merged in unless :func:`~.document_order.newer` says the run holds newer ones: a late body's rows
+        are stored, its documents not), every stream's new rows and voids, all in one transaction, or nothing.
 
         Exactly once: per (run, stream) rows ``0 .. stored-1`` are settled, each index by one writer.
         Each stream of the batch is decided by :func:`~.exactly_once.settle` (store the new rows,
