@@ -9,6 +9,7 @@ window is wide enough to be met every time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,3 +106,23 @@ def test_row16_a_killed_writer_still_reads_as_crashed_with_or_without_its_lock_f
     assert _status_in_ls(workdir) == "CRASHED"
     out = _cli(workdir, "sync", ".dash", "--remote", "http://127.0.0.1:9", "--user-name", "alice", "--timeout", "2")
     assert "its process is gone; marked CRASHED" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_run_whose_recorded_pid_now_belongs_to_another_process_reads_as_crashed_after_the_window(
+        workdir: Path) -> None:
+    """The writer was killed and its pid reused by an unrelated process; the lock file is gone. The window
+    waits for a re-lock that never comes, then the run reads as CRASHED, not RUNNING for as long as that
+    other process lives."""
+    proc, directory = _holder(workdir)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        doc = read_json(directory / "experiment.json")
+        assert doc["status"] == "RUNNING"
+        (directory / "experiment.json").write_text(json.dumps({**doc, "pid": stranger.pid}))
+        (directory / ".ml-dash.lock").unlink()
+        assert summarise(directory).status == "CRASHED"
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=10)
