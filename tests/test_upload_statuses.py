@@ -527,3 +527,29 @@ def test_a_resumed_directory_whose_server_fails_its_question_waits_to_adopt_and_
     report, _ = _upload(directory, transport, deadline_s=10.0)
     assert report.stopped == stopped and report.unreachable == (stopped is None) and transport.events() == []
     assert UploadCursor.load(directory, transport.remote, "a/b/c").adopt == "pending"
+
+
+def test_no_request_starts_once_the_passs_deadline_has_passed_and_the_rest_waits(workdir: Path) -> None:
+    """Each request takes 10 s of the server's time here: a pass of 25 s sends three (the last one starts
+    at 20 s), says it ran out of time, and leaves the rest on disk for the next."""
+    directory = _run(1000)
+    transport = FakeTransport()
+
+    def slow(request: Request) -> Outcome | None:
+        transport.clock.now += 10.0
+        return None
+
+    transport.clock = FakeClock()
+    transport.script = [slow]  # never consumed: it answers None, the server stores as usual
+    report, _ = _upload(directory, transport, deadline_s=25.0, batch_rows=100)
+    assert len(transport.events()) == 3 and report.out_of_time and not report.complete
+    assert report.pending_rows == 700 and _stored_steps(transport) == list(range(300))
+
+
+def test_a_pass_sends_a_run_of_many_batches_whole(workdir: Path) -> None:
+    """A long backlog is one pass, however many requests it takes (the per-pass bound is for a server that
+    answers without the upload getting anywhere, at 65,536 requests)."""
+    directory = _run(2000)
+    transport = FakeTransport()
+    report, _ = _upload(directory, transport, batch_rows=20)
+    assert report.complete and report.requests >= 100 and _stored_steps(transport) == list(range(2000))
