@@ -108,7 +108,8 @@ def test_a_413_splits_the_batch_until_it_fits(workdir: Path) -> None:
     transport = FakeTransport([too_big] * 20)
     report, uploader = _upload(directory, transport)
     assert report.complete and _stored_steps(transport) == list(range(1000))
-    assert uploader.max_rows <= 200 and max(r.rows(TRAIN) for r in transport.events()) == 1000  # tried whole first
+    assert max(r.rows(TRAIN) for r in transport.events()) == 1000  # tried whole first
+    assert uploader.max_rows == 125  # halved until it fitted: 500, 250, 125
 
 
 def test_a_row_the_server_refuses_is_set_aside_alone_and_the_rest_is_stored(workdir: Path) -> None:
@@ -541,9 +542,10 @@ def test_no_request_starts_once_the_passs_deadline_has_passed_and_the_rest_waits
 
     transport.clock = FakeClock()
     transport.script = [slow]  # never consumed: it answers None, the server stores as usual
-    report, _ = _upload(directory, transport, deadline_s=25.0, batch_rows=100)
+    report, uploader = _upload(directory, transport, deadline_s=25.0, batch_rows=100)
     assert len(transport.events()) == 3 and report.out_of_time and not report.complete
     assert report.pending_rows == 700 and _stored_steps(transport) == list(range(300))
+    assert uploader.stream_status({TRAIN: 1000})[TRAIN] == {"acknowledged": 300, "set_aside": 0, "pending_upload": 700}
 
 
 def test_a_pass_sends_a_run_of_many_batches_whole(workdir: Path) -> None:
@@ -553,3 +555,117 @@ def test_a_pass_sends_a_run_of_many_batches_whole(workdir: Path) -> None:
     transport = FakeTransport()
     report, _ = _upload(directory, transport, batch_rows=20)
     assert report.complete and report.requests >= 100 and _stored_steps(transport) == list(range(2000))
+
+
+@pytest.mark.parametrize("off_by", [7, -7, 1])
+def test_a_cursor_offset_off_the_line_start_is_corrected_and_the_next_rows_go_whole(workdir: Path,
+                                                                                 off_by: int) -> None:
+    """The saved offset of the acknowledged rows is a few bytes off (a hand edit, an older bug): it is set
+    to the start of the first unacknowledged line, so that the rows after it go whole, none set aside."""
+    directory = _run(20)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.rows[TRAIN] = {i: row for i, row in transport.rows[TRAIN].items() if i < 10}
+    transport.stored[TRAIN] = 10  # the server holds rows 0..9, as the cursor below says
+    lines = (directory / "metrics/train/data.jsonl").read_bytes().splitlines(keepends=True)
+    cursor = UploadCursor.load(directory, transport.remote, "a/b/c")
+    cursor.streams[TRAIN] = StreamCursor(10, sum(map(len, lines[:10])) + off_by)
+    cursor.save()
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.set_aside_rows == 0 and report.sent_rows == 10
+    assert _stored_steps(transport) == list(range(20)) and all(transport.rows[TRAIN][i]["step"] == i for i in range(20))
+
+
+def test_has_work_says_whether_a_pass_has_anything_to_send(workdir: Path) -> None:
+    """What a live run's background pass asks before it sends (agent/upload/live_upload.py): rows past the
+    cursor, changed params, files not acknowledged, an adoption waiting."""
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    exp.metrics("train").log(step=0)
+    exp.flush()
+    transport = FakeTransport(clock=FakeClock())
+    uploader = RunUploader(exp.directory, "a/b/c", transport, clock=transport.clock, sleep=transport.clock.sleep)
+
+    def has_work() -> bool:
+        return asyncio.run(uploader.has_work())
+
+    assert has_work()  # a row never sent
+    _upload(exp.directory, transport, uploader=uploader)
+    assert not has_work()
+    exp.metrics("train").log(step=1)
+    exp.flush()
+    assert has_work()  # a new row
+    _upload(exp.directory, transport, uploader=uploader)
+    exp.params.set(lr=0.1)
+    exp.flush()
+    assert has_work()  # changed params
+    _upload(exp.directory, transport, uploader=uploader)
+    exp.files("x").save_text("hello", to="a.txt")
+    exp.flush()
+    assert has_work()  # a file
+    _upload(exp.directory, transport, uploader=uploader)
+    assert not has_work()
+    assert uploader.cursor is not None
+    uploader.cursor.adopt = "pending"
+    assert has_work()  # an adoption waiting for the server's answer
+    exp.run.complete()
+
+
+def test_a_server_error_past_the_deadline_leaves_the_upload_unreachable_not_stopped(workdir: Path) -> None:
+    directory = _run(20)
+    transport = FakeTransport([Outcome(500)] * 1000)
+    report, _ = _upload(directory, transport, deadline_s=10.0)
+    assert report.unreachable and report.stopped is None and report.refused_documents is None and report.pending_rows == 20
+    assert not (directory / ".ml-dash-rejected").exists()
+
+
+def test_refused_documents_and_then_a_refused_row_are_each_said_for_what_they_are(workdir: Path) -> None:
+    """The documents refused first (the rows go again without them), then a row of those refused for its own
+    reason: the row is set aside, and the documents are still said to be refused."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp.params.set(lr=0.1)
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+
+    def refuse(request: Request) -> Outcome | None:
+        if "params" in request.body:
+            return Outcome(400, body={"error": "params too odd"})
+        payload = request.body["streams"].get(TRAIN, {})
+        if "void" not in payload and payload.get("start", 0) <= 5 < payload.get("start", 0) + request.rows(TRAIN):
+            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 5})
+        return None
+
+    transport = FakeTransport([refuse] * 10)
+    report, _ = _upload(exp.directory, transport)
+    assert report.refused_documents == "HTTP 400: params too odd" and report.set_aside_rows == 1
+    assert _stored_steps(transport) == [i for i in range(10) if i != 5] and transport.voids[TRAIN] == [(5, 1, "rejected")]
+
+
+def test_a_row_the_server_refuses_by_its_index_is_found_in_a_directory_that_continues_a_run(workdir: Path) -> None:
+    """A directory continuing a run numbers its rows from 0; the server names a row by the run's index:
+    the row set aside is the one the server named (server index 6 = this directory's row 1)."""
+    first = _run(5, "a/b/c")
+    transport = FakeTransport()
+    _upload(first, transport)
+    elsewhere = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
+    with elsewhere.run:
+        for i in range(5, 10):
+            elsewhere.metrics("train").log(step=i)
+    cursor = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
+    cursor.adopt = "pending"
+    cursor.save()
+
+    def refuse_6(request: Request) -> Outcome | None:
+        payload = (request.body or {}).get("streams", {}).get(TRAIN, {})
+        start = payload.get("start", 0)
+        if "void" not in payload and start <= 6 < start + request.rows(TRAIN):
+            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 6})
+        return None
+
+    transport.script = [refuse_6] * 10
+    report, _ = _upload(elsewhere.directory, transport)
+    assert report.complete and report.set_aside_rows == 1 and transport.voids[TRAIN] == [(6, 1, "rejected")]
+    assert _stored_steps(transport) == [i for i in range(10) if i != 6]
+    record = json.loads(next((elsewhere.directory / ".ml-dash-rejected").iterdir()).read_text())
+    assert record["first"] == 1 and '"step":6' in record["content"]
