@@ -144,10 +144,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--memory-s", type=float, default=20.0)
-    ap.add_argument("--mlflow-n", type=int, default=2000, help="rows per MLflow scenario (it is slow)")
+    ap.add_argument("--mlflow-n", type=int, default=2000,
+                    help="rows per MLflow scenario (it is slow); 0 leaves MLflow out")
     ap.add_argument("--json")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    for name in ("n", "mlflow_n"):
+        if getattr(args, name) < 0 or (name == "n" and args.n == 0):
+            ap.error(f"--{name.replace('_', '-')} must be {'a positive' if name == 'n' else 'a non-negative'} count")
+    if args.memory_s <= 0:
+        ap.error("--memory-s must be a positive number of seconds")
     if args.child:
         mode, *rest = args.child
         fn = {"make_local": child_make_local, "live": child_live, "latency": child_latency, "memory": child_memory}[mode]
@@ -174,7 +180,7 @@ def main() -> int:
             dead = f"http://127.0.0.1:{s.getsockname()[1]}"
         results["memory server up"] = child("memory", str(work), url, str(args.memory_s), "up")
         results["memory server down"] = child("memory", str(work), dead, str(args.memory_s), "down")
-        if MLFLOW_PYTHON.exists():
+        if MLFLOW_PYTHON.exists() and args.mlflow_n:
             results["mlflow"] = mlflow_compare(work, args.mlflow_n)
     finally:
         server.terminate()
