@@ -669,3 +669,11 @@ def test_a_row_the_server_refuses_by_its_index_is_found_in_a_directory_that_cont
     assert _stored_steps(transport) == [i for i in range(10) if i != 6]
     record = json.loads(next((elsewhere.directory / ".ml-dash-rejected").iterdir()).read_text())
     assert record["first"] == 1 and '"step":6' in record["content"]
+
+
+@pytest.mark.parametrize("cause", [{"pending_rows": 1}, {"pending_files": 1}, {"stopped": "auth"},
+                                   {"unreachable": True}, {"out_of_time": True}, {"refused_documents": "HTTP 400"}])
+def test_a_report_is_complete_only_when_nothing_at_all_is_left_or_refused(cause: dict) -> None:
+    """What `ml-dash sync`'s exit status and a run's end rest on: any one cause alone makes it incomplete."""
+    assert UploadReport().complete
+    assert not UploadReport(**cause).complete
