@@ -83,7 +83,10 @@ def test_row16_a_deleted_or_replaced_lock_file_of_a_living_run_never_makes_it_cr
         assert _status_in_ls(workdir) == "RUNNING"
         _lose(lock, how)
         out = _cli(workdir, "sync", ".dash", "--remote", "http://127.0.0.1:9", "--user-name", "alice", "--timeout", "5")
-        assert f"still being written by pid {proc.pid}" in out.stdout, out.stdout + out.stderr
+        # skipped as still written; or, when the holder has just locked the file again but not yet recorded
+        # itself in it (a replaced file's window), as held by another process: either way not taken
+        assert (f"still being written by pid {proc.pid}" in out.stdout
+                or "is held by another process" in out.stdout), out.stdout + out.stderr
         assert read_json(directory / "experiment.json")["status"] == "RUNNING"  # not marked CRASHED
         _lose(lock, how)
         with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
