@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,40 @@ def _upload(directory: Path, transport: FakeTransport, deadline_s: float = 60.0,
 
 def _stored_steps(transport: FakeTransport, stream: str = TRAIN) -> list[int]:
     return sorted(transport.rows.get(stream, {}))
+
+
+def _sends_row(request: Request, index: int) -> bool:
+    """Whether ``request`` carries row ``index`` of the train stream as data (not as a void)."""
+    payload = (request.body or {}).get("streams", {}).get(TRAIN, {})
+    start = payload.get("start", 0)
+    return "void" not in payload and start <= index < start + request.rows(TRAIN)
+
+
+def _refusing_row(index: int) -> Callable[[Request], Outcome | None]:
+    """A scripted reply refusing row ``index`` for its value whenever it comes as data (a 400 naming it)."""
+    def refuse(request: Request) -> Outcome | None:
+        if _sends_row(request, index):
+            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": index})
+        return None
+
+    return refuse
+
+
+def _adoption_pending(directory: Path) -> None:
+    """Mark ``directory`` as resumed while the server was away: it asks the server which run it continues."""
+    cursor = UploadCursor.load(directory, FakeTransport.remote, "a/b/c")
+    cursor.adopt = "pending"
+    cursor.save()
+
+
+def _continuing_directory(workdir: Path, steps: range) -> Path:
+    """A second directory continuing ``a/b/c`` (logging ``steps``), resumed while the server was away."""
+    elsewhere = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
+    with elsewhere.run:
+        for i in steps:
+            elsewhere.metrics("train").log(step=i)
+    _adoption_pending(elsewhere.directory)
+    return elsewhere.directory
 
 
 def test_row3_retry_after_is_waited_exactly_then_everything_is_sent(workdir: Path) -> None:
@@ -114,15 +149,7 @@ def test_a_413_splits_the_batch_until_it_fits(workdir: Path) -> None:
 
 def test_a_row_the_server_refuses_is_set_aside_alone_and_the_rest_is_stored(workdir: Path) -> None:
     directory = _run(100)
-
-    def refuse_row_37(request: Request) -> Outcome | None:
-        payload = request.body["streams"].get(TRAIN, {})
-        start, rows = payload.get("start", 0), request.rows(TRAIN)
-        if start <= 37 < start + rows:
-            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 37})
-        return None
-
-    transport = FakeTransport([refuse_row_37] * 10)
+    transport = FakeTransport([_refusing_row(37)] * 10)
     report, _ = _upload(directory, transport)
     assert report.complete and report.set_aside_rows == 1
     assert _stored_steps(transport) == [i for i in range(100) if i != 37]
@@ -254,17 +281,11 @@ def test_row17_a_resumed_directory_adopts_the_servers_run_when_it_first_answers(
     first = _run(5, "a/b/c")
     transport = FakeTransport()
     _upload(first, transport)
-    elsewhere = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
-    with elsewhere.run:
-        for i in range(5, 8):
-            elsewhere.metrics("train").log(step=i)
-    cursor = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
-    cursor.adopt = "pending"  # resumed while the server was away
-    cursor.save()
-    report, _ = _upload(elsewhere.directory, transport)
+    elsewhere = _continuing_directory(workdir, range(5, 8))
+    report, _ = _upload(elsewhere, transport)
     assert report.complete and transport.stored[TRAIN] == 8
-    adopted = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
-    assert adopted.base(TRAIN) == 5 and adopted.at(TRAIN) == StreamCursor(3, (elsewhere.directory /
+    adopted = UploadCursor.load(elsewhere, transport.remote, "a/b/c")
+    assert adopted.base(TRAIN) == 5 and adopted.at(TRAIN) == StreamCursor(3, (elsewhere /
                                                                              "metrics/train/data.jsonl").stat().st_size)
 
 
@@ -406,10 +427,7 @@ def test_a_row_too_large_even_alone_is_set_aside_after_the_splits_and_the_rest_i
     directory = _run(100)
 
     def too_large_with_row_37(request: Request) -> Outcome | None:
-        payload = request.body["streams"].get(TRAIN, {})
-        start = payload.get("start", 0)
-        holds_37 = "void" not in payload and start <= 37 < start + request.rows(TRAIN)
-        return Outcome(413, body={"error": "too large"}) if holds_37 else None
+        return Outcome(413, body={"error": "too large"}) if _sends_row(request, 37) else None
 
     transport = FakeTransport([too_large_with_row_37] * 30)
     report, _ = _upload(directory, transport)
@@ -494,9 +512,7 @@ def test_refused_credentials_on_the_count_request_stop_the_upload_and_say_which(
 
 def test_a_resumed_directory_whose_server_has_no_such_run_starts_it(workdir: Path) -> None:
     directory = _run(5, "a/b/c")
-    cursor = UploadCursor.load(directory, FakeTransport.remote, "a/b/c")
-    cursor.adopt = "pending"  # resumed while the server was away; the server never had the run
-    cursor.save()
+    _adoption_pending(directory)  # the server never had the run
     transport = FakeTransport([_gone])
     report, _ = _upload(directory, transport)
     assert report.complete and _stored_steps(transport) == list(range(5)) and transport.script == []
@@ -521,9 +537,7 @@ def test_a_count_request_the_server_keeps_failing_leaves_the_rows_waiting_not_re
 def test_a_resumed_directory_whose_server_fails_its_question_waits_to_adopt_and_sends_nothing(
         workdir: Path, status: int, stopped: str | None) -> None:
     directory = _run(5, "a/b/c")
-    cursor = UploadCursor.load(directory, FakeTransport.remote, "a/b/c")
-    cursor.adopt = "pending"
-    cursor.save()
+    _adoption_pending(directory)
     transport = FakeTransport([lambda r: Outcome(status, retry_after_s=1.0, body={"error": "nope"})] * 1000)
     report, _ = _upload(directory, transport, deadline_s=10.0)
     assert report.stopped == stopped and report.unreachable == (stopped is None) and transport.events() == []
@@ -631,10 +645,7 @@ def test_refused_documents_and_then_a_refused_row_are_each_said_for_what_they_ar
     def refuse(request: Request) -> Outcome | None:
         if "params" in request.body:
             return Outcome(400, body={"error": "params too odd"})
-        payload = request.body["streams"].get(TRAIN, {})
-        if "void" not in payload and payload.get("start", 0) <= 5 < payload.get("start", 0) + request.rows(TRAIN):
-            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 5})
-        return None
+        return _refusing_row(5)(request)
 
     transport = FakeTransport([refuse] * 10)
     report, _ = _upload(exp.directory, transport)
@@ -648,26 +659,12 @@ def test_a_row_the_server_refuses_by_its_index_is_found_in_a_directory_that_cont
     first = _run(5, "a/b/c")
     transport = FakeTransport()
     _upload(first, transport)
-    elsewhere = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
-    with elsewhere.run:
-        for i in range(5, 10):
-            elsewhere.metrics("train").log(step=i)
-    cursor = UploadCursor.load(elsewhere.directory, transport.remote, "a/b/c")
-    cursor.adopt = "pending"
-    cursor.save()
-
-    def refuse_6(request: Request) -> Outcome | None:
-        payload = (request.body or {}).get("streams", {}).get(TRAIN, {})
-        start = payload.get("start", 0)
-        if "void" not in payload and start <= 6 < start + request.rows(TRAIN):
-            return Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 6})
-        return None
-
-    transport.script = [refuse_6] * 10
-    report, _ = _upload(elsewhere.directory, transport)
+    elsewhere = _continuing_directory(workdir, range(5, 10))
+    transport.script = [_refusing_row(6)] * 10
+    report, _ = _upload(elsewhere, transport)
     assert report.complete and report.set_aside_rows == 1 and transport.voids[TRAIN] == [(6, 1, "rejected")]
     assert _stored_steps(transport) == [i for i in range(10) if i != 6]
-    record = json.loads(next((elsewhere.directory / ".ml-dash-rejected").iterdir()).read_text())
+    record = json.loads(next((elsewhere / ".ml-dash-rejected").iterdir()).read_text())
     assert record["first"] == 1 and '"step":6' in record["content"]
 
 
