@@ -26,9 +26,11 @@ from .fake_server import FakeClock, FakeTransport, Request
 TRAIN = "metrics/train"
 
 
-def _run(rows: int, prefix: str = "a/b/c") -> Path:
+def _run(rows: int, prefix: str = "a/b/c", params: dict | None = None) -> Path:
     exp = Experiment(prefix=prefix)
     with exp.run:
+        if params is not None:
+            exp.params.set(params)
         for i in range(rows):
             exp.metrics("train").log(step=i)
     return exp.directory
@@ -310,20 +312,16 @@ def test_the_end_of_a_run_whose_server_hangs_abandons_the_hung_request(workdir: 
 
 
 def test_documents_the_server_refuses_do_not_hold_up_the_rows(workdir: Path) -> None:
-    exp = Experiment(prefix="a/b/c")
-    with exp.run:
-        exp.params.set(lr=0.1)
-        for i in range(10):
-            exp.metrics("train").log(step=i)
+    directory = _run(10, params={"lr": 0.1})
 
     def refuse_params(request: Request) -> Outcome | None:
         return Outcome(400, body={"error": "params too odd"}) if "params" in request.body else None
 
     transport = FakeTransport([refuse_params] * 5)
-    report, _ = _upload(exp.directory, transport)
+    report, _ = _upload(directory, transport)
     assert _stored_steps(transport) == list(range(10)) and report.pending_rows == 0
     assert report.refused_documents == "HTTP 400: params too odd" and not report.complete
-    assert not (exp.directory / ".ml-dash-rejected").exists()  # no row was set aside for the documents' sake
+    assert not (directory / ".ml-dash-rejected").exists()  # no row was set aside for the documents' sake
 
 
 def _stored_data(transport: FakeTransport, stream: str = TRAIN) -> dict[int, object]:
@@ -636,11 +634,7 @@ def test_a_server_error_past_the_deadline_leaves_the_upload_unreachable_not_stop
 def test_refused_documents_and_then_a_refused_row_are_each_said_for_what_they_are(workdir: Path) -> None:
     """The documents refused first (the rows go again without them), then a row of those refused for its own
     reason: the row is set aside, and the documents are still said to be refused."""
-    exp = Experiment(prefix="a/b/c")
-    with exp.run:
-        exp.params.set(lr=0.1)
-        for i in range(10):
-            exp.metrics("train").log(step=i)
+    directory = _run(10, params={"lr": 0.1})
 
     def refuse(request: Request) -> Outcome | None:
         if "params" in request.body:
@@ -648,7 +642,7 @@ def test_refused_documents_and_then_a_refused_row_are_each_said_for_what_they_ar
         return _refusing_row(5)(request)
 
     transport = FakeTransport([refuse] * 10)
-    report, _ = _upload(exp.directory, transport)
+    report, _ = _upload(directory, transport)
     assert report.refused_documents == "HTTP 400: params too odd" and report.set_aside_rows == 1
     assert _stored_steps(transport) == [i for i in range(10) if i != 5] and transport.voids[TRAIN] == [(5, 1, "rejected")]
 
