@@ -371,7 +371,8 @@ def test_a_cursor_offset_inside_a_line_is_corrected_not_taken_for_damage(workdir
 
 
 @pytest.mark.parametrize("entry", [{"streams": "x"}, {"documents": [1]}, {"streams": {TRAIN: {"acked": 2**70}}},
-                                   {"files": {"a": 1}}, {"adopt": {"run_id": "r", "base": "x"}}])
+                                   {"files": {"a": 1}}, {"adopt": {"run_id": "r", "base": "x"}},
+                                   {"documents": {"docs_rev": "x"}}, {"refused": {TRAIN: {"index": "x"}}}])
 def test_a_cursor_file_of_the_wrong_shape_reads_as_what_it_can(workdir: Path, entry: dict) -> None:
     directory = _run(5)
     (directory / ".ml-dash-upload.json").write_text(json.dumps(

@@ -75,6 +75,8 @@ class UploadCursor:
             if isinstance(name, str) and isinstance(saved, dict):
                 cursor.streams[name] = StreamCursor(_count(saved.get("acked")), _count(saved.get("offset")))
         cursor.documents = {k: v for k, v in _dict(entry.get("documents")).items() if isinstance(k, str)}
+        if "docs_rev" in cursor.documents:  # a count, or none (a hand edit must not break the upload's max())
+            cursor.documents["docs_rev"] = _count(cursor.documents["docs_rev"])
         cursor.files = {p: s for p, s in _dict(entry.get("files")).items() if isinstance(p, str) and isinstance(s, str)}
         for name, saved in _dict(entry.get("refused")).items():
             if isinstance(name, str) and isinstance(saved, dict) and isinstance(saved.get("reason"), str):
