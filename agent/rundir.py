@@ -273,6 +273,7 @@ class RunWriter:
         start = stream.next_index
         blobs: list[bytes] = []
         written_items: list = []
+        chunk_rows: list[int] = []  # rows of each blob (a chunk less the rows the encoder refused)
         count = 0
         try:
             for items in write.chunks:
@@ -281,12 +282,16 @@ class RunWriter:
                 items, blob = self._encode(stream, items, start + count, created_at)
                 blobs.append(blob)
                 written_items.extend(items)
+                chunk_rows.append(len(items))
                 count += len(items)
             kept = await self._append(stream, blobs, count) if count else 0
             if kept:
                 written = written_items[:kept] if kept < count else written_items
                 self._note_latest(stream, written)
-                self._offer(stream, start, written, created_at)
+                if kept < count:  # a write cut short: its rows end where the file now ends
+                    self._offer(stream, start, written, created_at, stream.file_size)
+                else:
+                    self._offer_chunks(stream, start, written, chunk_rows, [len(blob) for blob in blobs], created_at)
         except Exception:  # a bug must not lose events silently: count them, report once per stream
             unaccounted = stream.accepted() - len(stream.queue) - stream.counters.written - stream.counters.dropped_total
             stream.counters.drop(unaccounted, "internal_error", stream.name)
@@ -320,11 +325,25 @@ class RunWriter:
         except Exception:  # noqa: BLE001  # the rows are on disk: only the run table's shortcut to them is lost
             self._report_once(f"{stream.name}:latest", "could not keep the latest values of %s", stream.name)
 
-    def _offer(self, stream: RowStream, start: int, items: list, created_at: str) -> None:
+    def _offer_chunks(self, stream: RowStream, start: int, items: list, rows: list[int], sizes: list[int],
+                      created_at: str) -> None:
+        """Offer a whole write's rows one encoded chunk at a time (``rows`` and ``sizes``: each chunk's rows
+        and bytes), each with the file offset where its lines end: the upload then takes whole chunks from
+        memory for a batch of any size from one chunk (CHUNK_ROWS) up. Offered as one piece, a write of up
+        to WRITE_ROWS rows was too big for a smaller batch, whose rows were read back from disk and parsed."""
+        end = stream.file_size - sum(sizes)  # where this write's first line begins
+        position = 0
+        for count, size in zip(rows, sizes):
+            end += size
+            if count:
+                self._offer(stream, start + position, items[position:position + count], created_at, end)
+            position += count
+
+    def _offer(self, stream: RowStream, start: int, items: list, created_at: str, end_offset: int) -> None:
         if self.on_written is None or not stream.name.startswith(METRIC_PREFIX):
             return
         try:
-            self.on_written(stream.name, start, items, created_at, stream.file_size)
+            self.on_written(stream.name, start, items, created_at, end_offset)
         except Exception:  # the rows are on disk: the upload reads them from there instead
             logger.debug("ml-dash: could not keep rows of %s for the upload", stream.name, exc_info=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from pathlib import Path
 
@@ -63,6 +64,33 @@ def test_rows_the_agent_just_wrote_are_sent_from_memory(workdir: Path) -> None:
     assert (stream.start, stream.count, stream.end_offset) == (0, 10, size)
     assert _sent_blocks(batch) == [{"keys": ["step", "_ts"], "cols": [[i * 10 for i in range(10)], [1.0] * 10],
                                     "created": [["c", 10]]}]
+
+
+def test_a_write_is_offered_chunk_by_chunk_each_with_where_its_lines_end(workdir: Path) -> None:
+    """A write of several encoded chunks reaches the upload's memory as one piece per chunk, each ending
+    exactly where the file's line of its last row ends: a batch smaller than a write (a smaller
+    ML_DASH_UPLOAD_BATCH_ROWS) then takes whole chunks from memory instead of reading the disk."""
+    from ml_dash.agent.rundir import CHUNK_ROWS
+
+    offers: list[tuple[str, int, int, int]] = []
+    rows = 2 * CHUNK_ROWS + 5
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp._session.writer.on_written = lambda stream, start, items, created, end: offers.append(
+            (stream, start, len(items), end))
+        train = exp.metrics("train")
+        for i in range(rows):  # faster than a flush: most of them go in one write
+            train.log(step=i, loss=1.0 / (i + 1))
+    ends, position = {}, 0
+    with _data(exp).open("rb") as f:  # where each row's line ends, from the file itself
+        for line in f:
+            position += len(line)
+            ends[json.loads(line)["index"]] = position
+    assert [o[0] for o in offers] == [TRAIN] * len(offers)
+    assert [o[1] for o in offers] == [sum(o[2] for o in offers[:k]) for k in range(len(offers))]  # no gap
+    assert sum(o[2] for o in offers) == rows and max(o[2] for o in offers) <= CHUNK_ROWS
+    assert [o[3] for o in offers] == [ends[start + count - 1] for _, start, count, _ in offers]
+    assert len(offers) < rows // CHUNK_ROWS * 4  # chunks, not single rows
 
 
 def _unpacked(stream) -> list[dict]:
