@@ -44,6 +44,7 @@ from ml_dash.format.wire import Acknowledged, acknowledged, stream_counts
 
 from ..backlog import file_size, offset_of_index, rows_on_disk
 from ..deadline import Deadline
+from ..settings import UPLOAD_BATCH_ROWS
 from .batches import PROBE_ROWS, Batch, BatchBuilder
 from .file_upload import FileUpload
 from .pending import BATCH_BYTES, MEMORY_BYTES, MemoryChunks, Void
@@ -53,8 +54,8 @@ from .transport import Transport
 
 logger = logging.getLogger("ml_dash.agent")
 
-#: A pass ends after this many requests whatever happens (a 10,000,000-row run takes 77 requests of
-#: 131,072 rows; this bound is for a server that keeps answering without the pass getting anywhere).
+#: A pass ends after this many requests whatever happens (a 10,000,000-row run takes 611 requests of
+#: 16,384 rows; this bound is for a server that keeps answering without the pass getting anywhere).
 MAX_REQUESTS_PER_PASS = 1 << 16
 #: The same rows sent this many times in a row without progress (each answer asked for them again):
 #: the upload stops and says so, instead of looping.
@@ -107,7 +108,7 @@ class UploadReport:
 class RunUploader:
     """Sends one run directory's unacknowledged data to one server (as ``prefix``)."""
 
-    def __init__(self, directory: Path, prefix: str, transport: Transport, *, batch_rows: int = 131_072,
+    def __init__(self, directory: Path, prefix: str, transport: Transport, *, batch_rows: int = UPLOAD_BATCH_ROWS,
                  request_timeout_s: float = 30.0, executor: Executor | None = None,
                  memory_bytes: int = MEMORY_BYTES, batch_bytes: int = BATCH_BYTES,
                  clock: Callable[[], float] = time.monotonic,
