@@ -43,6 +43,7 @@ class Request:
     kind: str  # events | file | run
     body: dict[str, Any] | None = None
     path: str | None = None
+    timeout_s: float | None = None  # what the uploader allowed each wait of this request
 
     def data(self, stream: str) -> list[Any]:
         """The rows' data (metric fields, or the log records), in order."""
@@ -82,7 +83,7 @@ class FakeTransport:
 
     async def post_events(self, prefix: str, body: bytes, timeout_s: float, total_s: float | None,
                           encoding: str = "zstd") -> Outcome:
-        request = Request("events", decode_body(body, encoding))
+        request = Request("events", decode_body(body, encoding), timeout_s=timeout_s)
         if self.hanging:
             self.hanging -= 1
             self.requests.append(request)
@@ -91,7 +92,7 @@ class FakeTransport:
 
     async def put_file(self, prefix: str, path: str, source: Path, headers: dict[str, str], timeout_s: float,
                        total_s: float | None) -> Outcome:
-        request = Request("file", path=path)
+        request = Request("file", path=path, timeout_s=timeout_s)
 
         def store(_: Request) -> Outcome:
             self.files[path] = Path(source).read_bytes()
@@ -100,7 +101,7 @@ class FakeTransport:
         return self._answer(request, store)
 
     async def get_run(self, prefix: str, timeout_s: float) -> Outcome:
-        request = Request("run")
+        request = Request("run", timeout_s=timeout_s)
 
         def describe(_: Request) -> Outcome:
             if self.run_id is None:

@@ -509,6 +509,25 @@ def test_refused_credentials_on_the_count_request_stop_the_upload_and_say_which(
     assert report.stopped == stopped and "nope" in report.reason and not report.unreachable
 
 
+def test_no_request_of_a_pass_may_wait_past_its_deadline(workdir: Path) -> None:
+    """Each request (the adoption's question, the rows, the count after a loss) is given the time left
+    before the pass's deadline, not the 30 s request timeout, once less than that is left."""
+    directory = _run(200)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()  # its next reply says it lost rows: a count request follows
+    _adoption_pending(directory)
+    clock = transport.clock
+    assert clock is not None
+    began, before = clock(), len(transport.requests)
+    report, _ = _upload(directory, transport, deadline_s=5.0)
+    assert report.complete and _stored_steps(transport) == list(range(200))
+    asked = transport.requests[before:]
+    kinds = {r.kind for r in asked}
+    assert kinds == {"run", "events"} and [r.kind for r in asked].count("run") >= 2  # adoption and count
+    assert all(r.timeout_s is not None and 0 < r.timeout_s <= 5.0 - (clock() - began) + 1e-9 for r in asked)
+
+
 def test_a_resumed_directory_whose_server_has_no_such_run_starts_it(workdir: Path) -> None:
     directory = _run(5, "a/b/c")
     _adoption_pending(directory)  # the server never had the run
