@@ -311,17 +311,59 @@ def test_the_end_of_a_run_whose_server_hangs_abandons_the_hung_request(workdir: 
     assert len(transport.events()) == 2 and report.unreachable and report.pending_rows == 10
 
 
-def test_documents_the_server_refuses_do_not_hold_up_the_rows(workdir: Path) -> None:
-    directory = _run(10, params={"lr": 0.1})
+@pytest.mark.parametrize("status, rows", [(400, 10), (422, 10), (413, 1)])
+def test_documents_the_server_refuses_do_not_hold_up_the_rows(workdir: Path, status: int, rows: int) -> None:
+    """Whatever 4xx refuses a batch that carries the run's documents without naming a row (a 413 of a
+    one-row batch included: the documents may be what is too large), the rows go again without them
+    before any is set aside."""
+    directory = _run(rows, params={"lr": 0.1})
 
     def refuse_params(request: Request) -> Outcome | None:
-        return Outcome(400, body={"error": "params too odd"}) if "params" in request.body else None
+        return Outcome(status, body={"error": "params too odd"}) if "params" in request.body else None
 
     transport = FakeTransport([refuse_params] * 5)
     report, _ = _upload(directory, transport)
-    assert _stored_steps(transport) == list(range(10)) and report.pending_rows == 0
-    assert report.refused_documents == "HTTP 400: params too odd" and not report.complete
+    assert _stored_steps(transport) == list(range(rows)) and report.pending_rows == 0
+    assert report.refused_documents == f"HTTP {status}: params too odd" and not report.complete
     assert not (directory / ".ml-dash-rejected").exists()  # no row was set aside for the documents' sake
+
+
+def test_a_413_of_two_rows_splits_them(workdir: Path) -> None:
+    directory = _run(2)
+    transport = FakeTransport([lambda r: Outcome(413, body={"error": "too large"}) if r.rows(TRAIN) > 1 else None] * 5)
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.set_aside_rows == 0 and _stored_steps(transport) == [0, 1]
+    assert [r.rows(TRAIN) for r in transport.events()] == [2, 1, 1]
+
+
+def test_a_4xx_naming_a_row_the_batch_does_not_hold_sets_nothing_aside(workdir: Path) -> None:
+    """Only a row of the request the server refused is set aside: an index past the batch (a server
+    naming the wrong row) stops the upload as rejected, with every row still pending."""
+    directory = _run(10)
+    # twice: with the run's documents (which the uploader suspects first), then without them
+    transport = FakeTransport([Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 50})] * 2)
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "rejected" and report.set_aside_rows == 0 and report.pending_rows == 10
+    assert TRAIN not in transport.voids and not (directory / ".ml-dash-rejected").exists()
+    assert UploadCursor.load(directory, transport.remote, "a/b/c").refused == {}
+
+
+def test_a_refused_row_an_earlier_process_recorded_is_sent_as_its_void_whatever_its_index(workdir: Path) -> None:
+    """A refused row whose void the server may hold (its answer lost) is kept in the cursor, and a later
+    process sends the void, never the row: whether it is still ahead of what the server acknowledged is
+    decided by its index (here 600, past the status code it was refused with)."""
+    directory = _run(700)
+    transport = FakeTransport([lambda r: Outcome(401, body={"error": "no"}) if _sends_row(r, 500) else None])
+    report, _ = _upload(directory, transport, batch_rows=500)  # rows 0-499 stored, then the key refused
+    assert report.stopped == "auth" and _stored_steps(transport) == list(range(500))
+    cursor = UploadCursor.load(directory, transport.remote, "a/b/c")
+    cursor.refused[TRAIN] = (600, "value out of range", 422)  # as the process that was refused left it
+    cursor.save()
+    before = len(transport.events())
+    report, _ = _upload(directory, transport, batch_rows=500)  # a new process (a new uploader)
+    assert report.complete and transport.voids[TRAIN] == [(600, 1, "rejected")]
+    assert _stored_steps(transport) == [i for i in range(700) if i != 600]
+    assert not any(_sends_row(r, 600) for r in transport.events()[before:])
 
 
 def _stored_data(transport: FakeTransport, stream: str = TRAIN) -> dict[int, object]:
