@@ -479,37 +479,39 @@ def test_a_row_too_large_even_alone_is_set_aside_after_the_splits_and_the_rest_i
     assert record["first"] == 37 and record["status"] == 413
 
 
-def test_a_stream_the_server_will_not_start_waits_a_minute_while_the_others_go_on(workdir: Path) -> None:
+@pytest.mark.parametrize("extra", ["extra", "zz_extra"])  # found before the stored stream, and after it
+def test_a_stream_the_server_will_not_start_waits_a_minute_while_the_others_go_on(workdir: Path, extra: str) -> None:
     """A 4xx naming streams the server will not start (422: the run's metric limit) holds those back, the
-    rest is stored; they are offered again once 60 s have passed, not before (docs/remote.md)."""
+    rest is stored; they are offered again once 60 s have passed, not before (docs/remote.md). Their rows
+    are counted as pending whichever order the streams are found in."""
     exp = Experiment(prefix="a/b/c")
     with exp.run:
         for i in range(10):
             exp.metrics("train").log(step=i)
-            exp.metrics("extra").log(step=i)
+            exp.metrics(extra).log(step=i)
     refusing = True
 
     def no_new_metric(request: Request) -> Outcome | None:
-        if refusing and "metrics/extra" in request.body.get("streams", {}):
+        if refusing and f"metrics/{extra}" in request.body.get("streams", {}):
             return Outcome(422, body={"error": "the run holds 1 metric, the most allowed", "limit": 1,
-                                      "streams": ["metrics/extra"]})
+                                      "streams": [f"metrics/{extra}"]})
         return None
 
     transport = FakeTransport([no_new_metric] * 100)
     report, uploader = _upload(exp.directory, transport)
-    assert _stored_steps(transport) == list(range(10)) and "metrics/extra" not in transport.stored
-    assert set(report.held_back) == {"metrics/extra"} and report.stream_limit == 1 and report.pending_rows == 10
+    assert _stored_steps(transport) == list(range(10)) and f"metrics/{extra}" not in transport.stored
+    assert set(report.held_back) == {f"metrics/{extra}"} and report.stream_limit == 1 and report.pending_rows == 10
     def offers() -> int:
-        return sum(1 for r in transport.events() if "metrics/extra" in r.body.get("streams", {}))
+        return sum(1 for r in transport.events() if f"metrics/{extra}" in r.body.get("streams", {}))
 
     sent = offers()
     transport.clock.now += 59.9
     report, _ = _upload(exp.directory, transport, uploader=uploader)
-    assert offers() == sent and set(report.held_back) == {"metrics/extra"}  # not offered yet
+    assert offers() == sent and set(report.held_back) == {f"metrics/{extra}"}  # not offered yet
     refusing = False  # the operator raised the limit
     transport.clock.now += 0.2  # 60.1 s after the refusal
     report, _ = _upload(exp.directory, transport, uploader=uploader)
-    assert report.complete and _stored_steps(transport, "metrics/extra") == list(range(10))
+    assert report.complete and _stored_steps(transport, f"metrics/{extra}") == list(range(10))
 
 
 def test_a_server_that_answers_the_same_rewind_to_the_same_rows_stops_the_pass_as_stuck(workdir: Path) -> None:
@@ -648,6 +650,32 @@ def test_a_cursor_offset_off_the_line_start_is_corrected_and_the_next_rows_go_wh
     report, _ = _upload(directory, transport)
     assert report.complete and report.set_aside_rows == 0 and report.sent_rows == 10
     assert _stored_steps(transport) == list(range(20)) and all(transport.rows[TRAIN][i]["step"] == i for i in range(20))
+
+
+@pytest.mark.parametrize("failure", [Outcome(503, retry_after_s=1.0), Outcome(0, error="reset"),
+                                     Outcome(401, body={"error": "bad key"})])
+def test_a_failing_or_refusing_server_makes_the_upload_keep_nothing_in_memory(workdir: Path, failure: Outcome) -> None:
+    """While the server is failing (or refuses the key) the rows wait on disk, not in memory: the copies
+    kept for the fast path are dropped and none are taken until the server stores a batch again."""
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    for i in range(10):
+        exp.metrics("train").log(step=i)
+    exp.flush()
+    transport = FakeTransport(clock=FakeClock())
+    uploader = RunUploader(exp.directory, "a/b/c", transport, clock=transport.clock, sleep=transport.clock.sleep)
+    assert _upload(exp.directory, transport, uploader=uploader)[0].complete
+    assert not uploader.memory.suspended  # the server answered: the fast path is on
+    exp.metrics("train").log(step=10)
+    exp.flush()
+    size = (exp.directory / "metrics/train/data.jsonl").stat().st_size
+    assert uploader.memory.offer(TRAIN, 10, [{"step": 10, "_ts": 1.0}], "c", size) and len(uploader.memory) == 1
+    transport.script = [failure] * 1000
+    report, _ = _upload(exp.directory, transport, deadline_s=10.0, uploader=uploader)
+    assert not report.complete and report.pending_rows == 1
+    assert uploader.memory.suspended and len(uploader.memory) == 0 and uploader.memory.bytes == 0
+    assert not uploader.memory.offer(TRAIN, 11, [{"step": 11, "_ts": 1.0}], "c", size)
+    exp.run.complete()
 
 
 def test_has_work_says_whether_a_pass_has_anything_to_send(workdir: Path) -> None:
