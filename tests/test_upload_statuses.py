@@ -179,12 +179,18 @@ def test_refused_credentials_stop_the_upload_and_say_which(workdir: Path, status
 
 
 def test_another_run_under_the_prefix_stops_the_upload_as_a_conflict(workdir: Path) -> None:
-    directory = _run(10)
+    """Nothing of the run goes to a prefix that holds another run: not its rows, nor its files."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+        exp.files("x").save_text("hello", to="a.txt")
     transport = FakeTransport()
     transport.run_id = "someone-elses-run"
-    report, _ = _upload(directory, transport)
+    report, _ = _upload(exp.directory, transport)
     assert report.stopped == "conflict" and report.conflict["run_id"] == "someone-elses-run"
     assert report.pending_rows == 10 and transport.stored == {}
+    assert report.pending_files == 1 and transport.files == {} and [r.kind for r in transport.requests] == ["events"]
 
 
 def test_row18_a_value_msgpack_cannot_carry_costs_only_its_row(workdir: Path) -> None:
