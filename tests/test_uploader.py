@@ -93,6 +93,75 @@ def test_a_write_is_offered_chunk_by_chunk_each_with_where_its_lines_end(workdir
     assert len(offers) < rows // CHUNK_ROWS * 4  # chunks, not single rows
 
 
+def test_a_run_of_several_streams_is_sent_from_memory_whole_chunks_at_a_time(workdir: Path, monkeypatch) -> None:
+    """Rows the agent just wrote go from memory in batches of any size from one chunk up, however many
+    streams share a batch: a stream whose next chunk does not fit what the batch has left waits for the
+    next batch (which starts with it) instead of having part of a chunk read back from disk."""
+    from ml_dash.agent.backlog import offset_of_index
+    from ml_dash.agent.rundir import CHUNK_ROWS
+    from ml_dash.agent.upload import batches
+
+    from_disk: list[int] = []
+    real_read = batches.read_stream
+
+    def counting_read(*args, **kwargs):
+        read = real_read(*args, **kwargs)
+        from_disk.append(read.count if read is not None else 0)
+        return read
+
+    monkeypatch.setattr(batches, "read_stream", counting_read)
+    names = ["grad", "train", "val"]
+    rows = 2 * CHUNK_ROWS + 100
+    exp = Experiment(prefix="a/b/c", system_metrics=False, console=False)
+    exp.run.start()
+    transport = FakeTransport()
+    uploader = RunUploader(exp.directory, exp.prefix, transport, batch_rows=2 * CHUNK_ROWS)
+    uploader.memory.resume()  # as after the server's first answer
+    exp._session.writer.on_written = uploader.offer
+    for i in range(rows):
+        for name in names:
+            exp.metrics(name).log(step=i)
+    exp.run.complete()
+    report = asyncio.run(uploader.upload(Deadline(60)))
+    assert report.complete and report.sent_rows == 3 * rows and sum(from_disk) == 0
+    for name in names:
+        stream = f"metrics/{name}"
+        assert [row["step"] for _, row in sorted(transport.rows[stream].items())] == list(range(rows))
+        at = uploader.cursor.at(stream)
+        assert at.acked == rows and at.offset == offset_of_index(exp.directory / f"{stream}/data.jsonl", "index", rows)
+    assert max(r.rows(f"metrics/{n}") for r in transport.events() for n in names) <= 2 * CHUNK_ROWS
+
+
+def test_a_row_the_server_refuses_is_never_sent_again_from_memory(workdir: Path) -> None:
+    """A row refused by its index (a 4xx naming it) goes as its void: the rows before it are taken from
+    memory only in whole chunks that end before it, the rest read from disk up to it."""
+    from ml_dash.agent.upload.retry import Outcome
+
+    exp = Experiment(prefix="a/b/c", system_metrics=False, console=False)
+    exp.run.start()
+
+    def refuse_50(request) -> Outcome | None:
+        payload = (request.body or {}).get("streams", {}).get(TRAIN, {})
+        start = payload.get("start", 0)
+        if "void" not in payload and start <= 50 < start + request.rows(TRAIN):
+            return Outcome(422, body={"error": "value out of range", "stream": TRAIN, "index": 50})
+        return None
+
+    transport = FakeTransport([refuse_50] * 10)
+    uploader = RunUploader(exp.directory, exp.prefix, transport)  # batches of 16,384: the chunk holds row 50
+    uploader.memory.resume()
+    exp._session.writer.on_written = uploader.offer
+    for i in range(100):
+        exp.metrics("train").log(step=i)
+    exp.run.complete()
+    assert len(uploader.memory) >= 1  # the rows are in memory, row 50 among them
+    report = asyncio.run(uploader.upload(Deadline(60)))
+    assert report.complete and report.set_aside_rows == 1 and transport.voids[TRAIN] == [(50, 1, "rejected")]
+    assert sorted(transport.rows[TRAIN]) == [i for i in range(100) if i != 50]
+    carrying_50 = [r for r in transport.events() if refuse_50(r) is not None]
+    assert len(carrying_50) == 1  # refused once, then never sent as data again (it was, until stuck)
+
+
 def _unpacked(stream) -> list[dict]:
     """A stream's blocks as the server receives them (packed ones unpacked)."""
     assert all(isinstance(b, msgspec.Raw) for b in stream.blocks)  # rows always leave packed

@@ -13,6 +13,8 @@ after its last, so a run of thousands of metrics sends each of them in turn, nev
 from __future__ import annotations
 
 import asyncio
+import enum
+import sys
 import threading
 import time
 from concurrent.futures import Executor
@@ -27,7 +29,7 @@ from ml_dash.format.segments import segments_of, writer_at
 from ml_dash.format.wire import LIMITS, NAMED_REPLY, WIRE_VERSION, wire_body
 
 from ..backlog import file_size, offset_of_index
-from .pending import BATCH_BYTES, MemoryChunks, PendingStream, Void, read_stream
+from .pending import BATCH_BYTES, MemoryChunk, MemoryChunks, PendingStream, Void, fitting, joined, read_stream
 
 #: Rows per request while the server is failing or has not answered yet: each retry would read
 #: and hold a full batch only to fail again.
@@ -54,13 +56,21 @@ class Batch:
         return {s.name: StreamCursor(s.start + s.count, s.end_offset) for s in self.streams}
 
 
+class _Later(enum.Enum):
+    LATER = "later"
+
+
+#: What BatchBuilder._stream answers for a stream whose next rows wait for the next batch.
+LATER = _Later.LATER
+
+
 class PlannedStream(NamedTuple):
     """One stream of a batch being prepared: where it starts, and the rows memory already holds."""
 
     name: str
     path: Path
     at: StreamCursor
-    in_memory: PendingStream | None
+    in_memory: list[MemoryChunk]  # consecutive chunks from ``at``, at most the batch's rows (none: read the disk)
     read_limit: int  # rows to read from disk at most (up to where memory takes over, a bad row, a segment's end)
     rejected: Void | None  # the server refused the row at ``at``: set it aside
     writer: str | None  # the writer segment the rows from ``at`` belong to
@@ -108,25 +118,29 @@ class BatchBuilder:
         return after + [entry for entry in streams if entry[0] <= self.resume_after]
 
     def _plan(self, name: str, path: Path, at: StreamCursor, budget: int) -> PlannedStream:
-        in_memory, read_limit = None, budget
-        if len(self.memory):
-            in_memory = self.memory.take(name, at.acked, budget)
+        in_memory: list[MemoryChunk] = []
+        read_limit = budget
+        if len(self.memory):  # the chunks are taken here, on the loop's thread; _build trims them to what is left
+            in_memory = fitting(self.memory.chunks_from(name, at.acked), budget, sys.maxsize)
             next_start = self.memory.next_start(name, at.acked)
             if next_start is not None:  # read up to it: the batch after this one comes from memory
                 read_limit = min(budget, next_start - at.acked)
+        end = None  # the first row this batch must not carry of the stream
         writer, segment_end = writer_at(self.segments, name, at.acked)
         if segment_end is not None:  # one request carries one writer's rows of a stream
             read_limit = min(read_limit, segment_end - at.acked)
-            if in_memory is not None and at.acked + in_memory.count > segment_end:
-                in_memory = None
+            end = segment_end
         rejected = None
         refused = self.refused.get(name)
         if refused is not None:
             index, void = refused
             if index == at.acked:
-                rejected, in_memory = void, None
-            elif index > at.acked:
+                rejected, in_memory = void, []
+            elif index > at.acked:  # the rows before it; the row itself goes as its void, never as data
                 read_limit = min(read_limit, index - at.acked)
+                end = index if end is None else min(end, index)
+        if end is not None:
+            in_memory = [chunk for chunk in in_memory if chunk.start + chunk.count <= end]
         return PlannedStream(name, path, at, in_memory, read_limit, rejected, writer)
 
     def _build(self, plan: list[PlannedStream], budget: int, sent_params: Any, cursor: UploadCursor) -> Batch:
@@ -137,7 +151,10 @@ class BatchBuilder:
             if budget <= 0 or budget_bytes <= 0 or len(streams) >= self.max_streams:
                 self.resume_after = streams[-1].name if streams else None
                 break
-            stream = self._stream(planned, budget, budget_bytes)
+            stream = self._stream(planned, budget, budget_bytes, first=not streams)
+            if stream is LATER:  # its next rows are in memory but do not fit what is left: the next batch starts
+                self.resume_after = streams[-1].name  # with them, rather than reading part of a chunk from disk
+                break
             if stream is not None:
                 stream.writer = planned.writer
                 streams.append(stream)
@@ -162,16 +179,22 @@ class BatchBuilder:
             stream.blocks = stream.rows = None
         return Batch(streams, documents, params_version, payload_bytes, encoding)
 
-    def _stream(self, planned: PlannedStream, budget: int, budget_bytes: int) -> PendingStream | None:
+    def _stream(self, planned: PlannedStream, budget: int, budget_bytes: int,
+                first: bool = True) -> PendingStream | None | _Later:
+        """The rows of ``planned`` this batch carries (``budget`` rows and ``budget_bytes`` left): whole
+        chunks from memory where they fit, else read from disk; LATER when the stream's next rows are in
+        memory but not even one chunk fits what is left and the batch already holds other streams."""
         at = planned.at
         if planned.rejected is not None:
             end = offset_of_index(planned.path, identity_key(planned.name), at.acked + 1)
             void = Void(planned.rejected.reason, planned.rejected.detail, at.offset, end - at.offset,
                         planned.rejected.status)
             return PendingStream(planned.name, at.acked, 1, end, void=void)
-        in_memory = planned.in_memory
-        if in_memory is not None and in_memory.count <= budget and in_memory.size <= max(budget_bytes, 1 << 20):
+        in_memory = joined(planned.name, fitting(planned.in_memory, budget, max(budget_bytes, 1 << 20)))
+        if in_memory is not None:
             return in_memory
+        if planned.in_memory and not first:
+            return LATER
         limit = min(budget, planned.read_limit)
         if limit <= 0 or file_size(planned.path) <= at.offset:  # a stat, not an open, for a stream with nothing new
             return None

@@ -151,25 +151,48 @@ class MemoryChunks:
     def take(self, stream: str, start: int, budget: int, budget_bytes: int = BATCH_BYTES) -> PendingStream | None:
         """The chunk starting at row ``start`` and the whole chunks that follow it without a gap,
         up to ``budget`` rows and about ``budget_bytes``; None when no chunk starts there."""
-        chunks = [c for c in self._chunks.get(stream, ()) if c.start >= start]
-        if not chunks or chunks[0].start != start or chunks[0].count > budget:
-            return None
-        blocks: list[Any] = []
-        count = end_offset = size = 0
-        for chunk in chunks:
-            if chunk.start != start + count or count + chunk.count > budget or (count and size >= budget_bytes):
+        return joined(stream, fitting(self.chunks_from(stream, start), budget, budget_bytes))
+
+    def chunks_from(self, stream: str, start: int) -> list[MemoryChunk]:
+        """The chunks that follow one another without a gap from row ``start`` (none when no chunk starts
+        there). Chunks are never changed once offered, so the list may be read on another thread."""
+        out: list[MemoryChunk] = []
+        position = start
+        for chunk in self._chunks.get(stream, ()):  # in index order
+            if chunk.start < position and not out:  # before ``start``: acknowledged, not yet forgotten
+                continue
+            if chunk.start != position:
                 break
-            blocks += chunk.blocks
-            count += chunk.count
-            size += chunk.size
-            end_offset = chunk.end_offset
-        return PendingStream(stream, start, count, end_offset, blocks=blocks)
+            out.append(chunk)
+            position += chunk.count
+        return out
 
     def next_start(self, stream: str, start: int) -> int | None:
         """Where the first chunk of ``stream`` after row ``start`` begins: a disk read should stop
         there, so that the batch after it is served from memory."""
         starts = [c.start for c in self._chunks.get(stream, ()) if c.start > start]
         return min(starts) if starts else None
+
+
+def fitting(chunks: list[MemoryChunk], budget: int, budget_bytes: int = BATCH_BYTES) -> list[MemoryChunk]:
+    """The first of ``chunks`` that together hold at most ``budget`` rows and ``budget_bytes`` bytes."""
+    out: list[MemoryChunk] = []
+    count = size = 0
+    for chunk in chunks:
+        if count + chunk.count > budget or size + chunk.size > budget_bytes:
+            break
+        out.append(chunk)
+        count += chunk.count
+        size += chunk.size
+    return out
+
+
+def joined(stream: str, chunks: list[MemoryChunk]) -> PendingStream | None:
+    """Consecutive ``chunks`` of ``stream`` as one stream of a batch (None for none)."""
+    if not chunks:
+        return None
+    blocks = [block for chunk in chunks for block in chunk.blocks]
+    return PendingStream(stream, chunks[0].start, sum(c.count for c in chunks), chunks[-1].end_offset, blocks=blocks)
 
 
 def read_stream(name: str, path: Path, start: int, offset: int, budget: int,
