@@ -578,6 +578,163 @@ def test_no_request_of_a_pass_may_wait_past_its_deadline(workdir: Path) -> None:
     assert all(r.timeout_s is not None and 0 < r.timeout_s <= 5.0 - (clock() - began) + 1e-9 for r in asked)
 
 
+def test_a_directory_resumed_while_away_whose_server_holds_its_own_run_just_goes_on(workdir: Path) -> None:
+    """The server's run is this directory's own (the same run id): nothing to adopt, the rows go on from
+    where the server stopped, each once, numbered as before (rows 0-299, then 300-599)."""
+    directory = _run(300)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    again = Experiment(prefix="a/b/c")  # the same directory started again: its run goes on
+    with again.run:
+        for i in range(300, 600):
+            again.metrics("train").log(step=i)
+    _adoption_pending(directory)
+    report, _ = _upload(directory, transport)
+    assert report.complete and _stored_steps(transport) == list(range(600))
+    assert all(transport.rows[TRAIN][i]["step"] == i for i in range(600))
+    cursor = UploadCursor.load(directory, transport.remote, "a/b/c")
+    assert cursor.adopt is None and cursor.base(TRAIN) == 0
+
+
+def _totals(transport: FakeTransport, more: int) -> Callable[[Request], Outcome | None]:
+    """Replies as the fake server's, with the run's total rows ``more`` above what it holds (as if other
+    directories had written to the run); ``more`` is read at each request."""
+    def reply(request: Request) -> Outcome | None:
+        if request.kind != "events":
+            return None
+        outcome = transport._store(request)
+        body = dict(outcome.body or {})
+        if isinstance(body.get("run_rows"), int):
+            body["run_rows"] += more
+        return Outcome(outcome.status, body=body)
+
+    return reply
+
+
+def test_a_server_holding_more_of_the_run_is_asked_for_its_counts_once_not_at_every_batch(workdir: Path) -> None:
+    directory = _run(1000)
+    transport = FakeTransport()
+    transport.script = [_totals(transport, 5000)] * 10
+    report, _ = _upload(directory, transport, batch_rows=100)
+    assert report.complete and _stored_steps(transport) == list(range(1000))
+    assert [r.kind for r in transport.requests].count("run") == 1 and len(transport.events()) == 10
+
+
+def test_an_upload_whose_server_agrees_asks_for_no_counts(workdir: Path) -> None:
+    directory = _run(1000)  # run totals past 256: equal, not the same int object
+    transport = FakeTransport()
+    report, _ = _upload(directory, transport, batch_rows=100)
+    assert report.complete and [r.kind for r in transport.requests] == ["events"] * 10
+
+
+def test_a_loss_is_still_seen_after_the_server_was_found_to_hold_more(workdir: Path) -> None:
+    """Once a server's totals said it holds more than this directory sent (asked once, then not again),
+    totals below what it acknowledged still mean a loss, of a stream the reply does not name too: every
+    count is asked and that stream's rows go again."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(500):
+            exp.metrics("train").log(step=i)
+            exp.metrics("val").log(step=i)
+    transport = FakeTransport()
+    surplus = [5000]
+
+    def reply(request: Request) -> Outcome | None:
+        return _totals(transport, surplus[0])(request)
+
+    transport.script = [reply] * 100
+    _, uploader = _upload(exp.directory, transport, batch_rows=200)  # one uploader throughout, as in a live run
+    assert [r.kind for r in transport.requests].count("run") == 1  # the surplus, asked about once
+    more = Experiment(prefix="a/b/c")
+    with more.run:
+        for i in range(500, 600):
+            more.metrics("train").log(step=i)  # the next batch carries train only
+    transport.rows["metrics/val"] = {i: row for i, row in transport.rows["metrics/val"].items() if i < 300}
+    transport.stored["metrics/val"] = 300  # the server lost val's rows 300-499
+    surplus[0] = 0
+    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    assert report.complete and _stored_steps(transport) == list(range(600))
+    assert _stored_steps(transport, "metrics/val") == list(range(500))
+
+
+def test_a_409_saying_the_server_holds_fewer_rows_than_the_directory_continues_after_stops_as_lost(
+        workdir: Path) -> None:
+    first = _run(5, "a/b/c")
+    transport = FakeTransport()
+    _upload(first, transport)
+    elsewhere = _continuing_directory(workdir, range(5, 10))
+    _upload(elsewhere, transport)  # rows 5-9 after the server's 5
+    more = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
+    with more.run:
+        more.metrics("train").log(step=10)
+    transport.rows[TRAIN] = {i: row for i, row in transport.rows[TRAIN].items() if i < 3}
+    transport.stored[TRAIN] = 3  # it lost rows this directory's first row follows
+    before = len(transport.events())
+    report, _ = _upload(elsewhere, transport)
+    assert report.stopped == "lost" and "fewer than the 5" in report.reason
+    assert len(transport.events()) == before + 1  # the one 409, then nothing sent again
+
+
+@pytest.mark.parametrize("failure", [Outcome(503, retry_after_s=1.0), Outcome(0, error="reset")])
+def test_a_count_request_that_keeps_failing_leaves_the_upload_unreachable_not_stopped(workdir: Path,
+                                                                                     failure: Outcome) -> None:
+    directory = _run(200)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()  # its next reply says it lost rows: a count request follows, and fails
+    transport.script = [lambda r: failure if r.kind == "run" else None] * 1000
+    report, _ = _upload(directory, transport, deadline_s=10.0)
+    assert report.unreachable and report.stopped is None and report.reason
+
+
+@pytest.mark.parametrize("failure", [Outcome(503, retry_after_s=1.0), Outcome(0, error="reset")])
+def test_an_adoption_question_that_keeps_failing_leaves_the_upload_unreachable_not_stopped(
+        workdir: Path, failure: Outcome) -> None:
+    directory = _run(5)
+    _adoption_pending(directory)
+    transport = FakeTransport([lambda r: failure if r.kind == "run" else None] * 1000)
+    report, _ = _upload(directory, transport, deadline_s=10.0)
+    assert report.unreachable and report.stopped is None and report.pending_rows == 5 and not transport.events()
+    assert UploadCursor.load(directory, transport.remote, "a/b/c").adopt == "pending"  # asked again next pass
+
+
+def test_a_reply_without_the_runs_totals_is_taken_for_what_it_names(workdir: Path) -> None:
+    """An older server's reply names the request's streams without the run's totals: the rows it names
+    are acknowledged, nothing more is asked."""
+    directory = _run(300)
+    transport = FakeTransport()
+
+    def no_totals(request: Request) -> Outcome | None:
+        outcome = transport._store(request)
+        body = {k: v for k, v in (outcome.body or {}).items() if k not in ("run_rows", "run_streams")}
+        return Outcome(outcome.status, body=body)
+
+    transport.script = [no_totals] * 10
+    report, _ = _upload(directory, transport, batch_rows=100)
+    assert report.complete and _stored_steps(transport) == list(range(300))
+    assert [r.kind for r in transport.requests] == ["events"] * 3
+
+
+def test_a_stream_limit_that_is_not_a_count_is_ignored_and_the_stream_still_held_back(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp.metrics("train").log(step=0)
+        exp.metrics("extra").log(step=0)
+    refusal = {"error": "no more metrics", "limit": "many", "streams": ["metrics/extra"]}
+    transport = FakeTransport([lambda r: Outcome(422, body=refusal) if "metrics/extra" in r.body["streams"] else None])
+    report, _ = _upload(exp.directory, transport)
+    assert set(report.held_back) == {"metrics/extra"} and report.stream_limit is None
+    assert _stored_steps(transport) == [0]
+
+
+def test_stream_status_before_the_cursor_is_read_counts_nothing_acknowledged(workdir: Path) -> None:
+    directory = _run(10)
+    uploader = RunUploader(directory, "a/b/c", FakeTransport())
+    uploader.set_aside = {TRAIN: 3}
+    assert uploader.stream_status({TRAIN: 10}) == {
+        TRAIN: {"acknowledged": 0, "set_aside": 3, "pending_upload": 10}}
+
+
 def test_a_resumed_directory_whose_server_has_no_such_run_starts_it(workdir: Path) -> None:
     directory = _run(5, "a/b/c")
     _adoption_pending(directory)  # the server never had the run
