@@ -106,6 +106,7 @@ def test_row4_timeouts_are_retried_until_the_deadline_then_the_rows_wait_on_disk
     transport = FakeTransport([Outcome(0, error="timed out")] * 1000)
     report, _ = _upload(directory, transport, deadline_s=45.0)
     assert report.unreachable and report.reason == "timed out" and report.pending_rows == 20
+    assert report.unreachable_since is not None  # when the failures began, for the message that says so
     assert sum(transport.clock.sleeps) <= 45.0 + 1e-6 and len(transport.events()) < 20  # backing off, within the deadline
 
 
@@ -507,6 +508,7 @@ def test_a_stream_the_server_will_not_start_waits_a_minute_while_the_others_go_o
     report, uploader = _upload(exp.directory, transport)
     assert _stored_steps(transport) == list(range(10)) and f"metrics/{extra}" not in transport.stored
     assert set(report.held_back) == {f"metrics/{extra}"} and report.stream_limit == 1 and report.pending_rows == 10
+    assert report.held_back_rows == 10  # all of the pending rows: nothing else is waiting
     def offers() -> int:
         return sum(1 for r in transport.events() if f"metrics/{extra}" in r.body.get("streams", {}))
 
@@ -713,6 +715,59 @@ def test_a_reply_without_the_runs_totals_is_taken_for_what_it_names(workdir: Pat
     report, _ = _upload(directory, transport, batch_rows=100)
     assert report.complete and _stored_steps(transport) == list(range(300))
     assert [r.kind for r in transport.requests] == ["events"] * 3
+
+
+def test_a_reply_naming_every_stream_counts_one_it_leaves_out_as_holding_nothing(workdir: Path) -> None:
+    """A reply without the run's totals names every stream the server holds (an older server): a stream it
+    leaves out holds no row, so all of that stream's rows go again, its first one included."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(5):
+            exp.metrics("train").log(step=i)
+            exp.metrics("val").log(step=i)
+    transport = FakeTransport()
+    _, uploader = _upload(exp.directory, transport)
+    more = Experiment(prefix="a/b/c")
+    with more.run:
+        more.metrics("train").log(step=5)  # the next batch carries train only
+    del transport.rows["metrics/val"], transport.stored["metrics/val"]  # the server lost val
+
+    def every_stream(request: Request) -> Outcome | None:
+        transport._store(request)
+        return Outcome(200, body={"acked": dict(transport.stored)})  # no totals: every stream it holds
+
+    transport.script = [every_stream]
+    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    assert report.complete and _stored_steps(transport, "metrics/val") == list(range(5))
+
+
+def test_a_row_the_server_names_is_set_aside_in_the_stream_it_names(workdir: Path) -> None:
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+            exp.metrics("val").log(step=i)
+    def refuse_val_3(request: Request) -> Outcome | None:
+        payload = request.body["streams"].get("metrics/val", {})
+        start, rows = payload.get("start", 0), request.rows("metrics/val")
+        if start <= 3 < start + rows:  # train's row 3 is in the same request, at the same index
+            return Outcome(400, body={"error": "value out of range", "stream": "metrics/val", "index": 3})
+        return None
+
+    transport = FakeTransport([refuse_val_3] * 5)
+    report, _ = _upload(exp.directory, transport)
+    assert report.complete and report.set_aside_rows == 1 and transport.voids == {"metrics/val": [(3, 1, "rejected")]}
+    assert _stored_steps(transport) == list(range(10)) and _stored_steps(transport, "metrics/val") == [
+        0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+
+def test_a_resumed_directory_whose_server_answers_without_a_run_id_starts_the_run(workdir: Path) -> None:
+    directory = _run(5)
+    _adoption_pending(directory)
+    transport = FakeTransport([lambda r: Outcome(200, body={"streams": {}}) if r.kind == "run" else None])
+    report, _ = _upload(directory, transport)
+    assert report.complete and _stored_steps(transport) == list(range(5))
+    assert UploadCursor.load(directory, transport.remote, "a/b/c").adopt is None
 
 
 def test_a_stream_limit_that_is_not_a_count_is_ignored_and_the_stream_still_held_back(workdir: Path) -> None:
