@@ -901,7 +901,8 @@ def test_has_work_says_whether_a_pass_has_anything_to_send(workdir: Path) -> Non
     cursor, changed params, files not acknowledged, an adoption waiting."""
     exp = Experiment(prefix="a/b/c")
     exp.run.start()
-    exp.metrics("train").log(step=0)
+    for i in range(50):  # a file of a few KB: its size is compared by value, not as a small cached int
+        exp.metrics("train").log(step=i)
     exp.flush()
     transport = FakeTransport(clock=FakeClock())
     uploader = RunUploader(exp.directory, "a/b/c", transport, clock=transport.clock, sleep=transport.clock.sleep)
@@ -912,7 +913,7 @@ def test_has_work_says_whether_a_pass_has_anything_to_send(workdir: Path) -> Non
     assert has_work()  # a row never sent
     _upload(exp.directory, transport, uploader=uploader)
     assert not has_work()
-    exp.metrics("train").log(step=1)
+    exp.metrics("train").log(step=50)
     exp.flush()
     assert has_work()  # a new row
     _upload(exp.directory, transport, uploader=uploader)
@@ -953,6 +954,50 @@ def test_refused_documents_and_then_a_refused_row_are_each_said_for_what_they_ar
     report, _ = _upload(directory, transport)
     assert report.refused_documents == "HTTP 400: params too odd" and report.set_aside_rows == 1
     assert _stored_steps(transport) == [i for i in range(10) if i != 5] and transport.voids[TRAIN] == [(5, 1, "rejected")]
+
+
+def test_documents_suspected_for_a_row_s_refusal_are_sent_again_once_the_row_is_found(workdir: Path) -> None:
+    """A refusal naming nothing makes the uploader try the rows without the documents; the same refusal
+    then naming a row shows the row was the cause: the row is set aside and the documents go with the
+    next request of the same pass (they are not refused)."""
+    directory = _run(10, params={"lr": 0.1})
+
+    def refuse(request: Request) -> Outcome | None:
+        if not _sends_row(request, 5):
+            return None
+        if "params" in request.body:
+            return Outcome(400, body={"error": "bad value"})  # names nothing: the documents are suspected
+        return Outcome(400, body={"error": "bad value", "stream": TRAIN, "index": 5})
+
+    transport = FakeTransport([refuse] * 10)
+    report, _ = _upload(directory, transport)
+    assert report.complete and report.refused_documents is None and report.set_aside_rows == 1
+    assert any("params" in r.body for r in transport.events()[2:])  # after the row was found, in this pass
+
+
+def test_a_file_a_pass_that_is_not_a_live_run_s_cannot_store_now_is_tried_again_in_the_pass(workdir: Path) -> None:
+    """`ml-dash sync` and a run's end are patient: a file the server answers 503 for is tried again
+    within the deadline (a live run's background pass leaves it for a later pass instead)."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        exp.metrics("train").log(step=0)
+        exp.files("x").save_text("hello", to="a.txt")
+    transport = FakeTransport([lambda r: Outcome(503, retry_after_s=1.0) if r.kind == "file" else None])
+    report, _ = _upload(exp.directory, transport)
+    assert report.complete and report.pending_files == 0 and list(transport.files.values()) == [b"hello"]
+    assert [r.kind for r in transport.requests].count("file") == 2
+
+
+def test_until_the_server_first_answers_each_request_is_a_small_probe(workdir: Path) -> None:
+    """A new uploader keeps nothing in memory and sends batches of at most 8,192 rows (PROBE_ROWS) until a
+    batch is stored; then full batches."""
+    directory = _run(20_000)
+    transport = FakeTransport([Outcome(503, retry_after_s=1.0)] * 3)
+    uploader = RunUploader(directory, "a/b/c", transport, batch_rows=16_384)
+    assert uploader.memory.suspended
+    report, _ = _upload(directory, transport, uploader=uploader)
+    # three refused probes, the stored one, then the rest in one batch
+    assert report.complete and [r.rows(TRAIN) for r in transport.events()] == [8192] * 4 + [20_000 - 8192]
 
 
 def test_a_row_the_server_refuses_by_its_index_is_found_in_a_directory_that_continues_a_run(workdir: Path) -> None:
