@@ -343,12 +343,13 @@ def test_a_413_of_two_rows_splits_them(workdir: Path) -> None:
     assert [r.rows(TRAIN) for r in transport.events()] == [2, 1, 1]
 
 
-def test_a_4xx_naming_a_row_the_batch_does_not_hold_sets_nothing_aside(workdir: Path) -> None:
+@pytest.mark.parametrize("index", [10, 50])  # just past the batch's last row, and far past it
+def test_a_4xx_naming_a_row_the_batch_does_not_hold_sets_nothing_aside(workdir: Path, index: int) -> None:
     """Only a row of the request the server refused is set aside: an index past the batch (a server
     naming the wrong row) stops the upload as rejected, with every row still pending."""
     directory = _run(10)
     # twice: with the run's documents (which the uploader suspects first), then without them
-    transport = FakeTransport([Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": 50})] * 2)
+    transport = FakeTransport([Outcome(400, body={"error": "value out of range", "stream": TRAIN, "index": index})] * 2)
     report, _ = _upload(directory, transport)
     assert report.stopped == "rejected" and report.set_aside_rows == 0 and report.pending_rows == 10
     assert TRAIN not in transport.voids and not (directory / ".ml-dash-rejected").exists()
@@ -509,6 +510,7 @@ def test_a_stream_the_server_will_not_start_waits_a_minute_while_the_others_go_o
     assert _stored_steps(transport) == list(range(10)) and f"metrics/{extra}" not in transport.stored
     assert set(report.held_back) == {f"metrics/{extra}"} and report.stream_limit == 1 and report.pending_rows == 10
     assert report.held_back_rows == 10  # all of the pending rows: nothing else is waiting
+    assert report.refused_documents is None  # the refusal was of the stream, not of the run's fields
     def offers() -> int:
         return sum(1 for r in transport.events() if f"metrics/{extra}" in r.body.get("streams", {}))
 
@@ -659,8 +661,9 @@ def test_a_loss_is_still_seen_after_the_server_was_found_to_hold_more(workdir: P
     assert _stored_steps(transport, "metrics/val") == list(range(500))
 
 
+@pytest.mark.parametrize("kept", [3, 4])  # two rows short of the 5 the directory follows, and one
 def test_a_409_saying_the_server_holds_fewer_rows_than_the_directory_continues_after_stops_as_lost(
-        workdir: Path) -> None:
+        workdir: Path, kept: int) -> None:
     first = _run(5, "a/b/c")
     transport = FakeTransport()
     _upload(first, transport)
@@ -669,8 +672,8 @@ def test_a_409_saying_the_server_holds_fewer_rows_than_the_directory_continues_a
     more = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
     with more.run:
         more.metrics("train").log(step=10)
-    transport.rows[TRAIN] = {i: row for i, row in transport.rows[TRAIN].items() if i < 3}
-    transport.stored[TRAIN] = 3  # it lost rows this directory's first row follows
+    transport.rows[TRAIN] = {i: row for i, row in transport.rows[TRAIN].items() if i < kept}
+    transport.stored[TRAIN] = kept  # it lost rows this directory's first row follows
     before = len(transport.events())
     report, _ = _upload(elsewhere, transport)
     assert report.stopped == "lost" and "fewer than the 5" in report.reason
@@ -687,6 +690,15 @@ def test_a_count_request_that_keeps_failing_leaves_the_upload_unreachable_not_st
     transport.script = [lambda r: failure if r.kind == "run" else None] * 1000
     report, _ = _upload(directory, transport, deadline_s=10.0)
     assert report.unreachable and report.stopped is None and report.reason
+
+
+def test_an_adoption_question_answered_by_something_else_than_an_ml_dash_server_stops_the_upload(
+        workdir: Path) -> None:
+    directory = _run(5)
+    _adoption_pending(directory)
+    transport = FakeTransport([Outcome(-1, error="not an ml-dash server's answer")])
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "invalid" and not report.unreachable and not transport.events()
 
 
 @pytest.mark.parametrize("failure", [Outcome(503, retry_after_s=1.0), Outcome(0, error="reset")])
@@ -780,6 +792,25 @@ def test_a_stream_limit_that_is_not_a_count_is_ignored_and_the_stream_still_held
     report, _ = _upload(exp.directory, transport)
     assert set(report.held_back) == {"metrics/extra"} and report.stream_limit is None
     assert _stored_steps(transport) == [0]
+
+
+def test_a_file_shorter_than_what_the_server_acknowledged_counts_nothing_pending(workdir: Path) -> None:
+    """A stream file cut below its acknowledged rows (restored from an older copy) has nothing pending,
+    not a negative count that would hide another stream's pending rows."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(10):
+            exp.metrics("train").log(step=i)
+            exp.metrics("val").log(step=i)
+    transport = FakeTransport()
+    _, uploader = _upload(exp.directory, transport)
+    data = exp.directory / "metrics/train/data.jsonl"
+    lines = data.read_bytes().splitlines(keepends=True)
+    data.write_bytes(b"".join(lines[:-1]))  # one row fewer than the server acknowledged
+    more = Experiment(prefix="a/b/c")
+    with more.run:
+        more.metrics("val").log(step=10)
+    assert asyncio.run(uploader.pending_rows()) == 1
 
 
 def test_stream_status_before_the_cursor_is_read_counts_nothing_acknowledged(workdir: Path) -> None:
