@@ -656,9 +656,12 @@ def test_a_loss_is_still_seen_after_the_server_was_found_to_hold_more(workdir: P
     transport.rows["metrics/val"] = {i: row for i, row in transport.rows["metrics/val"].items() if i < 300}
     transport.stored["metrics/val"] = 300  # the server lost val's rows 300-499
     surplus[0] = 0
+    before = len(transport.events())
     report, _ = _upload(exp.directory, transport, uploader=uploader)
     assert report.complete and _stored_steps(transport) == list(range(600))
     assert _stored_steps(transport, "metrics/val") == list(range(500))
+    # the counts said which stream lost what: train, which lost nothing, is not sent again
+    assert all(r.body["streams"].get(TRAIN, {}).get("start", 500) >= 500 for r in transport.events()[before:])
 
 
 @pytest.mark.parametrize("kept", [3, 4])  # two rows short of the 5 the directory follows, and one
@@ -678,6 +681,16 @@ def test_a_409_saying_the_server_holds_fewer_rows_than_the_directory_continues_a
     report, _ = _upload(elsewhere, transport)
     assert report.stopped == "lost" and "fewer than the 5" in report.reason
     assert len(transport.events()) == before + 1  # the one 409, then nothing sent again
+
+
+def test_a_count_request_answered_by_something_else_than_an_ml_dash_server_stops_the_upload(workdir: Path) -> None:
+    directory = _run(200)
+    transport = FakeTransport()
+    _upload(directory, transport)
+    transport.lose_everything()  # its next reply says it lost rows: a count request follows
+    transport.script = [lambda r: Outcome(-1, error="not an ml-dash server's answer") if r.kind == "run" else None]
+    report, _ = _upload(directory, transport)
+    assert report.stopped == "invalid" and not report.unreachable
 
 
 @pytest.mark.parametrize("failure", [Outcome(503, retry_after_s=1.0), Outcome(0, error="reset")])
@@ -815,10 +828,15 @@ def test_a_file_shorter_than_what_the_server_acknowledged_counts_nothing_pending
 
 def test_stream_status_before_the_cursor_is_read_counts_nothing_acknowledged(workdir: Path) -> None:
     directory = _run(10)
-    uploader = RunUploader(directory, "a/b/c", FakeTransport())
+    transport = FakeTransport()
+    uploader = RunUploader(directory, "a/b/c", transport)
     uploader.set_aside = {TRAIN: 3}
     assert uploader.stream_status({TRAIN: 10}) == {
         TRAIN: {"acknowledged": 0, "set_aside": 3, "pending_upload": 10}}
+    _upload(directory, transport, uploader=uploader)
+    uploader.set_aside = {}
+    # fewer rows written than acknowledged (a file restored from an older copy): nothing pending, not -5
+    assert uploader.stream_status({TRAIN: 5}) == {TRAIN: {"acknowledged": 10, "set_aside": 0, "pending_upload": 0}}
 
 
 def test_a_resumed_directory_whose_server_has_no_such_run_starts_it(workdir: Path) -> None:
