@@ -335,6 +335,25 @@ def test_documents_the_server_refuses_do_not_hold_up_the_rows(workdir: Path, sta
     assert not (directory / ".ml-dash-rejected").exists()  # no row was set aside for the documents' sake
 
 
+def test_a_413_of_a_batch_of_documents_only_is_said_as_refused_documents(workdir: Path) -> None:
+    """Parameters set after every row was sent go alone; a 413 for them (too large) is theirs: said as
+    refused documents, not taken for a refused row, and the upload is not stopped."""
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    exp.metrics("train").log(step=0)
+    exp.flush()
+    transport = FakeTransport(clock=FakeClock())
+    uploader = RunUploader(exp.directory, "a/b/c", transport, clock=transport.clock, sleep=transport.clock.sleep)
+    assert _upload(exp.directory, transport, uploader=uploader)[0].complete
+    exp.params.set(notes="x" * 1000)
+    exp.flush()
+    transport.script = [lambda r: Outcome(413, body={"error": "params too large"}) if "params" in r.body else None]
+    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    assert transport.events()[-1].rows(TRAIN) == 0 and report.stopped is None
+    assert report.refused_documents == "HTTP 413: params too large"
+    exp.run.complete()
+
+
 def test_a_413_of_two_rows_splits_them(workdir: Path) -> None:
     directory = _run(2)
     transport = FakeTransport([lambda r: Outcome(413, body={"error": "too large"}) if r.rows(TRAIN) > 1 else None] * 5)
