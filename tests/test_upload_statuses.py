@@ -36,6 +36,24 @@ def _run(rows: int, prefix: str = "a/b/c", params: dict | None = None) -> Path:
     return exp.directory
 
 
+def _run_of(rows: int, *names: str) -> Path:
+    """A run of ``a/b/c`` logging ``rows`` rows (step = index) to each metric of ``names``."""
+    exp = Experiment(prefix="a/b/c")
+    with exp.run:
+        for i in range(rows):
+            for name in names:
+                exp.metrics(name).log(step=i)
+    return exp.directory
+
+
+def _log_more(name: str, steps: range, **where: Path) -> None:
+    """The run of ``a/b/c`` started again (it goes on), logging ``steps`` to the metric ``name``."""
+    more = Experiment(prefix="a/b/c", **where)
+    with more.run:
+        for i in steps:
+            more.metrics(name).log(step=i)
+
+
 def _upload(directory: Path, transport: FakeTransport, deadline_s: float = 60.0, batch_rows: int = 1000,
             uploader: RunUploader | None = None, prefix: str = "a/b/c") -> tuple[UploadReport, RunUploader]:
     clock = transport.clock or FakeClock()
@@ -120,9 +138,7 @@ def test_a_409_with_the_servers_count_rewinds_and_resends_what_it_lacks(workdir:
     transport.run_id = json.loads((directory / "experiment.json").read_text())["run_id"]
     cursor = UploadCursor.load(directory, transport.remote, "a/b/c")
     assert cursor.at(TRAIN).acked == 300  # the cursor believes the server has everything
-    more = Experiment(prefix="a/b/c")
-    with more.run:
-        more.metrics("train").log(step=300)
+    _log_more("train", range(300, 301))
     report, _ = _upload(directory, transport)
     assert report.complete and _stored_steps(transport) == list(range(301))
     assert any(r.body["streams"].get(TRAIN, {}).get("start") == 120 for r in transport.events())
@@ -654,11 +670,7 @@ def test_a_loss_is_still_seen_after_the_server_was_found_to_hold_more(workdir: P
     """Once a server's totals said it holds more than this directory sent (asked once, then not again),
     totals below what it acknowledged still mean a loss, of a stream the reply does not name too: every
     count is asked and that stream's rows go again."""
-    exp = Experiment(prefix="a/b/c")
-    with exp.run:
-        for i in range(500):
-            exp.metrics("train").log(step=i)
-            exp.metrics("val").log(step=i)
+    directory = _run_of(500, "train", "val")
     transport = FakeTransport()
     surplus = [5000]
 
@@ -666,17 +678,14 @@ def test_a_loss_is_still_seen_after_the_server_was_found_to_hold_more(workdir: P
         return _totals(transport, surplus[0])(request)
 
     transport.script = [reply] * 100
-    _, uploader = _upload(exp.directory, transport, batch_rows=200)  # one uploader throughout, as in a live run
+    _, uploader = _upload(directory, transport, batch_rows=200)  # one uploader throughout, as in a live run
     assert [r.kind for r in transport.requests].count("run") == 1  # the surplus, asked about once
-    more = Experiment(prefix="a/b/c")
-    with more.run:
-        for i in range(500, 600):
-            more.metrics("train").log(step=i)  # the next batch carries train only
+    _log_more("train", range(500, 600))  # the next batch carries train only
     transport.rows["metrics/val"] = {i: row for i, row in transport.rows["metrics/val"].items() if i < 300}
     transport.stored["metrics/val"] = 300  # the server lost val's rows 300-499
     surplus[0] = 0
     before = len(transport.events())
-    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    report, _ = _upload(directory, transport, uploader=uploader)
     assert report.complete and _stored_steps(transport) == list(range(600))
     assert _stored_steps(transport, "metrics/val") == list(range(500))
     # the counts said which stream lost what: train, which lost nothing, is not sent again
@@ -691,9 +700,7 @@ def test_a_409_saying_the_server_holds_fewer_rows_than_the_directory_continues_a
     _upload(first, transport)
     elsewhere = _continuing_directory(workdir, range(5, 10))
     _upload(elsewhere, transport)  # rows 5-9 after the server's 5
-    more = Experiment(prefix="a/b/c", local_path=workdir / "other" / "a/b/c")
-    with more.run:
-        more.metrics("train").log(step=10)
+    _log_more("train", range(10, 11), local_path=workdir / "other" / "a/b/c")
     transport.rows[TRAIN] = {i: row for i, row in transport.rows[TRAIN].items() if i < kept}
     transport.stored[TRAIN] = kept  # it lost rows this directory's first row follows
     before = len(transport.events())
@@ -764,16 +771,10 @@ def test_a_reply_without_the_runs_totals_is_taken_for_what_it_names(workdir: Pat
 def test_a_reply_naming_every_stream_counts_one_it_leaves_out_as_holding_nothing(workdir: Path) -> None:
     """A reply without the run's totals names every stream the server holds (an older server): a stream it
     leaves out holds no row, so all of that stream's rows go again, its first one included."""
-    exp = Experiment(prefix="a/b/c")
-    with exp.run:
-        for i in range(5):
-            exp.metrics("train").log(step=i)
-            exp.metrics("val").log(step=i)
+    directory = _run_of(5, "train", "val")
     transport = FakeTransport()
-    _, uploader = _upload(exp.directory, transport)
-    more = Experiment(prefix="a/b/c")
-    with more.run:
-        more.metrics("train").log(step=5)  # the next batch carries train only
+    _, uploader = _upload(directory, transport)
+    _log_more("train", range(5, 6))  # the next batch carries train only
     del transport.rows["metrics/val"], transport.stored["metrics/val"]  # the server lost val
 
     def every_stream(request: Request) -> Outcome | None:
@@ -781,16 +782,12 @@ def test_a_reply_naming_every_stream_counts_one_it_leaves_out_as_holding_nothing
         return Outcome(200, body={"acked": dict(transport.stored)})  # no totals: every stream it holds
 
     transport.script = [every_stream]
-    report, _ = _upload(exp.directory, transport, uploader=uploader)
+    report, _ = _upload(directory, transport, uploader=uploader)
     assert report.complete and _stored_steps(transport, "metrics/val") == list(range(5))
 
 
 def test_a_row_the_server_names_is_set_aside_in_the_stream_it_names(workdir: Path) -> None:
-    exp = Experiment(prefix="a/b/c")
-    with exp.run:
-        for i in range(10):
-            exp.metrics("train").log(step=i)
-            exp.metrics("val").log(step=i)
+    directory = _run_of(10, "train", "val")
     def refuse_val_3(request: Request) -> Outcome | None:
         payload = request.body["streams"].get("metrics/val", {})
         start, rows = payload.get("start", 0), request.rows("metrics/val")
@@ -799,7 +796,7 @@ def test_a_row_the_server_names_is_set_aside_in_the_stream_it_names(workdir: Pat
         return None
 
     transport = FakeTransport([refuse_val_3] * 5)
-    report, _ = _upload(exp.directory, transport)
+    report, _ = _upload(directory, transport)
     assert report.complete and report.set_aside_rows == 1 and transport.voids == {"metrics/val": [(3, 1, "rejected")]}
     assert _stored_steps(transport) == list(range(10)) and _stored_steps(transport, "metrics/val") == [
         0, 1, 2, 4, 5, 6, 7, 8, 9]
@@ -829,19 +826,13 @@ def test_a_stream_limit_that_is_not_a_count_is_ignored_and_the_stream_still_held
 def test_a_file_shorter_than_what_the_server_acknowledged_counts_nothing_pending(workdir: Path) -> None:
     """A stream file cut below its acknowledged rows (restored from an older copy) has nothing pending,
     not a negative count that would hide another stream's pending rows."""
-    exp = Experiment(prefix="a/b/c")
-    with exp.run:
-        for i in range(10):
-            exp.metrics("train").log(step=i)
-            exp.metrics("val").log(step=i)
+    directory = _run_of(10, "train", "val")
     transport = FakeTransport()
-    _, uploader = _upload(exp.directory, transport)
-    data = exp.directory / "metrics/train/data.jsonl"
+    _, uploader = _upload(directory, transport)
+    data = directory / "metrics/train/data.jsonl"
     lines = data.read_bytes().splitlines(keepends=True)
     data.write_bytes(b"".join(lines[:-1]))  # one row fewer than the server acknowledged
-    more = Experiment(prefix="a/b/c")
-    with more.run:
-        more.metrics("val").log(step=10)
+    _log_more("val", range(10, 11))
     assert asyncio.run(uploader.pending_rows()) == 1
 
 
