@@ -165,6 +165,17 @@ def test_a_caller_waiting_for_room_is_let_in_as_soon_as_the_agent_frees_it() -> 
     assert stream._wait_for_room(8) is True and stream.waits == 1
 
 
+def test_a_caller_finding_no_room_waits_its_bound_before_it_drops() -> None:
+    """docs/guarantees.md: a full buffer makes a log() call wait (up to max_block_s), then drop: it waits
+    first. Only the lower bound is asserted (a wait is never shorter than its deadline on a busy machine)."""
+    import time
+
+    stream = _stream(16, lambda: 20, max_block_s=0.3)  # full, and nothing is written out
+    began = time.monotonic()
+    assert stream._wait_for_room(8) is False and stream.waits == 1
+    assert time.monotonic() - began >= 0.29
+
+
 def test_a_big_row_logged_after_its_run_ended_is_refused_and_holds_nothing() -> None:
     """A closed, sealed stream refuses a row at the call (StreamClosedError) and takes it back out of its
     queue: a big one too, which the queue holds wrapped with its size."""
