@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import tomllib
+from covering import record  # beside this script (run as a script: its folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -39,6 +41,9 @@ def main() -> int:
                              "instead of starting it afresh; refused for a module changed since that session")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop each module's mutants after this long (the session can be resumed)")
+    parser.add_argument("--whole", action="store_true",
+                        help="run each mutant against the entry's whole test command, not only the tests that ran "
+                             "its statement (with --resume: confirm the survivors the selection left)")
     args = parser.parse_args()
     if importlib.util.find_spec("cosmic_ray") is None:  # not in the dev extra: said here, not as a traceback
         parser.error('cosmic-ray is not installed: pip install -e ".[dev,mutation]" (docs/development.md)')
@@ -47,7 +52,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown module entries {sorted(unknown)}; known: {sorted(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [check(name, table[name], args.out, args.resume, args.minutes) for name in (args.names or list(table))]
+    rows = [check(name, table[name], args.out, args.resume, args.minutes, args.whole)
+            for name in (args.names or list(table))]
     print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'annotations':>12}  survivors")
     for name, counts, survivors in rows:
         print(f"{name:<16} {counts['total']:>8} {counts['killed']:>7} {counts['survived']:>9} {counts['other']:>6}"
@@ -56,19 +62,24 @@ def main() -> int:
 
 
 def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
-          minutes: float | None = None) -> tuple[str, dict[str, int], Path]:
+          minutes: float | None = None, whole: bool = False) -> tuple[str, dict[str, int], Path]:
     clone = Path(tempfile.mkdtemp(prefix=f"ml-dash-mutation-{name}-"))
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         _copy_extension(clone)
         _map_package_dirs(clone)
         config = clone / "cosmic-ray.toml"
+        whole_command = _test_command(entry["tests"])
+        map_dir = clone / ".mutation"
+        # each mutant runs the tests that ran its statement (covering.py), or the whole command
+        command = whole_command if whole else " ".join(shlex.quote(part) for part in [
+            sys.executable, str(HERE / "covering.py"), str(map_dir), entry["module"], whole_command])
         config.write_text(
             "[cosmic-ray]\n"
             f"module-path = {json.dumps(entry['module'])}\n"
             f"timeout = {PER_MUTANT_TIMEOUT_S}.0\n"
             "excluded-modules = []\n"
-            f"test-command = {json.dumps(_test_command(entry['tests']))}\n"
+            f"test-command = {json.dumps(command)}\n"
             "[cosmic-ray.distributor]\nname = \"local\"\n")
         session = out / f"{name}.sqlite"
         env = {**os.environ, "PYTHONPATH": str(clone)}  # the clone's ml_dash, in the tests and their subprocesses
@@ -78,9 +89,10 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
         if resume and session.exists() and stamp.exists() and stamp.read_text() != digest:
             raise SystemExit(f"{name}: {entry['module']} changed since its session in {out}; run without --resume")
         _check_imported_from(clone, entry["module"], env)
-        # the tests must pass on the module as it is: else every mutant would count as killed
-        baseline = subprocess.run(_test_command(entry["tests"]), shell=True, cwd=clone, env=env,
-                                  capture_output=True, text=True)
+        # the tests must pass on the module as it is: else every mutant would count as killed (the run that
+        # records which tests cover which line is that check, under coverage)
+        baseline = (subprocess.run(whole_command, shell=True, cwd=clone, env=env, capture_output=True, text=True)
+                    if whole else record(clone, entry["module"], whole_command, env, map_dir))
         if baseline.returncode != 0:
             raise SystemExit(f"{name}: its tests fail without any mutant:\n{baseline.stdout[-3000:]}")
         if resume and session.exists():  # its survivors are tried again: tests may have been added since
