@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import tracemalloc
+import zlib
 
 import msgpack
 import pytest
@@ -231,3 +233,30 @@ def test_a_compressed_body_that_inflates_to_exactly_its_cap_is_read_and_one_byte
             with pytest.raises(BodyError) as refused:
                 decode_body(compress(packed), encoding)
             assert refused.value.status == 413
+
+
+def _bomb(encoding: str, raw_bytes: int) -> bytes:
+    """``raw_bytes`` zeros compressed, made a MiB at a time (the zeros are never held whole)."""
+    zeros = b"\0" * (1024 * 1024)
+    if encoding == "gzip":
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return b"".join([*(packer.compress(zeros) for _ in range(raw_bytes // len(zeros))), packer.flush()])
+    writer = zstandard.ZstdCompressor().compressobj()
+    return b"".join([*(writer.compress(zeros) for _ in range(raw_bytes // len(zeros))), writer.flush()])
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_a_compression_bomb_is_refused_without_being_inflated_past_the_16_mib_cap(encoding: str) -> None:
+    """README: a body decompresses to at most 16 MiB. A 96 MiB bomb is refused with a 413, and decoding it
+    holds about the cap, never the bomb (a read without a limit would inflate all of it, then refuse)."""
+    bomb = _bomb(encoding, 96 * 1024 * 1024)
+    assert len(bomb) < 1024 * 1024  # each byte on the wire inflates to at least ~100
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyError) as refused:
+            decode_body(bomb, encoding)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.status == 413
+    assert peak < 40 * 1024 * 1024, f"decoding a {len(bomb)}-byte {encoding} bomb held {peak} bytes at its peak"
