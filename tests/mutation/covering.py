@@ -89,7 +89,7 @@ def record(clone: Path, module: str, command: str, env: dict[str, str], map_dir:
                    capture_output=True, text=True, check=False)
     data = coverage.CoverageData(basename=str(map_dir / "coverage"))
     data.read()
-    ran = order.read_text(encoding="utf-8").split() if order.exists() else []
+    ran = order.read_text(encoding="utf-8").splitlines() if order.exists() else []  # ids may hold spaces
     rank = {node: k for k, node in enumerate(dict.fromkeys(ran))}
     lines: dict[int, set[str]] = {}
     for measured in data.measured_files():
@@ -97,8 +97,11 @@ def record(clone: Path, module: str, command: str, env: dict[str, str], map_dir:
             continue
         for line, contexts in data.contexts_by_lineno(measured).items():
             lines.setdefault(line, set()).update(_node_id(c) for c in contexts)
-    table = {str(line): sorted((n for n in nodes if n in rank), key=rank.__getitem__)
-             for line, nodes in sorted(lines.items())}
+    for nodes in lines.values():  # "": run outside any test (collection, imports)
+        nodes.discard("")
+    for node in sorted(set().union(*lines.values()) - set(rank)):  # never seen to start: last, but kept
+        rank[node] = len(rank)
+    table = {str(line): sorted(nodes, key=rank.__getitem__) for line, nodes in sorted(lines.items())}
     (map_dir / "map.json").write_text(json.dumps({"order": list(rank), "lines": table}))
     return run
 
