@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import random
+import struct
 import tracemalloc
 import zlib
 
@@ -17,6 +19,7 @@ from ml_dash.format.wire import (
     WIRE_VERSION,
     BodyError,
     BodyLimits,
+    block_rows,
     blocks_from_fields,
     decode_body,
     encode_body,
@@ -120,9 +123,13 @@ def test_trim_blocks_takes_any_slice_of_any_blocks_as_the_rows_would_be() -> Non
     assert len(blocks) > 1  # rows of two shapes: several blocks, several createdAt runs each
     for skip in range(0, 42, 5):
         for take in (None, 0, 1, 3, 17, 100):
-            got = metric_rows(skip, trim_blocks(blocks, skip, take))
+            trimmed = trim_blocks(blocks, skip, take)
             want = rows[skip:] if take is None else rows[skip:skip + take]
-            assert got == want, (skip, take)
+            assert metric_rows(skip, trimmed) == want, (skip, take)
+            # the counts say the same rows (a stored chunk's count is their sum), and nothing is empty:
+            # no block without rows, no createdAt run of no rows (or fewer)
+            assert sum(block_rows(b) for b in trimmed) == len(want), (skip, take)
+            assert all(b["created"] and all(count >= 1 for _, count in b["created"]) for b in trimmed), (skip, take)
 
 
 @pytest.mark.parametrize(("body", "said"), [
@@ -260,3 +267,85 @@ def test_a_compression_bomb_is_refused_without_being_inflated_past_the_16_mib_ca
         tracemalloc.stop()
     assert refused.value.status == 413
     assert peak < 40 * 1024 * 1024, f"decoding a {len(bomb)}-byte {encoding} bomb held {peak} bytes at its peak"
+    # the error names the bound that refused it: 16 MiB in all, or 256 times the wire bytes (past 64 KiB)
+    if 256 * len(bomb) >= 16 * 1024 * 1024:
+        assert str(refused.value) == "decompressed body exceeds 16777216 bytes"
+    else:
+        assert f"exceeds {256 * len(bomb)} bytes: at most 256 times its {len(bomb)} bytes" in str(refused.value)
+
+
+def test_rows_whose_first_row_has_fewer_keys_than_later_ones_keep_every_value() -> None:
+    """The one-block path is for rows that all have the first row's keys; a later row with a key more
+    must not lose it."""
+    fields = [{"step": 0}, {"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25, "acc": 0.9}]
+    blocks = blocks_from_fields(fields, "c")
+    assert [r["data"] for r in metric_rows(0, blocks)] == fields
+
+
+def _gzip_of_exact_size(payload: bytes, wire_bytes: int) -> bytes:
+    """``payload`` as a gzip member of exactly ``wire_bytes`` bytes: stored (level 0) deflate blocks, padded
+    with the header's extra field (RFC 1952 FEXTRA), which every gzip reader skips."""
+    packer = zlib.compressobj(0, zlib.DEFLATED, -15)
+    deflated = packer.compress(payload) + packer.flush()
+    trailer = struct.pack("<II", zlib.crc32(payload), len(payload) & 0xFFFFFFFF)
+    extra = wire_bytes - (10 + 2 + len(deflated) + len(trailer))
+    assert 0 <= extra <= 0xFFFF, extra
+    header = b"\x1f\x8b\x08\x04" + b"\0\0\0\0" + b"\0\xff" + struct.pack("<H", extra) + b"x" * extra
+    return header + deflated + trailer
+
+
+def test_a_compressed_body_of_16_mib_on_the_wire_is_read_and_one_byte_more_is_not() -> None:
+    """README: 16 MiB a body on the wire, whatever its encoding: a gzip body of exactly 16 MiB that
+    inflates to less is read; the same body one byte longer is a 413 naming the bound."""
+    mib16 = 16 * 1024 * 1024
+    pad = [b"\0" * 1_000_000] * 16 + [b"\0" * (mib16 - 16_000_000 - 8192)]  # a byte string is 1 MiB at most
+    payload = msgpack.packb({"v": WIRE_VERSION, "pad": pad})
+    at_bound = _gzip_of_exact_size(payload, mib16)
+    assert len(at_bound) == mib16
+    assert decode_body(at_bound, "gzip")["pad"] == pad
+    past = _gzip_of_exact_size(payload, mib16 + 1)
+    with pytest.raises(BodyError) as refused:
+        decode_body(past, "gzip")
+    assert refused.value.status == 413 and f"{mib16 + 1} bytes exceeds {mib16}" in str(refused.value)
+
+
+def test_an_uncompressed_body_past_the_decompressed_bound_is_a_413_when_the_wire_bound_is_larger() -> None:
+    limits = BodyLimits(max_compressed_bytes=10_000, max_decompressed_bytes=1_000)
+    body = msgpack.packb({"v": WIRE_VERSION, "pad": "x" * 5_000})
+    with pytest.raises(BodyError) as refused:
+        decode_body(body, "identity", limits)
+    assert refused.value.status == 413
+    assert decode_body(msgpack.packb({"v": WIRE_VERSION, "pad": "x" * 900}), "identity", limits)["v"] == WIRE_VERSION
+
+
+@pytest.mark.parametrize("encoding", ["zstd, gzip", "gzip, zstd", "zstd;q=1", "br", "compress"])
+def test_a_content_encoding_the_server_does_not_read_is_a_415_whatever_its_name(encoding: str) -> None:
+    with pytest.raises(BodyError) as refused:
+        decode_body(encode_body({"v": WIRE_VERSION}), encoding)
+    assert refused.value.status == 415 and "Content-Encoding" in str(refused.value)
+
+
+def test_a_gzip_body_with_matches_across_its_whole_32_kib_window_is_read() -> None:
+    """gzip's window is 32 KiB: a body repeating 20 KB of bytes it cannot otherwise compress refers back
+    further than 16 KiB, and must still be read."""
+    chunk = random.Random(0).randbytes(20_000)
+    body = {"v": WIRE_VERSION, "a": chunk, "b": chunk}
+    packed = gzip.compress(msgpack.packb(body))
+    assert len(packed) < 30_000  # the repeat was matched, 20,000 bytes back
+    assert decode_body(packed, "gzip") == body
+
+
+def test_a_request_may_name_1000_streams_and_not_1001() -> None:
+    """README: 1,000 streams named in a request at most (the figure, not the constant)."""
+    from ml_dash.server.errors import PayloadTooLarge
+    from ml_dash.server.ingest.decode import build_batch
+
+    def body(streams: int) -> dict:
+        block = metric_blocks([{"data": {"v": 1.0}, "createdAt": "c"}])
+        return {"v": WIRE_VERSION, "identity": {"run_id": "r", "writer_id": "w"},
+                "streams": {f"metrics/m{k}": {"start": 0, "blocks": block} for k in range(streams)}}
+
+    assert len(build_batch("o", "p", "n", body(1_000), max_events=10**6).streams()) == 1_000
+    with pytest.raises(PayloadTooLarge) as refused:
+        build_batch("o", "p", "n", body(1_001), max_events=10**6)
+    assert "1001 streams in one request; at most 1000" in str(refused.value)
