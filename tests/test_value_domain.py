@@ -398,10 +398,12 @@ def test_parameters_and_metadata_nest_at_most_32_deep(exp: Experiment, workdir: 
     """A parameter's value may be 32 deep (its key's place in the tree is not a level); metadata, a log
     line's or a run's, is one dict that may be 32 deep counting itself (the server checks the same)."""
     exp.params.set(deep=_nested(32), big=I64_MAX, small=I64_MIN, nan=math.nan, t=(1, 2),
-                   u64=np.array([0, I64_MAX], dtype=np.uint64), empty=np.array([], dtype=np.uint64))
+                   u64=np.array([0, I64_MAX], dtype=np.uint64), empty=np.array([], dtype=np.uint64),
+                   u64_small=np.array([1, 2], dtype=np.uint64))
     exp.flush()
     got = read_json(exp.directory / "parameters.json")["data"]
     assert (got["big"], got["small"], got["u64"], got["empty"]) == (I64_MAX, I64_MIN, [0, I64_MAX], [])
+    assert got["u64_small"] == [1, 2]  # a uint64 array is refused only past 2**63-1, not below it
     exp.log("x", deep=_nested(31))
     Experiment(prefix="a/b/meta", metadata={"deep": _nested(31)})
     for what, value in ((lambda v: exp.params.set(deep=v), _nested(33)), (lambda v: exp.log("x", deep=v), _nested(32)),
