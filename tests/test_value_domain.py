@@ -489,3 +489,25 @@ def test_a_tensor_on_an_accelerator_is_copied_at_the_call_never_read(device: str
         tensor = torch.full((), 2.5, device=device)
         copy, size = capture_tensor("metric field 'v'", tensor)
     assert isinstance(copy, torch.Tensor) and copy is not tensor and copy.device.type == device and size == 16
+
+
+def test_parameters_and_metadata_of_str_int_and_float_subclasses_are_kept_as_their_plain_values(
+        exp: Experiment) -> None:
+    """A subclass of str, int or float (a config library's string type, an int subclass, numpy.str_) is in
+    the domain wherever its plain value is: kept as that value in parameters, a log line's metadata and a
+    run's metadata, and held to the same rules (a lone surrogate, an int past 64 bits are refused in it)."""
+    exp.params.set(optimizer=MyStr("adam"), schedule=np.str_("cosine"), layers=MyInt(12), lr=MyFloat(0.5),
+                   missing=MyFloat(math.nan), nested={"k": [MyStr("v"), MyInt(-3)]})
+    exp.log("hello", who=MyStr("me"), n=MyInt(2))
+    Experiment(prefix="a/b/meta", metadata={"tag": MyStr("x"), "n": MyInt(1), "f": MyFloat(2.5)})
+    exp.flush()
+    got = read_json(exp.directory / "parameters.json")["data"]
+    assert {k: got[k] for k in ("optimizer", "schedule", "layers", "lr", "missing", "nested.k")} == {
+        "optimizer": "adam", "schedule": "cosine", "layers": 12, "lr": 0.5, "missing": "NaN", "nested.k": ["v", -3]}
+    line = read_jsonl(exp.directory / "logs.jsonl")[-1]
+    assert (line["message"], line["metadata"]) == ("hello", {"who": "me", "n": 2})
+    for bad, error, words in ((MyStr("\ud800"), ValueError, "lone surrogate"),
+                              (np.str_("ok\udc80"), ValueError, "lone surrogate"),
+                              (MyInt(I64_MAX + 1), ValueError, "does not fit in 64 bits")):
+        with pytest.raises(error, match=words):
+            exp.params.set(bad=bad)

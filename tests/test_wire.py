@@ -349,3 +349,20 @@ def test_a_request_may_name_1000_streams_and_not_1001() -> None:
     with pytest.raises(PayloadTooLarge) as refused:
         build_batch("o", "p", "n", body(1_001), max_events=10**6)
     assert "1001 streams in one request; at most 1000" in str(refused.value)
+
+
+def test_str_int_and_float_subclasses_go_on_the_wire_as_their_plain_values() -> None:
+    """What a run's parameters and metadata may hold (values.check_json) the wire carries: a subclass of
+    str, int or float is sent as its plain value (msgspec hands them to the encoder's hook)."""
+    class Name(str):
+        pass
+
+    class Count(int):
+        pass
+
+    class Rate(float):
+        pass
+
+    body = {"v": WIRE_VERSION, "params": {"opt": Name("adam"), "layers": Count(12), "lr": Rate(0.5)}}
+    raw, encoding = wire_body(body)
+    assert decode_body(raw, encoding)["params"] == {"opt": "adam", "layers": 12, "lr": 0.5}

@@ -28,9 +28,9 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from .values import NON_FINITE_VALUES, check_json, non_finite_name, numpy_to_builtin
+from .values import NON_FINITE_VALUES, check_json, non_finite_name, to_builtin
 
-_encoder = msgspec.json.Encoder(enc_hook=numpy_to_builtin)
+_encoder = msgspec.json.Encoder(enc_hook=to_builtin)
 _decoder = msgspec.json.Decoder()
 #: What decoding a damaged line raises (a flipped byte can break UTF-8 too).
 DecodeError = (msgspec.DecodeError, UnicodeDecodeError)
@@ -87,7 +87,7 @@ def replace_non_finite(obj: Any) -> Any:
         return [replace_non_finite(v) for v in obj]
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(obj, numpy.ndarray):  # as lists: a NaN inside must not become null
-        return replace_non_finite(numpy_to_builtin(obj))
+        return replace_non_finite(to_builtin(obj))
     name = non_finite_name(obj)
     return obj if name is None else name
 

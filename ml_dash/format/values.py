@@ -242,14 +242,19 @@ def reason_text(reason: Any) -> str | None:
     return text
 
 
-def numpy_to_builtin(value: Any) -> Any:
-    """The encoders' hook (JSON lines and the msgpack wire): numpy scalars and arrays, which
-    parameters and metadata may hold, become Python numbers and lists; any other type is refused."""
+def to_builtin(value: Any) -> Any:
+    """The encoders' hook (JSON lines and the msgpack wire), for what :func:`check_json` keeps and msgspec
+    does not encode itself: numpy scalars and arrays become Python numbers and lists, and subclasses of
+    str, int and float (a string type of a config library, an int subclass; enums msgspec encodes) their
+    plain value; any other type is refused."""
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, (numpy.generic, numpy.ndarray)):
         if value.dtype.kind == "f" and value.dtype.itemsize > 8:  # longdouble: tolist() keeps it numpy
             value = value.astype(numpy.float64)
         return value.tolist()
+    for plain in (str, int, float):  # bool cannot be subclassed, and msgspec encodes bool itself
+        if isinstance(value, plain):
+            return plain(value)
     raise TypeError(f"cannot encode a value of type {type(value).__name__}")
 
 
