@@ -413,3 +413,60 @@ def test_under_a_small_buffer_a_write_takes_at_most_a_row_per_kib_of_it(tmp_path
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["written"] == 60_000 and out["dropped"] == {}, out
     assert max(out["counts"]) == 16 * 1024, out["counts"]  # as large as allowed while rows wait, never larger
+
+
+def test_a_bug_in_a_write_counts_only_its_own_rows_while_more_wait_behind_it(workdir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the second append raises (a bug) while 50 rows logged meanwhile wait in the queue: its 100 rows are
+    # the internal_error drops, the 50 waiting ones are written after it (accepted = written + dropped)
+    from ml_dash.agent import rundir
+
+    real_append, calls = rundir.RunWriter._append, []
+    entered, release = threading.Event(), threading.Event()
+
+    async def second_append_fails(self: rundir.RunWriter, stream: object, blobs: list, count: int) -> int:
+        if getattr(stream, "name", "") == "metrics/train":
+            calls.append(count)
+            if len(calls) == 2:
+                entered.set()
+                for _ in range(3000):  # bounded: 30 s
+                    if release.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+                raise RuntimeError("a bug in the writer")
+        return await real_append(self, stream, blobs, count)
+
+    monkeypatch.setattr(rundir.RunWriter, "_append", second_append_fails)
+    exp = Experiment(prefix="a/b/bug")
+    with exp.run:
+        train = exp.metrics("train")
+        for i in range(100):
+            train.log(step=i)
+        exp.flush()
+        for i in range(100, 200):
+            train.log(step=i)
+        flusher = threading.Thread(target=exp.flush)
+        flusher.start()
+        assert entered.wait(30), "the second write never started"
+        for i in range(200, 250):
+            train.log(step=i)
+        release.set()
+        flusher.join(30)
+        exp.flush()
+        counts = exp.stats()["streams"]["metrics/train"]
+    assert calls[:2] == [100, 100]
+    assert counts["accepted"] == 250 and counts["written"] == 150 and counts["dropped"] == {"internal_error": 100}, counts
+    steps = [r["data"]["step"] for r in read_jsonl(exp.directory / "metrics/train/data.jsonl")]
+    assert steps == [*range(100), *range(200, 250)]
+
+
+def test_whole_lines_counts_every_line_of_the_blobs_written_whole_and_stops_inside_the_cut_one() -> None:
+    from ml_dash.agent.rundir import whole_lines
+
+    first, second, third = b"a\n" * 300, b"bb\n" * 2, b"c\n" * 10
+    blobs = [first, second, third]
+    assert whole_lines(blobs, len(first) + len(second) + 5) == (302 + 2, len(first) + len(second) + 4)
+    assert whole_lines(blobs, len(first)) == (300, len(first))
+    assert whole_lines(blobs, len(first) + 4) == (301, len(first) + 3)
+    assert whole_lines(blobs, sum(map(len, blobs))) == (312, sum(map(len, blobs)))
+    assert whole_lines(blobs, 0) == (0, 0)
