@@ -250,3 +250,37 @@ def test_a_drop_that_finds_the_queue_already_drained_counts_nothing_and_raises_n
     stream = _stream(1 << 40, lambda: 0)
     stream._drop_last()
     assert stream.counters.dropped == {} and len(stream.queue) == 0
+
+
+def test_a_forked_child_takes_back_its_own_row_whatever_other_threads_rows_are_queued_before_it() -> None:
+    """In a forked child each call takes its own row back out of the queue (a no-op: the queue does not
+    grow however much it logs), found from the right: another thread's row, appended before it and not
+    yet taken back by its own call, stays until that call takes it."""
+    stream = _stream(1 << 40, lambda: 0)
+    stream.forget()
+    other = {"thread": "other"}
+    stream.queue.append(other)  # another thread's call, between its append and its slow path
+    for n in range(50):
+        row = {"n": n}
+        stream.queue.append(row)
+        stream.on_threshold(row)
+    assert list(stream.queue) == [other]
+    stream.on_threshold(other)
+    assert len(stream.queue) == 0
+
+
+def test_a_call_whose_row_the_final_drain_took_stands_and_one_whose_row_is_still_queued_is_refused() -> None:
+    """After the seal: the final drain took a row appended before it (written: the call stands, no error);
+    a row still in the queue is taken back and its call refused (StreamClosedError)."""
+    from ml_dash.agent.streams import StreamClosedError
+
+    stream = _stream(1 << 40, lambda: 0)
+    stream.close()
+    stream.seal.sealed = True
+    drained = {"n": 0}  # appended, then taken by the final drain before this call reached the slow path
+    stream.on_threshold(drained)
+    queued = {"n": 1}
+    stream.queue.append(queued)
+    with pytest.raises(StreamClosedError):
+        stream.on_threshold(queued)
+    assert len(stream.queue) == 0
