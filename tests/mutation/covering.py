@@ -33,6 +33,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 #: pytest's exit codes for "a node id was not found" (usage error) and "no tests collected".
 _NOT_FOUND = {4, 5}
@@ -51,8 +52,9 @@ sigterm = true
 
 # -- the recording run: a pytest plugin (``-p covering``) -------------------------------
 
-def pytest_runtest_protocol(item, nextitem):  # type: ignore[no-untyped-def]
-    """Each test its own coverage context; the ids in the order they ran, for the selection's order."""
+def pytest_runtest_protocol(item: Any, nextitem: Any) -> None:
+    """Each test its own coverage context; the ids in the order they ran, for the selection's order.
+    Returns None: pytest's own protocol then runs the test."""
     import coverage
 
     current = coverage.Coverage.current()

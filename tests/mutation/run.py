@@ -47,6 +47,8 @@ def main() -> int:
     args = parser.parse_args()
     if importlib.util.find_spec("cosmic_ray") is None:  # not in the dev extra: said here, not as a traceback
         parser.error('cosmic-ray is not installed: pip install -e ".[dev,mutation]" (docs/development.md)')
+    if not args.whole and importlib.util.find_spec("coverage") is None:  # the selection's map needs it
+        parser.error('coverage is not installed: pip install -e ".[dev,mutation]" (or run with --whole)')
     table = tomllib.loads((HERE / "modules.toml").read_text())
     unknown = set(args.names) - set(table)
     if unknown:
