@@ -19,6 +19,7 @@ import pytest
 
 from ml_dash import Experiment, RunLockedError
 from ml_dash._run.runlock import is_held
+from ml_dash.format.layout import LOCK_FILE
 
 from .conftest import python_script, read_json, read_jsonl, start_script
 
@@ -653,3 +654,22 @@ def test_row16_a_live_handle_keeps_its_experiment_referenced(workdir: Path, impl
     """, workdir, env={"ML_DASH_PURE_PYTHON": "1"} if impl == "python" else None)
     assert "refused:" in result.stdout and "handle still logs" in result.stdout, result.stdout + result.stderr
     assert "exp.metrics(...)" in result.stdout
+
+
+def test_row16_a_program_the_writer_starts_does_not_hold_its_lock(workdir: Path) -> None:
+    """A run's lock file is opened close-on-exec: a program the writer starts (os.system, a subprocess
+    that keeps the parent's descriptors) holds no copy of it, so it cannot keep the run locked after the
+    writer crashed."""
+    exp = Experiment(prefix="a/b/c")
+    exp.run.start()
+    try:
+        child = subprocess.Popen(["sleep", "30"], close_fds=False)
+        try:
+            held = [os.readlink(f"/proc/{child.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{child.pid}/fd")]
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+        lock = os.path.realpath(exp.directory / LOCK_FILE)
+        assert os.path.exists(lock) and lock not in held, held
+    finally:
+        exp.run.complete()
