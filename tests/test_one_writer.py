@@ -673,3 +673,40 @@ def test_row16_a_program_the_writer_starts_does_not_hold_its_lock(workdir: Path)
         assert os.path.exists(lock) and lock not in held, held
     finally:
         exp.run.complete()
+
+
+def test_row16_a_holder_that_has_not_recorded_itself_yet_is_refused_as_a_live_holder(workdir: Path) -> None:
+    """Between taking the lock and writing its record a writer's lock file is empty (or, on a full disk,
+    stays so): a second writer is refused as by a holder that may be alive, naming what it cannot tell."""
+    directory = workdir / ".dash" / "a" / "b" / "c"
+    holder = start_script(f"""
+        import sys
+        from pathlib import Path
+        from ml_dash._run.runlock import _lock_file
+        directory = Path({str(directory)!r})
+        directory.mkdir(parents=True)
+        fd = _lock_file(directory)  # locked, no record written
+        print("locked", flush=True)
+        sys.stdin.readline()
+    """, workdir)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError) as refused:
+            Experiment(prefix="a/b/c").run.start()
+        assert "is held by another process: pid ? on ?" in str(refused.value), str(refused.value)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+
+
+def test_a_recorded_writer_of_another_host_may_be_alive_whatever_pid_ends_here() -> None:
+    """A pid says nothing across hosts (a run directory on a shared file system): a writer recorded on
+    another host is never judged ended from this host's processes, however its name sorts."""
+    from ml_dash._run.runlock import _may_be_alive
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)  # a pid that has ended here
+    here = socket.gethostname()
+    assert _may_be_alive({"pid": gone.pid, "hostname": here}) is False
+    for other in ("0-sorts-first", "~sorts-last", here + "-other"):
+        assert _may_be_alive({"pid": gone.pid, "hostname": other}) is True, other
