@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -710,3 +711,11 @@ def test_a_recorded_writer_of_another_host_may_be_alive_whatever_pid_ends_here()
     assert _may_be_alive({"pid": gone.pid, "hostname": here}) is False
     for other in ("0-sorts-first", "~sorts-last", here + "-other"):
         assert _may_be_alive({"pid": gone.pid, "hostname": other}) is True, other
+    living = subprocess.Popen(["sleep", "30"])
+    try:  # asked, not signalled: the check sends no signal a process would act on
+        assert _may_be_alive({"pid": living.pid, "hostname": here}) is True
+        time.sleep(0.2)
+        assert living.poll() is None, f"the living writer ended: {living.returncode}"
+    finally:
+        living.kill()
+        living.wait(timeout=10)
