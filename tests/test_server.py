@@ -652,7 +652,10 @@ def test_a_decode_worker_killed_costs_a_503_and_the_server_starts_new_ones(tmp_p
         workers = _decode_workers(srv.proc.pid)
         assert len(workers) == 2
         for pid in workers:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # the pool ends its other workers once one dies: it may have been first
+                pass
         headers = {"X-ML-Dash-User": "alice", "Content-Encoding": "zstd"}
         statuses = []
         for _ in range(5):  # bounded: the first request may meet the broken pool, a later one the new pool
