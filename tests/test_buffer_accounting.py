@@ -152,6 +152,9 @@ def test_a_dropping_stream_takes_rows_again_only_once_the_buffer_is_at_most_half
     stream = _stream(14, lambda: 2)
     stream._start_dropping()
     assert stream._wait_for_room(5) is True and stream.state == "open"  # 2 + 5 <= 7
+    stream = _stream(14, lambda: 0)
+    stream._start_dropping()
+    assert stream._wait_for_room(1) is True and stream.state == "open"  # well below half: 0 + 1 <= 7
 
 
 def test_a_caller_waiting_for_room_is_let_in_as_soon_as_the_agent_frees_it() -> None:
