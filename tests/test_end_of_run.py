@@ -470,3 +470,17 @@ def test_whole_lines_counts_every_line_of_the_blobs_written_whole_and_stops_insi
     assert whole_lines(blobs, len(first) + 4) == (301, len(first) + 3)
     assert whole_lines(blobs, sum(map(len, blobs))) == (312, sum(map(len, blobs)))
     assert whole_lines(blobs, 0) == (0, 0)
+
+
+def test_saved_files_are_counted_written_once_on_disk_and_none_stays_pending(workdir: Path) -> None:
+    """The files' counts keep accepted = written + dropped + pending: two files saved and flushed are two
+    written and none pending, during the run and at its end."""
+    exp = Experiment(prefix="a/b/files")
+    with exp.run:
+        exp.files("x").save(b"abc", "one.bin")
+        exp.files("x").save(b"de", "two.bin")
+        exp.flush()
+        during = exp.stats()["streams"]["files"]
+    after = exp.stats()["streams"]["files"]
+    for counts in (during, after):
+        assert (counts["accepted"], counts["written"], counts["dropped"], counts["pending"]) == (2, 2, {}, 0), counts
