@@ -676,17 +676,21 @@ def test_row16_a_program_the_writer_starts_does_not_hold_its_lock(workdir: Path)
         exp.run.complete()
 
 
-def test_row16_a_holder_that_has_not_recorded_itself_yet_is_refused_as_a_live_holder(workdir: Path) -> None:
+@pytest.mark.parametrize("record", [b"", b"\xff{not a record"])
+def test_row16_a_holder_that_has_not_recorded_itself_yet_is_refused_as_a_live_holder(workdir: Path,
+                                                                                    record: bytes) -> None:
     """Between taking the lock and writing its record a writer's lock file is empty (or, on a full disk,
-    stays so): a second writer is refused as by a holder that may be alive, naming what it cannot tell."""
+    stays so; or half written, damaged): a second writer is refused as by a holder that may be alive,
+    naming what it cannot tell."""
     directory = workdir / ".dash" / "a" / "b" / "c"
     holder = start_script(f"""
-        import sys
+        import os, sys
         from pathlib import Path
         from ml_dash._run.runlock import _lock_file
         directory = Path({str(directory)!r})
         directory.mkdir(parents=True)
         fd = _lock_file(directory)  # locked, no record written
+        os.pwrite(fd, {record!r}, 0)
         print("locked", flush=True)
         sys.stdin.readline()
     """, workdir)
