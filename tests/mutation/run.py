@@ -41,6 +41,8 @@ def main() -> int:
                              "instead of starting it afresh; refused for a module changed since that session")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop each module's mutants after this long (the session can be resumed)")
+    parser.add_argument("--pending-only", action="store_true",
+                        help="with --resume: run only the mutants not run yet, keeping the survivors' results")
     parser.add_argument("--whole", action="store_true",
                         help="run each mutant against the entry's whole test command, not only the tests that ran "
                              "its statement (with --resume: confirm the survivors the selection left)")
@@ -54,7 +56,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown module entries {sorted(unknown)}; known: {sorted(table)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [check(name, table[name], args.out, args.resume, args.minutes, args.whole)
+    if args.pending_only and not args.resume:
+        parser.error("--pending-only goes with --resume")
+    rows = [check(name, table[name], args.out, args.resume, args.minutes, args.whole, args.pending_only)
             for name in (args.names or list(table))]
     print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'annotations':>12}  survivors")
     for name, counts, survivors in rows:
@@ -64,7 +68,8 @@ def main() -> int:
 
 
 def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
-          minutes: float | None = None, whole: bool = False) -> tuple[str, dict[str, int], Path]:
+          minutes: float | None = None, whole: bool = False,
+          pending_only: bool = False) -> tuple[str, dict[str, int], Path]:
     clone = Path(tempfile.mkdtemp(prefix=f"ml-dash-mutation-{name}-"))
     try:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
@@ -98,8 +103,9 @@ def check(name: str, entry: dict[str, str], out: Path, resume: bool = False,
         if baseline.returncode != 0:
             raise SystemExit(f"{name}: its tests fail without any mutant:\n{baseline.stdout[-3000:]}")
         if resume and session.exists():  # its survivors are tried again: tests may have been added since
-            with sqlite3.connect(session) as db:
-                db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+            if not pending_only:
+                with sqlite3.connect(session) as db:
+                    db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
         else:
             session.unlink(missing_ok=True)
             stamp.write_text(digest)
