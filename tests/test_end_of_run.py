@@ -9,6 +9,7 @@ import random
 import textwrap
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -354,18 +355,7 @@ def test_a_bug_in_the_writer_costs_only_the_rows_of_its_writes_and_counts_them(w
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # the second and third appends raise (a bug, not a disk error): their 100 rows each are dropped as
     # internal_error, the writes before and after them land, and accepted = written + dropped holds
-    from ml_dash.agent import rundir
-
-    real_append, calls = rundir.RunWriter._append, []
-
-    async def second_append_fails(self: rundir.RunWriter, stream: object, blobs: list, count: int) -> int:
-        if getattr(stream, "name", "") == "metrics/train":
-            calls.append(count)
-            if len(calls) in (2, 3):
-                raise RuntimeError("a bug in the writer")
-        return await real_append(self, stream, blobs, count)
-
-    monkeypatch.setattr(rundir.RunWriter, "_append", second_append_fails)
+    calls = _train_appends_fail(monkeypatch, (2, 3))
     exp = Experiment(prefix="a/b/bug")
     with exp.run:
         train = exp.metrics("train")
@@ -419,24 +409,16 @@ def test_a_bug_in_a_write_counts_only_its_own_rows_while_more_wait_behind_it(wor
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # the second append raises (a bug) while 50 rows logged meanwhile wait in the queue: its 100 rows are
     # the internal_error drops, the 50 waiting ones are written after it (accepted = written + dropped)
-    from ml_dash.agent import rundir
-
-    real_append, calls = rundir.RunWriter._append, []
     entered, release = threading.Event(), threading.Event()
 
-    async def second_append_fails(self: rundir.RunWriter, stream: object, blobs: list, count: int) -> int:
-        if getattr(stream, "name", "") == "metrics/train":
-            calls.append(count)
-            if len(calls) == 2:
-                entered.set()
-                for _ in range(3000):  # bounded: 30 s
-                    if release.is_set():
-                        break
-                    await asyncio.sleep(0.01)
-                raise RuntimeError("a bug in the writer")
-        return await real_append(self, stream, blobs, count)
+    async def until_released() -> None:
+        entered.set()
+        for _ in range(3000):  # bounded: 30 s
+            if release.is_set():
+                return
+            await asyncio.sleep(0.01)
 
-    monkeypatch.setattr(rundir.RunWriter, "_append", second_append_fails)
+    calls = _train_appends_fail(monkeypatch, (2,), until_released)
     exp = Experiment(prefix="a/b/bug")
     with exp.run:
         train = exp.metrics("train")
@@ -484,3 +466,24 @@ def test_saved_files_are_counted_written_once_on_disk_and_none_stays_pending(wor
     after = exp.stats()["streams"]["files"]
     for counts in (during, after):
         assert (counts["accepted"], counts["written"], counts["dropped"], counts["pending"]) == (2, 2, {}, 0), counts
+
+
+def _train_appends_fail(monkeypatch: pytest.MonkeyPatch, failing: tuple[int, ...],
+                        before: Callable[[], Awaitable[None]] | None = None) -> list[int]:
+    """Make the metrics/train appends numbered ``failing`` (from 1) raise, as a bug in the writer would, after
+    ``before`` (when given) returns; the row counts of every metrics/train append come back in the list."""
+    from ml_dash.agent import rundir
+
+    real_append, calls = rundir.RunWriter._append, []
+
+    async def append(self: rundir.RunWriter, stream: object, blobs: list, count: int) -> int:
+        if getattr(stream, "name", "") == "metrics/train":
+            calls.append(count)
+            if len(calls) in failing:
+                if before is not None:
+                    await before()
+                raise RuntimeError("a bug in the writer")
+        return await real_append(self, stream, blobs, count)
+
+    monkeypatch.setattr(rundir.RunWriter, "_append", append)
+    return calls
